@@ -1,0 +1,340 @@
+"""The public plugin API: everything a plugin (built-in or third-party) may use.
+
+A plugin is one module exposing a `Plugin` object through the `opsbook.plugins`
+entry-point group::
+
+    # my_plugin.py                       # pyproject: [project.entry-points."opsbook.plugins"]
+    from pydantic import BaseModel       #            hello = "my_plugin:plugin"
+    from opsbook.plugin import Plugin, ActionContext, Result
+
+    plugin = Plugin("hello", "Greets people.")
+
+    class GreetArgs(BaseModel):
+        '''Arguments of hello.greet.'''
+        who: str
+
+    @plugin.action(check=True)
+    def greet(ctx: ActionContext, args: GreetArgs) -> Result:
+        '''Say hello to someone.'''
+        if ctx.check_mode:
+            return Result.ok(changed=True, msg=f"would greet {args.who}")
+        return Result.ok(stdout=f"hello {args.who}")
+
+The argument model is the schema: it validates the YAML (with line numbers), feeds
+`opsbook plugins`, `opsbook schema` and the docs. Actions are plain blocking functions;
+the executor decides how many run at once and enforces timeouts through `ctx.cancelled`.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+from opsbook.errors import PluginError
+
+
+class Status(str, enum.Enum):
+    """Outcome of one node (step x host)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    TIMED_OUT = "timed_out"
+    UNKNOWN = "unknown"  # check mode: the action cannot tell without acting
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A file a step collected into the run's evidence folder."""
+
+    path: str  # relative to the run's evidence folder
+    source: str  # where it came from, e.g. "web1:/var/log/nginx/error.log"
+    description: str = ""
+
+
+@dataclass(slots=True)
+class Result:
+    """What an action did on one host: returned, never printed."""
+
+    status: Status = Status.OK
+    changed: bool = False
+    rc: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    msg: str = ""
+    data: dict[str, Any] = field(default_factory=dict)  # facts for `register`
+    diff: str | None = None
+    evidence: list[Evidence] = field(default_factory=list)
+    # Set by the executor:
+    duration: float = 0.0
+    attempts: int = 1
+
+    @classmethod
+    def ok(cls, **kw: Any) -> "Result":
+        return cls(status=Status.OK, **kw)
+
+    @classmethod
+    def failed(cls, msg: str, **kw: Any) -> "Result":
+        return cls(status=Status.FAILED, msg=msg, **kw)
+
+    @classmethod
+    def unknown(cls, msg: str, **kw: Any) -> "Result":
+        return cls(status=Status.UNKNOWN, msg=msg, **kw)
+
+    @property
+    def failed_(self) -> bool:
+        return self.status in (Status.FAILED, Status.TIMED_OUT)
+
+    def registered(self) -> dict[str, Any]:
+        """The value `register:` stores: Ansible's shape, plus `status`."""
+        value: dict[str, Any] = dict(self.data)
+        value.update(
+            status=self.status.value,
+            changed=self.changed,
+            failed=self.failed_,
+            skipped=self.status is Status.SKIPPED,
+            unknown=self.status is Status.UNKNOWN,
+            timed_out=self.status is Status.TIMED_OUT,
+            ok=self.status is Status.OK,
+            msg=self.msg,
+            duration=self.duration,
+            attempts=self.attempts,
+        )
+        if self.rc is not None or self.stdout or self.stderr:
+            value.update(
+                rc=self.rc,
+                stdout=self.stdout,
+                stderr=self.stderr,
+                stdout_lines=self.stdout.splitlines(),
+                stderr_lines=self.stderr.splitlines(),
+            )
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What a Connection returns for one command."""
+
+    rc: int
+    stdout: str
+    stderr: str
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Become:
+    """Privilege escalation for a command (sudo)."""
+
+    user: str = "root"
+    password: str | None = None
+
+
+@runtime_checkable
+class Connection(Protocol):
+    """A way to run commands and move files on one host; reused across all its steps."""
+
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        become: Become | None = None,
+        cancel: threading.Event | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ) -> CommandResult:
+        """Run a shell string, or an argv list without a shell."""
+        ...
+
+    def put(self, data: bytes, remote_path: str, mode: int | None = None) -> None:
+        """Write bytes to a remote file atomically (temp file + rename)."""
+        ...
+
+    def get(self, remote_path: str, local_path: Path) -> int:
+        """Copy a remote file to a local path; return its size."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ConnectionFactory(Protocol):
+    """Builds a Connection for a host from its inventory vars."""
+
+    def __call__(self, host: "HostInfo") -> Connection: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    """The target of a node: its inventory name and effective vars."""
+
+    name: str
+    vars: Mapping[str, Any]
+
+    @property
+    def address(self) -> str:
+        return str(self.vars.get("ansible_host", self.name))
+
+    @property
+    def connection_kind(self) -> str:
+        return str(self.vars.get("ansible_connection", "ssh"))
+
+
+class Secrets(Protocol):
+    def redact(self, text: str) -> str: ...
+
+
+@dataclass
+class ActionContext:
+    """Everything an action may use while it runs on one host."""
+
+    host: HostInfo
+    step_name: str
+    check_mode: bool = False
+    diff_mode: bool = False
+    timeout: float | None = None  # seconds left for this attempt, None = no limit
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    evidence_dir: Path | None = None  # the run's evidence folder
+    become: Become | None = None
+    secrets: Any = None  # opsbook.secrets.SecretStore
+    run_id: str = ""
+    _connect: Callable[[HostInfo], Connection] | None = None
+    _output: Callable[[str], None] | None = None
+    _lookup_host: Callable[[str], HostInfo] | None = None
+
+    def connection(self, host: HostInfo | None = None) -> Connection:
+        """The pooled connection to this node's host (or another host, for delegation)."""
+        if self._connect is None:
+            raise PluginError("no connection provider in this context")
+        return self._connect(host or self.host)
+
+    def other_host(self, name: str) -> HostInfo:
+        """Inventory host by name (e.g. probe vantage points)."""
+        if self._lookup_host is None:
+            raise PluginError("no inventory in this context")
+        return self._lookup_host(name)
+
+    def output(self, line: str) -> None:
+        """Report a line of live output (shown as the node's latest line)."""
+        if self._output is not None:
+            self._output(line)
+
+    def deadline_left(self, default: float | None = None) -> float | None:
+        return self.timeout if self.timeout is not None else default
+
+    def evidence_path(self, relative: str) -> Path:
+        """A path inside the evidence folder; refuses anything that escapes it."""
+        if self.evidence_dir is None:
+            raise PluginError("this run has no evidence folder")
+        from opsbook.paths import safe_join
+
+        return safe_join(self.evidence_dir, relative)
+
+
+ActionFn = Callable[[ActionContext, Any], Result]
+RollbackFn = Callable[[Any, Result], "tuple[str, dict[str, Any]] | None"]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One action of a plugin: its function, argument model and capabilities."""
+
+    plugin: str
+    name: str
+    fn: ActionFn
+    args_model: type
+    doc: str
+    supports_check: bool  # the function itself honours ctx.check_mode read-only
+    idempotent: bool  # safe to run again after a crash without confirmation
+    inverse: RollbackFn | None  # declared inverse for rollback: (args, result) -> (action, args)
+    mutates: bool  # drains/stops/isolates something: `keep_healthy` applies
+    scalar_arg: str | None  # `plugin.action: "text"` fills this argument
+    shell_fields: frozenset[str]  # argument names rendered with shell quoting
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.plugin}.{self.name}"
+
+    def parse_args(self, raw: Any) -> Any:
+        """Validate rendered arguments into the args model (pydantic)."""
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            if self.scalar_arg is None:
+                raise PluginError(f"{self.full_name} takes a mapping of arguments")
+            raw = {self.scalar_arg: raw}
+        return self.args_model.model_validate(dict(raw))  # type: ignore[attr-defined]
+
+
+class Plugin:
+    """A named set of actions and connection kinds, exposed through an entry point."""
+
+    def __init__(self, name: str, doc: str = "") -> None:
+        self.name = name
+        self.doc = doc
+        self.actions: dict[str, ActionSpec] = {}
+        self.connections: dict[str, ConnectionFactory] = {}
+
+    def action(
+        self,
+        fn: ActionFn | None = None,
+        *,
+        name: str | None = None,
+        check: bool = False,
+        idempotent: bool = False,
+        inverse: RollbackFn | None = None,
+        mutates: bool = False,
+        scalar: str | None = None,
+        shell: Sequence[str] = (),
+    ) -> Any:
+        """Register an action; its second parameter's annotation is the argument model."""
+
+        def register(func: ActionFn) -> ActionFn:
+            model = _args_model(func)
+            action_name = name or func.__name__.rstrip("_")
+            self.actions[action_name] = ActionSpec(
+                plugin=self.name,
+                name=action_name,
+                fn=func,
+                args_model=model,
+                doc=inspect.cleandoc(func.__doc__ or "").strip(),
+                supports_check=check,
+                idempotent=idempotent,
+                inverse=inverse,
+                mutates=mutates,
+                scalar_arg=scalar,
+                shell_fields=frozenset(shell),
+            )
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def connection(self, kind: str) -> Callable[[ConnectionFactory], ConnectionFactory]:
+        """Register a connection factory for hosts with `ansible_connection: kind`."""
+
+        def register(factory: ConnectionFactory) -> ConnectionFactory:
+            self.connections[kind] = factory
+            return factory
+
+        return register
+
+
+def _args_model(func: Callable[..., Any]) -> type:
+    params = list(inspect.signature(func).parameters.values())
+    if len(params) != 2:
+        raise PluginError(f"action {func.__name__} must take (ctx, args)")
+    hints = inspect.get_annotations(func, eval_str=True)
+    model = hints.get(params[1].name)
+    if model is None or not hasattr(model, "model_validate"):
+        raise PluginError(
+            f"action {func.__name__}: annotate its args parameter with a pydantic model"
+        )
+    return model  # type: ignore[no-any-return]
+
+
+def elapsed_since(start: float) -> float:
+    return time.monotonic() - start

@@ -1,0 +1,77 @@
+"""Secret values and their redaction from every output opsbook writes."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from opsbook.errors import ParamError
+
+MASK = "********"
+
+
+class SecretStore:
+    """Holds secret values; `redact` replaces each of them in text before it is shown or stored."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def add(self, name: str, value: str) -> str:
+        with self._lock:
+            self._values[name] = value
+            self._pattern = None
+        return value
+
+    def resolve(self, name: str, source: str) -> str:
+        """Read a secret from `env:VAR`, `file:PATH` or a literal (`value:...`)."""
+        kind, _, ref = source.partition(":")
+        if kind == "env":
+            if ref not in os.environ:
+                raise ParamError(f'secret "{name}": environment variable {ref} is not set')
+            return self.add(name, os.environ[ref])
+        if kind == "file":
+            try:
+                return self.add(name, Path(ref).expanduser().read_text().rstrip("\n"))
+            except OSError as exc:
+                raise ParamError(f'secret "{name}": cannot read {ref}: {exc.strerror}') from None
+        if kind == "value":
+            return self.add(name, ref)
+        raise ParamError(
+            f'secret "{name}": unknown source "{source}"', hint="use env:VAR, file:PATH or --ask"
+        )
+
+    @property
+    def values(self) -> list[str]:
+        return list(self._values.values())
+
+    def _compiled(self) -> re.Pattern[str] | None:
+        with self._lock:
+            if self._pattern is None:
+                # Longest first, so a secret containing another is masked whole. Very short
+                # values would mask ordinary words; they are still masked, as a leak is worse.
+                vals = sorted({v for v in self._values.values() if v}, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(v) for v in vals)) if vals else None
+            return self._pattern
+
+    def redact(self, text: str) -> str:
+        pattern = self._compiled()
+        if pattern is None or not text:
+            return text
+        return pattern.sub(MASK, text)
+
+    def redact_any(self, value: Any) -> Any:
+        """Redact strings anywhere inside nested dicts/lists."""
+        if self._compiled() is None:
+            return value
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {k: self.redact_any(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.redact_any(v) for v in value]
+        return value
