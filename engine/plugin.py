@@ -67,7 +67,8 @@ class Result:
     stdout: str = ""
     stderr: str = ""
     msg: str = ""
-    data: dict[str, Any] = field(default_factory=dict)  # facts for `register`
+    data: dict[str, Any] = field(default_factory=dict)  # extra fields for `register`
+    facts: dict[str, Any] = field(default_factory=dict)  # become host variables (set_fact)
     diff: str | None = None
     evidence: list[Evidence] = field(default_factory=list)
     # Set by the executor:

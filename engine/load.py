@@ -1,0 +1,601 @@
+"""Load stage: a runbook file -> a validated `Runbook`, or every problem in it at once.
+
+The keyword tables below are the single description of the language: the loader checks
+against them and `opsbook schema` generates the JSON Schema from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from opsbook.errors import Diagnostic, LoadError, Position, ValidationError, did_you_mean
+from opsbook.model import (
+    PARAM_TYPES,
+    PHASES,
+    ActionCall,
+    KeepHealthy,
+    Objectives,
+    Param,
+    Runbook,
+    Step,
+    parse_duration,
+)
+from opsbook.registry import Registry
+from opsbook.template import is_template
+from opsbook.yamlsrc import PosDict, PosList, key_position, load_yaml
+
+ACTION_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """One keyword of the language: its JSON-schema type and help text."""
+
+    schema: dict[str, Any]
+    help: str
+
+
+def _t(kind: str, help_: str, **extra: Any) -> Keyword:
+    return Keyword({"type": kind, **extra}, help_)
+
+
+_STR_OR_LIST = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+_DURATION = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d)?)+$"}]}
+_COND = {"anyOf": [{"type": "string"}, {"type": "boolean"}, {"type": "array"}]}
+_ACTION_MAP = {"type": "object", "minProperties": 1, "maxProperties": 1,
+               "patternProperties": {ACTION_KEY.pattern: {}}}
+
+STEP_KEYWORDS: dict[str, Keyword] = {
+    "name": _t("string", "What the step does, in words; shown in plans, logs and reports."),
+    "id": _t("string", "Stable identifier for `needs:`; default: the name in kebab-case."),
+    "hosts": _t("string", "Ansible host pattern: groups, a:b, a:&b, a:!b, wildcards, ~regex."),
+    "needs": Keyword(_STR_OR_LIST, "Steps (ids or names) this step waits for; default: the previous step."),
+    "when": Keyword(_COND, "Run only when this Jinja expression (or all in the list) is true."),
+    "loop": Keyword({"anyOf": [{"type": "array"}, {"type": "string"}]}, "Run once per item (`item`)."),
+    "loop_control": Keyword({"type": "object", "properties": {"loop_var": {"type": "string"}, "label": {"type": "string"}}, "additionalProperties": False}, "loop_var and label, as in Ansible."),
+    "register": _t("string", "Store the result under this name for later steps."),
+    "retries": _t("integer", "Attempts after the first one (with `until`: until it holds).", minimum=0),
+    "delay": Keyword(_DURATION, "Pause between attempts (default 1s)."),
+    "backoff": _t("number", "Multiply the delay by this after each attempt (exponential backoff).", minimum=1),
+    "until": _t("string", "Retry until this expression holds (the result is `result`/the register name)."),
+    "timeout": Keyword(_DURATION, "Cancel the step on a host after this long; it is reported as timed out."),
+    "ignore_errors": _t("boolean", "A failure does not stop the host."),
+    "failed_when": Keyword(_COND, "Override failure: fail when this expression holds."),
+    "changed_when": Keyword(_COND, "Override change reporting."),
+    "serial": Keyword({"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "array"}]}, "Batches: a number, a percentage or a list of sizes."),
+    "max_fail_percentage": _t("number", "Stop scheduling when more than this % of the step's hosts failed.", minimum=0, maximum=100),
+    "max_errors": _t("integer", "Stop scheduling after this many failed nodes in the step.", minimum=0),
+    "run_once": _t("boolean", "Run on the first matching host only."),
+    "delegate_to": _t("string", "Run on this host instead, with the original host's variables."),
+    "become": _t("boolean", "Run as another user (sudo)."),
+    "become_user": _t("string", "User to become (default root)."),
+    "tags": Keyword(_STR_OR_LIST, "Select with --tags / --skip-tags."),
+    "approve": Keyword({"anyOf": [{"type": "boolean"}, {"type": "string"}]}, "Ask a human before running (message)."),
+    "rollback": Keyword(_ACTION_MAP, "Action that undoes this step; run in reverse order when the run fails."),
+    "notify": Keyword(_STR_OR_LIST, "Handlers to run at the end when this step changed something."),
+    "listen": Keyword(_STR_OR_LIST, "Handlers only: other names this handler answers to."),
+    "vars": _t("object", "Variables for this step only."),
+    "no_log": _t("boolean", "Hide this step's output and arguments everywhere."),
+    "keep_healthy": Keyword({"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "object"}]}, "Pre-flight: minimum healthy members that must remain (e.g. 2 or '50%')."),
+    "marks": Keyword({"type": "array", "items": {"enum": ["mitigation", "verification"]}}, "RTO accounting: this step mitigates / verifies recovery."),
+    "block": _t("array", "Steps run in order per host; see rescue/always."),
+    "rescue": _t("array", "Steps run on a host when a step of its block failed."),
+    "always": _t("array", "Steps run on a host after the block, whatever happened."),
+}
+
+RUNBOOK_KEYWORDS: dict[str, Keyword] = {
+    "opsbook": Keyword({"const": 1}, "Format version; must be 1."),
+    "name": _t("string", "Runbook name."),
+    "description": _t("string", "What it is for and when to use it."),
+    "phase": Keyword({"enum": list(PHASES)}, "Incident phase."),
+    "objectives": Keyword({"type": "object", "properties": {"rto": _DURATION, "rpo": _DURATION}, "additionalProperties": False}, "Recovery objectives, compared with what each run measures."),
+    "params": _t("object", "Typed parameters given with -e name=value."),
+    "vars": _t("object", "Variables."),
+    "hosts": _t("string", "Default host pattern for steps (default: localhost)."),
+    "steps": _t("array", "The steps."),
+    "handlers": _t("array", "Steps run at the end when notified."),
+    "lock": _t("string", "Named lock: two runs holding the same lock never run at once."),
+    "timeout": Keyword(_DURATION, "Whole-run timeout."),
+    "max_fail_percentage": _t("number", "Default for every step."),
+    "max_errors": _t("integer", "Stop scheduling new nodes after this many failures in the run."),
+}
+
+PARAM_KEYWORDS = {"type", "default", "required", "description", "secret", "choices"}
+
+
+class _Collector:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.problems: list[Diagnostic] = []
+
+    def error(self, pos: Position | None, message: str, hint: str = "") -> None:
+        self.problems.append(Diagnostic(pos or Position(self.filename), message, hint))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"boolean {value}".lower()
+    if isinstance(value, (int, float)):
+        return f"number {value}"
+    if isinstance(value, str):
+        short = value if len(value) <= 40 else value[:37] + "..."
+        return f'string "{short}"'
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+class RunbookLoader:
+    """Builds a Runbook from YAML text, collecting every problem of the file."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def load_file(self, path: str) -> Runbook:
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            raise LoadError(f"cannot read runbook: {exc.strerror}", Position(path)) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise LoadError(f"runbook is not UTF-8 text ({exc.reason})", Position(path)) from None
+        return self.load_text(text, path, hashlib.sha256(raw).hexdigest())
+
+    def load_text(self, text: str, filename: str, digest: str | None = None) -> Runbook:
+        data = load_yaml(text, filename)
+        digest = digest or hashlib.sha256(text.encode()).hexdigest()
+        c = _Collector(filename)
+        if not isinstance(data, PosDict):
+            raise ValidationError([Diagnostic(Position(filename, 1, 1),
+                                  f"a runbook must be a mapping with opsbook/name/steps, found {_kind(data)}")])
+        runbook = self._runbook(data, filename, digest, c)
+        if c.problems:
+            raise ValidationError(c.problems)
+        return runbook
+
+    # -- runbook level -------------------------------------------------------------------
+    def _runbook(self, data: PosDict, filename: str, digest: str, c: _Collector) -> Runbook:
+        for key in data:
+            if key not in RUNBOOK_KEYWORDS:
+                c.error(key_position(data, key), f'unknown runbook key "{key}"{did_you_mean(str(key), RUNBOOK_KEYWORDS)}',
+                        "expected one of: " + ", ".join(RUNBOOK_KEYWORDS))
+        version = data.get("opsbook")
+        if version != 1:
+            found = "missing" if "opsbook" not in data else f"found {_kind(version)}"
+            c.error(data.value_pos.get("opsbook", data.pos), f"expected `opsbook: 1` (format version), {found}")
+        name = self._str(data, "name", c, required=True) or "?"
+        phase = data.get("phase", "other")
+        if phase not in PHASES:
+            c.error(data.value_pos.get("phase"), f"phase must be one of {', '.join(PHASES)}, found {_kind(phase)}"
+                    + did_you_mean(str(phase), PHASES))
+        steps_raw = data.get("steps")
+        if not isinstance(steps_raw, PosList) or not steps_raw:
+            c.error(data.value_pos.get("steps", data.pos), f"expected `steps:` with a list of steps, found "
+                    + ("nothing" if steps_raw is None else _kind(steps_raw)))
+            steps_raw = PosList(data.pos)
+        ids: dict[str, Position] = {}
+        steps = self._steps(steps_raw, c, ids)
+        handlers_raw = data.get("handlers") or PosList(data.pos)
+        handlers = self._steps(handlers_raw, c, ids, handler=True) if isinstance(handlers_raw, PosList) else ()
+        if not isinstance(handlers_raw, PosList):
+            c.error(data.value_pos.get("handlers"), f"handlers must be a list of steps, found {_kind(handlers_raw)}")
+        vars_ = data.get("vars") or {}
+        if not isinstance(vars_, dict):
+            c.error(data.value_pos.get("vars"), f"vars must be a mapping, found {_kind(vars_)}")
+            vars_ = {}
+        return Runbook(
+            path=filename, name=name, digest=digest,
+            description=self._str(data, "description", c) or "",
+            phase=phase if phase in PHASES else "other",
+            objectives=self._objectives(data, c),
+            params=self._params(data, c),
+            vars=vars_,
+            hosts=self._str(data, "hosts", c) or "localhost",
+            steps=steps, handlers=handlers,
+            lock=self._str(data, "lock", c),
+            timeout=self._duration(data, "timeout", c),
+            max_fail_percentage=self._number(data, "max_fail_percentage", c),
+            max_errors=self._int(data, "max_errors", c),
+            pos=data.pos,
+        )
+
+    def _objectives(self, data: PosDict, c: _Collector) -> Objectives:
+        raw = data.get("objectives")
+        if raw is None:
+            return Objectives()
+        if not isinstance(raw, PosDict):
+            c.error(data.value_pos.get("objectives"), f"objectives must be a mapping like {{rto: 5m, rpo: 1m}}, found {_kind(raw)}")
+            return Objectives()
+        for key in raw:
+            if key not in ("rto", "rpo"):
+                c.error(key_position(raw, key), f'unknown objective "{key}"{did_you_mean(str(key), ("rto", "rpo"))}', "expected rto and/or rpo")
+        return Objectives(rto=self._duration(raw, "rto", c), rpo=self._duration(raw, "rpo", c))
+
+    def _params(self, data: PosDict, c: _Collector) -> tuple[Param, ...]:
+        raw = data.get("params")
+        if raw is None:
+            return ()
+        if not isinstance(raw, PosDict):
+            c.error(data.value_pos.get("params"), f"params must be a mapping of name: {{type, default}}, found {_kind(raw)}")
+            return ()
+        params = []
+        for name, spec in raw.items():
+            pos = raw.key_pos.get(name)
+            if not isinstance(spec, PosDict):  # shorthand `name: default`
+                params.append(Param(str(name), _infer_type(spec), spec, spec is None, pos=pos))
+                continue
+            for key in spec:
+                if key not in PARAM_KEYWORDS:
+                    c.error(key_position(spec, key), f'unknown parameter key "{key}"{did_you_mean(str(key), PARAM_KEYWORDS)}',
+                            "expected " + ", ".join(sorted(PARAM_KEYWORDS)))
+            ptype = spec.get("type", "string")
+            if ptype not in PARAM_TYPES:
+                c.error(spec.value_pos.get("type"), f'parameter type must be one of {", ".join(PARAM_TYPES)}, found {_kind(ptype)}'
+                        + did_you_mean(str(ptype), PARAM_TYPES))
+                ptype = "string"
+            choices = spec.get("choices") or ()
+            params.append(Param(
+                name=str(name), type=ptype, default=spec.get("default"),
+                required=bool(spec.get("required", "default" not in spec)),
+                description=str(spec.get("description", "")),
+                secret=bool(spec.get("secret", ptype == "secret")),
+                choices=tuple(choices) if isinstance(choices, list) else (), pos=pos,
+            ))
+        return tuple(params)
+
+    # -- steps -----------------------------------------------------------------------------
+    def _steps(self, raw: PosList, c: _Collector, ids: dict[str, Position], handler: bool = False) -> tuple[Step, ...]:
+        out = []
+        for index, item in enumerate(raw):
+            pos = raw.item_pos[index]
+            if not isinstance(item, PosDict):
+                c.error(pos, f"a step must be a mapping with a name and one action, found {_kind(item)}")
+                continue
+            step = self._step(item, c, ids, handler)
+            if step is not None:
+                out.append(step)
+        return tuple(out)
+
+    def _step(self, data: PosDict, c: _Collector, ids: dict[str, Position], handler: bool) -> Step | None:
+        actions: list[str] = []
+        for key in data:
+            if key in STEP_KEYWORDS:
+                continue
+            if isinstance(key, str) and ACTION_KEY.match(key):
+                self._check_action_name(key, data, c)
+                actions.append(key)
+                continue
+            suggestion = did_you_mean(str(key), list(STEP_KEYWORDS) + self.registry.action_names())
+            c.error(key_position(data, key), f'unknown step key "{key}"{suggestion}',
+                    "a step has one action `plugin.action:` plus keywords such as name, hosts, when, register")
+        is_block = "block" in data
+        name = data.get("name")
+        if name is not None and not isinstance(name, str):
+            c.error(data.value_pos.get("name"), f"name must be a string, found {_kind(name)}")
+            name = str(name)
+        if len(actions) > 1:
+            c.error(key_position(data, actions[1]), f"a step has exactly one action, found {len(actions)}: {', '.join(actions)}",
+                    "split it into several steps")
+        if not actions and not is_block:
+            c.error(data.pos, f'step "{name or "?"}" has no action', "add one `plugin.action:` key, e.g. local.command: ...")
+        if actions and is_block:
+            c.error(key_position(data, "block"), "a step cannot have both an action and a block")
+        for key in ("rescue", "always"):
+            if key in data and not is_block:
+                c.error(key_position(data, key), f"`{key}:` only goes with `block:`")
+        action = self._action_call(actions[0], data, c) if actions else None
+        if name is None:
+            name = actions[0] if actions else "block"
+        step_id = data.get("id")
+        if step_id is not None and not isinstance(step_id, str):
+            c.error(data.value_pos.get("id"), f"id must be a string, found {_kind(step_id)}")
+            step_id = None
+        step_id = step_id or _slug(name)
+        if step_id in ids:
+            if "id" in data:
+                c.error(data.value_pos.get("id"), f'duplicate step id "{step_id}" (first at line {ids[step_id].line})')
+            n = 2
+            while f"{step_id}-{n}" in ids:
+                n += 1
+            step_id = f"{step_id}-{n}"
+        ids[step_id] = data.pos
+        loop_control = data.get("loop_control") or {}
+        children = {key: self._children(data, key, c, ids) for key in ("block", "rescue", "always")}
+        return Step(
+            id=step_id, name=name, pos=data.pos, action=action,
+            block=children["block"], rescue=children["rescue"], always=children["always"],
+            hosts=self._str(data, "hosts", c),
+            needs=self._str_list(data, "needs", c),
+            when=self._cond(data, "when", c),
+            loop=data.get("loop"),
+            loop_var=str(loop_control.get("loop_var", "item")) if isinstance(loop_control, dict) else "item",
+            loop_label=loop_control.get("label") if isinstance(loop_control, dict) else None,
+            register=self._identifier(data, "register", c),
+            retries=self._int(data, "retries", c) or 0,
+            delay=self._duration(data, "delay", c) if "delay" in data else 1.0,  # type: ignore[arg-type]
+            backoff=self._number(data, "backoff", c) or 1.0,
+            until=self._str(data, "until", c),
+            timeout=self._duration(data, "timeout", c),
+            ignore_errors=self._bool(data, "ignore_errors", c),
+            failed_when=self._cond(data, "failed_when", c),
+            changed_when=self._cond(data, "changed_when", c),
+            serial=self._serial(data, c),
+            max_fail_percentage=self._number(data, "max_fail_percentage", c),
+            max_errors=self._int(data, "max_errors", c),
+            run_once=self._bool(data, "run_once", c),
+            delegate_to=self._str(data, "delegate_to", c),
+            become=self._bool(data, "become", c) if "become" in data else None,
+            become_user=self._str(data, "become_user", c),
+            tags=self._str_list(data, "tags", c),
+            approve=self._approve(data, c),
+            rollback=self._rollback(data, c),
+            notify=self._str_list(data, "notify", c),
+            listen=self._str_list(data, "listen", c) + ((name,) if handler else ()),
+            vars=data.get("vars") if isinstance(data.get("vars"), dict) else {},
+            no_log=self._bool(data, "no_log", c),
+            keep_healthy=self._keep_healthy(data, c),
+            marks=self._str_list(data, "marks", c),
+        )
+
+    def _children(self, data: PosDict, key: str, c: _Collector, ids: dict[str, Position]) -> tuple[Step, ...]:
+        raw = data.get(key)
+        if raw is None:
+            return ()
+        if not isinstance(raw, PosList):
+            c.error(data.value_pos.get(key), f"`{key}:` must be a list of steps, found {_kind(raw)}")
+            return ()
+        return self._steps(raw, c, ids)
+
+    def _check_action_name(self, key: str, data: PosDict, c: _Collector) -> None:
+        plugin_name, _, action_name = key.partition(".")
+        plugin = self.registry.plugins.get(plugin_name)
+        pos = key_position(data, key)
+        if plugin is None:
+            c.error(pos, f'unknown plugin "{plugin_name}" in "{key}"{did_you_mean(plugin_name, self.registry.plugins)}',
+                    "installed plugins: " + (", ".join(sorted(self.registry.plugins)) or "none") + " (see `opsbook plugins`)")
+        elif action_name not in plugin.actions:
+            c.error(pos, f'plugin "{plugin_name}" has no action "{action_name}"{did_you_mean(action_name, plugin.actions)}',
+                    f"{plugin_name} actions: " + ", ".join(sorted(plugin.actions)))
+
+    def _action_call(self, key: str, data: PosDict, c: _Collector) -> ActionCall:
+        args = data[key]
+        pos = data.key_pos.get(key, data.pos)
+        self._check_args(key, args, data.value_pos.get(key, pos), c)
+        return ActionCall(key, args, pos)
+
+    def _check_args(self, key: str, args: Any, pos: Position, c: _Collector) -> None:
+        spec = self.registry.action(key)
+        if spec is None:
+            return
+        from pydantic import ValidationError as PydanticError
+
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            if spec.scalar_arg is None:
+                c.error(pos, f"{key} takes a mapping of arguments, found {_kind(args)}",
+                        "arguments: " + ", ".join(spec.args_model.model_fields))  # type: ignore[attr-defined]
+                return
+            args = {spec.scalar_arg: args}
+        if is_template(args) or any(is_template(k) for k in args):
+            return
+        try:
+            spec.args_model.model_validate(dict(args))  # type: ignore[attr-defined]
+        except PydanticError as exc:
+            fields = spec.args_model.model_fields  # type: ignore[attr-defined]
+            for err in exc.errors():
+                if is_template(err.get("input")):
+                    continue  # rendered at run time; checked again then
+                loc = err.get("loc") or ()
+                where = _arg_pos(args, loc, pos)
+                field_name = ".".join(str(p) for p in loc) or "arguments"
+                if err["type"] == "missing":
+                    c.error(where, f"{key}: missing required argument \"{field_name}\"",
+                            "arguments: " + ", ".join(f"{n}{'' if f.is_required() else '?'}" for n, f in fields.items()))
+                elif err["type"] == "extra_forbidden":
+                    c.error(key_position(args, loc[0]) if len(loc) == 1 else where, f'{key}: unknown argument "{field_name}"{did_you_mean(str(loc[-1]), fields)}',
+                            "arguments: " + ", ".join(fields))
+                else:
+                    c.error(where, f"{key}: argument \"{field_name}\": {err['msg']}, found {_kind(err.get('input'))}")
+
+    def _rollback(self, data: PosDict, c: _Collector) -> ActionCall | None:
+        raw = data.get("rollback")
+        if raw is None:
+            return None
+        pos = data.value_pos.get("rollback")
+        if not isinstance(raw, PosDict) or len(raw) != 1:
+            c.error(pos, f"rollback must be a mapping with exactly one action (plugin.action: args), found {_kind(raw)}")
+            return None
+        (key,) = raw.keys()
+        if not isinstance(key, str) or not ACTION_KEY.match(key):
+            c.error(key_position(raw, key), f'rollback must name an action like local.command, found "{key}"')
+            return None
+        self._check_action_name(key, raw, c)
+        return self._action_call(key, raw, c)
+
+    def _keep_healthy(self, data: PosDict, c: _Collector) -> KeepHealthy | None:
+        raw = data.get("keep_healthy")
+        if raw is None:
+            return None
+        pos = data.value_pos.get("keep_healthy")
+        spec = raw if isinstance(raw, PosDict) else {"min": raw}
+        minimum, percent = _count_or_percent(spec.get("min"))
+        if minimum is None and percent is None:
+            c.error(pos, f"keep_healthy needs a minimum like 2 or '50%', found {_kind(spec.get('min'))}")
+            return None
+        probe = None
+        if isinstance(raw, PosDict):
+            for key in raw:
+                if key not in ("min", "group", "probe"):
+                    c.error(key_position(raw, key), f'unknown keep_healthy key "{key}"', "expected min, group, probe")
+            if isinstance(raw.get("probe"), PosDict) and len(raw["probe"]) == 1:
+                (pkey,) = raw["probe"].keys()
+                self._check_action_name(pkey, raw["probe"], c)
+                probe = self._action_call(pkey, raw["probe"], c)
+            elif "probe" in raw:
+                c.error(raw.value_pos.get("probe"), "keep_healthy.probe must be one action, e.g. probe.tcp: {port: 80}")
+        return KeepHealthy(minimum, percent, spec.get("group") if isinstance(raw, PosDict) else None, probe)
+
+    # -- typed fields ------------------------------------------------------------------------
+    def _typed(self, data: PosDict, key: str, c: _Collector, check: Callable[[Any], Any], expected: str) -> Any:
+        if key not in data:
+            return None
+        value = data[key]
+        try:
+            return check(value)
+        except (TypeError, ValueError) as exc:
+            detail = f" ({exc})" if str(exc) and "found" not in str(exc) else ""
+            c.error(data.value_pos.get(key), f"{key} must be {expected}, found {_kind(value)}{detail}")
+            return None
+
+    def _str(self, data: PosDict, key: str, c: _Collector, required: bool = False) -> str | None:
+        if required and key not in data:
+            c.error(data.pos, f"missing required key `{key}`")
+        return self._typed(data, key, c, _as_str, "a string")
+
+    def _identifier(self, data: PosDict, key: str, c: _Collector) -> str | None:
+        return self._typed(data, key, c, _as_identifier, "a name made of letters, digits and _")
+
+    def _bool(self, data: PosDict, key: str, c: _Collector) -> bool:
+        return bool(self._typed(data, key, c, _as_bool, "true or false"))
+
+    def _int(self, data: PosDict, key: str, c: _Collector) -> int | None:
+        return self._typed(data, key, c, _as_int, "a whole number")  # type: ignore[no-any-return]
+
+    def _number(self, data: PosDict, key: str, c: _Collector) -> float | None:
+        return self._typed(data, key, c, _as_number, "a number")  # type: ignore[no-any-return]
+
+    def _duration(self, data: PosDict, key: str, c: _Collector) -> float | None:
+        return self._typed(data, key, c, parse_duration, "a duration like 30s, 5m or 1h")  # type: ignore[no-any-return]
+
+    def _str_list(self, data: PosDict, key: str, c: _Collector) -> tuple[str, ...]:
+        return self._typed(data, key, c, _as_str_list, "a string or a list of strings") or ()
+
+    def _cond(self, data: PosDict, key: str, c: _Collector) -> tuple[Any, ...]:
+        return self._typed(data, key, c, _as_conditions, "an expression, true/false, or a list of them") or ()
+
+    def _serial(self, data: PosDict, c: _Collector) -> tuple[int | str, ...]:
+        return self._typed(data, "serial", c, _as_serial, "a number, a percentage like '30%', or a list of them") or ()
+
+    def _approve(self, data: PosDict, c: _Collector) -> str | None:
+        value = self._typed(data, "approve", c, _as_approve, "true or a message to show")
+        return value  # type: ignore[no-any-return]
+
+
+def _arg_pos(args: Any, loc: tuple[Any, ...], fallback: Position) -> Position:
+    from opsbook.yamlsrc import position_of
+
+    if isinstance(args, PosDict) and loc and loc[0] not in args:
+        return fallback
+    return position_of(args, loc, fallback) or fallback
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError()
+
+
+def _as_identifier(value: Any) -> str:
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        return value
+    raise ValueError()
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError()
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise TypeError()
+
+
+def _as_number(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    raise TypeError()
+
+
+def _as_str_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise TypeError()
+
+
+def _as_conditions(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, (str, bool)):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, (str, bool)) for v in value):
+        return tuple(value)
+    raise TypeError()
+
+
+def _as_serial(value: Any) -> tuple[int | str, ...]:
+    items = value if isinstance(value, list) else [value]
+    out: list[int | str] = []
+    for item in items:
+        count, percent = _count_or_percent(item)
+        if count is None and percent is None:
+            raise TypeError()
+        out.append(count if count is not None else f"{percent:g}%")
+        if count == 0:
+            raise ValueError("a batch size must be at least 1")
+    return tuple(out)
+
+
+def _as_approve(value: Any) -> str | None:
+    if value is True:
+        return ""
+    if value is False:
+        return None
+    if isinstance(value, str):
+        return value
+    raise TypeError()
+
+
+def _count_or_percent(value: Any) -> tuple[int | None, float | None]:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value, None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("%"):
+            try:
+                pct = float(text[:-1])
+            except ValueError:
+                return None, None
+            return (None, pct) if 0 < pct <= 100 else (None, None)
+        if text.isdigit():
+            return int(text), None
+    return None, None
+
+
+def _infer_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    return "string"
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug or "step"

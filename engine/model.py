@@ -1,0 +1,180 @@
+"""The runbook model: immutable, typed, and every piece knows where it was written."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from opsbook.errors import Position
+
+PHASES = ("first-response", "failover", "permanent-fix", "disaster-recovery", "other")
+PARAM_TYPES = ("string", "int", "bool", "duration", "host", "list", "dict", "secret")
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """'90s', '5m', '1h30m', '500ms' or a number of seconds -> seconds; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("a duration, not a boolean")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration must not be negative")
+        return float(value)
+    text = str(value).strip().replace(" ", "")
+    if not text:
+        raise ValueError("empty duration")
+    pos = 0
+    total = 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f'"{value}" is not a duration like 90s, 5m, 1h30m or 500ms') from None
+    return total
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 120:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionCall:
+    """`plugin.action: args` as written: args are still templates."""
+
+    name: str  # "plugin.action"
+    args: Any
+    pos: Position
+
+    @property
+    def plugin(self) -> str:
+        return self.name.partition(".")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    type: str = "string"
+    default: Any = None
+    required: bool = False
+    description: str = ""
+    secret: bool = False
+    choices: tuple[Any, ...] = ()
+    pos: Position | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Objectives:
+    rto: float | None = None
+    rpo: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeepHealthy:
+    """Pre-flight: at least `minimum` members of `group` must pass `probe` before acting."""
+
+    minimum: int | None = None
+    percent: float | None = None
+    group: str | None = None  # default: the step's hosts
+    probe: ActionCall | None = None  # default: the host var `health_probe` / a tcp probe
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step (an action) or a block of steps, with Ansible's keywords and ours."""
+
+    id: str
+    name: str
+    pos: Position
+    action: ActionCall | None = None
+    block: tuple["Step", ...] = ()
+    rescue: tuple["Step", ...] = ()
+    always: tuple["Step", ...] = ()
+    hosts: str | None = None
+    needs: tuple[str, ...] = ()
+    when: tuple[Any, ...] = ()
+    loop: Any = None
+    loop_var: str = "item"
+    loop_label: str | None = None
+    register: str | None = None
+    retries: int = 0
+    delay: float = 1.0
+    backoff: float = 1.0
+    until: str | None = None
+    timeout: float | None = None
+    ignore_errors: bool = False
+    failed_when: tuple[Any, ...] = ()
+    changed_when: tuple[Any, ...] = ()
+    serial: tuple[int | str, ...] = ()
+    max_fail_percentage: float | None = None
+    max_errors: int | None = None
+    run_once: bool = False
+    delegate_to: str | None = None
+    become: bool | None = None
+    become_user: str | None = None
+    tags: tuple[str, ...] = ()
+    approve: str | None = None
+    rollback: ActionCall | None = None
+    notify: tuple[str, ...] = ()
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    no_log: bool = False
+    keep_healthy: KeepHealthy | None = None
+    marks: tuple[str, ...] = ()  # "mitigation", "verification": feed RTO accounting
+    listen: tuple[str, ...] = ()  # handlers only: extra names they answer to
+
+    @property
+    def is_block(self) -> bool:
+        return self.action is None
+
+
+@dataclass(frozen=True, slots=True)
+class Runbook:
+    """A validated runbook file."""
+
+    path: str
+    name: str
+    digest: str  # sha256 of the file's bytes
+    description: str = ""
+    phase: str = "other"
+    objectives: Objectives = Objectives()
+    params: tuple[Param, ...] = ()
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    hosts: str = "localhost"
+    steps: tuple[Step, ...] = ()
+    handlers: tuple[Step, ...] = ()
+    lock: str | None = None
+    timeout: float | None = None
+    max_fail_percentage: float | None = None
+    max_errors: int | None = None
+    pos: Position | None = None
+
+    def all_steps(self) -> list[Step]:
+        """Every step in file order, blocks before their children."""
+        out: list[Step] = []
+
+        def walk(steps: tuple[Step, ...]) -> None:
+            for step in steps:
+                out.append(step)
+                walk(step.block)
+                walk(step.rescue)
+                walk(step.always)
+
+        walk(self.steps)
+        return out

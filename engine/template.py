@@ -1,0 +1,284 @@
+"""Jinja2 templates in a sandbox, with Ansible's common filters and shell quoting.
+
+- `SandboxedEnvironment` + `StrictUndefined`: a runbook cannot reach Python internals and
+  an undefined name is an error, not an empty string.
+- A string that is exactly one expression (`"{{ groups.web }}"`) renders to the native
+  value (list, dict, int), as Ansible does; anything else renders to a string.
+- In shell contexts every `{{ }}` value is shell-quoted unless the author writes `| raw`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shlex
+from functools import lru_cache
+from typing import Any, Iterable, Mapping
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from opsbook.errors import Position, TemplateError
+
+_SINGLE_EXPR = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.S)
+
+
+class RawShell(str):
+    """A value the author explicitly allowed into a shell command unquoted (`| raw`)."""
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    return str(value).strip().lower() in ("yes", "on", "1", "true", "y", "t")
+
+
+def _regex_search(value: str, pattern: str, *groups: str, ignorecase: bool = False) -> Any:
+    match = re.search(pattern, str(value), re.I if ignorecase else 0)
+    if match is None:
+        return None
+    if not groups:
+        return match.group(0)
+    picked = [match.group(int(g[1:]) if g.startswith("\\") else g) for g in groups]
+    return picked
+
+
+def _regex_replace(value: str, pattern: str = "", replacement: str = "", ignorecase: bool = False) -> str:
+    return re.sub(pattern, replacement, str(value), flags=re.I if ignorecase else 0)
+
+
+def _ternary(value: Any, true_val: Any, false_val: Any, none_val: Any = None) -> Any:
+    if value is None and none_val is not None:
+        return none_val
+    return true_val if value else false_val
+
+
+def _combine(*dicts: Mapping[str, Any], recursive: bool = False) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for d in dicts:
+        for key, value in d.items():
+            if recursive and isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+                result[key] = _combine(result[key], value, recursive=True)
+            else:
+                result[key] = value
+    return result
+
+
+def _flatten(value: Iterable[Any], levels: int | None = None) -> list[Any]:
+    out: list[Any] = []
+    for item in value:
+        if isinstance(item, (list, tuple)) and (levels is None or levels > 0):
+            out.extend(_flatten(item, None if levels is None else levels - 1))
+        else:
+            out.append(item)
+    return out
+
+
+def _mandatory(value: Any, msg: str | None = None) -> Any:
+    if value is None or value == "":
+        raise TemplateError(msg or "mandatory variable is empty")
+    return value
+
+
+def _unique(value: Iterable[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in value:
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def _to_yaml(value: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=False, sort_keys=False)
+
+
+def _from_yaml(value: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(value)
+
+
+FILTERS: dict[str, Any] = {
+    "bool": _bool,
+    "quote": lambda v: shlex.quote(str(v)),
+    "raw": lambda v: RawShell(v),
+    "to_json": lambda v, **kw: json.dumps(v, **kw),
+    "to_nice_json": lambda v, indent=4: json.dumps(v, indent=indent, sort_keys=True),
+    "from_json": lambda v: json.loads(v),
+    "to_yaml": _to_yaml,
+    "from_yaml": _from_yaml,
+    "regex_search": _regex_search,
+    "regex_replace": _regex_replace,
+    "regex_findall": lambda v, p: re.findall(p, str(v)),
+    "regex_escape": lambda v: re.escape(str(v)),
+    "b64encode": lambda v: base64.b64encode(str(v).encode()).decode(),
+    "b64decode": lambda v: base64.b64decode(str(v)).decode(),
+    "basename": lambda v: os.path.basename(str(v)),
+    "dirname": lambda v: os.path.dirname(str(v)),
+    "ternary": _ternary,
+    "combine": _combine,
+    "dict2items": lambda d: [{"key": k, "value": v} for k, v in d.items()],
+    "items2dict": lambda items: {i["key"]: i["value"] for i in items},
+    "flatten": _flatten,
+    "unique": _unique,
+    "difference": lambda a, b: [x for x in a if x not in b],
+    "intersect": lambda a, b: [x for x in a if x in b],
+    "union": lambda a, b: _unique(list(a) + list(b)),
+    "mandatory": _mandatory,
+    "split": lambda v, sep=None: str(v).split(sep),
+}
+
+TESTS: dict[str, Any] = {
+    "match": lambda v, p: re.match(p, str(v)) is not None,
+    "search": lambda v, p: re.search(p, str(v)) is not None,
+    "regex": lambda v, p: re.search(p, str(v)) is not None,
+    "failed": lambda r: bool(r.get("failed")) if isinstance(r, Mapping) else False,
+    "succeeded": lambda r: not r.get("failed") if isinstance(r, Mapping) else False,
+    "success": lambda r: not r.get("failed") if isinstance(r, Mapping) else False,
+    "changed": lambda r: bool(r.get("changed")) if isinstance(r, Mapping) else False,
+    "skipped": lambda r: bool(r.get("skipped")) if isinstance(r, Mapping) else False,
+    "unknown": lambda r: bool(r.get("unknown")) if isinstance(r, Mapping) else False,
+}
+
+BUILTIN_NAMES = frozenset(
+    {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none", "omit"}
+)
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Sandbox that also refuses str.format tricks and underscore attributes outright."""
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if attr.startswith("_") or attr in ("format", "format_map", "mro"):
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
+
+def _shell_finalize(value: Any) -> Any:
+    if isinstance(value, RawShell):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return " ".join(shlex.quote(str(v)) for v in value)
+    return shlex.quote("" if value is None else str(value))
+
+
+def _make_env(shell: bool) -> SandboxedEnvironment:
+    env = _Sandbox(
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        finalize=_shell_finalize if shell else None,
+    )
+    env.filters.update(FILTERS)
+    env.tests.update(TESTS)
+    # lipsum/cycler/joiner are harmless inside the sandbox, but nothing needs them and
+    # they are the classic first step of template-injection attacks.
+    for name in ("lipsum", "cycler", "joiner"):
+        env.globals.pop(name, None)
+    env.globals["omit"] = "__omit__"
+    return env
+
+
+_ENV = _make_env(shell=False)
+_SHELL_ENV = _make_env(shell=True)
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+@lru_cache(maxsize=8192)
+def _compiled(source: str, shell: bool) -> Any:
+    env = _SHELL_ENV if shell else _ENV
+    match = _SINGLE_EXPR.match(source.strip()) if not shell else None
+    if match:
+        return ("expr", env.compile_expression(match.group("expr"), undefined_to_none=False))
+    return ("tmpl", env.from_string(source))
+
+
+def _error(exc: Exception, source: str, pos: Position | None) -> TemplateError:
+    if isinstance(exc, UndefinedError):
+        return TemplateError(
+            f"undefined variable in template {source!r}: {exc.message}",
+            pos,
+            "define it under vars:/params:, register it in an earlier step, or use | default(...)",
+        )
+    if isinstance(exc, SecurityError):
+        return TemplateError(f"template {source!r} is not allowed: {exc}", pos,
+                             "templates run in a sandbox without access to Python internals")
+    if isinstance(exc, TemplateSyntaxError):
+        return TemplateError(f"template syntax error in {source!r}: {exc.message}", pos)
+    if isinstance(exc, TemplateError):
+        return TemplateError(f"{exc.message} in template {source!r}", pos, exc.hint)
+    return TemplateError(f"template {source!r} failed: {type(exc).__name__}: {exc}", pos)
+
+
+def _defined(value: Any) -> Any:
+    """A native expression can return an Undefined instead of raising; make it raise."""
+    if isinstance(value, Undefined):
+        str(value)  # raises UndefinedError, or SecurityError for unsafe attributes
+    return value
+
+
+def render(value: Any, context: Mapping[str, Any], *, shell: bool = False,
+           pos: Position | None = None) -> Any:
+    """Render a value (str, or nested dict/list of them) against `context`."""
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        try:
+            kind, compiled = _compiled(value, shell)
+            if kind == "expr":
+                return _defined(compiled(**context))
+            return compiled.render(context)
+        except Exception as exc:  # every failure inside a template becomes a TemplateError
+            raise _error(exc, value, pos) from None
+    if isinstance(value, dict):
+        return {k: render(v, context, shell=shell, pos=pos) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, context, shell=shell, pos=pos) for v in value]
+    return value
+
+
+def evaluate(expression: str, context: Mapping[str, Any], pos: Position | None = None) -> Any:
+    """Evaluate a bare Jinja expression (as in `when:` / `until:`), Ansible style."""
+    expr = expression.strip()
+    if expr.startswith("{{") and expr.endswith("}}"):
+        expr = expr[2:-2]
+    try:
+        kind, compiled = _compiled("{{" + expr + "}}", False)
+        return _defined(compiled(**context))
+    except Exception as exc:
+        raise _error(exc, expression, pos) from None
+
+
+@lru_cache(maxsize=8192)
+def referenced_names(source: str, expression: bool = False) -> frozenset[str]:
+    """Top-level names a template (or bare expression) reads; raises TemplateError on syntax."""
+    text = "{{" + source + "}}" if expression else source
+    try:
+        ast = _ENV.parse(text)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error in {source!r}: {exc.message}") from None
+    return frozenset(meta.find_undeclared_variables(ast))
+
+
+def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str]]:
+    """(name, attribute) pairs like ("params", "primary") read by a template."""
+    text = "{{" + source + "}}" if expression else source
+    try:
+        ast = _ENV.parse(text)
+    except TemplateSyntaxError:
+        return set()
+    found: set[tuple[str, str]] = set()
+    for node in ast.find_all(nodes.Getattr):
+        if isinstance(node.node, nodes.Name):
+            found.add((node.node.name, node.attr))
+    return found

@@ -1,0 +1,422 @@
+"""local: actions that run on the controller (commands, waits, assertions, HTTP, webhooks).
+
+Also provides the `local` connection (`ansible_connection: local`), so command-style
+actions of other plugins can target the controller itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsbook.plugin import (
+    ActionContext,
+    Become,
+    CommandResult,
+    HostInfo,
+    Plugin,
+    Result,
+    Status,
+)
+
+plugin = Plugin("local", "Run things on the controller: commands, waits, assertions, HTTP.")
+
+OUTPUT_CAP = 4 * 1024 * 1024
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- connection ------------------------------------------------------------------------
+
+
+class LocalConnection:
+    """Runs commands as subprocesses of the controller."""
+
+    def __init__(self, host: HostInfo | None = None) -> None:
+        self.host = host
+
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        become: Become | None = None,
+        cancel: threading.Event | None = None,
+        on_output: Callable[[str], None] | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> CommandResult:
+        argv: list[str] | str = command if isinstance(command, str) else list(command)
+        shell = isinstance(argv, str)
+        if become is not None and become.user != _current_user():
+            prefix = ["sudo", "-n", "-u", become.user, "--"]
+            argv = prefix + (["/bin/sh", "-c", argv] if shell else argv)  # type: ignore[operator]
+            shell = False
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                argv, shell=shell, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                cwd=cwd, env={**os.environ, **env} if env else None,
+            )
+        except FileNotFoundError as exc:
+            return CommandResult(127, "", f"command not found: {exc.filename}", time.monotonic() - start)
+        except PermissionError as exc:
+            return CommandResult(126, "", f"permission denied: {exc.filename}", time.monotonic() - start)
+        out, err = _communicate(proc, stdin, timeout, cancel, on_output)
+        return CommandResult(proc.returncode, out, err, time.monotonic() - start)
+
+    def put(self, data: bytes, remote_path: str, mode: int | None = None) -> None:
+        target = Path(remote_path)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
+
+    def get(self, remote_path: str, local_path: Path) -> int:
+        shutil.copyfile(remote_path, local_path)
+        return local_path.stat().st_size
+
+    def close(self) -> None:
+        pass
+
+
+def _current_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _communicate(
+    proc: subprocess.Popen[bytes],
+    stdin: bytes | None,
+    timeout: float | None,
+    cancel: threading.Event | None,
+    on_output: Callable[[str], None] | None,
+) -> tuple[str, str]:
+    """Collect output while honouring timeout and cancellation (kills the process group)."""
+    chunks: dict[str, list[bytes]] = {"out": [], "err": []}
+    sizes = {"out": 0, "err": 0}
+
+    def pump(stream: Any, key: str) -> None:
+        for line in iter(stream.readline, b""):
+            if sizes[key] < OUTPUT_CAP:
+                chunks[key].append(line)
+            sizes[key] += len(line)
+            if on_output is not None and key == "out":
+                on_output(line.decode(errors="replace").rstrip("\n"))
+        stream.close()
+
+    readers = [threading.Thread(target=pump, args=(proc.stdout, "out"), daemon=True),
+               threading.Thread(target=pump, args=(proc.stderr, "err"), daemon=True)]
+    for reader in readers:
+        reader.start()
+    if stdin and proc.stdin:
+        try:
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            proc.wait(timeout=0.05)
+            break
+        except subprocess.TimeoutExpired:
+            if (cancel is not None and cancel.is_set()) or (deadline and time.monotonic() > deadline):
+                _kill_group(proc)
+                proc.wait()
+                break
+    for reader in readers:
+        reader.join(timeout=2)
+    return (b"".join(chunks["out"]).decode(errors="replace"),
+            b"".join(chunks["err"]).decode(errors="replace"))
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # our own child's process group, by PID
+    except ProcessLookupError:
+        pass
+
+
+@plugin.connection("local")
+def local_connection(host: HostInfo) -> LocalConnection:
+    return LocalConnection(host)
+
+
+_CONTROLLER = LocalConnection()
+
+
+def _command_result(res: CommandResult, ok_rc: list[int], ctx: ActionContext) -> Result:
+    if ctx.cancelled.is_set():
+        return Result(status=Status.TIMED_OUT, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
+                      msg="cancelled (timeout)", changed=True)
+    status = Status.OK if res.rc in ok_rc else Status.FAILED
+    msg = "" if status is Status.OK else f"command exited with rc={res.rc}" + (
+        f": {res.stderr.strip().splitlines()[-1]}" if res.stderr.strip() else "")
+    return Result(status=status, rc=res.rc, stdout=res.stdout, stderr=res.stderr, msg=msg, changed=True)
+
+
+def _guard(args: Any) -> str | None:
+    """Ansible's creates/removes: a reason to skip, or None."""
+    if getattr(args, "creates", None) and os.path.exists(args.creates):
+        return f"{args.creates} exists"
+    if getattr(args, "removes", None) and not os.path.exists(args.removes):
+        return f"{args.removes} does not exist"
+    return None
+
+
+# -- actions ---------------------------------------------------------------------------
+
+
+class CommandArgs(_Args):
+    """Run a program on the controller without a shell."""
+
+    cmd: str | list[str] = Field(description="argv list, or a string split like a shell would")
+    chdir: str | None = None
+    env: dict[str, str] = {}
+    stdin: str | None = None
+    creates: str | None = Field(None, description="skip when this path exists")
+    removes: str | None = Field(None, description="skip unless this path exists")
+    ok_rc: list[int] = [0]
+
+
+@plugin.action(scalar="cmd")
+def command(ctx: ActionContext, args: CommandArgs) -> Result:
+    """Run a program (argv, no shell) on the controller."""
+    skip = _guard(args)
+    if skip:
+        return Result(status=Status.OK, changed=False, msg=f"skipped: {skip}")
+    if ctx.check_mode:
+        return Result.unknown("local.command cannot tell what a command would do; not run in check mode")
+    argv = shlex.split(args.cmd) if isinstance(args.cmd, str) else [str(a) for a in args.cmd]
+    res = _CONTROLLER.run(argv, stdin=args.stdin.encode() if args.stdin else None, timeout=ctx.timeout,
+                          cancel=ctx.cancelled, on_output=ctx.output, cwd=args.chdir, env=args.env or None)
+    return _command_result(res, args.ok_rc, ctx)
+
+
+class ShellArgs(CommandArgs):
+    """Run a shell command line on the controller; templated values are quoted."""
+
+    cmd: str = Field(description="shell command line (values in {{ }} are shell-quoted unless | raw)")
+    executable: str = "/bin/sh"
+
+
+@plugin.action(scalar="cmd", shell=["cmd"])
+def shell(ctx: ActionContext, args: ShellArgs) -> Result:
+    """Run a shell command line on the controller."""
+    skip = _guard(args)
+    if skip:
+        return Result(status=Status.OK, changed=False, msg=f"skipped: {skip}")
+    if ctx.check_mode:
+        return Result.unknown("local.shell cannot tell what a command would do; not run in check mode")
+    res = _CONTROLLER.run([args.executable, "-c", args.cmd], stdin=args.stdin.encode() if args.stdin else None,
+                          timeout=ctx.timeout, cancel=ctx.cancelled, on_output=ctx.output, cwd=args.chdir,
+                          env=args.env or None)
+    return _command_result(res, args.ok_rc, ctx)
+
+
+class ScriptArgs(_Args):
+    """Run a local script file with arguments."""
+
+    path: str
+    args: list[str] = []
+    interpreter: str | None = None
+    ok_rc: list[int] = [0]
+
+
+@plugin.action(scalar="path")
+def script(ctx: ActionContext, args: ScriptArgs) -> Result:
+    """Run a script file on the controller."""
+    if not os.path.isfile(args.path):
+        return Result.failed(f"script {args.path} does not exist")
+    if ctx.check_mode:
+        return Result.unknown("local.script is not run in check mode")
+    argv = ([args.interpreter] if args.interpreter else ["/bin/sh"]) + [args.path] + args.args
+    res = _CONTROLLER.run(argv, timeout=ctx.timeout, cancel=ctx.cancelled, on_output=ctx.output)
+    return _command_result(res, args.ok_rc, ctx)
+
+
+class WaitArgs(_Args):
+    """Sleep, or wait until a path exists / a TCP port accepts."""
+
+    seconds: float = 0
+    path: str | None = None
+    port: int | None = None
+    host: str = "127.0.0.1"
+    timeout: float = 300
+
+
+@plugin.action(scalar="seconds", check=True, idempotent=True)
+def wait(ctx: ActionContext, args: WaitArgs) -> Result:
+    """Sleep for `seconds`, or wait for a path or a port (up to `timeout`)."""
+    if args.path is None and args.port is None:
+        if ctx.cancelled.wait(args.seconds):
+            return Result(status=Status.TIMED_OUT, msg="cancelled while waiting")
+        return Result.ok(msg=f"waited {args.seconds:g}s")
+    import socket
+
+    deadline = time.monotonic() + args.timeout
+    what = args.path or f"{args.host}:{args.port}"
+    while time.monotonic() < deadline and not ctx.cancelled.is_set():
+        if args.path and os.path.exists(args.path):
+            return Result.ok(msg=f"{args.path} exists")
+        if args.port:
+            try:
+                with socket.create_connection((args.host, args.port), timeout=1):
+                    return Result.ok(msg=f"{what} accepts connections")
+            except OSError:
+                pass
+        ctx.cancelled.wait(0.2)
+    return Result.failed(f"gave up waiting for {what} after {args.timeout:g}s")
+
+
+class AssertArgs(_Args):
+    """Fail unless every condition holds (conditions are Jinja expressions)."""
+
+    that: list[Any] | Any
+    fail_msg: str | None = None
+    success_msg: str | None = None
+
+
+@plugin.action(scalar="that", check=True, idempotent=True)
+def assert_(ctx: ActionContext, args: AssertArgs) -> Result:
+    """Fail unless every condition holds (conditions are rendered to booleans by the engine)."""
+    conditions = args.that if isinstance(args.that, list) else [args.that]
+    for index, value in enumerate(conditions):
+        if not _truthy(value):
+            return Result.failed(args.fail_msg or f"assertion {index + 1} of {len(conditions)} failed: {value!r}")
+    return Result.ok(msg=args.success_msg or "all assertions passed")
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1", "on")
+    return bool(value)
+
+
+class SetArgs(BaseModel):
+    """Set host variables (Ansible's set_fact): any keys."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+@plugin.action(check=True, idempotent=True)
+def set(ctx: ActionContext, args: SetArgs) -> Result:  # noqa: A001 - the action's name
+    """Set variables on the host for later steps (like set_fact)."""
+    facts = dict(args.model_extra or {})
+    return Result.ok(facts=facts, data={"facts": facts})
+
+
+class NoopArgs(_Args):
+    """Do nothing (plans, benchmarks, placeholders)."""
+
+
+@plugin.action(check=True, idempotent=True)
+def noop(ctx: ActionContext, args: NoopArgs) -> Result:
+    """Do nothing and succeed."""
+    return Result()
+
+
+class FailArgs(_Args):
+    """Fail the step with a message."""
+
+    msg: str = "failed as requested"
+
+
+@plugin.action(scalar="msg", check=True, idempotent=True)
+def fail(ctx: ActionContext, args: FailArgs) -> Result:
+    """Fail with a message."""
+    return Result.failed(args.msg)
+
+
+class HttpArgs(_Args):
+    """Make an HTTP request from the controller."""
+
+    url: str
+    method: str = "GET"
+    body: Any = None
+    headers: dict[str, str] = {}
+    status: int | list[int] = [200]
+    timeout: float = 10
+
+
+def _http(ctx: ActionContext, url: str, method: str, body: Any, headers: dict[str, str],
+          timeout: float) -> tuple[int, str, float]:
+    data = None
+    if body is not None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", **headers} if not isinstance(body, str) else headers
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    start = time.monotonic()
+    limit = min(timeout, ctx.timeout) if ctx.timeout else timeout
+    try:
+        with urllib.request.urlopen(request, timeout=limit) as response:  # noqa: S310
+            return response.status, response.read(OUTPUT_CAP).decode(errors="replace"), time.monotonic() - start
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(OUTPUT_CAP).decode(errors="replace"), time.monotonic() - start
+
+
+@plugin.action(scalar="url", check=False)
+def http(ctx: ActionContext, args: HttpArgs) -> Result:
+    """Make an HTTP request; fail unless the status is expected."""
+    if ctx.check_mode and args.method.upper() not in ("GET", "HEAD"):
+        return Result.unknown(f"local.http {args.method} is not sent in check mode")
+    expected = args.status if isinstance(args.status, list) else [args.status]
+    try:
+        code, text, took = _http(ctx, args.url, args.method.upper(), args.body, args.headers, args.timeout)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Result.failed(f"{args.method} {args.url} failed: {reason}")
+    data: dict[str, Any] = {"status": code, "latency_ms": round(took * 1000, 1), "body": text}
+    try:
+        data["json"] = json.loads(text)
+    except ValueError:
+        pass
+    if code not in expected:
+        return Result.failed(f"expected HTTP {'/'.join(map(str, expected))} from {args.url}, got {code}",
+                             data=data, stdout=text)
+    return Result.ok(data=data, stdout=text)
+
+
+class NotifyArgs(_Args):
+    """POST a JSON message to a webhook (chat, paging, incident channel)."""
+
+    url: str
+    message: str
+    fields: dict[str, Any] = {}
+    timeout: float = 10
+
+
+@plugin.action(scalar="message")
+def notify(ctx: ActionContext, args: NotifyArgs) -> Result:
+    """POST {"text": message, ...fields} to a webhook URL."""
+    if ctx.check_mode:
+        return Result.unknown(f"would POST to {args.url}")
+    payload = {"text": args.message, "run": ctx.run_id, "step": ctx.step_name, **args.fields}
+    try:
+        code, text, _ = _http(ctx, args.url, "POST", payload, {}, args.timeout)
+    except (urllib.error.URLError, OSError) as exc:
+        return Result.failed(f"webhook {args.url} unreachable: {getattr(exc, 'reason', exc)}")
+    if code >= 300:
+        return Result.failed(f"webhook {args.url} answered HTTP {code}", stdout=text)
+    return Result.ok(changed=True, msg=f"posted to {args.url}", data={"status": code})
