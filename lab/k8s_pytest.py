@@ -1,0 +1,41 @@
+"""pytest fixture ``k8s_lab``: the real Kubernetes control plane of the lab.
+
+Register it with ``pytest_plugins = ["opsbook_lab.k8s_pytest"]`` (root conftest) or
+import ``k8s_lab`` into a conftest. Session scoped: it builds the binaries if they
+are missing and building is allowed (``CI`` set, or ``OPSBOOK_LAB_INSTALL=1``),
+otherwise skips with the reason; starts (or reuses) the control plane; and stops it
+at the end only if it started it.
+
+The first build takes a long time on 2 cores (see lab/k8s/README.md); run
+``lab/k8s/build.sh`` before pytest in CI so per-test timeouts do not cover it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from opsbook_lab import k8s
+
+
+def _may_build() -> bool:
+    ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+    return ci or os.environ.get("OPSBOOK_LAB_INSTALL") == "1"
+
+
+@pytest.fixture(scope="session")
+def k8s_lab() -> Iterator[k8s.K8sInfo]:
+    """Start (or reuse) the lab control plane with its seeded workload; yield K8sInfo."""
+    if not k8s.binaries_present():
+        if not _may_build():
+            pytest.skip("k8s lab binaries not built: run lab/k8s/build.sh "
+                        "(or set OPSBOOK_LAB_INSTALL=1 to build them here, ~30 min on 2 cores)")
+        k8s.build()
+    info = k8s.up()
+    try:
+        yield info
+    finally:
+        if info.started:
+            k8s.down()
