@@ -1,0 +1,124 @@
+"""pytest fixtures for the opsbook lab (loaded by tests/conftest.py).
+
+Fixtures
+  lab         session: a running :class:`opsbook_lab.lab.Lab` (``lab.info`` has hosts,
+              ports, paths). Reuses a lab that is already up (e.g. started by
+              ``.ci/run`` or ``opsbook-lab up``) and then leaves it running; otherwise
+              brings one up and tears down at the end of the session only what it
+              started (containers, network, and the dockerd if it started it).
+  lab_info    session: ``lab.info`` (:class:`opsbook_lab.lab.LabInfo`).
+  lab_healed  function: the lab, healed after the test (killed/stopped hosts started,
+              disconnected ones reconnected, paused ones thawed). Use it in tests that
+              inject faults.
+  lab_fresh   function: the lab with all containers recreated before the test (pristine
+              services: db1 primary, db2 replica, both web backends in the balancer).
+              Costs a few seconds.
+
+Every test using one of these is marked ``lab`` automatically (``-m "not lab"`` skips them).
+
+Environment
+  CI / OPSBOOK_LAB_INSTALL=1   run lab/install.sh (as root) if the engine is missing
+  OPSBOOK_LAB_KEEP=1           never tear the lab down at session end
+  OPSBOOK_LAB_SKIP=1           skip every lab test
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from . import paths
+from .daemon import LabError
+from .image import cache_file
+from .lab import Lab
+
+LAB_FIXTURES = {"lab", "lab_info", "lab_healed", "lab_fresh"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lab: needs the docker/sshd lab (opsbook_lab fixtures)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
+
+
+def _truthy(v: str | None) -> bool:
+    return bool(v) and v.lower() not in ("0", "false", "no", "")
+
+
+def _missing_tools() -> list[str]:
+    if os.environ.get("OPSBOOK_LAB_DOCKER_HOST"):
+        return []
+    missing = [t for t in ("dockerd",) if shutil.which(t) is None]
+    if not cache_file().exists() and shutil.which("debootstrap") is None:
+        missing.append("debootstrap")
+    return missing
+
+
+def _ensure_installed() -> None:
+    missing = _missing_tools()
+    if not missing:
+        return
+    if not (_truthy(os.environ.get("CI")) or _truthy(os.environ.get("OPSBOOK_LAB_INSTALL"))):
+        pytest.skip(f"lab: {', '.join(missing)} not installed; run `sudo bash lab/install.sh` "
+                    "or set OPSBOOK_LAB_INSTALL=1 to let the tests install it")
+    if os.geteuid() != 0:
+        pytest.skip(f"lab: {', '.join(missing)} not installed and not root to install it")
+    r = subprocess.run(["bash", str(paths.install_script())], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"lab/install.sh failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}",
+                    pytrace=False)
+    still = _missing_tools()
+    if still:
+        pytest.fail(f"lab/install.sh ran but {', '.join(still)} still missing", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def lab():
+    if _truthy(os.environ.get("OPSBOOK_LAB_SKIP")):
+        pytest.skip("lab: OPSBOOK_LAB_SKIP is set")
+    _ensure_installed()
+    if os.geteuid() != 0 and not os.environ.get("OPSBOOK_LAB_DOCKER_HOST"):
+        pytest.skip("lab: starting the lab's own dockerd needs root "
+                    "(or point OPSBOOK_LAB_DOCKER_HOST at a docker engine)")
+    the_lab = Lab()
+    preexisting = the_lab.load_info() is not None
+    try:
+        the_lab.up()
+    except LabError as e:
+        pytest.fail(f"lab: could not bring the lab up: {e}", pytrace=False)
+    yield the_lab
+    keep = _truthy(os.environ.get("OPSBOOK_LAB_KEEP"))
+    # Tear down only a lab this session created from nothing; a lab that was up
+    # (or described by lab.json) before the session belongs to whoever started it.
+    owned = the_lab.created_containers and not preexisting
+    try:
+        if owned and not keep:
+            the_lab.down(stop_daemon=the_lab.started_daemon)
+    finally:
+        the_lab.close()
+
+
+@pytest.fixture(scope="session")
+def lab_info(lab):
+    return lab.info
+
+
+@pytest.fixture
+def lab_healed(lab):
+    yield lab
+    lab.up()
+
+
+@pytest.fixture
+def lab_fresh(lab):
+    lab.reset()
+    yield lab
+    lab.up()

@@ -1,0 +1,1 @@
+pytest_plugins = ["opsbook_lab.pytest_plugin"]
