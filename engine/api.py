@@ -1,0 +1,144 @@
+"""The stages wired together: what the CLI (and Python callers, and tests) use.
+
+    runbook = load_runbook("runbooks/x.yaml", registry)
+    plan = make_plan(runbook, load_inventory_sources(["inv.ini"]), {"primary": "db1"})
+    summary = start_run(plan, registry, journal, RunOptions(), ...)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from opsbook.compile import Plan, compile_plan
+from opsbook.errors import RunError
+from opsbook.events import Listener
+from opsbook.execute import Approver, Executor, RunOptions, RunSummary
+from opsbook.journal import Journal, RunRecord, digest_files, new_run_id, whoami
+from opsbook.load import RunbookLoader
+from opsbook.model import Runbook
+from opsbook.paths import runs_dir
+from opsbook.registry import Registry
+from opsbook.secrets import SecretStore
+
+
+def load_runbook(path: str, registry: Registry) -> Runbook:
+    return RunbookLoader(registry).load_file(path)
+
+
+def load_inventory_sources(sources: Sequence[str]) -> Any:
+    from opsbook.inventory import Inventory, load_inventory
+
+    if not sources:
+        return Inventory.localhost()
+    return load_inventory(list(sources))
+
+
+def make_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | None = None) -> Plan:
+    return compile_plan(runbook, inventory, params)
+
+
+@dataclass
+class RunRequest:
+    """Everything a run needs besides the plan."""
+
+    inventory_sources: list[str] = field(default_factory=list)
+    options: RunOptions = field(default_factory=RunOptions)
+    secrets: SecretStore = field(default_factory=SecretStore)
+    listeners: list[Listener] = field(default_factory=list)
+    approver: Approver | None = None
+    incident_start: float | None = None
+    given_params: dict[str, Any] = field(default_factory=dict)
+
+
+def start_run(plan: Plan, registry: Registry, journal: Journal, request: RunRequest,
+              run_id: str | None = None, on_executor: Any = None) -> RunSummary:
+    """Record a new run in the journal and execute it."""
+    run_id = run_id or new_run_id()
+    rb = plan.runbook
+    evidence = runs_dir() / run_id / "evidence" if request.options.evidence_dir is None else request.options.evidence_dir
+    evidence.mkdir(parents=True, exist_ok=True)
+    request.options.evidence_dir = evidence
+    secret_names = {p.name for p in rb.params if p.secret}
+    for name in secret_names:
+        value = plan.params.get(name)
+        if value:
+            request.secrets.add(name, str(value))
+    journal.create_run(RunRecord(
+        id=run_id, runbook_path=os.path.abspath(rb.path), runbook_name=rb.name, digest=rb.digest,
+        params=request.secrets.redact_any({k: ("********" if k in secret_names else v)
+                                           for k, v in request.given_params.items()}),
+        inventory=[os.path.abspath(s) for s in request.inventory_sources],
+        inventory_digest=digest_files(request.inventory_sources) if request.inventory_sources else "",
+        options=_options_record(request.options), status="running", started=time.time(), finished=None,
+        who=whoami(), host=socket.gethostname(), pid=os.getpid(),
+        objectives={"rto": rb.objectives.rto, "rpo": rb.objectives.rpo},
+        incident_start=request.incident_start, summary={}))
+    return _drive(plan, registry, journal, request, run_id, {}, on_executor)
+
+
+def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRequest,
+               forget: Iterable[str] = (), allow_changed: bool = False, on_executor: Any = None) -> RunSummary:
+    """Continue a run from the journal: done nodes are not executed again."""
+    record = journal.get_run(run_id)
+    run_id = record.id
+    runbook = load_runbook(record.runbook_path, registry)
+    if runbook.digest != record.digest and not allow_changed:
+        raise RunError(f"{record.runbook_path} changed since run {run_id} started; "
+                       "resume with --allow-changed to use the new version")
+    request.inventory_sources = request.inventory_sources or record.inventory
+    params = {**record.params, **request.given_params}
+    missing = [n for n, v in record.params.items() if v == "********" and n not in request.given_params]
+    if missing:
+        raise RunError(f"secret parameters are not stored in the journal; pass them again: "
+                       + ", ".join(f"--secret {n}=env:VAR" for n in missing))
+    plan = make_plan(runbook, load_inventory_sources(request.inventory_sources), params)
+    forget = list(forget)
+    if forget:
+        journal.forget_nodes(run_id, forget)
+    prior = journal.nodes(run_id)
+    request.options.evidence_dir = request.options.evidence_dir or runs_dir() / run_id / "evidence"
+    request.options.evidence_dir.mkdir(parents=True, exist_ok=True)
+    journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(forget)})
+    return _drive(plan, registry, journal, request, run_id, prior, on_executor)
+
+
+def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest, run_id: str,
+           prior: dict[str, Any], on_executor: Any) -> RunSummary:
+    lock_names = [f"run:{run_id}"]
+    if plan.runbook.lock:
+        from opsbook.template import render
+
+        lock_names.append("lock:" + str(render(plan.runbook.lock, {"params": plan.params, **plan.params})))
+    taken: list[str] = []
+    try:
+        for name in lock_names:
+            journal.acquire(name, run_id)
+            taken.append(name)
+        journal.set_run_status(run_id, "running", finished=False)
+        executor = Executor(plan, registry, journal, run_id, request.options, request.secrets,
+                            request.listeners, request.approver, prior)
+        if on_executor is not None:
+            on_executor(executor)
+        summary = executor.run()
+        journal.set_run_status(run_id, summary.status, {
+            "counts": summary.counts, "failed": summary.failed_nodes[:100], "rolled_back": summary.rolled_back,
+            "message": summary.message})
+        return summary
+    finally:
+        for name in taken:
+            journal.release(name, run_id)
+
+
+def _options_record(options: RunOptions) -> dict[str, Any]:
+    return {"forks": options.forks, "check": options.check, "diff": options.diff, "rollback": options.rollback,
+            "timeout": options.timeout, "tags": sorted(options.tags), "skip_tags": sorted(options.skip_tags),
+            "limit": sorted(options.limit) if options.limit else None}
+
+
+def evidence_dir(run_id: str) -> Path:
+    return runs_dir() / run_id / "evidence"

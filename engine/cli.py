@@ -1,0 +1,533 @@
+"""The `opsbook` command line. Heavy imports stay inside commands so `--version` is instant.
+
+Exit codes (stable): 0 success; 1 the runbook is invalid or the run failed;
+2 bad usage or input (file:line errors); 3 the run was interrupted, timed out or aborted
+by a failure threshold; 4 the run needs a human (a denied approval, an in-doubt node);
+70 an internal error (a bug: please report it with --debug output).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from opsbook import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_HUMAN, EXIT_BUG = 0, 1, 2, 3, 4, 70
+
+_inventory_opt = click.option("-i", "--inventory", "inventories", multiple=True, metavar="SRC",
+                              help="Ansible inventory (INI/YAML file or directory); repeat to merge.")
+_extra_opt = click.option("-e", "--extra-vars", "extra", multiple=True, metavar="K=V",
+                          help="Parameter or variable: key=value, a JSON object, or @file.yaml; repeatable.")
+_journal_opt = click.option("--journal", "journal_path", envvar="OPSBOOK_JOURNAL", metavar="PATH",
+                            help="SQLite journal (default $XDG_STATE_HOME/opsbook/journal.db).")
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        from opsbook.errors import OpsbookError, UserError
+
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            _print_diagnostics(exc.diagnostics)
+            sys.exit(EXIT_USAGE)
+        except OpsbookError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(EXIT_USAGE)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            import traceback
+
+            click.secho("internal error (a bug in opsbook); details with --debug:", fg="red", err=True)
+            click.echo(traceback.format_exc().strip().splitlines()[-1], err=True)
+            sys.exit(EXIT_BUG)
+
+
+def _print_diagnostics(diagnostics: list[Any]) -> None:
+    for diag in diagnostics:
+        color = "yellow" if diag.severity == "warning" else "red"
+        where = f"{diag.position}: " if diag.position else ""
+        click.echo(f"{where}" + click.style(f"{diag.severity}: ", fg=color) + diag.message, err=True)
+        if diag.hint:
+            click.echo(f"  hint: {diag.hint}", err=True)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="opsbook")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for internal errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """opsbook: declarative runbooks for incident response.
+
+    Validate (check), preview (plan, graph), execute (run), continue after a crash
+    (resume), and review (runs, show, report) runbooks against SSH hosts, Docker
+    daemons and Kubernetes clusters.
+    """
+    ctx.obj = {"debug": debug}
+
+
+def _registry() -> Any:
+    from opsbook.registry import Registry
+
+    return Registry.from_entry_points()
+
+
+def _journal(path: str | None) -> Any:
+    from opsbook.journal import Journal
+    from opsbook.paths import default_journal_path
+
+    return Journal(path or default_journal_path())
+
+
+# -- check -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("runbooks", nargs=-1, required=True, type=click.Path())
+@_inventory_opt
+@_extra_opt
+@click.option("--junit", type=click.Path(), help="Write JUnit XML: one test case per runbook.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def check(runbooks: tuple[str, ...], inventories: tuple[str, ...], extra: tuple[str, ...], junit: str | None,
+          fmt: str) -> None:
+    """Validate runbooks without touching any host (exit 0 valid, 1 invalid).
+
+    Checks YAML, keys, types, actions and their arguments, templates (undefined names),
+    needs/cycles and, with -i, that every host pattern matches.
+    """
+    from opsbook.check import check_files
+
+    reports = check_files(list(runbooks), _registry(), list(inventories), _extra(extra))
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps([r.to_json() for r in reports], indent=2))
+    else:
+        for report in reports:
+            _print_diagnostics(report.diagnostics)
+            mark = click.style("ok", fg="green") if report.ok else click.style("FAILED", fg="red")
+            click.echo(f"{mark}  {report.path}" + (f"  ({report.stats})" if report.stats else ""))
+    if junit:
+        from opsbook.report import write_check_junit
+
+        write_check_junit(reports, junit)
+    sys.exit(EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED)
+
+
+def _extra(extra: tuple[str, ...]) -> dict[str, Any]:
+    from opsbook.params import parse_extra_vars
+
+    return parse_extra_vars(list(extra))
+
+
+def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...]) -> Any:
+    from opsbook.api import load_inventory_sources, load_runbook, make_plan
+
+    registry = _registry()
+    rb = load_runbook(runbook, registry)
+    return make_plan(rb, load_inventory_sources(list(inventories)), _extra(extra)), registry
+
+
+# -- plan / graph --------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("runbook", type=click.Path())
+@_inventory_opt
+@_extra_opt
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], fmt: str) -> None:
+    """Show every node (step x host) with rendered arguments and dependencies; contacts nothing."""
+    from opsbook.planview import plan_json, plan_text
+
+    the_plan, _ = _plan(runbook, inventories, extra)
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(plan_json(the_plan), indent=2, default=str))
+    else:
+        click.echo(plan_text(the_plan))
+
+
+@main.command()
+@click.argument("runbook", type=click.Path())
+@_inventory_opt
+@_extra_opt
+@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "svg", "png"]), default="dot", show_default=True)
+@click.option("-o", "--output", type=click.Path(), help="Write here instead of stdout (required for png).")
+@click.option("--steps", "by_step", is_flag=True, help="One box per step instead of per step x host.")
+def graph(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], fmt: str, output: str | None,
+          by_step: bool) -> None:
+    """Draw the plan's dependency graph (DOT, Mermaid, or an SVG/PNG image via Graphviz)."""
+    from opsbook.planview import graph_dot, graph_mermaid, render_image
+
+    the_plan, _ = _plan(runbook, inventories, extra)
+    if fmt == "mermaid":
+        text: str | bytes = graph_mermaid(the_plan, by_step)
+    elif fmt == "dot":
+        text = graph_dot(the_plan, by_step)
+    else:
+        text = render_image(graph_dot(the_plan, by_step), fmt)
+    _write(text, output)
+
+
+def _write(text: str | bytes, output: str | None) -> None:
+    if output:
+        mode = "wb" if isinstance(text, bytes) else "w"
+        with open(output, mode) as handle:
+            handle.write(text)
+        click.echo(f"wrote {output}", err=True)
+    elif isinstance(text, bytes):
+        sys.stdout.buffer.write(text)
+    else:
+        click.echo(text)
+
+
+# -- run / resume ------------------------------------------------------------------------------
+
+
+def _run_options(f: Any) -> Any:
+    options = [
+        click.option("--check", "check_mode", is_flag=True, help="Dry run: read-only checks; nothing changes."),
+        click.option("--diff", is_flag=True, help="Show what steps would change (where the action can tell)."),
+        click.option("--limit", metavar="PATTERN", help="Only these hosts (Ansible pattern)."),
+        click.option("--tags", metavar="T1,T2", help="Only steps with these tags."),
+        click.option("--skip-tags", metavar="T1,T2", help="Skip steps with these tags."),
+        click.option("--forks", type=int, default=50, show_default=True, help="Nodes run at once."),
+        click.option("--yes", "-y", is_flag=True, help="Approve every approval gate (automation)."),
+        click.option("--rollback", type=click.Choice(["on-failure", "always", "never"]), default="on-failure",
+                     show_default=True, help="When to run the inverses of completed actions."),
+        click.option("--timeout", metavar="DURATION", help="Whole-run timeout, e.g. 15m."),
+        click.option("--max-errors", type=int, help="Stop scheduling after this many failed nodes."),
+        click.option("--format", "fmt", type=click.Choice(["auto", "text", "json"]), default="auto",
+                     help="Live progress (TTY), plain lines, or one JSON event per line."),
+        click.option("--secret", "secrets", multiple=True, metavar="NAME=SRC",
+                     help="Secret parameter from env:VAR or file:PATH; redacted everywhere."),
+        click.option("--ask", "ask", multiple=True, metavar="NAME", help="Prompt for a secret parameter (no echo)."),
+        click.option("--approval-timeout", default="1h", show_default=True, metavar="DURATION",
+                     help="How long to wait for `opsbook approve` when there is no TTY."),
+        click.option("-v", "--verbose", count=True, help="More output (-vv: command output lines)."),
+        _journal_opt,
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@main.command()
+@click.argument("runbook", type=click.Path())
+@_inventory_opt
+@_extra_opt
+@_run_options
+@click.option("--incident-start", metavar="TIME", help="When the incident began (ISO time or epoch) for RTO.")
+def run(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], incident_start: str | None,
+        **kw: Any) -> None:
+    """Execute a runbook (live progress, approvals, rollback on failure, journal)."""
+    from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
+
+    registry = _registry()
+    rb = load_runbook(runbook, registry)
+    request = _request(kw, list(inventories))
+    request.given_params = {**_extra(extra), **_secret_params(kw, request)}
+    request.incident_start = _parse_time(incident_start) if incident_start else None
+    the_plan = make_plan(rb, load_inventory_sources(list(inventories)), request.given_params)
+    if kw.get("limit"):
+        request.options.limit = frozenset(h.name for h in the_plan.inventory.match(kw["limit"]))
+    journal = _journal(kw.get("journal_path"))
+    summary = _with_signals(lambda hook: start_run(the_plan, registry, journal, request, on_executor=hook))
+    _finish(summary, kw)
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+@_run_options
+@click.option("--confirm", "confirm", multiple=True, metavar="NODE",
+              help="Re-run this in-doubt node (was running when opsbook died); 'all' for every one.")
+@click.option("--allow-changed", is_flag=True, help="Resume even though the runbook file changed.")
+@_extra_opt
+def resume(run_id: str, confirm: tuple[str, ...], allow_changed: bool, extra: tuple[str, ...], **kw: Any) -> None:
+    """Continue a run whose process died: done nodes are not executed again."""
+    from opsbook.api import resume_run
+
+    request = _request(kw, [])
+    request.given_params = {**_extra(extra), **_secret_params(kw, request)}
+    request.options.confirm_rerun = frozenset("*" if c == "all" else c for c in confirm)
+    journal = _journal(kw.get("journal_path"))
+    summary = _with_signals(lambda hook: resume_run(run_id if run_id != "last" else journal.latest_run_id(),
+                                                    _registry(), journal, request, allow_changed=allow_changed,
+                                                    on_executor=hook))
+    _finish(summary, kw)
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--failed", "only_failed", is_flag=True, help="Run the failed (and timed out) nodes again.")
+@click.option("--from", "from_step", metavar="STEP", help="Run this step and everything after it again.")
+@_run_options
+@_extra_opt
+def retry(run_id: str, only_failed: bool, from_step: str | None, extra: tuple[str, ...], **kw: Any) -> None:
+    """Run part of a finished run again: its failed nodes, or from a step on."""
+    from opsbook.api import resume_run
+
+    if not only_failed and not from_step:
+        raise click.UsageError("say what to retry: --failed or --from STEP")
+    journal = _journal(kw.get("journal_path"))
+    run_id = run_id if run_id != "last" else journal.latest_run_id()
+    nodes = journal.nodes(journal.get_run(run_id).id)
+    forget: list[str] = []
+    if only_failed:
+        forget += [n for n, r in nodes.items() if r.status in ("failed", "timed_out", "unknown", "started")]
+        forget += [n for n, r in nodes.items() if r.status == "skipped"]
+    if from_step:
+        order = list(dict.fromkeys(r.step_id for r in sorted(nodes.values(), key=lambda r: r.started or 0)))
+        if from_step not in order:
+            raise click.UsageError(f'run {run_id} has no step "{from_step}"; steps: {", ".join(order)}')
+        later = set(order[order.index(from_step):])
+        forget += [n for n, r in nodes.items() if r.step_id in later]
+    request = _request(kw, [])
+    request.given_params = {**_extra(extra), **_secret_params(kw, request)}
+    summary = _with_signals(lambda hook: resume_run(run_id, _registry(), journal, request, forget=forget,
+                                                    on_executor=hook))
+    _finish(summary, kw)
+
+
+def _request(kw: dict[str, Any], inventories: list[str]) -> Any:
+    from opsbook.api import RunRequest
+    from opsbook.execute import RunOptions
+    from opsbook.model import parse_duration
+
+    split = lambda v: frozenset(t.strip() for t in v.split(",") if t.strip()) if v else frozenset()  # noqa: E731
+    options = RunOptions(forks=kw["forks"], check=kw["check_mode"], diff=kw["diff"], rollback=kw["rollback"],
+                         timeout=parse_duration(kw["timeout"]) if kw.get("timeout") else None,
+                         max_errors=kw.get("max_errors"), tags=split(kw.get("tags")),
+                         skip_tags=split(kw.get("skip_tags")),
+                         approval_timeout=parse_duration(kw["approval_timeout"]))
+    request = RunRequest(inventory_sources=inventories, options=options)
+    request.listeners = _listeners(kw, request)
+    request.approver = _approver(kw, request)
+    return request
+
+
+def _secret_params(kw: dict[str, Any], request: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in kw.get("secrets") or ():
+        name, _, source = item.partition("=")
+        if not source:
+            raise click.UsageError(f"--secret {item}: expected NAME=env:VAR or NAME=file:PATH")
+        out[name] = request.secrets.resolve(name, source)
+    for name in kw.get("ask") or ():
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"--ask {name} needs a terminal; use --secret {name}=env:VAR instead")
+        out[name] = request.secrets.add(name, click.prompt(f"{name}", hide_input=True))
+    return out
+
+
+def _listeners(kw: dict[str, Any], request: Any) -> list[Any]:
+    from opsbook.display import JsonLines, LiveProgress, PlainLines
+
+    fmt = kw.get("fmt", "auto")
+    if fmt == "json":
+        return [JsonLines()]
+    if fmt == "auto" and sys.stderr.isatty():
+        from rich.console import Console
+
+        live = LiveProgress(Console(stderr=True), kw.get("verbose", 0))
+        request.live = live
+        return [live]
+    return [PlainLines(verbose=kw.get("verbose", 0))]
+
+
+def _approver(kw: dict[str, Any], request: Any) -> Any:
+    from opsbook.approve import auto_approver, journal_approver, tty_approver
+
+    if kw.get("yes"):
+        return auto_approver()
+    if sys.stdin.isatty():
+        return tty_approver(getattr(request, "live", None))
+    return journal_approver(lambda: _journal(kw.get("journal_path")), request.options.approval_timeout)
+
+
+def _with_signals(start: Any) -> Any:
+    """SIGINT/SIGTERM interrupt the run (rollback follows); a second one exits at once."""
+    import signal
+
+    holder: dict[str, Any] = {}
+
+    def hook(executor: Any) -> None:
+        holder["ex"] = executor
+
+    def handler(signum: int, frame: Any) -> None:
+        ex = holder.get("ex")
+        if ex is None or ex.interrupted:
+            raise KeyboardInterrupt
+        click.echo(f"\n{signal.Signals(signum).name}: stopping; rolling back what completed "
+                   "(press again to exit immediately)", err=True)
+        ex.interrupt(f"interrupted by {signal.Signals(signum).name}")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return start(hook)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
+    if kw.get("fmt") != "json":
+        click.echo(f"run {summary.run_id}: {summary.status}  (opsbook show {summary.run_id} | "
+                   f"opsbook report {summary.run_id})", err=True)
+    if summary.status == "succeeded":
+        sys.exit(EXIT_OK)
+    if summary.status in ("interrupted", "timed_out", "aborted"):
+        sys.exit(EXIT_HUMAN if "confirmation" in summary.message else EXIT_ABORTED)
+    sys.exit(EXIT_FAILED)
+
+
+def _parse_time(text: str) -> float:
+    from datetime import datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected an ISO time (2026-11-25T03:12:00) or epoch seconds") from None
+
+
+# -- approvals -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("step")
+@_journal_opt
+def approve(run_id: str, step: str, journal_path: str | None) -> None:
+    """Approve a waiting step of a run (from another shell)."""
+    _decide(run_id, step, True, journal_path)
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("step")
+@_journal_opt
+def deny(run_id: str, step: str, journal_path: str | None) -> None:
+    """Deny a waiting step of a run; the step fails and the run rolls back as configured."""
+    _decide(run_id, step, False, journal_path)
+
+
+def _decide(run_id: str, step: str, approved: bool, journal_path: str | None) -> None:
+    from opsbook.journal import whoami
+
+    journal = _journal(journal_path)
+    run_id = journal.get_run(run_id if run_id != "last" else journal.latest_run_id()).id
+    count = journal.decide(run_id, step, approved, f"{whoami()} via opsbook {'approve' if approved else 'deny'}")
+    if not count:
+        pending = [a["step_id"] for a in journal.approvals(run_id) if a["decided"] is None]
+        raise click.ClickException(f'nothing waits for approval at "{step}" in run {run_id}'
+                                   + (f"; waiting: {', '.join(pending)}" if pending else ""))
+    click.echo(f"{'approved' if approved else 'denied'} {count} node(s) of {step} in run {run_id}")
+
+
+# -- history --------------------------------------------------------------------------------------
+
+
+@main.command()
+@_journal_opt
+@click.option("-n", "limit", default=20, show_default=True, help="How many runs.")
+def runs(journal_path: str | None, limit: int) -> None:
+    """List recent runs."""
+    import time as _t
+
+    for r in _journal(journal_path).list_runs(limit):
+        when = _t.strftime("%Y-%m-%d %H:%M:%S", _t.localtime(r.started))
+        took = f"{(r.finished - r.started):.1f}s" if r.finished else "-"
+        click.echo(f"{r.id}  {when}  {r.status:<11} {took:>8}  {r.runbook_name}  ({r.who}@{r.host})")
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN", default="last")
+@_journal_opt
+def show(run_id: str, journal_path: str | None) -> None:
+    """Print a run's timeline: every node, approval and rollback in order."""
+    from opsbook.report import timeline_text
+
+    journal = _journal(journal_path)
+    click.echo(timeline_text(journal, run_id if run_id != "last" else journal.latest_run_id()))
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN", default="last")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "junit"]), default="md", show_default=True)
+@click.option("-o", "--output", type=click.Path(), help="Write to a file instead of stdout.")
+@_journal_opt
+def report(run_id: str, fmt: str, output: str | None, journal_path: str | None) -> None:
+    """Write a run report: summary, RTO against objectives, timeline, failures, approvals, rollbacks."""
+    from opsbook.report import build_report
+
+    journal = _journal(journal_path)
+    _write(build_report(journal, run_id if run_id != "last" else journal.latest_run_id(), fmt), output)
+
+
+# -- inventory / plugins / schema ------------------------------------------------------------------
+
+
+@main.command()
+@_inventory_opt
+@click.option("--list", "as_list", is_flag=True, help="JSON like `ansible-inventory --list`.")
+@click.option("--graph", "as_graph", is_flag=True, help="Tree like `ansible-inventory --graph`.")
+@click.option("--host", "host", metavar="NAME", help="Variables of one host, and where each comes from.")
+@click.option("--vars", "with_vars", is_flag=True, help="With --graph: show variables.")
+def inventory(inventories: tuple[str, ...], as_list: bool, as_graph: bool, host: str | None, with_vars: bool) -> None:
+    """Show an inventory as opsbook (and Ansible) reads it."""
+    import json
+
+    from opsbook.api import load_inventory_sources
+
+    inv = load_inventory_sources(list(inventories))
+    if host:
+        for var, source, value in inv.var_sources(host):
+            click.echo(f"{var} = {json.dumps(value, default=str)}    # {source}")
+    elif as_graph:
+        click.echo(inv.to_ansible_graph(vars=with_vars))
+    else:
+        click.echo(json.dumps(inv.to_ansible_list(), indent=4, sort_keys=True, default=str))
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def plugins(name: str | None, fmt: str) -> None:
+    """List installed plugins and their actions (arguments, check-mode support)."""
+    from opsbook.planview import plugins_json, plugins_text
+
+    registry = _registry()
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(plugins_json(registry, name), indent=2))
+    else:
+        click.echo(plugins_text(registry, name))
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Path(), help="Write to a file.")
+def schema(output: str | None) -> None:
+    """Print the JSON Schema of runbooks (for editors: validation and completion)."""
+    import json
+
+    from opsbook.schema import runbook_schema
+
+    _write(json.dumps(runbook_schema(_registry()), indent=2), output)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,390 @@
+"""Compile stage: runbook + inventory + params -> Plan (a DAG of step x host nodes).
+
+Edges, in the order the rules apply:
+- a step waits for the previous step (file order) unless `needs:` names what it waits for;
+- a step that reads another step's registered result waits for it (implicit edge);
+- where both steps target the same hosts, the edge is per host (host h moves on as soon
+  as its own previous node is done); otherwise, or where `run_once`/`serial` ask, all
+  nodes of the earlier step meet at a barrier node first;
+- block children chain block -> rescue -> always per host; `serial` on a step or block
+  makes batch k wait for batch k-1; handlers wait for every other node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import networkx as nx
+
+from opsbook.errors import CompileError, Diagnostic, PatternError, Position, ValidationError, did_you_mean
+from opsbook.model import Runbook, Step
+from opsbook.params import resolve_params
+from opsbook.template import is_template, referenced_names, render
+
+ACTION = "action"
+BARRIER = "barrier"
+HANDLER = "handler"
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """Where a leaf step sits inside a block: (block id, 'block'|'rescue'|'always')."""
+
+    block_id: str
+    part: str
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """A step that does something (not a block), with its resolved context."""
+
+    step: Step
+    hosts: tuple[str, ...]
+    sections: tuple[Section, ...]
+    order: int
+    handler: bool = False
+    serial_owner: str | None = None  # id of the step/block whose `serial` batches this leaf
+    batches: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One unit of execution: a leaf step on one host (or a barrier)."""
+
+    id: str
+    kind: str
+    leaf: Leaf | None
+    host: str | None
+    index: int
+
+    @property
+    def step(self) -> Step:
+        assert self.leaf is not None
+        return self.leaf.step
+
+
+@dataclass
+class Plan:
+    """What a run will do; deterministic for the same inputs."""
+
+    runbook: Runbook
+    inventory: Any
+    params: dict[str, Any]
+    graph: nx.DiGraph
+    nodes: dict[str, Node]
+    leaves: dict[str, Leaf]  # by step id, in file order
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    def action_nodes(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.kind != BARRIER]
+
+    def step_failure_limits(self) -> dict[str, tuple[float | None, int | None]]:
+        rb = self.runbook
+        return {sid: (leaf.step.max_fail_percentage if leaf.step.max_fail_percentage is not None
+                      else rb.max_fail_percentage, leaf.step.max_errors)
+                for sid, leaf in self.leaves.items()}
+
+
+class _Builder:
+    def __init__(self, runbook: Runbook, inventory: Any, params: dict[str, Any]) -> None:
+        self.rb = runbook
+        self.inv = inventory
+        self.params = params
+        self.problems: list[Diagnostic] = []
+        self.leaves: dict[str, Leaf] = {}
+        self.entry: dict[str, list[str]] = {}  # step/block id -> first leaf ids
+        self.exit: dict[str, list[str]] = {}  # step/block id -> last leaf ids
+        self.by_name: dict[str, str] = {}
+        self.step_edges: set[tuple[str, str]] = set()
+        self.context = self._static_context()
+
+    def _static_context(self) -> dict[str, Any]:
+        groups = {name: [h.name for h in self.inv.match(name)] for name in self.inv.groups}
+        ctx: dict[str, Any] = {"params": self.params, "groups": groups, **self.params}
+        for key, value in self.rb.vars.items():
+            try:
+                ctx[key] = render(value, ctx)
+            except Exception:  # noqa: BLE001 - host-dependent vars are rendered per host later
+                pass
+        return ctx
+
+    # -- leaves ---------------------------------------------------------------------------
+    def add_sequence(self, steps: Sequence[Step], hosts: str, sections: tuple[Section, ...],
+                     serial_owner: tuple[str, tuple[tuple[str, ...], ...]] | None, handler: bool = False,
+                     extra_vars: Mapping[str, Any] | None = None) -> list[str]:
+        """Add steps chained in file order; return the ids of the top-level items."""
+        ids = []
+        previous: str | None = None
+        for step in steps:
+            if extra_vars:
+                step = dataclasses.replace(step, vars={**extra_vars, **step.vars})
+            sid = self.add_step(step, hosts, sections, serial_owner, handler)
+            if sid is None:
+                continue
+            deps = [self.resolve_need(n, step) for n in step.needs] if step.needs else (
+                [previous] if previous else [])
+            for dep in deps:
+                if dep:
+                    for a in self.exit[dep]:
+                        for b in self.entry[sid]:
+                            self.step_edges.add((a, b))
+            previous = sid
+            ids.append(sid)
+        return ids
+
+    def add_step(self, step: Step, hosts: str, sections: tuple[Section, ...],
+                 serial_owner: tuple[str, tuple[tuple[str, ...], ...]] | None, handler: bool) -> str | None:
+        pattern = step.hosts or hosts
+        self.by_name.setdefault(step.name, step.id)
+        if step.is_block:
+            return self.add_block(step, pattern, sections, serial_owner)
+        host_names = self.match_hosts(pattern, step)
+        if step.serial and serial_owner is None:
+            serial_owner = (step.id, batches(host_names, step.serial))
+        if step.run_once and host_names:
+            host_names = host_names[:1]
+        leaf = Leaf(step, tuple(host_names), sections, len(self.leaves), handler,
+                    serial_owner[0] if serial_owner else None, serial_owner[1] if serial_owner else ())
+        self.leaves[step.id] = leaf
+        self.entry[step.id] = [step.id]
+        self.exit[step.id] = [step.id]
+        return step.id
+
+    def add_block(self, block: Step, pattern: str, sections: tuple[Section, ...],
+                  serial_owner: tuple[str, tuple[tuple[str, ...], ...]] | None) -> str | None:
+        if block.serial and serial_owner is None:
+            serial_owner = (block.id, batches(self.match_hosts(pattern, block), block.serial))
+        iterations = self.static_loop(block)
+        chain: list[str] = []
+        for index, item in enumerate(iterations):
+            overlay = dict(block.vars)
+            copy = block
+            if block.loop is not None:
+                overlay[block.loop_var] = item
+                copy = _suffix_ids(block, f"[{index}]")
+            parts: list[list[str]] = []
+            for part in ("block", "rescue", "always"):
+                children = getattr(copy, part)
+                if children:
+                    ids = self.add_sequence(children, pattern, sections + (Section(copy.id, part),),
+                                            serial_owner, extra_vars={**overlay, **_inherited(block)})
+                    parts.append(ids)
+            flat = [i for ids in parts for i in ids]
+            # Chain block -> rescue -> always: each part starts after the previous ends.
+            for earlier, later in zip(parts, parts[1:]):
+                for a in self.exit[earlier[-1]]:
+                    for b in self.entry[later[0]]:
+                        self.step_edges.add((a, b))
+            if chain and flat:
+                for a in self.exit[chain[-1]]:
+                    for b in self.entry[flat[0]]:
+                        self.step_edges.add((a, b))
+            chain.extend(flat)
+        if not chain:
+            return None
+        self.entry[block.id] = self.entry[chain[0]]
+        self.exit[block.id] = self.exit[chain[-1]]
+        return block.id
+
+    def static_loop(self, block: Step) -> list[Any]:
+        if block.loop is None:
+            return [None]
+        try:
+            items = render(block.loop, self.context, pos=block.pos)
+        except Exception as exc:  # noqa: BLE001
+            self.problems.append(Diagnostic(block.pos, f"a loop over a block must be known when the plan is made: {exc}",
+                                            "loop over params, vars or groups, not over registered results"))
+            return []
+        if not isinstance(items, list):
+            self.problems.append(Diagnostic(block.pos, f"loop must be a list, found {type(items).__name__}"))
+            return []
+        return items
+
+    def match_hosts(self, pattern: str, step: Step) -> list[str]:
+        try:
+            rendered = render(pattern, self.context, pos=step.pos) if is_template(pattern) else pattern
+            return [h.name for h in self.inv.match(str(rendered), position=step.pos)]
+        except PatternError as exc:
+            self.problems.append(Diagnostic(exc.position or step.pos, f'step "{step.name}": {exc.message}', exc.hint))
+        except Exception as exc:  # noqa: BLE001 - template problems are reported, not raised
+            self.problems.append(Diagnostic(step.pos, f'step "{step.name}": hosts "{pattern}": {exc}'))
+        return []
+
+    def resolve_need(self, need: str, step: Step) -> str | None:
+        if need in self.entry:
+            return need
+        if need in self.by_name and self.by_name[need] in self.entry:
+            return self.by_name[need]
+        known = list(self.entry) + list(self.by_name)
+        self.problems.append(Diagnostic(step.pos, f'step "{step.name}" needs "{need}", which is not an earlier step'
+                                        + did_you_mean(need, known),
+                                        "needs: names the id or name of a step above this one"))
+        return None
+
+    # -- implicit edges and cycles -----------------------------------------------------------
+    def add_implicit_edges(self) -> None:
+        registers = {leaf.step.register: sid for sid, leaf in self.leaves.items() if leaf.step.register}
+        if not registers:
+            return
+        for sid, leaf in self.leaves.items():
+            for name in _step_names(leaf.step):
+                source = registers.get(name)
+                if source and source != sid and not leaf.handler:
+                    self.step_edges.add((source, sid))
+
+    def check_cycles(self) -> None:
+        g = nx.DiGraph(list(self.step_edges))
+        try:
+            cycle = nx.find_cycle(g)
+        except nx.NetworkXNoCycle:
+            return
+        names = [self.leaves[a].step.name for a, _ in cycle] + [self.leaves[cycle[0][0]].step.name]
+        first = self.leaves[cycle[0][0]].step
+        self.problems.append(Diagnostic(first.pos, "steps depend on each other in a cycle: " + " -> ".join(names),
+                                        "remove one of the needs: (or the register it reads)"))
+
+
+def batches(hosts: Sequence[str], serial: Sequence[int | str]) -> tuple[tuple[str, ...], ...]:
+    """Split hosts into Ansible serial batches; the last size repeats."""
+    out: list[tuple[str, ...]] = []
+    index = 0
+    sizes = list(serial)
+    i = 0
+    while index < len(hosts):
+        spec = sizes[min(i, len(sizes) - 1)]
+        size = int(spec) if not isinstance(spec, str) else max(1, math.floor(len(hosts) * float(spec[:-1]) / 100))
+        size = max(1, size)
+        out.append(tuple(hosts[index:index + size]))
+        index += size
+        i += 1
+    return tuple(out)
+
+
+def _inherited(block: Step) -> dict[str, Any]:
+    return {}
+
+
+def _suffix_ids(step: Step, suffix: str) -> Step:
+    return dataclasses.replace(
+        step, id=step.id + suffix,
+        block=tuple(_suffix_ids(s, suffix) for s in step.block),
+        rescue=tuple(_suffix_ids(s, suffix) for s in step.rescue),
+        always=tuple(_suffix_ids(s, suffix) for s in step.always),
+        needs=tuple(n + suffix for n in step.needs),
+    )
+
+
+def _templates_of(step: Step) -> Iterable[tuple[str, bool]]:
+    """(source, is_bare_expression) of every template a leaf step evaluates."""
+    def walk(value: Any) -> Iterable[str]:
+        if isinstance(value, str):
+            if is_template(value):
+                yield value
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from walk(v)
+
+    if step.action is not None:
+        for t in walk(step.action.args):
+            yield t, False
+    for t in walk(step.loop):
+        yield t, False
+    for t in walk(dict(step.vars)):
+        yield t, False
+    if step.approve:
+        yield step.approve, False
+    if step.delegate_to and is_template(step.delegate_to):
+        yield step.delegate_to, False
+    for cond in step.when + step.failed_when + step.changed_when:
+        if isinstance(cond, str):
+            yield cond, True
+
+
+def _step_names(step: Step) -> set[str]:
+    names: set[str] = set()
+    for source, expr in _templates_of(step):
+        try:
+            names |= referenced_names(source, expression=expr and not is_template(source))
+        except Exception:  # noqa: BLE001 - syntax errors are reported by check
+            pass
+    return names
+
+
+def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | None = None) -> Plan:
+    """Build the plan; raise ValidationError listing every problem found."""
+    resolved = resolve_params(runbook, dict(params or {}))
+    b = _Builder(runbook, inventory, resolved)
+    b.add_sequence(runbook.steps, runbook.hosts, (), None)
+    b.add_sequence(runbook.handlers, runbook.hosts, (), None, handler=True)
+    b.add_implicit_edges()
+    b.check_cycles()
+    if b.problems:
+        raise ValidationError(b.problems)
+    graph, nodes = _expand(b)
+    return Plan(runbook, inventory, resolved, graph, nodes, b.leaves)
+
+
+def _expand(b: _Builder) -> tuple[nx.DiGraph, dict[str, Node]]:
+    """Step-level DAG -> node-level DAG (step x host), with barriers where needed."""
+    nodes: dict[str, Node] = {}
+    edges: list[tuple[str, str]] = []
+    by_leaf: dict[str, list[str]] = {}
+
+    def add(node_id: str, kind: str, leaf: Leaf | None, host: str | None) -> str:
+        nodes[node_id] = Node(node_id, kind, leaf, host, len(nodes))
+        return node_id
+
+    for sid, leaf in b.leaves.items():
+        kind = HANDLER if leaf.handler else ACTION
+        by_leaf[sid] = [add(f"{sid}@{h}", kind, leaf, h) for h in leaf.hosts]
+        if not leaf.hosts:  # keep the step visible (it will be skipped: no hosts)
+            by_leaf[sid] = [add(f"{sid}@-", kind, leaf, None)]
+
+    barriers: dict[str, str] = {}
+
+    def barrier_of(sid: str) -> str:
+        if sid not in barriers:
+            barriers[sid] = add(f"{sid}/done", BARRIER, None, None)
+            edges.extend((n, barriers[sid]) for n in by_leaf[sid])
+        return barriers[sid]
+
+    for a, c in sorted(b.step_edges, key=lambda e: (b.leaves[e[1]].order, b.leaves[e[0]].order)):
+        la, lc = b.leaves[a], b.leaves[c]
+        per_host = (la.hosts == lc.hosts and not la.step.run_once and not lc.step.run_once
+                    and (la.serial_owner == lc.serial_owner or (la.serial_owner is None and lc.serial_owner is None)))
+        if per_host and la.hosts:
+            edges.extend((f"{a}@{h}", f"{c}@{h}") for h in la.hosts)
+        else:
+            gate = barrier_of(a)
+            edges.extend((gate, n) for n in by_leaf[c])
+
+    # serial: batch k of an owner waits for every leaf node of batch k-1 of that owner
+    owners: dict[str, list[Leaf]] = {}
+    for leaf in b.leaves.values():
+        if leaf.serial_owner:
+            owners.setdefault(leaf.serial_owner, []).append(leaf)
+    for owner, leaves in owners.items():
+        batch_list = leaves[0].batches
+        for k in range(1, len(batch_list)):
+            gate = add(f"{owner}/batch{k}", BARRIER, None, None)
+            for leaf in leaves:
+                edges.extend((f"{leaf.step.id}@{h}", gate) for h in batch_list[k - 1] if h in leaf.hosts)
+                edges.extend((gate, f"{leaf.step.id}@{h}") for h in batch_list[k] if h in leaf.hosts)
+
+    # handlers flush at the end: after every non-handler node
+    handler_nodes = [n for n in nodes.values() if n.kind == HANDLER]
+    if handler_nodes:
+        gate = add("handlers/flush", BARRIER, None, None)
+        edges.extend((n.id, gate) for n in nodes.values() if n.kind == ACTION)
+        edges.extend((gate, n.id) for n in handler_nodes)
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from(edges)
+    return graph, nodes

@@ -1,0 +1,34 @@
+"""Events the executor emits; the terminal display and JSON stream are listeners."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened in a run. `kind` is one of:
+
+    run_started, run_finished, node_started, node_finished, node_output, approval_requested,
+    approval_decided, rollback_started, rollback_finished, warning, aborted
+    """
+
+    kind: str
+    run_id: str
+    ts: float = field(default_factory=time.time)
+    node_id: str | None = None
+    host: str | None = None
+    step: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event": self.kind, "run": self.run_id, "ts": round(self.ts, 6)}
+        if self.node_id:
+            out.update(node=self.node_id, host=self.host, step=self.step)
+        out.update(self.data)
+        return out
+
+
+Listener = Callable[[Event], None]

@@ -1,0 +1,794 @@
+"""Execute stage: run a Plan's nodes as soon as their dependencies are done.
+
+Concurrency lives here and only here. The scheduler thread owns all run state (host
+failures, registered results, counters); workers run one node each and hand back an
+Outcome. The journal is written ahead: a node's start is committed before its side
+effect begins, its result after; rollback entries are committed with the result.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, _step_names
+from opsbook.errors import OpsbookError, TemplateError, UserError
+from opsbook.events import Event, Listener
+from opsbook.journal import Journal, NodeRecord
+from opsbook.plugin import ActionContext, ActionSpec, Become, Connection, HostInfo, Result, Status
+from opsbook.registry import Registry
+from opsbook.secrets import SecretStore
+from opsbook.template import evaluate, render
+
+TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
+
+
+@dataclass
+class RunOptions:
+    """How to run: everything the CLI flags decide."""
+
+    forks: int = 50
+    check: bool = False
+    diff: bool = False
+    rollback: str = "on-failure"  # always | on-failure | never
+    timeout: float | None = None
+    max_errors: int | None = None
+    tags: frozenset[str] = frozenset()
+    skip_tags: frozenset[str] = frozenset()
+    limit: frozenset[str] | None = None  # host names
+    evidence_dir: Path | None = None
+    confirm_rerun: frozenset[str] = frozenset()  # in-doubt node ids confirmed to run again ("*" = all)
+    approval_timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    run_id: str
+    node_id: str
+    step_id: str
+    step_name: str
+    host: str | None
+    prompt: str
+    action: str
+    args: Any
+
+
+Approver = Callable[[ApprovalRequest], "tuple[bool, str]"]
+
+
+@dataclass
+class Outcome:
+    """What a worker hands back for one node."""
+
+    status: Status
+    result: Result
+    registered: dict[str, Any] | None = None
+    notify: list[str] = field(default_factory=list)
+    started: float = 0.0
+    finished: float = 0.0
+
+
+@dataclass
+class HostState:
+    failed: bool = False
+    registered: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    notified: set[str] = field(default_factory=set)
+    failed_blocks: set[str] = field(default_factory=set)
+    unknown: dict[str, str] = field(default_factory=dict)  # register name -> step (check mode)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str  # succeeded | failed | aborted | interrupted | timed_out
+    counts: dict[str, int]
+    failed_nodes: list[str]
+    started: float
+    finished: float
+    rolled_back: int = 0
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+class ConnectionPool:
+    """One connection per host, created on first use and reused by every step."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._conns: dict[str, Connection] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, host: HostInfo) -> Connection:
+        conn = self._conns.get(host.name)
+        if conn is not None:
+            return conn
+        with self._guard:
+            lock = self._locks.setdefault(host.name, threading.Lock())
+        with lock:
+            if host.name not in self._conns:
+                kind = host.connection_kind
+                factory = self.registry.connection_factory(kind)
+                if factory is None:
+                    raise UserError(f'host {host.name}: no plugin provides ansible_connection "{kind}"',
+                                    hint="installed connection kinds: " + ", ".join(
+                                        sorted(k for p in self.registry.plugins.values() for k in p.connections)))
+                self._conns[host.name] = factory(host)
+            return self._conns[host.name]
+
+    def close(self) -> None:
+        for conn in list(self._conns.values()):
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        self._conns.clear()
+
+
+class HostVars(Mapping[str, Any]):
+    """`hostvars[name]`: another host's variables, facts and registered results."""
+
+    def __init__(self, executor: "Executor") -> None:
+        self._ex = executor
+
+    def __getitem__(self, name: str) -> Any:
+        host = self._ex.hostinfo(name)
+        state = self._ex.host_states.get(name, HostState())
+        return {**host.vars, "inventory_hostname": name, **state.facts, **state.registered}
+
+    def __iter__(self) -> Any:
+        return iter(self._ex.plan.inventory.hosts)
+
+    def __len__(self) -> int:
+        return len(self._ex.plan.inventory.hosts)
+
+
+class Executor:
+    """Runs a plan; one instance per run."""
+
+    def __init__(self, plan: Plan, registry: Registry, journal: Journal, run_id: str,
+                 options: RunOptions | None = None, secrets: SecretStore | None = None,
+                 listeners: Iterable[Listener] = (), approver: Approver | None = None,
+                 prior: Mapping[str, NodeRecord] | None = None) -> None:
+        self.plan = plan
+        self.registry = registry
+        self.journal = journal
+        self.run_id = run_id
+        self.opts = options or RunOptions()
+        self.secrets = secrets or SecretStore()
+        self.listeners = list(listeners)
+        self.approver = approver
+        self.prior = dict(prior or {})
+        self.pool = ConnectionPool(registry)
+        self.host_states: dict[str, HostState] = {}
+        self.statuses: dict[str, str] = {}
+        self.messages: dict[str, str] = {}
+        self.step_failures: dict[str, int] = {}
+        self.run_failures = 0
+        self.aborted = ""
+        self.interrupted = False
+        self._hostinfo: dict[str, HostInfo] = {}
+        self._cancel: dict[str, threading.Event] = {}
+        self._deadline: dict[str, float] = {}
+        self._done: "queue.Queue[tuple[Node, Outcome]]" = queue.Queue()
+        self._rescued_blocks = {s.block_id for leaf in plan.leaves.values() for s in leaf.sections if s.part == "rescue"}
+        self._hostvars = HostVars(self)
+        self._groups = {g: [h.name for h in plan.inventory.match(g)] for g in plan.inventory.groups}
+
+    # -- events ------------------------------------------------------------------------------
+    def emit(self, kind: str, node: Node | None = None, **data: Any) -> None:
+        if not self.listeners:
+            return
+        event = Event(kind, self.run_id, time.time(), node.id if node else None,
+                      node.host if node else None, node.step.name if node and node.leaf else None,
+                      self.secrets.redact_any(data))
+        for listener in self.listeners:
+            listener(event)
+
+    # -- public ------------------------------------------------------------------------------
+    def interrupt(self, reason: str = "interrupted") -> None:
+        """Ctrl-C / SIGTERM: stop scheduling, cancel what runs, then roll back."""
+        self.interrupted = True
+        self.aborted = self.aborted or reason
+        for event in list(self._cancel.values()):
+            event.set()
+
+    def run(self) -> RunSummary:
+        started = time.time()
+        self.emit("run_started", nodes=len(self.plan.nodes), runbook=self.plan.runbook.name)
+        run_timeout = self.opts.timeout or self.plan.runbook.timeout
+        run_deadline = time.monotonic() + run_timeout if run_timeout else None
+        timed_out = False
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, self.opts.forks), thread_name_prefix="node") as workers:
+                timed_out = self._schedule(workers, run_deadline)
+                status = self._status(timed_out)
+                rolled = 0
+                if self.opts.rollback == "always" or (self.opts.rollback == "on-failure" and status != "succeeded"):
+                    if not self.opts.check:
+                        rolled = self._rollback(workers)
+        finally:
+            self.pool.close()
+        counts: dict[str, int] = {}
+        for node_id, st in self.statuses.items():
+            if self.plan.nodes[node_id].kind != BARRIER:
+                counts[st] = counts.get(st, 0) + 1
+        failed = [n for n, st in self.statuses.items() if st in ("failed", "timed_out")]
+        summary = RunSummary(self.run_id, status, counts, failed, started, time.time(), rolled, self.aborted)
+        self.emit("run_finished", status=status, counts=counts, rolled_back=rolled, message=self.aborted)
+        return summary
+
+    def _status(self, timed_out: bool) -> str:
+        if self.interrupted:
+            return "interrupted"
+        if timed_out:
+            return "timed_out"
+        if self.aborted:
+            return "aborted"
+        if any(state.failed for state in self.host_states.values()):
+            return "failed"
+        if self.opts.check and any(st == "unknown" for st in self.statuses.values()):
+            return "succeeded"
+        return "succeeded"
+
+    # -- scheduling --------------------------------------------------------------------------
+    def _schedule(self, workers: ThreadPoolExecutor, run_deadline: float | None) -> bool:
+        graph = self.plan.graph
+        nodes = self.plan.nodes
+        waiting = {n: graph.in_degree(n) for n in nodes}
+        succ = {n: list(graph.successors(n)) for n in nodes}
+        ready = sorted((n for n, d in waiting.items() if d == 0), key=lambda n: nodes[n].index)
+        ready.reverse()  # pop() from the end gives file order
+        inflight: dict[str, Node] = {}
+        timed_out = False
+        forks = max(1, self.opts.forks)
+
+        def release(node_id: str) -> None:
+            for s in succ[node_id]:
+                waiting[s] -= 1
+                if waiting[s] == 0:
+                    ready.append(s)
+
+        while ready or inflight:
+            while ready and len(inflight) < forks:
+                node = nodes[ready.pop()]
+                outcome = self._prepare(node)
+                if outcome is None:  # must really run
+                    spec = self.registry.action(node.step.action.name)  # type: ignore[union-attr]
+                    if spec is not None and _inline(spec, node):
+                        self._finish(node, self._run_node(node))
+                        release(node.id)
+                        continue
+                    inflight[node.id] = node
+                    self._cancel[node.id] = threading.Event()
+                    workers.submit(self._worker, node)
+                    continue
+                self._finish(node, outcome)
+                release(node.id)
+            if not inflight:
+                continue
+            try:
+                node, outcome = self._done.get(timeout=0.2)
+            except queue.Empty:
+                node = None  # type: ignore[assignment]
+            if node is not None and node.id in inflight:
+                del inflight[node.id]
+                self._finish(node, outcome)
+                release(node.id)
+            now = time.monotonic()
+            if run_deadline and now > run_deadline and not timed_out:
+                timed_out = True
+                self.aborted = self.aborted or "the run's timeout expired"
+                for nid in inflight:
+                    self._cancel[nid].set()
+            for nid, deadline in list(self._deadline.items()):
+                if nid in inflight and now > deadline:
+                    self._cancel[nid].set()
+                    if now > deadline + TIMEOUT_GRACE:  # the action ignores cancellation
+                        stuck = inflight.pop(nid)
+                        self._deadline.pop(nid, None)
+                        self._finish(stuck, _outcome(Status.TIMED_OUT, f"timed out; the action did not stop within {TIMEOUT_GRACE:g}s of being cancelled"))
+                        release(nid)
+        return timed_out
+
+    def _worker(self, node: Node) -> None:
+        try:
+            outcome = self._run_node(node)
+        except BaseException as exc:  # noqa: BLE001 - a bug in a plugin must not hang the run
+            outcome = _outcome(Status.FAILED, f"internal error in {node.step.action.name}: {type(exc).__name__}: {exc}")  # type: ignore[union-attr]
+        self._done.put((node, outcome))
+
+    # -- per node decisions (scheduler thread) ----------------------------------------------
+    def _prepare(self, node: Node) -> Outcome | None:
+        """An Outcome when the node does not need to run (barrier, skip, resumed), else None."""
+        if node.kind == BARRIER:
+            return _outcome(Status.OK, "")
+        prior = self.prior.get(node.id)
+        if prior is not None and prior.status != "started":
+            return self._restore(node, prior)
+        step = node.step
+        if node.host is None:
+            return _outcome(Status.SKIPPED, "no hosts matched")
+        if self.opts.limit is not None and node.host not in self.opts.limit:
+            return _outcome(Status.SKIPPED, "not in --limit")
+        if self.aborted and node.kind != HANDLER:
+            return _outcome(Status.SKIPPED, f"not run: {self.aborted}")
+        if self.interrupted:
+            return _outcome(Status.SKIPPED, "not run: interrupted")
+        if not self._tag_selected(step.tags):
+            return _outcome(Status.SKIPPED, "not selected by tags")
+        state = self.host_states.setdefault(node.host, HostState())
+        if node.kind == HANDLER:
+            if not (set(step.listen) | {step.name, step.id}) & state.notified:
+                return _outcome(Status.SKIPPED, "not notified")
+            return None
+        parts = node.leaf.sections  # type: ignore[union-attr]
+        in_always = any(s.part == "always" for s in parts)
+        for section in parts:
+            failed_here = section.block_id in state.failed_blocks
+            if section.part == "block" and failed_here:
+                return _outcome(Status.SKIPPED, "an earlier step of this block failed")
+            if section.part == "rescue" and not failed_here:
+                return _outcome(Status.SKIPPED, "rescue not needed: the block succeeded")
+        if state.failed and not in_always:
+            return _outcome(Status.SKIPPED, "host failed earlier")
+        return None
+
+    def _tag_selected(self, tags: tuple[str, ...]) -> bool:
+        if self.opts.skip_tags and set(tags) & self.opts.skip_tags:
+            return False
+        if self.opts.tags and not (set(tags) | {"always"}) & self.opts.tags:
+            return "always" in tags
+        return True
+
+    def _restore(self, node: Node, prior: NodeRecord) -> Outcome:
+        """A node the journal already holds a result for (resume): reuse it."""
+        outcome = _outcome(Status(prior.status) if prior.status in Status._value2member_map_ else Status.OK,
+                           prior.msg)
+        outcome.registered = prior.registered
+        outcome.result.facts = prior.facts
+        outcome.result.changed = prior.changed
+        outcome.notify = prior.notify
+        outcome.started, outcome.finished = prior.started or 0.0, prior.finished or 0.0
+        setattr(outcome, "restored", True)
+        return outcome
+
+    def _finish(self, node: Node, outcome: Outcome) -> None:
+        """Fold a node's outcome into the run state (scheduler thread only)."""
+        self.statuses[node.id] = outcome.status.value
+        self._deadline.pop(node.id, None)
+        self._cancel.pop(node.id, None)
+        if node.kind == BARRIER:
+            return
+        step = node.step
+        restored = getattr(outcome, "restored", False)
+        if not restored and outcome.status is Status.SKIPPED and node.host is not None:
+            self._record(node, outcome)
+        if outcome.result.msg:
+            self.messages[node.id] = outcome.result.msg
+        if node.host is None:
+            return
+        state = self.host_states.setdefault(node.host, HostState())
+        if step.register and outcome.registered is not None:
+            state.registered[step.register] = outcome.registered
+            if outcome.status is Status.UNKNOWN:
+                state.unknown[step.register] = step.name
+        state.facts.update(outcome.result.facts)
+        state.notified.update(outcome.notify)
+        failed = outcome.status in (Status.FAILED, Status.TIMED_OUT) and not step.ignore_errors
+        if failed:
+            self._host_failed(node, state)
+        self.emit("node_finished", node, status=outcome.status.value, msg=outcome.result.msg,
+                  changed=outcome.result.changed, duration=round(outcome.finished - outcome.started, 6)
+                  if outcome.finished else 0.0, restored=restored)
+
+    def _host_failed(self, node: Node, state: HostState) -> None:
+        # Ansible's block semantics: the rest of each enclosing block is skipped up to the
+        # innermost block that has a rescue; without one, the host has failed.
+        rescued = False
+        for section in reversed(node.leaf.sections):  # type: ignore[union-attr]
+            if section.part != "block":
+                continue
+            state.failed_blocks.add(section.block_id)
+            if section.block_id in self._rescued_blocks:
+                rescued = True
+                break
+        if not rescued:
+            state.failed = True
+        step = node.step
+        self.step_failures[step.id] = self.step_failures.get(step.id, 0) + 1
+        self.run_failures += 1
+        pct, max_err = self.plan.step_failure_limits()[step.id]
+        total = max(1, len(node.leaf.hosts))  # type: ignore[union-attr]
+        if pct is not None and 100.0 * self.step_failures[step.id] / total > pct:
+            self.aborted = (f'step "{step.name}" failed on {self.step_failures[step.id]} of {total} hosts, '
+                            f"over max_fail_percentage {pct:g}%")
+        elif max_err is not None and self.step_failures[step.id] > max_err:
+            self.aborted = f'step "{step.name}" failed on {self.step_failures[step.id]} hosts, over max_errors {max_err}'
+        run_max = self.opts.max_errors if self.opts.max_errors is not None else self.plan.runbook.max_errors
+        if run_max is not None and self.run_failures > run_max:
+            self.aborted = f"{self.run_failures} nodes failed, over the run's max_errors {run_max}"
+        if self.aborted:
+            self.emit("aborted", node, message=self.aborted)
+
+    # -- running a node (worker thread) -----------------------------------------------------
+    def hostinfo(self, name: str) -> HostInfo:
+        info = self._hostinfo.get(name)
+        if info is None:
+            inv_host = self.plan.inventory.host(name)
+            info = HostInfo(name, dict(inv_host.vars))
+            self._hostinfo[name] = info
+        return info
+
+    def context_for(self, node: Node, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Template variables, lowest precedence first: inventory, runbook vars, facts and
+        registered results, step vars, then params (like Ansible's extra vars)."""
+        name = node.host or "localhost"
+        host = self.hostinfo(name) if node.host else HostInfo("localhost", {})
+        state = self.host_states.get(name) or HostState()
+        ctx: dict[str, Any] = dict(host.vars)
+        ctx.update(inventory_hostname=name, groups=self._groups, hostvars=self._hostvars,
+                   params=self.plan.params, run={"id": self.run_id, "check": self.opts.check},
+                   host={"name": name, "address": host.address, "vars": host.vars})
+        ctx.update(self.plan.params)
+        for key, value in self.plan.runbook.vars.items():
+            ctx[key] = _render_soft(value, ctx)
+        ctx.update(state.facts)
+        ctx.update(state.registered)
+        for key, value in node.step.vars.items():
+            ctx[key] = _render_soft(value, ctx)
+        if extra:
+            ctx.update(extra)
+        ctx.update(self.plan.params)
+        return ctx
+
+    def _run_node(self, node: Node) -> Outcome:
+        step = node.step
+        start = time.time()
+        action = step.action
+        assert action is not None
+        spec = self.registry.action(action.name)
+        if spec is None:
+            return _outcome(Status.FAILED, f"plugin action {action.name} is not installed")
+        state = self.host_states.get(node.host or "", HostState())
+        if self.opts.check and state.unknown:
+            deps = sorted(_step_names(step) & set(state.unknown))
+            if deps:
+                return _outcome(Status.UNKNOWN, "depends on " + ", ".join(f'"{state.unknown[d]}"' for d in deps)
+                                + " (unknown in check mode)", registered=Result.unknown("").registered())
+        try:
+            ctx_vars = self.context_for(node)
+            for cond in step.when:
+                if not _truthy(cond if isinstance(cond, bool) else evaluate(cond, ctx_vars, step.pos)):
+                    out = _outcome(Status.SKIPPED, f"when: {cond} is false")
+                    out.registered = Result(status=Status.SKIPPED).registered()
+                    return out
+            items = [None] if step.loop is None else render(step.loop, ctx_vars, pos=step.pos)
+            if not isinstance(items, list):
+                return _outcome(Status.FAILED, f"loop must render to a list, got {type(items).__name__}")
+        except UserError as exc:
+            return _outcome(Status.FAILED, _user_message(exc))
+        prior = self.prior.get(node.id)
+        if prior is not None and prior.status == "started":
+            resolved = self._in_doubt(node, spec, ctx_vars)
+            if resolved is not None:
+                return resolved
+        if step.approve is not None and not self.opts.check:
+            denied = self._ask_approval(node, spec, ctx_vars)
+            if denied is not None:
+                return denied
+        self._write_ahead(node)
+        cancel = self._cancel.setdefault(node.id, threading.Event())
+        if step.timeout:
+            self._deadline[node.id] = time.monotonic() + step.timeout
+        results: list[Result] = []
+        for item in items:
+            extra = None if step.loop is None else {step.loop_var: item}
+            results.append(self._attempts(node, spec, ctx_vars if extra is None else {**ctx_vars, **extra}, cancel))
+            if cancel.is_set():
+                break
+        outcome = self._combine(node, results)
+        outcome.started, outcome.finished = start, time.time()
+        if outcome.status is Status.OK and not self.opts.check:
+            self._record_rollback(node, spec, ctx_vars, results)
+        self._record(node, outcome)
+        return outcome
+
+    def _write_ahead(self, node: Node) -> None:
+        self.journal.node_started(self.run_id, node.id, node.step.id, node.host)
+        self.emit("node_started", node)
+
+    def _attempts(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], cancel: threading.Event) -> Result:
+        step = node.step
+        delay = step.delay
+        attempt = 0
+        while True:
+            attempt += 1
+            result = self._call(node, spec, ctx_vars, cancel)
+            result.attempts = attempt
+            if result.status is Status.UNKNOWN or cancel.is_set():
+                return result
+            try:
+                result = self._apply_overrides(step, result, ctx_vars)
+                if step.until:
+                    view = {**ctx_vars, "result": result.registered()}
+                    if step.register:
+                        view[step.register] = view["result"]
+                    if _truthy(evaluate(step.until, view, step.pos)):
+                        result.status = Status.OK if result.status is not Status.TIMED_OUT else result.status
+                        return result
+                    if attempt > max(step.retries, 0):
+                        result.status = Status.FAILED
+                        result.msg = (f"until: {step.until} still false after {attempt} attempts"
+                                      + (f" (last: {result.msg})" if result.msg else ""))
+                        return result
+                elif not result.failed_ or attempt > step.retries:
+                    return result
+            except UserError as exc:
+                return Result.failed(_user_message(exc))
+            self.emit("node_output", node, line=f"attempt {attempt} failed, retrying in {delay:g}s: {result.msg}")
+            if cancel.wait(delay):
+                result.status = Status.TIMED_OUT
+                return result
+            delay *= step.backoff
+
+    def _call(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], cancel: threading.Event) -> Result:
+        step = node.step
+        assert step.action is not None
+        try:
+            args = self._render_args(spec, step.action.args, ctx_vars, step)
+            parsed = spec.parse_args(args)
+        except UserError as exc:
+            return Result.failed(_user_message(exc))
+        except Exception as exc:  # noqa: BLE001 - pydantic validation of rendered arguments
+            return Result.failed(f"{spec.full_name}: invalid arguments after rendering: {_pydantic_msg(exc)}")
+        if self.opts.check and not spec.supports_check:
+            return Result.unknown(f"{spec.full_name} does not support check mode; it would run now")
+        target = node.host or "localhost"
+        if step.delegate_to:
+            target = str(render(step.delegate_to, ctx_vars, pos=step.pos))
+        deadline = self._deadline.get(node.id)
+        ctx = ActionContext(
+            host=self.hostinfo(target) if node.host else HostInfo("localhost", {}),
+            step_name=step.name, check_mode=self.opts.check, diff_mode=self.opts.diff,
+            timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
+            cancelled=cancel, evidence_dir=self.opts.evidence_dir,
+            become=self._become(step, ctx_vars), secrets=self.secrets, run_id=self.run_id,
+            _connect=self.pool.get, _output=lambda line: self.emit("node_output", node, line=line),
+            _lookup_host=self.hostinfo,
+        )
+        start = time.monotonic()
+        try:
+            result = spec.fn(ctx, parsed)
+        except OpsbookError as exc:
+            result = Result.failed(_user_message(exc) if isinstance(exc, UserError) else str(exc))
+        except Exception as exc:  # noqa: BLE001 - failures are values: report, don't crash the run
+            result = Result.failed(f"{type(exc).__name__}: {exc}")
+        result.duration = time.monotonic() - start
+        if cancel.is_set() and result.status is not Status.OK and not self.interrupted:
+            result.status = Status.TIMED_OUT
+            result.msg = f"timed out after {step.timeout:g}s" if step.timeout else (result.msg or "cancelled")
+        return result
+
+    def _render_args(self, spec: ActionSpec, args: Any, ctx_vars: dict[str, Any], step: Any) -> Any:
+        if isinstance(args, dict) and spec.shell_fields:
+            return {k: render(v, ctx_vars, shell=k in spec.shell_fields, pos=step.pos) for k, v in args.items()}
+        if not isinstance(args, dict) and spec.scalar_arg in spec.shell_fields:
+            return render(args, ctx_vars, shell=True, pos=step.pos)
+        return render(args, ctx_vars, pos=step.pos)
+
+    def _become(self, step: Any, ctx_vars: Mapping[str, Any]) -> Become | None:
+        become = step.become if step.become is not None else bool(ctx_vars.get("ansible_become", False))
+        if not become:
+            return None
+        password = ctx_vars.get("ansible_become_password") or ctx_vars.get("ansible_become_pass")
+        if password:
+            self.secrets.add("become_password", str(password))
+        return Become(step.become_user or str(ctx_vars.get("ansible_become_user", "root")),
+                      str(password) if password else None)
+
+    def _apply_overrides(self, step: Any, result: Result, ctx_vars: dict[str, Any]) -> Result:
+        if not (step.failed_when or step.changed_when):
+            return result
+        view = {**ctx_vars, "result": result.registered()}
+        if step.register:
+            view[step.register] = view["result"]
+        if step.changed_when:
+            result.changed = all(_truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.changed_when)
+        if step.failed_when:
+            fail = any(_truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.failed_when)
+            if fail and result.status is Status.OK:
+                result.status, result.msg = Status.FAILED, result.msg or f"failed_when: {step.failed_when[0]}"
+            elif not fail and result.status is Status.FAILED:
+                result.status = Status.OK
+        return result
+
+    def _combine(self, node: Node, results: list[Result]) -> Outcome:
+        step = node.step
+        if step.loop is None:
+            result = results[0]
+            registered = result.registered()
+        else:
+            worst = next((r for r in results if r.status in (Status.TIMED_OUT, Status.FAILED)), None) or \
+                next((r for r in results if r.status is Status.UNKNOWN), None)
+            result = Result(status=worst.status if worst else Status.OK, changed=any(r.changed for r in results),
+                            msg=worst.msg if worst else f"{len(results)} items",
+                            stdout="\n".join(r.stdout for r in results if r.stdout),
+                            stderr="\n".join(r.stderr for r in results if r.stderr))
+            for r in results:
+                result.facts.update(r.facts)
+                result.evidence.extend(r.evidence)
+            registered = result.registered()
+            registered["results"] = [r.registered() for r in results]
+        notify = list(step.notify) if result.changed and result.status is Status.OK else []
+        out = Outcome(result.status, result, registered, notify)
+        return out
+
+    def _record(self, node: Node, outcome: Outcome) -> None:
+        step = node.step
+        r = outcome.result
+        redact = self.secrets.redact
+        hide = step.no_log
+        rec = NodeRecord(
+            node_id=node.id, step_id=step.id, host=node.host, status=outcome.status.value,
+            started=outcome.started or time.time(), finished=outcome.finished or time.time(),
+            attempts=r.attempts, changed=r.changed, rc=r.rc,
+            msg="(hidden by no_log)" if hide and r.msg else redact(r.msg),
+            stdout="" if hide else redact(r.stdout), stderr="" if hide else redact(r.stderr),
+            registered=None if outcome.registered is None else (
+                {"hidden": True} if hide else self.secrets.redact_any(outcome.registered)),
+            facts=self.secrets.redact_any(r.facts), notify=outcome.notify)
+        self.journal.node_finished(self.run_id, rec)
+        for ev in r.evidence:
+            self.journal.event(self.run_id, "evidence", node.id,
+                               {"path": ev.path, "source": redact(ev.source), "description": ev.description,
+                                "step": step.name, "host": node.host})
+
+    # -- approvals ---------------------------------------------------------------------------
+    def _ask_approval(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any]) -> Outcome | None:
+        step = node.step
+        try:
+            prompt = str(render(step.approve, ctx_vars, pos=step.pos)) if step.approve else f"Run {step.name} on {node.host}?"
+            args = self._render_args(spec, step.action.args, ctx_vars, step)  # type: ignore[union-attr]
+        except UserError as exc:
+            return _outcome(Status.FAILED, _user_message(exc))
+        request = ApprovalRequest(self.run_id, node.id, step.id, step.name, node.host, self.secrets.redact(prompt),
+                                  spec.full_name, self.secrets.redact_any(args))
+        self.emit("approval_requested", node, prompt=request.prompt, action=spec.full_name)
+        if self.approver is None:
+            approved, who = False, "nobody (no approver configured)"
+        else:
+            approved, who = self.approver(request)
+        self.journal.record_decision(self.run_id, node.id, step.id, request.prompt, approved, who)
+        self.emit("approval_decided", node, approved=approved, who=who)
+        if not approved:
+            return _outcome(Status.FAILED, f"not approved ({who})")
+        return None
+
+    # -- resume: nodes that were running when opsbook died -----------------------------------
+    def _in_doubt(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any]) -> Outcome | None:
+        """None = run it again; an Outcome = settled without running."""
+        confirmed = "*" in self.opts.confirm_rerun or node.id in self.opts.confirm_rerun
+        if spec.idempotent or confirmed:
+            return None
+        if spec.supports_check:
+            checker = Executor.__new__(Executor)
+            checker.__dict__.update(self.__dict__)
+            checker.opts = RunOptions(**{**self.opts.__dict__, "check": True})
+            result = checker._call(node, spec, ctx_vars, threading.Event())
+            if result.status is Status.OK and not result.changed:
+                out = Outcome(Status.OK, result, result.registered())
+                out.result.msg = "was running when opsbook stopped; check shows it is done"
+                self._record(node, out)
+                return out
+            if result.status is Status.OK and result.changed:
+                return None  # the check says it has not happened yet: run it
+        msg = (f"was running when opsbook stopped and {spec.full_name} is not idempotent; "
+               f"confirm a re-run with: opsbook resume {self.run_id} --confirm {node.id}")
+        out = _outcome(Status.UNKNOWN, msg)
+        self._record(node, out)
+        self.aborted = self.aborted or f"node {node.id} needs confirmation"
+        return out
+
+    # -- rollback ----------------------------------------------------------------------------
+    def _record_rollback(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], results: list[Result]) -> None:
+        step = node.step
+        if step.rollback is not None:
+            try:
+                args = render(step.rollback.args, ctx_vars, pos=step.rollback.pos)
+            except UserError as exc:
+                self.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
+                return
+            self.journal.add_rollback(self.run_id, node.id, node.host, step.rollback.name, args)
+        elif spec.inverse is not None:
+            for result in results:
+                try:
+                    args = self._render_args(spec, step.action.args, ctx_vars, step)  # type: ignore[union-attr]
+                    inverse = spec.inverse(spec.parse_args(args), result)
+                except Exception:  # noqa: BLE001 - no inverse for this result
+                    inverse = None
+                if inverse is not None:
+                    self.journal.add_rollback(self.run_id, node.id, node.host, inverse[0], inverse[1])
+
+    def _rollback(self, workers: ThreadPoolExecutor) -> int:
+        entries = [e for e in self.journal.rollbacks(self.run_id) if e["status"] == "pending"]
+        if not entries:
+            return 0
+        by_host: dict[str | None, list[dict[str, Any]]] = {}
+        for entry in entries:
+            by_host.setdefault(entry["host"], []).append(entry)
+        self.emit("rollback_started", count=len(entries))
+        futures = [workers.submit(self._rollback_host, host, list(reversed(items)))
+                   for host, items in by_host.items()]
+        return sum(f.result() for f in futures)
+
+    def _rollback_host(self, host: str | None, entries: list[dict[str, Any]]) -> int:
+        done = 0
+        for entry in entries:
+            spec = self.registry.action(entry["action"])
+            seq = entry["seq"]
+            if spec is None:
+                self.journal.rollback_status(self.run_id, seq, "failed", f"action {entry['action']} not installed")
+                continue
+            self.journal.rollback_status(self.run_id, seq, "running")
+            info = self.hostinfo(host) if host else HostInfo("localhost", {})
+            ctx = ActionContext(host=info, step_name=f"rollback of {entry['node_id']}", secrets=self.secrets,
+                                run_id=self.run_id, evidence_dir=self.opts.evidence_dir, _connect=self.pool.get,
+                                _lookup_host=self.hostinfo)
+            try:
+                result = spec.fn(ctx, spec.parse_args(entry["args"]))
+            except Exception as exc:  # noqa: BLE001
+                result = Result.failed(f"{type(exc).__name__}: {exc}")
+            status = "done" if result.status is Status.OK else "failed"
+            self.journal.rollback_status(self.run_id, seq, status, self.secrets.redact(result.msg))
+            self.emit("rollback_finished", host=host, action=entry["action"], node=entry["node_id"],
+                      status=status, msg=result.msg)
+            done += status == "done"
+        return done
+
+
+def _inline(spec: ActionSpec, node: Node) -> bool:
+    """Cheap pure actions run on the scheduler thread: no hand-off cost per node."""
+    step = node.step
+    return (spec.plugin == "local" and spec.name in ("noop", "set", "assert", "fail")
+            and not step.approve and not step.retries and not step.timeout and not step.loop)
+
+
+def _outcome(status: Status, msg: str, registered: dict[str, Any] | None = None) -> Outcome:
+    now = time.time()
+    return Outcome(status, Result(status=status, msg=msg), registered, [], now, now)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1", "on")
+    return bool(value)
+
+
+def _render_soft(value: Any, ctx: Mapping[str, Any]) -> Any:
+    """Render a variable; if it needs something not known yet, keep the template."""
+    try:
+        return render(value, ctx)
+    except TemplateError:
+        return value
+
+
+def _user_message(exc: UserError) -> str:
+    where = f" ({exc.position})" if exc.position else ""
+    return exc.message + where
+
+
+def _pydantic_msg(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in errors())
+    return str(exc)

@@ -1,0 +1,344 @@
+"""Journal stage: the durable record of every run (SQLite, WAL), and the source of truth for
+resume, approvals from another shell, locks and reports.
+
+Write-ahead: the executor commits a node's start before the side effect begins and its
+result after, so after a crash every node is either done (result recorded), in doubt
+(started, no result) or not started. Secrets are redacted by the caller before writing.
+
+The `Journal` class is the seam for other back ends (PostgreSQL later): the executor only
+uses its methods, never SQL.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from opsbook.errors import JournalError, RunError, RunLockedError
+
+OUTPUT_KEEP = 64 * 1024  # stored per stream; full size and hash are kept beside it
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY, runbook_path TEXT, runbook_name TEXT, digest TEXT, params TEXT,
+  inventory TEXT, inventory_digest TEXT, options TEXT, status TEXT, started REAL, finished REAL,
+  who TEXT, host TEXT, pid INTEGER, objectives TEXT, incident_start REAL, summary TEXT
+);
+CREATE TABLE IF NOT EXISTS nodes (
+  run_id TEXT, node_id TEXT, step_id TEXT, host TEXT, status TEXT, started REAL, finished REAL,
+  attempts INTEGER, changed INTEGER, rc INTEGER, msg TEXT, stdout TEXT, stderr TEXT,
+  out_size INTEGER, out_sha256 TEXT, registered TEXT, facts TEXT, notify TEXT,
+  PRIMARY KEY (run_id, node_id)
+);
+CREATE TABLE IF NOT EXISTS events (
+  run_id TEXT, seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, kind TEXT, node_id TEXT, data TEXT
+);
+CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
+CREATE TABLE IF NOT EXISTS rollbacks (
+  run_id TEXT, seq INTEGER, node_id TEXT, host TEXT, action TEXT, args TEXT, status TEXT,
+  started REAL, finished REAL, msg TEXT, PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+  run_id TEXT, node_id TEXT, step_id TEXT, prompt TEXT, requested REAL, decided REAL,
+  approved INTEGER, who TEXT, PRIMARY KEY (run_id, node_id)
+);
+CREATE TABLE IF NOT EXISTS locks (
+  name TEXT PRIMARY KEY, run_id TEXT, pid INTEGER, host TEXT, acquired REAL
+);
+"""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+@dataclass
+class NodeRecord:
+    """What the journal knows about one node."""
+
+    node_id: str
+    step_id: str
+    host: str | None
+    status: str  # started | ok | failed | skipped | timed_out | unknown
+    started: float | None = None
+    finished: float | None = None
+    attempts: int = 0
+    changed: bool = False
+    rc: int | None = None
+    msg: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    registered: dict[str, Any] | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    notify: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunRecord:
+    id: str
+    runbook_path: str
+    runbook_name: str
+    digest: str
+    params: dict[str, Any]
+    inventory: list[str]
+    inventory_digest: str
+    options: dict[str, Any]
+    status: str
+    started: float
+    finished: float | None
+    who: str
+    host: str
+    pid: int
+    objectives: dict[str, Any]
+    incident_start: float | None
+    summary: dict[str, Any]
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def digest_files(paths: list[str]) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        p = Path(path)
+        files = sorted(p.rglob("*")) if p.is_dir() else [p]
+        for f in files:
+            if f.is_file():
+                h.update(str(f).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+class Journal:
+    """SQLite journal. `Journal(":memory:")` keeps everything in memory (tests, benchmarks)."""
+
+    def __init__(self, path: str | Path, sync: str = "NORMAL") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self.db = sqlite3.connect(self.path, timeout=10, check_same_thread=False,
+                                      isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a crash of opsbook (SIGKILL); FULL also survives
+            # power loss at the cost of an fsync per commit.
+            self.db.execute(f"PRAGMA synchronous={sync}")
+            self.db.execute("PRAGMA busy_timeout=10000")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open the journal {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                yield self.db
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise JournalError(f"journal {self.path}: write failed: {exc}"
+                                   + (" (disk full?)" if "full" in str(exc) else "")
+                                   + (" (locked by another process)" if "locked" in str(exc) else "")) from None
+
+    # -- runs --------------------------------------------------------------------------------
+    def create_run(self, run: RunRecord) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run.id, run.runbook_path, run.runbook_name, run.digest, _json(run.params),
+                 _json(run.inventory), run.inventory_digest, _json(run.options), run.status,
+                 run.started, run.finished, run.who, run.host, run.pid, _json(run.objectives),
+                 run.incident_start, _json(run.summary)),
+            )
+
+    def set_run_status(self, run_id: str, status: str, summary: dict[str, Any] | None = None,
+                       finished: bool = True) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status=?, finished=?, summary=COALESCE(?, summary), pid=? WHERE id=?",
+                       (status, time.time() if finished else None,
+                        _json(summary) if summary is not None else None, os.getpid(), run_id))
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self._lock:
+            row = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                row = self.db.execute("SELECT * FROM runs WHERE id LIKE ? ORDER BY started DESC",
+                                      (run_id + "%",)).fetchone()
+        if row is None:
+            raise RunError(f'no run "{run_id}" in the journal {self.path} (see `opsbook runs`)')
+        return RunRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), json.loads(row[5]), row[6],
+                         json.loads(row[7]), row[8], row[9], row[10], row[11], row[12], row[13],
+                         json.loads(row[14] or "{}"), row[15], json.loads(row[16] or "{}"))
+
+    def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        with self._lock:
+            ids = [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY started DESC LIMIT ?", (limit,))]
+        return [self.get_run(i) for i in ids]
+
+    def latest_run_id(self) -> str:
+        with self._lock:
+            row = self.db.execute("SELECT id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
+        if row is None:
+            raise RunError("the journal has no runs yet")
+        return str(row[0])
+
+    # -- nodes -------------------------------------------------------------------------------
+    def node_started(self, run_id: str, node_id: str, step_id: str, host: str | None) -> None:
+        """Committed before the node's side effect begins (write-ahead)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO nodes (run_id,node_id,step_id,host,status,started,attempts) VALUES (?,?,?,?,?,?,0) "
+                "ON CONFLICT(run_id,node_id) DO UPDATE SET status='started', started=excluded.started",
+                (run_id, node_id, step_id, host, "started", time.time()))
+
+    def node_finished(self, run_id: str, rec: NodeRecord) -> None:
+        out = (rec.stdout or "") + (rec.stderr or "")
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO nodes (run_id,node_id,step_id,host,status,started,finished,attempts,changed,rc,msg,"
+                "stdout,stderr,out_size,out_sha256,registered,facts,notify) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(run_id,node_id) DO UPDATE SET status=excluded.status, finished=excluded.finished,"
+                "attempts=excluded.attempts, changed=excluded.changed, rc=excluded.rc, msg=excluded.msg,"
+                "stdout=excluded.stdout, stderr=excluded.stderr, out_size=excluded.out_size,"
+                "out_sha256=excluded.out_sha256, registered=excluded.registered, facts=excluded.facts,"
+                "notify=excluded.notify, started=COALESCE(nodes.started, excluded.started)",
+                (run_id, rec.node_id, rec.step_id, rec.host, rec.status, rec.started, rec.finished or time.time(),
+                 rec.attempts, int(rec.changed), rec.rc, rec.msg, rec.stdout[-OUTPUT_KEEP:],
+                 rec.stderr[-OUTPUT_KEEP:], len(out.encode()), hashlib.sha256(out.encode()).hexdigest(),
+                 _json(rec.registered) if rec.registered is not None else None, _json(rec.facts),
+                 _json(rec.notify)))
+
+    def nodes(self, run_id: str) -> dict[str, NodeRecord]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT node_id,step_id,host,status,started,finished,attempts,changed,rc,msg,stdout,stderr,"
+                "registered,facts,notify FROM nodes WHERE run_id=? ORDER BY started", (run_id,)).fetchall()
+        return {r[0]: NodeRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or 0, bool(r[7]), r[8], r[9] or "",
+                                 r[10] or "", r[11] or "", json.loads(r[12]) if r[12] else None,
+                                 json.loads(r[13] or "{}"), json.loads(r[14] or "[]")) for r in rows}
+
+    def forget_nodes(self, run_id: str, node_ids: list[str]) -> None:
+        """Make nodes runnable again (retry --failed / --from)."""
+        with self._tx() as db:
+            db.executemany("DELETE FROM nodes WHERE run_id=? AND node_id=?", [(run_id, n) for n in node_ids])
+
+    # -- events ------------------------------------------------------------------------------
+    def event(self, run_id: str, kind: str, node_id: str | None = None, data: dict[str, Any] | None = None,
+              ts: float | None = None) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO events (run_id,ts,kind,node_id,data) VALUES (?,?,?,?,?)",
+                       (run_id, ts or time.time(), kind, node_id, _json(data or {})))
+
+    def events(self, run_id: str) -> list[tuple[float, str, str | None, dict[str, Any]]]:
+        with self._lock:
+            rows = self.db.execute("SELECT ts,kind,node_id,data FROM events WHERE run_id=? ORDER BY seq",
+                                   (run_id,)).fetchall()
+        return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    # -- rollback ----------------------------------------------------------------------------
+    def add_rollback(self, run_id: str, node_id: str, host: str | None, action: str, args: Any) -> None:
+        with self._tx() as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq),0)+1 FROM rollbacks WHERE run_id=?", (run_id,)).fetchone()[0]
+            db.execute("INSERT INTO rollbacks (run_id,seq,node_id,host,action,args,status) VALUES (?,?,?,?,?,?,?)",
+                       (run_id, seq, node_id, host, action, _json(args), "pending"))
+
+    def rollbacks(self, run_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.db.execute("SELECT seq,node_id,host,action,args,status,started,finished,msg FROM rollbacks "
+                                   "WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
+        return [dict(seq=r[0], node_id=r[1], host=r[2], action=r[3], args=json.loads(r[4]), status=r[5],
+                     started=r[6], finished=r[7], msg=r[8] or "") for r in rows]
+
+    def rollback_status(self, run_id: str, seq: int, status: str, msg: str = "") -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.execute("UPDATE rollbacks SET status=?, msg=?, started=COALESCE(started, ?), finished=? "
+                       "WHERE run_id=? AND seq=?",
+                       (status, msg, now, None if status == "running" else now, run_id, seq))
+
+    # -- approvals ---------------------------------------------------------------------------
+    def request_approval(self, run_id: str, node_id: str, step_id: str, prompt: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO approvals (run_id,node_id,step_id,prompt,requested) VALUES (?,?,?,?,?)",
+                       (run_id, node_id, step_id, prompt, time.time()))
+
+    def decide(self, run_id: str, step: str, approved: bool, who: str) -> int:
+        """Approve/deny pending approvals of a step (id, name or node id); returns how many."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE approvals SET decided=?, approved=?, who=? WHERE run_id=? AND decided IS NULL "
+                             "AND (step_id=? OR node_id=?)", (time.time(), int(approved), who, run_id, step, step))
+            return cur.rowcount
+
+    def approval(self, run_id: str, node_id: str) -> tuple[bool, str] | None:
+        with self._lock:
+            row = self.db.execute("SELECT approved, who FROM approvals WHERE run_id=? AND node_id=? AND decided IS NOT NULL",
+                                  (run_id, node_id)).fetchone()
+        return (bool(row[0]), row[1]) if row else None
+
+    def record_decision(self, run_id: str, node_id: str, step_id: str, prompt: str, approved: bool, who: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO approvals VALUES (?,?,?,?,?,?,?,?)",
+                       (run_id, node_id, step_id, prompt, time.time(), time.time(), int(approved), who))
+
+    def approvals(self, run_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.db.execute("SELECT node_id,step_id,prompt,requested,decided,approved,who FROM approvals "
+                                   "WHERE run_id=? ORDER BY requested", (run_id,)).fetchall()
+        return [dict(node_id=r[0], step_id=r[1], prompt=r[2], requested=r[3], decided=r[4],
+                     approved=None if r[5] is None else bool(r[5]), who=r[6]) for r in rows]
+
+    # -- locks -------------------------------------------------------------------------------
+    def acquire(self, name: str, run_id: str) -> None:
+        """Take a lock (run:<id> or a runbook's named lock); stale locks of dead PIDs are taken over."""
+        host = socket.gethostname()
+        with self._tx() as db:
+            row = db.execute("SELECT run_id,pid,host FROM locks WHERE name=?", (name,)).fetchone()
+            held_by_other = row is not None and not (row[1] == os.getpid() and row[2] == host)
+            if held_by_other and _alive(row[1], row[2]):
+                raise RunLockedError(f'lock "{name}" is held by run {row[0]} (pid {row[1]} on {row[2]}); '
+                                     "wait for it to finish, or stop it first")
+            db.execute("INSERT OR REPLACE INTO locks VALUES (?,?,?,?,?)", (name, run_id, os.getpid(), host, time.time()))
+
+    def release(self, name: str, run_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM locks WHERE name=? AND run_id=? AND pid=?", (name, run_id, os.getpid()))
+
+
+def _alive(pid: int, host: str) -> bool:
+    if host != socket.gethostname():
+        return True  # cannot tell; assume the other machine still runs it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def whoami() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return str(os.getuid())

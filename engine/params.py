@@ -1,0 +1,112 @@
+"""Runbook parameters: typed values from -e key=value, defaults and secrets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from opsbook.errors import Diagnostic, ParamError, ValidationError, did_you_mean
+from opsbook.model import Param, Runbook, parse_duration
+
+_TRUE = {"true", "yes", "on", "1", "y"}
+_FALSE = {"false", "no", "off", "0", "n"}
+
+
+def coerce(param: Param, value: Any) -> Any:
+    """Convert a CLI string (or a YAML value) to the parameter's type; ValueError if it can't."""
+    kind = param.type
+    if kind in ("string", "host", "secret"):
+        return value if isinstance(value, str) else str(value)
+    if kind == "int":
+        if isinstance(value, bool):
+            raise ValueError("expected a whole number")
+        return int(value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError("expected true or false")
+    if kind == "duration":
+        return parse_duration(value)
+    if kind == "list":
+        if isinstance(value, list):
+            return value
+        text = str(value).strip()
+        if text.startswith("["):
+            parsed = json.loads(text)
+            if isinstance(parsed, list):
+                return parsed
+        return [v.strip() for v in text.split(",") if v.strip()]
+    if kind == "dict":
+        if isinstance(value, dict):
+            return value
+        parsed = json.loads(str(value))
+        if not isinstance(parsed, dict):
+            raise ValueError("expected a JSON object")
+        return parsed
+    return value
+
+
+def resolve_params(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults + given values, typed; every problem reported at once."""
+    problems: list[Diagnostic] = []
+    known = {p.name: p for p in runbook.params}
+    resolved: dict[str, Any] = {}
+    for name in given:
+        if name not in known:
+            # Ansible-style extra vars: unknown names are allowed as plain variables.
+            resolved[name] = given[name]
+    for param in runbook.params:
+        if param.name in given:
+            try:
+                value = coerce(param, given[param.name])
+            except (ValueError, TypeError) as exc:
+                problems.append(Diagnostic(param.pos, f'parameter "{param.name}" ({param.type}): '
+                                           f"cannot use {given[param.name]!r}: {exc}"))
+                continue
+        elif param.default is not None:
+            value = coerce(param, param.default) if not isinstance(param.default, str) or "{{" not in param.default else param.default
+        elif param.required:
+            problems.append(Diagnostic(param.pos, f'missing required parameter "{param.name}"'
+                                       + (f" ({param.description})" if param.description else ""),
+                                       f"pass it with -e {param.name}=VALUE"))
+            continue
+        else:
+            value = None
+        if param.choices and value not in param.choices:
+            problems.append(Diagnostic(param.pos, f'parameter "{param.name}" must be one of '
+                                       f"{', '.join(map(str, param.choices))}, found {value!r}"
+                                       + did_you_mean(str(value), map(str, param.choices))))
+        resolved[param.name] = value
+    if problems:
+        raise ValidationError(problems)
+    return resolved
+
+
+def parse_extra_vars(pairs: list[str]) -> dict[str, Any]:
+    """-e key=value (repeatable) or -e '{"json": ...}' or -e @file.yaml."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if pair.startswith("@"):
+            import yaml
+
+            with open(pair[1:], encoding="utf-8") as handle:
+                data = yaml.safe_load(handle) or {}
+            if not isinstance(data, dict):
+                raise ParamError(f"{pair[1:]} must contain a mapping of variables")
+            out.update(data)
+        elif pair.lstrip().startswith("{"):
+            try:
+                out.update(json.loads(pair))
+            except ValueError as exc:
+                raise ParamError(f"-e {pair!r}: invalid JSON: {exc}") from None
+        elif "=" in pair:
+            key, _, value = pair.partition("=")
+            out[key.strip()] = value
+        else:
+            raise ParamError(f"-e {pair!r}: expected key=value, a JSON object or @file")
+    return out
