@@ -212,6 +212,8 @@ _CLIENT_CERTS = (
     # kwok plays every kubelet and updates any node/pod status: give it admin rights
     _CertSpec("kwok", "system:kwok-controller", ("system:masters",)),
     _CertSpec("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)),
+    # aggregation-layer client; its CA is published for the components' delegated authn
+    _CertSpec("front-proxy-client", "front-proxy-client"),
 )
 
 
@@ -371,6 +373,14 @@ def _pid_is(pid: int, exe: Path) -> bool:
     return argv0 == str(exe)
 
 
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
@@ -444,6 +454,13 @@ def _argv(component: str, p: _Paths, st: _State, bindir: Path) -> list[str]:
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
+                f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
                 f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
                 f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
                 f"--service-account-key-file={pki / 'sa.pub'}",
@@ -844,6 +861,12 @@ def up(*, seed: bool = True, wait_workload: bool = True, timeout: float = 180.0)
         if not kwok_cfg.exists():  # an empty config: kwok then uses its default stages
             kwok_cfg.write_text("apiVersion: config.kwok.x-k8s.io/v1alpha1\n"
                                 "kind: KwokConfiguration\noptions: {}\n")
+        for c in COMPONENTS:  # running with other flags (older lab code): restart it
+            pid = running[c]
+            if pid and _cmdline(pid) != _argv(c, p, st, bindir):
+                _log(f"{c} (pid {pid}) runs with different flags: restarting it")
+                _stop_pid(pid, bindir / c)
+                running[c] = None
         api = _Api(p, st.ports["apiserver"])
         started = [c for c in COMPONENTS if not running[c]]
         for c in COMPONENTS:

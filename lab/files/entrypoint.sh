@@ -73,6 +73,8 @@ case "$ROLE" in
       sed -i -e 's/^bind .*/bind 0.0.0.0/' -e 's/^protected-mode .*/protected-mode no/' \
              -e 's/^# *replica-announce-ip .*//' "$conf"
       grep -q '^daemonize yes' "$conf" || sed -i 's/^daemonize .*/daemonize yes/' "$conf"
+      # Notice a lost primary/replica within seconds, not the default minute.
+      printf 'repl-ping-replica-period 1\nrepl-timeout 5\n' >>"$conf"
       if [ "$ROLE" = db_standby ] && [ -n "${LAB_REDIS_PRIMARY:-}" ]; then
         echo "replicaof ${LAB_REDIS_PRIMARY} 6379" >>"$conf"
       fi
