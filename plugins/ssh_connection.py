@@ -1,0 +1,1058 @@
+"""The `ssh` connection: one paramiko transport per host, a channel per command.
+
+How a host is reached is decided once, from its Ansible variables and ``~/.ssh/config``
+(`settings_from_vars`), then `SSHConnection` keeps one authenticated transport open for
+every step that targets the host and reconnects once when the server dropped it.
+
+Security defaults follow OpenSSH's ``StrictHostKeyChecking=yes``: the server's host key
+must already be in known_hosts (``[127.0.0.1]:2201`` entries for non-22 ports). A key
+that differs from the recorded one is a loud, separate error naming both fingerprints.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import hmac
+import os
+import posixpath
+import re
+import secrets
+import select
+import shlex
+import socket
+import stat
+import threading
+import time
+from base64 import b64decode
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import paramiko
+from paramiko.common import cMSG_CHANNEL_REQUEST
+from paramiko.message import Message
+
+from opsbook.errors import OpsbookError
+from opsbook.plugin import Become, CommandResult
+
+OUTPUT_CAP = 4 * 1024 * 1024  # bytes kept per stream (head and tail halves)
+LINE_CAP = 64 * 1024  # a "line" longer than this is reported in pieces
+POLICIES = ("strict", "accept-new", "off")
+_POLL = 0.25  # how often a waiting command looks at its cancel event
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+class SSHError(OpsbookError):
+    """A host could not be reached, authenticated or verified over SSH."""
+
+    def __init__(self, message: str, host: str = "") -> None:
+        self.message = message
+        self.host = host
+        super().__init__(message)
+
+
+class SSHConnectError(SSHError):
+    """The TCP connection or the SSH handshake failed (host down, refused, timed out)."""
+
+
+class SSHAuthError(SSHError):
+    """The server refused every credential we have for this user."""
+
+
+class HostKeyUnknownError(SSHError):
+    """The server's host key is not in known_hosts (and the policy is strict)."""
+
+
+class HostKeyChangedError(SSHError):
+    """The server's host key differs from the recorded one: possible man-in-the-middle."""
+
+
+class BecomeError(SSHError):
+    """sudo refused to run the command (no password, wrong password, not a sudoer)."""
+
+
+class CommandTimeout(SSHError, TimeoutError):
+    """A command ran past its timeout; it was signalled and its channel closed."""
+
+    def __init__(self, message: str, host: str, partial: CommandResult) -> None:
+        super().__init__(message, host)
+        self.partial = partial
+
+
+class CommandCancelled(SSHError):
+    """A command was cancelled through its `cancel` event; its channel was closed."""
+
+    def __init__(self, message: str, host: str, partial: CommandResult) -> None:
+        super().__init__(message, host)
+        self.partial = partial
+
+
+@dataclass(frozen=True, slots=True)
+class SSHCommandResult(CommandResult):
+    """A CommandResult that also tells how much output there was before capping."""
+
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.stdout_bytes > OUTPUT_CAP or self.stderr_bytes > OUTPUT_CAP
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One SSH server to authenticate to: the target or a jump host."""
+
+    host: str
+    port: int = 22
+    user: str = ""
+    key_files: tuple[str, ...] = ()
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The name OpenSSH records the host key under (`[host]:port` unless port 22)."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """Everything needed to reach one inventory host; built once from its variables."""
+
+    name: str
+    target: Endpoint
+    jumps: tuple[Endpoint, ...] = ()
+    proxy_command: str | None = None
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    host_key_policy: str = "strict"
+    connect_timeout: float = 10.0
+    keepalive: int = 15
+    become_password: str | None = field(default=None, repr=False)
+    look_for_keys: bool = True
+    allow_agent: bool = True
+
+
+# Short options of ssh(1) that take an argument we do not use (skipped with it).
+_SSH_OPTS_WITH_ARG = set("bcDEeIiLlmOpQRSWwJFo")
+
+
+def parse_ssh_args(text: str) -> dict[str, Any]:
+    """Options from an ssh command line (`-o K=V`, `-J`, `-p`, `-l`, `-i`, `-F`), lowercase keys.
+
+    `identityfile` is a list (ssh accepts several); every other value is the first one
+    given, since ssh(1) keeps the first value it obtains.
+    """
+    opts: dict[str, Any] = {}
+    tokens = shlex.split(text or "")
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        i += 1
+        if not tok.startswith("-") or len(tok) < 2:
+            continue
+        flag, inline = tok[1], tok[2:]
+        if flag not in _SSH_OPTS_WITH_ARG:
+            continue  # a plain flag such as -q, -C, -T, -A
+        value = inline
+        if not value and i < len(tokens):
+            value = tokens[i]
+            i += 1
+        if flag == "o":
+            key, sep, val = value.partition("=")
+            if not sep:
+                key, _, val = value.partition(" ")
+                if not val and i < len(tokens) and not tokens[i].startswith("-"):
+                    val = tokens[i]
+                    i += 1
+            _set_opt(opts, key.strip().lower(), val.strip())
+        else:
+            name = {"J": "proxyjump", "p": "port", "l": "user", "i": "identityfile",
+                    "F": "configfile"}.get(flag)
+            if name:
+                _set_opt(opts, name, value)
+    return opts
+
+
+def _set_opt(opts: dict[str, Any], key: str, value: str) -> None:
+    if key == "identityfile":
+        opts.setdefault(key, []).append(value)
+    else:
+        opts.setdefault(key, value)
+
+
+def load_ssh_config(path: str | Path | None) -> paramiko.SSHConfig:
+    """~/.ssh/config (or `path`), or an empty config when there is none."""
+    path = Path(path or "~/.ssh/config").expanduser()
+    if path.is_file():
+        return paramiko.SSHConfig.from_path(str(path))
+    return paramiko.SSHConfig()
+
+
+def _first(*values: Any) -> Any:
+    for value in values:
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "yes", "true", "on", "y")
+
+
+def _policy(vars_: Mapping[str, Any], cli: Mapping[str, Any], cfg: Mapping[str, Any]) -> str:
+    explicit = vars_.get("opsbook_host_key_policy")
+    if explicit is not None:
+        value = str(explicit).strip().lower()
+        if value not in POLICIES:
+            raise SSHError(
+                f"opsbook_host_key_policy must be one of {', '.join(POLICIES)}, not {explicit!r}"
+            )
+        return value
+    if "ansible_host_key_checking" in vars_ and not _bool(vars_["ansible_host_key_checking"]):
+        return "off"
+    openssh = str(_first(cli.get("stricthostkeychecking"), cfg.get("stricthostkeychecking")) or "")
+    return {"no": "off", "off": "off", "accept-new": "accept-new"}.get(openssh.lower(), "strict")
+
+
+def settings_from_vars(
+    name: str, vars_: Mapping[str, Any], ssh_config: paramiko.SSHConfig | None = None
+) -> SSHSettings:
+    """Resolve how to reach a host: Ansible variables win over ssh args, then ~/.ssh/config."""
+    cli = parse_ssh_args(
+        " ".join(str(vars_.get(k) or "") for k in ("ansible_ssh_common_args", "ansible_ssh_extra_args"))
+    )
+    if ssh_config is None:
+        ssh_config = load_ssh_config(_first(vars_.get("opsbook_ssh_config"), cli.get("configfile")))
+    alias = str(_first(vars_.get("ansible_host"), vars_.get("ansible_ssh_host"), name))
+    cfg = ssh_config.lookup(alias)
+    user = str(_first(vars_.get("ansible_user"), vars_.get("ansible_ssh_user"), cli.get("user"),
+                      cfg.get("user"), getpass.getuser()))
+    target = Endpoint(
+        host=str(_first(cli.get("hostname"), cfg.get("hostname"), alias)),
+        port=int(_first(vars_.get("ansible_port"), vars_.get("ansible_ssh_port"), cli.get("port"),
+                        cfg.get("port"), 22)),
+        user=user,
+        key_files=_key_files(vars_, cli, cfg),
+        password=_first(vars_.get("ansible_password"), vars_.get("ansible_ssh_pass"),
+                        vars_.get("ansible_ssh_password")),
+    )
+    jump_spec = _first(cli.get("proxyjump"), cfg.get("proxyjump"))
+    proxy_command = _first(cli.get("proxycommand"), cfg.get("proxycommand"))
+    identities_only = _bool(_first(cli.get("identitiesonly"), cfg.get("identitiesonly"), "no"))
+    known_hosts = _first(vars_.get("opsbook_known_hosts"), cli.get("userknownhostsfile"),
+                         (cfg.get("userknownhostsfile") or "").split(" ")[0], "~/.ssh/known_hosts")
+    return SSHSettings(
+        name=name,
+        target=target,
+        jumps=parse_jumps(jump_spec, ssh_config, target) if jump_spec else (),
+        proxy_command=None if str(proxy_command).lower() in ("none", "") else proxy_command,
+        known_hosts=Path(str(known_hosts)).expanduser(),
+        host_key_policy=_policy(vars_, cli, cfg),
+        connect_timeout=float(_first(vars_.get("ansible_ssh_timeout"), vars_.get("ansible_timeout"),
+                                     cli.get("connecttimeout"), cfg.get("connecttimeout"), 10)),
+        keepalive=int(_first(cli.get("serveraliveinterval"), cfg.get("serveraliveinterval"), 15)),
+        become_password=_first(vars_.get("ansible_become_password"),
+                               vars_.get("ansible_become_pass"), vars_.get("ansible_sudo_pass")),
+        # ~/.ssh/id_* are tried only when no key file is configured, as ssh(1) does;
+        # IdentitiesOnly=yes keeps the agent's keys out too.
+        look_for_keys=_bool(vars_.get("opsbook_ssh_look_for_keys", True)),
+        allow_agent=_bool(vars_.get("opsbook_ssh_allow_agent", not identities_only)),
+    )
+
+
+def _key_files(vars_: Mapping[str, Any], cli: Mapping[str, Any], cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    files: list[str] = []
+    explicit = _first(vars_.get("ansible_ssh_private_key_file"), vars_.get("ansible_private_key_file"))
+    if explicit:
+        files.append(str(explicit))
+    files += [str(f) for f in cli.get("identityfile", [])]
+    files += [str(f) for f in cfg.get("identityfile", [])]
+    seen: list[str] = []
+    for f in files:
+        path = str(Path(f).expanduser())
+        if path not in seen:
+            seen.append(path)
+    return tuple(seen)
+
+
+def parse_jumps(spec: str, ssh_config: paramiko.SSHConfig, target: Endpoint) -> tuple[Endpoint, ...]:
+    """ProxyJump `[user@]host[:port][,...]`, each hop resolved through ~/.ssh/config.
+
+    A hop without a user in the spec or the config logs in as the target's user, and
+    may use the target's key files (keys never leave the controller; passwords do, so
+    the target's password is not offered to jump hosts).
+    """
+    if spec.strip().lower() == "none":
+        return ()
+    hops = []
+    for raw in spec.split(","):
+        raw = raw.strip().removeprefix("ssh://")
+        user, _, hostport = raw.rpartition("@")
+        host, port = _split_host_port(hostport)
+        cfg = ssh_config.lookup(host)
+        hops.append(Endpoint(
+            host=str(cfg.get("hostname", host)),
+            port=int(_first(port, cfg.get("port"), 22)),
+            user=str(_first(user, cfg.get("user"), target.user)),
+            key_files=tuple(str(Path(f).expanduser()) for f in cfg.get("identityfile", []))
+            + target.key_files,
+        ))
+    return tuple(hops)
+
+
+def _split_host_port(text: str) -> tuple[str, int | None]:
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else None
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, int(port)
+    return text, None
+
+
+# -- host keys ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    """A host key line of a known_hosts file that matches a host name."""
+
+    key: paramiko.PKey
+    path: Path
+    line: int
+    revoked: bool = False
+
+
+def _host_matches(name: str, patterns: str) -> bool:
+    matched = False
+    for pattern in patterns.split(","):
+        negate = pattern.startswith("!")
+        pattern = pattern.removeprefix("!")
+        if pattern.startswith("|1|"):
+            hit = _hashed_matches(name, pattern)
+        else:
+            hit = _glob(pattern).fullmatch(name.lower()) is not None
+        if hit and negate:
+            return False
+        matched = matched or hit
+    return matched
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """known_hosts wildcards: only `*` and `?` are special (`[host]:port` is literal)."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                              for c in pattern.lower()))
+
+
+def _hashed_matches(name: str, entry: str) -> bool:
+    try:
+        _, _, salt, digest = entry.split("|", 3)
+        mac = hmac.new(b64decode(salt), name.encode(), hashlib.sha1).digest()
+        return hmac.compare_digest(mac, b64decode(digest))
+    except (ValueError, TypeError):
+        return False
+
+
+def known_keys(path: Path, name: str) -> list[KnownKey]:
+    """Every key recorded for `name` in a known_hosts file (hashed names included)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    found = []
+    for number, raw in enumerate(lines, 1):
+        fields = raw.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        revoked = fields[0] == "@revoked"
+        if fields[0].startswith("@"):
+            if not revoked:
+                continue  # @cert-authority: host certificates are not supported
+            fields = fields[1:]
+        if len(fields) < 3 or not _host_matches(name, fields[0]):
+            continue
+        try:
+            key = paramiko.PKey.from_type_string(fields[1], b64decode(fields[2]))
+        except Exception:  # an unknown key type or a damaged line: OpenSSH skips it too
+            continue
+        found.append(KnownKey(key, path, number, revoked))
+    return found
+
+
+def _describe(key: paramiko.PKey) -> str:
+    return f"{key.get_name()} {key.fingerprint}"
+
+
+def _prefer_known_key_types(transport: paramiko.Transport, known: list[KnownKey]) -> None:
+    """Ask the server for a key type we have on record, so a match is possible (like ssh)."""
+    wanted: list[str] = []
+    for k in known:
+        name = k.key.get_name()
+        wanted += ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] if name == "ssh-rsa" else [name]
+    options = transport.get_security_options()
+    available = list(options.key_types)
+    first = [t for t in dict.fromkeys(wanted) if t in available]
+    if first:
+        options.key_types = first + [t for t in available if t not in first]
+
+
+def verify_host_key(server_key: paramiko.PKey, endpoint: Endpoint, settings: SSHSettings,
+                    known: list[KnownKey]) -> None:
+    """Raise unless the server's key is on record (or the policy accepts it)."""
+    if settings.host_key_policy == "off":
+        return
+    name = endpoint.known_hosts_name
+    path = settings.known_hosts
+    if any(k.revoked and k.key == server_key for k in known):
+        raise HostKeyChangedError(
+            f"host key for {name} ({_describe(server_key)}) is marked @revoked in {path}; "
+            "refusing to connect", name)
+    good = [k for k in known if not k.revoked]
+    if any(k.key == server_key for k in good):
+        return
+    if good:
+        recorded = "; ".join(f"{_describe(k.key)} ({k.path}:{k.line})" for k in good)
+        raise HostKeyChangedError(
+            f"HOST KEY FOR {name} HAS CHANGED - possible man-in-the-middle attack! "
+            f"known_hosts has {recorded}, but the server presented {_describe(server_key)}. "
+            f"If the host was re-keyed on purpose, remove the old entry with "
+            f"`ssh-keygen -R '{name}' -f {path}` and add the new key.",
+            name)
+    if settings.host_key_policy == "accept-new":
+        _append_known_host(path, name, server_key)
+        return
+    keyscan = f"ssh-keyscan{'' if endpoint.port == 22 else f' -p {endpoint.port}'} {endpoint.host}"
+    raise HostKeyUnknownError(
+        f"host key for {name} is not in known_hosts ({path}); the server offered "
+        f"{_describe(server_key)}. Add it with `{keyscan} >> {path}` (after checking the "
+        "fingerprint) or set opsbook_host_key_policy=accept-new",
+        name)
+
+
+_KNOWN_HOSTS_LOCK = threading.Lock()  # serialises appends from connections in this process
+
+
+def _append_known_host(path: Path, name: str, key: paramiko.PKey) -> None:
+    line = f"{name} {key.get_name()} {key.get_base64()}\n"
+    with _KNOWN_HOSTS_LOCK:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a") as handle:
+            handle.write(line)
+
+
+# -- connecting --------------------------------------------------------------------------
+
+
+def _tcp_socket(endpoint: Endpoint, timeout: float) -> socket.socket:
+    try:
+        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
+    except socket.timeout:
+        raise SSHConnectError(
+            f"cannot connect to {endpoint.host}:{endpoint.port}: timed out after {timeout:g}s "
+            "(host down or port filtered?)", endpoint.known_hosts_name) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        hint = " (is sshd running there?)" if isinstance(exc, ConnectionRefusedError) else ""
+        raise SSHConnectError(
+            f"cannot connect to {endpoint.host}:{endpoint.port}: {reason}{hint}",
+            endpoint.known_hosts_name) from None
+    # paramiko leaves Nagle on; every command is a few small request/reply packets, and
+    # Nagle's wait for the delayed ACK costs ~40 ms each.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(None)
+    return sock
+
+
+def _handshake(sock: Any, endpoint: Endpoint, settings: SSHSettings) -> paramiko.Transport:
+    """Key exchange and host key verification over an open socket (or channel)."""
+    transport = paramiko.Transport(sock)
+    transport.banner_timeout = settings.connect_timeout
+    transport.auth_timeout = settings.connect_timeout
+    known = known_keys(settings.known_hosts, endpoint.known_hosts_name)
+    _prefer_known_key_types(transport, [k for k in known if not k.revoked])
+    try:
+        transport.start_client(timeout=settings.connect_timeout)
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        transport.close()
+        raise SSHConnectError(
+            f"SSH handshake with {endpoint.host}:{endpoint.port} failed: {exc or type(exc).__name__}",
+            endpoint.known_hosts_name) from None
+    try:
+        verify_host_key(transport.get_remote_server_key(), endpoint, settings, known)
+    except SSHError:
+        transport.close()
+        raise
+    return transport
+
+
+def _load_key(path: str, passphrase: str | None) -> tuple[paramiko.PKey | None, str]:
+    try:
+        return paramiko.PKey.from_path(path, password=passphrase), ""
+    except FileNotFoundError:
+        return None, f"key {path}: file not found"
+    except PermissionError:
+        return None, f"key {path}: not readable"
+    except (paramiko.PasswordRequiredException, TypeError):
+        return None, f"key {path}: encrypted and no passphrase (ansible_password) given"
+    except (paramiko.SSHException, ValueError) as exc:
+        return None, f"key {path}: cannot load ({exc})"
+
+
+def _candidate_keys(endpoint: Endpoint, settings: SSHSettings) -> tuple[list[tuple[str, paramiko.PKey]], list[str]]:
+    keys: list[tuple[str, paramiko.PKey]] = []
+    notes: list[str] = []
+    files = list(endpoint.key_files)
+    if not files and settings.look_for_keys:
+        files = [str(p) for n in ("id_ed25519", "id_ecdsa", "id_rsa")
+                 if (p := Path(f"~/.ssh/{n}").expanduser()).is_file()]
+    for path in files:
+        key, note = _load_key(path, endpoint.password)
+        if key is not None:
+            keys.append((f"key {path}", key))
+        else:
+            notes.append(note)
+    if settings.allow_agent and os.environ.get("SSH_AUTH_SOCK"):
+        try:
+            keys += [(f"agent key {k.fingerprint}", k) for k in paramiko.Agent().get_keys()]
+        except paramiko.SSHException:
+            notes.append("ssh-agent: not reachable")
+    return keys, notes
+
+
+def _authenticate(transport: paramiko.Transport, endpoint: Endpoint, settings: SSHSettings) -> None:
+    keys, tried = _candidate_keys(endpoint, settings)
+    allowed: list[str] | None = None
+    for label, key in keys:
+        try:
+            transport.auth_publickey(endpoint.user, key)
+        except paramiko.BadAuthenticationType as exc:
+            allowed = list(exc.allowed_types)
+            tried.append(f"{label}: publickey not allowed")
+            break
+        except paramiko.AuthenticationException:
+            tried.append(f"{label}: rejected")
+            continue
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise SSHConnectError(f"connection to {endpoint} lost during authentication: {exc}",
+                                  endpoint.known_hosts_name) from None
+        if transport.is_authenticated():
+            return
+    if endpoint.password is not None:
+        if _password_auth(transport, endpoint):
+            return
+        tried.append("password: rejected")
+    else:
+        tried.append("password: not set (ansible_password)")
+    methods = f"; the server accepts: {', '.join(allowed)}" if allowed else ""
+    raise SSHAuthError(
+        f"authentication failed for {endpoint}: {'; '.join(tried) or 'no credentials'}{methods}",
+        endpoint.known_hosts_name)
+
+
+def _password_auth(transport: paramiko.Transport, endpoint: Endpoint) -> bool:
+    password = endpoint.password or ""
+    try:
+        transport.auth_password(endpoint.user, password)
+    except paramiko.BadAuthenticationType:
+        try:  # many servers only offer keyboard-interactive for passwords
+            transport.auth_interactive(endpoint.user, lambda _t, _i, prompts: [password] * len(prompts))
+        except paramiko.AuthenticationException:
+            return False
+    except paramiko.AuthenticationException:
+        return False
+    return transport.is_authenticated()
+
+
+# -- output ------------------------------------------------------------------------------
+
+
+class _Capture:
+    """Keeps the first and last OUTPUT_CAP/2 bytes of a stream and counts the rest."""
+
+    def __init__(self, cap: int = OUTPUT_CAP) -> None:
+        self.half = cap // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > self.half:
+                del self.tail[: len(self.tail) - self.half]
+
+    def text(self) -> str:
+        kept = len(self.head) + len(self.tail)
+        if self.total <= kept:
+            return (bytes(self.head) + bytes(self.tail)).decode(errors="replace")
+        return (self.head.decode(errors="replace")
+                + f"\n[... {self.total - kept} bytes omitted; {self.total} bytes in all ...]\n"
+                + self.tail.decode(errors="replace"))
+
+
+class _Lines:
+    """Splits a byte stream into lines for `on_output`."""
+
+    def __init__(self, sink: Callable[[str], None] | None) -> None:
+        self.sink = sink
+        self.partial = bytearray()
+
+    def add(self, data: bytes) -> None:
+        if self.sink is None:
+            return
+        self.partial += data
+        while True:
+            cut = self.partial.find(b"\n")
+            if cut < 0:
+                if len(self.partial) < LINE_CAP:
+                    return
+                cut = LINE_CAP
+            line = bytes(self.partial[:cut]).rstrip(b"\r")
+            del self.partial[: cut + 1]
+            self._emit(line)
+
+    def flush(self) -> None:
+        if self.sink is not None and self.partial:
+            self._emit(bytes(self.partial))
+            self.partial.clear()
+
+    def _emit(self, line: bytes) -> None:
+        try:
+            self.sink(line.decode(errors="replace"))  # type: ignore[misc]
+        except Exception:  # a broken display must not abandon a running command
+            pass
+
+
+class _Sudo:
+    """The sudo wrapper for one command: prompt and success markers, password exchange."""
+
+    def __init__(self, become: Become, password: str | None) -> None:
+        token = secrets.token_hex(8)
+        self.user = become.user
+        self.password = password
+        self.prompt = f"[opsbook-sudo-{token}] password:"
+        self.marker = f"OPSBOOK-BECOME-{token}"
+        self.sent = 0
+        self.out = bytearray()
+        self.err = bytearray()
+
+    def wrap(self, script: str) -> str:
+        inner = f"echo {self.marker}\n{script}"
+        return (f"sudo -H -S -p {shlex.quote(self.prompt)} -u {shlex.quote(self.user)} -- "
+                f"/bin/sh -c {shlex.quote(inner)}")
+
+    def feed(self, out: bytes, err: bytes) -> bool:
+        """Buffer output until sudo let the command start; True once it has."""
+        self.out += out
+        self.err += err
+        return (self.marker.encode() + b"\n") in self.out
+
+    def prompts(self) -> int:
+        return self.err.count(self.prompt.encode())
+
+    def leftovers(self) -> tuple[bytes, bytes]:
+        """Output that belongs to the command: after the marker, without prompts."""
+        marker = self.marker.encode() + b"\n"
+        out = self.out[self.out.index(marker) + len(marker):] if marker in self.out else self.out
+        return bytes(out), bytes(self.err.replace(self.prompt.encode(), b"").lstrip(b"\n"))
+
+
+# -- the connection ----------------------------------------------------------------------
+
+
+class SSHConnection:
+    """One host over SSH: a single transport shared by every step (and thread)."""
+
+    def __init__(self, settings: SSHSettings) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._transport: paramiko.Transport | None = None
+        self._hops: list[Any] = []  # jump transports / proxy command, closed with us
+        self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_transport: paramiko.Transport | None = None
+        self._sftp_lock = threading.Lock()
+        self.connects = 0  # how many transports were opened (1 + reconnects)
+
+    # transport lifecycle
+
+    @property
+    def transport(self) -> paramiko.Transport | None:
+        """The current transport (None before the first command)."""
+        return self._transport
+
+    def _ensure(self) -> paramiko.Transport:
+        with self._lock:
+            if self._transport is None or not self._transport.is_active():
+                self._drop()
+                self._transport = self._connect()
+                self.connects += 1
+            return self._transport
+
+    def _connect(self) -> paramiko.Transport:
+        s = self.settings
+        sock: Any
+        hops: list[Any] = []
+        try:
+            if s.proxy_command:
+                sock = paramiko.ProxyCommand(_expand_proxy_command(s.proxy_command, s.target))
+                hops.append(sock)
+            elif s.jumps:
+                sock = self._through_jumps(hops)
+            else:
+                sock = _tcp_socket(s.target, s.connect_timeout)
+            transport = _handshake(sock, s.target, s)
+            try:
+                _authenticate(transport, s.target, s)
+            except SSHError:
+                transport.close()
+                raise
+        except BaseException:
+            for hop in reversed(hops):
+                hop.close()
+            raise
+        transport.set_keepalive(s.keepalive)
+        self._hops = hops
+        return transport
+
+    def _through_jumps(self, hops: list[Any]) -> Any:
+        s = self.settings
+        chain = list(s.jumps) + [s.target]
+        sock: Any = _tcp_socket(chain[0], s.connect_timeout)
+        for hop, nxt in zip(chain, chain[1:]):
+            transport = _handshake(sock, hop, s)
+            hops.append(transport)
+            _authenticate(transport, hop, s)
+            try:
+                sock = transport.open_channel(
+                    "direct-tcpip", (nxt.host, nxt.port), ("127.0.0.1", 0), timeout=s.connect_timeout
+                )
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise SSHConnectError(
+                    f"jump host {hop} cannot reach {nxt.host}:{nxt.port}: {exc}",
+                    nxt.known_hosts_name) from None
+        return sock
+
+    def _drop(self) -> None:
+        with self._lock:
+            if self._sftp is not None:
+                try:
+                    self._sftp.close()
+                except Exception:
+                    pass
+                self._sftp = None
+            if self._transport is not None:
+                self._transport.close()
+                self._transport = None
+            for hop in reversed(self._hops):
+                try:
+                    hop.close()
+                except Exception:
+                    pass
+            self._hops = []
+
+    def _with_reconnect(self, open_: Callable[[paramiko.Transport], Any]) -> Any:
+        """Open something on the transport; if the server dropped us, reconnect once.
+
+        Only opening is retried, never a command that may have started.
+        """
+        transport = self._ensure()
+        try:
+            return open_(transport)
+        except (paramiko.SSHException, EOFError, OSError):
+            with self._lock:
+                if self._transport is transport:
+                    self._drop()
+        transport = self._ensure()
+        try:
+            return open_(transport)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise SSHConnectError(f"{self.settings.target} dropped the connection: {exc}",
+                                  self.settings.name) from None
+
+    def _channel(self) -> paramiko.Channel:
+        timeout = self.settings.connect_timeout
+        return self._with_reconnect(lambda t: t.open_session(timeout=timeout))
+
+    # commands
+
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        become: Become | None = None,
+        cancel: threading.Event | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ) -> SSHCommandResult:
+        """Run a shell string, or an argv list (each word quoted, so no shell expansion)."""
+        if isinstance(command, str):
+            script, is_argv = command, False
+        else:
+            if not command:
+                raise ValueError("empty argv")
+            script, is_argv = shlex.join(str(a) for a in command), True
+        sudo = None
+        if become is not None:
+            sudo = _Sudo(become, become.password if become.password is not None
+                         else self.settings.become_password)
+            script = sudo.wrap(("exec " if is_argv else "") + script)
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        chan = self._channel()
+        try:
+            chan.exec_command(script)
+            return _Run(self, chan, sudo, stdin, on_output).wait(start, deadline, cancel)
+        finally:
+            chan.close()
+
+    # files
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        def open_(transport: paramiko.Transport) -> paramiko.SFTPClient:
+            if self._sftp is None or self._sftp_transport is not transport:
+                self._sftp = paramiko.SFTPClient.from_transport(transport)
+                self._sftp_transport = transport
+            return self._sftp
+
+        return self._with_reconnect(open_)
+
+    def put(self, data: bytes, remote_path: str, mode: int | None = None) -> None:
+        """Write a remote file atomically: a temp file beside it, then rename over it.
+
+        An existing file keeps its permissions (and owner, where we may set it) unless
+        `mode` is given.
+        """
+        folder, base = posixpath.split(remote_path)
+        tmp = posixpath.join(folder, f".{base}.opsbook-{secrets.token_hex(4)}.tmp")
+        with self._sftp_lock:
+            sftp = self._sftp_client()
+            try:
+                old = sftp.stat(remote_path)
+            except FileNotFoundError:
+                old = None
+            try:
+                with sftp.open(tmp, "wb") as handle:
+                    handle.set_pipelined(True)
+                    handle.write(data)
+                keep = stat.S_IMODE(old.st_mode) if old is not None and old.st_mode else None
+                if mode is not None or keep is not None:
+                    sftp.chmod(tmp, mode if mode is not None else keep)  # type: ignore[arg-type]
+                if old is not None and old.st_uid is not None:
+                    try:
+                        sftp.chown(tmp, old.st_uid, old.st_gid)  # type: ignore[arg-type]
+                    except OSError:
+                        pass  # not ours to give away; the file stays ours
+                sftp.posix_rename(tmp, remote_path)
+            except BaseException:
+                try:
+                    sftp.remove(tmp)
+                except Exception:
+                    pass
+                raise
+
+    def get(self, remote_path: str, local_path: Path) -> int:
+        """Download a remote file; returns its size."""
+        local_path = Path(local_path)
+        local_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = local_path.with_name(local_path.name + ".part")
+        with self._sftp_lock:
+            sftp = self._sftp_client()
+            try:
+                with open(partial, "wb") as handle:
+                    size = sftp.getfo(remote_path, handle, prefetch=True)
+                os.replace(partial, local_path)
+            finally:
+                partial.unlink(missing_ok=True)
+        return int(size)
+
+    def close(self) -> None:
+        self._drop()
+
+    def __repr__(self) -> str:
+        return f"SSHConnection({self.settings.name} -> {self.settings.target})"
+
+
+def _expand_proxy_command(command: str, target: Endpoint) -> str:
+    table = {"%h": target.host, "%p": str(target.port), "%r": target.user, "%%": "%"}
+    out = []
+    i = 0
+    while i < len(command):
+        pair = command[i:i + 2]
+        if pair in table:
+            out.append(table[pair])
+            i += 2
+        else:
+            out.append(command[i])
+            i += 1
+    return "".join(out)
+
+
+def send_signal(chan: paramiko.Channel, name: str) -> None:
+    """RFC 4254 `signal` request (OpenSSH >= 7.9 delivers it to the session's process)."""
+    if chan.closed or not chan.active:
+        return
+    msg = Message()
+    msg.add_byte(cMSG_CHANNEL_REQUEST)
+    msg.add_int(chan.remote_chanid)
+    msg.add_string("signal")
+    msg.add_boolean(False)
+    msg.add_string(name)
+    try:
+        chan.get_transport()._send_user_message(msg)  # no public API for this request
+    except Exception:
+        pass
+
+
+class _Run:
+    """Drives one exec channel: stdin, sudo, output streaming, timeout and cancellation."""
+
+    def __init__(self, conn: SSHConnection, chan: paramiko.Channel, sudo: _Sudo | None,
+                 stdin: bytes | None, on_output: Callable[[str], None] | None) -> None:
+        self.conn = conn
+        self.chan = chan
+        self.sudo = sudo
+        self.stdin = stdin
+        self.out, self.err = _Capture(), _Capture()
+        self.out_lines, self.err_lines = _Lines(on_output), _Lines(on_output)
+        self.started = sudo is None  # the command proper runs (sudo let it through)
+
+    def wait(self, start: float, deadline: float | None, cancel: threading.Event | None) -> SSHCommandResult:
+        chan = self.chan
+        if self.started:
+            self._send_stdin()
+        fd = chan.fileno()
+        while True:
+            if cancel is not None and cancel.is_set():
+                self._abort()
+                raise CommandCancelled(f"command cancelled on {self.conn.settings.name}",
+                                       self.conn.settings.name, self._result(-1, start))
+            wait = _POLL
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._abort()
+                    raise CommandTimeout(
+                        f"command timed out after {deadline - start:g}s on {self.conn.settings.name}",
+                        self.conn.settings.name, self._result(-1, start))
+                wait = min(wait, left)
+            select.select([fd], [], [], wait)
+            self._drain()
+            if chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready():
+                break
+            if chan.closed:
+                break
+        return self._finish(start, deadline)
+
+    def _finish(self, start: float, deadline: float | None) -> SSHCommandResult:
+        chan = self.chan
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        chan.status_event.wait(5.0 if left is None else min(left, 5.0))
+        if not self.started:
+            self._become_failed()
+        rc = chan.exit_status
+        if rc == -1 and not chan.status_event.is_set():
+            raise SSHConnectError(f"connection to {self.conn.settings.target} was lost while "
+                                  "a command ran; it may or may not have finished",
+                                  self.conn.settings.name)
+        return self._result(rc, start)
+
+    def _result(self, rc: int, start: float) -> SSHCommandResult:
+        self.out_lines.flush()
+        self.err_lines.flush()
+        return SSHCommandResult(
+            rc=rc, stdout=self.out.text(), stderr=self.err.text(),
+            duration=time.monotonic() - start,
+            stdout_bytes=self.out.total, stderr_bytes=self.err.total,
+        )
+
+    def _drain(self) -> None:
+        chan = self.chan
+        out = err = b""
+        while chan.recv_ready():
+            out += chan.recv(65536)
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        if not out and not err:
+            return
+        if not self.started:
+            out, err = self._through_sudo(out, err)
+        if out:
+            self.out.add(out)
+            self.out_lines.add(out)
+        if err:
+            self.err.add(err)
+            self.err_lines.add(err)
+
+    def _through_sudo(self, out: bytes, err: bytes) -> tuple[bytes, bytes]:
+        sudo = self.sudo
+        assert sudo is not None
+        if sudo.feed(out, err):
+            self.started = True
+            self._send_stdin()
+            return sudo.leftovers()
+        prompts = sudo.prompts()
+        if prompts > sudo.sent:
+            if sudo.password is None:
+                self._abort()
+                raise BecomeError(
+                    f"sudo -u {sudo.user} on {self.conn.settings.name} asks for a password and "
+                    "none is set (ansible_become_password)", self.conn.settings.name)
+            if sudo.sent >= 1:
+                self._abort()
+                raise BecomeError(
+                    f"sudo -u {sudo.user} on {self.conn.settings.name}: incorrect sudo password "
+                    f"for {self.conn.settings.target.user} (ansible_become_password)",
+                    self.conn.settings.name)
+            self.chan.sendall((sudo.password + "\n").encode())
+            sudo.sent += 1
+        return b"", b""
+
+    def _become_failed(self) -> None:
+        sudo = self.sudo
+        assert sudo is not None
+        _, err = sudo.leftovers()
+        why = err.decode(errors="replace").strip().splitlines()
+        raise BecomeError(
+            f"sudo -u {sudo.user} on {self.conn.settings.name} failed"
+            + (f": {why[-1]}" if why else f" (rc={self.chan.exit_status})"),
+            self.conn.settings.name)
+
+    def _send_stdin(self) -> None:
+        data = self.stdin
+        if not data:
+            self.chan.shutdown_write()
+            return
+
+        def send() -> None:
+            try:
+                self.chan.sendall(data)
+                self.chan.shutdown_write()
+            except OSError:
+                pass  # the command stopped reading; its rc says why
+
+        if len(data) <= 64 * 1024:
+            send()
+        else:  # the command may write a lot before it reads: don't block our reader
+            threading.Thread(target=send, name="ssh-stdin", daemon=True).start()
+
+    def _abort(self) -> None:
+        send_signal(self.chan, "TERM")
+        self.chan.close()
