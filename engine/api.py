@@ -31,10 +31,12 @@ def load_runbook(path: str, registry: Registry) -> Runbook:
 
 
 def load_inventory_sources(sources: Sequence[str]) -> Any:
-    from opsbook.inventory import Inventory, load_inventory
-
     if not sources:
+        from opsbook.inventory.model import Inventory
+
         return Inventory.localhost()
+    from opsbook.inventory import load_inventory
+
     return load_inventory(list(sources))
 
 

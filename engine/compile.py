@@ -76,6 +76,7 @@ class Plan:
     graph: nx.DiGraph
     nodes: dict[str, Node]
     leaves: dict[str, Leaf]  # by step id, in file order
+    step_edges: set[tuple[str, str]] = field(default_factory=set)  # leaf id -> leaf id
     warnings: list[Diagnostic] = field(default_factory=list)
 
     def action_nodes(self) -> list[Node]:
@@ -316,8 +317,11 @@ def _step_names(step: Step) -> set[str]:
     return names
 
 
-def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | None = None) -> Plan:
-    """Build the plan; raise ValidationError listing every problem found."""
+def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | None = None,
+                 expand: bool = True) -> Plan:
+    """Build the plan; raise ValidationError listing every problem found.
+
+    With expand=False only the step-level graph is built (what `check` needs)."""
     resolved = resolve_params(runbook, dict(params or {}))
     b = _Builder(runbook, inventory, resolved)
     b.add_sequence(runbook.steps, runbook.hosts, (), None)
@@ -326,8 +330,8 @@ def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | N
     b.check_cycles()
     if b.problems:
         raise ValidationError(b.problems)
-    graph, nodes = _expand(b)
-    return Plan(runbook, inventory, resolved, graph, nodes, b.leaves)
+    graph, nodes = _expand(b) if expand else (nx.DiGraph(), {})
+    return Plan(runbook, inventory, resolved, graph, nodes, b.leaves, b.step_edges)
 
 
 def _expand(b: _Builder) -> tuple[nx.DiGraph, dict[str, Node]]:

@@ -1,0 +1,199 @@
+"""Views of a plan and of the plugins: text, JSON, DOT, Mermaid, images (for the CLI)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import Any
+
+from opsbook.compile import BARRIER, HANDLER, Node, Plan
+from opsbook.errors import UserError
+from opsbook.registry import Registry
+from opsbook.template import render
+
+
+def _rendered_args(plan: Plan, node: Node) -> Any:
+    """Arguments with templates rendered where everything is known before the run."""
+    step = node.step
+    if step.action is None:
+        return None
+    ctx: dict[str, Any] = {}
+    if node.host:
+        ctx.update(plan.inventory.host(node.host).vars)
+    ctx.update(inventory_hostname=node.host, params=plan.params, **plan.params)
+    ctx["host"] = {"name": node.host, "address": ctx.get("ansible_host", node.host), "vars": dict(ctx)}
+    for key, value in {**plan.runbook.vars, **step.vars}.items():
+        try:
+            ctx[key] = render(value, ctx)
+        except UserError:
+            ctx[key] = value
+    try:
+        return render(step.action.args, ctx)
+    except UserError:
+        return step.action.args  # reads run-time results: shown as written
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    nodes = []
+    for node in sorted(plan.nodes.values(), key=lambda n: n.index):
+        entry: dict[str, Any] = {"id": node.id, "kind": node.kind,
+                                 "needs": sorted(plan.graph.predecessors(node.id))}
+        if node.kind != BARRIER:
+            step = node.step
+            entry.update(step=step.name, step_id=step.id, host=node.host, action=step.action.name if step.action else None,
+                         args=_rendered_args(plan, node), where=str(step.pos))
+            for key in ("when", "loop", "register", "retries", "timeout", "approve", "serial", "run_once", "delegate_to",
+                        "tags", "notify"):
+                value = getattr(step, key)
+                if value not in (None, (), False, 0):
+                    entry[key] = value
+            if step.rollback is not None:
+                entry["rollback"] = {step.rollback.name: step.rollback.args}
+            sections = node.leaf.sections  # type: ignore[union-attr]
+            if sections:
+                entry["block"] = [f"{s.block_id}:{s.part}" for s in sections]
+        nodes.append(entry)
+    return {"runbook": plan.runbook.name, "path": plan.runbook.path, "params": plan.params, "nodes": nodes}
+
+
+def plan_text(plan: Plan) -> str:
+    rb = plan.runbook
+    lines = [f"runbook {rb.name} ({rb.phase})  {rb.path}"]
+    if plan.params:
+        lines.append("params: " + ", ".join(f"{k}={v!r}" for k, v in plan.params.items()))
+    action_nodes = [n for n in plan.nodes.values() if n.kind != BARRIER]
+    hosts = sorted({n.host for n in action_nodes if n.host})
+    lines.append(f"{len(plan.leaves)} steps x {len(hosts)} hosts = {len(action_nodes)} nodes; nothing was contacted\n")
+    for sid, leaf in plan.leaves.items():
+        step = leaf.step
+        tags = []
+        if leaf.handler:
+            tags.append("handler")
+        if step.approve is not None:
+            tags.append("approval")
+        if step.serial:
+            tags.append(f"serial {list(step.serial)}")
+        if step.run_once:
+            tags.append("run_once")
+        if leaf.sections:
+            tags.append(" > ".join(f"{s.block_id}:{s.part}" for s in leaf.sections))
+        lines.append(f"[{sid}] {step.name}" + (f"  ({'; '.join(tags)})" if tags else "") + f"  {step.pos}")
+        deps = sorted({a for a, b in plan.step_edges if b == sid})
+        if deps:
+            lines.append(f"    after: {', '.join(deps)}")
+        if step.when:
+            lines.append(f"    when: {' and '.join(map(str, step.when))}")
+        for host in leaf.hosts:
+            node = plan.nodes.get(f"{sid}@{host}")
+            if node is None:
+                continue
+            args = _rendered_args(plan, node)
+            lines.append(f"    {host}: {step.action.name if step.action else ''} {json.dumps(args, default=str)}")
+        if not leaf.hosts:
+            lines.append("    (no hosts)")
+        if step.rollback is not None:
+            lines.append(f"    rollback: {step.rollback.name} {json.dumps(step.rollback.args, default=str)}")
+    return "\n".join(lines)
+
+
+def _label(node: Node) -> str:
+    if node.kind == BARRIER:
+        return node.id
+    return f"{node.step.name}\\n@{node.host}" if node.host else node.step.name
+
+
+def _step_graph(plan: Plan) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    nodes = [(sid, leaf.step.name + (f" [{len(leaf.hosts)} hosts]" if len(leaf.hosts) > 1 else
+                                     f" @{leaf.hosts[0]}" if leaf.hosts else "")) for sid, leaf in plan.leaves.items()]
+    return nodes, sorted(plan.step_edges)
+
+
+def graph_dot(plan: Plan, by_step: bool = False, colors: dict[str, str] | None = None) -> str:
+    out = ["digraph plan {", '  rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#f5f5f5", fontname="Helvetica"];']
+    if by_step or len(plan.nodes) > 400:
+        nodes, edges = _step_graph(plan)
+        for sid, label in nodes:
+            color = (colors or {}).get(sid, "#f5f5f5")
+            out.append(f'  "{sid}" [label={json.dumps(label)}, fillcolor="{color}"];')
+        out += [f'  "{a}" -> "{b}";' for a, b in edges]
+    else:
+        for node in sorted(plan.nodes.values(), key=lambda n: n.index):
+            shape = ', shape=point, width=0.1' if node.kind == BARRIER else ""
+            color = (colors or {}).get(node.id, "#fff4d6" if node.kind == HANDLER else "#f5f5f5")
+            out.append(f'  "{node.id}" [label="{_label(node)}", fillcolor="{color}"{shape}];')
+        out += [f'  "{a}" -> "{b}";' for a, b in plan.graph.edges]
+    out.append("}")
+    return "\n".join(out)
+
+
+def graph_mermaid(plan: Plan, by_step: bool = False) -> str:
+    ids: dict[str, str] = {}
+
+    def mid(name: str) -> str:
+        return ids.setdefault(name, f"n{len(ids)}")
+
+    out = ["flowchart LR"]
+    if by_step or len(plan.nodes) > 400:
+        nodes, edges = _step_graph(plan)
+        out += [f'  {mid(sid)}["{label}"]' for sid, label in nodes]
+    else:
+        nodes_ = sorted(plan.nodes.values(), key=lambda n: n.index)
+        out += [f'  {mid(n.id)}(("{n.id}"))' if n.kind == BARRIER else f'  {mid(n.id)}["{_label(n).replace(chr(92) + "n", "<br/>")}"]'
+                for n in nodes_]
+        edges = list(plan.graph.edges)
+    out += [f"  {mid(a)} --> {mid(b)}" for a, b in edges]
+    return "\n".join(out)
+
+
+def render_image(dot: str, fmt: str) -> bytes:
+    exe = shutil.which("dot")
+    if exe is None:
+        raise UserError(f"rendering {fmt} needs Graphviz's `dot` program, which is not installed",
+                        hint="apt-get install graphviz, or use --format dot / mermaid")
+    proc = subprocess.run([exe, f"-T{fmt}"], input=dot.encode(), capture_output=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        raise UserError(f"graphviz failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+def plugins_json(registry: Registry, name: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pname, plugin in sorted(registry.plugins.items()):
+        if name and pname != name:
+            continue
+        out[pname] = {"doc": plugin.doc, "connections": sorted(plugin.connections), "actions": {
+            aname: {"doc": spec.doc, "check_mode": spec.supports_check, "idempotent": spec.idempotent,
+                    "rollback": spec.inverse is not None, "mutates": spec.mutates,
+                    "arguments": spec.args_model.model_json_schema()}  # type: ignore[attr-defined]
+            for aname, spec in sorted(plugin.actions.items())}}
+    if registry.broken:
+        out["_broken"] = registry.broken
+    return out
+
+
+def plugins_text(registry: Registry, name: str | None = None) -> str:
+    lines = []
+    for pname, plugin in sorted(registry.plugins.items()):
+        if name and pname != name:
+            continue
+        conns = f"  (connections: {', '.join(sorted(plugin.connections))})" if plugin.connections else ""
+        lines.append(f"{pname}: {plugin.doc}{conns}")
+        for aname, spec in sorted(plugin.actions.items()):
+            flags = ", ".join(f for f, on in (("check", spec.supports_check), ("idempotent", spec.idempotent),
+                                              ("rollback", spec.inverse is not None)) if on)
+            lines.append(f"  {pname}.{aname}  {spec.doc.splitlines()[0] if spec.doc else ''}"
+                         + (f"  [{flags}]" if flags else ""))
+            if name:
+                for fname, field in spec.args_model.model_fields.items():  # type: ignore[attr-defined]
+                    req = "required" if field.is_required() else f"default {field.default!r}"
+                    desc = f" - {field.description}" if field.description else ""
+                    lines.append(f"      {fname}: {_type_name(field.annotation)} ({req}){desc}")
+    for ep, why in registry.broken.items():
+        lines.append(f"BROKEN {ep}: {why}")
+    return "\n".join(lines)
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "")
