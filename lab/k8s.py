@@ -470,6 +470,8 @@ def _argv(component: str, p: _Paths, st: _State, bindir: Path) -> list[str]:
                 "--authorization-mode=RBAC", "--allow-privileged=true",
                 # the `kubernetes` Endpoints may not hold a loopback address: don't reconcile it
                 "--endpoint-reconciler-type=none",
+                # close watches on SIGTERM instead of waiting out --request-timeout (60s)
+                "--shutdown-watch-termination-grace-period=2s",
                 "--profiling=false", "--v=0"]
     if component in ("kube-controller-manager", "kube-scheduler"):
         short = "controller-manager" if component == "kube-controller-manager" else "scheduler"
