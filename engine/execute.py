@@ -71,6 +71,8 @@ class Outcome:
     notify: list[str] = field(default_factory=list)
     started: float = 0.0
     finished: float = 0.0
+    restored: bool = False  # taken from the journal on resume
+    recorded: bool = False  # already written to the journal
 
 
 @dataclass
@@ -359,7 +361,7 @@ class Executor:
         outcome.result.changed = prior.changed
         outcome.notify = prior.notify
         outcome.started, outcome.finished = prior.started or 0.0, prior.finished or 0.0
-        setattr(outcome, "restored", True)
+        outcome.restored = True
         return outcome
 
     def _finish(self, node: Node, outcome: Outcome) -> None:
@@ -370,8 +372,8 @@ class Executor:
         if node.kind == BARRIER:
             return
         step = node.step
-        restored = getattr(outcome, "restored", False)
-        if not restored and outcome.status is Status.SKIPPED and node.host is not None:
+        restored = outcome.restored
+        if not restored and not outcome.recorded and node.host is not None:
             self._record(node, outcome)
         if outcome.result.msg:
             self.messages[node.id] = outcome.result.msg
@@ -574,7 +576,8 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - failures are values: report, don't crash the run
             result = Result.failed(f"{type(exc).__name__}: {exc}")
         result.duration = time.monotonic() - start
-        if cancel.is_set() and result.status is not Status.OK and not self.interrupted:
+        past_deadline = deadline is not None and time.monotonic() >= deadline - 0.01
+        if (cancel.is_set() or past_deadline) and result.status is not Status.OK and not self.interrupted:
             result.status = Status.TIMED_OUT
             result.msg = f"timed out after {step.timeout:g}s" if step.timeout else (result.msg or "cancelled")
         return result
@@ -648,6 +651,7 @@ class Executor:
                 {"hidden": True} if hide else self.secrets.redact_any(outcome.registered)),
             facts=self.secrets.redact_any(r.facts), notify=outcome.notify)
         self.journal.node_finished(self.run_id, rec)
+        outcome.recorded = True
         for ev in r.evidence:
             self.journal.event(self.run_id, "evidence", node.id,
                                {"path": ev.path, "source": redact(ev.source), "description": ev.description,
@@ -690,7 +694,7 @@ class Executor:
                 out.result.msg = "was running when opsbook stopped; check shows it is done"
                 self._record(node, out)
                 return out
-            if result.status is Status.OK and result.changed:
+            if result.changed and result.status in (Status.OK, Status.UNKNOWN):
                 return None  # the check says it has not happened yet: run it
         msg = (f"was running when opsbook stopped and {spec.full_name} is not idempotent; "
                f"confirm a re-run with: opsbook resume {self.run_id} --confirm {node.id}")

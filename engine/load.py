@@ -159,7 +159,8 @@ class RunbookLoader:
                                   f"a runbook must be a mapping with opsbook/name/steps, found {_kind(data)}")])
         runbook = self._runbook(data, filename, digest, c)
         if c.problems:
-            raise ValidationError(c.problems)
+            raise ValidationError(sorted(c.problems, key=lambda d: (d.position.line, d.position.column)
+                                         if d.position else (0, 0)))
         return runbook
 
     # -- runbook level -------------------------------------------------------------------

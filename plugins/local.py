@@ -200,14 +200,21 @@ class CommandArgs(_Args):
     ok_rc: list[int] = [0]
 
 
-@plugin.action(scalar="cmd")
+def _check(args: Any, name: str) -> Result:
+    """Check mode for commands: only a creates/removes guard tells what would happen."""
+    if args.creates or args.removes:
+        return Result(status=Status.UNKNOWN, changed=True, msg=f"would run ({name}: guard not satisfied)")
+    return Result.unknown(f"{name} cannot tell what a command would do; not run in check mode")
+
+
+@plugin.action(scalar="cmd", check=True)
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell) on the controller."""
     skip = _guard(args)
     if skip:
         return Result(status=Status.OK, changed=False, msg=f"skipped: {skip}")
     if ctx.check_mode:
-        return Result.unknown("local.command cannot tell what a command would do; not run in check mode")
+        return _check(args, "local.command")
     argv = shlex.split(args.cmd) if isinstance(args.cmd, str) else [str(a) for a in args.cmd]
     res = _CONTROLLER.run(argv, stdin=args.stdin.encode() if args.stdin else None, timeout=ctx.timeout,
                           cancel=ctx.cancelled, on_output=ctx.output, cwd=args.chdir, env=args.env or None)
@@ -221,14 +228,14 @@ class ShellArgs(CommandArgs):
     executable: str = "/bin/sh"
 
 
-@plugin.action(scalar="cmd", shell=["cmd"])
+@plugin.action(scalar="cmd", shell=["cmd"], check=True)
 def shell(ctx: ActionContext, args: ShellArgs) -> Result:
     """Run a shell command line on the controller."""
     skip = _guard(args)
     if skip:
         return Result(status=Status.OK, changed=False, msg=f"skipped: {skip}")
     if ctx.check_mode:
-        return Result.unknown("local.shell cannot tell what a command would do; not run in check mode")
+        return _check(args, "local.shell")
     res = _CONTROLLER.run([args.executable, "-c", args.cmd], stdin=args.stdin.encode() if args.stdin else None,
                           timeout=ctx.timeout, cancel=ctx.cancelled, on_output=ctx.output, cwd=args.chdir,
                           env=args.env or None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import hmac
+import logging
 import os
 import posixpath
 import re
@@ -35,6 +36,10 @@ from paramiko.message import Message
 
 from opsbook.errors import OpsbookError
 from opsbook.plugin import Become, CommandResult
+
+# paramiko logs transport failures itself; without a handler, logging's last resort would
+# print them to stderr, and the library never prints. Our errors carry the same facts.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 OUTPUT_CAP = 4 * 1024 * 1024  # bytes kept per stream (head and tail halves)
 LINE_CAP = 64 * 1024  # a "line" longer than this is reported in pieces
@@ -486,9 +491,12 @@ def _handshake(sock: Any, endpoint: Endpoint, settings: SSHSettings) -> paramiko
         transport.start_client(timeout=settings.connect_timeout)
     except (paramiko.SSHException, EOFError, OSError) as exc:
         transport.close()
-        raise SSHConnectError(
-            f"SSH handshake with {endpoint.host}:{endpoint.port} failed: {exc or type(exc).__name__}",
-            endpoint.known_hosts_name) from None
+        why = str(exc) or type(exc).__name__
+        if "banner" in why:
+            why = ("the server closed the connection before its SSH banner "
+                   "(sshd down behind a port forwarder, or MaxStartups reached?)")
+        raise SSHConnectError(f"SSH handshake with {endpoint.host}:{endpoint.port} failed: {why}",
+                              endpoint.known_hosts_name) from None
     try:
         verify_host_key(transport.get_remote_server_key(), endpoint, settings, known)
     except SSHError:

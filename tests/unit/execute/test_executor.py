@@ -1,0 +1,428 @@
+"""The executor against real local commands: ordering, concurrency, failures, handlers,
+rescue, rollback, approvals and check mode. Side effects are files the nodes write."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from opsbook.execute import ApprovalRequest
+
+INVENTORY = """
+[web]
+web[1:4] ansible_connection=local
+[db]
+db1 ansible_connection=local
+"""
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_parallel_branches_really_overlap(run, journal, tmp_path):
+    summary = run(f"""
+        opsbook: 1
+        name: overlap
+        hosts: web
+        steps:
+          - name: start
+            local.noop: {{}}
+          - name: slow a
+            needs: [start]
+            local.shell: "sleep 0.5"
+          - name: slow b
+            needs: [start]
+            local.shell: "sleep 0.5"
+        """, INVENTORY)
+    assert summary.status == "succeeded"
+    nodes = journal.nodes(summary.run_id)
+    slow = [r for r in nodes.values() if r.step_id.startswith("slow")]
+    assert len(slow) == 8
+    first_end = min(r.finished for r in slow)
+    last_start = max(r.started for r in slow)
+    assert last_start < first_end, "all 8 sleeps should be running at the same time"
+
+
+def test_per_host_pipelining_has_no_global_barrier(run, journal, tmp_path):
+    marker = tmp_path / "order"
+    summary = run(f"""
+        opsbook: 1
+        name: pipeline
+        hosts: web
+        steps:
+          - name: one
+            local.shell: "if [ {{{{ inventory_hostname }}}} = web1 ]; then sleep 0.6; fi; echo one-{{{{ inventory_hostname }}}} >> {marker}"
+          - name: two
+            local.shell: "echo two-{{{{ inventory_hostname }}}} >> {marker}"
+        """, INVENTORY)
+    assert summary.status == "succeeded"
+    order = lines(marker)
+    # web2 finished both steps while web1 was still in its first one
+    assert order.index("two-web2") < order.index("one-web1")
+
+
+def test_serial_batches_are_respected(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: serial
+        hosts: web
+        steps:
+          - name: rolling
+            serial: [1, 2]
+            block:
+              - name: change
+                local.shell: "echo start-{{{{ inventory_hostname }}}} >> {log}; sleep 0.2"
+              - name: verify
+                local.shell: "echo end-{{{{ inventory_hostname }}}} >> {log}"
+        """, INVENTORY)
+    assert summary.status == "succeeded"
+    events = lines(log)
+    # batch 1 = web1; batch 2 = web2, web3; batch 3 = web4 (the last size repeats)
+    assert events.index("end-web1") < events.index("start-web2")
+    assert events.index("end-web1") < events.index("start-web3")
+    assert max(events.index("end-web2"), events.index("end-web3")) < events.index("start-web4")
+
+
+def test_max_fail_percentage_stops_scheduling(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: threshold
+        hosts: web
+        steps:
+          - name: flaky
+            local.shell: "test {{{{ inventory_hostname }}}} != web1 && test {{{{ inventory_hostname }}}} != web2"
+            max_fail_percentage: 25
+          - name: after
+            local.shell: "echo {{{{ inventory_hostname }}}} >> {log}"
+        """, INVENTORY, forks=1)
+    assert summary.status == "aborted"
+    assert "over max_fail_percentage 25%" in summary.message
+    statuses = {n: r.status for n, r in journal.nodes(summary.run_id).items()}
+    assert statuses["flaky@web1"] == "failed" and statuses["flaky@web2"] == "failed"
+    assert lines(log) == [], "no new node is scheduled once the threshold is crossed"
+
+
+def test_failed_host_stops_but_others_continue(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: one-host-fails
+        hosts: web
+        steps:
+          - name: check
+            local.shell: "test {{{{ inventory_hostname }}}} != web3"
+          - name: next
+            local.shell: "echo {{{{ inventory_hostname }}}} >> {log}"
+        """, INVENTORY)
+    assert summary.status == "failed"
+    assert sorted(lines(log)) == ["web1", "web2", "web4"]
+    rec = journal.nodes(summary.run_id)["next@web3"]
+    assert (rec.status, rec.msg) == ("skipped", "host failed earlier")
+
+
+def test_retries_until_and_backoff(run, journal, tmp_path):
+    counter = tmp_path / "count"
+    summary = run(f"""
+        opsbook: 1
+        name: retry
+        steps:
+          - name: eventually
+            local.shell: "echo x >> {counter}; wc -l < {counter}"
+            register: out
+            until: "out.stdout | int >= 3"
+            retries: 5
+            delay: 0.05
+            backoff: 2
+        """)
+    assert summary.status == "succeeded"
+    rec = journal.nodes(summary.run_id)["eventually@localhost"]
+    assert rec.attempts == 3 and len(lines(counter)) == 3
+
+
+def test_until_gives_up_with_a_clear_message(run, journal):
+    summary = run("""
+        opsbook: 1
+        name: retry
+        steps:
+          - name: never
+            local.command: "echo 1"
+            until: "result.stdout | int > 5"
+            retries: 2
+            delay: 0
+        """)
+    rec = journal.nodes(summary.run_id)["never@localhost"]
+    assert summary.status == "failed"
+    assert rec.msg == "until: result.stdout | int > 5 still false after 3 attempts"
+
+
+def test_step_timeout_cancels_and_reports(run, journal):
+    start = time.monotonic()
+    summary = run("""
+        opsbook: 1
+        name: hang
+        steps:
+          - name: hung command
+            local.shell: "sleep 30"
+            timeout: 0.5
+        """)
+    assert time.monotonic() - start < 10
+    rec = journal.nodes(summary.run_id)["hung-command@localhost"]
+    assert (summary.status, rec.status, rec.msg) == ("failed", "timed_out", "timed out after 0.5s")
+
+
+def test_handlers_flush_at_the_end_and_survive_a_later_failure(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: handlers
+        steps:
+          - name: change config
+            local.shell: "echo changed >> {log}"
+            notify: restart app
+          - name: unrelated
+            local.noop: {{}}
+            notify: never notified
+            changed_when: false
+          - name: later failure
+            local.fail: boom
+        handlers:
+          - name: restart app
+            local.shell: "echo restarted >> {log}"
+          - name: never notified
+            local.shell: "echo wrong >> {log}"
+        """)
+    assert summary.status == "failed"
+    assert lines(log) == ["changed", "restarted"]
+
+
+def test_rescue_and_always(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: blocks
+        steps:
+          - block:
+              - name: breaks
+                local.fail: boom
+              - name: skipped
+                local.shell: "echo skipped >> {log}"
+            rescue:
+              - name: fix
+                local.shell: "echo rescue >> {log}"
+            always:
+              - name: cleanup
+                local.shell: "echo always >> {log}"
+          - name: continues
+            local.shell: "echo after >> {log}"
+        """)
+    assert summary.status == "succeeded"
+    assert lines(log) == ["rescue", "always", "after"]
+
+
+def test_block_without_rescue_fails_the_host_but_always_runs(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: blocks
+        steps:
+          - block:
+              - local.fail: boom
+            always:
+              - local.shell: "echo always >> {log}"
+          - local.shell: "echo after >> {log}"
+        """, rollback="never")
+    assert summary.status == "failed"
+    assert lines(log) == ["always"]
+
+
+def test_rollback_runs_exact_inverses_in_reverse_order(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: rollback
+        steps:
+          - name: one
+            local.shell: "echo do-1 >> {log}"
+            rollback: {{local.shell: "echo undo-1 >> {log}"}}
+          - name: two
+            local.shell: "echo do-2 >> {log}"
+            rollback: {{local.shell: "echo undo-2 >> {log}"}}
+          - name: three fails
+            local.shell: "exit 3"
+            rollback: {{local.shell: "echo undo-3 >> {log}"}}
+          - name: four never runs
+            local.shell: "echo do-4 >> {log}"
+            rollback: {{local.shell: "echo undo-4 >> {log}"}}
+        """)
+    assert summary.status == "failed" and summary.rolled_back == 2
+    assert lines(log) == ["do-1", "do-2", "undo-2", "undo-1"]
+    assert [r["status"] for r in journal.rollbacks(summary.run_id)] == ["done", "done"]
+
+
+def test_rollback_never_and_always(run, journal, tmp_path):
+    log = tmp_path / "log"
+    text = f"""
+        opsbook: 1
+        name: rollback
+        steps:
+          - name: one
+            local.shell: "echo do >> {log}"
+            rollback: {{local.shell: "echo undo >> {log}"}}
+        """
+    assert run(text, rollback="always").rolled_back == 1
+    assert lines(log) == ["do", "undo"]
+
+
+def test_when_and_register_and_loop(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: logic
+        params:
+          fruits: {{type: list, default: [apple, pear]}}
+        steps:
+          - name: probe
+            local.command: "echo 7"
+            register: probe
+          - name: loop
+            local.shell: "echo {{{{ item }}}}-{{{{ probe.stdout | trim }}}} >> {log}"
+            loop: "{{{{ params.fruits }}}}"
+          - name: skipped by when
+            local.shell: "echo no >> {log}"
+            when: probe.stdout | int > 10
+        """)
+    assert summary.status == "succeeded"
+    assert lines(log) == ["apple-7", "pear-7"]
+    rec = journal.nodes(summary.run_id)["skipped-by-when@localhost"]
+    assert rec.status == "skipped" and rec.msg == "when: probe.stdout | int > 10 is false"
+
+
+def test_values_reach_shell_commands_quoted(run, journal, tmp_path):
+    log = tmp_path / "log"
+    evil = "x; touch PWNED $(touch PWNED2) `touch PWNED3` ' \" \nnewline"
+    summary = run(f"""
+        opsbook: 1
+        name: quoting
+        params:
+          value: {{type: string}}
+        steps:
+          - name: echo
+            local.shell: "cd {tmp_path} && printf '%s' {{{{ params.value }}}} > {log}"
+        """, params={"value": evil})
+    assert summary.status == "succeeded"
+    assert log.read_text() == evil
+    assert not any((tmp_path / n).exists() for n in ("PWNED", "PWNED2", "PWNED3"))
+
+
+def test_approval_from_another_thread_through_the_journal(run, journal, tmp_path):
+    from opsbook.approve import journal_approver
+    from opsbook.journal import Journal
+
+    log = tmp_path / "log"
+    db = journal.path
+    approver = journal_approver(lambda: Journal(db), timeout=20, poll=0.05)
+
+    def approve_later():
+        other = Journal(db)
+        for _ in range(200):
+            runs = other.list_runs()
+            if runs and other.approvals(runs[0].id):
+                other.decide(runs[0].id, "promote", True, "alice")
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=approve_later, daemon=True).start()
+    summary = run(f"""
+        opsbook: 1
+        name: gate
+        steps:
+          - name: promote
+            approve: "Promote the standby?"
+            local.shell: "echo promoted >> {log}"
+        """, approver=approver)
+    assert summary.status == "succeeded" and lines(log) == ["promoted"]
+    (decision,) = journal.approvals(summary.run_id)
+    assert decision["approved"] is True and decision["who"] == "alice"
+
+
+def test_denied_approval_fails_the_step(run, journal, tmp_path):
+    seen: list[ApprovalRequest] = []
+
+    def deny(request: ApprovalRequest):
+        seen.append(request)
+        return False, "bob"
+
+    summary = run("""
+        opsbook: 1
+        name: gate
+        steps:
+          - name: risky
+            approve: "Wipe {{ inventory_hostname }}?"
+            local.command: "echo no"
+        """, approver=deny)
+    assert summary.status == "failed"
+    assert seen[0].prompt == "Wipe localhost?" and seen[0].action == "local.command"
+    assert journal.nodes(summary.run_id)["risky@localhost"].msg == "not approved (bob)"
+
+
+def test_check_mode_reports_unknown_and_dependents(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: dry
+        steps:
+          - name: mutate
+            local.shell: "echo ran >> {log}"
+            register: m
+          - name: depends
+            local.shell: "echo also >> {log}"
+            when: m.rc == 0
+          - name: pure
+            local.assert: {{that: [true]}}
+        """, check=True)
+    nodes = journal.nodes(summary.run_id)
+    assert not log.exists(), "check mode must not run commands"
+    assert nodes["mutate@localhost"].status == "unknown"
+    assert nodes["depends@localhost"].status == "unknown"
+    assert nodes["depends@localhost"].msg == 'depends on "mutate" (unknown in check mode)'
+    assert nodes["pure@localhost"].status == "ok"
+
+
+def test_run_once_and_delegate(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: once
+        hosts: web
+        steps:
+          - name: once
+            run_once: true
+            local.shell: "echo {{{{ inventory_hostname }}}} >> {log}"
+        """, INVENTORY)
+    assert summary.status == "succeeded" and lines(log) == ["web1"]
+
+
+def test_secrets_never_reach_the_journal(run, journal, tmp_path):
+    from opsbook.api import RunRequest  # noqa: F401 - documents where secrets enter
+
+    summary = run("""
+        opsbook: 1
+        name: secret
+        params:
+          token: {type: secret}
+        steps:
+          - name: use it
+            local.shell: "echo token={{ params.token }}; exit 1"
+        """, params={"token": "s3cr3t-VALUE"})
+    assert summary.status == "failed"
+    raw = Path(journal.path).read_bytes()
+    for suffix in ("-wal", ""):
+        p = Path(journal.path + suffix)
+        if p.exists():
+            raw += p.read_bytes()
+    assert b"s3cr3t-VALUE" not in raw
+    assert "token=********" in journal.nodes(summary.run_id)["use-it@localhost"].stdout

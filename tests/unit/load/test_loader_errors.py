@@ -1,0 +1,189 @@
+"""Every loader error names file:line:column, what was found and what was expected."""
+
+from __future__ import annotations
+
+import pytest
+
+from opsbook.errors import LoadError, ValidationError
+
+
+def messages(exc: ValidationError) -> list[str]:
+    return [f"{d.position.line}:{d.position.column}: {d.message}" for d in exc.diagnostics]
+
+
+def test_near_miss_step_key_suggests_the_keyword(load):
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: a
+                local.noop: {}
+                retires: 3
+            """)
+    assert messages(err.value) == ['6:5: unknown step key "retires" (did you mean "retries"?)']
+    assert str(err.value).startswith(err.value.diagnostics[0].position.file + ":6:5: error:")
+
+
+def test_all_errors_of_a_file_are_collected(load):
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 2
+            name: t
+            phase: failovr
+            steps:
+              - name: a
+                local.comand: x
+              - name: b
+                lokal.noop: {}
+              - name: c
+                local.http: {urll: "http://127.0.0.1"}
+              - name: d
+                local.wait: {seconds: abc}
+                timeout: 5q
+            """)
+    assert messages(err.value) == [
+        "1:10: expected `opsbook: 1` (format version), found number 2",
+        '3:8: phase must be one of first-response, failover, permanent-fix, disaster-recovery, other, found string "failovr" (did you mean "failover"?)',
+        '6:5: plugin "local" has no action "comand" (did you mean "command"?)',
+        '8:5: unknown plugin "lokal" in "lokal.noop" (did you mean "local"?)',
+        '10:17: local.http: missing required argument "url"',
+        '10:18: local.http: unknown argument "urll" (did you mean "url"?)',
+        '12:27: local.wait: argument "seconds": Input should be a valid number, unable to parse string as a number, found string "abc"',
+        '13:14: timeout must be a duration like 30s, 5m or 1h, found string "5q" ("5q" is not a duration like 90s, 5m, 1h30m or 500ms)',
+    ]
+
+
+def test_duplicate_keys_name_both_lines(load):
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: a
+                local.noop: {}
+                name: b
+            """)
+    assert messages(err.value) == ['6:5: duplicate key "name" (first defined at line 4)']
+
+
+def test_bad_yaml_points_at_the_problem(load):
+    with pytest.raises(LoadError) as err:
+        load("opsbook: 1\nname: t\nsteps:\n  - name: a\n    local.shell: echo a: b\n")
+    assert err.value.position.line == 5 and err.value.position.column == 24
+    assert "mapping values are not allowed" in err.value.message
+    assert 'must be quoted' in err.value.hint
+
+
+def test_unquoted_template_gets_a_hint(load):
+    with pytest.raises((LoadError, ValidationError)) as err:
+        load("opsbook: 1\nname: t\nsteps:\n  - name: a\n    local.command: {{ x }}\n")
+    assert "5:" in str(err.value)
+
+
+def test_two_actions_in_one_step(load):
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: a
+                local.noop: {}
+                local.fail: x
+            """)
+    assert messages(err.value) == ["6:5: a step has exactly one action, found 2: local.noop, local.fail"]
+
+
+def test_step_without_action(load):
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: lonely
+                when: true
+            """)
+    assert messages(err.value) == ['4:5: step "lonely" has no action']
+
+
+def test_wrong_types_say_what_was_found(load):
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: a
+                local.noop: {}
+                retries: many
+                ignore_errors: "yes"
+                register: "not a name"
+                serial: 0
+            """)
+    assert messages(err.value) == [
+        '6:14: retries must be a whole number, found string "many"',
+        '7:20: ignore_errors must be true or false, found string "yes"',
+        '8:15: register must be a name made of letters, digits and _, found string "not a name"',
+        "9:13: serial must be a number, a percentage like '30%', or a list of them, found number 0 (a batch size must be at least 1)",
+    ]
+
+
+def test_missing_steps_and_name(load):
+    with pytest.raises(ValidationError) as err:
+        load("opsbook: 1\ndescription: x\n")
+    assert messages(err.value) == ["1:1: missing required key `name`",
+                                   "1:1: expected `steps:` with a list of steps, found nothing"]
+
+
+def test_not_a_mapping(load):
+    with pytest.raises(ValidationError) as err:
+        load("- a\n- b\n")
+    assert messages(err.value) == ["1:1: a runbook must be a mapping with opsbook/name/steps, found a list"]
+
+
+def test_alias_bomb_is_refused_quickly(load):
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, 10):
+        prev, cur = chr(96 + i), chr(97 + i)
+        lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
+    with pytest.raises(LoadError) as err:
+        load("\n".join(lines) + "\n")
+    assert "expands to more than" in err.value.message
+
+
+def test_params_types_and_unknown_param_keys(load):
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            params:
+              a: {type: integr, default: 1}
+              b: {type: int, defualt: 1}
+            steps:
+              - local.noop: {}
+            """)
+    assert messages(err.value) == [
+        '4:13: parameter type must be one of string, int, bool, duration, host, list, dict, secret, found string "integr" (did you mean "int"?)',
+        '5:18: unknown parameter key "defualt" (did you mean "default"?)',
+    ]
+
+
+def test_valid_runbook_loads_with_positions(load):
+    rb = load("""
+        opsbook: 1
+        name: ok
+        objectives: {rto: 5m, rpo: 30s}
+        steps:
+          - name: first
+            local.command: "echo hi"
+            retries: 2
+            delay: 500ms
+          - block:
+              - local.noop: {}
+            rescue:
+              - local.noop: {}
+        """)
+    assert rb.objectives.rto == 300 and rb.objectives.rpo == 30
+    first = rb.steps[0]
+    assert (first.id, first.retries, first.delay) == ("first", 2, 0.5)
+    assert first.action.pos.line == 6
+    assert [s.id for s in rb.all_steps()] == ["first", "block", "local-noop", "local-noop-2"]
