@@ -31,6 +31,7 @@ import fcntl
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -143,7 +144,10 @@ def bin_dir() -> Path:
     try:
         res = subprocess.run(
             ["bash", str(BUILD_SCRIPT), "--print-bindir"],
-            check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            check=True,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.CalledProcessError as e:
         raise K8sLabError(f"build.sh --print-bindir failed: {e.stderr.strip()}") from e
@@ -163,7 +167,7 @@ def build(force: bool = False) -> Path:
     """Build (or find cached) binaries with lab/k8s/build.sh; returns the bin dir."""
     cmd = ["bash", str(BUILD_SCRIPT)] + (["--force"] if force else [])
     t0 = time.monotonic()
-    res = subprocess.run(cmd, stdin=subprocess.DEVNULL)
+    res = subprocess.run(cmd, check=False, stdin=subprocess.DEVNULL)
     if res.returncode != 0:
         raise K8sLabError(f"lab/k8s/build.sh failed (exit {res.returncode})")
     _log(f"binaries ready in {time.monotonic() - t0:.0f}s")
@@ -231,7 +235,7 @@ def _ensure_pki(p: _Paths) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(minutes=5)
+    now = _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5)
     later = now + _dt.timedelta(days=3650)
 
     def name(cn: str, orgs: tuple[str, ...] = ()) -> x509.Name:
@@ -284,8 +288,13 @@ def _ensure_pki(p: _Paths) -> None:
             )
         )
         if spec.server:
-            dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                   "kubernetes.default.svc.cluster.local"]
+            dns = [
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ]
             ips = ["127.0.0.1", "10.96.0.1"]
             b = b.add_extension(
                 x509.SubjectAlternativeName(
@@ -321,13 +330,27 @@ def _write_kubeconfig(p: _Paths, name: str, cert: str, server: str) -> Path:
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "opsbook-lab", "cluster": {
-            "server": server, "certificate-authority-data": b64(p.pki / "ca.crt")}}],
-        "users": [{"name": user, "user": {
-            "client-certificate-data": b64(p.pki / f"{cert}.crt"),
-            "client-key-data": b64(p.pki / f"{cert}.key")}}],
-        "contexts": [{"name": f"opsbook-lab-{name}", "context": {
-            "cluster": "opsbook-lab", "user": user, "namespace": "default"}}],
+        "clusters": [
+            {
+                "name": "opsbook-lab",
+                "cluster": {"server": server, "certificate-authority-data": b64(p.pki / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate-data": b64(p.pki / f"{cert}.crt"),
+                    "client-key-data": b64(p.pki / f"{cert}.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {
+                "name": f"opsbook-lab-{name}",
+                "context": {"cluster": "opsbook-lab", "user": user, "namespace": "default"},
+            }
+        ],
         "current-context": f"opsbook-lab-{name}",
     }
     path = p.kubeconfig(name)
@@ -408,9 +431,14 @@ _PORT_NAMES = ("etcd-client", "etcd-peer", "apiserver", "controller-manager", "s
 
 def _ensure_ports(st: _State, running: Mapping[str, int | None]) -> None:
     """Keep ports across restarts; re-pick one only if its owner is down and it is taken."""
-    owner = {"etcd-client": "etcd", "etcd-peer": "etcd", "apiserver": "kube-apiserver",
-             "controller-manager": "kube-controller-manager", "scheduler": "kube-scheduler",
-             "kwok": "kwok"}
+    owner = {
+        "etcd-client": "etcd",
+        "etcd-peer": "etcd",
+        "apiserver": "kube-apiserver",
+        "controller-manager": "kube-controller-manager",
+        "scheduler": "kube-scheduler",
+        "kwok": "kwok",
+    }
     for n in _PORT_NAMES:
         port = st.ports.get(n)
         if port and (running.get(owner[n]) or _port_free(port)):
@@ -440,59 +468,92 @@ def _argv(component: str, p: _Paths, st: _State, bindir: Path) -> list[str]:
     etcd_url = f"http://127.0.0.1:{port['etcd-client']}"
     if component == "etcd":
         peer = f"http://127.0.0.1:{port['etcd-peer']}"
-        return [exe, "--name=opsbook-lab", f"--data-dir={p.etcd_data}",
-                f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-                f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=opsbook-lab={peer}", "--initial-cluster-state=new",
-                "--auto-compaction-retention=1", "--quota-backend-bytes=2147483648",
-                "--unsafe-no-fsync=true", "--log-level=warn"]
+        return [
+            exe,
+            "--name=opsbook-lab",
+            f"--data-dir={p.etcd_data}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=opsbook-lab={peer}",
+            "--initial-cluster-state=new",
+            "--auto-compaction-retention=1",
+            "--quota-backend-bytes=2147483648",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ]
     if component == "kube-apiserver":
-        return [exe, f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-                f"--secure-port={port['apiserver']}",
-                f"--cert-dir={pki / 'apiserver-generated'}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki / 'apiserver.key'}",
-                f"--client-ca-file={pki / 'ca.crt'}",
-                f"--requestheader-client-ca-file={pki / 'ca.crt'}",
-                "--requestheader-allowed-names=front-proxy-client",
-                "--requestheader-username-headers=X-Remote-User",
-                "--requestheader-group-headers=X-Remote-Group",
-                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
-                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
-                f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
-                f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
-                f"--service-account-key-file={pki / 'sa.pub'}",
-                f"--service-account-signing-key-file={pki / 'sa.key'}",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--authorization-mode=RBAC", "--allow-privileged=true",
-                # the `kubernetes` Endpoints may not hold a loopback address: don't reconcile it
-                "--endpoint-reconciler-type=none",
-                # close watches on SIGTERM instead of waiting out --request-timeout (60s)
-                "--shutdown-watch-termination-grace-period=2s",
-                "--profiling=false", "--v=0"]
+        return [
+            exe,
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={port['apiserver']}",
+            f"--cert-dir={pki / 'apiserver-generated'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            # the `kubernetes` Endpoints may not hold a loopback address: don't reconcile it
+            "--endpoint-reconciler-type=none",
+            # close watches on SIGTERM instead of waiting out --request-timeout (60s)
+            "--shutdown-watch-termination-grace-period=2s",
+            "--profiling=false",
+            "--v=0",
+        ]
     if component in ("kube-controller-manager", "kube-scheduler"):
         short = "controller-manager" if component == "kube-controller-manager" else "scheduler"
         kc = p.kubeconfig(short)
-        args = [exe, f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
-                f"--authorization-kubeconfig={kc}", "--bind-address=127.0.0.1",
-                f"--secure-port={port[short]}", "--leader-elect=false", "--v=0"]
+        args = [
+            exe,
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port[short]}",
+            "--leader-elect=false",
+            "--v=0",
+        ]
         if component == "kube-controller-manager":
-            args += [f"--service-account-private-key-file={pki / 'sa.key'}",
-                     f"--root-ca-file={pki / 'ca.crt'}",
-                     f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-                     f"--cluster-signing-key-file={pki / 'ca.key'}",
-                     "--use-service-account-credentials=true",
-                     f"--service-cluster-ip-range={SERVICE_CIDR}",
-                     "--allocate-node-cidrs=false", "--profiling=false"]
+            args += [
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+                f"--cluster-signing-key-file={pki / 'ca.key'}",
+                "--use-service-account-credentials=true",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allocate-node-cidrs=false",
+                "--profiling=false",
+            ]
         return args
     if component == "kwok":
-        return [exe, f"--kubeconfig={p.kubeconfig('kwok')}", f"--config={p.root / 'kwok.yaml'}",
-                "--manage-all-nodes=true", "--node-ip=127.0.0.1", f"--cidr={POD_CIDR}",
-                f"--server-address=127.0.0.1:{port['kwok']}", f"--node-port={port['kwok']}",
-                "--node-lease-duration-seconds=40", "--v=INFO"]
+        return [
+            exe,
+            f"--kubeconfig={p.kubeconfig('kwok')}",
+            f"--config={p.root / 'kwok.yaml'}",
+            "--manage-all-nodes=true",
+            "--node-ip=127.0.0.1",
+            f"--cidr={POD_CIDR}",
+            f"--server-address=127.0.0.1:{port['kwok']}",
+            f"--node-port={port['kwok']}",
+            "--node-lease-duration-seconds=40",
+            "--v=INFO",
+        ]
     raise ValueError(component)
 
 
@@ -502,8 +563,15 @@ def _spawn(component: str, p: _Paths, st: _State, bindir: Path) -> int:
     with open(log, "ab") as out:
         out.write(f"\n=== {_dt.datetime.now().isoformat()} starting: {' '.join(argv)}\n".encode())
         out.flush()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True, cwd=p.root)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            cwd=p.root,
+        )
     p.pidfile(component).write_text(f"{proc.pid}\n")
     return proc.pid
 
@@ -551,10 +619,17 @@ class _Api:
         self.ctx = ssl.create_default_context(cafile=str(p.pki / "ca.crt"))
         self.ctx.load_cert_chain(str(p.pki / f"{cert}.crt"), str(p.pki / f"{cert}.key"))
 
-    def request(self, method: str, path: str, body: Any = None,
-                content_type: str = "application/json", timeout: float = 10.0) -> tuple[int, Any]:
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx,
-                                           timeout=timeout)
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = 10.0,
+    ) -> tuple[int, Any]:
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", self.port, context=self.ctx, timeout=timeout
+        )
         try:
             data = json.dumps(body).encode() if body is not None else None
             headers = {"Accept": "application/json"}
@@ -580,10 +655,15 @@ class _Api:
         """Server-side apply (idempotent; fields set by other managers are left alone)."""
         path = _resource_path(obj)
         status, body = self.request(
-            "PATCH", f"{path}?fieldManager={FIELD_MANAGER}&force=true", obj,
-            content_type="application/apply-patch+yaml")
+            "PATCH",
+            f"{path}?fieldManager={FIELD_MANAGER}&force=true",
+            obj,
+            content_type="application/apply-patch+yaml",
+        )
         if status not in (200, 201):
-            raise K8sLabError(f"apply {obj['kind']}/{obj['metadata']['name']}: HTTP {status}: {body}")
+            raise K8sLabError(
+                f"apply {obj['kind']}/{obj['metadata']['name']}: HTTP {status}: {body}"
+            )
         return body
 
 
@@ -679,8 +759,10 @@ DEPLOYMENTS = (
 
 def _node(name: str, zone: str | None, itype: str) -> dict[str, Any]:
     labels = {
-        "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64", "type": "kwok",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "type": "kwok",
         "node.kubernetes.io/instance-type": itype,
         "topology.kubernetes.io/region": "lab-region-1",
         "node-role.kubernetes.io/worker": "",
@@ -689,47 +771,72 @@ def _node(name: str, zone: str | None, itype: str) -> dict[str, Any]:
         labels["topology.kubernetes.io/zone"] = zone
     res = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
     return {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": labels,
-                     "annotations": {"kwok.x-k8s.io/node": "fake",
-                                     "node.alpha.kubernetes.io/ttl": "0"}},
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        },
         "spec": {},
-        "status": {"capacity": res, "allocatable": res,
-                   "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                                "kubeletVersion": "fake", "kubeProxyVersion": "fake",
-                                "containerRuntimeVersion": "kwok", "osImage": "kwok",
-                                "kernelVersion": "kwok", "machineID": "", "systemUUID": "",
-                                "bootID": ""}},
+        "status": {
+            "capacity": res,
+            "allocatable": res,
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "kubeletVersion": "fake",
+                "kubeProxyVersion": "fake",
+                "containerRuntimeVersion": "kwok",
+                "osImage": "kwok",
+                "kernelVersion": "kwok",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+        },
     }
 
 
 def _deployment(ns: str, name: str, replicas: int, image: str) -> dict[str, Any]:
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": ns}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "namespace": ns, "labels": labels},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "containers": [{
-                        "name": name, "image": image,
-                        "ports": [{"name": "http", "containerPort": 8080}],
-                        "envFrom": [{"configMapRef": {"name": f"{name}-config",
-                                                      "optional": True}}],
-                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                                      "limits": {"memory": "256Mi"}},
-                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
-                    }],
-                    "topologySpreadConstraints": [{
-                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                        "whenUnsatisfiable": "ScheduleAnyway",
-                        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
-                    }],
+                    "containers": [
+                        {
+                            "name": name,
+                            "image": image,
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "envFrom": [
+                                {"configMapRef": {"name": f"{name}-config", "optional": True}}
+                            ],
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "128Mi"},
+                                "limits": {"memory": "256Mi"},
+                            },
+                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+                        }
+                    ],
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                        }
+                    ],
                     "terminationGracePeriodSeconds": 5,
                 },
             },
@@ -741,31 +848,64 @@ def workload() -> list[dict[str, Any]]:
     """The seeded objects, in apply order (namespaces and nodes first)."""
     objs: list[dict[str, Any]] = []
     for ns in ("shop", "payments", "monitoring"):
-        objs.append({"apiVersion": "v1", "kind": "Namespace",
-                     "metadata": {"name": ns, "labels": {"opsbook.dev/lab": "true", "team": ns}}})
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"opsbook.dev/lab": "true", "team": ns}},
+            }
+        )
     objs += [_node(*n) for n in NODES]
     for ns, name, replicas, image, pdb in DEPLOYMENTS:
-        objs.append({"apiVersion": "v1", "kind": "ConfigMap",
-                     "metadata": {"name": f"{name}-config", "namespace": ns},
-                     "data": {"LOG_LEVEL": "info", "FEATURE_FLAGS": "checkout-v2=false"}})
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{name}-config", "namespace": ns},
+                "data": {"LOG_LEVEL": "info", "FEATURE_FLAGS": "checkout-v2=false"},
+            }
+        )
         objs.append(_deployment(ns, name, replicas, image))
         if pdb is not None:
-            objs.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                         "metadata": {"name": name, "namespace": ns},
-                         "spec": {"minAvailable": pdb, "selector": {
-                             "matchLabels": {"app.kubernetes.io/name": name}}}})
+            objs.append(
+                {
+                    "apiVersion": "policy/v1",
+                    "kind": "PodDisruptionBudget",
+                    "metadata": {"name": name, "namespace": ns},
+                    "spec": {
+                        "minAvailable": pdb,
+                        "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                    },
+                }
+            )
     for ns, name in (("shop", "frontend"), ("shop", "cart"), ("payments", "api")):
-        objs.append({"apiVersion": "v1", "kind": "Service",
-                     "metadata": {"name": name, "namespace": ns},
-                     "spec": {"selector": {"app.kubernetes.io/name": name},
-                              "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {
+                    "selector": {"app.kubernetes.io/name": name},
+                    "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+                },
+            }
+        )
     # the restricted user may read the shop namespace and nothing else
-    objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                 "metadata": {"name": "opsbook-restricted-view", "namespace": "shop"},
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                             "name": "view"},
-                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                               "name": RESTRICTED_USER}]})
+    objs.append(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "opsbook-restricted-view", "namespace": "shop"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "view",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": RESTRICTED_USER}
+            ],
+        }
+    )
     return objs
 
 
@@ -774,18 +914,26 @@ def _deployments_available(api: _Api) -> bool:
         d = api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")
         want = d["spec"].get("replicas", 1)
         st = d.get("status", {})
-        if (st.get("observedGeneration", 0) < d["metadata"]["generation"]
-                or st.get("updatedReplicas", 0) != want or st.get("availableReplicas", 0) != want
-                or st.get("replicas", 0) != want):
+        if (
+            st.get("observedGeneration", 0) < d["metadata"]["generation"]
+            or st.get("updatedReplicas", 0) != want
+            or st.get("availableReplicas", 0) != want
+            or st.get("replicas", 0) != want
+        ):
             return False
     return True
 
 
 def _nodes_ready(api: _Api) -> bool:
     items = api.get("/api/v1/nodes")["items"]
-    names = {n["metadata"]["name"] for n in items if any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in n.get("status", {}).get("conditions", []))}
+    names = {
+        n["metadata"]["name"]
+        for n in items
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in n.get("status", {}).get("conditions", [])
+        )
+    }
     return all(n[0] in names for n in NODES)
 
 
@@ -835,68 +983,111 @@ def _info(p: _Paths, st: _State, pids: Mapping[str, int | None], started: bool) 
     )
 
 
-def up(*, seed: bool = True, wait_workload: bool = True, timeout: float = 180.0) -> K8sInfo:
-    """Start (or reuse) the control plane, seed the workload, return how to reach it."""
+def up(
+    *, seed: bool = True, wait_workload: bool = True, fresh: bool = False, timeout: float = 180.0
+) -> K8sInfo:
+    """Start (or reuse) the control plane, seed the workload, return how to reach it.
+
+    A running control plane is reused as it is. With ``fresh``, a control plane that
+    has to be started (etcd not running) starts from empty etcd data, so state left
+    by an earlier run (cordoned nodes, scaled deployments) does not leak in.
+    """
     p = _Paths(state_dir())
+    with _locked(p):
+        return _up_locked(p, seed=seed, wait_workload=wait_workload, fresh=fresh, timeout=timeout)
+
+
+def _up_locked(
+    p: _Paths, *, seed: bool, wait_workload: bool, fresh: bool, timeout: float
+) -> K8sInfo:
     bindir = bin_dir()
     if not binaries_present(bindir):
-        raise K8sLabError(f"k8s lab binaries missing in {bindir}: run lab/k8s/build.sh "
-                          "(or python -m opsbook_lab.k8s build)")
+        raise K8sLabError(
+            f"k8s lab binaries missing in {bindir}: run lab/k8s/build.sh "
+            "(or python -m opsbook_lab.k8s build)"
+        )
     t0 = time.monotonic()
-    with _locked(p):
+    p.mkdirs()
+    st = _State.load(p)
+    if st.bin_dir and st.bin_dir != str(bindir):
+        # a different version set is running: stop the old binaries by PID first
+        _stop_all(p, Path(st.bin_dir))
+    running = _running(p, bindir)
+    _ensure_ports(st, running)
+    st.bin_dir = str(bindir)
+    st.save(p)
+    _ensure_pki(p)
+    server = f"https://127.0.0.1:{st.ports['apiserver']}"
+    for name, cert in (
+        ("admin", "admin"),
+        ("restricted", "restricted"),
+        ("controller-manager", "controller-manager"),
+        ("scheduler", "scheduler"),
+        ("kwok", "kwok"),
+    ):
+        _write_kubeconfig(p, name, cert, server)
+    kwok_cfg = p.root / "kwok.yaml"
+    if not kwok_cfg.exists():  # an empty config: kwok then uses its default stages
+        kwok_cfg.write_text(
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n"
+        )
+    for c in COMPONENTS:  # running with other flags (older lab code): restart it
+        pid = running[c]
+        if pid and _cmdline(pid) != _argv(c, p, st, bindir):
+            _log(f"{c} (pid {pid}) runs with different flags: restarting it")
+            _stop_pid(pid, bindir / c)
+            running[c] = None
+    if fresh and not running["etcd"] and any(p.etcd_data.iterdir()):
+        _log("fresh start: clearing etcd data left by an earlier run")
+        _stop_all(p, bindir)  # components without their etcd are stale anyway
+        running = {c: None for c in COMPONENTS}
+        import shutil
+
+        shutil.rmtree(p.etcd_data)
         p.mkdirs()
-        st = _State.load(p)
-        if st.bin_dir and st.bin_dir != str(bindir):
-            # a different version set is running: stop the old binaries by PID first
-            _stop_all(p, Path(st.bin_dir))
-        running = _running(p, bindir)
-        _ensure_ports(st, running)
-        st.bin_dir = str(bindir)
-        st.save(p)
-        _ensure_pki(p)
-        server = f"https://127.0.0.1:{st.ports['apiserver']}"
-        for name, cert in (("admin", "admin"), ("restricted", "restricted"),
-                           ("controller-manager", "controller-manager"),
-                           ("scheduler", "scheduler"), ("kwok", "kwok")):
-            _write_kubeconfig(p, name, cert, server)
-        kwok_cfg = p.root / "kwok.yaml"
-        if not kwok_cfg.exists():  # an empty config: kwok then uses its default stages
-            kwok_cfg.write_text("apiVersion: config.kwok.x-k8s.io/v1alpha1\n"
-                                "kind: KwokConfiguration\noptions: {}\n")
-        for c in COMPONENTS:  # running with other flags (older lab code): restart it
-            pid = running[c]
-            if pid and _cmdline(pid) != _argv(c, p, st, bindir):
-                _log(f"{c} (pid {pid}) runs with different flags: restarting it")
-                _stop_pid(pid, bindir / c)
-                running[c] = None
-        api = _Api(p, st.ports["apiserver"])
-        started = [c for c in COMPONENTS if not running[c]]
-        for c in COMPONENTS:
-            if not running[c]:
-                running[c] = _spawn(c, p, st, bindir)
-            if c == "etcd":
-                _wait("etcd /health", lambda: _alive_or_fail(p, c, bindir)
-                      and _etcd_healthy(st.ports["etcd-client"]), timeout)
-            elif c == "kube-apiserver":
-                _wait("kube-apiserver /readyz", lambda: _alive_or_fail(p, c, bindir)
-                      and _apiserver_ready(api), timeout)
-        for c, port in (("kube-controller-manager", "controller-manager"),
-                        ("kube-scheduler", "scheduler")):
-            _wait(f"{c} /healthz", lambda c=c, port=port: _alive_or_fail(p, c, bindir)
-                  and _healthz_tls(st.ports[port]), timeout)
-        if started:
-            _log(f"started {', '.join(started)}; control plane ready in "
-                 f"{time.monotonic() - t0:.1f}s at {server}")
-        if seed:
-            for obj in workload():
-                api.apply(obj)
-            _wait("kwok nodes Ready", lambda: _alive_or_fail(p, "kwok", bindir)
-                  and _nodes_ready(api), timeout)
-            if wait_workload:
-                _wait("seeded Deployments Available", lambda: _deployments_available(api),
-                      timeout)
-                _log(f"workload Available {time.monotonic() - t0:.1f}s after up()")
-        return _info(p, st, running, bool(started))
+    api = _Api(p, st.ports["apiserver"])
+    started = [c for c in COMPONENTS if not running[c]]
+    for c in COMPONENTS:
+        if not running[c]:
+            running[c] = _spawn(c, p, st, bindir)
+        if c == "etcd":
+            _wait(
+                "etcd /health",
+                lambda c=c: _alive_or_fail(p, c, bindir) and _etcd_healthy(st.ports["etcd-client"]),
+                timeout,
+            )
+        elif c == "kube-apiserver":
+            _wait(
+                "kube-apiserver /readyz",
+                lambda c=c: _alive_or_fail(p, c, bindir) and _apiserver_ready(api),
+                timeout,
+            )
+    for c, port in (
+        ("kube-controller-manager", "controller-manager"),
+        ("kube-scheduler", "scheduler"),
+    ):
+        _wait(
+            f"{c} /healthz",
+            lambda c=c, port=port: _alive_or_fail(p, c, bindir) and _healthz_tls(st.ports[port]),
+            timeout,
+        )
+    if started:
+        _log(
+            f"started {', '.join(started)}; control plane ready in "
+            f"{time.monotonic() - t0:.1f}s at {server}"
+        )
+    if seed:
+        for obj in workload():
+            api.apply(obj)
+        _wait(
+            "kwok nodes Ready",
+            lambda: _alive_or_fail(p, "kwok", bindir) and _nodes_ready(api),
+            timeout,
+        )
+        if wait_workload:
+            _wait("seeded Deployments Available", lambda: _deployments_available(api), timeout)
+            _log(f"workload Available {time.monotonic() - t0:.1f}s after up()")
+    return _info(p, st, running, bool(started))
 
 
 def _alive_or_fail(p: _Paths, component: str, bindir: Path) -> bool:
@@ -906,8 +1097,9 @@ def _alive_or_fail(p: _Paths, component: str, bindir: Path) -> bool:
     _reap(pid or 0)
     tail = ""
     with contextlib.suppress(OSError):
-        tail = "\n".join((p.logs / f"{component}.log").read_text(errors="replace")
-                         .splitlines()[-25:])
+        tail = "\n".join(
+            (p.logs / f"{component}.log").read_text(errors="replace").splitlines()[-25:]
+        )
     raise _Died(f"{component} exited during start-up; last log lines:\n{tail}")
 
 
@@ -920,6 +1112,49 @@ def _stop_all(p: _Paths, bindir: Path) -> None:
             p.pidfile(c).unlink()
 
 
+@contextlib.contextmanager
+def session(
+    *, seed: bool = True, wait_workload: bool = True, fresh: bool = True, timeout: float = 180.0
+) -> Iterator[K8sInfo]:
+    """``up()`` for the length of a with block, shared by concurrent users (xdist workers).
+
+    Each user registers its PID; the last one out stops the control plane if any
+    session started it. A control plane started by hand (``up``) is never stopped.
+    ``fresh`` (default here) empties etcd when the control plane has to be started.
+    """
+    p = _Paths(state_dir())
+    me = p.run / "users" / str(os.getpid())
+    marker = p.run / "started-by-session"
+    with _locked(p):
+        p.mkdirs()
+        me.parent.mkdir(exist_ok=True)
+        me.touch()
+        try:
+            info = _up_locked(
+                p, seed=seed, wait_workload=wait_workload, fresh=fresh, timeout=timeout
+            )
+        except BaseException:
+            me.unlink(missing_ok=True)
+            raise
+        if info.started:
+            marker.touch()
+    try:
+        yield info
+    finally:
+        with _locked(p):
+            me.unlink(missing_ok=True)
+            others = [
+                u
+                for u in me.parent.iterdir()
+                if u.name.isdigit() and _proc_state(int(u.name)) not in (None, "Z", "X")
+            ]
+            if not others and marker.exists():
+                st = _State.load(p)
+                if st.bin_dir:
+                    _stop_all(p, Path(st.bin_dir))
+                marker.unlink(missing_ok=True)
+
+
 def down(*, purge: bool = False) -> None:
     """Stop every lab component by PID; with purge, also delete the state dir."""
     p = _Paths(state_dir())
@@ -930,8 +1165,6 @@ def down(*, purge: bool = False) -> None:
         if st.bin_dir:
             _stop_all(p, Path(st.bin_dir))
         if purge:
-            import shutil
-
             for child in p.root.iterdir():
                 if child.name != ".lock":
                     if child.is_dir():
@@ -979,8 +1212,11 @@ def restart_apiserver(*, down_for: float = 0.0, timeout: float = 120.0) -> K8sIn
             time.sleep(down_for)
         _spawn("kube-apiserver", p, st, bindir)
         api = _Api(p, st.ports["apiserver"])
-        _wait("kube-apiserver /readyz", lambda: _alive_or_fail(p, "kube-apiserver", bindir)
-              and _apiserver_ready(api), timeout)
+        _wait(
+            "kube-apiserver /readyz",
+            lambda: _alive_or_fail(p, "kube-apiserver", bindir) and _apiserver_ready(api),
+            timeout,
+        )
         return _info(p, st, _running(p, bindir), False)
 
 
@@ -1001,7 +1237,9 @@ def stop_component(component: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m opsbook_lab.k8s build|up|down|status|restart-apiserver``."""
-    ap = argparse.ArgumentParser(prog="python -m opsbook_lab.k8s", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m opsbook_lab.k8s", description=__doc__.split("\n")[0]
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build (or find cached) binaries")
     b.add_argument("--force", action="store_true")
@@ -1026,8 +1264,17 @@ def main(argv: list[str] | None = None) -> int:
             down(purge=args.purge)
         elif args.cmd == "status":
             s = status()
-            print(json.dumps({"pids": dict(s.pids), "ready": s.ready, "server": s.server,
-                              "state_dir": str(s.state_dir)}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "pids": dict(s.pids),
+                        "ready": s.ready,
+                        "server": s.server,
+                        "state_dir": str(s.state_dir),
+                    },
+                    indent=2,
+                )
+            )
             return 0 if s.running and s.ready else 3
         elif args.cmd == "restart-apiserver":
             print(json.dumps(_jsonable(asdict(restart_apiserver())), indent=2))
@@ -1040,8 +1287,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else dict(v) if isinstance(v, Mapping) else
-                list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+    return {
+        k: (
+            str(v)
+            if isinstance(v, Path)
+            else dict(v)
+            if isinstance(v, Mapping)
+            else list(v)
+            if isinstance(v, tuple)
+            else v
+        )
+        for k, v in d.items()
+    }
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Register it with ``pytest_plugins = ["opsbook_lab.k8s_pytest"]`` (root conftest) or
 import ``k8s_lab`` into a conftest. Session scoped: it builds the binaries if they
 are missing and building is allowed (``CI`` set, or ``OPSBOOK_LAB_INSTALL=1``),
-otherwise skips with the reason; starts (or reuses) the control plane; and stops it
-at the end only if it started it.
+otherwise skips with the reason; starts (or reuses) the control plane, from empty
+etcd data when it has to start it; and stops it at the end only if it started it
+(with pytest-xdist: the last worker using it stops it).
 
 The first build takes a long time on 2 cores (see lab/k8s/README.md); run
 ``lab/k8s/build.sh`` before pytest in CI so per-test timeouts do not cover it.
@@ -16,7 +17,6 @@ import os
 from collections.abc import Iterator
 
 import pytest
-
 from opsbook_lab import k8s
 
 
@@ -30,12 +30,10 @@ def k8s_lab() -> Iterator[k8s.K8sInfo]:
     """Start (or reuse) the lab control plane with its seeded workload; yield K8sInfo."""
     if not k8s.binaries_present():
         if not _may_build():
-            pytest.skip("k8s lab binaries not built: run lab/k8s/build.sh "
-                        "(or set OPSBOOK_LAB_INSTALL=1 to build them here, ~30 min on 2 cores)")
+            pytest.skip(
+                "k8s lab binaries not built: run lab/k8s/build.sh "
+                "(or set OPSBOOK_LAB_INSTALL=1 to build them here, ~30 min on 2 cores)"
+            )
         k8s.build()
-    info = k8s.up()
-    try:
+    with k8s.session(fresh=True) as info:
         yield info
-    finally:
-        if info.started:
-            k8s.down()

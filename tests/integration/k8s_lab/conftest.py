@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opsbook_lab import k8s_pytest
 
-from opsbook_lab.k8s_pytest import k8s_lab  # noqa: F401  (session fixture)
+k8s_lab = k8s_pytest.k8s_lab  # the session fixture, usable in this directory
 
 
 def _kubernetes() -> Any:
@@ -35,6 +36,7 @@ def kube_restricted(k8s_lab: Any) -> Iterator[Any]:
     """ApiClient for the restricted user (may only read namespace shop)."""
     kubernetes = _kubernetes()
     client = kubernetes.config.new_client_from_config(
-        config_file=str(k8s_lab.restricted_kubeconfig))
+        config_file=str(k8s_lab.restricted_kubeconfig)
+    )
     with client:
         yield client

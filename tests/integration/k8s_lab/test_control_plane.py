@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-
 from opsbook_lab import k8s
 
 pytestmark = pytest.mark.k8s
@@ -58,8 +58,7 @@ def test_seeded_deployments_are_available_with_running_pods_spread(kube: Any) ->
         assert d.status.available_replicas == replicas, (ns, name, d.status)
         available = {c.type: c.status for c in d.status.conditions}.get("Available")
         assert available == "True"
-        pods = core.list_namespaced_pod(
-            ns, label_selector=f"app.kubernetes.io/name={name}").items
+        pods = core.list_namespaced_pod(ns, label_selector=f"app.kubernetes.io/name={name}").items
         running = [p for p in pods if p.status.phase == "Running" and p.status.pod_ip]
         assert len(running) >= replicas
         if replicas >= 3:
@@ -74,12 +73,22 @@ def test_seeded_service_pdb_and_configmaps_exist(kube: Any) -> None:
     assert svc.spec.cluster_ip and svc.spec.cluster_ip.startswith("10.96.")
     pdb = policy.read_namespaced_pod_disruption_budget("frontend", "shop")
     assert pdb.spec.min_available == 2
-    wait_for("PDB status", lambda: policy.read_namespaced_pod_disruption_budget(
-        "frontend", "shop").status.current_healthy == 3)
+    wait_for(
+        "PDB status",
+        lambda: (
+            policy.read_namespaced_pod_disruption_budget("frontend", "shop").status.current_healthy
+            == 3
+        ),
+    )
     assert core.read_namespaced_config_map("api-config", "payments").data["LOG_LEVEL"] == "info"
     # the endpointslice controller really runs: the Service has ready endpoints
-    slices = client.DiscoveryV1Api(kube).list_namespaced_endpoint_slice(
-        "shop", label_selector="kubernetes.io/service-name=frontend").items
+    slices = (
+        client.DiscoveryV1Api(kube)
+        .list_namespaced_endpoint_slice(
+            "shop", label_selector="kubernetes.io/service-name=frontend"
+        )
+        .items
+    )
     ready = [e for s in slices for e in s.endpoints or [] if e.conditions.ready]
     assert len(ready) == 3
 
@@ -90,20 +99,33 @@ def test_rollout_restart_creates_a_new_replicaset_that_becomes_available(kube: A
     apps = client.AppsV1Api(kube)
     ns, name = "shop", "cart"
     selector = f"app.kubernetes.io/name={name}"
-    before = {rs.metadata.labels["pod-template-hash"]
-              for rs in apps.list_namespaced_replica_set(ns, label_selector=selector).items}
-    stamp = dt.datetime.now(dt.timezone.utc).isoformat()
+    before = {
+        rs.metadata.labels["pod-template-hash"]
+        for rs in apps.list_namespaced_replica_set(ns, label_selector=selector).items
+    }
+    stamp = dt.datetime.now(dt.UTC).isoformat()
     # exactly what `kubectl rollout restart` sends
-    apps.patch_namespaced_deployment(name, ns, {"spec": {"template": {"metadata": {
-        "annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}})
+    apps.patch_namespaced_deployment(
+        name,
+        ns,
+        {
+            "spec": {
+                "template": {
+                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}
+                }
+            }
+        },
+    )
 
     def rolled_out() -> Any:
         d = apps.read_namespaced_deployment(name, ns)
         st = d.status
-        done = (st.observed_generation >= d.metadata.generation
-                and st.updated_replicas == d.spec.replicas
-                and st.available_replicas == d.spec.replicas
-                and (st.replicas or 0) == d.spec.replicas)
+        done = (
+            st.observed_generation >= d.metadata.generation
+            and st.updated_replicas == d.spec.replicas
+            and st.available_replicas == d.spec.replicas
+            and (st.replicas or 0) == d.spec.replicas
+        )
         return d if done else None
 
     d = wait_for("rollout of shop/cart", rolled_out, timeout=120)
