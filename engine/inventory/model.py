@@ -81,6 +81,7 @@ class Inventory:
         self._terms: dict[str, tuple[tuple[str, ...], bool]] = {}
         self._matches: dict[str, tuple[Host, ...]] = {}
         self._implicit: dict[str, Host] = {}
+        self._localhost = next((name for name in data.hosts if name in LOCALHOST_NAMES), None)
         self.groups: Mapping[str, Group] = MappingProxyType(dict(data.groups))
         ordered = self._hosts_of(ALL)
         self.hosts: Mapping[str, Host] = MappingProxyType({n: data.hosts[n] for n in ordered})
@@ -111,8 +112,16 @@ class Inventory:
         return found
 
     def _implicit_host(self, name: str) -> Host | None:
+        """Ansible's get_host for a localhost name missing from the inventory.
+
+        Like Ansible, an inventory host named localhost, 127.0.0.1 or ::1 (the first one
+        defined) stands in for all three; otherwise an implicit host is made, which is
+        in no group and has ansible_connection=local.
+        """
         if name not in LOCALHOST_NAMES or name in self._data.hosts:
             return None
+        if self._localhost is not None:
+            return self._data.hosts[self._localhost]
         if name not in self._implicit:
             layers = self._localhost_layers(name)
             base = self._data.precedence.group_part(())
@@ -237,8 +246,10 @@ class Inventory:
                 found.extend([expr] if expr in self._data.hosts else [])
             else:
                 found.extend(name for name in self._data.hosts if matches_host(name))
-        if not found and self._implicit_host(expr) is not None:
-            found.append(expr)
+        if not found:
+            stand_in = self._implicit_host(expr)
+            if stand_in is not None:
+                found.append(stand_in.name)
         return found, bool(found or groups)
 
     def _hosts_of(self, group: str) -> tuple[str, ...]:

@@ -1,0 +1,116 @@
+"""Parity with the real ansible-core over the inventories in data/parity.yaml.
+
+For each case, `ansible-inventory --list`, `--graph`, `--graph --vars` and `ansible
+PATTERN --list-hosts` are run once (in one batch, see conftest) and compared with
+opsbook's reading of the same sources.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from opsbook.errors import PatternError
+from opsbook.inventory import load_inventory
+
+from .conftest import DATA, Ansible
+
+CASES: dict[str, dict[str, Any]] = yaml.safe_load((DATA / "parity.yaml").read_text())
+PARITY = DATA / "parity"
+NO_MATCH = "Could not match supplied host pattern"
+
+
+def sources_of(case: str) -> list[str]:
+    return [s if "," in s else str(PARITY / s) for s in CASES[case]["sources"]]
+
+
+def patterns_of(case: str) -> list[str]:
+    return [*CASES[case].get("patterns", []), *CASES[case].get("unordered_patterns", [])]
+
+
+def commands(case: str) -> dict[str, list[str]]:
+    args = [arg for source in sources_of(case) for arg in ("-i", source)]
+    found = {
+        "list": ["ansible-inventory", *args, "--list"],
+        "graph": ["ansible-inventory", *args, "--graph"],
+        "graph-vars": ["ansible-inventory", *args, "--graph", "--vars"],
+    }
+    for pattern in patterns_of(case):
+        found[f"pattern {pattern}"] = ["ansible", *args, pattern, "--list-hosts"]
+    return found
+
+
+@pytest.fixture(scope="session")
+def outputs(ansible: Ansible) -> dict[tuple[str, str], dict[str, Any]]:
+    keys: list[tuple[str, str]] = []
+    argvs: list[list[str]] = []
+    for case in CASES:
+        for kind, argv in commands(case).items():
+            keys.append((case, kind))
+            argvs.append(argv)
+    return dict(zip(keys, ansible.run_many(argvs)))
+
+
+def _ok(result: dict[str, Any]) -> str:
+    assert result["rc"] == 0, result["stderr"]
+    stdout: str = result["stdout"]
+    return stdout
+
+
+def listed_hosts(stdout: str) -> list[str]:
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    assert lines and lines[0].startswith("hosts ("), stdout
+    return lines[1:]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_list_matches_ansible_inventory(case: str, outputs: dict[tuple[str, str], Any]) -> None:
+    expected = json.loads(_ok(outputs[case, "list"]))
+    assert load_inventory(sources_of(case)).to_ansible_list() == expected
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_graph_matches_ansible_inventory(case: str, outputs: dict[tuple[str, str], Any]) -> None:
+    inventory = load_inventory(sources_of(case))
+    assert inventory.to_ansible_graph() == _ok(outputs[case, "graph"]).rstrip("\n")
+    assert inventory.to_ansible_graph(vars=True) == _ok(outputs[case, "graph-vars"]).rstrip("\n")
+
+
+PATTERN_CASES = [(case, p) for case in CASES for p in patterns_of(case)]
+
+
+@pytest.mark.parametrize(("case", "pattern"), PATTERN_CASES, ids=[f"{c}:{p}" for c, p in PATTERN_CASES])
+def test_pattern_matches_ansible(case: str, pattern: str, outputs: dict[tuple[str, str], Any]) -> None:
+    result = outputs[case, f"pattern {pattern}"]
+    inventory = load_inventory(sources_of(case))
+    if NO_MATCH in result["stderr"]:
+        with pytest.raises(PatternError):
+            inventory.match(pattern)
+        return
+    expected = listed_hosts(_ok(result))
+    found = [host.name for host in inventory.match(pattern)]
+    if pattern in CASES[case].get("unordered_patterns", []):
+        assert sorted(found) == sorted(expected)
+        assert len(found) == len(set(found))
+    else:
+        assert found == expected
+
+
+def test_driver_agrees_with_the_real_command(ansible: Ansible) -> None:
+    """The forking driver gives what the ansible-inventory executable prints."""
+    import subprocess
+
+    from .conftest import ansible_env
+
+    source = str(PARITY / "ini_children" / "hosts")
+    binary = Path(str(ansible.python)).parent / "ansible-inventory"
+    real = subprocess.run(
+        [str(binary), "-i", source, "--graph", "--vars"],
+        capture_output=True, text=True, check=True, cwd=ansible.cwd, env=ansible_env(ansible.cwd),
+    )
+    driven = ansible.run(["ansible-inventory", "-i", source, "--graph", "--vars"])
+    assert driven["stdout"] == real.stdout
