@@ -362,6 +362,13 @@ def _write_kubeconfig(p: _Paths, name: str, cert: str, server: str) -> Path:
 
 
 def _free_port() -> int:
+    """A free 127.0.0.1 port below the ephemeral range (so client sockets never take it)."""
+    import random
+
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        if _port_free(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -560,6 +567,9 @@ def _argv(component: str, p: _Paths, st: _State, bindir: Path) -> list[str]:
 def _spawn(component: str, p: _Paths, st: _State, bindir: Path) -> int:
     argv = _argv(component, p, st, bindir)
     log = p.logs / f"{component}.log"
+    with contextlib.suppress(OSError):
+        if log.stat().st_size > 20 * 2**20:  # keep one previous log, bounded
+            log.replace(log.with_suffix(".log.1"))
     with open(log, "ab") as out:
         out.write(f"\n=== {_dt.datetime.now().isoformat()} starting: {' '.join(argv)}\n".encode())
         out.flush()
