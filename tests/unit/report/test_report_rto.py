@@ -1,0 +1,159 @@
+"""RTO/RPO accounting from known journal timestamps."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from opsbook.report import rto
+
+
+def test_rto_runs_from_incident_start_to_first_verification_after_mitigation(journal, new_run):
+    run = new_run(incident=-120.0)
+    run.node("web-answers", "web1", "failed", 0, 2, msg="connection refused")
+    run.node("restart-web", "web1", "ok", 3, 10)
+    run.node("web-answers-again", "web1", "ok", 20, 25)
+    r = rto(journal, run.run_id)
+    assert r["detection"] == pytest.approx(run.t0 - 120)
+    assert r["detection_source"] == "incident_start"
+    assert r["mitigation_node"] == "restart-web@web1"
+    assert r["time_to_mitigate"] == pytest.approx(130.0)
+    assert r["recovered_node"] == "web-answers-again@web1"
+    assert r["rto"] == pytest.approx(145.0)
+    assert r["rto_objective"] == 300.0
+    assert r["rto_met"] is True
+    assert r["rto_verdict"] == "met (2m35s to spare)"
+
+
+def test_detection_is_the_run_start_without_an_incident_start(journal, new_run):
+    run = new_run()
+    run.node("restart-web", "web1", "ok", 3, 10)
+    run.node("web-answers-again", "web1", "ok", 10, 12.5)
+    r = rto(journal, run.run_id)
+    assert r["detection_source"] == "run_start"
+    assert r["detection"] == pytest.approx(run.t0)
+    assert r["rto"] == pytest.approx(12.5)
+
+
+def test_verification_before_mitigation_does_not_count(journal, new_run):
+    run = new_run()
+    run.node("web-answers-again", "web0", "ok", 0, 1)  # passes before anything was fixed
+    run.node("restart-web", "web1", "failed", 1, 4, msg="nginx: [emerg]")  # a failed mitigation is no mitigation
+    run.node("restart-web", "web2", "ok", 2, 8)
+    run.node("web-answers-again", "web1", "ok", 9, 11)
+    r = rto(journal, run.run_id)
+    assert r["mitigation_node"] == "restart-web@web2"
+    assert r["mitigation"] == pytest.approx(run.t0 + 8)
+    assert r["recovered_node"] == "web-answers-again@web1"
+    assert r["rto"] == pytest.approx(11.0)
+
+
+def test_missed_objective_says_by_how_much(journal, new_run):
+    run = new_run(incident=-300.0, rto=300.0)
+    run.node("restart-web", "web1", "ok", 0, 40)
+    run.node("web-answers-again", "web1", "ok", 40, 60)
+    r = rto(journal, run.run_id)
+    assert r["rto"] == pytest.approx(360.0)
+    assert r["rto_met"] is False
+    assert r["rto_verdict"] == "missed by 60.0s"
+
+
+def test_no_mitigation_success_means_not_recovered(journal, new_run):
+    run = new_run(status="failed")
+    run.node("restart-web", "web1", "failed", 0, 5, msg="exit 1")
+    run.node("web-answers-again", "web1", "ok", 5, 6)
+    r = rto(journal, run.run_id)
+    assert r["mitigation"] is None and r["recovered"] is None and r["rto"] is None
+    assert r["rto_verdict"] == "not recovered"
+    assert r["rto_met"] is None
+    assert "no step marked mitigation succeeded" in r["basis"]
+
+
+def test_without_marks_a_succeeded_run_recovers_at_its_end(journal, new_run, tmp_path: Path):
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("opsbook: 1\nname: plain\nsteps:\n  - name: one\n    local.noop: {}\n")
+    run = new_run(path=plain, duration=42.0, rto=None)
+    run.node("one", "web1", "ok", 0, 3)
+    r = rto(journal, run.run_id)
+    assert r["marks_known"] is True
+    assert r["rto"] == pytest.approx(42.0)
+    assert r["basis"].startswith("end of the succeeded run")
+    assert r["rto_verdict"] == "no objective"
+
+
+def test_without_marks_a_failed_run_is_not_recovered(journal, new_run, tmp_path: Path):
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("opsbook: 1\nname: plain\nsteps:\n  - name: one\n    local.noop: {}\n")
+    run = new_run(path=plain, status="failed")
+    run.node("one", "web1", "failed", 0, 3)
+    assert rto(journal, run.run_id)["rto"] is None
+
+
+def test_missing_runbook_falls_back_to_no_marks(journal, new_run, tmp_path: Path):
+    run = new_run(path=tmp_path / "gone.yaml", duration=30.0)
+    run.node("restart-web", "web1", "ok", 0, 3)  # marked in the lost file, unknowable now
+    r = rto(journal, run.run_id)
+    assert r["marks_known"] is False
+    assert r["mitigation"] is None
+    assert r["rto"] == pytest.approx(30.0)
+    assert "step marks unknown" in r["basis"]
+
+
+def test_mitigation_without_verification_steps_recovers_at_mitigation(journal, new_run, tmp_path: Path):
+    path = tmp_path / "mit.yaml"
+    path.write_text("opsbook: 1\nname: mit\nsteps:\n  - name: failover\n    local.noop: {}\n"
+                    "    marks: [mitigation]\n  - name: cleanup\n    local.noop: {}\n")
+    run = new_run(path=path, duration=100.0)
+    run.node("failover", "db2", "ok", 5, 17)
+    run.node("cleanup", "db2", "ok", 17, 90)
+    r = rto(journal, run.run_id)
+    assert r["rto"] == pytest.approx(17.0)
+    assert r["recovered_node"] == "failover@db2"
+
+
+def test_serial_batch_step_ids_keep_their_marks(journal, new_run):
+    run = new_run()
+    run.node("restart-web[1]", "web2", "ok", 0, 7)
+    run.node("web-answers-again[1]", "web2", "ok", 7, 9)
+    r = rto(journal, run.run_id)
+    assert r["mitigation_node"] == "restart-web[1]@web2"
+    assert r["rto"] == pytest.approx(9.0)
+
+
+def test_rpo_from_registered_backup_time(journal, new_run):
+    run = new_run(incident=-60.0, rpo=60.0)
+    run.node("restore-db", "db1", "ok", 0, 20, registered={"backup_time": run.t0 - 100, "ok": True})
+    r = rto(journal, run.run_id)
+    assert r["data_time_key"] == "backup_time"
+    assert r["data_time_node"] == "restore-db@db1"
+    assert r["rpo"] == pytest.approx(40.0)
+    assert r["rpo_met"] is True
+
+
+def test_rpo_reads_iso_data_timestamps_and_takes_the_oldest(journal, new_run):
+    run = new_run(rpo=30.0)
+    old = datetime.fromtimestamp(run.t0 - 90, timezone.utc).isoformat().replace("+00:00", "Z")
+    run.node("restore-db", "db1", "ok", 0, 5, registered={"data_timestamp": run.t0 - 10})
+    run.node("restore-db", "db2", "ok", 0, 6, registered={"results": [{"data_timestamp": old}]})
+    run.node("restore-db", "db3", "failed", 0, 6, registered={"data_timestamp": run.t0 - 5000})  # not restored
+    r = rto(journal, run.run_id)
+    assert r["data_time_node"] == "restore-db@db2"
+    assert r["rpo"] == pytest.approx(90.0, abs=1e-3)
+    assert r["rpo_met"] is False
+    assert r["rpo_verdict"] == "missed by 60.0s"
+
+
+def test_rpo_not_measured_without_data_times(journal, new_run):
+    run = new_run()
+    run.node("restore-db", "db1", "ok", 0, 5, registered={"ok": True})
+    r = rto(journal, run.run_id)
+    assert r["rpo"] is None
+    assert r["rpo_verdict"] == "not measured"
+
+
+def test_data_newer_than_detection_loses_nothing(journal, new_run):
+    run = new_run()
+    run.node("restore-db", "db1", "ok", 0, 5, registered={"backup_time": run.t0 + 3})
+    assert rto(journal, run.run_id)["rpo"] == 0.0
