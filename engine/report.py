@@ -537,7 +537,7 @@ def _timeline_lines(view: RunView, entries: list[Entry], width: int) -> list[str
         lines.append((prefix + _clip(detail, room)).rstrip())
         if e.kind == "node" and e.status in FAILED:
             if len(" ".join(detail.split())) > room:
-                wrapped = textwrap.wrap(" ".join(detail.split()), max(20, width - 15))[:4]
+                wrapped = textwrap.wrap(" ".join(detail.split()), max(20, width - 21))[:4]
                 lines += [f"{'':11}{'msg':>6} | {w}" for w in wrapped]
             lines += _failure_tail(view.node(e.node_id), width)
     return lines
