@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from opsbook.journal import Journal, NodeRecord, RunRecord
 from opsbook.registry import Registry
 

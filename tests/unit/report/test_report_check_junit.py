@@ -6,7 +6,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from opsbook.check import CheckReport, check_files
 from opsbook.cli import main
 from opsbook.errors import Diagnostic, Position

@@ -8,7 +8,6 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
-
 from opsbook.cli import main
 from opsbook.report import STATUS_COLORS, build_report
 
@@ -39,7 +38,7 @@ def incident(journal, new_run):
 def test_markdown_has_every_postmortem_section(journal, incident):
     md = build_report(journal, incident.run_id, "md")
     assert md.startswith(f"# Run report: web-restart ({incident.run_id})\n")
-    headings = re.findall(r"^## (.+)$", md, re.M)
+    headings = re.findall(r"^## (.+)$", md, re.MULTILINE)
     assert headings == ["Summary", "Recovery objectives", "Timeline", "Failures", "Approvals", "Rollbacks",
                         "Evidence", "Root cause notes", "Permanent fix"]
     assert "| Status | failed |" in md
@@ -98,7 +97,7 @@ def test_html_is_one_self_contained_page(journal, incident):
 
 def test_html_svg_gantt_has_a_bar_per_node_and_rollback_coloured_by_status(journal, incident):
     page = build_report(journal, incident.run_id, "html")
-    svg = ET.fromstring(re.search(r"<svg\b.*?</svg>", page, re.S).group(0))
+    svg = ET.fromstring(re.search(r"<svg\b.*?</svg>", page, re.DOTALL).group(0))
     assert svg.tag == f"{SVG}svg"
     bars = svg.findall(f"{SVG}rect")
     assert len(bars) == 6  # 5 nodes + 1 executed rollback

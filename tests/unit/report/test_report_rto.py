@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from opsbook.report import rto
 
 
@@ -134,7 +133,7 @@ def test_rpo_from_registered_backup_time(journal, new_run):
 
 def test_rpo_reads_iso_data_timestamps_and_takes_the_oldest(journal, new_run):
     run = new_run(rpo=30.0)
-    old = datetime.fromtimestamp(run.t0 - 90, timezone.utc).isoformat().replace("+00:00", "Z")
+    old = datetime.fromtimestamp(run.t0 - 90, UTC).isoformat().replace("+00:00", "Z")
     run.node("restore-db", "db1", "ok", 0, 5, registered={"data_timestamp": run.t0 - 10})
     run.node("restore-db", "db2", "ok", 0, 6, registered={"results": [{"data_timestamp": old}]})
     run.node("restore-db", "db3", "failed", 0, 6, registered={"data_timestamp": run.t0 - 5000})  # not restored

@@ -6,7 +6,6 @@ import re
 import time
 
 import pytest
-
 from opsbook.errors import RunError
 from opsbook.report import offset, timeline_text
 
