@@ -1186,31 +1186,91 @@ def _update_inverse(args: UpdateArgs, result: Result) -> tuple[str, dict[str, An
     return "docker.update", {"container": result.data.get("container"), **previous}
 
 
-def _desired_body(args: UpdateArgs, current: Mapping[str, Any]) -> dict[str, Any]:
-    """The daemon's update body for what the args ask, without what is already so."""
+@dataclass(frozen=True)
+class _Machine:
+    """What 'no limit' amounts to on this daemon's machine (docker update cannot unset one)."""
+
+    cpus: int
+    memory: int
+
+
+def _machine(target: Target) -> _Machine:
+    info = _api_call(target.daemon, target.client.api.info)
+    return _Machine(cpus=int(info.get("NCPU") or 1), memory=int(info.get("MemTotal") or 0))
+
+
+def _desired_body(
+    args: UpdateArgs, current: Mapping[str, Any], machine: Callable[[], _Machine]
+) -> tuple[dict[str, Any], list[str]]:
+    """The daemon's update body for what the args ask (minus what is already so), and notes."""
     body: dict[str, Any] = {}
+    notes: list[str] = []
     if args.cpus is not None:
-        nano = int(round(args.cpus * 1e9))
-        if nano != (current.get("NanoCpus") or 0) or current.get("CpuQuota"):
-            body["NanoCpus"] = nano
-            if current.get("CpuQuota") or current.get("CpuPeriod"):
-                # NanoCpus and CpuQuota/CpuPeriod exclude each other.
-                body.update(CpuQuota=0, CpuPeriod=0)
-    for key, field_name, value in (
-        ("CpuShares", "cpu_shares", args.cpu_shares),
-        ("PidsLimit", "pids_limit", args.pids_limit),
-        ("Memory", "memory", _bytes(args.memory)),
-        ("MemorySwap", "memory_swap", _bytes(args.memory_swap)),
-        ("MemoryReservation", "memory_reservation", _bytes(args.memory_reservation)),
+        _cpu_body(args.cpus, current, machine, body, notes)
+    shares = args.cpu_shares
+    if shares == 0:
+        shares = 1024  # 0 means "the default weight", which the daemon will not take back
+    memory = _bytes(args.memory)
+    if memory == 0 and (current.get("Memory") or 0) != 0:
+        memory = machine().memory
+        notes.append(
+            f"docker cannot lift a memory limit from a running container: set it to the "
+            f"machine's total memory ({memory / 2**30:.1f} GiB) instead"
+        )
+    for key, value in (
+        ("CpuShares", shares),
+        ("PidsLimit", args.pids_limit),
+        ("Memory", memory),
+        ("MemorySwap", _bytes(args.memory_swap)),
+        ("MemoryReservation", _bytes(args.memory_reservation)),
     ):
         if value is not None and value != (current.get(key) or 0):
             body[key] = value
+    if body.get("MemoryReservation") == 0:
+        del body["MemoryReservation"]
+        notes.append("docker cannot lift a memory reservation from a running container: left as is")
     if "Memory" in body and "MemorySwap" not in body:
-        mem, swap = current.get("Memory") or 0, current.get("MemorySwap") or 0
-        if swap > 0 and mem > 0:
-            # Keep the same swap allowance: docker refuses a memory limit above memory+swap.
-            body["MemorySwap"] = body["Memory"] + max(0, swap - mem) if body["Memory"] > 0 else -1
-    return body
+        body["MemorySwap"] = _swap_for(body["Memory"], current)
+        if body["MemorySwap"] == (current.get("MemorySwap") or 0):
+            del body["MemorySwap"]
+    return body, notes
+
+
+def _cpu_body(
+    cpus: float,
+    current: Mapping[str, Any],
+    machine: Callable[[], _Machine],
+    body: dict[str, Any],
+    notes: list[str],
+) -> None:
+    limited = (current.get("NanoCpus") or 0) or (current.get("CpuQuota") or 0) > 0
+    if cpus == 0:
+        if not limited:
+            return
+        cpus = float(machine().cpus)
+        notes.append(
+            f"docker cannot lift a CPU limit from a running container: set it to all {cpus:g} CPUs instead"
+        )
+    period = current.get("CpuPeriod") or 0
+    if period > 0:
+        # Created with --cpu-period/--cpu-quota: the daemon refuses NanoCpus on top of those.
+        quota = int(round(cpus * period))
+        if quota != (current.get("CpuQuota") or 0):
+            body["CpuQuota"] = quota
+        return
+    nano = int(round(cpus * 1e9))
+    if nano != (current.get("NanoCpus") or 0):
+        body["NanoCpus"] = nano
+
+
+def _swap_for(memory: int, current: Mapping[str, Any]) -> int:
+    """The memory+swap limit to send with a new memory limit (the daemon insists on one)."""
+    mem, swap = current.get("Memory") or 0, current.get("MemorySwap") or 0
+    if swap == -1:
+        return -1
+    if swap > 0 and mem > 0:
+        return memory + max(0, swap - mem)  # keep the same swap allowance
+    return 2 * memory  # what docker gives a container created with only --memory
 
 
 def _previous_args(body: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
@@ -1229,8 +1289,8 @@ def _previous_args(body: Mapping[str, Any], current: Mapping[str, Any]) -> dict[
     for key, arg in names.items():
         if key in body:
             prev[arg] = current.get(key) or 0
-    if prev.get("memory") == 0 and "memory" in prev:
-        prev["memory_swap"] = -1  # unlimited memory comes back with unlimited swap
+    if prev.get("memory") == 0 or prev.get("memory_swap") == 0:
+        prev["memory_swap"] = -1  # no memory limit before: no swap limit either
     return prev
 
 
@@ -1241,24 +1301,46 @@ def update(ctx: ActionContext, args: UpdateArgs) -> Result:
     target = target_for(ctx, args.container)
     obj = target.container()
     current = obj.attrs.get("HostConfig") or {}
-    body = _desired_body(args, current)
+    machine: list[_Machine] = []
+
+    def lazy_machine() -> _Machine:
+        if not machine:
+            machine.append(_machine(target))
+        return machine[0]
+
+    body, notes = _desired_body(args, current, lazy_machine)
     data: dict[str, Any] = {"container": target.name, "before": _resources(current)}
+    if notes:
+        data["notes"] = notes
     if not body:
         data["after"] = data["before"]
         return Result.ok(msg=f"{target.name} already has these limits", data=data)
     data["previous"] = _previous_args(body, current)
     data["requested"] = dict(body)
+    tail = "".join(f"; {note}" for note in notes)
     if ctx.check_mode:
-        return Result.ok(changed=True, msg=f"would update {target.name}: {_describe(body)}", data=data)
-    api = target.client.api
-    _api_call(
-        target.daemon,
-        lambda: api._result(
-            api._post_json(api._url("/containers/{0}/update", obj.id), data=body), True
-        ),
-    )
+        return Result.ok(
+            changed=True, msg=f"would update {target.name}: {_describe(body)}{tail}", data=data
+        )
+    _post_update(target, obj.id, body)
     data["after"] = _resources(target.container().attrs.get("HostConfig") or {})
-    return Result.ok(changed=True, msg=f"updated {target.name}: {_describe(body)}", data=data)
+    return Result.ok(changed=True, msg=f"updated {target.name}: {_describe(body)}{tail}", data=data)
+
+
+def _post_update(target: Target, container_id: str, body: Mapping[str, Any]) -> None:
+    api = target.client.api
+
+    def post(part: Mapping[str, Any]) -> None:
+        url = api._url("/containers/{0}/update", container_id)
+        _api_call(target.daemon, lambda: api._result(api._post_json(url, data=dict(part)), True))
+
+    if body.get("MemorySwap") == -1 and body.get("Memory", 0) > 0:
+        # runc writes the memory limit before an unlimited swap limit, and the kernel refuses
+        # a memory limit above the old memory+swap one: go through a finite swap limit first.
+        post({**body, "MemorySwap": 2 * body["Memory"]})
+        post({"MemorySwap": -1})
+    else:
+        post(body)
 
 
 def _describe(body: Mapping[str, Any]) -> str:

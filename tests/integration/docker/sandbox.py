@@ -45,12 +45,13 @@ class Box:
     id: str
     http_port: int | None  # published on 127.0.0.1
     ip: str  # on the sandbox network
+    docker_host: str
 
     def host(self, **extra: Any) -> HostInfo:
         """This container as an inventory host with the docker connection."""
-        return HostInfo(
-            self.name, {"ansible_connection": "docker", "ansible_host": self.name, **extra}
-        )
+        hostvars = {"ansible_connection": "docker", "ansible_host": self.name}
+        hostvars["ansible_docker_host"] = self.docker_host
+        return HostInfo(self.name, {**hostvars, **extra})
 
 
 @dataclass
@@ -94,7 +95,7 @@ class Sandbox:
         if publish and bindings:
             port = int(bindings[0]["HostPort"])
         ip = obj.attrs["NetworkSettings"]["Networks"].get(self.network, {}).get("IPAddress", "")
-        box = Box(name, obj.id, port, ip)
+        box = Box(name, obj.id, port, ip, self.docker_host)
         if wait and port and script is SERVER_SCRIPT:
             eventually(lambda: http_status(port) == 200, timeout=20)
         return box
