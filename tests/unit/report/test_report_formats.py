@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
 
 import pytest
 from click.testing import CliRunner
@@ -83,8 +84,30 @@ def test_markdown_lists_approvals_rollbacks_evidence_and_prompts(journal, incide
     assert '- [ ] What change keeps "restore db" from failing on db1 again' in fix
 
 
+class _TagBalance(HTMLParser):
+    VOID = frozenset({"meta", "br", "hr", "img", "input", "link"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.bad: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        if self.open and self.open[-1] == tag:
+            self.open.pop()
+        else:
+            self.bad.append(tag)
+
+
 def test_html_is_one_self_contained_page(journal, incident):
     page = build_report(journal, incident.run_id, "html")
+    balance = _TagBalance()
+    balance.feed(page)
+    assert balance.bad == [] and balance.open == []
     assert page.startswith("<!DOCTYPE html>") and page.count("<html") == 1
     assert not re.search(r"<(script|link|img|iframe)\b|\bsrc=|url\(|@import", page)
     assert not re.search(r'href="(?!#)', page)
