@@ -183,6 +183,7 @@ class _IniReader:
                 self.problems.add(
                     f'expected key=value after the host name, found "{token}"', where, hint
                 )
+                break  # one complaint per line: the rest is likely the same mistake
             elif not key:
                 self.problems.add(f'missing variable name before "={text}"', where)
             else:
@@ -230,8 +231,8 @@ class _IniReader:
             waiting.parents.append((self.group, here))
 
     def _report_pending(self) -> None:
-        known = list(self.builder.groups)
         for name, waiting in self.pending.items():
+            known = [group for group in self.builder.groups if group != name]
             if waiting.kind == "vars":
                 self.problems.add(
                     f"[{name}:vars] sets variables of an undefined group"
