@@ -25,7 +25,10 @@ from opsbook.registry import Registry
 from opsbook.secrets import SecretStore
 from opsbook.template import evaluate, render
 
-TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
+TIMEOUT_GRACE = 5.0
+# Journal states of a node that a resume must look at again: it was running when opsbook
+# died ("started"), or a previous resume could not settle it ("unknown").
+IN_DOUBT = ("started", "unknown")  # seconds an action gets to return after it was cancelled
 
 
 @dataclass
@@ -315,7 +318,7 @@ class Executor:
         if node.kind == BARRIER:
             return _outcome(Status.OK, "")
         prior = self.prior.get(node.id)
-        if prior is not None and prior.status != "started":
+        if prior is not None and prior.status not in IN_DOUBT:
             return self._restore(node, prior)
         step = node.step
         if node.host is None:
@@ -480,7 +483,7 @@ class Executor:
         except UserError as exc:
             return _outcome(Status.FAILED, _user_message(exc))
         prior = self.prior.get(node.id)
-        if prior is not None and prior.status == "started":
+        if prior is not None and prior.status in IN_DOUBT:
             resolved = self._in_doubt(node, spec, ctx_vars)
             if resolved is not None:
                 return resolved
@@ -754,7 +757,7 @@ class Executor:
                 result = Result.failed(f"{type(exc).__name__}: {exc}")
             status = "done" if result.status is Status.OK else "failed"
             self.journal.rollback_status(self.run_id, seq, status, self.secrets.redact(result.msg))
-            self.emit("rollback_finished", host=host, action=entry["action"], node=entry["node_id"],
+            self.emit("rollback_finished", host=host, action=entry["action"], origin=entry["node_id"],
                       status=status, msg=result.msg)
             done += status == "done"
         return done

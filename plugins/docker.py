@@ -33,7 +33,7 @@ import tarfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator, Literal, Mapping, Sequence
@@ -1545,7 +1545,9 @@ def docker_inventory(
     mapping ``{"label": {"role": "web"}}`` is accepted too. Every label becomes a host var, and
     the comma-separated value of the `group_label` label puts the host in those groups.
     """
-    env_daemon = daemon_for({"docker_host": base_url} if base_url else {})
+    env_daemon = daemon_for({})
+    if base_url:
+        env_daemon = replace(env_daemon, base_url=_normalise_url(base_url), source="base_url given")
     try:
         client = clients.get(env_daemon)
         listed = _api_call(env_daemon, lambda: client.api.containers(all=include_stopped, filters=_filters(filters)))

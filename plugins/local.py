@@ -73,7 +73,7 @@ class LocalConnection:
             proc = subprocess.Popen(
                 argv, shell=shell, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                cwd=cwd, env={**os.environ, **env} if env else None,
+                cwd=cwd, env={**os.environ, **env} if env else None, preexec_fn=_die_with_parent,
             )
         except FileNotFoundError as exc:
             return CommandResult(127, "", f"command not found: {exc.filename}", time.monotonic() - start)
@@ -96,6 +96,17 @@ class LocalConnection:
         return local_path.stat().st_size
 
     def close(self) -> None:
+        pass
+
+
+def _die_with_parent() -> None:
+    """Linux: the command is killed when opsbook dies, so a crashed run leaves no command
+    finishing behind its back (resume decides what to re-run from the journal)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
         pass
 
 

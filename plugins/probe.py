@@ -22,7 +22,7 @@ of the probed host if it has one, else its ``ansible_host``.
 
 from __future__ import annotations
 
-import http.client
+from http import client as http_client
 import json
 import math
 import re
@@ -206,10 +206,13 @@ def run_probe(
         limit = args.timeout
         if ctx.timeout is not None:
             limit = max(0.001, min(limit, ctx.timeout - (time.monotonic() - start)))
-        try:
+        if override.name == CONTROLLER:
             outcome = probe(_vantage(ctx, override), limit)
-        except Exception as exc:  # a vantage point we cannot reach is a failed vote, not a crash
-            outcome = Outcome(override.name, False, f"cannot probe from {override.name}: {exc}")
+        else:
+            try:
+                outcome = probe(_vantage(ctx, override), limit)
+            except Exception as exc:  # a vantage point we cannot reach is a failed vote
+                outcome = Outcome(override.name, False, f"cannot probe from {override.name}: {exc}")
         outcomes.append(_apply_latency(outcome, args.max_latency))
     return _verdict(outcomes, args.needed())
 
@@ -548,7 +551,7 @@ def _http_controller(url: str, args: HttpArgs, timeout: float) -> HttpAnswer:
             status, payload, location = _http_once(parts, args, headers, body, timeout)
         except socket.timeout:
             return HttpAnswer(url, None, b"", _ms_since(start), f"no answer within {fmt_s(timeout)}")
-        except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        except (OSError, http_client.HTTPException, ssl.SSLError) as exc:
             reason = _os_reason(exc) if isinstance(exc, OSError) else str(exc) or type(exc).__name__
             return HttpAnswer(url, None, b"", _ms_since(start), reason)
         if args.follow_redirects and location and status in (301, 302, 303, 307, 308):
@@ -571,13 +574,13 @@ def _http_once(
         if not args.validate_certs:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+        conn: http_client.HTTPConnection = http_client.HTTPSConnection(
             parts.hostname or "", parts.port, timeout=timeout, context=context
         )
     elif parts.scheme == "http":
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+        conn = http_client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
     else:
-        raise http.client.HTTPException(f"unsupported URL scheme {parts.scheme!r}")
+        raise http_client.HTTPException(f"unsupported URL scheme {parts.scheme!r}")
     try:
         target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
         conn.request(args.method, target, body=body, headers=headers)

@@ -195,11 +195,15 @@ class CommandArgs(_CommandArgs):
 
     cmd: str | list[str] = Field(description="argv list, or a string split with shlex")
 
-    def argv(self) -> list[str]:
-        argv = shlex.split(self.cmd) if isinstance(self.cmd, str) else [str(a) for a in self.cmd]
-        if not argv:
+    @field_validator("cmd")
+    @classmethod
+    def _not_empty(cls, cmd: str | list[str]) -> str | list[str]:
+        if not (shlex.split(cmd) if isinstance(cmd, str) else cmd):
             raise ValueError("cmd is empty")
-        return argv
+        return cmd
+
+    def argv(self) -> list[str]:
+        return shlex.split(self.cmd) if isinstance(self.cmd, str) else list(self.cmd)
 
 
 @plugin.action(scalar="cmd", check=True)

@@ -810,26 +810,47 @@ class SSHConnection:
         cancel: threading.Event | None = None,
         on_output: Callable[[str], None] | None = None,
     ) -> SSHCommandResult:
-        """Run a shell string, or an argv list (each word quoted, so no shell expansion)."""
+        """Run a shell string, or an argv list (each word quoted, so no shell expansion).
+
+        Raises CommandTimeout / CommandCancelled (with the partial output) after stopping
+        the remote command, BecomeError when sudo refuses, SSHError when the host cannot
+        be reached. A non-zero exit status is not an error: it is in the result.
+        """
         if isinstance(command, str):
             script, is_argv = command, False
         else:
             if not command:
                 raise ValueError("empty argv")
             script, is_argv = shlex.join(str(a) for a in command), True
+        task = _Task(secrets.token_hex(6), become)
         sudo = None
         if become is not None:
             sudo = _Sudo(become, become.password if become.password is not None
                          else self.settings.become_password)
-            script = sudo.wrap(("exec " if is_argv else "") + script)
+            # sudo resets the environment: tag the command inside too.
+            script, is_argv = sudo.wrap(task.tag(script, is_argv)), True
         start = time.monotonic()
         deadline = None if timeout is None else start + timeout
         chan = self._channel()
         try:
-            chan.exec_command(script)
-            return _Run(self, chan, sudo, stdin, on_output).wait(start, deadline, cancel)
+            chan.exec_command(task.tag(script, is_argv))
+            return _Run(self, chan, sudo, stdin, on_output, task).wait(start, deadline, cancel)
         finally:
             chan.close()
+
+    def _kill_task(self, task: "_Task") -> None:
+        """Stop what a timed-out command left running (best effort, a few seconds at most).
+
+        The `signal` request already stops it for ordinary logins, but OpenSSH cannot
+        signal sessions of root logins (no privilege separation) nor sudo's processes.
+        """
+        transport = self._transport
+        if transport is None or not transport.is_active():
+            return
+        try:
+            self.run(["sh", "-c", _KILL_SCRIPT, "sh", task.id], become=task.become, timeout=5)
+        except Exception:
+            pass
 
     # files
 
@@ -913,6 +934,35 @@ def _expand_proxy_command(command: str, target: Endpoint) -> str:
     return "".join(out)
 
 
+# Every command carries OPSBOOK_TASK_ID in its environment (inherited by its children;
+# sudo's own process keeps it). After a timeout, processes with the id, and their process
+# groups, are sent SIGTERM.
+_KILL_SCRIPT = r"""
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}
+  [ "$p" = "$$" ] && continue
+  tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qx "OPSBOOK_TASK_ID=$1" || continue
+  g=$(ps -o pgid= -p "$p" 2>/dev/null | tr -d ' ')
+  [ -n "$g" ] && [ "$g" != "$(ps -o pgid= -p $$ | tr -d ' ')" ] && kill -TERM "-$g" 2>/dev/null
+  kill -TERM "$p" 2>/dev/null
+done
+exit 0
+"""
+
+
+@dataclass(frozen=True)
+class _Task:
+    """The id a command is tagged with, so it can be found and stopped after a timeout."""
+
+    id: str
+    become: Become | None
+
+    def tag(self, script: str, is_argv: bool) -> str:
+        if is_argv:  # a single command: the login shell execs it, keeping the one process
+            return f"OPSBOOK_TASK_ID={self.id} exec {script}"
+        return f"OPSBOOK_TASK_ID={self.id}; export OPSBOOK_TASK_ID\n{script}"
+
+
 def send_signal(chan: paramiko.Channel, name: str) -> None:
     """RFC 4254 `signal` request (OpenSSH >= 7.9 delivers it to the session's process)."""
     if chan.closed or not chan.active:
@@ -933,8 +983,9 @@ class _Run:
     """Drives one exec channel: stdin, sudo, output streaming, timeout and cancellation."""
 
     def __init__(self, conn: SSHConnection, chan: paramiko.Channel, sudo: _Sudo | None,
-                 stdin: bytes | None, on_output: Callable[[str], None] | None) -> None:
+                 stdin: bytes | None, on_output: Callable[[str], None] | None, task: _Task) -> None:
         self.conn = conn
+        self.task = task
         self.chan = chan
         self.sudo = sudo
         self.stdin = stdin
@@ -1064,3 +1115,4 @@ class _Run:
     def _abort(self) -> None:
         send_signal(self.chan, "TERM")
         self.chan.close()
+        self.conn._kill_task(self.task)
