@@ -21,6 +21,7 @@ import docker
 import docker.errors
 import pytest
 
+from opsbook.errors import PluginError
 from opsbook.plugin import ActionContext, HostInfo, Result
 from opsbook_plugins import docker as dockerplugin
 
@@ -208,6 +209,8 @@ class Runner:
         return self._pool[host.name]
 
     def lookup(self, name: str) -> HostInfo:
+        if name not in self.hosts:
+            raise PluginError(f"no host named {name}")
         return self.hosts[name]
 
     def context(self, host: HostInfo | None = None, **kw: Any) -> ActionContext:
