@@ -91,7 +91,8 @@ def _cmd_fault(lab: Lab, a) -> int:
 
 
 def _cmd_exec(lab: Lab, a) -> int:
-    rc, out = lab.exec(a.host, " ".join(a.command))
+    cmd = a.command[0] if len(a.command) == 1 else a.command   # one string: via /bin/sh -c
+    rc, out = lab.exec(a.host, cmd)
     sys.stdout.write(out)
     return rc
 

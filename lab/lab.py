@@ -137,8 +137,11 @@ class LabInfo:
 # ----------------------------------------------------------------------------
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # Like docker-proxy: connections in TIME_WAIT do not make a port busy.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
+            s.listen(1)
         except OSError:
             return False
     return True
@@ -300,8 +303,8 @@ class Lab:
             from .image import ensure_image
 
             image = ensure_image(self.client, progress=not self.quiet)
-            self._remove_containers()
-            info = self._create(image, pid, timeout)
+            self._remove_containers(prev)
+            info = self._create(image, pid, timeout, prefer_ports=prev.port_base if prev else None)
             self.created_containers = True
             self._info = info
             self._log(f"lab is up in {time.monotonic() - t0:.1f}s: {info.lab_json}")
@@ -384,10 +387,12 @@ class Lab:
                 ser.Encoding.OpenSSH, ser.PublicFormat.OpenSSH).decode() + f" opsbook-lab\n")
         return self.private_key, pub.read_text().strip()
 
-    def _port_base(self) -> int:
+    def _port_base(self, prefer: int | None = None) -> int:
         base = int(os.environ.get("OPSBOOK_LAB_PORT_BASE", "24100"))
-        for k in range(64):
-            b = base + k * PORT_BLOCK
+        candidates = [base + k * PORT_BLOCK for k in range(64)]
+        if prefer and "OPSBOOK_LAB_PORT_BASE" not in os.environ:
+            candidates.insert(0, prefer)     # keep the ports of the previous lab
+        for b in candidates:
             if all(_port_free(b + off) for h in HOSTS for off, _ in h.ports.values()):
                 return b
         raise LabError(f"no free block of {PORT_BLOCK} ports on 127.0.0.1 from {base}")
@@ -414,12 +419,13 @@ class Lab:
                     raise
         raise LabError(f"could not create the lab network: {last_err}")
 
-    def _create(self, image: str, pid: int | None, timeout: float) -> LabInfo:
+    def _create(self, image: str, pid: int | None, timeout: float,
+                prefer_ports: int | None = None) -> LabInfo:
         c = self.client
         key, pubkey = self._ensure_key()
         sudo_password = secrets.token_urlsafe(12)
         net, subnet, gw = self._create_network()
-        base = self._port_base()
+        base = self._port_base(prefer_ports)
         ips = {h.name: str(subnet.network_address + h.ip_suffix) for h in HOSTS}
         files = _files_tar()
         web = " ".join(f"{h.name}:{ips[h.name]}:8080" for h in HOSTS if h.role == "web")
@@ -433,6 +439,10 @@ class Lab:
                 init=True,
                 cap_add=["NET_ADMIN", "NET_RAW", "SYS_PTRACE"],
                 extra_hosts={o.name: ips[o.name] for o in HOSTS},
+                # Docker's embedded DNS (127.0.0.11) resolves the lab's names; names it
+                # does not know are forwarded to the lab's own gateway, where nothing
+                # listens: they fail within a second or two and never leave the lab.
+                dns=[gw], dns_opt=["timeout:1", "attempts:1"],
                 network_mode=self.name,
                 # The lab runs until `down`; a crashed container stays down
                 # (that is a fault the runbooks must see).
@@ -499,6 +509,18 @@ class Lab:
                 problems.append(f"{hi.name}: http :{hi.http_port}/healthz not 200")
             elif hi.role.startswith("db") and not _redis_ping(hi.redis_port):
                 problems.append(f"{hi.name}: redis :{hi.redis_port} not answering PING")
+        # The balancer must see the web backends that were waited for as UP again
+        # (health checks: 1s interval, rise 2), unless a runbook drained them.
+        lb = next((h for h in info.hosts.values() if h.role == "lb"), None)
+        webs = [h.name for h in info.hosts.values() if h.role == "web" and (names is None or h.name in names)]
+        if lb is not None and webs and not problems:
+            try:
+                rc, out = self.exec(lb.name, "lb-backend list")
+            except Exception as e:  # lb1 itself stopped/killed: not this wait's business
+                rc, out = 0, f"(lb1: {e})"
+            down = [ln.split()[0] for ln in out.splitlines()[1:] if " DOWN" in ln]
+            if rc != 0 or any(w in down for w in webs):
+                problems.append(f"{lb.name}: backends not UP: {out.strip()!r}")
         return problems
 
     def wait_ready(self, names: list[str] | None = None, timeout: float = 120.0) -> None:
@@ -649,6 +671,10 @@ class Lab:
         except docker.errors.APIError as e:
             if "already exists" not in str(e):
                 raise
+        # A new endpoint brings docker's default route back: drop it again so the
+        # host's traffic stays on the lab network (see files/entrypoint.sh).
+        with contextlib.suppress(Exception):
+            self.exec(hi.name, "ip route del default 2>/dev/null; true")
 
     def restart_sshd(self, name: str, wait: bool = True) -> None:
         """`service ssh restart` inside the host; the host keys stay the same."""

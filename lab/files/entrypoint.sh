@@ -14,6 +14,12 @@ ROLE=${LAB_ROLE:-none}
 NAME=${LAB_NAME:-$(hostname)}
 log() { echo "lab-entrypoint[$NAME]: $*"; }
 
+# --- network: the lab subnet only ----------------------------------------------
+# No default route: a lab host reaches the other lab hosts (and the host's
+# docker-proxy reaches it) on the lab subnet, and nothing else, whatever the
+# machine's forwarding settings are.
+ip route del default 2>/dev/null || true
+
 # --- users and keys --------------------------------------------------------
 ssh-keygen -A >/dev/null
 mkdir -p /run/sshd /root/.ssh
