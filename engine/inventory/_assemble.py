@@ -33,13 +33,16 @@ def _depths(groups: Mapping[str, GroupData]) -> dict[str, int]:
 
 
 def _files(dirs: list[VarsDir | None], kind: str, name: str) -> tuple[tuple[VarsFile, ...], ...]:
+    if not any(folder and folder.listing[kind] for folder in dirs):
+        return ()  # the common case for thousands of hosts: no host_vars/ anywhere
     found = tuple(folder.files(kind, name) if folder else () for folder in dirs)
     return found if any(found) else ()
 
 
 def _layers(entity: GroupData | HostData, files: tuple[tuple[VarsFile, ...], ...]) -> Layers:
-    own = tuple((key, entity.var_where[key], value) for key, value in entity.vars.items())
-    return Layers(own, files)
+    label = f"group {entity.name}" if isinstance(entity, GroupData) else f"host {entity.name}"
+    own = tuple((key, value, entity.var_where[key]) for key, value in entity.vars.items())
+    return Layers(label, own, files)
 
 
 class _Assembler:
@@ -114,7 +117,7 @@ class _Assembler:
             if name not in self.builder.hosts:
                 files = _files(self.dirs, "host_vars", name)
                 if files:
-                    found[name] = Layers((), files)
+                    found[name] = Layers(f"host {name}", (), files)
         return found
 
 

@@ -30,13 +30,12 @@ class GroupData:
     name: str
     position: Position | None
     vars: dict[str, Any] = field(default_factory=dict)
-    var_where: dict[str, str] = field(default_factory=dict)
+    var_where: dict[str, Position | None] = field(default_factory=dict)
     children: list[str] = field(default_factory=list)
     parents: list[str] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
     host_set: set[str] = field(default_factory=set)
     priority: int = 1
-    priority_where: str = ""
 
 
 @dataclass
@@ -46,7 +45,7 @@ class HostData:
     name: str
     position: Position | None
     vars: dict[str, Any] = field(default_factory=dict)
-    var_where: dict[str, str] = field(default_factory=dict)
+    var_where: dict[str, Position | None] = field(default_factory=dict)
     direct_groups: list[str] = field(default_factory=list)
 
 
@@ -76,7 +75,7 @@ class Builder:
             host = self.hosts[name] = HostData(name, position)
             if port is not None:
                 host.vars["ansible_port"] = port
-                host.var_where["ansible_port"] = where_of("host", name, position)
+                host.var_where["ansible_port"] = position
         if group is not None:
             self.add_member(group, name)
         return host
@@ -122,14 +121,13 @@ class Builder:
                 todo.extend(self.groups[current].parents)
         return seen
 
-    def set_variable(self, entity: str, key: str, value: Any, where: str) -> None:
+    def set_variable(self, entity: str, key: str, value: Any, where: Position | None) -> None:
         """Set a variable on a group or host; like Ansible, a group of that name wins."""
         target: GroupData | HostData
         if entity in self.groups:
             target = self.groups[entity]
             if key == "ansible_group_priority":
                 target.priority = int(value)
-                target.priority_where = where
                 return
         else:
             target = self.hosts[entity]
@@ -159,9 +157,3 @@ class Builder:
                 (f'"{name}" is both a group and a host name', self.groups[name].position)
             )
 
-
-def where_of(kind: str, name: str, position: Position | None) -> str:
-    """How `var_sources` names a variable set in an inventory file."""
-    if position is None:
-        return f"{kind} {name}"
-    return f"{kind} {name} ({Position(position.file, position.line)})"

@@ -19,20 +19,33 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from opsbook.errors import Position
 from opsbook.inventory._varsfiles import VarsFile
 
 Definition = tuple[str, str, Any]  # (variable, where it was set, value)
+Setting = tuple[str, Any, Position | None]  # (variable, value, where in the inventory)
 
 
 @dataclass(frozen=True, slots=True)
 class Layers:
-    """The variables one group or host defines: in the inventory, and per source in files."""
+    """The variables one group or host defines: in the inventory, and per source in files.
 
-    inventory: tuple[Definition, ...] = ()
+    `label` names the entity in `var_sources` ("group web", "host web1").
+    """
+
+    label: str = ""
+    inventory: tuple[Setting, ...] = ()
     files: tuple[tuple[VarsFile, ...], ...] = ()
 
     def inventory_dict(self) -> dict[str, Any]:
-        return {key: value for key, _, value in self.inventory}
+        return {key: value for key, value, _ in self.inventory}
+
+    def inventory_definitions(self) -> Iterator[Definition]:
+        for key, value, position in self.inventory:
+            if position is None:
+                yield (key, self.label, value)
+            else:
+                yield (key, f"{self.label} ({position.file}:{position.line})", value)
 
     def file_dicts(self, source: int) -> Iterator[Mapping[str, Any]]:
         if source < len(self.files):
@@ -79,15 +92,15 @@ class Precedence:
         """Every definition that reaches the host, lowest precedence first."""
         found: list[Definition] = []
         everyone = self.groups.get("all", EMPTY)
-        found.extend(everyone.inventory)
+        found.extend(everyone.inventory_definitions())
         for name in sorted_groups:
-            found.extend(self.groups[name].inventory)
+            found.extend(self.groups[name].inventory_definitions())
         for source in range(self.sources):
             found.extend(_file_definitions(everyone, source))
         for source in range(self.sources):
             for name in sorted_groups:
                 found.extend(_file_definitions(self.groups[name], source))
-        found.extend(host.inventory)
+        found.extend(host.inventory_definitions())
         for source in range(self.sources):
             found.extend(_file_definitions(host, source))
         return found

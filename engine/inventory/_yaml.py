@@ -12,7 +12,7 @@ from typing import Any
 
 from opsbook.errors import Position, did_you_mean
 from opsbook.inventory._address import RangeError, expand_ranges, split_host_and_port
-from opsbook.inventory._builder import Builder, LoopError, where_of
+from opsbook.inventory._builder import Builder, LoopError
 from opsbook.inventory._errors import Problems
 from opsbook.yamlsrc import PosDict
 
@@ -117,7 +117,7 @@ class _YamlReader:
                 self.problems.add(f"variable name must be a string, found {key!r}", key_here)
                 continue
             try:
-                self.builder.set_variable(group, key, value, where_of("group", group, key_here))
+                self.builder.set_variable(group, key, value, key_here)
             except (TypeError, ValueError):
                 self.problems.add(
                     f"ansible_group_priority must be a whole number, found {value!r}", key_here
@@ -168,7 +168,7 @@ class _YamlReader:
                 self.problems.add(f"variable name must be a string, found {key!r}", key_here)
                 continue
             try:
-                self.builder.set_variable(host, key, value, where_of("host", host, key_here))
+                self.builder.set_variable(host, key, value, key_here)
             except (TypeError, ValueError):
                 self.problems.add(
                     f"ansible_group_priority must be a whole number, found {value!r}", key_here

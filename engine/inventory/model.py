@@ -132,10 +132,10 @@ class Inventory:
     def _localhost_layers(self, name: str) -> Layers:
         files = self._data.implicit_layers.get(name, EMPTY).files
         own = (
-            ("ansible_python_interpreter", IMPLICIT, sys.executable),
-            ("ansible_connection", IMPLICIT, "local"),
+            ("ansible_python_interpreter", sys.executable, None),
+            ("ansible_connection", "local", None),
         )
-        return Layers(own, files)
+        return Layers(IMPLICIT, own, files)
 
     def var_sources(self, host: str) -> list[tuple[str, str, Any]]:
         """Every definition of a variable that reaches `host`: (var, where, value).
