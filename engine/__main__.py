@@ -1,3 +1,3 @@
-from opsbook.cli import main
+from opsbook.main import main
 
 main()

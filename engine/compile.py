@@ -238,6 +238,8 @@ class _Builder:
 
     def check_cycles(self) -> None:
         g = nx.DiGraph(list(self.step_edges))
+        if nx.is_directed_acyclic_graph(g):  # fast path; find_cycle is only for the message
+            return
         try:
             cycle = nx.find_cycle(g)
         except nx.NetworkXNoCycle:

@@ -358,11 +358,15 @@ class RunbookLoader:
 
     def _check_action_name(self, key: str, data: PosDict, c: _Collector) -> None:
         plugin_name, _, action_name = key.partition(".")
-        plugin = self.registry.plugins.get(plugin_name)
+        plugin = self.registry.plugin(plugin_name)
         pos = key_position(data, key)
         if plugin is None:
-            c.error(pos, f'unknown plugin "{plugin_name}" in "{key}"{did_you_mean(plugin_name, self.registry.plugins)}',
-                    "installed plugins: " + (", ".join(sorted(self.registry.plugins)) or "none") + " (see `opsbook plugins`)")
+            why = self.registry.broken.get(plugin_name)
+            if why:
+                c.error(pos, f'plugin "{plugin_name}" is installed but failed to load: {why}')
+                return
+            c.error(pos, f'unknown plugin "{plugin_name}" in "{key}"{did_you_mean(plugin_name, self.registry.names)}',
+                    "installed plugins: " + (", ".join(self.registry.names) or "none") + " (see `opsbook plugins`)")
         elif action_name not in plugin.actions:
             c.error(pos, f'plugin "{plugin_name}" has no action "{action_name}"{did_you_mean(action_name, plugin.actions)}',
                     f"{plugin_name} actions: " + ", ".join(sorted(plugin.actions)))

@@ -1,9 +1,14 @@
-"""The plugin registry, built at start-up from the `opsbook.plugins` entry points."""
+"""The plugin registry, built at start-up from the `opsbook.plugins` entry points.
+
+Plugins are imported lazily, by name, the first time something asks for them: checking
+a runbook that uses only `local` does not pay for importing paramiko or the docker SDK.
+The entry point's name is the plugin's name (`ssh = "opsbook_plugins.ssh:plugin"`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from opsbook.errors import PluginError
 from opsbook.plugin import ActionSpec, ConnectionFactory, Plugin
@@ -15,38 +20,67 @@ ENTRY_POINT_GROUP = "opsbook.plugins"
 class Registry:
     """Plugins by name; one per process run, never a global."""
 
-    plugins: dict[str, Plugin] = field(default_factory=dict)
+    loaded: dict[str, Plugin] = field(default_factory=dict)
     broken: dict[str, str] = field(default_factory=dict)  # entry point -> why it failed to load
+    _pending: dict[str, EntryPoint] = field(default_factory=dict)
 
     @classmethod
     def from_entry_points(cls) -> "Registry":
         registry = cls()
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            try:
-                plugin = ep.load()
-            except Exception as exc:  # a broken third-party plugin must not break opsbook
-                registry.broken[ep.name] = f"{type(exc).__name__}: {exc}"
-                continue
-            if not isinstance(plugin, Plugin):
-                registry.broken[ep.name] = f"{ep.value} is not an opsbook.plugin.Plugin"
-                continue
-            registry.add(plugin)
+            registry._pending.setdefault(ep.name, ep)
         return registry
 
+    def _load(self, name: str) -> Plugin | None:
+        ep = self._pending.pop(name, None)
+        if ep is None:
+            return self.loaded.get(name)
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken third-party plugin must not break opsbook
+            self.broken[ep.name] = f"{type(exc).__name__}: {exc}"
+            return None
+        if not isinstance(plugin, Plugin):
+            self.broken[ep.name] = f"{ep.value} is not an opsbook.plugin.Plugin"
+            return None
+        if plugin.name != ep.name:
+            self.broken[ep.name] = f'entry point "{ep.name}" exposes a plugin named "{plugin.name}"; use the same name'
+            return None
+        self.loaded[plugin.name] = plugin
+        return plugin
+
+    @property
+    def plugins(self) -> dict[str, Plugin]:
+        """Every plugin (imports them all)."""
+        for name in list(self._pending):
+            self._load(name)
+        return dict(sorted(self.loaded.items()))
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(set(self.loaded) | set(self._pending))
+
+    def plugin(self, name: str) -> Plugin | None:
+        return self.loaded.get(name) or self._load(name)
+
     def add(self, plugin: Plugin) -> None:
-        if plugin.name in self.plugins:
+        if plugin.name in self.loaded or plugin.name in self._pending:
             raise PluginError(f'two plugins are named "{plugin.name}"')
-        self.plugins[plugin.name] = plugin
+        self.loaded[plugin.name] = plugin
 
     def action(self, full_name: str) -> ActionSpec | None:
         plugin_name, _, action_name = full_name.partition(".")
-        plugin = self.plugins.get(plugin_name)
+        plugin = self.plugin(plugin_name)
         return plugin.actions.get(action_name) if plugin else None
 
     def action_names(self) -> list[str]:
         return [f"{p}.{a}" for p, plugin in self.plugins.items() for a in plugin.actions]
 
     def connection_factory(self, kind: str) -> ConnectionFactory | None:
+        # Connection kinds usually share their plugin's name (ssh, docker, local).
+        first = self.plugin(kind)
+        if first is not None and kind in first.connections:
+            return first.connections[kind]
         for plugin in self.plugins.values():
             if kind in plugin.connections:
                 return plugin.connections[kind]

@@ -259,10 +259,27 @@ def evaluate(expression: str, context: Mapping[str, Any], pos: Position | None =
         raise _error(exc, expression, pos) from None
 
 
-@lru_cache(maxsize=8192)
+_EXPRESSIONS = re.compile(r"\{\{(.*?)\}\}", re.S)
+
+
 def referenced_names(source: str, expression: bool = False) -> frozenset[str]:
     """Top-level names a template (or bare expression) reads; raises TemplateError on syntax."""
-    text = "{{" + source + "}}" if expression else source
+    if expression:
+        return _names_of("{{" + source + "}}")
+    if "{%" in source or "{#" in source:
+        return _names_of(source)
+    # Only {{ }} parts: parse each expression once (many templates share them).
+    names: frozenset[str] = frozenset()
+    for expr in _EXPRESSIONS.findall(source):
+        names |= _names_of("{{" + expr + "}}")
+    if "{{" in _EXPRESSIONS.sub("", source):
+        return _names_of(source)  # unbalanced braces: let Jinja report the syntax error
+    return names
+
+
+@lru_cache(maxsize=8192)
+def _names_of(text: str) -> frozenset[str]:
+    source = text
     try:
         ast = _ENV.parse(text)
     except TemplateSyntaxError as exc:
