@@ -107,7 +107,7 @@ def _placeholder(ptype: str, inventory: Any) -> Any:
 def undefined_names(runbook: Runbook, inventory: Any) -> list[Diagnostic]:
     """Names read by templates that nothing defines (Jinja2 find_undeclared_variables)."""
     from opsbook.compile import _templates_of
-    from opsbook.template import is_template, referenced_names
+    from opsbook.template import is_template, optional_names, referenced_names
 
     known = set(MAGIC_NAMES) | {p.name for p in runbook.params} | set(runbook.vars)
     for host in inventory.hosts.values():
@@ -131,14 +131,17 @@ def undefined_names(runbook: Runbook, inventory: Any) -> list[Diagnostic]:
             except TemplateError as exc:
                 problems.append(Diagnostic(step.action.pos if step.action else step.pos, exc.message))
                 continue
-            for name in sorted(names - local):
+            missing = names - local
+            if missing:
+                missing -= optional_names(source, expression=expression and not is_template(source))
+            for name in sorted(missing):
                 pos = step.action.pos if step.action else step.pos
                 problems.append(Diagnostic(
                     pos, f'step "{step.name}": undefined variable "{name}" in {source!r}{did_you_mean(name, local)}',
                     "define it in vars:/params:, register it in an earlier step, or add it to the inventory"))
     for key, value in runbook.vars.items():
         if is_template(value):
-            for name in sorted(referenced_names(value) - known):
+            for name in sorted(referenced_names(value) - known - optional_names(value)):
                 problems.append(Diagnostic(runbook.pos, f'vars.{key}: undefined variable "{name}"{did_you_mean(name, known)}'))
     return problems
 

@@ -299,3 +299,20 @@ def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str
         if isinstance(node.node, nodes.Name):
             found.add((node.node.name, node.attr))
     return found
+
+
+def optional_names(source: str, expression: bool = False) -> frozenset[str]:
+    """Names read only behind `| default(...)` or tested with `is defined`: not required."""
+    text = "{{" + source + "}}" if expression else source
+    try:
+        ast = _ENV.parse(text)
+    except TemplateSyntaxError:
+        return frozenset()
+    found = set()
+    for node in ast.find_all(nodes.Filter):
+        if node.name in ("default", "d") and isinstance(node.node, nodes.Name):
+            found.add(node.node.name)
+    for node in ast.find_all(nodes.Test):
+        if node.name in ("defined", "undefined") and isinstance(node.node, nodes.Name):
+            found.add(node.node.name)
+    return frozenset(found)

@@ -33,12 +33,11 @@ import tarfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Literal, Mapping, Sequence
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from typing import Annotated, Any, Literal
 
 from opsbook.errors import InventoryError, OpsbookError
 from opsbook.plugin import (
@@ -50,6 +49,7 @@ from opsbook.plugin import (
     Plugin,
     Result,
 )
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 plugin = Plugin("docker", "Docker containers: state, exec, logs, facts, networks, limits.")
 
@@ -170,7 +170,7 @@ def daemon_for(host_vars: Mapping[str, Any], env: Mapping[str, str] | None = Non
         url, source = env["DOCKER_HOST"], f"DOCKER_HOST={env['DOCKER_HOST']}"
     else:
         url, source = DEFAULT_SOCKET, "the default socket; DOCKER_HOST is not set"
-    if source.startswith("host var") or source.startswith("-H"):
+    if source.startswith(("host var", "-H")):
         source += f"; DOCKER_HOST={env.get('DOCKER_HOST') or '(not set)'}"
     verify = host_vars.get("docker_tls_verify", extra.get("tlsverify"))
     if verify is None:
@@ -499,15 +499,20 @@ def container(ctx: ActionContext, args: ContainerArgs) -> Result:
         return Result.failed(f"cannot pause {target.where()}: it is not running (it is {status})")
     if verb is None:
         data["after"] = data["before"]
-        return _maybe_wait(ctx, args, target, Result.ok(msg=f"{target.name} is already {status or 'absent'}", data=data))
+        return _maybe_wait(
+            ctx,
+            args,
+            target,
+            Result.ok(msg=f"{target.name} is already {status or 'absent'}", data=data),
+        )
     if ctx.check_mode:
         data["after"] = "unknown"
-        return Result.ok(changed=True, msg=f"would {verb} {target.name} (it is {status})", data=data)
+        return Result.ok(
+            changed=True, msg=f"would {verb} {target.name} (it is {status})", data=data
+        )
     _do(target, verb, args, ctx)
     data["after"] = "absent" if verb == "remove" else _status(target.container().attrs)
-    result = Result.ok(
-        changed=True, msg=f"{_PAST[verb]} {target.name} (was {status})", data=data
-    )
+    result = Result.ok(changed=True, msg=f"{_PAST[verb]} {target.name} (was {status})", data=data)
     return _maybe_wait(ctx, args, target, result)
 
 
@@ -534,7 +539,11 @@ def _do(target: Target, verb: str, args: ContainerArgs, ctx: ActionContext) -> N
 
 
 def _maybe_wait(ctx: ActionContext, args: ContainerArgs, target: Target, result: Result) -> Result:
-    if not args.wait_healthy or ctx.check_mode or args.state in ("stopped", "killed", "absent", "paused"):
+    if (
+        not args.wait_healthy
+        or ctx.check_mode
+        or args.state in ("stopped", "killed", "absent", "paused")
+    ):
         return result
     waited = wait_healthy(ctx, target, _time_left(ctx, args.timeout))
     result.data.update(waited.data)
@@ -630,7 +639,11 @@ def exec_in(target: Target, req: ExecRequest) -> CommandResult:
             f"cannot run a command in {target.where()}: it is {_status(obj.attrs)}, not running"
         )
     result = _exec_once(target, req, _wrapped(req.argv))
-    if result.rc in (126, 127) and _NO_SH.search(result.stdout + result.stderr) and "OPSBOOK" not in result.stderr:
+    if (
+        result.rc in (126, 127)
+        and _NO_SH.search(result.stdout + result.stderr)
+        and "OPSBOOK" not in result.stderr
+    ):
         # No /bin/sh in this image: run the command directly (no kill on timeout then).
         result = _exec_once(target, req, list(req.argv))
     return result
@@ -701,7 +714,7 @@ def _kill_inside(target: Target, pid: int) -> None:
         target.client.api.exec_start(
             target.client.api.exec_create(target.name, ["sh", "-c", script])["Id"]
         )
-    except Exception:  # the container may be gone: nothing left to kill then
+    except Exception:  # noqa: BLE001, S110 - the container may be gone: nothing left to kill
         pass
 
 
@@ -795,7 +808,7 @@ class _ExecStream:
             try:
                 if closer:
                     closer()
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - closing is best effort
                 pass
 
 
@@ -887,18 +900,18 @@ def _when(value: str | None, now: float) -> datetime | None:
         return None
     text = value.strip()
     if re.fullmatch(r"\d{9,}(\.\d+)?", text):  # epoch seconds
-        return datetime.fromtimestamp(float(text), tz=timezone.utc)
+        return datetime.fromtimestamp(float(text), tz=UTC)
     try:
-        return datetime.fromtimestamp(now - parse_duration(text), tz=timezone.utc)
+        return datetime.fromtimestamp(now - parse_duration(text), tz=UTC)
     except ValueError:
         pass
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         raise DockerError(
             f'"{value}" is neither a duration ago (15m, 2h) nor a timestamp (2024-05-01T10:00:00Z)'
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @plugin.action(check=True, idempotent=True)
@@ -911,16 +924,19 @@ def logs(ctx: ActionContext, args: LogsArgs) -> Result:
     kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "timestamps": args.timestamps}
     kwargs["tail"] = args.lines if args.lines is not None else "all"
     since, until = _when(args.since, now), _when(args.until, now)
+    # Epoch floats, not datetimes: the SDK would round a datetime down to whole seconds.
     if since is not None:
-        kwargs["since"] = since
+        kwargs["since"] = since.timestamp()
     if until is not None:
-        kwargs["until"] = until
+        kwargs["until"] = until.timestamp()
     text = _api_call(target.daemon, lambda: obj.logs(**kwargs)).decode(errors="replace")
     count = len(text.splitlines())
     data: dict[str, Any] = {"container": target.name, "lines": count, "bytes": len(text.encode())}
     stdout = text[-_STDOUT_CAP:]
     if ctx.evidence_dir is None:
-        return Result.ok(msg=f"{count} lines from {target.name} (no evidence folder)", stdout=stdout, data=data)
+        return Result.ok(
+            msg=f"{count} lines from {target.name} (no evidence folder)", stdout=stdout, data=data
+        )
     relative = args.dest or f"{ctx.host.name}/docker/{target.name}.log"
     path = ctx.evidence_path(relative)
     _write_atomic(path, text.encode())
@@ -1120,7 +1136,9 @@ def network(ctx: ActionContext, args: NetworkArgs) -> Result:
     data: dict[str, Any] = {"container": target.name, "network": net.name}
     want = args.state == "connected"
     if connected == want:
-        return Result.ok(msg=f"{target.name} is already {args.state} {_prep(want)} {net.name}", data=data)
+        return Result.ok(
+            msg=f"{target.name} is already {args.state} {_prep(want)} {net.name}", data=data
+        )
     verb = "connect" if want else "disconnect"
     if endpoint is not None:
         ipam = endpoint.get("IPAMConfig") or {}
@@ -1130,7 +1148,9 @@ def network(ctx: ActionContext, args: NetworkArgs) -> Result:
             "aliases": _user_aliases(obj.attrs, endpoint),
         }
     if ctx.check_mode:
-        return Result.ok(changed=True, msg=f"would {verb} {target.name} {_prep(want)} {net.name}", data=data)
+        return Result.ok(
+            changed=True, msg=f"would {verb} {target.name} {_prep(want)} {net.name}", data=data
+        )
     if want:
         kwargs: dict[str, Any] = {}
         if args.aliases:
@@ -1140,7 +1160,9 @@ def network(ctx: ActionContext, args: NetworkArgs) -> Result:
         _api_call(target.daemon, lambda: net.connect(obj.id, **kwargs))
     else:
         _api_call(target.daemon, lambda: net.disconnect(obj.id, force=args.force))
-    return Result.ok(changed=True, msg=f"{verb}ed {target.name} {_prep(want)} {net.name}", data=data)
+    return Result.ok(
+        changed=True, msg=f"{verb}ed {target.name} {_prep(want)} {net.name}", data=data
+    )
 
 
 def _prep(connected: bool) -> str:
@@ -1175,7 +1197,7 @@ def _bytes(value: int | str | None) -> int | None:
 
     try:
         return int(parse_bytes(str(value)))
-    except Exception:
+    except Exception:  # noqa: BLE001 - the SDK raises DockerException or ValueError
         raise DockerError(f'"{value}" is not a size (examples: 512m, 1g, 1073741824)') from None
 
 
@@ -1254,11 +1276,11 @@ def _cpu_body(
     period = current.get("CpuPeriod") or 0
     if period > 0:
         # Created with --cpu-period/--cpu-quota: the daemon refuses NanoCpus on top of those.
-        quota = int(round(cpus * period))
+        quota = round(cpus * period)
         if quota != (current.get("CpuQuota") or 0):
             body["CpuQuota"] = quota
         return
-    nano = int(round(cpus * 1e9))
+    nano = round(cpus * 1e9)
     if nano != (current.get("NanoCpus") or 0):
         body["NanoCpus"] = nano
 
@@ -1372,10 +1394,16 @@ class StatsArgs(BaseModel):
 def stats_summary(raw: Mapping[str, Any]) -> dict[str, Any]:
     """docker stats' numbers (CPU %, memory, network, block I/O, pids) from one raw sample."""
     cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
-    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
+        pre.get("cpu_usage") or {}
+    ).get("total_usage", 0)
     sys_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
-    online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
-    cpu_percent = (cpu_delta / sys_delta) * online * 100.0 if sys_delta > 0 and cpu_delta > 0 else 0.0
+    online = (
+        cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
+    )
+    cpu_percent = (
+        (cpu_delta / sys_delta) * online * 100.0 if sys_delta > 0 and cpu_delta > 0 else 0.0
+    )
     mem = raw.get("memory_stats") or {}
     stats = mem.get("stats") or {}
     cache = stats.get("total_inactive_file", stats.get("inactive_file", stats.get("cache", 0)))
@@ -1392,8 +1420,12 @@ def stats_summary(raw: Mapping[str, Any]) -> dict[str, Any]:
         "memory_percent": round(usage / limit * 100.0, 2) if limit else 0.0,
         "net_rx_bytes": sum(n.get("rx_bytes", 0) for n in nets.values()),
         "net_tx_bytes": sum(n.get("tx_bytes", 0) for n in nets.values()),
-        "block_read_bytes": sum(b.get("value", 0) for b in blk if str(b.get("op")).lower() == "read"),
-        "block_write_bytes": sum(b.get("value", 0) for b in blk if str(b.get("op")).lower() == "write"),
+        "block_read_bytes": sum(
+            b.get("value", 0) for b in blk if str(b.get("op")).lower() == "read"
+        ),
+        "block_write_bytes": sum(
+            b.get("value", 0) for b in blk if str(b.get("op")).lower() == "write"
+        ),
         "pids": (raw.get("pids_stats") or {}).get("current"),
     }
 
@@ -1405,7 +1437,9 @@ def stats(ctx: ActionContext, args: StatsArgs) -> Result:
     target = target_for(ctx, args.container)
     obj = target.container()
     if _status(obj.attrs) != "running":
-        return Result.failed(f"no resource numbers for {target.where()}: it is {_status(obj.attrs)}")
+        return Result.failed(
+            f"no resource numbers for {target.where()}: it is {_status(obj.attrs)}"
+        )
     raw = _api_call(target.daemon, lambda: obj.stats(stream=False))
     summary = stats_summary(raw)
     summary["container"] = target.name
@@ -1421,7 +1455,11 @@ def stats(ctx: ActionContext, args: StatsArgs) -> Result:
     document = {"summary": summary, "raw": raw}
     _write_atomic(ctx.evidence_path(relative), json.dumps(document, indent=2, default=str).encode())
     summary["path"] = relative
-    evidence = Evidence(path=relative, source=f"docker stats {target.name} ({target.daemon.base_url})", description=text)
+    evidence = Evidence(
+        path=relative,
+        source=f"docker stats {target.name} ({target.daemon.base_url})",
+        description=text,
+    )
     return Result.ok(msg=text, data=summary, evidence=[evidence])
 
 
@@ -1484,7 +1522,9 @@ class DockerConnection:
         done = self.run(["mv", "-f", tmp_path, remote_path], timeout=DEFAULT_TIMEOUT)
         if done.rc != 0:
             self.run(["rm", "-f", tmp_path], timeout=DEFAULT_TIMEOUT)
-            raise DockerError(f"could not move the upload into {remote_path} in {self.name}: {done.stderr.strip()}")
+            raise DockerError(
+                f"could not move the upload into {remote_path} in {self.name}: {done.stderr.strip()}"
+            )
 
     def get(self, remote_path: str, local_path: Path) -> int:
         """Copy a file out of the container (following symlinks); return its size."""
@@ -1550,7 +1590,10 @@ def docker_inventory(
         env_daemon = replace(env_daemon, base_url=_normalise_url(base_url), source="base_url given")
     try:
         client = clients.get(env_daemon)
-        listed = _api_call(env_daemon, lambda: client.api.containers(all=include_stopped, filters=_filters(filters)))
+        listed = _api_call(
+            env_daemon,
+            lambda: client.api.containers(all=include_stopped, filters=_filters(filters)),
+        )
     except DockerError as exc:
         raise InventoryError(f"docker inventory: {exc}") from exc
     hostvars: dict[str, dict[str, Any]] = {}
@@ -1584,7 +1627,9 @@ def _filters(filters: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in (filters or {}).items():
         if isinstance(value, Mapping):
-            out[key] = [f"{k}={v}" if v is not None and v != "" else str(k) for k, v in value.items()]
+            out[key] = [
+                f"{k}={v}" if v is not None and v != "" else str(k) for k, v in value.items()
+            ]
         else:
             out[key] = value
     return out

@@ -438,3 +438,27 @@ def notify(ctx: ActionContext, args: NotifyArgs) -> Result:
     if code >= 300:
         return Result.failed(f"webhook {args.url} answered HTTP {code}", stdout=text)
     return Result.ok(changed=True, msg=f"posted to {args.url}", data={"status": code})
+
+
+class CollectArgs(_Args):
+    """Run a read-only command on the controller and keep its output as evidence."""
+
+    cmd: str = Field(description="shell command whose output is the evidence")
+    name: str = Field(description="file name in the run's evidence folder, e.g. ps.txt")
+    description: str = ""
+
+
+@plugin.action(check=True, idempotent=True, shell=["cmd"])
+def collect(ctx: ActionContext, args: CollectArgs) -> Result:
+    """Save a command's output (ps, df, free, ss, logs) into the run's evidence folder."""
+    from opsbook.plugin import Evidence
+
+    target = ctx.evidence_path(f"{ctx.host.name}/{args.name}")
+    res = _CONTROLLER.run(["/bin/sh", "-c", args.cmd], timeout=ctx.timeout, cancel=ctx.cancelled)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(res.stdout + (f"\n--- stderr ---\n{res.stderr}" if res.stderr else ""))
+    relative = str(target.relative_to(ctx.evidence_dir)) if ctx.evidence_dir else args.name
+    evidence = Evidence(relative, f"controller: {args.cmd}", args.description)
+    status = Status.OK if res.rc == 0 else Status.FAILED
+    return Result(status=status, rc=res.rc, msg=f"saved {relative} ({len(res.stdout)} bytes)",
+                  evidence=[evidence], data={"path": str(target)})

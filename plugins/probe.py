@@ -22,7 +22,6 @@ of the probed host if it has one, else its ``ansible_host``.
 
 from __future__ import annotations
 
-from http import client as http_client
 import json
 import math
 import re
@@ -34,14 +33,17 @@ import subprocess
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Literal, Mapping
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from http import client as http_client
+from typing import Annotated, Any, Literal
 
 from opsbook.plugin import ActionContext, HostInfo, Plugin, Result
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-plugin = Plugin("probe", "Health checks: L3 ICMP ping, L4 TCP port, L7 HTTP; from many vantage points.")
+plugin = Plugin(
+    "probe", "Health checks: L3 ICMP ping, L4 TCP port, L7 HTTP; from many vantage points."
+)
 
 CONTROLLER = "controller"
 _REMOTE_MARGIN = 5.0  # seconds a remote command may take beyond the probe's own timeout
@@ -80,12 +82,12 @@ Seconds = Annotated[float, BeforeValidator(parse_duration)]
 
 
 def fmt_ms(ms: float) -> str:
-    """Latency for people: '0.4 ms', '12 ms', '1.50 s'."""
+    """Latency for people: '0.4 ms', '12 ms', '1.5 s'."""
     if ms < 10:
         return f"{ms:.1f} ms"
     if ms < 1000:
         return f"{ms:.0f} ms"
-    return f"{ms / 1000:.2f} s"
+    return f"{ms / 1000:.3g} s"
 
 
 def fmt_s(seconds: float) -> str:
@@ -116,7 +118,9 @@ class ProbeArgs(BaseModel):
         alias="from",
         description="Vantage points: 'controller' and/or inventory hosts (name or {name, host, port, url}).",
     )
-    quorum: int | None = Field(None, ge=1, description="How many vantage points must pass (default: majority).")
+    quorum: int | None = Field(
+        None, ge=1, description="How many vantage points must pass (default: majority)."
+    )
     timeout: Seconds = Field(5.0, gt=0, description="Per vantage point.")
     max_latency: Seconds | None = Field(None, gt=0, description="Fail when slower than this.")
 
@@ -128,7 +132,7 @@ class ProbeArgs(BaseModel):
         return raw
 
     @model_validator(mode="after")
-    def _quorum_fits(self) -> "ProbeArgs":
+    def _quorum_fits(self) -> ProbeArgs:
         if self.quorum is not None and self.quorum > len(self.from_):
             raise ValueError(
                 f"quorum {self.quorum} is more than the {len(self.from_)} vantage points in from:"
@@ -136,7 +140,9 @@ class ProbeArgs(BaseModel):
         return self
 
     def vantages(self) -> list[VantageOverride]:
-        return [v if isinstance(v, VantageOverride) else VantageOverride(name=v) for v in self.from_]
+        return [
+            v if isinstance(v, VantageOverride) else VantageOverride(name=v) for v in self.from_
+        ]
 
     def needed(self) -> int:
         return self.quorum if self.quorum is not None else len(self.from_) // 2 + 1
@@ -201,7 +207,9 @@ def run_probe(
     outcomes: list[Outcome] = []
     for override in args.vantages():
         if ctx.cancelled.is_set():
-            outcomes.append(Outcome(override.name, False, "cancelled before this vantage point ran"))
+            outcomes.append(
+                Outcome(override.name, False, "cancelled before this vantage point ran")
+            )
             continue
         limit = args.timeout
         if ctx.timeout is not None:
@@ -211,7 +219,7 @@ def run_probe(
         else:
             try:
                 outcome = probe(_vantage(ctx, override), limit)
-            except Exception as exc:  # a vantage point we cannot reach is a failed vote
+            except Exception as exc:  # noqa: BLE001 - an unreachable vantage point is a failed vote
                 outcome = Outcome(override.name, False, f"cannot probe from {override.name}: {exc}")
         outcomes.append(_apply_latency(outcome, args.max_latency))
     return _verdict(outcomes, args.needed())
@@ -263,8 +271,14 @@ def _ms_since(start: float) -> float:
 
 
 def _missing_tool(vantage: Vantage, done: Any, tool: str, layer: str) -> Outcome | None:
-    if done.rc == 127 or re.search(rf"{tool}: (command )?not found|executable file not found", done.stderr):
-        return Outcome(vantage.name, False, f"{tool} is not installed on {vantage.name} (needed to probe {layer} from it)")
+    if done.rc == 127 or re.search(
+        rf"{tool}: (command )?not found|executable file not found", done.stderr
+    ):
+        return Outcome(
+            vantage.name,
+            False,
+            f"{tool} is not installed on {vantage.name} (needed to probe {layer} from it)",
+        )
     return None
 
 
@@ -274,7 +288,9 @@ def _missing_tool(vantage: Vantage, done: Any, tool: str, layer: str) -> Outcome
 class IcmpArgs(ProbeArgs):
     """Arguments of probe.icmp."""
 
-    host: str | None = Field(None, description="Address to ping (default: the host's ansible_host).")
+    host: str | None = Field(
+        None, description="Address to ping (default: the host's ansible_host)."
+    )
     count: int = Field(1, ge=1, le=20, description="Echo requests to send.")
     min_replies: int = Field(1, ge=1, description="Replies needed to pass.")
     state: Literal["reachable", "unreachable"] = Field(
@@ -289,13 +305,29 @@ _RECEIVED = re.compile(r"(\d+) (?:packets )?received")
 def _ping_argv(host: str, args: IcmpArgs, timeout: float) -> list[str]:
     per_reply = max(1, math.ceil(timeout))
     deadline = max(1, math.ceil(timeout + 0.2 * (args.count - 1)))
-    return ["ping", "-n", "-c", str(args.count), "-i", "0.2", "-W", str(per_reply), "-w", str(deadline), host]
+    return [
+        "ping",
+        "-n",
+        "-c",
+        str(args.count),
+        "-i",
+        "0.2",
+        "-W",
+        str(per_reply),
+        "-w",
+        str(deadline),
+        host,
+    ]
 
 
-def _ping_controller(argv: list[str], timeout: float, cancel: threading.Event) -> tuple[int, str, str]:
+def _ping_controller(
+    argv: list[str], timeout: float, cancel: threading.Event
+) -> tuple[int, str, str]:
     if shutil.which(argv[0]) is None:
         return 127, "", "ping: command not found"
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + timeout + 2.0
     while proc.poll() is None:
         if cancel.is_set() or time.monotonic() > deadline:
@@ -324,7 +356,11 @@ def icmp(ctx: ActionContext, args: IcmpArgs) -> Result:
             rc, out, err = done.rc, done.stdout, done.stderr
         wall = _ms_since(start)
         if rc == 127 and vantage.is_controller:
-            return Outcome(vantage.name, False, "ping is not installed on the controller (Debian: apt-get install iputils-ping)")
+            return Outcome(
+                vantage.name,
+                False,
+                "ping is not installed on the controller (Debian: apt-get install iputils-ping)",
+            )
         return _ping_outcome(vantage.name, host, args, out + err, wall)
 
     return run_probe(ctx, args, probe)
@@ -341,17 +377,25 @@ def _ping_outcome(vantage: str, host: str, args: IcmpArgs, output: str, wall_ms:
         problem = output.strip().splitlines()[-1] if output.strip() else "no output"
         found = f"ping failed: {problem}"
     elif received == 0:
-        found = f"no reply to {args.count} ping{'s' if args.count > 1 else ''} within {fmt_ms(wall_ms)}"
+        found = (
+            f"no reply to {args.count} ping{'s' if args.count > 1 else ''} within {fmt_ms(wall_ms)}"
+        )
     else:
         found = f"{received}/{args.count} replies, avg {fmt_ms(latency or 0.0)}"
     if args.state == "unreachable":
         if received == 0:
-            return Outcome(vantage, True, f"{host} does not answer ping, as expected ({found})", None, facts)
-        return Outcome(vantage, False, f"expected {host} not to answer ping, got {found}", latency, facts)
+            return Outcome(
+                vantage, True, f"{host} does not answer ping, as expected ({found})", None, facts
+            )
+        return Outcome(
+            vantage, False, f"expected {host} not to answer ping, got {found}", latency, facts
+        )
     if answered:
         return Outcome(vantage, True, f"{host} answers ping ({found})", latency, facts)
     want = f"{args.min_replies} of {args.count} replies" if args.min_replies > 1 else "a reply"
-    return Outcome(vantage, False, f"expected {want} to ping from {host}, got {found}", latency, facts)
+    return Outcome(
+        vantage, False, f"expected {want} to ping from {host}, got {found}", latency, facts
+    )
 
 
 # --------------------------------------------------------------------------- probe.tcp
@@ -391,7 +435,7 @@ def _tcp_controller(host: str, port: int, timeout: float) -> tuple[str, float, s
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return "open", _ms_since(start), ""
-    except socket.timeout:
+    except TimeoutError:
         return "timeout", _ms_since(start), ""
     except OSError as exc:
         return "closed", _ms_since(start), _os_reason(exc)
@@ -405,24 +449,36 @@ def _os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
-def _tcp_remote(vantage: Vantage, host: str, port: int, timeout: float) -> tuple[str, float, str] | Outcome:
+def _tcp_remote(
+    vantage: Vantage, host: str, port: int, timeout: float
+) -> tuple[str, float, str] | Outcome:
     start = time.monotonic()
     secs = str(max(1, math.ceil(timeout)))
     done = vantage.run(["sh", "-c", _TCP_SCRIPT, "sh", host, str(port), secs], timeout, None)  # type: ignore[misc]
     wall = _ms_since(start)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("OPSBOOK-TCP ")), None)
     if line is None:
-        return Outcome(vantage.name, False, f"could not run a TCP check on {vantage.name}: {(done.stderr or done.stdout).strip()[:200]}")
+        return Outcome(
+            vantage.name,
+            False,
+            f"could not run a TCP check on {vantage.name}: {(done.stderr or done.stdout).strip()[:200]}",
+        )
     _, verdict, *rest = line.split(" ", 2)
     detail = rest[0] if rest else ""
     if verdict == "notool":
-        return Outcome(vantage.name, False, f"{vantage.name} has neither bash nor nc to probe TCP from it")
+        return Outcome(
+            vantage.name, False, f"{vantage.name} has neither bash nor nc to probe TCP from it"
+        )
     if verdict == "open":
         micros = int(detail) if detail.isdigit() else 0
         return "open", (micros / 1000.0 if micros else wall), ""
     if verdict == "timeout":
         return "timeout", wall, ""
-    reason = "connection refused" if "refused" in detail.lower() else (detail.strip().split(": ")[-1].lower() or "failed")
+    reason = (
+        "connection refused"
+        if "refused" in detail.lower()
+        else (detail.strip().split(": ")[-1].lower() or "failed")
+    )
     return "closed", wall, reason
 
 
@@ -460,9 +516,17 @@ def _tcp_outcome(
     if state == "open":
         if verdict == "open":
             return Outcome(vantage, True, f"{where} {text}", latency, facts)
-        return Outcome(vantage, False, f"expected {where} to accept a connection, got {text}", latency if verdict != "timeout" else None, facts)
+        return Outcome(
+            vantage,
+            False,
+            f"expected {where} to accept a connection, got {text}",
+            latency if verdict != "timeout" else None,
+            facts,
+        )
     if verdict == "open":
-        return Outcome(vantage, False, f"expected {where} to be closed, but it {text}", latency, facts)
+        return Outcome(
+            vantage, False, f"expected {where} to be closed, but it {text}", latency, facts
+        )
     return Outcome(vantage, True, f"{where} is closed, as expected ({text})", None, facts)
 
 
@@ -472,7 +536,9 @@ def _tcp_outcome(
 class HttpArgs(ProbeArgs):
     """Arguments of probe.http."""
 
-    url: str | None = Field(None, description="Full URL; default built from scheme, host, port, path.")
+    url: str | None = Field(
+        None, description="Full URL; default built from scheme, host, port, path."
+    )
     scheme: Literal["http", "https"] = "http"
     host: str | None = Field(None, description="Default: the host's ansible_host.")
     port: int | None = Field(None, ge=1, le=65535, description="Default: 80 / 443.")
@@ -486,12 +552,14 @@ class HttpArgs(ProbeArgs):
     )
     body_regex: str | None = Field(None, description="The body must match this regular expression.")
     json_path: str | None = Field(None, description="Dotted path into a JSON body: a.b[0].c")
-    json_value: Any = Field(None, description="The value expected at json_path (default: it exists).")
+    json_value: Any = Field(
+        None, description="The value expected at json_path (default: it exists)."
+    )
     follow_redirects: bool = False
     validate_certs: bool = True
 
     @model_validator(mode="after")
-    def _regex_compiles(self) -> "HttpArgs":
+    def _regex_compiles(self) -> HttpArgs:
         if self.body_regex is not None:
             try:
                 re.compile(self.body_regex)
@@ -533,7 +601,9 @@ def _url_for(vantage: Vantage, args: HttpArgs) -> str:
         host = vantage.override.host or parts.hostname or ""
         port = vantage.override.port or parts.port
         netloc = f"{host}:{port}" if port else host
-        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        return urllib.parse.urlunsplit(
+            (parts.scheme, netloc, parts.path, parts.query, parts.fragment)
+        )
     host = vantage.target_host(args.host)
     port = vantage.override.port or args.port
     netloc = f"[{host}]" if ":" in host else host
@@ -549,8 +619,10 @@ def _http_controller(url: str, args: HttpArgs, timeout: float) -> HttpAnswer:
         parts = urllib.parse.urlsplit(url)
         try:
             status, payload, location = _http_once(parts, args, headers, body, timeout)
-        except socket.timeout:
-            return HttpAnswer(url, None, b"", _ms_since(start), f"no answer within {fmt_s(timeout)}")
+        except TimeoutError:
+            return HttpAnswer(
+                url, None, b"", _ms_since(start), f"no answer within {fmt_s(timeout)}"
+            )
         except (OSError, http_client.HTTPException, ssl.SSLError) as exc:
             reason = _os_reason(exc) if isinstance(exc, OSError) else str(exc) or type(exc).__name__
             return HttpAnswer(url, None, b"", _ms_since(start), reason)
@@ -594,7 +666,9 @@ def _http_once(
 _CURL_MARK = "\nOPSBOOK-HTTP "
 
 
-def _http_remote(vantage: Vantage, url: str, args: HttpArgs, timeout: float) -> HttpAnswer | Outcome:
+def _http_remote(
+    vantage: Vantage, url: str, args: HttpArgs, timeout: float
+) -> HttpAnswer | Outcome:
     body, headers = _request_body(args)
     argv = ["curl", "-sS", "--max-time", f"{timeout:g}", "--noproxy", "*"]
     argv += ["--head", "-o", "/dev/null"] if args.method == "HEAD" else ["-X", args.method]
@@ -615,13 +689,18 @@ def _http_remote(vantage: Vantage, url: str, args: HttpArgs, timeout: float) -> 
         return missing
     head, mark, tail = done.stdout.rpartition(_CURL_MARK)
     if not mark:
-        return HttpAnswer(url, None, b"", wall, (done.stderr.strip() or f"curl exited {done.rc}")[:200])
+        return HttpAnswer(
+            url, None, b"", wall, (done.stderr.strip() or f"curl exited {done.rc}")[:200]
+        )
     code, _, total = tail.strip().partition(" ")
     latency = round(float(total) * 1000.0, 3) if _is_number(total) else wall
     if done.rc == 28:
         return HttpAnswer(url, None, b"", latency, f"no answer within {fmt_s(timeout)}")
     if done.rc != 0 or code in ("", "000"):
-        reason = done.stderr.strip().removeprefix("curl: ").split(": ")[-1][:200] or f"curl exited {done.rc}"
+        reason = (
+            done.stderr.strip().removeprefix("curl: ").split(": ")[-1][:200]
+            or f"curl exited {done.rc}"
+        )
         if "refused" in reason.lower():
             reason = "connection refused"
         return HttpAnswer(url, None, b"", latency, reason)
@@ -683,7 +762,9 @@ def judge_http(vantage: str, args: HttpArgs, answer: HttpAnswer) -> Outcome:
     if problem:
         text = f"HTTP {answer.status} from {answer.url} in {took}, but {problem}"
         return Outcome(vantage, False, text, answer.latency_ms, facts)
-    return Outcome(vantage, True, f"HTTP {answer.status} from {answer.url} in {took}", answer.latency_ms, facts)
+    return Outcome(
+        vantage, True, f"HTTP {answer.status} from {answer.url} in {took}", answer.latency_ms, facts
+    )
 
 
 def _body_problem(args: HttpArgs, body: str) -> str | None:
@@ -700,7 +781,9 @@ def _body_problem(args: HttpArgs, body: str) -> str | None:
     except LookupError as exc:
         return f"the JSON has no {args.json_path} ({exc})"
     if "json_value" in args.model_fields_set and not _same(value, args.json_value):
-        return f"JSON {args.json_path} is {json.dumps(value)}, expected {json.dumps(args.json_value)}"
+        return (
+            f"JSON {args.json_path} is {json.dumps(value)}, expected {json.dumps(args.json_value)}"
+        )
     return None
 
 
@@ -727,7 +810,9 @@ def parse_json_path(path: str) -> list[str | int]:
     while pos < len(text):
         match = _PATH_TOKEN.match(text, pos)
         if match is None or (pos == 0 and text.startswith(".")):
-            raise ValueError(f'json_path "{path}" is not a simple path like a.b[0].c (at "{text[pos:]}")')
+            raise ValueError(
+                f'json_path "{path}" is not a simple path like a.b[0].c (at "{text[pos:]}")'
+            )
         key, index = match.groups()
         steps.append(int(index) if index is not None else key.strip('"'))
         pos = match.end()

@@ -16,10 +16,10 @@ _NUM_RANGE = r"\[[0-9]+:[0-9]+(?::[0-9]+)?\]"
 _HEX_RANGE = r"\[[0-9a-f]+:[0-9a-f]+(?::[0-9]+)?\]"
 _ALNUM_RANGE = r"\[(?:[a-z]:[a-z]|[0-9]+:[0-9]+)(?::[0-9]+)?\]"
 _LABEL = rf"(?:\w|{_ALNUM_RANGE})(?:[\w-]|{_ALNUM_RANGE})*(?<![_-])"
-_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z", re.I | re.UNICODE)
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\Z", re.IGNORECASE | re.UNICODE)
 _V4_PART = rf"(?:[01]?[0-9]{{1,2}}|2[0-4][0-9]|25[0-5]|{_NUM_RANGE})"
 _IPV4 = re.compile(rf"(?:{_V4_PART}\.){{3}}{_V4_PART}\Z")
-_HEX_RANGE_RE = re.compile(_HEX_RANGE, re.I)
+_HEX_RANGE_RE = re.compile(_HEX_RANGE, re.IGNORECASE)
 _BRACKETED_PORT = re.compile(r"\[(.+)\]:([0-9]+)\Z")
 # Everything up to the last ':' that is not inside a [...] range, then digits.
 _NAME_PORT = re.compile(r"((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)\Z")

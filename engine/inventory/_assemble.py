@@ -56,7 +56,9 @@ class _Assembler:
             for name, group in builder.groups.items()
         }
         self.precedence = Precedence(self.group_layers, len(dirs))
-        self.by_groups: dict[frozenset[str], tuple[tuple[str, ...], tuple[str, ...], Mapping[str, Any]]] = {}
+        self.by_groups: dict[
+            frozenset[str], tuple[tuple[str, ...], tuple[str, ...], Mapping[str, Any]]
+        ] = {}
 
     def groups(self) -> dict[str, Group]:
         result: dict[str, Group] = {}
@@ -84,15 +86,15 @@ class _Assembler:
         names.discard(ALL)
         return frozenset(names)
 
-    def _group_view(self, direct: list[str]) -> tuple[tuple[str, ...], tuple[str, ...], Mapping[str, Any]]:
+    def _group_view(
+        self, direct: list[str]
+    ) -> tuple[tuple[str, ...], tuple[str, ...], Mapping[str, Any]]:
         """(groups in precedence order, group_names, merged group vars), shared by hosts."""
         key = self._closure(direct)
         view = self.by_groups.get(key)
         if view is None:
             groups = self.builder.groups
-            ordered = tuple(
-                sorted(key, key=lambda g: (self.depth[g], groups[g].priority, g))
-            )
+            ordered = tuple(sorted(key, key=lambda g: (self.depth[g], groups[g].priority, g)))
             merged = self.precedence.group_part(ordered)
             view = self.by_groups[key] = (ordered, tuple(sorted(key)), MappingProxyType(merged))
         return view

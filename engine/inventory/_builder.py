@@ -156,4 +156,3 @@ class Builder:
             self.warnings.append(
                 (f'"{name}" is both a group and a host name', self.groups[name].position)
             )
-

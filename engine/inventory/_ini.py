@@ -170,9 +170,7 @@ class _IniReader:
             return None
         return names, port
 
-    def _assignments(
-        self, raw: str, tokens: list[str], here: Position
-    ) -> list[tuple[str, Any]]:
+    def _assignments(self, raw: str, tokens: list[str], here: Position) -> list[tuple[str, Any]]:
         found: list[tuple[str, Any]] = []
         offset = here.column - 1
         for token in tokens:
@@ -201,9 +199,7 @@ class _IniReader:
         key, sep, text = line.partition("=")
         key = key.strip()
         if not sep or not key:
-            self.problems.add(
-                f'expected "key=value" in [{self.group}:vars], found "{line}"', here
-            )
+            self.problems.add(f'expected "key=value" in [{self.group}:vars], found "{line}"', here)
             return
         value = self._value(text.strip(), here)
         self._set_group_var(key, value, here)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +36,11 @@ def _json_key(key: Any) -> str:
     if key is None:
         return "null"
     if isinstance(key, float):
-        return repr(key) if key == key and key not in (float("inf"), float("-inf")) else (
-            "NaN" if key != key else "Infinity" if key > 0 else "-Infinity"
-        )
+        if math.isnan(key):
+            return "NaN"
+        if math.isinf(key):
+            return "Infinity" if key > 0 else "-Infinity"
+        return repr(key)
     return str(key)
 
 

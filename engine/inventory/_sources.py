@@ -175,7 +175,9 @@ def _as_inventory_error(exc: LoadError | ValidationError) -> InventoryError:
     return InventoryError(str(exc))
 
 
-def _vars_dir(given: str, cache: VarsFileCache, warnings: list[tuple[str, Position | None]]) -> VarsDir | None:
+def _vars_dir(
+    given: str, cache: VarsFileCache, warnings: list[tuple[str, Position | None]]
+) -> VarsDir | None:
     path = os.path.expanduser(os.path.expandvars(given))
     if "," in given and not os.path.exists(path):
         return None  # a host list has no directory beside it

@@ -77,14 +77,18 @@ class VarsFileCache:
 class VarsDir:
     """The group_vars/ and host_vars/ directories beside one inventory source."""
 
-    def __init__(self, basedir: str, cache: VarsFileCache, warnings: list[tuple[str, Position | None]]) -> None:
+    def __init__(
+        self, basedir: str, cache: VarsFileCache, warnings: list[tuple[str, Position | None]]
+    ) -> None:
         self.basedir = basedir
         self.cache = cache
         self.listing: dict[str, frozenset[str] | None] = {}
         for kind in ("group_vars", "host_vars"):
             self.listing[kind] = self._list(kind, warnings)
 
-    def _list(self, kind: str, warnings: list[tuple[str, Position | None]]) -> frozenset[str] | None:
+    def _list(
+        self, kind: str, warnings: list[tuple[str, Position | None]]
+    ) -> frozenset[str] | None:
         path = os.path.join(self.basedir, kind)
         if os.path.isdir(path):
             try:

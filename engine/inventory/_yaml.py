@@ -73,8 +73,7 @@ class _YamlReader:
             key_here = _key_pos(data, key, here)
             if key not in _SECTIONS:
                 self.problems.add(
-                    f'unknown key "{key}" in group "{name}"'
-                    + did_you_mean(str(key), _SECTIONS),
+                    f'unknown key "{key}" in group "{name}"' + did_you_mean(str(key), _SECTIONS),
                     key_here,
                     'expected "hosts", "vars" or "children"',
                 )

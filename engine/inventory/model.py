@@ -228,7 +228,7 @@ class Inventory:
     def _enumerate(self, expr: str, position: Position | None) -> tuple[list[str], bool]:
         if _patterns.is_literal(expr):
             groups = [expr] if expr in self.groups else []
-            matches_host = lambda name: name == expr  # noqa: E731
+            matches_host = lambda name: name == expr
         else:
             try:
                 regex = _patterns.compile_term(expr)
@@ -237,7 +237,7 @@ class Inventory:
                     f'invalid regular expression in host pattern "{expr}": {exc}', position
                 ) from None
             groups = [name for name in self.groups if regex.match(name)]
-            matches_host = lambda name: regex.match(name) is not None  # noqa: E731
+            matches_host = lambda name: regex.match(name) is not None
         found: list[str] = []
         for group in groups:
             found.extend(self._hosts_of(group))
@@ -277,7 +277,9 @@ class Inventory:
         result = self._group_hosts[group] = tuple(hosts)
         return result
 
-    def _no_match(self, pattern: str, unknown: list[str], position: Position | None) -> PatternError:
+    def _no_match(
+        self, pattern: str, unknown: list[str], position: Position | None
+    ) -> PatternError:
         term = unknown[0]
         quoted = ", ".join(f'"{name}"' for name in unknown)
         what = "matches" if len(unknown) == 1 else "match"
@@ -309,20 +311,16 @@ class Inventory:
 
         return ansible_list(self)
 
-    def to_ansible_graph(self, vars: bool = False, group: str = ALL) -> str:  # noqa: A002
+    def to_ansible_graph(self, vars: bool = False, group: str = ALL) -> str:
         """The text `ansible-inventory --graph [--vars] [GROUP]` prints (no final newline)."""
         from opsbook.inventory._render import ansible_graph
 
         if group not in self.groups:
-            raise PatternError(
-                f'unknown group "{group}"' + did_you_mean(group, self.groups), None
-            )
+            raise PatternError(f'unknown group "{group}"' + did_you_mean(group, self.groups), None)
         return ansible_graph(self, group, vars)
 
     def hosts_of(self, group: str) -> list[Host]:
         """Hosts of `group` and of all groups below it, in Ansible's order."""
         if group not in self.groups:
-            raise PatternError(
-                f'unknown group "{group}"' + did_you_mean(group, self.groups), None
-            )
+            raise PatternError(f'unknown group "{group}"' + did_you_mean(group, self.groups), None)
         return [self._data.hosts[name] for name in self._hosts_of(group)]
