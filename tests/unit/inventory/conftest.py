@@ -52,7 +52,7 @@ def _install(venv: Path) -> str:
     ]  # fmt: skip
     for step in steps:
         try:
-            done = subprocess.run(step, capture_output=True, text=True, timeout=900)
+            done = subprocess.run(step, capture_output=True, text=True, timeout=900, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"{' '.join(step[:3])}: {exc}"
         if done.returncode != 0:
@@ -111,7 +111,9 @@ def ansible(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ansible]:
         problem = "" if _ready(venv) else _install(venv)
     if problem:
         if os.environ.get("CI"):
-            pytest.fail(f"CI must check parity with Ansible, but {ANSIBLE_CORE} "
-                        f"could not be installed: {problem}")
+            pytest.fail(
+                f"CI must check parity with Ansible, but {ANSIBLE_CORE} "
+                f"could not be installed: {problem}"
+            )
         pytest.skip(f"{ANSIBLE_CORE} not available (no network?): {problem}")
     yield Ansible(venv / "bin" / "python", tmp_path_factory.mktemp("ansible-cwd"))

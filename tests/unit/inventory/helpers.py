@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from opsbook.errors import InventoryError, Position
 from opsbook.inventory import Inventory, load_inventory
 

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from opsbook.errors import PatternError
 from opsbook.inventory import Group, Host, Inventory, load_inventory
 
@@ -49,14 +48,18 @@ def test_results_are_read_only(tmp_path: Path) -> None:
 
 
 def test_groups_describe_the_tree(tmp_path: Path) -> None:
-    inv = load(tmp_path, "hosts.ini", """
+    inv = load(
+        tmp_path,
+        "hosts.ini",
+        """
         [web]
         w1
         [prod:children]
         web
         [web:vars]
         a=1
-    """)
+    """,
+    )
     web = inv.groups["web"]
     assert isinstance(web, Group)
     assert (web.hosts, web.children, web.parents, web.depth) == (("w1",), (), ("prod",), 2)

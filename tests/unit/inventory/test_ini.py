@@ -5,39 +5,50 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from opsbook.errors import InventoryError
 
 from .helpers import errors, load, write
 
 
 def test_hosts_before_any_section_are_ungrouped(tmp_path: Path) -> None:
-    inv = load(tmp_path, "hosts.ini", """
+    inv = load(
+        tmp_path,
+        "hosts.ini",
+        """
         # comment
         ; other comment
         solo
         [web]
         web1
-    """)
+    """,
+    )
     assert inv.groups["ungrouped"].hosts == ("solo",)
     assert inv.groups["web"].hosts == ("web1",)
     assert inv.host("solo").groups == ("ungrouped",)
 
 
 def test_ungrouped_host_listed_in_a_group_later_leaves_ungrouped(tmp_path: Path) -> None:
-    inv = load(tmp_path, "hosts.ini", """
+    inv = load(
+        tmp_path,
+        "hosts.ini",
+        """
         solo
         [web]
         solo
-    """)
+    """,
+    )
     assert inv.groups["ungrouped"].hosts == ()
     assert inv.host("solo").groups == ("web",)
 
 
 def test_inline_host_values_are_python_literals(tmp_path: Path) -> None:
-    inv = load(tmp_path, "hosts.ini", """
+    inv = load(
+        tmp_path,
+        "hosts.ini",
+        """
         h i=5 f=1.5 b=True n=None s='05' l="[1, 'a']" t="(1, 2)" y=yes e= x=0x10 c=1j w="a b"
-    """)
+    """,
+    )
     assert dict(inv.host("h").vars) == {
         "i": 5, "f": 1.5, "b": True, "n": None, "s": "05", "l": [1, "a"], "t": [1, 2],
         "y": "yes", "e": "", "x": 16, "c": "1j", "w": "a b",
@@ -48,7 +59,10 @@ def test_group_vars_section_values_are_literals_too_with_everything_after_equals
     tmp_path: Path,
 ) -> None:
     # Ansible's docs say [g:vars] values are strings; ansible-core literal_evals them.
-    inv = load(tmp_path, "hosts.ini", """
+    inv = load(
+        tmp_path,
+        "hosts.ini",
+        """
         [g]
         h
         [g:vars]
@@ -58,7 +72,8 @@ def test_group_vars_section_values_are_literals_too_with_everything_after_equals
         path=/srv # kept
         expr=1 # a Python comment, so literal_eval gives 1
         eq=a=b
-    """)
+    """,
+    )
     assert dict(inv.host("h").vars) == {
         "port": 8080, "on": True, "text": "two words ; not a comment",
         "path": "/srv # kept", "expr": 1, "eq": "a=b",
@@ -71,7 +86,10 @@ def test_hash_after_a_host_starts_a_comment_even_inside_a_word(tmp_path: Path) -
 
 
 def test_ranges_ports_and_addresses(tmp_path: Path) -> None:
-    inv = load(tmp_path, "hosts.ini", """
+    inv = load(
+        tmp_path,
+        "hosts.ini",
+        """
         [g]
         web[01:03]:2222
         db-[a:c]
@@ -80,7 +98,8 @@ def test_ranges_ports_and_addresses(tmp_path: Path) -> None:
         10.0.0.[1:2]
         [2001:db8::1]:22
         odd/name:22
-    """)
+    """,
+    )
     assert inv.groups["g"].hosts == (
         "web01", "web02", "web03", "db-a", "db-b", "db-c", "s0", "s5", "s10",
         "r1-x", "r1-y", "r2-x", "r2-y", "10.0.0.1", "10.0.0.2", "2001:db8::1", "odd/name:22",
@@ -91,17 +110,24 @@ def test_ranges_ports_and_addresses(tmp_path: Path) -> None:
 
 
 def test_port_counts_only_where_the_host_is_first_seen(tmp_path: Path) -> None:
-    inv = load(tmp_path, "hosts.ini", """
+    inv = load(
+        tmp_path,
+        "hosts.ini",
+        """
         [a]
         h:2201
         [b]
         h:2202
-    """)
+    """,
+    )
     assert inv.host("h").vars["ansible_port"] == 2201
 
 
 def test_children_may_be_declared_before_their_group(tmp_path: Path) -> None:
-    inv = load(tmp_path, "hosts.ini", """
+    inv = load(
+        tmp_path,
+        "hosts.ini",
+        """
         [top:children]
         mid
         [mid:children]
@@ -110,7 +136,8 @@ def test_children_may_be_declared_before_their_group(tmp_path: Path) -> None:
         h
         [mid:vars]
         v=1
-    """)
+    """,
+    )
     assert inv.groups["top"].children == ("mid",)
     assert inv.groups["mid"].children == ("leaf",)
     assert inv.groups["leaf"].depth == 3
@@ -148,15 +175,15 @@ def test_every_error_is_reported_with_line_and_column(tmp_path: Path) -> None:
         '2:6: unknown section kind "var" in [web:var] (did you mean "vars"?)',
         "4:1: invalid section header '[db group]'",
         '6:1: invalid host range in "web[1:]": host range [1:] must have an end value',
-        '7:1: invalid host range in "web[a:3]": host range [a:3] must be numbers like '
-        "[01:20] or single letters like [a:f]",
+        ('7:1: invalid host range in "web[a:3]": host range [a:3] must be numbers like '
+        "[01:20] or single letters like [a:f]"),
         '8:1: invalid host range in "web[3:1]": host range [3:1] must have begin <= end',
-        '9:1: invalid host range in "web[1:3:0]": host range [1:3:0] must have a positive '
-        "whole step",
-        '10:1: invalid host range in "web[01:100]": host range [01:100] starts with a zero, '
-        "so its begin and end must have the same number of digits",
-        '11:1: invalid host range in "web[1:3": a host range needs a closing \']\' after '
-        "its '['",
+        ('9:1: invalid host range in "web[1:3:0]": host range [1:3:0] must have a positive '
+        "whole step"),
+        ('10:1: invalid host range in "web[01:100]": host range [01:100] starts with a zero, '
+        "so its begin and end must have the same number of digits"),
+        ('11:1: invalid host range in "web[1:3": a host range needs a closing \']\' after '
+        "its '['"),
         '12:1: invalid host "web:": a ":" after a host name must be followed by a port',
         "13:1: cannot read host line: no closing quotation",
         '14:6: expected key=value after the host name, found "novalue"',
@@ -183,23 +210,31 @@ def test_hints_say_what_to_write(tmp_path: Path) -> None:
 
 
 def test_undefined_child_suggests_a_close_group(tmp_path: Path) -> None:
-    assert errors(tmp_path, "bad.ini", """
+    assert errors(
+        tmp_path,
+        "bad.ini",
+        """
         [webservers]
         w1
         [prod:children]
         webserver
-    """) == ['4:1: [prod:children] includes undefined group "webserver" (did you mean "webservers"?)']
+    """,
+    ) == ['4:1: [prod:children] includes undefined group "webserver" (did you mean "webservers"?)']
 
 
 def test_group_loops_are_errors(tmp_path: Path) -> None:
-    assert errors(tmp_path, "bad.ini", """
+    assert errors(
+        tmp_path,
+        "bad.ini",
+        """
         [a:children]
         b
         [b:children]
         a
         [c:children]
         c
-    """) == [
+    """,
+    ) == [
         '4:1: making "a" a child of "b" creates a loop: "b" is already below "a"',
         '6:1: group "c" cannot be a child of itself',
     ]

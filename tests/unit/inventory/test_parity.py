@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from opsbook.errors import PatternError
 from opsbook.inventory import load_inventory
 
@@ -83,8 +82,12 @@ def test_graph_matches_ansible_inventory(case: str, outputs: dict[tuple[str, str
 PATTERN_CASES = [(case, p) for case in CASES for p in patterns_of(case)]
 
 
-@pytest.mark.parametrize(("case", "pattern"), PATTERN_CASES, ids=[f"{c}:{p}" for c, p in PATTERN_CASES])
-def test_pattern_matches_ansible(case: str, pattern: str, outputs: dict[tuple[str, str], Any]) -> None:
+@pytest.mark.parametrize(
+    ("case", "pattern"), PATTERN_CASES, ids=[f"{c}:{p}" for c, p in PATTERN_CASES]
+)
+def test_pattern_matches_ansible(
+    case: str, pattern: str, outputs: dict[tuple[str, str], Any]
+) -> None:
     result = outputs[case, f"pattern {pattern}"]
     inventory = load_inventory(sources_of(case))
     if NO_MATCH in result["stderr"]:
@@ -110,7 +113,11 @@ def test_driver_agrees_with_the_real_command(ansible: Ansible) -> None:
     binary = Path(str(ansible.python)).parent / "ansible-inventory"
     real = subprocess.run(
         [str(binary), "-i", source, "--graph", "--vars"],
-        capture_output=True, text=True, check=True, cwd=ansible.cwd, env=ansible_env(ansible.cwd),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ansible.cwd,
+        env=ansible_env(ansible.cwd),
     )
     driven = ansible.run(["ansible-inventory", "-i", source, "--graph", "--vars"])
     assert driven["stdout"] == real.stdout

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from opsbook.errors import PatternError, Position
 from opsbook.inventory import Inventory
 
@@ -116,8 +115,13 @@ def test_no_close_name_lists_the_groups(inv: Inventory) -> None:
     [
         ("", "empty host pattern"),
         (" , ", "empty host pattern"),
-        ("~(web", 'invalid regular expression in host pattern "~(web": '
-                  "missing ), unterminated subpattern at position 0"),
+        (
+            "~(web",
+            (
+                'invalid regular expression in host pattern "~(web": '
+                "missing ), unterminated subpattern at position 0"
+            ),
+        ),
         ("web[3]", 'host pattern "web[3]": index out of range, "web" has 3 hosts'),
         ("web[5:6]", 'host pattern "web[5:6]" selects no host: "web" has 3 hosts'),
     ],

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from opsbook.inventory import Inventory, load_inventory
 
 from .helpers import load, write
@@ -20,7 +19,10 @@ def fold(inv: Inventory, host: str) -> dict[str, object]:
 
 
 def test_child_groups_beat_parents_and_names_break_ties(tmp_path: Path) -> None:
-    inv = load(tmp_path, "hosts.ini", """
+    inv = load(
+        tmp_path,
+        "hosts.ini",
+        """
         [parent:children]
         child
         [child]
@@ -40,14 +42,18 @@ def test_child_groups_beat_parents_and_names_break_ties(tmp_path: Path) -> None:
         peer=b
         [child:vars]
         v=child
-    """)
+    """,
+    )
     # depth: a_peer, b_peer and parent are 1, child is 2; same depth sorts by name
     assert inv.host("h").vars == {"v": "child", "peer": "b"}
     assert inv.groups["child"].depth == 2
 
 
 def test_group_priority_beats_name_order_at_the_same_depth(tmp_path: Path) -> None:
-    inv = load(tmp_path, "hosts.ini", """
+    inv = load(
+        tmp_path,
+        "hosts.ini",
+        """
         [a]
         h
         [b]
@@ -57,7 +63,8 @@ def test_group_priority_beats_name_order_at_the_same_depth(tmp_path: Path) -> No
         v=a
         [b:vars]
         v=b
-    """)
+    """,
+    )
     assert inv.host("h").vars == {"v": "a"}
     assert inv.groups["a"].priority == 10
     assert inv.groups["a"].vars == {"v": "a", "ansible_group_priority": 10}
@@ -72,7 +79,10 @@ def test_host_vars_beat_group_vars_and_host_vars_files_beat_inline(tmp_path: Pat
 def test_any_group_vars_file_beats_every_inventory_group_var(tmp_path: Path) -> None:
     # Ansible merges all inventory group vars first, then group_vars files: so a file of
     # the parent (or of all) beats an inventory var of the child.
-    source = write(tmp_path, "hosts.ini", """
+    source = write(
+        tmp_path,
+        "hosts.ini",
+        """
         [parent:children]
         child
         [child]
@@ -80,7 +90,8 @@ def test_any_group_vars_file_beats_every_inventory_group_var(tmp_path: Path) -> 
         [child:vars]
         a=child_inventory
         b=child_inventory
-    """)
+    """,
+    )
     write(tmp_path, "group_vars/parent.yml", "a: parent_file\n")
     write(tmp_path, "group_vars/all.yml", "b: all_file\n")
     assert load_inventory([source]).host("h").vars == {"a": "parent_file", "b": "all_file"}
@@ -98,14 +109,18 @@ def test_a_later_sources_group_vars_beat_an_earlier_sources_whatever_the_group(
 
 
 def test_var_sources_lists_every_definition_lowest_first(tmp_path: Path) -> None:
-    source = write(tmp_path, "hosts.ini", """
+    source = write(
+        tmp_path,
+        "hosts.ini",
+        """
         [web]
         web1:2222 v=host
         [web:vars]
         v=web
         [all:vars]
         v=all
-    """)
+    """,
+    )
     write(tmp_path, "group_vars/web.yaml", "v: web_file\n")
     write(tmp_path, "host_vars/web1/a.yml", "v: host_file\n")
     inv = load_inventory([source])
@@ -130,7 +145,10 @@ def test_var_sources_uses_paths_as_given(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_yaml_positions_in_var_sources(tmp_path: Path) -> None:
-    source = write(tmp_path, "inv.yml", """
+    source = write(
+        tmp_path,
+        "inv.yml",
+        """
         all:
           children:
             web:
@@ -139,7 +157,8 @@ def test_yaml_positions_in_var_sources(tmp_path: Path) -> None:
               hosts:
                 w1:
                   port: 8080
-    """)
+    """,
+    )
     assert load_inventory([source]).var_sources("w1") == [
         ("port", f"group web ({source}:5)", 80),
         ("port", f"host w1 ({source}:8)", 8080),
@@ -166,7 +185,13 @@ def test_implicit_localhost_gets_all_vars_and_its_host_vars_file(tmp_path: Path)
 
 def test_folding_var_sources_gives_vars_for_every_parity_host() -> None:
     data = Path(__file__).parent / "data" / "parity"
-    inv = load_inventory([data / "vars_dirs" / "hosts.ini", data / "multi" / "a" / "first.ini",
-                          data / "multi" / "b" / "second.yml", data / "priority"])
+    inv = load_inventory(
+        [
+            data / "vars_dirs" / "hosts.ini",
+            data / "multi" / "a" / "first.ini",
+            data / "multi" / "b" / "second.yml",
+            data / "priority",
+        ]
+    )
     for name in inv.hosts:
         assert fold(inv, name) == dict(inv.host(name).vars), name

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from opsbook.errors import InventoryError
 from opsbook.inventory import load_inventory
 
@@ -30,8 +29,21 @@ def test_directory_loads_files_sorted_and_skips_what_ansible_skips(tmp_path: Pat
     write(tmp_path, "inv/b.ini", "[b]\nhb\n")
     write(tmp_path, "inv/a.yml", "a:\n  hosts: {ha: }\n")
     write(tmp_path, "inv/sub/c", "[c]\nhc\n")
-    for skipped in ("README.md", "x.txt", "x.bak", "x~", ".hidden", "x.retry", "x.cfg",
-                    "x.orig", "x.pyc", "x.swp", "x.rst", "x.rpm", "x.pyo"):
+    for skipped in (
+        "README.md",
+        "x.txt",
+        "x.bak",
+        "x~",
+        ".hidden",
+        "x.retry",
+        "x.cfg",
+        "x.orig",
+        "x.pyc",
+        "x.swp",
+        "x.rst",
+        "x.rpm",
+        "x.pyo",
+    ):
         write(tmp_path, f"inv/{skipped}", "[broken\n")
     write(tmp_path, "inv/group_vars/a.yml", "from_dir: 1\n")
     write(tmp_path, "inv/host_vars/hb.yml", "hb_file: 1\n")
@@ -65,8 +77,10 @@ def test_missing_source_suggests_a_close_name(tmp_path: Path) -> None:
     with pytest.raises(InventoryError) as caught:
         load_inventory([tmp_path / "host.ini"])
     assert messages(caught) == [
-        f'{tmp_path}/host.ini: inventory source not found: {tmp_path}/host.ini '
-        '(did you mean "hosts.ini"?)'
+        (
+            f"{tmp_path}/host.ini: inventory source not found: {tmp_path}/host.ini "
+            '(did you mean "hosts.ini"?)'
+        )
     ]
 
 
