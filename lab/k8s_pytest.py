@@ -32,7 +32,7 @@ def k8s_lab() -> Iterator[k8s.K8sInfo]:
         if not _may_build():
             pytest.skip(
                 "k8s lab binaries not built: run lab/k8s/build.sh "
-                "(or set OPSBOOK_LAB_INSTALL=1 to build them here, ~30 min on 2 cores)"
+                "(or set OPSBOOK_LAB_INSTALL=1 to build them here, 7-13 min on 2 cores; CI should run it before pytest)"
             )
         k8s.build()
     with k8s.session(fresh=True) as info:
