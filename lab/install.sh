@@ -11,7 +11,8 @@
 #   bash lab/install.sh --up       # ... and bring the lab up (opsbook-lab up)
 set -euo pipefail
 
-PKGS=(docker.io containerd runc tini debootstrap iptables iproute2 openssh-client socat ca-certificates)
+PKGS=(docker.io containerd runc tini debootstrap debian-archive-keyring gpgv wget iptables iproute2
+      openssh-client ca-certificates)
 
 need=()
 for p in "${PKGS[@]}"; do
@@ -27,7 +28,7 @@ fi
 
 if [ "${#need[@]}" -gt 0 ]; then
   echo "opsbook-lab install: installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
+  export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
   # The docker.io package tries to start its systemd/sysv service; there is no
   # init system here and we never want the default daemon: deny service starts
   # during the install only (restoring whatever policy was there before).

@@ -135,3 +135,24 @@ def test_service_restart_over_ssh(lab):
     with lab.ssh("lb1") as cl:
         _, o, _ = cl.exec_command("service haproxy reload && service haproxy status", timeout=30)
         assert o.channel.recv_exit_status() == 0
+
+
+def test_redis_failover_and_fencing(lab_healed):
+    """What a failover runbook does: fence db1 from db2, promote db2, then undo it."""
+    lab = lab_healed
+    db1, db2 = lab.info.hosts["db1"], lab.info.hosts["db2"]
+    fence = f"iptables -%s INPUT -p tcp --dport 6379 -s {db2.lab_ip} -j REJECT --reject-with tcp-reset"
+    try:
+        rc, out = lab.exec("db1", fence % "A")
+        assert rc == 0, out
+        _eventually(lambda: "master_link_status:down" in lab.exec("db2", "redis-cli info replication")[1])
+        rc, out = lab.exec("db2", "redis-cli replicaof no one")
+        assert rc == 0 and "OK" in out
+        assert "role:master" in _redis(db2.redis_port, "INFO", "replication").decode()
+        assert _redis(db2.redis_port, "SET", "lab-failover", "db2") == b"+OK\r\n"
+    finally:
+        lab.exec("db1", fence % "D")
+        lab.exec("db2", "redis-cli replicaof db1 6379")
+    _eventually(lambda: "master_link_status:up" in lab.exec("db2", "redis-cli info replication")[1])
+    assert _redis(db1.redis_port, "SET", "lab-failover", "db1") == b"+OK\r\n"
+    _eventually(lambda: b"db1" in _redis(db2.redis_port, "GET", "lab-failover"))
