@@ -226,31 +226,34 @@ class Inventory:
         return tuple(picked), known
 
     def _enumerate(self, expr: str, position: Position | None) -> tuple[list[str], bool]:
-        if _patterns.is_literal(expr):
+        literal = _patterns.is_literal(expr)
+        regex = None if literal else self._compile(expr, position)
+        if regex is None:
             groups = [expr] if expr in self.groups else []
-            matches_host = lambda name: name == expr
         else:
-            try:
-                regex = _patterns.compile_term(expr)
-            except re.error as exc:
-                raise PatternError(
-                    f'invalid regular expression in host pattern "{expr}": {exc}', position
-                ) from None
             groups = [name for name in self.groups if regex.match(name)]
-            matches_host = lambda name: regex.match(name) is not None
         found: list[str] = []
         for group in groups:
             found.extend(self._hosts_of(group))
         if not groups or _patterns.searches_hosts(expr):
-            if _patterns.is_literal(expr):
+            if regex is None:
                 found.extend([expr] if expr in self._data.hosts else [])
             else:
-                found.extend(name for name in self._data.hosts if matches_host(name))
+                found.extend(name for name in self._data.hosts if regex.match(name))
         if not found:
             stand_in = self._implicit_host(expr)
             if stand_in is not None:
                 found.append(stand_in.name)
         return found, bool(found or groups)
+
+    @staticmethod
+    def _compile(expr: str, position: Position | None) -> re.Pattern[str]:
+        try:
+            return _patterns.compile_term(expr)
+        except re.error as exc:
+            raise PatternError(
+                f'invalid regular expression in host pattern "{expr}": {exc}', position
+            ) from None
 
     def _hosts_of(self, group: str) -> tuple[str, ...]:
         """All hosts of a group and its descendants, in Ansible's order (breadth first)."""
