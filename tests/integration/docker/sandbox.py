@@ -13,14 +13,14 @@ import ipaddress
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import docker
 import docker.errors
 import pytest
-
 from opsbook.errors import PluginError
 from opsbook.plugin import ActionContext, HostInfo, Result
 from opsbook_plugins import docker as dockerplugin

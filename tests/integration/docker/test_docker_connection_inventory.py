@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
-
 from opsbook.errors import InventoryError
 from opsbook.plugin import Become, Connection, HostInfo, Status
 from opsbook.registry import Registry
 from opsbook_plugins import docker as dockerplugin
-from opsbook_plugins.docker import DaemonUnreachable, DockerError, docker_connection, docker_inventory
+from opsbook_plugins.docker import (
+    DaemonUnreachable,
+    DockerError,
+    docker_connection,
+    docker_inventory,
+)
 from opsbook_test_sandbox import LABEL, RUN_ID, Runner
 
 pytestmark = pytest.mark.lab
@@ -36,7 +39,7 @@ def test_the_connection_is_registered_for_ansible_connection_docker():
 
 
 def test_run_argv_and_shell_strings(conn):
-    box, c = conn
+    _, c = conn
     assert isinstance(c, Connection)
     argv = c.run(["printf", "%s", "two words; $HOME"])
     assert (argv.rc, argv.stdout) == (0, "two words; $HOME")
@@ -46,14 +49,16 @@ def test_run_argv_and_shell_strings(conn):
 
 
 def test_run_with_stdin_become_and_live_output(conn):
-    box, c = conn
+    _, c = conn
     lines: list[str] = []
-    result = c.run("cat; id -un", stdin=b"piped\n", become=Become(user="nobody"), on_output=lines.append)
+    result = c.run(
+        "cat; id -un", stdin=b"piped\n", become=Become(user="nobody"), on_output=lines.append
+    )
     assert result.stdout == "piped\nnobody\n" and lines == ["piped", "nobody"]
 
 
 def test_run_timeout_and_cancel_end_the_command(conn):
-    box, c = conn
+    _, c = conn
     started = time.monotonic()
     result = c.run("sleep 126", timeout=1)
     assert result.rc == -1 and "timed out after 1 s" in result.stderr
@@ -66,7 +71,7 @@ def test_run_timeout_and_cancel_end_the_command(conn):
 
 
 def test_put_is_atomic_and_sets_the_mode(conn):
-    box, c = conn
+    _, c = conn
     c.put(b"#!/bin/sh\necho deployed\n", "/usr/local/bin/hello", mode=0o755)
     assert c.run(["/usr/local/bin/hello"]).stdout == "deployed\n"
     listing = c.run("stat -c '%a' /usr/local/bin/hello; ls -a /usr/local/bin").stdout
@@ -76,7 +81,7 @@ def test_put_is_atomic_and_sets_the_mode(conn):
 
 
 def test_put_into_a_missing_directory_fails_clearly(conn):
-    box, c = conn
+    _, c = conn
     with pytest.raises(Exception, match="no/such/dir|Could not find|not found"):
         c.put(b"x", "/no/such/dir/file")
 
@@ -110,13 +115,15 @@ def test_connection_to_a_missing_container_lists_the_containers(sandbox):
     host = box.host(ansible_host=box.name + "-gone")
     with pytest.raises(DockerError) as err:
         docker_connection(host).run("true")
-    assert str(err.value).startswith(f"no container named {box.name}-gone on {sandbox.docker_host}; containers there:")
+    assert str(err.value).startswith(
+        f"no container named {box.name}-gone on {sandbox.docker_host}; containers there:"
+    )
     assert f'did you mean "{box.name}"' in str(err.value)
 
 
 def test_executor_style_action_runs_over_the_docker_connection(conn):
     """An ssh.command-style action only asks ctx.connection(): it works on a container too."""
-    box, c = conn
+    box, _ = conn
     runner = Runner(dockerplugin.plugin, box.docker_host)
     host = box.host()
     ctx = runner.context(host)
@@ -157,7 +164,9 @@ def test_unreachable_tcp_daemon_says_connection_refused():
     runner = Runner(dockerplugin.plugin, "tcp://127.0.0.1:1")
     result = runner("container", {"name": "web1", "state": "started"})
     assert result.status is Status.FAILED
-    assert result.msg.startswith("cannot reach the Docker daemon at tcp://127.0.0.1:1: is dockerd running?")
+    assert result.msg.startswith(
+        "cannot reach the Docker daemon at tcp://127.0.0.1:1: is dockerd running?"
+    )
     assert "Connection refused" in result.msg
 
 
@@ -165,7 +174,9 @@ def test_unreachable_tcp_daemon_says_connection_refused():
 
 
 def test_inventory_lists_containers_by_label_with_groups_and_vars(sandbox):
-    web = sandbox.server(labels={"opsbook.groups": "web,canary", "tier": "front", "run": RUN_ID + "-inv"})
+    web = sandbox.server(
+        labels={"opsbook.groups": "web,canary", "tier": "front", "run": RUN_ID + "-inv"}
+    )
     db = sandbox.server(labels={"tier": "data", "run": RUN_ID + "-inv"}, publish=False)
     sandbox.server(labels={"tier": "front"}, publish=False)  # not in this run's label
     found = docker_inventory({"label": [f"run={RUN_ID}-inv"]}, base_url=sandbox.docker_host)
@@ -183,7 +194,9 @@ def test_inventory_lists_containers_by_label_with_groups_and_vars(sandbox):
 def test_inventory_label_mapping_and_stopped_containers(sandbox):
     box = sandbox.server(labels={"role": "standby", "run": RUN_ID + "-inv2"}, publish=False)
     sandbox.client.containers.get(box.name).stop(timeout=1)
-    running_only = docker_inventory({"label": {"run": RUN_ID + "-inv2", "role": "standby"}}, sandbox.docker_host)
+    running_only = docker_inventory(
+        {"label": {"run": RUN_ID + "-inv2", "role": "standby"}}, sandbox.docker_host
+    )
     assert running_only["_meta"]["hostvars"] == {}
     everything = docker_inventory(
         {"label": {"run": RUN_ID + "-inv2"}}, sandbox.docker_host, include_stopped=True

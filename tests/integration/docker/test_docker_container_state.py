@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from opsbook.plugin import HostInfo, Status
 from opsbook_plugins import docker as dockerplugin
 from opsbook_test_sandbox import SERVER_SCRIPT, Runner, eventually
@@ -33,12 +32,18 @@ def test_stop_then_start_reports_change_and_declares_the_inverse(sandbox, run):
     assert status_of(sandbox, box.name) == "exited"
     spec = dockerplugin.plugin.actions["container"]
     args = spec.parse_args({"name": box.name, "state": "stopped"})
-    assert spec.inverse(args, stopped) == ("docker.container", {"name": box.name, "state": "started"})
+    assert spec.inverse(args, stopped) == (
+        "docker.container",
+        {"name": box.name, "state": "started"},
+    )
 
     started = run("container", {"name": box.name, "state": "started"})
     assert started.changed and started.data["after"] == "running"
     args = spec.parse_args({"name": box.name, "state": "started"})
-    assert spec.inverse(args, started) == ("docker.container", {"name": box.name, "state": "stopped"})
+    assert spec.inverse(args, started) == (
+        "docker.container",
+        {"name": box.name, "state": "stopped"},
+    )
 
 
 def test_already_in_state_is_unchanged_and_has_no_inverse(sandbox, run):
@@ -117,7 +122,9 @@ def test_missing_container_names_the_daemon_and_suggests(sandbox, run):
     typo = box.name[:-1] + ("x" if box.name[-1] != "x" else "y")
     result = run("container", {"name": typo, "state": "restarted"})
     assert result.status is Status.FAILED
-    assert result.msg.startswith(f"no container named {typo} on {sandbox.docker_host}; containers there: ")
+    assert result.msg.startswith(
+        f"no container named {typo} on {sandbox.docker_host}; containers there: "
+    )
     assert box.name in result.msg
     assert result.msg.endswith(f'(did you mean "{box.name}"?)')
 
@@ -145,7 +152,13 @@ def test_wait_healthy_waits_for_the_healthcheck(sandbox, run):
     started = time.monotonic()
     result = run(
         "container",
-        {"name": box.name, "state": "restarted", "wait_healthy": True, "timeout": "20s", "stop_timeout": 1},
+        {
+            "name": box.name,
+            "state": "restarted",
+            "wait_healthy": True,
+            "timeout": "20s",
+            "stop_timeout": 1,
+        },
     )
     assert result.status is Status.OK, result.msg
     assert result.data["health"] == "healthy"
@@ -184,7 +197,10 @@ def test_wait_healthy_fails_fast_when_the_container_exits(sandbox, run):
     box = sandbox.server(script="echo starting; exit 3", wait=False, publish=False)
     eventually(lambda: status_of(sandbox, box.name) == "exited")
     started = time.monotonic()
-    result = run("container", {"name": box.name, "state": "restarted", "wait_healthy": True, "timeout": "20s"})
+    result = run(
+        "container",
+        {"name": box.name, "state": "restarted", "wait_healthy": True, "timeout": "20s"},
+    )
     assert result.status is Status.FAILED
     assert "(exit code 3), not running: it will not become healthy" in result.msg
     assert time.monotonic() - started < 10

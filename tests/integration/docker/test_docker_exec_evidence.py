@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-
 from opsbook.plugin import HostInfo, Status
 from opsbook_plugins import docker as dockerplugin
 from opsbook_test_sandbox import Runner, http_status
@@ -42,7 +41,9 @@ def test_exec_returns_rc_stdout_and_stderr_separately(sandbox, run):
 
 def test_exec_argv_runs_without_a_shell(sandbox, run):
     box = sandbox.server()
-    result = run("exec", {"container": box.name, "command": ["printf", "%s|", "a b", "$HOME", ";x"]})
+    result = run(
+        "exec", {"container": box.name, "command": ["printf", "%s|", "a b", "$HOME", ";x"]}
+    )
     assert result.status is Status.OK and result.changed
     assert result.stdout == "a b|$HOME|;x|"
 
@@ -73,7 +74,10 @@ def test_exec_feeds_stdin_and_sets_env_workdir_user(sandbox, run):
 def test_exec_timeout_kills_the_command_inside_the_container(sandbox, run):
     box = sandbox.server()
     started = time.monotonic()
-    result = run("exec", {"container": box.name, "command": "echo begun; sleep 123; echo never", "timeout": "1s"})
+    result = run(
+        "exec",
+        {"container": box.name, "command": "echo begun; sleep 123; echo never", "timeout": "1s"},
+    )
     assert time.monotonic() - started < 5
     assert result.status is Status.FAILED
     assert result.msg == f"command in {box.name} timed out after 1 s; it was killed"
@@ -98,7 +102,11 @@ def test_exec_honours_the_step_timeout_and_cancellation(sandbox, run):
 def test_exec_streams_output_lines_live(sandbox, run):
     box = sandbox.server()
     lines: list[str] = []
-    result = run("exec", {"container": box.name, "command": "for i in 1 2 3; do echo line$i; done"}, _output=lines.append)
+    result = run(
+        "exec",
+        {"container": box.name, "command": "for i in 1 2 3; do echo line$i; done"},
+        _output=lines.append,
+    )
     assert result.rc == 0 and lines == ["line1", "line2", "line3"]
 
 
@@ -195,7 +203,9 @@ def test_inspect_missing_ok_registers_exists_false(sandbox, run):
     result = run("inspect", {"container": "opsbook-no-such-container", "missing_ok": True})
     assert result.status is Status.OK and result.data["exists"] is False
     failed = run("inspect", {"container": "opsbook-no-such-container"})
-    assert failed.status is Status.FAILED and failed.msg.startswith("no container named opsbook-no-such-container")
+    assert failed.status is Status.FAILED and failed.msg.startswith(
+        "no container named opsbook-no-such-container"
+    )
 
 
 def test_inspect_of_a_lab_host_by_its_inventory_var(lab_info, run):
@@ -231,4 +241,6 @@ def test_stats_of_a_stopped_container_fails_clearly(sandbox, run):
     sandbox.client.containers.get(box.name).stop(timeout=1)
     result = run("stats", {"container": box.name})
     assert result.status is Status.FAILED
-    assert result.msg == f"no resource numbers for {box.name} on {sandbox.docker_host}: it is exited"
+    assert (
+        result.msg == f"no resource numbers for {box.name} on {sandbox.docker_host}: it is exited"
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from opsbook.plugin import Status
 from opsbook_plugins import docker as dockerplugin
 from opsbook_plugins import probe as probeplugin
@@ -34,16 +33,25 @@ def test_disconnect_isolates_and_connect_restores_the_node(sandbox, run, probe):
     check = {"url": f"http://{server.name}:8080/healthz", "from": [client.name], "timeout": "2s"}
     assert probe("http", check, host=target).status is Status.OK
 
-    cut = run("network", {"container": server.name, "network": sandbox.network, "state": "disconnected"})
+    cut = run(
+        "network", {"container": server.name, "network": sandbox.network, "state": "disconnected"}
+    )
     assert cut.status is Status.OK and cut.changed
     assert cut.msg == f"disconnected {server.name} from {sandbox.network}"
     assert cut.data["previous"]["ip"] == server.ip
     isolated = probe("http", check, host=target)
     assert isolated.status is Status.FAILED
-    assert isolated.msg.startswith(f"expected HTTP 2xx from http://{server.name}:8080/healthz, got no answer")
+    assert isolated.msg.startswith(
+        f"expected HTTP 2xx from http://{server.name}:8080/healthz, got no answer"
+    )
 
     spec = dockerplugin.plugin.actions["network"]
-    back_action, back_args = spec.inverse(spec.parse_args({"container": server.name, "network": sandbox.network, "state": "disconnected"}), cut)
+    back_action, back_args = spec.inverse(
+        spec.parse_args(
+            {"container": server.name, "network": sandbox.network, "state": "disconnected"}
+        ),
+        cut,
+    )
     assert back_action == "docker.network" and back_args["state"] == "connected"
     joined = run("network", back_args)
     assert joined.changed and joined.msg == f"connected {server.name} to {sandbox.network}"
@@ -55,7 +63,10 @@ def test_network_is_idempotent_and_check_mode_only_reports(sandbox, run):
     args = {"container": box.name, "network": sandbox.network, "state": "disconnected"}
     would = run("network", args, check_mode=True)
     assert would.changed and would.msg == f"would disconnect {box.name} from {sandbox.network}"
-    assert sandbox.network in sandbox.client.containers.get(box.name).attrs["NetworkSettings"]["Networks"]
+    assert (
+        sandbox.network
+        in sandbox.client.containers.get(box.name).attrs["NetworkSettings"]["Networks"]
+    )
     assert run("network", args).changed
     again = run("network", args)
     assert again.status is Status.OK and not again.changed
@@ -80,15 +91,21 @@ def test_reconnect_restores_a_static_address_and_aliases(sandbox, run):
     _, back = spec.inverse(spec.parse_args(args), cut)
     assert back["ipv4_address"] == static and "primary-db" in back["aliases"]
     run("network", back)
-    endpoint = sandbox.client.containers.get(box.name).attrs["NetworkSettings"]["Networks"][sandbox.network]
+    endpoint = sandbox.client.containers.get(box.name).attrs["NetworkSettings"]["Networks"][
+        sandbox.network
+    ]
     assert endpoint["IPAddress"] == static and "primary-db" in endpoint["Aliases"]
 
 
 def test_unknown_network_lists_the_networks_there(sandbox, run):
     box = sandbox.server(publish=False)
-    result = run("network", {"container": box.name, "network": sandbox.network + "x", "state": "connected"})
+    result = run(
+        "network", {"container": box.name, "network": sandbox.network + "x", "state": "connected"}
+    )
     assert result.status is Status.FAILED
-    assert result.msg.startswith(f"no network named {sandbox.network}x on {sandbox.docker_host}; networks there: ")
+    assert result.msg.startswith(
+        f"no network named {sandbox.network}x on {sandbox.docker_host}; networks there: "
+    )
     assert result.msg.endswith(f'(did you mean "{sandbox.network}"?)')
 
 
@@ -96,7 +113,10 @@ def test_update_changes_limits_and_the_inverse_restores_them(sandbox, run):
     box = sandbox.server(mem_limit="256m", nano_cpus=1_000_000_000)
     args = {"container": box.name, "memory": "512m", "cpus": 1.5}
     would = run("update", args, check_mode=True)
-    assert would.changed and would.msg == f"would update {box.name}: cpus=1.5, Memory=512MiB, MemorySwap=768MiB"
+    assert (
+        would.changed
+        and would.msg == f"would update {box.name}: cpus=1.5, Memory=512MiB, MemorySwap=768MiB"
+    )
     host_cfg = sandbox.client.containers.get(box.name).attrs["HostConfig"]
     assert host_cfg["Memory"] == 256 * 2**20
 
@@ -105,7 +125,11 @@ def test_update_changes_limits_and_the_inverse_restores_them(sandbox, run):
     host_cfg = sandbox.client.containers.get(box.name).attrs["HostConfig"]
     assert host_cfg["Memory"] == 512 * 2**20 and host_cfg["NanoCpus"] == 1_500_000_000
     assert result.data["after"]["cpus"] == 1.5
-    assert result.data["previous"] == {"cpus": 1.0, "memory": 256 * 2**20, "memory_swap": 512 * 2**20}
+    assert result.data["previous"] == {
+        "cpus": 1.0,
+        "memory": 256 * 2**20,
+        "memory_swap": 512 * 2**20,
+    }
 
     spec = dockerplugin.plugin.actions["update"]
     action, back = spec.inverse(spec.parse_args(args), result)
@@ -137,7 +161,10 @@ def test_rollback_to_no_limit_uses_the_whole_machine_and_says_why(sandbox, run):
     assert host_cfg["Memory"] == info["MemTotal"]
     assert host_cfg["NanoCpus"] == info["NCPU"] * 10**9
     assert not host_cfg["PidsLimit"] or host_cfg["PidsLimit"] <= 0
-    assert "docker cannot lift a memory limit from a running container: set it to the machine's total memory" in restored.msg
+    assert (
+        "docker cannot lift a memory limit from a running container: set it to the machine's total memory"
+        in restored.msg
+    )
     assert "set it to all" in restored.msg
 
 

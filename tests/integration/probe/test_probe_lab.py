@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from opsbook.plugin import HostInfo, Status
 from opsbook_plugins import probe as probeplugin
 from opsbook_test_sandbox import Runner
@@ -36,7 +35,10 @@ def run(lab_info):
 def web(lab_info, name: str = "web1") -> HostInfo:
     """A web host as the ssh inventory describes it: reached on 127.0.0.1 from the controller."""
     info = lab_info.hosts[name]
-    return HostInfo(name, {"ansible_host": "127.0.0.1", "http_port": info.http_port, "internal_address": info.lab_ip})
+    return HostInfo(
+        name,
+        {"ansible_host": "127.0.0.1", "http_port": info.http_port, "internal_address": info.lab_ip},
+    )
 
 
 # --------------------------------------------------------------------------- from the controller
@@ -44,28 +46,46 @@ def web(lab_info, name: str = "web1") -> HostInfo:
 
 def test_http_healthz_of_a_lab_web_server(lab_info, run):
     port = lab_info.hosts["web1"].http_port
-    result = run("http", {"port": port, "path": "/healthz", "status": 200, "body_regex": "^ok web1"}, host=web(lab_info))
+    result = run(
+        "http",
+        {"port": port, "path": "/healthz", "status": 200, "body_regex": "^ok web1"},
+        host=web(lab_info),
+    )
     assert result.status is Status.OK, result.msg
     assert result.msg.startswith(f"HTTP 200 from http://127.0.0.1:{port}/healthz in ")
 
 
 def test_http_wrong_status_from_the_lab(lab_info, run):
     port = lab_info.hosts["web2"].http_port
-    result = run("http", {"url": f"http://127.0.0.1:{port}/missing", "status": 200}, host=web(lab_info, "web2"))
+    result = run(
+        "http",
+        {"url": f"http://127.0.0.1:{port}/missing", "status": 200},
+        host=web(lab_info, "web2"),
+    )
     assert result.status is Status.FAILED
-    assert result.msg.startswith(f"expected HTTP 200 from http://127.0.0.1:{port}/missing, got 404 in ")
+    assert result.msg.startswith(
+        f"expected HTTP 200 from http://127.0.0.1:{port}/missing, got 404 in "
+    )
 
 
 def test_http_body_mismatch_from_the_lab(lab_info, run):
     port = lab_info.hosts["web2"].http_port
-    result = run("http", {"url": f"http://127.0.0.1:{port}/whoami", "body_regex": "^web1$"}, host=web(lab_info, "web2"))
+    result = run(
+        "http",
+        {"url": f"http://127.0.0.1:{port}/whoami", "body_regex": "^web1$"},
+        host=web(lab_info, "web2"),
+    )
     assert result.status is Status.FAILED
     assert result.msg.endswith("but the body does not match /^web1$/ (body starts: 'web2')")
 
 
 def test_http_latency_threshold_exceeded(lab_info, run):
     port = lab_info.hosts["lb1"].http_port
-    result = run("http", {"url": f"http://127.0.0.1:{port}/healthz", "max_latency": 1e-6}, host=web(lab_info, "lb1"))
+    result = run(
+        "http",
+        {"url": f"http://127.0.0.1:{port}/healthz", "max_latency": 1e-6},
+        host=web(lab_info, "lb1"),
+    )
     assert result.status is Status.FAILED and result.msg.endswith("slower than max_latency 0.0 ms")
 
 
@@ -74,7 +94,9 @@ def test_tcp_to_the_lab_redis_and_to_a_closed_port(lab_info, run):
     assert run("tcp", {"port": redis}, host=web(lab_info, "db1")).status is Status.OK
     result = run("tcp", {"host": "127.0.0.1", "port": 1})
     assert result.status is Status.FAILED
-    assert result.msg.startswith("expected 127.0.0.1:1 to accept a connection, got connection refused in ")
+    assert result.msg.startswith(
+        "expected 127.0.0.1:1 to accept a connection, got connection refused in "
+    )
 
 
 @needs_ping
@@ -98,7 +120,9 @@ def test_http_from_several_vantage_points_with_overrides(lab_info, run):
     # lb1 has no override: it asks the same URL, and 127.0.0.1:<published port> is lb1 itself.
     result = run("http", args, host=web(lab_info))
     assert result.status is Status.OK, result.msg  # 2 of 3 is the default majority
-    assert result.msg.startswith("2 of 3 vantage points passed (quorum 2): controller: HTTP 200 from ")
+    assert result.msg.startswith(
+        "2 of 3 vantage points passed (quorum 2): controller: HTTP 200 from "
+    )
     vantage = result.data["vantage"]
     assert vantage["controller"]["ok"] and vantage["web2"]["ok"] and not vantage["lb1"]["ok"]
     assert vantage["web2"]["url"] == f"http://{w1.lab_ip}:8080/healthz"

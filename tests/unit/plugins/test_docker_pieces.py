@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from opsbook.plugin import HostInfo, Result
 from opsbook.registry import Registry
 from opsbook_plugins import docker as d
-
+from pydantic import ValidationError
 
 # --------------------------------------------------------------------------- registration
 
@@ -16,10 +14,14 @@ from opsbook_plugins import docker as d
 def test_actions_declare_check_idempotence_inverse_and_mutation():
     registry = Registry.from_entry_points()
     assert "docker" not in registry.broken
-    spec = {name: registry.action(f"docker.{name}") for name in
-            ("container", "exec", "logs", "inspect", "network", "update", "stats")}
+    spec = {
+        name: registry.action(f"docker.{name}")
+        for name in ("container", "exec", "logs", "inspect", "network", "update", "stats")
+    }
     assert all(spec.values())
-    assert spec["container"].supports_check and spec["container"].mutates and spec["container"].inverse
+    assert (
+        spec["container"].supports_check and spec["container"].mutates and spec["container"].inverse
+    )
     assert spec["network"].mutates and spec["network"].inverse and spec["network"].idempotent
     assert spec["update"].inverse and spec["update"].supports_check
     for read_only in ("logs", "inspect", "stats"):
@@ -43,7 +45,15 @@ def test_args_are_validated_with_readable_errors():
 
 @pytest.mark.parametrize(
     "text, seconds",
-    [("30s", 30.0), ("500ms", 0.5), ("1m30s", 90.0), ("2h", 7200.0), (5, 5.0), ("2.5", 2.5), ("1m 5s", 65.0)],
+    [
+        ("30s", 30.0),
+        ("500ms", 0.5),
+        ("1m30s", 90.0),
+        ("2h", 7200.0),
+        (5, 5.0),
+        ("2.5", 2.5),
+        ("1m 5s", 65.0),
+    ],
 )
 def test_durations(text, seconds):
     assert d.parse_duration(text) == seconds
@@ -81,22 +91,34 @@ def test_default_socket_when_nothing_is_set():
 
 
 def test_tls_from_environment_and_host_vars():
-    env = {"DOCKER_HOST": "tcp://127.0.0.1:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/certs"}
+    env = {
+        "DOCKER_HOST": "tcp://127.0.0.1:2376",
+        "DOCKER_TLS_VERIFY": "1",
+        "DOCKER_CERT_PATH": "/certs",
+    }
     daemon = d.daemon_for({}, env)
     assert daemon.tls_verify and daemon.cert_path == "/certs" and daemon.uses_tls
     off = d.daemon_for({"docker_tls_verify": "no"}, env)
     assert not off.tls_verify
-    flags = d.daemon_for({"ansible_docker_extra_args": "--tlscacert=/ca.pem --tlscert /c.pem --tlskey /k.pem"}, {})
+    flags = d.daemon_for(
+        {"ansible_docker_extra_args": "--tlscacert=/ca.pem --tlscert /c.pem --tlskey /k.pem"}, {}
+    )
     assert (flags.ca_cert, flags.client_cert, flags.client_key) == ("/ca.pem", "/c.pem", "/k.pem")
 
 
 def test_ssh_daemon_urls_pass_through():
-    assert d.daemon_for({"docker_host": "ssh://ops@127.0.0.1:2222"}, {}).base_url == "ssh://ops@127.0.0.1:2222"
+    assert (
+        d.daemon_for({"docker_host": "ssh://ops@127.0.0.1:2222"}, {}).base_url
+        == "ssh://ops@127.0.0.1:2222"
+    )
 
 
 def test_container_name_resolution():
     assert d.container_name_for(HostInfo("web1", {}), "explicit") == "explicit"
-    assert d.container_name_for(HostInfo("web1", {"docker_container": "c1", "container": "c2"})) == "c1"
+    assert (
+        d.container_name_for(HostInfo("web1", {"docker_container": "c1", "container": "c2"}))
+        == "c1"
+    )
     assert d.container_name_for(HostInfo("web1", {"container": "lab-web1"})) == "lab-web1"
     docker_host = HostInfo("web1", {"ansible_connection": "docker", "ansible_host": "ctr-web1"})
     assert d.container_name_for(docker_host) == "ctr-web1"
@@ -138,28 +160,53 @@ def _container_args(**kw):
 
 
 def test_container_inverse_restores_what_was_there():
-    changed = lambda before: Result.ok(changed=True, data={"name": "c", "before": before})  # noqa: E731
+    changed = lambda before: Result.ok(changed=True, data={"name": "c", "before": before})
     assert d._container_inverse(_container_args(state="stopped"), changed("running")) == (
-        "docker.container", {"name": "c", "state": "started"})
+        "docker.container",
+        {"name": "c", "state": "started"},
+    )
     assert d._container_inverse(_container_args(state="started"), changed("exited")) == (
-        "docker.container", {"name": "c", "state": "stopped"})
+        "docker.container",
+        {"name": "c", "state": "stopped"},
+    )
     assert d._container_inverse(_container_args(state="started"), changed("paused")) == (
-        "docker.container", {"name": "c", "state": "paused"})
-    assert d._container_inverse(_container_args(state="paused"), changed("running"))[1]["state"] == "unpaused"
+        "docker.container",
+        {"name": "c", "state": "paused"},
+    )
+    assert (
+        d._container_inverse(_container_args(state="paused"), changed("running"))[1]["state"]
+        == "unpaused"
+    )
     assert d._container_inverse(_container_args(state="restarted"), changed("running")) is None
     assert d._container_inverse(_container_args(state="absent"), changed("running")) is None
     assert d._container_inverse(_container_args(state="stopped"), Result.ok(changed=False)) is None
 
 
 def test_network_inverse_carries_the_old_address_and_aliases():
-    args = d.NetworkArgs.model_validate({"network": "lab", "state": "disconnected", "container": "db1"})
-    result = Result.ok(changed=True, data={"container": "db1", "previous": {"ipv4_address": "172.29.77.21", "aliases": ["db1"]}})
+    args = d.NetworkArgs.model_validate(
+        {"network": "lab", "state": "disconnected", "container": "db1"}
+    )
+    result = Result.ok(
+        changed=True,
+        data={"container": "db1", "previous": {"ipv4_address": "172.29.77.21", "aliases": ["db1"]}},
+    )
     assert d._network_inverse(args, result) == (
         "docker.network",
-        {"network": "lab", "container": "db1", "state": "connected", "aliases": ["db1"], "ipv4_address": "172.29.77.21"},
+        {
+            "network": "lab",
+            "container": "db1",
+            "state": "connected",
+            "aliases": ["db1"],
+            "ipv4_address": "172.29.77.21",
+        },
     )
-    back = d.NetworkArgs.model_validate({"network": "lab", "state": "connected", "container": "db1"})
-    assert d._network_inverse(back, Result.ok(changed=True, data={"container": "db1"}))[1]["state"] == "disconnected"
+    back = d.NetworkArgs.model_validate(
+        {"network": "lab", "state": "connected", "container": "db1"}
+    )
+    assert (
+        d._network_inverse(back, Result.ok(changed=True, data={"container": "db1"}))[1]["state"]
+        == "disconnected"
+    )
 
 
 # --------------------------------------------------------------------------- limits
@@ -194,7 +241,12 @@ def test_update_body_lifting_limits_uses_the_machine_and_notes_it():
 def test_update_previous_args_undo_the_body():
     current = {"Memory": 0, "MemorySwap": 0, "NanoCpus": 0, "PidsLimit": None}
     body = {"Memory": 2**28, "MemorySwap": 2**29, "NanoCpus": 10**9, "PidsLimit": 100}
-    assert d._previous_args(body, current) == {"cpus": 0, "memory": 0, "memory_swap": -1, "pids_limit": 0}
+    assert d._previous_args(body, current) == {
+        "cpus": 0,
+        "memory": 0,
+        "memory_swap": -1,
+        "pids_limit": 0,
+    }
 
 
 def test_update_inverse_is_none_without_change():
@@ -210,16 +262,30 @@ def test_update_inverse_is_none_without_change():
 def test_stats_summary_computes_docker_stats_numbers():
     raw = {
         "read": "2024-01-01T00:00:00Z",
-        "cpu_stats": {"cpu_usage": {"total_usage": 300}, "system_cpu_usage": 2000, "online_cpus": 2},
+        "cpu_stats": {
+            "cpu_usage": {"total_usage": 300},
+            "system_cpu_usage": 2000,
+            "online_cpus": 2,
+        },
         "precpu_stats": {"cpu_usage": {"total_usage": 100}, "system_cpu_usage": 1000},
         "memory_stats": {"usage": 150, "limit": 1000, "stats": {"total_inactive_file": 50}},
-        "networks": {"eth0": {"rx_bytes": 10, "tx_bytes": 20}, "eth1": {"rx_bytes": 1, "tx_bytes": 2}},
-        "blkio_stats": {"io_service_bytes_recursive": [{"op": "Read", "value": 7}, {"op": "Write", "value": 9}]},
+        "networks": {
+            "eth0": {"rx_bytes": 10, "tx_bytes": 20},
+            "eth1": {"rx_bytes": 1, "tx_bytes": 2},
+        },
+        "blkio_stats": {
+            "io_service_bytes_recursive": [{"op": "Read", "value": 7}, {"op": "Write", "value": 9}]
+        },
         "pids_stats": {"current": 4},
     }
     s = d.stats_summary(raw)
     assert s["cpu_percent"] == 40.0 and s["memory_usage"] == 100 and s["memory_percent"] == 10.0
-    assert (s["net_rx_bytes"], s["net_tx_bytes"], s["block_read_bytes"], s["block_write_bytes"]) == (11, 22, 7, 9)
+    assert (
+        s["net_rx_bytes"],
+        s["net_tx_bytes"],
+        s["block_read_bytes"],
+        s["block_write_bytes"],
+    ) == (11, 22, 7, 9)
     assert s["pids"] == 4
 
 
@@ -229,23 +295,47 @@ def test_container_facts_flatten_inspect():
         "Name": "/web1",
         "RestartCount": 2,
         "Config": {"Image": "nginx", "Labels": {"a": "b"}},
-        "State": {"Status": "running", "Running": True, "Health": {"Status": "unhealthy", "FailingStreak": 3,
-                  "Log": [{"ExitCode": 1, "Output": "boom\n"}]}},
-        "HostConfig": {"NanoCpus": 1_500_000_000, "Memory": 64, "RestartPolicy": {"Name": "always"}},
-        "NetworkSettings": {"Networks": {"lab": {"IPAddress": "172.29.77.11", "Aliases": ["web1"]}},
-                            "Ports": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "24111"}], "22/tcp": None}},
+        "State": {
+            "Status": "running",
+            "Running": True,
+            "Health": {
+                "Status": "unhealthy",
+                "FailingStreak": 3,
+                "Log": [{"ExitCode": 1, "Output": "boom\n"}],
+            },
+        },
+        "HostConfig": {
+            "NanoCpus": 1_500_000_000,
+            "Memory": 64,
+            "RestartPolicy": {"Name": "always"},
+        },
+        "NetworkSettings": {
+            "Networks": {"lab": {"IPAddress": "172.29.77.11", "Aliases": ["web1"]}},
+            "Ports": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "24111"}], "22/tcp": None},
+        },
     }
     f = d.container_facts(attrs)
     assert (f["id"], f["name"], f["status"], f["health"], f["health_failing_streak"]) == (
-        "0123456789ab", "web1", "running", "unhealthy", 3)
+        "0123456789ab",
+        "web1",
+        "running",
+        "unhealthy",
+        3,
+    )
     assert f["health_log"] == [{"exit_code": 1, "output": "boom"}]
-    assert f["resources"]["cpus"] == 1.5 and f["restart_policy"] == "always" and f["restart_count"] == 2
+    assert (
+        f["resources"]["cpus"] == 1.5
+        and f["restart_policy"] == "always"
+        and f["restart_count"] == 2
+    )
     assert f["networks"]["lab"]["ip"] == "172.29.77.11"
     assert f["ports"] == {"8080/tcp": ["127.0.0.1:24111"], "22/tcp": []}
 
 
 def test_inventory_filters_accept_a_label_mapping():
-    assert d._filters({"label": {"role": "web", "canary": None}}) == {"label": ["role=web", "canary"]}
+    assert d._filters({"label": {"role": "web", "canary": None}}) == {
+        "label": ["role=web", "canary"]
+    }
     assert d._filters({"name": "web"}) == {"name": "web"}
 
 

@@ -10,12 +10,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from pydantic import ValidationError
-
 from opsbook.plugin import ActionContext, HostInfo, Status
 from opsbook.registry import Registry
 from opsbook_plugins import probe
 from opsbook_plugins.probe import Outcome, _verdict, json_path_get, parse_json_path
+from pydantic import ValidationError
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -81,7 +80,9 @@ def closed_port() -> int:
 
 def run(action: str, args, host: HostInfo | None = None, **kw):
     spec = probe.plugin.actions[action]
-    ctx = ActionContext(host=host or HostInfo("local", {"ansible_host": "127.0.0.1"}), step_name="t", **kw)
+    ctx = ActionContext(
+        host=host or HostInfo("local", {"ansible_host": "127.0.0.1"}), step_name="t", **kw
+    )
     return spec.fn(ctx, spec.parse_args(args))
 
 
@@ -131,13 +132,17 @@ def test_http_body_regex_mismatch_quotes_the_body(server):
 
 
 def test_http_json_path_value(server):
-    ok = run("http", {"url": f"{server}/json", "json_path": "status.checks[0].name", "json_value": "db"})
+    ok = run(
+        "http", {"url": f"{server}/json", "json_path": "status.checks[0].name", "json_value": "db"}
+    )
     assert ok.status is Status.OK
     wrong = run("http", {"url": f"{server}/json", "json_path": "status.state", "json_value": "ok"})
     assert wrong.status is Status.FAILED
     assert wrong.msg.endswith('but JSON status.state is "degraded", expected "ok"')
     missing = run("http", {"url": f"{server}/json", "json_path": "status.checks[3].ok"})
-    assert missing.msg.endswith("but the JSON has no status.checks[3].ok (status.checks has no item [3])")
+    assert missing.msg.endswith(
+        "but the JSON has no status.checks[3].ok (status.checks has no item [3])"
+    )
     as_text = run("http", {"url": f"{server}/json", "json_path": "n", "json_value": "3"})
     assert as_text.status is Status.OK
     not_json = run("http", {"url": f"{server}/", "json_path": "a"})
@@ -155,7 +160,10 @@ def test_http_latency_threshold(server):
 def test_http_timeout_and_closed_port(server):
     slow = run("http", {"url": f"{server}/slow/3", "timeout": "500ms"})
     assert slow.status is Status.FAILED
-    assert slow.msg == f"expected HTTP 2xx from {server}/slow/3, got no answer: no answer within 500 ms"
+    assert (
+        slow.msg
+        == f"expected HTTP 2xx from {server}/slow/3, got no answer: no answer within 500 ms"
+    )
     port = closed_port()
     refused = run("http", {"port": port, "path": "/healthz"})
     assert refused.msg == (
@@ -170,8 +178,17 @@ def test_http_step_timeout_caps_the_probe(server):
 
 
 def test_http_post_json_and_head(server):
-    posted = run("http", {"url": f"{server}/echo", "method": "POST", "json": {"a": 1}, "status": 201,
-                          "json_path": "type", "json_value": "application/json"})
+    posted = run(
+        "http",
+        {
+            "url": f"{server}/echo",
+            "method": "POST",
+            "json": {"a": 1},
+            "status": 201,
+            "json_path": "type",
+            "json_value": "application/json",
+        },
+    )
     assert posted.status is Status.OK, posted.msg
     assert json.loads(posted.data["body"])["got"] == '{"a": 1}'
     head = run("http", {"url": f"{server}/status/200", "method": "HEAD"})
@@ -181,7 +198,9 @@ def test_http_post_json_and_head(server):
 def test_http_redirects_are_not_followed_unless_asked(server):
     plain = run("http", {"url": f"{server}/redirect"})
     assert plain.msg.startswith(f"expected HTTP 2xx from {server}/redirect, got 302")
-    followed = run("http", {"url": f"{server}/redirect", "follow_redirects": True, "json_path": "n"})
+    followed = run(
+        "http", {"url": f"{server}/redirect", "follow_redirects": True, "json_path": "n"}
+    )
     assert followed.status is Status.OK and followed.data["url"] == f"{server}/json"
 
 
@@ -213,16 +232,22 @@ def test_tcp_closed_port_says_refused():
     port = closed_port()
     result = run("tcp", port)
     assert result.status is Status.FAILED
-    assert result.msg.startswith(f"expected 127.0.0.1:{port} to accept a connection, got connection refused in ")
+    assert result.msg.startswith(
+        f"expected 127.0.0.1:{port} to accept a connection, got connection refused in "
+    )
 
 
 def test_tcp_expect_closed(server):
     port = closed_port()
-    assert run("tcp", {"port": port, "state": "closed"}).msg.startswith(f"127.0.0.1:{port} is closed, as expected")
+    assert run("tcp", {"port": port, "state": "closed"}).msg.startswith(
+        f"127.0.0.1:{port} is closed, as expected"
+    )
     open_port = int(server.rsplit(":", 1)[1])
     result = run("tcp", {"port": open_port, "state": "closed"})
     assert result.status is Status.FAILED
-    assert result.msg.startswith(f"expected 127.0.0.1:{open_port} to be closed, but it accepted a connection in ")
+    assert result.msg.startswith(
+        f"expected 127.0.0.1:{open_port} to be closed, but it accepted a connection in "
+    )
 
 
 def test_tcp_latency_threshold(server):
@@ -245,7 +270,10 @@ def test_icmp_loopback_answers_with_latency():
 @pytest.mark.skipif(shutil.which("ping") is not None, reason="ping is installed here")
 def test_icmp_without_ping_installed_says_how_to_get_it():
     result = run("icmp", {})
-    assert result.msg == "ping is not installed on the controller (Debian: apt-get install iputils-ping)"
+    assert (
+        result.msg
+        == "ping is not installed on the controller (Debian: apt-get install iputils-ping)"
+    )
 
 
 # --------------------------------------------------------------------------- args, quorum, paths
