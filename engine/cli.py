@@ -477,6 +477,36 @@ def report(run_id: str, fmt: str, output: str | None, journal_path: str | None) 
     _write(build_report(journal, run_id if run_id != "last" else journal.latest_run_id(), fmt), output)
 
 
+@main.command()
+@click.argument("run_id", metavar="RUN", default="last")
+@click.option("--archive", is_flag=True, help="Write a tar.gz of the evidence with manifest.json.")
+@click.option("-o", "--output", type=click.Path(), help="Archive path (default: beside the run folder).")
+@click.option("--verify", "check_hashes", is_flag=True, help="Check every file against its recorded SHA-256.")
+@_journal_opt
+def evidence(run_id: str, archive: bool, output: str | None, check_hashes: bool, journal_path: str | None) -> None:
+    """List a run's evidence (what, from where, which step, when, size, SHA-256), or archive it."""
+    from pathlib import Path
+
+    from opsbook import evidence as ev
+
+    journal = _journal(journal_path)
+    run_id = journal.get_run(run_id if run_id != "last" else journal.latest_run_id()).id
+    if archive:
+        click.echo(str(ev.archive(journal, run_id, Path(output) if output else None)))
+        return
+    if check_hashes:
+        problems = ev.verify(journal, run_id)
+        for problem in problems:
+            click.secho(problem, fg="red", err=True)
+        click.echo("evidence intact" if not problems else f"{len(problems)} problem(s)")
+        sys.exit(EXIT_OK if not problems else EXIT_FAILED)
+    data = ev.manifest(journal, run_id)
+    click.echo(f"evidence of run {run_id} in {data['folder']}")
+    for item in data["items"]:
+        click.echo(f"  {item['collected']}  {item['size'] or 0:>9}  {(item['sha256'] or '')[:12]}  "
+                   f"{item['path']}  <- {item['source']}  ({item['step']} @ {item['host']})")
+
+
 # -- inventory / plugins / schema ------------------------------------------------------------------
 
 

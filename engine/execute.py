@@ -185,6 +185,8 @@ class Executor:
         self._cancel: dict[str, threading.Event] = {}
         self._deadline: dict[str, float] = {}
         self._done: "queue.Queue[tuple[Node, Outcome]]" = queue.Queue()
+        self._preflight_locks: dict[str, threading.Lock] = {}
+        self._taken_out: dict[str, set[str]] = {}  # step id -> hosts its action completed on
         self._rescued_blocks = {s.block_id for leaf in plan.leaves.values() for s in leaf.sections if s.part == "rescue"}
         self._hostvars = HostVars(self)
         self._groups = {g: [h.name for h in plan.inventory.match(g)] for g in plan.inventory.groups}
@@ -491,6 +493,19 @@ class Executor:
             denied = self._ask_approval(node, spec, ctx_vars)
             if denied is not None:
                 return denied
+        if step.keep_healthy is not None and not self.opts.check:
+            # The pre-flight and the action run under one lock per step, so two hosts of
+            # the same step can never both pass the check and both be taken out.
+            with self._preflight_locks.setdefault(step.id, threading.Lock()):
+                refused = self._preflight(node)
+                if refused is not None:
+                    return refused
+                return self._act(node, spec, ctx_vars, items, start)
+        return self._act(node, spec, ctx_vars, items, start)
+
+    def _act(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], items: list[Any],
+             start: float) -> Outcome:
+        step = node.step
         self._write_ahead(node)
         cancel = self._cancel.setdefault(node.id, threading.Event())
         if step.timeout:
@@ -503,6 +518,8 @@ class Executor:
                 break
         outcome = self._combine(node, results)
         outcome.started, outcome.finished = start, time.time()
+        if outcome.status is Status.OK and node.host:
+            self._taken_out.setdefault(step.id, set()).add(node.host)
         if outcome.status is Status.OK and not self.opts.check:
             self._record_rollback(node, spec, ctx_vars, results)
         self._record(node, outcome)
@@ -656,9 +673,69 @@ class Executor:
         self.journal.node_finished(self.run_id, rec)
         outcome.recorded = True
         for ev in r.evidence:
+            from opsbook.evidence import describe_file
+
             self.journal.event(self.run_id, "evidence", node.id,
                                {"path": ev.path, "source": redact(ev.source), "description": ev.description,
-                                "step": step.name, "host": node.host})
+                                "step": step.name, "host": node.host,
+                                **describe_file(self.opts.evidence_dir, ev.path)})
+
+    # -- safety pre-flight (keep_healthy) ----------------------------------------------------
+    def _preflight(self, node: Node) -> Outcome | None:
+        """Refuse to act when fewer than the minimum of healthy members would remain."""
+        step = node.step
+        keep = step.keep_healthy
+        assert keep is not None and node.host is not None
+        if keep.group:
+            members = [h.name for h in self.plan.inventory.match(keep.group)]
+        else:
+            members = list(node.leaf.hosts)  # type: ignore[union-attr]
+        taken = self._taken_out.get(step.id, set())
+        others = [m for m in members if m != node.host and m not in taken]
+        healthy: list[str] = []
+        unhealthy: list[str] = []
+        for member in others:
+            ok, why = self._probe_member(node, member)
+            (healthy if ok else unhealthy).append(member if ok else f"{member} ({why})")
+        total = len(members)
+        needed = keep.minimum if keep.minimum is not None else -(-total * (keep.percent or 0) // 100)
+        needed = int(needed)
+        detail = {"group": keep.group or "the step's hosts", "members": total, "healthy_others": healthy,
+                  "unhealthy": unhealthy, "taken_out": sorted(taken), "required": needed}
+        self.journal.event(self.run_id, "preflight", node.id, detail)
+        if len(healthy) >= needed:
+            return None
+        why = (f"refusing to take {node.host} out: only {len(healthy)} other healthy member(s) of "
+               f"{detail['group']} would remain ({', '.join(healthy) or 'none'}); keep_healthy requires {needed}")
+        if unhealthy:
+            why += f"; unhealthy: {', '.join(unhealthy)}"
+        if taken:
+            why += f"; already taken out by this step: {', '.join(sorted(taken))}"
+        return _outcome(Status.FAILED, why)
+
+    def _probe_member(self, node: Node, member: str) -> tuple[bool, str]:
+        keep = node.step.keep_healthy
+        assert keep is not None
+        info = self.hostinfo(member)
+        if keep.probe is not None:
+            name, raw_args = keep.probe.name, keep.probe.args
+        elif info.vars.get("health_url"):
+            name, raw_args = "probe.http", {"url": info.vars["health_url"]}
+        else:
+            return False, "no probe: set keep_healthy.probe or the host var health_url"
+        spec = self.registry.action(name)
+        if spec is None:
+            return False, f"{name} is not installed"
+        member_node = Node(node.id, node.kind, node.leaf, member, node.index)
+        try:
+            args = render(raw_args, self.context_for(member_node), pos=keep.probe.pos if keep.probe else None)
+            ctx = ActionContext(host=info, step_name=f"pre-flight of {node.step.name}", timeout=10.0,
+                                secrets=self.secrets, run_id=self.run_id, _connect=self.pool.get,
+                                _lookup_host=self.hostinfo, check_mode=True)
+            result = spec.fn(ctx, spec.parse_args(args))
+        except Exception as exc:  # noqa: BLE001 - a probe that cannot run means "not known healthy"
+            return False, str(exc)
+        return result.status is Status.OK, result.msg or result.status.value
 
     # -- approvals ---------------------------------------------------------------------------
     def _ask_approval(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any]) -> Outcome | None:

@@ -124,6 +124,7 @@ class Daemon:
     ca_cert: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    timeout: float = DEFAULT_TIMEOUT  # seconds one API request may take (host var docker_timeout)
 
     @property
     def uses_tls(self) -> bool:
@@ -185,6 +186,7 @@ def daemon_for(host_vars: Mapping[str, Any], env: Mapping[str, str] | None = Non
         ca_cert=_opt_str(extra.get("tlscacert")),
         client_cert=_opt_str(extra.get("tlscert")),
         client_key=_opt_str(extra.get("tlskey")),
+        timeout=float(parse_duration(host_vars.get("docker_timeout") or DEFAULT_TIMEOUT)),
     )
 
 
@@ -226,6 +228,26 @@ def _unreachable_message(daemon: Daemon, exc: BaseException) -> str:
         f"cannot reach the Docker daemon at {daemon.base_url}: is dockerd running? "
         f"({daemon.source}; {reason})"
     )
+
+
+def _hung_message(daemon: Daemon) -> str:
+    return (
+        f"the Docker daemon at {daemon.base_url} accepted the connection but did not answer "
+        f"within {daemon.timeout:g} s: is it overloaded or hung? ({daemon.source})"
+    )
+
+
+def _caused_by_read_timeout(exc: BaseException) -> bool:
+    import requests.exceptions
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, requests.exceptions.ReadTimeout) or "Read timed out" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _root_reason(exc: BaseException) -> str:
@@ -280,13 +302,15 @@ class ClientPool:
     def _open(daemon: Daemon) -> Any:
         import docker
 
-        kwargs: dict[str, Any] = {"base_url": daemon.base_url, "timeout": int(DEFAULT_TIMEOUT)}
+        kwargs: dict[str, Any] = {"base_url": daemon.base_url, "timeout": daemon.timeout}
         if daemon.uses_tls:
             kwargs["tls"] = _tls_config(daemon)
         try:
             # version="auto" asks the daemon at once: an unreachable daemon fails here.
             return docker.DockerClient(version="auto", **kwargs)
         except Exception as exc:  # docker.errors.DockerException wraps requests' errors
+            if _caused_by_read_timeout(exc):
+                raise DockerError(_hung_message(daemon)) from exc
             raise DaemonUnreachable(_unreachable_message(daemon, exc)) from exc
 
 
@@ -311,17 +335,21 @@ def container_name_for(host: HostInfo, explicit: str | None = None) -> str:
 
 
 def _api_call(daemon: Daemon, fn: Callable[[], Any]) -> Any:
-    """Run a docker SDK call, turning a vanished daemon into DaemonUnreachable."""
+    """Run a docker SDK call; a vanished or hung daemon becomes a DockerError people can read."""
     import docker.errors
     import requests.exceptions
 
     try:
         return fn()
-    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-        if isinstance(exc, docker.errors.APIError):
-            raise
+    except requests.exceptions.ReadTimeout as exc:
+        raise DockerError(_hung_message(daemon)) from exc
+    except requests.exceptions.ConnectionError as exc:
         clients.forget(daemon)
         raise DaemonUnreachable(_unreachable_message(daemon, exc)) from exc
+    except docker.errors.APIError:
+        raise
+    except docker.errors.DockerException as exc:
+        raise DockerError(f"Docker at {daemon.base_url}: {exc}") from exc
 
 
 def _container_names(client: Any, daemon: Daemon) -> list[str]:

@@ -295,7 +295,7 @@ def wait(ctx: ActionContext, args: WaitArgs) -> Result:
 
     deadline = time.monotonic() + args.timeout
     what = args.path or f"{args.host}:{args.port}"
-    while time.monotonic() < deadline and not ctx.cancelled.is_set():
+    while not ctx.cancelled.is_set():  # checks at least once, even with timeout 0
         if args.path and os.path.exists(args.path):
             return Result.ok(msg=f"{args.path} exists")
         if args.port:
@@ -304,6 +304,8 @@ def wait(ctx: ActionContext, args: WaitArgs) -> Result:
                     return Result.ok(msg=f"{what} accepts connections")
             except OSError:
                 pass
+        if time.monotonic() >= deadline:
+            break
         ctx.cancelled.wait(0.2)
     return Result.failed(f"gave up waiting for {what} after {args.timeout:g}s")
 
