@@ -507,6 +507,81 @@ def evidence(run_id: str, archive: bool, output: str | None, check_hashes: bool,
                    f"{item['path']}  <- {item['source']}  ({item['step']} @ {item['host']})")
 
 
+@main.command()
+@click.argument("runbook", type=click.Path(), required=False)
+@_inventory_opt
+@_extra_opt
+@click.option("--respond", type=click.Path(), help="Runbook to start on failure (default: the watched one).")
+@click.option("--interval", default="10s", show_default=True, help="Time between probe rounds.")
+@click.option("--failures", default=3, show_default=True, help="Consecutive failing rounds before responding.")
+@click.option("--cooldown", default="10m", show_default=True, help="No second response within this time.")
+@click.option("--max-responses", type=int, help="Exit after this many responses.")
+@click.option("--listen", metavar="127.0.0.1:PORT", help="Also accept Alertmanager webhooks here (loopback only).")
+@click.option("--route", "routes", multiple=True, metavar="ALERTNAME:RUNBOOK",
+              help="Map a firing alert (alertname, or LABEL=VALUE) to a runbook; repeatable.")
+@_journal_opt
+def watch(runbook: str | None, inventories: tuple[str, ...], extra: tuple[str, ...], respond: str | None,
+          interval: str, failures: int, cooldown: str, max_responses: int | None, listen: str | None,
+          routes: tuple[str, ...], journal_path: str | None) -> None:
+    """Probe a runbook's health checks at an interval and start the response runbook after
+    N consecutive failures (with a cool-down and a lock); optionally receive Alertmanager webhooks."""
+    import threading
+
+    from opsbook.model import parse_duration
+    from opsbook.watch import AlertReceiver, Route, WatchConfig, Watcher
+
+    if not runbook and not listen:
+        raise click.UsageError("give a RUNBOOK to watch, or --listen with --route for Alertmanager")
+    registry = _registry()
+    journal = _journal(journal_path)
+    params = _extra(extra)
+
+    def say(kind: str, data: dict[str, Any]) -> None:
+        click.echo(f"watch: {kind} {' '.join(f'{k}={v}' for k, v in data.items())}", err=True)
+
+    receiver = None
+    if listen:
+        host, _, port = listen.rpartition(":")
+        parsed = [Route.parse(r) for r in routes]
+        if not parsed:
+            raise click.UsageError("--listen needs at least one --route ALERTNAME:RUNBOOK")
+
+        def start(path: str, alert: dict[str, Any]) -> None:
+            def go() -> None:
+                from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
+                from opsbook.approve import auto_approver
+                from opsbook.execute import RunOptions
+
+                rb = load_runbook(path, registry)
+                names = {p.name for p in rb.params}
+                given = {**params, **{k: v for k, v in alert["labels"].items() if k in names}}
+                plan_ = make_plan(rb, load_inventory_sources(list(inventories)), given)
+                begun = _parse_time(alert["startsAt"]) if alert.get("startsAt") else None
+                request = RunRequest(list(inventories), RunOptions(), approver=auto_approver(),
+                                     incident_start=begun, given_params=given)
+                summary = start_run(plan_, registry, _journal(journal_path), request)
+                say("alert-run", {"runbook": path, "run": summary.run_id, "status": summary.status})
+
+            threading.Thread(target=go, daemon=True).start()
+
+        receiver = AlertReceiver(host or "127.0.0.1", int(port), parsed, start, parse_duration(cooldown))
+        threading.Thread(target=receiver.serve, daemon=True).start()
+        say("listening", {"address": f"{host}:{receiver.port}"})
+    try:
+        if runbook:
+            config = WatchConfig(runbook, respond, list(inventories), params, parse_duration(interval), failures,
+                                 parse_duration(cooldown), max_responses)
+            watcher = Watcher(config, registry, journal, say)
+            watcher.run()
+        else:
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if receiver is not None:
+            receiver.close()
+
+
 # -- inventory / plugins / schema ------------------------------------------------------------------
 
 

@@ -396,7 +396,7 @@ def _http(ctx: ActionContext, url: str, method: str, body: Any, headers: dict[st
         return exc.code, exc.read(OUTPUT_CAP).decode(errors="replace"), time.monotonic() - start
 
 
-@plugin.action(scalar="url", check=False)
+@plugin.action(scalar="url", check=True, idempotent=True)
 def http(ctx: ActionContext, args: HttpArgs) -> Result:
     """Make an HTTP request; fail unless the status is expected."""
     if ctx.check_mode and args.method.upper() not in ("GET", "HEAD"):

@@ -1,0 +1,233 @@
+"""Watch mode: monitoring with thresholds that trigger predefined runbooks.
+
+`Watcher` runs a runbook's health checks (its `probe.*` steps and steps marked
+`verification`) read-only at an interval; after N consecutive failing rounds it starts the
+response runbook once, with `incident_start` set to the first failing round, then cools
+down. `AlertReceiver` accepts Prometheus Alertmanager webhook POSTs on a loopback port and
+maps alert labels to runbooks and parameters. Both start runs through `opsbook.api`, so
+every response is journaled, locked and reported like any other run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
+from opsbook.errors import UserError
+from opsbook.execute import RunOptions, RunSummary
+from opsbook.journal import Journal
+from opsbook.model import Runbook
+from opsbook.registry import Registry
+
+
+def health_steps(runbook: Runbook) -> Runbook:
+    """The runbook reduced to its health checks (probe steps and verification steps)."""
+    checks = tuple(dataclasses.replace(s, needs=(), register=s.register, when=(), rollback=None, notify=(),
+                                       approve=None, retries=0)
+                   for s in runbook.all_steps()
+                   if s.action is not None and (s.action.plugin == "probe" or "verification" in s.marks))
+    if not checks:
+        raise UserError(f"{runbook.path}: nothing to watch: no probe.* step and no step marked verification",
+                        hint="add `marks: [verification]` to the steps that tell the service is healthy")
+    return dataclasses.replace(runbook, steps=checks, handlers=(), name=f"{runbook.name} (watch)")
+
+
+@dataclass
+class WatchConfig:
+    runbook: str
+    respond: str | None = None  # default: the watched runbook itself
+    inventory: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    interval: float = 10.0
+    failures: int = 3
+    cooldown: float = 600.0
+    max_responses: int | None = None  # stop after this many responses (tests, one-shot use)
+    max_rounds: int | None = None
+    yes: bool = True  # approvals in unattended responses
+
+
+@dataclass
+class WatchState:
+    consecutive: int = 0
+    first_failure: float | None = None
+    responses: list[RunSummary] = field(default_factory=list)
+    rounds: int = 0
+    cooling_until: float = 0.0
+
+
+class Watcher:
+    """Probes at an interval; starts the response after N consecutive failures."""
+
+    def __init__(self, config: WatchConfig, registry: Registry, journal: Journal,
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        self.config = config
+        self.registry = registry
+        self.journal = journal
+        self.state = WatchState()
+        self.stop = threading.Event()
+        self.on_event = on_event or (lambda kind, data: None)
+        self.checks = health_steps(load_runbook(config.runbook, registry))
+        self.inventory = load_inventory_sources(config.inventory)
+        self.plan = make_plan(self.checks, self.inventory, config.params)
+
+    def probe_round(self) -> tuple[bool, list[str]]:
+        """Run every health check once, read-only; (healthy, failures)."""
+        from opsbook.execute import Executor
+
+        memory = Journal(":memory:")
+        try:
+            from opsbook.journal import RunRecord
+
+            run_id = f"watch-{self.state.rounds}"
+            memory.create_run(RunRecord(run_id, self.checks.path, self.checks.name, self.checks.digest, {}, [], "",
+                                        {}, "running", time.time(), None, "watch", "", 0, {}, None, {}))
+            executor = Executor(self.plan, self.registry, memory, run_id, RunOptions(check=True, rollback="never"))
+            summary = executor.run()
+            failed = [f"{n}: {executor.messages.get(n, '')}" for n in summary.failed_nodes]
+        finally:
+            memory.close()
+        return not failed, failed
+
+    def tick(self) -> RunSummary | None:
+        """One round: probe, count, maybe respond."""
+        self.state.rounds += 1
+        now = time.time()
+        healthy, failures = self.probe_round()
+        if healthy:
+            if self.state.consecutive:
+                self.on_event("recovered", {"after_failures": self.state.consecutive})
+            self.state.consecutive, self.state.first_failure = 0, None
+            self.on_event("healthy", {"round": self.state.rounds})
+            return None
+        self.state.consecutive += 1
+        self.state.first_failure = self.state.first_failure or now
+        self.on_event("unhealthy", {"round": self.state.rounds, "consecutive": self.state.consecutive,
+                                    "failures": failures})
+        if self.state.consecutive < self.config.failures:
+            return None
+        if now < self.state.cooling_until:
+            self.on_event("cooling_down", {"until": self.state.cooling_until})
+            return None
+        return self.respond()
+
+    def respond(self) -> RunSummary:
+        config = self.config
+        path = config.respond or config.runbook
+        self.on_event("responding", {"runbook": path, "incident_start": self.state.first_failure})
+        runbook = load_runbook(path, self.registry)
+        plan = make_plan(runbook, self.inventory, config.params)
+        from opsbook.approve import auto_approver
+
+        request = RunRequest(inventory_sources=list(config.inventory), options=RunOptions(),
+                             approver=auto_approver() if config.yes else None,
+                             incident_start=self.state.first_failure, given_params=dict(config.params))
+        # The runbook's named lock (or one per response runbook) keeps a second watcher, or
+        # a human, from running the same response at the same time.
+        if runbook.lock is None:
+            runbook = dataclasses.replace(runbook, lock=f"watch:{runbook.name}")
+            plan.runbook = runbook
+        summary = start_run(plan, self.registry, self.journal, request)
+        self.state.responses.append(summary)
+        self.state.cooling_until = time.time() + config.cooldown
+        self.state.consecutive, self.state.first_failure = 0, None
+        self.on_event("responded", {"run": summary.run_id, "status": summary.status})
+        return summary
+
+    def run(self) -> None:
+        config = self.config
+        while not self.stop.is_set():
+            started = time.monotonic()
+            self.tick()
+            if config.max_responses is not None and len(self.state.responses) >= config.max_responses:
+                return
+            if config.max_rounds is not None and self.state.rounds >= config.max_rounds:
+                return
+            self.stop.wait(max(0.0, config.interval - (time.monotonic() - started)))
+
+
+@dataclass(frozen=True)
+class Route:
+    """alertname (or label=value) -> runbook."""
+
+    label: str
+    value: str
+    runbook: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Route":
+        match, _, runbook = text.partition(":")
+        label, _, value = match.partition("=")
+        if not runbook or not label:
+            raise UserError(f"--route {text!r}: expected LABEL=VALUE:RUNBOOK or ALERTNAME:RUNBOOK")
+        return cls("alertname", label, runbook) if not value else cls(label, value, runbook)
+
+
+class AlertReceiver:
+    """Alertmanager webhook receiver on a loopback address."""
+
+    def __init__(self, host: str, port: int, routes: list[Route], starter: Callable[[str, dict[str, Any]], Any],
+                 cooldown: float = 600.0) -> None:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise UserError(f"refusing to listen on {host}: the webhook receiver binds to loopback only",
+                            hint="use 127.0.0.1 and let a local proxy forward to it")
+        self.routes = routes
+        self.starter = starter
+        self.cooldown = cooldown
+        self.recent: dict[str, float] = {}
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                length = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
+                try:
+                    payload = json.loads(self.rfile.read(length) or b"{}")
+                    started = receiver.handle(payload)
+                except (ValueError, UserError) as exc:
+                    self.send_response(400)
+                    self.end_headers()
+                    self.wfile.write(str(exc).encode())
+                    return
+                self.send_response(202)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps({"started": started}).encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self.server.server_address[1]
+
+    def handle(self, payload: dict[str, Any]) -> list[str]:
+        started = []
+        for alert in payload.get("alerts", []):
+            if alert.get("status", payload.get("status")) != "firing":
+                continue
+            labels = alert.get("labels", {})
+            for route in self.routes:
+                if labels.get(route.label) != route.value:
+                    continue
+                key = f"{route.runbook}|{alert.get('fingerprint') or json.dumps(labels, sort_keys=True)}"
+                with self.lock:
+                    if time.time() - self.recent.get(key, 0) < self.cooldown:
+                        continue  # the same incident: never start twice
+                    self.recent[key] = time.time()
+                starts_at = alert.get("startsAt")
+                self.starter(route.runbook, {"labels": labels, "startsAt": starts_at})
+                started.append(route.runbook)
+        return started
+
+    def serve(self) -> None:
+        self.server.serve_forever(poll_interval=0.2)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
