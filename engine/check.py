@@ -127,13 +127,13 @@ def undefined_names(runbook: Runbook, inventory: Any) -> list[Diagnostic]:
             sources.append((step.until, True))
         for source, expression in sources:
             try:
-                names = referenced_names(source, expression=expression and not is_template(source))
+                names = referenced_names(source, expression=expression)
             except TemplateError as exc:
                 problems.append(Diagnostic(step.action.pos if step.action else step.pos, exc.message))
                 continue
             missing = names - local
             if missing:
-                missing -= optional_names(source, expression=expression and not is_template(source))
+                missing -= optional_names(source, expression=expression)
             for name in sorted(missing):
                 pos = step.action.pos if step.action else step.pos
                 problems.append(Diagnostic(

@@ -100,6 +100,7 @@ class _Builder:
         self.exit: dict[str, list[str]] = {}  # step/block id -> last leaf ids
         self.by_name: dict[str, str] = {}
         self.step_edges: set[tuple[str, str]] = set()
+        self.pending_needs: list[tuple[str, Step]] = []
         self.context = self._static_context()
 
     def _static_context(self) -> dict[str, Any]:
@@ -125,16 +126,25 @@ class _Builder:
             sid = self.add_step(step, hosts, sections, serial_owner, handler)
             if sid is None:
                 continue
-            deps = [self.resolve_need(n, step) for n in step.needs] if step.needs else (
-                [previous] if previous else [])
-            for dep in deps:
-                if dep:
-                    for a in self.exit[dep]:
-                        for b in self.entry[sid]:
-                            self.step_edges.add((a, b))
+            if step.needs:
+                self.pending_needs.append((sid, step))  # may name later steps: resolved at the end
+            elif previous:
+                self.link(previous, sid)
             previous = sid
             ids.append(sid)
         return ids
+
+    def link(self, dep: str, sid: str) -> None:
+        for a in self.exit[dep]:
+            for b in self.entry[sid]:
+                self.step_edges.add((a, b))
+
+    def resolve_needs(self) -> None:
+        for sid, step in self.pending_needs:
+            for need in step.needs:
+                dep = self.resolve_need(need, step)
+                if dep:
+                    self.link(dep, sid)
 
     def add_step(self, step: Step, hosts: str, sections: tuple[Section, ...],
                  serial_owner: tuple[str, tuple[tuple[str, ...], ...]] | None, handler: bool) -> str | None:
@@ -220,9 +230,9 @@ class _Builder:
         if need in self.by_name and self.by_name[need] in self.entry:
             return self.by_name[need]
         known = list(self.entry) + list(self.by_name)
-        self.problems.append(Diagnostic(step.pos, f'step "{step.name}" needs "{need}", which is not an earlier step'
+        self.problems.append(Diagnostic(step.pos, f'step "{step.name}" needs "{need}", which is not a step of this runbook'
                                         + did_you_mean(need, known),
-                                        "needs: names the id or name of a step above this one"))
+                                        "needs: names the id or name of another step"))
         return None
 
     # -- implicit edges and cycles -----------------------------------------------------------
@@ -294,8 +304,24 @@ def _templates_of(step: Step) -> Iterable[tuple[str, bool]]:
                 yield from walk(v)
 
     if step.action is not None:
-        for t in walk(step.action.args):
-            yield t, False
+        args = step.action.args
+        exprs = step.action.expression_fields
+        if isinstance(args, dict) and exprs:
+            for key, value in args.items():
+                if key in exprs:
+                    for item in value if isinstance(value, list) else [value]:
+                        if isinstance(item, str):
+                            yield item, not is_template(item)
+                else:
+                    for t in walk(value):
+                        yield t, False
+        elif exprs and isinstance(args, (str, list)):  # scalar form of an expression argument
+            for item in args if isinstance(args, list) else [args]:
+                if isinstance(item, str):
+                    yield item, not is_template(item)
+        else:
+            for t in walk(args):
+                yield t, False
     for t in walk(step.loop):
         yield t, False
     for t in walk(dict(step.vars)):
@@ -313,7 +339,7 @@ def _step_names(step: Step) -> set[str]:
     names: set[str] = set()
     for source, expr in _templates_of(step):
         try:
-            names |= referenced_names(source, expression=expr and not is_template(source))
+            names |= referenced_names(source, expression=expr)
         except Exception:  # noqa: BLE001 - syntax errors are reported by check
             pass
     return names
@@ -328,6 +354,7 @@ def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | N
     b = _Builder(runbook, inventory, resolved)
     b.add_sequence(runbook.steps, runbook.hosts, (), None)
     b.add_sequence(runbook.handlers, runbook.hosts, (), None, handler=True)
+    b.resolve_needs()
     b.add_implicit_edges()
     b.check_cycles()
     if b.problems:

@@ -603,6 +603,12 @@ class Executor:
         return result
 
     def _render_args(self, spec: ActionSpec, args: Any, ctx_vars: dict[str, Any], step: Any) -> Any:
+        if spec.expression_fields:
+            if not isinstance(args, dict) and spec.scalar_arg in spec.expression_fields:
+                args = {spec.scalar_arg: args}
+            if isinstance(args, dict):
+                args = {k: _evaluate_all(v, ctx_vars, step.pos) if k in spec.expression_fields else v
+                        for k, v in args.items()}
         if isinstance(args, dict) and spec.shell_fields:
             return {k: render(v, ctx_vars, shell=k in spec.shell_fields, pos=step.pos) for k, v in args.items()}
         if not isinstance(args, dict) and spec.scalar_arg in spec.shell_fields:
@@ -856,6 +862,15 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "yes", "1", "on")
     return bool(value)
+
+
+def _evaluate_all(value: Any, ctx: Mapping[str, Any], pos: Any) -> Any:
+    """Bare expressions (Ansible's `that:`/`when:` style), one or a list."""
+    if isinstance(value, list):
+        return [_evaluate_all(v, ctx, pos) for v in value]
+    if isinstance(value, str):
+        return evaluate(value, ctx, pos)
+    return value
 
 
 def _render_soft(value: Any, ctx: Mapping[str, Any]) -> Any:

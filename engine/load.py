@@ -375,7 +375,8 @@ class RunbookLoader:
         args = data[key]
         pos = data.key_pos.get(key, data.pos)
         self._check_args(key, args, data.value_pos.get(key, pos), c)
-        return ActionCall(key, args, pos)
+        spec = self.registry.action(key)
+        return ActionCall(key, args, pos, tuple(sorted(spec.expression_fields)) if spec else ())
 
     def _check_args(self, key: str, args: Any, pos: Position, c: _Collector) -> None:
         spec = self.registry.action(key)

@@ -62,6 +62,7 @@ class ActionCall:
     name: str  # "plugin.action"
     args: Any
     pos: Position
+    expression_fields: tuple[str, ...] = ()  # arguments that are bare Jinja expressions
 
     @property
     def plugin(self) -> str:

@@ -255,6 +255,7 @@ class ActionSpec:
     mutates: bool  # drains/stops/isolates something: `keep_healthy` applies
     scalar_arg: str | None  # `plugin.action: "text"` fills this argument
     shell_fields: frozenset[str]  # argument names rendered with shell quoting
+    expression_fields: frozenset[str] = frozenset()  # bare Jinja expressions (like assert's `that`)
 
     @property
     def full_name(self) -> str:
@@ -291,6 +292,7 @@ class Plugin:
         mutates: bool = False,
         scalar: str | None = None,
         shell: Sequence[str] = (),
+        expressions: Sequence[str] = (),
     ) -> Any:
         """Register an action; its second parameter's annotation is the argument model."""
 
@@ -309,6 +311,7 @@ class Plugin:
                 mutates=mutates,
                 scalar_arg=scalar,
                 shell_fields=frozenset(shell),
+                expression_fields=frozenset(expressions),
             )
             return func
 

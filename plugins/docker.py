@@ -502,6 +502,16 @@ def _plan_container(state: str, status: str | None) -> str | None:
     return table[state]
 
 
+_PREDICTED = {
+    "start": "running",
+    "stop": "exited",
+    "restart": "running",
+    "kill": "exited",
+    "pause": "paused",
+    "unpause": "running",
+    "remove": "absent",
+}
+
 _PAST = {
     "start": "started",
     "stop": "stopped",
@@ -533,15 +543,15 @@ def container(ctx: ActionContext, args: ContainerArgs) -> Result:
             target,
             Result.ok(msg=f"{target.name} is already {status or 'absent'}", data=data),
         )
+    diff = f"{target.name}: {status} -> {_PREDICTED[verb]}" if ctx.diff_mode else None
     if ctx.check_mode:
-        data["after"] = "unknown"
-        return Result.ok(
-            changed=True, msg=f"would {verb} {target.name} (it is {status})", data=data
-        )
+        data["after"] = _PREDICTED[verb]
+        msg = f"would {verb} {target.name} (it is {status})"
+        return Result.ok(changed=True, msg=msg, data=data, diff=diff)
     _do(target, verb, args, ctx)
     data["after"] = "absent" if verb == "remove" else _status(target.container().attrs)
-    result = Result.ok(changed=True, msg=f"{_PAST[verb]} {target.name} (was {status})", data=data)
-    return _maybe_wait(ctx, args, target, result)
+    msg = f"{_PAST[verb]} {target.name} (was {status})"
+    return _maybe_wait(ctx, args, target, Result.ok(changed=True, msg=msg, data=data, diff=diff))
 
 
 def _current_status(target: Target) -> str | None:

@@ -318,9 +318,9 @@ class AssertArgs(_Args):
     success_msg: str | None = None
 
 
-@plugin.action(scalar="that", check=True, idempotent=True)
+@plugin.action(scalar="that", check=True, idempotent=True, expressions=["that"])
 def assert_(ctx: ActionContext, args: AssertArgs) -> Result:
-    """Fail unless every condition holds (conditions are rendered to booleans by the engine)."""
+    """Fail unless every condition holds (bare Jinja expressions, as Ansible's assert)."""
     conditions = args.that if isinstance(args.that, list) else [args.that]
     for index, value in enumerate(conditions):
         if not _truthy(value):

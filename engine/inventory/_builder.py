@@ -64,6 +64,8 @@ class Builder:
         group = self.groups.get(name)
         if group is None:
             group = self.groups[name] = GroupData(name, position)
+        elif group.position is None:
+            group.position = position  # all/ungrouped: where the user first wrote them
         return group
 
     def add_host(
