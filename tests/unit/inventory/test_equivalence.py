@@ -9,7 +9,6 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from opsbook.errors import Position
 from opsbook.inventory._builder import Builder
 from opsbook.inventory._errors import Problems
