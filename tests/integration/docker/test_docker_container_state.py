@@ -57,9 +57,12 @@ def test_already_in_state_is_unchanged_and_has_no_inverse(sandbox, run):
 
 def test_check_mode_reports_the_would_be_change_without_acting(sandbox, run):
     box = sandbox.server()
-    result = run("container", {"name": box.name, "state": "stopped"}, check_mode=True)
+    result = run(
+        "container", {"name": box.name, "state": "stopped"}, check_mode=True, diff_mode=True
+    )
     assert result.status is Status.OK and result.changed
     assert result.msg == f"would stop {box.name} (it is running)"
+    assert result.data["after"] == "exited" and result.diff == f"{box.name}: running -> exited"
     assert status_of(sandbox, box.name) == "running"
     unchanged = run("container", {"name": box.name, "state": "unpaused"}, check_mode=True)
     assert not unchanged.changed
