@@ -180,6 +180,25 @@ def _redis_ping(port: int, timeout: float = 2.0) -> bool:
         return False
 
 
+def _host_routes() -> list:
+    """Non-default IPv4 routes of the host (from /proc/net/route)."""
+    out = []
+    try:
+        with open("/proc/net/route") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                dest, mask = int(fields[1], 16), int(fields[7], 16)
+                if mask == 0:
+                    continue
+                d = ipaddress.IPv4Address(socket.ntohl(dest))
+                m = bin(mask).count("1")
+                out.append(ipaddress.ip_network(f"{d}/{m}", strict=False))
+    except (OSError, ValueError, StopIteration):
+        pass
+    return out
+
+
 def _files_tar() -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -218,6 +237,7 @@ class Lab:
         self.created_containers = False  # this Lab object created the containers
         self._client = None
         self._info: LabInfo | None = None
+        self._info_mtime: int | None = None
 
     # -- paths ----------------------------------------------------------------
     @property
@@ -259,8 +279,15 @@ class Lab:
     @property
     def info(self) -> LabInfo:
         """The running lab's description (from lab.json)."""
-        if self._info is None:
-            self._info = self.load_info()
+        # Reload when lab.json changed (another process may have recreated the lab).
+        try:
+            mtime = self.lab_json.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if self._info is None or (mtime is not None and mtime != self._info_mtime):
+            info = self.load_info()
+            if info is not None:
+                self._info, self._info_mtime = info, mtime
             if self._info is None:
                 raise LabError(f"the lab is not up (no {self.lab_json}); run `opsbook-lab up`")
         return self._info
@@ -304,7 +331,8 @@ class Lab:
 
             image = ensure_image(self.client, progress=not self.quiet)
             self._remove_containers(prev)
-            info = self._create(image, pid, timeout, prefer_ports=prev.port_base if prev else None)
+            info = self._create(image, pid, timeout, prefer_ports=prev.port_base if prev else None,
+                                sudo_password=prev.sudo_password if prev else None)
             self.created_containers = True
             self._info = info
             self._log(f"lab is up in {time.monotonic() - t0:.1f}s: {info.lab_json}")
@@ -403,9 +431,14 @@ class Lab:
 
         first = ipaddress.ip_network(os.environ.get("OPSBOOK_LAB_SUBNET", "172.29.77.0/24"))
         last_err = None
+        routes = _host_routes()
         for k in range(16):
             net = ipaddress.ip_network(f"{first.network_address + k * first.num_addresses}/{first.prefixlen}")
             gw = str(net.network_address + 1)
+            # Another engine (e.g. a second lab's dockerd) may already have a bridge
+            # on this subnet: docker only checks its own networks, so check the host's routes.
+            if any(net.overlaps(r) for r in routes):
+                continue
             try:
                 n = self.client.networks.create(
                     self.name, driver="bridge", check_duplicate=True,
@@ -420,10 +453,10 @@ class Lab:
         raise LabError(f"could not create the lab network: {last_err}")
 
     def _create(self, image: str, pid: int | None, timeout: float,
-                prefer_ports: int | None = None) -> LabInfo:
+                prefer_ports: int | None = None, sudo_password: str | None = None) -> LabInfo:
         c = self.client
         key, pubkey = self._ensure_key()
-        sudo_password = secrets.token_urlsafe(12)
+        sudo_password = sudo_password or secrets.token_urlsafe(12)
         net, subnet, gw = self._create_network()
         base = self._port_base(prefer_ports)
         ips = {h.name: str(subnet.network_address + h.ip_suffix) for h in HOSTS}

@@ -6,7 +6,7 @@ Fixtures
               ``.ci/run`` or ``opsbook-lab up``) and then leaves it running; otherwise
               brings one up and tears down at the end of the session only what it
               started (containers, network, and the dockerd if it started it).
-  lab_info    session: ``lab.info`` (:class:`opsbook_lab.lab.LabInfo`).
+  lab_info    ``lab.info``, current for each test (:class:`opsbook_lab.lab.LabInfo`).
   lab_healed  function: the lab, healed after the test (killed/stopped hosts started,
               disconnected ones reconnected, paused ones thawed). Use it in tests that
               inject faults.
@@ -106,8 +106,9 @@ def lab():
         the_lab.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def lab_info(lab):
+    # Function-scoped on purpose: lab_fresh recreates the containers (new IDs).
     return lab.info
 
 

@@ -100,3 +100,17 @@ def test_up_heals_a_broken_lab(lab):
     assert st["up"], st
     assert _hostname_over_ssh(lab, "web2") == "web2"
     _eventually(lambda: "master_link_status:up" in lab.exec("db2", "redis-cli info replication")[1])
+
+
+@pytest.fixture
+def ids_before(lab):
+    return {n: h.container_id for n, h in lab.info.hosts.items()}
+
+
+def test_lab_fresh_recreates_the_containers(ids_before, lab_fresh):
+    lab = lab_fresh
+    after = {n: h.container_id for n, h in lab.info.hosts.items()}
+    assert set(after) == set(ids_before) and not set(after.values()) & set(ids_before.values())
+    assert lab.status()["up"]
+    assert "master_link_status:up" in lab.exec("db2", "redis-cli info replication")[1]
+    assert _hostname_over_ssh(lab, "lb1") == "lb1"
