@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 import yaml
-from opsbook.errors import PatternError
+from opsbook.errors import InventoryError, PatternError
 from opsbook.inventory import Inventory, load_inventory
 
 from .conftest import DATA, Ansible
 
 CASES: dict[str, dict[str, Any]] = yaml.safe_load((DATA / "parity.yaml").read_text())
 PARITY = DATA / "parity"
+REJECTED = sorted((DATA / "rejected").iterdir())
 NO_MATCH = "Could not match supplied host pattern"
 
 
@@ -53,6 +54,9 @@ def outputs(ansible: Ansible) -> dict[tuple[str, str], dict[str, Any]]:
         for kind, argv in commands(case).items():
             keys.append((case, kind))
             argvs.append(argv)
+    for path in REJECTED:
+        keys.append(("rejected", path.name))
+        argvs.append(["ansible-inventory", "-i", str(path), "--list"])
     return dict(zip(keys, ansible.run_many(argvs)))
 
 
@@ -156,3 +160,18 @@ def test_driver_agrees_with_the_real_command(ansible: Ansible) -> None:
     )
     driven = ansible.run(["ansible-inventory", "-i", source, "--graph", "--vars"])
     assert driven["stdout"] == real.stdout
+
+
+@pytest.mark.parametrize("path", REJECTED, ids=[path.name for path in REJECTED])
+def test_inventories_ansible_rejects_are_errors(
+    path: Path, outputs: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    """What Ansible cannot parse is an error here too; "stricter_" files are the cases
+    where Ansible only warns and drops part of the inventory, which opsbook refuses."""
+    stderr = outputs["rejected", path.name]["stderr"]
+    if path.name.startswith("stricter_"):
+        assert "[WARNING]: Skipping" in stderr
+    else:
+        assert "Failed to parse" in stderr
+    with pytest.raises(InventoryError):
+        load_inventory([path])
