@@ -158,3 +158,100 @@ def test_cli_md_documents_every_command_and_exit_code() -> None:
         assert f"## opsbook {name}" in text
     for const in (n for n in dir(cli) if n.startswith("EXIT_")):
         assert f"| {getattr(cli, const)} |" in text, f"exit code {const} missing from docs/cli.md"
+
+
+# -- (c) the example plugin of docs/plugins.md loads and runs -----------------------------
+
+
+def python_file(name: str) -> str:
+    """The ```python block of docs/plugins.md whose first line is `# <name>`."""
+    for block in blocks(DOCS / "plugins.md"):
+        if block.lang == "python" and block.text.startswith(f"# {name}\n"):
+            return block.text
+    raise AssertionError(f"docs/plugins.md has no python block starting with '# {name}'")
+
+
+@pytest.fixture
+def example_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Write the plugin files of docs/plugins.md to a folder on sys.path."""
+    folder = tmp_path / "example"
+    folder.mkdir()
+    for name in ("opsbook_maint.py", "opsbook_chroot.py", "test_opsbook_maint.py"):
+        (folder / name).write_text(python_file(name))
+    monkeypatch.syspath_prepend(str(folder))
+    for name in ("opsbook_maint", "opsbook_chroot", "test_opsbook_maint"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    return folder
+
+
+def test_example_plugin_registers_its_actions(example_modules: Path) -> None:
+    import opsbook_maint
+
+    registry = Registry.from_entry_points()
+    registry.add(opsbook_maint.plugin)
+    on = registry.action("maint.on")
+    assert on is not None and on.supports_check and on.idempotent and on.mutates
+    assert on.inverse is not None and on.scalar_arg == "path"
+    assert registry.action("maint.off") is not None
+    assert "maint.on" in registry.action_names()
+
+
+def test_example_plugin_runs_through_the_api(example_modules: Path, tmp_path: Path) -> None:
+    """Run a tiny runbook that uses maint.on on localhost, in check mode and for real."""
+    import opsbook_maint
+
+    from opsbook.api import RunRequest, load_inventory_sources, make_plan, start_run
+    from opsbook.execute import RunOptions
+    from opsbook.journal import Journal
+    from opsbook.load import RunbookLoader
+
+    registry = Registry.from_entry_points()
+    registry.add(opsbook_maint.plugin)
+    flag = tmp_path / "maintenance"
+    runbook = RunbookLoader(registry).load_text(
+        f"opsbook: 1\nname: t\nsteps:\n  - name: drain\n    maint.on: {{path: '{flag}'}}\n    register: r\n",
+        "t.yaml")
+    journal = Journal(tmp_path / "journal.db")
+    try:
+        for check in (True, False):
+            plan = make_plan(runbook, load_inventory_sources([]), {})
+            request = RunRequest(options=RunOptions(check=check, evidence_dir=tmp_path / "evidence"))
+            summary = start_run(plan, registry, journal, request)
+            assert summary.status == "succeeded", summary
+            assert flag.exists() is (not check)
+        assert flag.read_text() == "maintenance"
+    finally:
+        journal.close()
+
+
+def test_example_plugin_tests_pass(example_modules: Path, tmp_path: Path) -> None:
+    """The test file shown in docs/plugins.md passes."""
+    import inspect
+
+    import test_opsbook_maint
+
+    tests = [f for n, f in vars(test_opsbook_maint).items() if n.startswith("test_") and callable(f)]
+    assert len(tests) >= 4
+    for index, test in enumerate(tests):
+        kwargs = {}
+        if "tmp_path" in inspect.signature(test).parameters:
+            kwargs["tmp_path"] = tmp_path / f"t{index}"
+            kwargs["tmp_path"].mkdir()
+        test(**kwargs)
+
+
+def test_example_connection_follows_the_protocol(example_modules: Path, tmp_path: Path) -> None:
+    import opsbook_chroot
+
+    from opsbook.plugin import Connection, HostInfo
+
+    registry = Registry.from_entry_points()
+    registry.add(opsbook_chroot.plugin)
+    factory = registry.connection_factory("chroot")
+    assert factory is not None
+    conn = factory(HostInfo("build1", {"chroot_root": str(tmp_path)}))
+    assert isinstance(conn, Connection)
+    conn.put(b"hello", "/greeting.txt", mode=0o600)
+    assert (tmp_path / "greeting.txt").read_bytes() == b"hello"
+    assert conn.get("/greeting.txt", tmp_path / "copy.txt") == 5
+    conn.close()
