@@ -816,13 +816,18 @@ class SSHConnection:
         the remote command, BecomeError when sudo refuses, SSHError when the host cannot
         be reached. A non-zero exit status is not an error: it is in the result.
         """
+        return self._exec(command, stdin, timeout, become, cancel, on_output, killable=True)
+
+    def _exec(self, command: str | Sequence[str], stdin: bytes | None, timeout: float | None,
+              become: Become | None, cancel: threading.Event | None,
+              on_output: Callable[[str], None] | None, killable: bool) -> SSHCommandResult:
         if isinstance(command, str):
             script, is_argv = command, False
         else:
             if not command:
                 raise ValueError("empty argv")
             script, is_argv = shlex.join(str(a) for a in command), True
-        task = _Task(secrets.token_hex(6), become)
+        task = _Task(secrets.token_hex(6), become, killable)
         sudo = None
         if become is not None:
             sudo = _Sudo(become, become.password if become.password is not None
@@ -848,7 +853,8 @@ class SSHConnection:
         if transport is None or not transport.is_active():
             return
         try:
-            self.run(["sh", "-c", _KILL_SCRIPT, "sh", task.id], become=task.become, timeout=5)
+            self._exec(["sh", "-c", _KILL_SCRIPT, "sh", task.id], None, 5, task.become, None, None,
+                       killable=False)
         except Exception:
             pass
 
@@ -956,6 +962,7 @@ class _Task:
 
     id: str
     become: Become | None
+    killable: bool = True  # False for the kill command itself
 
     def tag(self, script: str, is_argv: bool) -> str:
         if is_argv:  # a single command: the login shell execs it, keeping the one process
@@ -1115,4 +1122,5 @@ class _Run:
     def _abort(self) -> None:
         send_signal(self.chan, "TERM")
         self.chan.close()
-        self.conn._kill_task(self.task)
+        if self.started and self.task.killable:  # before that, sudo had not run anything
+            self.conn._kill_task(self.task)
