@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 import time
+from pathlib import Path
 
 from .daemon import LabError
 from .lab import Lab
@@ -25,7 +26,7 @@ def _cmd_up(lab: Lab, a) -> int:
     print(f"  docker inv.    {info.inventory_docker}")
     print(f"  ssh            ssh -F {info.ssh_config} web1")
     print(f"  sudo           user {info.sudo_user}, password in {info.lab_json}")
-    print(f"  environment    eval \"$(opsbook-lab env)\"")
+    print("  environment    eval \"$(opsbook-lab env)\"")
     return 0
 
 
@@ -81,7 +82,7 @@ def _cmd_inventory(lab: Lab, a) -> int:
     if a.path:
         print(path)
     else:
-        sys.stdout.write(open(path).read())
+        sys.stdout.write(Path(path).read_text())
     return 0
 
 

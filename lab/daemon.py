@@ -79,7 +79,7 @@ class DockerDaemon:
     external_host: str | None = None
 
     @classmethod
-    def default(cls) -> "DockerDaemon":
+    def default(cls) -> DockerDaemon:
         ext = os.environ.get("OPSBOOK_LAB_DOCKER_HOST")
         run = paths.docker_run_dir()
         root = paths.docker_root()
@@ -130,7 +130,7 @@ class DockerDaemon:
                 return bool(c.ping())
             finally:
                 c.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure means "not answering"
             return False
 
     # -- lifecycle ----------------------------------------------------------
@@ -197,7 +197,7 @@ class DockerDaemon:
         if extra:
             cmd += extra.split()
         _log(f"starting dockerd ({storage_driver}) on {self.socket}, log {self.logfile}")
-        logf = open(self.logfile, "ab")
+        logf = open(self.logfile, "ab")  # noqa: SIM115 - handed to dockerd, closed below
         logf.write(f"\n==== {time.ctime()} {' '.join(cmd)}\n".encode())
         logf.flush()
         env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "NOTIFY_SOCKET")}

@@ -87,13 +87,13 @@ def debian_mirror() -> str:
     for text in texts:
         # deb822 stanzas
         for stanza in re.split(r"\n\s*\n", text):
-            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
-            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
+            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.MULTILINE)
+            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.MULTILINE)
             if uris and suites and SUITE in suites.group(1).split() and "/debian" in uris.group(1) \
                     and "security" not in uris.group(1):
                 return uris.group(1).rstrip("/")
         # one-line format
-        for m in re.finditer(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s", text, re.M):
+        for m in re.finditer(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s", text, re.MULTILINE):
             if m.group(2) == SUITE and "security" not in m.group(1):
                 return m.group(1).rstrip("/")
     return "http://deb.debian.org/debian"

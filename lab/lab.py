@@ -30,16 +30,15 @@ import json
 import os
 import secrets
 import socket
-import sys
 import tarfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import paths
 from .daemon import DockerDaemon, LabError, _log
 
-__all__ = ["Lab", "LabInfo", "HostInfo", "LabError", "HOSTS"]
+__all__ = ["HOSTS", "HostInfo", "Lab", "LabError", "LabInfo"]
 
 LABEL = "org.opsbook.lab"
 LABEL_HOST = "org.opsbook.lab.host"
@@ -127,7 +126,7 @@ class LabInfo:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "LabInfo":
+    def from_json(cls, d: dict) -> LabInfo:
         d = dict(d)
         d["hosts"] = {k: HostInfo(**v) for k, v in d["hosts"].items()}
         known = set(cls.__dataclass_fields__)
@@ -192,7 +191,7 @@ def _host_routes() -> list:
                 if mask == 0:
                     continue
                 d = ipaddress.IPv4Address(socket.ntohl(dest))
-                m = bin(mask).count("1")
+                m = mask.bit_count()
                 out.append(ipaddress.ip_network(f"{d}/{m}", strict=False))
     except (OSError, ValueError, StopIteration):
         pass
@@ -412,7 +411,7 @@ class Lab:
             _write(self.private_key, k.private_bytes(
                 ser.Encoding.PEM, ser.PrivateFormat.OpenSSH, ser.NoEncryption()).decode(), 0o600)
             _write(pub, k.public_key().public_bytes(
-                ser.Encoding.OpenSSH, ser.PublicFormat.OpenSSH).decode() + f" opsbook-lab\n")
+                ser.Encoding.OpenSSH, ser.PublicFormat.OpenSSH).decode() + " opsbook-lab\n")
         return self.private_key, pub.read_text().strip()
 
     def _port_base(self, prefer: int | None = None) -> int:
@@ -536,9 +535,7 @@ class Lab:
             if not _ssh_banner(hi.ssh_port):
                 problems.append(f"{hi.name}: ssh :{hi.ssh_port} not answering")
                 continue
-            if hi.role == "web" and _http_status(hi.http_port) != 200:
-                problems.append(f"{hi.name}: http :{hi.http_port}/healthz not 200")
-            elif hi.role == "lb" and _http_status(hi.http_port) != 200:
+            if hi.role == "web" and _http_status(hi.http_port) != 200 or hi.role == "lb" and _http_status(hi.http_port) != 200:
                 problems.append(f"{hi.name}: http :{hi.http_port}/healthz not 200")
             elif hi.role.startswith("db") and not _redis_ping(hi.redis_port):
                 problems.append(f"{hi.name}: redis :{hi.redis_port} not answering PING")
@@ -549,7 +546,7 @@ class Lab:
         if lb is not None and webs and not problems:
             try:
                 rc, out = self.exec(lb.name, "lb-backend list")
-            except Exception as e:  # lb1 itself stopped/killed: not this wait's business
+            except Exception as e:  # lb1 itself stopped/killed: not this wait's business  # noqa: BLE001
                 rc, out = 0, f"(lb1: {e})"
             down = [ln.split()[0] for ln in out.splitlines()[1:] if " DOWN" in ln]
             if rc != 0 or any(w in down for w in webs):
@@ -566,7 +563,7 @@ class Lab:
                 break
             time.sleep(0.3)
         else:
-            raise LabError("lab not ready after %.0fs: %s" % (timeout, "; ".join(problems)))
+            raise LabError(f"lab not ready after {timeout:.0f}s: {'; '.join(problems)}")
         if names is None or "db2" in names:
             self._wait_replication(deadline)
 
@@ -575,7 +572,7 @@ class Lab:
             return
         last = ""
         while time.monotonic() < deadline:
-            rc, out = self.exec("db2", "redis-cli info replication")
+            _, out = self.exec("db2", "redis-cli info replication")
             last = out
             if "role:master" in out:      # promoted by a runbook: nothing to wait for
                 return

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.request
 
 import paramiko
 import pytest
-
 from opsbook_lab.lab import _redis_ping, _ssh_banner
 
 
@@ -60,7 +58,7 @@ def test_disconnect_and_connect(lab_healed):
     assert not _ssh_banner(db1.ssh_port, timeout=2)
     assert not _redis_ping(db1.redis_port, timeout=2)
     _eventually(lambda: "master_link_status:down" in lab.exec("db2", "redis-cli info replication")[1])
-    rc, out = lab.exec("db2", "timeout 3 bash -c '</dev/tcp/db1/6379' && echo reachable || echo unreachable")
+    _, out = lab.exec("db2", "timeout 3 bash -c '</dev/tcp/db1/6379' && echo reachable || echo unreachable")
     assert "unreachable" in out
     lab.connect("db1")
     assert lab.status()["hosts"]["db1"]["connected"]

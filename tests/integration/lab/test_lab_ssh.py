@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import configparser
-import io
+from pathlib import Path
 
 import paramiko
 import pytest
 import yaml
-
 from opsbook_lab.lab import HOSTS
 
 NAMES = [h.name for h in HOSTS]
@@ -52,7 +51,7 @@ def test_ssh_with_verified_host_key(lab_info, name):
 
 
 def test_known_hosts_format(lab_info):
-    lines = open(lab_info.known_hosts).read().split("\n")
+    lines = Path(lab_info.known_hosts).read_text().split("\n")
     for hi in lab_info.hosts.values():
         mine = [ln for ln in lines if ln.startswith(f"[127.0.0.1]:{hi.ssh_port} ")]
         assert {ln.split()[1] for ln in mine} >= {"ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"}
@@ -74,7 +73,7 @@ def test_unknown_host_key_is_refused(lab_info, tmp_path):
     swapped = tmp_path / "swapped_known_hosts"
     swapped.write_text("".join(
         ln.replace(f"[127.0.0.1]:{other.ssh_port} ", f"[127.0.0.1]:{hi.ssh_port} ") + "\n"
-        for ln in open(lab_info.known_hosts).read().splitlines()
+        for ln in Path(lab_info.known_hosts).read_text().splitlines()
         if ln.startswith(f"[127.0.0.1]:{other.ssh_port} ")))
     cl = _client(lab_info, str(swapped))
     with pytest.raises(paramiko.BadHostKeyException):
@@ -133,16 +132,16 @@ def test_inventories(lab_info):
     assert hv["lab_ip"] == lab_info.hosts["web1"].lab_ip
     assert int(hv["http_port"]) == lab_info.hosts["web1"].http_port
     # YAML variant
-    y = yaml.safe_load(open(lab_info.inventory_yaml))
+    y = yaml.safe_load(Path(lab_info.inventory_yaml).read_text())
     ch = y["all"]["children"]
     assert set(ch) == {"web", "lb", "db", "db_primary", "db_standby"}
     assert ch["db"]["hosts"]["db1"]["ansible_port"] == lab_info.hosts["db1"].ssh_port
     assert list(ch["db_primary"]["hosts"]) == ["db1"]
     # docker connection variant
-    d = yaml.safe_load(open(lab_info.inventory_docker_yaml))
+    d = yaml.safe_load(Path(lab_info.inventory_docker_yaml).read_text())
     assert d["all"]["children"]["lb"]["hosts"]["lb1"]["ansible_connection"] == "docker"
     assert d["all"]["children"]["lb"]["hosts"]["lb1"]["ansible_host"] == lab_info.hosts["lb1"].container
-    assert "ansible_connection=docker" in open(lab_info.inventory_docker).read()
+    assert "ansible_connection=docker" in Path(lab_info.inventory_docker).read_text()
 
 
 def test_up_reuses_a_running_lab(lab):
