@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from opsbook.check import check_files
 from opsbook.load import RUNBOOK_KEYWORDS, STEP_KEYWORDS
 from opsbook.registry import Registry
@@ -19,7 +18,7 @@ from opsbook.template import FILTERS, TESTS
 ROOT = Path(__file__).resolve().parents[3]
 DOCS = ROOT / "docs"
 FENCE = re.compile(r"^```(\w*)\s*$")
-EXPECT_ERROR = re.compile(r"^#\s*expect-error:\s*(.+?)\s*$", re.M)
+EXPECT_ERROR = re.compile(r"^#\s*expect-error:\s*(.+?)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -70,12 +69,12 @@ def doc_files() -> list[Path]:
 
 def runbook_blocks() -> list[Block]:
     return [b for p in doc_files() for b in blocks(p)
-            if b.lang == "yaml" and re.search(r"^opsbook:\s*1\s*$", b.text, re.M)]
+            if b.lang == "yaml" and re.search(r"^opsbook:\s*1\s*$", b.text, re.MULTILINE)]
 
 
 def _documented(text: str, keyword: str) -> bool:
-    heading = re.compile(rf"^#+ .*`{re.escape(keyword)}`", re.M)
-    row = re.compile(rf"^\|\s*`{re.escape(keyword)}`\s*\|", re.M)
+    heading = re.compile(rf"^#+ .*`{re.escape(keyword)}`", re.MULTILINE)
+    row = re.compile(rf"^\|\s*`{re.escape(keyword)}`\s*\|", re.MULTILINE)
     return bool(heading.search(text) or row.search(text))
 
 
@@ -151,7 +150,7 @@ def test_cli_md_is_up_to_date() -> None:
 
 
 def test_cli_md_documents_every_command_and_exit_code() -> None:
-    import opsbook.cli as cli
+    from opsbook import cli
 
     text = (DOCS / "cli.md").read_text()
     for name in cli.main.commands:
@@ -199,7 +198,6 @@ def test_example_plugin_registers_its_actions(example_modules: Path) -> None:
 def test_example_plugin_runs_through_the_api(example_modules: Path, tmp_path: Path) -> None:
     """Run a tiny runbook that uses maint.on on localhost, in check mode and for real."""
     import opsbook_maint
-
     from opsbook.api import RunRequest, load_inventory_sources, make_plan, start_run
     from opsbook.execute import RunOptions
     from opsbook.journal import Journal
@@ -242,7 +240,6 @@ def test_example_plugin_tests_pass(example_modules: Path, tmp_path: Path) -> Non
 
 def test_example_connection_follows_the_protocol(example_modules: Path, tmp_path: Path) -> None:
     import opsbook_chroot
-
     from opsbook.plugin import Connection, HostInfo
 
     registry = Registry.from_entry_points()
