@@ -4,13 +4,28 @@
     inv = load_inventory(["inventories/prod.ini", "inventories/extra/"])
     inv.match("web:&prod:!web3")      # Ansible host patterns, Ansible's order
     inv.host("web1").vars             # effective variables, Ansible's precedence
-    inv.var_sources("web1")           # where each value came from
+    inv.var_sources("web1")           # where each value came from, lowest first
     inv.to_ansible_list()             # what `ansible-inventory --list` prints
 
-INI and YAML files, directories of them, `host1,host2` lists, `group_vars/` and
-`host_vars/` beside each source. Parity with ansible-core is pinned by tests that run the
-real `ansible-inventory` on the same inventories. Where Ansible would only warn and go on
-with part of an inventory, opsbook raises InventoryError naming file:line:column.
+INI and YAML (and JSON) files, directories of them, `host1,host2` lists, and the
+`group_vars/` and `host_vars/` beside each source. Parity with ansible-core is pinned by
+tests that run the real `ansible-inventory` and `ansible --list-hosts` on the same
+inventories (tests/unit/inventory/data/parity.yaml).
+
+Where opsbook deliberately differs, it is stricter, never different:
+
+- What Ansible skips with a warning is an InventoryError with file:line:column: a source
+  that cannot be parsed or is missing, an unknown key in a YAML group (`host:`), a group
+  that is not a mapping, a duplicate YAML key, a host range that expands to nothing
+  (`[3:1]`, step 0). Dynamic inventory scripts, inventory plugin configurations, TOML
+  and vault-encrypted files are refused with a hint instead of being run or decrypted.
+- A pattern term that matches no host or group raises PatternError (Ansible warns and
+  ignores it, so a typo in `!primary` would select the primary); so does a subscript
+  that selects nothing. A pattern whose terms all exist may still select no host.
+- Hosts two or more group levels below a group with several parents come in declaration
+  order; Ansible orders them by Python set iteration, which changes from run to run.
+- A YAML file holding `{}` is an empty inventory (Ansible reads it as INI with a host
+  named "{}").
 """
 
 from opsbook.inventory._sources import load_inventory

@@ -72,7 +72,10 @@ class Inventory:
     """Hosts and groups read from Ansible inventories, with Ansible's patterns and precedence.
 
     Build one with `load_inventory([...])`, or `Inventory.localhost()` when no inventory
-    is given. Read-only: `hosts` and `groups` are mappings in Ansible's order.
+    is given. Read-only: `hosts` (in the order `all` lists them) and `groups` (in the
+    order they were declared) are mappings; `sources` are the `-i` arguments; `warnings`
+    are Diagnostics for what Ansible would warn about but still accepts. Variable values
+    are shared between hosts: treat them as read-only too. Pattern results are cached.
     """
 
     def __init__(self, data: InventoryData) -> None:
