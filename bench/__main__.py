@@ -1,0 +1,165 @@
+"""`python -m bench [--quick] [...]`: run the benchmark and write bench/results/latest.{json,md}."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import fleet as fleet_mod
+from bench import measure, report, venvs
+from bench.harness import REPO, Bench, Config
+
+ALL_TOOLS = ("opsbook", "floor", "ansible", "pyinfra")
+ALL_SCENARIOS = ("a", "b", "c", "d", "e", "f", "g", "j")
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="few hosts, few rounds, small engine sizes")
+    p.add_argument("--hosts", help="host counts, e.g. 1,10,50 (default 1,10,50; quick 1,3)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 5; quick 2)")
+    p.add_argument("--tools", default=",".join(ALL_TOOLS), help="subset of " + ",".join(ALL_TOOLS))
+    p.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
+                   help="subset of a (one command) b (5 steps) c (extra steps) d (warm) e (start-up) "
+                        "f (engine) g (memory) j (journal)")
+    p.add_argument("--subnet", default="127.0.1", help="fleet addresses SUBNET.1..N (loopback only)")
+    p.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="where latest.* go")
+    p.add_argument("--stem", default="latest", help="results file name stem")
+    p.add_argument("--work", type=Path, default=REPO / "bench" / ".work", help="scratch folder")
+    return p.parse_args(argv)
+
+
+def config(args: argparse.Namespace) -> Config:
+    tools = {t.strip() for t in args.tools.split(",") if t.strip()}
+    scenarios = {s.strip() for s in args.scenarios.split(",") if s.strip()}
+    if args.quick:
+        cfg = Config(hosts=[1, 3], rounds=2, tools=tools, scenarios=scenarios, noop_steps=20, noop_hosts=50,
+                     compile_steps=100, compile_hosts=50, plan_hosts=100, journal_hosts=3, warm_commands=30,
+                     startup_rounds=2)
+    else:
+        cfg = Config(hosts=[1, 10, 50], rounds=5, tools=tools, scenarios=scenarios)
+    if args.hosts:
+        cfg.hosts = sorted({int(h) for h in args.hosts.split(",")})
+    if args.rounds:
+        cfg.rounds = args.rounds
+        cfg.startup_rounds = max(args.rounds, cfg.startup_rounds if not args.quick else args.rounds)
+    return cfg
+
+
+def machine() -> dict[str, Any]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    osname = "?"
+    try:
+        osname = re.search(r'PRETTY_NAME="([^"]+)"', Path("/etc/os-release").read_text()).group(1)  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": ram, "kernel": platform.release(), "os": osname,
+            "hostname_hash": abs(hash(platform.node())) % 10**6}
+
+
+def versions(tool_venvs: dict[str, venvs.Venv]) -> dict[str, str]:
+    import paramiko
+
+    import opsbook
+
+    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True).stdout.strip()
+    out = {"opsbook": f"{opsbook.__version__} ({rev})" if rev else opsbook.__version__,
+           "python": platform.python_version(), "paramiko (opsbook, floor)": paramiko.__version__}
+    if "ansible" in tool_venvs:
+        out["ansible-core"] = venvs.version_of(tool_venvs["ansible"], "ansible-core")
+    if "pyinfra" in tool_venvs:
+        out["pyinfra"] = venvs.version_of(tool_venvs["pyinfra"], "pyinfra")
+        out["paramiko (pyinfra)"] = venvs.version_of(tool_venvs["pyinfra"], "paramiko")
+    ssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True)
+    out["OpenSSH (targets; ansible's client)"] = (ssh.stderr or ssh.stdout).strip().split(",")[0]
+    return out
+
+
+def needs_fleet(cfg: Config) -> bool:
+    return bool(cfg.scenarios & {"a", "b", "c", "d"}) and bool(cfg.tools & {"opsbook", "floor", "ansible", "pyinfra"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    cfg = config(args)
+    started = time.time()
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    tool_venvs = {}
+    for tool in ("ansible", "pyinfra"):
+        if tool in cfg.tools:
+            tool_venvs[tool] = venvs.ensure(tool, log=log)
+    fleet = None
+    top = max(cfg.hosts)
+    if needs_fleet(cfg):
+        log(f"starting {top} sshd targets on {args.subnet}.x")
+        fleet = fleet_mod.start(top, venvs.cache_root() / f"fleet-{args.subnet}", args.subnet, log=log)
+        log(f"fleet up: {fleet.targets[0].address}:{fleet.targets[0].port} .. "
+            f"{fleet.targets[-1].address}:{fleet.targets[-1].port} (sshd PIDs {fleet.pids[0]}..{fleet.pids[-1]})")
+    try:
+        bench = Bench(cfg, fleet, work, tool_venvs, log)
+        bench.build()
+        log(f"{len(bench.cases)} cases, {cfg.rounds} rounds")
+        bench.run_rounds()
+    finally:
+        if fleet is not None:
+            fleet.stop()
+            log("fleet stopped")
+    cases = report.summarize_cases(bench.cases)
+    derived = report.derive(cases, top, cfg.extra_steps)
+    fleet_desc = "none"
+    if fleet is not None:
+        t = fleet.targets
+        fleet_desc = (f"{len(t)} sshd (OpenSSH, UsePAM no, key-only, strict known_hosts, user {fleet.user} "
+                      f"with /bin/sh) at {t[0].address}:{t[0].port}..{t[-1].address}:{t[-1].port}")
+    result = {
+        "meta": {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "mode": "quick" if args.quick else "full",
+                 "rounds": cfg.rounds, "startup_rounds": cfg.startup_rounds, "hosts": cfg.hosts,
+                 "tools": sorted(cfg.tools), "scenarios": sorted(cfg.scenarios), "machine": machine(),
+                 "versions": versions(tool_venvs), "fleet": fleet_desc,
+                 "cpu_source": "cgroup v1 cpuacct of the tool's process tree, wait4 kept beside it"
+                 if measure.CGROUP_OK else "os.wait4 rusage of the tool's reaped process tree",
+                 "elapsed_s": time.time() - started, "argv": sys.argv[1:] if argv is None else argv},
+        "cases": cases, "derived": derived,
+        "notes": [
+            "ansible: ansible-playbook / ad-hoc with forks = hosts, pipelining on, ControlMaster/ControlPersist "
+            "(a fresh control path per run; masters left behind are stopped after each run and their CPU counted), "
+            "gather_facts false, linear strategy (the default).",
+            "pyinfra: -y --parallel N --no-wait (hosts move on without waiting for each other, like opsbook).",
+            "paramiko floor: bench/floor.py (thread per host, TCP_NODELAY, strict known_hosts, one transport per "
+            "host, a channel per command).",
+            "opsbook: `opsbook run` with a fresh durable SQLite journal file per run, --forks = hosts, --yes.",
+        ],
+    }
+    result["targets"] = report.targets(cases, derived)
+    js, md = report.write(result, args.results, args.stem)
+    log(f"wrote {js} and {md}")
+    print(md.read_text())
+    failed = [c["id"] for c in cases.values() if c.get("error")]
+    if failed:
+        log("cases that failed: " + ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
