@@ -28,7 +28,7 @@ def literal_eval_like_ansible(text: str) -> Any:
     return _coerce(value)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.text(LINE_CHARS, max_size=14).map(str.strip))
 def test_host_line_split_equals_shlex(line: str) -> None:
     try:
@@ -38,7 +38,7 @@ def test_host_line_split_equals_shlex(line: str) -> None:
     assert _split_host_line(line) == expected
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(
     st.one_of(
         st.text(VALUE_CHARS, max_size=10),
