@@ -136,7 +136,8 @@ def _command_result(res: CommandResult, ok_rc: Sequence[int], cmd: Any) -> Resul
         data["stdout_bytes"] = res.stdout_bytes  # type: ignore[attr-defined]
         data["stderr_bytes"] = res.stderr_bytes  # type: ignore[attr-defined]
     ok = res.rc in ok_rc
-    msg = "" if ok else f"command exited with rc={res.rc}" + (
+    how = "was killed by a signal (no exit status)" if res.rc == -1 else f"exited with rc={res.rc}"
+    msg = "" if ok else f"command {how}" + (
         f": {_last_line(res.stderr)}" if _last_line(res.stderr) else "")
     return Result(status=Status.OK if ok else Status.FAILED, changed=True, rc=res.rc,
                   stdout=res.stdout, stderr=res.stderr, msg=msg, data=data, duration=res.duration)

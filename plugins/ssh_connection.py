@@ -838,10 +838,14 @@ class SSHConnection:
         deadline = None if timeout is None else start + timeout
         chan = self._channel()
         try:
-            chan.exec_command(task.tag(script, is_argv))
+            try:
+                chan.exec_command(task.tag(script, is_argv))
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise SSHConnectError(f"{self.settings.target} failed to start a command: "
+                                      f"{exc or type(exc).__name__}", self.settings.name) from None
             return _Run(self, chan, sudo, stdin, on_output, task).wait(start, deadline, cancel)
         finally:
-            chan.close()
+            _close_quietly(chan)
 
     def _kill_task(self, task: "_Task") -> None:
         """Stop what a timed-out command left running (best effort, a few seconds at most).
@@ -970,6 +974,13 @@ class _Task:
         return f"OPSBOOK_TASK_ID={self.id}; export OPSBOOK_TASK_ID\n{script}"
 
 
+def _close_quietly(chan: paramiko.Channel) -> None:
+    try:
+        chan.close()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass  # the transport is gone; so is the channel
+
+
 def send_signal(chan: paramiko.Channel, name: str) -> None:
     """RFC 4254 `signal` request (OpenSSH >= 7.9 delivers it to the session's process)."""
     if chan.closed or not chan.active:
@@ -1031,14 +1042,14 @@ class _Run:
         chan = self.chan
         left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         chan.status_event.wait(5.0 if left is None else min(left, 5.0))
-        if not self.started:
-            self._become_failed()
         rc = chan.exit_status
-        if rc == -1 and not chan.status_event.is_set():
+        if rc == -1 and not chan.get_transport().is_active():
             raise SSHConnectError(f"connection to {self.conn.settings.target} was lost while "
                                   "a command ran; it may or may not have finished",
                                   self.conn.settings.name)
-        return self._result(rc, start)
+        if not self.started:
+            self._become_failed()
+        return self._result(rc, start)  # rc -1: killed by a signal (no exit status)
 
     def _result(self, rc: int, start: float) -> SSHCommandResult:
         self.out_lines.flush()
@@ -1103,24 +1114,22 @@ class _Run:
 
     def _send_stdin(self) -> None:
         data = self.stdin
-        if not data:
-            self.chan.shutdown_write()
-            return
 
         def send() -> None:
             try:
-                self.chan.sendall(data)
+                if data:
+                    self.chan.sendall(data)
                 self.chan.shutdown_write()
-            except OSError:
-                pass  # the command stopped reading; its rc says why
+            except (OSError, EOFError, paramiko.SSHException):
+                pass  # the command stopped reading, or the connection dropped: both show later
 
-        if len(data) <= 64 * 1024:
+        if not data or len(data) <= 64 * 1024:
             send()
         else:  # the command may write a lot before it reads: don't block our reader
             threading.Thread(target=send, name="ssh-stdin", daemon=True).start()
 
     def _abort(self) -> None:
         send_signal(self.chan, "TERM")
-        self.chan.close()
+        _close_quietly(self.chan)
         if self.started and self.task.killable:  # before that, sudo had not run anything
             self.conn._kill_task(self.task)
