@@ -255,3 +255,22 @@ def test_non_utf8_is_allowed_in_comments_only(tmp_path: Path) -> None:
     path.write_bytes(b"[g]\ncaf\xe9\n")
     with pytest.raises(InventoryError, match=r"latin.ini:2:4: error: line is not UTF-8 text"):
         load_inventory([path])
+
+
+def test_smaller_mistakes_on_host_and_vars_lines(tmp_path: Path) -> None:
+    assert errors(
+        tmp_path,
+        "bad.ini",
+        """
+        ""
+        h =x
+        [g]
+        h
+        [g:vars]
+        ansible_group_priority=high
+        """,
+    ) == [
+        "1:1: expected a host name at the start of the line",
+        '2:3: missing variable name before "=x"',
+        "6:1: ansible_group_priority must be a whole number, found 'high'",
+    ]

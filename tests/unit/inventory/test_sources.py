@@ -167,3 +167,14 @@ def test_host_vars_that_is_a_file_is_skipped_with_a_warning(tmp_path: Path) -> N
     inv = load_inventory([source])
     assert inv.host("h").vars == {}
     assert [w.message for w in inv.warnings] == ["host_vars is not a directory, skipped"]
+
+
+def test_vars_file_that_is_not_utf8(tmp_path: Path) -> None:
+    source = write(tmp_path, "hosts.ini", "[web]\nw1\n")
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "web.yml").write_bytes(b"x: caf\xe9\n")
+    with pytest.raises(InventoryError) as caught:
+        load_inventory([source])
+    assert messages(caught) == [
+        f"{tmp_path}/group_vars/web.yml: variables file is not UTF-8 text (invalid continuation byte)"
+    ]
