@@ -878,12 +878,15 @@ class ExecArgs(BaseModel):
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     stdin: str | None = Field(None, description="Text fed to the command's standard input.")
     timeout: Seconds | None = Field(None, description="Kill the command after this long.")
+    ok_rc: list[int] = Field(
+        default_factory=lambda: [0], description="Exit codes that count as ok."
+    )
 
 
 @plugin.action(scalar="command", shell=("command",))
 @_guarded
 def exec_(ctx: ActionContext, args: ExecArgs) -> Result:
-    """Run a command in a running container; fails when it exits non-zero."""
+    """Run a command in a running container; non-zero rc fails unless in ok_rc."""
     target = target_for(ctx, args.container)
     user = args.user if args.user is not None else (ctx.become.user if ctx.become else "")
     req = ExecRequest(
@@ -902,7 +905,7 @@ def exec_(ctx: ActionContext, args: ExecArgs) -> Result:
     if done.rc == -1 and "[opsbook]" in done.stderr:
         reason = done.stderr.rsplit("[opsbook] ", 1)[-1]
         return Result.failed(f"command in {target.name} {reason}; it was killed", **fields)
-    if done.rc != 0:
+    if done.rc not in args.ok_rc:
         return Result.failed(f"command in {target.name} exited with {done.rc}", **fields)
     return Result.ok(**fields)
 

@@ -145,28 +145,48 @@ def _free_subnet(client: Any) -> ipaddress.IPv4Network:
     raise RuntimeError("no free /24 for the sandbox network")
 
 
-def _remove_leftovers(client: Any, ours: bool = False) -> None:
-    """Remove sandbox containers and networks: a crashed run's (ours=False) or this run's."""
+STALE_AFTER = 3600.0  # seconds: another test session may be running right now; leave its boxes
 
-    def mine(labels: dict[str, str] | None) -> bool:
-        return (labels or {}).get(LABEL) == RUN_ID
+
+def _remove_leftovers(client: Any, ours: bool = False) -> None:
+    """Remove this run's sandbox (ours=True), or what crashed runs left over an hour ago."""
+
+    def doomed(labels: dict[str, str] | None, created: float) -> bool:
+        mine = (labels or {}).get(LABEL) == RUN_ID
+        return mine if ours else (not mine and time.time() - created > STALE_AFTER)
 
     for item in client.api.containers(all=True, filters={"label": LABEL}):
-        if mine(item.get("Labels")) == ours:
-            client.api.remove_container(item["Id"], force=True)
+        if doomed(item.get("Labels"), float(item.get("Created") or 0)):
+            try:
+                client.api.remove_container(item["Id"], force=True)
+            except docker.errors.NotFound:
+                pass
     for net in client.api.networks(filters={"label": LABEL}):
-        if mine(net.get("Labels")) == ours:
+        created = _epoch(net.get("Created"))
+        if doomed(net.get("Labels"), created):
             try:
                 client.api.remove_network(net["Id"])
             except docker.errors.APIError:
                 pass
 
 
+def _epoch(iso: str | None) -> float:
+    if not iso:
+        return 0.0
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return time.time()  # unknown age: treat as fresh, never remove someone else's
+
+
 @pytest.fixture(scope="session")
-def docker_lab(lab_info):
+def docker_lab(lab):
     """(client, docker_host, image, network name) on the lab's dockerd, with a network of ours."""
     from docker.types import IPAMConfig, IPAMPool
 
+    lab_info = lab.info  # the session's lab: its daemon and image outlive any one test
     client = docker.DockerClient(base_url=lab_info.docker_host, version="auto")
     _remove_leftovers(client)
     name = f"opsbook-t-{RUN_ID}"

@@ -37,6 +37,8 @@ def test_exec_returns_rc_stdout_and_stderr_separately(sandbox, run):
     assert result.status is Status.FAILED
     assert (result.rc, result.stdout, result.stderr) == (3, "out\n", "err\n")
     assert result.msg == f"command in {box.name} exited with 3"
+    allowed = run("exec", {"container": box.name, "command": "exit 3", "ok_rc": [0, 3]})
+    assert allowed.status is Status.OK and allowed.rc == 3
 
 
 def test_exec_argv_runs_without_a_shell(sandbox, run):
