@@ -173,10 +173,10 @@ def _remove_leftovers(client: Any, ours: bool = False) -> None:
 def _epoch(iso: str | None) -> float:
     if not iso:
         return 0.0
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     try:
-        return datetime.fromisoformat(iso[:26].rstrip("Z") + "+00:00").timestamp()
+        return datetime.fromisoformat(iso[:26].rstrip("Z")).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return time.time()  # unknown age: treat as fresh, never remove someone else's
 
