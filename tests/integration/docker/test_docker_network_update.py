@@ -39,6 +39,15 @@ def test_disconnect_isolates_and_connect_restores_the_node(sandbox, run, probe):
     assert cut.status is Status.OK and cut.changed
     assert cut.msg == f"disconnected {server.name} from {sandbox.network}"
     assert cut.data["previous"]["ip"] == server.ip
+    pinged = probe(
+        "icmp",
+        {"host": server.ip, "from": [client.name], "state": "unreachable", "timeout": "1s"},
+        host=target,
+    )
+    assert pinged.status is Status.OK, pinged.msg
+    assert pinged.msg.startswith(
+        f"{server.ip} does not answer ping, as expected (no reply to 1 ping"
+    )
     isolated = probe("http", check, host=target)
     assert isolated.status is Status.FAILED
     assert isolated.msg.startswith(
@@ -84,6 +93,9 @@ def test_reconnect_restores_a_static_address_and_aliases(sandbox, run):
     static = subnet.rsplit(".", 1)[0] + ".200"
     net.connect(box.id, ipv4_address=static, aliases=["primary-db"])
     args = {"container": box.name, "network": sandbox.network, "state": "disconnected"}
+    assert (
+        probe("icmp", {"host": server.ip, "from": [client.name]}, host=target).status is Status.OK
+    )
     cut = run("network", args)
     assert cut.data["previous"]["ipv4_address"] == static
     assert "primary-db" in cut.data["previous"]["aliases"]
