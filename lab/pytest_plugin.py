@@ -89,16 +89,17 @@ def lab():
         pytest.skip("lab: starting the lab's own dockerd needs root "
                     "(or point OPSBOOK_LAB_DOCKER_HOST at a docker engine)")
     the_lab = Lab()
-    preexisting = the_lab.load_info() is not None
+    # A lab someone else brought up (engine answering, lab.json present) is reused
+    # and left running. Anything else (nothing there, or a stale lab.json whose
+    # engine is gone, e.g. after the machine or session was stopped) is ours.
+    preexisting = the_lab.daemon.ping() and the_lab.load_info() is not None
     try:
         the_lab.up()
     except LabError as e:
         pytest.fail(f"lab: could not bring the lab up: {e}", pytrace=False)
     yield the_lab
     keep = _truthy(os.environ.get("OPSBOOK_LAB_KEEP"))
-    # Tear down only a lab this session created from nothing; a lab that was up
-    # (or described by lab.json) before the session belongs to whoever started it.
-    owned = the_lab.created_containers and not preexisting
+    owned = not preexisting
     try:
         if owned and not keep:
             the_lab.down(stop_daemon=the_lab.started_daemon)
