@@ -68,6 +68,30 @@ def node(lab_info, tmp_path) -> Callable[..., Node]:
 
 
 @pytest.fixture
+def docker_node(lab_info, tmp_path):
+    """docker_node(name) -> Node over the docker plugin's connection (docker exec), or skip."""
+    from opsbook.registry import Registry
+
+    factory = Registry.from_entry_points().connection_factory("docker")
+    if factory is None:
+        pytest.skip("the docker plugin is not installed")
+    made: list[Node] = []
+
+    def make(name: str) -> Node:
+        inv = inventory_dict(lab_info, connection="docker")["all"]
+        merged = dict(inv["vars"])
+        for group in inv["children"].values():
+            merged.update(group["hosts"].get(name) or {})
+        host = HostInfo(name, merged)
+        made.append(Node(host, factory(host), tmp_path / "evidence"))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for n in made:
+        n.conn.close()
+
+
+@pytest.fixture
 def ops_become(lab_info) -> Become:
     return Become(user="root", password=lab_info.sudo_password)
 
