@@ -660,7 +660,7 @@ class ExecRequest:
 
 
 _PID_MARK = b"OPSBOOK-PID "
-_NO_SH = re.compile(r'exec: "?sh"?: executable file not found|no such file or directory: unknown')
+_NO_SH = re.compile(r'exec: "sh": ')
 
 
 def _wrapped(argv: list[str]) -> list[str]:
@@ -676,18 +676,16 @@ def exec_in(target: Target, req: ExecRequest) -> CommandResult:
         raise DockerError(
             f"cannot run a command in {target.where()}: it is {_status(obj.attrs)}, not running"
         )
-    result = _exec_once(target, req, _wrapped(req.argv))
-    if (
-        result.rc in (126, 127)
-        and _NO_SH.search(result.stdout + result.stderr)
-        and "OPSBOOK" not in result.stderr
-    ):
-        # No /bin/sh in this image: run the command directly (no kill on timeout then).
-        result = _exec_once(target, req, list(req.argv))
+    result, announced = _exec_once(target, req, _wrapped(req.argv))
+    if not announced and result.rc in (126, 127) and _NO_SH.search(result.stdout + result.stderr):
+        # No sh in this image (the wrapper never started): run the command directly, without
+        # the means to kill it on timeout.
+        result, _ = _exec_once(target, req, list(req.argv))
     return result
 
 
-def _exec_once(target: Target, req: ExecRequest, argv: list[str]) -> CommandResult:
+def _exec_once(target: Target, req: ExecRequest, argv: list[str]) -> tuple[CommandResult, bool]:
+    """One exec; also says whether the pid-announcing wrapper ran."""
     api = target.client.api
     started = time.monotonic()
     created = _api_call(
@@ -719,7 +717,7 @@ def _exec_once(target: Target, req: ExecRequest, argv: list[str]) -> CommandResu
             stdout=out.decode(errors="replace"),
             stderr=(err.decode(errors="replace") + "\n" + note) if err else note,
             duration=time.monotonic() - started,
-        )
+        ), pid is not None
     info = _api_call(target.daemon, lambda: api.exec_inspect(exec_id))
     rc = info.get("ExitCode")
     return CommandResult(
@@ -727,7 +725,7 @@ def _exec_once(target: Target, req: ExecRequest, argv: list[str]) -> CommandResu
         stdout=out.decode(errors="replace"),
         stderr=err.decode(errors="replace"),
         duration=time.monotonic() - started,
-    )
+    ), pid is not None
 
 
 def _strip_pid(err: bytes) -> tuple[int | None, bytes]:

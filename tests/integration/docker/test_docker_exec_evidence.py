@@ -246,3 +246,16 @@ def test_stats_of_a_stopped_container_fails_clearly(sandbox, run):
     assert (
         result.msg == f"no resource numbers for {box.name} on {sandbox.docker_host}: it is exited"
     )
+
+
+def test_exec_without_sh_in_the_image_runs_the_command_directly(sandbox, run):
+    # An image without sh looks, to the daemon, like an exec whose PATH finds no sh.
+    box = sandbox.server()
+    result = run(
+        "exec",
+        {"container": box.name, "command": ["/bin/echo", "direct"], "env": {"PATH": "/nonexistent"}},
+    )
+    assert result.status is Status.OK, (result.msg, result.stderr)
+    assert result.stdout == "direct\n"
+    missing = run("exec", {"container": box.name, "command": ["no-such-tool"]})
+    assert missing.rc == 127 and "no-such-tool" in missing.stderr
