@@ -102,8 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="opsbook-lab", description=(
         "The opsbook lab: sshd containers (lb1, web1, web2, db1, db2) with HAProxy, nginx and "
         "Redis on the lab's own dockerd."))
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress messages")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     sub = p.add_subparsers(dest="cmd", required=True)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)  # -q after the command too
     s = sub.add_parser("up", help="bring the lab up (reuses a healthy running lab)")
     s.add_argument("--recreate", action="store_true", help="recreate the containers")
     s.add_argument("--json", action="store_true", help="print lab.json")
