@@ -385,8 +385,10 @@ def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
                    f"opsbook report {summary.run_id})", err=True)
     if summary.status == "succeeded":
         sys.exit(EXIT_OK)
+    if summary.denied or "confirmation" in summary.message:
+        sys.exit(EXIT_HUMAN)
     if summary.status in ("interrupted", "timed_out", "aborted"):
-        sys.exit(EXIT_HUMAN if "confirmation" in summary.message else EXIT_ABORTED)
+        sys.exit(EXIT_ABORTED)
     sys.exit(EXIT_FAILED)
 
 

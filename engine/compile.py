@@ -48,6 +48,7 @@ class Leaf:
     handler: bool = False
     serial_owner: str | None = None  # id of the step/block whose `serial` batches this leaf
     batches: tuple[tuple[str, ...], ...] = ()
+    scope: tuple[str, ...] = ()  # run_once: every host the step matched (its result applies to all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ class _Builder:
         self.context = self._static_context()
 
     def _static_context(self) -> dict[str, Any]:
-        groups = {name: [h.name for h in self.inv.match(name)] for name in self.inv.groups}
+        groups = {name: [h.name for h in self.inv.hosts_of(name)] for name in self.inv.groups}
         ctx: dict[str, Any] = {"params": self.params, "groups": groups, **self.params}
         for key, value in self.rb.vars.items():
             try:
@@ -116,17 +117,17 @@ class _Builder:
     # -- leaves ---------------------------------------------------------------------------
     def add_sequence(self, steps: Sequence[Step], hosts: str, sections: tuple[Section, ...],
                      serial_owner: tuple[str, tuple[tuple[str, ...], ...]] | None, handler: bool = False,
-                     extra_vars: Mapping[str, Any] | None = None) -> list[str]:
+                     parent: Step | None = None, extra_vars: Mapping[str, Any] | None = None) -> list[str]:
         """Add steps chained in file order; return the ids of the top-level items."""
         ids = []
         previous: str | None = None
-        for step in steps:
-            if extra_vars:
-                step = dataclasses.replace(step, vars={**extra_vars, **step.vars})
+        for index, step in enumerate(steps):
+            if parent is not None:
+                step = inherit(step, parent, extra_vars or {}, first=index == 0 and sections[-1].part == "block")
             sid = self.add_step(step, hosts, sections, serial_owner, handler)
             if sid is None:
                 continue
-            if step.needs:
+            if step.needs is not None:
                 self.pending_needs.append((sid, step))  # may name later steps: resolved at the end
             elif previous:
                 self.link(previous, sid)
@@ -155,10 +156,11 @@ class _Builder:
         host_names = self.match_hosts(pattern, step)
         if step.serial and serial_owner is None:
             serial_owner = (step.id, batches(host_names, step.serial))
+        scope = tuple(host_names)
         if step.run_once and host_names:
             host_names = host_names[:1]
         leaf = Leaf(step, tuple(host_names), sections, len(self.leaves), handler,
-                    serial_owner[0] if serial_owner else None, serial_owner[1] if serial_owner else ())
+                    serial_owner[0] if serial_owner else None, serial_owner[1] if serial_owner else (), scope)
         self.leaves[step.id] = leaf
         self.entry[step.id] = [step.id]
         self.exit[step.id] = [step.id]
@@ -181,7 +183,7 @@ class _Builder:
                 children = getattr(copy, part)
                 if children:
                     ids = self.add_sequence(children, pattern, sections + (Section(copy.id, part),),
-                                            serial_owner, extra_vars={**overlay, **_inherited(block)})
+                                            serial_owner, parent=block, extra_vars=overlay)
                     parts.append(ids)
             flat = [i for ids in parts for i in ids]
             # Chain block -> rescue -> always: each part starts after the previous ends.
@@ -276,8 +278,23 @@ def batches(hosts: Sequence[str], serial: Sequence[int | str]) -> tuple[tuple[st
     return tuple(out)
 
 
-def _inherited(block: Step) -> dict[str, Any]:
-    return {}
+def inherit(child: Step, block: Step, block_vars: Mapping[str, Any], first: bool) -> Step:
+    """Ansible's block keywords apply to every step inside: conditions add up (AND), tags
+    add up, and the child's own setting wins for the rest. A block's `approve` is asked
+    once per host, before its first step."""
+    return dataclasses.replace(
+        child,
+        vars={**block_vars, **child.vars},
+        when=block.when + child.when,
+        tags=tuple(dict.fromkeys(block.tags + child.tags)),
+        become=child.become if child.become is not None else block.become,
+        become_user=child.become_user or block.become_user,
+        ignore_errors=child.ignore_errors or block.ignore_errors,
+        delegate_to=child.delegate_to or block.delegate_to,
+        no_log=child.no_log or block.no_log,
+        timeout=child.timeout if child.timeout is not None else block.timeout,
+        approve=child.approve if child.approve is not None else (block.approve if first else None),
+    )
 
 
 def _suffix_ids(step: Step, suffix: str) -> Step:
@@ -286,7 +303,7 @@ def _suffix_ids(step: Step, suffix: str) -> Step:
         block=tuple(_suffix_ids(s, suffix) for s in step.block),
         rescue=tuple(_suffix_ids(s, suffix) for s in step.rescue),
         always=tuple(_suffix_ids(s, suffix) for s in step.always),
-        needs=tuple(n + suffix for n in step.needs),
+        needs=None if step.needs is None else tuple(n + suffix for n in step.needs),
     )
 
 

@@ -28,7 +28,8 @@ from opsbook.template import evaluate, render
 TIMEOUT_GRACE = 5.0
 # Journal states of a node that a resume must look at again: it was running when opsbook
 # died ("started"), or a previous resume could not settle it ("unknown").
-IN_DOUBT = ("started", "unknown")  # seconds an action gets to return after it was cancelled
+IN_DOUBT = ("started", "unknown")
+OMIT = "__omit__"  # seconds an action gets to return after it was cancelled
 
 
 @dataclass
@@ -98,6 +99,7 @@ class RunSummary:
     finished: float
     rolled_back: int = 0
     message: str = ""
+    denied: list[str] = field(default_factory=list)  # nodes whose approval was refused
 
     @property
     def ok(self) -> bool:
@@ -181,6 +183,7 @@ class Executor:
         self.run_failures = 0
         self.aborted = ""
         self.interrupted = False
+        self.denied: list[str] = []
         self._hostinfo: dict[str, HostInfo] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._deadline: dict[str, float] = {}
@@ -189,12 +192,16 @@ class Executor:
         self._taken_out: dict[str, set[str]] = {}  # step id -> hosts its action completed on
         self._rescued_blocks = {s.block_id for leaf in plan.leaves.values() for s in leaf.sections if s.part == "rescue"}
         self._hostvars = HostVars(self)
-        self._groups = {g: [h.name for h in plan.inventory.match(g)] for g in plan.inventory.groups}
+        self._groups = {g: [h.name for h in plan.inventory.hosts_of(g)] for g in plan.inventory.groups}
 
     # -- events ------------------------------------------------------------------------------
     def emit(self, kind: str, node: Node | None = None, **data: Any) -> None:
         if not self.listeners:
             return
+        if node is not None and node.leaf is not None and node.step.no_log:
+            if kind == "node_output":
+                return
+            data = {k: ("(hidden by no_log)" if k in ("msg", "line", "prompt") and v else v) for k, v in data.items()}
         event = Event(kind, self.run_id, time.time(), node.id if node else None,
                       node.host if node else None, node.step.name if node and node.leaf else None,
                       self.secrets.redact_any(data))
@@ -230,7 +237,8 @@ class Executor:
             if self.plan.nodes[node_id].kind != BARRIER:
                 counts[st] = counts.get(st, 0) + 1
         failed = [n for n, st in self.statuses.items() if st in ("failed", "timed_out")]
-        summary = RunSummary(self.run_id, status, counts, failed, started, time.time(), rolled, self.aborted)
+        summary = RunSummary(self.run_id, status, counts, failed, started, time.time(), rolled, self.aborted,
+                             list(self.denied))
         self.emit("run_finished", status=status, counts=counts, rolled_back=rolled, message=self.aborted)
         return summary
 
@@ -353,8 +361,8 @@ class Executor:
     def _tag_selected(self, tags: tuple[str, ...]) -> bool:
         if self.opts.skip_tags and set(tags) & self.opts.skip_tags:
             return False
-        if self.opts.tags and not (set(tags) | {"always"}) & self.opts.tags:
-            return "always" in tags
+        if self.opts.tags:
+            return bool(set(tags) & self.opts.tags) or "always" in tags
         return True
 
     def _restore(self, node: Node, prior: NodeRecord) -> Outcome:
@@ -385,11 +393,14 @@ class Executor:
         if node.host is None:
             return
         state = self.host_states.setdefault(node.host, HostState())
-        if step.register and outcome.registered is not None:
-            state.registered[step.register] = outcome.registered
-            if outcome.status is Status.UNKNOWN:
-                state.unknown[step.register] = step.name
-        state.facts.update(outcome.result.facts)
+        # run_once: the one result counts for every host the step was meant for (Ansible)
+        for name in (node.leaf.scope or (node.host,)) if step.run_once else (node.host,):  # type: ignore[union-attr]
+            target = self.host_states.setdefault(name, HostState())
+            if step.register and outcome.registered is not None:
+                target.registered[step.register] = outcome.registered
+                if outcome.status is Status.UNKNOWN:
+                    target.unknown[step.register] = step.name
+            target.facts.update(outcome.result.facts)
         state.notified.update(outcome.notify)
         failed = outcome.status in (Status.FAILED, Status.TIMED_OUT) and not step.ignore_errors
         if failed:
@@ -474,14 +485,23 @@ class Executor:
                                 + " (unknown in check mode)", registered=Result.unknown("").registered())
         try:
             ctx_vars = self.context_for(node)
-            for cond in step.when:
-                if not _truthy(cond if isinstance(cond, bool) else evaluate(cond, ctx_vars, step.pos)):
-                    out = _outcome(Status.SKIPPED, f"when: {cond} is false")
+            if step.loop is None:
+                false = self._false_condition(step, ctx_vars)
+                if false is not None:
+                    out = _outcome(Status.SKIPPED, f"when: {false} is false")
                     out.registered = Result(status=Status.SKIPPED).registered()
                     return out
-            items = [None] if step.loop is None else render(step.loop, ctx_vars, pos=step.pos)
-            if not isinstance(items, list):
-                return _outcome(Status.FAILED, f"loop must render to a list, got {type(items).__name__}")
+                items = [None]
+            else:  # Ansible evaluates `when` once per item, with the item bound
+                rendered = render(step.loop, ctx_vars, pos=step.pos)
+                if not isinstance(rendered, list):
+                    return _outcome(Status.FAILED, f"loop must render to a list, got {type(rendered).__name__}")
+                items = [i for i in rendered
+                         if self._false_condition(step, {**ctx_vars, step.loop_var: i}) is None]
+                if rendered and not items:
+                    out = _outcome(Status.SKIPPED, f"when: false for every item of the loop")
+                    out.registered = Result(status=Status.SKIPPED).registered()
+                    return out
         except UserError as exc:
             return _outcome(Status.FAILED, _user_message(exc))
         prior = self.prior.get(node.id)
@@ -524,6 +544,14 @@ class Executor:
             self._record_rollback(node, spec, ctx_vars, results)
         self._record(node, outcome)
         return outcome
+
+    @staticmethod
+    def _false_condition(step: Any, ctx_vars: Mapping[str, Any]) -> Any:
+        """The first `when` condition that is false, or None when all hold."""
+        for cond in step.when:
+            if not _truthy(cond if isinstance(cond, bool) else evaluate(cond, ctx_vars, step.pos)):
+                return cond
+        return None
 
     def _write_ahead(self, node: Node) -> None:
         self.journal.node_started(self.run_id, node.id, node.step.id, node.host)
@@ -609,9 +637,10 @@ class Executor:
             if isinstance(args, dict):
                 args = {k: _evaluate_all(v, ctx_vars, step.pos) if k in spec.expression_fields else v
                         for k, v in args.items()}
-        if isinstance(args, dict) and spec.shell_fields:
-            return {k: render(v, ctx_vars, shell=k in spec.shell_fields, pos=step.pos) for k, v in args.items()}
-        if not isinstance(args, dict) and spec.scalar_arg in spec.shell_fields:
+        if isinstance(args, dict):
+            rendered = {k: render(v, ctx_vars, shell=k in spec.shell_fields, pos=step.pos) for k, v in args.items()}
+            return {k: v for k, v in rendered.items() if v != OMIT}  # Ansible's `omit`
+        if spec.scalar_arg in spec.shell_fields:
             return render(args, ctx_vars, shell=True, pos=step.pos)
         return render(args, ctx_vars, pos=step.pos)
 
@@ -634,7 +663,7 @@ class Executor:
         if step.changed_when:
             result.changed = all(_truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.changed_when)
         if step.failed_when:
-            fail = any(_truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.failed_when)
+            fail = all(_truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.failed_when)
             if fail and result.status is Status.OK:
                 result.status, result.msg = Status.FAILED, result.msg or f"failed_when: {step.failed_when[0]}"
             elif not fail and result.status is Status.FAILED:
@@ -761,6 +790,7 @@ class Executor:
         self.journal.record_decision(self.run_id, node.id, step.id, request.prompt, approved, who)
         self.emit("approval_decided", node, approved=approved, who=who)
         if not approved:
+            self.denied.append(node.id)
             return _outcome(Status.FAILED, f"not approved ({who})")
         return None
 
@@ -793,8 +823,11 @@ class Executor:
     def _record_rollback(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], results: list[Result]) -> None:
         step = node.step
         if step.rollback is not None:
+            inverse_spec = self.registry.action(step.rollback.name)
             try:
-                args = render(step.rollback.args, ctx_vars, pos=step.rollback.pos)
+                if inverse_spec is None:
+                    raise UserError(f"{step.rollback.name} is not installed")
+                args = self._render_args(inverse_spec, step.rollback.args, ctx_vars, step)
             except UserError as exc:
                 self.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
                 return

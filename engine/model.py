@@ -109,7 +109,7 @@ class Step:
     rescue: tuple["Step", ...] = ()
     always: tuple["Step", ...] = ()
     hosts: str | None = None
-    needs: tuple[str, ...] = ()
+    needs: tuple[str, ...] | None = None  # None: the previous step; (): nothing
     when: tuple[Any, ...] = ()
     loop: Any = None
     loop_var: str = "item"

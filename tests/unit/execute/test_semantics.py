@@ -1,0 +1,154 @@
+"""Ansible semantics that runbook authors rely on (pinned after review findings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from opsbook.events import Event
+
+INVENTORY = "[web]\nweb[1:3] ansible_connection=local\n"
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_block_keywords_apply_to_children(run, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: t
+        steps:
+          - name: guarded
+            when: false
+            block:
+              - local.shell: "echo inside >> {log}"
+          - name: tolerant
+            ignore_errors: true
+            tags: [repair]
+            block:
+              - local.fail: boom
+          - local.shell: "echo after >> {log}"
+        """)
+    assert summary.status == "succeeded" and lines(log) == ["after"]
+
+
+def test_when_is_evaluated_per_loop_item(run, tmp_path):
+    log = tmp_path / "log"
+    run(f"""
+        opsbook: 1
+        name: t
+        steps:
+          - local.shell: "echo {{{{ item }}}} >> {log}"
+            loop: [1, 2, 3]
+            when: item > 1
+        """)
+    assert lines(log) == ["2", "3"]
+
+
+def test_rollback_arguments_are_shell_quoted(run, tmp_path):
+    summary = run(f"""
+        opsbook: 1
+        name: t
+        vars:
+          danger: "a; touch {tmp_path}/PWNED"
+        steps:
+          - local.noop: {{}}
+            rollback: {{local.shell: "echo {{{{ danger }}}}"}}
+          - local.fail: boom
+        """)
+    assert summary.rolled_back == 1
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_failed_when_list_means_all_conditions(run, journal):
+    summary = run("""
+        opsbook: 1
+        name: t
+        steps:
+          - name: s
+            local.command: "echo 5"
+            failed_when: ["result.stdout | int > 3", "result.stdout | int > 10"]
+        """)
+    assert summary.status == "succeeded"
+
+
+def test_empty_needs_means_no_dependency(run, journal):
+    summary = run("""
+        opsbook: 1
+        name: t
+        steps:
+          - {name: slow, local.shell: "sleep 0.4"}
+          - {name: free, local.noop: {}, needs: []}
+        """)
+    nodes = journal.nodes(summary.run_id)
+    assert nodes["free@localhost"].finished < nodes["slow@localhost"].finished
+
+
+def test_tags_always_steps_run_but_always_does_not_select_everything(run, tmp_path):
+    log = tmp_path / "log"
+    text = f"""
+        opsbook: 1
+        name: t
+        steps:
+          - {{local.shell: "echo a >> {log}", tags: [always]}}
+          - {{local.shell: "echo b >> {log}", tags: [fix]}}
+          - {{local.shell: "echo c >> {log}"}}
+        """
+    run(text, tags=frozenset({"fix"}))
+    assert lines(log) == ["a", "b"]
+    log.unlink()
+    run(text, tags=frozenset({"always"}))
+    assert lines(log) == ["a"]
+
+
+def test_run_once_result_is_registered_for_every_host(run, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: t
+        hosts: web
+        steps:
+          - {{name: once, local.command: "echo leader", run_once: true, register: r}}
+          - local.shell: "echo {{{{ inventory_hostname }}}}-{{{{ r.stdout | trim }}}} >> {log}"
+        """, INVENTORY)
+    assert summary.status == "succeeded"
+    assert sorted(lines(log)) == ["web1-leader", "web2-leader", "web3-leader"]
+
+
+def test_omit_drops_an_argument(run, tmp_path):
+    summary = run("""
+        opsbook: 1
+        name: t
+        steps:
+          - local.command:
+              cmd: "true"
+              chdir: "{{ nothing | default(omit) }}"
+        """)
+    assert summary.status == "succeeded"
+
+
+def test_until_without_retries_retries_three_times_like_ansible(run, journal):
+    summary = run("""
+        opsbook: 1
+        name: t
+        steps:
+          - name: s
+            local.command: "echo 1"
+            until: "result.stdout | int > 1"
+            delay: 0
+        """)
+    assert journal.nodes(summary.run_id)["s@localhost"].attempts == 4
+
+
+def test_no_log_hides_output_from_live_events(run):
+    events: list[Event] = []
+    run("""
+        opsbook: 1
+        name: t
+        steps:
+          - local.shell: "echo topsecret; exit 1"
+            no_log: true
+        """, listeners=[events.append])
+    text = " ".join(str(e.data) for e in events)
+    assert "topsecret" not in text and "(hidden by no_log)" in text
