@@ -1,1 +1,1 @@
-pytest_plugins = ["opsbook_lab.pytest_plugin"]
+pytest_plugins = ["opsbook_lab.pytest_plugin", "opsbook_lab.k8s_pytest"]

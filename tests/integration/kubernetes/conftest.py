@@ -1,0 +1,148 @@
+"""Fixtures of the k8s plugin's tests against the lab's real control plane (see k8s_testlib)."""
+
+from __future__ import annotations
+
+import secrets
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from k8s_testlib import Env, _kubernetes, _node_body, wait_for
+from opsbook.plugin import ActionContext, HostInfo, Result
+from opsbook.registry import Registry
+
+
+@pytest.fixture(scope="session")
+def k8s_env(k8s_lab: Any) -> Iterator[Env]:
+    """Our namespace and three tainted kwok nodes on the lab cluster (removed at the end)."""
+    kubernetes = _kubernetes()
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    api = kubernetes.config.new_client_from_config(config_file=str(k8s_lab.kubeconfig))
+    core, apps, policy = client.CoreV1Api(api), client.AppsV1Api(api), client.PolicyV1Api(api)
+    tag = secrets.token_hex(3)
+    ns = f"opsbook-k8s-{tag}"
+    nodes = [f"opsbook-k8s-{tag}-n{i}" for i in range(3)]
+    core.create_namespace({"metadata": {"name": ns, "labels": {"opsbook.dev/test": tag}}})
+    for name in nodes:
+        core.create_node(_node_body(name, tag))
+
+    def nodes_ready() -> bool:
+        for name in nodes:
+            conds = core.read_node(name).status.conditions or []
+            if not any(c.type == "Ready" and c.status == "True" for c in conds):
+                return False
+        return True
+
+    wait_for("our kwok nodes Ready", nodes_ready, 60)
+    env = Env(str(k8s_lab.kubeconfig), str(k8s_lab.restricted_kubeconfig), k8s_lab.server, tag, ns,
+              nodes, api, core, apps, policy)
+    try:
+        yield env
+    finally:
+        for call in [lambda: core.delete_namespace(ns)] + [
+                (lambda n=n: core.delete_node(n)) for n in nodes]:
+            try:
+                call()
+            except ApiException:
+                pass
+        api.close()
+
+
+# --------------------------------------------------------------------------- calling actions
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    return Registry.from_entry_points()
+
+
+@dataclass
+class Act:
+    """Calls a k8s action the way the executor does: parsed args, an ActionContext."""
+
+    registry: Registry
+    env: Env
+    evidence: Path
+
+    def __call__(self, action: str, *, check: bool = False, diff: bool = False,
+                 host_vars: dict[str, Any] | None = None, step_timeout: float | None = None,
+                 host: str = "localhost", **args: Any) -> Result:
+        spec = self.registry.action(f"k8s.{action}")
+        assert spec is not None, action
+        vars_ = {"k8s_kubeconfig": self.env.kubeconfig, "k8s_namespace": self.env.ns}
+        vars_.update(host_vars or {})
+        ctx = ActionContext(host=HostInfo(host, vars_), step_name=action, check_mode=check,
+                            diff_mode=diff, timeout=step_timeout, evidence_dir=self.evidence)
+        return spec.fn(ctx, spec.parse_args(args))
+
+    def inverse(self, action: str, result: Result, **args: Any) -> tuple[str, dict[str, Any]] | None:
+        spec = self.registry.action(f"k8s.{action}")
+        assert spec is not None and spec.inverse is not None
+        return spec.inverse(spec.parse_args(args), result)
+
+
+@pytest.fixture
+def act(registry: Registry, k8s_env: Env, tmp_path: Path) -> Act:
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    return Act(registry, k8s_env, evidence)
+
+
+@pytest.fixture
+def raises_k8s():
+    """The message of an action call that must raise the plugin's K8sError."""
+    from opsbook_plugins.kubernetes_api import K8sError
+
+    def run(call: Callable[[], Any]) -> str:
+        with pytest.raises(K8sError) as info:
+            call()
+        return str(info.value)
+
+    return run
+
+
+# --------------------------------------------------------------------------- whole runbooks
+
+
+@pytest.fixture
+def run_book(registry: Registry, k8s_env: Env, tmp_path: Path, monkeypatch):
+    """run_book(path_or_yaml, params, **RunOptions) -> (summary, nodes by step id, evidence)."""
+    from opsbook.api import RunRequest, load_inventory_sources, make_plan, start_run
+    from opsbook.execute import RunOptions
+    from opsbook.journal import Journal
+    from opsbook.load import RunbookLoader
+
+    monkeypatch.setenv("OPSBOOK_RUNS_DIR", str(tmp_path / "runs"))
+    journal = Journal(tmp_path / "journal.db")
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
+        "ansible_connection": "local", "k8s_kubeconfig": k8s_env.kubeconfig}}}}))
+    counter = iter(range(1000))
+
+    def run(runbook: str, params: dict[str, Any] | None = None, inventory_doc: dict | None = None,
+            **options: Any):
+        path = runbook
+        if "\n" in runbook:
+            path = str(tmp_path / f"rb{next(counter)}.yaml")
+            Path(path).write_text(textwrap.dedent(runbook).lstrip())
+        inv = inventory
+        if inventory_doc is not None:
+            inv = tmp_path / f"inventory{next(counter)}.yaml"
+            inv.write_text(yaml.safe_dump(inventory_doc))
+        rb = RunbookLoader(registry).load_file(path)
+        plan = make_plan(rb, load_inventory_sources([str(inv)]), params or {})
+        evidence = tmp_path / f"evidence{next(counter)}"
+        request = RunRequest(inventory_sources=[str(inv)], given_params=params or {},
+                             options=RunOptions(evidence_dir=evidence, **options))
+        summary = start_run(plan, registry, journal, request)
+        nodes = {rec.step_id: rec for rec in journal.nodes(summary.run_id).values()}
+        return summary, nodes, evidence
+
+    yield run
+    journal.close()

@@ -1,0 +1,178 @@
+"""Helpers of the k8s plugin's tests against the lab's real control plane.
+
+Every test works in its own corner of the shared cluster, so tests of other areas (and
+other runs) running at the same time are not disturbed and do not disturb us:
+
+* a namespace ``opsbook-k8s-<tag>`` (deleted at the end);
+* three kwok nodes ``opsbook-k8s-<tag>-n0..n2``, tainted ``opsbook.dev/k8s-test=<tag>``
+  so that only our pods (which tolerate the taint and select the nodes) land there; the
+  drain and cordon tests use only these nodes.
+
+Setup and assertions use the official client directly (not the plugin under test).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from opsbook.plugin import Result
+
+TAINT = "opsbook.dev/k8s-test"
+
+
+def _kubernetes() -> Any:
+    try:
+        import kubernetes
+    except ImportError:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            raise
+        pytest.skip("the kubernetes client is not installed: pip install -e '.[kubernetes]'")
+    return kubernetes
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass
+class Env:
+    """Our namespace and nodes on the lab cluster, with official API clients."""
+
+    kubeconfig: str
+    restricted: str
+    server: str
+    tag: str
+    ns: str
+    nodes: list[str]
+    api: Any  # kubernetes.client.ApiClient (admin)
+    core: Any
+    apps: Any
+    policy: Any
+    created: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def selector(self) -> dict[str, str]:
+        return {TAINT: self.tag}
+
+    # -- workloads -----------------------------------------------------------------------
+    def deployment_body(self, name: str, replicas: int = 2, **template: Any) -> dict[str, Any]:
+        labels = {"app.kubernetes.io/name": name, "opsbook.dev/test": self.tag}
+        spec = {
+            "containers": [{"name": "app", "image": "registry.lab/app:1",
+                            "ports": [{"name": "http", "containerPort": 8080}]}],
+            "nodeSelector": dict(self.selector),
+            "tolerations": [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}],
+            "terminationGracePeriodSeconds": 1,
+            "topologySpreadConstraints": [{
+                "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            }],
+        }
+        spec.update(template)
+        return {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": self.ns, "labels": labels},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                "strategy": {"type": "RollingUpdate",
+                             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "template": {"metadata": {"labels": labels}, "spec": spec},
+            },
+        }
+
+    def deployment(self, name: str, replicas: int = 2, pdb_min: int | None = None,
+                   wait: bool = True, **template: Any) -> dict[str, Any]:
+        body = self.deployment_body(name, replicas, **template)
+        self.apps.create_namespaced_deployment(self.ns, body)
+        if pdb_min is not None:
+            self.policy.create_namespaced_pod_disruption_budget(self.ns, {
+                "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": name, "namespace": self.ns},
+                "spec": {"minAvailable": pdb_min,
+                         "selector": {"matchLabels": {"app.kubernetes.io/name": name}}},
+            })
+        if wait:
+            self.wait_available(name, replicas)
+        return body
+
+    def wait_available(self, name: str, replicas: int, timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            d = self.apps.read_namespaced_deployment(name, self.ns)
+            st = d.status
+            return bool(
+                (st.observed_generation or 0) >= d.metadata.generation
+                and (st.available_replicas or 0) == replicas
+                and (st.updated_replicas or 0) == replicas
+                and (st.replicas or 0) == replicas
+            )
+
+        wait_for(f"deployment {self.ns}/{name} Available with {replicas} replicas", ready, timeout)
+        if replicas:  # and the PDB controller has seen the pods
+            wait_for(f"pods of {name} ready", lambda: len(self.ready_pods(name)) == replicas, timeout)
+
+    def pods(self, name: str) -> list[Any]:
+        return self.core.list_namespaced_pod(self.ns, label_selector=f"app.kubernetes.io/name={name}").items
+
+    def ready_pods(self, name: str) -> list[Any]:
+        return [p for p in self.pods(name) if p.metadata.deletion_timestamp is None and any(
+            c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))]
+
+    def node(self, name: str) -> Any:
+        return self.core.read_node(name)
+
+    def uncordon_all(self) -> None:
+        for node in self.nodes:
+            self.core.patch_node(node, {"spec": {"unschedulable": None}})
+
+    def delete_deployment(self, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        for call in (lambda: self.apps.delete_namespaced_deployment(name, self.ns),
+                     lambda: self.policy.delete_namespaced_pod_disruption_budget(name, self.ns)):
+            try:
+                call()
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
+def _node_body(name: str, tag: str) -> dict[str, Any]:
+    res = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name,
+                     "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                "type": "kwok", TAINT: tag,
+                                "topology.kubernetes.io/zone": "opsbook-test-zone"},
+                     "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+        "spec": {"taints": [{"key": TAINT, "value": tag, "effect": "NoSchedule"}]},
+        "status": {"capacity": res, "allocatable": res,
+                   "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
+                                "kubeletVersion": "fake", "kubeProxyVersion": "fake",
+                                "containerRuntimeVersion": "kwok", "osImage": "kwok",
+                                "kernelVersion": "kwok", "machineID": "", "systemUUID": "",
+                                "bootID": ""}},
+    }
+
+
+
+def fails(result: Result) -> str:
+    """The message of a result that must have failed (for asserting on its wording)."""
+    from opsbook.plugin import Status
+
+    assert result.status in (Status.FAILED, Status.TIMED_OUT), (result.status, result.msg)
+    return result.msg
