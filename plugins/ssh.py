@@ -16,10 +16,9 @@ import re
 import shlex
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import TYPE_CHECKING, Any, Literal
 
 from opsbook.errors import OpsbookError
 from opsbook.plugin import (
@@ -32,6 +31,7 @@ from opsbook.plugin import (
     Result,
     Status,
 )
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 if TYPE_CHECKING:
     from opsbook_plugins.ssh_connection import SSHConnection
@@ -43,7 +43,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @plugin.connection("ssh")
-def ssh_connection(host: HostInfo) -> "SSHConnection":
+def ssh_connection(host: HostInfo) -> SSHConnection:
     """Build the (lazily connecting) SSH connection for a host from its inventory vars."""
     from opsbook_plugins.ssh_connection import SSHConnection, settings_from_vars
 
@@ -61,7 +61,9 @@ def _redact(ctx: ActionContext, text: str) -> str:
     return ctx.secrets.redact(text) if ctx.secrets is not None and text else text
 
 
-def _as_result(fn: Callable[[ActionContext, Any], Result]) -> Callable[[ActionContext, Any], Result]:
+def _as_result(
+    fn: Callable[[ActionContext, Any], Result],
+) -> Callable[[ActionContext, Any], Result]:
     """Turn connection failures into Result values, and redact secrets from what is returned."""
 
     @functools.wraps(fn)
@@ -72,7 +74,9 @@ def _as_result(fn: Callable[[ActionContext, Any], Result]) -> Callable[[ActionCo
             result = _partial(Status.TIMED_OUT, str(exc), getattr(exc, "partial", None))
         except (OpsbookError, OSError) as exc:
             if ctx.cancelled.is_set():
-                result = _partial(Status.TIMED_OUT, f"cancelled: {exc}", getattr(exc, "partial", None))
+                result = _partial(
+                    Status.TIMED_OUT, f"cancelled: {exc}", getattr(exc, "partial", None)
+                )
             else:
                 result = _partial(Status.FAILED, _message(ctx, exc), getattr(exc, "partial", None))
         except Exception as exc:
@@ -99,17 +103,34 @@ def _message(ctx: ActionContext, exc: BaseException) -> str:
 def _partial(status: Status, msg: str, partial: CommandResult | None) -> Result:
     if partial is None:
         return Result(status=status, msg=msg)
-    return Result(status=status, msg=msg, rc=None, stdout=partial.stdout, stderr=partial.stderr,
-                  changed=True, duration=partial.duration)
+    return Result(
+        status=status,
+        msg=msg,
+        rc=None,
+        stdout=partial.stdout,
+        stderr=partial.stderr,
+        changed=True,
+        duration=partial.duration,
+    )
 
 
-def _run(ctx: ActionContext, command: str | Sequence[str], *, stdin: bytes | None = None,
-         become: bool = True, stream: bool = True) -> CommandResult:
+def _run(
+    ctx: ActionContext,
+    command: str | Sequence[str],
+    *,
+    stdin: bytes | None = None,
+    become: bool = True,
+    stream: bool = True,
+) -> CommandResult:
     """Run on the node's connection with the step's timeout, cancel event and become."""
     on_output = (lambda line: ctx.output(_redact(ctx, line))) if stream else None
     return ctx.connection().run(
-        command, stdin=stdin, timeout=ctx.timeout, cancel=ctx.cancelled,
-        become=ctx.become if become else None, on_output=on_output,
+        command,
+        stdin=stdin,
+        timeout=ctx.timeout,
+        cancel=ctx.cancelled,
+        become=ctx.become if become else None,
+        on_output=on_output,
     )
 
 
@@ -117,7 +138,10 @@ def _check(ctx: ActionContext, command: str | Sequence[str], what: str, **kw: An
     """Run a helper command that must succeed (rc 0)."""
     res = _run(ctx, command, stream=False, **kw)
     if res.rc != 0:
-        raise _StepFailed(f"{what} failed on {ctx.host.name} (rc={res.rc}): {_last_line(res.stderr or res.stdout)}")
+        raise _StepFailed(
+            f"{what} failed on {ctx.host.name} (rc={res.rc}): "
+            f"{_last_line(res.stderr or res.stdout)}"
+        )
     return res
 
 
@@ -137,10 +161,21 @@ def _command_result(res: CommandResult, ok_rc: Sequence[int], cmd: Any) -> Resul
         data["stderr_bytes"] = res.stderr_bytes  # type: ignore[attr-defined]
     ok = res.rc in ok_rc
     how = "was killed by a signal (no exit status)" if res.rc == -1 else f"exited with rc={res.rc}"
-    msg = "" if ok else f"command {how}" + (
-        f": {_last_line(res.stderr)}" if _last_line(res.stderr) else "")
-    return Result(status=Status.OK if ok else Status.FAILED, changed=True, rc=res.rc,
-                  stdout=res.stdout, stderr=res.stderr, msg=msg, data=data, duration=res.duration)
+    msg = (
+        ""
+        if ok
+        else f"command {how}" + (f": {_last_line(res.stderr)}" if _last_line(res.stderr) else "")
+    )
+    return Result(
+        status=Status.OK if ok else Status.FAILED,
+        changed=True,
+        rc=res.rc,
+        stdout=res.stdout,
+        stderr=res.stderr,
+        msg=msg,
+        data=data,
+        duration=res.duration,
+    )
 
 
 def _prefix(chdir: str | None, env: Mapping[str, str]) -> str:
@@ -168,7 +203,9 @@ class _CommandArgs(_Args):
     stdin: str | None = Field(None, description="text fed to the command's standard input")
     creates: str | None = Field(None, description="skip when this remote path exists")
     removes: str | None = Field(None, description="skip unless this remote path exists")
-    ok_rc: list[int] = Field(default_factory=lambda: [0], description="exit codes that mean success")
+    ok_rc: list[int] = Field(
+        default_factory=lambda: [0], description="exit codes that mean success"
+    )
 
     @field_validator("env")
     @classmethod
@@ -227,7 +264,8 @@ class ShellArgs(_CommandArgs):
 
     cmd: str = Field(description="shell command line")
     executable: str | None = Field(
-        None, description="shell to run it with, e.g. /bin/bash (default: the login shell)")
+        None, description="shell to run it with, e.g. /bin/bash (default: the login shell)"
+    )
 
 
 @plugin.action(scalar="cmd", check=True, shell=["cmd"])
@@ -237,9 +275,16 @@ def shell(ctx: ActionContext, args: ShellArgs) -> Result:
     early = _skip_or_check(ctx, args, args.cmd)
     if early is not None:
         return early
-    body = args.cmd if args.executable is None else f"{shlex.quote(args.executable)} -c {shlex.quote(args.cmd)}"
-    res = _run(ctx, _prefix(args.chdir, args.env) + body,
-               stdin=args.stdin.encode() if args.stdin is not None else None)
+    body = (
+        args.cmd
+        if args.executable is None
+        else f"{shlex.quote(args.executable)} -c {shlex.quote(args.cmd)}"
+    )
+    res = _run(
+        ctx,
+        _prefix(args.chdir, args.env) + body,
+        stdin=args.stdin.encode() if args.stdin is not None else None,
+    )
     return _command_result(res, args.ok_rc, args.cmd)
 
 
@@ -263,16 +308,20 @@ def script(ctx: ActionContext, args: ScriptArgs) -> Result:
     if early is not None:
         return early
     conn = ctx.connection()
-    remote = _check(ctx, ["mktemp", "-t", "opsbook-script.XXXXXXXX"], "creating a temporary file",
-                    become=False).stdout.strip()
+    remote = _check(
+        ctx, ["mktemp", "-t", "opsbook-script.XXXXXXXX"], "creating a temporary file", become=False
+    ).stdout.strip()
     try:
         # A non-root become user must be able to read it; root reads anything.
         shared = ctx.become is not None and ctx.become.user != "root"
         conn.put(body, remote, 0o755 if shared else 0o700)
         argv = ([args.executable] if args.executable else []) + [remote, *args.args]
         prefix = _prefix(args.chdir, args.env)
-        res = _run(ctx, prefix + "exec " + shlex.join(argv) if prefix else argv,
-                   stdin=args.stdin.encode() if args.stdin is not None else None)
+        res = _run(
+            ctx,
+            prefix + "exec " + shlex.join(argv) if prefix else argv,
+            stdin=args.stdin.encode() if args.stdin is not None else None,
+        )
     finally:
         try:
             _run(ctx, ["rm", "-f", "--", remote], become=False, stream=False)
@@ -317,7 +366,7 @@ class CopyArgs(_FileArgs):
     src: str | None = Field(None, description="local file to copy")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "CopyArgs":
+    def _one_source(self) -> CopyArgs:
         if (self.content is None) == (self.src is None):
             raise ValueError("give exactly one of content or src")
         return self
@@ -338,8 +387,8 @@ class _RemoteFile:
         fields = line.split()
         self.kind = fields[0] if fields else "MISSING"
         self.sha = fields[1] if self.kind == "FILE" else None
-        self.mode, self.owner, self.group, self.uid, self.gid = (fields[2:7] if self.kind == "FILE"
-                                                                 else (None,) * 5)
+        info: list[str | None] = list(fields[2:7]) if self.kind == "FILE" else [None] * 5
+        self.mode, self.owner, self.group, self.uid, self.gid = info
         self.size = int(fields[7]) if self.kind == "FILE" else 0
 
 
@@ -350,7 +399,10 @@ def _remote_file(ctx: ActionContext, path: str) -> _RemoteFile:
 
 def _diff(ctx: ActionContext, path: str, old: _RemoteFile, new: bytes) -> str:
     if old.kind == "FILE" and old.size > DIFF_LIMIT or len(new) > DIFF_LIMIT:
-        return f"--- {path} (before)\n+++ {path} (after)\n@@ file too large to diff; checksum changed @@\n"
+        return (
+            f"--- {path} (before)\n+++ {path} (after)\n"
+            "@@ file too large to diff; checksum changed @@\n"
+        )
     before = b""
     if old.kind == "FILE":
         res = _check(ctx, ["cat", "--", path], f"reading {path}")
@@ -359,10 +411,15 @@ def _diff(ctx: ActionContext, path: str, old: _RemoteFile, new: bytes) -> str:
         a, b = before.decode(), new.decode()
     except UnicodeDecodeError:
         return f"Binary files {path} (before) and {path} (after) differ\n"
-    lines = difflib.unified_diff(a.splitlines(keepends=True), b.splitlines(keepends=True),
-                                 f"{path} (before)", f"{path} (after)")
-    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
-                   for line in lines)
+    lines = difflib.unified_diff(
+        a.splitlines(keepends=True),
+        b.splitlines(keepends=True),
+        f"{path} (before)",
+        f"{path} (after)",
+    )
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )
 
 
 _PUT_SCRIPT = r"""
@@ -384,7 +441,9 @@ def _write(ctx: ActionContext, data: bytes, dest: str, mode: str | None) -> None
     if ctx.become is None:
         ctx.connection().put(data, dest, int(mode, 8) if mode else None)
     else:
-        _check(ctx, ["sh", "-c", _PUT_SCRIPT, "sh", dest, mode or ""], f"writing {dest}", stdin=data)
+        _check(
+            ctx, ["sh", "-c", _PUT_SCRIPT, "sh", dest, mode or ""], f"writing {dest}", stdin=data
+        )
 
 
 def _install(ctx: ActionContext, args: _FileArgs, data: bytes, source: str) -> Result:
@@ -400,16 +459,24 @@ def _install(ctx: ActionContext, args: _FileArgs, data: bytes, source: str) -> R
     content_changed = old.sha != sha
     mode_changed = args.mode is not None and old.mode != args.mode
     owner_changed = (args.owner is not None and args.owner not in (old.owner, old.uid)) or (
-        args.group is not None and args.group not in (old.group, old.gid))
+        args.group is not None and args.group not in (old.group, old.gid)
+    )
     changed = content_changed or mode_changed or owner_changed
-    what = [w for w, c in (("content", content_changed), ("mode", mode_changed),
-                           ("owner", owner_changed)) if c]
+    what = [
+        w
+        for w, c in (("content", content_changed), ("mode", mode_changed), ("owner", owner_changed))
+        if c
+    ]
     diff = _diff(ctx, dest, old, data) if ctx.diff_mode and content_changed else None
     info = {"dest": dest, "checksum": sha, "size": len(data), "changes": what}
     if ctx.check_mode or not changed:
         verb = "would change" if changed else "unchanged"
-        return Result.ok(changed=changed, diff=diff, data=info,
-                         msg=f"{dest}: {verb}" + (f" ({', '.join(what)})" if what else ""))
+        return Result.ok(
+            changed=changed,
+            diff=diff,
+            data=info,
+            msg=f"{dest}: {verb}" + (f" ({', '.join(what)})" if what else ""),
+        )
     if content_changed:
         _write(ctx, data, dest, args.mode)
     elif mode_changed:
@@ -436,7 +503,9 @@ class TemplateArgs(_FileArgs):
     """Render a local Jinja2 template (sandboxed) with the host's variables and write it."""
 
     src: str = Field(description="local template file")
-    vars: dict[str, Any] = Field(default_factory=dict, description="extra variables for the template")
+    vars: dict[str, Any] = Field(
+        default_factory=dict, description="extra variables for the template"
+    )
 
 
 def render_template(source: str, context: Mapping[str, Any]) -> str:
@@ -478,8 +547,10 @@ class FetchArgs(_Args):
 
     src: str = Field(description="remote file")
     dest: str | None = Field(
-        None, description="path inside the evidence folder (default: <host>/<src>); "
-                          "a trailing / means a folder")
+        None,
+        description="path inside the evidence folder (default: <host>/<src>); "
+        "a trailing / means a folder",
+    )
     description: str = Field("", description="what this evidence is")
     fail_on_missing: bool = True
 
@@ -507,9 +578,14 @@ def fetch(ctx: ActionContext, args: FetchArgs) -> Result:
     local.parent.mkdir(parents=True, exist_ok=True)
     size = _download(ctx, args.src, local)
     sha = hashlib.sha256(local.read_bytes()).hexdigest()
-    evidence = Evidence(path=rel, source=f"{ctx.host.name}:{args.src}", description=args.description)
-    return Result.ok(msg=f"fetched {args.src} ({size} bytes) to {rel}", evidence=[evidence],
-                     data={"dest": str(local), "path": rel, "size": size, "checksum": sha})
+    evidence = Evidence(
+        path=rel, source=f"{ctx.host.name}:{args.src}", description=args.description
+    )
+    return Result.ok(
+        msg=f"fetched {args.src} ({size} bytes) to {rel}",
+        evidence=[evidence],
+        data={"dest": str(local), "path": rel, "size": size, "checksum": sha},
+    )
 
 
 def _download(ctx: ActionContext, src: str, local: Path) -> int:
@@ -517,8 +593,12 @@ def _download(ctx: ActionContext, src: str, local: Path) -> int:
     if ctx.become is None:
         return conn.get(src, local)
     # Files only the become user can read: copy into a folder of ours under sudo first.
-    folder = _check(ctx, ["mktemp", "-d", "-t", "opsbook-fetch.XXXXXXXX"], "creating a temporary folder",
-                    become=False).stdout.strip()
+    folder = _check(
+        ctx,
+        ["mktemp", "-d", "-t", "opsbook-fetch.XXXXXXXX"],
+        "creating a temporary folder",
+        become=False,
+    ).stdout.strip()
     try:
         _check(ctx, ["sh", "-c", _FETCH_SCRIPT, "sh", src, folder], f"reading {src}")
         return conn.get(f"{folder}/data", local)
@@ -562,7 +642,11 @@ else echo none; fi
 
 def _service_argv(manager: str, name: str, verb: str) -> list[str]:
     if manager == "systemd":
-        return ["systemctl", "is-active", "--quiet", name] if verb == "status" else ["systemctl", verb, name]
+        return (
+            ["systemctl", "is-active", "--quiet", name]
+            if verb == "status"
+            else ["systemctl", verb, name]
+        )
     if manager == "service":
         return ["service", name, verb]
     return [f"/etc/init.d/{name}", verb]
@@ -572,8 +656,11 @@ def _service_running(ctx: ActionContext, manager: str, name: str) -> bool:
     res = _run(ctx, _service_argv(manager, name, "status"), stream=False)
     if res.rc == 0:
         return True
-    unknown = res.rc == 4 or "unrecognized service" in res.stderr or (
-        manager == "systemd" and "could not be found" in res.stderr)
+    unknown = (
+        res.rc == 4
+        or "unrecognized service" in res.stderr
+        or (manager == "systemd" and "could not be found" in res.stderr)
+    )
     if unknown:
         raise _StepFailed(f"service {name} is not installed on {ctx.host.name} ({manager})")
     return False
@@ -583,10 +670,16 @@ def _service_running(ctx: ActionContext, manager: str, name: str) -> bool:
 @_as_result
 def service(ctx: ActionContext, args: ServiceArgs) -> Result:
     """Bring a service to a state; changed only when it had to act. Check mode reads status."""
-    manager = _check(ctx, ["sh", "-c", _MANAGER_SCRIPT, "sh", args.name], "detecting the service manager",
-                     become=False).stdout.strip()
+    manager = _check(
+        ctx,
+        ["sh", "-c", _MANAGER_SCRIPT, "sh", args.name],
+        "detecting the service manager",
+        become=False,
+    ).stdout.strip()
     if manager == "none":
-        return Result.failed(f"no service manager on {ctx.host.name} and no /etc/init.d/{args.name}")
+        return Result.failed(
+            f"no service manager on {ctx.host.name} and no /etc/init.d/{args.name}"
+        )
     running = _service_running(ctx, manager, args.name)
     verb = {
         "started": None if running else "start",
@@ -598,19 +691,39 @@ def service(ctx: ActionContext, args: ServiceArgs) -> Result:
     if verb is None:
         return Result.ok(msg=f"{args.name} already {args.state}", data={**info, "running": running})
     if ctx.check_mode:
-        return Result.ok(changed=True, msg=f"would {verb} {args.name} (running: {running})", data=info)
+        return Result.ok(
+            changed=True, msg=f"would {verb} {args.name} (running: {running})", data=info
+        )
     res = _run(ctx, _service_argv(manager, args.name, verb))
     if res.rc != 0:
-        return Result.failed(f"{verb} {args.name} failed on {ctx.host.name} (rc={res.rc}): "
-                             f"{_last_line(res.stderr or res.stdout)}",
-                             rc=res.rc, stdout=res.stdout, stderr=res.stderr, changed=True, data=info)
+        return Result.failed(
+            f"{verb} {args.name} failed on {ctx.host.name} (rc={res.rc}): "
+            f"{_last_line(res.stderr or res.stdout)}",
+            rc=res.rc,
+            stdout=res.stdout,
+            stderr=res.stderr,
+            changed=True,
+            data=info,
+        )
     want = args.state != "stopped"
     now = _wait_status(ctx, manager, args.name, want, args.verify_timeout)
     if now != want:
-        return Result.failed(f"{args.name} is {'running' if now else 'not running'} after {verb}",
-                             rc=res.rc, stdout=res.stdout, stderr=res.stderr, changed=True, data=info)
-    return Result.ok(changed=True, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
-                     msg=f"{verb} {args.name}", data={**info, "running": now})
+        return Result.failed(
+            f"{args.name} is {'running' if now else 'not running'} after {verb}",
+            rc=res.rc,
+            stdout=res.stdout,
+            stderr=res.stderr,
+            changed=True,
+            data=info,
+        )
+    return Result.ok(
+        changed=True,
+        rc=res.rc,
+        stdout=res.stdout,
+        stderr=res.stderr,
+        msg=f"{verb} {args.name}",
+        data={**info, "running": now},
+    )
 
 
 def _wait_status(ctx: ActionContext, manager: str, name: str, want: bool, timeout: float) -> bool:
@@ -625,11 +738,12 @@ def _wait_status(ctx: ActionContext, manager: str, name: str, want: bool, timeou
 
 
 class WaitForArgs(_Args):
-    """Wait until a port listens (or answers), a path exists, or a process runs — or the opposite."""
+    """Wait until a port listens (or answers), a path exists or a process runs, or the opposite."""
 
     port: int | None = Field(None, ge=1, le=65535, description="TCP port listening on the host")
-    host: str | None = Field(None, description="connect to this address from the host instead "
-                                               "of checking for a listener")
+    host: str | None = Field(
+        None, description="connect to this address from the host instead of checking for a listener"
+    )
     path: str | None = Field(None, description="remote path that must exist")
     process: str | None = Field(None, description="regex matched against process command lines")
     state: Literal["started", "stopped", "present", "absent"] = "started"
@@ -638,7 +752,7 @@ class WaitForArgs(_Args):
     sleep: float = Field(1, gt=0, description="seconds between checks")
 
     @model_validator(mode="after")
-    def _one_target(self) -> "WaitForArgs":
+    def _one_target(self) -> WaitForArgs:
         given = [n for n in ("port", "path", "process") if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of port, path or process")
@@ -674,14 +788,26 @@ exit 1
 
 def _probe(ctx: ActionContext, args: WaitForArgs) -> bool:
     if args.port is not None and args.host is not None:
-        res = _run(ctx, ["sh", "-c", _CONNECT_SCRIPT, "sh", args.host, str(args.port)], become=False, stream=False)
+        res = _run(
+            ctx,
+            ["sh", "-c", _CONNECT_SCRIPT, "sh", args.host, str(args.port)],
+            become=False,
+            stream=False,
+        )
     elif args.port is not None:
-        res = _run(ctx, ["sh", "-c", _LISTEN_SCRIPT, "sh", str(args.port)], become=False, stream=False)
+        res = _run(
+            ctx, ["sh", "-c", _LISTEN_SCRIPT, "sh", str(args.port)], become=False, stream=False
+        )
     elif args.path is not None:
         res = _run(ctx, ["test", "-e", args.path], stream=False)
     else:
-        res = _run(ctx, ["sh", "-c", _PROCESS_SCRIPT], stdin=(args.process or "").encode() + b"\n",
-                   become=False, stream=False)
+        res = _run(
+            ctx,
+            ["sh", "-c", _PROCESS_SCRIPT],
+            stdin=(args.process or "").encode() + b"\n",
+            become=False,
+            stream=False,
+        )
     return res.rc == 0
 
 
@@ -705,15 +831,19 @@ def wait_for(ctx: ActionContext, args: WaitForArgs) -> Result:
         attempts += 1
         if _probe(ctx, args) == want:
             took = time.monotonic() - start
-            return Result.ok(msg=f"{args.describe()} is {args.state} after {took:.1f}s",
-                             data={"elapsed": took, "checks": attempts})
+            return Result.ok(
+                msg=f"{args.describe()} is {args.state} after {took:.1f}s",
+                data={"elapsed": took, "checks": attempts},
+            )
         left = deadline - time.monotonic()
         if left <= 0:
             break
         if ctx.cancelled.wait(min(args.sleep, left)):
             return Result(status=Status.TIMED_OUT, msg=f"cancelled while waiting for {what}")
-    return Result.failed(f"timed out after {limit:g}s waiting for {what} on {ctx.host.name}",
-                         data={"elapsed": time.monotonic() - start, "checks": attempts})
+    return Result.failed(
+        f"timed out after {limit:g}s waiting for {what} on {ctx.host.name}",
+        data={"elapsed": time.monotonic() - start, "checks": attempts},
+    )
 
 
-__all__ = ["plugin", "ssh_connection", "render_template", "Connection", "threading"]
+__all__ = ["Connection", "plugin", "render_template", "ssh_connection", "threading"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import hmac
+import itertools
 import logging
 import os
 import posixpath
@@ -26,16 +27,16 @@ import stat
 import threading
 import time
 from base64 import b64decode
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import paramiko
-from paramiko.common import cMSG_CHANNEL_REQUEST
-from paramiko.message import Message
-
 from opsbook.errors import OpsbookError
 from opsbook.plugin import Become, CommandResult
+from paramiko.common import cMSG_CHANNEL_REQUEST
+from paramiko.message import Message
 
 # paramiko logs transport failures itself; without a handler, logging's last resort would
 # print them to stderr, and the library never prints. Our errors carry the same facts.
@@ -180,8 +181,13 @@ def parse_ssh_args(text: str) -> dict[str, Any]:
                     i += 1
             _set_opt(opts, key.strip().lower(), val.strip())
         else:
-            name = {"J": "proxyjump", "p": "port", "l": "user", "i": "identityfile",
-                    "F": "configfile"}.get(flag)
+            name = {
+                "J": "proxyjump",
+                "p": "port",
+                "l": "user",
+                "i": "identityfile",
+                "F": "configfile",
+            }.get(flag)
             if name:
                 _set_opt(opts, name, value)
     return opts
@@ -235,28 +241,51 @@ def settings_from_vars(
 ) -> SSHSettings:
     """Resolve how to reach a host: Ansible variables win over ssh args, then ~/.ssh/config."""
     cli = parse_ssh_args(
-        " ".join(str(vars_.get(k) or "") for k in ("ansible_ssh_common_args", "ansible_ssh_extra_args"))
+        " ".join(
+            str(vars_.get(k) or "") for k in ("ansible_ssh_common_args", "ansible_ssh_extra_args")
+        )
     )
     if ssh_config is None:
         ssh_config = load_ssh_config(_first(vars_.get("opsbook_ssh_config"), cli.get("configfile")))
     alias = str(_first(vars_.get("ansible_host"), vars_.get("ansible_ssh_host"), name))
     cfg = ssh_config.lookup(alias)
-    user = str(_first(vars_.get("ansible_user"), vars_.get("ansible_ssh_user"), cli.get("user"),
-                      cfg.get("user"), getpass.getuser()))
+    user = str(
+        _first(
+            vars_.get("ansible_user"),
+            vars_.get("ansible_ssh_user"),
+            cli.get("user"),
+            cfg.get("user"),
+            getpass.getuser(),
+        )
+    )
     target = Endpoint(
         host=str(_first(cli.get("hostname"), cfg.get("hostname"), alias)),
-        port=int(_first(vars_.get("ansible_port"), vars_.get("ansible_ssh_port"), cli.get("port"),
-                        cfg.get("port"), 22)),
+        port=int(
+            _first(
+                vars_.get("ansible_port"),
+                vars_.get("ansible_ssh_port"),
+                cli.get("port"),
+                cfg.get("port"),
+                22,
+            )
+        ),
         user=user,
         key_files=_key_files(vars_, cli, cfg),
-        password=_first(vars_.get("ansible_password"), vars_.get("ansible_ssh_pass"),
-                        vars_.get("ansible_ssh_password")),
+        password=_first(
+            vars_.get("ansible_password"),
+            vars_.get("ansible_ssh_pass"),
+            vars_.get("ansible_ssh_password"),
+        ),
     )
     jump_spec = _first(cli.get("proxyjump"), cfg.get("proxyjump"))
     proxy_command = _first(cli.get("proxycommand"), cfg.get("proxycommand"))
     identities_only = _bool(_first(cli.get("identitiesonly"), cfg.get("identitiesonly"), "no"))
-    known_hosts = _first(vars_.get("opsbook_known_hosts"), cli.get("userknownhostsfile"),
-                         (cfg.get("userknownhostsfile") or "").split(" ")[0], "~/.ssh/known_hosts")
+    known_hosts = _first(
+        vars_.get("opsbook_known_hosts"),
+        cli.get("userknownhostsfile"),
+        (cfg.get("userknownhostsfile") or "").split(" ")[0],
+        "~/.ssh/known_hosts",
+    )
     return SSHSettings(
         name=name,
         target=target,
@@ -264,11 +293,21 @@ def settings_from_vars(
         proxy_command=None if str(proxy_command).lower() in ("none", "") else proxy_command,
         known_hosts=Path(str(known_hosts)).expanduser(),
         host_key_policy=_policy(vars_, cli, cfg),
-        connect_timeout=float(_first(vars_.get("ansible_ssh_timeout"), vars_.get("ansible_timeout"),
-                                     cli.get("connecttimeout"), cfg.get("connecttimeout"), 10)),
+        connect_timeout=float(
+            _first(
+                vars_.get("ansible_ssh_timeout"),
+                vars_.get("ansible_timeout"),
+                cli.get("connecttimeout"),
+                cfg.get("connecttimeout"),
+                10,
+            )
+        ),
         keepalive=int(_first(cli.get("serveraliveinterval"), cfg.get("serveraliveinterval"), 15)),
-        become_password=_first(vars_.get("ansible_become_password"),
-                               vars_.get("ansible_become_pass"), vars_.get("ansible_sudo_pass")),
+        become_password=_first(
+            vars_.get("ansible_become_password"),
+            vars_.get("ansible_become_pass"),
+            vars_.get("ansible_sudo_pass"),
+        ),
         # ~/.ssh/id_* are tried only when no key file is configured, as ssh(1) does;
         # IdentitiesOnly=yes keeps the agent's keys out too.
         look_for_keys=_bool(vars_.get("opsbook_ssh_look_for_keys", True)),
@@ -276,9 +315,13 @@ def settings_from_vars(
     )
 
 
-def _key_files(vars_: Mapping[str, Any], cli: Mapping[str, Any], cfg: Mapping[str, Any]) -> tuple[str, ...]:
+def _key_files(
+    vars_: Mapping[str, Any], cli: Mapping[str, Any], cfg: Mapping[str, Any]
+) -> tuple[str, ...]:
     files: list[str] = []
-    explicit = _first(vars_.get("ansible_ssh_private_key_file"), vars_.get("ansible_private_key_file"))
+    explicit = _first(
+        vars_.get("ansible_ssh_private_key_file"), vars_.get("ansible_private_key_file")
+    )
     if explicit:
         files.append(str(explicit))
     files += [str(f) for f in cli.get("identityfile", [])]
@@ -291,7 +334,9 @@ def _key_files(vars_: Mapping[str, Any], cli: Mapping[str, Any], cfg: Mapping[st
     return tuple(seen)
 
 
-def parse_jumps(spec: str, ssh_config: paramiko.SSHConfig, target: Endpoint) -> tuple[Endpoint, ...]:
+def parse_jumps(
+    spec: str, ssh_config: paramiko.SSHConfig, target: Endpoint
+) -> tuple[Endpoint, ...]:
     """ProxyJump `[user@]host[:port][,...]`, each hop resolved through ~/.ssh/config.
 
     A hop without a user in the spec or the config logs in as the target's user, and
@@ -306,13 +351,15 @@ def parse_jumps(spec: str, ssh_config: paramiko.SSHConfig, target: Endpoint) -> 
         user, _, hostport = raw.rpartition("@")
         host, port = _split_host_port(hostport)
         cfg = ssh_config.lookup(host)
-        hops.append(Endpoint(
-            host=str(cfg.get("hostname", host)),
-            port=int(_first(port, cfg.get("port"), 22)),
-            user=str(_first(user, cfg.get("user"), target.user)),
-            key_files=tuple(str(Path(f).expanduser()) for f in cfg.get("identityfile", []))
-            + target.key_files,
-        ))
+        hops.append(
+            Endpoint(
+                host=str(cfg.get("hostname", host)),
+                port=int(_first(port, cfg.get("port"), 22)),
+                user=str(_first(user, cfg.get("user"), target.user)),
+                key_files=tuple(str(Path(f).expanduser()) for f in cfg.get("identityfile", []))
+                + target.key_files,
+            )
+        )
     return tuple(hops)
 
 
@@ -356,8 +403,9 @@ def _host_matches(name: str, patterns: str) -> bool:
 
 def _glob(pattern: str) -> re.Pattern[str]:
     """known_hosts wildcards: only `*` and `?` are special (`[host]:port` is literal)."""
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
-                              for c in pattern.lower()))
+    return re.compile(
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower())
+    )
 
 
 def _hashed_matches(name: str, entry: str) -> bool:
@@ -412,8 +460,9 @@ def _prefer_known_key_types(transport: paramiko.Transport, known: list[KnownKey]
         options.key_types = first + [t for t in available if t not in first]
 
 
-def verify_host_key(server_key: paramiko.PKey, endpoint: Endpoint, settings: SSHSettings,
-                    known: list[KnownKey]) -> None:
+def verify_host_key(
+    server_key: paramiko.PKey, endpoint: Endpoint, settings: SSHSettings, known: list[KnownKey]
+) -> None:
     """Raise unless the server's key is on record (or the policy accepts it)."""
     if settings.host_key_policy == "off":
         return
@@ -422,7 +471,9 @@ def verify_host_key(server_key: paramiko.PKey, endpoint: Endpoint, settings: SSH
     if any(k.revoked and k.key == server_key for k in known):
         raise HostKeyChangedError(
             f"host key for {name} ({_describe(server_key)}) is marked @revoked in {path}; "
-            "refusing to connect", name)
+            "refusing to connect",
+            name,
+        )
     good = [k for k in known if not k.revoked]
     if any(k.key == server_key for k in good):
         return
@@ -433,7 +484,8 @@ def verify_host_key(server_key: paramiko.PKey, endpoint: Endpoint, settings: SSH
             f"known_hosts has {recorded}, but the server presented {_describe(server_key)}. "
             f"If the host was re-keyed on purpose, remove the old entry with "
             f"`ssh-keygen -R '{name}' -f {path}` and add the new key.",
-            name)
+            name,
+        )
     if settings.host_key_policy == "accept-new":
         _append_known_host(path, name, server_key)
         return
@@ -442,7 +494,8 @@ def verify_host_key(server_key: paramiko.PKey, endpoint: Endpoint, settings: SSH
         f"host key for {name} is not in known_hosts ({path}); the server offered "
         f"{_describe(server_key)}. Add it with `{keyscan} >> {path}` (after checking the "
         "fingerprint) or set opsbook_host_key_policy=accept-new",
-        name)
+        name,
+    )
 
 
 _KNOWN_HOSTS_LOCK = threading.Lock()  # serialises appends from connections in this process
@@ -463,16 +516,19 @@ def _append_known_host(path: Path, name: str, key: paramiko.PKey) -> None:
 def _tcp_socket(endpoint: Endpoint, timeout: float) -> socket.socket:
     try:
         sock = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
-    except socket.timeout:
+    except TimeoutError:
         raise SSHConnectError(
             f"cannot connect to {endpoint.host}:{endpoint.port}: timed out after {timeout:g}s "
-            "(host down or port filtered?)", endpoint.known_hosts_name) from None
+            "(host down or port filtered?)",
+            endpoint.known_hosts_name,
+        ) from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         hint = " (is sshd running there?)" if isinstance(exc, ConnectionRefusedError) else ""
         raise SSHConnectError(
             f"cannot connect to {endpoint.host}:{endpoint.port}: {reason}{hint}",
-            endpoint.known_hosts_name) from None
+            endpoint.known_hosts_name,
+        ) from None
     # paramiko leaves Nagle on; every command is a few small request/reply packets, and
     # Nagle's wait for the delayed ACK costs ~40 ms each.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -493,10 +549,14 @@ def _handshake(sock: Any, endpoint: Endpoint, settings: SSHSettings) -> paramiko
         transport.close()
         why = str(exc) or type(exc).__name__
         if "banner" in why:
-            why = ("the server closed the connection before its SSH banner "
-                   "(sshd down behind a port forwarder, or MaxStartups reached?)")
-        raise SSHConnectError(f"SSH handshake with {endpoint.host}:{endpoint.port} failed: {why}",
-                              endpoint.known_hosts_name) from None
+            why = (
+                "the server closed the connection before its SSH banner "
+                "(sshd down behind a port forwarder, or MaxStartups reached?)"
+            )
+        raise SSHConnectError(
+            f"SSH handshake with {endpoint.host}:{endpoint.port} failed: {why}",
+            endpoint.known_hosts_name,
+        ) from None
     try:
         verify_host_key(transport.get_remote_server_key(), endpoint, settings, known)
     except SSHError:
@@ -518,13 +578,18 @@ def _load_key(path: str, passphrase: str | None) -> tuple[paramiko.PKey | None, 
         return None, f"key {path}: cannot load ({exc})"
 
 
-def _candidate_keys(endpoint: Endpoint, settings: SSHSettings) -> tuple[list[tuple[str, paramiko.PKey]], list[str]]:
+def _candidate_keys(
+    endpoint: Endpoint, settings: SSHSettings
+) -> tuple[list[tuple[str, paramiko.PKey]], list[str]]:
     keys: list[tuple[str, paramiko.PKey]] = []
     notes: list[str] = []
     files = list(endpoint.key_files)
     if not files and settings.look_for_keys:
-        files = [str(p) for n in ("id_ed25519", "id_ecdsa", "id_rsa")
-                 if (p := Path(f"~/.ssh/{n}").expanduser()).is_file()]
+        files = [
+            str(p)
+            for n in ("id_ed25519", "id_ecdsa", "id_rsa")
+            if (p := Path(f"~/.ssh/{n}").expanduser()).is_file()
+        ]
     for path in files:
         key, note = _load_key(path, endpoint.password)
         if key is not None:
@@ -553,8 +618,10 @@ def _authenticate(transport: paramiko.Transport, endpoint: Endpoint, settings: S
             tried.append(f"{label}: rejected")
             continue
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise SSHConnectError(f"connection to {endpoint} lost during authentication: {exc}",
-                                  endpoint.known_hosts_name) from None
+            raise SSHConnectError(
+                f"connection to {endpoint} lost during authentication: {exc}",
+                endpoint.known_hosts_name,
+            ) from None
         if transport.is_authenticated():
             return
     if endpoint.password is not None:
@@ -566,7 +633,8 @@ def _authenticate(transport: paramiko.Transport, endpoint: Endpoint, settings: S
     methods = f"; the server accepts: {', '.join(allowed)}" if allowed else ""
     raise SSHAuthError(
         f"authentication failed for {endpoint}: {'; '.join(tried) or 'no credentials'}{methods}",
-        endpoint.known_hosts_name)
+        endpoint.known_hosts_name,
+    )
 
 
 def _password_auth(transport: paramiko.Transport, endpoint: Endpoint) -> bool:
@@ -575,7 +643,9 @@ def _password_auth(transport: paramiko.Transport, endpoint: Endpoint) -> bool:
         transport.auth_password(endpoint.user, password)
     except paramiko.BadAuthenticationType:
         try:  # many servers only offer keyboard-interactive for passwords
-            transport.auth_interactive(endpoint.user, lambda _t, _i, prompts: [password] * len(prompts))
+            transport.auth_interactive(
+                endpoint.user, lambda _t, _i, prompts: [password] * len(prompts)
+            )
         except paramiko.AuthenticationException:
             return False
     except paramiko.AuthenticationException:
@@ -610,9 +680,11 @@ class _Capture:
         kept = len(self.head) + len(self.tail)
         if self.total <= kept:
             return (bytes(self.head) + bytes(self.tail)).decode(errors="replace")
-        return (self.head.decode(errors="replace")
-                + f"\n[... {self.total - kept} bytes omitted; {self.total} bytes in all ...]\n"
-                + self.tail.decode(errors="replace"))
+        return (
+            self.head.decode(errors="replace")
+            + f"\n[... {self.total - kept} bytes omitted; {self.total} bytes in all ...]\n"
+            + self.tail.decode(errors="replace")
+        )
 
 
 class _Lines:
@@ -663,8 +735,10 @@ class _Sudo:
 
     def wrap(self, script: str) -> str:
         inner = f"echo {self.marker}\n{script}"
-        return (f"sudo -H -S -p {shlex.quote(self.prompt)} -u {shlex.quote(self.user)} -- "
-                f"/bin/sh -c {shlex.quote(inner)}")
+        return (
+            f"sudo -H -S -p {shlex.quote(self.prompt)} -u {shlex.quote(self.user)} -- "
+            f"/bin/sh -c {shlex.quote(inner)}"
+        )
 
     def feed(self, out: bytes, err: bytes) -> bool:
         """Buffer output until sudo let the command start; True once it has."""
@@ -678,7 +752,7 @@ class _Sudo:
     def leftovers(self) -> tuple[bytes, bytes]:
         """Output that belongs to the command: after the marker, without prompts."""
         marker = self.marker.encode() + b"\n"
-        out = self.out[self.out.index(marker) + len(marker):] if marker in self.out else self.out
+        out = self.out[self.out.index(marker) + len(marker) :] if marker in self.out else self.out
         return bytes(out), bytes(self.err.replace(self.prompt.encode(), b"").lstrip(b"\n"))
 
 
@@ -743,18 +817,22 @@ class SSHConnection:
         s = self.settings
         chain = list(s.jumps) + [s.target]
         sock: Any = _tcp_socket(chain[0], s.connect_timeout)
-        for hop, nxt in zip(chain, chain[1:]):
+        for hop, nxt in itertools.pairwise(chain):
             transport = _handshake(sock, hop, s)
             hops.append(transport)
             _authenticate(transport, hop, s)
             try:
                 sock = transport.open_channel(
-                    "direct-tcpip", (nxt.host, nxt.port), ("127.0.0.1", 0), timeout=s.connect_timeout
+                    "direct-tcpip",
+                    (nxt.host, nxt.port),
+                    ("127.0.0.1", 0),
+                    timeout=s.connect_timeout,
                 )
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise SSHConnectError(
                     f"jump host {hop} cannot reach {nxt.host}:{nxt.port}: {exc}",
-                    nxt.known_hosts_name) from None
+                    nxt.known_hosts_name,
+                ) from None
         return sock
 
     def _drop(self) -> None:
@@ -791,8 +869,9 @@ class SSHConnection:
         try:
             return open_(transport)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise SSHConnectError(f"{self.settings.target} dropped the connection: {exc}",
-                                  self.settings.name) from None
+            raise SSHConnectError(
+                f"{self.settings.target} dropped the connection: {exc}", self.settings.name
+            ) from None
 
     def _channel(self) -> paramiko.Channel:
         timeout = self.settings.connect_timeout
@@ -818,9 +897,16 @@ class SSHConnection:
         """
         return self._exec(command, stdin, timeout, become, cancel, on_output, killable=True)
 
-    def _exec(self, command: str | Sequence[str], stdin: bytes | None, timeout: float | None,
-              become: Become | None, cancel: threading.Event | None,
-              on_output: Callable[[str], None] | None, killable: bool) -> SSHCommandResult:
+    def _exec(
+        self,
+        command: str | Sequence[str],
+        stdin: bytes | None,
+        timeout: float | None,
+        become: Become | None,
+        cancel: threading.Event | None,
+        on_output: Callable[[str], None] | None,
+        killable: bool,
+    ) -> SSHCommandResult:
         if isinstance(command, str):
             script, is_argv = command, False
         else:
@@ -830,8 +916,10 @@ class SSHConnection:
         task = _Task(secrets.token_hex(6), become, killable)
         sudo = None
         if become is not None:
-            sudo = _Sudo(become, become.password if become.password is not None
-                         else self.settings.become_password)
+            sudo = _Sudo(
+                become,
+                become.password if become.password is not None else self.settings.become_password,
+            )
             # sudo resets the environment: tag the command inside too.
             script, is_argv = sudo.wrap(task.tag(script, is_argv)), True
         start = time.monotonic()
@@ -841,13 +929,16 @@ class SSHConnection:
             try:
                 chan.exec_command(task.tag(script, is_argv))
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise SSHConnectError(f"{self.settings.target} failed to start a command: "
-                                      f"{exc or type(exc).__name__}", self.settings.name) from None
+                raise SSHConnectError(
+                    f"{self.settings.target} failed to start a command: "
+                    f"{exc or type(exc).__name__}",
+                    self.settings.name,
+                ) from None
             return _Run(self, chan, sudo, stdin, on_output, task).wait(start, deadline, cancel)
         finally:
             _close_quietly(chan)
 
-    def _kill_task(self, task: "_Task") -> None:
+    def _kill_task(self, task: _Task) -> None:
         """Stop what a timed-out command left running (best effort, a few seconds at most).
 
         The `signal` request already stops it for ordinary logins, but OpenSSH cannot
@@ -857,8 +948,15 @@ class SSHConnection:
         if transport is None or not transport.is_active():
             return
         try:
-            self._exec(["sh", "-c", _KILL_SCRIPT, "sh", task.id], None, 5, task.become, None, None,
-                       killable=False)
+            self._exec(
+                ["sh", "-c", _KILL_SCRIPT, "sh", task.id],
+                None,
+                5,
+                task.become,
+                None,
+                None,
+                killable=False,
+            )
         except Exception:
             pass
 
@@ -934,7 +1032,7 @@ def _expand_proxy_command(command: str, target: Endpoint) -> str:
     out = []
     i = 0
     while i < len(command):
-        pair = command[i:i + 2]
+        pair = command[i : i + 2]
         if pair in table:
             out.append(table[pair])
             i += 2
@@ -1000,8 +1098,15 @@ def send_signal(chan: paramiko.Channel, name: str) -> None:
 class _Run:
     """Drives one exec channel: stdin, sudo, output streaming, timeout and cancellation."""
 
-    def __init__(self, conn: SSHConnection, chan: paramiko.Channel, sudo: _Sudo | None,
-                 stdin: bytes | None, on_output: Callable[[str], None] | None, task: _Task) -> None:
+    def __init__(
+        self,
+        conn: SSHConnection,
+        chan: paramiko.Channel,
+        sudo: _Sudo | None,
+        stdin: bytes | None,
+        on_output: Callable[[str], None] | None,
+        task: _Task,
+    ) -> None:
         self.conn = conn
         self.task = task
         self.chan = chan
@@ -1011,7 +1116,9 @@ class _Run:
         self.out_lines, self.err_lines = _Lines(on_output), _Lines(on_output)
         self.started = sudo is None  # the command proper runs (sudo let it through)
 
-    def wait(self, start: float, deadline: float | None, cancel: threading.Event | None) -> SSHCommandResult:
+    def wait(
+        self, start: float, deadline: float | None, cancel: threading.Event | None
+    ) -> SSHCommandResult:
         chan = self.chan
         if self.started:
             self._send_stdin()
@@ -1019,16 +1126,22 @@ class _Run:
         while True:
             if cancel is not None and cancel.is_set():
                 self._abort()
-                raise CommandCancelled(f"command cancelled on {self.conn.settings.name}",
-                                       self.conn.settings.name, self._result(-1, start))
+                raise CommandCancelled(
+                    f"command cancelled on {self.conn.settings.name}",
+                    self.conn.settings.name,
+                    self._result(-1, start),
+                )
             wait = _POLL
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self._abort()
                     raise CommandTimeout(
-                        f"command timed out after {deadline - start:g}s on {self.conn.settings.name}",
-                        self.conn.settings.name, self._result(-1, start))
+                        f"command timed out after {deadline - start:g}s on "
+                        f"{self.conn.settings.name}",
+                        self.conn.settings.name,
+                        self._result(-1, start),
+                    )
                 wait = min(wait, left)
             select.select([fd], [], [], wait)
             self._drain()
@@ -1044,9 +1157,11 @@ class _Run:
         chan.status_event.wait(5.0 if left is None else min(left, 5.0))
         rc = chan.exit_status
         if rc == -1 and not chan.get_transport().is_active():
-            raise SSHConnectError(f"connection to {self.conn.settings.target} was lost while "
-                                  "a command ran; it may or may not have finished",
-                                  self.conn.settings.name)
+            raise SSHConnectError(
+                f"connection to {self.conn.settings.target} was lost while "
+                "a command ran; it may or may not have finished",
+                self.conn.settings.name,
+            )
         if not self.started:
             self._become_failed()
         return self._result(rc, start)  # rc -1: killed by a signal (no exit status)
@@ -1055,9 +1170,12 @@ class _Run:
         self.out_lines.flush()
         self.err_lines.flush()
         return SSHCommandResult(
-            rc=rc, stdout=self.out.text(), stderr=self.err.text(),
+            rc=rc,
+            stdout=self.out.text(),
+            stderr=self.err.text(),
             duration=time.monotonic() - start,
-            stdout_bytes=self.out.total, stderr_bytes=self.err.total,
+            stdout_bytes=self.out.total,
+            stderr_bytes=self.err.total,
         )
 
     def _drain(self) -> None:
@@ -1091,13 +1209,16 @@ class _Run:
                 self._abort()
                 raise BecomeError(
                     f"sudo -u {sudo.user} on {self.conn.settings.name} asks for a password and "
-                    "none is set (ansible_become_password)", self.conn.settings.name)
+                    "none is set (ansible_become_password)",
+                    self.conn.settings.name,
+                )
             if sudo.sent >= 1:
                 self._abort()
                 raise BecomeError(
                     f"sudo -u {sudo.user} on {self.conn.settings.name}: incorrect sudo password "
                     f"for {self.conn.settings.target.user} (ansible_become_password)",
-                    self.conn.settings.name)
+                    self.conn.settings.name,
+                )
             self.chan.sendall((sudo.password + "\n").encode())
             sudo.sent += 1
         return b"", b""
@@ -1110,7 +1231,8 @@ class _Run:
         raise BecomeError(
             f"sudo -u {sudo.user} on {self.conn.settings.name} failed"
             + (f": {why[-1]}" if why else f" (rc={self.chan.exit_status})"),
-            self.conn.settings.name)
+            self.conn.settings.name,
+        )
 
     def _send_stdin(self) -> None:
         data = self.stdin

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-
 from opsbook.plugin import ActionContext, Become, HostInfo, Result
 from opsbook_lab.inventory import inventory_dict
 from opsbook_plugins.ssh import plugin, ssh_connection
@@ -34,14 +34,30 @@ class Node:
     evidence_dir: Path
     lines: list[str] = field(default_factory=list)
 
-    def act(self, action: str, args: Any, *, check: bool = False, diff: bool = False,
-            become: Become | None = None, timeout: float | None = None,
-            cancelled: threading.Event | None = None) -> Result:
+    def act(
+        self,
+        action: str,
+        args: Any,
+        *,
+        check: bool = False,
+        diff: bool = False,
+        become: Become | None = None,
+        timeout: float | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> Result:
         spec = plugin.actions[action]
         ctx = ActionContext(
-            host=self.host, step_name=f"test {action}", check_mode=check, diff_mode=diff,
-            timeout=timeout, cancelled=cancelled or threading.Event(), evidence_dir=self.evidence_dir,
-            become=become, run_id="test", _connect=lambda _host: self.conn, _output=self.lines.append,
+            host=self.host,
+            step_name=f"test {action}",
+            check_mode=check,
+            diff_mode=diff,
+            timeout=timeout,
+            cancelled=cancelled or threading.Event(),
+            evidence_dir=self.evidence_dir,
+            become=become,
+            run_id="test",
+            _connect=lambda _host: self.conn,
+            _output=self.lines.append,
         )
         return spec.fn(ctx, spec.parse_args(args))
 
@@ -126,7 +142,7 @@ class Forwarder:
             while not self.stop.is_set():
                 try:
                     data = src.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     continue
                 if not data:
                     break

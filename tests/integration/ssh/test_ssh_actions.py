@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-
 from opsbook.plugin import Status
 
 INIT_SCRIPT = r"""#!/bin/sh
@@ -29,9 +28,17 @@ esac
 @pytest.fixture
 def dummy_service(lab):
     """web1 gets /etc/init.d/opsbook-dummy, stopped; removed afterwards."""
-    rc, out = lab.exec("web1", ["sh", "-c", "cat >/etc/init.d/opsbook-dummy <<'EOF'\n"
-                                + INIT_SCRIPT + "EOF\nchmod 755 /etc/init.d/opsbook-dummy; "
-                                "/etc/init.d/opsbook-dummy stop; rm -f /run/opsbook-dummy.reloaded"])
+    rc, out = lab.exec(
+        "web1",
+        [
+            "sh",
+            "-c",
+            "cat >/etc/init.d/opsbook-dummy <<'EOF'\n"
+            + INIT_SCRIPT
+            + "EOF\nchmod 755 /etc/init.d/opsbook-dummy; "
+            "/etc/init.d/opsbook-dummy stop; rm -f /run/opsbook-dummy.reloaded",
+        ],
+    )
     assert rc == 0, out
     yield "opsbook-dummy"
     lab.exec("web1", "/etc/init.d/opsbook-dummy stop; rm -f /etc/init.d/opsbook-dummy")
@@ -51,12 +58,15 @@ def test_command_is_argv_without_shell(node):
 
 
 def test_command_chdir_env_and_stdin(node):
-    res = node("web1").act("command", {
-        "cmd": ["sh", "-c", 'pwd; echo "$GREETING"; cat'],
-        "chdir": "/var/www",
-        "env": {"GREETING": "hello $USER; rm -rf /"},
-        "stdin": "from stdin\n",
-    })
+    res = node("web1").act(
+        "command",
+        {
+            "cmd": ["sh", "-c", 'pwd; echo "$GREETING"; cat'],
+            "chdir": "/var/www",
+            "env": {"GREETING": "hello $USER; rm -rf /"},
+            "stdin": "from stdin\n",
+        },
+    )
     assert res.stdout == "/var/www\nhello $USER; rm -rf /\nfrom stdin\n"
 
 
@@ -123,8 +133,9 @@ def test_script_uploads_runs_with_args_and_cleans_up(node, tmp_path):
 def test_script_with_become(node, tmp_path, ops_become):
     local = tmp_path / "whoami.sh"
     local.write_text("id -un\n")
-    res = node("web2", user="ops").act("script", {"path": str(local), "executable": "sh"},
-                                       become=ops_become)
+    res = node("web2", user="ops").act(
+        "script", {"path": str(local), "executable": "sh"}, become=ops_become
+    )
     assert res.stdout == "root\n"
 
 
@@ -141,7 +152,9 @@ def test_copy_content_changed_then_unchanged(node):
     again = web1.act("copy", {"dest": "/tmp/opsbook-copy.conf", "content": "a=1\n", "mode": "0640"})
     assert again.status is Status.OK and not again.changed
     assert again.msg == "/tmp/opsbook-copy.conf: unchanged"
-    mode_only = web1.act("copy", {"dest": "/tmp/opsbook-copy.conf", "content": "a=1\n", "mode": "0600"})
+    mode_only = web1.act(
+        "copy", {"dest": "/tmp/opsbook-copy.conf", "content": "a=1\n", "mode": "0600"}
+    )
     assert mode_only.changed and mode_only.data["changes"] == ["mode"]
     assert web1.sh("stat -c %a /tmp/opsbook-copy.conf") == "600\n"
 
@@ -149,16 +162,22 @@ def test_copy_content_changed_then_unchanged(node):
 def test_copy_check_and_diff_modes(node):
     web1 = node("web1")
     web1.conn.put(b"listen 80\nworkers 4\n", "/tmp/opsbook-diff.conf")
-    res = web1.act("copy", {"dest": "/tmp/opsbook-diff.conf", "content": "listen 8080\nworkers 4\n"},
-                   check=True, diff=True)
+    res = web1.act(
+        "copy",
+        {"dest": "/tmp/opsbook-diff.conf", "content": "listen 8080\nworkers 4\n"},
+        check=True,
+        diff=True,
+    )
     assert res.status is Status.OK and res.changed
     assert res.msg == "/tmp/opsbook-diff.conf: would change (content)"
     assert res.diff == (
         "--- /tmp/opsbook-diff.conf (before)\n+++ /tmp/opsbook-diff.conf (after)\n"
-        "@@ -1,2 +1,2 @@\n-listen 80\n+listen 8080\n workers 4\n")
+        "@@ -1,2 +1,2 @@\n-listen 80\n+listen 8080\n workers 4\n"
+    )
     assert web1.sh("cat /tmp/opsbook-diff.conf") == "listen 80\nworkers 4\n"  # untouched
-    real = web1.act("copy", {"dest": "/tmp/opsbook-diff.conf", "content": "listen 8080\nworkers 4\n"},
-                    diff=True)
+    real = web1.act(
+        "copy", {"dest": "/tmp/opsbook-diff.conf", "content": "listen 8080\nworkers 4\n"}, diff=True
+    )
     assert real.changed and real.diff == res.diff
     assert web1.sh("cat /tmp/opsbook-diff.conf") == "listen 8080\nworkers 4\n"
 
@@ -178,27 +197,61 @@ def test_copy_with_become_owner_and_mode(node, ops_become):
     ops = node("web2", user="ops")
     denied = ops.act("copy", {"dest": "/etc/opsbook-test.conf", "content": "secret=1\n"})
     assert denied.status is Status.FAILED and "Permission denied" in denied.msg
-    res = ops.act("copy", {"dest": "/etc/opsbook-test.conf", "content": "secret=1\n", "mode": "0600",
-                           "owner": "ops", "group": "root"}, become=ops_become)
+    res = ops.act(
+        "copy",
+        {
+            "dest": "/etc/opsbook-test.conf",
+            "content": "secret=1\n",
+            "mode": "0600",
+            "owner": "ops",
+            "group": "root",
+        },
+        become=ops_become,
+    )
     assert res.status is Status.OK and res.changed, res.msg
     assert ops.sh("stat -c '%a %U %G' /etc/opsbook-test.conf") == "600 ops root\n"
-    again = ops.act("copy", {"dest": "/etc/opsbook-test.conf", "content": "secret=1\n", "mode": "0600",
-                             "owner": "ops", "group": "root"}, become=ops_become)
+    again = ops.act(
+        "copy",
+        {
+            "dest": "/etc/opsbook-test.conf",
+            "content": "secret=1\n",
+            "mode": "0600",
+            "owner": "ops",
+            "group": "root",
+        },
+        become=ops_become,
+    )
     assert not again.changed
     ops.conn.run(["rm", "-f", "/etc/opsbook-test.conf"], become=ops_become)
 
 
 def test_template_renders_host_vars_and_vars(node, tmp_path):
     tpl = tmp_path / "site.conf.j2"
-    tpl.write_text("# {{ inventory_hostname }} ({{ role }})\nport={{ http_port_inside }}\n"
-                   "{% for b in backends %}server {{ b }}\n{% endfor %}")
+    tpl.write_text(
+        "# {{ inventory_hostname }} ({{ role }})\nport={{ http_port_inside }}\n"
+        "{% for b in backends %}server {{ b }}\n{% endfor %}"
+    )
     web1 = node("web1")
-    res = web1.act("template", {"src": str(tpl), "dest": "/tmp/opsbook-site.conf",
-                                "vars": {"http_port_inside": 8080, "backends": ["a", "b"]}}, diff=True)
+    web1.sh("rm -f /tmp/opsbook-site.conf")
+    res = web1.act(
+        "template",
+        {
+            "src": str(tpl),
+            "dest": "/tmp/opsbook-site.conf",
+            "vars": {"http_port_inside": 8080, "backends": ["a", "b"]},
+        },
+        diff=True,
+    )
     assert res.status is Status.OK and res.changed, res.msg
     assert web1.sh("cat /tmp/opsbook-site.conf") == "# web1 (web)\nport=8080\nserver a\nserver b\n"
-    again = web1.act("template", {"src": str(tpl), "dest": "/tmp/opsbook-site.conf",
-                                  "vars": {"http_port_inside": 8080, "backends": ["a", "b"]}})
+    again = web1.act(
+        "template",
+        {
+            "src": str(tpl),
+            "dest": "/tmp/opsbook-site.conf",
+            "vars": {"http_port_inside": 8080, "backends": ["a", "b"]},
+        },
+    )
     assert not again.changed
 
 
@@ -218,7 +271,11 @@ def test_fetch_into_the_evidence_folder(node):
     res = web1.act("fetch", {"src": "/etc/hostname", "description": "who am I"})
     assert res.status is Status.OK and not res.changed
     (ev,) = res.evidence
-    assert (ev.path, ev.source, ev.description) == ("web1/etc/hostname", "web1:/etc/hostname", "who am I")
+    assert (ev.path, ev.source, ev.description) == (
+        "web1/etc/hostname",
+        "web1:/etc/hostname",
+        "who am I",
+    )
     assert (web1.evidence_dir / "web1/etc/hostname").read_text() == "web1\n"
     assert res.data["size"] == 5
     folder = web1.act("fetch", {"src": "/etc/hostname", "dest": "logs/"})
@@ -277,7 +334,8 @@ def test_service_start_stop_restart_reload(node, dummy_service):
     reloaded = web1.act("service", {**args, "state": "reloaded"})
     assert reloaded.changed and web1.conn.run(["test", "-e", "/run/opsbook-dummy.reloaded"]).rc == 0
     assert web1.act("service", {**args, "state": "stopped"}, check=True).msg == (
-        "would stop opsbook-dummy (running: True)")
+        "would stop opsbook-dummy (running: True)"
+    )
     stopped = web1.act("service", {**args, "state": "stopped"})
     assert stopped.changed and not stopped.data["running"]
     assert not web1.act("service", {**args, "state": "stopped"}).changed
@@ -303,11 +361,17 @@ def test_service_needs_root(node, ops_become, dummy_service):
 def test_wait_for_port_path_and_process(node, lab):
     web1 = node("web1")
     assert web1.act("wait_for", {"port": 8080, "timeout": 5}).status is Status.OK  # nginx
-    assert web1.act("wait_for", {"port": 8080, "host": "127.0.0.1", "timeout": 5}).status is Status.OK
+    assert (
+        web1.act("wait_for", {"port": 8080, "host": "127.0.0.1", "timeout": 5}).status is Status.OK
+    )
     assert web1.act("wait_for", {"port": 9, "state": "stopped", "timeout": 5}).status is Status.OK
     assert web1.act("wait_for", {"process": "nginx: master", "timeout": 5}).status is Status.OK
-    assert web1.act("wait_for", {"process": "^no-such-daemon", "state": "stopped",
-                                 "timeout": 5}).status is Status.OK
+    assert (
+        web1.act(
+            "wait_for", {"process": "^no-such-daemon", "state": "stopped", "timeout": 5}
+        ).status
+        is Status.OK
+    )
     web1.sh("rm -f /tmp/opsbook-appears")
     threading.Timer(1.0, lab.exec, args=("web1", "touch /tmp/opsbook-appears")).start()
     res = web1.act("wait_for", {"path": "/tmp/opsbook-appears", "timeout": 20, "sleep": 0.2})
@@ -318,7 +382,9 @@ def test_wait_for_port_path_and_process(node, lab):
 def test_wait_for_gives_up_after_its_timeout(node):
     web1 = node("web1")
     started = time.monotonic()
-    res = web1.act("wait_for", {"path": "/nonexistent", "state": "present", "timeout": 1, "sleep": 0.3})
+    res = web1.act(
+        "wait_for", {"path": "/nonexistent", "state": "present", "timeout": 1, "sleep": 0.3}
+    )
     assert res.status is Status.FAILED
     assert res.msg == "timed out after 1s waiting for path /nonexistent to be present on web1"
     assert time.monotonic() - started < 5
@@ -328,7 +394,9 @@ def test_wait_for_check_mode_reports_without_waiting(node):
     web1 = node("web1")
     assert web1.act("wait_for", {"port": 8080}, check=True).status is Status.OK
     res = web1.act("wait_for", {"port": 9, "timeout": 60}, check=True)
-    assert res.status is Status.UNKNOWN and res.msg == "would wait up to 60s for port 9 to be started"
+    assert (
+        res.status is Status.UNKNOWN and res.msg == "would wait up to 60s for port 9 to be started"
+    )
 
 
 def test_wait_for_honours_cancellation(node):
@@ -343,11 +411,17 @@ def test_wait_for_honours_cancellation(node):
 
 def test_actions_work_over_the_docker_connection(docker_node, dummy_service):
     web1 = docker_node("web1")
+    web1.conn.run(["rm", "-f", "/tmp/opsbook-docker.txt"])
     assert web1.act("command", "echo '$HOME'").stdout == "$HOME\n"
     assert web1.act("shell", "hostname | tr a-z A-Z").stdout == "WEB1\n"
     res = web1.act("copy", {"dest": "/tmp/opsbook-docker.txt", "content": "via docker\n"})
     assert res.changed, res.msg
-    assert not web1.act("copy", {"dest": "/tmp/opsbook-docker.txt", "content": "via docker\n"}).changed
-    assert web1.act("fetch", "/tmp/opsbook-docker.txt").evidence[0].path == "web1/tmp/opsbook-docker.txt"
+    assert not web1.act(
+        "copy", {"dest": "/tmp/opsbook-docker.txt", "content": "via docker\n"}
+    ).changed
+    assert (
+        web1.act("fetch", "/tmp/opsbook-docker.txt").evidence[0].path
+        == "web1/tmp/opsbook-docker.txt"
+    )
     assert web1.act("service", {"name": dummy_service, "state": "started"}).changed
     assert web1.act("wait_for", {"process": "sleep 1000001", "timeout": 5}).status is Status.OK

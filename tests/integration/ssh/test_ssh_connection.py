@@ -1,4 +1,4 @@
-"""The ssh connection against the lab's real sshd: commands, reuse, threads, sudo, files, timeouts."""
+"""The ssh connection against the lab's sshd: commands, reuse, threads, sudo, files, timeouts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-
 from opsbook.plugin import Become, Connection
 from opsbook_plugins.ssh_connection import (
     OUTPUT_CAP,
@@ -74,7 +73,9 @@ def test_channels_from_many_threads_share_the_transport(node):
 
 def test_output_lines_stream_to_on_output(node):
     lines: list[str] = []
-    res = node("web1").conn.run("for i in 1 2 3; do echo line $i; done; printf tail", on_output=lines.append)
+    res = node("web1").conn.run(
+        "for i in 1 2 3; do echo line $i; done; printf tail", on_output=lines.append
+    )
     assert lines == ["line 1", "line 2", "line 3", "tail"]
     assert res.stdout == "line 1\nline 2\nline 3\ntail"
 
@@ -138,7 +139,9 @@ def test_become_password_from_host_vars(node, lab_info):
 
 def test_become_wrong_password_is_a_clear_error(node, lab_info):
     ops = node("web2", user="ops")
-    with pytest.raises(BecomeError, match=r"sudo -u root on web2: incorrect sudo password for ops") as err:
+    with pytest.raises(
+        BecomeError, match=r"sudo -u root on web2: incorrect sudo password for ops"
+    ) as err:
         ops.conn.run(["id"], become=Become(password="not-the-password"))
     assert "not-the-password" not in str(err.value)
 
@@ -192,3 +195,47 @@ def test_warm_latency_per_command(node, record_property):
     record_property("ssh_warm_latency_ms_median", round(median, 2))
     print(f"\nssh warm per-command latency: median {median:.2f} ms, p10 {p10:.2f}, p90 {p90:.2f}")
     assert web1.conn.connects == 1
+
+
+def test_proxy_jump_through_a_direct_tcpip_channel(node, lab_info):
+    """lb1 (published port) is the bastion; web1 is reached at its lab address, port 22."""
+    lb1, web1 = lab_info.hosts["lb1"], lab_info.hosts["web1"]
+    base = node("web1").host.vars["ansible_ssh_common_args"]
+    jumped = node(
+        "web1",
+        ansible_host=web1.lab_ip,
+        ansible_port=22,
+        ansible_ssh_common_args=f"{base} -o ProxyJump=root@127.0.0.1:{lb1.ssh_port}",
+    )
+    assert [str(j) for j in jumped.conn.settings.jumps] == [f"root@127.0.0.1:{lb1.ssh_port}"]
+    res = jumped.conn.run("hostname; echo $SSH_CONNECTION")
+    hostname, ssh_connection = res.stdout.splitlines()
+    assert hostname == "web1"
+    assert ssh_connection.split()[0] == lab_info.hosts["lb1"].lab_ip  # it came from the bastion
+    assert jumped.act("command", "hostname").stdout == "web1\n"
+    assert jumped.conn.connects == 1
+
+
+def test_proxy_jump_to_an_unreachable_target_names_the_hop(node, lab_info):
+    lb1 = lab_info.hosts["lb1"]
+    base = node("web1").host.vars["ansible_ssh_common_args"]
+    jumped = node(
+        "web1",
+        ansible_host=lab_info.hosts["web1"].lab_ip,
+        ansible_port=2,
+        ansible_ssh_common_args=f"{base} -J root@127.0.0.1:{lb1.ssh_port}",
+    )
+    with pytest.raises(Exception, match=rf"jump host root@127.0.0.1:{lb1.ssh_port} cannot reach "):
+        jumped.conn.run(["true"])
+
+
+@pytest.mark.skipif(__import__("shutil").which("socat") is None, reason="socat is not installed")
+def test_proxy_command(node):
+    web1 = node("web1")
+    proxied = node(
+        "web1",
+        ansible_ssh_common_args=web1.host.vars["ansible_ssh_common_args"]
+        + " -o 'ProxyCommand=socat - TCP:%h:%p'",
+    )
+    assert proxied.conn.settings.proxy_command == "socat - TCP:%h:%p"
+    assert proxied.conn.run(["hostname"]).stdout == "web1\n"

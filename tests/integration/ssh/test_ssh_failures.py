@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from opsbook.plugin import Status
 from opsbook_plugins.ssh_connection import (
     HostKeyChangedError,
@@ -22,8 +21,11 @@ def test_host_down_container_killed(lab_healed, node):
     lab_healed.kill("web2")
     # A fresh connection: refused, with the address and a hint.
     fresh = node("web2")
-    with pytest.raises(SSHConnectError,
-                       match=rf"cannot connect to 127\.0\.0\.1:{port}: Connection refused \(is sshd running there\?\)"):
+    with pytest.raises(
+        SSHConnectError,
+        match=rf"cannot connect to 127\.0\.0\.1:{port}: Connection refused "
+        r"\(is sshd running there\?\)",
+    ):
         fresh.conn.run(["true"])
     # The pooled connection notices the drop, tries to reconnect once, and says why it failed.
     res = web2.act("command", "true")
@@ -43,9 +45,12 @@ def test_wrong_key_is_an_authentication_failure(node, tmp_path):
         web1.conn.run(["true"])
     assert str(err.value) == (
         f"authentication failed for root@127.0.0.1:{port}: key {key}: rejected; "
-        "password: not set (ansible_password)")
+        "password: not set (ansible_password)"
+    )
     res = web1.act("command", "true")
-    assert res.status is Status.FAILED and res.msg.startswith("web1: authentication failed for root@")
+    assert res.status is Status.FAILED and res.msg.startswith(
+        "web1: authentication failed for root@"
+    )
 
 
 def test_missing_key_file_is_named(node, tmp_path):
@@ -82,20 +87,29 @@ def test_changed_host_key_man_in_the_middle(node, lab_info, tmp_path, forwarder)
     """The address first leads to web1's sshd, then (the attack) to web2's: another key."""
     kh = tmp_path / "known_hosts"
     proxy = forwarder(lab_info.hosts["web1"].ssh_port)
-    first = node("web1", ansible_port=proxy.port, opsbook_known_hosts=str(kh),
-                 opsbook_host_key_policy="accept-new")
+    first = node(
+        "web1",
+        ansible_port=proxy.port,
+        opsbook_known_hosts=str(kh),
+        opsbook_host_key_policy="accept-new",
+    )
     assert first.conn.run(["hostname"]).stdout == "web1\n"
     recorded = kh.read_text().split()
     proxy.target_port = lab_info.hosts["web2"].ssh_port
-    victim = node("web1", ansible_port=proxy.port, opsbook_known_hosts=str(kh),
-                  opsbook_host_key_policy="accept-new")
+    victim = node(
+        "web1",
+        ansible_port=proxy.port,
+        opsbook_known_hosts=str(kh),
+        opsbook_host_key_policy="accept-new",
+    )
     with pytest.raises(HostKeyChangedError) as err:
         victim.conn.run(["hostname"])
     msg = str(err.value)
     name = f"[127.0.0.1]:{proxy.port}"
     assert msg.startswith(f"HOST KEY FOR {name} HAS CHANGED - possible man-in-the-middle attack!")
-    import paramiko
     from base64 import b64decode
+
+    import paramiko
 
     old = paramiko.PKey.from_type_string(recorded[1], b64decode(recorded[2]))
     assert old.fingerprint in msg

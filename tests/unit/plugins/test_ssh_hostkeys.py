@@ -6,7 +6,6 @@ from pathlib import Path
 
 import paramiko
 import pytest
-
 from opsbook_plugins.ssh_connection import (
     Endpoint,
     HostKeyChangedError,
@@ -27,8 +26,12 @@ def _line(name: str, key: paramiko.PKey) -> str:
 
 
 def _settings(kh: Path, policy: str = "strict") -> SSHSettings:
-    return SSHSettings(name="web1", target=Endpoint("127.0.0.1", 2201, "root"), known_hosts=kh,
-                       host_key_policy=policy)
+    return SSHSettings(
+        name="web1",
+        target=Endpoint("127.0.0.1", 2201, "root"),
+        known_hosts=kh,
+        host_key_policy=policy,
+    )
 
 
 EP = Endpoint("127.0.0.1", 2201, "root")
@@ -78,7 +81,9 @@ def test_changed_key_is_loud_and_names_both_fingerprints(tmp_path, keys):
     kh = tmp_path / "known_hosts"
     kh.write_text(_line("[127.0.0.1]:2201", keys[0]))
     with pytest.raises(HostKeyChangedError) as err:
-        verify_host_key(keys[1], EP, _settings(kh, "accept-new"), known_keys(kh, EP.known_hosts_name))
+        verify_host_key(
+            keys[1], EP, _settings(kh, "accept-new"), known_keys(kh, EP.known_hosts_name)
+        )
     msg = str(err.value)
     assert "HOST KEY FOR [127.0.0.1]:2201 HAS CHANGED" in msg
     assert "man-in-the-middle" in msg
@@ -104,7 +109,9 @@ def test_policy_off_accepts_anything(tmp_path, keys):
 
 def test_revoked_key_is_refused_even_with_another_good_entry(tmp_path, keys):
     kh = tmp_path / "known_hosts"
-    kh.write_text("@revoked " + _line("[127.0.0.1]:2201", keys[0]) + _line("[127.0.0.1]:2201", keys[1]))
+    kh.write_text(
+        "@revoked " + _line("[127.0.0.1]:2201", keys[0]) + _line("[127.0.0.1]:2201", keys[1])
+    )
     with pytest.raises(HostKeyChangedError, match="@revoked"):
         verify_host_key(keys[0], EP, _settings(kh), known_keys(kh, EP.known_hosts_name))
     verify_host_key(keys[1], EP, _settings(kh), known_keys(kh, EP.known_hosts_name))

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import paramiko
 import pytest
-
 from opsbook.plugin import HostInfo
 from opsbook_plugins.ssh import plugin, ssh_connection
 from opsbook_plugins.ssh_connection import (
-    SSHError,
     SSHConnection,
+    SSHError,
     parse_ssh_args,
     settings_from_vars,
 )
@@ -39,13 +38,19 @@ def test_parse_ssh_args_reads_o_options_j_p_l_i_and_skips_flags():
 
 
 def test_ansible_vars_win_over_ssh_args_and_config():
-    cfg = _config("Host web1\n  HostName 10.0.0.1\n  Port 2222\n  User cfguser\n  IdentityFile /k/cfg\n")
-    s = settings_from_vars("web1", {
-        "ansible_port": 2201,
-        "ansible_user": "ops",
-        "ansible_ssh_private_key_file": "/k/ansible",
-        "ansible_ssh_common_args": "-o User=cliuser -i /k/cli",
-    }, cfg)
+    cfg = _config(
+        "Host web1\n  HostName 10.0.0.1\n  Port 2222\n  User cfguser\n  IdentityFile /k/cfg\n"
+    )
+    s = settings_from_vars(
+        "web1",
+        {
+            "ansible_port": 2201,
+            "ansible_user": "ops",
+            "ansible_ssh_private_key_file": "/k/ansible",
+            "ansible_ssh_common_args": "-o User=cliuser -i /k/cli",
+        },
+        cfg,
+    )
     assert s.target.host == "10.0.0.1"  # HostName comes from the config
     assert s.target.port == 2201
     assert s.target.user == "ops"
@@ -66,15 +71,18 @@ def test_defaults_are_strict_host_keys_and_home_known_hosts():
     assert s.connect_timeout == 10 and s.keepalive == 15
 
 
-@pytest.mark.parametrize("vars_, expected", [
-    ({"opsbook_host_key_policy": "accept-new"}, "accept-new"),
-    ({"opsbook_host_key_policy": "OFF"}, "off"),
-    ({"ansible_host_key_checking": False}, "off"),
-    ({"ansible_ssh_common_args": "-o StrictHostKeyChecking=no"}, "off"),
-    ({"ansible_ssh_extra_args": "-o StrictHostKeyChecking=accept-new"}, "accept-new"),
-    ({"ansible_ssh_common_args": "-o StrictHostKeyChecking=yes"}, "strict"),
-    ({"opsbook_host_key_policy": "strict", "ansible_host_key_checking": False}, "strict"),
-])
+@pytest.mark.parametrize(
+    "vars_, expected",
+    [
+        ({"opsbook_host_key_policy": "accept-new"}, "accept-new"),
+        ({"opsbook_host_key_policy": "OFF"}, "off"),
+        ({"ansible_host_key_checking": False}, "off"),
+        ({"ansible_ssh_common_args": "-o StrictHostKeyChecking=no"}, "off"),
+        ({"ansible_ssh_extra_args": "-o StrictHostKeyChecking=accept-new"}, "accept-new"),
+        ({"ansible_ssh_common_args": "-o StrictHostKeyChecking=yes"}, "strict"),
+        ({"opsbook_host_key_policy": "strict", "ansible_host_key_checking": False}, "strict"),
+    ],
+)
 def test_host_key_policy_sources(vars_, expected):
     assert settings_from_vars("h", vars_, EMPTY).host_key_policy == expected
 
@@ -87,18 +95,26 @@ def test_unknown_host_key_policy_is_an_error_naming_the_choices():
 def test_known_hosts_from_opsbook_var_then_ssh_args():
     s = settings_from_vars("h", {"ansible_ssh_common_args": "-o UserKnownHostsFile=/a/kh"}, EMPTY)
     assert s.known_hosts == Path("/a/kh")
-    s = settings_from_vars("h", {"opsbook_known_hosts": "/b/kh",
-                                 "ansible_ssh_common_args": "-o UserKnownHostsFile=/a/kh"}, EMPTY)
+    s = settings_from_vars(
+        "h",
+        {"opsbook_known_hosts": "/b/kh", "ansible_ssh_common_args": "-o UserKnownHostsFile=/a/kh"},
+        EMPTY,
+    )
     assert s.known_hosts == Path("/b/kh")
 
 
 def test_proxy_jump_chain_with_users_ports_and_config_lookup():
     cfg = _config("Host bastion\n  HostName 198.51.100.1\n  User jumper\n  IdentityFile /k/jump\n")
-    s = settings_from_vars("web1", {
-        "ansible_host": "10.0.0.5", "ansible_user": "ops",
-        "ansible_ssh_private_key_file": "/k/target",
-        "ansible_ssh_common_args": "-o ProxyJump=bastion,admin@[2001:db8::1]:2222,inner",
-    }, cfg)
+    s = settings_from_vars(
+        "web1",
+        {
+            "ansible_host": "10.0.0.5",
+            "ansible_user": "ops",
+            "ansible_ssh_private_key_file": "/k/target",
+            "ansible_ssh_common_args": "-o ProxyJump=bastion,admin@[2001:db8::1]:2222,inner",
+        },
+        cfg,
+    )
     first, second, third = s.jumps
     assert (first.host, first.port, first.user) == ("198.51.100.1", 22, "jumper")
     assert first.key_files == ("/k/jump", "/k/target")
@@ -112,7 +128,9 @@ def test_proxy_jump_from_dash_j_and_from_config():
     assert [(j.host, j.port) for j in s.jumps] == [("gw", 2200)]
     cfg = _config("Host h\n  ProxyJump gw2\n")
     assert [j.host for j in settings_from_vars("h", {}, cfg).jumps] == ["gw2"]
-    assert settings_from_vars("h", {"ansible_ssh_common_args": "-o ProxyJump=none"}, cfg).jumps == ()
+    assert (
+        settings_from_vars("h", {"ansible_ssh_common_args": "-o ProxyJump=none"}, cfg).jumps == ()
+    )
 
 
 def test_identities_only_turns_off_the_agent():
@@ -122,8 +140,9 @@ def test_identities_only_turns_off_the_agent():
 
 
 def test_passwords_do_not_show_in_repr():
-    s = settings_from_vars("h", {"ansible_password": "hunter2", "ansible_become_password": "s3cret"},
-                           EMPTY)
+    s = settings_from_vars(
+        "h", {"ansible_password": "hunter2", "ansible_become_password": "s3cret"}, EMPTY
+    )
     assert s.target.password == "hunter2" and s.become_password == "s3cret"
     assert "hunter2" not in repr(s) and "s3cret" not in repr(s)
 
@@ -137,7 +156,13 @@ def test_connection_factory_is_registered_and_lazy():
 
 
 def test_unreachable_port_is_a_clear_connect_error():
-    conn = ssh_connection(HostInfo("h", {"ansible_host": "127.0.0.1", "ansible_port": 1,
-                                         "opsbook_known_hosts": "/nonexistent"}))
-    with pytest.raises(SSHError, match=r"cannot connect to 127.0.0.1:1: Connection refused \(is sshd"):
+    conn = ssh_connection(
+        HostInfo(
+            "h",
+            {"ansible_host": "127.0.0.1", "ansible_port": 1, "opsbook_known_hosts": "/nonexistent"},
+        )
+    )
+    with pytest.raises(
+        SSHError, match=r"cannot connect to 127.0.0.1:1: Connection refused \(is sshd"
+    ):
         conn.run(["true"])
