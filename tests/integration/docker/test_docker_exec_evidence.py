@@ -253,7 +253,11 @@ def test_exec_without_sh_in_the_image_runs_the_command_directly(sandbox, run):
     box = sandbox.server()
     result = run(
         "exec",
-        {"container": box.name, "command": ["/bin/echo", "direct"], "env": {"PATH": "/nonexistent"}},
+        {
+            "container": box.name,
+            "command": ["/bin/echo", "direct"],
+            "env": {"PATH": "/nonexistent"},
+        },
     )
     assert result.status is Status.OK, (result.msg, result.stderr)
     assert result.stdout == "direct\n"

@@ -32,6 +32,8 @@ def test_disconnect_isolates_and_connect_restores_the_node(sandbox, run, probe):
     # Addressed by name: Docker's DNS answers for it only while it is on the network.
     check = {"url": f"http://{server.name}:8080/healthz", "from": [client.name], "timeout": "2s"}
     assert probe("http", check, host=target).status is Status.OK
+    ping = {"host": server.ip, "from": [client.name]}
+    assert probe("icmp", ping, host=target).status is Status.OK
 
     cut = run(
         "network", {"container": server.name, "network": sandbox.network, "state": "disconnected"}
@@ -93,9 +95,6 @@ def test_reconnect_restores_a_static_address_and_aliases(sandbox, run):
     static = subnet.rsplit(".", 1)[0] + ".200"
     net.connect(box.id, ipv4_address=static, aliases=["primary-db"])
     args = {"container": box.name, "network": sandbox.network, "state": "disconnected"}
-    assert (
-        probe("icmp", {"host": server.ip, "from": [client.name]}, host=target).status is Status.OK
-    )
     cut = run("network", args)
     assert cut.data["previous"]["ipv4_address"] == static
     assert "primary-db" in cut.data["previous"]["aliases"]
