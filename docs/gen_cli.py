@@ -21,14 +21,15 @@ OUT = Path(__file__).resolve().parent / "cli.md"
 # that none is missing). Keep in step with the cli module's docstring.
 EXIT_MEANINGS = {
     "EXIT_OK": "success: the runbook is valid / the run succeeded",
-    "EXIT_FAILED": "the runbook is invalid (`check`), or the run failed (a host failed; "
-                   "this includes a denied approval)",
+    "EXIT_FAILED": "the runbook is invalid (`check`), or the run failed (a host failed)",
     "EXIT_USAGE": "bad usage or input: unknown option, unreadable or invalid runbook, "
                   "inventory or parameter (printed as file:line:column errors)",
     "EXIT_ABORTED": "the run was interrupted (Ctrl-C/SIGTERM), timed out, or aborted by "
                     "`max_fail_percentage`/`max_errors`",
-    "EXIT_HUMAN": "the run needs a human: a node was in doubt after a crash; "
-                  "confirm with `opsbook resume RUN --confirm NODE`",
+    "EXIT_HUMAN": "the run needs a human: it did not succeed and an approval was denied "
+                  "(or not answered in time), or a node was in doubt after a crash (confirm with "
+                  "`opsbook resume RUN --confirm NODE`). A denial on an `ignore_errors` step "
+                  "does not stop the run from succeeding (exit 0)",
     "EXIT_BUG": "internal error (a bug in opsbook): rerun with `opsbook --debug ...` and report it",
 }
 
