@@ -418,22 +418,29 @@ def strip(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _comparable(obj: Mapping[str, Any] | None) -> dict[str, Any]:
+def _comparable(obj: Mapping[str, Any] | None, status: bool = False) -> dict[str, Any]:
+    """What a change is judged on: not the bookkeeping, and not the status controllers
+    keep writing (it changes between our read and our write without us)."""
     if obj is None:
         return {}
     out = strip(obj)
+    if not status:
+        out.pop("status", None)
     meta = out["metadata"]
     for key in ("resourceVersion", "generation", "creationTimestamp", "uid"):
         meta.pop(key, None)
     return out
 
 
-def diff_text(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, label: str) -> str:
-    """A unified YAML diff of two objects (kubectl diff's view)."""
+def diff_text(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, label: str,
+              status: bool = False) -> str:
+    """A unified YAML diff of two objects (kubectl diff's view, without status noise)."""
     import yaml
 
     def lines(obj: Mapping[str, Any] | None) -> list[str]:
-        return yaml.safe_dump(_comparable(obj), sort_keys=True).splitlines(keepends=True) if obj else []
+        if not obj:
+            return []
+        return yaml.safe_dump(_comparable(obj, status), sort_keys=True).splitlines(keepends=True)
 
     return "".join(difflib.unified_diff(lines(before), lines(after), f"live/{label}", f"new/{label}"))
 
@@ -1320,8 +1327,10 @@ def patch(ctx: ActionContext, args: PatchArgs) -> Result:
         raise K8sError(f"a {args.type} patch is a mapping (use type: json for a list of operations)")
     live = s.get(ref, sub=args.sub)
     after = s.patch(ref, body, args.type, sub=args.sub, dry_run=ctx.check_mode)
-    changed = _comparable(live) != _comparable(after)
-    diff = diff_text(live, after, f"{ref.resource.label}/{ref.name}") if changed and ctx.diff_mode else None
+    status = args.sub == "status"
+    changed = _comparable(live, status) != _comparable(after, status)
+    label = f"{ref.resource.label}/{ref.name}"
+    diff = diff_text(live, after, label, status) if changed and ctx.diff_mode else None
     verb = ("would patch" if changed else "patch would change nothing on") if ctx.check_mode else \
         ("patched" if changed else "patch changed nothing on")
     return Result.ok(changed=changed, diff=diff, data={"object": strip(after)}, msg=f"{verb} {ref}")

@@ -1,0 +1,159 @@
+"""k8s.cordon, k8s.uncordon and k8s.drain on the test's own kwok nodes."""
+
+from __future__ import annotations
+
+import pytest
+from k8s_testlib import TAINT, fails, wait_for
+from opsbook.plugin import Status
+
+pytestmark = pytest.mark.k8s
+
+
+@pytest.fixture
+def nodes(k8s_env):
+    """Our three nodes, all schedulable again after the test."""
+    k8s_env.uncordon_all()
+    yield k8s_env.nodes
+    k8s_env.uncordon_all()
+
+
+def _unschedulable(env, node) -> bool:
+    return bool(env.node(node).spec.unschedulable)
+
+
+def _pods_on(env, node, name=None):
+    pods = env.core.list_namespaced_pod(env.ns, field_selector=f"spec.nodeName={node}").items
+    return [p for p in pods if name is None or p.metadata.labels.get("app.kubernetes.io/name") == name]
+
+
+def _node_with_pod_of(env, name):
+    pod = env.ready_pods(name)[0]
+    return pod.spec.node_name
+
+
+def test_cordon_and_uncordon_are_each_others_inverse(act, k8s_env, nodes):
+    node = nodes[0]
+    cordoned = act("cordon", node=node)
+    assert cordoned.status is Status.OK and cordoned.changed, cordoned.msg
+    assert cordoned.msg == f"cordoned node {node}" and _unschedulable(k8s_env, node)
+    assert act.inverse("cordon", cordoned, node=node) == (
+        "k8s.uncordon", {"node": node, "context": "opsbook-lab-admin", "kubeconfig": k8s_env.kubeconfig})
+    again = act("cordon", node=node)
+    assert not again.changed and again.msg == f"node {node} already cordoned"
+    assert act.inverse("cordon", again, node=node) is None  # it was cordoned before: keep it so
+    uncordoned = act("uncordon", node=node)
+    assert uncordoned.changed and not _unschedulable(k8s_env, node)
+    assert act.inverse("uncordon", uncordoned, node=node)[0] == "k8s.cordon"
+
+
+def test_cordon_in_check_mode_is_a_dry_run(act, k8s_env, nodes):
+    result = act("cordon", node=nodes[1], check=True)
+    assert result.status is Status.OK and result.changed and result.msg.startswith("would cordon")
+    assert not _unschedulable(k8s_env, nodes[1])
+
+
+def test_node_comes_from_the_inventory_host(act, k8s_env, nodes):
+    result = act("cordon", host=nodes[2], host_vars={"k8s_kind": "node"})
+    assert result.changed and _unschedulable(k8s_env, nodes[2])
+
+
+def test_unknown_node_names_the_nodes_there_are(act, k8s_env, nodes, raises_k8s):
+    msg = raises_k8s(lambda: act("cordon", node=nodes[0] + "x"))
+    assert msg.startswith(f"node {nodes[0]}x not found; nodes: ")
+    assert nodes[0] in msg and "kwok-node-0" in msg and f'(did you mean "{nodes[0]}"?)' in msg
+
+
+def test_drain_evicts_workloads_which_come_back_elsewhere(act, k8s_env, nodes):
+    k8s_env.deployment("api", replicas=3)
+    try:
+        node = _node_with_pod_of(k8s_env, "api")
+        # a DaemonSet pod on the node stays (and is reported as skipped)
+        ds = k8s_env.deployment_body("agent")
+        ds["kind"] = "DaemonSet"
+        for key in ("replicas", "strategy"):
+            ds["spec"].pop(key)
+        k8s_env.apps.create_namespaced_daemon_set(k8s_env.ns, ds)
+        wait_for("agent on the node", lambda: _pods_on(k8s_env, node, "agent"))
+        result = act("drain", node=node, timeout=60)
+        assert result.status is Status.OK, result.msg
+        assert result.changed and result.data["cordoned"]
+        assert _unschedulable(k8s_env, node)
+        evicted = result.data["evicted"]
+        assert evicted and all(k.startswith(f"{k8s_env.ns}/api-") for k in evicted)
+        assert any(s["why"] == "DaemonSet-managed" for s in result.data["skipped"])
+        assert result.msg.startswith(f"drained node {node}: evicted {len(evicted)} pods, skipped ")
+        assert not _pods_on(k8s_env, node, "api")
+        k8s_env.wait_available("api", 3)
+        assert all(p.spec.node_name != node for p in k8s_env.ready_pods("api"))
+        assert act.inverse("drain", result, node=node)[0] == "k8s.uncordon"
+    finally:
+        k8s_env.delete_deployment("api")
+        k8s_env.apps.delete_namespaced_daemon_set("agent", k8s_env.ns)
+
+
+def test_drain_in_check_mode_evicts_nothing(act, k8s_env, nodes):
+    k8s_env.deployment("cache", replicas=3)
+    try:
+        node = _node_with_pod_of(k8s_env, "cache")
+        before = {p.metadata.uid for p in k8s_env.pods("cache")}
+        result = act("drain", node=node, check=True)
+        assert result.status is Status.OK and result.changed, result.msg
+        assert result.msg.startswith("would evict ") and "after cordoning it" in result.msg
+        assert "every eviction passed the dry run" in result.msg
+        assert not _unschedulable(k8s_env, node)
+        assert {p.metadata.uid for p in k8s_env.pods("cache")} == before
+    finally:
+        k8s_env.delete_deployment("cache")
+
+
+def test_drain_blocked_by_a_pod_disruption_budget_names_it(act, k8s_env, nodes):
+    k8s_env.deployment("payments", replicas=2, pdb_min=2)
+    try:
+        wait_for("PDB status", lambda: k8s_env.policy.read_namespaced_pod_disruption_budget(
+            "payments", k8s_env.ns).status.current_healthy == 2)
+        node = _node_with_pod_of(k8s_env, "payments")
+        check = act("drain", node=node, check=True)
+        assert check.status is Status.UNKNOWN
+        assert f"PodDisruptionBudget {k8s_env.ns}/payments" in check.msg
+        result = act("drain", node=node, timeout=3)
+        msg = fails(result)
+        assert result.status is Status.TIMED_OUT
+        assert msg.startswith(f"drain of node {node} not finished after 3s: eviction of {k8s_env.ns}/payments-")
+        assert f"blocked by PodDisruptionBudget {k8s_env.ns}/payments" in msg
+        assert "needs 2 healthy pods" in msg
+        assert f"node {node} stays cordoned" in msg and "disable_eviction" in msg
+        assert _unschedulable(k8s_env, node)
+        assert len(k8s_env.ready_pods("payments")) == 2  # the budget held
+    finally:
+        k8s_env.delete_deployment("payments")
+
+
+def test_drain_refuses_unmanaged_and_emptydir_pods_unless_told(act, k8s_env, nodes):
+    node = nodes[0]
+    tolerate = [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}]
+    k8s_env.core.create_namespaced_pod(k8s_env.ns, {
+        "metadata": {"name": "debug-shell", "labels": {"app.kubernetes.io/name": "debug"}},
+        "spec": {"nodeName": node, "tolerations": tolerate, "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "sh", "image": "busybox"}]}})
+    scratch = k8s_env.deployment_body("scratch", replicas=1,
+                                      volumes=[{"name": "tmp", "emptyDir": {}}])
+    scratch["spec"]["template"]["spec"]["nodeName"] = node
+    k8s_env.apps.create_namespaced_deployment(k8s_env.ns, scratch)
+    try:
+        k8s_env.wait_available("scratch", 1)
+        wait_for("debug pod running", lambda: k8s_env.core.read_namespaced_pod(
+            "debug-shell", k8s_env.ns).status.phase == "Running")
+        result = act("drain", node=node, timeout=30)
+        msg = fails(result)
+        assert msg.startswith(f"cannot drain node {node}: ")
+        assert f"{k8s_env.ns}/debug-shell: no controller would recreate it (set force: true" in msg
+        assert "emptyDir volume tmp would be lost (set delete_emptydir_data: true)" in msg
+        assert msg.endswith("; the node stays cordoned")
+        forced = act("drain", node=node, force=True, delete_emptydir_data=True, timeout=60)
+        assert forced.status is Status.OK, forced.msg
+        assert f"{k8s_env.ns}/debug-shell" in forced.data["evicted"]
+        assert any("no controller will recreate it" in w for w in forced.data["warnings"])
+        assert not forced.data["cordoned"]  # the first attempt had cordoned it already
+        assert act.inverse("drain", forced, node=node) is None
+    finally:
+        k8s_env.delete_deployment("scratch")
