@@ -205,7 +205,8 @@ def test_inventory_label_mapping_and_stopped_containers(sandbox):
 
 
 def test_inventory_of_the_lab_hosts_feeds_the_docker_connection(lab_info):
-    found = docker_inventory({"label": "org.opsbook.lab.host=db2"}, base_url=lab_info.docker_host)
+    labels = {"org.opsbook.lab": lab_info.name, "org.opsbook.lab.host": "db2"}  # one lab of many
+    found = docker_inventory({"label": labels}, base_url=lab_info.docker_host)
     [(name, hostvars)] = found["_meta"]["hostvars"].items()
     assert name == lab_info.hosts["db2"].container
     result = docker_connection(HostInfo(name, hostvars)).run(["hostname"])
