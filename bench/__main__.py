@@ -36,6 +36,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--subnet", default="127.0.1", help="fleet addresses SUBNET.1..N (loopback only)")
     p.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="where latest.* go")
     p.add_argument("--stem", default="latest", help="results file name stem")
+    p.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
+                   help="py-spy profiles of opsbook (and the floor) after the rounds (default: on unless --quick)")
     p.add_argument("--work", type=Path, default=REPO / "bench" / ".work", help="scratch folder")
     return p.parse_args(argv)
 
@@ -95,6 +97,52 @@ def versions(tool_venvs: dict[str, venvs.Venv]) -> dict[str, str]:
     return out
 
 
+def run_profiles(bench: Bench, cfg: Config, folder: Path, stem: str) -> dict[str, Any]:
+    """py-spy (GIL holder) profiles of the opsbook cases that have targets, and of the floor."""
+    from bench import profile
+    from bench.harness import opsbook_exe
+
+    folder.mkdir(parents=True, exist_ok=True)
+    top = max(cfg.hosts)
+    jobs: list[tuple[str, str, list[str]]] = []
+    w = bench.w
+    if w is not None and "opsbook" in cfg.tools:
+        jobs.append(("opsbook-run-5x%d" % top, f"opsbook run, 5 ssh.command steps on {top} hosts",
+                     [*opsbook_exe(), "run", str(w.runbook(5)), "-i", str(w.ini_inventory(top)), "--yes",
+                      "--format", "text", "--forks", str(top), "--journal", str(bench.work / "profile.db")]))
+        jobs.append(("opsbook-run-10x%d" % top, f"opsbook run, 10 ssh.command steps on {top} hosts",
+                     [*opsbook_exe(), "run", str(w.runbook(10)), "-i", str(w.ini_inventory(top)), "--yes",
+                      "--format", "text", "--forks", str(top), "--journal", str(bench.work / "profile.db")]))
+    if w is not None and "floor" in cfg.tools:
+        jobs.append(("floor-5x%d" % top, f"paramiko floor, the same 5 commands on {top} hosts",
+                     [sys.executable, "-m", "bench.floor", str(w.floor_spec(top, 5))]))
+    if "opsbook" in cfg.tools:
+        for kind in ("memory", "file"):
+            jobs.append((f"engine-noop-{kind}", f"engine: {cfg.noop_steps}x{cfg.noop_hosts} local.noop nodes, "
+                         f"journal {kind} (in process)",
+                         [sys.executable, "-m", "bench.engine_bench", "noop", str(bench.work / "engine"),
+                          str(cfg.noop_steps), str(cfg.noop_hosts), kind]))
+        jobs.append(("opsbook-version", "opsbook --version", [*opsbook_exe(), "--version"]))
+    out: dict[str, Any] = {}
+    texts = []
+    for name, title, cmd in jobs:
+        log(f"profiling: {title}")
+        try:
+            raw = profile.record(cmd, bench.work / f"profile-{name}.raw", env=bench.env, cwd=bench.work)
+        except Exception as exc:  # profiling is a diagnosis aid: its failure is reported, not fatal
+            out[name] = {"title": title, "error": str(exc)[-500:]}
+            continue
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(bench.work / "profile.db") + suffix).unlink(missing_ok=True)
+        summary = profile.summarize(raw)
+        summary["title"] = title
+        out[name] = summary
+        texts.append(profile.as_text(title, summary))
+    (folder / f"{stem}.md").write_text("# py-spy profiles (thread holding the GIL)\n\n" + "\n".join(texts))
+    return out
+
+
 def needs_fleet(cfg: Config) -> bool:
     return bool(cfg.scenarios & {"a", "b", "c", "d"}) and bool(cfg.tools & {"opsbook", "floor", "ansible", "pyinfra"})
 
@@ -103,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     cfg = config(args)
     started = time.time()
+    load_start = os.getloadavg()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     tool_venvs = {}
@@ -121,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.build()
         log(f"{len(bench.cases)} cases, {cfg.rounds} rounds")
         bench.run_rounds()
+        want_profile = args.profile if args.profile is not None else not args.quick
+        profiles = run_profiles(bench, cfg, args.results / "profiles", args.stem) if want_profile else {}
     finally:
         if fleet is not None:
             fleet.stop()
@@ -139,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                  "versions": versions(tool_venvs), "fleet": fleet_desc,
                  "cpu_source": "cgroup v1 cpuacct of the tool's process tree, wait4 kept beside it"
                  if measure.CGROUP_OK else "os.wait4 rusage of the tool's reaped process tree",
-                 "elapsed_s": time.time() - started, "argv": sys.argv[1:] if argv is None else argv},
+                 "elapsed_s": time.time() - started, "loadavg_start": load_start, "loadavg_end": os.getloadavg(), "argv": sys.argv[1:] if argv is None else argv},
         "cases": cases, "derived": derived,
         "notes": [
             "ansible: ansible-playbook / ad-hoc with forks = hosts, pipelining on, ControlMaster/ControlPersist "
@@ -152,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
     }
     result["targets"] = report.targets(cases, derived)
+    result["profiles"] = profiles
     js, md = report.write(result, args.results, args.stem)
     log(f"wrote {js} and {md}")
     print(md.read_text())

@@ -115,6 +115,10 @@ def _fmt(v: Any, unit: str = "") -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _load(values: Any) -> str:
+    return "/".join(f"{v:.1f}" for v in values) if values else "?"
+
+
 def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     m = meta["machine"]
@@ -127,7 +131,9 @@ def markdown(result: dict[str, Any]) -> str:
             "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
             f"- controller CPU = user+sys of the tool's whole process tree ({meta['cpu_source']}); "
             "ratios are tool / opsbook from the same run (>1: opsbook is faster or cheaper)",
-            f"- wall time of the whole run: {meta.get('elapsed_s', 0):.0f} s", ""]
+            f"- wall time of the whole run: {meta.get('elapsed_s', 0):.0f} s; load average (1/5/15 min) at start "
+            f"{_load(meta.get('loadavg_start'))}, at end {_load(meta.get('loadavg_end'))} (other work on the machine "
+            "shows here; ratios are side by side, absolute times are not comparable across runs)", ""]
     out += ["## Targets", "", "| target | value | goal | status |", "|---|---|---|---|"]
     for t in result["targets"]:
         out.append(f"| {t['target']} | {_fmt(t['value'], t['unit'])} | {t['goal']} | **{t['status']}** |")
@@ -165,6 +171,16 @@ def markdown(result: dict[str, Any]) -> str:
         out += ["", "## Peak RSS", "", "| case | peak RSS |", "|---|---|"]
         for c in mem:
             out.append(f"| {c['id']} | {c['maxrss_mb']:.0f} MB |")
+    profiles = {k: v for k, v in (result.get("profiles") or {}).items() if v.get("samples")}
+    if profiles:
+        out += ["", "## Where opsbook's time goes (py-spy, thread holding the GIL)", "",
+                "Full tables: `bench/results/profiles/`. Shares are of Python CPU (samples where a thread held the GIL).",
+                ""]
+        for name, p in profiles.items():
+            comps = ", ".join(f"{c['name']} {c['pct']}%" for c in p["components"][:6])
+            tops = ", ".join(f"`{c['function']}` {c['pct']}%" for c in p["self"][:6])
+            out.append(f"- **{p['title']}** (~{p['seconds']:.2f} s Python CPU, {p['no_gil_seconds']:.2f} s without "
+                       f"the GIL): {comps}. Top self: {tops}")
     if result.get("notes"):
         out += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
     return "\n".join(out) + "\n"

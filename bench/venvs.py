@@ -13,6 +13,7 @@ from pathlib import Path
 TOOLS = {
     "ansible": ["ansible-core==2.19.14"],
     "pyinfra": ["pyinfra==3.10.0"],
+    "py-spy": ["py-spy==0.4.3"],  # the profiler (bench/profile.py), not a competitor
 }
 
 
