@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 from k8s_testlib import fails
@@ -96,7 +97,7 @@ def test_impersonation_is_checked_by_the_api_server(act, k8s_env, raises_k8s):
 def test_unreachable_api_and_bad_kubeconfig_say_where_they_looked(act, k8s_env, tmp_path, raises_k8s):
     import yaml
 
-    doc = yaml.safe_load(open(k8s_env.kubeconfig))
+    doc = yaml.safe_load(Path(k8s_env.kubeconfig).read_text())
     doc["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"
     dead = tmp_path / "dead.yaml"
     dead.write_text(yaml.safe_dump(doc))
