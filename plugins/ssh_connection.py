@@ -11,6 +11,7 @@ that differs from the recorded one is a loud, separate error naming both fingerp
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import hmac
@@ -27,7 +28,7 @@ import stat
 import threading
 import time
 from base64 import b64decode
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,7 @@ class SSHSettings:
     become_password: str | None = field(default=None, repr=False)
     look_for_keys: bool = True
     allow_agent: bool = True
+    max_sessions: int = 8  # concurrent commands; OpenSSH's MaxSessions defaults to 10
 
 
 # Short options of ssh(1) that take an argument we do not use (skipped with it).
@@ -312,6 +314,7 @@ def settings_from_vars(
         # IdentitiesOnly=yes keeps the agent's keys out too.
         look_for_keys=_bool(vars_.get("opsbook_ssh_look_for_keys", True)),
         allow_agent=_bool(vars_.get("opsbook_ssh_allow_agent", not identities_only)),
+        max_sessions=max(1, int(vars_.get("opsbook_ssh_max_sessions", 8))),
     )
 
 
@@ -545,16 +548,13 @@ def _handshake(sock: Any, endpoint: Endpoint, settings: SSHSettings) -> paramiko
     _prefer_known_key_types(transport, [k for k in known if not k.revoked])
     try:
         transport.start_client(timeout=settings.connect_timeout)
+        if not transport.initial_kex_done:  # start_client returns quietly on its timeout
+            raise TimeoutError("no key exchange")
     except (paramiko.SSHException, EOFError, OSError) as exc:
         transport.close()
-        why = str(exc) or type(exc).__name__
-        if "banner" in why:
-            why = (
-                "the server closed the connection before its SSH banner "
-                "(sshd down behind a port forwarder, or MaxStartups reached?)"
-            )
         raise SSHConnectError(
-            f"SSH handshake with {endpoint.host}:{endpoint.port} failed: {why}",
+            f"SSH handshake with {endpoint.host}:{endpoint.port} failed: "
+            f"{_handshake_failure(exc, settings.connect_timeout)}",
             endpoint.known_hosts_name,
         ) from None
     try:
@@ -563,6 +563,21 @@ def _handshake(sock: Any, endpoint: Endpoint, settings: SSHSettings) -> paramiko
         transport.close()
         raise
     return transport
+
+
+def _handshake_failure(exc: BaseException, timeout: float) -> str:
+    why = str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+        return (
+            f"no SSH banner and key exchange within {timeout:g}s "
+            "(host hung or overloaded, or not an SSH server?)"
+        )
+    if "banner" in why:  # the server closed the connection; paramiko gives no reason
+        return (
+            "the server closed the connection before its SSH banner "
+            "(sshd down behind a port forwarder, or MaxStartups reached?)"
+        )
+    return why
 
 
 def _load_key(path: str, passphrase: str | None) -> tuple[paramiko.PKey | None, str]:
@@ -771,6 +786,7 @@ class SSHConnection:
         self._sftp_transport: paramiko.Transport | None = None
         self._sftp_lock = threading.Lock()
         self.connects = 0  # how many transports were opened (1 + reconnects)
+        self._slots = threading.BoundedSemaphore(settings.max_sessions)
 
     # transport lifecycle
 
@@ -853,7 +869,9 @@ class SSHConnection:
                     pass
             self._hops = []
 
-    def _with_reconnect(self, open_: Callable[[paramiko.Transport], Any]) -> Any:
+    def _with_reconnect(
+        self, open_: Callable[[paramiko.Transport], Any], reconnect: bool = True
+    ) -> Any:
         """Open something on the transport; if the server dropped us, reconnect once.
 
         Only opening is retried, never a command that may have started.
@@ -861,7 +879,17 @@ class SSHConnection:
         transport = self._ensure()
         try:
             return open_(transport)
-        except (paramiko.SSHException, EOFError, OSError):
+        except paramiko.ChannelException as exc:  # the transport is fine; the server said no
+            raise SSHConnectError(
+                f"{self.settings.target} refused a new session: {exc} "
+                "(MaxSessions reached? lower opsbook_ssh_max_sessions)",
+                self.settings.name,
+            ) from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if not reconnect:
+                raise SSHConnectError(
+                    f"{self.settings.target}: {exc or type(exc).__name__}", self.settings.name
+                ) from None
             with self._lock:
                 if self._transport is transport:
                     self._drop()
@@ -870,12 +898,9 @@ class SSHConnection:
             return open_(transport)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise SSHConnectError(
-                f"{self.settings.target} dropped the connection: {exc}", self.settings.name
+                f"{self.settings.target} dropped the connection: {exc or type(exc).__name__}",
+                self.settings.name,
             ) from None
-
-    def _channel(self) -> paramiko.Channel:
-        timeout = self.settings.connect_timeout
-        return self._with_reconnect(lambda t: t.open_session(timeout=timeout))
 
     # commands
 
@@ -895,48 +920,68 @@ class SSHConnection:
         the remote command, BecomeError when sudo refuses, SSHError when the host cannot
         be reached. A non-zero exit status is not an error: it is in the result.
         """
-        return self._exec(command, stdin, timeout, become, cancel, on_output, killable=True)
+        if become is not None and become.user == self.settings.target.user:
+            become = None  # already that user: no sudo needed (nor installed, maybe)
+        return self._exec(_Request(command, stdin, timeout, become, cancel, on_output))
 
-    def _exec(
-        self,
-        command: str | Sequence[str],
-        stdin: bytes | None,
-        timeout: float | None,
-        become: Become | None,
-        cancel: threading.Event | None,
-        on_output: Callable[[str], None] | None,
-        killable: bool,
-    ) -> SSHCommandResult:
-        if isinstance(command, str):
-            script, is_argv = command, False
-        else:
-            if not command:
-                raise ValueError("empty argv")
-            script, is_argv = shlex.join(str(a) for a in command), True
-        task = _Task(secrets.token_hex(6), become, killable)
+    def _exec(self, req: _Request) -> SSHCommandResult:
+        script, is_argv = req.script()
+        task = _Task(secrets.token_hex(6), req.become, req.killable)
         sudo = None
-        if become is not None:
+        if req.become is not None:
+            password = req.become.password
             sudo = _Sudo(
-                become,
-                become.password if become.password is not None else self.settings.become_password,
+                req.become, password if password is not None else self.settings.become_password
             )
             # sudo resets the environment: tag the command inside too.
             script, is_argv = sudo.wrap(task.tag(script, is_argv)), True
         start = time.monotonic()
-        deadline = None if timeout is None else start + timeout
-        chan = self._channel()
-        try:
+        deadline = None if req.timeout is None else start + req.timeout
+        with self._session_slot(start, deadline, req.cancel):
+            chan = self._open_channel(deadline, reconnect=req.killable)
             try:
-                chan.exec_command(task.tag(script, is_argv))
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise SSHConnectError(
-                    f"{self.settings.target} failed to start a command: "
-                    f"{exc or type(exc).__name__}",
+                try:
+                    chan.exec_command(task.tag(script, is_argv))
+                except (paramiko.SSHException, EOFError, OSError) as exc:
+                    raise SSHConnectError(
+                        f"{self.settings.target} failed to start a command: "
+                        f"{exc or type(exc).__name__}",
+                        self.settings.name,
+                    ) from None
+                run = _Run(self, chan, sudo, req.stdin, req.on_output, task)
+                return run.wait(start, deadline, req.cancel)
+            finally:
+                _close_quietly(chan)
+
+    def _open_channel(self, deadline: float | None, reconnect: bool) -> paramiko.Channel:
+        timeout = self.settings.connect_timeout
+        if deadline is not None:
+            timeout = max(min(timeout, deadline - time.monotonic()), 0.5)
+        return self._with_reconnect(lambda t: t.open_session(timeout=timeout), reconnect)
+
+    @contextlib.contextmanager
+    def _session_slot(
+        self, start: float, deadline: float | None, cancel: threading.Event | None
+    ) -> Iterator[None]:
+        """At most `max_sessions` commands at once: sshd refuses more channels (MaxSessions)."""
+        while not self._slots.acquire(timeout=_POLL):
+            if cancel is not None and cancel.is_set():
+                raise CommandCancelled(
+                    f"command cancelled on {self.settings.name} while waiting for a free session",
                     self.settings.name,
-                ) from None
-            return _Run(self, chan, sudo, stdin, on_output, task).wait(start, deadline, cancel)
+                    SSHCommandResult(rc=-1, stdout="", stderr=""),
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise CommandTimeout(
+                    f"command timed out after {deadline - start:g}s on {self.settings.name} "
+                    f"waiting for a free session ({self.settings.max_sessions} in use)",
+                    self.settings.name,
+                    SSHCommandResult(rc=-1, stdout="", stderr=""),
+                )
+        try:
+            yield
         finally:
-            _close_quietly(chan)
+            self._slots.release()
 
     def _kill_task(self, task: _Task) -> None:
         """Stop what a timed-out command left running (best effort, a few seconds at most).
@@ -947,17 +992,10 @@ class SSHConnection:
         transport = self._transport
         if transport is None or not transport.is_active():
             return
+        kill = ["sh", "-c", _KILL_SCRIPT, "sh", task.id]
         try:
-            self._exec(
-                ["sh", "-c", _KILL_SCRIPT, "sh", task.id],
-                None,
-                5,
-                task.become,
-                None,
-                None,
-                killable=False,
-            )
-        except Exception:
+            self._exec(_Request(kill, None, 5, task.become, None, None, killable=False))
+        except Exception:  # noqa: BLE001 - best effort: the timeout is reported either way
             pass
 
     # files
@@ -1040,6 +1078,27 @@ def _expand_proxy_command(command: str, target: Endpoint) -> str:
             out.append(command[i])
             i += 1
     return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One command to run, as given to `SSHConnection.run`."""
+
+    command: str | Sequence[str]
+    stdin: bytes | None
+    timeout: float | None
+    become: Become | None
+    cancel: threading.Event | None
+    on_output: Callable[[str], None] | None
+    killable: bool = True  # False for the kill command itself: no kill of the kill
+
+    def script(self) -> tuple[str, bool]:
+        """The command as shell text, and whether it is one argv (quoted word by word)."""
+        if isinstance(self.command, str):
+            return self.command, False
+        if not self.command:
+            raise ValueError("empty argv")
+        return shlex.join(str(a) for a in self.command), True
 
 
 # Every command carries OPSBOOK_TASK_ID in its environment (inherited by its children;

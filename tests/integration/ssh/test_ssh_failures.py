@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 from opsbook.plugin import Status
@@ -156,3 +157,23 @@ def test_command_timeout_and_nonzero_rc_as_results(node):
     assert (res.rc, res.stdout, res.stderr) == (3, "out\n", "boom\n")
     assert res.msg == "command exited with rc=3: boom"
     assert web1.act("shell", {"cmd": "exit 3", "ok_rc": [0, 3]}).status is Status.OK
+
+
+def test_hung_host_times_out(lab_healed, node):
+    web2 = node("web2")
+    assert web2.conn.run(["true"]).rc == 0
+    lab_healed.pause("web2")
+    try:
+        fresh = node("web2", ansible_ssh_timeout=2)
+        started = time.monotonic()
+        with pytest.raises(
+            SSHConnectError, match=r"no SSH banner and key exchange within 2s \(host hung"
+        ):
+            fresh.conn.run(["true"])
+        assert time.monotonic() - started < 8
+        started = time.monotonic()
+        res = web2.act("command", "true", timeout=2)
+        assert res.status in (Status.TIMED_OUT, Status.FAILED), res
+        assert time.monotonic() - started < 30
+    finally:
+        lab_healed.unpause("web2")
