@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 plugin = Plugin("ssh", "Run commands, copy files and manage services on hosts over SSH.")
 
 DIFF_LIMIT = 1024 * 1024  # files larger than this are compared by checksum only
+ROLLBACK_LIMIT = 64 * 1024  # older contents up to this size are kept for the rollback
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -397,23 +398,29 @@ def _remote_file(ctx: ActionContext, path: str) -> _RemoteFile:
     return _RemoteFile(res.stdout.strip().splitlines()[-1] if res.stdout.strip() else "")
 
 
-def _diff(ctx: ActionContext, path: str, old: _RemoteFile, new: bytes) -> str:
-    if old.kind == "FILE" and old.size > DIFF_LIMIT or len(new) > DIFF_LIMIT:
+def _old_text(ctx: ActionContext, path: str, old: _RemoteFile, limit: int) -> str | None:
+    """The current text of a file up to `limit` bytes; "" when missing; None if binary/larger."""
+    if old.kind != "FILE":
+        return ""
+    if old.size > limit:
+        return None
+    text = _check(ctx, ["cat", "--", path], f"reading {path}").stdout
+    return None if "\ufffd" in text else text  # undecodable bytes: a binary file
+
+
+def _diff(path: str, before: str | None, new: bytes) -> str:
+    if before is None or len(new) > DIFF_LIMIT:
         return (
             f"--- {path} (before)\n+++ {path} (after)\n"
-            "@@ file too large to diff; checksum changed @@\n"
+            "@@ binary or too large to diff; checksum changed @@\n"
         )
-    before = b""
-    if old.kind == "FILE":
-        res = _check(ctx, ["cat", "--", path], f"reading {path}")
-        before = res.stdout.encode()
     try:
-        a, b = before.decode(), new.decode()
+        after = new.decode()
     except UnicodeDecodeError:
         return f"Binary files {path} (before) and {path} (after) differ\n"
     lines = difflib.unified_diff(
-        a.splitlines(keepends=True),
-        b.splitlines(keepends=True),
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
         f"{path} (before)",
         f"{path} (after)",
     )
@@ -446,6 +453,31 @@ def _write(ctx: ActionContext, data: bytes, dest: str, mode: str | None) -> None
         )
 
 
+def _changes(args: _FileArgs, old: _RemoteFile, sha: str) -> list[str]:
+    """What differs between the file on the host and what the step wants."""
+    owner = (args.owner is not None and args.owner not in (old.owner, old.uid)) or (
+        args.group is not None and args.group not in (old.group, old.gid)
+    )
+    flags = {
+        "content": old.sha != sha,
+        "mode": args.mode is not None and old.mode != args.mode,
+        "owner": owner,
+    }
+    return [name for name, differs in flags.items() if differs]
+
+
+def _previous(old: _RemoteFile, text: str | None, what: list[str]) -> dict[str, Any] | None:
+    """How the file was before, for the rollback (None: cannot be restored from the journal)."""
+    if old.kind == "MISSING":
+        return {"absent": True}
+    if text is None and "content" in what:
+        return None
+    prev: dict[str, Any] = {"content": text, "mode": old.mode}
+    if "owner" in what:
+        prev.update(owner=old.owner, group=old.group)
+    return prev
+
+
 def _install(ctx: ActionContext, args: _FileArgs, data: bytes, source: str) -> Result:
     """Make `args.dest` hold `data` with the wanted mode/owner; changed only if it differed."""
     dest = args.dest
@@ -456,38 +488,47 @@ def _install(ctx: ActionContext, args: _FileArgs, data: bytes, source: str) -> R
         dest = posixpath.join(dest, posixpath.basename(source))
         old = _remote_file(ctx, dest)
     sha = hashlib.sha256(data).hexdigest()
-    content_changed = old.sha != sha
-    mode_changed = args.mode is not None and old.mode != args.mode
-    owner_changed = (args.owner is not None and args.owner not in (old.owner, old.uid)) or (
-        args.group is not None and args.group not in (old.group, old.gid)
-    )
-    changed = content_changed or mode_changed or owner_changed
-    what = [
-        w
-        for w, c in (("content", content_changed), ("mode", mode_changed), ("owner", owner_changed))
-        if c
-    ]
-    diff = _diff(ctx, dest, old, data) if ctx.diff_mode and content_changed else None
-    info = {"dest": dest, "checksum": sha, "size": len(data), "changes": what}
-    if ctx.check_mode or not changed:
-        verb = "would change" if changed else "unchanged"
-        return Result.ok(
-            changed=changed,
-            diff=diff,
-            data=info,
-            msg=f"{dest}: {verb}" + (f" ({', '.join(what)})" if what else ""),
-        )
-    if content_changed:
+    what = _changes(args, old, sha)
+    info: dict[str, Any] = {"dest": dest, "checksum": sha, "size": len(data), "changes": what}
+    if not what:
+        return Result.ok(data=info, msg=f"{dest}: unchanged")
+    # The old text feeds the diff and, when we really write, the rollback.
+    text = None
+    if not ctx.check_mode or (ctx.diff_mode and "content" in what):
+        text = _old_text(ctx, dest, old, DIFF_LIMIT if ctx.diff_mode else ROLLBACK_LIMIT)
+    diff = _diff(dest, text, data) if ctx.diff_mode and "content" in what else None
+    summary = f"({', '.join(what)})"
+    if ctx.check_mode:
+        return Result.ok(changed=True, diff=diff, data=info, msg=f"{dest}: would change {summary}")
+    if text is not None and len(text.encode()) > ROLLBACK_LIMIT:
+        text = None
+    info["previous"] = _previous(old, text, what)
+    if "content" in what:
         _write(ctx, data, dest, args.mode)
-    elif mode_changed:
-        _check(ctx, ["chmod", args.mode, "--", dest], f"chmod {dest}")  # type: ignore[list-item]
-    if owner_changed:
+    elif "mode" in what:
+        _check(ctx, ["chmod", args.mode or "", "--", dest], f"chmod {dest}")
+    if "owner" in what:
         spec = (args.owner or "") + (f":{args.group}" if args.group else "")
         _check(ctx, ["chown", spec, "--", dest], f"chown {dest}")
-    return Result.ok(changed=True, diff=diff, data=info, msg=f"{dest}: changed ({', '.join(what)})")
+    return Result.ok(changed=True, diff=diff, data=info, msg=f"{dest}: changed {summary}")
 
 
-@plugin.action(check=True, idempotent=True)
+def _file_inverse(args: _FileArgs, result: Result) -> tuple[str, dict[str, Any]] | None:
+    """Put the file back as it was: its old content (up to 64 KiB of text) or remove it."""
+    prev = result.data.get("previous")
+    if not result.changed or not prev:
+        return None
+    dest = result.data["dest"]
+    if prev.get("absent"):
+        return "ssh.command", {"cmd": ["rm", "-f", "--", dest]}
+    if prev.get("content") is None:
+        return None
+    restore = {"dest": dest, "content": prev["content"], "mode": prev.get("mode")}
+    restore.update({k: prev[k] for k in ("owner", "group") if prev.get(k)})
+    return "ssh.copy", restore
+
+
+@plugin.action(check=True, idempotent=True, inverse=_file_inverse)
 @_as_result
 def copy(ctx: ActionContext, args: CopyArgs) -> Result:
     """Copy inline content or a local file to the host (atomic; changed only when it differs)."""
@@ -522,7 +563,7 @@ def render_template(source: str, context: Mapping[str, Any]) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-@plugin.action(check=True, idempotent=True)
+@plugin.action(check=True, idempotent=True, inverse=_file_inverse)
 @_as_result
 def template(ctx: ActionContext, args: TemplateArgs) -> Result:
     """Render a local Jinja2 template with host vars + `vars` and install it on the host."""

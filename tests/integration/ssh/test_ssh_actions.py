@@ -425,3 +425,26 @@ def test_actions_work_over_the_docker_connection(docker_node, dummy_service):
     )
     assert web1.act("service", {"name": dummy_service, "state": "started"}).changed
     assert web1.act("wait_for", {"process": "sleep 1000001", "timeout": 5}).status is Status.OK
+
+
+def test_copy_inverse_puts_the_old_file_back(node):
+    spec_inverse = (
+        __import__("opsbook_plugins.ssh", fromlist=["plugin"]).plugin.actions["copy"].inverse
+    )
+    web1 = node("web1")
+    web1.sh(
+        "printf 'old\\n' >/tmp/opsbook-undo.conf; chmod 604 /tmp/opsbook-undo.conf; "
+        "rm -f /tmp/opsbook-undo-new.conf"
+    )
+    args = {"dest": "/tmp/opsbook-undo.conf", "content": "new\n", "mode": "0600"}
+    res = web1.act("copy", args)
+    assert res.changed and web1.sh("cat /tmp/opsbook-undo.conf") == "new\n"
+    action, undo = spec_inverse(None, res)
+    assert action == "ssh.copy"
+    assert web1.act("copy", undo).changed
+    assert web1.sh("stat -c %a /tmp/opsbook-undo.conf; cat /tmp/opsbook-undo.conf") == "604\nold\n"
+    created = web1.act("copy", {"dest": "/tmp/opsbook-undo-new.conf", "content": "x"})
+    action, undo = spec_inverse(None, created)
+    assert action == "ssh.command"
+    assert web1.act("command", undo).status is Status.OK
+    assert web1.conn.run(["test", "-e", "/tmp/opsbook-undo-new.conf"]).rc == 1

@@ -180,3 +180,25 @@ def test_template_renders_in_a_sandbox_with_strict_undefined():
         render_template("{{ missing }}", {})
     with pytest.raises(Exception, match="__class__|unsafe|not allowed"):
         render_template("{{ ''.__class__.__mro__ }}", {})
+
+
+def test_file_inverse_restores_old_text_or_removes_a_new_file():
+    from opsbook_plugins.ssh import _file_inverse
+
+    args = CopyArgs(dest="/etc/app.conf", content="new\n")
+    restored = Result(
+        changed=True,
+        data={"dest": "/etc/app.conf", "previous": {"content": "old\n", "mode": "640"}},
+    )
+    assert _file_inverse(args, restored) == (
+        "ssh.copy",
+        {"dest": "/etc/app.conf", "content": "old\n", "mode": "640"},
+    )
+    created = Result(changed=True, data={"dest": "/etc/app.conf", "previous": {"absent": True}})
+    assert _file_inverse(args, created) == (
+        "ssh.command",
+        {"cmd": ["rm", "-f", "--", "/etc/app.conf"]},
+    )
+    binary = Result(changed=True, data={"dest": "/x", "previous": None})
+    assert _file_inverse(args, binary) is None
+    assert _file_inverse(args, Result(changed=False, data=restored.data)) is None
