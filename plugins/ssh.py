@@ -4,6 +4,23 @@ Provides the `ssh` connection (`ansible_connection: ssh`, the default) and actio
 work over any Connection: the same `ssh.copy` copies into a container when the host says
 `ansible_connection: docker`. Connection details live in `opsbook_plugins.ssh_connection`
 (imported on first use: paramiko takes a tenth of a second to import).
+
+Host variables the connection reads (Ansible's names, then opsbook's own):
+
+    ansible_host, ansible_port, ansible_user      where and as whom (else ~/.ssh/config)
+    ansible_ssh_private_key_file                  key file (then -i / IdentityFile, agent,
+                                                  ~/.ssh/id_*), ansible_password last
+    ansible_ssh_common_args, ansible_ssh_extra_args
+                                                  -o ProxyJump=/-J, ProxyCommand, Port, User,
+                                                  IdentityFile, UserKnownHostsFile,
+                                                  StrictHostKeyChecking, ConnectTimeout,
+                                                  ServerAliveInterval, IdentitiesOnly, -F
+    ansible_become_password                       sudo password (never logged)
+    ansible_ssh_timeout                           connect/auth timeout (default 10s)
+    opsbook_host_key_policy                       strict (default) | accept-new | off
+    opsbook_known_hosts                           known_hosts file (~/.ssh/known_hosts)
+    opsbook_ssh_config                            ssh config file (~/.ssh/config)
+    opsbook_ssh_max_sessions                      concurrent commands per host (8)
 """
 
 from __future__ import annotations

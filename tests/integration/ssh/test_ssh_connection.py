@@ -264,3 +264,23 @@ def test_commands_beyond_max_sessions_wait_for_a_free_channel(node):
 def test_become_of_the_login_user_needs_no_sudo(node):
     web1 = node("web1")  # root, and nothing says sudo must be set up for root
     assert web1.conn.run(["id", "-un"], become=Become(user="root")).stdout == "root\n"
+
+
+def test_ssh_config_alone_is_enough(lab_info):
+    """No ansible_* variables: HostName, Port, User, IdentityFile, UserKnownHostsFile from
+    the lab's ssh_config (as ~/.ssh/config would give them)."""
+    from opsbook.plugin import HostInfo
+    from opsbook_plugins.ssh import ssh_connection
+
+    conn = ssh_connection(HostInfo("web1", {"opsbook_ssh_config": lab_info.ssh_config}))
+    try:
+        s = conn.settings
+        assert (s.target.host, s.target.port, s.target.user) == (
+            "127.0.0.1",
+            lab_info.hosts["web1"].ssh_port,
+            "root",
+        )
+        assert str(s.known_hosts) == lab_info.known_hosts and s.host_key_policy == "strict"
+        assert conn.run(["hostname"]).stdout == "web1\n"
+    finally:
+        conn.close()
