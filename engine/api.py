@@ -103,7 +103,9 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
     if forget:
         journal.forget_nodes(run_id, forget)
     prior = journal.nodes(run_id)
-    request.options.evidence_dir = request.options.evidence_dir or runs_dir() / run_id / "evidence"
+    recorded = record.options.get("evidence_dir")
+    request.options.evidence_dir = request.options.evidence_dir or (
+        Path(recorded) if recorded else runs_dir() / run_id / "evidence")
     request.options.evidence_dir.mkdir(parents=True, exist_ok=True)
     journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(forget)})
     return _drive(plan, registry, journal, request, run_id, prior, on_executor)
@@ -137,7 +139,7 @@ def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest
 
 
 def _options_record(options: RunOptions) -> dict[str, Any]:
-    return {"forks": options.forks, "check": options.check, "diff": options.diff, "rollback": options.rollback,
+    return {"evidence_dir": str(options.evidence_dir) if options.evidence_dir else None, "forks": options.forks, "check": options.check, "diff": options.diff, "rollback": options.rollback,
             "timeout": options.timeout, "tags": sorted(options.tags), "skip_tags": sorted(options.skip_tags),
             "limit": sorted(options.limit) if options.limit else None}
 

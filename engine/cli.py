@@ -383,10 +383,10 @@ def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
     if kw.get("fmt") != "json":
         click.echo(f"run {summary.run_id}: {summary.status}  (opsbook show {summary.run_id} | "
                    f"opsbook report {summary.run_id})", err=True)
-    if summary.status == "succeeded":
-        sys.exit(EXIT_OK)
     if summary.denied or "confirmation" in summary.message:
         sys.exit(EXIT_HUMAN)
+    if summary.status == "succeeded":
+        sys.exit(EXIT_OK)
     if summary.status in ("interrupted", "timed_out", "aborted"):
         sys.exit(EXIT_ABORTED)
     sys.exit(EXIT_FAILED)

@@ -63,8 +63,7 @@ class Node:
 
     @property
     def step(self) -> Step:
-        assert self.leaf is not None
-        return self.leaf.step
+        return self.leaf.step  # type: ignore[union-attr]  # never asked of barriers
 
 
 @dataclass
@@ -123,7 +122,7 @@ class _Builder:
         previous: str | None = None
         for index, step in enumerate(steps):
             if parent is not None:
-                step = inherit(step, parent, extra_vars or {}, first=index == 0 and sections[-1].part == "block")
+                step = inherit(step, parent, extra_vars or {}, first=index == 0)
             sid = self.add_step(step, hosts, sections, serial_owner, handler)
             if sid is None:
                 continue
@@ -280,21 +279,36 @@ def batches(hosts: Sequence[str], serial: Sequence[int | str]) -> tuple[tuple[st
 
 def inherit(child: Step, block: Step, block_vars: Mapping[str, Any], first: bool) -> Step:
     """Ansible's block keywords apply to every step inside: conditions add up (AND), tags
-    add up, and the child's own setting wins for the rest. A block's `approve` is asked
-    once per host, before its first step."""
+    add up, and for the rest a keyword written on the step wins over the block's.
+
+    A block's `approve` is asked once per host, before the first of its steps that runs
+    (the executor remembers the decision per block and host)."""
+    own = child.explicit
+
+    def pick(name: str) -> Any:
+        return getattr(child, name) if name in own else getattr(block, name)
+
+    approve, scope = child.approve, child.approve_scope
+    if "approve" not in own and block.approve is not None:
+        approve, scope = block.approve, block.approve_scope or block.id
     return dataclasses.replace(
         child,
         vars={**block_vars, **child.vars},
         when=block.when + child.when,
         tags=tuple(dict.fromkeys(block.tags + child.tags)),
-        become=child.become if child.become is not None else block.become,
-        become_user=child.become_user or block.become_user,
-        ignore_errors=child.ignore_errors or block.ignore_errors,
-        delegate_to=child.delegate_to or block.delegate_to,
-        no_log=child.no_log or block.no_log,
-        timeout=child.timeout if child.timeout is not None else block.timeout,
-        approve=child.approve if child.approve is not None else (block.approve if first else None),
+        become=pick("become"),
+        become_user=pick("become_user"),
+        ignore_errors=pick("ignore_errors"),
+        delegate_to=pick("delegate_to"),
+        no_log=pick("no_log"),
+        timeout=pick("timeout"),
+        approve=approve,
+        approve_scope=scope,
+        explicit=own | (block.explicit & INHERITED),
     )
+
+
+INHERITED = frozenset({"become", "become_user", "ignore_errors", "delegate_to", "no_log", "timeout", "approve"})
 
 
 def _suffix_ids(step: Step, suffix: str) -> Step:

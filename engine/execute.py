@@ -25,11 +25,11 @@ from opsbook.registry import Registry
 from opsbook.secrets import SecretStore
 from opsbook.template import evaluate, render
 
-TIMEOUT_GRACE = 5.0
+TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
 # Journal states of a node that a resume must look at again: it was running when opsbook
 # died ("started"), or a previous resume could not settle it ("unknown").
 IN_DOUBT = ("started", "unknown")
-OMIT = "__omit__"  # seconds an action gets to return after it was cancelled
+OMIT = "__omit__"  # Ansible's `omit`: an argument rendered to this is dropped
 
 
 @dataclass
@@ -184,6 +184,12 @@ class Executor:
         self.aborted = ""
         self.interrupted = False
         self.denied: list[str] = []
+        self._block_decisions: dict[tuple[str, str | None], Outcome | None] = {}
+        self._approval_lock = threading.Lock()
+        # Results of pure nodes (no side effect) and skips are written in batches: losing
+        # them in a crash only means they are evaluated again on resume.
+        self._buffer: list[NodeRecord] = []
+        self._buffer_lock = threading.Lock()
         self._hostinfo: dict[str, HostInfo] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._deadline: dict[str, float] = {}
@@ -224,7 +230,10 @@ class Executor:
         timed_out = False
         try:
             with ThreadPoolExecutor(max_workers=max(1, self.opts.forks), thread_name_prefix="node") as workers:
-                timed_out = self._schedule(workers, run_deadline)
+                try:
+                    timed_out = self._schedule(workers, run_deadline)
+                finally:
+                    self.flush()
                 status = self._status(timed_out)
                 rolled = 0
                 if self.opts.rollback == "always" or (self.opts.rollback == "on-failure" and status != "succeeded"):
@@ -280,7 +289,7 @@ class Executor:
                 if outcome is None:  # must really run
                     spec = self.registry.action(node.step.action.name)  # type: ignore[union-attr]
                     if spec is not None and _inline(spec, node):
-                        self._finish(node, self._run_node(node))
+                        self._finish(node, self._run_node(node, pure=True))
                         release(node.id)
                         continue
                     inflight[node.id] = node
@@ -387,7 +396,7 @@ class Executor:
         step = node.step
         restored = outcome.restored
         if not restored and not outcome.recorded and node.host is not None:
-            self._record(node, outcome)
+            self._record(node, outcome, buffered=outcome.status is Status.SKIPPED)
         if outcome.result.msg:
             self.messages[node.id] = outcome.result.msg
         if node.host is None:
@@ -405,9 +414,10 @@ class Executor:
         failed = outcome.status in (Status.FAILED, Status.TIMED_OUT) and not step.ignore_errors
         if failed:
             self._host_failed(node, state)
-        self.emit("node_finished", node, status=outcome.status.value, msg=outcome.result.msg,
-                  changed=outcome.result.changed, duration=round(outcome.finished - outcome.started, 6)
-                  if outcome.finished else 0.0, restored=restored)
+        if self.listeners:
+            self.emit("node_finished", node, status=outcome.status.value, msg=outcome.result.msg,
+                      changed=outcome.result.changed, duration=round(outcome.finished - outcome.started, 6)
+                      if outcome.finished else 0.0, restored=restored)
 
     def _host_failed(self, node: Node, state: HostState) -> None:
         # Ansible's block semantics: the rest of each enclosing block is skipped up to the
@@ -469,7 +479,7 @@ class Executor:
         ctx.update(self.plan.params)
         return ctx
 
-    def _run_node(self, node: Node) -> Outcome:
+    def _run_node(self, node: Node, pure: bool = False) -> Outcome:
         step = node.step
         start = time.time()
         action = step.action
@@ -520,14 +530,18 @@ class Executor:
                 refused = self._preflight(node)
                 if refused is not None:
                     return refused
-                return self._act(node, spec, ctx_vars, items, start)
-        return self._act(node, spec, ctx_vars, items, start)
+                return self._act(node, spec, ctx_vars, items, start, pure)
+        return self._act(node, spec, ctx_vars, items, start, pure)
 
     def _act(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], items: list[Any],
-             start: float) -> Outcome:
+             start: float, pure: bool = False) -> Outcome:
         step = node.step
-        self._write_ahead(node)
-        cancel = self._cancel.setdefault(node.id, threading.Event())
+        if pure:  # no side effect: nothing to write ahead, nothing to cancel
+            cancel = _NEVER
+            self.emit("node_started", node)
+        else:
+            self._write_ahead(node)
+            cancel = self._cancel.setdefault(node.id, threading.Event())
         if step.timeout:
             self._deadline[node.id] = time.monotonic() + step.timeout
         results: list[Result] = []
@@ -540,9 +554,9 @@ class Executor:
         outcome.started, outcome.finished = start, time.time()
         if outcome.status is Status.OK and node.host:
             self._taken_out.setdefault(step.id, set()).add(node.host)
-        if outcome.status is Status.OK and not self.opts.check:
+        if outcome.status is Status.OK and not self.opts.check and (step.rollback or spec.inverse):
             self._record_rollback(node, spec, ctx_vars, results)
-        self._record(node, outcome)
+        self._record(node, outcome, buffered=pure)
         return outcome
 
     @staticmethod
@@ -554,6 +568,7 @@ class Executor:
         return None
 
     def _write_ahead(self, node: Node) -> None:
+        self.flush()  # the journal must show everything that happened before this side effect
         self.journal.node_started(self.run_id, node.id, node.step.id, node.host)
         self.emit("node_started", node)
 
@@ -635,8 +650,10 @@ class Executor:
             if not isinstance(args, dict) and spec.scalar_arg in spec.expression_fields:
                 args = {spec.scalar_arg: args}
             if isinstance(args, dict):
-                args = {k: _evaluate_all(v, ctx_vars, step.pos) if k in spec.expression_fields else v
-                        for k, v in args.items()}
+                evaluated = {k: _evaluate_all(v, ctx_vars, step.pos) for k, v in args.items()
+                             if k in spec.expression_fields}
+                rest = {k: v for k, v in args.items() if k not in spec.expression_fields}
+                return {**self._render_args(spec.without_expressions(), rest, ctx_vars, step), **evaluated}
         if isinstance(args, dict):
             rendered = {k: render(v, ctx_vars, shell=k in spec.shell_fields, pos=step.pos) for k, v in args.items()}
             return {k: v for k, v in rendered.items() if v != OMIT}  # Ansible's `omit`
@@ -674,7 +691,8 @@ class Executor:
         step = node.step
         if step.loop is None:
             result = results[0]
-            registered = result.registered()
+            wanted = step.register is not None or step.run_once or bool(result.data)
+            registered = result.registered() if wanted else None
         else:
             worst = next((r for r in results if r.status in (Status.TIMED_OUT, Status.FAILED)), None) or \
                 next((r for r in results if r.status is Status.UNKNOWN), None)
@@ -691,9 +709,16 @@ class Executor:
         out = Outcome(result.status, result, registered, notify)
         return out
 
-    def _record(self, node: Node, outcome: Outcome) -> None:
+    def flush(self) -> None:
+        """Write buffered results of pure and skipped nodes."""
+        with self._buffer_lock:
+            batch, self._buffer = self._buffer, []
+        self.journal.nodes_finished(self.run_id, batch)
+
+    def _record(self, node: Node, outcome: Outcome, buffered: bool = False) -> None:
         step = node.step
         r = outcome.result
+        keep_registered = step.register is not None or bool(r.data) or step.run_once
         redact = self.secrets.redact
         hide = step.no_log
         rec = NodeRecord(
@@ -702,11 +727,19 @@ class Executor:
             attempts=r.attempts, changed=r.changed, rc=r.rc,
             msg="(hidden by no_log)" if hide and r.msg else redact(r.msg),
             stdout="" if hide else redact(r.stdout), stderr="" if hide else redact(r.stderr),
-            registered=None if outcome.registered is None else (
+            registered=None if outcome.registered is None or not keep_registered else (
                 {"hidden": True} if hide else self.secrets.redact_any(outcome.registered)),
-            facts=self.secrets.redact_any(r.facts), notify=outcome.notify)
-        self.journal.node_finished(self.run_id, rec)
+            facts=self.secrets.redact_any(r.facts) if r.facts else {}, notify=outcome.notify)
         outcome.recorded = True
+        if buffered and not r.evidence:
+            with self._buffer_lock:
+                self._buffer.append(rec)
+                full = len(self._buffer) >= 1000
+            if full:
+                self.flush()
+            return
+        self.flush()
+        self.journal.node_finished(self.run_id, rec)
         for ev in r.evidence:
             from opsbook.evidence import describe_file
 
@@ -774,6 +807,18 @@ class Executor:
 
     # -- approvals ---------------------------------------------------------------------------
     def _ask_approval(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any]) -> Outcome | None:
+        step = node.step
+        if step.approve_scope is not None:  # a block's approval: asked once per block and host
+            key = (step.approve_scope, node.host)
+            with self._approval_lock:
+                decided = self._block_decisions.get(key)
+                if decided is None:
+                    decided = self._ask_one(node, spec, ctx_vars)
+                    self._block_decisions[key] = decided
+            return decided
+        return self._ask_one(node, spec, ctx_vars)
+
+    def _ask_one(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any]) -> Outcome | None:
         step = node.step
         try:
             prompt = str(render(step.approve, ctx_vars, pos=step.pos)) if step.approve else f"Run {step.name} on {node.host}?"
@@ -877,6 +922,9 @@ class Executor:
                       status=status, msg=result.msg)
             done += status == "done"
         return done
+
+
+_NEVER = threading.Event()  # the cancel event of pure nodes: never set
 
 
 def _inline(spec: ActionSpec, node: Node) -> bool:

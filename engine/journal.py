@@ -27,7 +27,8 @@ from typing import Any, Iterator
 
 from opsbook.errors import JournalError, RunError, RunLockedError
 
-OUTPUT_KEEP = 64 * 1024  # stored per stream; full size and hash are kept beside it
+OUTPUT_KEEP = 64 * 1024
+_EMPTY_SHA = hashlib.sha256(b"").hexdigest()  # stored per stream; full size and hash are kept beside it
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -213,21 +214,31 @@ class Journal:
                 (run_id, node_id, step_id, host, "started", time.time()))
 
     def node_finished(self, run_id: str, rec: NodeRecord) -> None:
-        out = (rec.stdout or "") + (rec.stderr or "")
+        self.nodes_finished(run_id, [rec])
+
+    def nodes_finished(self, run_id: str, records: list[NodeRecord]) -> None:
+        """Record results; several in one transaction (the executor batches pure nodes)."""
+        if not records:
+            return
+        rows = [self._node_row(run_id, rec) for rec in records]
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO nodes (run_id,node_id,step_id,host,status,started,finished,attempts,changed,rc,msg,"
                 "stdout,stderr,out_size,out_sha256,registered,facts,notify) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(run_id,node_id) DO UPDATE SET status=excluded.status, finished=excluded.finished,"
                 "attempts=excluded.attempts, changed=excluded.changed, rc=excluded.rc, msg=excluded.msg,"
                 "stdout=excluded.stdout, stderr=excluded.stderr, out_size=excluded.out_size,"
                 "out_sha256=excluded.out_sha256, registered=excluded.registered, facts=excluded.facts,"
-                "notify=excluded.notify, started=COALESCE(nodes.started, excluded.started)",
-                (run_id, rec.node_id, rec.step_id, rec.host, rec.status, rec.started, rec.finished or time.time(),
-                 rec.attempts, int(rec.changed), rec.rc, rec.msg, rec.stdout[-OUTPUT_KEEP:],
-                 rec.stderr[-OUTPUT_KEEP:], len(out.encode()), hashlib.sha256(out.encode()).hexdigest(),
-                 _json(rec.registered) if rec.registered is not None else None, _json(rec.facts),
-                 _json(rec.notify)))
+                "notify=excluded.notify, started=COALESCE(nodes.started, excluded.started)", rows)
+
+    @staticmethod
+    def _node_row(run_id: str, rec: NodeRecord) -> tuple[Any, ...]:
+        out = ((rec.stdout or "") + (rec.stderr or "")).encode()
+        return (run_id, rec.node_id, rec.step_id, rec.host, rec.status, rec.started, rec.finished or time.time(),
+                rec.attempts, int(rec.changed), rec.rc, rec.msg, rec.stdout[-OUTPUT_KEEP:],
+                rec.stderr[-OUTPUT_KEEP:], len(out), hashlib.sha256(out).hexdigest() if out else _EMPTY_SHA,
+                _json(rec.registered) if rec.registered is not None else None,
+                _json(rec.facts) if rec.facts else "{}", _json(rec.notify) if rec.notify else "[]")
 
     def nodes(self, run_id: str) -> dict[str, NodeRecord]:
         with self._lock:

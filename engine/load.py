@@ -345,6 +345,7 @@ class RunbookLoader:
             no_log=self._bool(data, "no_log", c),
             keep_healthy=self._keep_healthy(data, c),
             marks=self._str_list(data, "marks", c),
+            explicit=frozenset(k for k in data if k in STEP_KEYWORDS),
         )
 
     def _children(self, data: PosDict, key: str, c: _Collector, ids: dict[str, Position]) -> tuple[Step, ...]:

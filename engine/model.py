@@ -139,6 +139,8 @@ class Step:
     keep_healthy: KeepHealthy | None = None
     marks: tuple[str, ...] = ()  # "mitigation", "verification": feed RTO accounting
     listen: tuple[str, ...] = ()  # handlers only: extra names they answer to
+    explicit: frozenset[str] = frozenset()  # keywords written on this step (vs inherited/defaults)
+    approve_scope: str | None = None  # id of the block whose `approve` this step carries
 
     @property
     def is_block(self) -> bool:

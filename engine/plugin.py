@@ -261,6 +261,11 @@ class ActionSpec:
     def full_name(self) -> str:
         return f"{self.plugin}.{self.name}"
 
+    def without_expressions(self) -> "ActionSpec":
+        import dataclasses
+
+        return dataclasses.replace(self, expression_fields=frozenset())
+
     def parse_args(self, raw: Any) -> Any:
         """Validate rendered arguments into the args model (pydantic)."""
         if raw is None:

@@ -50,6 +50,8 @@ class SecretStore:
         return list(self._values.values())
 
     def _compiled(self) -> re.Pattern[str] | None:
+        if not self._values:  # the common case: no secrets, no lock
+            return None
         with self._lock:
             if self._pattern is None:
                 # Longest first, so a secret containing another is masked whole. Very short

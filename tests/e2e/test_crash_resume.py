@@ -1,8 +1,10 @@
 """opsbook itself crashes: SIGKILL at many points, then resume; SIGTERM rolls back.
 
-Every node appends its name to a log guarded by a marker (`creates:`), the way a real
-runbook makes a non-idempotent command safe to resume. After any number of kills and
-resumes, every node has run exactly once and the run completes.
+Every node logs each start of its command, then makes its effect atomically (a hard link
+that fails if it already exists), guarded by `creates:` the way a real runbook makes a
+command safe to resume. After any number of kills and resumes: every effect happened
+exactly once, the run completes, and a node was only ever started again if the journal
+showed it in doubt (started, no result) when opsbook was killed.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ def _fleet(tmp_path: Path) -> tuple[str, str]:
         steps.append(f"""
   - name: step{s}
     local.shell:
-      cmd: "echo step{s}-{{{{ inventory_hostname }}}} >> {tmp_path}/log; sleep 0.05; touch {tmp_path}/m/step{s}-{{{{ inventory_hostname }}}}"
+      cmd: >-
+        n=step{s}-{{{{ inventory_hostname }}}}; echo $n >> {tmp_path}/starts; sleep 0.05;
+        echo $n > {tmp_path}/m/.$n.$$ && (ln {tmp_path}/m/.$n.$$ {tmp_path}/m/$n 2>/dev/null || echo $n >> {tmp_path}/dups);
+        rm -f {tmp_path}/m/.$n.$$; echo $n >> {tmp_path}/log
       creates: "{tmp_path}/m/step{s}-{{{{ inventory_hostname }}}}"
 """)
     rb = tmp_path / "fleet.yaml"
@@ -67,9 +72,20 @@ def _kill_after(proc: subprocess.Popen[str], finished: int, sig: int) -> tuple[s
     return run_id, seen
 
 
-def _log(tmp_path: Path) -> list[str]:
-    path = tmp_path / "log"
+def _log(tmp_path: Path, name: str = "log") -> list[str]:
+    path = tmp_path / name
     return path.read_text().split() if path.exists() else []
+
+
+def _in_doubt(tmp_path: Path, run_id: str) -> set[str]:
+    """Nodes the journal shows started without a result (what a kill leaves behind)."""
+    from opsbook.journal import Journal
+
+    journal = Journal(tmp_path / "journal.db")
+    try:
+        return {f"{r.step_id}-{r.host}" for r in journal.nodes(run_id).values() if r.status == "started"}
+    finally:
+        journal.close()
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -80,17 +96,21 @@ def test_sigkill_at_random_points_then_resume_runs_every_node_exactly_once(tmp_p
     proc = _start(["run", rb, "-i", inv], tmp_path)
     run_id, _ = _kill_after(proc, rng.randint(1, total - 1), signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
+    doubts: list[str] = sorted(_in_doubt(tmp_path, run_id))
     # Kill the resume too, sometimes more than once, before letting one finish.
     for _ in range(rng.randint(0, 2)):
         proc = _start(["resume", run_id], tmp_path)
         _kill_after(proc, rng.randint(1, 4), signal.SIGKILL)
-    time.sleep(0.2)  # let orphaned shells of the killed process finish their command
+        doubts += sorted(_in_doubt(tmp_path, run_id))
     done = subprocess.run([sys.executable, "-m", "opsbook", "resume", run_id, "--format", "json"],
                           capture_output=True, text=True, env=_env(tmp_path), timeout=120)
     assert done.returncode == 0, done.stderr
-    log = _log(tmp_path)
     expected = sorted(f"step{s}-n{h}" for s in range(STEPS) for h in range(1, HOSTS + 1))
-    assert sorted(log) == expected, "every node must run exactly once"
+    assert sorted(p.name for p in (tmp_path / "m").iterdir() if not p.name.startswith(".")) == expected
+    assert _log(tmp_path, "dups") == [], "an effect happened twice"
+    starts = _log(tmp_path, "starts")
+    for node in expected:
+        assert starts.count(node) <= 1 + doubts.count(node), f"{node} started again without being in doubt"
     runs = subprocess.run([sys.executable, "-m", "opsbook", "runs"], capture_output=True, text=True,
                           env=_env(tmp_path))
     assert f"{run_id}" in runs.stdout and "succeeded" in runs.stdout
@@ -100,29 +120,36 @@ def test_two_resumes_at_once_one_is_refused(tmp_path):
     log = tmp_path / "log"
     rb = tmp_path / "rb.yaml"
     rb.write_text(f"""opsbook: 1
-name: slow
+name: gated
 steps:
   - name: quick
-    local.shell: {{cmd: "echo quick >> {log}", creates: "{tmp_path}/q"}}
-  - name: marker
-    local.shell: {{cmd: "touch {tmp_path}/q"}}
-  - name: slow
-    local.shell: {{cmd: "sleep 4; echo slow-$$-$(date +%s.%N) >> {log}; touch {tmp_path}/s", creates: "{tmp_path}/s"}}
+    local.shell: {{cmd: "echo quick >> {log}; touch {tmp_path}/q", creates: "{tmp_path}/q"}}
+  - name: wait
+    local.wait: 2
+  - name: gated
+    approve: "go on?"
+    local.shell: "echo gated >> {log}"
 """)
     proc = _start(["run", str(rb)], tmp_path)
-    run_id, _ = _kill_after(proc, 2, signal.SIGKILL)
-    first = _start(["resume", run_id], tmp_path)
+    run_id, _ = _kill_after(proc, 1, signal.SIGKILL)
+    # The first resume holds the run's lock while it waits for an approval from another shell.
+    first = subprocess.Popen([sys.executable, "-m", "opsbook", "resume", run_id, "--format", "json",
+                              "--approval-timeout", "60s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=_env(tmp_path), stdin=subprocess.DEVNULL)
     assert first.stdout is not None
-    for line in first.stdout:  # wait until the first resume runs the slow step
-        if json.loads(line)["event"] == "node_started":
+    for line in first.stdout:
+        if json.loads(line)["event"] == "approval_requested":
             break
     second = subprocess.run([sys.executable, "-m", "opsbook", "resume", run_id], capture_output=True, text=True,
-                            env=_env(tmp_path), timeout=60)
+                            env=_env(tmp_path), timeout=60, stdin=subprocess.DEVNULL)
+    approve = subprocess.run([sys.executable, "-m", "opsbook", "approve", run_id, "gated"], capture_output=True,
+                             text=True, env=_env(tmp_path), timeout=60)
     first.communicate(timeout=120)
     assert second.returncode == 2, second.stderr
     assert f'lock "run:{run_id}" is held by run {run_id}' in second.stderr
+    assert approve.returncode == 0, approve.stderr
     assert first.returncode == 0
-    assert [e.split("-")[0] for e in _log(tmp_path)] == ["quick", "slow"], _log(tmp_path)
+    assert _log(tmp_path) == ["quick", "gated"]
 
 
 def test_sigterm_rolls_back_exactly_the_completed_actions_in_reverse(tmp_path):

@@ -152,3 +152,39 @@ def test_no_log_hides_output_from_live_events(run):
         """, listeners=[events.append])
     text = " ".join(str(e.data) for e in events)
     assert "topsecret" not in text and "(hidden by no_log)" in text
+
+
+def test_block_approval_is_asked_once_and_cannot_be_skipped(run, tmp_path):
+    asked: list[str] = []
+
+    def approver(request):
+        asked.append(request.step_name)
+        return False, "carol"
+
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: t
+        steps:
+          - name: dangerous
+            approve: "really?"
+            block:
+              - {{name: first, local.noop: {{}}, when: false}}
+              - {{name: second, local.shell: "echo second >> {log}"}}
+              - {{name: third, local.shell: "echo third >> {log}"}}
+        """, approver=approver)
+    assert asked == ["second"], "skipping the first step must not skip the approval"
+    assert not log.exists() and summary.denied == ["second@localhost"]
+
+
+def test_a_step_can_switch_off_what_its_block_sets(run, tmp_path):
+    summary = run("""
+        opsbook: 1
+        name: t
+        steps:
+          - ignore_errors: true
+            block:
+              - {name: strict, local.fail: boom, ignore_errors: false}
+        """)
+    assert summary.status == "failed"
+
