@@ -79,12 +79,11 @@ def machine() -> dict[str, Any]:
 
 
 def versions(tool_venvs: dict[str, venvs.Venv]) -> dict[str, str]:
+    import opsbook
     import paramiko
 
-    import opsbook
-
     rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True).stdout.strip()
+                         text=True, check=False).stdout.strip()
     out = {"opsbook": f"{opsbook.__version__} ({rev})" if rev else opsbook.__version__,
            "python": platform.python_version(), "paramiko (opsbook, floor)": paramiko.__version__}
     if "ansible" in tool_venvs:
@@ -92,7 +91,7 @@ def versions(tool_venvs: dict[str, venvs.Venv]) -> dict[str, str]:
     if "pyinfra" in tool_venvs:
         out["pyinfra"] = venvs.version_of(tool_venvs["pyinfra"], "pyinfra")
         out["paramiko (pyinfra)"] = venvs.version_of(tool_venvs["pyinfra"], "paramiko")
-    ssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True)
+    ssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True, check=False)
     out["OpenSSH (targets; ansible's client)"] = (ssh.stderr or ssh.stdout).strip().split(",")[0]
     return out
 
@@ -107,19 +106,19 @@ def run_profiles(bench: Bench, cfg: Config, folder: Path, stem: str) -> dict[str
     jobs: list[tuple[str, str, list[str]]] = []
     w = bench.w
     if w is not None and "opsbook" in cfg.tools:
-        jobs.append(("opsbook-run-5x%d" % top, f"opsbook run, 5 ssh.command steps on {top} hosts",
+        jobs.append((f"opsbook-run-5x{top}", f"opsbook run, 5 ssh.command steps on {top} hosts",
                      [*opsbook_exe(), "run", str(w.runbook(5)), "-i", str(w.ini_inventory(top)), "--yes",
                       "--format", "text", "--forks", str(top), "--journal", str(bench.work / "profile.db")]))
-        jobs.append(("opsbook-run-10x%d" % top, f"opsbook run, 10 ssh.command steps on {top} hosts",
+        jobs.append((f"opsbook-run-10x{top}", f"opsbook run, 10 ssh.command steps on {top} hosts",
                      [*opsbook_exe(), "run", str(w.runbook(10)), "-i", str(w.ini_inventory(top)), "--yes",
                       "--format", "text", "--forks", str(top), "--journal", str(bench.work / "profile.db")]))
     if w is not None and "floor" in cfg.tools:
-        jobs.append(("floor-5x%d" % top, f"paramiko floor, the same 5 commands on {top} hosts",
+        jobs.append((f"floor-5x{top}", f"paramiko floor, the same 5 commands on {top} hosts",
                      [sys.executable, "-m", "bench.floor", str(w.floor_spec(top, 5))]))
     if "opsbook" in cfg.tools:
         for kind in ("memory", "file"):
-            jobs.append((f"engine-noop-{kind}", f"engine: {cfg.noop_steps}x{cfg.noop_hosts} local.noop nodes, "
-                         f"journal {kind} (in process)",
+            jobs.append((f"engine-noop-{kind}", (f"engine: {cfg.noop_steps}x{cfg.noop_hosts} local.noop nodes, "
+                         f"journal {kind} (in process)"),
                          [sys.executable, "-m", "bench.engine_bench", "noop", str(bench.work / "engine"),
                           str(cfg.noop_steps), str(cfg.noop_hosts), kind]))
         jobs.append(("opsbook-version", "opsbook --version", [*opsbook_exe(), "--version"]))
@@ -129,7 +128,7 @@ def run_profiles(bench: Bench, cfg: Config, folder: Path, stem: str) -> dict[str
         log(f"profiling: {title}")
         try:
             raw = profile.record(cmd, bench.work / f"profile-{name}.raw", env=bench.env, cwd=bench.work)
-        except Exception as exc:  # profiling is a diagnosis aid: its failure is reported, not fatal
+        except Exception as exc:  # noqa: BLE001 - profiling is a diagnosis aid: reported, not fatal
             out[name] = {"title": title, "error": str(exc)[-500:]}
             continue
         finally:
@@ -139,8 +138,59 @@ def run_profiles(bench: Bench, cfg: Config, folder: Path, stem: str) -> dict[str
         summary["title"] = title
         out[name] = summary
         texts.append(profile.as_text(title, summary))
+    five, ten = out.get(f"opsbook-run-5x{top}"), out.get(f"opsbook-run-10x{top}")
+    if five and ten and five.get("samples") and ten.get("samples"):
+        out["per_extra_step"] = per_step_components(five, ten, 5, top)
+        texts.append(profile_delta_text(out["per_extra_step"]))
     (folder / f"{stem}.md").write_text("# py-spy profiles (thread holding the GIL)\n\n" + "\n".join(texts))
     return out
+
+
+def per_step_components(five: dict[str, Any], ten: dict[str, Any], extra: int, hosts: int) -> dict[str, Any]:
+    """Python CPU of one more step, by component: (10-step profile - 5-step profile) / 5."""
+    from bench.profile import RATE
+
+    def by(summary: dict[str, Any], key: str, field: str) -> dict[str, int]:
+        return {c[field]: c["samples"] for c in summary[key]}
+
+    rows = []
+    for key, field in (("components", "name"), ("inclusive", "function")):
+        a, b = by(five, key, field), by(ten, key, field)
+        for name in set(a) | set(b):
+            delta = (b.get(name, 0) - a.get(name, 0)) / extra / RATE
+            rows.append({"kind": key, "name": name, "s_per_step": delta, "ms_per_node": delta / hosts * 1000})
+    rows.sort(key=lambda r: -r["s_per_step"])
+    return {"title": f"one more ssh.command step on {hosts} hosts (10-step minus 5-step profile, / {extra})",
+            "total_s_per_step": (ten["samples"] - five["samples"]) / extra / RATE,
+            "components": [r for r in rows if r["kind"] == "components"],
+            "functions": [r for r in rows if r["kind"] == "inclusive"][:25]}
+
+
+def profile_delta_text(d: dict[str, Any]) -> str:
+    lines = [f"## {d['title']}", "", (f"Python CPU per extra step: {d['total_s_per_step'] * 1000:.1f} ms "
+             "(one sample-run each, so ±noise)"), "", "| component | ms per step | ms per node |", "|---|---|---|"]
+    lines += [f"| {r['name']} | {r['s_per_step'] * 1000:.1f} | {r['ms_per_node']:.2f} |" for r in d["components"]]
+    lines += ["", "| function (inclusive) | ms per step | ms per node |", "|---|---|---|"]
+    lines += [f"| `{r['name']}` | {r['s_per_step'] * 1000:.1f} | {r['ms_per_node']:.2f} |" for r in d["functions"]]
+    return "\n".join(lines) + "\n"
+
+
+def source_state() -> dict[str, Any]:
+    """Which opsbook was measured: the commit, files changed in the work tree, a digest of them.
+
+    The checkout is shared with people editing it; a digest that differs between the start
+    and the end of a run says the code changed while it was measured.
+    """
+    import hashlib
+
+    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "engine", "plugins"],
+                           capture_output=True, text=True, check=False).stdout.split("\n")
+    h = hashlib.sha256()
+    for f in sorted([*REPO.glob("engine/**/*.py"), *REPO.glob("plugins/*.py")]):
+        h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes())
+    return {"commit": rev, "uncommitted": [line[3:] for line in dirty if line.strip()],
+            "digest": h.hexdigest()[:16]}
 
 
 def needs_fleet(cfg: Config) -> bool:
@@ -152,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config(args)
     started = time.time()
     load_start = os.getloadavg()
+    src_start = source_state()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     tool_venvs = {}
@@ -190,15 +241,16 @@ def main(argv: list[str] | None = None) -> int:
                  "versions": versions(tool_venvs), "fleet": fleet_desc,
                  "cpu_source": "cgroup v1 cpuacct of the tool's process tree, wait4 kept beside it"
                  if measure.CGROUP_OK else "os.wait4 rusage of the tool's reaped process tree",
-                 "elapsed_s": time.time() - started, "loadavg_start": load_start, "loadavg_end": os.getloadavg(), "argv": sys.argv[1:] if argv is None else argv},
+                 "elapsed_s": time.time() - started, "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+                 "source_start": src_start, "source_end": source_state(), "argv": sys.argv[1:] if argv is None else argv},
         "cases": cases, "derived": derived,
         "notes": [
-            "ansible: ansible-playbook / ad-hoc with forks = hosts, pipelining on, ControlMaster/ControlPersist "
+            ("ansible: ansible-playbook / ad-hoc with forks = hosts, pipelining on, ControlMaster/ControlPersist "
             "(a fresh control path per run; masters left behind are stopped after each run and their CPU counted), "
-            "gather_facts false, linear strategy (the default).",
+            "gather_facts false, linear strategy (the default)."),
             "pyinfra: -y --parallel N --no-wait (hosts move on without waiting for each other, like opsbook).",
-            "paramiko floor: bench/floor.py (thread per host, TCP_NODELAY, strict known_hosts, one transport per "
-            "host, a channel per command).",
+            ("paramiko floor: bench/floor.py (thread per host, TCP_NODELAY, strict known_hosts, one transport per "
+            "host, a channel per command)."),
             "opsbook: `opsbook run` with a fresh durable SQLite journal file per run, --forks = hosts, --yes.",
         ],
     }

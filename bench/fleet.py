@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 USER = "opsbench"
 HOME = Path("/var/lib/opsbench")
@@ -67,7 +68,7 @@ class Fleet:
         self._procs.clear()
         self.pids.clear()
 
-    def __enter__(self) -> "Fleet":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -84,20 +85,20 @@ def ensure_openssh(log=print) -> None:
     log(f"installing {' '.join(missing)} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+    if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=False).returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, check=True)
         subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
 
 
 def _installed(package: str) -> bool:
     out = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     return "install ok installed" in out.stdout
 
 
 def ensure_user() -> None:
     """The target login: /bin/sh, an empty home, not locked (sshd without PAM refuses '!')."""
-    if subprocess.run(["id", USER], capture_output=True).returncode != 0:
+    if subprocess.run(["id", USER], capture_output=True, check=False).returncode != 0:
         subprocess.run(["useradd", "--system", "--home-dir", str(HOME), "--create-home",
                         "--shell", "/bin/sh", USER], check=True)
     subprocess.run(["usermod", "-p", "*", USER], check=True)
@@ -191,7 +192,7 @@ def start(count: int, root: Path, subnet: str = "127.0.1", log=print) -> Fleet:
             cfg = root / "sshd" / f"{t.name}.conf"
             cfg.write_text(_SSHD_CONFIG.format(listen=f"{t.address}:{t.port}", host_key=host_key,
                                                user=USER))
-            logf = open(root / "sshd" / f"{t.name}.log", "wb")
+            logf = open(root / "sshd" / f"{t.name}.log", "wb")  # noqa: SIM115 - closed after Popen
             proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdin=subprocess.DEVNULL,
                                     stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
             logf.close()

@@ -14,9 +14,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 from bench import measure
 from bench.fleet import Fleet
@@ -78,6 +78,7 @@ class Bench:
         self.venvs = venvs
         self.log = log
         self.logs = work / "logs"
+        shutil.rmtree(self.logs, ignore_errors=True)  # one run's logs only
         self.logs.mkdir(parents=True, exist_ok=True)
         self.files = Workloads(fleet, work / "files")
         self.w = self.files if fleet is not None else None  # the SSH workloads need the fleet
@@ -300,7 +301,7 @@ class Bench:
                         continue
                     try:
                         sample = case.run()
-                    except Exception as exc:  # a tool that fails is reported, the rest go on
+                    except Exception as exc:  # noqa: BLE001 - a failing tool is reported, the rest go on
                         case.error = f"{type(exc).__name__}: {exc}"[-1500:]
                         self.log(f"  FAILED {case.id}: {case.error[:300]}")
                         continue

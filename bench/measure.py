@@ -20,9 +20,10 @@ import signal
 import statistics
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 CPUACCT = Path("/sys/fs/cgroup/cpuacct")
 _serial = itertools.count()
@@ -70,8 +71,8 @@ def run(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | 
     if CGROUP_OK:
         group = CPUACCT / f"opsbook-bench-{os.getpid()}-{next(_serial)}"
         group.mkdir()
-    out = open(stdout_path or log or os.devnull, "wb")
-    err = open(log, "ab") if log else subprocess.DEVNULL
+    out = open(stdout_path or log or os.devnull, "wb")  # noqa: SIM115 - closed in finally
+    err = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
 
     def enter_group() -> None:
         if group is not None:
@@ -81,7 +82,8 @@ def run(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | 
     try:
         proc = subprocess.Popen(list(cmd), env=dict(env) if env is not None else None, cwd=cwd,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                preexec_fn=enter_group if group is not None else None)
+                                # the harness runs one tool at a time from one thread
+                                preexec_fn=enter_group if group is not None else None)  # noqa: PLW1509
         rc, ru = _wait(proc, timeout)
         wall = time.perf_counter() - start
         wait4_cpu = ru.ru_utime + ru.ru_stime

@@ -15,8 +15,9 @@ from __future__ import annotations
 import collections
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from bench import venvs
 
@@ -55,7 +56,7 @@ def record(cmd: Sequence[str], out: Path, env: dict[str, str] | None = None, cwd
     """Run `cmd` under py-spy; raw collapsed stacks go to `out`."""
     args = [pyspy(), "record", "--rate", str(RATE), "--format", "raw", "--output", str(out)]
     args.append("--idle" if idle else "--gil")
-    proc = subprocess.run([*args, "--", *cmd], env=env, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([*args, "--", *cmd], env=env, cwd=cwd, capture_output=True, text=True, check=False)
     if not out.exists():
         raise RuntimeError(f"py-spy failed ({proc.returncode}): {proc.stderr[-800:]}")
     return out
@@ -127,9 +128,9 @@ def summarize(raw: Path, top: int = 25) -> dict[str, Any]:
 
 def as_text(title: str, summary: dict[str, Any]) -> str:
     lines = [f"## {title}", "",
-             f"{summary['samples']} samples of the thread holding the GIL at {summary['rate_hz']} Hz "
+             (f"{summary['samples']} samples of the thread holding the GIL at {summary['rate_hz']} Hz "
              f"(~{summary['seconds']:.2f} s of Python CPU); for another {summary['no_gil_seconds']:.2f} s no "
-             "thread held the GIL (I/O waits, crypto and other C code that releases it)", "",
+             "thread held the GIL (I/O waits, crypto and other C code that releases it)"), "",
              "| component | samples | share |", "|---|---|---|"]
     lines += [f"| {c['name']} | {c['samples']} | {c['pct']}% |" for c in summary["components"]]
     lines += ["", "| top self (file:function) | samples | share |", "|---|---|---|"]

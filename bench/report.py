@@ -115,6 +115,19 @@ def _fmt(v: Any, unit: str = "") -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _source_line(meta: dict[str, Any]) -> str:
+    a, b = meta.get("source_start") or {}, meta.get("source_end") or {}
+    if not a:
+        return "- opsbook source: ?"
+    line = f"- opsbook source: commit {a['commit'][:10]}"
+    if a.get("uncommitted"):
+        line += f" plus uncommitted changes in {', '.join(a['uncommitted'])}"
+    line += f" (engine+plugins digest {a['digest']}"
+    if b and b.get("digest") != a.get("digest"):
+        line += f", **changed during the run** to {b['digest']} at commit {b['commit'][:10]}"
+    return line + ")"
+
+
 def _load(values: Any) -> str:
     return "/".join(f"{v:.1f}" for v in values) if values else "?"
 
@@ -123,17 +136,18 @@ def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     m = meta["machine"]
     out = [f"# opsbook benchmark — {meta['date']}", ""]
-    out += [f"- mode: {meta['mode']} ({meta['rounds']} interleaved rounds, medians; start-up "
+    out += [(f"- mode: {meta['mode']} ({meta['rounds']} interleaved rounds, medians; start-up "
             f"{meta['startup_rounds']} rounds); hosts {', '.join(map(str, meta['hosts']))}; "
-            f"fleet: {meta['fleet']}",
-            f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']:.1f} GiB RAM, kernel {m['kernel']}, "
-            f"{m['os']}",
+            f"fleet: {meta['fleet']}"),
+            (f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']:.1f} GiB RAM, kernel {m['kernel']}, "
+            f"{m['os']}"),
+            _source_line(meta),
             "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
-            f"- controller CPU = user+sys of the tool's whole process tree ({meta['cpu_source']}); "
-            "ratios are tool / opsbook from the same run (>1: opsbook is faster or cheaper)",
-            f"- wall time of the whole run: {meta.get('elapsed_s', 0):.0f} s; load average (1/5/15 min) at start "
+            (f"- controller CPU = user+sys of the tool's whole process tree ({meta['cpu_source']}); "
+            "ratios are tool / opsbook from the same run (>1: opsbook is faster or cheaper)"),
+            (f"- wall time of the whole run: {meta.get('elapsed_s', 0):.0f} s; load average (1/5/15 min) at start "
             f"{_load(meta.get('loadavg_start'))}, at end {_load(meta.get('loadavg_end'))} (other work on the machine "
-            "shows here; ratios are side by side, absolute times are not comparable across runs)", ""]
+            "shows here; ratios are side by side, absolute times are not comparable across runs)"), ""]
     out += ["## Targets", "", "| target | value | goal | status |", "|---|---|---|---|"]
     for t in result["targets"]:
         out.append(f"| {t['target']} | {_fmt(t['value'], t['unit'])} | {t['goal']} | **{t['status']}** |")
@@ -152,8 +166,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"{c['rounds']} |")
     step = result["derived"].get("per_extra_step") or {}
     if step:
-        out += ["", f"## Cost per extra step at {result['derived']['top_hosts']} hosts "
-                "((10-step − 5-step) / 5, medians)", "", "| tool | controller CPU | wall |", "|---|---|---|"]
+        out += ["", (f"## Cost per extra step at {result['derived']['top_hosts']} hosts "
+                "((10-step − 5-step) / 5, medians)"), "", "| tool | controller CPU | wall |", "|---|---|---|"]
         for tool, v in step.items():
             out.append(f"| {tool} | {_fmt(v['cpu_s'], 's')} | {_fmt(v['wall_s'], 's')} |")
     extra_rows = []
@@ -172,15 +186,19 @@ def markdown(result: dict[str, Any]) -> str:
         for c in mem:
             out.append(f"| {c['id']} | {c['maxrss_mb']:.0f} MB |")
     profiles = {k: v for k, v in (result.get("profiles") or {}).items() if v.get("samples")}
+    delta = (result.get("profiles") or {}).get("per_extra_step")
     if profiles:
         out += ["", "## Where opsbook's time goes (py-spy, thread holding the GIL)", "",
                 "Full tables: `bench/results/profiles/`. Shares are of Python CPU (samples where a thread held the GIL).",
                 ""]
-        for name, p in profiles.items():
+        for p in profiles.values():
             comps = ", ".join(f"{c['name']} {c['pct']}%" for c in p["components"][:6])
             tops = ", ".join(f"`{c['function']}` {c['pct']}%" for c in p["self"][:6])
             out.append(f"- **{p['title']}** (~{p['seconds']:.2f} s Python CPU, {p['no_gil_seconds']:.2f} s without "
                        f"the GIL): {comps}. Top self: {tops}")
+        if delta:
+            comps = ", ".join(f"{c['name']} {c['s_per_step'] * 1000:.1f} ms" for c in delta["components"][:6])
+            out.append(f"- **{delta['title']}**: {delta['total_s_per_step'] * 1000:.1f} ms Python CPU: {comps}")
     if result.get("notes"):
         out += ["", "## Notes", ""] + [f"- {n}" for n in result["notes"]]
     return "\n".join(out) + "\n"

@@ -66,7 +66,7 @@ def ensure(name: str, log=print) -> Venv:
 def version_of(venv: Venv, package: str) -> str:
     out = subprocess.run([venv.exe("python"), "-c",
                           f"import importlib.metadata as m; print(m.version({package!r}))"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     return out.stdout.strip() or "?"
 
 
