@@ -12,7 +12,7 @@
 set -euo pipefail
 
 PKGS=(docker.io containerd runc tini debootstrap debian-archive-keyring gpgv wget iptables iproute2
-      openssh-client ca-certificates)
+      openssh-client ca-certificates iputils-ping)
 
 need=()
 for p in "${PKGS[@]}"; do

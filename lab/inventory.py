@@ -27,6 +27,7 @@ def _host_vars(info, hi, connection: str = "ssh", user: str = "root") -> dict:
             v["ansible_become_password"] = info.sudo_password
     v["container"] = hi.container
     v["lab_ip"] = hi.lab_ip
+    v["internal_address"] = hi.lab_ip  # probe vantage points inside the lab aim here
     v["role"] = hi.role
     v["ssh_port"] = hi.ssh_port
     for k in ("http_port", "redis_port", "stats_port", "service_port"):
@@ -46,9 +47,9 @@ def _all_vars(info, connection: str = "ssh") -> dict:
         "lab_sudo_user": info.sudo_user,
         "lab_sudo_password": info.sudo_password,
     }
+    v["docker_host"] = info.docker_host  # docker.* steps reach the lab's own daemon
     if connection == "docker":
         v["ansible_docker_extra_args"] = f"-H {info.docker_host}"
-        v["docker_host"] = info.docker_host
     else:
         v["ansible_ssh_common_args"] = (
             f"-o UserKnownHostsFile={info.known_hosts} -o StrictHostKeyChecking=yes "
