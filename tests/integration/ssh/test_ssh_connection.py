@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import statistics
 import threading
@@ -46,10 +47,12 @@ def test_one_transport_for_many_commands(node):
     web1 = node("web1")
     web1.conn.run(["true"])
     transport = web1.conn.transport
-    for i in range(30):
+    fds = len(os.listdir("/proc/self/fd"))
+    for i in range(100):
         assert web1.conn.run(["echo", str(i)]).stdout == f"{i}\n"
     assert web1.conn.transport is transport
     assert web1.conn.connects == 1
+    assert len(os.listdir("/proc/self/fd")) <= fds + 2  # channels give their pipes back
     sock = transport.sock
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
