@@ -5,7 +5,9 @@ PodDisruptionBudgets), delete stuck objects, server-side apply and patch fixes, 
 objects into `register`, collect events and describe output as evidence, and wait for
 conditions. Check mode (`--check`) sends every change as a server-side dry run
 (`dryRun=All`): the API server validates, authorises and admits it exactly as it would the
-real request, and nothing is persisted. Read-only actions run normally in check mode.
+real request, and nothing is persisted. Read-only actions run normally in check mode, except
+that waits (`wait`, `rollout_status`) look once instead of waiting for what only a real run
+would cause: not there yet is `unknown`, with what they saw.
 
 Reaching the cluster works like kubectl (see `opsbook_plugins.kubernetes_api`): arguments
 `kubeconfig`, `context`, `namespace`, `as_user`, `as_groups`, else host vars
@@ -724,6 +726,8 @@ def watch_rollout(s: Session, ref: Ref, clock: Clock) -> tuple[Rollout, dict[str
         state = rollout_state(obj)
         if state.done or state.fatal:
             return state, obj
+        if s.ctx.check_mode:  # nothing we did changes anything: look once, do not wait
+            return state, obj
         if state.message != last:
             s.ctx.output(f"{ref}: {state.message} ({state.counts()})")
             last = state.message
@@ -749,6 +753,9 @@ def _rollout_result(s: Session, ref: Ref, state: Rollout, obj: Mapping[str, Any]
     data["pods_not_ready"] = [_meta(p)["name"] for p in stuck]
     if state.fatal:
         return Result.failed(f"rollout of {ref} failed: {why}: {state.counts()}{detail}", data=data)
+    if s.ctx.check_mode:
+        return Result.unknown(f"rollout of {ref} not complete now: {state.counts()} ({why}){detail}; "
+                              f"a real run waits up to {clock.limit:g}s", data=data)
     return _timed_out(f"rollout of {ref} not complete after {clock.elapsed():.0f}s: "
                       f"{state.counts()} ({why}){detail}", data=data)
 
@@ -1000,7 +1007,7 @@ def drain(ctx: ActionContext, args: DrainArgs) -> Result:
     data: dict[str, Any] = {
         "node": ref.name, "cordoned": not was, "connection": s.connection_args(),
         "to_evict": [_key(p) for p in plan.evict], "evicted": [],
-        "skipped": [{"pod": p, "why": w} for p, w in plan.skipped], "warnings": plan.warnings,
+        "skipped_pods": [{"pod": p, "why": w} for p, w in plan.skipped], "warnings": plan.warnings,
     }
     cordon_note = "" if was else ("; would cordon it" if ctx.check_mode else "; the node stays cordoned")
     if plan.blocked:
@@ -1821,6 +1828,9 @@ def wait(ctx: ActionContext, args: WaitArgs) -> Result:
                                    "seconds": round(clock.elapsed(), 1)})
         now = "; ".join(f"{_describe_ref(base, o)}: {why}" for o, why in pending[:3]) or \
             f"no {base.resource.plural} match {args.label_selector or '(any)'}"
+        if ctx.check_mode:  # nothing we did changes anything: look once, do not wait
+            return Result.unknown(f"not {goal} now: {now}; a real run waits up to {clock.limit:g}s",
+                                  data={"objects": [strip(o) for o in objs]})
         if now != last:
             ctx.output(now)
             last = now

@@ -80,7 +80,7 @@ def test_drain_evicts_workloads_which_come_back_elsewhere(act, k8s_env, nodes):
         assert _unschedulable(k8s_env, node)
         evicted = result.data["evicted"]
         assert evicted and all(k.startswith(f"{k8s_env.ns}/api-") for k in evicted)
-        assert any(s["why"] == "DaemonSet-managed" for s in result.data["skipped"])
+        assert any(s["why"] == "DaemonSet-managed" for s in result.data["skipped_pods"])
         assert result.msg.startswith(f"drained node {node}: evicted {len(evicted)} pods, skipped ")
         assert not _pods_on(k8s_env, node, "api")
         k8s_env.wait_available("api", 3)
