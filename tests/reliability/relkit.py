@@ -1,0 +1,255 @@
+"""Helpers of the reliability suite (imported by its conftest and tests): fault triggers on
+the executor's events, in-process runs (Book), the real command line (Cli), small waits."""
+
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opsbook.api import RunRequest, load_inventory_sources, make_plan, start_run
+from opsbook.events import Event
+from opsbook.execute import RunOptions, RunSummary
+from opsbook.journal import Journal, NodeRecord
+from opsbook.load import RunbookLoader
+from opsbook.registry import Registry
+
+HERE = Path(__file__).resolve().parent
+
+
+# --------------------------------------------------------------------------- fault triggers
+
+
+@dataclass
+class Trigger:
+    """Call `action` (in a thread of its own) the first time an event matches.
+
+    kind: event kind (node_started, node_output, node_finished, ...); step/host/line narrow
+    it down (line: a substring of a node_output line). `delay` waits before acting.
+    """
+
+    kind: str
+    action: Callable[[], Any]
+    step: str | None = None
+    host: str | None = None
+    line: str | None = None
+    delay: float = 0.0
+    blocking: bool = False  # run inline on the emitting thread (holds the scheduler up)
+    fired: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    thread: threading.Thread | None = None
+
+    def matches(self, event: Event) -> bool:
+        if self.fired.is_set() or event.kind != self.kind:
+            return False
+        if self.step is not None and event.step != self.step:
+            return False
+        if self.host is not None and event.host != self.host:
+            return False
+        return self.line is None or self.line in str(event.data.get("line", ""))
+
+    def fire(self) -> None:
+        self.fired.set()
+
+        def go() -> None:
+            try:
+                if self.delay:
+                    time.sleep(self.delay)
+                self.action()
+            except BaseException as exc:  # noqa: BLE001 - reported by Book.check_triggers
+                self.error = exc
+
+        if self.blocking:
+            go()
+        else:
+            self.thread = threading.Thread(target=go, daemon=True)
+            self.thread.start()
+
+
+@dataclass
+class Book:
+    """An in-process run: its summary, every event, and the journal it wrote."""
+
+    summary: RunSummary
+    journal: Journal
+    events: list[Event]
+    triggers: list[Trigger]
+
+    @property
+    def run_id(self) -> str:
+        return self.summary.run_id
+
+    def nodes(self) -> dict[str, NodeRecord]:
+        return self.journal.nodes(self.run_id)
+
+    def node(self, step_id: str, host: str) -> NodeRecord:
+        return self.nodes()[f"{step_id}@{host}"]
+
+    def rollbacks(self) -> list[dict[str, Any]]:
+        return self.journal.rollbacks(self.run_id)
+
+    def finished(self, step: str | None = None, host: str | None = None) -> list[Event]:
+        return [e for e in self.events if e.kind == "node_finished"
+                and (step is None or e.step == step) and (host is None or e.host == host)]
+
+    def output(self, host: str) -> list[str]:
+        return [str(e.data.get("line")) for e in self.events if e.kind == "node_output" and e.host == host]
+
+    def check_triggers(self) -> None:
+        for t in self.triggers:
+            if t.thread is not None:
+                t.thread.join(timeout=120)
+            assert t.fired.is_set(), f"the fault was never injected: {t}"
+            if t.error is not None:
+                raise AssertionError(f"injecting the fault failed: {t.error!r}") from t.error
+
+
+class BookRunner:
+    """book(yaml, inventory=PATH_OR_TEXT, on=[Trigger], params={}, hook=fn, **RunOptions) -> Book.
+
+    Runs in this process (OPSBOOK_RUNS_DIR must point into the test's folder); the journal is
+    `tmp/journal.db` unless one is given.
+    """
+
+    def __init__(self, registry: Registry, tmp: Path) -> None:
+        self.registry = registry
+        self.tmp = tmp
+        self.journals: list[Journal] = []
+
+    def __call__(self, text: str, inventory: str | Path | None = None, on: list[Trigger] | None = None,
+                 params: dict[str, Any] | None = None, journal: Journal | None = None,
+                 name: str = "rb.yaml", hook: Callable[[Any], None] | None = None,
+                 listeners: list[Callable[[Event], None]] | None = None, **options: Any) -> Book:
+        path = self.tmp / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        sources: list[str] = []
+        if inventory is not None:
+            if isinstance(inventory, Path) or "\n" not in inventory:
+                inv = Path(inventory)
+            else:
+                inv = self.tmp / "inventory.ini"
+                inv.write_text(textwrap.dedent(inventory).lstrip("\n"))
+            sources = [str(inv)]
+        if journal is None:
+            journal = Journal(self.tmp / "journal.db")
+            self.journals.append(journal)
+        events: list[Event] = []
+        triggers = list(on or [])
+        lock = threading.Lock()
+
+        def listen(event: Event) -> None:
+            with lock:
+                events.append(event)
+                due = [t for t in triggers if t.matches(event)]
+                for t in due:
+                    t.fired.set()
+            for t in due:
+                t.fire()
+
+        rb = RunbookLoader(self.registry).load_file(str(path))
+        plan = make_plan(rb, load_inventory_sources(sources), params or {})
+        request = RunRequest(inventory_sources=sources, options=RunOptions(**options),
+                             listeners=[listen, *(listeners or [])], given_params=dict(params or {}))
+        summary = start_run(plan, self.registry, journal, request, on_executor=hook)
+        return Book(summary, journal, events, triggers)
+
+    def close(self) -> None:
+        for j in self.journals:
+            j.close()
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@dataclass
+class CliResult:
+    args: list[str]
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.stdout.splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+    @property
+    def run_id(self) -> str:
+        for e in self.events:
+            if e.get("run"):
+                return str(e["run"])
+        for word in (self.stderr + self.stdout).replace(":", " ").split():
+            if word.count("-") == 2 and word[:8].isdigit():
+                return word
+        raise AssertionError(f"no run id in the output of {self.args}:\n{self.stdout}\n{self.stderr}")
+
+    def __str__(self) -> str:
+        return f"opsbook {' '.join(self.args)} -> rc={self.rc}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+@dataclass
+class Cli:
+    """`python -m opsbook` with OPSBOOK_JOURNAL and OPSBOOK_RUNS_DIR under `home`."""
+
+    home: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def journal(self) -> Path:
+        return self.home / "journal.db"
+
+    @property
+    def runs(self) -> Path:
+        return self.home / "runs"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "OPSBOOK_JOURNAL": str(self.journal), "OPSBOOK_RUNS_DIR": str(self.runs),
+                "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **self.extra_env, **extra}
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "opsbook", *args]
+
+    def __call__(self, *args: str, timeout: float = 180, input: str | None = None,
+                 env: dict[str, str] | None = None, cwd: Path | None = None) -> CliResult:
+        proc = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout,
+                              input=input, stdin=None if input is not None else subprocess.DEVNULL,
+                              env={**self.env(), **(env or {})}, cwd=cwd or self.home)
+        return CliResult(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+    def start(self, *args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL, env={**self.env(), **(env or {})}, cwd=self.home,
+                                **kw)
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.home / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+
+# --------------------------------------------------------------------------- misc
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
