@@ -11,16 +11,51 @@ from opsbook.registry import Registry
 SCHEMA_ID = "https://opsbook.dev/schema/runbook-v1.json"
 
 
+# Non-string arguments may also be written as text: a Jinja2 template rendered at run time,
+# or a form the action converts itself (durations like 30s, sizes like 512m).
+TEMPLATE = {"type": "string", "description": "a template rendered at run time, or text the action converts"}
+
+
+def _hoist(schema: Any, prefix: str, defs: dict[str, Any]) -> Any:
+    """Move a model schema's own $defs to the root (prefixed) and rewrite its $refs."""
+    if isinstance(schema, dict):
+        local = schema.pop("$defs", {})
+        for name, sub in local.items():
+            defs[prefix + name] = _hoist(sub, prefix, defs)
+        out = {}
+        for key, value in schema.items():
+            if key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/"):
+                out[key] = "#/$defs/" + prefix + value[len("#/$defs/"):]
+            else:
+                out[key] = _hoist(value, prefix, defs)
+        return out
+    if isinstance(schema, list):
+        return [_hoist(v, prefix, defs) for v in schema]
+    return schema
+
+
+def _allow_templates(args: dict[str, Any]) -> dict[str, Any]:
+    """Any argument may be a template string that renders to the right type at run time."""
+    for name, prop in list(args.get("properties", {}).items()):
+        if prop.get("type") != "string":
+            args["properties"][name] = {"anyOf": [prop, TEMPLATE]}
+    return args
+
+
 def runbook_schema(registry: Registry) -> dict[str, Any]:
     actions: dict[str, Any] = {}
+    defs: dict[str, Any] = {}
     for full_name in sorted(registry.action_names()):
         spec = registry.action(full_name)
         assert spec is not None
         args = spec.args_model.model_json_schema()  # type: ignore[attr-defined]
+        args = _allow_templates(_hoist(args, full_name.replace(".", "_") + "_", defs))
         args.setdefault("description", spec.doc)
         variants = [args]
         if spec.scalar_arg:
-            variants.append({"type": "string", "description": f"shorthand for {{{spec.scalar_arg}: ...}}"})
+            scalar = dict(args.get("properties", {}).get(spec.scalar_arg) or {"type": "string"})
+            scalar["description"] = f"shorthand for {{{spec.scalar_arg}: ...}}"
+            variants.append(scalar)
         variants.append({"type": "null"})
         actions[full_name] = {"anyOf": variants, "description": spec.doc}
     step_props = {k: {**v.schema, "description": v.help} for k, v in STEP_KEYWORDS.items()}
@@ -43,6 +78,7 @@ def runbook_schema(registry: Registry) -> dict[str, Any]:
         "properties": top,
         "additionalProperties": False,
         "$defs": {
+            **defs,
             "step": step,
             "param": {"anyOf": [
                 {"type": "object", "additionalProperties": False, "properties": {
