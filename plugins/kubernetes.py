@@ -27,7 +27,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -101,23 +101,33 @@ class _Conn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     kubeconfig: str | None = Field(
-        None, description="kubeconfig path (a:b merged); default host var k8s_kubeconfig, "
-        "$KUBECONFIG, ~/.kube/config, in-cluster")
-    context: str | None = Field(None, description="kubeconfig context; default host var "
-                                "k8s_context, then the current-context")
+        None,
+        description="kubeconfig path (a:b merged); default host var k8s_kubeconfig, "
+        "$KUBECONFIG, ~/.kube/config, in-cluster",
+    )
+    context: str | None = Field(
+        None,
+        description="kubeconfig context; default host var k8s_context, then the current-context",
+    )
     as_user: str | None = Field(None, description="impersonate this user (host var k8s_as_user)")
-    as_groups: list[str] = Field(default_factory=list,
-                                 description="impersonate these groups (host var k8s_as_groups)")
+    as_groups: list[str] = Field(
+        default_factory=list, description="impersonate these groups (host var k8s_as_groups)"
+    )
 
 
 class _Ns(_Conn):
-    namespace: str | None = Field(None, description="default host var k8s_namespace, then the "
-                                  "context's namespace, then default")
+    namespace: str | None = Field(
+        None,
+        description="default host var k8s_namespace, then the context's namespace, then default",
+    )
 
 
 class _Obj(_Ns):
-    kind: str | None = Field(None, description="resource type as kubectl takes it: deployment, "
-                             "deploy, pods, poddisruptionbudgets.policy, ...")
+    kind: str | None = Field(
+        None,
+        description="resource type as kubectl takes it: deployment, "
+        "deploy, pods, poddisruptionbudgets.policy, ...",
+    )
     name: str | None = Field(None, description="object name; `kind/name` also works")
     api_version: str | None = Field(None, description="pin a group/version, e.g. apps/v1")
 
@@ -150,8 +160,13 @@ class Session:
         return out
 
     # -- references --------------------------------------------------------------------
-    def ref(self, kind: str, name: str | None, namespace: str | None = None,
-            api_version: str | None = None) -> Ref:
+    def ref(
+        self,
+        kind: str,
+        name: str | None,
+        namespace: str | None = None,
+        api_version: str | None = None,
+    ) -> Ref:
         res = self.cluster.resource(kind, api_version)
         return Ref(res, (namespace or self.namespace) if res.namespaced else None, name)
 
@@ -173,16 +188,33 @@ class Session:
         except ApiError as exc:
             raise explain(self, exc, "get", ref) from None
 
-    def list(self, ref: Ref, *, label_selector: str | None = None, field_selector: str | None = None,
-             all_namespaces: bool = False, timeout: float | None = None) -> list[dict[str, Any]]:
+    def list(
+        self,
+        ref: Ref,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        all_namespaces: bool = False,
+        timeout: float | None = None,
+    ) -> list[dict[str, Any]]:
         path = ref.resource.path(None if all_namespaces else ref.namespace)
         items: list[dict[str, Any]] = []
         token = None
         while True:
-            query = {"labelSelector": label_selector or None, "fieldSelector": field_selector or None,
-                     "limit": 500, "continue": token}
-            page = self.call("list", Ref(ref.resource, None if all_namespaces else ref.namespace),
-                             "GET", path, query=query, timeout=timeout)
+            query = {
+                "labelSelector": label_selector or None,
+                "fieldSelector": field_selector or None,
+                "limit": 500,
+                "continue": token,
+            }
+            page = self.call(
+                "list",
+                Ref(ref.resource, None if all_namespaces else ref.namespace),
+                "GET",
+                path,
+                query=query,
+                timeout=timeout,
+            )
             kind = ref.resource.kind
             for item in page.get("items") or []:
                 item.setdefault("kind", kind)
@@ -192,13 +224,27 @@ class Session:
             if not token:
                 return items
 
-    def patch(self, ref: Ref, body: Any, patch_type: str = "strategic", *, sub: str | None = None,
-              dry_run: bool = False, verb: str = "patch") -> dict[str, Any]:
+    def patch(
+        self,
+        ref: Ref,
+        body: Any,
+        patch_type: str = "strategic",
+        *,
+        sub: str | None = None,
+        dry_run: bool = False,
+        verb: str = "patch",
+    ) -> dict[str, Any]:
         content = PATCH_TYPES[patch_type]
         query = {"dryRun": "All" if dry_run else None, "fieldManager": FIELD_MANAGER}
-        return self.call(verb, ref, "PATCH", ref.path(sub), body=body,  # type: ignore[no-any-return]
-                         content_type=content, query=query)
-
+        return self.call(
+            verb,
+            ref,
+            "PATCH",
+            ref.path(sub),
+            body=body,  # type: ignore[no-any-return]
+            content_type=content,
+            query=query,
+        )
 
 
 PATCH_TYPES = {
@@ -218,15 +264,18 @@ def _delete_body(options: Mapping[str, Any], dry_run: bool) -> dict[str, Any]:
 
 def _sub_of(path: str, ref: Ref) -> str | None:
     base = ref.path()
-    return path[len(base) + 1:] if ref.name and path.startswith(base + "/") else None
+    return path[len(base) + 1 :] if ref.name and path.startswith(base + "/") else None
 
 
 def session(ctx: ActionContext, args: _Conn) -> Session:
     """The cluster (from the pool) and namespace an action works on."""
     host_vars = ctx.host.vars
     cluster = clusters.get(settings_for(args, host_vars))
-    namespace = (getattr(args, "namespace", None) or host_vars.get("k8s_namespace")
-                 or cluster.default_namespace)
+    namespace = (
+        getattr(args, "namespace", None)
+        or host_vars.get("k8s_namespace")
+        or cluster.default_namespace
+    )
     return Session(cluster, str(namespace), ctx)
 
 
@@ -236,7 +285,11 @@ def _object(s: Session, args: _Obj, default_kind: str | None) -> Ref:
     kind, name = args.kind, args.name
     if name and "/" in name and not kind:  # kubectl's deployment/web
         kind, _, name = name.partition("/")
-    if not name and host.get("k8s_name") and (not kind or _same_kind(s, kind, host.get("k8s_kind"))):
+    if (
+        not name
+        and host.get("k8s_name")
+        and (not kind or _same_kind(s, kind, host.get("k8s_kind")))
+    ):
         name, kind = str(host["k8s_name"]), kind or str(host.get("k8s_kind") or "")
     kind = kind or default_kind
     if not kind:
@@ -269,13 +322,17 @@ def explain(s: Session, exc: ApiError, verb: str, ref: Ref, sub: str | None = No
         if missing:
             return K8sError(missing)
     if isinstance(exc, Conflict) and "conflict" in exc.api_message.lower():
-        return K8sError(f"{ref}: {exc.api_message}; another field manager owns these fields "
-                        "(set force: true to take them over)")
+        return K8sError(
+            f"{ref}: {exc.api_message}; another field manager owns these fields "
+            "(set force: true to take them over)"
+        )
     if isinstance(exc, Invalid):
         return K8sError(f"{ref} was rejected by the API: {exc.api_message}")
     if exc.status == 415 and verb == "patch":
-        return K8sError(f"{ref}: {exc.api_message}; custom resources do not support strategic "
-                        "merge patches: use type: merge")
+        return K8sError(
+            f"{ref}: {exc.api_message}; custom resources do not support strategic "
+            "merge patches: use type: merge"
+        )
     return K8sError(f"{verb} {ref}: HTTP {exc.status} {exc.reason}: {exc.api_message}")
 
 
@@ -291,20 +348,24 @@ def _forbidden(s: Session, exc: ApiError, verb: str, ref: Ref, sub: str | None) 
     if found:
         user, verb = found["user"], found["verb"]
         base, _, subres = found["res"].partition("/")
-        resource = (f"{base}.{found['group']}" if found["group"] else base) + (f"/{subres}" if subres else "")
+        resource = (f"{base}.{found['group']}" if found["group"] else base) + (
+            f"/{subres}" if subres else ""
+        )
         where = f'in namespace "{found["ns"]}"' if found["ns"] else "at cluster scope"
     else:
         user = s.cluster.settings.as_user or "(this identity)"
         where = f'in namespace "{ref.namespace}"' if ref.namespace else "at cluster scope"
     ns_flag = f" -n {ref.namespace}" if ref.namespace else ""
-    return (f'forbidden: user "{user}" may not {verb} {resource} {where} '
-            f"({s.cluster.settings.describe()}). RBAC does not allow it: use an identity that may, "
-            f"or ask for a Role granting {verb} on {resource}. "
-            f"Check with: kubectl --context {s.cluster.context} auth can-i {verb} {resource}{ns_flag}")
+    return (
+        f'forbidden: user "{user}" may not {verb} {resource} {where} '
+        f"({s.cluster.settings.describe()}). RBAC does not allow it: use an identity that may, "
+        f"or ask for a Role granting {verb} on {resource}. "
+        f"Check with: kubectl --context {s.cluster.context} auth can-i {verb} {resource}{ns_flag}"
+    )
 
 
 def not_found(s: Session, ref: Ref) -> str:
-    """"deployment shop/web9 not found; deployments in shop: api, web (did you mean "web"?)"."""
+    """ "deployment shop/web9 not found; deployments in shop: api, web (did you mean "web"?)"."""
     missing_ns = _namespace_missing(s, ref)
     if missing_ns:
         return missing_ns
@@ -316,7 +377,9 @@ def not_found(s: Session, ref: Ref) -> str:
         return f"{ref} not found (cannot list {plural}{where} to suggest names)"
     if not names:
         return f"{ref} not found; there are no {plural}{where}"
-    shown = ", ".join(names[:_LIST_CAP]) + (f", ... ({len(names)} in all)" if len(names) > _LIST_CAP else "")
+    shown = ", ".join(names[:_LIST_CAP]) + (
+        f", ... ({len(names)} in all)" if len(names) > _LIST_CAP else ""
+    )
     return f"{ref} not found; {plural}{where}: {shown}{did_you_mean(ref.name or '', names)}"
 
 
@@ -337,7 +400,9 @@ def _namespace_missing(s: Session, ref: Ref) -> str | None:
         return None
     try:
         names = sorted(_names(s, Ref(s.cluster.resource("namespaces"), None)))
-        listing = f"; namespaces: {', '.join(names[:_LIST_CAP])}{did_you_mean(ref.namespace, names)}"
+        listing = (
+            f"; namespaces: {', '.join(names[:_LIST_CAP])}{did_you_mean(ref.namespace, names)}"
+        )
     except (ApiError, K8sError):
         listing = ""
     return f'namespace "{ref.namespace}" not found (looking for {ref}){listing}'
@@ -379,6 +444,11 @@ class Clock:
 def _timed_out(msg: str, **kw: Any) -> Result:
     """Our own deadline passed (before the step's): TIMED_OUT with the message we wrote."""
     return Result(status=Status.TIMED_OUT, msg=msg, **kw)
+
+
+def _n(count: int, word: str) -> str:
+    """'1 pod', '3 pods'."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _now() -> dt.datetime:
@@ -434,8 +504,12 @@ def _comparable(obj: Mapping[str, Any] | None, status: bool = False) -> dict[str
     return out
 
 
-def diff_text(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, label: str,
-              status: bool = False) -> str:
+def diff_text(
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    label: str,
+    status: bool = False,
+) -> str:
     """A unified YAML diff of two objects (kubectl diff's view, without status noise)."""
     import yaml
 
@@ -444,7 +518,9 @@ def diff_text(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None,
             return []
         return yaml.safe_dump(_comparable(obj, status), sort_keys=True).splitlines(keepends=True)
 
-    return "".join(difflib.unified_diff(lines(before), lines(after), f"live/{label}", f"new/{label}"))
+    return "".join(
+        difflib.unified_diff(lines(before), lines(after), f"live/{label}", f"new/{label}")
+    )
 
 
 def _meta(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -477,7 +553,8 @@ def _pod_problem(pod: Mapping[str, Any]) -> str:
         waiting = (cs.get("state") or {}).get("waiting")
         if waiting:
             return f"{phase}: {cs.get('name')} {waiting.get('reason', 'waiting')}" + (
-                f": {waiting['message']}" if waiting.get("message") else "")
+                f": {waiting['message']}" if waiting.get("message") else ""
+            )
         term = (cs.get("state") or {}).get("terminated")
         if term and term.get("exitCode"):
             return f"{phase}: {cs.get('name')} exited {term.get('exitCode')} ({term.get('reason', '')})"
@@ -551,22 +628,37 @@ def get(ctx: ActionContext, args: GetArgs) -> Result:
         ref = _object(s, args, None)
         obj = s.get_or_none(ref) if args.missing_ok else s.get(ref)
         if obj is None:
-            return Result.ok(msg=f"{ref} does not exist", data={"found": False, "object": None,
-                                                               "objects": [], "count": 0})
+            return Result.ok(
+                msg=f"{ref} does not exist",
+                data={"found": False, "object": None, "objects": [], "count": 0},
+            )
         obj = strip(obj)
-        return Result.ok(msg=f"read {ref}", data={"found": True, "object": obj, "objects": [obj],
-                                                  "count": 1})
+        return Result.ok(
+            msg=f"read {ref}", data={"found": True, "object": obj, "objects": [obj], "count": 1}
+        )
     if not args.kind:
         raise K8sError("k8s.get needs kind: (and name:, or a selector)")
     ref = s.ref(args.kind, None, api_version=args.api_version)
-    items = [strip(i) for i in s.list(ref, label_selector=args.label_selector,
-                                      field_selector=args.field_selector,
-                                      all_namespaces=args.all_namespaces)]
+    items = [
+        strip(i)
+        for i in s.list(
+            ref,
+            label_selector=args.label_selector,
+            field_selector=args.field_selector,
+            all_namespaces=args.all_namespaces,
+        )
+    ]
     where = "all namespaces" if args.all_namespaces or not ref.namespace else ref.namespace
-    return Result.ok(msg=f"{len(items)} {ref.resource.plural} in {where}",
-                     data={"found": bool(items), "objects": items, "count": len(items),
-                           "names": [_meta(i).get("name") for i in items],
-                           "object": items[0] if len(items) == 1 else None})
+    return Result.ok(
+        msg=f"{len(items)} {ref.resource.plural} in {where}",
+        data={
+            "found": bool(items),
+            "objects": items,
+            "count": len(items),
+            "names": [_meta(i).get("name") for i in items],
+            "object": items[0] if len(items) == 1 else None,
+        },
+    )
 
 
 # --------------------------------------------------------------------------- rollouts
@@ -582,7 +674,9 @@ class RolloutRestartArgs(_Obj):
 def _workload(s: Session, args: _Obj) -> tuple[Ref, dict[str, Any]]:
     ref = _object(s, args, "deployment")
     if ref.resource.kind not in _WORKLOADS or ref.resource.group != "apps":
-        raise K8sError(f"rollouts work on deployments, statefulsets and daemonsets, not {ref.resource.plural}")
+        raise K8sError(
+            f"rollouts work on deployments, statefulsets and daemonsets, not {ref.resource.plural}"
+        )
     return ref, s.get(ref)
 
 
@@ -592,10 +686,14 @@ def rollout_restart(ctx: ActionContext, args: RolloutRestartArgs) -> Result:
     s = session(ctx, args)
     ref, obj = _workload(s, args)
     if (obj.get("spec") or {}).get("paused"):
-        raise K8sError(f"{ref} is paused: resume it first (kubectl rollout resume "
-                       f"{ref.resource.label}/{ref.name} -n {ref.namespace}); a paused rollout "
-                       "does not restart")
-    annotations = (((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
+        raise K8sError(
+            f"{ref} is paused: resume it first (kubectl rollout resume "
+            f"{ref.resource.label}/{ref.name} -n {ref.namespace}); a paused rollout "
+            "does not restart"
+        )
+    annotations = (((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+        "annotations"
+    ) or {}
     now = _now()
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     if annotations.get(RESTARTED_AT) == stamp:  # restarted twice within one second
@@ -603,13 +701,22 @@ def rollout_restart(ctx: ActionContext, args: RolloutRestartArgs) -> Result:
     patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
     after = s.patch(ref, patch, dry_run=ctx.check_mode)
     replicas = (obj.get("spec") or {}).get("replicas")
-    data = {"kind": ref.resource.kind, "name": ref.name, "namespace": ref.namespace,
-            "restarted_at": stamp, "previous_restart": annotations.get(RESTARTED_AT),
-            "generation": _meta(after).get("generation"), "replicas": replicas}
+    data = {
+        "kind": ref.resource.kind,
+        "name": ref.name,
+        "namespace": ref.namespace,
+        "restarted_at": stamp,
+        "previous_restart": annotations.get(RESTARTED_AT),
+        "generation": _meta(after).get("generation"),
+        "replicas": replicas,
+    }
     count = f" ({replicas} replicas)" if replicas is not None else ""
     if ctx.check_mode:
-        return Result.ok(changed=True, data=data,
-                         msg=f"would restart {ref}{count}: the API server accepted the dry run")
+        return Result.ok(
+            changed=True,
+            data=data,
+            msg=f"would restart {ref}{count}: the API server accepted the dry run",
+        )
     return Result.ok(changed=True, data=data, msg=f"restarted {ref}{count} at {stamp}")
 
 
@@ -632,8 +739,10 @@ class Rollout:
     fatal: str = ""
 
     def counts(self) -> str:
-        return (f"{self.ready}/{self.desired} ready, {self.updated}/{self.desired} updated, "
-                f"{self.available}/{self.desired} available")
+        return (
+            f"{self.ready}/{self.desired} ready, {self.updated}/{self.desired} updated, "
+            f"{self.available}/{self.desired} available"
+        )
 
 
 def rollout_state(obj: Mapping[str, Any]) -> Rollout:
@@ -644,8 +753,14 @@ def rollout_state(obj: Mapping[str, Any]) -> Rollout:
     observed = st.get("observedGeneration", 0) >= meta.get("generation", 0)
     if kind == "DaemonSet":
         desired = st.get("desiredNumberScheduled", 0)
-        r = Rollout(False, "", desired, st.get("numberReady", 0), st.get("updatedNumberScheduled", 0),
-                    st.get("numberAvailable", 0))
+        r = Rollout(
+            False,
+            "",
+            desired,
+            st.get("numberReady", 0),
+            st.get("updatedNumberScheduled", 0),
+            st.get("numberAvailable", 0),
+        )
         if (spec.get("updateStrategy") or {}).get("type", "RollingUpdate") != "RollingUpdate":
             r.fatal = "rollout status is only available for the RollingUpdate strategy"
         elif not observed:
@@ -659,27 +774,44 @@ def rollout_state(obj: Mapping[str, Any]) -> Rollout:
         return r
     desired = spec.get("replicas", 1)
     if kind == "StatefulSet":
-        r = Rollout(False, "", desired, st.get("readyReplicas", 0), st.get("updatedReplicas", 0),
-                    st.get("availableReplicas", 0))
-        rolling = (spec.get("updateStrategy") or {})
+        r = Rollout(
+            False,
+            "",
+            desired,
+            st.get("readyReplicas", 0),
+            st.get("updatedReplicas", 0),
+            st.get("availableReplicas", 0),
+        )
+        rolling = spec.get("updateStrategy") or {}
         if rolling.get("type", "RollingUpdate") != "RollingUpdate":
             r.fatal = "rollout status is only available for the RollingUpdate strategy"
         elif not observed:
             r.message = f'waiting for statefulset "{name}" spec update to be observed'
         elif r.ready < desired:
             r.message = f"{desired - r.ready} pods are not ready yet"
-        elif (partition := ((rolling.get("rollingUpdate") or {}).get("partition") or 0)) and \
-                r.updated < desired - partition:
-            r.message = f"partitioned roll out: {r.updated} of {desired - partition} new pods updated"
+        elif (
+            partition := ((rolling.get("rollingUpdate") or {}).get("partition") or 0)
+        ) and r.updated < desired - partition:
+            r.message = (
+                f"partitioned roll out: {r.updated} of {desired - partition} new pods updated"
+            )
         elif not partition and st.get("updateRevision") != st.get("currentRevision"):
-            r.message = (f"{r.updated} pods at revision {st.get('updateRevision')}, "
-                         f"waiting for the rolling update to complete")
+            r.message = (
+                f"{r.updated} pods at revision {st.get('updateRevision')}, "
+                f"waiting for the rolling update to complete"
+            )
         else:
             r.done, r.message = True, f'statefulset "{name}" rolling update complete'
         return r
     total = st.get("replicas", 0)
-    r = Rollout(False, "", desired, st.get("readyReplicas", 0), st.get("updatedReplicas", 0),
-                st.get("availableReplicas", 0))
+    r = Rollout(
+        False,
+        "",
+        desired,
+        st.get("readyReplicas", 0),
+        st.get("updatedReplicas", 0),
+        st.get("availableReplicas", 0),
+    )
     progressing = _conditions(obj).get("Progressing", {})
     if not observed:
         r.message = f'waiting for deployment "{name}" spec update to be observed'
@@ -698,14 +830,24 @@ def rollout_state(obj: Mapping[str, Any]) -> Rollout:
 
 def _new_pods(s: Session, ref: Ref, obj: Mapping[str, Any], timeout: float) -> list[dict[str, Any]]:
     """The pods of the rollout's newest revision (Deployment: the new ReplicaSet's)."""
-    pods = s.list(s.ref("pods", None, ref.namespace), label_selector=_selector(obj), timeout=timeout)
+    pods = s.list(
+        s.ref("pods", None, ref.namespace), label_selector=_selector(obj), timeout=timeout
+    )
     if ref.resource.kind == "Deployment":
         revision = _meta(obj).get("annotations", {}).get("deployment.kubernetes.io/revision")
-        sets = s.list(s.ref("replicasets", None, ref.namespace), label_selector=_selector(obj),
-                      timeout=timeout)
+        sets = s.list(
+            s.ref("replicasets", None, ref.namespace),
+            label_selector=_selector(obj),
+            timeout=timeout,
+        )
         uid = _meta(obj).get("uid")
-        new = [rs for rs in sets if (_owner(rs) or {}).get("uid") == uid and
-               _meta(rs).get("annotations", {}).get("deployment.kubernetes.io/revision") == revision]
+        new = [
+            rs
+            for rs in sets
+            if (_owner(rs) or {}).get("uid") == uid
+            and _meta(rs).get("annotations", {}).get("deployment.kubernetes.io/revision")
+            == revision
+        ]
         if new:
             hash_ = _meta(new[0]).get("labels", {}).get("pod-template-hash")
             pods = [p for p in pods if _meta(p).get("labels", {}).get("pod-template-hash") == hash_]
@@ -735,12 +877,23 @@ def watch_rollout(s: Session, ref: Ref, clock: Clock) -> tuple[Rollout, dict[str
             return state, obj
 
 
-def _rollout_result(s: Session, ref: Ref, state: Rollout, obj: Mapping[str, Any], clock: Clock) -> Result:
-    data = {"kind": ref.resource.kind, "name": ref.name, "namespace": ref.namespace,
-            "desired": state.desired, "ready": state.ready, "updated": state.updated,
-            "available": state.available, "done": state.done, "message": state.message,
-            "revision": _meta(obj).get("annotations", {}).get("deployment.kubernetes.io/revision"),
-            "new_replicaset": _new_replicaset(s, ref, obj), "seconds": round(clock.elapsed(), 1)}
+def _rollout_result(
+    s: Session, ref: Ref, state: Rollout, obj: Mapping[str, Any], clock: Clock
+) -> Result:
+    data = {
+        "kind": ref.resource.kind,
+        "name": ref.name,
+        "namespace": ref.namespace,
+        "desired": state.desired,
+        "ready": state.ready,
+        "updated": state.updated,
+        "available": state.available,
+        "done": state.done,
+        "message": state.message,
+        "revision": _meta(obj).get("annotations", {}).get("deployment.kubernetes.io/revision"),
+        "new_replicaset": _new_replicaset(s, ref, obj),
+        "seconds": round(clock.elapsed(), 1),
+    }
     if state.done:
         return Result.ok(data=data, msg=f"{ref} rolled out: {state.counts()}")
     why = state.fatal or state.message
@@ -754,10 +907,16 @@ def _rollout_result(s: Session, ref: Ref, state: Rollout, obj: Mapping[str, Any]
     if state.fatal:
         return Result.failed(f"rollout of {ref} failed: {why}: {state.counts()}{detail}", data=data)
     if s.ctx.check_mode:
-        return Result.unknown(f"rollout of {ref} not complete now: {state.counts()} ({why}){detail}; "
-                              f"a real run waits up to {clock.limit:g}s", data=data)
-    return _timed_out(f"rollout of {ref} not complete after {clock.elapsed():.0f}s: "
-                      f"{state.counts()} ({why}){detail}", data=data)
+        return Result.unknown(
+            f"rollout of {ref} not complete now: {state.counts()} ({why}){detail}; "
+            f"a real run waits up to {clock.limit:g}s",
+            data=data,
+        )
+    return _timed_out(
+        f"rollout of {ref} not complete after {clock.elapsed():.0f}s: "
+        f"{state.counts()} ({why}){detail}",
+        data=data,
+    )
 
 
 @plugin.action(check=True, idempotent=True)
@@ -785,8 +944,13 @@ def _scale_inverse(args: ScaleArgs, result: Result) -> tuple[str, dict[str, Any]
     data = result.data
     if not result.changed or data.get("previous_replicas") is None:
         return None
-    return "k8s.scale", {**data.get("connection", {}), "kind": data["kind"], "name": data["name"],
-                         "namespace": data.get("namespace"), "replicas": data["previous_replicas"]}
+    return "k8s.scale", {
+        **data.get("connection", {}),
+        "kind": data["kind"],
+        "name": data["name"],
+        "namespace": data.get("namespace"),
+        "replicas": data["previous_replicas"],
+    }
 
 
 @plugin.action(check=True, idempotent=True, inverse=_scale_inverse, mutates=True)
@@ -798,12 +962,19 @@ def scale(ctx: ActionContext, args: ScaleArgs) -> Result:
         raise K8sError(f"{ref.resource.plural} cannot be scaled (no scale subresource)")
     current = s.get(ref, sub="scale")
     previous = (current.get("spec") or {}).get("replicas", 0)
-    data = {"kind": ref.resource.kind, "name": ref.name, "namespace": ref.namespace,
-            "previous_replicas": previous, "replicas": args.replicas,
-            "connection": s.connection_args()}
+    data = {
+        "kind": ref.resource.kind,
+        "name": ref.name,
+        "namespace": ref.namespace,
+        "previous_replicas": previous,
+        "replicas": args.replicas,
+        "connection": s.connection_args(),
+    }
     if previous == args.replicas:
         return Result.ok(changed=False, data=data, msg=f"{ref} already has {previous} replicas")
-    s.patch(ref, {"spec": {"replicas": args.replicas}}, "merge", sub="scale", dry_run=ctx.check_mode)
+    s.patch(
+        ref, {"spec": {"replicas": args.replicas}}, "merge", sub="scale", dry_run=ctx.check_mode
+    )
     verb = "would scale" if ctx.check_mode else "scaled"
     msg = f"{verb} {ref} from {previous} to {args.replicas} replicas"
     if ctx.check_mode or not args.wait or ref.resource.kind not in _WORKLOADS:
@@ -831,7 +1002,9 @@ def _node(s: Session, args: NodeArgs) -> Ref:
     if not name and str(host.vars.get("k8s_kind", "")).lower() == "node":
         name = host.name
     if not name:
-        raise K8sError("which node? pass node: (or run on a host of the k8s inventory's k8s_nodes group)")
+        raise K8sError(
+            "which node? pass node: (or run on a host of the k8s inventory's k8s_nodes group)"
+        )
     return s.ref("nodes", str(name))
 
 
@@ -841,11 +1014,18 @@ def _set_unschedulable(ctx: ActionContext, args: NodeArgs, want: bool) -> Result
     node = s.get(ref)
     was = bool((node.get("spec") or {}).get("unschedulable"))
     word = "cordon" if want else "uncordon"
-    data = {"node": ref.name, "unschedulable": want, "was_unschedulable": was,
-            "connection": s.connection_args()}
+    data = {
+        "node": ref.name,
+        "unschedulable": want,
+        "was_unschedulable": was,
+        "connection": s.connection_args(),
+    }
     if was == want:
-        return Result.ok(changed=False, data=data,
-                         msg=f"node {ref.name} already {'cordoned' if want else 'schedulable'}")
+        return Result.ok(
+            changed=False,
+            data=data,
+            msg=f"node {ref.name} already {'cordoned' if want else 'schedulable'}",
+        )
     s.patch(ref, {"spec": {"unschedulable": want}}, dry_run=ctx.check_mode)
     msg = f"would {word} node {ref.name}" if ctx.check_mode else f"{word}ed node {ref.name}"
     return Result.ok(changed=True, data=data, msg=msg)
@@ -879,14 +1059,19 @@ class DrainArgs(NodeArgs):
     """Cordon a node and evict its pods like kubectl drain, honouring PodDisruptionBudgets."""
 
     force: bool = Field(False, description="also delete pods no controller will recreate")
-    delete_emptydir_data: bool = Field(False, description="also evict pods with emptyDir "
-                                       "volumes (their data is lost)")
+    delete_emptydir_data: bool = Field(
+        False, description="also evict pods with emptyDir volumes (their data is lost)"
+    )
     ignore_daemonsets: bool = Field(True, description="leave DaemonSet pods (they would come back)")
-    disable_eviction: bool = Field(False, description="delete instead of evict: bypasses "
-                                   "PodDisruptionBudgets (last resort)")
+    disable_eviction: bool = Field(
+        False, description="delete instead of evict: bypasses PodDisruptionBudgets (last resort)"
+    )
     pod_selector: str | None = Field(None, description="only pods matching this label selector")
-    grace_period: int | None = Field(None, description="seconds each pod gets to stop "
-                                     "(default: the pod's own terminationGracePeriodSeconds)")
+    grace_period: int | None = Field(
+        None,
+        description="seconds each pod gets to stop "
+        "(default: the pod's own terminationGracePeriodSeconds)",
+    )
     timeout: Seconds = Field(DEFAULT_WAIT, description="give up after this long")
 
 
@@ -944,7 +1129,7 @@ _PDB_NAME = re.compile(r"disruption budget (\S+?)(?: needs|\s|$)")
 
 
 def pdb_reason(s: Session, exc: ApiError, pod: Mapping[str, Any]) -> str:
-    """"PodDisruptionBudget shop/web (The disruption budget web needs 2 healthy pods...)"."""
+    """ "PodDisruptionBudget shop/web (The disruption budget web needs 2 healthy pods...)"."""
     ns = _meta(pod).get("namespace")
     causes = [c.get("message", "") for c in exc.causes if c.get("message")]
     for text in causes + [exc.api_message]:
@@ -953,8 +1138,11 @@ def pdb_reason(s: Session, exc: ApiError, pod: Mapping[str, Any]) -> str:
             return f"PodDisruptionBudget {ns}/{found.group(1)} ({text})"
     try:  # not said in the answer: find the budget that selects this pod
         pdbs = s.list(s.ref("poddisruptionbudgets", None, ns))
-        names = [_meta(p)["name"] for p in pdbs
-                 if _matches((p.get("spec") or {}).get("selector"), _meta(pod).get("labels") or {})]
+        names = [
+            _meta(p)["name"]
+            for p in pdbs
+            if _matches((p.get("spec") or {}).get("selector"), _meta(pod).get("labels") or {})
+        ]
     except K8sError:
         names = []
     if names:
@@ -972,11 +1160,16 @@ def _evict(s: Session, pod: Mapping[str, Any], args: DrainArgs, dry_run: bool) -
         options["dryRun"] = ["All"]
     if args.disable_eviction:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", **options}
-        s.cluster.request("DELETE", ref.path(), body=body, query={"dryRun": "All" if dry_run else None})
+        s.cluster.request(
+            "DELETE", ref.path(), body=body, query={"dryRun": "All" if dry_run else None}
+        )
         return
-    body = {"apiVersion": "policy/v1", "kind": "Eviction",
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-            "deleteOptions": {"kind": "DeleteOptions", "apiVersion": "v1", **options}}
+    body = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "deleteOptions": {"kind": "DeleteOptions", "apiVersion": "v1", **options},
+    }
     s.cluster.request("POST", ref.path("eviction"), body=body)
 
 
@@ -1001,20 +1194,33 @@ def drain(ctx: ActionContext, args: DrainArgs) -> Result:
     if not was:
         s.patch(ref, {"spec": {"unschedulable": True}}, dry_run=ctx.check_mode)
     query = f"spec.nodeName={ref.name}"
-    pods = s.list(s.ref("pods", None), field_selector=query, label_selector=args.pod_selector,
-                  all_namespaces=True)
+    pods = s.list(
+        s.ref("pods", None),
+        field_selector=query,
+        label_selector=args.pod_selector,
+        all_namespaces=True,
+    )
     plan = drain_plan(pods, args)
     data: dict[str, Any] = {
-        "node": ref.name, "cordoned": not was, "connection": s.connection_args(),
-        "to_evict": [_key(p) for p in plan.evict], "evicted": [],
-        "skipped_pods": [{"pod": p, "why": w} for p, w in plan.skipped], "warnings": plan.warnings,
+        "node": ref.name,
+        "cordoned": not was,
+        "connection": s.connection_args(),
+        "to_evict": [_key(p) for p in plan.evict],
+        "evicted": [],
+        "skipped_pods": [{"pod": p, "why": w} for p, w in plan.skipped],
+        "warnings": plan.warnings,
     }
-    cordon_note = "" if was else ("; would cordon it" if ctx.check_mode else "; the node stays cordoned")
+    cordon_note = (
+        "" if was else ("; would cordon it" if ctx.check_mode else "; the node stays cordoned")
+    )
     if plan.blocked:
         listing = "; ".join(f"{p}: {w}" for p, w in plan.blocked)
         data["blocked"] = [{"pod": p, "why": w} for p, w in plan.blocked]
-        return Result.failed(f"cannot drain node {ref.name}: {listing}{cordon_note}",
-                             data=data, changed=not was and not ctx.check_mode)
+        return Result.failed(
+            f"cannot drain node {ref.name}: {listing}{cordon_note}",
+            data=data,
+            changed=not was and not ctx.check_mode,
+        )
     if ctx.check_mode:
         return _drain_check(s, ref.name or "", plan, args, data, was)
     for warning in plan.warnings:
@@ -1026,13 +1232,17 @@ def drain(ctx: ActionContext, args: DrainArgs) -> Result:
         return _drain_timeout(run, pending, data, changed)
     how = "deleted" if args.disable_eviction else "evicted"
     skipped = f", skipped {len(plan.skipped)}" if plan.skipped else ""
-    return Result.ok(changed=changed, data=data,
-                     msg=f"drained node {ref.name}: {how} {len(data['evicted'])} pods{skipped}"
-                     f" in {clock.elapsed():.0f}s")
+    return Result.ok(
+        changed=changed,
+        data=data,
+        msg=f"drained node {ref.name}: {how} {_n(len(data['evicted']), 'pod')}{skipped}"
+        f" in {clock.elapsed():.0f}s",
+    )
 
 
-def _drain_check(s: Session, node: str, plan: DrainPlan, args: DrainArgs, data: dict[str, Any],
-                 was: bool) -> Result:
+def _drain_check(
+    s: Session, node: str, plan: DrainPlan, args: DrainArgs, data: dict[str, Any], was: bool
+) -> Result:
     refused = {}
     for pod in plan.evict:
         try:
@@ -1042,16 +1252,30 @@ def _drain_check(s: Session, node: str, plan: DrainPlan, args: DrainArgs, data: 
         except NotFound:
             continue
         except ApiError as exc:
-            raise explain(s, exc, "create", s.ref("pods", _meta(pod)["name"], _meta(pod)["namespace"]),
-                          sub="eviction") from None
+            raise explain(
+                s,
+                exc,
+                "create",
+                s.ref("pods", _meta(pod)["name"], _meta(pod)["namespace"]),
+                sub="eviction",
+            ) from None
     data["refused_now"] = refused
-    what = f"would evict {len(plan.evict)} pods from node {node}" + ("" if was else " after cordoning it")
+    what = f"would evict {_n(len(plan.evict), 'pod')} from node {node}" + (
+        "" if was else " after cordoning it"
+    )
     if refused:
         listing = "; ".join(f"{p}: blocked by {why}" for p, why in refused.items())
-        return Result.unknown(f"{what}; right now the API refuses {len(refused)} evictions: {listing}; "
-                              "a real drain retries them until its timeout", data=data, changed=True)
-    return Result.ok(changed=bool(plan.evict) or not was, data=data,
-                     msg=f"{what}; every eviction passed the dry run")
+        return Result.unknown(
+            f"{what}; right now the API refuses {_n(len(refused), 'eviction')}: {listing}; "
+            "a real drain retries them until its timeout",
+            data=data,
+            changed=True,
+        )
+    return Result.ok(
+        changed=bool(plan.evict) or not was,
+        data=data,
+        msg=f"{what}; every eviction passed the dry run",
+    )
 
 
 def _evict_all(run: _Drain, pods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -1100,14 +1324,17 @@ def _evict_all(run: _Drain, pods: list[dict[str, Any]]) -> dict[str, dict[str, A
 def _gone(s: Session, pod: Mapping[str, Any]) -> bool:
     meta = _meta(pod)
     try:
-        now = s.cluster.request("GET", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}")
+        now = s.cluster.request(
+            "GET", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+        )
     except NotFound:
         return True
     return _meta(now).get("uid") != meta.get("uid")
 
 
-def _drain_timeout(run: _Drain, left: dict[str, dict[str, Any]], data: dict[str, Any],
-                   changed: bool) -> Result:
+def _drain_timeout(
+    run: _Drain, left: dict[str, dict[str, Any]], data: dict[str, Any], changed: bool
+) -> Result:
     blocked = [(k, run.blocked_by[k]) for k in left if k in run.blocked_by]
     terminating = [k for k in left if k not in run.blocked_by]
     parts = []
@@ -1118,9 +1345,11 @@ def _drain_timeout(run: _Drain, left: dict[str, dict[str, Any]], data: dict[str,
     data["left"] = list(left)
     data["blocked_by"] = dict(run.blocked_by)
     total = len(data["to_evict"])
-    msg = (f"drain of node {run.node} not finished after {run.clock.elapsed():.0f}s: "
-           f"{'; '.join(parts)}; evicted {len(run.evicted)} of {total} pods; node {run.node} stays "
-           "cordoned (k8s.uncordon to undo)")
+    msg = (
+        f"drain of node {run.node} not finished after {run.clock.elapsed():.0f}s: "
+        f"{'; '.join(parts)}; evicted {len(run.evicted)} of {total} pods; node {run.node} stays "
+        "cordoned (k8s.uncordon to undo)"
+    )
     if blocked:
         msg += "; wait for the budget to allow it, scale the workload up, or use disable_eviction: true"
     return _timed_out(msg, data=data, changed=changed)
@@ -1134,8 +1363,11 @@ class DeleteArgs(_Obj):
 
     label_selector: str | None = Field(None, description="delete every match in the namespace")
     grace_period: int | None = Field(None, ge=0, description="seconds to stop (pods)")
-    force: bool = Field(False, description="grace period 0: gone from the API at once "
-                        "(kubectl delete --force --grace-period=0)")
+    force: bool = Field(
+        False,
+        description="grace period 0: gone from the API at once "
+        "(kubectl delete --force --grace-period=0)",
+    )
     propagation: Literal["Background", "Foreground", "Orphan"] = "Background"
     missing_ok: bool = Field(False, description="an object that is already gone is fine")
     wait: bool = Field(True, description="wait until the object is gone (like kubectl)")
@@ -1150,7 +1382,9 @@ def delete(ctx: ActionContext, args: DeleteArgs) -> Result:
         ref = s.ref(args.kind or "pods", None, api_version=args.api_version)
         objs = s.list(ref, label_selector=args.label_selector)
         if not objs and not args.missing_ok:
-            raise K8sError(f"no {ref.resource.plural} in {ref.namespace} match {args.label_selector}")
+            raise K8sError(
+                f"no {ref.resource.plural} in {ref.namespace} match {args.label_selector}"
+            )
         refs = [Ref(ref.resource, _meta(o).get("namespace"), _meta(o)["name"]) for o in objs]
     else:
         refs = [_object(s, args, "pod")]
@@ -1162,8 +1396,12 @@ def delete(ctx: ActionContext, args: DeleteArgs) -> Result:
     gone: list[tuple[Ref, str | None]] = []
     for ref in refs:
         try:
-            answer = s.cluster.request("DELETE", ref.path(), body=_delete_body(options, ctx.check_mode),
-                                       query={"dryRun": "All" if ctx.check_mode else None})
+            answer = s.cluster.request(
+                "DELETE",
+                ref.path(),
+                body=_delete_body(options, ctx.check_mode),
+                query={"dryRun": "All" if ctx.check_mode else None},
+            )
         except NotFound:
             if args.missing_ok:
                 continue
@@ -1174,10 +1412,16 @@ def delete(ctx: ActionContext, args: DeleteArgs) -> Result:
     names = [f"{r.namespace}/{r.name}" if r.namespace else str(r.name) for r, _ in gone]
     data = {"deleted": names, "count": len(names)}
     if not gone:
-        return Result.ok(changed=False, data=data, msg=f"{refs[0] if refs else 'nothing'} already gone")
+        return Result.ok(
+            changed=False, data=data, msg=f"{refs[0] if refs else 'nothing'} already gone"
+        )
     if ctx.check_mode:
-        return Result.ok(changed=True, data=data, msg=f"would delete {', '.join(map(str, (r for r, _ in gone)))}"
-                         " (the API server accepted the dry run)")
+        return Result.ok(
+            changed=True,
+            data=data,
+            msg=f"would delete {', '.join(map(str, (r for r, _ in gone)))}"
+            " (the API server accepted the dry run)",
+        )
     if args.wait:
         clock = Clock(ctx, args.timeout)
         left = _wait_gone(s, gone, clock)
@@ -1204,9 +1448,13 @@ def _still_there(s: Session, left: list[Ref], clock: Clock) -> str:
         fin = _meta(obj).get("finalizers") or []
         extra = f" (finalizers: {', '.join(fin)})" if fin else ""
         details.append(f"{ref}{extra}")
-    hint = "; a pod on an unreachable node needs force: true" if left[0].resource.kind == "Pod" else ""
-    return (f"deletion requested but still there after {clock.elapsed():.0f}s: "
-            f"{', '.join(details)}{hint}")
+    hint = (
+        "; a pod on an unreachable node needs force: true" if left[0].resource.kind == "Pod" else ""
+    )
+    return (
+        f"deletion requested but still there after {clock.elapsed():.0f}s: "
+        f"{', '.join(details)}{hint}"
+    )
 
 
 # --------------------------------------------------------------------------- apply / patch
@@ -1216,11 +1464,15 @@ class ApplyArgs(_Ns):
     """Server-side apply of manifests, inline or from a file (field manager opsbook)."""
 
     manifest: dict[str, Any] | list[dict[str, Any]] | str | None = Field(
-        None, description="an object, a list of objects, or YAML text (--- separated)")
+        None, description="an object, a list of objects, or YAML text (--- separated)"
+    )
     src: str | None = Field(None, description="a YAML file with one or more manifests")
     force_conflicts: bool = Field(False, description="take over fields other managers own")
-    dry_run: bool = Field(False, description="only a server-side dry run, even outside check "
-                          "mode: what the API would accept and change (data.diff)")
+    dry_run: bool = Field(
+        False,
+        description="only a server-side dry run, even outside check "
+        "mode: what the API would accept and change (data.diff)",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ApplyArgs:
@@ -1260,7 +1512,9 @@ def manifests(args: ApplyArgs) -> list[dict[str, Any]]:
         if not (doc.get("metadata") or {}).get("name"):
             missing.append("metadata.name")
         if missing:
-            raise K8sError(f"{origin}: document {index} ({doc.get('kind', '?')}) has no {', '.join(missing)}")
+            raise K8sError(
+                f"{origin}: document {index} ({doc.get('kind', '?')}) has no {', '.join(missing)}"
+            )
         out.append(doc)
     if not out:
         raise K8sError(f"{origin} holds no objects")
@@ -1281,24 +1535,39 @@ def apply(ctx: ActionContext, args: ApplyArgs) -> Result:
         if res.namespaced:
             body["metadata"]["namespace"] = ns
         live = s.get_or_none(ref)
-        query = {"fieldManager": FIELD_MANAGER, "force": "true" if args.force_conflicts else None,
-                 "dryRun": "All" if dry else None}
-        after = s.call("patch", ref, "PATCH", ref.path(), body=body,
-                       content_type=PATCH_TYPES["apply"], query=query)
+        query = {
+            "fieldManager": FIELD_MANAGER,
+            "force": "true" if args.force_conflicts else None,
+            "dryRun": "All" if dry else None,
+        }
+        after = s.call(
+            "patch",
+            ref,
+            "PATCH",
+            ref.path(),
+            body=body,
+            content_type=PATCH_TYPES["apply"],
+            query=query,
+        )
         changed = _comparable(live) != _comparable(after)
         action = "created" if live is None else ("configured" if changed else "unchanged")
-        objects.append({"kind": res.kind, "name": ref.name, "namespace": ref.namespace,
-                        "action": action})
+        objects.append(
+            {"kind": res.kind, "name": ref.name, "namespace": ref.namespace, "action": action}
+        )
         if changed and (ctx.diff_mode or args.dry_run):
             where = f"{ref.namespace}/" if ref.namespace else ""
             diffs.append(diff_text(live, after, f"{res.label}/{where}{ref.name}"))
-    counts = {a: sum(1 for o in objects if o["action"] == a)
-              for a in ("created", "configured", "unchanged")}
+    counts = {
+        a: sum(1 for o in objects if o["action"] == a)
+        for a in ("created", "configured", "unchanged")
+    }
     would = counts["created"] + counts["configured"] > 0
     words = {"created": "would be created", "configured": "would be configured"} if dry else {}
     what = ", ".join(
         f"{o['kind'].lower()} {o['namespace'] + '/' if o['namespace'] else ''}{o['name']} "
-        f"{words.get(o['action'], o['action'])}" for o in objects)
+        f"{words.get(o['action'], o['action'])}"
+        for o in objects
+    )
     diff = "".join(diffs) or None
     data: dict[str, Any] = {"objects": objects, **counts, "would_change": would, "diff": diff or ""}
     prefix = "server-side dry run: " if dry else ""
@@ -1310,7 +1579,8 @@ class PatchArgs(_Obj):
     """Patch an object: strategic merge (default), JSON merge, or JSON patch."""
 
     patch: dict[str, Any] | list[dict[str, Any]] | str = Field(
-        description="the patch: a mapping (strategic/merge), a list of ops (json), or YAML/JSON text")
+        description="the patch: a mapping (strategic/merge), a list of ops (json), or YAML/JSON text"
+    )
     type: Literal["strategic", "merge", "json"] = "strategic"
     sub: str | None = Field(None, description="a subresource to patch, e.g. status or scale")
 
@@ -1329,17 +1599,24 @@ def patch(ctx: ActionContext, args: PatchArgs) -> Result:
         except yaml.YAMLError as exc:
             raise K8sError(f"patch is not valid YAML/JSON: {exc}") from None
     if args.type == "json" and not isinstance(body, list):
-        raise K8sError('a json patch is a list of operations like [{op: replace, path: /spec/replicas, value: 3}]')
+        raise K8sError(
+            "a json patch is a list of operations like [{op: replace, path: /spec/replicas, value: 3}]"
+        )
     if args.type != "json" and not isinstance(body, dict):
-        raise K8sError(f"a {args.type} patch is a mapping (use type: json for a list of operations)")
+        raise K8sError(
+            f"a {args.type} patch is a mapping (use type: json for a list of operations)"
+        )
     live = s.get(ref, sub=args.sub)
     after = s.patch(ref, body, args.type, sub=args.sub, dry_run=ctx.check_mode)
     status = args.sub == "status"
     changed = _comparable(live, status) != _comparable(after, status)
     label = f"{ref.resource.label}/{ref.name}"
     diff = diff_text(live, after, label, status) if changed and ctx.diff_mode else None
-    verb = ("would patch" if changed else "patch would change nothing on") if ctx.check_mode else \
-        ("patched" if changed else "patch changed nothing on")
+    verb = (
+        ("would patch" if changed else "patch would change nothing on")
+        if ctx.check_mode
+        else ("patched" if changed else "patch changed nothing on")
+    )
     return Result.ok(changed=changed, diff=diff, data={"object": strip(after)}, msg=f"{verb} {ref}")
 
 
@@ -1349,11 +1626,15 @@ def patch(ctx: ActionContext, args: PatchArgs) -> Result:
 class EventsArgs(_Obj):
     """Events of an object (and, for workloads, of its ReplicaSets and pods) or a namespace."""
 
-    since: str | None = Field(None, description="only newer events: a duration ago (15m) or a timestamp")
+    since: str | None = Field(
+        None, description="only newer events: a duration ago (15m) or a timestamp"
+    )
     types: list[Literal["Normal", "Warning"]] = Field(default_factory=list)
     related: bool = Field(True, description="include events of owned ReplicaSets and pods")
     all_namespaces: bool = False
-    dest: str | None = Field(None, description="evidence file, relative to the run's evidence folder")
+    dest: str | None = Field(
+        None, description="evidence file, relative to the run's evidence folder"
+    )
 
 
 def _safe(part: Any) -> str:
@@ -1361,8 +1642,13 @@ def _safe(part: Any) -> str:
 
 
 def _event_time(ev: Mapping[str, Any]) -> str:
-    return (ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp")
-            or _meta(ev).get("creationTimestamp") or "")
+    return (
+        ev.get("lastTimestamp")
+        or ev.get("eventTime")
+        or ev.get("firstTimestamp")
+        or _meta(ev).get("creationTimestamp")
+        or ""
+    )
 
 
 def _since(value: str | None) -> dt.datetime | None:
@@ -1386,8 +1672,11 @@ def _related_uids(s: Session, ref: Ref, obj: Mapping[str, Any]) -> set[str]:
     selector = _selector(obj)
     owned: list[dict[str, Any]] = []
     if ref.resource.kind == "Deployment":
-        owned = [rs for rs in s.list(s.ref("replicasets", None, ref.namespace), label_selector=selector)
-                 if (_owner(rs) or {}).get("uid") in uids]
+        owned = [
+            rs
+            for rs in s.list(s.ref("replicasets", None, ref.namespace), label_selector=selector)
+            if (_owner(rs) or {}).get("uid") in uids
+        ]
         uids |= {_meta(rs)["uid"] for rs in owned}
     for pod in s.list(s.ref("pods", None, ref.namespace), label_selector=selector):
         if (_owner(pod) or {}).get("uid") in uids:
@@ -1395,13 +1684,17 @@ def _related_uids(s: Session, ref: Ref, obj: Mapping[str, Any]) -> set[str]:
     return uids
 
 
-def collect_events(s: Session, args: EventsArgs, ref: Ref | None, obj: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def collect_events(
+    s: Session, args: EventsArgs, ref: Ref | None, obj: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
     """Events, oldest first, filtered like the arguments say."""
     ev_ref = s.ref("events", None, ref.namespace if ref is not None and ref.namespace else None)
     if ref is not None and obj is not None:
         if ref.resource.namespaced:
             uids = _related_uids(s, ref, obj) if args.related else {_meta(obj).get("uid", "")}
-            events = [e for e in s.list(ev_ref) if (e.get("involvedObject") or {}).get("uid") in uids]
+            events = [
+                e for e in s.list(ev_ref) if (e.get("involvedObject") or {}).get("uid") in uids
+            ]
         else:  # nodes: their events live in whatever namespace the reporter chose
             sel = f"involvedObject.kind={ref.resource.kind},involvedObject.name={ref.name}"
             events = s.list(ev_ref, field_selector=sel, all_namespaces=True)
@@ -1419,11 +1712,19 @@ def event_rows(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for e in events:
         inv = e.get("involvedObject") or {}
-        out.append({"time": _event_time(e), "type": e.get("type", ""), "reason": e.get("reason", ""),
-                    "object": f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}",
-                    "namespace": inv.get("namespace") or _meta(e).get("namespace"),
-                    "message": (e.get("message") or "").strip(), "count": e.get("count") or 1,
-                    "source": (e.get("source") or {}).get("component") or e.get("reportingComponent", "")})
+        out.append(
+            {
+                "time": _event_time(e),
+                "type": e.get("type", ""),
+                "reason": e.get("reason", ""),
+                "object": f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}",
+                "namespace": inv.get("namespace") or _meta(e).get("namespace"),
+                "message": (e.get("message") or "").strip(),
+                "count": e.get("count") or 1,
+                "source": (e.get("source") or {}).get("component")
+                or e.get("reportingComponent", ""),
+            }
+        )
     return out
 
 
@@ -1432,11 +1733,21 @@ def events_table(rows: list[dict[str, Any]], now: dt.datetime | None = None) -> 
     if not rows:
         return "No events.\n"
     header = ("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE")
-    table = [header] + [(_ago(r["time"], now) + (f" (x{r['count']})" if r["count"] > 1 else ""),
-                         r["type"], r["reason"], r["object"], r["message"]) for r in rows]
+    table = [header] + [
+        (
+            _ago(r["time"], now) + (f" (x{r['count']})" if r["count"] > 1 else ""),
+            r["type"],
+            r["reason"],
+            r["object"],
+            r["message"],
+        )
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
-    return "".join("   ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "   " + row[4] + "\n"
-                   for row in table)
+    return "".join(
+        "   ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "   " + row[4] + "\n"
+        for row in table
+    )
 
 
 def _save(ctx: ActionContext, relative: str, text: str, source: str, what: str) -> Evidence:
@@ -1466,18 +1777,30 @@ def events(ctx: ActionContext, args: EventsArgs) -> Result:
         default = f"k8s/{_safe('_all' if args.all_namespaces else s.namespace)}/events.txt"
         title = f"Events in {where}"
     since = f" since {args.since}" if args.since else ""
-    header = f"# {title}{since}, cluster {s.label}, collected {_now().isoformat(timespec='seconds')}\n"
-    ev = _save(ctx, args.dest or default, header + events_table(rows), f"k8s {s.cluster.context}: {title}",
-               title)
+    header = (
+        f"# {title}{since}, cluster {s.label}, collected {_now().isoformat(timespec='seconds')}\n"
+    )
+    ev = _save(
+        ctx,
+        args.dest or default,
+        header + events_table(rows),
+        f"k8s {s.cluster.context}: {title}",
+        title,
+    )
     warnings = sum(1 for r in rows if r["type"] == "Warning")
-    return Result.ok(evidence=[ev], msg=f"saved {ev.path}: {len(rows)} events ({warnings} warnings)",
-                     data={"events": rows, "count": len(rows), "warnings": warnings, "path": ev.path})
+    return Result.ok(
+        evidence=[ev],
+        msg=f"saved {ev.path}: {_n(len(rows), 'event')} ({_n(warnings, 'warning')})",
+        data={"events": rows, "count": len(rows), "warnings": warnings, "path": ev.path},
+    )
 
 
 class DescribeArgs(_Obj):
     """kubectl describe of an object, with its events, saved as evidence."""
 
-    dest: str | None = Field(None, description="evidence file, relative to the run's evidence folder")
+    dest: str | None = Field(
+        None, description="evidence file, relative to the run's evidence folder"
+    )
 
 
 @plugin.action(check=True, idempotent=True)
@@ -1492,22 +1815,37 @@ def describe(ctx: ActionContext, args: DescribeArgs) -> Result:
     if ref.resource.kind in _WORKLOADS:
         extra["pods"] = s.list(s.ref("pods", None, ref.namespace), label_selector=_selector(obj))
     if ref.resource.kind == "Node":
-        extra["pods"] = s.list(s.ref("pods", None), field_selector=f"spec.nodeName={ref.name}",
-                               all_namespaces=True)
-    rows = event_rows(collect_events(s, EventsArgs(related=False), ref, obj))
+        extra["pods"] = s.list(
+            s.ref("pods", None), field_selector=f"spec.nodeName={ref.name}", all_namespaces=True
+        )
+    rows = event_rows(collect_events(s, EventsArgs.model_validate({"related": False}), ref, obj))
     text = describe_text(obj, rows, extra)
-    base = args.dest or f"k8s/{_safe(ref.namespace or '_cluster')}/{_safe(ref.resource.label)}-{_safe(ref.name)}"
+    base = (
+        args.dest
+        or f"k8s/{_safe(ref.namespace or '_cluster')}/{_safe(ref.resource.label)}-{_safe(ref.name)}"
+    )
     base = base.removesuffix(".describe.txt")
     source = f"k8s {s.cluster.context}: {ref}"
-    evidence = [_save(ctx, base + ".describe.txt", text, source, f"describe {ref}"),
-                _save(ctx, base + ".yaml", yaml.safe_dump(strip(obj), sort_keys=False), source,
-                      f"{ref} as YAML")]
-    return Result.ok(evidence=evidence, msg=f"saved {evidence[0].path} ({len(rows)} events)",
-                     data={"text": text, "path": evidence[0].path, "events": len(rows)})
+    evidence = [
+        _save(ctx, base + ".describe.txt", text, source, f"describe {ref}"),
+        _save(
+            ctx,
+            base + ".yaml",
+            yaml.safe_dump(strip(obj), sort_keys=False),
+            source,
+            f"{ref} as YAML",
+        ),
+    ]
+    return Result.ok(
+        evidence=evidence,
+        msg=f"saved {evidence[0].path} ({_n(len(rows), 'event')})",
+        data={"text": text, "path": evidence[0].path, "events": len(rows)},
+    )
 
 
-def describe_text(obj: Mapping[str, Any], events: list[dict[str, Any]],
-                  extra: Mapping[str, Any] | None = None) -> str:
+def describe_text(
+    obj: Mapping[str, Any], events: list[dict[str, Any]], extra: Mapping[str, Any] | None = None
+) -> str:
     """A kubectl-describe-like text: metadata, the kind's key facts, conditions, events."""
     extra = extra or {}
     meta, spec, st = _meta(obj), obj.get("spec") or {}, obj.get("status") or {}
@@ -1532,8 +1870,13 @@ def describe_text(obj: Mapping[str, Any], events: list[dict[str, Any]],
     line("Kind", f"{kind} ({obj.get('apiVersion', '')})")
     line("CreationTimestamp", meta.get("creationTimestamp"))
     mapping("Labels", meta.get("labels"))
-    mapping("Annotations", {k: (v if len(str(v)) < 120 else str(v)[:117] + "...")
-                            for k, v in (meta.get("annotations") or {}).items()})
+    mapping(
+        "Annotations",
+        {
+            k: (v if len(str(v)) < 120 else str(v)[:117] + "...")
+            for k, v in (meta.get("annotations") or {}).items()
+        },
+    )
     owner = _owner(obj)
     if owner:
         line("Controlled By", f"{owner.get('kind')}/{owner.get('name')}")
@@ -1547,26 +1890,32 @@ def describe_text(obj: Mapping[str, Any], events: list[dict[str, Any]],
             if value:
                 out.append(f"{key}:")
                 out += ["  " + ln for ln in yaml.safe_dump(value, sort_keys=False).splitlines()]
-    conds = (st.get("conditions") or [])
+    conds = st.get("conditions") or []
     if conds:
         out.append("Conditions:")
         out.append(f"  {'Type':<26}{'Status':<8}{'Reason':<30}Message")
         for c in conds:
-            out.append(f"  {c.get('type', ''):<26}{c.get('status', ''):<8}{c.get('reason', '') or '':<30}"
-                       f"{c.get('message', '') or ''}")
+            out.append(
+                f"  {c.get('type', ''):<26}{c.get('status', ''):<8}{c.get('reason', '') or '':<30}"
+                f"{c.get('message', '') or ''}"
+            )
     out.append("Events:" if events else f"{'Events:':<24}<none>")
     if events:
         out += ["  " + ln for ln in events_table(events).splitlines()]
     return "\n".join(out) + "\n"
 
 
-def _describe_deployment(out: list[str], line: Any, mapping: Any, obj: Mapping[str, Any],
-                         extra: Mapping[str, Any]) -> None:
+def _describe_deployment(
+    out: list[str], line: Any, mapping: Any, obj: Mapping[str, Any], extra: Mapping[str, Any]
+) -> None:
     spec, st = obj.get("spec") or {}, obj.get("status") or {}
     line("Selector", _selector(obj))
-    line("Replicas", f"{spec.get('replicas', 1)} desired | {st.get('updatedReplicas', 0)} updated | "
-         f"{st.get('replicas', 0)} total | {st.get('availableReplicas', 0)} available | "
-         f"{st.get('unavailableReplicas', 0)} unavailable")
+    line(
+        "Replicas",
+        f"{spec.get('replicas', 1)} desired | {st.get('updatedReplicas', 0)} updated | "
+        f"{st.get('replicas', 0)} total | {st.get('availableReplicas', 0)} available | "
+        f"{st.get('unavailableReplicas', 0)} unavailable",
+    )
     strategy = spec.get("strategy") or spec.get("updateStrategy") or {}
     line("StrategyType", strategy.get("type"))
     ru = strategy.get("rollingUpdate") or {}
@@ -1595,8 +1944,10 @@ def _pod_row(p: Mapping[str, Any]) -> str:
     name = _meta(p).get("name", "")
     if _meta(p).get("namespace"):
         name = f"{_meta(p)['namespace']}/{name}"
-    return (f"{name:<44}{ready:<8}{ps.get('phase', ''):<12}{restarts:<10}"
-            f"{(p.get('spec') or {}).get('nodeName') or '<none>':<20}{problem}")
+    return (
+        f"{name:<44}{ready:<8}{ps.get('phase', ''):<12}{restarts:<10}"
+        f"{(p.get('spec') or {}).get('nodeName') or '<none>':<20}{problem}"
+    )
 
 
 def _describe_template(out: list[str], template: Mapping[str, Any]) -> None:
@@ -1610,21 +1961,28 @@ def _describe_template(out: list[str], template: Mapping[str, Any]) -> None:
     _describe_containers(out, pod_spec, {})
 
 
-def _describe_containers(out: list[str], pod_spec: Mapping[str, Any],
-                         statuses: Mapping[str, Mapping[str, Any]]) -> None:
+def _describe_containers(
+    out: list[str], pod_spec: Mapping[str, Any], statuses: Mapping[str, Mapping[str, Any]]
+) -> None:
     out.append("  Containers:")
     for c in pod_spec.get("containers") or []:
         out.append(f"   {c.get('name')}:")
         out.append(f"    Image:      {c.get('image')}")
-        ports = ", ".join(f"{p.get('containerPort')}/{p.get('protocol', 'TCP')}" for p in c.get("ports") or [])
+        ports = ", ".join(
+            f"{p.get('containerPort')}/{p.get('protocol', 'TCP')}" for p in c.get("ports") or []
+        )
         out.append(f"    Ports:      {ports or '<none>'}")
         res = c.get("resources") or {}
         for key in ("limits", "requests"):
             if res.get(key):
-                out.append(f"    {key.title() + ':':<12}{', '.join(f'{k}={v}' for k, v in res[key].items())}")
+                out.append(
+                    f"    {key.title() + ':':<12}{', '.join(f'{k}={v}' for k, v in res[key].items())}"
+                )
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             if c.get(probe):
-                out.append(f"    {probe[:-5].title() + ':':<12}{json.dumps(c[probe], sort_keys=True)}")
+                out.append(
+                    f"    {probe[:-5].title() + ':':<12}{json.dumps(c[probe], sort_keys=True)}"
+                )
         st = statuses.get(c.get("name", ""))
         if st:
             state = st.get("state") or {}
@@ -1635,26 +1993,48 @@ def _describe_containers(out: list[str], pod_spec: Mapping[str, Any],
             last = st.get("lastState") or {}
             if last:
                 lname = next(iter(last))
-                out.append(f"    Last State: {lname.title()} ({(last[lname] or {}).get('reason', '')}, "
-                           f"exit code {(last[lname] or {}).get('exitCode', '?')})")
+                out.append(
+                    f"    Last State: {lname.title()} ({(last[lname] or {}).get('reason', '')}, "
+                    f"exit code {(last[lname] or {}).get('exitCode', '?')})"
+                )
             out.append(f"    Ready:      {st.get('ready')}")
             out.append(f"    Restarts:   {st.get('restartCount', 0)}")
     if pod_spec.get("volumes"):
-        out.append("  Volumes:    " + ", ".join(f"{v.get('name')} ({next((k for k in v if k != 'name'), '?')})"
-                                                for v in pod_spec["volumes"]))
+        out.append(
+            "  Volumes:    "
+            + ", ".join(
+                f"{v.get('name')} ({next((k for k in v if k != 'name'), '?')})"
+                for v in pod_spec["volumes"]
+            )
+        )
     if pod_spec.get("nodeSelector"):
-        out.append("  Node-Selectors: " + ", ".join(f"{k}={v}" for k, v in pod_spec["nodeSelector"].items()))
+        out.append(
+            "  Node-Selectors: "
+            + ", ".join(f"{k}={v}" for k, v in pod_spec["nodeSelector"].items())
+        )
     if pod_spec.get("tolerations"):
-        out.append("  Tolerations: " + ", ".join(
-            f"{t.get('key', '')}{'=' + t['value'] if t.get('value') else ''}:{t.get('effect', '')}"
-            for t in pod_spec["tolerations"]))
+        out.append(
+            "  Tolerations: "
+            + ", ".join(
+                f"{t.get('key', '')}{'=' + t['value'] if t.get('value') else ''}:{t.get('effect', '')}"
+                for t in pod_spec["tolerations"]
+            )
+        )
 
 
-def _describe_pod(out: list[str], line: Any, mapping: Any, obj: Mapping[str, Any],
-                  extra: Mapping[str, Any]) -> None:
+def _describe_pod(
+    out: list[str], line: Any, mapping: Any, obj: Mapping[str, Any], extra: Mapping[str, Any]
+) -> None:
     spec, st = obj.get("spec") or {}, obj.get("status") or {}
-    line("Node", f"{spec.get('nodeName') or '<none>'}" + (f"/{st['hostIP']}" if st.get("hostIP") else ""))
-    line("Status", st.get("phase") + (" (terminating)" if _meta(obj).get("deletionTimestamp") else ""))
+    line(
+        "Node",
+        f"{spec.get('nodeName') or '<none>'}" + (f"/{st['hostIP']}" if st.get("hostIP") else ""),
+    )
+    line(
+        "Status",
+        str(st.get("phase", "Unknown"))
+        + (" (terminating)" if _meta(obj).get("deletionTimestamp") else ""),
+    )
     if st.get("reason") or st.get("message"):
         line("Reason", f"{st.get('reason', '')} {st.get('message', '')}".strip())
     line("IP", st.get("podIP") or "<none>")
@@ -1663,14 +2043,25 @@ def _describe_pod(out: list[str], line: Any, mapping: Any, obj: Mapping[str, Any
     _describe_containers(out, spec, statuses)
 
 
-def _describe_node(out: list[str], line: Any, mapping: Any, obj: Mapping[str, Any],
-                   extra: Mapping[str, Any]) -> None:
+def _describe_node(
+    out: list[str], line: Any, mapping: Any, obj: Mapping[str, Any], extra: Mapping[str, Any]
+) -> None:
     spec, st = obj.get("spec") or {}, obj.get("status") or {}
-    roles = [k.split("/", 1)[1] for k in (_meta(obj).get("labels") or {}) if k.startswith("node-role.kubernetes.io/")]
+    roles = [
+        k.split("/", 1)[1]
+        for k in (_meta(obj).get("labels") or {})
+        if k.startswith("node-role.kubernetes.io/")
+    ]
     line("Roles", ", ".join(roles) or "<none>")
     taints = spec.get("taints") or []
-    line("Taints", ", ".join(f"{t.get('key')}{'=' + t['value'] if t.get('value') else ''}:{t.get('effect')}"
-                             for t in taints) or "<none>")
+    line(
+        "Taints",
+        ", ".join(
+            f"{t.get('key')}{'=' + t['value'] if t.get('value') else ''}:{t.get('effect')}"
+            for t in taints
+        )
+        or "<none>",
+    )
     line("Unschedulable", bool(spec.get("unschedulable")))
     addrs = ", ".join(f"{a.get('type')}={a.get('address')}" for a in st.get("addresses") or [])
     line("Addresses", addrs or "<none>")
@@ -1679,8 +2070,11 @@ def _describe_node(out: list[str], line: Any, mapping: Any, obj: Mapping[str, An
     info = st.get("nodeInfo") or {}
     if info:
         line("Kubelet Version", info.get("kubeletVersion"))
-    pods = [p for p in extra.get("pods") or [] if (p.get("status") or {}).get("phase") not in
-            ("Succeeded", "Failed")]
+    pods = [
+        p
+        for p in extra.get("pods") or []
+        if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    ]
     out.append(f"{'Non-terminated Pods:':<24}({len(pods)} in total)")
     if pods:
         out.append("  " + _POD_HEADER)
@@ -1689,9 +2083,12 @@ def _describe_node(out: list[str], line: Any, mapping: Any, obj: Mapping[str, An
 
 
 _DESCRIBERS: dict[str, Callable[..., None]] = {
-    "Deployment": _describe_deployment, "StatefulSet": _describe_deployment,
-    "DaemonSet": _describe_deployment, "ReplicaSet": _describe_deployment,
-    "Pod": _describe_pod, "Node": _describe_node,
+    "Deployment": _describe_deployment,
+    "StatefulSet": _describe_deployment,
+    "DaemonSet": _describe_deployment,
+    "ReplicaSet": _describe_deployment,
+    "Pod": _describe_pod,
+    "Node": _describe_node,
 }
 
 
@@ -1701,12 +2098,19 @@ _DESCRIBERS: dict[str, Callable[..., None]] = {
 class WaitArgs(_Obj):
     """Wait for a condition (Available, Ready=False), a field value, or deletion."""
 
-    label_selector: str | None = Field(None, description="without name: wait for every object "
-                                      "that matches (\"\" or none: every object of the kind)")
-    condition: str | None = Field(None, description="a status condition: Available, Ready, "
-                                  "Progressing=True, Ready=False")
-    field: str | None = Field(None, description="a JSONPath-ish field: status.phase, "
-                              "{.status.readyReplicas}, .status.conditions[?(@.type==\"Ready\")].status")
+    label_selector: str | None = Field(
+        None,
+        description="without name: wait for every object "
+        'that matches ("" or none: every object of the kind)',
+    )
+    condition: str | None = Field(
+        None, description="a status condition: Available, Ready, Progressing=True, Ready=False"
+    )
+    field: str | None = Field(
+        None,
+        description="a JSONPath-ish field: status.phase, "
+        '{.status.readyReplicas}, .status.conditions[?(@.type=="Ready")].status',
+    )
     value: Any = Field(None, description="the value field must have (default: any non-empty value)")
     deleted: bool = Field(False, description="wait until the object is gone")
     timeout: Seconds = Field(DEFAULT_WAIT, description="give up after this long")
@@ -1715,7 +2119,9 @@ class WaitArgs(_Obj):
     def _one_goal(self) -> WaitArgs:
         goals = [self.condition is not None, self.field is not None, self.deleted]
         if sum(goals) != 1:
-            raise ValueError("give exactly one of condition:, field: (with value:) or deleted: true")
+            raise ValueError(
+                "give exactly one of condition:, field: (with value:) or deleted: true"
+            )
         return self
 
 
@@ -1746,13 +2152,23 @@ def jsonpath(obj: Any, path: str) -> list[Any]:
                 if isinstance(value, Mapping) and name in value:
                     nxt.append(value[name])
             elif index == "*":
-                nxt += list(value) if isinstance(value, list) else list(value.values()) if isinstance(value, Mapping) else []
+                nxt += (
+                    list(value)
+                    if isinstance(value, list)
+                    else list(value.values())
+                    if isinstance(value, Mapping)
+                    else []
+                )
             elif index:
                 if isinstance(value, list) and -len(value) <= int(index) < len(value):
                     nxt.append(value[int(index)])
             else:
                 items = value if isinstance(value, list) else []
-                nxt += [i for i in items if isinstance(i, Mapping) and str(_dig(i, filt_key)) == filt_val]
+                nxt += [
+                    i
+                    for i in items
+                    if isinstance(i, Mapping) and str(_dig(i, filt_key)) == filt_val
+                ]
         current = nxt
     return current
 
@@ -1781,7 +2197,9 @@ def condition_met(obj: Mapping[str, Any], condition: str) -> tuple[bool, str]:
         if str(c.get("type", "")).lower() == ctype.strip().lower():
             now = f"{c.get('type')}={c.get('status')}"
             why = ": ".join(x for x in (c.get("reason"), c.get("message")) if x)
-            return str(c.get("status")).lower() == want.strip().lower(), now + (f" ({why})" if why else "")
+            return str(c.get("status")).lower() == want.strip().lower(), now + (
+                f" ({why})" if why else ""
+            )
     return False, f"no {ctype} condition yet"
 
 
@@ -1806,45 +2224,73 @@ def wait(ctx: ActionContext, args: WaitArgs) -> Result:
         ref = base = _object(s, args, None)
     else:
         ref, base = None, s.ref(args.kind or "pods", None, api_version=args.api_version)
-    goal = (f"condition {args.condition}" if args.condition else
-            "deletion" if args.deleted else f"{args.field} = {args.value!r}" if args.value is not None
-            else f"{args.field} to be set")
+    goal = (
+        f"condition {args.condition}"
+        if args.condition
+        else "deletion"
+        if args.deleted
+        else f"{args.field} = {args.value!r}"
+        if args.value is not None
+        else f"{args.field} to be set"
+    )
     last = ""
     while True:
         if ref is not None:
-            obj = s.get_or_none(ref, timeout=clock.request_timeout()) if args.deleted else \
-                s.get(ref, timeout=clock.request_timeout())
+            obj = (
+                s.get_or_none(ref, timeout=clock.request_timeout())
+                if args.deleted
+                else s.get(ref, timeout=clock.request_timeout())
+            )
             objs = [] if obj is None else [obj]
         else:
             objs = s.list(base, label_selector=args.label_selector, timeout=clock.request_timeout())
         verdicts = [_verdict(o, args) for o in objs]
         pending = [(o, why) for o, (ok, why) in zip(objs, verdicts) if not ok]
         if args.deleted and not objs or objs and not pending and not args.deleted:
-            what = str(ref) if ref is not None else \
-                f"{len(objs)} {base.resource.plural}" + (f" ({args.label_selector})" if args.label_selector else "")
-            return Result.ok(msg=f"{what}: {goal} after {clock.elapsed():.1f}s",
-                             data={"objects": [strip(o) for o in objs],
-                                   "object": strip(objs[0]) if len(objs) == 1 else None,
-                                   "seconds": round(clock.elapsed(), 1)})
-        now = "; ".join(f"{_describe_ref(base, o)}: {why}" for o, why in pending[:3]) or \
-            f"no {base.resource.plural} match {args.label_selector or '(any)'}"
+            what = (
+                str(ref)
+                if ref is not None
+                else f"{len(objs)} {base.resource.plural}"
+                + (f" ({args.label_selector})" if args.label_selector else "")
+            )
+            return Result.ok(
+                msg=f"{what}: {goal} after {clock.elapsed():.1f}s",
+                data={
+                    "objects": [strip(o) for o in objs],
+                    "object": strip(objs[0]) if len(objs) == 1 else None,
+                    "seconds": round(clock.elapsed(), 1),
+                },
+            )
+        now = (
+            "; ".join(f"{_describe_ref(base, o)}: {why}" for o, why in pending[:3])
+            or f"no {base.resource.plural} match {args.label_selector or '(any)'}"
+        )
         if ctx.check_mode:  # nothing we did changes anything: look once, do not wait
-            return Result.unknown(f"not {goal} now: {now}; a real run waits up to {clock.limit:g}s",
-                                  data={"objects": [strip(o) for o in objs]})
+            return Result.unknown(
+                f"not {goal} now: {now}; a real run waits up to {clock.limit:g}s",
+                data={"objects": [strip(o) for o in objs]},
+            )
         if now != last:
             ctx.output(now)
             last = now
         if not clock.wait(POLL):
-            what = str(ref) if ref is not None else \
-                f"{base.resource.plural} in {base.namespace}" + (f" matching {args.label_selector}"
-                                                                 if args.label_selector else "")
-            return _timed_out(f"timed out after {clock.elapsed():.0f}s waiting for {what}: {goal}; "
-                              f"now {now}", data={"objects": [strip(o) for o in objs]})
+            what = (
+                str(ref)
+                if ref is not None
+                else f"{base.resource.plural} in {base.namespace}"
+                + (f" matching {args.label_selector}" if args.label_selector else "")
+            )
+            return _timed_out(
+                f"timed out after {clock.elapsed():.0f}s waiting for {what}: {goal}; now {now}",
+                data={"objects": [strip(o) for o in objs]},
+            )
 
 
 def _verdict(obj: Mapping[str, Any], args: WaitArgs) -> tuple[bool, str]:
     if args.deleted:
-        return False, "still exists" + (" (terminating)" if _meta(obj).get("deletionTimestamp") else "")
+        return False, "still exists" + (
+            " (terminating)" if _meta(obj).get("deletionTimestamp") else ""
+        )
     if args.condition:
         return condition_met(obj, args.condition)
     return field_met(obj, args.field or "", args.value)
@@ -1861,8 +2307,13 @@ def _group(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
-def k8s_inventory(kubeconfig: str | None, context: str | None = None, nodes: bool = True,
-                  pods_selector: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+def k8s_inventory(
+    kubeconfig: str | None,
+    context: str | None = None,
+    nodes: bool = True,
+    pods_selector: str | None = None,
+    namespace: str | None = None,
+) -> dict[str, Any]:
     """Nodes and pods as an Ansible `--list` inventory (JSON shape).
 
     Nodes always when `nodes`; pods when `pods_selector` is given ("" = every pod) or a
@@ -1882,13 +2333,24 @@ def k8s_inventory(kubeconfig: str | None, context: str | None = None, nodes: boo
         node_list = cluster.request("GET", "/api/v1/nodes").get("items") or []
     if pods_selector is not None or namespace is not None:
         path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
-        pod_list = cluster.request("GET", path, query={"labelSelector": pods_selector or None}).get("items") or []
-    return inventory_from(node_list, pod_list, {"k8s_kubeconfig": cluster.settings.kubeconfig,
-                                                "k8s_context": cluster.context})
+        pod_list = (
+            cluster.request("GET", path, query={"labelSelector": pods_selector or None}).get(
+                "items"
+            )
+            or []
+        )
+    return inventory_from(
+        node_list,
+        pod_list,
+        {"k8s_kubeconfig": cluster.settings.kubeconfig, "k8s_context": cluster.context},
+    )
 
 
-def inventory_from(node_list: list[Mapping[str, Any]], pod_list: list[Mapping[str, Any]],
-                   common: Mapping[str, Any]) -> dict[str, Any]:
+def inventory_from(
+    node_list: Sequence[Mapping[str, Any]],
+    pod_list: Sequence[Mapping[str, Any]],
+    common: Mapping[str, Any],
+) -> dict[str, Any]:
     """The `--list` document for these nodes and pods (pure: unit-tested without a cluster)."""
     groups: dict[str, list[str]] = {"k8s_nodes": [], "k8s_pods": []}
     hostvars: dict[str, dict[str, Any]] = {}
@@ -1902,14 +2364,27 @@ def inventory_from(node_list: list[Mapping[str, Any]], pod_list: list[Mapping[st
     for node in node_list:
         meta, st = _meta(node), node.get("status") or {}
         name, labels = meta["name"], dict(meta.get("labels") or {})
-        ip = next((a["address"] for a in st.get("addresses") or [] if a.get("type") == "InternalIP"), None)
+        ip = next(
+            (a["address"] for a in st.get("addresses") or [] if a.get("type") == "InternalIP"), None
+        )
         ready = _conditions(node).get("Ready", {}).get("status") == "True"
         cordoned = bool((node.get("spec") or {}).get("unschedulable"))
         zone = labels.get("topology.kubernetes.io/zone")
-        hostvars[name] = {k: v for k, v in {
-            **common, "k8s_kind": "node", "k8s_name": name, "k8s_node": name, "k8s_labels": labels,
-            "k8s_ready": ready, "k8s_unschedulable": cordoned, "k8s_zone": zone, "ansible_host": ip,
-        }.items() if v is not None}
+        hostvars[name] = {
+            k: v
+            for k, v in {
+                **common,
+                "k8s_kind": "node",
+                "k8s_name": name,
+                "k8s_node": name,
+                "k8s_labels": labels,
+                "k8s_ready": ready,
+                "k8s_unschedulable": cordoned,
+                "k8s_zone": zone,
+                "ansible_host": ip,
+            }.items()
+            if v is not None
+        }
         add("k8s_nodes", name)
         add("k8s_nodes_ready" if ready else "k8s_nodes_not_ready", name)
         if cordoned:
@@ -1921,23 +2396,33 @@ def inventory_from(node_list: list[Mapping[str, Any]], pod_list: list[Mapping[st
         meta, spec, st = _meta(pod), pod.get("spec") or {}, pod.get("status") or {}
         labels = dict(meta.get("labels") or {})
         host = f"{meta['namespace']}/{meta['name']}"
-        node = spec.get("nodeName")
+        on = spec.get("nodeName")
         app = labels.get("app.kubernetes.io/name") or labels.get("app")
         owner = _owner(pod) or {}
-        hostvars[host] = {k: v for k, v in {
-            **common, "k8s_kind": "pod", "k8s_name": meta["name"], "k8s_namespace": meta["namespace"],
-            "k8s_labels": labels, "k8s_node": node, "k8s_phase": st.get("phase"),
-            "k8s_ready": _pod_ready(pod), "k8s_owner": f"{owner['kind']}/{owner['name']}" if owner else None,
-            "ansible_host": st.get("podIP"),
-        }.items() if v is not None}
+        hostvars[host] = {
+            k: v
+            for k, v in {
+                **common,
+                "k8s_kind": "pod",
+                "k8s_name": meta["name"],
+                "k8s_namespace": meta["namespace"],
+                "k8s_labels": labels,
+                "k8s_node": on,
+                "k8s_phase": st.get("phase"),
+                "k8s_ready": _pod_ready(pod),
+                "k8s_owner": f"{owner['kind']}/{owner['name']}" if owner else None,
+                "ansible_host": st.get("podIP"),
+            }.items()
+            if v is not None
+        }
         add("k8s_pods", host)
         add(f"namespace_{meta['namespace']}", host)
         if app:
             add(f"app_{app}", host)
-        if node:
-            add(f"pods_on_{node}", host)
-            if node in zones:
-                add(f"zone_{zones[node]}", host)
+        if on:
+            add(f"pods_on_{on}", host)
+            if on in zones:
+                add(f"zone_{zones[on]}", host)
     doc: dict[str, Any] = {"_meta": {"hostvars": hostvars}}
     doc["all"] = {"children": sorted(["ungrouped", *groups])}
     for name, members in sorted(groups.items()):

@@ -31,7 +31,9 @@ from opsbook.errors import OpsbookError
 REQUEST_TIMEOUT = 30.0  # seconds for one API request when the step allows longer
 IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-_AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+_AGGREGATED = (
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+)
 
 
 # --------------------------------------------------------------------------- errors
@@ -89,7 +91,12 @@ class Throttled(ApiError):
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {
-    403: Forbidden, 404: NotFound, 409: Conflict, 422: Invalid, 400: Invalid, 429: Throttled,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: Invalid,
+    400: Invalid,
+    429: Throttled,
 }
 
 
@@ -112,7 +119,11 @@ class Settings:
     source: str = ""  # where the kubeconfig came from, for messages
 
     def describe(self) -> str:
-        where = "in-cluster service account" if self.kubeconfig is None else f"kubeconfig {self.kubeconfig}"
+        where = (
+            "in-cluster service account"
+            if self.kubeconfig is None
+            else f"kubeconfig {self.kubeconfig}"
+        )
         ctx = f", context {self.context}" if self.context else ""
         who = f", as {self.as_user}" if self.as_user else ""
         return where + ctx + who
@@ -125,7 +136,9 @@ def _first(*values: Any) -> Any:
     return None
 
 
-def settings_for(args: Any, host_vars: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+def settings_for(
+    args: Any, host_vars: Mapping[str, Any], env: Mapping[str, str] | None = None
+) -> Settings:
     """Connection settings from an action's arguments, then host vars, then kubectl's defaults."""
     env = os.environ if env is None else env
     given = _first(getattr(args, "kubeconfig", None), host_vars.get("k8s_kubeconfig"))
@@ -191,7 +204,9 @@ class Resource:
         """RBAC's name: `deployments.apps`, `pods`."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
-    def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+    def path(
+        self, namespace: str | None = None, name: str | None = None, sub: str | None = None
+    ) -> str:
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced and namespace:
             base += f"/namespaces/{namespace}"
@@ -227,7 +242,9 @@ class Ref:
         return f"{self.resource.label} {where}{self.name or '*'}"
 
     def path(self, sub: str | None = None) -> str:
-        return self.resource.path(self.namespace if self.resource.namespaced else None, self.name, sub)
+        return self.resource.path(
+            self.namespace if self.resource.namespaced else None, self.name, sub
+        )
 
 
 # --------------------------------------------------------------------------- one cluster
@@ -265,7 +282,11 @@ class Cluster:
             headers["Content-Type"] = content_type or "application/json"
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
         method, url, hdrs, body, _ = self.api.param_serialize(
-            method.upper(), path, query_params=params, header_params=headers, body=body,
+            method.upper(),
+            path,
+            query_params=params,
+            header_params=headers,
+            body=body,
             auth_settings=["BearerToken"],
         )
         hdrs = self._impersonate(hdrs)
@@ -277,8 +298,10 @@ class Cluster:
             raise Unreachable(self._unreachable(exc)) from None
         except Exception as exc:  # ApiException(status=0) for TLS errors
             if getattr(exc, "status", None) == 0:
-                raise Unreachable(f"cannot talk to the Kubernetes API at {self.server} "
-                                  f"({self.settings.describe()}): {_short(exc)}") from None
+                raise Unreachable(
+                    f"cannot talk to the Kubernetes API at {self.server} "
+                    f"({self.settings.describe()}): {_short(exc)}"
+                ) from None
             raise
         text = data.decode("utf-8", errors="replace") if data else ""
         if 200 <= resp.status < 300:
@@ -305,8 +328,10 @@ class Cluster:
         return out
 
     def _unreachable(self, exc: Exception) -> str:
-        return (f"cannot reach the Kubernetes API at {self.server} ({self.settings.describe()}): "
-                f"{_short(exc)}")
+        return (
+            f"cannot reach the Kubernetes API at {self.server} ({self.settings.describe()}): "
+            f"{_short(exc)}"
+        )
 
     # -- discovery ---------------------------------------------------------------------
     def resources(self) -> list[Resource]:
@@ -329,8 +354,10 @@ class Cluster:
         if found is None:
             known = {w for r in self.resources() for w in r.words()}
             where = f" in {api_version}" if api_version else ""
-            raise K8sError(f'unknown resource type "{word}"{where} on {self.server}'
-                           f"{did_you_mean(word.lower(), known)}")
+            raise K8sError(
+                f'unknown resource type "{word}"{where} on {self.server}'
+                f"{did_you_mean(word.lower(), known)}"
+            )
         return found
 
     def resource_for(self, api_version: str, kind: str) -> Resource:
@@ -344,8 +371,9 @@ class Cluster:
             if res.kind == kind and res.group == group and res.version == version:
                 return res
         kinds = {r.kind for r in self.resources() if r.group == group}
-        raise K8sError(f"{self.server} does not serve kind {kind} in {api_version}"
-                       f"{did_you_mean(kind, kinds)}")
+        raise K8sError(
+            f"{self.server} does not serve kind {kind} in {api_version}{did_you_mean(kind, kinds)}"
+        )
 
 
 def _match(resources: list[Resource], word: str, api_version: str | None) -> Resource | None:
@@ -390,13 +418,21 @@ def _from_aggregated(doc: Mapping[str, Any]) -> list[Resource]:
         for ver in item.get("versions") or []:  # the preferred version comes first
             for res in ver.get("resources") or []:
                 rk = res.get("responseKind") or {}
-                out.append(Resource(
-                    group=group, version=ver["version"], kind=rk.get("kind", ""),
-                    plural=res["resource"], namespaced=res.get("scope") == "Namespaced",
-                    singular=res.get("singularResource", ""),
-                    short_names=tuple(res.get("shortNames") or ()), verbs=tuple(res.get("verbs") or ()),
-                    subresources=tuple(s.get("subresource", "") for s in res.get("subresources") or ()),
-                ))
+                out.append(
+                    Resource(
+                        group=group,
+                        version=ver["version"],
+                        kind=rk.get("kind", ""),
+                        plural=res["resource"],
+                        namespaced=res.get("scope") == "Namespaced",
+                        singular=res.get("singularResource", ""),
+                        short_names=tuple(res.get("shortNames") or ()),
+                        verbs=tuple(res.get("verbs") or ()),
+                        subresources=tuple(
+                            s.get("subresource", "") for s in res.get("subresources") or ()
+                        ),
+                    )
+                )
     return out
 
 
@@ -426,12 +462,19 @@ def _legacy(cluster: Cluster, prefix: str, doc: Mapping[str, Any]) -> list[Resou
         for res in listing.get("resources") or []:
             if "/" in res["name"]:
                 continue
-            out.append(Resource(
-                group=group, version=version, kind=res.get("kind", ""), plural=res["name"],
-                namespaced=bool(res.get("namespaced")), singular=res.get("singularName", ""),
-                short_names=tuple(res.get("shortNames") or ()), verbs=tuple(res.get("verbs") or ()),
-                subresources=tuple(subs.get(res["name"], ())),
-            ))
+            out.append(
+                Resource(
+                    group=group,
+                    version=version,
+                    kind=res.get("kind", ""),
+                    plural=res["name"],
+                    namespaced=bool(res.get("namespaced")),
+                    singular=res.get("singularName", ""),
+                    short_names=tuple(res.get("shortNames") or ()),
+                    verbs=tuple(res.get("verbs") or ()),
+                    subresources=tuple(subs.get(res["name"], ())),
+                )
+            )
     return out
 
 
@@ -446,8 +489,13 @@ class ClusterPool:
         self._clusters: dict[tuple[Any, ...], Cluster] = {}
 
     def get(self, settings: Settings) -> Cluster:
-        key = (settings.kubeconfig, settings.context, settings.as_user, settings.as_groups,
-               _mtimes(settings.kubeconfig))
+        key = (
+            settings.kubeconfig,
+            settings.context,
+            settings.as_user,
+            settings.as_groups,
+            _mtimes(settings.kubeconfig),
+        )
         with self._lock:
             cluster = self._clusters.get(key)
             if cluster is None:
@@ -509,11 +557,13 @@ def _open(settings: Settings) -> Cluster:
     try:
         from kubernetes import client, config
     except ImportError:
-        raise ConfigError("the k8s plugin needs the kubernetes client: "
-                          "pip install 'opsbook[kubernetes]'") from None
+        raise ConfigError(
+            "the k8s plugin needs the kubernetes client: pip install 'opsbook[kubernetes]'"
+        ) from None
     import urllib3
 
     cfg = client.Configuration()
+    context: str | None
     if settings.kubeconfig is None:
         config.load_incluster_config(client_configuration=cfg)
         context, namespace = "in-cluster", _read(IN_CLUSTER_NAMESPACE) or "default"
@@ -522,22 +572,33 @@ def _open(settings: Settings) -> Cluster:
         names = [c.get("name", "") for c in contexts]
         context = settings.context or (current or {}).get("name")
         if not context:
-            raise ConfigError(f"kubeconfig {settings.kubeconfig} has no current-context; "
-                              f"pass context: (one of {', '.join(names) or 'none'})")
+            raise ConfigError(
+                f"kubeconfig {settings.kubeconfig} has no current-context; "
+                f"pass context: (one of {', '.join(names) or 'none'})"
+            )
         if context not in names:
-            raise ConfigError(f'context "{context}" is not in kubeconfig {settings.kubeconfig}'
-                              f"{did_you_mean(context, names)}; contexts: {', '.join(names) or 'none'}")
+            raise ConfigError(
+                f'context "{context}" is not in kubeconfig {settings.kubeconfig}'
+                f"{did_you_mean(context, names)}; contexts: {', '.join(names) or 'none'}"
+            )
         entry = next(c for c in contexts if c.get("name") == context)
         namespace = (entry.get("context") or {}).get("namespace") or "default"
         try:
-            config.load_kube_config(config_file=settings.kubeconfig, context=context,
-                                    client_configuration=cfg, persist_config=False)
+            config.load_kube_config(
+                config_file=settings.kubeconfig,
+                context=context,
+                client_configuration=cfg,
+                persist_config=False,
+            )
         except (config.ConfigException, OSError, ValueError) as exc:
-            raise ConfigError(f"kubeconfig {settings.kubeconfig}, context {context}: {exc}") from None
+            raise ConfigError(
+                f"kubeconfig {settings.kubeconfig}, context {context}: {exc}"
+            ) from None
     # Connection refused while an API server restarts: retry for a few seconds. Nothing
     # was sent, so this is safe for every verb; read errors are not retried.
-    cfg.retries = urllib3.Retry(total=5, connect=5, read=0, status=0, other=0, backoff_factor=0.3,
-                                raise_on_status=False)
+    cfg.retries = urllib3.Retry(
+        total=5, connect=5, read=0, status=0, other=0, backoff_factor=0.3, raise_on_status=False
+    )
     api = client.ApiClient(cfg)
     api.user_agent = "opsbook"
     return Cluster(settings, api, cfg.host, context, namespace)
@@ -553,8 +614,13 @@ def _read(path: str) -> str:
 
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "reason", None) or exc)
-    for pattern in (r"\[Errno -?\d+\] [^')\"]+", r"Connection refused", r"timed out",
-                    r"certificate verify failed[^')\"]*", r"Name or service not known"):
+    for pattern in (
+        r"\[Errno -?\d+\] [^')\"]+",
+        r"Connection refused",
+        r"timed out",
+        r"certificate verify failed[^')\"]*",
+        r"Name or service not known",
+    ):
         match = re.search(pattern, text)
         if match:
             return match.group(0).strip()

@@ -40,13 +40,24 @@ def k8s_env(k8s_lab: Any) -> Iterator[Env]:
         return True
 
     wait_for("our kwok nodes Ready", nodes_ready, 60)
-    env = Env(str(k8s_lab.kubeconfig), str(k8s_lab.restricted_kubeconfig), k8s_lab.server, tag, ns,
-              nodes, api, core, apps, policy)
+    env = Env(
+        str(k8s_lab.kubeconfig),
+        str(k8s_lab.restricted_kubeconfig),
+        k8s_lab.server,
+        tag,
+        ns,
+        nodes,
+        api,
+        core,
+        apps,
+        policy,
+    )
     try:
         yield env
     finally:
         for call in [lambda: core.delete_namespace(ns)] + [
-                (lambda n=n: core.delete_node(n)) for n in nodes]:
+            (lambda n=n: core.delete_node(n)) for n in nodes
+        ]:
             try:
                 call()
             except ApiException:
@@ -70,18 +81,34 @@ class Act:
     env: Env
     evidence: Path
 
-    def __call__(self, action: str, *, check: bool = False, diff: bool = False,
-                 host_vars: dict[str, Any] | None = None, step_timeout: float | None = None,
-                 host: str = "localhost", **args: Any) -> Result:
+    def __call__(
+        self,
+        action: str,
+        *,
+        check: bool = False,
+        diff: bool = False,
+        host_vars: dict[str, Any] | None = None,
+        step_timeout: float | None = None,
+        host: str = "localhost",
+        **args: Any,
+    ) -> Result:
         spec = self.registry.action(f"k8s.{action}")
         assert spec is not None, action
         vars_ = {"k8s_kubeconfig": self.env.kubeconfig, "k8s_namespace": self.env.ns}
         vars_.update(host_vars or {})
-        ctx = ActionContext(host=HostInfo(host, vars_), step_name=action, check_mode=check,
-                            diff_mode=diff, timeout=step_timeout, evidence_dir=self.evidence)
+        ctx = ActionContext(
+            host=HostInfo(host, vars_),
+            step_name=action,
+            check_mode=check,
+            diff_mode=diff,
+            timeout=step_timeout,
+            evidence_dir=self.evidence,
+        )
         return spec.fn(ctx, spec.parse_args(args))
 
-    def inverse(self, action: str, result: Result, **args: Any) -> tuple[str, dict[str, Any]] | None:
+    def inverse(
+        self, action: str, result: Result, **args: Any
+    ) -> tuple[str, dict[str, Any]] | None:
         spec = self.registry.action(f"k8s.{action}")
         assert spec is not None and spec.inverse is not None
         return spec.inverse(spec.parse_args(args), result)
@@ -121,12 +148,28 @@ def run_book(registry: Registry, k8s_env: Env, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("OPSBOOK_RUNS_DIR", str(tmp_path / "runs"))
     journal = Journal(tmp_path / "journal.db")
     inventory = tmp_path / "inventory.yaml"
-    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
-        "ansible_connection": "local", "k8s_kubeconfig": k8s_env.kubeconfig}}}}))
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "hosts": {
+                        "localhost": {
+                            "ansible_connection": "local",
+                            "k8s_kubeconfig": k8s_env.kubeconfig,
+                        }
+                    }
+                }
+            }
+        )
+    )
     counter = iter(range(1000))
 
-    def run(runbook: str, params: dict[str, Any] | None = None, inventory_doc: dict | None = None,
-            **options: Any):
+    def run(
+        runbook: str,
+        params: dict[str, Any] | None = None,
+        inventory_doc: dict | None = None,
+        **options: Any,
+    ):
         path = runbook
         if "\n" in runbook:
             path = str(tmp_path / f"rb{next(counter)}.yaml")
@@ -138,8 +181,11 @@ def run_book(registry: Registry, k8s_env: Env, tmp_path: Path, monkeypatch):
         rb = RunbookLoader(registry).load_file(path)
         plan = make_plan(rb, load_inventory_sources([str(inv)]), params or {})
         evidence = tmp_path / f"evidence{next(counter)}"
-        request = RunRequest(inventory_sources=[str(inv)], given_params=params or {},
-                             options=RunOptions(evidence_dir=evidence, **options))
+        request = RunRequest(
+            inventory_sources=[str(inv)],
+            given_params=params or {},
+            options=RunOptions(evidence_dir=evidence, **options),
+        )
         summary = start_run(plan, registry, journal, request)
         nodes = {rec.step_id: rec for rec in journal.nodes(summary.run_id).values()}
         return summary, nodes, evidence

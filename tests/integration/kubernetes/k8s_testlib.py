@@ -70,41 +70,64 @@ class Env:
     def deployment_body(self, name: str, replicas: int = 2, **template: Any) -> dict[str, Any]:
         labels = {"app.kubernetes.io/name": name, "opsbook.dev/test": self.tag}
         spec = {
-            "containers": [{"name": "app", "image": "registry.lab/app:1",
-                            "ports": [{"name": "http", "containerPort": 8080}]}],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.lab/app:1",
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                }
+            ],
             "nodeSelector": dict(self.selector),
             "tolerations": [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}],
             "terminationGracePeriodSeconds": 1,
-            "topologySpreadConstraints": [{
-                "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
-            }],
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "kubernetes.io/hostname",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                }
+            ],
         }
         spec.update(template)
         return {
-            "apiVersion": "apps/v1", "kind": "Deployment",
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
             "metadata": {"name": name, "namespace": self.ns, "labels": labels},
             "spec": {
                 "replicas": replicas,
                 "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
-                "strategy": {"type": "RollingUpdate",
-                             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+                },
                 "template": {"metadata": {"labels": labels}, "spec": spec},
             },
         }
 
-    def deployment(self, name: str, replicas: int = 2, pdb_min: int | None = None,
-                   wait: bool = True, **template: Any) -> dict[str, Any]:
+    def deployment(
+        self,
+        name: str,
+        replicas: int = 2,
+        pdb_min: int | None = None,
+        wait: bool = True,
+        **template: Any,
+    ) -> dict[str, Any]:
         body = self.deployment_body(name, replicas, **template)
         self.apps.create_namespaced_deployment(self.ns, body)
         if pdb_min is not None:
-            self.policy.create_namespaced_pod_disruption_budget(self.ns, {
-                "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                "metadata": {"name": name, "namespace": self.ns},
-                "spec": {"minAvailable": pdb_min,
-                         "selector": {"matchLabels": {"app.kubernetes.io/name": name}}},
-            })
+            self.policy.create_namespaced_pod_disruption_budget(
+                self.ns,
+                {
+                    "apiVersion": "policy/v1",
+                    "kind": "PodDisruptionBudget",
+                    "metadata": {"name": name, "namespace": self.ns},
+                    "spec": {
+                        "minAvailable": pdb_min,
+                        "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                    },
+                },
+            )
         if wait:
             self.wait_available(name, replicas)
         return body
@@ -122,14 +145,22 @@ class Env:
 
         wait_for(f"deployment {self.ns}/{name} Available with {replicas} replicas", ready, timeout)
         if replicas:  # and the PDB controller has seen the pods
-            wait_for(f"pods of {name} ready", lambda: len(self.ready_pods(name)) == replicas, timeout)
+            wait_for(
+                f"pods of {name} ready", lambda: len(self.ready_pods(name)) == replicas, timeout
+            )
 
     def pods(self, name: str) -> list[Any]:
-        return self.core.list_namespaced_pod(self.ns, label_selector=f"app.kubernetes.io/name={name}").items
+        return self.core.list_namespaced_pod(
+            self.ns, label_selector=f"app.kubernetes.io/name={name}"
+        ).items
 
     def ready_pods(self, name: str) -> list[Any]:
-        return [p for p in self.pods(name) if p.metadata.deletion_timestamp is None and any(
-            c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))]
+        return [
+            p
+            for p in self.pods(name)
+            if p.metadata.deletion_timestamp is None
+            and any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
+        ]
 
     def node(self, name: str) -> Any:
         return self.core.read_node(name)
@@ -141,8 +172,10 @@ class Env:
     def delete_deployment(self, name: str) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        for call in (lambda: self.apps.delete_namespaced_deployment(name, self.ns),
-                     lambda: self.policy.delete_namespaced_pod_disruption_budget(name, self.ns)):
+        for call in (
+            lambda: self.apps.delete_namespaced_deployment(name, self.ns),
+            lambda: self.policy.delete_namespaced_pod_disruption_budget(name, self.ns),
+        ):
             try:
                 call()
             except ApiException as exc:
@@ -153,21 +186,37 @@ class Env:
 def _node_body(name: str, tag: str) -> dict[str, Any]:
     res = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
     return {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name,
-                     "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                "type": "kwok", TAINT: tag,
-                                "topology.kubernetes.io/zone": "opsbook-test-zone"},
-                     "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "type": "kwok",
+                TAINT: tag,
+                "topology.kubernetes.io/zone": "opsbook-test-zone",
+            },
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        },
         "spec": {"taints": [{"key": TAINT, "value": tag, "effect": "NoSchedule"}]},
-        "status": {"capacity": res, "allocatable": res,
-                   "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                                "kubeletVersion": "fake", "kubeProxyVersion": "fake",
-                                "containerRuntimeVersion": "kwok", "osImage": "kwok",
-                                "kernelVersion": "kwok", "machineID": "", "systemUUID": "",
-                                "bootID": ""}},
+        "status": {
+            "capacity": res,
+            "allocatable": res,
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "kubeletVersion": "fake",
+                "kubeProxyVersion": "fake",
+                "containerRuntimeVersion": "kwok",
+                "osImage": "kwok",
+                "kernelVersion": "kwok",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+        },
     }
-
 
 
 def fails(result: Result) -> str:

@@ -51,7 +51,10 @@ def test_describe_writes_kubectl_like_text_and_yaml(act, k8s_env, shop):
     text = (act.evidence / text_ev.path).read_text()
     assert text_ev.path == f"k8s/{k8s_env.ns}/deployment-shop.describe.txt"
     assert text.startswith("Name:                   shop\nNamespace:              " + k8s_env.ns)
-    assert "Replicas:               2 desired | 2 updated | 2 total | 2 available | 0 unavailable" in text
+    assert (
+        "Replicas:               2 desired | 2 updated | 2 total | 2 available | 0 unavailable"
+        in text
+    )
     assert "Pods:" in text and "Running" in text
     assert "Conditions:" in text and "MinimumReplicasAvailable" in text
     assert "Events:" in text and "ScalingReplicaSet" in text
@@ -73,8 +76,9 @@ def test_describe_runs_in_check_mode_too(act, k8s_env, shop):
 
 
 def test_inventory_lists_nodes_and_pods_with_groups_and_vars(k8s_env, shop):
-    inv = k8s_inventory(k8s_env.kubeconfig, pods_selector="app.kubernetes.io/name=shop",
-                        namespace=k8s_env.ns)
+    inv = k8s_inventory(
+        k8s_env.kubeconfig, pods_selector="app.kubernetes.io/name=shop", namespace=k8s_env.ns
+    )
     hostvars = inv["_meta"]["hostvars"]
     assert {"kwok-node-0", "kwok-node-3", *k8s_env.nodes} <= set(inv["k8s_nodes"]["hosts"])
     pods = inv["k8s_pods"]["hosts"]
@@ -85,7 +89,9 @@ def test_inventory_lists_nodes_and_pods_with_groups_and_vars(k8s_env, shop):
     node = hostvars["kwok-node-0"]
     assert node["k8s_kind"] == "node" and node["ansible_host"] == "127.0.0.1"
     assert node["k8s_labels"]["topology.kubernetes.io/zone"] == "lab-zone-a"
-    assert node["k8s_kubeconfig"] == k8s_env.kubeconfig and node["k8s_context"] == "opsbook-lab-admin"
+    assert (
+        node["k8s_kubeconfig"] == k8s_env.kubeconfig and node["k8s_context"] == "opsbook-lab-admin"
+    )
     pod = hostvars[pods[0]]
     assert pod["k8s_kind"] == "pod" and pod["k8s_namespace"] == k8s_env.ns
     assert pod["k8s_node"] in k8s_env.nodes and pod["k8s_ready"] is True
@@ -93,17 +99,24 @@ def test_inventory_lists_nodes_and_pods_with_groups_and_vars(k8s_env, shop):
     assert pods[0] in inv[f"pods_on_{pod['k8s_node'].replace('-', '_')}"]["hosts"]
     assert set(inv["all"]["children"]) >= {"k8s_nodes", "k8s_pods", "app_shop", "ungrouped"}
     only_nodes = k8s_inventory(k8s_env.kubeconfig)
-    assert only_nodes["k8s_pods"]["hosts"] == [] and "kwok-node-2" in only_nodes["k8s_nodes"]["hosts"]
+    assert (
+        only_nodes["k8s_pods"]["hosts"] == [] and "kwok-node-2" in only_nodes["k8s_nodes"]["hosts"]
+    )
 
 
 def test_inventory_hosts_drive_actions_without_names(k8s_env, shop, run_book):
     """The --list document, loaded as a YAML inventory: k8s actions find their objects."""
-    inv = k8s_inventory(k8s_env.kubeconfig, pods_selector="app.kubernetes.io/name=shop",
-                        namespace=k8s_env.ns)
+    inv = k8s_inventory(
+        k8s_env.kubeconfig, pods_selector="app.kubernetes.io/name=shop", namespace=k8s_env.ns
+    )
     hostvars = inv["_meta"]["hostvars"]
-    children = {g: {"hosts": {h: hostvars[h] for h in inv[g]["hosts"]}}
-                for g in inv["all"]["children"] if inv[g]["hosts"]}
-    summary, nodes, evidence = run_book("""
+    children = {
+        g: {"hosts": {h: hostvars[h] for h in inv[g]["hosts"]}}
+        for g in inv["all"]["children"]
+        if inv[g]["hosts"]
+    }
+    summary, nodes, evidence = run_book(
+        """
         opsbook: 1
         name: describe-from-inventory
         hosts: app_shop
@@ -115,7 +128,9 @@ def test_inventory_hosts_drive_actions_without_names(k8s_env, shop, run_book):
             register: node
           - name: node is ours
             local.assert: {that: ["node.object.spec.taints[0].key == 'opsbook.dev/k8s-test'"]}
-    """, inventory_doc={"all": {"children": children}})
+    """,
+        inventory_doc={"all": {"children": children}},
+    )
     assert summary.status == "succeeded", (summary.message, {k: v.msg for k, v in nodes.items()})
     files = sorted(p.name for p in evidence.rglob("*.describe.txt"))
     assert len(files) == 2 and all(f.startswith("pod-shop-") for f in files)

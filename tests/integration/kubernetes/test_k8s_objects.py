@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from k8s_testlib import fails
 from opsbook.plugin import Status
 
@@ -53,11 +54,15 @@ def test_missing_object_lists_what_exists_with_did_you_mean(act, raises_k8s):
 
 def test_missing_namespace_and_unknown_kind_are_named(act, raises_k8s):
     msg = raises_k8s(lambda: act("get", kind="deployment", name="frontend", namespace="shopp"))
-    assert msg.startswith('namespace "shopp" not found (looking for deployment shopp/frontend); '
-                          "namespaces: ")
+    assert msg.startswith(
+        'namespace "shopp" not found (looking for deployment shopp/frontend); namespaces: '
+    )
     assert msg.endswith('(did you mean "shop"?)')
     msg = raises_k8s(lambda: act("get", kind="deploymnet", name="frontend", namespace="shop"))
-    assert msg.startswith('unknown resource type "deploymnet"') and '(did you mean "deployment"?)' in msg
+    assert (
+        msg.startswith('unknown resource type "deploymnet"')
+        and '(did you mean "deployment"?)' in msg
+    )
 
 
 # --------------------------------------------------------------------------- RBAC, identity, reachability
@@ -65,46 +70,126 @@ def test_missing_namespace_and_unknown_kind_are_named(act, raises_k8s):
 
 def test_forbidden_names_verb_resource_namespace_and_user(act, k8s_env, raises_k8s):
     restricted = {"k8s_kubeconfig": k8s_env.restricted}
-    msg = raises_k8s(lambda: act("get", kind="deployment", name="api", namespace="payments",
-                                 host_vars=restricted))
-    assert msg.startswith('forbidden: user "opsbook-restricted" may not get deployments.apps in '
-                          'namespace "payments"')
+    msg = raises_k8s(
+        lambda: act(
+            "get", kind="deployment", name="api", namespace="payments", host_vars=restricted
+        )
+    )
+    assert msg.startswith(
+        'forbidden: user "opsbook-restricted" may not get deployments.apps in namespace "payments"'
+    )
     assert "kubectl --context" in msg and "auth can-i get deployments.apps -n payments" in msg
     for check in (True, False):  # a server-side dry run is authorised like the real thing
-        msg = raises_k8s(lambda check=check: act("scale", name="frontend", namespace="shop", replicas=5,
-                                                 host_vars=restricted, check=check))
-        assert msg.startswith('forbidden: user "opsbook-restricted" may not patch '
-                              'deployments.apps/scale in namespace "shop"')
+        msg = raises_k8s(
+            lambda check=check: act(
+                "scale",
+                name="frontend",
+                namespace="shop",
+                replicas=5,
+                host_vars=restricted,
+                check=check,
+            )
+        )
+        assert msg.startswith(
+            'forbidden: user "opsbook-restricted" may not patch '
+            'deployments.apps/scale in namespace "shop"'
+        )
     assert k8s_env.apps.read_namespaced_deployment("frontend", "shop").spec.replicas == 3
     msg = raises_k8s(lambda: act("cordon", node="kwok-node-0", host_vars=restricted))
     assert msg.startswith('forbidden: user "opsbook-restricted" may not get nodes at cluster scope')
     # reading shop is allowed
-    assert act("get", kind="deployment", name="frontend", namespace="shop",
-               host_vars=restricted).data["found"]
+    assert act(
+        "get", kind="deployment", name="frontend", namespace="shop", host_vars=restricted
+    ).data["found"]
 
 
 def test_impersonation_is_checked_by_the_api_server(act, k8s_env, raises_k8s):
-    msg = raises_k8s(lambda: act("get", kind="deployment", name="api", namespace="payments",
-                                 as_user="opsbook-restricted"))
+    msg = raises_k8s(
+        lambda: act(
+            "get", kind="deployment", name="api", namespace="payments", as_user="opsbook-restricted"
+        )
+    )
     assert msg.startswith('forbidden: user "opsbook-restricted" may not get deployments.apps')
     assert ", as opsbook-restricted" in msg
     # several groups travel as several headers: system:masters (the second) grants everything
-    result = act("get", kind="deployment", name="api", namespace="payments",
-                 host_vars={"k8s_as_user": "someone", "k8s_as_groups": "opsbook:restricted,system:masters"})
+    result = act(
+        "get",
+        kind="deployment",
+        name="api",
+        namespace="payments",
+        host_vars={"k8s_as_user": "someone", "k8s_as_groups": "opsbook:restricted,system:masters"},
+    )
     assert result.data["found"]
 
 
-def test_unreachable_api_and_bad_kubeconfig_say_where_they_looked(act, k8s_env, tmp_path, raises_k8s):
-    import yaml
+def test_in_cluster_service_account_when_running_in_a_pod(
+    act, k8s_env, tmp_path, monkeypatch, raises_k8s
+):
+    """No kubeconfig anywhere, but a pod's service account files and environment."""
+    import kubernetes.config.incluster_config as incluster
+    from kubernetes import client
+    from opsbook_plugins import kubernetes as plugin
+    from opsbook_plugins import kubernetes_api
 
+    k8s_env.core.create_namespaced_service_account(k8s_env.ns, {"metadata": {"name": "runner"}})
+    client.RbacAuthorizationV1Api(k8s_env.api).create_namespaced_role_binding(
+        k8s_env.ns,
+        {
+            "metadata": {"name": "runner-view"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "view",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": k8s_env.ns}],
+        },
+    )
+    token = k8s_env.core.create_namespaced_service_account_token(
+        "runner", k8s_env.ns, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    secrets = tmp_path / "serviceaccount"
+    secrets.mkdir()
+    (secrets / "token").write_text(token)
+    (secrets / "namespace").write_text(k8s_env.ns)
+    ca = yaml.safe_load(Path(k8s_env.kubeconfig).read_text())["clusters"][0]["cluster"]
+    import base64
+
+    (secrets / "ca.crt").write_bytes(base64.b64decode(ca["certificate-authority-data"]))
+    host, port = k8s_env.server.removeprefix("https://").split(":")
+    monkeypatch.setattr(incluster, "SERVICE_TOKEN_FILENAME", str(secrets / "token"))
+    monkeypatch.setattr(incluster, "SERVICE_CERT_FILENAME", str(secrets / "ca.crt"))
+    monkeypatch.setattr(kubernetes_api, "IN_CLUSTER_TOKEN", str(secrets / "token"))
+    monkeypatch.setattr(kubernetes_api, "IN_CLUSTER_NAMESPACE", str(secrets / "namespace"))
+    monkeypatch.setattr(plugin, "clusters", kubernetes_api.ClusterPool())
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    pod_vars = {"k8s_kubeconfig": None, "k8s_namespace": None}
+    result = act("get", kind="configmap", name="kube-root-ca.crt", host_vars=pod_vars)
+    assert result.data["object"]["metadata"]["namespace"] == k8s_env.ns  # the pod's namespace
+    msg = raises_k8s(lambda: act("cordon", node="kwok-node-0", host_vars=pod_vars))
+    assert msg.startswith(
+        f'forbidden: user "system:serviceaccount:{k8s_env.ns}:runner" may not get '
+        "nodes at cluster scope (in-cluster service account)"
+    )
+
+
+def test_unreachable_api_and_bad_kubeconfig_say_where_they_looked(
+    act, k8s_env, tmp_path, raises_k8s
+):
     doc = yaml.safe_load(Path(k8s_env.kubeconfig).read_text())
     doc["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"
     dead = tmp_path / "dead.yaml"
     dead.write_text(yaml.safe_dump(doc))
     msg = raises_k8s(lambda: act("get", kind="nodes", host_vars={"k8s_kubeconfig": str(dead)}))
-    assert msg.startswith(f"cannot reach the Kubernetes API at https://127.0.0.1:9 (kubeconfig {dead}")
+    assert msg.startswith(
+        f"cannot reach the Kubernetes API at https://127.0.0.1:9 (kubeconfig {dead}"
+    )
     assert "Connection refused" in msg
-    msg = raises_k8s(lambda: act("get", kind="nodes", host_vars={"k8s_kubeconfig": str(tmp_path / "nope")}))
+    msg = raises_k8s(
+        lambda: act("get", kind="nodes", host_vars={"k8s_kubeconfig": str(tmp_path / "nope")})
+    )
     assert msg == f"kubeconfig {tmp_path / 'nope'} does not exist"
     msg = raises_k8s(lambda: act("get", kind="nodes", context="opsbook-lab-admn"))
     assert msg.startswith('context "opsbook-lab-admn" is not in kubeconfig')
@@ -141,9 +226,14 @@ def test_apply_creates_then_is_unchanged_then_configures(act, k8s_env, tmp_path)
         first = act("apply", manifest=_manifest(k8s_env))
         assert first.status is Status.OK and first.changed, first.msg
         assert first.data["created"] == 2
-        assert first.msg == f"configmap {k8s_env.ns}/fix-config created, deployment {k8s_env.ns}/fix created"
+        assert (
+            first.msg
+            == f"configmap {k8s_env.ns}/fix-config created, deployment {k8s_env.ns}/fix created"
+        )
         dep = k8s_env.apps.read_namespaced_deployment("fix", k8s_env.ns)
-        assert any(m.manager == "opsbook" and m.operation == "Apply" for m in dep.metadata.managed_fields)
+        assert any(
+            m.manager == "opsbook" and m.operation == "Apply" for m in dep.metadata.managed_fields
+        )
         again = act("apply", manifest=_manifest(k8s_env))
         assert not again.changed and again.data["unchanged"] == 2
         src = tmp_path / "fix.yaml"
@@ -160,14 +250,21 @@ def test_apply_creates_then_is_unchanged_then_configures(act, k8s_env, tmp_path)
 def test_apply_check_mode_and_dry_run_diff_against_the_live_object(act, k8s_env):
     act("apply", manifest=_manifest(k8s_env))
     try:
-        checked = act("apply", manifest=_manifest(k8s_env, image="registry.lab/fix:2"), check=True, diff=True)
+        checked = act(
+            "apply", manifest=_manifest(k8s_env, image="registry.lab/fix:2"), check=True, diff=True
+        )
         assert checked.status is Status.OK and checked.changed
-        assert checked.msg.startswith("server-side dry run: ") and "fix would be configured" in checked.msg
+        assert (
+            checked.msg.startswith("server-side dry run: ")
+            and "fix would be configured" in checked.msg
+        )
         assert "-      - image: registry.lab/fix:1" in checked.diff
         assert "+      - image: registry.lab/fix:2" in checked.diff
         live = k8s_env.apps.read_namespaced_deployment("fix", k8s_env.ns)
         assert live.spec.template.spec.containers[0].image == "registry.lab/fix:1"
-        preview = act("apply", manifest=_manifest(k8s_env, image="registry.lab/fix:2"), dry_run=True)
+        preview = act(
+            "apply", manifest=_manifest(k8s_env, image="registry.lab/fix:2"), dry_run=True
+        )
         assert not preview.changed and preview.data["would_change"]  # a preview changes nothing
         assert "registry.lab/fix:2" in preview.data["diff"]
         after = k8s_env.apps.read_namespaced_deployment("fix", k8s_env.ns)
@@ -179,11 +276,16 @@ def test_apply_check_mode_and_dry_run_diff_against_the_live_object(act, k8s_env)
 
 
 def test_apply_conflict_with_another_manager_and_an_invalid_manifest(act, k8s_env, raises_k8s):
-    k8s_env.core.create_namespaced_config_map(k8s_env.ns, {"metadata": {"name": "owned"},
-                                                            "data": {"LOG_LEVEL": "warn"}})
+    k8s_env.core.create_namespaced_config_map(
+        k8s_env.ns, {"metadata": {"name": "owned"}, "data": {"LOG_LEVEL": "warn"}}
+    )
     try:
-        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owned"},
-              "data": {"LOG_LEVEL": "debug"}}
+        cm = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "owned"},
+            "data": {"LOG_LEVEL": "debug"},
+        }
         msg = raises_k8s(lambda: act("apply", manifest=cm))
         assert msg.startswith(f"configmap {k8s_env.ns}/owned: Apply failed with 1 conflict")
         assert "set force: true to take them over" in msg
@@ -192,9 +294,15 @@ def test_apply_conflict_with_another_manager_and_an_invalid_manifest(act, k8s_en
         bad = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}}
         msg = raises_k8s(lambda: act("apply", manifest=bad))
         assert msg.startswith(f"configmap {k8s_env.ns}/Bad_Name was rejected by the API: ")
-        msg = raises_k8s(lambda: act("apply", manifest={"apiVersion": "v1", "kind": "ConfigMapp",
-                                                         "metadata": {"name": "x"}}))
-        assert "does not serve kind ConfigMapp in v1" in msg and '(did you mean "ConfigMap"?)' in msg
+        msg = raises_k8s(
+            lambda: act(
+                "apply",
+                manifest={"apiVersion": "v1", "kind": "ConfigMapp", "metadata": {"name": "x"}},
+            )
+        )
+        assert (
+            "does not serve kind ConfigMapp in v1" in msg and '(did you mean "ConfigMap"?)' in msg
+        )
         msg = raises_k8s(lambda: act("apply", manifest="kind: ConfigMap\nmetadata: {}\n"))
         assert msg == "manifest: document 1 (ConfigMap) has no apiVersion, metadata.name"
     finally:
@@ -202,20 +310,49 @@ def test_apply_conflict_with_another_manager_and_an_invalid_manifest(act, k8s_en
 
 
 def test_patch_strategic_merge_and_json_with_check_and_diff(act, k8s_env, web, raises_k8s):
-    checked = act("patch", kind="deployment", name=web, check=True, diff=True,
-                  patch={"spec": {"template": {"metadata": {"labels": {"tier": "gold"}}}}})
+    checked = act(
+        "patch",
+        kind="deployment",
+        name=web,
+        check=True,
+        diff=True,
+        patch={"spec": {"template": {"metadata": {"labels": {"tier": "gold"}}}}},
+    )
     assert checked.changed and checked.msg == f"would patch deployment {k8s_env.ns}/{web}"
     assert "+        tier: gold" in checked.diff
-    assert "tier" not in k8s_env.apps.read_namespaced_deployment(web, k8s_env.ns).spec.template.metadata.labels
-    merged = act("patch", kind="configmap", name="kube-root-ca.crt", type="merge",
-                 patch='{"metadata": {"labels": {"seen-by": "opsbook"}}}')
+    assert (
+        "tier"
+        not in k8s_env.apps.read_namespaced_deployment(
+            web, k8s_env.ns
+        ).spec.template.metadata.labels
+    )
+    merged = act(
+        "patch",
+        kind="configmap",
+        name="kube-root-ca.crt",
+        type="merge",
+        patch='{"metadata": {"labels": {"seen-by": "opsbook"}}}',
+    )
     assert merged.changed and merged.data["object"]["metadata"]["labels"]["seen-by"] == "opsbook"
-    same = act("patch", kind="configmap", name="kube-root-ca.crt", type="merge",
-               patch={"metadata": {"labels": {"seen-by": "opsbook"}}})
+    same = act(
+        "patch",
+        kind="configmap",
+        name="kube-root-ca.crt",
+        type="merge",
+        patch={"metadata": {"labels": {"seen-by": "opsbook"}}},
+    )
     assert not same.changed and same.msg.startswith("patch changed nothing on")
-    jsonp = act("patch", kind="deployment", name=web, type="json",
-                patch=[{"op": "replace", "path": "/spec/replicas", "value": 3}])
-    assert jsonp.changed and k8s_env.apps.read_namespaced_deployment(web, k8s_env.ns).spec.replicas == 3
+    jsonp = act(
+        "patch",
+        kind="deployment",
+        name=web,
+        type="json",
+        patch=[{"op": "replace", "path": "/spec/replicas", "value": 3}],
+    )
+    assert (
+        jsonp.changed
+        and k8s_env.apps.read_namespaced_deployment(web, k8s_env.ns).spec.replicas == 3
+    )
     msg = raises_k8s(lambda: act("patch", kind="deployment", name=web, type="json", patch={"a": 1}))
     assert msg.startswith("a json patch is a list of operations")
 
@@ -246,8 +383,9 @@ def test_delete_missing_object_and_by_label_selector(act, k8s_env, web, raises_k
 
 
 def test_delete_times_out_on_a_finalizer_and_says_so(act, k8s_env):
-    k8s_env.core.create_namespaced_config_map(k8s_env.ns, {"metadata": {
-        "name": "held", "finalizers": ["opsbook.dev/hold"]}})
+    k8s_env.core.create_namespaced_config_map(
+        k8s_env.ns, {"metadata": {"name": "held", "finalizers": ["opsbook.dev/hold"]}}
+    )
     try:
         result = act("delete", kind="configmap", name="held", timeout=1)
         msg = fails(result)
@@ -255,7 +393,9 @@ def test_delete_times_out_on_a_finalizer_and_says_so(act, k8s_env):
         assert msg.startswith("deletion requested but still there after 1s: ")
         assert "(finalizers: opsbook.dev/hold)" in msg
     finally:
-        k8s_env.core.patch_namespaced_config_map("held", k8s_env.ns, {"metadata": {"finalizers": None}})
+        k8s_env.core.patch_namespaced_config_map(
+            "held", k8s_env.ns, {"metadata": {"finalizers": None}}
+        )
 
 
 # --------------------------------------------------------------------------- wait
@@ -264,28 +404,51 @@ def test_delete_times_out_on_a_finalizer_and_says_so(act, k8s_env):
 def test_wait_for_conditions_fields_and_deletion(act, k8s_env, web):
     ok = act("wait", kind="deployment", name=web, condition="Available", timeout=10)
     assert ok.status is Status.OK and ok.data["object"]["metadata"]["name"] == web
-    pods = act("wait", kind="pods", label_selector=f"app.kubernetes.io/name={web}",
-               field="{.status.phase}", value="Running", timeout=10)
+    pods = act(
+        "wait",
+        kind="pods",
+        label_selector=f"app.kubernetes.io/name={web}",
+        field="{.status.phase}",
+        value="Running",
+        timeout=10,
+    )
     assert pods.status is Status.OK and len(pods.data["objects"]) == 2
-    ready = act("wait", kind="pods", label_selector=f"app.kubernetes.io/name={web}",
-                field='.status.conditions[?(@.type=="Ready")].status', value=True, timeout=10)
+    ready = act(
+        "wait",
+        kind="pods",
+        label_selector=f"app.kubernetes.io/name={web}",
+        field='.status.conditions[?(@.type=="Ready")].status',
+        value=True,
+        timeout=10,
+    )
     assert ready.status is Status.OK, ready.msg
-    replicas = act("wait", kind="deployment", name=web, field="status.readyReplicas", value=2, timeout=10)
+    replicas = act(
+        "wait", kind="deployment", name=web, field="status.readyReplicas", value=2, timeout=10
+    )
     assert replicas.status is Status.OK, replicas.msg
     k8s_env.apps.delete_namespaced_deployment(web, k8s_env.ns)
     gone = act("wait", kind="deployment", name=web, deleted=True, timeout=10)
-    assert gone.status is Status.OK and gone.msg.startswith(f"deployment {k8s_env.ns}/{web}: deletion")
+    assert gone.status is Status.OK and gone.msg.startswith(
+        f"deployment {k8s_env.ns}/{web}: deletion"
+    )
 
 
 def test_wait_times_out_with_what_it_saw(act, k8s_env, web):
     result = act("wait", kind="deployment", name=web, condition="Available=False", timeout=1)
     msg = fails(result)
     assert result.status is Status.TIMED_OUT
-    assert msg.startswith(f"timed out after 1s waiting for deployment {k8s_env.ns}/{web}: "
-                          "condition Available=False; now deployment ")
+    assert msg.startswith(
+        f"timed out after 1s waiting for deployment {k8s_env.ns}/{web}: "
+        "condition Available=False; now deployment "
+    )
     assert "Available=True (MinimumReplicasAvailable" in msg
-    none = act("wait", kind="pods", label_selector="app.kubernetes.io/name=ghost", condition="Ready",
-               timeout=1)
+    none = act(
+        "wait",
+        kind="pods",
+        label_selector="app.kubernetes.io/name=ghost",
+        condition="Ready",
+        timeout=1,
+    )
     assert "no pods match app.kubernetes.io/name=ghost" in fails(none)
 
 

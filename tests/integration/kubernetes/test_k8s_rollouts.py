@@ -19,8 +19,12 @@ def _template_annotations(env, name):
 
 
 def _replicasets(env, name):
-    return {rs.metadata.name for rs in env.apps.list_namespaced_replica_set(
-        env.ns, label_selector=f"app.kubernetes.io/name={name}").items}
+    return {
+        rs.metadata.name
+        for rs in env.apps.list_namespaced_replica_set(
+            env.ns, label_selector=f"app.kubernetes.io/name={name}"
+        ).items
+    }
 
 
 @pytest.fixture
@@ -51,7 +55,9 @@ def test_rollout_restart_in_check_mode_is_a_server_side_dry_run(act, k8s_env, we
     assert result.status is Status.OK and result.changed
     assert result.msg.startswith(f"would restart deployment {k8s_env.ns}/web (2 replicas)")
     assert RESTARTED_AT not in _template_annotations(k8s_env, web)
-    assert k8s_env.apps.read_namespaced_deployment(web, k8s_env.ns).metadata.generation == generation
+    assert (
+        k8s_env.apps.read_namespaced_deployment(web, k8s_env.ns).metadata.generation == generation
+    )
 
 
 def test_rollout_restart_refuses_a_paused_deployment(act, k8s_env, web, raises_k8s):
@@ -68,8 +74,11 @@ def test_rollout_restart_of_something_that_does_not_roll_out(act, k8s_env, raise
 
 def test_rollout_that_never_completes_times_out_naming_ready_and_desired(act, k8s_env, web):
     # the new pods can be scheduled nowhere: the old ones stay, the rollout never finishes
-    k8s_env.apps.patch_namespaced_deployment(web, k8s_env.ns, {"spec": {"template": {"spec": {
-        "nodeSelector": {"opsbook.dev/nowhere": "true"}}}}})
+    k8s_env.apps.patch_namespaced_deployment(
+        web,
+        k8s_env.ns,
+        {"spec": {"template": {"spec": {"nodeSelector": {"opsbook.dev/nowhere": "true"}}}}},
+    )
     result = act("rollout_status", name=web, timeout=3)
     assert result.status is Status.TIMED_OUT
     msg = fails(result)
@@ -82,8 +91,11 @@ def test_rollout_that_never_completes_times_out_naming_ready_and_desired(act, k8
 
 
 def test_rollout_status_respects_the_step_timeout_and_keeps_its_message(act, k8s_env, web):
-    k8s_env.apps.patch_namespaced_deployment(web, k8s_env.ns, {"spec": {"template": {"spec": {
-        "nodeSelector": {"opsbook.dev/nowhere": "true"}}}}})
+    k8s_env.apps.patch_namespaced_deployment(
+        web,
+        k8s_env.ns,
+        {"spec": {"template": {"spec": {"nodeSelector": {"opsbook.dev/nowhere": "true"}}}}},
+    )
     # the action's own default is 5 minutes; the step only grants 2 seconds: the action
     # gives up just before the step's deadline, so its message (not a bare "timed out") shows
     start = time.monotonic()
@@ -106,7 +118,10 @@ def test_rollout_status_of_a_statefulset_and_a_missing_object(act, k8s_env, rais
         msg = raises_k8s(lambda: act("rollout_status", kind="sts", name="dbb", timeout=5))
     finally:
         k8s_env.apps.delete_namespaced_stateful_set("db", k8s_env.ns)
-    assert msg == f'statefulset {k8s_env.ns}/dbb not found; statefulsets in {k8s_env.ns}: db (did you mean "db"?)'
+    assert (
+        msg
+        == f'statefulset {k8s_env.ns}/dbb not found; statefulsets in {k8s_env.ns}: db (did you mean "db"?)'
+    )
 
 
 def test_scale_up_and_back_with_the_recorded_inverse(act, k8s_env, web):
@@ -120,8 +135,10 @@ def test_scale_up_and_back_with_the_recorded_inverse(act, k8s_env, web):
     assert args["namespace"] == k8s_env.ns and args["kubeconfig"] == k8s_env.kubeconfig
     back = act(action.split(".")[1], **args)
     assert back.status is Status.OK and back.changed
-    wait_for("back to 2", lambda: k8s_env.apps.read_namespaced_deployment_scale(
-        web, k8s_env.ns).spec.replicas == 2)
+    wait_for(
+        "back to 2",
+        lambda: k8s_env.apps.read_namespaced_deployment_scale(web, k8s_env.ns).spec.replicas == 2,
+    )
     again = act("scale", name=web, replicas=2)
     assert not again.changed and again.msg.endswith("already has 2 replicas")
     assert act.inverse("scale", again, name=web, replicas=2) is None

@@ -23,7 +23,9 @@ def _messages(nodes):
 
 
 def _failures(nodes):
-    return "; ".join(f"{step}: {rec.status}: {rec.msg}" for step, rec in nodes.items() if rec.status != "ok")
+    return "; ".join(
+        f"{step}: {rec.status}: {rec.msg}" for step, rec in nodes.items() if rec.status != "ok"
+    )
 
 
 def test_every_kubernetes_runbook_passes_opsbook_check():
@@ -42,7 +44,9 @@ def checkout(k8s_env):
 
 def test_first_response_collects_evidence_restarts_and_verifies(k8s_env, checkout, run_book):
     before = k8s_env.apps.read_namespaced_deployment(checkout, k8s_env.ns)
-    summary, nodes, evidence = run_book(FIRST_RESPONSE, {"namespace": k8s_env.ns, "deployment": checkout})
+    summary, nodes, evidence = run_book(
+        FIRST_RESPONSE, {"namespace": k8s_env.ns, "deployment": checkout}
+    )
     assert summary.status == "succeeded", _failures(nodes)
     assert all(rec.status == "ok" for rec in nodes.values()), _messages(nodes)
     folder = evidence / "k8s" / k8s_env.ns
@@ -59,8 +63,9 @@ def test_first_response_collects_evidence_restarts_and_verifies(k8s_env, checkou
 
 
 def test_first_response_in_check_mode_changes_nothing(k8s_env, checkout, run_book):
-    summary, nodes, evidence = run_book(FIRST_RESPONSE, {"namespace": k8s_env.ns, "deployment": checkout},
-                                        check=True)
+    summary, nodes, evidence = run_book(
+        FIRST_RESPONSE, {"namespace": k8s_env.ns, "deployment": checkout}, check=True
+    )
     assert summary.status == "succeeded", _failures(nodes)
     assert nodes["restart-the-deployment"].msg.startswith("would restart deployment")
     after = k8s_env.apps.read_namespaced_deployment(checkout, k8s_env.ns)
@@ -68,16 +73,24 @@ def test_first_response_in_check_mode_changes_nothing(k8s_env, checkout, run_boo
     assert (evidence / "k8s" / k8s_env.ns / "deployment-checkout.describe.txt").exists()
 
 
-def test_first_response_that_cannot_recover_fails_with_counts_and_keeps_evidence(k8s_env, checkout, run_book):
+def test_first_response_that_cannot_recover_fails_with_counts_and_keeps_evidence(
+    k8s_env, checkout, run_book
+):
     # the pod template asks for nodes that do not exist: no restart can bring it back
-    k8s_env.apps.patch_namespaced_deployment(checkout, k8s_env.ns, {"spec": {"template": {"spec": {
-        "nodeSelector": {"opsbook.dev/nowhere": "true"}}}}})
-    summary, nodes, evidence = run_book(FIRST_RESPONSE, {"namespace": k8s_env.ns, "deployment": checkout,
-                                                         "rollout_timeout": "3s"})
+    k8s_env.apps.patch_namespaced_deployment(
+        checkout,
+        k8s_env.ns,
+        {"spec": {"template": {"spec": {"nodeSelector": {"opsbook.dev/nowhere": "true"}}}}},
+    )
+    summary, nodes, evidence = run_book(
+        FIRST_RESPONSE, {"namespace": k8s_env.ns, "deployment": checkout, "rollout_timeout": "3s"}
+    )
     assert summary.status == "failed"
     status, msg = _messages(nodes)["rollout-completes"]
     assert status == "timed_out"
-    assert msg.startswith(f"rollout of deployment {k8s_env.ns}/checkout not complete after 3s: 2/2 ready")
+    assert msg.startswith(
+        f"rollout of deployment {k8s_env.ns}/checkout not complete after 3s: 2/2 ready"
+    )
     assert "Pending: Unschedulable" in msg
     assert (evidence / "k8s" / k8s_env.ns / "deployment-checkout.events.txt").exists()
     assert "deployment-is-available" not in nodes or nodes["deployment-is-available"].status != "ok"
@@ -112,19 +125,35 @@ def test_drain_node_in_check_mode_leaves_the_node_alone(k8s_env, orders, run_boo
     node = k8s_env.ready_pods(orders)[0].spec.node_name
     uids = {p.metadata.uid for p in k8s_env.pods(orders)}
     summary, nodes, _ = run_book(DRAIN, _drain_params(k8s_env, node), check=True)
+    assert summary.status == "succeeded", _failures(nodes)
     assert nodes["cordon-the-node"].msg == f"would cordon node {node}"
-    assert nodes["drain-the-node"].msg.startswith("would evict 1 pods")
+    assert nodes["drain-the-node"].msg.startswith("would evict 1 pod ")
     assert not k8s_env.node(node).spec.unschedulable
     assert {p.metadata.uid for p in k8s_env.pods(orders)} == uids
 
 
-def test_drain_node_blocked_by_a_budget_fails_naming_it_and_keeps_the_node_cordoned(k8s_env, orders,
-                                                                                      run_book):
-    k8s_env.policy.create_namespaced_pod_disruption_budget(k8s_env.ns, {
-        "metadata": {"name": "orders"},
-        "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app.kubernetes.io/name": orders}}}})
-    wait_for("PDB sees 3 healthy", lambda: k8s_env.policy.read_namespaced_pod_disruption_budget(
-        "orders", k8s_env.ns).status.current_healthy == 3)
+def test_drain_node_blocked_by_a_budget_fails_naming_it_and_keeps_the_node_cordoned(
+    k8s_env, orders, run_book
+):
+    k8s_env.policy.create_namespaced_pod_disruption_budget(
+        k8s_env.ns,
+        {
+            "metadata": {"name": "orders"},
+            "spec": {
+                "minAvailable": 3,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": orders}},
+            },
+        },
+    )
+    wait_for(
+        "PDB sees 3 healthy",
+        lambda: (
+            k8s_env.policy.read_namespaced_pod_disruption_budget(
+                "orders", k8s_env.ns
+            ).status.current_healthy
+            == 3
+        ),
+    )
     node = k8s_env.ready_pods(orders)[0].spec.node_name
     summary, nodes, _ = run_book(DRAIN, _drain_params(k8s_env, node, drain_timeout="3s"))
     assert summary.status == "failed"
@@ -149,8 +178,12 @@ def _fixed_manifest(env, tmp_path, image="registry.lab/billing:2"):
     body["metadata"].pop("namespace")
     import yaml
 
-    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "billing-config"},
-              "data": {"RETRIES": "5"}}
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "billing-config"},
+        "data": {"RETRIES": "5"},
+    }
     path = tmp_path / "billing-fix.yaml"
     path.write_text(yaml.safe_dump_all([config, body]))
     return str(path)
@@ -158,8 +191,13 @@ def _fixed_manifest(env, tmp_path, image="registry.lab/billing:2"):
 
 def test_apply_fix_dry_runs_applies_and_scales_up(k8s_env, billing, run_book, tmp_path):
     manifest = _fixed_manifest(k8s_env, tmp_path)
-    params = {"manifest": manifest, "namespace": k8s_env.ns, "deployment": billing, "replicas": 3,
-              "force_conflicts": True}
+    params = {
+        "manifest": manifest,
+        "namespace": k8s_env.ns,
+        "deployment": billing,
+        "replicas": 3,
+        "force_conflicts": True,
+    }
     summary, nodes, _ = run_book(APPLY_FIX, params)
     try:
         assert summary.status == "succeeded", _failures(nodes)
@@ -177,16 +215,30 @@ def test_apply_fix_dry_runs_applies_and_scales_up(k8s_env, billing, run_book, tm
 
 def test_apply_fix_in_check_mode_is_all_dry_runs(k8s_env, billing, run_book, tmp_path):
     manifest = _fixed_manifest(k8s_env, tmp_path)
-    params = {"manifest": manifest, "namespace": k8s_env.ns, "deployment": billing, "replicas": 3,
-              "force_conflicts": True}
+    params = {
+        "manifest": manifest,
+        "namespace": k8s_env.ns,
+        "deployment": billing,
+        "replicas": 3,
+        "force_conflicts": True,
+    }
     summary, nodes, _ = run_book(APPLY_FIX, params, check=True, diff=True)
     assert nodes["apply-the-fix"].msg.startswith("server-side dry run: configmap")
     assert nodes["apply-the-fix"].changed
-    assert nodes["scale-up"].msg.startswith(f"would scale deployment {k8s_env.ns}/billing from 1 to 3")
+    assert nodes["scale-up"].msg.startswith(
+        f"would scale deployment {k8s_env.ns}/billing from 1 to 3"
+    )
     dep = k8s_env.apps.read_namespaced_deployment(billing, k8s_env.ns)
-    assert dep.spec.replicas == 1 and dep.spec.template.spec.containers[0].image == "registry.lab/app:1"
-    assert billing not in {c.metadata.name for c in k8s_env.core.list_namespaced_config_map(k8s_env.ns).items}
+    assert (
+        dep.spec.replicas == 1
+        and dep.spec.template.spec.containers[0].image == "registry.lab/app:1"
+    )
+    assert billing not in {
+        c.metadata.name for c in k8s_env.core.list_namespaced_config_map(k8s_env.ns).items
+    }
     # check mode looks once instead of waiting for what only the real run would cause
     assert summary.status == "succeeded", _failures(nodes)
     wait = nodes["the-new-capacity-is-available"]
-    assert wait.status == "unknown" and wait.msg.startswith("not status.availableReplicas = 3 now: ")
+    assert wait.status == "unknown" and wait.msg.startswith(
+        "not status.availableReplicas = 3 now: "
+    )
