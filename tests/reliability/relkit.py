@@ -253,3 +253,106 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0, inter
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- a daemon that restarts
+
+
+class SocketProxy:
+    """A unix socket in front of a real daemon's socket (dockerd) that can "restart".
+
+    stop(): the socket file disappears and every open connection is cut, as when dockerd
+    exits; start(): it listens again, as a restarted dockerd does. The shared daemon behind it
+    is never touched.
+    """
+
+    def __init__(self, path: Path, upstream: str) -> None:
+        import socket as _socket
+
+        self._socket = _socket
+        self.path = Path(path)
+        self.upstream = upstream.removeprefix("unix://")
+        self.server: Any = None
+        self.conns: list[Any] = []
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    def start(self) -> None:
+        s = self._socket.socket(self._socket.AF_UNIX, self._socket.SOCK_STREAM)
+        self.path.unlink(missing_ok=True)
+        s.bind(str(self.path))
+        s.listen(64)
+        self.server = s
+        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def stop(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            try:
+                server.shutdown(self._socket.SHUT_RDWR)
+            except OSError:
+                pass
+            server.close()
+        self.path.unlink(missing_ok=True)
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for c in conns:
+            try:
+                c.shutdown(self._socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def cut(self) -> None:
+        """Cut every open connection but keep listening (a crash and an instant restart)."""
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for c in conns:
+            try:
+                c.shutdown(self._socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def restart(self, down_for: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+    def _accept(self, server: Any) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            try:
+                up = self._socket.socket(self._socket.AF_UNIX, self._socket.SOCK_STREAM)
+                up.connect(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.accepted += 1
+                self.conns += [client, up]
+            for a, b in ((client, up), (up, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: Any, dst: Any) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(self._socket.SHUT_WR)
+            except OSError:
+                pass
