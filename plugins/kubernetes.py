@@ -29,7 +29,8 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from functools import partial
+from typing import Annotated, Any, Literal, TypeVar
 
 from opsbook.plugin import ActionContext, Evidence, Plugin, Result, Status
 from opsbook_plugins.kubernetes_api import (
@@ -61,6 +62,7 @@ EVICT_RETRY = 2.0  # seconds between eviction attempts a PodDisruptionBudget ref
 _LIST_CAP = 15  # names shown in "did you mean" listings
 
 clusters = ClusterPool()
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- durations
@@ -313,6 +315,12 @@ def _same_kind(s: Session, kind: str, host_kind: Any) -> bool:
 
 def explain(s: Session, exc: ApiError, verb: str, ref: Ref, sub: str | None = None) -> K8sError:
     """An API error as the person on call needs it: who may not do what, what exists."""
+    err = _explain(s, exc, verb, ref, sub)
+    err.status = exc.status
+    return err
+
+
+def _explain(s: Session, exc: ApiError, verb: str, ref: Ref, sub: str | None) -> K8sError:
     if isinstance(exc, Forbidden):
         return K8sError(_forbidden(s, exc, verb, ref, sub))
     if isinstance(exc, NotFound) and ref.name:
@@ -439,6 +447,17 @@ class Clock:
 
     def request_timeout(self) -> float:
         return max(1.0, self.left())
+
+    def poll(self, fn: Callable[[], T]) -> T:
+        """fn(), asked again while the API server is restarting or overloaded (until the
+        clock runs out): an incident is exactly when the control plane blips."""
+        while True:
+            try:
+                return fn()
+            except K8sError as exc:
+                if not exc.transient or not self.wait(POLL):
+                    raise
+                self.ctx.output(f"API server not answering, asking again: {exc}")
 
 
 def _timed_out(msg: str, **kw: Any) -> Result:
@@ -864,7 +883,7 @@ def watch_rollout(s: Session, ref: Ref, clock: Clock) -> tuple[Rollout, dict[str
     """Poll until the rollout completes, fails for good, or the clock runs out."""
     last = ""
     while True:
-        obj = s.get(ref, timeout=clock.request_timeout())
+        obj = clock.poll(lambda: s.get(ref, timeout=clock.request_timeout()))
         state = rollout_state(obj)
         if state.done or state.fatal:
             return state, obj
@@ -1304,9 +1323,15 @@ def _evict_all(run: _Drain, pods: list[dict[str, Any]]) -> dict[str, dict[str, A
                 pending.pop(key)
                 run.evicted.append(key)
                 continue
-            except ApiError as exc:
-                ref = run.s.ref("pods", _meta(pod)["name"], _meta(pod)["namespace"])
-                raise explain(run.s, exc, "create", ref, sub="eviction") from None
+            except K8sError as exc:
+                if not exc.transient:
+                    ref = run.s.ref("pods", _meta(pod)["name"], _meta(pod)["namespace"])
+                    if isinstance(exc, ApiError):
+                        raise explain(run.s, exc, "create", ref, sub="eviction") from None
+                    raise
+                run.blocked_by[key] = f"the API server not answering ({exc})"
+                next_try[key] = time.monotonic() + EVICT_RETRY
+                continue
             run.s.ctx.output(f"evicted {key}")
             run.blocked_by.pop(key, None)
             going[key] = pending.pop(key)
@@ -1329,6 +1354,10 @@ def _gone(s: Session, pod: Mapping[str, Any]) -> bool:
         )
     except NotFound:
         return True
+    except K8sError as exc:
+        if exc.transient:
+            return False  # ask again on the next round
+        raise
     return _meta(now).get("uid") != meta.get("uid")
 
 
@@ -1434,7 +1463,7 @@ def _wait_gone(s: Session, refs: list[tuple[Ref, str | None]], clock: Clock) -> 
     while True:
         left = []
         for ref, uid in refs:
-            obj = s.get_or_none(ref, timeout=clock.request_timeout())
+            obj = clock.poll(partial(s.get_or_none, ref, timeout=clock.request_timeout()))
             if obj is not None and (uid is None or _meta(obj).get("uid") == uid):
                 left.append(ref)
         if not left or not clock.wait(POLL / 2):
@@ -2234,16 +2263,16 @@ def wait(ctx: ActionContext, args: WaitArgs) -> Result:
         else f"{args.field} to be set"
     )
     last = ""
+
+    def fetch() -> list[dict[str, Any]]:
+        timeout = clock.request_timeout()
+        if ref is None:
+            return s.list(base, label_selector=args.label_selector, timeout=timeout)
+        obj = s.get_or_none(ref, timeout=timeout) if args.deleted else s.get(ref, timeout=timeout)
+        return [] if obj is None else [obj]
+
     while True:
-        if ref is not None:
-            obj = (
-                s.get_or_none(ref, timeout=clock.request_timeout())
-                if args.deleted
-                else s.get(ref, timeout=clock.request_timeout())
-            )
-            objs = [] if obj is None else [obj]
-        else:
-            objs = s.list(base, label_selector=args.label_selector, timeout=clock.request_timeout())
+        objs = clock.poll(fetch)
         verdicts = [_verdict(o, args) for o in objs]
         pending = [(o, why) for o, (ok, why) in zip(objs, verdicts) if not ok]
         if args.deleted and not objs or objs and not pending and not args.deleted:

@@ -42,6 +42,13 @@ _AGGREGATED = (
 class K8sError(OpsbookError):
     """Something about Kubernetes went wrong; the message is written for the person on call."""
 
+    status = 0  # the HTTP status behind it, when the API server answered
+
+    @property
+    def transient(self) -> bool:
+        """An API server restarting or overloaded: worth asking again."""
+        return self.status == 429 or self.status >= 500
+
 
 class ConfigError(K8sError):
     """No usable kubeconfig, context or in-cluster service account."""
@@ -50,13 +57,17 @@ class ConfigError(K8sError):
 class Unreachable(K8sError):
     """The API server did not answer (refused, timed out, TLS failure)."""
 
+    @property
+    def transient(self) -> bool:
+        return True
+
 
 class ApiError(K8sError):
     """The API server answered with an error status; ``status`` is the HTTP code."""
 
     def __init__(self, message: str, status: int, reason: str = "", body: Any = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status = status  # type: ignore[misc]
         self.reason = reason
         self.body = body if isinstance(body, dict) else {}
 

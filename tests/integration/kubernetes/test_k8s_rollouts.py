@@ -151,3 +151,27 @@ def test_scale_in_check_mode_asks_the_api_and_changes_nothing(act, k8s_env, web)
     assert k8s_env.apps.read_namespaced_deployment(web, k8s_env.ns).spec.replicas == 2
     with pytest.raises(Exception, match="greater than or equal to 0"):
         act("scale", name=web, replicas=-1)
+
+
+@pytest.mark.slow
+def test_rollout_status_rides_out_an_api_server_restart(act, k8s_env, web):
+    """Control planes blip during incidents: polling asks again instead of failing."""
+    import threading
+
+    from opsbook_lab import k8s
+
+    nowhere = {"spec": {"template": {"spec": {"nodeSelector": {"opsbook.dev/nowhere": "true"}}}}}
+    k8s_env.apps.patch_namespaced_deployment(web, k8s_env.ns, nowhere)
+    outcome = {}
+    watcher = threading.Thread(
+        target=lambda: outcome.update(result=act("rollout_status", name=web, timeout=120))
+    )
+    watcher.start()
+    time.sleep(1.0)
+    k8s.restart_apiserver(down_for=1.0)
+    back = {"spec": {"template": {"spec": {"nodeSelector": None}}}}
+    k8s_env.apps.patch_namespaced_deployment(web, k8s_env.ns, back)
+    watcher.join(150)
+    result = outcome["result"]
+    assert result.status is Status.OK, result.msg
+    assert result.data["ready"] == 2
