@@ -30,14 +30,48 @@ def load_runbook(path: str, registry: Registry) -> Runbook:
     return RunbookLoader(registry).load_file(path)
 
 
-def load_inventory_sources(sources: Sequence[str]) -> Any:
+def load_inventory_sources(sources: Sequence[str], registry: Registry | None = None) -> Any:
+    """Inventory from files/dirs/host lists and dynamic sources (`docker://?label=...`)."""
     if not sources:
         from opsbook.inventory.model import Inventory
 
         return Inventory.localhost()
     from opsbook.inventory import load_inventory
 
-    return load_inventory(list(sources))
+    resolved = [_dynamic_source(s, registry) if _is_dynamic(s) else s for s in sources]
+    return load_inventory(resolved)
+
+
+def _is_dynamic(source: str) -> bool:
+    scheme, sep, _ = source.partition("://")
+    return bool(sep) and scheme.isidentifier() and not os.path.exists(source)
+
+
+def _dynamic_source(source: str, registry: Registry | None) -> str:
+    """Ask the plugin that serves the scheme; hand its hosts to the inventory loader as YAML."""
+    import tempfile
+    from urllib.parse import parse_qs, urlsplit
+
+    import yaml
+
+    from opsbook.errors import InventoryError, Position
+
+    registry = registry or Registry.from_entry_points()
+    scheme = source.partition("://")[0]
+    provider = registry.inventory_source(scheme)
+    if provider is None:
+        schemes = sorted({s for p in registry.plugins.values() for s in p.inventory_sources})
+        raise InventoryError(f'no plugin provides inventory source "{scheme}://"', Position(source),
+                             "dynamic sources: " + (", ".join(f"{s}://" for s in schemes) or "none installed"))
+    listing = provider(parse_qs(urlsplit(source).query))
+    hostvars = listing.get("_meta", {}).get("hostvars", {})
+    children = {group: {"hosts": {h: None for h in data.get("hosts", [])}}
+                for group, data in listing.items() if group not in ("_meta", "all", "ungrouped")}
+    document = {"all": {"hosts": {h: v or None for h, v in hostvars.items()}, "children": children}}
+    handle = tempfile.NamedTemporaryFile("w", prefix=f"opsbook-{scheme}-", suffix=".yaml", delete=False)
+    with handle:
+        yaml.safe_dump(document, handle)
+    return handle.name
 
 
 def make_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | None = None) -> Plan:
@@ -98,7 +132,7 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
     if missing:
         raise RunError(f"secret parameters are not stored in the journal; pass them again: "
                        + ", ".join(f"--secret {n}=env:VAR" for n in missing))
-    plan = make_plan(runbook, load_inventory_sources(request.inventory_sources), params)
+    plan = make_plan(runbook, load_inventory_sources(request.inventory_sources, registry), params)
     forget = list(forget)
     if forget:
         journal.forget_nodes(run_id, forget)

@@ -45,7 +45,7 @@ def check_files(paths: list[str], registry: Registry, inventories: list[str],
     inventory = None
     inventory_error: list[Diagnostic] = []
     try:
-        inventory = load_inventory_sources(inventories)
+        inventory = load_inventory_sources(inventories, registry)
     except UserError as exc:
         inventory_error = exc.diagnostics
     reports = []

@@ -132,7 +132,7 @@ def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...]) ->
 
     registry = _registry()
     rb = load_runbook(runbook, registry)
-    return make_plan(rb, load_inventory_sources(list(inventories)), _extra(extra)), registry
+    return make_plan(rb, load_inventory_sources(list(inventories), registry), _extra(extra)), registry
 
 
 # -- plan / graph --------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def run(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], inci
     request = _request(kw, list(inventories))
     request.given_params = {**_extra(extra), **_secret_params(kw, request)}
     request.incident_start = _parse_time(incident_start) if incident_start else None
-    the_plan = make_plan(rb, load_inventory_sources(list(inventories)), request.given_params)
+    the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry), request.given_params)
     if kw.get("limit"):
         request.options.limit = frozenset(h.name for h in the_plan.inventory.match(kw["limit"]))
     journal = _journal(kw.get("journal_path"))
@@ -557,7 +557,7 @@ def watch(runbook: str | None, inventories: tuple[str, ...], extra: tuple[str, .
                 rb = load_runbook(path, registry)
                 names = {p.name for p in rb.params}
                 given = {**params, **{k: v for k, v in alert["labels"].items() if k in names}}
-                plan_ = make_plan(rb, load_inventory_sources(list(inventories)), given)
+                plan_ = make_plan(rb, load_inventory_sources(list(inventories), registry), given)
                 begun = _parse_time(alert["startsAt"]) if alert.get("startsAt") else None
                 request = RunRequest(list(inventories), RunOptions(), approver=auto_approver(),
                                      incident_start=begun, given_params=given)

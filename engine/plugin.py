@@ -237,6 +237,7 @@ class ActionContext:
 
 
 ActionFn = Callable[[ActionContext, Any], Result]
+InventorySource = Callable[[dict[str, list[str]]], dict[str, Any]]
 RollbackFn = Callable[[Any, Result], "tuple[str, dict[str, Any]] | None"]
 
 
@@ -285,6 +286,7 @@ class Plugin:
         self.doc = doc
         self.actions: dict[str, ActionSpec] = {}
         self.connections: dict[str, ConnectionFactory] = {}
+        self.inventory_sources: dict[str, InventorySource] = {}
 
     def action(
         self,
@@ -321,6 +323,18 @@ class Plugin:
             return func
 
         return register(fn) if fn is not None else register
+
+    def inventory(self, scheme: str) -> Callable[["InventorySource"], "InventorySource"]:
+        """Register a dynamic inventory source for `-i SCHEME://...` (e.g. docker://?label=x).
+
+        The function gets the parsed query (dict of lists, like urllib.parse.parse_qs) and
+        returns hosts and groups in the shape of `ansible-inventory --list`."""
+
+        def register(source: InventorySource) -> InventorySource:
+            self.inventory_sources[scheme] = source
+            return source
+
+        return register
 
     def connection(self, kind: str) -> Callable[[ConnectionFactory], ConnectionFactory]:
         """Register a connection factory for hosts with `ansible_connection: kind`."""

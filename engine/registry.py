@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
 from opsbook.errors import PluginError
-from opsbook.plugin import ActionSpec, ConnectionFactory, Plugin
+from opsbook.plugin import ActionSpec, ConnectionFactory, InventorySource, Plugin
 
 ENTRY_POINT_GROUP = "opsbook.plugins"
 
@@ -75,6 +75,15 @@ class Registry:
 
     def action_names(self) -> list[str]:
         return [f"{p}.{a}" for p, plugin in self.plugins.items() for a in plugin.actions]
+
+    def inventory_source(self, scheme: str) -> "InventorySource | None":
+        first = self.plugin(scheme)
+        if first is not None and scheme in first.inventory_sources:
+            return first.inventory_sources[scheme]
+        for plugin in self.plugins.values():
+            if scheme in plugin.inventory_sources:
+                return plugin.inventory_sources[scheme]
+        return None
 
     def connection_factory(self, kind: str) -> ConnectionFactory | None:
         # Connection kinds usually share their plugin's name (ssh, docker, local).

@@ -74,7 +74,7 @@ class Watcher:
         self.stop = threading.Event()
         self.on_event = on_event or (lambda kind, data: None)
         self.checks = health_steps(load_runbook(config.runbook, registry))
-        self.inventory = load_inventory_sources(config.inventory)
+        self.inventory = load_inventory_sources(config.inventory, registry)
         self.plan = make_plan(self.checks, self.inventory, config.params)
 
     def probe_round(self) -> tuple[bool, list[str]]:

@@ -1672,3 +1672,15 @@ def _filters(filters: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+@plugin.inventory("docker")
+def docker_inventory_source(query: dict[str, list[str]]) -> dict[str, Any]:
+    """`-i 'docker://?label=role=web&host=unix:///run/x.sock&all=1'`: containers as hosts.
+
+    Query keys: `label` and `name` (daemon filters, repeatable), `host` (daemon URL, default
+    DOCKER_HOST or the local socket), `all=1` to include stopped containers."""
+    filters: dict[str, list[str]] = {key: values for key, values in query.items() if key in ("label", "name")}
+    base_url = (query.get("host") or [None])[0]
+    include_stopped = (query.get("all") or ["0"])[0] in ("1", "true", "yes")
+    return docker_inventory(filters, base_url, include_stopped=include_stopped)
