@@ -581,15 +581,19 @@ def _handshake_failure(exc: BaseException, timeout: float) -> str:
 
 
 def _load_key(path: str, passphrase: str | None) -> tuple[paramiko.PKey | None, str]:
+    """A private key, unencrypted or opened with the passphrase (Ansible: ansible_password)."""
     try:
-        return paramiko.PKey.from_path(path, password=passphrase), ""
+        try:
+            return paramiko.PKey.from_path(path), ""
+        except (paramiko.PasswordRequiredException, TypeError):  # encrypted
+            if passphrase is None:
+                return None, f"key {path}: encrypted and no passphrase (ansible_password) given"
+            return paramiko.PKey.from_path(path, passphrase.encode()), ""  # 3.x: passphrase=
     except FileNotFoundError:
         return None, f"key {path}: file not found"
     except PermissionError:
         return None, f"key {path}: not readable"
-    except (paramiko.PasswordRequiredException, TypeError):
-        return None, f"key {path}: encrypted and no passphrase (ansible_password) given"
-    except (paramiko.SSHException, ValueError) as exc:
+    except (paramiko.SSHException, ValueError, TypeError) as exc:
         return None, f"key {path}: cannot load ({exc})"
 
 

@@ -177,3 +177,49 @@ def test_hung_host_times_out(lab_healed, node):
         assert time.monotonic() - started < 30
     finally:
         lab_healed.unpause("web2")
+
+
+@pytest.fixture
+def password_sshd(lab):
+    """A second sshd inside web1 on 127.0.0.1:2222 that takes passwords and refuses keys."""
+    rc, out = lab.exec(
+        "web1",
+        "/usr/sbin/sshd -p 2222 -o ListenAddress=127.0.0.1 "
+        "-o PasswordAuthentication=yes -o PubkeyAuthentication=no "
+        "-o PidFile=/run/sshd-password.pid",
+    )
+    assert rc == 0, out
+    yield 2222
+    lab.exec("web1", "kill $(cat /run/sshd-password.pid)")
+
+
+def test_password_authentication_when_keys_are_refused(node, lab_info, tmp_path, password_sshd):
+    """Reached through web1 as a jump host; ops's password is the lab's sudo password."""
+    web1 = lab_info.hosts["web1"]
+    kh = tmp_path / "known_hosts"
+    common = f"-o UserKnownHostsFile={kh} -J root@127.0.0.1:{web1.ssh_port}"
+    ok = node(
+        "web1",
+        user="ops",
+        ansible_host="127.0.0.1",
+        ansible_port=password_sshd,
+        ansible_ssh_common_args=common,
+        opsbook_host_key_policy="accept-new",
+        ansible_password=lab_info.sudo_password,
+    )
+    assert ok.conn.run(["id", "-un"]).stdout == "ops\n"
+    wrong = node(
+        "web1",
+        user="ops",
+        ansible_host="127.0.0.1",
+        ansible_port=password_sshd,
+        ansible_ssh_common_args=common,
+        opsbook_host_key_policy="accept-new",
+        ansible_password="not-it",
+    )
+    with pytest.raises(SSHAuthError) as err:
+        wrong.conn.run(["true"])
+    msg = str(err.value)
+    assert msg.startswith(f"authentication failed for ops@127.0.0.1:{password_sshd}: key ")
+    assert "publickey not allowed" in msg and "password: rejected" in msg
+    assert "server accepts: password" in msg and "not-it" not in msg

@@ -166,3 +166,23 @@ def test_unreachable_port_is_a_clear_connect_error():
         SSHError, match=r"cannot connect to 127.0.0.1:1: Connection refused \(is sshd"
     ):
         conn.run(["true"])
+
+
+def test_private_keys_plain_or_encrypted(tmp_path):
+    import subprocess
+
+    from opsbook_plugins.ssh_connection import _load_key
+
+    plain, locked = tmp_path / "plain", tmp_path / "locked"
+    for path, passphrase in ((plain, ""), (locked, "s3cret")):
+        keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", str(path)]
+        subprocess.run(keygen, check=True)
+    assert _load_key(str(plain), None)[0] is not None
+    assert _load_key(str(plain), "a login password")[0] is not None  # not used as a passphrase
+    assert _load_key(str(locked), "s3cret")[0] is not None
+    key, why = _load_key(str(locked), None)
+    assert key is None
+    assert why == f"key {locked}: encrypted and no passphrase (ansible_password) given"
+    key, why = _load_key(str(locked), "wrong")
+    assert key is None and why.startswith(f"key {locked}: cannot load (")
+    assert _load_key(str(tmp_path / "none"), None) == (None, f"key {tmp_path}/none: file not found")
