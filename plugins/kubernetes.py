@@ -180,11 +180,11 @@ class Session:
             raise explain(self, exc, verb, ref, sub=_sub_of(path, ref)) from None
 
     def get(self, ref: Ref, sub: str | None = None, timeout: float | None = None) -> dict[str, Any]:
-        return self.call("get", ref, "GET", ref.path(sub), timeout=timeout)  # type: ignore[no-any-return]
+        return self.call("get", ref, "GET", ref.path(sub), timeout=timeout)
 
     def get_or_none(self, ref: Ref, timeout: float | None = None) -> dict[str, Any] | None:
         try:
-            return self.cluster.request("GET", ref.path(), timeout=timeout)  # type: ignore[no-any-return]
+            return self.cluster.request("GET", ref.path(), timeout=timeout)
         except NotFound:
             return None
         except ApiError as exc:
@@ -243,7 +243,7 @@ class Session:
             ref,
             "PATCH",
             ref.path(sub),
-            body=body,  # type: ignore[no-any-return]
+            body=body,
             content_type=content,
             query=query,
         )
@@ -553,7 +553,7 @@ def _conditions(obj: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def _owner(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     for ref in _meta(obj).get("ownerReferences") or []:
         if ref.get("controller"):
-            return ref  # type: ignore[no-any-return]
+            return ref
     return None
 
 
@@ -687,7 +687,7 @@ _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 
 
 class RolloutRestartArgs(_Obj):
-    """Restart a workload's pods the way kubectl rollout restart does."""
+    """Restart a workload's pods the way kubectl rollout restart does (kind: defaults to deployment)."""
 
 
 def _workload(s: Session, args: _Obj) -> tuple[Ref, dict[str, Any]]:
@@ -740,7 +740,7 @@ def rollout_restart(ctx: ActionContext, args: RolloutRestartArgs) -> Result:
 
 
 class RolloutStatusArgs(_Obj):
-    """Wait until a rollout is complete: new pods updated, ready and available."""
+    """Wait until a rollout is complete: new pods updated, ready and available (kind: defaults to deployment)."""
 
     timeout: Seconds = Field(DEFAULT_WAIT, description="give up after this long (e.g. 5m)")
 
@@ -952,7 +952,7 @@ def rollout_status(ctx: ActionContext, args: RolloutStatusArgs) -> Result:
 
 
 class ScaleArgs(_Obj):
-    """Set a workload's replicas (scale subresource); rollback restores the previous count."""
+    """Set a workload's replicas (scale subresource); rollback restores the previous count (kind: defaults to deployment)."""
 
     replicas: int = Field(ge=0, description="the new number of replicas")
     wait: bool = Field(False, description="wait until the rollout at the new size completes")
@@ -1388,7 +1388,7 @@ def _drain_timeout(
 
 
 class DeleteArgs(_Obj):
-    """Delete an object (e.g. a stuck pod), or every object a label selector matches."""
+    """Delete an object (e.g. a stuck pod), or every object a label selector matches (kind: defaults to pod)."""
 
     label_selector: str | None = Field(None, description="delete every match in the namespace")
     grace_period: int | None = Field(None, ge=0, description="seconds to stop (pods)")
@@ -1653,7 +1653,7 @@ def patch(ctx: ActionContext, args: PatchArgs) -> Result:
 
 
 class EventsArgs(_Obj):
-    """Events of an object (and, for workloads, of its ReplicaSets and pods) or a namespace."""
+    """Events of an object (and, for workloads, of its ReplicaSets and pods) or a namespace (kind: defaults to deployment)."""
 
     since: str | None = Field(
         None, description="only newer events: a duration ago (15m) or a timestamp"
@@ -1825,7 +1825,7 @@ def events(ctx: ActionContext, args: EventsArgs) -> Result:
 
 
 class DescribeArgs(_Obj):
-    """kubectl describe of an object, with its events, saved as evidence."""
+    """kubectl describe of an object, with its events, saved as evidence (kind: defaults to deployment)."""
 
     dest: str | None = Field(
         None, description="evidence file, relative to the run's evidence folder"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,19 +13,39 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_testlib import Env, _kubernetes, _node_body, wait_for
 from opsbook.plugin import ActionContext, HostInfo, Result
 from opsbook.registry import Registry
+
+
+def _load_testlib():
+    """k8s_testlib, importable by the test modules whatever pytest's import mode."""
+    name = "k8s_testlib"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+_lib = _load_testlib()
+Env, _kubernetes, _node_body, wait_for = _lib.Env, _lib._kubernetes, _lib._node_body, _lib.wait_for
 
 
 @pytest.fixture(scope="session")
 def k8s_env(k8s_lab: Any) -> Iterator[Env]:
     """Our namespace and three tainted kwok nodes on the lab cluster (removed at the end)."""
     kubernetes = _kubernetes()
+    import urllib3
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    api = kubernetes.config.new_client_from_config(config_file=str(k8s_lab.kubeconfig))
+    cfg = client.Configuration()
+    kubernetes.config.load_kube_config(str(k8s_lab.kubeconfig), client_configuration=cfg)
+    # other tests restart the API server now and then: setup calls ride it out
+    cfg.retries = urllib3.Retry(total=8, connect=8, read=0, status=0, backoff_factor=0.5)
+    api = client.ApiClient(cfg)
     core, apps, policy = client.CoreV1Api(api), client.AppsV1Api(api), client.PolicyV1Api(api)
     tag = secrets.token_hex(3)
     ns = f"opsbook-k8s-{tag}"
