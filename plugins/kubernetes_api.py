@@ -220,12 +220,12 @@ class Resource:
     ) -> str:
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced and namespace:
-            base += f"/namespaces/{namespace}"
+            base += f"/namespaces/{_segment(namespace, 'namespace')}"
         base += f"/{self.plural}"
         if name:
-            base += f"/{name}"
+            base += f"/{_segment(name, 'name')}"
             if sub:
-                base += f"/{sub}"
+                base += f"/{_segment(sub, 'subresource')}"
         return base
 
     def words(self) -> set[str]:
@@ -256,6 +256,16 @@ class Ref:
         return self.resource.path(
             self.namespace if self.resource.namespaced else None, self.name, sub
         )
+
+
+def _segment(value: str, what: str) -> str:
+    """A name as one URL path segment. Kubernetes's own rule (IsValidPathSegmentName), plus
+    ? and #: a templated name like "x/../../namespaces/prod" must not address another object
+    (the HTTP client resolves dot segments before sending)."""
+    if value in (".", "..") or any(c in value for c in "/%?#"):
+        raise K8sError(f'invalid {what} "{value}": a Kubernetes {what} cannot be "." or "..", '
+                       'nor contain "/", "%", "?" or "#"')
+    return value
 
 
 # --------------------------------------------------------------------------- one cluster
