@@ -400,7 +400,7 @@ def _namespace_missing(s: Session, ref: Ref) -> str | None:
     if not (ref.resource.namespaced and ref.namespace):
         return None
     try:
-        s.cluster.request("GET", f"/api/v1/namespaces/{ref.namespace}")
+        s.cluster.request("GET", s.cluster.resource("namespaces").path(None, ref.namespace))
         return None
     except NotFound:
         pass
@@ -1349,9 +1349,7 @@ def _evict_all(run: _Drain, pods: list[dict[str, Any]]) -> dict[str, dict[str, A
 def _gone(s: Session, pod: Mapping[str, Any]) -> bool:
     meta = _meta(pod)
     try:
-        now = s.cluster.request(
-            "GET", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
-        )
+        now = s.cluster.request("GET", s.ref("pods", meta["name"], meta["namespace"]).path())
     except NotFound:
         return True
     except K8sError as exc:
@@ -2361,7 +2359,7 @@ def k8s_inventory(
     if nodes:
         node_list = cluster.request("GET", "/api/v1/nodes").get("items") or []
     if pods_selector is not None or namespace is not None:
-        path = f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
+        path = cluster.resource("pods").path(namespace)
         pod_list = (
             cluster.request("GET", path, query={"labelSelector": pods_selector or None}).get(
                 "items"

@@ -263,8 +263,10 @@ def _segment(value: str, what: str) -> str:
     ? and #: a templated name like "x/../../namespaces/prod" must not address another object
     (the HTTP client resolves dot segments before sending)."""
     if value in (".", "..") or any(c in value for c in "/%?#"):
-        raise K8sError(f'invalid {what} "{value}": a Kubernetes {what} cannot be "." or "..", '
-                       'nor contain "/", "%", "?" or "#"')
+        raise K8sError(
+            f'invalid {what} "{value}": a Kubernetes {what} cannot be "." or "..", '
+            'nor contain "/", "%", "?" or "#"'
+        )
     return value
 
 

@@ -649,3 +649,13 @@ def test_inventory_document_shape():
     }
     assert doc["_meta"]["hostvars"]["n1"]["ansible_host"] == "10.0.0.1"
     assert "ungrouped" in doc["all"]["children"] and "k8s_pods" in doc["all"]["children"]
+
+
+@pytest.mark.parametrize("name", ["x/../../namespaces/prod", "..", ".", "a%2Fb", "a?watch=1", "a#b"])
+def test_names_that_are_not_one_path_segment_are_refused(name):
+    dep = _res("apps", "Deployment", "deployments")
+    with pytest.raises(api.K8sError, match="invalid name"):
+        dep.path("shop", name)
+    with pytest.raises(api.K8sError, match="invalid namespace"):
+        dep.path(name, "web")
+    assert dep.path("shop", "web-1.v2") == "/apis/apps/v1/namespaces/shop/deployments/web-1.v2"
