@@ -655,9 +655,11 @@ class Executor:
                 rest = {k: v for k, v in args.items() if k not in spec.expression_fields}
                 return {**self._render_args(spec.without_expressions(), rest, ctx_vars, step), **evaluated}
         if isinstance(args, dict):
-            rendered = {k: render(v, ctx_vars, shell=k in spec.shell_fields, pos=step.pos) for k, v in args.items()}
+            # Only a command line is shell-quoted; a list in the same field is an argv (no shell).
+            rendered = {k: render(v, ctx_vars, shell=k in spec.shell_fields and isinstance(v, str), pos=step.pos)
+                        for k, v in args.items()}
             return {k: v for k, v in rendered.items() if v != OMIT}  # Ansible's `omit`
-        if spec.scalar_arg in spec.shell_fields:
+        if spec.scalar_arg in spec.shell_fields and isinstance(args, str):
             return render(args, ctx_vars, shell=True, pos=step.pos)
         return render(args, ctx_vars, pos=step.pos)
 
