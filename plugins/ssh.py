@@ -31,7 +31,6 @@ import hashlib
 import posixpath
 import re
 import shlex
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -41,7 +40,6 @@ from opsbook.errors import OpsbookError
 from opsbook.plugin import (
     ActionContext,
     CommandResult,
-    Connection,
     Evidence,
     HostInfo,
     Plugin,
@@ -902,6 +900,3 @@ def wait_for(ctx: ActionContext, args: WaitForArgs) -> Result:
         f"timed out after {limit:g}s waiting for {what} on {ctx.host.name}",
         data={"elapsed": time.monotonic() - start, "checks": attempts},
     )
-
-
-__all__ = ["Connection", "plugin", "render_template", "ssh_connection", "threading"]

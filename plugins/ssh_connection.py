@@ -1040,11 +1040,13 @@ class SSHConnection:
                     except OSError:
                         pass  # not ours to give away; the file stays ours
                 sftp.posix_rename(tmp, remote_path)
-            except BaseException:
+            except BaseException as exc:
                 try:
                     sftp.remove(tmp)
-                except Exception:
+                except Exception:  # noqa: BLE001 - the temp file may never have been created
                     pass
+                if isinstance(exc, OSError) and exc.errno is not None:  # name dest, not the temp
+                    raise OSError(exc.errno, exc.strerror, remote_path) from None
                 raise
 
     def get(self, remote_path: str, local_path: Path) -> int:

@@ -196,7 +196,8 @@ def test_copy_new_file_diff_and_src_into_a_folder(node, tmp_path):
 def test_copy_with_become_owner_and_mode(node, ops_become):
     ops = node("web2", user="ops")
     denied = ops.act("copy", {"dest": "/etc/opsbook-test.conf", "content": "secret=1\n"})
-    assert denied.status is Status.FAILED and "Permission denied" in denied.msg
+    assert denied.status is Status.FAILED
+    assert denied.msg == "web2: Permission denied: /etc/opsbook-test.conf"
     res = ops.act(
         "copy",
         {
