@@ -2373,6 +2373,28 @@ def k8s_inventory(
     )
 
 
+@plugin.inventory("k8s")
+def k8s_inventory_source(query: dict[str, list[str]]) -> dict[str, Any]:
+    """`-i 'k8s://?context=prod&pods=app=web&namespace=shop'`: nodes and pods as hosts.
+
+    Query keys: `kubeconfig` (default $KUBECONFIG, ~/.kube/config, in-cluster), `context`,
+    `nodes=0` to leave the nodes out, `pods` (a label selector; `*` for every pod) and
+    `namespace` (only that namespace's pods; alone, all of them)."""
+
+    def one(key: str) -> str | None:
+        values = query.get(key) or []
+        return values[-1] if values else None
+
+    pods = one("pods")
+    return k8s_inventory(
+        one("kubeconfig"),
+        context=one("context"),
+        nodes=(one("nodes") or "1").lower() not in ("0", "false", "no"),
+        pods_selector="" if pods == "*" else pods,
+        namespace=one("namespace"),
+    )
+
+
 def inventory_from(
     node_list: Sequence[Mapping[str, Any]],
     pod_list: Sequence[Mapping[str, Any]],

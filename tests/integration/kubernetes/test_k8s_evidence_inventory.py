@@ -134,3 +134,70 @@ def test_inventory_hosts_drive_actions_without_names(k8s_env, shop, run_book):
     assert summary.status == "succeeded", (summary.message, {k: v.msg for k, v in nodes.items()})
     files = sorted(p.name for p in evidence.rglob("*.describe.txt"))
     assert len(files) == 2 and all(f.startswith("pod-shop-") for f in files)
+
+
+def test_k8s_scheme_inventory_through_the_cli(k8s_env, shop, tmp_path):
+    """`-i k8s://?...`: the engine asks this plugin; actions on the hosts need no names."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    source = (
+        f"k8s://?kubeconfig={k8s_env.kubeconfig}&pods=app.kubernetes.io/name=shop"
+        f"&namespace={k8s_env.ns}"
+    )
+    env = {
+        **os.environ,
+        "OPSBOOK_JOURNAL": str(tmp_path / "j.db"),
+        "OPSBOOK_RUNS_DIR": str(tmp_path / "runs"),
+    }
+    env.pop("KUBECONFIG", None)
+    listed = subprocess.run(
+        [sys.executable, "-m", "opsbook", "inventory", "-i", source, "--list"],
+        capture_output=True,
+        check=False,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    data = json.loads(listed.stdout)
+    pods = sorted(h for h in data["_meta"]["hostvars"] if h.startswith(f"{k8s_env.ns}/shop-"))
+    assert len(pods) == 2 and set(k8s_env.nodes) <= set(data["_meta"]["hostvars"])
+    rb = tmp_path / "rb.yaml"
+    rb.write_text(
+        "opsbook: 1\nname: k\nhosts: app_shop\nsteps:\n"
+        "  - {name: describe, k8s.describe: {}}\n"
+        "  - {name: node, k8s.get: {kind: node, name: '{{ k8s_node }}'}, register: n}\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "opsbook", "run", str(rb), "-i", source, "--format", "json"],
+        capture_output=True,
+        check=False,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    finished = [json.loads(line) for line in run.stdout.splitlines() if '"node_finished"' in line]
+    assert len(finished) == 4 and all(f["status"] == "ok" for f in finished)
+    nodes_only = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "opsbook",
+            "inventory",
+            "-i",
+            f"k8s://?kubeconfig={k8s_env.kubeconfig}&nodes=0&pods=*&namespace=shop",
+            "--list",
+        ],
+        capture_output=True,
+        check=False,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    listing = json.loads(nodes_only.stdout)
+    assert not listing.get("k8s_nodes", {}).get("hosts")
+    assert any(h.startswith("shop/frontend-") for h in listing["_meta"]["hostvars"])
