@@ -46,6 +46,7 @@ def test_actions_declare_check_idempotence_inverse_and_mutation():
     for name in ("get", "events", "describe", "wait", "rollout_status", "apply"):
         assert spec[name].idempotent and spec[name].inverse is None
     assert spec["drain"].doc.startswith("Cordon a node, then evict its pods")
+    assert registry.inventory_source("k8s") is k.k8s_inventory_source  # -i k8s://?...
 
 
 def test_importing_the_plugin_does_not_import_the_kubernetes_client():
