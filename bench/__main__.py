@@ -96,6 +96,10 @@ def versions(tool_venvs: dict[str, venvs.Venv]) -> dict[str, str]:
     return out
 
 
+PROFILE_STEPS = (5, 25)  # the per-step profile is the difference of these two, over 20 steps
+PROFILE_REPEAT = 2
+
+
 def run_profiles(bench: Bench, cfg: Config, folder: Path, stem: str) -> dict[str, Any]:
     """py-spy (GIL holder) profiles of the opsbook cases that have targets, and of the floor."""
     from bench import profile
@@ -103,51 +107,56 @@ def run_profiles(bench: Bench, cfg: Config, folder: Path, stem: str) -> dict[str
 
     folder.mkdir(parents=True, exist_ok=True)
     top = max(cfg.hosts)
-    jobs: list[tuple[str, str, list[str]]] = []
+    jobs: list[tuple[str, str, list[str], int]] = []  # name, title, command, repetitions
     w = bench.w
+    lo, hi = PROFILE_STEPS
     if w is not None and "opsbook" in cfg.tools:
-        jobs.append((f"opsbook-run-5x{top}", f"opsbook run, 5 ssh.command steps on {top} hosts",
-                     [*opsbook_exe(), "run", str(w.runbook(5)), "-i", str(w.ini_inventory(top)), "--yes",
-                      "--format", "text", "--forks", str(top), "--journal", str(bench.work / "profile.db")]))
-        jobs.append((f"opsbook-run-10x{top}", f"opsbook run, 10 ssh.command steps on {top} hosts",
-                     [*opsbook_exe(), "run", str(w.runbook(10)), "-i", str(w.ini_inventory(top)), "--yes",
-                      "--format", "text", "--forks", str(top), "--journal", str(bench.work / "profile.db")]))
+        for steps in (lo, hi):
+            jobs.append((f"opsbook-run-{steps}x{top}", f"opsbook run, {steps} ssh.command steps on {top} hosts",
+                         [*opsbook_exe(), "run", str(w.runbook(steps)), "-i", str(w.ini_inventory(top)), "--yes",
+                          "--format", "text", "--forks", str(top), "--journal", str(bench.work / "profile.db")],
+                         PROFILE_REPEAT))
     if w is not None and "floor" in cfg.tools:
-        jobs.append((f"floor-5x{top}", f"paramiko floor, the same 5 commands on {top} hosts",
-                     [sys.executable, "-m", "bench.floor", str(w.floor_spec(top, 5))]))
+        for steps in (lo, hi):
+            jobs.append((f"floor-{steps}x{top}", f"paramiko floor, the same {steps} commands on {top} hosts",
+                         [sys.executable, "-m", "bench.floor", str(w.floor_spec(top, steps))], PROFILE_REPEAT))
     if "opsbook" in cfg.tools:
         for kind in ("memory", "file"):
             jobs.append((f"engine-noop-{kind}", (f"engine: {cfg.noop_steps}x{cfg.noop_hosts} local.noop nodes, "
                          f"journal {kind} (in process)"),
                          [sys.executable, "-m", "bench.engine_bench", "noop", str(bench.work / "engine"),
-                          str(cfg.noop_steps), str(cfg.noop_hosts), kind]))
-        jobs.append(("opsbook-version", "opsbook --version", [*opsbook_exe(), "--version"]))
+                          str(cfg.noop_steps), str(cfg.noop_hosts), kind], 1))
+        jobs.append(("opsbook-version", "opsbook --version", [*opsbook_exe(), "--version"], 3))
     out: dict[str, Any] = {}
     texts = []
-    for name, title, cmd in jobs:
-        log(f"profiling: {title}")
+    for name, title, cmd, repeat in jobs:
+        log(f"profiling: {title} (x{repeat})")
+        raws = []
         try:
-            raw = profile.record(cmd, bench.work / f"profile-{name}.raw", env=bench.env, cwd=bench.work)
+            for i in range(repeat):
+                raws.append(profile.record(cmd, bench.work / f"profile-{name}-{i}.raw", env=bench.env,
+                                           cwd=bench.work))
+                for suffix in ("", "-wal", "-shm"):
+                    Path(str(bench.work / "profile.db") + suffix).unlink(missing_ok=True)
         except Exception as exc:  # noqa: BLE001 - profiling is a diagnosis aid: reported, not fatal
             out[name] = {"title": title, "error": str(exc)[-500:]}
             continue
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(bench.work / "profile.db") + suffix).unlink(missing_ok=True)
-        summary = profile.summarize(raw)
+        summary = profile.summarize(raws)
         summary["title"] = title
         out[name] = summary
         texts.append(profile.as_text(title, summary))
-    five, ten = out.get(f"opsbook-run-5x{top}"), out.get(f"opsbook-run-10x{top}")
-    if five and ten and five.get("samples") and ten.get("samples"):
-        out["per_extra_step"] = per_step_components(five, ten, 5, top)
-        texts.append(profile_delta_text(out["per_extra_step"]))
+    for tool, key in (("opsbook-run", "per_extra_step"), ("floor", "floor_per_extra_step")):
+        a, b = out.get(f"{tool}-{lo}x{top}"), out.get(f"{tool}-{hi}x{top}")
+        if a and b and a.get("samples") and b.get("samples"):
+            out[key] = per_step_components(a, b, hi - lo, top, tool)
+            texts.append(profile_delta_text(out[key]))
     (folder / f"{stem}.md").write_text("# py-spy profiles (thread holding the GIL)\n\n" + "\n".join(texts))
     return out
 
 
-def per_step_components(five: dict[str, Any], ten: dict[str, Any], extra: int, hosts: int) -> dict[str, Any]:
-    """Python CPU of one more step, by component: (10-step profile - 5-step profile) / 5."""
+def per_step_components(five: dict[str, Any], ten: dict[str, Any], extra: int, hosts: int,
+                        tool: str = "opsbook-run") -> dict[str, Any]:
+    """Python CPU of one more step, by component: (long profile - short profile) / extra steps."""
     from bench.profile import RATE
 
     def by(summary: dict[str, Any], key: str, field: str) -> dict[str, int]:
@@ -160,7 +169,8 @@ def per_step_components(five: dict[str, Any], ten: dict[str, Any], extra: int, h
             delta = (b.get(name, 0) - a.get(name, 0)) / extra / RATE
             rows.append({"kind": key, "name": name, "s_per_step": delta, "ms_per_node": delta / hosts * 1000})
     rows.sort(key=lambda r: -r["s_per_step"])
-    return {"title": f"one more ssh.command step on {hosts} hosts (10-step minus 5-step profile, / {extra})",
+    what = "opsbook: one more ssh.command step" if tool == "opsbook-run" else "paramiko floor: one more command"
+    return {"title": f"{what} on {hosts} hosts ((long - short profile) / {extra} steps)",
             "total_s_per_step": (ten["samples"] - five["samples"]) / extra / RATE,
             "components": [r for r in rows if r["kind"] == "components"],
             "functions": [r for r in rows if r["kind"] == "inclusive"][:25]}

@@ -94,14 +94,16 @@ def warm(spec: dict[str, Any], count: int) -> dict[str, Any]:
         for _ in range(5):  # let both sides settle
             run(transport, "true")
         lat = []
+        cpu0 = time.process_time()
         for _ in range(count):
             t = time.perf_counter()
             rc, _ = run(transport, "true")
             lat.append(time.perf_counter() - t)
             assert rc == 0
+        cpu = (time.process_time() - cpu0) / count
     finally:
         transport.close()
-    return {"connect_s": connect_s, "median_s": statistics.median(lat),
+    return {"connect_s": connect_s, "median_s": statistics.median(lat), "cpu_per_command_s": cpu,
             "p90_s": sorted(lat)[int(0.9 * (len(lat) - 1))], "n": count}
 
 

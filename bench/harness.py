@@ -25,6 +25,8 @@ from bench.venvs import Venv
 from bench.workloads import Workloads, commands
 
 REPO = Path(__file__).resolve().parent.parent
+# Groups that take seconds and whose differences are small: more rounds (startup_rounds).
+CHEAP = ("e.", "j.")
 
 
 @dataclass
@@ -289,11 +291,11 @@ class Bench:
         groups: dict[str, list[Case]] = {}
         for case in self.cases:
             groups.setdefault(case.group, []).append(case)
-        total = max([self.cfg.rounds] + [self.cfg.startup_rounds for g in groups if g.startswith("e.")])
+        total = max([self.cfg.rounds] + [self.cfg.startup_rounds for g in groups if g.startswith(CHEAP)])
         for r in range(1, total + 1):
             t0 = time.monotonic()
             for group, cases in groups.items():
-                rounds = self.cfg.startup_rounds if group.startswith("e.") else self.cfg.rounds
+                rounds = self.cfg.startup_rounds if group.startswith(CHEAP) else self.cfg.rounds
                 if r > rounds:
                     continue
                 for case in cases:

@@ -42,7 +42,7 @@ COMPONENTS: list[tuple[str, re.Pattern[str]]] = [
     ("compile / plan", re.compile(r"engine/compile\.py|networkx/")),
     ("load / inventory", re.compile(r"engine/load\.py|engine/yamlsrc\.py|engine/inventory/|yaml/")),
     ("cli / api", re.compile(r"engine/cli\.py|engine/api\.py|click/")),
-    ("thread start/stop", re.compile(r"threading\.py|concurrent/futures")),
+    ("threads, queues, locks (threading, concurrent.futures)", re.compile(r"threading\.py|concurrent/futures|queue\.py")),
 ]
 
 
@@ -90,13 +90,18 @@ def component(frames: list[tuple[str, str]]) -> str:
 _FRAME_IMPORT = COMPONENTS[0][1]
 
 
-def summarize(raw: Path, top: int = 25) -> dict[str, Any]:
-    """Samples by component, and the top functions by self and inclusive samples."""
+def summarize(raw: Path | Sequence[Path], top: int = 25) -> dict[str, Any]:
+    """Samples by component, and the top functions by self and inclusive samples.
+
+    Several raw files (repeated runs of the same command) are averaged.
+    """
+    raws = [raw] if isinstance(raw, Path) else list(raw)
     comp: collections.Counter[str] = collections.Counter()
     self_c: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     total = idle = 0
-    for line in raw.read_text(errors="replace").splitlines():
+    lines = [line for r in raws for line in r.read_text(errors="replace").splitlines()]
+    for line in lines:
         if not line.strip():
             continue
         stack, _, count = line.rpartition(" ")
@@ -116,8 +121,13 @@ def summarize(raw: Path, top: int = 25) -> dict[str, Any]:
         for name in set(names):
             incl[name] += n
     pct = (lambda c: round(100.0 * c / total, 1)) if total else (lambda c: 0.0)
+    runs = len(raws)
+    for counter in (comp, self_c, incl):
+        for key in counter:
+            counter[key] = round(counter[key] / runs)
+    total, idle = round(total / runs), round(idle / runs)
     return {
-        "samples": total, "rate_hz": RATE, "seconds": total / RATE, "no_gil_samples": idle,
+        "runs": runs, "samples": total, "rate_hz": RATE, "seconds": total / RATE, "no_gil_samples": idle,
         "no_gil_seconds": idle / RATE,
         "components": [{"name": k, "samples": v, "pct": pct(v)} for k, v in comp.most_common()],
         "self": [{"function": k, "samples": v, "pct": pct(v)} for k, v in self_c.most_common(top)],

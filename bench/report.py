@@ -52,6 +52,17 @@ def derive(cases: dict[str, dict[str, Any]], top: int, extra: tuple[int, int]) -
             per_step[tool] = {"cpu_s": (b["cpu_s"] - a["cpu_s"]) / (hi - lo),
                               "wall_s": (b["wall_s"] - a["wall_s"]) / (hi - lo)}
     d["per_extra_step"] = per_step
+    mem = next((c for c in cases.values() if c["group"].startswith("f.engine-noop") and c["id"].endswith("memory")
+                and c.get("m_run_us_per_node")), None)
+    fil = next((c for c in cases.values() if c["group"].startswith("f.engine-noop") and c["id"].endswith("file")
+                and c.get("m_run_us_per_node")), None)
+    jf = next((c for c in cases.values() if c["group"].startswith("j.") and c["tool"] == "opsbook" and c.get("rounds")),
+              None)
+    if mem and fil:
+        per_node = (fil["m_run_us_per_node"] - mem["m_run_us_per_node"]) * 1e-6
+        d["journal_file_cost_per_node_s"] = per_node
+        if jf:  # what that cost is in the local 50 x 5 run, by arithmetic rather than by noise
+            d["journal_file_share_of_local_run"] = per_node * jf["hosts"] * jf["steps"] / jf["wall_s"]
     return d
 
 
@@ -151,6 +162,13 @@ def markdown(result: dict[str, Any]) -> str:
     out += ["## Targets", "", "| target | value | goal | status |", "|---|---|---|---|"]
     for t in result["targets"]:
         out.append(f"| {t['target']} | {_fmt(t['value'], t['unit'])} | {t['goal']} | **{t['status']}** |")
+    der = result["derived"]
+    if "journal_file_cost_per_node_s" in der:
+        out += ["", f"Journal cost measured in process (engine noop, file − memory): "
+                f"{der['journal_file_cost_per_node_s'] * 1e6:.1f} µs per node"
+                + (f", i.e. {der['journal_file_share_of_local_run'] * 100:.2f}% of the local 50×5 run's wall time "
+                   "(the CLI wall ratio above also carries the noise of 250 process spawns)"
+                   if "journal_file_share_of_local_run" in der else "") + "."]
     out += ["", "## All cases", "",
             "| group | case | hosts | steps | wall (median) | CPU (median) | wall ×opsbook | CPU ×opsbook | min–max wall | rounds |",
             "|---|---|---|---|---|---|---|---|---|---|"]
@@ -186,7 +204,7 @@ def markdown(result: dict[str, Any]) -> str:
         for c in mem:
             out.append(f"| {c['id']} | {c['maxrss_mb']:.0f} MB |")
     profiles = {k: v for k, v in (result.get("profiles") or {}).items() if v.get("samples")}
-    delta = (result.get("profiles") or {}).get("per_extra_step")
+    deltas = [d for k, d in (result.get("profiles") or {}).items() if k.endswith("per_extra_step")]
     if profiles:
         out += ["", "## Where opsbook's time goes (py-spy, thread holding the GIL)", "",
                 "Full tables: `bench/results/profiles/`. Shares are of Python CPU (samples where a thread held the GIL).",
@@ -196,7 +214,7 @@ def markdown(result: dict[str, Any]) -> str:
             tops = ", ".join(f"`{c['function']}` {c['pct']}%" for c in p["self"][:6])
             out.append(f"- **{p['title']}** (~{p['seconds']:.2f} s Python CPU, {p['no_gil_seconds']:.2f} s without "
                        f"the GIL): {comps}. Top self: {tops}")
-        if delta:
+        for delta in deltas:
             comps = ", ".join(f"{c['name']} {c['s_per_step'] * 1000:.1f} ms" for c in delta["components"][:6])
             out.append(f"- **{delta['title']}**: {delta['total_s_per_step'] * 1000:.1f} ms Python CPU: {comps}")
     if result.get("notes"):

@@ -3,7 +3,7 @@
     python -m bench.warm spec.json opsbook 200
     python -m bench.warm spec.json paramiko 200
 
-Prints one JSON line: connect_s, median_s, p90_s, n. opsbook's command is run the way the
+Prints one JSON line: connect_s, median_s, p90_s, cpu_per_command_s (this process, all threads), n. opsbook's command is run the way the
 `ssh.command` action runs it (an argv list, a cancel event, a line callback).
 """
 
@@ -36,14 +36,16 @@ def opsbook_warm(spec: dict[str, Any], count: int) -> dict[str, Any]:
         for _ in range(5):
             conn.run(["true"], cancel=cancel, on_output=lines.append)
         lat = []
+        cpu0 = time.process_time()
         for _ in range(count):
             t = time.perf_counter()
             res = conn.run(["true"], cancel=cancel, on_output=lines.append)
             lat.append(time.perf_counter() - t)
             assert res.rc == 0, res
+        cpu = (time.process_time() - cpu0) / count
     finally:
         conn.close()
-    return {"connect_s": connect_s, "median_s": statistics.median(lat),
+    return {"connect_s": connect_s, "median_s": statistics.median(lat), "cpu_per_command_s": cpu,
             "p90_s": sorted(lat)[int(0.9 * (len(lat) - 1))], "n": count}
 
 
