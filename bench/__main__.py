@@ -145,6 +145,16 @@ def run_profiles(bench: Bench, cfg: Config, folder: Path, stem: str) -> dict[str
         summary["title"] = title
         out[name] = summary
         texts.append(profile.as_text(title, summary))
+    if w is not None and "opsbook" in cfg.tools:
+        cmd = [*opsbook_exe(), "run", str(w.runbook(5)), "-i", str(w.ini_inventory(1)), "--yes", "--format", "text",
+               "--forks", "1", "--journal", str(bench.work / "profile.db")]
+        imports = profile.import_times(cmd, bench.env, bench.work)
+        out["imports"] = {"title": "imports of `opsbook run` (5 ssh.command steps, 1 host)", **imports}
+        texts.append(f"## {out['imports']['title']}\n\nall imports: {imports['total_ms']:.0f} ms (self times "
+                     "summed)\n\n| module (first import of its package) | cumulative ms |\n|---|---|\n"
+                     + "".join(f"| `{r['module']}` | {r['cumulative_ms']:.1f} |\n" for r in imports["top"]))
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(bench.work / "profile.db") + suffix).unlink(missing_ok=True)
     for tool, key in (("opsbook-run", "per_extra_step"), ("floor", "floor_per_extra_step")):
         a, b = out.get(f"{tool}-{lo}x{top}"), out.get(f"{tool}-{hi}x{top}")
         if a and b and a.get("samples") and b.get("samples"):

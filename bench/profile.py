@@ -148,3 +148,30 @@ def as_text(title: str, summary: dict[str, Any]) -> str:
     lines += ["", "| top inclusive (file:function) | samples | share |", "|---|---|---|"]
     lines += [f"| `{c['function']}` | {c['samples']} | {c['pct']}% |" for c in summary["inclusive"]]
     return "\n".join(lines) + "\n"
+
+
+def import_times(cmd: Sequence[str], env: dict[str, str], cwd: Path | None = None, top: int = 20) -> dict[str, Any]:
+    """`-X importtime` of a command (PYTHONPROFILEIMPORTTIME): the costliest imports (cumulative µs).
+
+    Third-party packages are listed at their top level (the first line naming them), so
+    `networkx` stands for everything networkx pulls in.
+    """
+    proc = subprocess.run(list(cmd), env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, cwd=cwd, capture_output=True,
+                          text=True, check=False)
+    rows = []
+    for line in proc.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if m:
+            rows.append((int(m.group(1)), int(m.group(2)), len(m.group(3)) // 2, m.group(4)))
+    total = sum(r[0] for r in rows)
+    seen: set[str] = set()
+    tops = []
+    for self_us, cum_us, depth, name in sorted(rows, key=lambda r: -r[1]):
+        root = name.split(".")[0]
+        if root in seen or root in ("site", "encodings"):
+            continue
+        seen.add(root)
+        tops.append({"module": name, "cumulative_ms": cum_us / 1000, "depth": depth})
+        if len(tops) >= top:
+            break
+    return {"total_ms": total / 1000, "top": tops}

@@ -214,6 +214,10 @@ def markdown(result: dict[str, Any]) -> str:
             tops = ", ".join(f"`{c['function']}` {c['pct']}%" for c in p["self"][:6])
             out.append(f"- **{p['title']}** (~{p['seconds']:.2f} s Python CPU, {p['no_gil_seconds']:.2f} s without "
                        f"the GIL): {comps}. Top self: {tops}")
+        imp = (result.get("profiles") or {}).get("imports")
+        if imp:
+            tops = ", ".join(f"`{r['module']}` {r['cumulative_ms']:.0f} ms" for r in imp["top"][:10])
+            out.append(f"- **{imp['title']}** (`-X importtime`): {imp['total_ms']:.0f} ms in all; costliest: {tops}")
         for delta in deltas:
             comps = ", ".join(f"{c['name']} {c['s_per_step'] * 1000:.1f} ms" for c in delta["components"][:6])
             out.append(f"- **{delta['title']}**: {delta['total_s_per_step'] * 1000:.1f} ms Python CPU: {comps}")
