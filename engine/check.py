@@ -14,7 +14,7 @@ from opsbook.registry import Registry
 MAGIC_NAMES = frozenset({
     "host", "hostvars", "groups", "inventory_hostname", "params", "run", "result", "item", "omit",
     "ansible_host", "ansible_port", "ansible_user", "ansible_connection", "true", "false", "none",
-    "range", "dict", "namespace", "loop", "now",
+    "range", "dict", "namespace", "loop", "now", "runbook_dir",
 })
 
 

@@ -29,6 +29,7 @@ TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
 # Journal states of a node that a resume must look at again: it was running when opsbook
 # died ("started"), or a previous resume could not settle it ("unknown").
 IN_DOUBT = ("started", "unknown")
+ROLLBACK_TIMEOUT = 300.0  # seconds each inverse action gets
 OMIT = "__omit__"  # Ansible's `omit`: an argument rendered to this is dropped
 
 
@@ -198,6 +199,7 @@ class Executor:
         self._taken_out: dict[str, set[str]] = {}  # step id -> hosts its action completed on
         self._rescued_blocks = {s.block_id for leaf in plan.leaves.values() for s in leaf.sections if s.part == "rescue"}
         self._hostvars = HostVars(self)
+        self._runbook_dir = Path(plan.runbook.path).resolve().parent
         self._groups = {g: [h.name for h in plan.inventory.hosts_of(g)] for g in plan.inventory.groups}
 
     # -- events ------------------------------------------------------------------------------
@@ -466,6 +468,7 @@ class Executor:
         ctx: dict[str, Any] = dict(host.vars)
         ctx.update(inventory_hostname=name, groups=self._groups, hostvars=self._hostvars,
                    params=self.plan.params, run={"id": self.run_id, "check": self.opts.check},
+                   runbook_dir=str(self._runbook_dir),
                    host={"name": name, "address": host.address, "vars": host.vars})
         ctx.update(self.plan.params)
         for key, value in self.plan.runbook.vars.items():
@@ -554,7 +557,8 @@ class Executor:
         outcome.started, outcome.finished = start, time.time()
         if outcome.status is Status.OK and node.host:
             self._taken_out.setdefault(step.id, set()).add(node.host)
-        if outcome.status is Status.OK and not self.opts.check and (step.rollback or spec.inverse):
+        dry = self.opts.check if step.check_mode is None else step.check_mode
+        if outcome.status is Status.OK and not dry and (step.rollback or spec.inverse):
             self._record_rollback(node, spec, ctx_vars, results)
         self._record(node, outcome, buffered=pure)
         return outcome
@@ -616,7 +620,8 @@ class Executor:
             return Result.failed(_user_message(exc))
         except Exception as exc:  # noqa: BLE001 - pydantic validation of rendered arguments
             return Result.failed(f"{spec.full_name}: invalid arguments after rendering: {_pydantic_msg(exc)}")
-        if self.opts.check and not spec.supports_check:
+        check = self.opts.check if step.check_mode is None else step.check_mode
+        if check and not spec.supports_check:
             return Result.unknown(f"{spec.full_name} does not support check mode; it would run now")
         target = node.host or "localhost"
         if step.delegate_to:
@@ -624,11 +629,11 @@ class Executor:
         deadline = self._deadline.get(node.id)
         ctx = ActionContext(
             host=self.hostinfo(target) if node.host else HostInfo("localhost", {}),
-            step_name=step.name, check_mode=self.opts.check, diff_mode=self.opts.diff,
+            step_name=step.name, check_mode=check, diff_mode=self.opts.diff,
             timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
             cancelled=cancel, evidence_dir=self.opts.evidence_dir,
             become=self._become(step, ctx_vars), secrets=self.secrets, run_id=self.run_id,
-            _connect=self.pool.get, _output=lambda line: self.emit("node_output", node, line=line),
+            runbook_dir=self._runbook_dir, variables=ctx_vars, _connect=self.pool.get, _output=lambda line: self.emit("node_output", node, line=line),
             _lookup_host=self.hostinfo,
         )
         start = time.monotonic()
@@ -642,7 +647,11 @@ class Executor:
         past_deadline = deadline is not None and time.monotonic() >= deadline - 0.01
         if (cancel.is_set() or past_deadline) and result.status is not Status.OK and not self.interrupted:
             result.status = Status.TIMED_OUT
-            result.msg = f"timed out after {step.timeout:g}s" if step.timeout else (result.msg or "cancelled")
+            if step.timeout:
+                own = result.msg.strip()
+                result.msg = f"timed out after {step.timeout:g}s" + (f": {own}" if own and "timed out" not in own else "")
+            else:
+                result.msg = result.msg or "cancelled"
         return result
 
     def _render_args(self, spec: ActionSpec, args: Any, ctx_vars: dict[str, Any], step: Any) -> Any:
@@ -746,7 +755,7 @@ class Executor:
             from opsbook.evidence import describe_file
 
             self.journal.event(self.run_id, "evidence", node.id,
-                               {"path": ev.path, "source": redact(ev.source), "description": ev.description,
+                               {"path": ev.path, "source": redact(ev.source), "description": redact(ev.description),
                                 "step": step.name, "host": node.host,
                                 **describe_file(self.opts.evidence_dir, ev.path)})
 
@@ -911,8 +920,12 @@ class Executor:
                 continue
             self.journal.rollback_status(self.run_id, seq, "running")
             info = self.hostinfo(host) if host else HostInfo("localhost", {})
-            ctx = ActionContext(host=info, step_name=f"rollback of {entry['node_id']}", secrets=self.secrets,
-                                run_id=self.run_id, evidence_dir=self.opts.evidence_dir, _connect=self.pool.get,
+            origin = self.plan.nodes.get(entry["node_id"])
+            become = None
+            if origin is not None and origin.leaf is not None:  # undo with the privileges it was done with
+                become = self._become(origin.step, self.context_for(origin))
+            ctx = ActionContext(host=info, step_name=f"rollback of {entry['node_id']}", secrets=self.secrets, become=become,
+                                timeout=ROLLBACK_TIMEOUT, runbook_dir=self._runbook_dir, run_id=self.run_id, evidence_dir=self.opts.evidence_dir, _connect=self.pool.get,
                                 _lookup_host=self.hostinfo)
             try:
                 result = spec.fn(ctx, spec.parse_args(entry["args"]))

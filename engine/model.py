@@ -136,6 +136,7 @@ class Step:
     notify: tuple[str, ...] = ()
     vars: Mapping[str, Any] = field(default_factory=dict)
     no_log: bool = False
+    check_mode: bool | None = None  # Ansible's per-step check mode: true = always dry-run this step
     keep_healthy: KeepHealthy | None = None
     marks: tuple[str, ...] = ()  # "mitigation", "verification": feed RTO accounting
     listen: tuple[str, ...] = ()  # handlers only: extra names they answer to

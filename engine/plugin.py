@@ -203,6 +203,8 @@ class ActionContext:
     become: Become | None = None
     secrets: Any = None  # opsbook.secrets.SecretStore
     run_id: str = ""
+    runbook_dir: Path | None = None  # relative file arguments (src:, path:) resolve here
+    variables: Mapping[str, Any] = field(default_factory=dict)  # the step's template variables
     _connect: Callable[[HostInfo], Connection] | None = None
     _output: Callable[[str], None] | None = None
     _lookup_host: Callable[[str], HostInfo] | None = None
@@ -227,6 +229,13 @@ class ActionContext:
     def deadline_left(self, default: float | None = None) -> float | None:
         return self.timeout if self.timeout is not None else default
 
+    def local_path(self, path: str) -> Path:
+        """A controller file named in an argument: relative paths are the runbook's folder's."""
+        candidate = Path(path).expanduser()
+        if candidate.is_absolute() or self.runbook_dir is None:
+            return candidate
+        return self.runbook_dir / candidate
+
     def evidence_path(self, relative: str) -> Path:
         """A path inside the evidence folder; refuses anything that escapes it."""
         if self.evidence_dir is None:
@@ -235,6 +244,22 @@ class ActionContext:
 
         return safe_join(self.evidence_dir, relative)
 
+
+def _seconds(value: Any) -> Any:
+    from opsbook.model import parse_duration
+
+    return parse_duration(value) if value is not None else None
+
+
+try:  # pydantic is a dependency; kept lazy-friendly for the typing import only
+    from typing import Annotated
+
+    from pydantic import BeforeValidator
+
+    Seconds = Annotated[float, BeforeValidator(_seconds)]
+    """An argument type for durations: accepts 30, 30.5, '30s', '5m', '1h30m', '500ms'."""
+except ImportError:  # pragma: no cover
+    Seconds = float  # type: ignore[misc]
 
 ActionFn = Callable[[ActionContext, Any], Result]
 InventorySource = Callable[[dict[str, list[str]]], dict[str, Any]]

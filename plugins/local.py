@@ -265,11 +265,12 @@ class ScriptArgs(_Args):
 @plugin.action(scalar="path")
 def script(ctx: ActionContext, args: ScriptArgs) -> Result:
     """Run a script file on the controller."""
-    if not os.path.isfile(args.path):
+    path = str(ctx.local_path(args.path))
+    if not os.path.isfile(path):
         return Result.failed(f"script {args.path} does not exist")
     if ctx.check_mode:
         return Result.unknown("local.script is not run in check mode")
-    argv = ([args.interpreter] if args.interpreter else ["/bin/sh"]) + [args.path] + args.args
+    argv = ([args.interpreter] if args.interpreter else ["/bin/sh"]) + [path] + args.args
     res = _CONTROLLER.run(argv, timeout=ctx.timeout, cancel=ctx.cancelled, on_output=ctx.output)
     return _command_result(res, args.ok_rc, ctx)
 

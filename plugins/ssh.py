@@ -316,7 +316,7 @@ class ScriptArgs(_CommandArgs):
 @_as_result
 def script(ctx: ActionContext, args: ScriptArgs) -> Result:
     """Run a local script on the host (uploaded to a temporary file, removed afterwards)."""
-    local = Path(args.path).expanduser()
+    local = ctx.local_path(args.path)
     if not local.is_file():
         return Result.failed(f"script {args.path} does not exist on the controller")
     body = local.read_bytes()
@@ -548,7 +548,7 @@ def _file_inverse(args: _FileArgs, result: Result) -> tuple[str, dict[str, Any]]
 def copy(ctx: ActionContext, args: CopyArgs) -> Result:
     """Copy inline content or a local file to the host (atomic; changed only when it differs)."""
     if args.src is not None:
-        local = Path(args.src).expanduser()
+        local = ctx.local_path(args.src)
         if not local.is_file():
             return Result.failed(f"src {args.src} does not exist on the controller")
         return _install(ctx, args, local.read_bytes(), local.name)
@@ -582,10 +582,10 @@ def render_template(source: str, context: Mapping[str, Any]) -> str:
 @_as_result
 def template(ctx: ActionContext, args: TemplateArgs) -> Result:
     """Render a local Jinja2 template with host vars + `vars` and install it on the host."""
-    local = Path(args.src).expanduser()
+    local = ctx.local_path(args.src)
     if not local.is_file():
         return Result.failed(f"template {args.src} does not exist on the controller")
-    context = {**ctx.host.vars, "inventory_hostname": ctx.host.name, **args.vars}
+    context = {**ctx.host.vars, "inventory_hostname": ctx.host.name, **ctx.variables, **args.vars}
     try:
         text = render_template(local.read_text(), context)
     except OpsbookError as exc:

@@ -171,7 +171,8 @@ def test_step_timeout_cancels_and_reports(run, journal):
         """)
     assert time.monotonic() - start < 10
     rec = journal.nodes(summary.run_id)["hung-command@localhost"]
-    assert (summary.status, rec.status, rec.msg) == ("failed", "timed_out", "timed out after 0.5s")
+    assert (summary.status, rec.status) == ("failed", "timed_out")
+    assert rec.msg.startswith("timed out after 0.5s")
 
 
 def test_handlers_flush_at_the_end_and_survive_a_later_failure(run, journal, tmp_path):
