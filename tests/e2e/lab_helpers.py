@@ -1,0 +1,379 @@
+"""Helpers for the end-to-end runbook tests against the lab (imported by tests/e2e/test_*.py).
+
+- `ob`: run a runbook through the real CLI (`python -m opsbook run ... --format json`) with a
+  journal and runs folder in the test's tmp_path, and read back what happened (events,
+  node messages, RTO/RPO from the journal, the evidence manifest).
+- `pristine`: the lab in its pristine state (db1 primary, db2 its replica, both web
+  backends UP at their own addresses, no leftovers of a runbook). It checks first and
+  recreates the containers (`lab.reset()`) only when something differs, so tests that leave
+  the lab as they found it do not pay for a reset; afterwards it heals the lab like
+  `lab_fresh` does (stopped or disconnected containers come back).
+- small readers of the lab's real state: HTTP through the balancer, Redis roles and keys,
+  the balancer's pool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RUNBOOKS = REPO / "runbooks"
+ARTIFACTS = REPO / "tests" / "artifacts"
+WEBS = ("web1", "web2")
+
+
+def runbook(relative: str) -> str:
+    """Absolute path of a runbook of the library, e.g. runbook("failover/redis-promote.yaml")."""
+    path = RUNBOOKS / relative
+    assert path.is_file(), f"{path} is missing"
+    return str(path)
+
+
+# -- running opsbook --------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """One `opsbook run`: exit code, JSON events, and access to its journal."""
+
+    rc: int
+    events: list[dict[str, Any]]
+    stderr: str
+    journal_path: Path
+    runs_dir: Path
+    seconds: float
+    run_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.run_id = next((e["run"] for e in self.events if e.get("run")), "")
+
+    @property
+    def status(self) -> str:
+        ends = [e for e in self.events if e["event"] == "run_finished"]
+        return ends[-1]["status"] if ends else "(no run_finished event)"
+
+    def finished(self, step: str | None = None, host: str | None = None) -> list[dict[str, Any]]:
+        """node_finished events, optionally of one step (name) and host."""
+        return [e for e in self.events if e["event"] == "node_finished"
+                and (step is None or e.get("step") == step) and (host is None or e.get("host") == host)]
+
+    def node(self, step: str, host: str | None = None) -> dict[str, Any]:
+        found = self.finished(step, host)
+        assert found, f"no node of step {step!r}{f' on {host}' if host else ''} finished:\n{self.summary()}"
+        return found[-1]
+
+    def status_of(self, step: str, host: str | None = None) -> str:
+        return str(self.node(step, host)["status"])
+
+    def msg(self, step: str, host: str | None = None) -> str:
+        return str(self.node(step, host).get("msg") or "")
+
+    def failures(self) -> list[str]:
+        return [f"{e['step']} @ {e.get('host')}: {e.get('msg')}" for e in self.finished()
+                if e["status"] in ("failed", "timed_out")]
+
+    def summary(self) -> str:
+        lines = [f"rc={self.rc} status={self.status} run={self.run_id} ({self.seconds:.1f}s)"]
+        for e in self.events:
+            if e["event"] == "node_finished":
+                lines.append(f"  {e['status']:9} {e['step']} @ {e.get('host')}: {str(e.get('msg') or '')[:300]}")
+            elif e["event"].startswith("rollback"):
+                lines.append(f"  {e['event']}: {json.dumps({k: v for k, v in e.items() if k not in ('run', 'ts')})[:300]}")
+        if self.stderr.strip():
+            lines.append("stderr: " + self.stderr.strip()[-2000:])
+        return "\n".join(lines)
+
+    def journal(self) -> Any:
+        from opsbook.journal import Journal
+
+        return Journal(self.journal_path)
+
+    def rto(self) -> dict[str, Any]:
+        from opsbook.report import rto
+
+        journal = self.journal()
+        try:
+            return rto(journal, self.run_id)
+        finally:
+            journal.close()
+
+    @property
+    def evidence_dir(self) -> Path:
+        return self.runs_dir / self.run_id / "evidence"
+
+    def manifest(self) -> dict[str, Any]:
+        from opsbook.evidence import manifest
+
+        journal = self.journal()
+        try:
+            return manifest(journal, self.run_id)
+        finally:
+            journal.close()
+
+    def rollbacks(self) -> list[dict[str, Any]]:
+        journal = self.journal()
+        try:
+            return journal.rollbacks(self.run_id)
+        finally:
+            journal.close()
+
+
+class Opsbook:
+    """Runs the opsbook CLI against the lab with its own journal (in tmp_path)."""
+
+    def __init__(self, lab: Any, tmp_path: Path) -> None:
+        self.lab = lab
+        self.tmp_path = tmp_path
+        self.journal_path = tmp_path / "journal.db"
+        self.runs_dir = tmp_path / "runs"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "OPSBOOK_JOURNAL": str(self.journal_path), "OPSBOOK_RUNS_DIR": str(self.runs_dir),
+                "DOCKER_HOST": self.lab.info.docker_host, "PYTHONUNBUFFERED": "1"}
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True,
+                              env=self.env(), stdin=subprocess.DEVNULL, timeout=timeout, cwd=REPO)
+
+    def run(self, relative: str, *extra: str, inventory: str | None = None, incident_start: float | None = None,
+            timeout: float = 400, **params: Any) -> RunResult:
+        """`opsbook run runbooks/<relative> -i <lab inventory> --yes --format json -e k=v ...`."""
+        args = ["run", runbook(relative), "-i", inventory or self.lab.info.inventory, "--yes", "--format", "json"]
+        for key, value in params.items():
+            args += ["-e", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
+        if incident_start is not None:
+            args += ["--incident-start", str(incident_start)]
+        args += list(extra)
+        started = time.monotonic()
+        done = self.cli(*args, timeout=timeout)
+        events = []
+        for line in done.stdout.splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    pass
+        return RunResult(done.returncode, events, done.stderr, self.journal_path, self.runs_dir,
+                         time.monotonic() - started)
+
+
+@pytest.fixture
+def ob(lab: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Opsbook:
+    """An `Opsbook` runner; in-process readers (manifest, rto) see the same journal and runs folder."""
+    monkeypatch.setenv("OPSBOOK_JOURNAL", str(tmp_path / "journal.db"))
+    monkeypatch.setenv("OPSBOOK_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("DOCKER_HOST", lab.info.docker_host)
+    return Opsbook(lab, tmp_path)
+
+
+# -- the lab's real state ---------------------------------------------------------------------
+
+
+def sh(lab: Any, host: str, cmd: str) -> str:
+    """Run a shell command in a lab host (docker exec, not through opsbook); its output."""
+    _rc, out = lab.exec(host, cmd)
+    return out
+
+
+def sh_ok(lab: Any, host: str, cmd: str) -> str:
+    rc, out = lab.exec(host, cmd)
+    assert rc == 0, f"{host}: {cmd!r} exited {rc}: {out}"
+    return out
+
+
+def redis(lab: Any, host: str, *args: str) -> str:
+    return sh(lab, host, "redis-cli " + " ".join(_quote(a) for a in args)).strip()
+
+
+def _quote(word: str) -> str:
+    import shlex
+
+    return shlex.quote(word)
+
+
+def redis_info(lab: Any, host: str, section: str = "replication") -> dict[str, str]:
+    out = redis(lab, host, "info", section)
+    return dict(line.split(":", 1) for line in out.replace("\r", "").splitlines() if ":" in line)
+
+
+def http_get(url: str, timeout: float = 3.0) -> tuple[int, str, dict[str, str]]:
+    """(status, body, headers) of a GET; status 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - loopback lab URLs
+            return answer.status, answer.read().decode(errors="replace"), dict(answer.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace"), dict(exc.headers or {})
+    except OSError:
+        return 0, "", {}
+
+
+def lb_url(lab: Any, path: str = "/") -> str:
+    return f"http://127.0.0.1:{lab.info.hosts['lb1'].http_port}{path}"
+
+
+def web_url(lab: Any, host: str, path: str = "/") -> str:
+    return f"http://127.0.0.1:{lab.info.hosts[host].http_port}{path}"
+
+
+def pool(lab: Any) -> dict[str, str]:
+    """The balancer's servers: name -> status word (UP, DOWN, DRAIN, MAINT)."""
+    out = sh_ok(lab, "lb1", "lb-backend list")
+    return {parts[0]: parts[1] for parts in (line.split() for line in out.splitlines()[1:]) if len(parts) > 1}
+
+
+def slots(lab: Any) -> dict[str, str]:
+    """The balancer's servers: name -> address (from `show servers state`)."""
+    out = sh_ok(lab, "lb1", "lb-backend raw 'show servers state web'")
+    return {f[3]: f[4] for f in (line.split() for line in out.splitlines()) if len(f) > 4 and f[0].isdigit()}
+
+
+def whoami_through_lb(lab: Any, n: int = 6) -> list[str]:
+    """Who answers /whoami through the balancer, n requests (round robin)."""
+    return [http_get(lb_url(lab, "/whoami"))[1].strip() for _ in range(n)]
+
+
+def on_network(lab: Any, host: str) -> bool:
+    info = lab.info
+    container = lab.client.containers.get(info.hosts[host].container_id)
+    return info.network in container.attrs["NetworkSettings"]["Networks"]
+
+
+def container_status(lab: Any, host: str) -> str:
+    container = lab.client.containers.get(lab.info.hosts[host].container_id)
+    container.reload()
+    return str(container.status)
+
+
+def limits(lab: Any, host: str) -> tuple[float, int]:
+    """(CPUs, memory bytes) a host's container is limited to; 0 means unlimited."""
+    container = lab.client.containers.get(lab.info.hosts[host].container_id)
+    config = container.attrs["HostConfig"]
+    nano, quota, period = (int(config.get(k) or 0) for k in ("NanoCpus", "CpuQuota", "CpuPeriod"))
+    cpus = nano / 1e9 if nano else (quota / period if quota > 0 and period > 0 else 0.0)
+    return round(cpus, 3), int(config.get("Memory") or 0)
+
+
+def starve(lab: Any, host: str, cpus: float = 0.5, memory_mb: int = 64) -> None:
+    """Give a host's container tight CPU and memory limits (the starved web server of an incident)."""
+    container = lab.client.containers.get(lab.info.hosts[host].container_id)
+    container.update(cpu_period=100_000, cpu_quota=int(cpus * 100_000), mem_limit=f"{memory_mb}m",
+                     memswap_limit=f"{memory_mb}m")
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.5, what: str = "") -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or check}: last {last!r}")
+
+
+# -- a pristine lab -----------------------------------------------------------------------------
+
+_WEB_LEFTOVERS = (
+    "grep -q 'configuration version' /etc/nginx/sites-available/opsbook-lab && echo 'site file rewritten';"
+    "ls /etc/nginx/conf.d/*.conf 2>/dev/null | sed 's/^/extra nginx config /';"
+    "test -e /etc/default/redis-primary && echo 'client redis config present';"
+    "test -e /usr/local/bin/opsbook-healthcheck && echo 'health check installed';"
+    "test -e /etc/cron.d/opsbook-healthcheck && echo 'health check scheduled';"
+    "ip route | grep -q '^default' && echo 'default route';"
+    "service nginx status >/dev/null 2>&1 || echo 'nginx not running'; true"
+)
+_DB_LEFTOVERS = (
+    "iptables -S INPUT | grep -v '^-P' | sed 's/^/firewall rule /';"
+    "ip route | grep -q '^default' && echo 'default route'; true"
+)
+
+
+def lab_problems(lab: Any) -> list[str]:
+    """What differs from the pristine lab (empty: pristine)."""
+    status = lab.status()
+    if not status.get("up"):
+        hosts = {name: (h["state"], h["connected"]) for name, h in status.get("hosts", {}).items()}
+        return [f"lab not up: {status.get('problems') or hosts}"]
+    problems: list[str] = []
+    info = lab.info
+    for web in WEBS:
+        problems += [f"{web}: {line}" for line in sh(lab, web, _WEB_LEFTOVERS).split("\n") if line.strip()]
+        if limits(lab, web) != (0, 0):
+            problems.append(f"{web}: container limits {limits(lab, web)}")
+    for db in ("db1", "db2"):
+        problems += [f"{db}: {line}" for line in sh(lab, db, _DB_LEFTOVERS).split("\n") if line.strip()]
+    if redis_info(lab, "db1").get("role") != "master":
+        problems.append("db1 is not a primary")
+    standby = redis_info(lab, "db2")
+    if standby.get("role") != "slave" or standby.get("master_host") != "db1":
+        problems.append(f"db2 is not a replica of db1: {standby.get('role')} of {standby.get('master_host')}")
+    if "replicaof db1" not in sh(lab, "db2", "grep '^replicaof' /etc/redis/redis.conf"):
+        problems.append("db2's redis.conf lost its replicaof line")
+    addresses = slots(lab)
+    for web in WEBS:
+        if addresses.get(web) != info.hosts[web].lab_ip:
+            problems.append(f"balancer slot {web} points at {addresses.get(web)}")
+    states = pool(lab)
+    problems += [f"balancer: {name} is {state}" for name, state in states.items() if state != "UP"]
+    return problems
+
+
+@pytest.fixture
+def pristine(lab: Any) -> Any:
+    """The lab as created (recreated only when a previous test left something behind)."""
+    problems = lab_problems(lab)
+    if problems:
+        print(f"lab not pristine, recreating it: {problems}")
+        lab.reset()
+        left = lab_problems(lab)
+        assert not left, f"the lab is not pristine even after a reset: {left}"
+    yield lab
+    lab.up()
+
+
+def set_keys(lab: Any, host: str, prefix: str, count: int) -> None:
+    sh_ok(lab, host, f"for i in $(seq 1 {count}); do redis-cli set {prefix}:$i v$i >/dev/null; done")
+
+
+def keys(lab: Any, host: str, pattern: str) -> list[str]:
+    return sorted(k for k in redis(lab, host, "--scan", "--pattern", pattern).split() if k)
+
+
+def node_order(result: RunResult, step: str) -> list[tuple[str, float]]:
+    """(host, finish time) of a step's nodes, in finish order."""
+    return sorted(((e.get("host") or "", float(e["ts"])) for e in result.finished(step)), key=lambda x: x[1])
+
+
+def started_at(result: RunResult, step: str, host: str) -> float:
+    found = [e for e in result.events if e["event"] == "node_started" and e.get("step") == step
+             and e.get("host") == host]
+    assert found, f"{step} never started on {host}"
+    return float(found[0]["ts"])
+
+
+def matches(pattern: str, text: str) -> bool:
+    return re.search(pattern, text) is not None
+
+
+@dataclass
+class Timer:
+    """Wall-clock marks for a test's phases (printed with -s, handy in CI logs)."""
+
+    marks: list[tuple[str, float]] = field(default_factory=list)
+
+    def mark(self, what: str) -> None:
+        self.marks.append((what, time.monotonic()))
