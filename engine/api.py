@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from opsbook.compile import Plan, compile_plan
 from opsbook.errors import RunError
@@ -53,7 +54,6 @@ def _dynamic_source(source: str, registry: Registry | None) -> str:
     from urllib.parse import parse_qs, urlsplit
 
     import yaml
-
     from opsbook.errors import InventoryError, Position
 
     registry = registry or Registry.from_entry_points()
@@ -130,7 +130,7 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
     params = {**record.params, **request.given_params}
     missing = [n for n, v in record.params.items() if v == "********" and n not in request.given_params]
     if missing:
-        raise RunError(f"secret parameters are not stored in the journal; pass them again: "
+        raise RunError("secret parameters are not stored in the journal; pass them again: "
                        + ", ".join(f"--secret {n}=env:VAR" for n in missing))
     plan = make_plan(runbook, load_inventory_sources(request.inventory_sources, registry), params)
     forget = list(forget)

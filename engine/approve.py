@@ -7,7 +7,8 @@ import json
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from opsbook.execute import ApprovalRequest, Approver
 from opsbook.journal import Journal, whoami

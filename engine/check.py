@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
-from opsbook.errors import Diagnostic, Position, TemplateError, UserError, ValidationError, did_you_mean
+from opsbook.errors import (
+    Diagnostic,
+    Position,
+    TemplateError,
+    UserError,
+    ValidationError,
+    did_you_mean,
+)
 from opsbook.model import Runbook, Step, format_duration
 from opsbook.registry import Registry
 
@@ -171,4 +179,4 @@ def rto_warning(runbook: Runbook, plan: Any) -> Diagnostic | None:
                       "lower timeouts/retries, or revisit the objective", severity="warning")
 
 
-__all__ = ["CheckReport", "check_files", "check_one", "ValidationError", "Position"]
+__all__ = ["CheckReport", "Position", "ValidationError", "check_files", "check_one"]

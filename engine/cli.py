@@ -8,12 +8,10 @@ by a failure threshold; 4 the run needs a human (a denied approval, an in-doubt 
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, NoReturn
 
 import click
-
 from opsbook import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_HUMAN, EXIT_BUG = 0, 1, 2, 3, 4, 70
@@ -230,7 +228,7 @@ def _run_options(f: Any) -> Any:
 def run(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], incident_start: str | None,
         **kw: Any) -> None:
     """Execute a runbook (live progress, approvals, rollback on failure, journal)."""
-    from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
+    from opsbook.api import load_inventory_sources, load_runbook, make_plan, start_run
 
     registry = _registry()
     rb = load_runbook(runbook, registry)
@@ -303,7 +301,7 @@ def _request(kw: dict[str, Any], inventories: list[str]) -> Any:
     from opsbook.execute import RunOptions
     from opsbook.model import parse_duration
 
-    split = lambda v: frozenset(t.strip() for t in v.split(",") if t.strip()) if v else frozenset()  # noqa: E731
+    split = lambda v: frozenset(t.strip() for t in v.split(",") if t.strip()) if v else frozenset()
     options = RunOptions(forks=kw["forks"], check=kw["check_mode"], diff=kw["diff"], rollback=kw["rollback"],
                          timeout=parse_duration(kw["timeout"]) if kw.get("timeout") else None,
                          max_errors=kw.get("max_errors"), tags=split(kw.get("tags")),
@@ -550,7 +548,13 @@ def watch(runbook: str | None, inventories: tuple[str, ...], extra: tuple[str, .
 
         def start(path: str, alert: dict[str, Any]) -> None:
             def go() -> None:
-                from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
+                from opsbook.api import (
+                    RunRequest,
+                    load_inventory_sources,
+                    load_runbook,
+                    make_plan,
+                    start_run,
+                )
                 from opsbook.approve import auto_approver
                 from opsbook.execute import RunOptions
 

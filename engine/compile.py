@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import networkx as nx
-
-from opsbook.errors import CompileError, Diagnostic, PatternError, Position, ValidationError, did_you_mean
+from opsbook.errors import (
+    Diagnostic,
+    PatternError,
+    ValidationError,
+    did_you_mean,
+)
 from opsbook.model import Runbook, Step
 from opsbook.params import resolve_params
 from opsbook.template import is_template, referenced_names, render

@@ -92,10 +92,14 @@ class LiveProgress:
         self.started = False
 
     def __call__(self, event: Event) -> None:
+        # Rows change under our lock; rich is called outside it. Live.stop() renders a last
+        # time (our _render takes the lock) and its refresh thread holds rich's own lock while
+        # rendering: calling rich with our lock held deadlocked every run on a terminal.
+        start = stop = False
+        line = None
         with self.lock:
             if event.kind == "run_started" and not self.started:
-                self.live.start()
-                self.started = True
+                self.started = start = True
             if event.step:
                 row = self.steps.setdefault(event.step, {"running": 0, "ok": 0, "failed": 0, "skipped": 0,
                                                          "unknown": 0, "changed": 0, "last": ""})
@@ -112,12 +116,17 @@ class LiveProgress:
                         row["last"] = f"{event.host}: {event.data.get('msg', '')}"
                 elif event.kind == "node_output":
                     row["last"] = f"{event.host}: {event.data.get('line', '')}"[:120]
-            if event.kind in ("aborted", "warning", "approval_decided", "rollback_started", "rollback_finished"):
-                self.console.print(_describe(event, self.verbose))
+            if event.kind in ("aborted", "warning", "approval_decided", "rollback_started", "rollback_finished",
+                              "run_finished"):
+                line = _describe(event, self.verbose)
             if event.kind == "run_finished":
-                if self.started:
-                    self.live.stop()
-                self.console.print(_describe(event, self.verbose))
+                stop = self.started
+        if start:
+            self.live.start()
+        if stop:
+            self.live.stop()
+        if line:
+            self.console.print(line)
 
     def pause(self) -> None:
         if self.started:

@@ -21,9 +21,9 @@ Failures of *actions* on hosts are not exceptions: they are Result values (see o
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from difflib import get_close_matches
-from typing import Iterable
 
 
 @dataclass(frozen=True, slots=True)

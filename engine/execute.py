@@ -11,12 +11,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
-from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, _step_names
+from opsbook.compile import BARRIER, HANDLER, Node, Plan, _step_names
 from opsbook.errors import OpsbookError, TemplateError, UserError
 from opsbook.events import Event, Listener
 from opsbook.journal import Journal, NodeRecord
@@ -145,7 +146,7 @@ class ConnectionPool:
 class HostVars(Mapping[str, Any]):
     """`hostvars[name]`: another host's variables, facts and registered results."""
 
-    def __init__(self, executor: "Executor") -> None:
+    def __init__(self, executor: Executor) -> None:
         self._ex = executor
 
     def __getitem__(self, name: str) -> Any:
@@ -194,7 +195,7 @@ class Executor:
         self._hostinfo: dict[str, HostInfo] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._deadline: dict[str, float] = {}
-        self._done: "queue.Queue[tuple[Node, Outcome]]" = queue.Queue()
+        self._done: queue.Queue[tuple[Node, Outcome]] = queue.Queue()
         self._preflight_locks: dict[str, threading.Lock] = {}
         self._taken_out: dict[str, set[str]] = {}  # step id -> hosts its action completed on
         self._rescued_blocks = {s.block_id for leaf in plan.leaves.values() for s in leaf.sections if s.part == "rescue"}
@@ -512,7 +513,7 @@ class Executor:
                 items = [i for i in rendered
                          if self._false_condition(step, {**ctx_vars, step.loop_var: i}) is None]
                 if rendered and not items:
-                    out = _outcome(Status.SKIPPED, f"when: false for every item of the loop")
+                    out = _outcome(Status.SKIPPED, "when: false for every item of the loop")
                     out.registered = Result(status=Status.SKIPPED).registered()
                     return out
         except UserError as exc:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from opsbook.errors import Diagnostic, LoadError, Position, ValidationError, did_you_mean
 from opsbook.model import (
@@ -181,7 +182,7 @@ class RunbookLoader:
                     + did_you_mean(str(phase), PHASES))
         steps_raw = data.get("steps")
         if not isinstance(steps_raw, PosList) or not steps_raw:
-            c.error(data.value_pos.get("steps", data.pos), f"expected `steps:` with a list of steps, found "
+            c.error(data.value_pos.get("steps", data.pos), "expected `steps:` with a list of steps, found "
                     + ("nothing" if steps_raw is None else _kind(steps_raw)))
             steps_raw = PosList(data.pos)
         ids: dict[str, Position] = {}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from opsbook.errors import Position
 
@@ -105,9 +106,9 @@ class Step:
     name: str
     pos: Position
     action: ActionCall | None = None
-    block: tuple["Step", ...] = ()
-    rescue: tuple["Step", ...] = ()
-    always: tuple["Step", ...] = ()
+    block: tuple[Step, ...] = ()
+    rescue: tuple[Step, ...] = ()
+    always: tuple[Step, ...] = ()
     hosts: str | None = None
     needs: tuple[str, ...] | None = None  # None: the previous step; (): nothing
     when: tuple[Any, ...] = ()

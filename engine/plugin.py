@@ -31,9 +31,10 @@ import enum
 import inspect
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from opsbook.errors import PluginError
 
@@ -76,15 +77,15 @@ class Result:
     attempts: int = 1
 
     @classmethod
-    def ok(cls, **kw: Any) -> "Result":
+    def ok(cls, **kw: Any) -> Result:
         return cls(status=Status.OK, **kw)
 
     @classmethod
-    def failed(cls, msg: str, **kw: Any) -> "Result":
+    def failed(cls, msg: str, **kw: Any) -> Result:
         return cls(status=Status.FAILED, msg=msg, **kw)
 
     @classmethod
-    def unknown(cls, msg: str, **kw: Any) -> "Result":
+    def unknown(cls, msg: str, **kw: Any) -> Result:
         return cls(status=Status.UNKNOWN, msg=msg, **kw)
 
     @property
@@ -166,7 +167,7 @@ class Connection(Protocol):
 class ConnectionFactory(Protocol):
     """Builds a Connection for a host from its inventory vars."""
 
-    def __call__(self, host: "HostInfo") -> Connection: ...
+    def __call__(self, host: HostInfo) -> Connection: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +288,7 @@ class ActionSpec:
     def full_name(self) -> str:
         return f"{self.plugin}.{self.name}"
 
-    def without_expressions(self) -> "ActionSpec":
+    def without_expressions(self) -> ActionSpec:
         import dataclasses
 
         return dataclasses.replace(self, expression_fields=frozenset())
@@ -349,7 +350,7 @@ class Plugin:
 
         return register(fn) if fn is not None else register
 
-    def inventory(self, scheme: str) -> Callable[["InventorySource"], "InventorySource"]:
+    def inventory(self, scheme: str) -> Callable[[InventorySource], InventorySource]:
         """Register a dynamic inventory source for `-i SCHEME://...` (e.g. docker://?label=x).
 
         The function gets the parsed query (dict of lists, like urllib.parse.parse_qs) and

@@ -25,7 +25,7 @@ class Registry:
     _pending: dict[str, EntryPoint] = field(default_factory=dict)
 
     @classmethod
-    def from_entry_points(cls) -> "Registry":
+    def from_entry_points(cls) -> Registry:
         registry = cls()
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             registry._pending.setdefault(ep.name, ep)
@@ -76,7 +76,7 @@ class Registry:
     def action_names(self) -> list[str]:
         return [f"{p}.{a}" for p, plugin in self.plugins.items() for a in plugin.actions]
 
-    def inventory_source(self, scheme: str) -> "InventorySource | None":
+    def inventory_source(self, scheme: str) -> InventorySource | None:
         first = self.plugin(scheme)
         if first is not None and scheme in first.inventory_sources:
             return first.inventory_sources[scheme]

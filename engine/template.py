@@ -14,16 +14,16 @@ import json
 import os
 import re
 import shlex
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
-
 from opsbook.errors import Position, TemplateError
 
-_SINGLE_EXPR = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.S)
+_SINGLE_EXPR = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.DOTALL)
 
 
 class RawShell(str):
@@ -39,7 +39,7 @@ def _bool(value: Any) -> bool:
 
 
 def _regex_search(value: str, pattern: str, *groups: str, ignorecase: bool = False) -> Any:
-    match = re.search(pattern, str(value), re.I if ignorecase else 0)
+    match = re.search(pattern, str(value), re.IGNORECASE if ignorecase else 0)
     if match is None:
         return None
     if not groups:
@@ -49,7 +49,7 @@ def _regex_search(value: str, pattern: str, *groups: str, ignorecase: bool = Fal
 
 
 def _regex_replace(value: str, pattern: str = "", replacement: str = "", ignorecase: bool = False) -> str:
-    return re.sub(pattern, replacement, str(value), flags=re.I if ignorecase else 0)
+    return re.sub(pattern, replacement, str(value), flags=re.IGNORECASE if ignorecase else 0)
 
 
 def _ternary(value: Any, true_val: Any, false_val: Any, none_val: Any = None) -> Any:
@@ -259,7 +259,7 @@ def evaluate(expression: str, context: Mapping[str, Any], pos: Position | None =
         raise _error(exc, expression, pos) from None
 
 
-_EXPRESSIONS = re.compile(r"\{\{(.*?)\}\}", re.S)
+_EXPRESSIONS = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 
 
 def referenced_names(source: str, expression: bool = False) -> frozenset[str]:

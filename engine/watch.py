@@ -15,9 +15,10 @@ import ipaddress
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
 from opsbook.errors import UserError
@@ -161,7 +162,7 @@ class Route:
     runbook: str
 
     @classmethod
-    def parse(cls, text: str) -> "Route":
+    def parse(cls, text: str) -> Route:
         match, _, runbook = text.partition(":")
         label, _, value = match.partition("=")
         if not runbook or not label:
@@ -185,7 +186,7 @@ class AlertReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
                 try:
                     payload = json.loads(self.rfile.read(length) or b"{}")

@@ -8,12 +8,12 @@ bombs and absurd nesting are refused with a LoadError instead of a hang or a tra
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-
 from opsbook.errors import Diagnostic, LoadError, Position, ValidationError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 try:  # libyaml's composer is several times faster; same node tree and marks
     from yaml import CSafeLoader as _Loader
@@ -28,7 +28,7 @@ MAX_BYTES = 64 * 1024 * 1024
 class PosDict(dict):  # type: ignore[type-arg]
     """A dict that knows the Position of itself, of each key and of each value."""
 
-    __slots__ = ("pos", "key_pos", "value_pos")
+    __slots__ = ("key_pos", "pos", "value_pos")
 
     def __init__(self, pos: Position) -> None:
         super().__init__()
@@ -40,7 +40,7 @@ class PosDict(dict):  # type: ignore[type-arg]
 class PosList(list):  # type: ignore[type-arg]
     """A list that knows the Position of itself and of each item."""
 
-    __slots__ = ("pos", "item_pos")
+    __slots__ = ("item_pos", "pos")
 
     def __init__(self, pos: Position) -> None:
         super().__init__()

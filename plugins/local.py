@@ -17,10 +17,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from opsbook.plugin import (
     ActionContext,
@@ -31,6 +30,7 @@ from opsbook.plugin import (
     Result,
     Status,
 )
+from pydantic import BaseModel, ConfigDict, Field
 
 plugin = Plugin("local", "Run things on the controller: commands, waits, assertions, HTTP.")
 
@@ -342,7 +342,7 @@ class SetArgs(BaseModel):
 
 
 @plugin.action(check=True, idempotent=True)
-def set(ctx: ActionContext, args: SetArgs) -> Result:  # noqa: A001 - the action's name
+def set(ctx: ActionContext, args: SetArgs) -> Result:
     """Set variables on the host for later steps (like set_fact)."""
     facts = dict(args.model_extra or {})
     return Result.ok(facts=facts, data={"facts": facts})
@@ -391,7 +391,7 @@ def _http(ctx: ActionContext, url: str, method: str, body: Any, headers: dict[st
     start = time.monotonic()
     limit = min(timeout, ctx.timeout) if ctx.timeout else timeout
     try:
-        with urllib.request.urlopen(request, timeout=limit) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=limit) as response:
             return response.status, response.read(OUTPUT_CAP).decode(errors="replace"), time.monotonic() - start
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(OUTPUT_CAP).decode(errors="replace"), time.monotonic() - start
