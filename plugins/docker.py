@@ -37,9 +37,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from opsbook.errors import InventoryError, OpsbookError
+from opsbook.model import parse_duration
 from opsbook.plugin import (
     ActionContext,
     Become,
@@ -48,8 +49,9 @@ from opsbook.plugin import (
     HostInfo,
     Plugin,
     Result,
+    Seconds,
 )
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 plugin = Plugin("docker", "Docker containers: state, exec, logs, facts, networks, limits.")
 
@@ -77,33 +79,8 @@ class ContainerNotFound(DockerError):
 # --------------------------------------------------------------------------- durations
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Durations: the engine's parser and argument type (30, "30s", "1m30s", "500ms").
 
-
-def parse_duration(value: Any) -> Any:
-    """'1m30s' / '500ms' / '2s' / 2 -> seconds (float); None stays None."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if text[pos : match.start()].strip():
-            break
-        total += float(match.group(1)) * _UNIT[match.group(2)]
-        pos = match.end()
-    if pos == 0 or text[pos:].strip():
-        raise ValueError(f'"{text}" is not a duration (examples: 30s, 500ms, 1m30s, 2h)')
-    return total
-
-
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
 
 
 def _fmt_s(seconds: float) -> str:

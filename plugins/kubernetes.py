@@ -30,9 +30,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from opsbook.plugin import ActionContext, Evidence, Plugin, Result, Status
+from opsbook.model import parse_duration
+from opsbook.plugin import ActionContext, Evidence, Plugin, Result, Seconds, Status
 from opsbook_plugins.kubernetes_api import (
     ApiError,
     Cluster,
@@ -47,7 +48,7 @@ from opsbook_plugins.kubernetes_api import (
     did_you_mean,
     settings_for,
 )
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 plugin = Plugin(
     "k8s",
@@ -67,33 +68,8 @@ T = TypeVar("T")
 
 # --------------------------------------------------------------------------- durations
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Durations: the engine's parser and argument type (30, "30s", "1m30s", "500ms").
 
-
-def parse_duration(value: Any) -> Any:
-    """'1m30s' / '500ms' / '2s' / 2 -> seconds (float); None stays None."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if text[pos : match.start()].strip():
-            break
-        total += float(match.group(1)) * _UNIT[match.group(2)]
-        pos = match.end()
-    if pos == 0 or text[pos:].strip():
-        raise ValueError(f'"{text}" is not a duration (examples: 30s, 500ms, 1m30s, 2h)')
-    return total
-
-
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
 
 
 # --------------------------------------------------------------------------- arguments

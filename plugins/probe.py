@@ -36,10 +36,10 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import client as http_client
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from opsbook.plugin import ActionContext, HostInfo, Plugin, Result
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from opsbook.plugin import ActionContext, HostInfo, Plugin, Result, Seconds
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 plugin = Plugin(
     "probe", "Health checks: L3 ICMP ping, L4 TCP port, L7 HTTP; from many vantage points."
@@ -52,33 +52,8 @@ _REMOTE_MARGIN = 5.0  # seconds a remote command may take beyond the probe's own
 # --------------------------------------------------------------------------- durations
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Durations: the engine's parser and argument type (30, "30s", "1m30s", "500ms").
 
-
-def parse_duration(value: Any) -> Any:
-    """'500ms' / '2s' / '1m30s' / 2 -> seconds (float); None stays None."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if text[pos : match.start()].strip():
-            break
-        total += float(match.group(1)) * _UNIT[match.group(2)]
-        pos = match.end()
-    if pos == 0 or text[pos:].strip():
-        raise ValueError(f'"{text}" is not a duration (examples: 2s, 500ms, 1m)')
-    return total
-
-
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
 
 
 def fmt_ms(ms: float) -> str:
