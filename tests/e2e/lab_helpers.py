@@ -1,13 +1,12 @@
 """Helpers for the end-to-end runbook tests against the lab (imported by tests/e2e/test_*.py).
 
-- `ob`: run a runbook through the real CLI (`python -m opsbook run ... --format json`) with a
+- `make_opsbook` (the tests' `ob` fixture): run a runbook through the real CLI (`python -m opsbook run ... --format json`) with a
   journal and runs folder in the test's tmp_path, and read back what happened (events,
   node messages, RTO/RPO from the journal, the evidence manifest).
-- `pristine`: the lab in its pristine state (db1 primary, db2 its replica, both web
-  backends UP at their own addresses, no leftovers of a runbook). It checks first and
-  recreates the containers (`lab.reset()`) only when something differs, so tests that leave
-  the lab as they found it do not pay for a reset; afterwards it heals the lab like
-  `lab_fresh` does (stopped or disconnected containers come back).
+- `pristine_lab` (the tests' `pristine` fixture): the lab in its pristine state (db1 primary, db2 its replica, both web
+  backends UP at their own addresses, no leftovers of a runbook), before and after the
+  test. It checks and recreates the containers (`lab.reset()`) only when something differs,
+  so tests that leave the lab as they found it do not pay for a reset.
 - small readers of the lab's real state: HTTP through the balancer, Redis roles and keys,
   the balancer's pool.
 """
@@ -16,15 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -145,7 +144,7 @@ class Opsbook:
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True,
-                              env=self.env(), stdin=subprocess.DEVNULL, timeout=timeout, cwd=REPO)
+                              env=self.env(), stdin=subprocess.DEVNULL, timeout=timeout, cwd=REPO, check=False)
 
     def run(self, relative: str, *extra: str, inventory: str | None = None, incident_start: float | None = None,
             timeout: float = 400, **params: Any) -> RunResult:
@@ -170,9 +169,11 @@ class Opsbook:
                          time.monotonic() - started)
 
 
-@pytest.fixture
-def ob(lab: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Opsbook:
-    """An `Opsbook` runner; in-process readers (manifest, rto) see the same journal and runs folder."""
+def make_opsbook(lab: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Opsbook:
+    """An `Opsbook` runner; in-process readers (manifest, rto) see the same journal and runs folder.
+
+    Test modules wrap it in their `ob` fixture (fixtures imported from another module are
+    not found under another name, and importing them by name trips the linter)."""
     monkeypatch.setenv("OPSBOOK_JOURNAL", str(tmp_path / "journal.db"))
     monkeypatch.setenv("OPSBOOK_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("DOCKER_HOST", lab.info.docker_host)
@@ -212,7 +213,7 @@ def redis_info(lab: Any, host: str, section: str = "replication") -> dict[str, s
 def http_get(url: str, timeout: float = 3.0) -> tuple[int, str, dict[str, str]]:
     """(status, body, headers) of a GET; status 0 when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - loopback lab URLs
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
             return answer.status, answer.read().decode(errors="replace"), dict(answer.headers)
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace"), dict(exc.headers or {})
@@ -332,17 +333,27 @@ def lab_problems(lab: Any) -> list[str]:
     return problems
 
 
-@pytest.fixture
-def pristine(lab: Any) -> Any:
-    """The lab as created (recreated only when a previous test left something behind)."""
+def ensure_pristine(lab: Any, when: str) -> None:
+    """Recreate the lab's containers when it differs from the pristine lab."""
     problems = lab_problems(lab)
     if problems:
-        print(f"lab not pristine, recreating it: {problems}")
+        print(f"{when}: lab not pristine, recreating it: {problems}")
         lab.reset()
         left = lab_problems(lab)
         assert not left, f"the lab is not pristine even after a reset: {left}"
+
+
+def pristine_lab(lab: Any) -> Iterator[Any]:
+    """The lab as created, before and after the test (containers recreated only when needed);
+    test modules wrap it in their `pristine` fixture.
+
+    Afterwards the lab is checked again and recreated if the test left anything behind, so
+    the next test (of any module) finds it pristine. A reset is faster than healing a lab
+    whose services a runbook stopped or fenced (`lab.up()` waits for them, then recreates).
+    """
+    ensure_pristine(lab, "before")
     yield lab
-    lab.up()
+    ensure_pristine(lab, "after")
 
 
 def set_keys(lab: Any, host: str, prefix: str, count: int) -> None:
@@ -353,9 +364,6 @@ def keys(lab: Any, host: str, pattern: str) -> list[str]:
     return sorted(k for k in redis(lab, host, "--scan", "--pattern", pattern).split() if k)
 
 
-def node_order(result: RunResult, step: str) -> list[tuple[str, float]]:
-    """(host, finish time) of a step's nodes, in finish order."""
-    return sorted(((e.get("host") or "", float(e["ts"])) for e in result.finished(step)), key=lambda x: x[1])
 
 
 def started_at(result: RunResult, step: str, host: str) -> float:
@@ -363,17 +371,3 @@ def started_at(result: RunResult, step: str, host: str) -> float:
              and e.get("host") == host]
     assert found, f"{step} never started on {host}"
     return float(found[0]["ts"])
-
-
-def matches(pattern: str, text: str) -> bool:
-    return re.search(pattern, text) is not None
-
-
-@dataclass
-class Timer:
-    """Wall-clock marks for a test's phases (printed with -s, handy in CI logs)."""
-
-    marks: list[tuple[str, float]] = field(default_factory=list)
-
-    def mark(self, what: str) -> None:
-        self.marks.append((what, time.monotonic()))

@@ -12,32 +12,20 @@ import json
 import tarfile
 import time
 
+import lab_helpers as lh
 import pytest
-from lab_helpers import (  # noqa: F401 - fixtures
-    WEBS,
-    http_get,
-    keys,
-    lb_url,
-    limits,
-    ob,
-    on_network,
-    container_status,
-    pool,
-    pristine,
-    redis,
-    redis_info,
-    set_keys,
-    sh,
-    sh_ok,
-    slots,
-    starve,
-    started_at,
-    wait_for,
-    web_url,
-    whoami_through_lb,
-)
 
 pytestmark = pytest.mark.lab
+
+
+@pytest.fixture
+def pristine(lab):
+    yield from lh.pristine_lab(lab)
+
+
+@pytest.fixture
+def ob(lab, tmp_path, monkeypatch):
+    return lh.make_opsbook(lab, tmp_path, monkeypatch)
 
 REFUSED = 3  # a failed precondition aborts the run (max_fail_percentage 0): exit code 3
 
@@ -83,17 +71,17 @@ def test_every_runbook_passes_check_with_the_lab_inventory(lab, ob):
 
 def test_restart_service_brings_a_stopped_nginx_back_behind_the_balancer(pristine, ob):
     lab = pristine
-    sh_ok(lab, "web2", "service nginx stop")
-    wait_for(lambda: pool(lab).get("web2") == "DOWN", 20, what="the balancer to mark web2 DOWN")
+    lh.sh_ok(lab, "web2", "service nginx stop")
+    lh.wait_for(lambda: lh.pool(lab).get("web2") == "DOWN", 20, what="the balancer to mark web2 DOWN")
 
     result = ob.run("first-response/restart-service.yaml", target="web2")
 
     assert result.rc == 0, result.summary()
     assert "nginx on web2 is down at L7" in result.msg("precondition: the service is down")
-    assert http_get(web_url(lab, "web2", "/healthz"))[0] == 200
-    assert pool(lab)["web2"] == "UP"
-    assert "web2" in whoami_through_lb(lab), "the balancer does not send requests to web2 again"
-    assert http_get(lb_url(lab, "/healthz"))[0] == 200
+    assert lh.http_get(lh.web_url(lab, "web2", "/healthz"))[0] == 200
+    assert lh.pool(lab)["web2"] == "UP"
+    assert "web2" in lh.whoami_through_lb(lab), "the balancer does not send requests to web2 again"
+    assert lh.http_get(lh.lb_url(lab, "/healthz"))[0] == 200
     measured = assert_recovered(result, 120.0)
     assert measured["mitigation_node"] == "restart-the-service@web2"
     assert any(item["path"] == "web2/nginx-error.log" for item in result.manifest()["items"])
@@ -101,14 +89,14 @@ def test_restart_service_brings_a_stopped_nginx_back_behind_the_balancer(pristin
 
 def test_restart_service_refuses_to_restart_a_healthy_service(pristine, ob):
     lab = pristine
-    pid_before = sh_ok(lab, "web1", "cat /run/nginx.pid").strip()
+    pid_before = lh.sh_ok(lab, "web1", "cat /run/nginx.pid").strip()
 
     result = ob.run("first-response/restart-service.yaml", target="web1")
 
     assert_refused(result, "precondition: the service is down",
                    "refusing to restart nginx on web1: it answers at L7", "Nothing was changed", "force=true")
     assert result.status_of("restart the service") == "skipped"
-    assert sh_ok(lab, "web1", "cat /run/nginx.pid").strip() == pid_before
+    assert lh.sh_ok(lab, "web1", "cat /run/nginx.pid").strip() == pid_before
 
 
 def test_isolate_host_drains_then_disconnects_the_host(pristine, ob):
@@ -117,11 +105,11 @@ def test_isolate_host_drains_then_disconnects_the_host(pristine, ob):
     result = ob.run("first-response/isolate-host.yaml", target="web1")
 
     assert result.rc == 0, result.summary()
-    assert pool(lab)["web1"] in ("DRAIN", "MAINT")
-    assert not on_network(lab, "web1"), "web1 is still on the lab network"
-    answers = whoami_through_lb(lab, 8)
+    assert lh.pool(lab)["web1"] in ("DRAIN", "MAINT")
+    assert not lh.on_network(lab, "web1"), "web1 is still on the lab network"
+    answers = lh.whoami_through_lb(lab, 8)
     assert answers == ["web2"] * 8, answers
-    assert http_get(web_url(lab, "web1", "/healthz"))[0] == 0, "web1 still answers on its published port"
+    assert lh.http_get(lh.web_url(lab, "web1", "/healthz"))[0] == 0, "web1 still answers on its published port"
     assert "does not answer ping" in result.msg("the target is unreachable from the balancer (L3)")
     assert_recovered(result, 120.0)
     paths = {item["path"] for item in result.manifest()["items"]}
@@ -142,14 +130,14 @@ def test_isolate_host_rollback_puts_the_host_back(pristine, ob):
     assert result.rc == 0, result.summary()
     done = [r for r in result.rollbacks() if r["status"] == "done"]
     assert {r["action"] for r in done} == {"docker.network", "ssh.command"}, result.rollbacks()
-    assert on_network(lab, "web2")
-    wait_for(lambda: pool(lab).get("web2") == "UP", 30, what="web2 UP again on the balancer")
-    wait_for(lambda: "web2" in whoami_through_lb(lab), 10, what="web2 serving through the balancer")
+    assert lh.on_network(lab, "web2")
+    lh.wait_for(lambda: lh.pool(lab).get("web2") == "UP", 30, what="web2 UP again on the balancer")
+    lh.wait_for(lambda: "web2" in lh.whoami_through_lb(lab), 10, what="web2 serving through the balancer")
 
 
 def test_isolate_host_refuses_to_take_out_the_last_healthy_backend(pristine, ob):
     lab = pristine
-    sh_ok(lab, "web2", "service nginx stop")
+    lh.sh_ok(lab, "web2", "service nginx stop")
     try:
         result = ob.run("first-response/isolate-host.yaml", target="web1")
 
@@ -157,10 +145,10 @@ def test_isolate_host_refuses_to_take_out_the_last_healthy_backend(pristine, ob)
                        "refusing to take web1 out: only 0 other healthy member(s) of web would remain",
                        "keep_healthy requires 1", "unhealthy: web2")
         assert result.status_of("disconnect the target from the network") == "skipped"
-        assert on_network(lab, "web1")
-        assert pool(lab)["web1"] == "UP"
+        assert lh.on_network(lab, "web1")
+        assert lh.pool(lab)["web1"] == "UP"
     finally:
-        sh_ok(lab, "web2", "service nginx start")
+        lh.sh_ok(lab, "web2", "service nginx start")
 
 
 def test_collect_evidence_from_every_node(pristine, ob):
@@ -226,8 +214,8 @@ def test_redis_failover_end_to_end(pristine, ob):
     """Issue 4's done-criterion: stop the primary, detect it by probes, promote the standby,
     re-point the clients and verify, verify L7 through the balancer."""
     lab = pristine
-    redis(lab, "db1", "set", "order:42", "paid")
-    wait_for(lambda: redis(lab, "db2", "get", "order:42") == "paid", 20, what="order:42 replicated to db2")
+    lh.redis(lab, "db1", "set", "order:42", "paid")
+    lh.wait_for(lambda: lh.redis(lab, "db2", "get", "order:42") == "paid", 20, what="order:42 replicated to db2")
     lab.stop("db1")
     incident = time.time()
 
@@ -242,19 +230,19 @@ def test_redis_failover_end_to_end(pristine, ob):
     # fenced through its container (ssh cannot reach a stopped host)
     assert result.status_of("fence: stop Redis and block its port on the old primary") == "failed"
     assert result.status_of("fence: stop the old primary's container") == "ok"
-    assert container_status(lab, "db1") == "exited"
+    assert lh.container_status(lab, "db1") == "exited"
     # promoted, data kept, writable
-    assert redis_info(lab, "db2")["role"] == "master"
-    assert redis(lab, "db2", "get", "order:42") == "paid"
-    assert redis(lab, "db2", "set", "after:failover", "1") == "OK"
-    assert sh(lab, "db2", "grep -c '^replicaof' /etc/redis/redis.conf").strip() == "0"  # survives a restart
+    assert lh.redis_info(lab, "db2")["role"] == "master"
+    assert lh.redis(lab, "db2", "get", "order:42") == "paid"
+    assert lh.redis(lab, "db2", "set", "after:failover", "1") == "OK"
+    assert lh.sh(lab, "db2", "grep -c '^replicaof' /etc/redis/redis.conf").strip() == "0"  # survives a restart
     # clients re-pointed and writing
     db2_ip = lab.info.hosts["db2"].lab_ip
-    for web in WEBS:
-        assert f"REDIS_HOST={db2_ip}" in sh_ok(lab, web, "cat /etc/default/redis-primary")
-        assert redis(lab, "db2", "get", f"opsbook:client:{web}") == result.run_id
+    for web in lh.WEBS:
+        assert f"REDIS_HOST={db2_ip}" in lh.sh_ok(lab, web, "cat /etc/default/redis-primary")
+        assert lh.redis(lab, "db2", "get", f"opsbook:client:{web}") == result.run_id
     # the site still answers through the balancer
-    assert http_get(lb_url(lab, "/healthz"))[0] == 200
+    assert lh.http_get(lh.lb_url(lab, "/healthz"))[0] == 200
     measured = assert_recovered(result, 60.0)
     assert measured["detection_source"] == "incident_start"
     assert measured["mitigation_node"] == "promote-the-standby@db2"
@@ -271,39 +259,39 @@ def test_redis_promote_refuses_while_the_primary_answers(pristine, ob):
                    "split the brain", "Nothing was changed", "force=true")
     for step in ("fence: stop Redis and block its port on the old primary", "promote the standby"):
         assert result.status_of(step) == "skipped"
-    assert redis_info(lab, "db2")["role"] == "slave"
-    assert redis(lab, "db1", "ping") == "PONG"
+    assert lh.redis_info(lab, "db2")["role"] == "slave"
+    assert lh.redis(lab, "db1", "ping") == "PONG"
 
 
 def test_redis_promote_rollback_makes_the_standby_a_replica_again(pristine, ob):
     lab = pristine
-    sh_ok(lab, "db1", "service redis-server stop")
+    lh.sh_ok(lab, "db1", "service redis-server stop")
 
     result = ob.run("failover/redis-promote.yaml", "--rollback", "always")
 
     assert result.rc == 0, result.summary()
     assert result.status_of("fence: stop Redis and block its port on the old primary") == "ok"
     assert {r["status"] for r in result.rollbacks()} == {"done"}, result.rollbacks()
-    assert redis(lab, "db1", "ping") == "PONG"
-    assert "REJECT" not in sh(lab, "db1", "iptables -S INPUT")
-    wait_for(lambda: redis_info(lab, "db2").get("master_link_status") == "up", 30,
+    assert lh.redis(lab, "db1", "ping") == "PONG"
+    assert "REJECT" not in lh.sh(lab, "db1", "iptables -S INPUT")
+    lh.wait_for(lambda: lh.redis_info(lab, "db2").get("master_link_status") == "up", 30,
              what="db2 replicating from db1 again")
-    assert redis_info(lab, "db2")["role"] == "slave"
-    for web in WEBS:
-        assert f"REDIS_HOST={lab.info.hosts['db1'].lab_ip}" in sh_ok(lab, web, "cat /etc/default/redis-primary")
+    assert lh.redis_info(lab, "db2")["role"] == "slave"
+    for web in lh.WEBS:
+        assert f"REDIS_HOST={lab.info.hosts['db1'].lab_ip}" in lh.sh_ok(lab, web, "cat /etc/default/redis-primary")
 
 
 def test_lb_drain_repoint_gives_the_slot_of_a_dead_backend_to_another_host(pristine, ob):
     lab = pristine
-    sh_ok(lab, "web1", "service nginx stop")
-    wait_for(lambda: pool(lab).get("web1") == "DOWN", 20, what="the balancer to mark web1 DOWN")
+    lh.sh_ok(lab, "web1", "service nginx stop")
+    lh.wait_for(lambda: lh.pool(lab).get("web1") == "DOWN", 20, what="the balancer to mark web1 DOWN")
 
     result = ob.run("failover/lb-drain-repoint.yaml", slot="web1", replacement="web2")
 
     assert result.rc == 0, result.summary()
-    assert slots(lab)["web1"] == lab.info.hosts["web2"].lab_ip
-    assert pool(lab)["web1"] == "UP"
-    answers = [http_get(lb_url(lab, "/whoami")) for _ in range(8)]
+    assert lh.slots(lab)["web1"] == lab.info.hosts["web2"].lab_ip
+    assert lh.pool(lab)["web1"] == "UP"
+    answers = [lh.http_get(lh.lb_url(lab, "/whoami")) for _ in range(8)]
     assert [status for status, _, _ in answers] == [200] * 8
     assert {body.strip() for _, body, _ in answers} == {"web2"}
     assert "re-pointing to web2 at" in result.msg("precondition: slot exists, replacement healthy")
@@ -312,26 +300,26 @@ def test_lb_drain_repoint_gives_the_slot_of_a_dead_backend_to_another_host(prist
 
 def test_lb_drain_repoint_refuses_an_unhealthy_replacement(pristine, ob):
     lab = pristine
-    sh_ok(lab, "web2", "service nginx stop")
+    lh.sh_ok(lab, "web2", "service nginx stop")
     try:
         result = ob.run("failover/lb-drain-repoint.yaml", slot="web1", replacement="web2")
 
         assert_refused(result, "precondition: slot exists, replacement healthy",
                        "refusing to re-point web1 to web2", "does not answer /healthz", "Nothing was changed")
         assert result.status_of("re-point the slot") == "skipped"
-        assert slots(lab)["web1"] == lab.info.hosts["web1"].lab_ip
-        assert pool(lab)["web1"] == "UP"
+        assert lh.slots(lab)["web1"] == lab.info.hosts["web1"].lab_ip
+        assert lh.pool(lab)["web1"] == "UP"
     finally:
-        sh_ok(lab, "web2", "service nginx start")
+        lh.sh_ok(lab, "web2", "service nginx start")
 
 
 def test_cold_standby_takes_over_from_the_latest_backup(pristine, ob, tmp_path):
     lab = pristine
     store = tmp_path / "backups"
-    set_keys(lab, "db1", "cart", 25)
+    lh.set_keys(lab, "db1", "cart", 25)
     backup = ob.run("disaster-recovery/backup-restore.yaml", mode="backup", backup_dir=store)
     assert backup.rc == 0, backup.summary()
-    redis(lab, "db1", "set", "written:after:backup", "lost")
+    lh.redis(lab, "db1", "set", "written:after:backup", "lost")
     lab.stop("db2")  # the cold standby is powered off
     lab.kill("db1")  # the primary dies
     incident = time.time()
@@ -340,15 +328,15 @@ def test_cold_standby_takes_over_from_the_latest_backup(pristine, ob, tmp_path):
 
     assert result.rc == 0, result.summary()
     assert "cold standby db2 is stopped" in result.msg("precondition: primary down, standby cold, backup usable")
-    assert container_status(lab, "db2") == "running"
-    assert container_status(lab, "db1") == "exited"
-    assert redis_info(lab, "db2")["role"] == "master"
-    assert len(keys(lab, "db2", "cart:*")) == 25
-    assert redis(lab, "db2", "get", "written:after:backup") == ""
-    assert redis(lab, "db2", "set", "after:takeover", "1") == "OK"
-    for web in WEBS:
-        assert f"REDIS_HOST={lab.info.hosts['db2'].lab_ip}" in sh_ok(lab, web, "cat /etc/default/redis-primary")
-    assert http_get(lb_url(lab, "/healthz"))[0] == 200
+    assert lh.container_status(lab, "db2") == "running"
+    assert lh.container_status(lab, "db1") == "exited"
+    assert lh.redis_info(lab, "db2")["role"] == "master"
+    assert len(lh.keys(lab, "db2", "cart:*")) == 25
+    assert lh.redis(lab, "db2", "get", "written:after:backup") == ""
+    assert lh.redis(lab, "db2", "set", "after:takeover", "1") == "OK"
+    for web in lh.WEBS:
+        assert f"REDIS_HOST={lab.info.hosts['db2'].lab_ip}" in lh.sh_ok(lab, web, "cat /etc/default/redis-primary")
+    assert lh.http_get(lh.lb_url(lab, "/healthz"))[0] == 200
     measured = assert_recovered(result, 180.0)
     record = json.loads(next(store.glob("redis-db1-*.json")).read_text())
     assert measured["data_time_key"] == "backup_time"
@@ -368,7 +356,7 @@ def test_cold_standby_refuses_without_a_backup_or_while_the_primary_answers(pris
     assert_refused(healthy, "precondition: primary down, standby cold, backup usable",
                    "refusing to take over: the primary db1 still answers PING", "Nothing was changed")
     assert healthy.status_of("start the cold standby") == "skipped"
-    assert container_status(lab, "db1") == "running" and redis_info(lab, "db2")["role"] == "slave"
+    assert lh.container_status(lab, "db1") == "running" and lh.redis_info(lab, "db2")["role"] == "slave"
 
 
 # -- disaster recovery ----------------------------------------------------------------------------
@@ -377,7 +365,7 @@ def test_cold_standby_refuses_without_a_backup_or_while_the_primary_answers(pris
 def test_backup_then_restore_after_data_loss_reports_rpo(pristine, ob, tmp_path):
     lab = pristine
     store = tmp_path / "backups"
-    set_keys(lab, "db1", "invoice", 40)
+    lh.set_keys(lab, "db1", "invoice", 40)
 
     backup = ob.run("disaster-recovery/backup-restore.yaml", mode="backup", backup_dir=store)
 
@@ -385,30 +373,30 @@ def test_backup_then_restore_after_data_loss_reports_rpo(pristine, ob, tmp_path)
     rdbs, records = list(store.glob("redis-db1-*.rdb")), list(store.glob("redis-db1-*.json"))
     assert len(rdbs) == 1 and len(records) == 1
     record = json.loads(records[0].read_text())
-    assert record["keys"] == int(redis(lab, "db1", "dbsize")) and record["role"] == "master"
+    assert record["keys"] == int(lh.redis(lab, "db1", "dbsize")) and record["role"] == "master"
     import hashlib
 
     assert hashlib.sha256(rdbs[0].read_bytes()).hexdigest() == record["sha256"]
     assert abs(record["backup_time"] - time.time()) < 120
     assert rdbs[0].read_bytes()[:5] == b"REDIS"
 
-    redis(lab, "db1", "set", "written:after:backup", "lost")
+    lh.redis(lab, "db1", "set", "written:after:backup", "lost")
     time.sleep(1)
-    assert redis(lab, "db1", "flushall") == "OK"  # the disaster
+    assert lh.redis(lab, "db1", "flushall") == "OK"  # the disaster
     incident = time.time()
 
     result = ob.run("disaster-recovery/backup-restore.yaml", mode="restore", backup_dir=store,
                     incident_start=incident)
 
     assert result.rc == 0, result.summary()
-    assert len(keys(lab, "db1", "invoice:*")) == 40
-    assert redis(lab, "db1", "get", "written:after:backup") == ""
-    wait_for(lambda: len(keys(lab, "db2", "invoice:*")) == 40, 30, what="db2 resynchronised")
+    assert len(lh.keys(lab, "db1", "invoice:*")) == 40
+    assert lh.redis(lab, "db1", "get", "written:after:backup") == ""
+    lh.wait_for(lambda: len(lh.keys(lab, "db2", "invoice:*")) == 40, 30, what="db2 resynchronised")
     measured = assert_recovered(result, 600.0)
     assert measured["data_time_key"] == "backup_time"
     assert measured["rpo"] == pytest.approx(incident - record["backup_time"], abs=1.0)
     assert measured["rpo_objective"] == 3600.0 and measured["rpo_met"] is True
-    safety = sh(lab, "db1", "ls /var/lib/redis/")
+    safety = lh.sh(lab, "db1", "ls /var/lib/redis/")
     assert f"opsbook-pre-restore-{result.run_id}.rdb" in safety
 
 
@@ -424,7 +412,7 @@ def test_restore_refuses_without_a_backup_and_into_a_replica(pristine, ob, tmp_p
     assert_refused(replica, "precondition: the target can take the backup",
                    "refusing to restore into db2: it is a replica", "Nothing was changed")
     assert replica.status_of("stop Redis", "db2") == "skipped"
-    assert redis(lab, "db2", "ping") == "PONG"
+    assert lh.redis(lab, "db2", "ping") == "PONG"
 
 
 # -- permanent fix ----------------------------------------------------------------------------------
@@ -436,22 +424,22 @@ def test_config_rollout_goes_one_host_at_a_time_with_verification(pristine, ob):
     result = ob.run("permanent-fix/config-rollout.yaml", version="7", keepalive_timeout=20)
 
     assert result.rc == 0, result.summary()
-    for web in WEBS:
-        status, body, headers = http_get(web_url(lab, web, "/version"))
+    for web in lh.WEBS:
+        status, body, headers = lh.http_get(lh.web_url(lab, web, "/version"))
         assert (status, body.strip()) == (200, "7")
         assert headers.get("X-Config-Version") == "7"
-        assert "keepalive_timeout 20s" in sh_ok(lab, web, "cat /etc/nginx/sites-available/opsbook-lab")
-    first, second = sorted(WEBS, key=lambda h: started_at(result, "keep the current site file", h))
+        assert "keepalive_timeout 20s" in lh.sh_ok(lab, web, "cat /etc/nginx/sites-available/opsbook-lab")
+    first, second = sorted(lh.WEBS, key=lambda h: lh.started_at(result, "keep the current site file", h))
     verified_first = result.node("the balancer sees the backend UP", first)["ts"]
-    assert verified_first <= started_at(result, "keep the current site file", second), \
+    assert verified_first <= lh.started_at(result, "keep the current site file", second), \
         "the second batch started before the first was verified"
-    assert {http_get(lb_url(lab, "/version"))[1].strip() for _ in range(6)} == {"7"}
+    assert {lh.http_get(lh.lb_url(lab, "/version"))[1].strip() for _ in range(6)} == {"7"}
     assert_recovered(result, 300.0)
 
 
 def test_config_rollout_rolls_back_every_host_when_a_batch_fails(pristine, ob):
     lab = pristine
-    sh_ok(lab, "web2", "echo 'this_is_not_a_directive on;' > /etc/nginx/conf.d/zz-drift.conf")
+    lh.sh_ok(lab, "web2", "echo 'this_is_not_a_directive on;' > /etc/nginx/conf.d/zz-drift.conf")
     try:
         result = ob.run("permanent-fix/config-rollout.yaml", version="8")
 
@@ -464,60 +452,60 @@ def test_config_rollout_rolls_back_every_host_when_a_batch_fails(pristine, ob):
         # web1 had been changed in the first batch: rolled back by the run
         web1_rollbacks = [r for r in result.rollbacks() if r["host"] == "web1"]
         assert [r["status"] for r in web1_rollbacks] == ["done"], result.rollbacks()
-        for web in WEBS:
-            assert http_get(web_url(lab, web, "/version"))[0] == 404, f"{web} still serves the new version"
-            assert http_get(web_url(lab, web, "/healthz"))[0] == 200
-            assert "configuration version" not in sh_ok(lab, web, "cat /etc/nginx/sites-available/opsbook-lab")
-        assert http_get(lb_url(lab, "/healthz"))[0] == 200
+        for web in lh.WEBS:
+            assert lh.http_get(lh.web_url(lab, web, "/version"))[0] == 404, f"{web} still serves the new version"
+            assert lh.http_get(lh.web_url(lab, web, "/healthz"))[0] == 200
+            assert "configuration version" not in lh.sh_ok(lab, web, "cat /etc/nginx/sites-available/opsbook-lab")
+        assert lh.http_get(lh.lb_url(lab, "/healthz"))[0] == 200
     finally:
-        sh(lab, "web2", "rm -f /etc/nginx/conf.d/zz-drift.conf")
+        lh.sh(lab, "web2", "rm -f /etc/nginx/conf.d/zz-drift.conf")
 
 
 def test_config_rollout_refuses_a_degraded_fleet(pristine, ob):
     lab = pristine
-    sh_ok(lab, "web2", "service nginx stop")
+    lh.sh_ok(lab, "web2", "service nginx stop")
     try:
         result = ob.run("permanent-fix/config-rollout.yaml", version="9")
 
         assert_refused(result, "precondition: the whole fleet is healthy",
                        "refusing to roll out version 9: web2 does not answer /healthz", "Nothing was changed")
         assert result.status_of("install the new site file", "web1") == "skipped"
-        assert http_get(web_url(lab, "web1", "/version"))[0] == 404
+        assert lh.http_get(lh.web_url(lab, "web1", "/version"))[0] == 404
     finally:
-        sh_ok(lab, "web2", "service nginx start")
+        lh.sh_ok(lab, "web2", "service nginx start")
 
 
 def test_scale_and_monitor_raises_limits_and_installs_a_health_check(pristine, ob):
     lab = pristine
-    for web in WEBS:  # the incident: starved containers
-        starve(lab, web, cpus=0.5, memory_mb=64)
+    for web in lh.WEBS:  # the incident: starved containers
+        lh.starve(lab, web, cpus=0.5, memory_mb=64)
 
     result = ob.run("permanent-fix/scale-and-monitor.yaml", cpus="1.5", memory_mb=256)
 
     assert result.rc == 0, result.summary()
-    for web in WEBS:
-        assert limits(lab, web) == (1.5, 256 * 1048576)
-        status = sh_ok(lab, web, "cat /var/lib/opsbook/health.status")
+    for web in lh.WEBS:
+        assert lh.limits(lab, web) == (1.5, 256 * 1048576)
+        status = lh.sh_ok(lab, web, "cat /var/lib/opsbook/health.status")
         assert " ok memory=" in status, status
-        assert "/usr/local/bin/opsbook-healthcheck" in sh_ok(lab, web, "cat /etc/cron.d/opsbook-healthcheck")
-        sh_ok(lab, web, "/usr/local/bin/opsbook-healthcheck")
+        assert "/usr/local/bin/opsbook-healthcheck" in lh.sh_ok(lab, web, "cat /etc/cron.d/opsbook-healthcheck")
+        lh.sh_ok(lab, web, "/usr/local/bin/opsbook-healthcheck")
         assert "0.5 CPUs, 64.0 MiB limit" in result.msg("precondition: the request raises capacity safely", web)
-    assert http_get(lb_url(lab, "/healthz"))[0] == 200
+    assert lh.http_get(lh.lb_url(lab, "/healthz"))[0] == 200
     assert_recovered(result, 300.0)
 
 
 def test_scale_and_monitor_rollback_restores_limits_and_removes_the_check(pristine, ob):
     lab = pristine
-    for web in WEBS:
-        starve(lab, web, cpus=0.5, memory_mb=64)
+    for web in lh.WEBS:
+        lh.starve(lab, web, cpus=0.5, memory_mb=64)
 
     result = ob.run("permanent-fix/scale-and-monitor.yaml", "--rollback", "always", memory_mb=128)
 
     assert result.rc == 0, result.summary()
     assert {r["status"] for r in result.rollbacks()} == {"done"}, result.rollbacks()
-    for web in WEBS:
-        assert limits(lab, web) == (0.5, 64 * 1048576)
-        assert sh(lab, web, "ls /usr/local/bin/opsbook-healthcheck /etc/cron.d/opsbook-healthcheck 2>&1").count(
+    for web in lh.WEBS:
+        assert lh.limits(lab, web) == (0.5, 64 * 1048576)
+        assert lh.sh(lab, web, "ls /usr/local/bin/opsbook-healthcheck /etc/cron.d/opsbook-healthcheck 2>&1").count(
             "No such file") == 2
 
 
@@ -530,4 +518,4 @@ def test_scale_and_monitor_refuses_a_limit_that_would_get_the_container_killed(p
                              "refusing to set", "4 MiB", "a limit below twice the usage gets it OOM-killed",
                              "Nothing was changed")
     assert "MiB now" in message
-    assert all(limits(lab, web) == (0, 0) for web in WEBS)
+    assert all(lh.limits(lab, web) == (0, 0) for web in lh.WEBS)
