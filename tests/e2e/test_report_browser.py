@@ -1,0 +1,160 @@
+"""The HTML report of a real run, opened in headless Chromium: the page renders (a real
+screenshot with the Gantt chart's coloured bars in it) and the rendered DOM has the
+summary, the recovery objectives and the timeline <svg>.
+
+The screenshot and the page are kept in tests/artifacts/ (gitignored) for a human to look
+at. Chromium comes from `tests/run` (apt-get install chromium); without it the test is
+skipped, except in CI where it must be there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import lab_helpers as lh
+import pytest
+
+pytestmark = pytest.mark.lab
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+OK_GREEN = (0x2E, 0x9E, 0x4F)  # report.STATUS_COLORS["ok"]: the bars of ok nodes
+ROLLBACK_BLUE = (0x3B, 0x73, 0xC4)  # report.STATUS_COLORS["done"]: executed rollbacks
+
+
+@pytest.fixture
+def pristine(lab):
+    yield from lh.pristine_lab(lab)
+
+
+@pytest.fixture
+def ob(lab, tmp_path, monkeypatch):
+    return lh.make_opsbook(lab, tmp_path, monkeypatch)
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and Path("/usr/bin/chromium").exists():
+        found = "/usr/bin/chromium"
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI (tests/run installs it with apt-get install chromium)")
+        pytest.skip("chromium is not installed (/usr/bin/chromium); `apt-get install -y chromium` or run tests/run")
+    return found
+
+
+def headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                          text=True, timeout=180, stdin=subprocess.DEVNULL, check=False)
+
+
+def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
+    """(width, height, rows of RGB(A) bytes) of an 8-bit, non-interlaced truecolor PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", chunk)
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    assert header is not None, "PNG without IHDR"
+    width, height, depth, color, _, _, interlace = header
+    assert depth == 8 and color in (2, 6) and interlace == 0, f"unexpected PNG format {header}"
+    channels = 3 if color == 2 else 4
+    raw, stride = zlib.decompress(idat), width * channels
+    rows, previous = [], bytearray(stride)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up, corner = previous[i], previous[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 0xFF
+        rows.append(bytes(line))
+        previous = line
+    return width, height, rows
+
+
+def colours(width: int, rows: list[bytes], channels: int) -> dict[tuple[int, int, int], int]:
+    """How many pixels of each colour (every 2nd pixel of every 2nd row: enough, and fast)."""
+    counts: dict[tuple[int, int, int], int] = {}
+    for row in rows[::2]:
+        for x in range(0, width * channels, 2 * channels):
+            rgb = (row[x], row[x + 1], row[x + 2])
+            counts[rgb] = counts.get(rgb, 0) + 1
+    return counts
+
+
+def test_html_report_of_a_real_run_renders_in_chromium(pristine, ob):
+    browser = chromium()
+    lab = pristine
+    result = ob.run("first-response/isolate-host.yaml", "--rollback", "always", target="web1")
+    assert result.rc == 0, result.summary()
+    # docker's reconnect (the rollback) brings a default route back, which lab hosts never have
+    lh.sh(lab, "web1", "ip route del default 2>/dev/null; true")
+
+    from opsbook.report import build_report
+
+    journal = result.journal()
+    try:
+        html = build_report(journal, result.run_id, "html")
+    finally:
+        journal.close()
+    lh.ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = lh.ARTIFACTS / "report-isolate-host.html"
+    page.write_text(html)
+    shot = lh.ARTIFACTS / "report-isolate-host.png"
+    shot.unlink(missing_ok=True)
+    profile = ob.tmp_path / "chromium-profile"
+
+    done = headless(browser, profile, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri())
+
+    assert shot.is_file(), f"no screenshot: {done.stderr[-2000:]}"
+    data = shot.read_bytes()
+    assert len(data) > 30_000, f"screenshot of {len(data)} bytes: a blank page?"
+    width, height, rows = png_pixels(data)
+    assert (width, height) == (1280, 2000)
+    channels = len(rows[0]) // width
+    seen = colours(width, rows, channels)
+    white = seen.get((255, 255, 255), 0)
+    assert white < 0.97 * sum(seen.values()), "the page is (almost) all white"
+    assert len(seen) > 50, f"only {len(seen)} colours: the page did not render"
+    assert seen.get(OK_GREEN, 0) > 200, "no green bars of ok nodes in the Gantt chart"
+    assert seen.get(ROLLBACK_BLUE, 0) > 50, "no bars of the executed rollbacks in the Gantt chart"
+
+    dumped = headless(browser, profile, "--dump-dom", page.as_uri())
+    dom = dumped.stdout
+    assert dumped.returncode == 0 and dom.strip(), dumped.stderr[-2000:]
+    assert f"Run report: isolate-host ({result.run_id})" in dom
+    summary = re.search(r'<section id="summary">(.*?)</section>', dom, re.S)
+    assert summary, "no summary section in the rendered page"
+    assert "succeeded" in summary.group(1)
+    objectives = re.search(r'<section id="objectives">(.*?)</section>', dom, re.S)
+    assert objectives, "no recovery objectives section"
+    svg = re.search(r"<svg[^>]*class=\"gantt\"[^>]*>(.*?)</svg>", objectives.group(1), re.S)
+    assert svg, "no timeline <svg> in the rendered page"
+    bars = re.findall(r'<rect[^>]*class="bar status-(\w+)"', svg.group(1))
+    assert bars.count("ok") >= 11 and bars.count("done") == 2, bars
+    assert "approval" in svg.group(1) and 'class="marker"' in svg.group(1)
+    for section in ("timeline", "approvals", "rollbacks", "evidence"):
+        assert f'<section id="{section}">' in dom, f"no {section} section"
+    assert "web1/container.log" in dom
+    assert lab.info.hosts["web1"].lab_ip  # the run was against this lab
