@@ -356,3 +356,106 @@ class SocketProxy:
                 dst.shutdown(self._socket.SHUT_WR)
             except OSError:
                 pass
+
+
+# --------------------------------------------------------------------------- local sshd targets
+
+REPO = HERE.parents[1]
+SUBNET = "127.0.9"  # loopback addresses of this suite's sshd targets (bench uses 127.0.1)
+
+
+def _bench_fleet() -> Any:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from bench import fleet
+
+    return fleet
+
+
+def ssh_available() -> str | None:
+    """Why local sshd targets cannot be started here, or None."""
+    if os.geteuid() != 0:
+        return "local sshd targets need root (a login user, port 22 on loopback)"
+    if not Path("/usr/sbin/sshd").exists():
+        return "openssh-server is not installed"
+    return None
+
+
+def fleet_inventory(fleet: Any, group: str = "fleet", extra: str = "") -> str:
+    lines = [f"[{group}]"]
+    for t in fleet.targets:
+        port = "" if t.port == 22 else f" ansible_port={t.port}"
+        lines.append(f"{t.name} ansible_host={t.address}{port}")
+    lines += ["", f"[{group}:vars]", f"ansible_user={fleet.user}", f"ansible_ssh_private_key_file={fleet.key}",
+              f"opsbook_known_hosts={fleet.known_hosts}", extra]
+    return "\n".join(lines) + "\n"
+
+
+def start_fleet(count: int, root: Path, subnet: str = SUBNET) -> Any:
+    """bench's local sshd fleet (one sshd per host on 127.0.9.i:22), stopped by PID afterwards."""
+    return _bench_fleet().start(count, root, subnet=subnet, log=lambda _msg: None)
+
+
+def forget_client_key(key: Path) -> None:
+    """Remove our client key from the target user's authorized_keys (bench adds it there)."""
+    fleet = _bench_fleet()
+    auth = fleet.HOME / ".ssh" / "authorized_keys"
+    pub = key.with_suffix(".pub")
+    if auth.exists() and pub.exists():
+        mine = pub.read_text().strip()
+        auth.write_text("".join(line + "\n" for line in auth.read_text().splitlines() if line.strip() != mine))
+
+
+class Sshd:
+    """One sshd of our own on (address, port) with a host key we choose: start, stop, swap keys."""
+
+    def __init__(self, root: Path, address: str, port: int = 22) -> None:
+        self.fleet = _bench_fleet()
+        self.root = root
+        self.address, self.port = address, port
+        self.proc: subprocess.Popen[bytes] | None = None
+        root.mkdir(parents=True, exist_ok=True)
+        self.fleet.ensure_user()
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        self.key = root / "id_ed25519"
+        self.fleet._keygen(self.key, "opsbook-rel-client")
+        self.fleet._authorize(self.key.with_suffix(".pub"))
+
+    @property
+    def known_name(self) -> str:
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+    def host_key(self, name: str) -> Path:
+        path = self.root / f"hostkey-{name}"
+        self.fleet._keygen(path, f"opsbook-rel-{name}")
+        return path
+
+    def known_line(self, name: str) -> str:
+        typ, blob = self.host_key(name).with_suffix(".pub").read_text().split()[:2]
+        return f"{self.known_name} {typ} {blob}"
+
+    def start(self, key_name: str) -> None:
+        self.stop()
+        cfg = self.root / f"sshd-{key_name}.conf"
+        cfg.write_text(self.fleet._SSHD_CONFIG.format(listen=f"{self.address}:{self.port}",
+                                                      host_key=self.host_key(key_name), user=self.fleet.USER))
+        log = self.root / f"sshd-{key_name}.log"
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)], stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        target = self.fleet.Target("t", self.address, self.port)
+        self.fleet._wait_banner(target, self.proc, log)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, 15)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, 9)
+                self.proc.wait()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        forget_client_key(self.key)
