@@ -207,10 +207,10 @@ def markdown(result: dict[str, Any]) -> str:
     deltas = [d for k, d in (result.get("profiles") or {}).items() if k.endswith("per_extra_step")]
     if profiles:
         out += ["", "## Where opsbook's time goes (py-spy, thread holding the GIL)", "",
-                "Full tables: `bench/results/profiles/`. Shares are of Python CPU (samples where a thread held the GIL). "
+                ("Full tables: `bench/results/profiles/`. Shares are of Python CPU (samples where a thread held the GIL). "
                 "Read them as shares, not seconds: py-spy pauses the process for each sample, and with dozens of "
                 "threads contending for the GIL its attribution drifts (a profiled run can report more 'Python "
-                "CPU' than the cgroup measures for the unprofiled run); the CPU numbers above are the measurements.",
+                "CPU' than the cgroup measures for the unprofiled run); the CPU numbers above are the measurements."),
                 ""]
         for p in profiles.values():
             comps = ", ".join(f"{c['name']} {c['pct']}%" for c in p["components"][:6])
