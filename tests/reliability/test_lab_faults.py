@@ -268,13 +268,13 @@ def test_hung_command_times_out_is_stopped_on_the_host_and_rolls_back(lab_healed
     assert b.node("after", "web1").status == "skipped"
     assert [r["status"] for r in b.rollbacks()] == ["done"]
     assert lab_healed.exec("web1", f"test -e /tmp/rel-hung-{token}")[0] == 1
-    rc, out = lab_healed.exec("web1", f"pgrep -af 'rel-hung-{token}' || true")
+    # [r]el-...: the pattern does not match the command line of the pgrep that looks for it
+    rc, out = lab_healed.exec("web1", f"pgrep -af '[r]el-hung-{token}' || true")
     assert f"rel-hung-{token}" not in out, f"the timed-out command still runs: {out}"
 
 
-def test_frozen_host_times_out_within_the_grace_and_the_run_ends(lab_healed, lab_info, book):
-    """A paused container accepts TCP but nothing answers: the step's timeout must still end it."""
-    b = book("""
+def _frozen(lab_healed: Any, lab_info: Any, book: Any) -> Book:
+    return book("""
         opsbook: 1
         name: frozen
         hosts: web
@@ -287,10 +287,28 @@ def test_frozen_host_times_out_within_the_grace_and_the_run_ends(lab_healed, lab
         """, inventory=lab_info.inventory,
         on=[Trigger("node_finished", lambda: lab_healed.pause("web2"), step="before", host="web2",
                     blocking=True)])
+
+
+def test_frozen_host_times_out_within_the_grace_and_the_run_ends(lab_healed, lab_info, book):
+    """A paused container accepts TCP but nothing answers: the step's timeout must still end it."""
+    b = _frozen(lab_healed, lab_info, book)
     b.check_triggers()
-    assert b.summary.status == "failed"
-    frozen = b.node("probe-the-host", "web2")
-    assert frozen.status == "timed_out", frozen
-    assert frozen.finished - frozen.started < 3 + 5 + 1
-    assert b.node("probe-the-host", "web1").status == "ok"
     lab_healed.unpause("web2")
+    assert b.summary.status == "failed"
+    started = next(e.ts for e in b.events if e.kind == "node_started" and e.node_id == "probe-the-host@web2")
+    decided = b.finished("probe the host", "web2")[0]
+    assert decided.data["status"] == "timed_out"
+    assert decided.ts - started < 3 + 5 + 1, "the scheduler gives up at the timeout plus its grace"
+    assert b.node("probe-the-host", "web1").status == "ok"
+    assert b.summary.finished - started < 30, "the run ends"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="BUG ssh_connection.py:SSHConnection._channel/_with_reconnect ignore the "
+                   "step's time left and its cancel event: on a frozen host the command returns after "
+                   "connect_timeout (10 s) plus a reconnect, not at its 3 s timeout")
+def test_ssh_on_a_frozen_host_returns_at_the_step_timeout(lab_healed, lab_info, book):
+    b = _frozen(lab_healed, lab_info, book)
+    lab_healed.unpause("web2")
+    node = b.node("probe-the-host", "web2")
+    assert node.finished - node.started < 3 + 1.5, node
