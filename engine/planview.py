@@ -34,6 +34,18 @@ def _rendered_args(plan: Plan, node: Node) -> Any:
         return step.action.args  # reads run-time results: shown as written
 
 
+def _secrets(plan: Plan) -> Any:
+    """The values of the runbook's secret parameters: masked in every view of the plan."""
+    from opsbook.secrets import SecretStore
+
+    store = SecretStore()
+    for param in plan.runbook.params:
+        value = plan.params.get(param.name)
+        if param.secret and value:
+            store.add(param.name, str(value))
+    return store
+
+
 def plan_json(plan: Plan) -> dict[str, Any]:
     nodes = []
     for node in sorted(plan.nodes.values(), key=lambda n: n.index):
@@ -54,7 +66,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             if sections:
                 entry["block"] = [f"{s.block_id}:{s.part}" for s in sections]
         nodes.append(entry)
-    return {"runbook": plan.runbook.name, "path": plan.runbook.path, "params": plan.params, "nodes": nodes}
+    return _secrets(plan).redact_any(  # type: ignore[no-any-return]
+        {"runbook": plan.runbook.name, "path": plan.runbook.path, "params": plan.params, "nodes": nodes})
 
 
 def plan_text(plan: Plan) -> str:
@@ -94,7 +107,7 @@ def plan_text(plan: Plan) -> str:
             lines.append("    (no hosts)")
         if step.rollback is not None:
             lines.append(f"    rollback: {step.rollback.name} {json.dumps(step.rollback.args, default=str)}")
-    return "\n".join(lines)
+    return str(_secrets(plan).redact("\n".join(lines)))
 
 
 def _label(node: Node) -> str:
