@@ -333,9 +333,16 @@ def lab_problems(lab: Any) -> list[str]:
     return problems
 
 
-def ensure_pristine(lab: Any, when: str) -> None:
-    """Recreate the lab's containers when it differs from the pristine lab."""
+def ensure_pristine(lab: Any, when: str, settle: float = 10.0) -> None:
+    """Recreate the lab's containers when it differs from the pristine lab.
+
+    Differences that go away by themselves within `settle` seconds (the balancer's health
+    checks need two good answers to mark a restarted backend UP again) do not count."""
     problems = lab_problems(lab)
+    deadline = time.monotonic() + settle
+    while problems and time.monotonic() < deadline:
+        time.sleep(1.0)
+        problems = lab_problems(lab)
     if problems:
         print(f"{when}: lab not pristine, recreating it: {problems}")
         lab.reset()

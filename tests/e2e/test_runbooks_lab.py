@@ -189,8 +189,10 @@ def test_collect_evidence_from_every_node(pristine, ob):
 def test_collect_evidence_keeps_the_container_log_of_an_unreachable_host(pristine, ob):
     lab = pristine
     lab.kill("web2")
-
-    result = ob.run("first-response/collect-evidence.yaml", since="10m")
+    try:
+        result = ob.run("first-response/collect-evidence.yaml", since="10m")
+    finally:
+        lab.start("web2")
 
     assert result.rc == 0, result.summary()
     summary = result.msg("at least one host was reached")
