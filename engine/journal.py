@@ -131,6 +131,13 @@ class Journal:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # Group commit: concurrent writers of node records share transactions (see _group).
+        self._gc = threading.Condition()
+        self._pending: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self._next_ticket = 1
+        self._committed = 0
+        self._leader = False
+        self._failures: list[tuple[int, int, JournalError]] = []
         try:
             self.db = sqlite3.connect(self.path, timeout=10, check_same_thread=False,
                                       isolation_level=None)
@@ -162,6 +169,44 @@ class Journal:
                 raise JournalError(f"journal {self.path}: write failed: {exc}"
                                    + (" (disk full?)" if "full" in str(exc) else "")
                                    + (" (locked by another process)" if "locked" in str(exc) else "")) from None
+
+    def _group(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Write rows durably, sharing the transaction with whoever writes at the same time.
+
+        Leader/follower group commit: the first writer to find no commit in progress
+        commits everything queued so far in one transaction; the others wait for it. Each
+        caller returns only once its own rows are committed (write-ahead holds)."""
+        with self._gc:
+            self._pending.append((sql, rows))
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while True:
+                if self._committed >= ticket:
+                    for first, last, error in self._failures:
+                        if first <= ticket <= last:
+                            raise error
+                    return
+                if not self._leader:
+                    self._leader = True
+                    batch, self._pending = self._pending, []
+                    first, last = self._committed + 1, self._next_ticket - 1
+                    break
+                self._gc.wait()
+        error: JournalError | None = None
+        try:
+            with self._tx() as db:
+                for statement, values in batch:
+                    db.executemany(statement, values)
+        except JournalError as exc:
+            error = exc
+        with self._gc:
+            self._committed = last
+            self._leader = False
+            if error is not None:
+                self._failures = [*self._failures[-20:], (first, last, error)]
+            self._gc.notify_all()
+        if error is not None:
+            raise error
 
     # -- runs --------------------------------------------------------------------------------
     def create_run(self, run: RunRecord) -> None:
@@ -208,11 +253,10 @@ class Journal:
     # -- nodes -------------------------------------------------------------------------------
     def node_started(self, run_id: str, node_id: str, step_id: str, host: str | None) -> None:
         """Committed before the node's side effect begins (write-ahead)."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO nodes (run_id,node_id,step_id,host,status,started,attempts) VALUES (?,?,?,?,?,?,0) "
-                "ON CONFLICT(run_id,node_id) DO UPDATE SET status='started', started=excluded.started",
-                (run_id, node_id, step_id, host, "started", time.time()))
+        self._group(
+            "INSERT INTO nodes (run_id,node_id,step_id,host,status,started,attempts) VALUES (?,?,?,?,?,?,0) "
+            "ON CONFLICT(run_id,node_id) DO UPDATE SET status='started', started=excluded.started",
+            [(run_id, node_id, step_id, host, "started", time.time())])
 
     def node_finished(self, run_id: str, rec: NodeRecord) -> None:
         self.nodes_finished(run_id, [rec])
@@ -222,15 +266,14 @@ class Journal:
         if not records:
             return
         rows = [self._node_row(run_id, rec) for rec in records]
-        with self._tx() as db:
-            db.executemany(
-                "INSERT INTO nodes (run_id,node_id,step_id,host,status,started,finished,attempts,changed,rc,msg,"
-                "stdout,stderr,out_size,out_sha256,registered,facts,notify) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(run_id,node_id) DO UPDATE SET status=excluded.status, finished=excluded.finished,"
-                "attempts=excluded.attempts, changed=excluded.changed, rc=excluded.rc, msg=excluded.msg,"
-                "stdout=excluded.stdout, stderr=excluded.stderr, out_size=excluded.out_size,"
-                "out_sha256=excluded.out_sha256, registered=excluded.registered, facts=excluded.facts,"
-                "notify=excluded.notify, started=COALESCE(nodes.started, excluded.started)", rows)
+        self._group(
+            "INSERT INTO nodes (run_id,node_id,step_id,host,status,started,finished,attempts,changed,rc,msg,"
+            "stdout,stderr,out_size,out_sha256,registered,facts,notify) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(run_id,node_id) DO UPDATE SET status=excluded.status, finished=excluded.finished,"
+            "attempts=excluded.attempts, changed=excluded.changed, rc=excluded.rc, msg=excluded.msg,"
+            "stdout=excluded.stdout, stderr=excluded.stderr, out_size=excluded.out_size,"
+            "out_sha256=excluded.out_sha256, registered=excluded.registered, facts=excluded.facts,"
+            "notify=excluded.notify, started=COALESCE(nodes.started, excluded.started)", rows)
 
     @staticmethod
     def _node_row(run_id: str, rec: NodeRecord) -> tuple[Any, ...]:

@@ -68,12 +68,16 @@ class LocalConnection:
             prefix = ["sudo", "-n", "-u", become.user, "--"]
             argv = prefix + (["/bin/sh", "-c", argv] if shell else argv)  # type: ignore[operator]
             shell = False
+        if _SETPRIV:  # die with opsbook, without preexec_fn (which forces the slow fork path)
+            argv = [_SETPRIV, "--pdeathsig", "KILL", "--"] + (["/bin/sh", "-c", argv] if shell else argv)  # type: ignore[operator]
+            shell = False
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
                 argv, shell=shell, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                cwd=cwd, env={**os.environ, **env} if env else None, preexec_fn=_die_with_parent,
+                cwd=cwd, env={**os.environ, **env} if env else None,
+                preexec_fn=None if _SETPRIV else _die_with_parent,
             )
         except FileNotFoundError as exc:
             return CommandResult(127, "", f"command not found: {exc.filename}", time.monotonic() - start)
@@ -97,6 +101,9 @@ class LocalConnection:
 
     def close(self) -> None:
         pass
+
+
+_SETPRIV = shutil.which("setpriv")  # util-linux: sets PR_SET_PDEATHSIG and execs the command
 
 
 def _die_with_parent() -> None:

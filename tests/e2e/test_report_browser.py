@@ -144,12 +144,12 @@ def test_html_report_of_a_real_run_renders_in_chromium(pristine, ob):
     dom = dumped.stdout
     assert dumped.returncode == 0 and dom.strip(), dumped.stderr[-2000:]
     assert f"Run report: isolate-host ({result.run_id})" in dom
-    summary = re.search(r'<section id="summary">(.*?)</section>', dom, re.S)
+    summary = re.search(r'<section id="summary">(.*?)</section>', dom, re.DOTALL)
     assert summary, "no summary section in the rendered page"
     assert "succeeded" in summary.group(1)
-    objectives = re.search(r'<section id="objectives">(.*?)</section>', dom, re.S)
+    objectives = re.search(r'<section id="objectives">(.*?)</section>', dom, re.DOTALL)
     assert objectives, "no recovery objectives section"
-    svg = re.search(r"<svg[^>]*class=\"gantt\"[^>]*>(.*?)</svg>", objectives.group(1), re.S)
+    svg = re.search(r"<svg[^>]*class=\"gantt\"[^>]*>(.*?)</svg>", objectives.group(1), re.DOTALL)
     assert svg, "no timeline <svg> in the rendered page"
     bars = re.findall(r'<rect[^>]*class="bar status-(\w+)"', svg.group(1))
     assert bars.count("ok") >= 11 and bars.count("done") == 2, bars
