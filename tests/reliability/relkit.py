@@ -224,7 +224,7 @@ class Cli:
 
     def __call__(self, *args: str, timeout: float = 180, input: str | None = None,
                  env: dict[str, str] | None = None, cwd: Path | None = None) -> CliResult:
-        proc = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, check=False,
                               input=input, stdin=None if input is not None else subprocess.DEVNULL,
                               env={**self.env(), **(env or {})}, cwd=cwd or self.home)
         return CliResult(list(args), proc.returncode, proc.stdout, proc.stderr)

@@ -3,7 +3,7 @@ man-in-the-middle (another sshd, another key, the same address and port) is refu
 every policy that verifies keys, with hashed known_hosts entries too, and whether the file is
 given the opsbook way (opsbook_known_hosts) or the Ansible way (ansible_ssh_common_args).
 
-The targets are sshd processes of our own on 127.0.9.200:22 (started and stopped by PID).
+The targets are sshd processes of our own on 127.0.8.200:22 (started and stopped by PID).
 The connection-level tests are in tests/integration/ssh/test_ssh_failures.py.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from relkit import Cli, Sshd, ssh_available
 
-ADDRESS = "127.0.9.200"
+ADDRESS = "127.0.8.200"
 
 pytestmark = pytest.mark.skipif(ssh_available() is not None, reason=str(ssh_available()))
 
@@ -62,7 +62,7 @@ def test_unknown_host_key_is_refused_by_default_and_nothing_runs(cli: Cli, sshd:
     inv = cli.write("inv.ini", _inventory(sshd, kh))
     res = cli("run", str(_runbook(cli, canary)), "-i", str(inv), "--format", "text")
     assert res.rc == 1, res
-    assert f"failed    touch the canary @ target" in res.stderr
+    assert "failed    touch the canary @ target" in res.stderr
     assert f"host key for {ADDRESS} is not in known_hosts ({kh})" in res.stderr
     assert "opsbook_host_key_policy=accept-new" in res.stderr  # the way out is named
     assert not Path(canary).exists()

@@ -34,7 +34,7 @@ class _Server:
         script = self.script = _Script()
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 if self.path == "/hang":
                     time.sleep(30)
                     return

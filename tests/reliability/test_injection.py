@@ -273,7 +273,7 @@ def test_ssh_and_docker_actions_pass_hostile_values_as_data(lab, lab_info, lab_i
     services = b.node("ssh-service", "web1").registered["results"]
     assert all("invalid service name" in r["msg"] for r in services), services
     assert [r["status"] for r in b.rollbacks()] == ["done"]
-    rc, out = lab.exec("web1", "ls /tmp | grep -c opsbook-rel-copy- || true")
+    _rc, _out = lab.exec("web1", "ls /tmp | grep -c opsbook-rel-copy- || true")
     lab.exec("web1", "rm -f /tmp/opsbook-rel-copy-*")
 
 
@@ -284,24 +284,25 @@ def test_ssh_and_docker_actions_pass_hostile_values_as_data(lab, lab_info, lab_i
 def test_k8s_names_cannot_address_another_object(k8s_lab, book):
     """A templated name must not walk the API path: x/../../namespaces/<other> once deleted
     that namespace (fixed in kubernetes_api.py: Resource.path)."""
-    from kubernetes import client, config
+    kubernetes = pytest.importorskip("kubernetes")
+    client, config = kubernetes.client, kubernetes.config
 
     api = config.new_client_from_config(config_file=str(k8s_lab.kubeconfig))
     core = client.CoreV1Api(api)
     victim = f"opsbook-rel-victim-{secrets.token_hex(3)}"
     core.create_namespace({"metadata": {"name": victim}})
     try:
-        b = book(f"""
+        b = book("""
             opsbook: 1
             name: k8s-injection
             hosts: cluster
             params:
-              pod: {{type: string}}
+              pod: {type: string}
             steps:
               - name: delete the pod of the alert
-                k8s.delete: {{kind: pod, name: "{{{{ pod }}}}", namespace: default, wait: false}}
+                k8s.delete: {kind: pod, name: "{{ pod }}", namespace: default, wait: false}
               - name: read it
-                k8s.get: {{kind: pod, name: "{{{{ pod }}}}", namespace: default}}
+                k8s.get: {kind: pod, name: "{{ pod }}", namespace: default}
             """, inventory=f"""
             [cluster]
             lab ansible_connection=local k8s_kubeconfig={k8s_lab.kubeconfig}

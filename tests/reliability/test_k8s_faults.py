@@ -88,20 +88,20 @@ def _restart_apiserver(down_for: float) -> None:
 def test_apiserver_restart_during_rollout_status_and_get_is_retried(kenv, book):
     kenv.deployment("rolling", replicas=2)
     try:
-        b = book(f"""
+        b = book("""
             opsbook: 1
             name: apiserver-restart
             hosts: cluster
             steps:
               - name: restart the app
-                k8s.rollout_restart: {{kind: deployment, name: rolling}}
+                k8s.rollout_restart: {kind: deployment, name: rolling}
               - name: wait for the rollout
-                k8s.rollout_status: {{kind: deployment, name: rolling, timeout: 60s}}
+                k8s.rollout_status: {kind: deployment, name: rolling, timeout: 60s}
                 retries: 15
                 delay: 2s
               - name: read it
                 needs: [restart the app]
-                k8s.get: {{kind: deployment, name: rolling}}
+                k8s.get: {kind: deployment, name: rolling}
                 register: dep
                 retries: 15
                 delay: 2s

@@ -269,7 +269,7 @@ def test_hung_command_times_out_is_stopped_on_the_host_and_rolls_back(lab_healed
     assert [r["status"] for r in b.rollbacks()] == ["done"]
     assert lab_healed.exec("web1", f"test -e /tmp/rel-hung-{token}")[0] == 1
     # [r]el-...: the pattern does not match the command line of the pgrep that looks for it
-    rc, out = lab_healed.exec("web1", f"pgrep -af '[r]el-hung-{token}' || true")
+    _rc, out = lab_healed.exec("web1", f"pgrep -af '[r]el-hung-{token}' || true")
     assert f"rel-hung-{token}" not in out, f"the timed-out command still runs: {out}"
 
 

@@ -9,8 +9,8 @@ a fleet of real sshd processes is in test_fleet.py.
 from __future__ import annotations
 
 import gc
-import re
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -82,7 +82,7 @@ def test_max_errors_on_the_command_line_overrides_the_runbook(cli):
     inv = cli.write("inv.ini", _inventory(60))
     res = cli("run", str(rb), "-i", str(inv), "--max-errors", "2", "--forks", "5", "--format", "json")
     assert res.rc == 3, res
-    finished = [e for e in res.events if e["event"] == "run_finished"][0]
+    finished = next(e for e in res.events if e["event"] == "run_finished")
     assert finished["status"] == "aborted"
     assert finished["message"] == "3 nodes failed, over the run's max_errors 2"
 

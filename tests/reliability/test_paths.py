@@ -2,7 +2,7 @@
 evidence folder, whatever the runbook (or a templated value) says: ../, absolute paths, ~,
 symlinks planted on the remote host and symlinks planted inside the local evidence folder.
 
-The remote host is an sshd of our own on 127.0.9.201 (the machine itself, as user opsbench).
+The remote host is an sshd of our own on 127.0.8.201 (the machine itself, as user opsbench).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from relkit import Sshd, ssh_available
 
-ADDRESS = "127.0.9.201"
+ADDRESS = "127.0.8.201"
 
 
 @pytest.fixture(scope="module")
