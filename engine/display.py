@@ -20,12 +20,18 @@ class JsonLines:
     def __init__(self, stream: TextIO = sys.stdout) -> None:
         self.stream = stream
         self.lock = threading.Lock()
+        self.closed = False
 
     def __call__(self, event: Event) -> None:
+        if self.closed:
+            return
         line = json.dumps(event.to_json(), default=str)
         with self.lock:
-            self.stream.write(line + "\n")
-            self.stream.flush()
+            try:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            except BrokenPipeError:  # `opsbook run --format json | head`: the run goes on
+                self.closed = True
 
 
 class PlainLines:

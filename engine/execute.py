@@ -433,8 +433,9 @@ class Executor:
             if section.block_id in self._rescued_blocks:
                 rescued = True
                 break
-        if not rescued:
-            state.failed = True
+        if rescued:
+            return  # a rescued failure is handled by the block: no threshold counts it
+        state.failed = True
         step = node.step
         self.step_failures[step.id] = self.step_failures.get(step.id, 0) + 1
         self.run_failures += 1
@@ -523,6 +524,10 @@ class Executor:
             resolved = self._in_doubt(node, spec, ctx_vars)
             if resolved is not None:
                 return resolved
+        if step.keep_healthy is not None and not self.opts.check and step.approve is not None:
+            refused = self._preflight(node)  # don't ask a human for something we would refuse
+            if refused is not None:
+                return refused
         if step.approve is not None and not self.opts.check:
             denied = self._ask_approval(node, spec, ctx_vars)
             if denied is not None:
@@ -888,7 +893,7 @@ class Executor:
             except UserError as exc:
                 self.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
                 return
-            self.journal.add_rollback(self.run_id, node.id, node.host, step.rollback.name, args)
+            self.journal.add_rollback(self.run_id, node.id, self._acting_host(node, ctx_vars), step.rollback.name, args)
         elif spec.inverse is not None:
             for result in results:
                 try:
@@ -897,7 +902,16 @@ class Executor:
                 except Exception:  # noqa: BLE001 - no inverse for this result
                     inverse = None
                 if inverse is not None:
-                    self.journal.add_rollback(self.run_id, node.id, node.host, inverse[0], inverse[1])
+                    self.journal.add_rollback(self.run_id, node.id, self._acting_host(node, ctx_vars), inverse[0], inverse[1])
+
+    def _acting_host(self, node: Node, ctx_vars: dict[str, Any]) -> str | None:
+        """Where the action really ran: the delegate when the step delegates."""
+        if node.step.delegate_to:
+            try:
+                return str(render(node.step.delegate_to, ctx_vars, pos=node.step.pos))
+            except UserError:
+                return node.host
+        return node.host
 
     def _rollback(self, workers: ThreadPoolExecutor) -> int:
         entries = [e for e in self.journal.rollbacks(self.run_id) if e["status"] == "pending"]

@@ -105,6 +105,10 @@ RUNBOOK_KEYWORDS: dict[str, Keyword] = {
     "max_errors": _t("integer", "Stop scheduling new nodes after this many failures in the run."),
 }
 
+# Variables the engine provides to every template; a parameter may not hide them.
+RESERVED_NAMES = frozenset({"host", "hostvars", "groups", "inventory_hostname", "params", "run", "result",
+                            "item", "omit", "runbook_dir"})
+
 PARAM_KEYWORDS = {"type", "default", "required", "description", "secret", "choices"}
 
 
@@ -233,6 +237,9 @@ class RunbookLoader:
         params = []
         for name, spec in raw.items():
             pos = raw.key_pos.get(name)
+            if name in RESERVED_NAMES:
+                c.error(pos, f'parameter "{name}" would hide the built-in variable of the same name',
+                        "rename it, e.g. target_" + str(name))
             if not isinstance(spec, PosDict):  # shorthand `name: default`
                 params.append(Param(str(name), _infer_type(spec), spec, spec is None, pos=pos))
                 continue
@@ -403,7 +410,7 @@ class RunbookLoader:
         except PydanticError as exc:
             fields = spec.args_model.model_fields  # type: ignore[attr-defined]
             for err in exc.errors():
-                if is_template(err.get("input")):
+                if _holds_template(err.get("input")):
                     continue  # rendered at run time; checked again then
                 loc = err.get("loc") or ()
                 where = _arg_pos(args, loc, pos)
@@ -499,6 +506,16 @@ class RunbookLoader:
     def _approve(self, data: PosDict, c: _Collector) -> str | None:
         value = self._typed(data, "approve", c, _as_approve, "true or a message to show")
         return value  # type: ignore[no-any-return]
+
+
+def _holds_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, dict):
+        return any(_holds_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_template(v) for v in value)
+    return False
 
 
 def _arg_pos(args: Any, loc: tuple[Any, ...], fallback: Position) -> Position:

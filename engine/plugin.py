@@ -94,9 +94,11 @@ class Result:
 
     def registered(self) -> dict[str, Any]:
         """The value `register:` stores: Ansible's shape, plus `status`."""
-        value: dict[str, Any] = dict(self.data)
+        # The action's own data may use `status` (e.g. an HTTP status, as Ansible's uri
+        # module does); the outcome flags below always come from the engine.
+        value: dict[str, Any] = {"status": self.status.value, "outcome": self.status.value}
+        value.update(self.data)
         value.update(
-            status=self.status.value,
             changed=self.changed,
             failed=self.failed_,
             skipped=self.status is Status.SKIPPED,

@@ -188,3 +188,70 @@ def test_a_step_can_switch_off_what_its_block_sets(run, tmp_path):
         """)
     assert summary.status == "failed"
 
+
+
+def test_rescued_failure_does_not_count_toward_thresholds(run, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: t
+        max_fail_percentage: 0
+        steps:
+          - block:
+              - local.command: "false"
+            rescue:
+              - local.shell: "echo rescued >> {log}"
+          - local.shell: "echo after >> {log}"
+        """)
+    assert summary.status == "succeeded" and lines(log) == ["rescued", "after"]
+
+
+def test_rollback_of_a_delegated_step_runs_on_the_delegate(run, journal):
+    summary = run("""
+        opsbook: 1
+        name: t
+        hosts: web1
+        steps:
+          - name: on the balancer
+            delegate_to: web2
+            local.noop: {}
+            rollback: {local.noop: {}}
+          - local.fail: boom
+        """, INVENTORY)
+    (entry,) = journal.rollbacks(summary.run_id)
+    assert entry["host"] == "web2" and entry["status"] == "done"
+
+
+def test_action_data_keeps_its_own_status_key(run, tmp_path):
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    import threading
+
+    class Teapot(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(418)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Teapot)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    summary = run(f"""
+        opsbook: 1
+        name: t
+        steps:
+          - local.http: {{url: "http://127.0.0.1:{server.server_address[1]}/", status: 418}}
+            register: r
+          - local.assert: {{that: ["r.status == 418", "r.ok", "not r.failed"]}}
+        """)
+    server.server_close()
+    assert summary.status == "succeeded"
+
+
+def test_params_may_not_hide_builtin_variables(load):
+    import pytest
+
+    from opsbook.errors import ValidationError
+
+    with pytest.raises(ValidationError, match='parameter "host" would hide the built-in variable'):
+        load("opsbook: 1\nname: t\nparams:\n  host: {type: string, default: x}\nsteps:\n  - local.noop: {}\n")
