@@ -197,6 +197,8 @@ class Executor:
         self._deadline: dict[str, float] = {}
         self._done: queue.Queue[tuple[Node, Outcome]] = queue.Queue()
         self._preflight_locks: dict[str, threading.Lock] = {}
+        self._static_args: dict[str, Any] = {}
+        self._renders: dict[str, bool] = {}
         self._taken_out: dict[str, set[str]] = {}  # step id -> hosts its action completed on
         self._rescued_blocks = {s.block_id for leaf in plan.leaves.values() for s in leaf.sections if s.part == "rescue"}
         self._hostvars = HostVars(self)
@@ -461,6 +463,22 @@ class Executor:
             self._hostinfo[name] = info
         return info
 
+    def _needs_context(self, step: Any) -> bool:
+        """Whether a step renders anything (cached): most steps of large plans do not."""
+        known = self._renders.get(step.id)
+        if known is None:
+            known = bool(step.when or step.loop is not None or step.vars or step.until or step.failed_when
+                         or step.changed_when or step.approve or step.delegate_to or step.rollback
+                         or step.keep_healthy or step.register or self.plan.runbook.vars
+                         or _holds_template(step.action.args if step.action else None)
+                         or (step.action is not None and step.action.expression_fields))
+            self._renders[step.id] = known
+        return known
+
+    def _host_only(self, node: Node) -> dict[str, Any]:
+        host = self.hostinfo(node.host) if node.host else HostInfo("localhost", {})
+        return host.vars  # type: ignore[return-value]  # read-only use: become settings
+
     def context_for(self, node: Node, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Template variables, lowest precedence first: inventory, runbook vars, facts and
         registered results, step vars, then params (like Ansible's extra vars)."""
@@ -499,7 +517,7 @@ class Executor:
                 return _outcome(Status.UNKNOWN, "depends on " + ", ".join(f'"{state.unknown[d]}"' for d in deps)
                                 + " (unknown in check mode)", registered=Result.unknown("").registered())
         try:
-            ctx_vars = self.context_for(node)
+            ctx_vars = self.context_for(node) if self._needs_context(step) else self._host_only(node)
             if step.loop is None:
                 false = self._false_condition(step, ctx_vars)
                 if false is not None:
@@ -620,8 +638,14 @@ class Executor:
         step = node.step
         assert step.action is not None
         try:
-            args = self._render_args(spec, step.action.args, ctx_vars, step)
-            parsed = spec.parse_args(args)
+            parsed = self._static_args.get(step.id)
+            if parsed is None:
+                args = self._render_args(spec, step.action.args, ctx_vars, step)
+                parsed = spec.parse_args(args)
+                if not step.loop and not _holds_template(step.action.args) and not spec.expression_fields:
+                    # Arguments without templates are the same on every host: validate once.
+                    # (Actions treat their arguments as read-only.)
+                    self._static_args[step.id] = parsed
         except UserError as exc:
             return Result.failed(_user_message(exc))
         except Exception as exc:  # noqa: BLE001 - pydantic validation of rendered arguments
@@ -973,6 +997,16 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "yes", "1", "on")
     return bool(value)
+
+
+def _holds_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(_holds_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_template(v) for v in value)
+    return False
 
 
 def _evaluate_all(value: Any, ctx: Mapping[str, Any], pos: Any) -> Any:
