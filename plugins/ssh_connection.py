@@ -25,6 +25,7 @@ import select
 import shlex
 import socket
 import stat
+import tempfile
 import threading
 import time
 from base64 import b64decode
@@ -1053,11 +1054,13 @@ class SSHConnection:
         """Download a remote file; returns its size."""
         local_path = Path(local_path)
         local_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = local_path.with_name(local_path.name + ".part")
+        # A fresh, exclusive temp file: never write through a symlink planted beside the target.
+        fd, temp = tempfile.mkstemp(prefix=f".{local_path.name}.", suffix=".part", dir=local_path.parent)
+        partial = Path(temp)
         with self._sftp_lock:
             sftp = self._sftp_client()
             try:
-                with open(partial, "wb") as handle:
+                with os.fdopen(fd, "wb") as handle:
                     size = sftp.getfo(remote_path, handle, prefetch=True)
                 os.replace(partial, local_path)
             finally:

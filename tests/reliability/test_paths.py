@@ -147,8 +147,6 @@ def test_collect_names_that_leave_the_run_folder_are_refused(book, tmp_path, out
     _untouched(outside)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG ssh_connection.py:SSHConnection.get opens '<dest>.part' with "
-                   "open(..., 'wb'), following a symlink planted there, then renames the link over <dest>")
 def test_a_symlink_planted_at_the_partial_download_name_is_not_followed(book, target, tmp_path, outside):
     _, inv = target
     runs = tmp_path / "runs"
