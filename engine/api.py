@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.compile import Plan, compile_plan
-from opsbook.errors import RunError
+from opsbook.errors import JournalError, RunError
 from opsbook.events import Listener
 from opsbook.execute import Approver, Executor, RunOptions, RunSummary
 from opsbook.journal import Journal, RunRecord, digest_files, new_run_id, whoami
@@ -169,7 +169,10 @@ def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest
         return summary
     finally:
         for name in taken:
-            journal.release(name, run_id)
+            try:
+                journal.release(name, run_id)
+            except JournalError:
+                pass  # a lock of a dead process is taken over by the next run anyway
 
 
 def _options_record(options: RunOptions) -> dict[str, Any]:

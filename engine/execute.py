@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.compile import BARRIER, HANDLER, Node, Plan, _step_names
-from opsbook.errors import OpsbookError, TemplateError, UserError
+from opsbook.errors import JournalError, OpsbookError, TemplateError, UserError
 from opsbook.events import Event, Listener
 from opsbook.journal import Journal, NodeRecord
 from opsbook.plugin import ActionContext, ActionSpec, Become, Connection, HostInfo, Result, Status
@@ -186,6 +186,7 @@ class Executor:
         self.aborted = ""
         self.interrupted = False
         self.denied: list[str] = []
+        self._journal_error: JournalError | None = None
         self._block_decisions: dict[tuple[str, str | None], Outcome | None] = {}
         self._approval_lock = threading.Lock()
         # Results of pure nodes (no side effect) and skips are written in batches: losing
@@ -238,7 +239,10 @@ class Executor:
                 try:
                     timed_out = self._schedule(workers, run_deadline)
                 finally:
-                    self.flush()
+                    if self._journal_error is None:
+                        self.flush()
+                if self._journal_error is not None:
+                    raise self._journal_error  # no rollback without a journal to record it in
                 status = self._status(timed_out)
                 rolled = 0
                 if self.opts.rollback == "always" or (self.opts.rollback == "on-failure" and status != "succeeded"):
@@ -332,6 +336,13 @@ class Executor:
     def _worker(self, node: Node) -> None:
         try:
             outcome = self._run_node(node)
+        except JournalError as exc:
+            # The journal cannot record what happens: stop scheduling, leave this node in
+            # doubt (its start may be recorded, its result is not) and fail the run loudly.
+            self._journal_error = self._journal_error or exc
+            self.aborted = self.aborted or f"the journal cannot be written: {exc}"
+            outcome = _outcome(Status.UNKNOWN, f"journal write failed: {exc}")
+            outcome.recorded = True
         except BaseException as exc:  # noqa: BLE001 - a bug in a plugin must not hang the run
             outcome = _outcome(Status.FAILED, f"internal error in {node.step.action.name}: {type(exc).__name__}: {exc}")  # type: ignore[union-attr]
         self._done.put((node, outcome))
@@ -400,7 +411,7 @@ class Executor:
             return
         step = node.step
         restored = outcome.restored
-        if not restored and not outcome.recorded and node.host is not None:
+        if not restored and not outcome.recorded and node.host is not None and self._journal_error is None:
             self._record(node, outcome, buffered=outcome.status is Status.SKIPPED)
         if outcome.result.msg:
             self.messages[node.id] = outcome.result.msg

@@ -86,8 +86,6 @@ def test_disk_full_when_a_result_is_written_stops_the_run_and_resume_finishes_it
     assert integrity(journal) == "ok"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG execute.py:Executor._worker turns a JournalError into a failed "
-                   "node ('internal error in local.shell') and the run carries on")
 def test_disk_full_for_a_big_result_is_a_journal_error_not_a_failed_step(cli: Cli, small_disk: Path):
     """The result (45 KB of output) does not fit, a short failure record would: the run must still
     stop with the journal's error and leave the node in doubt, not record a completed command as
@@ -160,8 +158,6 @@ def test_journal_locked_by_another_process_refuses_to_start_clearly(cli: Cli):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="BUG execute.py:Executor._worker: a journal locked while a node's "
-                   "result is written makes the completed node 'failed' (internal error in local.shell)")
 def test_journal_locked_while_a_result_is_written_leaves_the_node_in_doubt(cli: Cli):
     log = cli.home / "log"
     rb = cli.write("rb.yaml", f"""
