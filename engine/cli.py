@@ -391,16 +391,12 @@ def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
 
 
 def _parse_time(text: str) -> float:
-    from datetime import datetime
+    from opsbook.model import parse_timestamp
 
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: expected an ISO time (2026-11-25T03:12:00) or epoch seconds") from None
+    when = parse_timestamp(text)
+    if when is None:
+        raise click.BadParameter(f"{text!r}: expected an ISO time (2026-11-25T03:12:00) or epoch seconds")
+    return when
 
 
 # -- approvals -----------------------------------------------------------------------------------

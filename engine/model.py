@@ -42,6 +42,25 @@ def parse_duration(value: Any) -> float:
     return total
 
 
+def parse_timestamp(value: Any) -> float | None:
+    """Epoch seconds, or an ISO time (2026-11-25T03:12:00+00:00), as epoch seconds; None if neither."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"

@@ -77,20 +77,18 @@ class Registry:
         return [f"{p}.{a}" for p, plugin in self.plugins.items() for a in plugin.actions]
 
     def inventory_source(self, scheme: str) -> InventorySource | None:
-        first = self.plugin(scheme)
-        if first is not None and scheme in first.inventory_sources:
-            return first.inventory_sources[scheme]
-        for plugin in self.plugins.values():
-            if scheme in plugin.inventory_sources:
-                return plugin.inventory_sources[scheme]
-        return None
+        return self._provided(scheme, "inventory_sources")  # type: ignore[no-any-return]
 
     def connection_factory(self, kind: str) -> ConnectionFactory | None:
-        # Connection kinds usually share their plugin's name (ssh, docker, local).
-        first = self.plugin(kind)
-        if first is not None and kind in first.connections:
-            return first.connections[kind]
+        return self._provided(kind, "connections")  # type: ignore[no-any-return]
+
+    def _provided(self, name: str, table: str) -> object | None:
+        """A connection kind or inventory scheme: usually its plugin's own name (ssh,
+        docker, k8s), so that plugin is tried first and the rest only when needed."""
+        first = self.plugin(name)
+        if first is not None and name in getattr(first, table):
+            return getattr(first, table)[name]
         for plugin in self.plugins.values():
-            if kind in plugin.connections:
-                return plugin.connections[kind]
+            if name in getattr(plugin, table):
+                return getattr(plugin, table)[name]
         return None

@@ -33,7 +33,7 @@ from typing import Any
 
 from opsbook.errors import OpsbookError
 from opsbook.journal import Journal, NodeRecord, RunRecord
-from opsbook.model import format_duration, parse_duration
+from opsbook.model import format_duration, parse_duration, parse_timestamp
 
 FORMATS = ("md", "html", "json", "junit")
 TAIL_LINES = 40  # output lines quoted per stream under a failure
@@ -253,19 +253,7 @@ def _data_times(*sources: Any) -> list[tuple[str, Any]]:
 
 
 def _as_epoch(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
+    return parse_timestamp(value)
 
 
 # -- the merged timeline -----------------------------------------------------------------
