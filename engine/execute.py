@@ -928,7 +928,8 @@ class Executor:
             except UserError as exc:
                 self.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
                 return
-            self.journal.add_rollback(self.run_id, node.id, self._acting_host(node, ctx_vars), step.rollback.name, args)
+            self.journal.add_rollback(self.run_id, node.id, self._acting_host(node, ctx_vars), step.rollback.name,
+                                      self.secrets.seal(args))
         elif spec.inverse is not None:
             for result in results:
                 try:
@@ -937,7 +938,8 @@ class Executor:
                 except Exception:  # noqa: BLE001 - no inverse for this result
                     inverse = None
                 if inverse is not None:
-                    self.journal.add_rollback(self.run_id, node.id, self._acting_host(node, ctx_vars), inverse[0], inverse[1])
+                    self.journal.add_rollback(self.run_id, node.id, self._acting_host(node, ctx_vars), inverse[0],
+                                              self.secrets.seal(inverse[1]))
 
     def _acting_host(self, node: Node, ctx_vars: dict[str, Any]) -> str | None:
         """Where the action really ran: the delegate when the step delegates."""
@@ -978,7 +980,7 @@ class Executor:
                                 timeout=ROLLBACK_TIMEOUT, runbook_dir=self._runbook_dir, run_id=self.run_id, evidence_dir=self.opts.evidence_dir, _connect=self.pool.get,
                                 _lookup_host=self.hostinfo)
             try:
-                result = spec.fn(ctx, spec.parse_args(entry["args"]))
+                result = spec.fn(ctx, spec.parse_args(self.secrets.unseal(entry["args"])))
             except Exception as exc:  # noqa: BLE001
                 result = Result.failed(f"{type(exc).__name__}: {exc}")
             status = "done" if result.status is Status.OK else "failed"

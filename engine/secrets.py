@@ -11,6 +11,8 @@ from typing import Any
 from opsbook.errors import ParamError
 
 MASK = "********"
+SEAL_OPEN, SEAL_CLOSE = "\u27e6secret:", "\u27e7"  # ⟦secret:NAME⟧, unlikely in real arguments
+_SEALED = re.compile(re.escape(SEAL_OPEN) + r"([^\u27e7]+)" + re.escape(SEAL_CLOSE))
 
 
 class SecretStore:
@@ -65,6 +67,38 @@ class SecretStore:
         if pattern is None or not text:
             return text
         return pattern.sub(MASK, text)
+
+    def seal(self, value: Any) -> Any:
+        """Replace secret values by reversible placeholders (for arguments kept in the
+        journal to be used later, such as rollback actions); `unseal` puts them back."""
+        if not self._values:
+            return value
+        if isinstance(value, str):
+            for name, secret in sorted(self._values.items(), key=lambda kv: len(kv[1]), reverse=True):
+                if secret:
+                    value = value.replace(secret, f"{SEAL_OPEN}{name}{SEAL_CLOSE}")
+            return value
+        if isinstance(value, dict):
+            return {k: self.seal(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.seal(v) for v in value]
+        return value
+
+    def unseal(self, value: Any) -> Any:
+        """Put secret values back into sealed arguments; ParamError if one is not known now."""
+        if isinstance(value, str):
+            def restore(match: re.Match[str]) -> str:
+                name = match.group(1)
+                if name not in self._values:
+                    raise ParamError(f'secret "{name}" is needed again (to roll back); pass it with --secret {name}=env:VAR')
+                return self._values[name]
+
+            return _SEALED.sub(restore, value)
+        if isinstance(value, dict):
+            return {k: self.unseal(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.unseal(v) for v in value]
+        return value
 
     def redact_any(self, value: Any) -> Any:
         """Redact strings anywhere inside nested dicts/lists."""

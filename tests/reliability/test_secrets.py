@@ -237,8 +237,6 @@ def test_plan_does_not_print_a_secret_parameter(cli: Cli):
     assert "params: token='********'" in outs[0].stdout
 
 
-@pytest.mark.xfail(strict=True, reason="BUG execute.py:Executor._record_rollback writes the rendered rollback "
-                   "arguments to the journal (rollbacks.args) without redaction")
 def test_secret_in_a_rollback_action_is_not_stored_in_clear(cli: Cli):
     token = _token()
     log = cli.home.parent / "undo.log"
