@@ -187,6 +187,7 @@ class Executor:
         self.interrupted = False
         self.denied: list[str] = []
         self._journal_error: JournalError | None = None
+        self._abandoned: set[str] = set()  # nodes the scheduler gave up on; their late results are only noted
         self._block_decisions: dict[tuple[str, str | None], Outcome | None] = {}
         self._approval_lock = threading.Lock()
         # Results of pure nodes (no side effect) and skips are written in batches: losing
@@ -329,6 +330,7 @@ class Executor:
                     if now > deadline + TIMEOUT_GRACE:  # the action ignores cancellation
                         stuck = inflight.pop(nid)
                         self._deadline.pop(nid, None)
+                        self._abandoned.add(nid)
                         self._finish(stuck, _outcome(Status.TIMED_OUT, f"timed out; the action did not stop within {TIMEOUT_GRACE:g}s of being cancelled"))
                         release(nid)
         return timed_out
@@ -592,6 +594,13 @@ class Executor:
         outcome.started, outcome.finished = start, time.time()
         if outcome.status is Status.OK and node.host:
             self._taken_out.setdefault(step.id, set()).add(node.host)
+        if node.id in self._abandoned:
+            # The run already recorded this node timed out and moved on: keep that history,
+            # note what the action finally did.
+            self.journal.event(self.run_id, "late_result", node.id,
+                               {"status": outcome.status.value, "msg": self.secrets.redact(outcome.result.msg)})
+            outcome.recorded = True
+            return outcome
         dry = self.opts.check if step.check_mode is None else step.check_mode
         if outcome.status is Status.OK and not dry and (step.rollback or spec.inverse):
             self._record_rollback(node, spec, ctx_vars, results)

@@ -203,9 +203,6 @@ def _stubborn_registry() -> Registry:
     return registry
 
 
-@pytest.mark.xfail(strict=True, reason="BUG execute.py:Executor._act records a late result over the node "
-                   "the scheduler already gave up on (timed_out -> ok), and adds a rollback entry after the "
-                   "rollback phase: it stays pending")
 def test_an_action_that_ignores_its_timeout_does_not_rewrite_history(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("OPSBOOK_RUNS_DIR", str(tmp_path / "runs"))
     runner = BookRunner(_stubborn_registry(), tmp_path)
