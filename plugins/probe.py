@@ -222,7 +222,9 @@ def _verdict(outcomes: list[Outcome], needed: int) -> Result:
     }
     if len(outcomes) == 1:
         data.update(outcomes[0].facts)
-        message = outcomes[0].message
+        only = outcomes[0]
+        # Say where the probe ran from when it was not the controller.
+        message = only.message if only.vantage == "controller" else f"from {only.vantage}: {only.message}"
     else:
         summary = f"{len(passed)} of {len(outcomes)} vantage points passed (quorum {needed})"
         message = summary + ": " + "; ".join(f"{o.vantage}: {o.message}" for o in outcomes)

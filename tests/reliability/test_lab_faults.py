@@ -221,12 +221,10 @@ def test_partition_seen_from_a_vantage_point_is_a_failed_vote_naming_it(lab_heal
     b.check_triggers()
     node = b.node("web1-from-lb1", "web1")
     assert node.status == "failed"
-    assert f"expected {web1.lab_ip}:8080 to accept a connection, got no answer within 2 s" == node.msg
+    assert f"from lb1: expected {web1.lab_ip}:8080 to accept a connection, got no answer within 2 s" == node.msg
     assert node.registered["vantage"]["lb1"]["ok"] is False
 
 
-@pytest.mark.xfail(strict=True, reason="BUG probe.py:_verdict: with one vantage point other than the "
-                   "controller, the message does not say where the probe ran from")
 def test_a_single_remote_vantage_point_is_named_in_the_failure(lab_info, book):
     b = book(f"""
         opsbook: 1

@@ -102,7 +102,7 @@ def test_first_response_collects_evidence_isolates_and_rolls_back(sandbox, run_b
         assert statuses[step] == "ok", (step, by_step[step].msg)
     assert by_step["who"].stdout.strip() == app.name[-12:]  # ssh.command over the docker connection
     assert by_step["unreachable-from-its-peer"].msg.startswith(
-        f"{app.name}:8080 is closed, as expected"
+        f"from peer: {app.name}:8080 is closed, as expected"
     )
     assert (evidence / "app" / "docker" / f"{app.name}.log").read_text().count("\n") >= 1
     stats = json.loads((evidence / "app" / "docker" / f"{app.name}-stats.json").read_text())

@@ -134,18 +134,18 @@ def test_http_from_several_vantage_points_with_overrides(lab_info, run):
 def test_tcp_from_a_container_uses_the_internal_address(lab_info, run):
     result = run("tcp", {"port": 6379, "from": ["web1"]}, host=web(lab_info, "db2"))
     assert result.status is Status.OK, result.msg
-    assert result.msg.startswith(f"{lab_info.hosts['db2'].lab_ip}:6379 accepted a connection in ")
+    assert result.msg.startswith(f"from web1: {lab_info.hosts['db2'].lab_ip}:6379 accepted a connection in ")
     closed = run("tcp", {"port": 6380, "from": ["web1"]}, host=web(lab_info, "db2"))
     assert closed.status is Status.FAILED
     assert closed.msg.startswith(
-        f"expected {lab_info.hosts['db2'].lab_ip}:6380 to accept a connection, got connection refused in "
+        f"from web1: expected {lab_info.hosts['db2'].lab_ip}:6380 to accept a connection, got connection refused in "
     )
 
 
 def test_icmp_from_a_container_to_another(lab_info, run):
     result = run("icmp", {"from": ["lb1"]}, host=web(lab_info, "web2"))
     assert result.status is Status.OK, result.msg
-    assert result.msg.startswith(f"{lab_info.hosts['web2'].lab_ip} answers ping (1/1 replies")
+    assert result.msg.startswith(f"from lb1: {lab_info.hosts['web2'].lab_ip} answers ping (1/1 replies")
 
 
 def test_unknown_vantage_point_is_a_failed_vote_with_the_reason(lab_info, run):
