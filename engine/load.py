@@ -157,6 +157,7 @@ class RunbookLoader:
         return self.load_text(text, path, hashlib.sha256(raw).hexdigest())
 
     def load_text(self, text: str, filename: str, digest: str | None = None) -> Runbook:
+        self._suffix: dict[str, int] = {}
         data = load_yaml(text, filename)
         digest = digest or hashlib.sha256(text.encode()).hexdigest()
         c = _Collector(filename)
@@ -313,9 +314,12 @@ class RunbookLoader:
         if step_id in ids:
             if "id" in data:
                 c.error(data.value_pos.get("id"), f'duplicate step id "{step_id}" (first at line {ids[step_id].line})')
-            n = 2
+            # Continue from the last suffix used for this name: linear even for a hostile
+            # file with tens of thousands of steps of the same name.
+            n = self._suffix.get(step_id, 1) + 1
             while f"{step_id}-{n}" in ids:
                 n += 1
+            self._suffix[step_id] = n
             step_id = f"{step_id}-{n}"
         ids[step_id] = data.pos
         loop_control = data.get("loop_control") or {}
