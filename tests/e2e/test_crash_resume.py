@@ -88,7 +88,7 @@ def _in_doubt(tmp_path: Path, run_id: str) -> set[str]:
         journal.close()
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", [pytest.param(s, marks=pytest.mark.slow) if s >= 2 else s for s in range(8)])
 def test_sigkill_at_random_points_then_resume_runs_every_node_exactly_once(tmp_path, seed):
     rng = random.Random(seed)
     rb, inv = _fleet(tmp_path)

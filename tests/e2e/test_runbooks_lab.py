@@ -15,7 +15,7 @@ import time
 import lab_helpers as lh
 import pytest
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 
 @pytest.fixture
