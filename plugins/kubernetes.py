@@ -305,10 +305,10 @@ def _explain(s: Session, exc: ApiError, verb: str, ref: Ref, sub: str | None) ->
         missing = _namespace_missing(s, ref)
         if missing:
             return K8sError(missing)
-    if isinstance(exc, Conflict) and "conflict" in exc.api_message.lower():
+    if isinstance(exc, Conflict) and _SSA_CONFLICT.search(exc.api_message):
         return K8sError(
             f"{ref}: {exc.api_message}; another field manager owns these fields "
-            "(set force: true to take them over)"
+            "(set force_conflicts: true on k8s.apply to take them over)"
         )
     if isinstance(exc, Invalid):
         return K8sError(f"{ref} was rejected by the API: {exc.api_message}")
@@ -319,6 +319,10 @@ def _explain(s: Session, exc: ApiError, verb: str, ref: Ref, sub: str | None) ->
         )
     return K8sError(f"{verb} {ref}: HTTP {exc.status} {exc.reason}: {exc.api_message}")
 
+
+# Server-side apply reports "Apply failed with N conflict(s): conflict with "manager" ...";
+# an optimistic-lock 409 ("the object has been modified") is a different problem.
+_SSA_CONFLICT = re.compile(r'Apply failed with \d+ conflicts?|conflicts? with "[^"]+"')
 
 _FORBIDDEN = re.compile(
     r'User "(?P<user>[^"]*)" cannot (?P<verb>\S+) resource "(?P<res>[^"]+)" in API group '

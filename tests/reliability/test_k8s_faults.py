@@ -155,9 +155,6 @@ def test_conflicting_patch_is_a_409_named_and_retried_as_configured(kenv, book):
         kenv.delete_deployment("stale-web")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG kubernetes.py:explain takes any 409 whose message contains "
-                   "'conflict' (here: the object's name) for a field-manager conflict and suggests force: true, "
-                   "which k8s.patch does not have")
 def test_optimistic_lock_409_is_not_explained_as_a_field_manager_conflict(kenv, book):
     try:
         node = _stale_patch(kenv, book, "conflict-monitor")
@@ -196,8 +193,6 @@ def test_server_side_apply_conflict_names_the_other_manager(kenv, book):
         kenv.delete_deployment("owned")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG kubernetes.py:explain tells to 'set force: true'; k8s.apply's "
-                   "argument is force_conflicts (force: is refused as an unknown argument)")
 def test_server_side_apply_conflict_hint_names_the_real_argument(kenv, book):
     try:
         node = _apply_conflict(kenv, book, "owned-hint")
