@@ -875,11 +875,13 @@ class SSHConnection:
             self._hops = []
 
     def _with_reconnect(
-        self, open_: Callable[[paramiko.Transport], Any], reconnect: bool = True
+        self, open_: Callable[[paramiko.Transport], Any], reconnect: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         """Open something on the transport; if the server dropped us, reconnect once.
 
-        Only opening is retried, never a command that may have started.
+        Only opening is retried, never a command that may have started, and never once the
+        step's time is up (a frozen host must not cost a second connect timeout).
         """
         transport = self._ensure()
         try:
@@ -891,6 +893,11 @@ class SSHConnection:
                 self.settings.name,
             ) from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
+            if deadline is not None and time.monotonic() >= deadline - 0.05:
+                raise SSHConnectError(
+                    f"{self.settings.target} did not open a session before the step's timeout: "
+                    f"{exc or type(exc).__name__}", self.settings.name,
+                ) from None
             if not reconnect:
                 raise SSHConnectError(
                     f"{self.settings.target}: {exc or type(exc).__name__}", self.settings.name
@@ -962,7 +969,7 @@ class SSHConnection:
         timeout = self.settings.connect_timeout
         if deadline is not None:
             timeout = max(min(timeout, deadline - time.monotonic()), 0.5)
-        return self._with_reconnect(lambda t: t.open_session(timeout=timeout), reconnect)
+        return self._with_reconnect(lambda t: t.open_session(timeout=timeout), reconnect, deadline)
 
     @contextlib.contextmanager
     def _session_slot(

@@ -302,9 +302,6 @@ def test_frozen_host_times_out_within_the_grace_and_the_run_ends(lab_healed, lab
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="BUG ssh_connection.py:SSHConnection._channel/_with_reconnect ignore the "
-                   "step's time left and its cancel event: on a frozen host the command returns after "
-                   "connect_timeout (10 s) plus a reconnect, not at its 3 s timeout")
 def test_ssh_on_a_frozen_host_returns_at_the_step_timeout(lab_healed, lab_info, book):
     b = _frozen(lab_healed, lab_info, book)
     lab_healed.unpause("web2")
