@@ -696,13 +696,38 @@ def _exec_once(target: Target, req: ExecRequest, argv: list[str]) -> tuple[Comma
             duration=time.monotonic() - started,
         ), pid is not None
     info = _api_call(target.daemon, lambda: api.exec_inspect(exec_id))
+    note = ""
+    if info.get("Running"):
+        # The output stream ended while the command still runs: the connection to the daemon
+        # was cut (a dockerd restart). Wait for the real exit code, within the step's time.
+        info = _await_exec(target, api, exec_id, req, started)
+        note = "\n[opsbook] the output stream from the Docker daemon was cut; output may be missing"
     rc = info.get("ExitCode")
+    if rc is None:
+        raise DockerError(f"lost the connection to the Docker daemon at {target.daemon.base_url} while the "
+                          "command ran; it may still be running in the container")
+    if note and rc != 0:
+        raise DockerError(f"lost the connection to the Docker daemon at {target.daemon.base_url} while the "
+                          f"command ran; it then exited with {rc} (its output may be missing)")
     return CommandResult(
-        rc=int(rc) if rc is not None else -1,
+        rc=int(rc),
         stdout=out.decode(errors="replace"),
-        stderr=err.decode(errors="replace"),
+        stderr=err.decode(errors="replace") + note,
         duration=time.monotonic() - started,
     ), pid is not None
+
+
+def _await_exec(target: Any, api: Any, exec_id: str, req: Any, started: float) -> dict[str, Any]:
+    """Poll an exec until it stops, the step's time is up or it is cancelled."""
+    while True:
+        info = _api_call(target.daemon, lambda: api.exec_inspect(exec_id))
+        if not info.get("Running"):
+            return dict(info)
+        if req.cancel is not None and req.cancel.is_set():
+            return {}
+        if req.timeout is not None and time.monotonic() - started >= req.timeout:
+            return {}
+        time.sleep(0.2)
 
 
 def _strip_pid(err: bytes) -> tuple[int | None, bytes]:

@@ -119,9 +119,6 @@ def test_daemon_down_without_retries_fails_the_host_and_names_it(lab_info, proxy
     assert b.node("after", "web1").msg == "host failed earlier"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG docker.py:_exec_once: when the exec's stream is cut (daemon "
-                   "restart) while the command still runs, exec_inspect has no ExitCode and the step says "
-                   "'exited with -1'")
 def test_daemon_connection_lost_during_an_exec_is_not_reported_as_an_exit_code(lab_info, proxy, book):
     b = book("""
         opsbook: 1
