@@ -200,6 +200,7 @@ class Executor:
         self._done: queue.Queue[tuple[Node, Outcome]] = queue.Queue()
         self._preflight_locks: dict[str, threading.Lock] = {}
         self._static_args: dict[str, Any] = {}
+        self._specs: dict[str, ActionSpec | None] = {}
         self._renders: dict[str, bool] = {}
         self._taken_out: dict[str, set[str]] = {}  # step id -> hosts its action completed on
         self._rescued_blocks = {s.block_id for leaf in plan.leaves.values() for s in leaf.sections if s.part == "rescue"}
@@ -297,7 +298,7 @@ class Executor:
                 node = nodes[ready.pop()]
                 outcome = self._prepare(node)
                 if outcome is None:  # must really run
-                    spec = self.registry.action(node.step.action.name)  # type: ignore[union-attr]
+                    spec = self._spec(node.step)
                     if spec is not None and _inline(spec, node):
                         self._finish(node, self._run_node(node, pure=True))
                         release(node.id)
@@ -385,7 +386,16 @@ class Executor:
             return _outcome(Status.SKIPPED, "host failed earlier")
         return None
 
+    def _spec(self, step: Any) -> ActionSpec | None:
+        """The action of a step (looked up once per step, not once per node)."""
+        spec = self._specs.get(step.id)
+        if spec is None:
+            spec = self._specs[step.id] = self.registry.action(step.action.name)
+        return spec
+
     def _tag_selected(self, tags: tuple[str, ...]) -> bool:
+        if not self.opts.tags and not self.opts.skip_tags:
+            return True
         if self.opts.skip_tags and set(tags) & self.opts.skip_tags:
             return False
         if self.opts.tags:
@@ -520,7 +530,7 @@ class Executor:
         start = time.time()
         action = step.action
         assert action is not None
-        spec = self.registry.action(action.name)
+        spec = self._spec(step)
         if spec is None:
             return _outcome(Status.FAILED, f"plugin action {action.name} is not installed")
         state = self.host_states.get(node.host or "", HostState())
