@@ -24,7 +24,7 @@ from opsbook.journal import Journal, NodeRecord
 from opsbook.plugin import ActionContext, ActionSpec, Become, Connection, HostInfo, Result, Status
 from opsbook.registry import Registry
 from opsbook.secrets import SecretStore
-from opsbook.template import evaluate, render
+from opsbook.template import evaluate, holds_template, render
 
 TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
 # Journal states of a node that a resume must look at again: it was running when opsbook
@@ -493,7 +493,7 @@ class Executor:
             known = bool(step.when or step.loop is not None or step.vars or step.until or step.failed_when
                          or step.changed_when or step.approve or step.delegate_to or step.rollback
                          or step.keep_healthy or step.register or self.plan.runbook.vars
-                         or _holds_template(step.action.args if step.action else None)
+                         or holds_template(step.action.args if step.action else None)
                          or (step.action is not None and step.action.expression_fields))
             self._renders[step.id] = known
         return known
@@ -672,7 +672,7 @@ class Executor:
             if parsed is None:
                 args = self._render_args(spec, step.action.args, ctx_vars, step)
                 parsed = spec.parse_args(args)
-                if not step.loop and not _holds_template(step.action.args) and not spec.expression_fields:
+                if not step.loop and not holds_template(step.action.args) and not spec.expression_fields:
                     # Arguments without templates are the same on every host: validate once.
                     # (Actions treat their arguments as read-only.)
                     self._static_args[step.id] = parsed
@@ -1029,16 +1029,6 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "yes", "1", "on")
     return bool(value)
-
-
-def _holds_template(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, dict):
-        return any(_holds_template(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_holds_template(v) for v in value)
-    return False
 
 
 def _evaluate_all(value: Any, ctx: Mapping[str, Any], pos: Any) -> Any:

@@ -25,7 +25,7 @@ from opsbook.model import (
     parse_duration,
 )
 from opsbook.registry import Registry
-from opsbook.template import is_template
+from opsbook.template import holds_template, is_template
 from opsbook.yamlsrc import PosDict, PosList, key_position, load_yaml
 
 ACTION_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
@@ -414,7 +414,7 @@ class RunbookLoader:
         except PydanticError as exc:
             fields = spec.args_model.model_fields  # type: ignore[attr-defined]
             for err in exc.errors():
-                if _holds_template(err.get("input")):
+                if holds_template(err.get("input")):
                     continue  # rendered at run time; checked again then
                 loc = err.get("loc") or ()
                 where = _arg_pos(args, loc, pos)
@@ -510,16 +510,6 @@ class RunbookLoader:
     def _approve(self, data: PosDict, c: _Collector) -> str | None:
         value = self._typed(data, "approve", c, _as_approve, "true or a message to show")
         return value  # type: ignore[no-any-return]
-
-
-def _holds_template(value: Any) -> bool:
-    if isinstance(value, str):
-        return is_template(value)
-    if isinstance(value, dict):
-        return any(_holds_template(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_holds_template(v) for v in value)
-    return False
 
 
 def _arg_pos(args: Any, loc: tuple[Any, ...], fallback: Position) -> Position:

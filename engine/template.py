@@ -194,6 +194,17 @@ def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
+def holds_template(value: Any) -> bool:
+    """Whether a value, or anything nested in its dicts and lists, is a template."""
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, dict):
+        return any(holds_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(holds_template(v) for v in value)
+    return False
+
+
 @lru_cache(maxsize=8192)
 def _compiled(source: str, shell: bool) -> Any:
     env = _SHELL_ENV if shell else _ENV
