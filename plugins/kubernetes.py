@@ -71,7 +71,6 @@ T = TypeVar("T")
 # Durations: the engine's parser and argument type (30, "30s", "1m30s", "500ms").
 
 
-
 # --------------------------------------------------------------------------- arguments
 
 
@@ -501,6 +500,38 @@ def _comparable(obj: Mapping[str, Any] | None, status: bool = False) -> dict[str
     for key in ("resourceVersion", "generation", "creationTimestamp", "uid"):
         meta.pop(key, None)
     return out
+
+
+def _project(obj: Any, shape: Any) -> Any:
+    """The part of obj that a manifest of this shape speaks about."""
+    if isinstance(shape, dict) and isinstance(obj, dict):
+        return {key: _project(obj.get(key), sub) for key, sub in shape.items()}
+    if isinstance(shape, list) and isinstance(obj, list) and len(shape) == len(obj):
+        return [_project(o, s) for o, s in zip(obj, shape, strict=True)]
+    return obj
+
+
+def _owned_fields(obj: Mapping[str, Any] | None) -> Any:
+    for entry in ((obj or {}).get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply":
+            return entry.get("fieldsV1")
+    return None
+
+
+def applied_change(
+    live: Mapping[str, Any] | None, after: Mapping[str, Any], body: Mapping[str, Any]
+) -> bool:
+    """Did a server-side apply change the object? Judged on the fields the manifest sets
+    and on the set of fields opsbook owns (a field dropped from the manifest is removed),
+    never on what controllers write between our read and our apply (a Deployment's
+    revision annotation, a Service's cluster IP)."""
+    if live is None:
+        return True
+    intent = {k: v for k, v in body.items() if k not in ("apiVersion", "kind", "status")}
+    if _project(strip(live), intent) != _project(strip(after), intent):
+        return True
+    owned = _owned_fields(live)
+    return owned is not None and owned != _owned_fields(after)
 
 
 def diff_text(
@@ -1556,7 +1587,7 @@ def apply(ctx: ActionContext, args: ApplyArgs) -> Result:
             content_type=PATCH_TYPES["apply"],
             query=query,
         )
-        changed = _comparable(live) != _comparable(after)
+        changed = applied_change(live, after, body)
         action = "created" if live is None else ("configured" if changed else "unchanged")
         objects.append(
             {"kind": res.kind, "name": ref.name, "namespace": ref.namespace, "action": action}

@@ -48,12 +48,12 @@ def test_disconnect_isolates_and_connect_restores_the_node(sandbox, run, probe):
     )
     assert pinged.status is Status.OK, pinged.msg
     assert pinged.msg.startswith(
-        f"{server.ip} does not answer ping, as expected (no reply to 1 ping"
+        f"from {client.name}: {server.ip} does not answer ping, as expected (no reply to 1 ping"
     )
     isolated = probe("http", check, host=target)
     assert isolated.status is Status.FAILED
     assert isolated.msg.startswith(
-        f"expected HTTP 2xx from http://{server.name}:8080/healthz, got no answer"
+        f"from {client.name}: expected HTTP 2xx from http://{server.name}:8080/healthz, got no answer"
     )
 
     spec = dockerplugin.plugin.actions["network"]

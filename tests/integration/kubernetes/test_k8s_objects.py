@@ -288,7 +288,7 @@ def test_apply_conflict_with_another_manager_and_an_invalid_manifest(act, k8s_en
         }
         msg = raises_k8s(lambda: act("apply", manifest=cm))
         assert msg.startswith(f"configmap {k8s_env.ns}/owned: Apply failed with 1 conflict")
-        assert "set force: true to take them over" in msg
+        assert "set force_conflicts: true on k8s.apply to take them over" in msg
         forced = act("apply", manifest=cm, force_conflicts=True)
         assert forced.changed and forced.data["configured"] == 1
         bad = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}}

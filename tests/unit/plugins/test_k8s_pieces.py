@@ -652,7 +652,9 @@ def test_inventory_document_shape():
     assert "ungrouped" in doc["all"]["children"] and "k8s_pods" in doc["all"]["children"]
 
 
-@pytest.mark.parametrize("name", ["x/../../namespaces/prod", "..", ".", "a%2Fb", "a?watch=1", "a#b"])
+@pytest.mark.parametrize(
+    "name", ["x/../../namespaces/prod", "..", ".", "a%2Fb", "a?watch=1", "a#b"]
+)
 def test_names_that_are_not_one_path_segment_are_refused(name):
     dep = _res("apps", "Deployment", "deployments")
     with pytest.raises(api.K8sError, match="invalid name"):
@@ -660,3 +662,72 @@ def test_names_that_are_not_one_path_segment_are_refused(name):
     with pytest.raises(api.K8sError, match="invalid namespace"):
         dep.path(name, "web")
     assert dep.path("shop", "web-1.v2") == "/apis/apps/v1/namespaces/shop/deployments/web-1.v2"
+
+
+# --------------------------------------------------------------------------- apply: what changed
+
+
+def _applied(image="web:1", annotations=None, owned=None):
+    meta = {
+        "name": "web",
+        "namespace": "ns",
+        "resourceVersion": "7",
+        "annotations": annotations or {},
+    }
+    if owned is not None:
+        meta["managedFields"] = [
+            {
+                "manager": "kube-controller-manager",
+                "operation": "Update",
+                "fieldsV1": {"f:status": {}},
+            },
+            {"manager": "opsbook", "operation": "Apply", "fieldsV1": owned},
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "app", "image": image, "imagePullPolicy": "IfNotPresent"}
+                    ]
+                }
+            },
+        },
+        "status": {"replicas": 2},
+    }
+
+
+_BODY = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "web", "namespace": "ns"},
+    "spec": {
+        "replicas": 2,
+        "template": {"spec": {"containers": [{"name": "app", "image": "web:1"}]}},
+    },
+}
+_OWNED = {"f:spec": {"f:replicas": {}}}
+
+
+def test_apply_change_ignores_what_controllers_write_between_read_and_apply():
+    live = _applied(owned=_OWNED)
+    after = _applied(annotations={"deployment.kubernetes.io/revision": "1"}, owned=_OWNED)
+    after["metadata"]["resourceVersion"] = "9"
+    after["status"] = {"replicas": 2, "readyReplicas": 2}
+    assert not k.applied_change(live, after, _BODY)
+
+
+def test_apply_change_sees_new_values_new_objects_and_dropped_fields():
+    assert k.applied_change(None, _applied(), _BODY)
+    assert k.applied_change(
+        _applied(owned=_OWNED), _applied(image="web:2", owned=_OWNED), _BODY
+    )
+    # the manifest no longer sets a field opsbook owned: the apply removed it
+    dropped = {"f:spec": {}}
+    assert k.applied_change(_applied(owned=_OWNED), _applied(owned=dropped), _BODY)
+    # first apply over an object someone else created, same values: nothing changed
+    assert not k.applied_change(_applied(), _applied(owned=_OWNED), _BODY)
