@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import graphlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -156,21 +157,18 @@ def undefined_names(runbook: Runbook, inventory: Any) -> list[Diagnostic]:
 
 def rto_warning(runbook: Runbook, plan: Any) -> Diagnostic | None:
     """Warn when the timeouts on the longest path already exceed the RTO objective."""
-    import networkx as nx
-
-    if runbook.objectives.rto is None:
+    if runbook.objectives.rto is None or not plan.leaves:
         return None
-    g = nx.DiGraph()
+    cost: dict[str, float] = {}
     for sid, leaf in plan.leaves.items():
         step: Step = leaf.step
-        cost = (step.timeout or 0.0) * (1 + step.retries) + step.delay * step.retries
-        g.add_node(sid, cost=cost)
-    g.add_edges_from(plan.step_edges)
-    if not g:
-        return None
+        cost[sid] = (step.timeout or 0.0) * (1 + step.retries) + step.delay * step.retries
+    needs: dict[str, list[str]] = {sid: [] for sid in plan.leaves}
+    for a, c in plan.step_edges:
+        needs[c].append(a)
     best: dict[str, float] = {}
-    for node in nx.topological_sort(g):
-        best[node] = g.nodes[node]["cost"] + max((best[p] for p in g.predecessors(node)), default=0.0)
+    for sid in graphlib.TopologicalSorter(needs).static_order():
+        best[sid] = cost[sid] + max((best[p] for p in needs[sid]), default=0.0)
     worst = max(best.values())
     if worst <= runbook.objectives.rto:
         return None

@@ -13,12 +13,13 @@ Edges, in the order the rules apply:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import graphlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from opsbook.errors import (
     Diagnostic,
     PatternError,
@@ -28,6 +29,9 @@ from opsbook.errors import (
 from opsbook.model import Runbook, Step
 from opsbook.params import resolve_params
 from opsbook.template import is_template, referenced_names, render
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 ACTION = "action"
 BARRIER = "barrier"
@@ -73,16 +77,46 @@ class Node:
 
 @dataclass
 class Plan:
-    """What a run will do; deterministic for the same inputs."""
+    """What a run will do; deterministic for the same inputs.
+
+    The node-level DAG is plain data (`nodes`, `edges`); `graph` is the same DAG as a
+    networkx DiGraph, built on first use (graph export, analysis), so that a run does
+    not pay for importing networkx.
+    """
 
     runbook: Runbook
     inventory: Any
     params: dict[str, Any]
-    graph: nx.DiGraph
     nodes: dict[str, Node]
+    edges: list[tuple[str, str]]  # node id -> node id, each once, deterministic order
     leaves: dict[str, Leaf]  # by step id, in file order
     step_edges: set[tuple[str, str]] = field(default_factory=set)  # leaf id -> leaf id
     warnings: list[Diagnostic] = field(default_factory=list)
+
+    @functools.cached_property
+    def graph(self) -> nx.DiGraph:
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self.nodes)
+        graph.add_edges_from(self.edges)
+        return graph
+
+    def adjacency(self) -> tuple[dict[str, int], dict[str, list[str]]]:
+        """(number of dependencies, dependents) of every node."""
+        waiting = dict.fromkeys(self.nodes, 0)
+        dependents: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for a, b in self.edges:
+            waiting[b] += 1
+            dependents[a].append(b)
+        return waiting, dependents
+
+    def dependencies(self) -> dict[str, list[str]]:
+        """The nodes each node waits for."""
+        needs: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for a, b in self.edges:
+            needs[b].append(a)
+        return needs
 
     def action_nodes(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.kind != BARRIER]
@@ -253,13 +287,17 @@ class _Builder:
                     self.step_edges.add((source, sid))
 
     def check_cycles(self) -> None:
-        g = nx.DiGraph(list(self.step_edges))
-        if nx.is_directed_acyclic_graph(g):  # fast path; find_cycle is only for the message
-            return
+        order: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+        for a, c in self.step_edges:
+            order.add(c, a)
         try:
-            cycle = nx.find_cycle(g)
-        except nx.NetworkXNoCycle:
+            order.prepare()
             return
+        except graphlib.CycleError:
+            pass
+        import networkx as nx  # only for the message: the cycle in edge order
+
+        cycle = nx.find_cycle(nx.DiGraph(list(self.step_edges)))
         names = [self.leaves[a].step.name for a, _ in cycle] + [self.leaves[cycle[0][0]].step.name]
         first = self.leaves[cycle[0][0]].step
         self.problems.append(Diagnostic(first.pos, "steps depend on each other in a cycle: " + " -> ".join(names),
@@ -395,11 +433,11 @@ def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | N
     b.check_cycles()
     if b.problems:
         raise ValidationError(b.problems)
-    graph, nodes = _expand(b) if expand else (nx.DiGraph(), {})
-    return Plan(runbook, inventory, resolved, graph, nodes, b.leaves, b.step_edges)
+    nodes, edges = _expand(b) if expand else ({}, [])
+    return Plan(runbook, inventory, resolved, nodes, edges, b.leaves, b.step_edges)
 
 
-def _expand(b: _Builder) -> tuple[nx.DiGraph, dict[str, Node]]:
+def _expand(b: _Builder) -> tuple[dict[str, Node], list[tuple[str, str]]]:
     """Step-level DAG -> node-level DAG (step x host), with barriers where needed."""
     nodes: dict[str, Node] = {}
     edges: list[tuple[str, str]] = []
@@ -453,7 +491,4 @@ def _expand(b: _Builder) -> tuple[nx.DiGraph, dict[str, Node]]:
         edges.extend((n.id, gate) for n in nodes.values() if n.kind == ACTION)
         edges.extend((gate, n.id) for n in handler_nodes)
 
-    graph = nx.DiGraph()
-    graph.add_nodes_from(nodes)
-    graph.add_edges_from(edges)
-    return graph, nodes
+    return nodes, list(dict.fromkeys(edges))

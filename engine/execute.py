@@ -277,10 +277,8 @@ class Executor:
 
     # -- scheduling --------------------------------------------------------------------------
     def _schedule(self, workers: ThreadPoolExecutor, run_deadline: float | None) -> bool:
-        graph = self.plan.graph
         nodes = self.plan.nodes
-        waiting = {n: graph.in_degree(n) for n in nodes}
-        succ = {n: list(graph.successors(n)) for n in nodes}
+        waiting, succ = self.plan.adjacency()
         ready = sorted((n for n, d in waiting.items() if d == 0), key=lambda n: nodes[n].index)
         ready.reverse()  # pop() from the end gives file order
         inflight: dict[str, Node] = {}

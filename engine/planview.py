@@ -48,9 +48,9 @@ def _secrets(plan: Plan) -> Any:
 
 def plan_json(plan: Plan) -> dict[str, Any]:
     nodes = []
+    needs = plan.dependencies()
     for node in sorted(plan.nodes.values(), key=lambda n: n.index):
-        entry: dict[str, Any] = {"id": node.id, "kind": node.kind,
-                                 "needs": sorted(plan.graph.predecessors(node.id))}
+        entry: dict[str, Any] = {"id": node.id, "kind": node.kind, "needs": sorted(needs[node.id])}
         if node.kind != BARRIER:
             step = node.step
             entry.update(step=step.name, step_id=step.id, host=node.host, action=step.action.name if step.action else None,
@@ -135,7 +135,7 @@ def graph_dot(plan: Plan, by_step: bool = False, colors: dict[str, str] | None =
             shape = ', shape=point, width=0.1' if node.kind == BARRIER else ""
             color = (colors or {}).get(node.id, "#fff4d6" if node.kind == HANDLER else "#f5f5f5")
             out.append(f'  "{node.id}" [label="{_label(node)}", fillcolor="{color}"{shape}];')
-        out += [f'  "{a}" -> "{b}";' for a, b in plan.graph.edges]
+        out += [f'  "{a}" -> "{b}";' for a, b in plan.edges]
     out.append("}")
     return "\n".join(out)
 
@@ -154,7 +154,7 @@ def graph_mermaid(plan: Plan, by_step: bool = False) -> str:
         nodes_ = sorted(plan.nodes.values(), key=lambda n: n.index)
         out += [f'  {mid(n.id)}(("{n.id}"))' if n.kind == BARRIER else f'  {mid(n.id)}["{_label(n).replace(chr(92) + "n", "<br/>")}"]'
                 for n in nodes_]
-        edges = list(plan.graph.edges)
+        edges = list(plan.edges)
     out += [f"  {mid(a)} --> {mid(b)}" for a, b in edges]
     return "\n".join(out)
 

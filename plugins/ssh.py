@@ -252,12 +252,17 @@ class CommandArgs(_CommandArgs):
     @field_validator("cmd")
     @classmethod
     def _not_empty(cls, cmd: str | list[str]) -> str | list[str]:
-        if not (shlex.split(cmd) if isinstance(cmd, str) else cmd):
+        if not (_split(cmd) if isinstance(cmd, str) else cmd):
             raise ValueError("cmd is empty")
         return cmd
 
     def argv(self) -> list[str]:
-        return shlex.split(self.cmd) if isinstance(self.cmd, str) else list(self.cmd)
+        return list(_split(self.cmd)) if isinstance(self.cmd, str) else list(self.cmd)
+
+
+@functools.lru_cache(maxsize=1024)  # a step runs the same command line on every host
+def _split(cmd: str) -> tuple[str, ...]:
+    return tuple(shlex.split(cmd))
 
 
 @plugin.action(scalar="cmd", check=True)

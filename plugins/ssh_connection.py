@@ -12,6 +12,7 @@ that differs from the recorded one is a loud, separate error naming both fingerp
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import hashlib
 import hmac
@@ -160,6 +161,11 @@ def parse_ssh_args(text: str) -> dict[str, Any]:
     `identityfile` is a list (ssh accepts several); every other value is the first one
     given, since ssh(1) keeps the first value it obtains.
     """
+    return {k: list(v) if isinstance(v, list) else v for k, v in _parse_ssh_args(text).items()}
+
+
+@functools.lru_cache(maxsize=256)  # a fleet shares its group's ssh args
+def _parse_ssh_args(text: str) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     tokens = shlex.split(text or "")
     i = 0
@@ -203,12 +209,25 @@ def _set_opt(opts: dict[str, Any], key: str, value: str) -> None:
         opts.setdefault(key, value)
 
 
+_SSH_CONFIGS: dict[Path, tuple[tuple[int, int, int], paramiko.SSHConfig]] = {}
+
+
 def load_ssh_config(path: str | Path | None) -> paramiko.SSHConfig:
-    """~/.ssh/config (or `path`), or an empty config when there is none."""
+    """~/.ssh/config (or `path`), or an empty config when there is none; parsed once per
+    version of the file (every host of a fleet looks itself up in the same one)."""
     path = Path(path or "~/.ssh/config").expanduser()
-    if path.is_file():
-        return paramiko.SSHConfig.from_path(str(path))
-    return paramiko.SSHConfig()
+    try:
+        st = path.stat()
+    except OSError:
+        return paramiko.SSHConfig()
+    if not path.is_file():
+        return paramiko.SSHConfig()
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    cached = _SSH_CONFIGS.get(path)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, paramiko.SSHConfig.from_path(str(path)))
+        _SSH_CONFIGS[path] = cached
+    return cached[1]
 
 
 def _first(*values: Any) -> Any:
@@ -405,6 +424,7 @@ def _host_matches(name: str, patterns: str) -> bool:
     return matched
 
 
+@functools.lru_cache(maxsize=4096)
 def _glob(pattern: str) -> re.Pattern[str]:
     """known_hosts wildcards: only `*` and `?` are special (`[host]:port` is literal)."""
     return re.compile(
@@ -421,34 +441,110 @@ def _hashed_matches(name: str, entry: str) -> bool:
         return False
 
 
+@dataclass
+class _KnownLine:
+    line: int
+    patterns: str
+    key_type: str
+    key_data: str
+    revoked: bool
+    key: paramiko.PKey | None = None
+    damaged: bool = False
+
+    def decoded(self) -> paramiko.PKey | None:
+        if self.key is None and not self.damaged:
+            try:
+                self.key = paramiko.PKey.from_type_string(self.key_type, b64decode(self.key_data))
+            except Exception:  # an unknown key type or a damaged line: OpenSSH skips it too
+                self.damaged = True
+        return self.key
+
+
+class _KnownHostsFile:
+    """One known_hosts file, parsed once: plain host names indexed, the other entries
+    (hashed names, wildcards, negations) scanned. A fleet of N hosts then costs N lookups,
+    not N reads and N x lines pattern matches."""
+
+    def __init__(self, text: str) -> None:
+        self.by_name: dict[str, list[_KnownLine]] = {}
+        self.scanned: list[_KnownLine] = []
+        for number, raw in enumerate(text.splitlines(), 1):
+            fields = raw.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            revoked = fields[0] == "@revoked"
+            if fields[0].startswith("@"):
+                if not revoked:
+                    continue  # @cert-authority: host certificates are not supported
+                fields = fields[1:]
+            if len(fields) < 3:
+                continue
+            entry = _KnownLine(number, fields[0], fields[1], fields[2], revoked)
+            names = fields[0].split(",")
+            if any(n.startswith(("!", "|")) or "*" in n or "?" in n for n in names):
+                self.scanned.append(entry)
+            else:
+                for n in dict.fromkeys(n.lower() for n in names):
+                    self.by_name.setdefault(n, []).append(entry)
+
+    def lookup(self, name: str) -> list[_KnownLine]:
+        hits = list(self.by_name.get(name.lower(), ()))
+        hits += [e for e in self.scanned if _host_matches(name, e.patterns)]
+        return sorted(hits, key=lambda e: e.line) if len(hits) > 1 else hits
+
+
+_KNOWN_FILES: dict[Path, tuple[tuple[int, int, int], _KnownHostsFile]] = {}
+_KNOWN_FILES_LOCK = threading.Lock()
+
+
+def _known_hosts_file(path: Path) -> _KnownHostsFile | None:
+    """The parsed file, re-read whenever it changed on disk (accept-new appends to it)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    with _KNOWN_FILES_LOCK:
+        cached = _KNOWN_FILES.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            parsed = _KnownHostsFile(path.read_text(errors="replace"))
+        except FileNotFoundError:
+            return None
+        _KNOWN_FILES[path] = (stamp, parsed)
+        return parsed
+
+
 def known_keys(path: Path, name: str) -> list[KnownKey]:
     """Every key recorded for `name` in a known_hosts file (hashed names included)."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
+    parsed = _known_hosts_file(path)
+    if parsed is None:
         return []
     found = []
-    for number, raw in enumerate(lines, 1):
-        fields = raw.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        revoked = fields[0] == "@revoked"
-        if fields[0].startswith("@"):
-            if not revoked:
-                continue  # @cert-authority: host certificates are not supported
-            fields = fields[1:]
-        if len(fields) < 3 or not _host_matches(name, fields[0]):
-            continue
-        try:
-            key = paramiko.PKey.from_type_string(fields[1], b64decode(fields[2]))
-        except Exception:  # an unknown key type or a damaged line: OpenSSH skips it too
-            continue
-        found.append(KnownKey(key, path, number, revoked))
+    for entry in parsed.lookup(name):
+        key = entry.decoded()
+        if key is not None:
+            found.append(KnownKey(key, path, entry.line, entry.revoked))
     return found
 
 
 def _describe(key: paramiko.PKey) -> str:
     return f"{key.get_name()} {key.fingerprint}"
+
+
+_AEAD = ("aes256-gcm@openssh.com", "aes128-gcm@openssh.com")
+
+
+def _prefer_aead_ciphers(transport: paramiko.Transport) -> None:
+    """Offer AES-GCM first (OpenSSH servers accept it; the order only says what we prefer).
+    It is authenticated encryption done inside OpenSSL, where paramiko's default
+    aes-ctr + HMAC checks every packet's MAC with a byte-by-byte Python loop; on a fleet
+    that check was the largest single cost of running a command."""
+    options = transport.get_security_options()
+    available = list(options.ciphers)
+    first = [c for c in _AEAD if c in available]
+    options.ciphers = first + [c for c in available if c not in first]
 
 
 def _prefer_known_key_types(transport: paramiko.Transport, known: list[KnownKey]) -> None:
@@ -545,6 +641,7 @@ def _handshake(sock: Any, endpoint: Endpoint, settings: SSHSettings) -> paramiko
     transport = paramiko.Transport(sock)
     transport.banner_timeout = settings.connect_timeout
     transport.auth_timeout = settings.connect_timeout
+    _prefer_aead_ciphers(transport)
     known = known_keys(settings.known_hosts, endpoint.known_hosts_name)
     _prefer_known_key_types(transport, [k for k in known if not k.revoked])
     try:
@@ -581,8 +678,30 @@ def _handshake_failure(exc: BaseException, timeout: float) -> str:
     return why
 
 
+_KEYS: dict[tuple[str, tuple[int, int, int], str | None], paramiko.PKey] = {}
+_KEYS_LOCK = threading.Lock()
+
+
 def _load_key(path: str, passphrase: str | None) -> tuple[paramiko.PKey | None, str]:
-    """A private key, unencrypted or opened with the passphrase (Ansible: ansible_password)."""
+    """A private key, unencrypted or opened with the passphrase (Ansible: ansible_password).
+    Loaded once per file version: a fleet shares one key file, parsing it is not free."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return _read_key(path, passphrase)
+    cache_key = (path, (st.st_ino, st.st_mtime_ns, st.st_size), passphrase)
+    with _KEYS_LOCK:
+        key = _KEYS.get(cache_key)
+    if key is not None:
+        return key, ""
+    key, note = _read_key(path, passphrase)
+    if key is not None:
+        with _KEYS_LOCK:
+            _KEYS[cache_key] = key
+    return key, note
+
+
+def _read_key(path: str, passphrase: str | None) -> tuple[paramiko.PKey | None, str]:
     try:
         try:
             return paramiko.PKey.from_path(path), ""

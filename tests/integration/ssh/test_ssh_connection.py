@@ -55,6 +55,8 @@ def test_one_transport_for_many_commands(node):
     assert len(os.listdir("/proc/self/fd")) <= fds + 2  # channels give their pipes back
     sock = transport.sock
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    # authenticated encryption (no per-packet MAC compare in Python), both directions
+    assert transport.local_cipher == transport.remote_cipher == "aes256-gcm@openssh.com"
 
 
 def test_channels_from_many_threads_share_the_transport(node):

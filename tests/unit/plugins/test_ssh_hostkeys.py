@@ -120,3 +120,19 @@ def test_revoked_key_is_refused_even_with_another_good_entry(tmp_path, keys):
 def test_port_22_uses_the_bare_host_name():
     assert Endpoint("10.0.0.1", 22).known_hosts_name == "10.0.0.1"
     assert Endpoint("10.0.0.1", 2222).known_hosts_name == "[10.0.0.1]:2222"
+
+
+def test_a_fleet_file_is_read_once_and_again_when_it_changes(tmp_path, keys):
+    kh = tmp_path / "known_hosts"
+    kh.write_text("".join(_line(f"10.0.0.{i},host{i}", keys[i % 2]) for i in range(1, 201)))
+    assert [k.key for k in known_keys(kh, "host7")] == [keys[1]]
+    assert [(k.key, k.line) for k in known_keys(kh, "10.0.0.8")] == [(keys[0], 8)]
+    assert [k.key for k in known_keys(kh, "HOST8")] == [keys[0]]  # names are case-insensitive
+    assert known_keys(kh, "[127.0.0.1]:2201") == []
+    # accept-new appends to the file: the next lookup must see the new line
+    with kh.open("a") as handle:
+        handle.write(_line("[127.0.0.1]:2201", keys[0]) + _line("host7", keys[0]))
+    assert [(k.key, k.line) for k in known_keys(kh, "[127.0.0.1]:2201")] == [(keys[0], 201)]
+    assert [k.line for k in known_keys(kh, "host7")] == [7, 202]  # file order kept
+    kh.unlink()
+    assert known_keys(kh, "host7") == []
