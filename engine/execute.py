@@ -389,6 +389,8 @@ class Executor:
         spec = self._specs.get(step.id)
         if spec is None:
             spec = self._specs[step.id] = self.registry.action(step.action.name)
+            if spec is not None:
+                spec.prepare()
         return spec
 
     def _tag_selected(self, tags: tuple[str, ...]) -> bool:

@@ -269,6 +269,9 @@ InventorySource = Callable[[dict[str, list[str]]], dict[str, Any]]
 RollbackFn = Callable[[Any, Result], "tuple[str, dict[str, Any]] | None"]
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 @dataclass(frozen=True)
 class ActionSpec:
     """One action of a plugin: its function, argument model and capabilities."""
@@ -295,6 +298,16 @@ class ActionSpec:
 
         return dataclasses.replace(self, expression_fields=frozenset())
 
+    def prepare(self) -> None:
+        """Build the argument model's validator now, once, in this thread: models declared
+        with pydantic's `defer_build` are built on first use, and a step's first use is
+        otherwise many worker threads at once."""
+        model: Any = self.args_model
+        if not getattr(model, "__pydantic_complete__", True):
+            with _BUILD_LOCK:
+                if not model.__pydantic_complete__:
+                    model.model_rebuild()
+
     def parse_args(self, raw: Any) -> Any:
         """Validate rendered arguments into the args model (pydantic)."""
         if raw is None:
@@ -303,6 +316,7 @@ class ActionSpec:
             if self.scalar_arg is None:
                 raise PluginError(f"{self.full_name} takes a mapping of arguments")
             raw = {self.scalar_arg: raw}
+        self.prepare()
         return self.args_model.model_validate(dict(raw))  # type: ignore[attr-defined]
 
 

@@ -431,7 +431,7 @@ ContainerState = Literal[
 class ContainerArgs(BaseModel):
     """Arguments of docker.container."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str | None = Field(None, description="Container name or id (default: see the plugin).")
     state: ContainerState = Field("started", description="The state the container should be in.")
@@ -867,7 +867,7 @@ def _argv(command: str | Sequence[str]) -> list[str]:
 class ExecArgs(BaseModel):
     """Arguments of docker.exec."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     command: str | list[str] = Field(
         ..., description="A shell string (run with sh -c) or an argv list (no shell)."
@@ -916,7 +916,7 @@ def exec_(ctx: ActionContext, args: ExecArgs) -> Result:
 class LogsArgs(BaseModel):
     """Arguments of docker.logs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     container: str | None = Field(None, description="Container name (default: see the plugin).")
     lines: int | None = Field(
@@ -1019,7 +1019,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class InspectArgs(BaseModel):
     """Arguments of docker.inspect."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     container: str | None = Field(None, description="Container name (default: see the plugin).")
     missing_ok: bool = Field(
@@ -1118,7 +1118,7 @@ def inspect(ctx: ActionContext, args: InspectArgs) -> Result:
 class NetworkArgs(BaseModel):
     """Arguments of docker.network."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     network: str = Field(..., description="The Docker network.")
     state: Literal["connected", "disconnected"] = Field(
@@ -1216,7 +1216,7 @@ def _prep(connected: bool) -> str:
 class UpdateArgs(BaseModel):
     """Arguments of docker.update (any unset limit is left as it is)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     container: str | None = Field(None, description="Container name (default: see the plugin).")
     cpus: float | None = Field(None, ge=0, description="CPU limit in CPUs (1.5 = one and a half).")
@@ -1426,7 +1426,7 @@ def _describe(body: Mapping[str, Any]) -> str:
 class StatsArgs(BaseModel):
     """Arguments of docker.stats."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     container: str | None = Field(None, description="Container name (default: see the plugin).")
     dest: str | None = Field(None, description="Evidence file, relative to the evidence folder.")

@@ -75,7 +75,7 @@ T = TypeVar("T")
 
 
 class _Conn(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     kubeconfig: str | None = Field(
         None,

@@ -38,7 +38,7 @@ OUTPUT_CAP = 4 * 1024 * 1024
 
 
 class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 # -- connection ------------------------------------------------------------------------
@@ -345,7 +345,7 @@ def _truthy(value: Any) -> bool:
 class SetArgs(BaseModel):
     """Set host variables (Ansible's set_fact): any keys."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 @plugin.action(check=True, idempotent=True)

@@ -75,7 +75,7 @@ def fmt_s(seconds: float) -> str:
 class VantageOverride(BaseModel):
     """A vantage point with its own view of the target's address."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str
     host: str | None = None
@@ -86,7 +86,7 @@ class VantageOverride(BaseModel):
 class ProbeArgs(BaseModel):
     """What every probe accepts: vantage points, quorum, timeout and latency threshold."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     from_: list[str | VantageOverride] = Field(
         default_factory=lambda: [CONTROLLER],

@@ -70,7 +70,7 @@ def ssh_connection(host: HostInfo) -> SSHConnection:
 
 
 class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 def _redact(ctx: ActionContext, text: str) -> str:
