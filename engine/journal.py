@@ -29,6 +29,13 @@ from typing import Any
 from opsbook.errors import JournalError, RunError, RunLockedError
 
 OUTPUT_KEEP = 64 * 1024
+_NODE_COLUMNS = ("run_id,node_id,step_id,host,status,started,finished,attempts,changed,rc,msg,stdout,stderr,"
+                 "out_size,out_sha256,registered,facts,notify")
+# Node records are appended, never updated in place: a node's start and its result are
+# two rows, and the last row of a node is its state. Appending keeps every write at the
+# end of the table and of its run index; an upsert keyed by node id touched pages all
+# over a growing index (a 100,000-node run spent most of its journal time there).
+_NODE_INSERT = f"INSERT INTO node_log ({_NODE_COLUMNS}) VALUES ({','.join('?' * 18)})"
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()  # stored per stream; full size and hash are kept beside it
 
 SCHEMA = """
@@ -37,12 +44,13 @@ CREATE TABLE IF NOT EXISTS runs (
   inventory TEXT, inventory_digest TEXT, options TEXT, status TEXT, started REAL, finished REAL,
   who TEXT, host TEXT, pid INTEGER, objectives TEXT, incident_start REAL, summary TEXT
 );
-CREATE TABLE IF NOT EXISTS nodes (
+CREATE TABLE IF NOT EXISTS node_log (
+  seq INTEGER PRIMARY KEY,
   run_id TEXT, node_id TEXT, step_id TEXT, host TEXT, status TEXT, started REAL, finished REAL,
   attempts INTEGER, changed INTEGER, rc INTEGER, msg TEXT, stdout TEXT, stderr TEXT,
-  out_size INTEGER, out_sha256 TEXT, registered TEXT, facts TEXT, notify TEXT,
-  PRIMARY KEY (run_id, node_id)
+  out_size INTEGER, out_sha256 TEXT, registered TEXT, facts TEXT, notify TEXT
 );
+CREATE INDEX IF NOT EXISTS node_log_run ON node_log (run_id);
 CREATE TABLE IF NOT EXISTS events (
   run_id TEXT, seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, kind TEXT, node_id TEXT, data TEXT
 );
@@ -147,12 +155,23 @@ class Journal:
             self.db.execute(f"PRAGMA synchronous={sync}")
             self.db.execute("PRAGMA busy_timeout=10000")
             self.db.executescript(SCHEMA)
+            self._migrate()
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open the journal {self.path}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
             self.db.close()
+
+    def _migrate(self) -> None:
+        """Journals written before the node log kept one row per node in `nodes`."""
+        with self._tx() as db:
+            old = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='nodes'").fetchone()
+            if old is None:
+                return
+            db.execute(f"INSERT INTO node_log ({_NODE_COLUMNS}) SELECT {_NODE_COLUMNS} FROM nodes "
+                       "ORDER BY run_id, started")
+            db.execute("DROP TABLE nodes")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -253,10 +272,8 @@ class Journal:
     # -- nodes -------------------------------------------------------------------------------
     def node_started(self, run_id: str, node_id: str, step_id: str, host: str | None) -> None:
         """Committed before the node's side effect begins (write-ahead)."""
-        self._group(
-            "INSERT INTO nodes (run_id,node_id,step_id,host,status,started,attempts) VALUES (?,?,?,?,?,?,0) "
-            "ON CONFLICT(run_id,node_id) DO UPDATE SET status='started', started=excluded.started",
-            [(run_id, node_id, step_id, host, "started", time.time())])
+        self._group(_NODE_INSERT, [(run_id, node_id, step_id, host, "started", time.time(), None, 0, 0, None,
+                                    None, None, None, None, None, None, None, None)])
 
     def node_finished(self, run_id: str, rec: NodeRecord) -> None:
         self.nodes_finished(run_id, [rec])
@@ -265,15 +282,7 @@ class Journal:
         """Record results; several in one transaction (the executor batches pure nodes)."""
         if not records:
             return
-        rows = [self._node_row(run_id, rec) for rec in records]
-        self._group(
-            "INSERT INTO nodes (run_id,node_id,step_id,host,status,started,finished,attempts,changed,rc,msg,"
-            "stdout,stderr,out_size,out_sha256,registered,facts,notify) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT(run_id,node_id) DO UPDATE SET status=excluded.status, finished=excluded.finished,"
-            "attempts=excluded.attempts, changed=excluded.changed, rc=excluded.rc, msg=excluded.msg,"
-            "stdout=excluded.stdout, stderr=excluded.stderr, out_size=excluded.out_size,"
-            "out_sha256=excluded.out_sha256, registered=excluded.registered, facts=excluded.facts,"
-            "notify=excluded.notify, started=COALESCE(nodes.started, excluded.started)", rows)
+        self._group(_NODE_INSERT, [self._node_row(run_id, rec) for rec in records])
 
     @staticmethod
     def _node_row(run_id: str, rec: NodeRecord) -> tuple[Any, ...]:
@@ -285,18 +294,31 @@ class Journal:
                 _json(rec.facts) if rec.facts else "{}", _json(rec.notify) if rec.notify else "[]")
 
     def nodes(self, run_id: str) -> dict[str, NodeRecord]:
+        """The state of every node of a run: its last record. A result keeps the time its
+        node started; a new start (a node run again on resume) restarts the clock."""
         with self._lock:
             rows = self.db.execute(
                 "SELECT node_id,step_id,host,status,started,finished,attempts,changed,rc,msg,stdout,stderr,"
-                "registered,facts,notify FROM nodes WHERE run_id=? ORDER BY started", (run_id,)).fetchall()
-        return {r[0]: NodeRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or 0, bool(r[7]), r[8], r[9] or "",
-                                 r[10] or "", r[11] or "", json.loads(r[12]) if r[12] else None,
-                                 json.loads(r[13] or "{}"), json.loads(r[14] or "[]")) for r in rows}
+                "registered,facts,notify FROM node_log WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
+        state: dict[str, NodeRecord] = {}
+        for r in rows:
+            before = state.get(r[0])
+            if r[3] == "started":
+                if before is None:
+                    state[r[0]] = NodeRecord(r[0], r[1], r[2], "started", r[4])
+                else:
+                    before.status, before.started = "started", r[4]
+                continue
+            started = before.started if before is not None and before.started is not None else r[4]
+            state[r[0]] = NodeRecord(r[0], r[1], r[2], r[3], started, r[5], r[6] or 0, bool(r[7]), r[8], r[9] or "",
+                                     r[10] or "", r[11] or "", json.loads(r[12]) if r[12] else None,
+                                     json.loads(r[13] or "{}"), json.loads(r[14] or "[]"))
+        return dict(sorted(state.items(), key=lambda kv: (kv[1].started is not None, kv[1].started or 0.0)))
 
     def forget_nodes(self, run_id: str, node_ids: list[str]) -> None:
         """Make nodes runnable again (retry --failed / --from)."""
         with self._tx() as db:
-            db.executemany("DELETE FROM nodes WHERE run_id=? AND node_id=?", [(run_id, n) for n in node_ids])
+            db.executemany("DELETE FROM node_log WHERE run_id=? AND node_id=?", [(run_id, n) for n in node_ids])
 
     # -- events ------------------------------------------------------------------------------
     def event(self, run_id: str, kind: str, node_id: str | None = None, data: dict[str, Any] | None = None,
