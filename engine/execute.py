@@ -21,7 +21,16 @@ from opsbook.compile import BARRIER, HANDLER, Node, Plan, _step_names
 from opsbook.errors import JournalError, OpsbookError, TemplateError, UserError
 from opsbook.events import Event, Listener
 from opsbook.journal import Journal, NodeRecord
-from opsbook.plugin import ActionContext, ActionSpec, Become, Connection, HostInfo, Result, Status
+from opsbook.plugin import (
+    ActionContext,
+    ActionSpec,
+    Become,
+    Connection,
+    HostInfo,
+    Result,
+    Status,
+    truthy,
+)
 from opsbook.registry import Registry
 from opsbook.secrets import SecretStore
 from opsbook.template import evaluate, holds_template, render
@@ -621,7 +630,7 @@ class Executor:
     def _false_condition(step: Any, ctx_vars: Mapping[str, Any]) -> Any:
         """The first `when` condition that is false, or None when all hold."""
         for cond in step.when:
-            if not _truthy(cond if isinstance(cond, bool) else evaluate(cond, ctx_vars, step.pos)):
+            if not truthy(cond if isinstance(cond, bool) else evaluate(cond, ctx_vars, step.pos)):
                 return cond
         return None
 
@@ -646,7 +655,7 @@ class Executor:
                     view = {**ctx_vars, "result": result.registered()}
                     if step.register:
                         view[step.register] = view["result"]
-                    if _truthy(evaluate(step.until, view, step.pos)):
+                    if truthy(evaluate(step.until, view, step.pos)):
                         result.status = Status.OK if result.status is not Status.TIMED_OUT else result.status
                         return result
                     if attempt > max(step.retries, 0):
@@ -749,9 +758,9 @@ class Executor:
         if step.register:
             view[step.register] = view["result"]
         if step.changed_when:
-            result.changed = all(_truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.changed_when)
+            result.changed = all(truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.changed_when)
         if step.failed_when:
-            fail = all(_truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.failed_when)
+            fail = all(truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.failed_when)
             if fail and result.status is Status.OK:
                 result.status, result.msg = Status.FAILED, result.msg or f"failed_when: {step.failed_when[0]}"
             elif not fail and result.status is Status.FAILED:
@@ -1024,11 +1033,6 @@ def _outcome(status: Status, msg: str, registered: dict[str, Any] | None = None)
     now = time.time()
     return Outcome(status, Result(status=status, msg=msg), registered, [], now, now)
 
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "yes", "1", "on")
-    return bool(value)
 
 
 def _evaluate_all(value: Any, ctx: Mapping[str, Any], pos: Any) -> Any:

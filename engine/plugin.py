@@ -401,5 +401,13 @@ def _args_model(func: Callable[..., Any]) -> type:
     return model  # type: ignore[no-any-return]
 
 
+def truthy(value: Any) -> bool:
+    """A condition's or flag's value as Ansible reads it: the strings true/yes/on/1 (any
+    case, spaces ignored) are true, other strings false; other values by Python's bool."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1", "on")
+    return bool(value)
+
+
 def elapsed_since(start: float) -> float:
     return time.monotonic() - start

@@ -779,6 +779,14 @@ def _node(name: str, zone: str | None, itype: str) -> dict[str, Any]:
     }
     if zone:
         labels["topology.kubernetes.io/zone"] = zone
+    return kwok_node(name, labels)
+
+
+def kwok_node(
+    name: str, labels: dict[str, str], taints: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """A Node object that kwok takes over (annotation kwok.x-k8s.io/node: fake): it
+    becomes Ready and runs the pods scheduled onto it, on paper."""
     res = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
     return {
         "apiVersion": "v1",
@@ -788,7 +796,7 @@ def _node(name: str, zone: str | None, itype: str) -> dict[str, Any]:
             "labels": labels,
             "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
         },
-        "spec": {},
+        "spec": {"taints": taints} if taints else {},
         "status": {
             "capacity": res,
             "allocatable": res,

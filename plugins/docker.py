@@ -50,6 +50,7 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Seconds,
+    truthy,
 )
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -128,11 +129,6 @@ def _extra_args(host_vars: Mapping[str, Any]) -> dict[str, str | bool]:
     return found
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
 
 def daemon_for(host_vars: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Daemon:
     """Where the Docker daemon for a host is, from its vars, then the environment."""
@@ -158,7 +154,7 @@ def daemon_for(host_vars: Mapping[str, Any], env: Mapping[str, str] | None = Non
     return Daemon(
         base_url=_normalise_url(url),
         source=source,
-        tls_verify=_truthy(verify),
+        tls_verify=truthy(verify),
         cert_path=str(cert_path) if cert_path else None,
         ca_cert=_opt_str(extra.get("tlscacert")),
         client_cert=_opt_str(extra.get("tlscert")),

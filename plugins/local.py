@@ -29,6 +29,7 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Status,
+    truthy,
 )
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -331,15 +332,10 @@ def assert_(ctx: ActionContext, args: AssertArgs) -> Result:
     """Fail unless every condition holds (bare Jinja expressions, as Ansible's assert)."""
     conditions = args.that if isinstance(args.that, list) else [args.that]
     for index, value in enumerate(conditions):
-        if not _truthy(value):
+        if not truthy(value):
             return Result.failed(args.fail_msg or f"assertion {index + 1} of {len(conditions)} failed: {value!r}")
     return Result.ok(msg=args.success_msg or "all assertions passed")
 
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "yes", "1", "on")
-    return bool(value)
 
 
 class SetArgs(BaseModel):

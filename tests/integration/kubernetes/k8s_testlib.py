@@ -184,39 +184,17 @@ class Env:
 
 
 def _node_body(name: str, tag: str) -> dict[str, Any]:
-    res = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "type": "kwok",
-                TAINT: tag,
-                "topology.kubernetes.io/zone": "opsbook-test-zone",
-            },
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-        },
-        "spec": {"taints": [{"key": TAINT, "value": tag, "effect": "NoSchedule"}]},
-        "status": {
-            "capacity": res,
-            "allocatable": res,
-            "nodeInfo": {
-                "architecture": "amd64",
-                "operatingSystem": "linux",
-                "kubeletVersion": "fake",
-                "kubeProxyVersion": "fake",
-                "containerRuntimeVersion": "kwok",
-                "osImage": "kwok",
-                "kernelVersion": "kwok",
-                "machineID": "",
-                "systemUUID": "",
-                "bootID": "",
-            },
-        },
+    """A kwok node of one test, tainted so that only that test's pods land on it."""
+    from opsbook_lab.k8s import kwok_node
+
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "type": "kwok",
+        TAINT: tag,
+        "topology.kubernetes.io/zone": "opsbook-test-zone",
     }
+    return kwok_node(name, labels, [{"key": TAINT, "value": tag, "effect": "NoSchedule"}])
 
 
 def fails(result: Result) -> str:
