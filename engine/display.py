@@ -51,6 +51,8 @@ class PlainLines:
 
 
 def _describe(event: Event, verbose: int) -> str | None:
+    if event.kind == "node_started" and not verbose:
+        return None  # the common case, and the cheapest
     d = event.data
     stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
     if event.kind == "run_started":

@@ -100,6 +100,9 @@ class HostState:
     unknown: dict[str, str] = field(default_factory=dict)  # register name -> step (check mode)
 
 
+_NO_STATE = HostState()  # read-only stand-in for a host nothing has happened to yet
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -160,7 +163,7 @@ class HostVars(Mapping[str, Any]):
 
     def __getitem__(self, name: str) -> Any:
         host = self._ex.hostinfo(name)
-        state = self._ex.host_states.get(name, HostState())
+        state = self._ex.host_states.get(name, _NO_STATE)
         return {**host.vars, "inventory_hostname": name, **state.facts, **state.registered}
 
     def __iter__(self) -> Any:
@@ -206,7 +209,7 @@ class Executor:
         self._hostinfo: dict[str, HostInfo] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._deadline: dict[str, float] = {}
-        self._done: queue.Queue[tuple[Node, Outcome]] = queue.Queue()
+        self._done: queue.SimpleQueue[tuple[Node, Outcome]] = queue.SimpleQueue()
         self._preflight_locks: dict[str, threading.Lock] = {}
         self._static_args: dict[str, Any] = {}
         self._specs: dict[str, ActionSpec | None] = {}
@@ -246,19 +249,19 @@ class Executor:
         run_deadline = time.monotonic() + run_timeout if run_timeout else None
         timed_out = False
         try:
-            with ThreadPoolExecutor(max_workers=max(1, self.opts.forks), thread_name_prefix="node") as workers:
+            with _Workers(max(1, self.opts.forks)) as workers:
                 try:
                     timed_out = self._schedule(workers, run_deadline)
                 finally:
                     if self._journal_error is None:
                         self.flush()
-                if self._journal_error is not None:
-                    raise self._journal_error  # no rollback without a journal to record it in
-                status = self._status(timed_out)
-                rolled = 0
-                if self.opts.rollback == "always" or (self.opts.rollback == "on-failure" and status != "succeeded"):
-                    if not self.opts.check:
-                        rolled = self._rollback(workers)
+            if self._journal_error is not None:
+                raise self._journal_error  # no rollback without a journal to record it in
+            status = self._status(timed_out)
+            rolled = 0
+            if self.opts.rollback == "always" or (self.opts.rollback == "on-failure" and status != "succeeded"):
+                if not self.opts.check:
+                    rolled = self._rollback()
         finally:
             self.pool.close()
         counts: dict[str, int] = {}
@@ -285,7 +288,7 @@ class Executor:
         return "succeeded"
 
     # -- scheduling --------------------------------------------------------------------------
-    def _schedule(self, workers: ThreadPoolExecutor, run_deadline: float | None) -> bool:
+    def _schedule(self, workers: _Workers, run_deadline: float | None) -> bool:
         nodes = self.plan.nodes
         waiting, succ = self.plan.adjacency()
         ready = sorted((n for n, d in waiting.items() if d == 0), key=lambda n: nodes[n].index)
@@ -376,7 +379,7 @@ class Executor:
             return _outcome(Status.SKIPPED, "not run: interrupted")
         if not self._tag_selected(step.tags):
             return _outcome(Status.SKIPPED, "not selected by tags")
-        state = self.host_states.setdefault(node.host, HostState())
+        state = self._state(node.host)
         if node.kind == HANDLER:
             if not (set(step.listen) | {step.name, step.id}) & state.notified:
                 return _outcome(Status.SKIPPED, "not notified")
@@ -392,6 +395,12 @@ class Executor:
         if state.failed and not in_always:
             return _outcome(Status.SKIPPED, "host failed earlier")
         return None
+
+    def _state(self, host: str) -> HostState:
+        state = self.host_states.get(host)
+        if state is None:
+            state = self.host_states[host] = HostState()
+        return state
 
     def _spec(self, step: Any) -> ActionSpec | None:
         """The action of a step (looked up once per step, not once per node)."""
@@ -438,10 +447,10 @@ class Executor:
             self.messages[node.id] = outcome.result.msg
         if node.host is None:
             return
-        state = self.host_states.setdefault(node.host, HostState())
+        state = self._state(node.host)
         # run_once: the one result counts for every host the step was meant for (Ansible)
         for name in (node.leaf.scope or (node.host,)) if step.run_once else (node.host,):  # type: ignore[union-attr]
-            target = self.host_states.setdefault(name, HostState())
+            target = self._state(name)
             if step.register and outcome.registered is not None:
                 target.registered[step.register] = outcome.registered
                 if outcome.status is Status.UNKNOWN:
@@ -516,7 +525,7 @@ class Executor:
         registered results, step vars, then params (like Ansible's extra vars)."""
         name = node.host or "localhost"
         host = self.hostinfo(name) if node.host else HostInfo("localhost", {})
-        state = self.host_states.get(name) or HostState()
+        state = self.host_states.get(name, _NO_STATE)
         ctx: dict[str, Any] = dict(host.vars)
         ctx.update(inventory_hostname=name, groups=self._groups, hostvars=self._hostvars,
                    params=self.plan.params, run={"id": self.run_id, "check": self.opts.check},
@@ -542,7 +551,7 @@ class Executor:
         spec = self._spec(step)
         if spec is None:
             return _outcome(Status.FAILED, f"plugin action {action.name} is not installed")
-        state = self.host_states.get(node.host or "", HostState())
+        state = self.host_states.get(node.host or "", _NO_STATE)
         if self.opts.check and state.unknown:
             deps = sorted(_step_names(step) & set(state.unknown))
             if deps:
@@ -600,7 +609,7 @@ class Executor:
             self.emit("node_started", node)
         else:
             self._write_ahead(node)
-            cancel = self._cancel.setdefault(node.id, threading.Event())
+            cancel = self._cancel.get(node.id) or self._cancel.setdefault(node.id, threading.Event())
         if step.timeout:
             self._deadline[node.id] = time.monotonic() + step.timeout
         results: list[Result] = []
@@ -978,7 +987,7 @@ class Executor:
                 return node.host
         return node.host
 
-    def _rollback(self, workers: ThreadPoolExecutor) -> int:
+    def _rollback(self) -> int:
         entries = [e for e in self.journal.rollbacks(self.run_id) if e["status"] == "pending"]
         if not entries:
             return 0
@@ -986,9 +995,11 @@ class Executor:
         for entry in entries:
             by_host.setdefault(entry["host"], []).append(entry)
         self.emit("rollback_started", count=len(entries))
-        futures = [workers.submit(self._rollback_host, host, list(reversed(items)))
-                   for host, items in by_host.items()]
-        return sum(f.result() for f in futures)
+        with ThreadPoolExecutor(max_workers=max(1, min(self.opts.forks, len(by_host))),
+                                thread_name_prefix="rollback") as workers:
+            futures = [workers.submit(self._rollback_host, host, list(reversed(items)))
+                       for host, items in by_host.items()]
+            return sum(f.result() for f in futures)
 
     def _rollback_host(self, host: str | None, entries: list[dict[str, Any]]) -> int:
         done = 0
@@ -1017,6 +1028,52 @@ class Executor:
                       status=status, msg=result.msg)
             done += status == "done"
         return done
+
+
+class _Workers:
+    """Up to `size` threads that run submitted calls, started as the work needs them.
+
+    ThreadPoolExecutor's futures are not needed here (a node hands its outcome back
+    through the executor's queue), and a node is the engine's unit of work, so each
+    submit is a queue put, nothing more."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._tasks: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        with self._lock:
+            self._busy += 1
+            if self._busy > len(self._threads) and len(self._threads) < self._size:
+                thread = threading.Thread(target=self._loop, name=f"node-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        self._tasks.put((fn, args))
+
+    def _loop(self) -> None:
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            fn, args = task
+            try:
+                fn(*args)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Wait for what runs (an abandoned node's action included), then stop the threads."""
+        for _ in self._threads:
+            self._tasks.put(None)
+        for thread in self._threads:
+            thread.join()
 
 
 _NEVER = threading.Event()  # the cancel event of pure nodes: never set

@@ -131,6 +131,15 @@ def digest_files(paths: list[str]) -> str:
     return h.hexdigest()
 
 
+@dataclass
+class _Batch:
+    """Rows of several writers committed in one transaction (see Journal._group)."""
+
+    items: list[tuple[str, list[tuple[Any, ...]]]] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    error: JournalError | None = None
+
+
 class Journal:
     """SQLite journal. `Journal(":memory:")` keeps everything in memory (tests, benchmarks)."""
 
@@ -140,12 +149,9 @@ class Journal:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         # Group commit: concurrent writers of node records share transactions (see _group).
-        self._gc = threading.Condition()
-        self._pending: list[tuple[str, list[tuple[Any, ...]]]] = []
-        self._next_ticket = 1
-        self._committed = 0
-        self._leader = False
-        self._failures: list[tuple[int, int, JournalError]] = []
+        self._gc = threading.Lock()
+        self._open = _Batch()  # collecting rows; its first writer commits it
+        self._last: _Batch | None = None  # the batch most recently given a first writer
         try:
             self.db = sqlite3.connect(self.path, timeout=10, check_same_thread=False,
                                       isolation_level=None)
@@ -192,40 +198,36 @@ class Journal:
     def _group(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """Write rows durably, sharing the transaction with whoever writes at the same time.
 
-        Leader/follower group commit: the first writer to find no commit in progress
-        commits everything queued so far in one transaction; the others wait for it. Each
-        caller returns only once its own rows are committed (write-ahead holds)."""
+        Group commit: rows join the open batch. The first writer of a batch waits until
+        the batch before it is committed (commits stay in order), closes its batch and
+        commits everything in it in one transaction; the other writers of the batch wait
+        for exactly that commit. Every caller returns only once its own rows are
+        committed (write-ahead holds), and wakes up once."""
         with self._gc:
-            self._pending.append((sql, rows))
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            while True:
-                if self._committed >= ticket:
-                    for first, last, error in self._failures:
-                        if first <= ticket <= last:
-                            raise error
-                    return
-                if not self._leader:
-                    self._leader = True
-                    batch, self._pending = self._pending, []
-                    first, last = self._committed + 1, self._next_ticket - 1
-                    break
-                self._gc.wait()
-        error: JournalError | None = None
+            batch = self._open
+            batch.items.append((sql, rows))
+            leads = len(batch.items) == 1
+            if leads:
+                before, self._last = self._last, batch
+        if not leads:
+            batch.done.wait()
+            if batch.error is not None:
+                raise batch.error
+            return
+        if before is not None:
+            before.done.wait()
+        with self._gc:
+            self._open = _Batch()  # later writers start the next batch
         try:
             with self._tx() as db:
-                for statement, values in batch:
+                for statement, values in batch.items:
                     db.executemany(statement, values)
         except JournalError as exc:
-            error = exc
-        with self._gc:
-            self._committed = last
-            self._leader = False
-            if error is not None:
-                self._failures = [*self._failures[-20:], (first, last, error)]
-            self._gc.notify_all()
-        if error is not None:
-            raise error
+            batch.error = exc
+        finally:
+            batch.done.set()
+        if batch.error is not None:
+            raise batch.error
 
     # -- runs --------------------------------------------------------------------------------
     def create_run(self, run: RunRecord) -> None:
