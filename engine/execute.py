@@ -456,7 +456,7 @@ class Executor:
                 if outcome.status is Status.UNKNOWN:
                     target.unknown[step.register] = step.name
             target.facts.update(outcome.result.facts)
-        state.notified.update(outcome.notify)
+            target.notified.update(outcome.notify)  # a run_once step notifies for every host (Ansible)
         failed = outcome.status in (Status.FAILED, Status.TIMED_OUT) and not step.ignore_errors
         if failed:
             self._host_failed(node, state)
@@ -565,16 +565,16 @@ class Executor:
                     out = _outcome(Status.SKIPPED, f"when: {false} is false")
                     out.registered = Result(status=Status.SKIPPED).registered()
                     return out
-                items = [None]
+                items: list[tuple[Any, Any]] = [(None, None)]
             else:  # Ansible evaluates `when` once per item, with the item bound
                 rendered = render(step.loop, ctx_vars, pos=step.pos)
                 if not isinstance(rendered, list):
                     return _outcome(Status.FAILED, f"loop must render to a list, got {type(rendered).__name__}")
-                items = [i for i in rendered
-                         if self._false_condition(step, {**ctx_vars, step.loop_var: i}) is None]
-                if rendered and not items:
+                items = [(i, self._false_condition(step, {**ctx_vars, step.loop_var: i})) for i in rendered]
+                if rendered and all(false is not None for _, false in items):
                     out = _outcome(Status.SKIPPED, "when: false for every item of the loop")
                     out.registered = Result(status=Status.SKIPPED).registered()
+                    out.registered["results"] = [_skipped_item(step, i, false).registered() for i, false in items]
                     return out
         except UserError as exc:
             return _outcome(Status.FAILED, _user_message(exc))
@@ -601,7 +601,7 @@ class Executor:
                 return self._act(node, spec, ctx_vars, items, start, pure)
         return self._act(node, spec, ctx_vars, items, start, pure)
 
-    def _act(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], items: list[Any],
+    def _act(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], items: list[tuple[Any, Any]],
              start: float, pure: bool = False) -> Outcome:
         step = node.step
         if pure:  # no side effect: nothing to write ahead, nothing to cancel
@@ -613,9 +613,16 @@ class Executor:
         if step.timeout:
             self._deadline[node.id] = time.monotonic() + step.timeout
         results: list[Result] = []
-        for item in items:
-            extra = None if step.loop is None else {step.loop_var: item}
-            results.append(self._attempts(node, spec, ctx_vars if extra is None else {**ctx_vars, **extra}, cancel))
+        for item, false in items:
+            if step.loop is None:
+                results.append(self._attempts(node, spec, ctx_vars, cancel))
+                break
+            if false is not None:  # Ansible lists a skipped item in results too
+                results.append(_skipped_item(step, item, false))
+                continue
+            result = self._attempts(node, spec, {**ctx_vars, step.loop_var: item}, cancel)
+            result.data = {**result.data, step.loop_var: item, "ansible_loop_var": step.loop_var}
+            results.append(result)
             if cancel.is_set():
                 break
         outcome = self._combine(node, results)
@@ -785,8 +792,10 @@ class Executor:
         else:
             worst = next((r for r in results if r.status in (Status.TIMED_OUT, Status.FAILED)), None) or \
                 next((r for r in results if r.status is Status.UNKNOWN), None)
+            skipped = sum(r.status is Status.SKIPPED for r in results)
+            summary = f"{len(results)} items" + (f" ({skipped} skipped)" if skipped else "")
             result = Result(status=worst.status if worst else Status.OK, changed=any(r.changed for r in results),
-                            msg=worst.msg if worst else f"{len(results)} items",
+                            msg=worst.msg if worst else summary,
                             stdout="\n".join(r.stdout for r in results if r.stdout),
                             stderr="\n".join(r.stderr for r in results if r.stderr))
             for r in results:
@@ -1084,6 +1093,12 @@ def _inline(spec: ActionSpec, node: Node) -> bool:
     step = node.step
     return (spec.plugin == "local" and spec.name in ("noop", "set", "assert", "fail")
             and not step.approve and not step.retries and not step.timeout and not step.loop)
+
+
+def _skipped_item(step: Any, item: Any, false: Any) -> Result:
+    """A loop item whose `when` was false, as it appears in the registered results."""
+    return Result(status=Status.SKIPPED, msg=f"when: {false} is false",
+                  data={step.loop_var: item, "ansible_loop_var": step.loop_var})
 
 
 def _outcome(status: Status, msg: str, registered: dict[str, Any] | None = None) -> Outcome:

@@ -46,6 +46,49 @@ def test_when_is_evaluated_per_loop_item(run, tmp_path):
     assert lines(log) == ["2", "3"]
 
 
+def test_loop_results_keep_every_item_and_mark_the_skipped_ones(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: t
+        steps:
+          - name: each
+            local.shell: "echo {{{{ item }}}} >> {log}"
+            loop: [1, 2, 3]
+            when: item > 1
+            register: out
+          - name: check
+            local.assert:
+              that:
+                - out.results | length == 3
+                - out.results[0].skipped and not out.results[0].changed
+                - out.results[0].item == 1 and out.results[0].ansible_loop_var == "item"
+                - out.results | rejectattr("skipped") | map(attribute="item") | list == [2, 3]
+                - out.results[2].rc == 0 and out.changed
+        """)
+    assert summary.status == "succeeded", journal.nodes(summary.run_id)
+    assert lines(log) == ["2", "3"]
+
+
+def test_loop_var_names_the_item_in_results(run, journal):
+    summary = run("""
+        opsbook: 1
+        name: t
+        steps:
+          - name: each
+            local.command: "echo {{ svc }}"
+            loop: [nginx, redis]
+            loop_control: {loop_var: svc}
+            register: out
+          - local.assert:
+              that:
+                - out.results | map(attribute="svc") | list == ["nginx", "redis"]
+                - out.results[1].stdout | trim == "redis"
+                - out.results[0].ansible_loop_var == "svc"
+        """)
+    assert summary.status == "succeeded", journal.nodes(summary.run_id)
+
+
 def test_rollback_arguments_are_shell_quoted(run, tmp_path):
     summary = run(f"""
         opsbook: 1
@@ -255,3 +298,22 @@ def test_params_may_not_hide_builtin_variables(load):
 
     with pytest.raises(ValidationError, match='parameter "host" would hide the built-in variable'):
         load("opsbook: 1\nname: t\nparams:\n  host: {type: string, default: x}\nsteps:\n  - local.noop: {}\n")
+
+
+def test_a_run_once_step_notifies_its_handler_on_every_host(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: t
+        hosts: web
+        steps:
+          - name: reload config once
+            local.command: "true"
+            run_once: true
+            notify: restart
+        handlers:
+          - name: restart
+            local.shell: "echo {{{{ inventory_hostname }}}} >> {log}"
+        """, INVENTORY)
+    assert summary.status == "succeeded", journal.nodes(summary.run_id)
+    assert sorted(lines(log)) == ["web1", "web2", "web3"]
