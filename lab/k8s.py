@@ -583,7 +583,13 @@ def _spawn(component: str, p: _Paths, st: _State, bindir: Path) -> int:
             cwd=p.root,
         )
     p.pidfile(component).write_text(f"{proc.pid}\n")
+    _CHILDREN[component] = proc
     return proc.pid
+
+
+# Components this process started: their liveness is the child's own exit status, not a
+# reading of /proc (which once reported a just-started, healthy etcd as gone).
+_CHILDREN: dict[str, subprocess.Popen[bytes]] = {}
 
 
 def _stop_pid(pid: int, exe: Path, timeout: float = 20.0) -> None:
@@ -1065,52 +1071,74 @@ def _up_locked(
         p.mkdirs()
     api = _Api(p, st.ports["apiserver"])
     started = [c for c in COMPONENTS if not running[c]]
-    for c in COMPONENTS:
-        if not running[c]:
-            running[c] = _spawn(c, p, st, bindir)
-        if c == "etcd":
+    try:
+        for c in COMPONENTS:
+            if not running[c]:
+                running[c] = _spawn(c, p, st, bindir)
+            if c == "etcd":
+                _wait(
+                    "etcd /health",
+                    lambda c=c: _alive_or_fail(p, c, bindir) and _etcd_healthy(st.ports["etcd-client"]),
+                    timeout,
+                )
+            elif c == "kube-apiserver":
+                _wait(
+                    "kube-apiserver /readyz",
+                    lambda c=c: _alive_or_fail(p, c, bindir) and _apiserver_ready(api),
+                    timeout,
+                )
+        for c, port in (
+            ("kube-controller-manager", "controller-manager"),
+            ("kube-scheduler", "scheduler"),
+        ):
             _wait(
-                "etcd /health",
-                lambda c=c: _alive_or_fail(p, c, bindir) and _etcd_healthy(st.ports["etcd-client"]),
+                f"{c} /healthz",
+                lambda c=c, port=port: _alive_or_fail(p, c, bindir) and _healthz_tls(st.ports[port]),
                 timeout,
             )
-        elif c == "kube-apiserver":
+        if started:
+            _log(
+                f"started {', '.join(started)}; control plane ready in "
+                f"{time.monotonic() - t0:.1f}s at {server}"
+            )
+        if seed:
+            for obj in workload():
+                api.apply(obj)
             _wait(
-                "kube-apiserver /readyz",
-                lambda c=c: _alive_or_fail(p, c, bindir) and _apiserver_ready(api),
+                "kwok nodes Ready",
+                lambda: _alive_or_fail(p, "kwok", bindir) and _nodes_ready(api),
                 timeout,
             )
-    for c, port in (
-        ("kube-controller-manager", "controller-manager"),
-        ("kube-scheduler", "scheduler"),
-    ):
-        _wait(
-            f"{c} /healthz",
-            lambda c=c, port=port: _alive_or_fail(p, c, bindir) and _healthz_tls(st.ports[port]),
-            timeout,
-        )
-    if started:
-        _log(
-            f"started {', '.join(started)}; control plane ready in "
-            f"{time.monotonic() - t0:.1f}s at {server}"
-        )
-    if seed:
-        for obj in workload():
-            api.apply(obj)
-        _wait(
-            "kwok nodes Ready",
-            lambda: _alive_or_fail(p, "kwok", bindir) and _nodes_ready(api),
-            timeout,
-        )
-        if wait_workload:
-            _wait("seeded Deployments Available", lambda: _deployments_available(api), timeout)
-            _log(f"workload Available {time.monotonic() - t0:.1f}s after up()")
+            if wait_workload:
+                _wait("seeded Deployments Available", lambda: _deployments_available(api), timeout)
+                _log(f"workload Available {time.monotonic() - t0:.1f}s after up()")
+    except BaseException:
+        # Leave nothing behind that this call started and did not get ready.
+        for c in reversed(started):
+            child = _CHILDREN.pop(c, None)
+            pid = _read_pid(p, c)
+            if child is not None and child.pid == pid:
+                child.terminate()
+                try:
+                    child.wait(20)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+            elif pid:
+                _stop_pid(pid, bindir / c)
+            with contextlib.suppress(FileNotFoundError):
+                p.pidfile(c).unlink()
+        raise
     return _info(p, st, running, bool(started))
 
 
 def _alive_or_fail(p: _Paths, component: str, bindir: Path) -> bool:
     pid = _read_pid(p, component)
-    if pid and _pid_is(pid, bindir / component):
+    child = _CHILDREN.get(component)
+    if child is not None and pid == child.pid:
+        if child.poll() is None:
+            return True
+    elif pid and _pid_is(pid, bindir / component):
         return True
     _reap(pid or 0)
     tail = ""
