@@ -520,7 +520,10 @@ def watch(runbook: str | None, inventories: tuple[str, ...], extra: tuple[str, .
           interval: str, failures: int, cooldown: str, max_responses: int | None, listen: str | None,
           routes: tuple[str, ...], journal_path: str | None) -> None:
     """Probe a runbook's health checks at an interval and start the response runbook after
-    N consecutive failures (with a cool-down and a lock); optionally receive Alertmanager webhooks."""
+    N consecutive failures (with a cool-down and a lock); optionally receive Alertmanager webhooks.
+
+    The health checks are the runbook's probe.* steps before its first step marked
+    mitigation, and its steps marked verification, run read-only."""
     import threading
 
     from opsbook.model import parse_duration

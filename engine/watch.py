@@ -29,11 +29,21 @@ from opsbook.registry import Registry
 
 
 def health_steps(runbook: Runbook) -> Runbook:
-    """The runbook reduced to its health checks (probe steps and verification steps)."""
+    """The runbook reduced to its health checks: its probe steps up to its first step
+    marked `mitigation`, and its steps marked `verification`. Probes after the mitigation
+    check what the response did, and may check the opposite of health (an isolated host
+    no longer answers): watching them would call a healthy system sick."""
+    chosen = []
+    mitigated = False
+    for s in runbook.all_steps():
+        mitigated = mitigated or "mitigation" in s.marks
+        if s.action is None:
+            continue
+        if "verification" in s.marks or (s.action.plugin == "probe" and not mitigated):
+            chosen.append(s)
     checks = tuple(dataclasses.replace(s, needs=(), register=s.register, when=(), rollback=None, notify=(),
                                        approve=None, retries=0)
-                   for s in runbook.all_steps()
-                   if s.action is not None and (s.action.plugin == "probe" or "verification" in s.marks))
+                   for s in chosen)
     if not checks:
         raise UserError(f"{runbook.path}: nothing to watch: no probe.* step and no step marked verification",
                         hint="add `marks: [verification]` to the steps that tell the service is healthy")

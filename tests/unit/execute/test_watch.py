@@ -60,6 +60,39 @@ def test_watch_needs_something_to_watch(registry, journal, write):
         Watcher(WatchConfig(rb), registry, journal)
 
 
+def test_watch_checks_probes_before_the_mitigation_and_verification_steps(registry, write):
+    from opsbook.api import load_runbook
+    from opsbook.watch import health_steps
+
+    response = load_runbook(write("isolate.yaml", """
+        opsbook: 1
+        name: isolate
+        steps:
+          - name: target answers
+            probe.tcp: {host: 127.0.0.1, port: 1}
+          - name: cut it off
+            local.noop: {}
+            marks: [mitigation]
+          - name: target no longer answers
+            probe.tcp: {host: 127.0.0.1, port: 1, state: closed}
+          - name: site answers
+            local.http: {url: "http://127.0.0.1:1/"}
+            marks: [verification]
+        """), registry)
+    assert [s.name for s in health_steps(response).steps] == ["target answers", "site answers"]
+    probes_only = load_runbook(write("probes.yaml", """
+        opsbook: 1
+        name: probes
+        steps:
+          - name: a
+            probe.tcp: {host: 127.0.0.1, port: 1}
+          - local.noop: {}
+          - name: b
+            probe.icmp: {host: 127.0.0.1}
+        """), registry)
+    assert [s.name for s in health_steps(probes_only).steps] == ["a", "b"]
+
+
 def test_alertmanager_webhook_starts_each_incident_once():
     started: list[tuple[str, dict]] = []
     receiver = AlertReceiver("127.0.0.1", 0, [Route.parse("WebDown:runbooks/web.yaml")],
