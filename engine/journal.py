@@ -171,6 +171,8 @@ class Journal:
 
     def _migrate(self) -> None:
         """Journals written before the node log kept one row per node in `nodes`."""
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='nodes'").fetchone() is None:
+            return  # the common case: no write transaction just to look
         with self._tx() as db:
             old = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='nodes'").fetchone()
             if old is None:
