@@ -69,8 +69,12 @@ def _describe(event: Event, verbose: int) -> str | None:
         return f"{stamp} {status:<9} {event.step} @ {event.host}{changed}{took}{msg}"
     if event.kind == "node_output" and verbose > 1:
         return f"{stamp}   {event.host} | {d.get('line')}"
-    if event.kind in ("aborted", "warning"):
-        return f"{stamp} {event.kind.upper()}: {d.get('message')}"
+    if event.kind == "aborted":
+        running = d.get("still_running") or 0
+        waiting = f" (nothing new starts; {running} running node(s) will finish)" if running else ""
+        return f"{stamp} ABORTED: {d.get('message')}{waiting}"
+    if event.kind == "warning":
+        return f"{stamp} WARNING: {d.get('message')}"
     if event.kind == "approval_decided":
         return f"{stamp} approval {'granted' if d.get('approved') else 'DENIED'} by {d.get('who')} for {event.step} @ {event.host}"
     if event.kind == "rollback_started":

@@ -210,6 +210,7 @@ class Executor:
         self._cancel: dict[str, threading.Event] = {}
         self._deadline: dict[str, float] = {}
         self._done: queue.SimpleQueue[tuple[Node, Outcome]] = queue.SimpleQueue()
+        self._inflight: dict[str, Node] = {}
         self._preflight_locks: dict[str, threading.Lock] = {}
         self._static_args: dict[str, Any] = {}
         self._specs: dict[str, ActionSpec | None] = {}
@@ -293,7 +294,7 @@ class Executor:
         waiting, succ = self.plan.adjacency()
         ready = sorted((n for n, d in waiting.items() if d == 0), key=lambda n: nodes[n].index)
         ready.reverse()  # pop() from the end gives file order
-        inflight: dict[str, Node] = {}
+        inflight = self._inflight  # nodes handed to workers, not yet finished
         timed_out = False
         forks = max(1, self.opts.forks)
 
@@ -322,13 +323,19 @@ class Executor:
             if not inflight:
                 continue
             try:
-                node, outcome = self._done.get(timeout=0.2)
+                finished = [self._done.get(timeout=0.2)]
             except queue.Empty:
-                node = None  # type: ignore[assignment]
-            if node is not None and node.id in inflight:
-                del inflight[node.id]
-                self._finish(node, outcome)
-                release(node.id)
+                finished = []
+            while True:  # everything that finished meanwhile, before dispatching again:
+                try:      # a failure that crosses a threshold stops what comes next at once
+                    finished.append(self._done.get_nowait())
+                except queue.Empty:
+                    break
+            for node, outcome in finished:
+                if node.id in inflight:
+                    del inflight[node.id]
+                    self._finish(node, outcome)
+                    release(node.id)
             now = time.monotonic()
             if run_deadline and now > run_deadline and not timed_out:
                 timed_out = True
@@ -493,7 +500,8 @@ class Executor:
         if run_max is not None and self.run_failures > run_max:
             self.aborted = f"{self.run_failures} nodes failed, over the run's max_errors {run_max}"
         if self.aborted:
-            self.emit("aborted", node, message=self.aborted)
+            # Nothing new starts from here on; what runs now finishes.
+            self.emit("aborted", node, message=self.aborted, still_running=len(self._inflight))
 
     # -- running a node (worker thread) -----------------------------------------------------
     def hostinfo(self, name: str) -> HostInfo:

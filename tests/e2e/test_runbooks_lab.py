@@ -460,7 +460,9 @@ def test_config_rollout_rolls_back_every_host_when_a_batch_fails(pristine, ob):
         web1_rollbacks = [r for r in result.rollbacks() if r["host"] == "web1"]
         assert [r["status"] for r in web1_rollbacks] == ["done"], result.rollbacks()
         for web in lh.WEBS:
-            assert lh.http_get(lh.web_url(lab, web, "/version"))[0] == 404, f"{web} still serves the new version"
+            # `service nginx reload` returns before the old workers have handed over
+            lh.wait_for(lambda web=web: lh.http_get(lh.web_url(lab, web, "/version"))[0] == 404,
+                        timeout=10, what=f"{web} to stop serving the new version")
             assert lh.http_get(lh.web_url(lab, web, "/healthz"))[0] == 200
             assert "configuration version" not in lh.sh_ok(lab, web, "cat /etc/nginx/sites-available/opsbook-lab")
         assert lh.http_get(lh.lb_url(lab, "/healthz"))[0] == 200

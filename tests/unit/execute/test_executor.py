@@ -427,3 +427,14 @@ def test_secrets_never_reach_the_journal(run, journal, tmp_path):
             raw += p.read_bytes()
     assert b"s3cr3t-VALUE" not in raw
     assert "token=********" in journal.nodes(summary.run_id)["use-it@localhost"].stdout
+
+
+def test_the_abort_line_says_that_running_nodes_finish():
+    from opsbook.display import _describe
+    from opsbook.events import Event
+
+    message = "6 nodes failed, over the run's max_errors 5"
+    busy = _describe(Event("aborted", "r1", data={"message": message, "still_running": 3}), 0)
+    assert busy.endswith(f"ABORTED: {message} (nothing new starts; 3 running node(s) will finish)")
+    idle = _describe(Event("aborted", "r1", data={"message": message, "still_running": 0}), 0)
+    assert idle.endswith(f"ABORTED: {message}")
