@@ -330,6 +330,11 @@ class Lab:
 
             image = ensure_image(self.client, progress=not self.quiet)
             self._remove_containers(prev)
+            # lab.json describes the containers just removed: drop it, or `info` would read
+            # their IDs back while the new ones start (a fresh `up --recreate` failed so).
+            with contextlib.suppress(FileNotFoundError):
+                self.lab_json.unlink()
+            self._info, self._info_mtime = None, None
             info = self._create(image, pid, timeout, prefer_ports=prev.port_base if prev else None,
                                 sudo_password=prev.sudo_password if prev else None)
             self.created_containers = True
