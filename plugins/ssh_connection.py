@@ -209,25 +209,36 @@ def _set_opt(opts: dict[str, Any], key: str, value: str) -> None:
         opts.setdefault(key, value)
 
 
-_SSH_CONFIGS: dict[Path, tuple[tuple[int, int, int], paramiko.SSHConfig]] = {}
+_PARSED: dict[tuple[str, str, Any], tuple[tuple[int, int, int], Any]] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _parsed_once(kind: str, path: str | Path, parse: Callable[[], Any], extra: Any = None) -> Any:
+    """`parse()` of a file, done again only when the file changes on disk (inode, mtime,
+    size): a fleet shares its key, known_hosts and ssh config files. Raises OSError when the
+    file cannot be looked at. Parsing happens under one lock, so a fleet's first connections
+    parse each file once, not once per thread."""
+    st = os.stat(path)
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    key = (kind, str(path), extra)
+    with _PARSED_LOCK:
+        cached = _PARSED.get(key)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, parse())
+            _PARSED[key] = cached
+        return cached[1]
 
 
 def load_ssh_config(path: str | Path | None) -> paramiko.SSHConfig:
     """~/.ssh/config (or `path`), or an empty config when there is none; parsed once per
     version of the file (every host of a fleet looks itself up in the same one)."""
     path = Path(path or "~/.ssh/config").expanduser()
-    try:
-        st = path.stat()
-    except OSError:
-        return paramiko.SSHConfig()
     if not path.is_file():
         return paramiko.SSHConfig()
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-    cached = _SSH_CONFIGS.get(path)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, paramiko.SSHConfig.from_path(str(path)))
-        _SSH_CONFIGS[path] = cached
-    return cached[1]
+    try:
+        return _parsed_once("ssh_config", path, lambda: paramiko.SSHConfig.from_path(str(path)))
+    except OSError:
+        return paramiko.SSHConfig()
 
 
 def _first(*values: Any) -> Any:
@@ -493,33 +504,13 @@ class _KnownHostsFile:
         return sorted(hits, key=lambda e: e.line) if len(hits) > 1 else hits
 
 
-_KNOWN_FILES: dict[Path, tuple[tuple[int, int, int], _KnownHostsFile]] = {}
-_KNOWN_FILES_LOCK = threading.Lock()
-
-
-def _known_hosts_file(path: Path) -> _KnownHostsFile | None:
-    """The parsed file, re-read whenever it changed on disk (accept-new appends to it)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-    with _KNOWN_FILES_LOCK:
-        cached = _KNOWN_FILES.get(path)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        try:
-            parsed = _KnownHostsFile(path.read_text(errors="replace"))
-        except FileNotFoundError:
-            return None
-        _KNOWN_FILES[path] = (stamp, parsed)
-        return parsed
-
-
 def known_keys(path: Path, name: str) -> list[KnownKey]:
     """Every key recorded for `name` in a known_hosts file (hashed names included)."""
-    parsed = _known_hosts_file(path)
-    if parsed is None:
+    try:
+        parsed: _KnownHostsFile = _parsed_once(
+            "known_hosts", path, lambda: _KnownHostsFile(path.read_text(errors="replace"))
+        )
+    except FileNotFoundError:
         return []
     found = []
     for entry in parsed.lookup(name):
@@ -678,27 +669,16 @@ def _handshake_failure(exc: BaseException, timeout: float) -> str:
     return why
 
 
-_KEYS: dict[tuple[str, tuple[int, int, int], str | None], paramiko.PKey] = {}
-_KEYS_LOCK = threading.Lock()
-
-
 def _load_key(path: str, passphrase: str | None) -> tuple[paramiko.PKey | None, str]:
     """A private key, unencrypted or opened with the passphrase (Ansible: ansible_password).
-    Loaded once per file version: a fleet shares one key file, parsing it is not free."""
+    Loaded once per version of the file: a fleet shares one key file, parsing it is not free."""
     try:
-        st = os.stat(path)
+        result: tuple[paramiko.PKey | None, str] = _parsed_once(
+            "key", path, lambda: _read_key(path, passphrase), passphrase
+        )
     except OSError:
-        return _read_key(path, passphrase)
-    cache_key = (path, (st.st_ino, st.st_mtime_ns, st.st_size), passphrase)
-    with _KEYS_LOCK:
-        key = _KEYS.get(cache_key)
-    if key is not None:
-        return key, ""
-    key, note = _read_key(path, passphrase)
-    if key is not None:
-        with _KEYS_LOCK:
-            _KEYS[cache_key] = key
-    return key, note
+        return _read_key(path, passphrase)  # it says what is wrong with the file
+    return result
 
 
 def _read_key(path: str, passphrase: str | None) -> tuple[paramiko.PKey | None, str]:
