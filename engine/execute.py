@@ -411,12 +411,11 @@ class Executor:
 
     def _spec(self, step: Any) -> ActionSpec | None:
         """The action of a step (looked up once per step, not once per node)."""
-        spec = self._specs.get(step.id)
-        if spec is None:
+        if step.id not in self._specs:  # an action that is not installed is looked up once too
             spec = self._specs[step.id] = self.registry.action(step.action.name)
             if spec is not None:
                 spec.prepare()
-        return spec
+        return self._specs[step.id]
 
     def _tag_selected(self, tags: tuple[str, ...]) -> bool:
         if not self.opts.tags and not self.opts.skip_tags:
@@ -573,7 +572,7 @@ class Executor:
                     out = _outcome(Status.SKIPPED, f"when: {false} is false")
                     out.registered = Result(status=Status.SKIPPED).registered()
                     return out
-                items: list[tuple[Any, Any]] = [(None, None)]
+                items: list[tuple[Any, Any]] = []  # a loop's (item, its false `when` or None)
             else:  # Ansible evaluates `when` once per item, with the item bound
                 rendered = render(step.loop, ctx_vars, pos=step.pos)
                 if not isinstance(rendered, list):
@@ -621,10 +620,9 @@ class Executor:
         if step.timeout:
             self._deadline[node.id] = time.monotonic() + step.timeout
         results: list[Result] = []
+        if step.loop is None:
+            results.append(self._attempts(node, spec, ctx_vars, cancel))
         for item, false in items:
-            if step.loop is None:
-                results.append(self._attempts(node, spec, ctx_vars, cancel))
-                break
             if false is not None:  # Ansible lists a skipped item in results too
                 results.append(_skipped_item(step, item, false))
                 continue
