@@ -5,6 +5,8 @@
 - A string that is exactly one expression (`"{{ groups.web }}"`) renders to the native
   value (list, dict, int), as Ansible does; anything else renders to a string.
 - In shell contexts every `{{ }}` value is shell-quoted unless the author writes `| raw`.
+- Jinja2 is imported on the first template, not at start-up: a run whose runbook holds
+  none never pays for it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, meta, nodes
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 from opsbook.errors import Position, TemplateError
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 _SINGLE_EXPR = re.compile(r"^\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}$", re.DOTALL)
 
@@ -152,15 +154,6 @@ BUILTIN_NAMES = frozenset(
 )
 
 
-class _Sandbox(SandboxedEnvironment):
-    """Sandbox that also refuses str.format tricks and underscore attributes outright."""
-
-    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        if attr.startswith("_") or attr in ("format", "format_map", "mro"):
-            return False
-        return super().is_safe_attribute(obj, attr, value)
-
-
 def _shell_finalize(value: Any) -> Any:
     if isinstance(value, RawShell):
         return str(value)
@@ -169,7 +162,20 @@ def _shell_finalize(value: Any) -> Any:
     return shlex.quote("" if value is None else str(value))
 
 
-def _make_env(shell: bool) -> SandboxedEnvironment:
+@lru_cache(maxsize=2)
+def _env(shell: bool) -> SandboxedEnvironment:
+    """The sandboxed environment (plain, or shell-quoting), built on first use."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    class _Sandbox(SandboxedEnvironment):
+        """Sandbox that also refuses str.format tricks and underscore attributes outright."""
+
+        def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+            if attr.startswith("_") or attr in ("format", "format_map", "mro"):
+                return False
+            return bool(super().is_safe_attribute(obj, attr, value))
+
     env = _Sandbox(
         undefined=StrictUndefined,
         keep_trailing_newline=True,
@@ -184,10 +190,6 @@ def _make_env(shell: bool) -> SandboxedEnvironment:
         env.globals.pop(name, None)
     env.globals["omit"] = "__omit__"
     return env
-
-
-_ENV = _make_env(shell=False)
-_SHELL_ENV = _make_env(shell=True)
 
 
 def is_template(value: Any) -> bool:
@@ -207,7 +209,7 @@ def holds_template(value: Any) -> bool:
 
 @lru_cache(maxsize=8192)
 def _compiled(source: str, shell: bool) -> Any:
-    env = _SHELL_ENV if shell else _ENV
+    env = _env(shell)
     match = _SINGLE_EXPR.match(source.strip()) if not shell else None
     if match:
         return ("expr", env.compile_expression(match.group("expr"), undefined_to_none=False))
@@ -215,6 +217,9 @@ def _compiled(source: str, shell: bool) -> Any:
 
 
 def _error(exc: Exception, source: str, pos: Position | None) -> TemplateError:
+    from jinja2 import TemplateSyntaxError, UndefinedError
+    from jinja2.exceptions import SecurityError
+
     if isinstance(exc, UndefinedError):
         return TemplateError(
             f"undefined variable in template {source!r}: {exc.message}",
@@ -233,9 +238,16 @@ def _error(exc: Exception, source: str, pos: Position | None) -> TemplateError:
 
 def _defined(value: Any) -> Any:
     """A native expression can return an Undefined instead of raising; make it raise."""
-    if isinstance(value, Undefined):
+    if isinstance(value, _undefined()):
         str(value)  # raises UndefinedError, or SecurityError for unsafe attributes
     return value
+
+
+@lru_cache(maxsize=1)
+def _undefined() -> type:
+    from jinja2 import Undefined
+
+    return Undefined
 
 
 def render(value: Any, context: Mapping[str, Any], *, shell: bool = False,
@@ -290,9 +302,11 @@ def referenced_names(source: str, expression: bool = False) -> frozenset[str]:
 
 @lru_cache(maxsize=8192)
 def _names_of(text: str) -> frozenset[str]:
+    from jinja2 import TemplateSyntaxError, meta
+
     source = text
     try:
-        ast = _ENV.parse(text)
+        ast = _env(False).parse(text)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error in {source!r}: {exc.message}") from None
     return frozenset(meta.find_undeclared_variables(ast))
@@ -300,9 +314,11 @@ def _names_of(text: str) -> frozenset[str]:
 
 def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str]]:
     """(name, attribute) pairs like ("params", "primary") read by a template."""
+    from jinja2 import TemplateSyntaxError, nodes
+
     text = "{{" + source + "}}" if expression else source
     try:
-        ast = _ENV.parse(text)
+        ast = _env(False).parse(text)
     except TemplateSyntaxError:
         return set()
     found: set[tuple[str, str]] = set()
@@ -314,9 +330,11 @@ def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str
 
 def optional_names(source: str, expression: bool = False) -> frozenset[str]:
     """Names read only behind `| default(...)` or tested with `is defined`: not required."""
+    from jinja2 import TemplateSyntaxError, nodes
+
     text = "{{" + source + "}}" if expression else source
     try:
-        ast = _ENV.parse(text)
+        ast = _env(False).parse(text)
     except TemplateSyntaxError:
         return frozenset()
     found = set()

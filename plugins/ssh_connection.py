@@ -26,6 +26,7 @@ import select
 import shlex
 import socket
 import stat
+import sys
 import tempfile
 import threading
 import time
@@ -35,11 +36,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paramiko
 from opsbook.errors import OpsbookError
 from opsbook.plugin import Become, CommandResult
-from paramiko.common import cMSG_CHANNEL_REQUEST
-from paramiko.message import Message
+
+# paramiko's config module imports `invoke` (~50 ms, a third of paramiko's import, paid
+# before every run's first connection) only to run `Match exec` lines of an ssh config.
+# Import paramiko without it; `_parse_ssh_config` brings invoke in for a config that has
+# such a line. (Nothing to do when something imported either of them already.)
+_WITHOUT_INVOKE = "paramiko" not in sys.modules and "invoke" not in sys.modules
+if _WITHOUT_INVOKE:
+    sys.modules["invoke"] = None  # type: ignore[assignment]  # `import invoke` fails at once
+try:
+    import paramiko
+    from paramiko.common import cMSG_CHANNEL_REQUEST
+    from paramiko.message import Message
+finally:
+    if _WITHOUT_INVOKE and sys.modules.get("invoke", "") is None:
+        del sys.modules["invoke"]
 
 # paramiko logs transport failures itself; without a handler, logging's last resort would
 # print them to stderr, and the library never prints. Our errors carry the same facts.
@@ -236,9 +249,21 @@ def load_ssh_config(path: str | Path | None) -> paramiko.SSHConfig:
     if not path.is_file():
         return paramiko.SSHConfig()
     try:
-        return _parsed_once("ssh_config", path, lambda: paramiko.SSHConfig.from_path(str(path)))
+        return _parsed_once("ssh_config", path, lambda: _parse_ssh_config(path))
     except OSError:
         return paramiko.SSHConfig()
+
+
+_MATCH_EXEC = re.compile(r"^\s*match\b.*\bexec\b", re.IGNORECASE | re.MULTILINE)
+
+
+def _parse_ssh_config(path: Path) -> paramiko.SSHConfig:
+    text = path.read_text()
+    if _MATCH_EXEC.search(text) and paramiko.config.invoke is None:
+        import invoke  # `Match exec` runs its command through invoke (see _import_paramiko)
+
+        paramiko.config.invoke = invoke
+    return paramiko.SSHConfig.from_text(text)
 
 
 def _first(*values: Any) -> Any:

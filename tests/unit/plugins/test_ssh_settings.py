@@ -186,3 +186,26 @@ def test_private_keys_plain_or_encrypted(tmp_path):
     key, why = _load_key(str(locked), "wrong")
     assert key is None and why.startswith(f"key {locked}: cannot load (")
     assert _load_key(str(tmp_path / "none"), None) == (None, f"key {tmp_path}/none: file not found")
+
+
+def test_ssh_config_match_exec_works_although_paramiko_is_imported_without_invoke(tmp_path):
+    # A fresh interpreter: opsbook imports paramiko without `invoke` (start-up time), and
+    # loads it only for a config that has a `Match exec` line.
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "config"
+    cfg.write_text('Match exec "test -d /"\n  User fromexec\nHost *\n  Port 2022\n')
+    plain = tmp_path / "plain"
+    plain.write_text("Host *\n  User plain\n")
+    script = (
+        "import sys\n"
+        "from opsbook_plugins import ssh_connection as sc\n"
+        "print('invoke' in sys.modules)\n"
+        f"print(sc.settings_from_vars('h', {{'opsbook_ssh_config': {str(plain)!r}}}).target.user)\n"
+        "print('invoke' in sys.modules)\n"
+        f"s = sc.settings_from_vars('h', {{'opsbook_ssh_config': {str(cfg)!r}}})\n"
+        "print(s.target.user, s.target.port)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:4] == ["False", "plain", "False", "fromexec 2022"], out.stderr
