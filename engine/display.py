@@ -41,6 +41,9 @@ class PlainLines:
         self.stream = stream
         self.verbose = verbose
         self.lock = threading.Lock()
+        # A listener without this attribute gets every event; with it False, the engine
+        # does not even produce `node_output` events (one per output line) for it.
+        self.wants_output = verbose > 1
 
     def __call__(self, event: Event) -> None:
         text = _describe(event, self.verbose)

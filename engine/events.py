@@ -33,3 +33,11 @@ class Event:
 
 
 Listener = Callable[[Event], None]
+
+
+def wants_output(listeners: list[Listener]) -> bool:
+    """Whether any listener takes `node_output` events (one per line of command output).
+
+    A listener says it does not by a `wants_output = False` attribute; plain functions get
+    every event."""
+    return any(getattr(listener, "wants_output", True) for listener in listeners)

@@ -19,7 +19,7 @@ from typing import Any
 
 from opsbook.compile import BARRIER, HANDLER, Node, Plan, _step_names
 from opsbook.errors import JournalError, OpsbookError, TemplateError, UserError
-from opsbook.events import Event, Listener
+from opsbook.events import Event, Listener, wants_output
 from opsbook.journal import Journal, NodeRecord
 from opsbook.plugin import (
     ActionContext,
@@ -187,6 +187,7 @@ class Executor:
         self.opts = options or RunOptions()
         self.secrets = secrets or SecretStore()
         self.listeners = list(listeners)
+        self._wants_output = wants_output(self.listeners)
         self.approver = approver
         self.prior = dict(prior or {})
         self.pool = ConnectionPool(registry)
@@ -211,6 +212,7 @@ class Executor:
         self._deadline: dict[str, float] = {}
         self._done: queue.SimpleQueue[tuple[Node, Outcome]] = queue.SimpleQueue()
         self._inflight: dict[str, Node] = {}
+        self._ahead: set[str] = set()  # in flight, start written by the scheduler (see _start)
         self._preflight_locks: dict[str, threading.Lock] = {}
         self._static_args: dict[str, Any] = {}
         self._specs: dict[str, ActionSpec | None] = {}
@@ -305,7 +307,8 @@ class Executor:
                     ready.append(s)
 
         while ready or inflight:
-            while ready and len(inflight) < forks:
+            starting: list[Node] = []
+            while ready and len(inflight) + len(starting) < forks:
                 node = nodes[ready.pop()]
                 outcome = self._prepare(node)
                 if outcome is None:  # must really run
@@ -314,12 +317,11 @@ class Executor:
                         self._finish(node, self._run_node(node, pure=True))
                         release(node.id)
                         continue
-                    inflight[node.id] = node
-                    self._cancel[node.id] = threading.Event()
-                    workers.submit(self._worker, node)
+                    starting.append(node)
                     continue
                 self._finish(node, outcome)
                 release(node.id)
+            self._start(starting, workers, release)
             if not inflight:
                 continue
             try:
@@ -353,14 +355,53 @@ class Executor:
                         release(nid)
         return timed_out
 
+    def _start(self, starting: list[Node], workers: _Workers, release: Callable[[str], None]) -> None:
+        """End a scheduling round with one journal transaction, then hand `starting` to workers.
+
+        The transaction holds the results that came in this round (workers leave them to
+        the scheduler) and the write-ahead of the nodes about to start, so a node's result
+        is durable before anything after it starts, and a node's start before its action
+        runs; workers wait for no commit of their own. Nodes that may wait for a human or
+        a health check first (approve, keep_healthy), and in-doubt nodes of a resumed run,
+        write their start themselves, right before they act.
+        """
+        ahead = [n for n in starting if self._starts_here(n)]
+        if ahead or self._buffer:
+            try:
+                self.flush(started=ahead)
+            except JournalError as exc:
+                self._journal_failed(exc)
+                for node in starting:
+                    out = _outcome(Status.SKIPPED, f"not run: {self.aborted}")
+                    out.recorded = True  # the journal cannot take it
+                    self._finish(node, out)
+                    release(node.id)
+                return
+        self._ahead.update(n.id for n in ahead)
+        for node in starting:
+            self._inflight[node.id] = node
+            self._cancel[node.id] = threading.Event()
+            workers.submit(self._worker, node)
+
+    def _starts_here(self, node: Node) -> bool:
+        """Whether the scheduler writes this node's start (see _start)."""
+        step = node.step
+        if step.approve is not None or step.keep_healthy is not None:
+            return False
+        prior = self.prior.get(node.id)
+        return prior is None or prior.status not in IN_DOUBT
+
+    def _journal_failed(self, exc: JournalError) -> None:
+        # The journal cannot record what happens: stop scheduling and fail the run loudly.
+        self._journal_error = self._journal_error or exc
+        self.aborted = self.aborted or f"the journal cannot be written: {exc}"
+
     def _worker(self, node: Node) -> None:
         try:
             outcome = self._run_node(node)
         except JournalError as exc:
-            # The journal cannot record what happens: stop scheduling, leave this node in
-            # doubt (its start may be recorded, its result is not) and fail the run loudly.
-            self._journal_error = self._journal_error or exc
-            self.aborted = self.aborted or f"the journal cannot be written: {exc}"
+            # Leave this node in doubt (its start may be recorded, its result is not).
+            self._journal_failed(exc)
             outcome = _outcome(Status.UNKNOWN, f"journal write failed: {exc}")
             outcome.recorded = True
         except BaseException as exc:  # noqa: BLE001 - a bug in a plugin must not hang the run
@@ -443,6 +484,7 @@ class Executor:
         self.statuses[node.id] = outcome.status.value
         self._deadline.pop(node.id, None)
         self._cancel.pop(node.id, None)
+        self._ahead.discard(node.id)
         if node.kind == BARRIER:
             return
         step = node.step
@@ -643,9 +685,12 @@ class Executor:
             outcome.recorded = True
             return outcome
         dry = self.opts.check if step.check_mode is None else step.check_mode
-        if outcome.status is Status.OK and not dry and (step.rollback or spec.inverse):
+        undo = outcome.status is Status.OK and not dry and bool(step.rollback or spec.inverse)
+        if undo:
             self._record_rollback(node, spec, ctx_vars, results)
-        self._record(node, outcome, buffered=pure)
+        # The scheduler commits the result with its next round (see _start); a node that
+        # registered its undo commits its result at once, next to that undo.
+        self._record(node, outcome, buffered=pure or (node.id in self._ahead and not undo))
         return outcome
 
     @staticmethod
@@ -657,8 +702,9 @@ class Executor:
         return None
 
     def _write_ahead(self, node: Node) -> None:
-        self.flush()  # the journal must show everything that happened before this side effect
-        self.journal.node_started(self.run_id, node.id, node.step.id, node.host)
+        if node.id not in self._ahead:  # else the scheduler wrote it when it started the node
+            self.flush()  # the journal must show everything that happened before this side effect
+            self.journal.node_started(self.run_id, node.id, node.step.id, node.host)
         self.emit("node_started", node)
 
     def _attempts(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], cancel: threading.Event) -> Result:
@@ -724,7 +770,8 @@ class Executor:
             timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
             cancelled=cancel, evidence_dir=self.opts.evidence_dir,
             become=self._become(step, ctx_vars), secrets=self.secrets, run_id=self.run_id,
-            runbook_dir=self._runbook_dir, variables=ctx_vars, _connect=self.pool.get, _output=lambda line: self.emit("node_output", node, line=line),
+            runbook_dir=self._runbook_dir, variables=ctx_vars, _connect=self.pool.get,
+            _output=(lambda line: self.emit("node_output", node, line=line)) if self._wants_output else None,
             _lookup_host=self.hostinfo,
         )
         start = time.monotonic()
@@ -813,11 +860,11 @@ class Executor:
         out = Outcome(result.status, result, registered, notify)
         return out
 
-    def flush(self) -> None:
-        """Write buffered results of pure and skipped nodes."""
+    def flush(self, started: Iterable[Node] = ()) -> None:
+        """Write buffered results, and the starts of `started`, in one transaction."""
         with self._buffer_lock:
             batch, self._buffer = self._buffer, []
-        self.journal.nodes_finished(self.run_id, batch)
+        self.journal.record_nodes(self.run_id, batch, [(n.id, n.step.id, n.host) for n in started])
 
     def _record(self, node: Node, outcome: Outcome, buffered: bool = False) -> None:
         step = node.step

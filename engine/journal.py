@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,17 +276,24 @@ class Journal:
     # -- nodes -------------------------------------------------------------------------------
     def node_started(self, run_id: str, node_id: str, step_id: str, host: str | None) -> None:
         """Committed before the node's side effect begins (write-ahead)."""
-        self._group(_NODE_INSERT, [(run_id, node_id, step_id, host, "started", time.time(), None, 0, 0, None,
-                                    None, None, None, None, None, None, None, None)])
+        self.record_nodes(run_id, [], [(node_id, step_id, host)])
 
     def node_finished(self, run_id: str, rec: NodeRecord) -> None:
-        self.nodes_finished(run_id, [rec])
+        self.record_nodes(run_id, [rec])
 
     def nodes_finished(self, run_id: str, records: list[NodeRecord]) -> None:
-        """Record results; several in one transaction (the executor batches pure nodes)."""
-        if not records:
+        self.record_nodes(run_id, records)
+
+    def record_nodes(self, run_id: str, finished: Sequence[NodeRecord],
+                     started: Sequence[tuple[str, str, str | None]] = ()) -> None:
+        """Results, then starts (node id, step id, host), committed in one transaction."""
+        if not finished and not started:
             return
-        self._group(_NODE_INSERT, [self._node_row(run_id, rec) for rec in records])
+        now = time.time()
+        rows = [self._node_row(run_id, rec) for rec in finished]
+        rows += [(run_id, node_id, step_id, host, "started", now, None, 0, 0, None, None, None, None, None,
+                  None, None, None, None) for node_id, step_id, host in started]
+        self._group(_NODE_INSERT, rows)
 
     @staticmethod
     def _node_row(run_id: str, rec: NodeRecord) -> tuple[Any, ...]:

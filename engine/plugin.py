@@ -229,6 +229,11 @@ class ActionContext:
         if self._output is not None:
             self._output(line)
 
+    @property
+    def wants_output(self) -> bool:
+        """Whether anyone looks at `output` lines: skip splitting output into lines if not."""
+        return self._output is not None
+
     def deadline_left(self, default: float | None = None) -> float | None:
         return self.timeout if self.timeout is not None else default
 

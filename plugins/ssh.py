@@ -139,7 +139,7 @@ def _run(
     stream: bool = True,
 ) -> CommandResult:
     """Run on the node's connection with the step's timeout, cancel event and become."""
-    on_output = (lambda line: ctx.output(_redact(ctx, line))) if stream else None
+    on_output = (lambda line: ctx.output(_redact(ctx, line))) if stream and ctx.wants_output else None
     return ctx.connection().run(
         command,
         stdin=stdin,
@@ -265,12 +265,17 @@ def _split(cmd: str) -> tuple[str, ...]:
     return tuple(shlex.split(cmd))
 
 
+@functools.lru_cache(maxsize=1024)
+def _joined(argv: tuple[str, ...]) -> str:
+    return shlex.join(argv)
+
+
 @plugin.action(scalar="cmd", check=True)
 @_as_result
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell expansion) on the host; non-zero rc fails unless in ok_rc."""
     argv = args.argv()
-    shown = shlex.join(argv)
+    shown = _joined(tuple(argv))
     early = _skip_or_check(ctx, args, shown)
     if early is not None:
         return early

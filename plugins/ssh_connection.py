@@ -22,7 +22,6 @@ import os
 import posixpath
 import re
 import secrets
-import select
 import shlex
 import socket
 import stat
@@ -242,16 +241,32 @@ def _parsed_once(kind: str, path: str | Path, parse: Callable[[], Any], extra: A
         return cached[1]
 
 
+_NO_SSH_CONFIG = paramiko.SSHConfig()  # shared: lookups do not change a config
+
+
 def load_ssh_config(path: str | Path | None) -> paramiko.SSHConfig:
     """~/.ssh/config (or `path`), or an empty config when there is none; parsed once per
     version of the file (every host of a fleet looks itself up in the same one)."""
-    path = Path(path or "~/.ssh/config").expanduser()
-    if not path.is_file():
-        return paramiko.SSHConfig()
+    found = _expanded(str(path or "~/.ssh/config"))
     try:
-        return _parsed_once("ssh_config", path, lambda: _parse_ssh_config(path))
-    except OSError:
-        return paramiko.SSHConfig()
+        return _parsed_once("ssh_config", found, lambda: _parse_ssh_config(found))
+    except OSError:  # none (or a folder, or unreadable): as ssh(1), go on without
+        return _NO_SSH_CONFIG
+
+
+def _expanded(path: str) -> Path:
+    """`~` expanded (key files, known_hosts and configs are the same for most hosts)."""
+    return _expand_for(path, os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _expand_for(path: str, home: str | None) -> Path:
+    return Path(path).expanduser()
+
+
+@functools.lru_cache(maxsize=1)
+def _local_user() -> str:
+    return getpass.getuser()
 
 
 _MATCH_EXEC = re.compile(r"^\s*match\b.*\bexec\b", re.IGNORECASE | re.MULTILINE)
@@ -306,15 +321,15 @@ def settings_from_vars(
     if ssh_config is None:
         ssh_config = load_ssh_config(_first(vars_.get("opsbook_ssh_config"), cli.get("configfile")))
     alias = str(_first(vars_.get("ansible_host"), vars_.get("ansible_ssh_host"), name))
-    cfg = ssh_config.lookup(alias)
+    cfg = ssh_config.lookup(alias) if ssh_config is not _NO_SSH_CONFIG else {}
     user = str(
         _first(
             vars_.get("ansible_user"),
             vars_.get("ansible_ssh_user"),
             cli.get("user"),
             cfg.get("user"),
-            getpass.getuser(),
         )
+        or _local_user()
     )
     target = Endpoint(
         host=str(_first(cli.get("hostname"), cfg.get("hostname"), alias)),
@@ -349,7 +364,7 @@ def settings_from_vars(
         target=target,
         jumps=parse_jumps(jump_spec, ssh_config, target) if jump_spec else (),
         proxy_command=None if str(proxy_command).lower() in ("none", "") else proxy_command,
-        known_hosts=Path(str(known_hosts)).expanduser(),
+        known_hosts=_expanded(str(known_hosts)),
         host_key_policy=_policy(vars_, cli, cfg),
         connect_timeout=float(
             _first(
@@ -387,7 +402,7 @@ def _key_files(
     files += [str(f) for f in cfg.get("identityfile", [])]
     seen: list[str] = []
     for f in files:
-        path = str(Path(f).expanduser())
+        path = str(_expanded(f))
         if path not in seen:
             seen.append(path)
     return tuple(seen)
@@ -800,6 +815,47 @@ def _password_auth(transport: paramiko.Transport, endpoint: Endpoint) -> bool:
 # -- output ------------------------------------------------------------------------------
 
 
+class _Wakeup:
+    """Wakes a command's reader when its stdout or stderr has data, or ends.
+
+    What paramiko's `Channel.fileno()` gives `select`, without an OS pipe per channel (two
+    descriptors, a write per packet, a read per drain; and `select` fails on descriptors
+    above 1023, which a few hundred hosts at once reach): each stream's buffer flags
+    itself here (`BufferedPipe.set_event`), and `event` is set while either flag is.
+    """
+
+    def __init__(self, chan: paramiko.Channel) -> None:
+        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._ready = [False, False]
+        chan.in_buffer.set_event(_StreamFlag(self, 0))
+        chan.in_stderr_buffer.set_event(_StreamFlag(self, 1))
+
+    def flag(self, stream: int, ready: bool) -> None:
+        with self._lock:
+            self._ready[stream] = ready
+            if ready:
+                self.event.set()
+            elif not any(self._ready):
+                self.event.clear()
+
+
+class _StreamFlag:
+    """One stream's side of a _Wakeup, in the shape BufferedPipe.set_event expects."""
+
+    __slots__ = ("stream", "wakeup")
+
+    def __init__(self, wakeup: _Wakeup, stream: int) -> None:
+        self.wakeup = wakeup
+        self.stream = stream
+
+    def set(self) -> None:
+        self.wakeup.flag(self.stream, True)
+
+    def clear(self) -> None:
+        self.wakeup.flag(self.stream, False)
+
+
 class _Capture:
     """Keeps the first and last OUTPUT_CAP/2 bytes of a stream and counts the rest."""
 
@@ -1062,7 +1118,7 @@ class SSHConnection:
 
     def _exec(self, req: _Request) -> SSHCommandResult:
         script, is_argv = req.script()
-        task = _Task(secrets.token_hex(6), req.become, req.killable)
+        task = _Task(f"{_TASK_PREFIX}{next(_TASK_NUMBERS):x}", req.become, req.killable)
         sudo = None
         if req.become is not None:
             password = req.become.password
@@ -1100,7 +1156,7 @@ class SSHConnection:
         self, start: float, deadline: float | None, cancel: threading.Event | None
     ) -> Iterator[None]:
         """At most `max_sessions` commands at once: sshd refuses more channels (MaxSessions)."""
-        while not self._slots.acquire(timeout=_POLL):
+        while not self._slots.acquire(blocking=False) and not self._slots.acquire(timeout=_POLL):
             if cancel is not None and cancel.is_set():
                 raise CommandCancelled(
                     f"command cancelled on {self.settings.name} while waiting for a free session",
@@ -1238,8 +1294,17 @@ class _Request:
             return self.command, False
         if not self.command:
             raise ValueError("empty argv")
-        return shlex.join(str(a) for a in self.command), True
+        return _joined(tuple(str(a) for a in self.command)), True
 
+
+@functools.lru_cache(maxsize=1024)  # a step sends the same argv to every host
+def _joined(argv: tuple[str, ...]) -> str:
+    return shlex.join(argv)
+
+
+# Task ids: random per process (several opsbook runs may share a host), then counted.
+_TASK_PREFIX = secrets.token_hex(4)
+_TASK_NUMBERS = itertools.count(1)
 
 # Every command carries OPSBOOK_TASK_ID in its environment (inherited by its children;
 # sudo's own process keeps it). After a timeout, processes with the id, and their process
@@ -1321,7 +1386,7 @@ class _Run:
         chan = self.chan
         if self.started:
             self._send_stdin()
-        fd = chan.fileno()
+        ready = _Wakeup(chan).event
         while True:
             if cancel is not None and cancel.is_set():
                 self._abort()
@@ -1342,7 +1407,7 @@ class _Run:
                         self._result(-1, start),
                     )
                 wait = min(wait, left)
-            select.select([fd], [], [], wait)
+            ready.wait(wait)
             self._drain()
             if chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready():
                 break
