@@ -840,7 +840,7 @@ class Executor:
         step = node.step
         if step.loop is None:
             result = results[0]
-            wanted = step.register is not None or step.run_once or bool(result.data)
+            wanted = step.register is not None or step.run_once
             registered = result.registered() if wanted else None
         else:
             worst = next((r for r in results if r.status in (Status.TIMED_OUT, Status.FAILED)), None) or \
@@ -869,7 +869,11 @@ class Executor:
     def _record(self, node: Node, outcome: Outcome, buffered: bool = False) -> None:
         step = node.step
         r = outcome.result
-        keep_registered = step.register is not None or bool(r.data) or step.run_once
+        # The registered value when something reads it back (register, run_once, a loop's
+        # items); else only the action's own data (the report looks for data times there):
+        # stdout and stderr have their own columns.
+        kept = outcome.registered if step.register is not None or step.run_once or step.loop is not None \
+            else (r.data or None)
         redact = self.secrets.redact
         hide = step.no_log
         rec = NodeRecord(
@@ -878,8 +882,7 @@ class Executor:
             attempts=r.attempts, changed=r.changed, rc=r.rc,
             msg="(hidden by no_log)" if hide and r.msg else redact(r.msg),
             stdout="" if hide else redact(r.stdout), stderr="" if hide else redact(r.stderr),
-            registered=None if outcome.registered is None or not keep_registered else (
-                {"hidden": True} if hide else self.secrets.redact_any(outcome.registered)),
+            registered=None if kept is None else ({"hidden": True} if hide else self.secrets.redact_any(kept)),
             facts=self.secrets.redact_any(r.facts) if r.facts else {}, notify=outcome.notify)
         outcome.recorded = True
         if buffered and not r.evidence:
