@@ -112,7 +112,7 @@ def run_profiles(bench: Bench, cfg: Config, folder: Path, stem: str) -> dict[str
     lo, hi = PROFILE_STEPS
     if w is not None and "opsbook" in cfg.tools:
         for steps in (lo, hi):
-            jobs.append((f"opsbook-run-{steps}x{top}", f"opsbook run, {steps} ssh.command steps on {top} hosts",
+            jobs.append((f"opsbook-run-{steps}x{top}", f"opsbook run, {steps} ssh.shell steps on {top} hosts",
                          [*opsbook_exe(), "run", str(w.runbook(steps)), "-i", str(w.ini_inventory(top)), "--yes",
                           "--format", "text", "--forks", str(top), "--journal", str(bench.work / "profile.db")],
                          PROFILE_REPEAT))
@@ -149,7 +149,7 @@ def run_profiles(bench: Bench, cfg: Config, folder: Path, stem: str) -> dict[str
         cmd = [*opsbook_exe(), "run", str(w.runbook(5)), "-i", str(w.ini_inventory(1)), "--yes", "--format", "text",
                "--forks", "1", "--journal", str(bench.work / "profile.db")]
         imports = profile.import_times(cmd, bench.env, bench.work)
-        out["imports"] = {"title": "imports of `opsbook run` (5 ssh.command steps, 1 host)", **imports}
+        out["imports"] = {"title": "imports of `opsbook run` (5 ssh.shell steps, 1 host)", **imports}
         texts.append(f"## {out['imports']['title']}\n\nall imports: {imports['total_ms']:.0f} ms (self times "
                      "summed)\n\n| module (first import of its package) | cumulative ms |\n|---|---|\n"
                      + "".join(f"| `{r['module']}` | {r['cumulative_ms']:.1f} |\n" for r in imports["top"]))
@@ -179,7 +179,7 @@ def per_step_components(five: dict[str, Any], ten: dict[str, Any], extra: int, h
             delta = (b.get(name, 0) - a.get(name, 0)) / extra / RATE
             rows.append({"kind": key, "name": name, "s_per_step": delta, "ms_per_node": delta / hosts * 1000})
     rows.sort(key=lambda r: -r["s_per_step"])
-    what = "opsbook: one more ssh.command step" if tool == "opsbook-run" else "paramiko floor: one more command"
+    what = "opsbook: one more ssh.shell step" if tool == "opsbook-run" else "paramiko floor: one more command"
     return {"title": f"{what} on {hosts} hosts ((long - short profile) / {extra} steps)",
             "total_s_per_step": (ten["samples"] - five["samples"]) / extra / RATE,
             "components": [r for r in rows if r["kind"] == "components"],

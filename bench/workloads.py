@@ -1,8 +1,10 @@
 """The same work written for every tool: inventories, playbooks, deploys, runbooks, floor specs.
 
-Step k of every workload is the command `echo stepK`, run as the fleet's user with no
+Step k of every workload is the command line `echo stepK`, run as the fleet's user with no
 privilege escalation, no fact gathering and host keys checked strictly against the
-fleet's known_hosts file.
+fleet's known_hosts file. The floor hands it to the login shell (`exec_command`), pyinfra's
+`server.shell` and opsbook's `ssh.shell` do the same; `ssh.command` would exec /bin/echo
+instead of the shell's builtin, one more program start per command on the target.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class Workloads:
                  "description: The benchmark's workload (echo stepK on every host).",
                  "hosts: all", "steps:"]
         for k, cmd in enumerate(commands(steps), 1):
-            lines += [f"  - name: step {k}", f"    ssh.command: {cmd}"]
+            lines += [f"  - name: step {k}", f"    ssh.shell: {cmd}"]
         return self._write(f"runbook-{steps}.yaml", "\n".join(lines) + "\n")
 
     def playbook(self, steps: int) -> Path:
