@@ -8,6 +8,7 @@ by a failure threshold; 4 the run needs a human (a denied approval, an in-doubt 
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any, NoReturn
 
@@ -24,7 +25,16 @@ _journal_opt = click.option("--journal", "journal_path", envvar="OPSBOOK_JOURNAL
                             help="SQLite journal (default $XDG_STATE_HOME/opsbook/journal.db).")
 
 
+_RUNS = ("run", "resume", "retry")  # they switch the collector on themselves (_with_signals)
+
+
 class _Group(click.Group):
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name not in _RUNS:
+            gc.enable()  # see opsbook.main: only the run commands keep it off through start-up
+        return name, command, rest
+
     def invoke(self, ctx: click.Context) -> Any:
         from opsbook.errors import OpsbookError, UserError
 
@@ -355,6 +365,12 @@ def _approver(kw: dict[str, Any], request: Any) -> Any:
 def _with_signals(start: Any) -> Any:
     """SIGINT/SIGTERM interrupt the run (rollback follows); a second one exits at once."""
     import signal
+
+    if not gc.isenabled():  # the console entry point switched it off for start-up (opsbook.main)
+        # What exists now lives as long as the run: keep it out of the collector's passes,
+        # and collect what the run leaves behind.
+        gc.freeze()
+        gc.enable()
 
     holder: dict[str, Any] = {}
 

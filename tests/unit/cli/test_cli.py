@@ -152,3 +152,49 @@ def test_inventory_list_and_graph(tmp_path):
     assert data["web"]["hosts"] == ["web1", "web2"] and data["_meta"]["hostvars"]["db1"] == {"port": 5432}
     assert "|--@web:" in opsbook("inventory", "-i", str(inv), "--graph").stdout
     assert "port = 5432" in opsbook("inventory", "-i", str(inv), "--host", "db1").stdout
+
+
+_GC_PROBE = '''
+import gc, sys
+from pydantic import BaseModel
+from opsbook import cli
+from opsbook.main import main
+from opsbook.plugin import Plugin, Result
+from opsbook.registry import Registry
+
+seen = {}
+plugin = Plugin("gcprobe", "Reports the cyclic collector's state while a node runs.")
+
+class NoArgs(BaseModel):
+    pass
+
+@plugin.action
+def look(ctx, args: NoArgs) -> Result:
+    """Record whether the collector is on, and how many objects are frozen out of its way."""
+    seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count())
+    return Result.ok()
+
+registry = Registry.from_entry_points()
+registry.add(plugin)
+cli._registry = lambda: registry
+sys.argv[0] = "opsbook"
+try:
+    main()
+except SystemExit as exc:
+    print("exit", exc.code, "during the run:", seen, "after:", gc.isenabled())
+'''
+
+
+def test_console_entry_keeps_the_collector_off_for_start_up_and_on_for_the_run(tmp_path):
+    # Start-up objects are frozen out of the collector's way; the run itself is collected.
+    rb = tmp_path / "rb.yaml"
+    rb.write_text("opsbook: 1\nname: gc\nsteps:\n  - name: look\n    gcprobe.look: {}\n")
+    journal = str(tmp_path / "journal.db")
+    run = subprocess.run([sys.executable, "-c", _GC_PROBE, "run", str(rb), "--yes", "--format", "text",
+                          "--journal", journal], capture_output=True, text=True, timeout=120)
+    assert run.stdout.startswith("exit 0 during the run: {'enabled': True, 'frozen': "), run
+    frozen = int(run.stdout.split("'frozen': ")[1].split("}")[0])
+    assert frozen > 10_000, run.stdout  # the imports, the runbook and the plan
+    runs = subprocess.run([sys.executable, "-c", _GC_PROBE, "runs", "--journal", journal],
+                          capture_output=True, text=True, timeout=120)
+    assert runs.stdout.strip().endswith("after: True"), runs  # other commands: on from the start
