@@ -275,7 +275,7 @@ _MATCH_EXEC = re.compile(r"^\s*match\b.*\bexec\b", re.IGNORECASE | re.MULTILINE)
 def _parse_ssh_config(path: Path) -> paramiko.SSHConfig:
     text = path.read_text()
     if _MATCH_EXEC.search(text) and paramiko.config.invoke is None:
-        import invoke  # `Match exec` runs its command through invoke (see _import_paramiko)
+        import invoke  # `Match exec` runs its command through invoke (see the paramiko import)
 
         paramiko.config.invoke = invoke
     return paramiko.SSHConfig.from_text(text)
