@@ -703,8 +703,8 @@ class Executor:
 
     def _write_ahead(self, node: Node) -> None:
         if node.id not in self._ahead:  # else the scheduler wrote it when it started the node
-            self.flush()  # the journal must show everything that happened before this side effect
-            self.journal.node_started(self.run_id, node.id, node.step.id, node.host)
+            # with everything that happened before this side effect, in one transaction
+            self.flush(started=[node])
         self.emit("node_started", node)
 
     def _attempts(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], cancel: threading.Event) -> Result:
@@ -860,11 +860,12 @@ class Executor:
         out = Outcome(result.status, result, registered, notify)
         return out
 
-    def flush(self, started: Iterable[Node] = ()) -> None:
-        """Write buffered results, and the starts of `started`, in one transaction."""
+    def flush(self, started: Iterable[Node] = (), finished: Iterable[NodeRecord] = ()) -> None:
+        """Write buffered results, then `finished` and the starts of `started`, in one transaction."""
         with self._buffer_lock:
             batch, self._buffer = self._buffer, []
-        self.journal.record_nodes(self.run_id, batch, [(n.id, n.step.id, n.host) for n in started])
+        self.journal.record_nodes(self.run_id, [*batch, *finished],
+                                  [(n.id, n.step.id, n.host) for n in started])
 
     def _record(self, node: Node, outcome: Outcome, buffered: bool = False) -> None:
         step = node.step
@@ -872,8 +873,8 @@ class Executor:
         # The registered value when something reads it back (register, run_once, a loop's
         # items); else only the action's own data (the report looks for data times there):
         # stdout and stderr have their own columns.
-        kept = outcome.registered if step.register is not None or step.run_once or step.loop is not None \
-            else (r.data or None)
+        read_back = step.register is not None or step.run_once or step.loop is not None
+        kept = outcome.registered if read_back else (r.data or None)
         redact = self.secrets.redact
         hide = step.no_log
         rec = NodeRecord(
@@ -892,8 +893,7 @@ class Executor:
             if full:
                 self.flush()
             return
-        self.flush()
-        self.journal.node_finished(self.run_id, rec)
+        self.flush(finished=[rec])
         for ev in r.evidence:
             from opsbook.evidence import describe_file
 

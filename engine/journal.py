@@ -3,7 +3,8 @@ resume, approvals from another shell, locks and reports.
 
 Write-ahead: the executor commits a node's start before the side effect begins and its
 result before anything after it starts, so after a crash every node is either done
-(result recorded), in doubt (started, no result) or not started. Secrets are redacted by the caller before writing.
+(result recorded), in doubt (started, no result) or not started. Secrets are redacted by
+the caller before writing.
 
 The `Journal` class is the seam for other back ends (PostgreSQL later): the executor only
 uses its methods, never SQL.
