@@ -1,9 +1,12 @@
 """Execute stage: run a Plan's nodes as soon as their dependencies are done.
 
-Concurrency lives here and only here. The scheduler thread owns all run state (host
-failures, registered results, counters); workers run one node each and hand back an
-Outcome. The journal is written ahead: a node's start is committed before its side
-effect begins, its result after; rollback entries are committed with the result.
+Concurrency lives here and only here. Run state (what is ready, host failures,
+registered results, counters) is changed under one lock: by the scheduler thread, which
+hands ready nodes to workers, and by a worker when its node ends, which folds the
+outcome in and runs the same host's next node itself when that is ready at once (a
+host's steps one after the other, without a hand-off per step). The journal is written
+ahead: a node's start is committed before its side effect begins, its result after;
+rollback entries are committed with the result.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opsbook.compile import BARRIER, HANDLER, Node, Plan, _step_names
+from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, _step_names
 from opsbook.errors import JournalError, OpsbookError, TemplateError, UserError
 from opsbook.events import Event, Listener, wants_output
 from opsbook.journal import Journal, NodeRecord
@@ -203,14 +206,14 @@ class Executor:
         self._abandoned: set[str] = set()  # nodes the scheduler gave up on; their late results are only noted
         self._block_decisions: dict[tuple[str, str | None], Outcome | None] = {}
         self._approval_lock = threading.Lock()
-        # Results of pure nodes (no side effect) and skips are written in batches: losing
-        # them in a crash only means they are evaluated again on resume.
-        self._buffer: list[NodeRecord] = []
-        self._buffer_lock = threading.Lock()
+        self._lock = threading.Lock()  # run state: ready, in flight, statuses, host states
         self._hostinfo: dict[str, HostInfo] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._deadline: dict[str, float] = {}
-        self._done: queue.SimpleQueue[tuple[Node, Outcome]] = queue.SimpleQueue()
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()  # a worker left work for the scheduler
+        self._waiting: dict[str, int] = {}  # node id -> dependencies not yet done
+        self._succ: dict[str, list[str]] = {}
+        self._ready: list[str] = []  # runnable node ids; pop() gives the next in file order
         self._inflight: dict[str, Node] = {}
         self._ahead: set[str] = set()  # in flight, start written by the scheduler (see _start)
         self._preflight_locks: dict[str, threading.Lock] = {}
@@ -293,89 +296,88 @@ class Executor:
     # -- scheduling --------------------------------------------------------------------------
     def _schedule(self, workers: _Workers, run_deadline: float | None) -> bool:
         nodes = self.plan.nodes
-        waiting, succ = self.plan.adjacency()
-        ready = sorted((n for n, d in waiting.items() if d == 0), key=lambda n: nodes[n].index)
+        self._waiting, self._succ = self.plan.adjacency()
+        ready = self._ready
+        ready[:] = sorted((n for n, d in self._waiting.items() if d == 0), key=lambda n: nodes[n].index)
         ready.reverse()  # pop() from the end gives file order
         inflight = self._inflight  # nodes handed to workers, not yet finished
         timed_out = False
         forks = max(1, self.opts.forks)
-
-        def release(node_id: str) -> None:
-            for s in succ[node_id]:
-                waiting[s] -= 1
-                if waiting[s] == 0:
-                    ready.append(s)
-
-        while ready or inflight:
-            starting: list[Node] = []
-            while ready and len(inflight) + len(starting) < forks:
-                node = nodes[ready.pop()]
-                outcome = self._prepare(node)
-                if outcome is None:  # must really run
-                    spec = self._spec(node.step)
-                    if spec is not None and _inline(spec, node):
-                        self._finish(node, self._run_node(node, pure=True))
-                        release(node.id)
+        lock = self._lock
+        lock.acquire()
+        try:
+            while ready or inflight:
+                starting: list[Node] = []
+                while ready and len(inflight) + len(starting) < forks:
+                    node = nodes[ready.pop()]
+                    outcome = self._prepare(node)
+                    if outcome is None:  # must really run
+                        spec = self._spec(node.step)
+                        if spec is not None and _inline(spec, node):
+                            self._finish(node, self._run_node(node, pure=True))
+                            self._release(node.id)
+                            continue
+                        starting.append(node)
                         continue
-                    starting.append(node)
-                    continue
-                self._finish(node, outcome)
-                release(node.id)
-            self._start(starting, workers, release)
-            if not inflight:
-                continue
-            try:
-                finished = [self._done.get(timeout=0.2)]
-            except queue.Empty:
-                finished = []
-            while True:  # everything that finished meanwhile, before dispatching again:
-                try:      # a failure that crosses a threshold stops what comes next at once
-                    finished.append(self._done.get_nowait())
-                except queue.Empty:
-                    break
-            for node, outcome in finished:
-                if node.id in inflight:
-                    del inflight[node.id]
                     self._finish(node, outcome)
-                    release(node.id)
-            now = time.monotonic()
-            if run_deadline and now > run_deadline and not timed_out:
-                timed_out = True
-                self.aborted = self.aborted or "the run's timeout expired"
-                for nid in inflight:
-                    self._cancel[nid].set()
-            for nid, deadline in list(self._deadline.items()):
-                if nid in inflight and now > deadline:
-                    self._cancel[nid].set()
-                    if now > deadline + TIMEOUT_GRACE:  # the action ignores cancellation
-                        stuck = inflight.pop(nid)
-                        self._deadline.pop(nid, None)
-                        self._abandoned.add(nid)
-                        self._finish(stuck, _outcome(Status.TIMED_OUT, f"timed out; the action did not stop within {TIMEOUT_GRACE:g}s of being cancelled"))
-                        release(nid)
+                    self._release(node.id)
+                self._start(starting, workers)
+                if not inflight:
+                    continue
+                lock.release()  # workers fold their outcomes in meanwhile (see _settle)
+                try:
+                    self._wake.get(timeout=0.2)
+                    while True:  # one pass for every wake-up that came meanwhile
+                        self._wake.get_nowait()
+                except queue.Empty:
+                    pass
+                finally:
+                    lock.acquire()
+                now = time.monotonic()
+                if run_deadline and now > run_deadline and not timed_out:
+                    timed_out = True
+                    self.aborted = self.aborted or "the run's timeout expired"
+                    for nid in inflight:
+                        self._cancel[nid].set()
+                for nid, deadline in list(self._deadline.items()):
+                    if nid in inflight and now > deadline:
+                        self._cancel[nid].set()
+                        if now > deadline + TIMEOUT_GRACE:  # the action ignores cancellation
+                            stuck = inflight.pop(nid)
+                            self._deadline.pop(nid, None)
+                            self._abandoned.add(nid)
+                            self._finish(stuck, _outcome(Status.TIMED_OUT, f"timed out; the action did not stop within {TIMEOUT_GRACE:g}s of being cancelled"))
+                            self._release(nid)
+        finally:
+            lock.release()
         return timed_out
 
-    def _start(self, starting: list[Node], workers: _Workers, release: Callable[[str], None]) -> None:
+    def _release(self, node_id: str) -> None:
+        """A node is done: its successors with nothing else to wait for become ready."""
+        waiting, ready = self._waiting, self._ready
+        for s in self._succ[node_id]:
+            waiting[s] -= 1
+            if waiting[s] == 0:
+                ready.append(s)
+
+    def _start(self, starting: list[Node], workers: _Workers) -> None:
         """End a scheduling round with one journal transaction, then hand `starting` to workers.
 
-        The transaction holds the results that came in this round (workers leave them to
-        the scheduler) and the write-ahead of the nodes about to start, so a node's result
-        is durable before anything after it starts, and a node's start before its action
-        runs; workers wait for no commit of their own. Nodes that may wait for a human or
-        a health check first (approve, keep_healthy), and in-doubt nodes of a resumed run,
-        write their start themselves, right before they act.
+        The transaction holds the results deferred so far (see _act) and the write-ahead
+        of the nodes about to start, so a node's result is durable before anything after
+        it starts, and a node's start before its action runs; workers wait for no commit
+        of their own. Nodes that may wait for a human or a health check first (approve,
+        keep_healthy), and in-doubt nodes of a resumed run, write their start themselves,
+        right before they act.
         """
         ahead = [n for n in starting if self._starts_here(n)]
-        if ahead or self._buffer:
+        if ahead or self.journal.deferring:
             try:
                 self.flush(started=ahead)
             except JournalError as exc:
                 self._journal_failed(exc)
                 for node in starting:
-                    out = _outcome(Status.SKIPPED, f"not run: {self.aborted}")
-                    out.recorded = True  # the journal cannot take it
-                    self._finish(node, out)
-                    release(node.id)
+                    self._not_started(node)
                 return
         self._ahead.update(n.id for n in ahead)
         for node in starting:
@@ -396,17 +398,72 @@ class Executor:
         self._journal_error = self._journal_error or exc
         self.aborted = self.aborted or f"the journal cannot be written: {exc}"
 
-    def _worker(self, node: Node) -> None:
+    def _not_started(self, node: Node) -> None:
+        """A node handed out whose start the journal could not take (run state lock held)."""
+        self._inflight.pop(node.id, None)
+        out = _outcome(Status.SKIPPED, f"not run: {self.aborted}")
+        out.recorded = True  # the journal cannot take it
+        self._finish(node, out)
+        self._release(node.id)
+
+    def _worker(self, node: Node | None) -> None:
+        while node is not None:
+            try:
+                outcome = self._run_node(node)
+            except JournalError as exc:
+                # Leave this node in doubt (its start may be recorded, its result is not).
+                self._journal_failed(exc)
+                outcome = _outcome(Status.UNKNOWN, f"journal write failed: {exc}")
+                outcome.recorded = True
+            except BaseException as exc:  # noqa: BLE001 - a bug in a plugin must not hang the run
+                outcome = _outcome(Status.FAILED, f"internal error in {node.step.action.name}: {type(exc).__name__}: {exc}")  # type: ignore[union-attr]
+            node = self._settle(node, outcome)
+
+    def _settle(self, node: Node, outcome: Outcome) -> Node | None:
+        """Fold a worker's finished node into the run state; return the same host's next
+        node when it is ready now and can run here (its start committed), else None.
+
+        The scheduler is woken only when there is something left for it: ready nodes this
+        worker does not take, or the end of the run."""
+        with self._lock:
+            if self._inflight.pop(node.id, None) is None:
+                return None  # abandoned after its timeout: its late result is only noted
+            self._finish(node, outcome)
+            self._release(node.id)
+            follow = self._follow_on(node)
+            if self._ready or not self._inflight:
+                self._wake.put(None)
+        if follow is None:
+            return None
         try:
-            outcome = self._run_node(node)
+            self.flush(started=[follow])  # the results deferred so far, then this start
         except JournalError as exc:
-            # Leave this node in doubt (its start may be recorded, its result is not).
             self._journal_failed(exc)
-            outcome = _outcome(Status.UNKNOWN, f"journal write failed: {exc}")
-            outcome.recorded = True
-        except BaseException as exc:  # noqa: BLE001 - a bug in a plugin must not hang the run
-            outcome = _outcome(Status.FAILED, f"internal error in {node.step.action.name}: {type(exc).__name__}: {exc}")  # type: ignore[union-attr]
-        self._done.put((node, outcome))
+            with self._lock:
+                self._not_started(follow)
+                self._wake.put(None)
+            return None
+        self._ahead.add(follow.id)
+        return follow
+
+    def _follow_on(self, node: Node) -> Node | None:
+        """The node the worker that ran `node` takes next (run state lock held): the newest
+        ready node when it is an ordinary action of the same host that must really run.
+        Anything that may wait for a human or a health check, runs inline, or is skipped
+        is left to the scheduler."""
+        ready = self._ready
+        if not ready or self.aborted or self.interrupted:
+            return None
+        nxt = self.plan.nodes[ready[-1]]
+        if nxt.host != node.host or nxt.kind != ACTION or not self._starts_here(nxt):
+            return None
+        spec = self._spec(nxt.step)
+        if spec is None or _inline(spec, nxt) or self._prepare(nxt) is not None:
+            return None
+        ready.pop()
+        self._inflight[nxt.id] = nxt
+        self._cancel[nxt.id] = threading.Event()
+        return nxt
 
     # -- per node decisions (scheduler thread) ----------------------------------------------
     def _prepare(self, node: Node) -> Outcome | None:
@@ -688,8 +745,9 @@ class Executor:
         undo = outcome.status is Status.OK and not dry and bool(step.rollback or spec.inverse)
         if undo:
             self._record_rollback(node, spec, ctx_vars, results)
-        # The scheduler commits the result with its next round (see _start); a node that
-        # registered its undo commits its result at once, next to that undo.
+        # The result is deferred to the next journal write (a scheduling round, or the next
+        # start a worker takes on, see _settle), which commits it before that start; a node
+        # that registered its undo commits its result at once, next to that undo.
         self._record(node, outcome, buffered=pure or (node.id in self._ahead and not undo))
         return outcome
 
@@ -861,11 +919,8 @@ class Executor:
         return out
 
     def flush(self, started: Iterable[Node] = (), finished: Iterable[NodeRecord] = ()) -> None:
-        """Write buffered results, then `finished` and the starts of `started`, in one transaction."""
-        with self._buffer_lock:
-            batch, self._buffer = self._buffer, []
-        self.journal.record_nodes(self.run_id, [*batch, *finished],
-                                  [(n.id, n.step.id, n.host) for n in started])
+        """Write deferred results, then `finished` and the starts of `started`, in one transaction."""
+        self.journal.record_nodes(self.run_id, list(finished), [(n.id, n.step.id, n.host) for n in started])
 
     def _record(self, node: Node, outcome: Outcome, buffered: bool = False) -> None:
         step = node.step
@@ -887,10 +942,7 @@ class Executor:
             facts=self.secrets.redact_any(r.facts) if r.facts else {}, notify=outcome.notify)
         outcome.recorded = True
         if buffered and not r.evidence:
-            with self._buffer_lock:
-                self._buffer.append(rec)
-                full = len(self._buffer) >= 1000
-            if full:
+            if self.journal.defer(self.run_id, rec) >= 1000:
                 self.flush()
             return
         self.flush(finished=[rec])

@@ -153,6 +153,7 @@ class Journal:
         self._gc = threading.Lock()
         self._open = _Batch()  # collecting rows; its first writer commits it
         self._last: _Batch | None = None  # the batch most recently given a first writer
+        self._deferred: list[tuple[Any, ...]] = []  # rows that ride along with the next commit (see defer)
         try:
             self.db = sqlite3.connect(self.path, timeout=10, check_same_thread=False,
                                       isolation_level=None)
@@ -208,8 +209,11 @@ class Journal:
         committed (write-ahead holds), and wakes up once."""
         with self._gc:
             batch = self._open
+            leads = not batch.items
+            if self._deferred:  # results deferred before this write commit with it (or earlier)
+                batch.items.append((_NODE_INSERT, self._deferred))
+                self._deferred = []
             batch.items.append((sql, rows))
-            leads = len(batch.items) == 1
             if leads:
                 before, self._last = self._last, batch
         if not leads:
@@ -287,14 +291,29 @@ class Journal:
 
     def record_nodes(self, run_id: str, finished: Sequence[NodeRecord],
                      started: Sequence[tuple[str, str, str | None]] = ()) -> None:
-        """Results, then starts (node id, step id, host), committed in one transaction."""
-        if not finished and not started:
+        """Deferred results, then `finished`, then starts (node id, step id, host), committed
+        in one transaction; with nothing to write, the deferred results alone."""
+        if not finished and not started and not self._deferred:
             return
         now = time.time()
         rows = [self._node_row(run_id, rec) for rec in finished]
         rows += [(run_id, node_id, step_id, host, "started", now, None, 0, 0, None, None, None, None, None,
                   None, None, None, None) for node_id, step_id, host in started]
         self._group(_NODE_INSERT, rows)
+
+    def defer(self, run_id: str, rec: NodeRecord) -> int:
+        """Queue a result without a commit of its own: it is committed with the next write
+        of node records, before what that write holds (a node that starts after this result
+        is known cannot be durable without it). Returns how many results wait."""
+        row = self._node_row(run_id, rec)
+        with self._gc:
+            self._deferred.append(row)
+            return len(self._deferred)
+
+    @property
+    def deferring(self) -> bool:
+        """Whether results wait for the next commit."""
+        return bool(self._deferred)
 
     @staticmethod
     def _node_row(run_id: str, rec: NodeRecord) -> tuple[Any, ...]:

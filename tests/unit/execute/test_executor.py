@@ -438,3 +438,34 @@ def test_the_abort_line_says_that_running_nodes_finish():
     assert busy.endswith(f"ABORTED: {message} (nothing new starts; 3 running node(s) will finish)")
     idle = _describe(Event("aborted", "r1", data={"message": message, "still_running": 0}), 0)
     assert idle.endswith(f"ABORTED: {message}")
+
+
+def test_a_hosts_next_step_runs_on_the_same_worker_after_its_result_is_durable(run, journal):
+    threads: dict[str, str] = {}
+
+    def listener(event):
+        if event.kind == "node_started":
+            threads[event.node_id] = threading.current_thread().name
+
+    summary = run("""
+        opsbook: 1
+        name: chain
+        hosts: web
+        steps:
+          - name: one
+            local.shell: "echo one"
+          - name: two
+            local.shell: "echo two"
+          - name: three
+            local.shell: "echo three"
+        """, INVENTORY, listeners=[listener], forks=4)
+    assert summary.status == "succeeded"
+    hosts = [f"web{i}" for i in range(1, 5)]
+    for h in hosts:  # no hand-off through the scheduler between a host's steps
+        assert threads[f"one@{h}"] == threads[f"two@{h}"] == threads[f"three@{h}"], threads
+    rows = journal.db.execute("SELECT node_id, status FROM node_log WHERE run_id=? ORDER BY seq",
+                              (summary.run_id,)).fetchall()
+    seq = {(node, status): i for i, (node, status) in enumerate(rows)}
+    for h in hosts:  # write-ahead holds: a start is committed after the result before it
+        assert seq[(f"one@{h}", "ok")] < seq[(f"two@{h}", "started")] < seq[(f"two@{h}", "ok")]
+        assert seq[(f"two@{h}", "ok")] < seq[(f"three@{h}", "started")] < seq[(f"three@{h}", "ok")]

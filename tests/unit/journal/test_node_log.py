@@ -70,3 +70,54 @@ def test_a_journal_written_with_one_row_per_node_is_migrated(tmp_path: Path):
     tables = {r[0] for r in reopened.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "nodes" not in tables and "node_log" in tables
     reopened.close()
+
+
+def test_a_deferred_result_is_committed_with_the_next_write_and_before_it(tmp_path: Path):
+    j = Journal(tmp_path / "j.db")
+    j.node_started("r1", "a@h1", "a", "h1")
+    assert j.defer("r1", _result("a@h1", msg="done", started=1.0, finished=2.0)) == 1
+    assert j.deferring
+    other = Journal(tmp_path / "j.db")  # what a resume after a crash would read
+    assert other.nodes("r1")["a@h1"].status == "started", "a deferred result has no commit of its own"
+    j.node_started("r1", "b@h1", "b", "h1")  # the next start carries it, ahead of itself
+    assert not j.deferring
+    rows = other.db.execute("SELECT node_id, status FROM node_log WHERE run_id='r1' ORDER BY seq").fetchall()
+    assert rows == [("a@h1", "started"), ("a@h1", "ok"), ("b@h1", "started")]
+    j.defer("r1", _result("b@h1", finished=3.0))
+    j.record_nodes("r1", [])  # nothing of its own: commits what waits
+    assert other.nodes("r1")["b@h1"].status == "ok" and not j.deferring
+    j.record_nodes("r1", [])  # and with nothing waiting, writes nothing
+    assert other.db.execute("SELECT count(*) FROM node_log").fetchone() == (4,)
+    other.close()
+    j.close()
+
+
+def test_concurrent_writers_never_commit_a_start_before_a_result_deferred_earlier(tmp_path: Path):
+    import threading
+
+    j = Journal(tmp_path / "j.db")
+    order: list[str] = []  # what each writer did, in the order it did it
+    lock = threading.Lock()
+
+    def host(h: str) -> None:
+        for step in range(20):
+            node = f"s{step}@{h}"
+            j.node_started("r1", node, f"s{step}", h)
+            with lock:
+                j.defer("r1", _result(node, finished=float(step)))
+                order.append(node)
+
+    threads = [threading.Thread(target=host, args=(f"h{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    j.record_nodes("r1", [])
+    rows = j.db.execute("SELECT node_id, status FROM node_log WHERE run_id='r1' ORDER BY seq").fetchall()
+    seq = {(node, status): i for i, (node, status) in enumerate(rows)}
+    assert len(rows) == 8 * 20 * 2
+    for h in range(8):
+        for step in range(1, 20):
+            # a host's next start is durable only after its previous result
+            assert seq[(f"s{step - 1}@h{h}", "ok")] < seq[(f"s{step}@h{h}", "started")]
+    j.close()
