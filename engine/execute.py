@@ -433,17 +433,19 @@ class Executor:
             follow = self._follow_on(node)
             if self._ready or not self._inflight:
                 self._wake.put(None)
-        if follow is None:
-            return None
         try:
-            self.flush(started=[follow])  # the results deferred so far, then this start
+            # the results deferred so far (this node's among them), then the next start;
+            # at the end of a host's run of nodes, the results alone: durable at once
+            self.flush(started=[follow] if follow is not None else [])
         except JournalError as exc:
             self._journal_failed(exc)
-            with self._lock:
-                self._not_started(follow)
-                self._wake.put(None)
+            if follow is not None:
+                with self._lock:
+                    self._not_started(follow)
+                    self._wake.put(None)
             return None
-        self._ahead.add(follow.id)
+        if follow is not None:
+            self._ahead.add(follow.id)
         return follow
 
     def _follow_on(self, node: Node) -> Node | None:

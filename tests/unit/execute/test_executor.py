@@ -469,3 +469,32 @@ def test_a_hosts_next_step_runs_on_the_same_worker_after_its_result_is_durable(r
     for h in hosts:  # write-ahead holds: a start is committed after the result before it
         assert seq[(f"one@{h}", "ok")] < seq[(f"two@{h}", "started")] < seq[(f"two@{h}", "ok")]
         assert seq[(f"two@{h}", "ok")] < seq[(f"three@{h}", "started")] < seq[(f"three@{h}", "ok")]
+
+
+def test_a_hosts_last_result_is_durable_while_other_hosts_still_run(run, journal, tmp_path):
+    import sqlite3
+
+    marker = tmp_path / "web1-result-seen"
+    done: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: done.setdefault("summary", run(f"""
+        opsbook: 1
+        name: durable
+        hosts: web
+        steps:
+          - name: one
+            local.shell: "[ {{{{ inventory_hostname }}}} = web1 ] && exit 0; for i in $(seq 600); do [ -e {marker} ] && exit 0; sleep 0.05; done; exit 1"
+        """, INVENTORY, limit={"web1", "web2"})))
+    runner.start()
+    seen = False
+    reader = sqlite3.connect(str(journal.path))  # another connection: what a crash would leave
+    for _ in range(600):
+        row = reader.execute("SELECT status FROM node_log WHERE node_id='one@web1' ORDER BY seq DESC").fetchone()
+        if row == ("ok",):
+            seen = True
+            break
+        time.sleep(0.05)
+    reader.close()
+    marker.touch()  # web2 may finish now
+    runner.join()
+    assert seen, "web1's result was not committed while web2 was still running"
+    assert done["summary"].status == "succeeded"
