@@ -284,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
             "host, a channel per command)."),
             "opsbook: `opsbook run` with a fresh durable SQLite journal file per run, --forks = hosts, --yes; "
             "its modules byte-compiled first, as pip does for the other tools.",
+            (f"every measured command starts once the machine is quiet: less than {measure.QUIET_BUSY:.0%} of its "
+             f"CPUs busy over {measure.QUIET_WINDOW:g} s (waiting at most {measure.QUIET_MAX_WAIT:g} s), so the tail of "
+             "the tool before it (sshd sessions closing on 50 targets) does not run beside it; each case's median "
+             "wait and busy share before it are in latest.json (m_quiet_wait_s, m_busy_before)."),
             ("ciphers: opsbook and the floor offer AES-GCM first (paramiko's cheapest: authenticated encryption in "
              "OpenSSL); pyinfra uses paramiko's default order (aes-ctr + HMAC); ansible uses OpenSSH's."),
         ],

@@ -10,6 +10,11 @@ CPU comes from two places:
 
 Anything the tool left running in its cgroup (those ControlPersist masters) is stopped by
 PID after the measurement, so no round inherits warm connections from the previous one.
+
+Each command starts once the machine is quiet (`wait_quiet`): the tail of the tool before
+it (sshd sessions of 50 targets closing after ansible, say) would otherwise run beside it
+and inflate its CPU through preemption and cache misses, which hits a short run of
+many threads hardest.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from typing import Any
 
 CPUACCT = Path("/sys/fs/cgroup/cpuacct")
 _serial = itertools.count()
+QUIET_BUSY = 0.15  # share of all CPUs busy, over QUIET_WINDOW, below which the machine is quiet
+QUIET_WINDOW = 0.2  # seconds
+QUIET_MAX_WAIT = 15.0  # seconds; a machine that never quiets down is measured as it is
 
 
 @dataclass
@@ -63,10 +71,40 @@ def _cgroup_usable() -> bool:
 CGROUP_OK = _cgroup_usable()
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot, or None without /proc/stat."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def wait_quiet(busy: float = QUIET_BUSY, window: float = QUIET_WINDOW,
+               max_wait: float = QUIET_MAX_WAIT) -> tuple[float, float]:
+    """Wait until less than `busy` of the machine's CPUs were busy over the last `window`
+    seconds (at most `max_wait`). Returns (seconds waited, busy share of the last window)."""
+    start = time.monotonic()
+    share = 0.0
+    before = _cpu_times()
+    while before is not None:
+        time.sleep(window)
+        after = _cpu_times()
+        if after is None or after[1] == before[1]:
+            break
+        share = (after[0] - before[0]) / (after[1] - before[1])
+        if share < busy or time.monotonic() - start >= max_wait:
+            break
+        before = after
+    return time.monotonic() - start, share
+
+
 def run(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
         log: Path | None = None, timeout: float = 1800, check: bool = True,
-        stdout_path: Path | None = None) -> Sample:
+        stdout_path: Path | None = None, quiet: bool = True) -> Sample:
     """Run `cmd` to completion and measure it (see the module docstring)."""
+    waited, busy_before = wait_quiet() if quiet else (0.0, 0.0)
     group = None
     if CGROUP_OK:
         group = CPUACCT / f"opsbook-bench-{os.getpid()}-{next(_serial)}"
@@ -97,7 +135,8 @@ def run(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | 
             err.close()
         if group is not None:
             _remove(group)
-    sample = Sample(wall, cpu, wait4_cpu, ru.ru_maxrss / 1024, rc, source)
+    sample = Sample(wall, cpu, wait4_cpu, ru.ru_maxrss / 1024, rc, source,
+                    {"quiet_wait_s": round(waited, 3), "busy_before": round(busy_before, 3)})
     if check and rc != 0:
         tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
         raise CommandFailed(cmd, rc, tail)
