@@ -467,7 +467,7 @@ class Executor:
         self._cancel[nxt.id] = threading.Event()
         return nxt
 
-    # -- per node decisions (scheduler thread) ----------------------------------------------
+    # -- per node decisions (run-state lock held) -------------------------------------------
     def _prepare(self, node: Node) -> Outcome | None:
         """An Outcome when the node does not need to run (barrier, skip, resumed), else None."""
         if node.kind == BARRIER:
@@ -539,7 +539,7 @@ class Executor:
         return outcome
 
     def _finish(self, node: Node, outcome: Outcome) -> None:
-        """Fold a node's outcome into the run state (scheduler thread only)."""
+        """Fold a node's outcome into the run state (run-state lock held)."""
         self.statuses[node.id] = outcome.status.value
         self._deadline.pop(node.id, None)
         self._cancel.pop(node.id, None)
