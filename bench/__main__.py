@@ -29,6 +29,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="few hosts, few rounds, small engine sizes")
     p.add_argument("--hosts", help="host counts, e.g. 1,10,50 (default 1,10,50; quick 1,3)")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 5; quick 2)")
+    p.add_argument("--step-rounds", type=int,
+                   help="rounds of the back-to-back short/long runbook pairs that give the cost of one more "
+                        "step (default 15, at least --rounds; quick: --rounds)")
     p.add_argument("--tools", default=",".join(ALL_TOOLS), help="subset of " + ",".join(ALL_TOOLS))
     p.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
                    help="subset of a (one command) b (5 steps) c (extra steps) d (warm) e (start-up) "
@@ -56,6 +59,7 @@ def config(args: argparse.Namespace) -> Config:
     if args.rounds:
         cfg.rounds = args.rounds
         cfg.startup_rounds = max(args.rounds, cfg.startup_rounds if not args.quick else args.rounds)
+    cfg.step_rounds = args.step_rounds or (cfg.rounds if args.quick else max(cfg.rounds, cfg.step_rounds))
     return cfg
 
 

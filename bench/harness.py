@@ -27,6 +27,7 @@ from bench.workloads import Workloads, commands
 REPO = Path(__file__).resolve().parent.parent
 # Groups that take seconds and whose differences are small: more rounds (startup_rounds).
 CHEAP = ("e.", "j.")
+STEP_PAIRS = "c.per-step"  # group of the short/long runbook pairs (see Bench cases)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Config:
     journal_hosts: int = 50
     warm_commands: int = 200
     startup_rounds: int = 10
+    step_rounds: int = 15  # rounds of the back-to-back pairs that give the cost of one more step
 
 
 def opsbook_exe() -> list[str]:
@@ -204,6 +206,19 @@ class Bench:
                              name="paramiko floor")
                     self.add(g, "opsbook", lambda n=n, s=steps, g=g: self.opsbook_run(
                         g, w.runbook(s), w.ini_inventory(n), n), n, steps, name="opsbook run")
+        if w is not None and "c" in sc:
+            # The cost of one more step is a small difference of two noisy totals: each round
+            # runs a tool's short and long runbook back to back, and the estimate is the median
+            # of those pairs over more rounds (ansible's, 40x larger, comes from b and c).
+            lo, hi = cfg.extra_steps
+            n = max(cfg.hosts)
+            g = f"{STEP_PAIRS}@{n}"
+            for steps in (lo, hi):
+                self.add(g, "pyinfra", lambda s=steps: self.pyinfra(g, n, str(w.pyinfra_deploy(s))), n, steps,
+                         name=f"pyinfra (deploy), {steps} steps")
+                self.add(g, "floor", lambda s=steps: self.floor(g, n, s), n, steps, name=f"paramiko floor, {steps} steps")
+                self.add(g, "opsbook", lambda s=steps: self.opsbook_run(g, w.runbook(s), w.ini_inventory(n), n),
+                         n, steps, name=f"opsbook run, {steps} steps")
         if w is not None and "d" in sc:
             spec = w.floor_spec(1, 1)
             for tool, name in (("opsbook", "opsbook SSHConnection.run"), ("floor", "paramiko channel")):
@@ -287,16 +302,22 @@ class Bench:
                  c.journal_hosts, 5, name="journal :memory:")
 
     # -- the rounds ------------------------------------------------------------------------
+    def _rounds(self, group: str) -> int:
+        if group.startswith(CHEAP):
+            return self.cfg.startup_rounds
+        if group.startswith(STEP_PAIRS):
+            return self.cfg.step_rounds
+        return self.cfg.rounds
+
     def run_rounds(self) -> None:
         groups: dict[str, list[Case]] = {}
         for case in self.cases:
             groups.setdefault(case.group, []).append(case)
-        total = max([self.cfg.rounds] + [self.cfg.startup_rounds for g in groups if g.startswith(CHEAP)])
+        total = max(self._rounds(g) for g in groups) if groups else 0
         for r in range(1, total + 1):
             t0 = time.monotonic()
             for group, cases in groups.items():
-                rounds = self.cfg.startup_rounds if group.startswith(CHEAP) else self.cfg.rounds
-                if r > rounds:
+                if r > self._rounds(group):
                     continue
                 for case in cases:
                     if case.error:

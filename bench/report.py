@@ -8,13 +8,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Case
+from bench.harness import STEP_PAIRS, Case
 from bench.measure import summarize
 
 
-def _get(cases: dict[str, dict[str, Any]], group_prefix: str, tool: str) -> dict[str, Any] | None:
+def _get(cases: dict[str, dict[str, Any]], group_prefix: str, tool: str,
+         steps: int | None = None) -> dict[str, Any] | None:
     for c in cases.values():
-        if c["group"] == group_prefix and c["tool"] == tool and c.get("rounds"):
+        if c["group"] == group_prefix and c["tool"] == tool and c.get("rounds") and steps in (None, c["steps"]):
             return c
     return None
 
@@ -33,7 +34,7 @@ def summarize_cases(cases: list[Case]) -> dict[str, dict[str, Any]]:
         out[case.id] = s
     # ratios against opsbook in the same group
     for s in out.values():
-        base = _get(out, s["group"], "opsbook")
+        base = _get(out, s["group"], "opsbook", s["steps"] if s["group"].startswith(STEP_PAIRS) else None)
         if base and s.get("rounds") and base is not s:
             s["wall_x_opsbook"] = s["wall_s"] / base["wall_s"]
             s["cpu_x_opsbook"] = s["cpu_s"] / base["cpu_s"] if base["cpu_s"] else None
@@ -46,11 +47,20 @@ def derive(cases: dict[str, dict[str, Any]], top: int, extra: tuple[int, int]) -
     per_step: dict[str, Any] = {}
     lo_group = f"b.runbook-{lo}@{top}" if any(c["group"] == f"b.runbook-{lo}@{top}" for c in cases.values()) \
         else f"c.steps-{lo}@{top}"
+    pairs = f"{STEP_PAIRS}@{top}"
     for tool in ("opsbook", "floor", "pyinfra", "ansible"):
+        short, long_ = _get(cases, pairs, tool, lo), _get(cases, pairs, tool, hi)
+        if short and long_:  # the median of each round's back-to-back pair
+            rounds = list(zip(short["samples"], long_["samples"]))
+            per_step[tool] = {k: statistics.median((b[k] - a[k]) / (hi - lo) for a, b in rounds)
+                              for k in ("cpu_s", "wall_s")}
+            per_step[tool]["how"] = f"median of {len(rounds)} back-to-back pairs"
+            continue
         a, b = _get(cases, lo_group, tool), _get(cases, f"c.steps-{hi}@{top}", tool)
         if a and b:
             per_step[tool] = {"cpu_s": (b["cpu_s"] - a["cpu_s"]) / (hi - lo),
-                              "wall_s": (b["wall_s"] - a["wall_s"]) / (hi - lo)}
+                              "wall_s": (b["wall_s"] - a["wall_s"]) / (hi - lo),
+                              "how": f"difference of the medians of {lo_group} and c.steps-{hi}@{top}"}
     d["per_extra_step"] = per_step
     mem = next((c for c in cases.values() if c["group"].startswith("f.engine-noop") and c["id"].endswith("memory")
                 and c.get("m_run_us_per_node")), None)
@@ -184,10 +194,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"{c['rounds']} |")
     step = result["derived"].get("per_extra_step") or {}
     if step:
-        out += ["", (f"## Cost per extra step at {result['derived']['top_hosts']} hosts "
-                "((10-step − 5-step) / 5, medians)"), "", "| tool | controller CPU | wall |", "|---|---|---|"]
+        out += ["", f"## Cost per extra step at {result['derived']['top_hosts']} hosts ((long − short runbook) / extra steps)",
+                "", "| tool | controller CPU | wall | how |", "|---|---|---|---|"]
         for tool, v in step.items():
-            out.append(f"| {tool} | {_fmt(v['cpu_s'], 's')} | {_fmt(v['wall_s'], 's')} |")
+            out.append(f"| {tool} | {_fmt(v['cpu_s'], 's')} | {_fmt(v['wall_s'], 's')} | {v.get('how', '')} |")
     extra_rows = []
     for c in result["cases"].values():
         ms = {k[2:]: v for k, v in c.items() if k.startswith("m_")}
