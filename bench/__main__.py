@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             fleet.stop()
             log("fleet stopped")
     cases = report.summarize_cases(bench.cases)
-    derived = report.derive(cases, top, cfg.extra_steps)
+    derived = report.derive(cases, top, cfg.extra_steps, cfg.pair_steps)
     fleet_desc = "none"
     if fleet is not None:
         t = fleet.targets

@@ -51,6 +51,7 @@ class Config:
     tools: set[str]
     scenarios: set[str]
     extra_steps: tuple[int, int] = (5, 10)
+    pair_steps: tuple[int, int] = (5, 25)  # short and long runbook of the per-step pairs
     noop_steps: int = 1000
     noop_hosts: int = 100
     compile_steps: int = 1000
@@ -208,9 +209,10 @@ class Bench:
                         g, w.runbook(s), w.ini_inventory(n), n), n, steps, name="opsbook run")
         if w is not None and "c" in sc:
             # The cost of one more step is a small difference of two noisy totals: each round
-            # runs a tool's short and long runbook back to back, and the estimate is the median
-            # of those pairs over more rounds (ansible's, 40x larger, comes from b and c).
-            lo, hi = cfg.extra_steps
+            # runs a tool's short and long runbook back to back (20 steps apart, so the signal
+            # stands above the noise of a run), and the estimate is the median of those pairs
+            # over more rounds (ansible's, 40x larger, comes from b and c).
+            lo, hi = cfg.pair_steps
             n = max(cfg.hosts)
             g = f"{STEP_PAIRS}@{n}"
             for steps in (lo, hi):

@@ -41,20 +41,22 @@ def summarize_cases(cases: list[Case]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def derive(cases: dict[str, dict[str, Any]], top: int, extra: tuple[int, int]) -> dict[str, Any]:
+def derive(cases: dict[str, dict[str, Any]], top: int, extra: tuple[int, int],
+           pair_steps: tuple[int, int] = (5, 25)) -> dict[str, Any]:
     d: dict[str, Any] = {"top_hosts": top}
     lo, hi = extra
     per_step: dict[str, Any] = {}
     lo_group = f"b.runbook-{lo}@{top}" if any(c["group"] == f"b.runbook-{lo}@{top}" for c in cases.values()) \
         else f"c.steps-{lo}@{top}"
     pairs = f"{STEP_PAIRS}@{top}"
+    p_lo, p_hi = pair_steps
     for tool in ("opsbook", "floor", "pyinfra", "ansible"):
-        short, long_ = _get(cases, pairs, tool, lo), _get(cases, pairs, tool, hi)
+        short, long_ = _get(cases, pairs, tool, p_lo), _get(cases, pairs, tool, p_hi)
         if short and long_:  # the median of each round's back-to-back pair
             rounds = list(zip(short["samples"], long_["samples"]))
-            per_step[tool] = {k: statistics.median((b[k] - a[k]) / (hi - lo) for a, b in rounds)
+            per_step[tool] = {k: statistics.median((b[k] - a[k]) / (p_hi - p_lo) for a, b in rounds)
                               for k in ("cpu_s", "wall_s")}
-            per_step[tool]["how"] = f"median of {len(rounds)} back-to-back pairs"
+            per_step[tool]["how"] = f"median of {len(rounds)} back-to-back pairs, {p_lo} and {p_hi} steps"
             continue
         a, b = _get(cases, lo_group, tool), _get(cases, f"c.steps-{hi}@{top}", tool)
         if a and b:
