@@ -102,9 +102,9 @@ def wait_quiet(busy: float = QUIET_BUSY, window: float = QUIET_WINDOW,
 
 def run(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
         log: Path | None = None, timeout: float = 1800, check: bool = True,
-        stdout_path: Path | None = None, quiet: bool = True) -> Sample:
+        stdout_path: Path | None = None) -> Sample:
     """Run `cmd` to completion and measure it (see the module docstring)."""
-    waited, busy_before = wait_quiet() if quiet else (0.0, 0.0)
+    waited, busy_before = wait_quiet()
     group = None
     if CGROUP_OK:
         group = CPUACCT / f"opsbook-bench-{os.getpid()}-{next(_serial)}"

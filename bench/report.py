@@ -42,7 +42,7 @@ def summarize_cases(cases: list[Case]) -> dict[str, dict[str, Any]]:
 
 
 def derive(cases: dict[str, dict[str, Any]], top: int, extra: tuple[int, int],
-           pair_steps: tuple[int, int] = (5, 25)) -> dict[str, Any]:
+           pair_steps: tuple[int, int]) -> dict[str, Any]:
     d: dict[str, Any] = {"top_hosts": top}
     lo, hi = extra
     per_step: dict[str, Any] = {}

@@ -215,7 +215,7 @@ class Executor:
         self._succ: dict[str, list[str]] = {}
         self._ready: list[str] = []  # runnable node ids; pop() gives the next in file order
         self._inflight: dict[str, Node] = {}
-        self._ahead: set[str] = set()  # in flight, start written by the scheduler (see _start)
+        self._ahead: set[str] = set()  # in flight, start already written (see _start, _settle)
         self._preflight_locks: dict[str, threading.Lock] = {}
         self._static_args: dict[str, Any] = {}
         self._specs: dict[str, ActionSpec | None] = {}
@@ -762,7 +762,7 @@ class Executor:
         return None
 
     def _write_ahead(self, node: Node) -> None:
-        if node.id not in self._ahead:  # else the scheduler wrote it when it started the node
+        if node.id not in self._ahead:  # else it was written when the node was handed out
             # with everything that happened before this side effect, in one transaction
             self.flush(started=[node])
         self.emit("node_started", node)
