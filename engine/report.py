@@ -908,6 +908,9 @@ def _legend() -> str:
 
 SVG_NS = "http://www.w3.org/2000/svg"
 _LABEL_W, _CHART_W, _ROW_H, _TOP, _PAD = 300, 680, 18, 28, 10
+# A node of a few milliseconds in a run of minutes must still show (and carry its tooltip):
+# 4 px stays a visible block of colour once the edges are antialiased.
+_MIN_BAR_W = 4.0
 
 
 def gantt_svg(view: RunView, r: dict[str, Any] | None = None) -> str:
@@ -929,7 +932,7 @@ def gantt_svg(view: RunView, r: dict[str, Any] | None = None) -> str:
         text = ET.SubElement(svg, "text", {"x": str(_PAD), "y": str(y + 13), "class": "label"})
         text.text = _clip(label, 46)
         x0 = _LABEL_W + (t0 - start) * scale
-        w = max(2.0, (t1 - t0) * scale)
+        w = max(_MIN_BAR_W, (t1 - t0) * scale)
         bar = ET.SubElement(svg, "rect", {"x": f"{x0:.1f}", "y": str(y + 3), "width": f"{w:.1f}",
                                           "height": str(_ROW_H - 6), "rx": "2",
                                           "fill": STATUS_COLORS.get(status, "#888888"),

@@ -127,6 +127,8 @@ def test_html_svg_gantt_has_a_bar_per_node_and_rollback_coloured_by_status(journ
     fills = [b.get("fill") for b in bars]
     assert fills[:5] == [STATUS_COLORS[s] for s in ("failed", "skipped", "ok", "failed", "ok")]
     assert fills[5] == STATUS_COLORS["done"]
+    # the rollback took no measurable time, and still has a bar a reader can see and hover
+    assert float(bars[5].get("width")) >= 4.0
     tips = [b.find(f"{SVG}title").text for b in bars]
     assert tips[3].startswith("restore db @ db1: failed, 10.0s - restore | failed")
     labels = [t.text for t in svg.findall(f"{SVG}text") if t.get("class") == "label"]
