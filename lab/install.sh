@@ -11,8 +11,10 @@
 #   bash lab/install.sh --up       # ... and bring the lab up (opsbook-lab up)
 set -euo pipefail
 
+# openssh-server: sshd processes on loopback (127.0.x.y:22) are the targets of the benchmark
+# fleet and of the fleet/host-key reliability tests; its own service is never started here.
 PKGS=(docker.io containerd runc tini debootstrap debian-archive-keyring gpgv wget iptables iproute2
-      openssh-client ca-certificates iputils-ping)
+      openssh-client openssh-server ca-certificates iputils-ping)
 
 need=()
 for p in "${PKGS[@]}"; do

@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 from opsbook.registry import Registry
-from relkit import BookRunner, Cli
+from relkit import BookRunner, Cli, require_local_sshd
+
+
+@pytest.fixture(scope="session")
+def local_sshd() -> None:
+    """Tests that start sshd targets on loopback use this (skips without root/sshd; fails in CI)."""
+    require_local_sshd()
 
 
 @pytest.fixture(scope="session")

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pytest
 from opsbook.journal import Journal
-from relkit import Cli, fleet_inventory, forget_client_key, ssh_available, start_fleet
+from relkit import Cli, fleet_inventory, forget_client_key, start_fleet
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(ssh_available() is not None, reason=str(ssh_available()))]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_sshd")]
 
 FLEET = 200
 CRASH_HOSTS = 20

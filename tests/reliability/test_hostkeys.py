@@ -14,11 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from relkit import Cli, Sshd, ssh_available
+from relkit import Cli, Sshd
 
 ADDRESS = "127.0.8.200"
 
-pytestmark = pytest.mark.skipif(ssh_available() is not None, reason=str(ssh_available()))
+pytestmark = pytest.mark.usefixtures("local_sshd")
 
 
 @pytest.fixture

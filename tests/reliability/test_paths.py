@@ -12,15 +12,13 @@ import secrets
 from pathlib import Path
 
 import pytest
-from relkit import Sshd, ssh_available
+from relkit import Sshd
 
 ADDRESS = "127.0.8.201"
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory):
-    if ssh_available():
-        pytest.skip(str(ssh_available()))
+def target(tmp_path_factory, local_sshd):
     server = Sshd(tmp_path_factory.mktemp("sshd"), ADDRESS)
     server.start("paths")
     kh = server.root / "known_hosts"
