@@ -16,6 +16,10 @@ Fixtures
 
 Every test using one of these is marked ``lab`` automatically (``-m "not lab"`` skips them).
 
+Helpers
+  skip_or_fail_in_ci(reason, in_ci)  a prerequisite is missing: skip the test, but fail
+              it in CI, where tests/run installs everything and a skip would hide it.
+
 Environment
   CI / OPSBOOK_LAB_INSTALL=1   run lab/install.sh (as root) if the engine is missing
   OPSBOOK_LAB_KEEP=1           never tear the lab down at session end
@@ -27,6 +31,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from typing import NoReturn
 
 import pytest
 
@@ -50,6 +55,13 @@ def pytest_collection_modifyitems(config, items):
 
 def _truthy(v: str | None) -> bool:
     return bool(v) and v.lower() not in ("0", "false", "no", "")
+
+
+def skip_or_fail_in_ci(reason: str, in_ci: str) -> NoReturn:
+    """Skip a test whose prerequisite is missing (reason); in CI, fail it with in_ci instead."""
+    if _truthy(os.environ.get("CI")):
+        pytest.fail(in_ci)
+    pytest.skip(reason)
 
 
 def _missing_tools() -> list[str]:

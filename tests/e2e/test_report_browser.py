@@ -9,7 +9,6 @@ skipped, except in CI where it must be there.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import struct
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import lab_helpers as lh
 import pytest
+from opsbook_lab.pytest_plugin import skip_or_fail_in_ci
 
 pytestmark = pytest.mark.lab
 
@@ -44,9 +44,9 @@ def chromium() -> str:
     if found is None and Path("/usr/bin/chromium").exists():
         found = "/usr/bin/chromium"
     if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI (tests/run installs it with apt-get install chromium)")
-        pytest.skip("chromium is not installed (/usr/bin/chromium); `apt-get install -y chromium` or run tests/run")
+        skip_or_fail_in_ci(
+            "chromium is not installed (/usr/bin/chromium); `apt-get install -y chromium` or run tests/run",
+            "chromium is missing in CI (tests/run installs it with apt-get install chromium)")
     return found
 
 

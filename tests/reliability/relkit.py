@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from opsbook.api import RunRequest, load_inventory_sources, make_plan, start_run
 from opsbook.events import Event
 from opsbook.execute import RunOptions, RunSummary
 from opsbook.journal import Journal, NodeRecord
 from opsbook.load import RunbookLoader
 from opsbook.registry import Registry
+from opsbook_lab.pytest_plugin import skip_or_fail_in_ci
 
 HERE = Path(__file__).resolve().parent
 
@@ -389,11 +389,9 @@ def require_local_sshd() -> None:
     tests on a bare machine whose openssh-server came later in the same run.
     """
     reason = ssh_available()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI runs tests/run as root, which installs it: these tests must not be skipped")
-    pytest.skip(reason)
+    if reason is not None:
+        skip_or_fail_in_ci(reason, f"{reason}; CI runs tests/run as root, which installs it: "
+                                   "these tests must not be skipped")
 
 
 def fleet_inventory(fleet: Any, group: str = "fleet", extra: str = "") -> str:

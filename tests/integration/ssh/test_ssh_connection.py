@@ -12,6 +12,7 @@ import time
 
 import pytest
 from opsbook.plugin import Become, Connection
+from opsbook_lab.pytest_plugin import skip_or_fail_in_ci
 from opsbook_plugins.ssh_connection import (
     OUTPUT_CAP,
     BecomeError,
@@ -240,9 +241,10 @@ def test_proxy_jump_to_an_unreachable_target_names_the_hop(node, lab_info):
 
 def test_proxy_command(node):
     if shutil.which("socat") is None:
-        if os.environ.get("CI"):
-            pytest.fail("socat is missing in CI (tests/run installs it with apt-get install socat)")
-        pytest.skip("socat is not installed (`apt-get install -y socat` or run tests/run)")
+        skip_or_fail_in_ci(
+            "socat is not installed (`apt-get install -y socat` or run tests/run)",
+            "socat is missing in CI (tests/run installs it with apt-get install socat)",
+        )
     web1 = node("web1")
     proxied = node(
         "web1",
