@@ -81,16 +81,20 @@ def test_seeded_service_pdb_and_configmaps_exist(kube: Any) -> None:
         ),
     )
     assert core.read_namespaced_config_map("api-config", "payments").data["LOG_LEVEL"] == "info"
-    # the endpointslice controller really runs: the Service has ready endpoints
-    slices = (
-        client.DiscoveryV1Api(kube)
-        .list_namespaced_endpoint_slice(
-            "shop", label_selector="kubernetes.io/service-name=frontend"
+    # the endpointslice controller really runs: the Service has ready endpoints. It updates the
+    # slices on its own, after the disruption controller counted the pods healthy (CI once read
+    # 2 of 3 right after the PDB showed 3), so the slices get the same wait as the PDB.
+    def ready_endpoints() -> int:
+        slices = (
+            client.DiscoveryV1Api(kube)
+            .list_namespaced_endpoint_slice(
+                "shop", label_selector="kubernetes.io/service-name=frontend"
+            )
+            .items
         )
-        .items
-    )
-    ready = [e for s in slices for e in s.endpoints or [] if e.conditions.ready]
-    assert len(ready) == 3
+        return len([e for s in slices for e in s.endpoints or [] if e.conditions.ready])
+
+    wait_for("3 ready endpoints of Service shop/frontend", lambda: ready_endpoints() == 3)
 
 
 def test_rollout_restart_creates_a_new_replicaset_that_becomes_available(kube: Any) -> None:
