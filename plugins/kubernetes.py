@@ -316,6 +316,11 @@ def _explain(s: Session, exc: ApiError, verb: str, ref: Ref, sub: str | None) ->
             f"{ref}: {exc.api_message}; custom resources do not support strategic "
             "merge patches: use type: merge"
         )
+    if exc.status >= 500:  # the server itself is in trouble (restarting, overloaded): say which
+        return K8sError(
+            f"{verb} {ref}: the API server at {s.cluster.server} answered HTTP {exc.status} "
+            f"{exc.reason}: {exc.api_message}"
+        )
     return K8sError(f"{verb} {ref}: HTTP {exc.status} {exc.reason}: {exc.api_message}")
 
 

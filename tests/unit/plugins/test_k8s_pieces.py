@@ -472,6 +472,25 @@ def test_forbidden_message_names_verb_resource_namespace_and_user():
     assert msg.startswith('forbidden: user "bob" may not get nodes at cluster scope')
 
 
+def test_a_server_error_names_the_api_server_and_stays_transient():
+    from opsbook.plugin import ActionContext, HostInfo
+
+    s = k.Session(_Cluster(), "shop", ActionContext(HostInfo("localhost", {}), "t"))  # type: ignore[arg-type]
+    ref = s.ref("deployment", "web")
+    down = api.ApiError("x", 503, "ServiceUnavailable", {"message": "apiserver is shutting down"})
+    err = k.explain(s, down, "get", ref)
+    assert str(err) == (
+        "get deployment shop/web: the API server at https://127.0.0.1:6443 answered "
+        "HTTP 503 ServiceUnavailable: apiserver is shutting down"
+    )
+    assert err.transient
+    teapot = api.ApiError("x", 418, "Teapot", {"message": "short and stout"})
+    assert str(k.explain(s, teapot, "get", ref)) == (
+        "get deployment shop/web: HTTP 418 Teapot: short and stout"
+    )
+    assert not k.explain(s, teapot, "get", ref).transient
+
+
 def test_pdb_reason_is_read_from_the_eviction_answer():
     exc = api.Throttled(
         "x",
