@@ -266,16 +266,12 @@ def _split(cmd: str) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _joined(argv: tuple[str, ...]) -> str:
-    return shlex.join(argv)
-
-
 @plugin.action(scalar="cmd", check=True)
 @_as_result
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell expansion) on the host; non-zero rc fails unless in ok_rc."""
     argv = args.argv()
-    shown = _joined(tuple(argv))
+    shown = shlex.join(argv)
     early = _skip_or_check(ctx, args, shown)
     if early is not None:
         return early
