@@ -19,6 +19,8 @@ Every test using one of these is marked ``lab`` automatically (``-m "not lab"`` 
 Helpers
   skip_or_fail_in_ci(reason, in_ci)  a prerequisite is missing: skip the test, but fail
               it in CI, where tests/run installs everything and a skip would hide it.
+  wait_for(what, check, timeout=60, interval=0.25)  poll check() until it is truthy and
+              return that value; fail naming what and the last value after timeout s.
 
 Environment
   CI / OPSBOOK_LAB_INSTALL=1   run lab/install.sh (as root) if the engine is missing
@@ -31,7 +33,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import NoReturn
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import pytest
 
@@ -62,6 +66,18 @@ def skip_or_fail_in_ci(reason: str, in_ci: str) -> NoReturn:
     if _truthy(os.environ.get("CI")):
         pytest.fail(in_ci)
     pytest.skip(reason)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.25) -> Any:
+    """check()'s first truthy value, polled every `interval` s; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last value {last!r})")
+        time.sleep(interval)
 
 
 def _missing_tools() -> list[str]:

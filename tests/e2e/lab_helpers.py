@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -272,18 +272,6 @@ def starve(lab: Any, host: str, cpus: float = 0.5, memory_mb: int = 64) -> None:
     container = lab.client.containers.get(lab.info.hosts[host].container_id)
     container.update(cpu_period=100_000, cpu_quota=int(cpus * 100_000), mem_limit=f"{memory_mb}m",
                      memswap_limit=f"{memory_mb}m")
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.5, what: str = "") -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or check}: last {last!r}")
 
 
 # -- a pristine lab -----------------------------------------------------------------------------

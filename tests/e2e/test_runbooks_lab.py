@@ -14,6 +14,7 @@ import time
 
 import lab_helpers as lh
 import pytest
+from opsbook_lab.pytest_plugin import wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -75,7 +76,7 @@ def test_every_runbook_passes_check_with_the_lab_inventory(lab, ob):
 def test_restart_service_brings_a_stopped_nginx_back_behind_the_balancer(pristine, ob):
     lab = pristine
     lh.sh_ok(lab, "web2", "service nginx stop")
-    lh.wait_for(lambda: lh.pool(lab).get("web2") == "DOWN", 20, what="the balancer to mark web2 DOWN")
+    wait_for("the balancer to mark web2 DOWN", lambda: lh.pool(lab).get("web2") == "DOWN", 20)
 
     result = ob.run("first-response/restart-service.yaml", target="web2")
 
@@ -136,8 +137,8 @@ def test_isolate_host_rollback_puts_the_host_back(pristine, ob):
     assert lh.on_network(lab, "web2")
     # docker's reconnect brings a default route back, which lab hosts never have
     lh.sh(lab, "web2", "ip route del default 2>/dev/null; true")
-    lh.wait_for(lambda: lh.pool(lab).get("web2") == "UP", 30, what="web2 UP again on the balancer")
-    lh.wait_for(lambda: "web2" in lh.whoami_through_lb(lab), 10, what="web2 serving through the balancer")
+    wait_for("web2 UP again on the balancer", lambda: lh.pool(lab).get("web2") == "UP", 30)
+    wait_for("web2 serving through the balancer", lambda: "web2" in lh.whoami_through_lb(lab), 10)
 
 
 def test_isolate_host_refuses_to_take_out_the_last_healthy_backend(pristine, ob):
@@ -222,7 +223,7 @@ def test_redis_failover_end_to_end(pristine, ob):
     re-point the clients and verify, verify L7 through the balancer."""
     lab = pristine
     lh.redis(lab, "db1", "set", "order:42", "paid")
-    lh.wait_for(lambda: lh.redis(lab, "db2", "get", "order:42") == "paid", 20, what="order:42 replicated to db2")
+    wait_for("order:42 replicated to db2", lambda: lh.redis(lab, "db2", "get", "order:42") == "paid", 20)
     lab.stop("db1")
     incident = time.time()
 
@@ -281,8 +282,8 @@ def test_redis_promote_rollback_makes_the_standby_a_replica_again(pristine, ob):
     assert {r["status"] for r in result.rollbacks()} == {"done"}, result.rollbacks()
     assert lh.redis(lab, "db1", "ping") == "PONG"
     assert "REJECT" not in lh.sh(lab, "db1", "iptables -S INPUT")
-    lh.wait_for(lambda: lh.redis_info(lab, "db2").get("master_link_status") == "up", 30,
-             what="db2 replicating from db1 again")
+    wait_for("db2 replicating from db1 again",
+             lambda: lh.redis_info(lab, "db2").get("master_link_status") == "up", 30)
     assert lh.redis_info(lab, "db2")["role"] == "slave"
     for web in lh.WEBS:
         assert f"REDIS_HOST={lab.info.hosts['db1'].lab_ip}" in lh.sh_ok(lab, web, "cat /etc/default/redis-primary")
@@ -291,7 +292,7 @@ def test_redis_promote_rollback_makes_the_standby_a_replica_again(pristine, ob):
 def test_lb_drain_repoint_gives_the_slot_of_a_dead_backend_to_another_host(pristine, ob):
     lab = pristine
     lh.sh_ok(lab, "web1", "service nginx stop")
-    lh.wait_for(lambda: lh.pool(lab).get("web1") == "DOWN", 20, what="the balancer to mark web1 DOWN")
+    wait_for("the balancer to mark web1 DOWN", lambda: lh.pool(lab).get("web1") == "DOWN", 20)
 
     result = ob.run("failover/lb-drain-repoint.yaml", slot="web1", replacement="web2")
 
@@ -398,7 +399,7 @@ def test_backup_then_restore_after_data_loss_reports_rpo(pristine, ob, tmp_path)
     assert result.rc == 0, result.summary()
     assert len(lh.keys(lab, "db1", "invoice:*")) == 40
     assert lh.redis(lab, "db1", "get", "written:after:backup") == ""
-    lh.wait_for(lambda: len(lh.keys(lab, "db2", "invoice:*")) == 40, 30, what="db2 resynchronised")
+    wait_for("db2 resynchronised", lambda: len(lh.keys(lab, "db2", "invoice:*")) == 40, 30)
     measured = assert_recovered(result, 600.0)
     assert measured["data_time_key"] == "backup_time"
     assert measured["rpo"] == pytest.approx(incident - record["backup_time"], abs=1.0)
@@ -461,8 +462,8 @@ def test_config_rollout_rolls_back_every_host_when_a_batch_fails(pristine, ob):
         assert [r["status"] for r in web1_rollbacks] == ["done"], result.rollbacks()
         for web in lh.WEBS:
             # `service nginx reload` returns before the old workers have handed over
-            lh.wait_for(lambda web=web: lh.http_get(lh.web_url(lab, web, "/version"))[0] == 404,
-                        timeout=10, what=f"{web} to stop serving the new version")
+            wait_for(f"{web} to stop serving the new version",
+                     lambda web=web: lh.http_get(lh.web_url(lab, web, "/version"))[0] == 404, timeout=10)
             assert lh.http_get(lh.web_url(lab, web, "/healthz"))[0] == 200
             assert "configuration version" not in lh.sh_ok(lab, web, "cat /etc/nginx/sites-available/opsbook-lab")
         assert lh.http_get(lh.lb_url(lab, "/healthz"))[0] == 200

@@ -245,17 +245,6 @@ class Cli:
 # --------------------------------------------------------------------------- misc
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-
-
 # --------------------------------------------------------------------------- a daemon that restarts
 
 

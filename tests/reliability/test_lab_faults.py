@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 import pytest
-from relkit import Book, Trigger, wait_until
+from opsbook_lab.pytest_plugin import wait_for
+from relkit import Book, Trigger
 
 pytestmark = pytest.mark.lab
 
@@ -120,7 +121,7 @@ def test_sshd_restarted_between_steps_the_pooled_connection_reconnects(lab_heale
         # sessions included: our transport dies with them
         rc, out = lab_healed.exec("web1", "pkill -KILL -x sshd; sleep 0.3; service ssh start")
         assert rc == 0, out
-        wait_until("sshd back", lambda: lab_healed.exec("web1", "pgrep -x sshd")[0] == 0)
+        wait_for("sshd back", lambda: lab_healed.exec("web1", "pgrep -x sshd")[0] == 0)
 
     b = book("""
         opsbook: 1

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from opsbook_lab import k8s
+from opsbook_lab.pytest_plugin import wait_for
 
 pytestmark = pytest.mark.k8s
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def _ready(node: Any) -> bool:
@@ -79,6 +67,7 @@ def test_seeded_service_pdb_and_configmaps_exist(kube: Any) -> None:
             policy.read_namespaced_pod_disruption_budget("frontend", "shop").status.current_healthy
             == 3
         ),
+        timeout=90,
     )
     assert core.read_namespaced_config_map("api-config", "payments").data["LOG_LEVEL"] == "info"
     # the endpointslice controller really runs: the Service has ready endpoints. It updates the
@@ -94,7 +83,7 @@ def test_seeded_service_pdb_and_configmaps_exist(kube: Any) -> None:
         )
         return len([e for s in slices for e in s.endpoints or [] if e.conditions.ready])
 
-    wait_for("3 ready endpoints of Service shop/frontend", lambda: ready_endpoints() == 3)
+    wait_for("3 ready endpoints of Service shop/frontend", lambda: ready_endpoints() == 3, timeout=90)
 
 
 def test_rollout_restart_creates_a_new_replicaset_that_becomes_available(kube: Any) -> None:

@@ -13,14 +13,11 @@ Setup and assertions use the official client directly (not the plugin under test
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from opsbook.plugin import Result
+from opsbook_lab.pytest_plugin import skip_or_fail_in_ci, wait_for
 
 TAINT = "opsbook.dev/k8s-test"
 
@@ -29,21 +26,11 @@ def _kubernetes() -> Any:
     try:
         import kubernetes
     except ImportError:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-            raise
-        pytest.skip("the kubernetes client is not installed: pip install -e '.[kubernetes]'")
+        skip_or_fail_in_ci(
+            "the kubernetes client is not installed: pip install -e '.[kubernetes]'",
+            "the kubernetes client is not installed, though tests/run installs .[kubernetes]",
+        )
     return kubernetes
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 @dataclass

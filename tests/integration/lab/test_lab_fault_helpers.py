@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import urllib.request
 
 import paramiko
 import pytest
 from opsbook_lab.lab import _redis_ping, _ssh_banner
-
-
-def _eventually(fn, timeout: float = 30.0, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout}s (last value {v!r})")
-        time.sleep(interval)
+from opsbook_lab.pytest_plugin import wait_for
 
 
 def _backend(port: int) -> str:
@@ -40,13 +29,13 @@ def test_kill_and_start(lab_healed):
     with pytest.raises((paramiko.SSHException, OSError)):
         lab.ssh("web1", timeout=3)
     # the balancer notices and sends everything to web2
-    _eventually(lambda: "web1 DOWN" in lab.exec("lb1", "lb-backend list")[1])
+    wait_for("web1 DOWN on the balancer", lambda: "web1 DOWN" in lab.exec("lb1", "lb-backend list")[1])
     assert {_backend(lb.http_port) for _ in range(4)} == {"web2"}
     lab.start("web1")
     # same host keys after the restart: known_hosts still verifies
     assert _hostname_over_ssh(lab, "web1") == "web1"
     assert lab.info.hosts["web1"].ssh_port == web1.ssh_port
-    _eventually(lambda: {_backend(lb.http_port) for _ in range(4)} == {"web1", "web2"})
+    wait_for("both backends serving", lambda: {_backend(lb.http_port) for _ in range(4)} == {"web1", "web2"})
 
 
 def test_disconnect_and_connect(lab_healed):
@@ -57,13 +46,13 @@ def test_disconnect_and_connect(lab_healed):
     # off the network: the published ports are closed and the replica loses its primary
     assert not _ssh_banner(db1.ssh_port, timeout=2)
     assert not _redis_ping(db1.redis_port, timeout=2)
-    _eventually(lambda: "master_link_status:down" in lab.exec("db2", "redis-cli info replication")[1])
+    wait_for("db2 link down", lambda: "master_link_status:down" in lab.exec("db2", "redis-cli info replication")[1])
     _, out = lab.exec("db2", "timeout 3 bash -c '</dev/tcp/db1/6379' && echo reachable || echo unreachable")
     assert "unreachable" in out
     lab.connect("db1")
     assert lab.status()["hosts"]["db1"]["connected"]
     assert _hostname_over_ssh(lab, "db1") == "db1"
-    _eventually(lambda: "master_link_status:up" in lab.exec("db2", "redis-cli info replication")[1])
+    wait_for("db2 link up", lambda: "master_link_status:up" in lab.exec("db2", "redis-cli info replication")[1])
 
 
 def test_restart_sshd_keeps_host_keys(lab):
@@ -87,7 +76,7 @@ def test_pause_hangs_the_host(lab_healed):
         assert not _ssh_banner(hi.ssh_port, timeout=1.5)
     finally:
         lab.unpause("web2")
-    _eventually(lambda: _ssh_banner(hi.ssh_port))
+    wait_for("an SSH banner", lambda: _ssh_banner(hi.ssh_port))
 
 
 def test_up_heals_a_broken_lab(lab):
@@ -95,9 +84,9 @@ def test_up_heals_a_broken_lab(lab):
     lab.disconnect("db2")
     lab.up()
     # The balancer needs a couple of health checks (rise 2, every 1 s) to see web2 UP again.
-    _eventually(lambda: lab.status()["up"])
+    wait_for("the lab up", lambda: lab.status()["up"])
     assert _hostname_over_ssh(lab, "web2") == "web2"
-    _eventually(lambda: "master_link_status:up" in lab.exec("db2", "redis-cli info replication")[1])
+    wait_for("db2 link up", lambda: "master_link_status:up" in lab.exec("db2", "redis-cli info replication")[1])
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import itertools
 import socket
-import time
 import urllib.request
 import uuid
 
 import pytest
+from opsbook_lab.pytest_plugin import wait_for
 
 
 def _get(port: int, path: str = "/") -> tuple[int, dict, str]:
@@ -22,17 +22,6 @@ def _redis(port: int, *args: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(payload)
         return s.recv(65536)
-
-
-def _eventually(fn, timeout: float = 20.0, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout}s (last value {v!r})")
-        time.sleep(interval)
 
 
 @pytest.mark.parametrize("name", ["web1", "web2"])
@@ -81,7 +70,7 @@ def test_balancer_drain_over_ssh(lab):
         finally:
             run(f"lb-backend addr web1 {lab.info.hosts['web1'].lab_ip} 8080")
             run("lb-backend ready web1")
-        _eventually(lambda: {_get(lb.http_port)[1]["x-lab-host"] for _ in range(4)} == {"web1", "web2"})
+        wait_for("both backends serving", lambda: {_get(lb.http_port)[1]["x-lab-host"] for _ in range(4)} == {"web1", "web2"})
 
 
 def test_balancer_health_check_takes_out_a_dead_backend(lab_healed):
@@ -90,18 +79,18 @@ def test_balancer_health_check_takes_out_a_dead_backend(lab_healed):
     rc, out = lab.exec("web2", "service nginx stop")
     assert rc == 0, out
     try:
-        _eventually(lambda: "web2 DOWN" in lab.exec("lb1", "lb-backend list")[1])
+        wait_for("web2 DOWN on the balancer", lambda: "web2 DOWN" in lab.exec("lb1", "lb-backend list")[1])
         assert {_get(lb.http_port)[1]["x-lab-host"] for _ in range(6)} == {"web1"}
     finally:
         lab.exec("web2", "service nginx start")
-    _eventually(lambda: "web2 UP" in lab.exec("lb1", "lb-backend list")[1])
+    wait_for("web2 UP on the balancer", lambda: "web2 UP" in lab.exec("lb1", "lb-backend list")[1])
 
 
 def test_redis_replication(lab_info):
     db1, db2 = lab_info.hosts["db1"], lab_info.hosts["db2"]
     key, val = f"lab-test-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     assert _redis(db1.redis_port, "SET", key, val) == b"+OK\r\n"
-    _eventually(lambda: val.encode() in _redis(db2.redis_port, "GET", key))
+    wait_for("the key replicated to db2", lambda: val.encode() in _redis(db2.redis_port, "GET", key))
     # the standby is read-only
     assert _redis(db2.redis_port, "SET", key, "x").startswith(b"-READONLY")
     info = _redis(db2.redis_port, "INFO", "replication").decode()
@@ -129,7 +118,7 @@ def test_service_restart_over_ssh(lab):
         rc, out = run("service nginx status")
         assert rc != 0 and "not running" in out
         assert run("service nginx start")[0] == 0
-        _eventually(lambda: _get(lab.info.hosts["web1"].http_port, "/healthz")[0] == 200)
+        wait_for("web1 healthy", lambda: _get(lab.info.hosts["web1"].http_port, "/healthz")[0] == 200)
     with lab.ssh("db1") as cl:
         _, o, _ = cl.exec_command("service redis-server status", timeout=30)
         assert o.channel.recv_exit_status() == 0
@@ -146,7 +135,7 @@ def test_redis_failover_and_fencing(lab_healed):
     try:
         rc, out = lab.exec("db1", fence % "A")
         assert rc == 0, out
-        _eventually(lambda: "master_link_status:down" in lab.exec("db2", "redis-cli info replication")[1])
+        wait_for("db2 link down", lambda: "master_link_status:down" in lab.exec("db2", "redis-cli info replication")[1])
         rc, out = lab.exec("db2", "redis-cli replicaof no one")
         assert rc == 0 and "OK" in out
         assert "role:master" in _redis(db2.redis_port, "INFO", "replication").decode()
@@ -154,6 +143,6 @@ def test_redis_failover_and_fencing(lab_healed):
     finally:
         lab.exec("db1", fence % "D")
         lab.exec("db2", "redis-cli replicaof db1 6379")
-    _eventually(lambda: "master_link_status:up" in lab.exec("db2", "redis-cli info replication")[1])
+    wait_for("db2 link up", lambda: "master_link_status:up" in lab.exec("db2", "redis-cli info replication")[1])
     assert _redis(db1.redis_port, "SET", "lab-failover", "db1") == b"+OK\r\n"
-    _eventually(lambda: b"db1" in _redis(db2.redis_port, "GET", "lab-failover"))
+    wait_for("db2 following db1", lambda: b"db1" in _redis(db2.redis_port, "GET", "lab-failover"))
