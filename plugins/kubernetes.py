@@ -60,6 +60,7 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 DEFAULT_WAIT = 300.0  # seconds an action waits when neither it nor its step says
 POLL = 1.0  # seconds between polls while waiting
 EVICT_RETRY = 2.0  # seconds between eviction attempts a PodDisruptionBudget refused
+LATE_LOOKS = 3  # how often a drain looks again for pods that landed on the node meanwhile
 _LIST_CAP = 15  # names shown in "did you mean" listings
 
 clusters = ClusterPool()
@@ -1228,14 +1229,7 @@ def drain(ctx: ActionContext, args: DrainArgs) -> Result:
     was = bool((node.get("spec") or {}).get("unschedulable"))
     if not was:
         s.patch(ref, {"spec": {"unschedulable": True}}, dry_run=ctx.check_mode)
-    query = f"spec.nodeName={ref.name}"
-    pods = s.list(
-        s.ref("pods", None),
-        field_selector=query,
-        label_selector=args.pod_selector,
-        all_namespaces=True,
-    )
-    plan = drain_plan(pods, args)
+    plan = _drain_plan_now(s, ref, args)
     data: dict[str, Any] = {
         "node": ref.name,
         "cordoned": not was,
@@ -1263,16 +1257,80 @@ def drain(ctx: ActionContext, args: DrainArgs) -> Result:
     run = _Drain(s, args, ref.name or "", clock, data["evicted"], {})
     pending = _evict_all(run, plan.evict)
     changed = not was or bool(plan.evict)
+    # The scheduler sees the cordon a moment after the API does: a replacement of a pod we
+    # evicted can still land on the node in that moment (kubectl drain leaves such a pod
+    # behind). Look again, a few times, and evict what arrived; a pod whose controller's
+    # template names this node would only come back, so it is skipped like a DaemonSet pod.
+    late: list[str] = []
+    for _ in range(LATE_LOOKS):
+        if pending:
+            break
+        again = _drain_plan_now(s, ref, args)
+        if again.blocked:
+            listing = "; ".join(f"{p}: {w}" for p, w in again.blocked)
+            return Result.failed(
+                f"cannot finish draining node {ref.name}: {listing}; node {ref.name} stays cordoned",
+                data={**data, "blocked": [{"pod": p, "why": w} for p, w in again.blocked]},
+                changed=changed,
+            )
+        fresh = []
+        for pod in again.evict:
+            pinned = _pinned_by(s, pod, ref.name or "")
+            if pinned is None:
+                fresh.append(pod)
+            elif all(skip["pod"] != _key(pod) for skip in data["skipped_pods"]):
+                data["skipped_pods"].append({"pod": _key(pod), "why": pinned})
+                ctx.output(f"leaving {_key(pod)}: {pinned}")
+        if not fresh:
+            break
+        arrived = [_key(p) for p in fresh]
+        ctx.output(f"new on node {ref.name} since the drain began: {', '.join(arrived)}")
+        for warning in drain_plan(fresh, args).warnings:
+            ctx.output(warning)
+            data["warnings"].append(warning)
+        late += arrived
+        data["to_evict"] += arrived
+        changed = True
+        pending = _evict_all(run, fresh)
+    data["late"] = late
     if pending:
         return _drain_timeout(run, pending, data, changed)
     how = "deleted" if args.disable_eviction else "evicted"
-    skipped = f", skipped {len(plan.skipped)}" if plan.skipped else ""
+    skipped = f", skipped {len(data['skipped_pods'])}" if data["skipped_pods"] else ""
+    after = f" ({len(late)} of them arrived during the drain)" if late else ""
     return Result.ok(
         changed=changed,
         data=data,
-        msg=f"drained node {ref.name}: {how} {_n(len(data['evicted']), 'pod')}{skipped}"
+        msg=f"drained node {ref.name}: {how} {_n(len(data['evicted']), 'pod')}{after}{skipped}"
         f" in {clock.elapsed():.0f}s",
     )
+
+
+def _pinned_by(s: Session, pod: Mapping[str, Any], node: str) -> str | None:
+    """Why the pod would come straight back to `node`: its controller's template names it."""
+    owner = _owner(pod)
+    if owner is None:
+        return None
+    try:
+        ref = s.ref(owner["kind"], owner["name"], _meta(pod)["namespace"], owner.get("apiVersion"))
+        found = s.get_or_none(ref)
+    except K8sError:
+        return None  # cannot tell: evict it, like any other pod
+    template = ((found or {}).get("spec") or {}).get("template") or {}
+    if (template.get("spec") or {}).get("nodeName") != node:
+        return None
+    return f"pinned to this node by the template of {ref} (spec.nodeName): it would come back"
+
+
+def _drain_plan_now(s: Session, ref: Ref, args: DrainArgs) -> DrainPlan:
+    """The drain plan of the pods on the node right now."""
+    pods = s.list(
+        s.ref("pods", None),
+        field_selector=f"spec.nodeName={ref.name}",
+        label_selector=args.pod_selector,
+        all_namespaces=True,
+    )
+    return drain_plan(pods, args)
 
 
 def _drain_check(

@@ -117,8 +117,16 @@ def test_apiserver_restart_during_rollout_status_and_get_is_retried(kenv, book):
         assert read.registered["object"]["metadata"]["name"] == "rolling"
         assert max(status.attempts, read.attempts) >= 2, "the outage must have been retried"
         failures = [line for line in b.output("lab") if line.startswith("attempt ")]
-        assert failures and all(kenv.server.removeprefix("https://") in line or "API server" in line
-                                for line in failures), failures
+
+        def names_the_server(line: str) -> bool:
+            return kenv.server.removeprefix("https://") in line or "API server" in line
+
+        # The read ran into the outage: its failures name the API server. The controllers'
+        # watches come back with a back-off of their own (client-go: up to a minute), so a
+        # rollout wait may also run out while the update is not yet observed; it says so.
+        assert any(names_the_server(line) for line in failures), failures
+        assert all(names_the_server(line) or "spec update to be observed" in line
+                   for line in failures), failures
     finally:
         kenv.delete_deployment("rolling")
 

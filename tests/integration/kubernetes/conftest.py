@@ -112,6 +112,7 @@ class Act:
         host_vars: dict[str, Any] | None = None,
         step_timeout: float | None = None,
         host: str = "localhost",
+        output: Callable[[str], None] | None = None,
         **args: Any,
     ) -> Result:
         spec = self.registry.action(f"k8s.{action}")
@@ -125,6 +126,7 @@ class Act:
             diff_mode=diff,
             timeout=step_timeout,
             evidence_dir=self.evidence,
+            _output=output,
         )
         return spec.fn(ctx, spec.parse_args(args))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from k8s_testlib import TAINT, fails, wait_for
 from opsbook.plugin import Status
@@ -26,6 +28,13 @@ def _pods_on(env, node, name=None):
     return [
         p for p in pods if name is None or p.metadata.labels.get("app.kubernetes.io/name") == name
     ]
+
+
+def _replicaset(env, name):
+    [rs] = env.apps.list_namespaced_replica_set(
+        env.ns, label_selector=f"app.kubernetes.io/name={name}"
+    ).items
+    return rs.metadata.name
 
 
 def _node_with_pod_of(env, name):
@@ -141,6 +150,61 @@ def test_drain_blocked_by_a_pod_disruption_budget_names_it(act, k8s_env, nodes):
         k8s_env.delete_deployment("payments")
 
 
+def test_drain_also_evicts_a_pod_that_lands_on_the_node_during_it(act, k8s_env, nodes):
+    """The scheduler sees a cordon a moment after the API does, so a pod can still land on the
+    node while it drains (CI caught one). The drain looks again and evicts it too. Here a budget
+    holds the drain while a pod is bound to the node directly, as a lagging scheduler binds it."""
+    k8s_env.deployment("ledger", replicas=2, pdb_min=2)
+    try:
+        wait_for(
+            "PDB status",
+            lambda: k8s_env.policy.read_namespaced_pod_disruption_budget(
+                "ledger", k8s_env.ns
+            ).status.current_healthy
+            == 2,
+        )
+        node = _node_with_pod_of(k8s_env, "ledger")
+        refused, outcome = threading.Event(), {}
+
+        def watch(line: str) -> None:
+            if line.startswith("eviction of ") and "refused" in line:
+                refused.set()
+
+        drainer = threading.Thread(
+            target=lambda: outcome.update(
+                result=act("drain", node=node, force=True, timeout=60, output=watch)
+            )
+        )
+        drainer.start()
+        try:
+            assert refused.wait(30), "the budget never held the drain"
+            k8s_env.core.create_namespaced_pod(
+                k8s_env.ns,
+                {
+                    "metadata": {"name": "late", "labels": {"app.kubernetes.io/name": "late"}},
+                    "spec": {
+                        "nodeName": node,
+                        "tolerations": [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}],
+                        "terminationGracePeriodSeconds": 0,
+                        "containers": [{"name": "sh", "image": "busybox"}],
+                    },
+                },
+            )
+            k8s_env.policy.delete_namespaced_pod_disruption_budget("ledger", k8s_env.ns)
+        finally:
+            drainer.join(90)
+        result = outcome["result"]
+        assert result.status is Status.OK, result.msg
+        late = f"{k8s_env.ns}/late"
+        assert result.data["late"] == [late] and late in result.data["evicted"]
+        assert late in result.data["to_evict"] and len(result.data["evicted"]) == 2
+        assert f"deleting {late}: no controller will recreate it" in result.data["warnings"]
+        assert result.msg.startswith(f"drained node {node}: evicted 2 pods (1 of them arrived during")
+        assert not _pods_on(k8s_env, node)
+    finally:
+        k8s_env.delete_deployment("ledger")
+
+
 def test_drain_refuses_unmanaged_and_emptydir_pods_unless_told(act, k8s_env, nodes):
     node = nodes[0]
     tolerate = [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}]
@@ -181,6 +245,14 @@ def test_drain_refuses_unmanaged_and_emptydir_pods_unless_told(act, k8s_env, nod
         assert f"{k8s_env.ns}/debug-shell" in forced.data["evicted"]
         assert any("no controller will recreate it" in w for w in forced.data["warnings"])
         assert not forced.data["cordoned"]  # the first attempt had cordoned it already
+        # scratch's template names the node: its new pod is back there at once, and is left
+        # (evicting it again would only bring it back again)
+        [pinned] = [s for s in forced.data["skipped_pods"] if s["pod"].startswith(f"{k8s_env.ns}/scratch-")]
+        assert pinned["why"] == (
+            f"pinned to this node by the template of replicaset {k8s_env.ns}/{_replicaset(k8s_env, 'scratch')} "
+            "(spec.nodeName): it would come back"
+        )
+        assert pinned["pod"] not in forced.data["evicted"] and not forced.data["late"]
         assert act.inverse("drain", forced, node=node) is None
     finally:
         k8s_env.delete_deployment("scratch")
