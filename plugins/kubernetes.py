@@ -1221,7 +1221,9 @@ class _Drain:
 
 @plugin.action(check=True, idempotent=True, inverse=_drain_inverse, mutates=True)
 def drain(ctx: ActionContext, args: DrainArgs) -> Result:
-    """Cordon a node, then evict its pods (PDBs honoured; DaemonSet and mirror pods skipped)."""
+    """Cordon a node, then evict its pods (PDBs honoured; DaemonSet and mirror pods skipped).
+
+    Pods that land on the node while it drains are evicted too."""
     s = session(ctx, args)
     ref = _node(s, args)
     clock = Clock(ctx, args.timeout)
