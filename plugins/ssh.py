@@ -265,7 +265,6 @@ def _split(cmd: str) -> tuple[str, ...]:
     return tuple(shlex.split(cmd))
 
 
-@functools.lru_cache(maxsize=1024)
 @plugin.action(scalar="cmd", check=True)
 @_as_result
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
