@@ -15,14 +15,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opsbook_lab import k8s
+from opsbook_lab.pytest_plugin import _truthy, skip_or_fail_in_ci
 
 
 def _may_build() -> bool:
-    ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-    return ci or os.environ.get("OPSBOOK_LAB_INSTALL") == "1"
+    return _truthy(os.environ.get("CI")) or os.environ.get("OPSBOOK_LAB_INSTALL") == "1"
+
+
+def kubernetes_client() -> Any:
+    """The official `kubernetes` package, for tests that check the cluster behind the plugin's
+    back; skips without it (fails in CI, where tests/run installs opsbook[kubernetes])."""
+    try:
+        import kubernetes
+    except ImportError:
+        skip_or_fail_in_ci(
+            "the kubernetes client is not installed: pip install -e '.[kubernetes]'",
+            "the kubernetes client is not installed, though tests/run installs .[kubernetes]",
+        )
+    return kubernetes
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opsbook_lab.k8s_pytest import kubernetes_client
 from relkit import Trigger
 
 pytestmark = pytest.mark.k8s
@@ -37,7 +38,7 @@ def _testlib() -> Any:
 def kenv(k8s_lab: Any):
     """A namespace and two tainted kwok nodes of our own (removed at the end)."""
     lib = _testlib()
-    kubernetes = lib._kubernetes()
+    kubernetes = kubernetes_client()
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 

@@ -23,6 +23,7 @@ import docker.errors
 import pytest
 from opsbook.errors import PluginError
 from opsbook.plugin import ActionContext, HostInfo, Result
+from opsbook_lab.pytest_plugin import wait_for
 from opsbook_plugins import docker as dockerplugin
 
 LABEL = "org.opsbook.test.plugins"  # every sandbox container and network carries it
@@ -98,7 +99,7 @@ class Sandbox:
         ip = obj.attrs["NetworkSettings"]["Networks"].get(self.network, {}).get("IPAddress", "")
         box = Box(name, obj.id, port, ip, self.docker_host)
         if wait and port and script is SERVER_SCRIPT:
-            eventually(lambda: http_status(port) == 200, timeout=20)
+            wait_for(f"{name} answering on :{port}", lambda: http_status(port) == 200, timeout=20)
         return box
 
     def remove_all(self) -> None:
@@ -119,17 +120,6 @@ def http_status(port: int, path: str = "/healthz") -> int | None:
         return status
     except (OSError, http.client.HTTPException):
         return None
-
-
-def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s (last value {value!r})")
-        time.sleep(interval)
 
 
 def _free_subnet(client: Any) -> ipaddress.IPv4Network:

@@ -6,8 +6,9 @@ import time
 
 import pytest
 from opsbook.plugin import HostInfo, Status
+from opsbook_lab.pytest_plugin import wait_for
 from opsbook_plugins import docker as dockerplugin
-from opsbook_test_sandbox import SERVER_SCRIPT, Runner, eventually
+from opsbook_test_sandbox import SERVER_SCRIPT, Runner
 
 pytestmark = pytest.mark.lab
 
@@ -198,7 +199,7 @@ def test_wait_healthy_without_healthcheck_waits_for_running(sandbox, run):
 
 def test_wait_healthy_fails_fast_when_the_container_exits(sandbox, run):
     box = sandbox.server(script="echo starting; exit 3", wait=False, publish=False)
-    eventually(lambda: status_of(sandbox, box.name) == "exited")
+    wait_for(f"{box.name} exited", lambda: status_of(sandbox, box.name) == "exited", timeout=15)
     started = time.monotonic()
     result = run(
         "container",

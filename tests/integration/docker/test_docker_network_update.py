@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from opsbook.plugin import Status
+from opsbook_lab.pytest_plugin import wait_for
 from opsbook_plugins import docker as dockerplugin
 from opsbook_plugins import probe as probeplugin
-from opsbook_test_sandbox import Runner, eventually
+from opsbook_test_sandbox import Runner
 
 pytestmark = pytest.mark.lab
 
@@ -66,7 +67,11 @@ def test_disconnect_isolates_and_connect_restores_the_node(sandbox, run, probe):
     assert back_action == "docker.network" and back_args["state"] == "connected"
     joined = run("network", back_args)
     assert joined.changed and joined.msg == f"connected {server.name} to {sandbox.network}"
-    eventually(lambda: probe("http", check, host=target).status is Status.OK, timeout=10)
+    wait_for(
+        f"{target} answering over http",
+        lambda: probe("http", check, host=target).status is Status.OK,
+        timeout=10,
+    )
 
 
 def test_network_is_idempotent_and_check_mode_only_reports(sandbox, run):

@@ -6,22 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opsbook_lab.pytest_plugin import skip_or_fail_in_ci
+from opsbook_lab.k8s_pytest import kubernetes_client as _kubernetes
 
 # k8s_lab itself comes from opsbook_lab.k8s_pytest (tests/conftest.py), one fixture for every
 # directory: a second definition here was a second session that stopped the control plane
 # under the other one's feet when the directories ran in the other order.
-
-
-def _kubernetes() -> Any:
-    try:
-        import kubernetes
-    except ImportError:
-        skip_or_fail_in_ci(
-            "the kubernetes client is not installed: pip install -e '.[kubernetes]'",
-            "the kubernetes client is not installed, though tests/run installs .[kubernetes]",
-        )
-    return kubernetes
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from opsbook.plugin import ActionContext, HostInfo, Result
 from opsbook.registry import Registry
+from opsbook_lab.k8s_pytest import kubernetes_client
 
 
 def _load_testlib():
@@ -30,13 +31,13 @@ def _load_testlib():
 
 
 _lib = _load_testlib()
-Env, _kubernetes, _node_body, wait_for = _lib.Env, _lib._kubernetes, _lib._node_body, _lib.wait_for
+Env, _node_body, wait_for = _lib.Env, _lib._node_body, _lib.wait_for
 
 
 @pytest.fixture(scope="session")
 def k8s_env(k8s_lab: Any) -> Iterator[Env]:
     """Our namespace and three tainted kwok nodes on the lab cluster (removed at the end)."""
-    kubernetes = _kubernetes()
+    kubernetes = kubernetes_client()
     import urllib3
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException

@@ -17,20 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsbook.plugin import Result
-from opsbook_lab.pytest_plugin import skip_or_fail_in_ci, wait_for
+from opsbook_lab.pytest_plugin import wait_for
 
 TAINT = "opsbook.dev/k8s-test"
-
-
-def _kubernetes() -> Any:
-    try:
-        import kubernetes
-    except ImportError:
-        skip_or_fail_in_ci(
-            "the kubernetes client is not installed: pip install -e '.[kubernetes]'",
-            "the kubernetes client is not installed, though tests/run installs .[kubernetes]",
-        )
-    return kubernetes
 
 
 @dataclass
