@@ -28,7 +28,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, TypeVar
 
@@ -60,7 +60,9 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 DEFAULT_WAIT = 300.0  # seconds an action waits when neither it nor its step says
 POLL = 1.0  # seconds between polls while waiting
 EVICT_RETRY = 2.0  # seconds between eviction attempts a PodDisruptionBudget refused
-LATE_LOOKS = 3  # how often a drain looks again for pods that landed on the node meanwhile
+LATE_LOOKS = 3  # rounds of late arrivals a drain evicts before it calls them coming back
+SETTLE = 15.0  # seconds a drain waits, at most, for the scheduler to place the replacements
+_REPLACING = ("ReplicaSet", "StatefulSet", "ReplicationController")  # kinds that replace a pod
 _LIST_CAP = 15  # names shown in "did you mean" listings
 
 clusters = ClusterPool()
@@ -1217,13 +1219,16 @@ class _Drain:
     clock: Clock
     evicted: list[str]
     blocked_by: dict[str, str]  # pod -> why the last eviction was refused
+    owners: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    # uid -> (namespace, ownerReference): controllers that replace the pods evicted
 
 
 @plugin.action(check=True, idempotent=True, inverse=_drain_inverse, mutates=True)
 def drain(ctx: ActionContext, args: DrainArgs) -> Result:
     """Cordon a node, then evict its pods (PDBs honoured; DaemonSet and mirror pods skipped).
 
-    Pods that land on the node while it drains are evicted too."""
+    Then it waits (up to SETTLE seconds) until the scheduler has placed the replacements of
+    the evicted pods: one it placed on the node before it saw the cordon is evicted too."""
     s = session(ctx, args)
     ref = _node(s, args)
     clock = Clock(ctx, args.timeout)
@@ -1231,13 +1236,14 @@ def drain(ctx: ActionContext, args: DrainArgs) -> Result:
     was = bool((node.get("spec") or {}).get("unschedulable"))
     if not was:
         s.patch(ref, {"spec": {"unschedulable": True}}, dry_run=ctx.check_mode)
-    plan = _drain_plan_now(s, ref, args)
+    plan = _drain_plan_now(s, ref.name or "", args)
     data: dict[str, Any] = {
         "node": ref.name,
         "cordoned": not was,
         "connection": s.connection_args(),
         "to_evict": [_key(p) for p in plan.evict],
         "evicted": [],
+        "late": [],
         "skipped_pods": [{"pod": p, "why": w} for p, w in plan.skipped],
         "warnings": plan.warnings,
     }
@@ -1259,53 +1265,123 @@ def drain(ctx: ActionContext, args: DrainArgs) -> Result:
     run = _Drain(s, args, ref.name or "", clock, data["evicted"], {})
     pending = _evict_all(run, plan.evict)
     changed = not was or bool(plan.evict)
-    # The scheduler sees the cordon a moment after the API does: a replacement of a pod we
-    # evicted can still land on the node in that moment (kubectl drain leaves such a pod
-    # behind). Look again, a few times, and evict what arrived; a pod whose controller's
-    # template names this node would only come back, so it is skipped like a DaemonSet pod.
-    late: list[str] = []
-    for _ in range(LATE_LOOKS):
-        if pending:
-            break
-        again = _drain_plan_now(s, ref, args)
-        if again.blocked:
-            listing = "; ".join(f"{p}: {w}" for p, w in again.blocked)
+    if not pending:
+        pending, blocked = _settle(run, data)
+        if blocked:
+            listing = "; ".join(f"{p}: {w}" for p, w in blocked)
             return Result.failed(
                 f"cannot finish draining node {ref.name}: {listing}; node {ref.name} stays cordoned",
-                data={**data, "blocked": [{"pod": p, "why": w} for p, w in again.blocked]},
-                changed=changed,
+                data={**data, "blocked": [{"pod": p, "why": w} for p, w in blocked]},
+                changed=True,
             )
-        fresh = []
-        for pod in again.evict:
-            pinned = _pinned_by(s, pod, ref.name or "")
-            if pinned is None:
-                fresh.append(pod)
-            elif all(skip["pod"] != _key(pod) for skip in data["skipped_pods"]):
-                data["skipped_pods"].append({"pod": _key(pod), "why": pinned})
-                ctx.output(f"leaving {_key(pod)}: {pinned}")
-        if not fresh:
-            break
-        arrived = [_key(p) for p in fresh]
-        ctx.output(f"new on node {ref.name} since the drain began: {', '.join(arrived)}")
-        for warning in drain_plan(fresh, args).warnings:
-            ctx.output(warning)
-            data["warnings"].append(warning)
-        late += arrived
-        data["to_evict"] += arrived
-        changed = True
-        pending = _evict_all(run, fresh)
-    data["late"] = late
+        changed = changed or bool(data["late"])
     if pending:
         return _drain_timeout(run, pending, data, changed)
     how = "deleted" if args.disable_eviction else "evicted"
     skipped = f", skipped {len(data['skipped_pods'])}" if data["skipped_pods"] else ""
+    late = data["late"]
     after = f" ({len(late)} of them arrived during the drain)" if late else ""
+    unplaced = (
+        f"; after {SETTLE:.0f}s the scheduler had still to place: {'; '.join(data['unplaced'])}"
+        if data.get("unplaced")
+        else ""
+    )
     return Result.ok(
         changed=changed,
         data=data,
         msg=f"drained node {ref.name}: {how} {_n(len(data['evicted']), 'pod')}{after}{skipped}"
-        f" in {clock.elapsed():.0f}s",
+        f" in {clock.elapsed():.0f}s{unplaced}",
     )
+
+
+def _settle(
+    run: _Drain, data: dict[str, Any]
+) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
+    """Look at the node again until the scheduler has placed the replacements of what was
+    evicted, evicting what lands on the node meanwhile; (pods left to evict, why it cannot finish).
+
+    The scheduler sees a cordon a moment after the API does, so a replacement can still land on
+    the node (kubectl drain leaves such a pod behind). A pod whose controller's template names
+    the node would only come back: it is skipped like a DaemonSet pod."""
+    rounds, until, placed = 0, time.monotonic() + SETTLE, False
+    while True:
+        again = _drain_plan_now(run.s, run.node, run.args)
+        if again.blocked:
+            return {}, again.blocked
+        fresh = [pod for pod in again.evict if not _leave_pinned(run, pod, data)]
+        if fresh and rounds == LATE_LOOKS:
+            why = (
+                f"still lands on the node after {LATE_LOOKS} rounds of eviction: something places "
+                "it there (a toleration of node.kubernetes.io/unschedulable, or a controller that "
+                "sets spec.nodeName)"
+            )
+            return {}, [(_key(pod), why) for pod in fresh]
+        if fresh:
+            rounds += 1
+            arrived = [_key(p) for p in fresh]
+            run.s.ctx.output(f"new on node {run.node} since the drain began: {', '.join(arrived)}")
+            for warning in drain_plan(fresh, run.args).warnings:
+                run.s.ctx.output(warning)
+                data["warnings"].append(warning)
+            data["late"] += arrived
+            data["to_evict"] += arrived
+            pending = _evict_all(run, fresh)
+            if pending:
+                return pending, []
+            until, placed = time.monotonic() + SETTLE, False
+            continue
+        if placed:
+            return {}, []
+        waiting = _unplaced(run)
+        if not waiting:
+            placed = True  # look once more: the last pod placed may have landed here
+            continue
+        if time.monotonic() >= until or not run.clock.wait(POLL / 4):
+            data["unplaced"] = waiting
+            return {}, []
+
+
+def _leave_pinned(run: _Drain, pod: Mapping[str, Any], data: dict[str, Any]) -> bool:
+    pinned = _pinned_by(run.s, pod, run.node)
+    if pinned is None:
+        return False
+    if all(skip["pod"] != _key(pod) for skip in data["skipped_pods"]):
+        data["skipped_pods"].append({"pod": _key(pod), "why": pinned})
+        run.s.ctx.output(f"leaving {_key(pod)}: {pinned}")
+    return True
+
+
+def _unplaced(run: _Drain) -> list[str]:
+    """What the scheduler has still to place among the pods of the evicted pods' controllers:
+    until it has, a replacement can still land on the node."""
+    waiting = []
+    for namespace, owner in run.owners.values():
+        what = f"{owner['kind'].lower()} {namespace}/{owner['name']}"
+        try:
+            ref = run.s.ref(owner["kind"], owner["name"], namespace, owner.get("apiVersion"))
+            found = run.s.get_or_none(ref)
+            if found is None or _meta(found).get("uid") != owner.get("uid"):
+                continue  # the controller is gone: nothing replaces its pods
+            pods = run.s.list(run.s.ref("pods", None, namespace), label_selector=_selector(found))
+        except K8sError as exc:
+            if exc.transient:
+                waiting.append(f"{what}: the API server not answering ({exc})")
+            continue  # cannot tell: the drain's own evictions are done
+        mine = [
+            p
+            for p in pods
+            if any(o.get("uid") == owner.get("uid") for o in _meta(p).get("ownerReferences") or [])
+            and not _meta(p).get("deletionTimestamp")
+            and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        ]
+        want = (found.get("spec") or {}).get("replicas", 1)
+        if len(mine) < want:
+            waiting.append(f"{what}: {want - len(mine)} of {want} pods not created yet")
+        for pod in mine:
+            scheduled = _conditions(pod).get("PodScheduled", {}).get("status")
+            if not (pod.get("spec") or {}).get("nodeName") and scheduled != "False":
+                waiting.append(f"pod {_key(pod)}: not yet seen by the scheduler")
+    return waiting
 
 
 def _pinned_by(s: Session, pod: Mapping[str, Any], node: str) -> str | None:
@@ -1324,11 +1400,11 @@ def _pinned_by(s: Session, pod: Mapping[str, Any], node: str) -> str | None:
     return f"pinned to this node by the template of {ref} (spec.nodeName): it would come back"
 
 
-def _drain_plan_now(s: Session, ref: Ref, args: DrainArgs) -> DrainPlan:
+def _drain_plan_now(s: Session, node: str, args: DrainArgs) -> DrainPlan:
     """The drain plan of the pods on the node right now."""
     pods = s.list(
         s.ref("pods", None),
-        field_selector=f"spec.nodeName={ref.name}",
+        field_selector=f"spec.nodeName={node}",
         label_selector=args.pod_selector,
         all_namespaces=True,
     )
@@ -1375,6 +1451,10 @@ def _drain_check(
 
 def _evict_all(run: _Drain, pods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Evict every pod, retrying refused ones, and wait until they are gone; what is left."""
+    for pod in pods:
+        owner = _owner(pod)
+        if owner and owner.get("kind") in _REPLACING and owner.get("uid"):
+            run.owners[owner["uid"]] = (_meta(pod)["namespace"], owner)
     pending = {_key(p): p for p in pods}  # to evict
     going: dict[str, dict[str, Any]] = {}  # evicted, still terminating
     next_try: dict[str, float] = {}

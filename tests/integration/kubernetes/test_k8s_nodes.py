@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from k8s_testlib import TAINT, fails, wait_for
@@ -203,6 +204,135 @@ def test_drain_also_evicts_a_pod_that_lands_on_the_node_during_it(act, k8s_env, 
         assert not _pods_on(k8s_env, node)
     finally:
         k8s_env.delete_deployment("ledger")
+
+
+LATE_SCHEDULER = "opsbook-test-late"  # a scheduler nothing runs: the test places these pods
+SCHEDULER_LAG = 1.0  # seconds the test, as a lagging scheduler, waits before it places a pod
+
+
+def _place_next(env, name, node, placed):
+    """Bind the next unplaced pod of `name` (not in `placed`) to `node`, as a scheduler does."""
+    pod = wait_for(
+        f"an unplaced pod of {name}",
+        lambda: next(
+            (
+                p.metadata.name
+                for p in env.pods(name)
+                if not p.spec.node_name
+                and p.metadata.deletion_timestamp is None
+                and p.metadata.name not in placed
+            ),
+            None,
+        ),
+    )
+    binding = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": pod},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }
+    env.core.create_namespaced_pod_binding(pod, env.ns, binding, _preload_content=False)
+    placed.add(pod)
+    return pod
+
+
+def _gone(env, name, pod) -> bool:
+    return all(p.metadata.name != pod for p in env.pods(name))
+
+
+def test_drain_waits_until_the_replacements_are_placed_and_evicts_one_placed_on_the_node(
+    act, k8s_env, nodes
+):
+    """A scheduler that has not seen the cordon yet can place a replacement of an evicted pod
+    on the node after the drain's evictions are done (CI caught one). The drain waits until
+    the replacements are placed, and evicts one placed on the node. The test is that scheduler:
+    its pods name a scheduler nothing runs, and it binds the first replacement to the drained
+    node a moment after the evicted pod is gone, the next one elsewhere."""
+    drained, elsewhere, placed = nodes[0], nodes[1], set()
+    k8s_env.deployment("relay", replicas=1, wait=False, schedulerName=LATE_SCHEDULER)
+    try:
+        first = _place_next(k8s_env, "relay", drained, placed)
+        wait_for("relay ready on the node to drain", lambda: k8s_env.ready_pods("relay"))
+        outcome = {}
+        drainer = threading.Thread(
+            target=lambda: outcome.update(result=act("drain", node=drained, timeout=60))
+        )
+        drainer.start()
+        try:
+            wait_for(f"{first} evicted and gone", lambda: _gone(k8s_env, "relay", first))
+            time.sleep(SCHEDULER_LAG)
+            late = _place_next(k8s_env, "relay", drained, placed)
+            moved = _place_next(k8s_env, "relay", elsewhere, placed)
+        finally:
+            drainer.join(90)
+        result = outcome["result"]
+        ns = k8s_env.ns
+        assert result.status is Status.OK, result.msg
+        assert result.data["evicted"] == [f"{ns}/{first}", f"{ns}/{late}"]
+        assert result.data["late"] == [f"{ns}/{late}"] and "unplaced" not in result.data
+        assert "evicted 2 pods (1 of them arrived during the drain)" in result.msg
+        assert not _pods_on(k8s_env, drained, "relay")
+        assert [p.metadata.name for p in _pods_on(k8s_env, elsewhere, "relay")] == [moved]
+    finally:
+        k8s_env.delete_deployment("relay")
+
+
+def test_drain_fails_naming_a_pod_that_keeps_landing_on_the_node(act, k8s_env, nodes):
+    """Something that places every replacement back on the node (here the test, as the
+    scheduler) would keep a drain evicting forever: after 3 rounds it fails, naming the pod."""
+    drained, placed = nodes[0], set()
+    k8s_env.deployment("relay", replicas=1, wait=False, schedulerName=LATE_SCHEDULER)
+    try:
+        _place_next(k8s_env, "relay", drained, placed)
+        wait_for("relay ready on the node to drain", lambda: k8s_env.ready_pods("relay"))
+        outcome = {}
+        drainer = threading.Thread(
+            target=lambda: outcome.update(result=act("drain", node=drained, timeout=60))
+        )
+        drainer.start()
+        try:
+            while drainer.is_alive():
+                if any(not p.spec.node_name for p in k8s_env.pods("relay")):
+                    _place_next(k8s_env, "relay", drained, placed)
+                time.sleep(0.05)
+        finally:
+            drainer.join(90)
+        result = outcome["result"]
+        assert result.status is Status.FAILED, result.msg
+        assert len(result.data["late"]) == 3 and len(result.data["evicted"]) == 4
+        [blocked] = result.data["blocked"]
+        assert blocked["pod"] not in result.data["evicted"]
+        assert result.msg == (
+            f"cannot finish draining node {drained}: {blocked['pod']}: still lands on the node "
+            "after 3 rounds of eviction: something places it there (a toleration of "
+            "node.kubernetes.io/unschedulable, or a controller that sets spec.nodeName); "
+            f"node {drained} stays cordoned"
+        )
+        assert _unschedulable(k8s_env, drained)
+    finally:
+        k8s_env.delete_deployment("relay")
+
+
+def test_drain_says_which_replacements_the_scheduler_had_not_placed(act, k8s_env, nodes):
+    """A replacement nothing places (its scheduler is down) cannot land on the node: the drain
+    succeeds after waiting 15 s for it, and says what was still unplaced."""
+    drained, placed = nodes[0], set()
+    k8s_env.deployment("relay", replicas=1, wait=False, schedulerName=LATE_SCHEDULER)
+    try:
+        first = _place_next(k8s_env, "relay", drained, placed)
+        wait_for("relay ready on the node to drain", lambda: k8s_env.ready_pods("relay"))
+        result = act("drain", node=drained, timeout=60)
+        ns = k8s_env.ns
+        assert result.status is Status.OK, result.msg
+        assert result.data["evicted"] == [f"{ns}/{first}"] and result.data["late"] == []
+        [waiting] = result.data["unplaced"]
+        assert waiting.startswith(f"pod {ns}/relay-") and waiting.endswith(
+            ": not yet seen by the scheduler"
+        )
+        assert result.msg.startswith(f"drained node {drained}: evicted 1 pod in ")
+        assert result.msg.endswith(f"s; after 15s the scheduler had still to place: {waiting}")
+    finally:
+        k8s_env.delete_deployment("relay")
 
 
 def test_drain_refuses_unmanaged_and_emptydir_pods_unless_told(act, k8s_env, nodes):
