@@ -576,6 +576,11 @@ def _owner(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _finished(pod: Mapping[str, Any]) -> bool:
+    """The pod ran to its end (Succeeded or Failed): nothing runs, nothing replaces it."""
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
 def _pod_ready(pod: Mapping[str, Any]) -> bool:
     return _conditions(pod).get("Ready", {}).get("status") == "True"
 
@@ -1128,8 +1133,7 @@ def drain_plan(pods: Iterable[Mapping[str, Any]], args: DrainArgs) -> DrainPlan:
     plan = DrainPlan([], [], [], [])
     for pod in pods:
         key, meta = _key(pod), _meta(pod)
-        phase = (pod.get("status") or {}).get("phase")
-        finished = phase in ("Succeeded", "Failed")
+        finished = _finished(pod)
         owner = _owner(pod)
         if "kubernetes.io/config.mirror" in (meta.get("annotations") or {}):
             plan.skipped.append((key, "mirror pod (static pod of the kubelet)"))
@@ -1370,9 +1374,9 @@ def _unplaced(run: _Drain) -> list[str]:
         mine = [
             p
             for p in pods
-            if any(o.get("uid") == owner.get("uid") for o in _meta(p).get("ownerReferences") or [])
+            if (_owner(p) or {}).get("uid") == owner["uid"]
             and not _meta(p).get("deletionTimestamp")
-            and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+            and not _finished(p)
         ]
         want = (found.get("spec") or {}).get("replicas", 1)
         if len(mine) < want:
@@ -2253,11 +2257,7 @@ def _describe_node(
     info = st.get("nodeInfo") or {}
     if info:
         line("Kubelet Version", info.get("kubeletVersion"))
-    pods = [
-        p
-        for p in extra.get("pods") or []
-        if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
-    ]
+    pods = [p for p in extra.get("pods") or [] if not _finished(p)]
     out.append(f"{'Non-terminated Pods:':<24}({len(pods)} in total)")
     if pods:
         out.append("  " + _POD_HEADER)

@@ -151,6 +151,16 @@ def test_drain_blocked_by_a_pod_disruption_budget_names_it(act, k8s_env, nodes):
         k8s_env.delete_deployment("payments")
 
 
+def _drain_in_background(act, node, **args):
+    """k8s.drain of `node` (timeout 60 s) in a thread: (the thread, where its result lands)."""
+    outcome = {}
+    drainer = threading.Thread(
+        target=lambda: outcome.update(result=act("drain", node=node, timeout=60, **args))
+    )
+    drainer.start()
+    return drainer, outcome
+
+
 def test_drain_also_evicts_a_pod_that_lands_on_the_node_during_it(act, k8s_env, nodes):
     """The scheduler sees a cordon a moment after the API does, so a pod can still land on the
     node while it drains (CI caught one). The drain looks again and evicts it too. Here a budget
@@ -165,18 +175,13 @@ def test_drain_also_evicts_a_pod_that_lands_on_the_node_during_it(act, k8s_env, 
             == 2,
         )
         node = _node_with_pod_of(k8s_env, "ledger")
-        refused, outcome = threading.Event(), {}
+        refused = threading.Event()
 
         def watch(line: str) -> None:
             if line.startswith("eviction of ") and "refused" in line:
                 refused.set()
 
-        drainer = threading.Thread(
-            target=lambda: outcome.update(
-                result=act("drain", node=node, force=True, timeout=60, output=watch)
-            )
-        )
-        drainer.start()
+        drainer, outcome = _drain_in_background(act, node, force=True, output=watch)
         try:
             assert refused.wait(30), "the budget never held the drain"
             k8s_env.core.create_namespaced_pod(
@@ -240,99 +245,87 @@ def _gone(env, name, pod) -> bool:
     return all(p.metadata.name != pod for p in env.pods(name))
 
 
+@pytest.fixture
+def relay(k8s_env, nodes):
+    """A one-pod Deployment that only the test places (its scheduler is LATE_SCHEDULER), its
+    pod placed and ready on nodes[0]: (that pod's name, the names the test has placed)."""
+    k8s_env.deployment("relay", replicas=1, wait=False, schedulerName=LATE_SCHEDULER)
+    try:
+        placed = set()
+        first = _place_next(k8s_env, "relay", nodes[0], placed)
+        wait_for("relay ready on the node to drain", lambda: k8s_env.ready_pods("relay"))
+        yield first, placed
+    finally:
+        k8s_env.delete_deployment("relay")
+
+
 def test_drain_waits_until_the_replacements_are_placed_and_evicts_one_placed_on_the_node(
-    act, k8s_env, nodes
+    act, k8s_env, nodes, relay
 ):
     """A scheduler that has not seen the cordon yet can place a replacement of an evicted pod
     on the node after the drain's evictions are done (CI caught one). The drain waits until
     the replacements are placed, and evicts one placed on the node. The test is that scheduler:
     its pods name a scheduler nothing runs, and it binds the first replacement to the drained
     node a moment after the evicted pod is gone, the next one elsewhere."""
-    drained, elsewhere, placed = nodes[0], nodes[1], set()
-    k8s_env.deployment("relay", replicas=1, wait=False, schedulerName=LATE_SCHEDULER)
+    (first, placed), drained, elsewhere = relay, nodes[0], nodes[1]
+    drainer, outcome = _drain_in_background(act, drained)
     try:
-        first = _place_next(k8s_env, "relay", drained, placed)
-        wait_for("relay ready on the node to drain", lambda: k8s_env.ready_pods("relay"))
-        outcome = {}
-        drainer = threading.Thread(
-            target=lambda: outcome.update(result=act("drain", node=drained, timeout=60))
-        )
-        drainer.start()
-        try:
-            wait_for(f"{first} evicted and gone", lambda: _gone(k8s_env, "relay", first))
-            time.sleep(SCHEDULER_LAG)
-            late = _place_next(k8s_env, "relay", drained, placed)
-            moved = _place_next(k8s_env, "relay", elsewhere, placed)
-        finally:
-            drainer.join(90)
-        result = outcome["result"]
-        ns = k8s_env.ns
-        assert result.status is Status.OK, result.msg
-        assert result.data["evicted"] == [f"{ns}/{first}", f"{ns}/{late}"]
-        assert result.data["late"] == [f"{ns}/{late}"] and "unplaced" not in result.data
-        assert "evicted 2 pods (1 of them arrived during the drain)" in result.msg
-        assert not _pods_on(k8s_env, drained, "relay")
-        assert [p.metadata.name for p in _pods_on(k8s_env, elsewhere, "relay")] == [moved]
+        wait_for(f"{first} evicted and gone", lambda: _gone(k8s_env, "relay", first))
+        time.sleep(SCHEDULER_LAG)
+        late = _place_next(k8s_env, "relay", drained, placed)
+        moved = _place_next(k8s_env, "relay", elsewhere, placed)
     finally:
-        k8s_env.delete_deployment("relay")
+        drainer.join(90)
+    result = outcome["result"]
+    ns = k8s_env.ns
+    assert result.status is Status.OK, result.msg
+    assert result.data["evicted"] == [f"{ns}/{first}", f"{ns}/{late}"]
+    assert result.data["late"] == [f"{ns}/{late}"] and "unplaced" not in result.data
+    assert "evicted 2 pods (1 of them arrived during the drain)" in result.msg
+    assert not _pods_on(k8s_env, drained, "relay")
+    assert [p.metadata.name for p in _pods_on(k8s_env, elsewhere, "relay")] == [moved]
 
 
-def test_drain_fails_naming_a_pod_that_keeps_landing_on_the_node(act, k8s_env, nodes):
+def test_drain_fails_naming_a_pod_that_keeps_landing_on_the_node(act, k8s_env, nodes, relay):
     """Something that places every replacement back on the node (here the test, as the
     scheduler) would keep a drain evicting forever: after 3 rounds it fails, naming the pod."""
-    drained, placed = nodes[0], set()
-    k8s_env.deployment("relay", replicas=1, wait=False, schedulerName=LATE_SCHEDULER)
+    (_, placed), drained = relay, nodes[0]
+    drainer, outcome = _drain_in_background(act, drained)
     try:
-        _place_next(k8s_env, "relay", drained, placed)
-        wait_for("relay ready on the node to drain", lambda: k8s_env.ready_pods("relay"))
-        outcome = {}
-        drainer = threading.Thread(
-            target=lambda: outcome.update(result=act("drain", node=drained, timeout=60))
-        )
-        drainer.start()
-        try:
-            while drainer.is_alive():
-                if any(not p.spec.node_name for p in k8s_env.pods("relay")):
-                    _place_next(k8s_env, "relay", drained, placed)
-                time.sleep(0.05)
-        finally:
-            drainer.join(90)
-        result = outcome["result"]
-        assert result.status is Status.FAILED, result.msg
-        assert len(result.data["late"]) == 3 and len(result.data["evicted"]) == 4
-        [blocked] = result.data["blocked"]
-        assert blocked["pod"] not in result.data["evicted"]
-        assert result.msg == (
-            f"cannot finish draining node {drained}: {blocked['pod']}: still lands on the node "
-            "after 3 rounds of eviction: something places it there (a toleration of "
-            "node.kubernetes.io/unschedulable, or a controller that sets spec.nodeName); "
-            f"node {drained} stays cordoned"
-        )
-        assert _unschedulable(k8s_env, drained)
+        while drainer.is_alive():
+            if any(not p.spec.node_name for p in k8s_env.pods("relay")):
+                _place_next(k8s_env, "relay", drained, placed)
+            time.sleep(0.05)
     finally:
-        k8s_env.delete_deployment("relay")
+        drainer.join(90)
+    result = outcome["result"]
+    assert result.status is Status.FAILED, result.msg
+    assert len(result.data["late"]) == 3 and len(result.data["evicted"]) == 4
+    [blocked] = result.data["blocked"]
+    assert blocked["pod"] not in result.data["evicted"]
+    assert result.msg == (
+        f"cannot finish draining node {drained}: {blocked['pod']}: still lands on the node "
+        "after 3 rounds of eviction: something places it there (a toleration of "
+        "node.kubernetes.io/unschedulable, or a controller that sets spec.nodeName); "
+        f"node {drained} stays cordoned"
+    )
+    assert _unschedulable(k8s_env, drained)
 
 
-def test_drain_says_which_replacements_the_scheduler_had_not_placed(act, k8s_env, nodes):
+def test_drain_says_which_replacements_the_scheduler_had_not_placed(act, k8s_env, nodes, relay):
     """A replacement nothing places (its scheduler is down) cannot land on the node: the drain
     succeeds after waiting 15 s for it, and says what was still unplaced."""
-    drained, placed = nodes[0], set()
-    k8s_env.deployment("relay", replicas=1, wait=False, schedulerName=LATE_SCHEDULER)
-    try:
-        first = _place_next(k8s_env, "relay", drained, placed)
-        wait_for("relay ready on the node to drain", lambda: k8s_env.ready_pods("relay"))
-        result = act("drain", node=drained, timeout=60)
-        ns = k8s_env.ns
-        assert result.status is Status.OK, result.msg
-        assert result.data["evicted"] == [f"{ns}/{first}"] and result.data["late"] == []
-        [waiting] = result.data["unplaced"]
-        assert waiting.startswith(f"pod {ns}/relay-") and waiting.endswith(
-            ": not yet seen by the scheduler"
-        )
-        assert result.msg.startswith(f"drained node {drained}: evicted 1 pod in ")
-        assert result.msg.endswith(f"s; after 15s the scheduler had still to place: {waiting}")
-    finally:
-        k8s_env.delete_deployment("relay")
+    (first, _), drained = relay, nodes[0]
+    result = act("drain", node=drained, timeout=60)
+    ns = k8s_env.ns
+    assert result.status is Status.OK, result.msg
+    assert result.data["evicted"] == [f"{ns}/{first}"] and result.data["late"] == []
+    [waiting] = result.data["unplaced"]
+    assert waiting.startswith(f"pod {ns}/relay-") and waiting.endswith(
+        ": not yet seen by the scheduler"
+    )
+    assert result.msg.startswith(f"drained node {drained}: evicted 1 pod in ")
+    assert result.msg.endswith(f"s; after 15s the scheduler had still to place: {waiting}")
 
 
 def test_drain_refuses_unmanaged_and_emptydir_pods_unless_told(act, k8s_env, nodes):
