@@ -160,6 +160,8 @@ def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest
         journal.set_run_status(run_id, "running", finished=False)
         executor = Executor(plan, registry, journal, run_id, request.options, request.secrets,
                             request.listeners, request.approver, prior)
+        record = journal.get_run(run_id)
+        executor.started_by = f"{record.who}@{record.host}"
         if on_executor is not None:
             on_executor(executor)
         summary = executor.run()

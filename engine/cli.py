@@ -1,8 +1,8 @@
 """The `opsbook` command line. Heavy imports stay inside commands so `--version` is instant.
 
 Exit codes (stable): 0 success; 1 the runbook is invalid or the run failed;
-2 bad usage or input (file:line errors); 3 the run was interrupted, timed out or aborted
-by a failure threshold; 4 the run needs a human (a denied approval, an in-doubt node);
+2 bad usage or input (file:line errors); 3 the run timed out or was aborted by a failure
+threshold; 130/143 the run was stopped by SIGINT/SIGTERM (and rolled back); 4 the run needs a human (a denied approval, an in-doubt node);
 70 an internal error (a bug: please report it with --debug output).
 """
 
@@ -383,7 +383,7 @@ def _with_signals(start: Any) -> Any:
             raise KeyboardInterrupt
         click.echo(f"\n{signal.Signals(signum).name}: stopping; rolling back what completed "
                    "(press again to exit immediately)", err=True)
-        ex.interrupt(f"interrupted by {signal.Signals(signum).name}")
+        ex.interrupt(f"interrupted by {signal.Signals(signum).name}", signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -401,6 +401,8 @@ def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
         sys.exit(EXIT_HUMAN)
     if summary.status == "succeeded":
         sys.exit(EXIT_OK)
+    if summary.status == "interrupted" and summary.signal:
+        sys.exit(128 + summary.signal)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     if summary.status in ("interrupted", "timed_out", "aborted"):
         sys.exit(EXIT_ABORTED)
     sys.exit(EXIT_FAILED)
@@ -418,35 +420,91 @@ def _parse_time(text: str) -> float:
 # -- approvals -----------------------------------------------------------------------------------
 
 
-@main.command()
-@click.argument("run_id", metavar="RUN")
-@click.argument("step")
-@_journal_opt
-def approve(run_id: str, step: str, journal_path: str | None) -> None:
-    """Approve a waiting step of a run (from another shell)."""
-    _decide(run_id, step, True, journal_path)
+_gate_args = [
+    click.argument("run_id", metavar="RUN"),
+    click.argument("step", metavar="STEP"),
+    click.option("--yes", "-y", is_flag=True, help="Do not ask to confirm (scripts, a second process)."),
+    _journal_opt,
+]
+
+
+def _gate_command(f: Any) -> Any:
+    for option in reversed(_gate_args):
+        f = option(f)
+    return f
 
 
 @main.command()
-@click.argument("run_id", metavar="RUN")
-@click.argument("step")
-@_journal_opt
-def deny(run_id: str, step: str, journal_path: str | None) -> None:
-    """Deny a waiting step of a run; the step fails and the run rolls back as configured."""
-    _decide(run_id, step, False, journal_path)
+@_gate_command
+def approve(run_id: str, step: str, yes: bool, journal_path: str | None) -> None:
+    """Approve a waiting gate of a run (from another shell).
+
+    STEP is the step's id or name, or the block's for a block approval. What is being
+    approved (prompt, host, the rendered action, who started the run) is printed first,
+    and confirmed on the terminal unless --yes. RUN may be `last`.
+    """
+    _decide(run_id, step, True, journal_path, yes)
 
 
-def _decide(run_id: str, step: str, approved: bool, journal_path: str | None) -> None:
+@main.command()
+@_gate_command
+def deny(run_id: str, step: str, yes: bool, journal_path: str | None) -> None:
+    """Deny a waiting gate of a run; the step fails and the run rolls back as configured."""
+    _decide(run_id, step, False, journal_path, yes)
+
+
+def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, yes: bool) -> None:
+    import socket
+
+    from opsbook.gates import describe_gate
     from opsbook.journal import whoami
 
+    verb = "approve" if approved else "deny"
     journal = _journal(journal_path)
     run_id = journal.get_run(run_id if run_id != "last" else journal.latest_run_id()).id
-    count = journal.decide(run_id, step, approved, f"{whoami()} via opsbook {'approve' if approved else 'deny'}")
-    if not count:
-        pending = [a["step_id"] for a in journal.approvals(run_id) if a["decided"] is None]
-        raise click.ClickException(f'nothing waits for approval at "{step}" in run {run_id}'
-                                   + (f"; waiting: {', '.join(pending)}" if pending else ""))
-    click.echo(f"{'approved' if approved else 'denied'} {count} node(s) of {step} in run {run_id}")
+    waiting = journal.pending_approvals(run_id, step)
+    if not waiting:
+        _no_gate(journal, run_id, step)
+    for gate in waiting:
+        d = gate["detail"]
+        lines = describe_gate(d.get("block_name") or d.get("step_name") or gate["step_id"], d.get("host"),
+                              gate["prompt"], d.get("action", ""), d.get("args"), d.get("started_by", ""), run_id,
+                              d.get("step_name") if d.get("block_name") else None)
+        click.echo(f"{verb}: " + "\n".join(lines).removeprefix("approval needed: "))
+    if not yes:
+        if not sys.stdin.isatty():
+            click.secho(f"not {'approved' if approved else 'denied'}: confirm on a terminal, or add --yes "
+                        f"(opsbook {verb} {run_id} {step} --yes)", fg="red", err=True)
+            sys.exit(EXIT_USAGE)
+        if not click.confirm(f"{verb} {len(waiting)} gate(s)?", default=False):
+            click.echo("nothing decided")
+            sys.exit(EXIT_FAILED)
+    who = f"{whoami()}@{socket.gethostname()} via opsbook {verb}"
+    decided = journal.decide(run_id, step, approved, who)
+    if not decided:
+        _no_gate(journal, run_id, step)
+    click.echo(f"{'approved' if approved else 'denied'} {len(decided)} gate(s) of {step} in run {run_id}")
+
+
+def _no_gate(journal: Any, run_id: str, step: str) -> NoReturn:
+    """Why nothing waits at `step`: cancelled by a stop, already decided, or not a gate."""
+    from opsbook.journal import _gate_names
+
+    run = journal.get_run(run_id)
+    known = [a for a in journal.approvals(run_id) if step in _gate_names(a)]
+    cancelled = [a for a in known if a["cancelled"]]
+    if cancelled:
+        raise click.ClickException(f'the gate at "{step}" in run {run_id} was cancelled when the run stopped '
+                                   f"({cancelled[0]['who']}); nothing of it runs any more. "
+                                   f"The run is {run.status}: start a new run, or `opsbook resume {run_id}`")
+    if known:
+        a = known[-1]
+        raise click.ClickException(f'the gate at "{step}" in run {run_id} was already '
+                                   f"{'approved' if a['approved'] else 'denied'} by {a['who']}")
+    pending = sorted({n for a in journal.pending_approvals(run_id) for n in (a["detail"].get("block_name")
+                      or a["detail"].get("step_name") or a["step_id"],)})
+    raise click.ClickException(f'nothing waits for approval at "{step}" in run {run_id} ({run.status})'
+                               + (f"; waiting: {', '.join(pending)}" if pending else ""))
 
 
 # -- history --------------------------------------------------------------------------------------

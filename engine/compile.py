@@ -28,6 +28,7 @@ from opsbook.errors import (
 )
 from opsbook.model import Runbook, Step
 from opsbook.params import resolve_params
+from opsbook.preflight import pool_releases
 from opsbook.template import is_template, referenced_names, render
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class Plan:
     leaves: dict[str, Leaf]  # by step id, in file order
     step_edges: set[tuple[str, str]] = field(default_factory=set)  # leaf id -> leaf id
     warnings: list[Diagnostic] = field(default_factory=list)
+    releases: dict[str, frozenset[str]] = field(default_factory=dict)  # see opsbook.preflight
 
     @functools.cached_property
     def graph(self) -> nx.DiGraph:
@@ -192,6 +194,8 @@ class _Builder:
         if step.is_block:
             return self.add_block(step, pattern, sections, serial_owner)
         host_names = self.match_hosts(pattern, step)
+        if step.keep_healthy is not None and step.keep_healthy.group:
+            self.match_hosts(step.keep_healthy.group, step, label="keep_healthy.group")
         if step.serial and serial_owner is None:
             serial_owner = (step.id, batches(host_names, step.serial))
         scope = tuple(host_names)
@@ -254,14 +258,15 @@ class _Builder:
             return []
         return items
 
-    def match_hosts(self, pattern: str, step: Step) -> list[str]:
+    def match_hosts(self, pattern: str, step: Step, label: str = "hosts") -> list[str]:
+        where = f'step "{step.name}"' + (f" {label}" if label != "hosts" else "")
         try:
             rendered = render(pattern, self.context, pos=step.pos) if is_template(pattern) else pattern
             return [h.name for h in self.inv.match(str(rendered), position=step.pos)]
         except PatternError as exc:
-            self.problems.append(Diagnostic(exc.position or step.pos, f'step "{step.name}": {exc.message}', exc.hint))
+            self.problems.append(Diagnostic(exc.position or step.pos, f"{where}: {exc.message}", exc.hint))
         except Exception as exc:  # noqa: BLE001 - template problems are reported, not raised
-            self.problems.append(Diagnostic(step.pos, f'step "{step.name}": hosts "{pattern}": {exc}'))
+            self.problems.append(Diagnostic(step.pos, f'{where}: {label} "{pattern}": {exc}'))
         return []
 
     def resolve_need(self, need: str, step: Step) -> str | None:
@@ -402,6 +407,12 @@ def _templates_of(step: Step) -> Iterable[tuple[str, bool]]:
         yield t, False
     if step.approve:
         yield step.approve, False
+    if step.keep_healthy is not None:
+        if step.keep_healthy.group and is_template(step.keep_healthy.group):
+            yield step.keep_healthy.group, False
+        if step.keep_healthy.probe is not None:
+            for t in walk(step.keep_healthy.probe.args):
+                yield t, False
     if step.delegate_to and is_template(step.delegate_to):
         yield step.delegate_to, False
     for cond in step.when + step.failed_when + step.changed_when:
@@ -431,10 +442,12 @@ def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | N
     b.resolve_needs()
     b.add_implicit_edges()
     b.check_cycles()
+    releases, problems = pool_releases(b.leaves)
+    b.problems += problems
     if b.problems:
         raise ValidationError(b.problems)
     nodes, edges = _expand(b) if expand else ({}, [])
-    return Plan(runbook, inventory, resolved, nodes, edges, b.leaves, b.step_edges)
+    return Plan(runbook, inventory, resolved, nodes, edges, b.leaves, b.step_edges, releases=releases)
 
 
 def _expand(b: _Builder) -> tuple[dict[str, Node], list[tuple[str, str]]]:

@@ -78,12 +78,24 @@ def _describe(event: Event, verbose: int) -> str | None:
         return f"{stamp} ABORTED: {d.get('message')}{waiting}"
     if event.kind == "warning":
         return f"{stamp} WARNING: {d.get('message')}"
+    if event.kind == "approval_requested":
+        from opsbook.gates import describe_gate
+
+        lines = describe_gate(d.get("gate") or event.step or "", event.host, d.get("prompt", ""), d.get("action", ""),
+                              d.get("args"), d.get("started_by", ""), event.run_id,
+                              event.step if d.get("gate") and d.get("gate") != event.step else None)
+        return f"{stamp} " + "\n".join(lines)
     if event.kind == "approval_decided":
-        return f"{stamp} approval {'granted' if d.get('approved') else 'DENIED'} by {d.get('who')} for {event.step} @ {event.host}"
+        if d.get("cancelled"):
+            return f"{stamp} approval gate {d.get('gate') or event.step} @ {event.host} CANCELLED ({d.get('who')}): nothing of it runs"
+        return (f"{stamp} approval {'granted' if d.get('approved') else 'DENIED'} by {d.get('who')} "
+                f"for {d.get('gate') or event.step} @ {event.host}")
     if event.kind == "rollback_started":
         return f"{stamp} rolling back {d.get('count')} completed action(s)"
     if event.kind == "rollback_finished":
-        return f"{stamp} rollback {d.get('status')}: {d.get('action')} @ {d.get('host')} {d.get('msg') or ''}".rstrip()
+        where = f" (ran on {d['target']})" if d.get("target") and d.get("target") != d.get("host") else ""
+        return (f"{stamp} rollback {d.get('status')}: undo of \"{d.get('step') or d.get('origin')}\" "
+                f"for {d.get('host') or 'localhost'}{where} with {d.get('action')} {d.get('msg') or ''}").rstrip()
     if event.kind == "run_finished":
         counts = ", ".join(f"{k}={v}" for k, v in sorted(d.get("counts", {}).items()))
         extra = f" - {d.get('message')}" if d.get("message") else ""

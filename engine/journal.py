@@ -12,7 +12,6 @@ uses its methods, never SQL.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import os
@@ -58,11 +57,11 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
 CREATE TABLE IF NOT EXISTS rollbacks (
   run_id TEXT, seq INTEGER, node_id TEXT, host TEXT, action TEXT, args TEXT, status TEXT,
-  started REAL, finished REAL, msg TEXT, PRIMARY KEY (run_id, seq)
+  started REAL, finished REAL, msg TEXT, target TEXT, PRIMARY KEY (run_id, seq)
 );
 CREATE TABLE IF NOT EXISTS approvals (
   run_id TEXT, node_id TEXT, step_id TEXT, prompt TEXT, requested REAL, decided REAL,
-  approved INTEGER, who TEXT, PRIMARY KEY (run_id, node_id)
+  approved INTEGER, who TEXT, detail TEXT, cancelled INTEGER DEFAULT 0, PRIMARY KEY (run_id, node_id)
 );
 CREATE TABLE IF NOT EXISTS locks (
   name TEXT PRIMARY KEY, run_id TEXT, pid INTEGER, host TEXT, acquired REAL
@@ -172,7 +171,15 @@ class Journal:
             self.db.close()
 
     def _migrate(self) -> None:
-        """Journals written before the node log kept one row per node in `nodes`."""
+        """Journals of earlier versions: approvals without what was asked (detail) and
+        whether a stop cancelled the gate; one row per node in `nodes` before the node log."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(approvals)")}
+        if "detail" not in columns:
+            with self._tx() as db:
+                db.execute("ALTER TABLE approvals ADD COLUMN detail TEXT")
+                db.execute("ALTER TABLE approvals ADD COLUMN cancelled INTEGER DEFAULT 0")
+                if "target" not in {row[1] for row in db.execute("PRAGMA table_info(rollbacks)")}:
+                    db.execute("ALTER TABLE rollbacks ADD COLUMN target TEXT")
         if self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='nodes'").fetchone() is None:
             return  # the common case: no write transaction just to look
         with self._tx() as db:
@@ -365,18 +372,24 @@ class Journal:
         return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 
     # -- rollback ----------------------------------------------------------------------------
-    def add_rollback(self, run_id: str, node_id: str, host: str | None, action: str, args: Any) -> None:
+    def add_rollback(self, run_id: str, node_id: str, host: str | None, action: str, args: Any,
+                     target: str | None = None) -> None:
+        """An undo of `node_id`: for `host` (the host the step acted for: its rollbacks run newest
+        first), run on `target` when that is another host (the step delegated)."""
         with self._tx() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq),0)+1 FROM rollbacks WHERE run_id=?", (run_id,)).fetchone()[0]
-            db.execute("INSERT INTO rollbacks (run_id,seq,node_id,host,action,args,status) VALUES (?,?,?,?,?,?,?)",
-                       (run_id, seq, node_id, host, action, _json(args), "pending"))
+            db.execute("INSERT INTO rollbacks (run_id,seq,node_id,host,action,args,status,target) "
+                       "VALUES (?,?,?,?,?,?,?,?)",
+                       (run_id, seq, node_id, host, action, _json(args), "pending",
+                        target if target != host else None))
 
     def rollbacks(self, run_id: str) -> list[dict[str, Any]]:
+        """Every undo of a run; `target` is where it runs (the host itself unless the step delegated)."""
         with self._lock:
-            rows = self.db.execute("SELECT seq,node_id,host,action,args,status,started,finished,msg FROM rollbacks "
-                                   "WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
+            rows = self.db.execute("SELECT seq,node_id,host,action,args,status,started,finished,msg,target "
+                                   "FROM rollbacks WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
         return [dict(seq=r[0], node_id=r[1], host=r[2], action=r[3], args=json.loads(r[4]), status=r[5],
-                     started=r[6], finished=r[7], msg=r[8] or "") for r in rows]
+                     started=r[6], finished=r[7], msg=r[8] or "", target=r[9] or r[2]) for r in rows]
 
     def rollback_status(self, run_id: str, seq: int, status: str, msg: str = "") -> None:
         now = time.time()
@@ -386,17 +399,30 @@ class Journal:
                        (status, msg, now, None if status == "running" else now, run_id, seq))
 
     # -- approvals ---------------------------------------------------------------------------
-    def request_approval(self, run_id: str, node_id: str, step_id: str, prompt: str) -> None:
+    def request_approval(self, run_id: str, node_id: str, step_id: str, prompt: str,
+                         detail: dict[str, Any] | None = None) -> None:
+        """A gate starts waiting: what is asked (prompt, host, rendered action, who started the run)."""
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO approvals (run_id,node_id,step_id,prompt,requested) VALUES (?,?,?,?,?)",
-                       (run_id, node_id, step_id, prompt, time.time()))
+            db.execute("INSERT OR IGNORE INTO approvals (run_id,node_id,step_id,prompt,requested,detail) "
+                       "VALUES (?,?,?,?,?,?)", (run_id, node_id, step_id, prompt, time.time(), _json(detail or {})))
 
-    def decide(self, run_id: str, step: str, approved: bool, who: str) -> int:
-        """Approve/deny pending approvals of a step (id, name or node id); returns how many."""
+    def pending_approvals(self, run_id: str, gate: str | None = None) -> list[dict[str, Any]]:
+        """Gates of a run still waiting; with `gate`, those it names: the step's id or name,
+        the node id, or (a block's approval) the block's id or name."""
+        rows = [a for a in self.approvals(run_id) if a["decided"] is None]
+        return rows if gate is None else [a for a in rows if gate in _gate_names(a)]
+
+    def decide(self, run_id: str, step: str, approved: bool, who: str) -> list[dict[str, Any]]:
+        """Approve/deny the waiting gates `step` names (see pending_approvals); returns them."""
         with self._tx() as db:
-            cur = db.execute("UPDATE approvals SET decided=?, approved=?, who=? WHERE run_id=? AND decided IS NULL "
-                             "AND (step_id=? OR node_id=?)", (time.time(), int(approved), who, run_id, step, step))
-            return cur.rowcount
+            rows = db.execute("SELECT node_id,step_id,prompt,requested,decided,approved,who,detail,cancelled "
+                              "FROM approvals WHERE run_id=? AND decided IS NULL ORDER BY requested",
+                              (run_id,)).fetchall()
+            chosen = [a for a in map(_approval_row, rows) if step in _gate_names(a)]
+            now = time.time()
+            db.executemany("UPDATE approvals SET decided=?, approved=?, who=? WHERE run_id=? AND node_id=? "
+                           "AND decided IS NULL", [(now, int(approved), who, run_id, a["node_id"]) for a in chosen])
+        return chosen
 
     def approval(self, run_id: str, node_id: str) -> tuple[bool, str] | None:
         with self._lock:
@@ -404,17 +430,21 @@ class Journal:
                                   (run_id, node_id)).fetchone()
         return (bool(row[0]), row[1]) if row else None
 
-    def record_decision(self, run_id: str, node_id: str, step_id: str, prompt: str, approved: bool, who: str) -> None:
+    def record_decision(self, run_id: str, node_id: str, step_id: str, prompt: str, approved: bool, who: str,
+                        cancelled: bool = False) -> None:
+        """The decision the run acted on (the time it was asked is kept as it was)."""
+        now = time.time()
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO approvals VALUES (?,?,?,?,?,?,?,?)",
-                       (run_id, node_id, step_id, prompt, time.time(), time.time(), int(approved), who))
+            db.execute("INSERT OR IGNORE INTO approvals (run_id,node_id,step_id,prompt,requested,detail) "
+                       "VALUES (?,?,?,?,?,?)", (run_id, node_id, step_id, prompt, now, "{}"))
+            db.execute("UPDATE approvals SET decided=COALESCE(decided, ?), approved=?, who=?, cancelled=? "
+                       "WHERE run_id=? AND node_id=?", (now, int(approved), who, int(cancelled), run_id, node_id))
 
     def approvals(self, run_id: str) -> list[dict[str, Any]]:
         with self._lock:
-            rows = self.db.execute("SELECT node_id,step_id,prompt,requested,decided,approved,who FROM approvals "
-                                   "WHERE run_id=? ORDER BY requested", (run_id,)).fetchall()
-        return [dict(node_id=r[0], step_id=r[1], prompt=r[2], requested=r[3], decided=r[4],
-                     approved=None if r[5] is None else bool(r[5]), who=r[6]) for r in rows]
+            rows = self.db.execute("SELECT node_id,step_id,prompt,requested,decided,approved,who,detail,cancelled "
+                                   "FROM approvals WHERE run_id=? ORDER BY requested", (run_id,)).fetchall()
+        return [_approval_row(r) for r in rows]
 
     # -- locks -------------------------------------------------------------------------------
     def acquire(self, name: str, run_id: str) -> None:
@@ -433,6 +463,20 @@ class Journal:
             db.execute("DELETE FROM locks WHERE name=? AND run_id=? AND pid=?", (name, run_id, os.getpid()))
 
 
+def _approval_row(r: Sequence[Any]) -> dict[str, Any]:
+    return dict(node_id=r[0], step_id=r[1], prompt=r[2], requested=r[3], decided=r[4],
+                approved=None if r[5] is None else bool(r[5]), who=r[6],
+                detail=json.loads(r[7]) if r[7] else {}, cancelled=bool(r[8]))
+
+
+def _gate_names(approval: dict[str, Any]) -> set[str]:
+    """Every name an operator may use for a gate: node id, step id and name, block id and name."""
+    detail = approval["detail"]
+    names = {approval["node_id"], approval["step_id"], detail.get("step_name"), detail.get("block_id"),
+             detail.get("block_name")}
+    return {n for n in names if n}
+
+
 def _alive(pid: int, host: str) -> bool:
     if host != socket.gethostname():
         return True  # cannot tell; assume the other machine still runs it
@@ -446,7 +490,11 @@ def _alive(pid: int, host: str) -> bool:
 
 
 def whoami() -> str:
+    """The user this process really runs as (its real uid), never USER/LOGNAME: anyone can
+    set those, and an approval is recorded under this name."""
+    import pwd
+
     try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
-        return str(os.getuid())
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry in some containers
+        return f"uid {os.getuid()}"

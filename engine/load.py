@@ -82,6 +82,7 @@ STEP_KEYWORDS: dict[str, Keyword] = {
     "no_log": _t("boolean", "Hide this step's output and arguments everywhere."),
     "check_mode": _t("boolean", "true: always run this step read-only (dry run), even in a real run; false: run it for real even under --check."),
     "keep_healthy": Keyword({"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "object"}]}, "Pre-flight: minimum healthy members that must remain (e.g. 2 or '50%')."),
+    "restores": Keyword(_STR_OR_LIST, "keep_healthy steps (names or ids) whose members this step puts back into service when it succeeds."),
     "marks": Keyword({"type": "array", "items": {"enum": ["mitigation", "verification"]}}, "RTO accounting: this step mitigates / verifies recovery."),
     "block": _t("array", "Steps run in order per host; see rescue/always."),
     "rescue": _t("array", "Steps run on a host when a step of its block failed."),
@@ -358,6 +359,7 @@ class RunbookLoader:
             no_log=self._bool(data, "no_log", c),
             check_mode=self._bool(data, "check_mode", c) if "check_mode" in data else None,
             keep_healthy=self._keep_healthy(data, c),
+            restores=self._str_list(data, "restores", c),
             marks=self._str_list(data, "marks", c),
             explicit=frozenset(k for k in data if k in STEP_KEYWORDS),
         )

@@ -158,6 +158,7 @@ class Step:
     no_log: bool = False
     check_mode: bool | None = None  # Ansible's per-step check mode: true = always dry-run this step
     keep_healthy: KeepHealthy | None = None
+    restores: tuple[str, ...] = ()  # keep_healthy steps whose members this step puts back
     marks: tuple[str, ...] = ()  # "mitigation", "verification": feed RTO accounting
     listen: tuple[str, ...] = ()  # handlers only: extra names they answer to
     explicit: frozenset[str] = frozenset()  # keywords written on this step (vs inherited/defaults)

@@ -318,17 +318,32 @@ def _node_entry(view: RunView, node: NodeRecord, rto_data: dict[str, Any]) -> En
                  detail, duration, node.node_id, "+".join(marks))
 
 
+def _decision(a: dict[str, Any]) -> str:
+    """waiting | approved | denied | cancelled (the run stopped while the gate waited)."""
+    if a["decided"] is None:
+        return "waiting"
+    if a.get("cancelled"):
+        return "cancelled"
+    return "approved" if a["approved"] else "denied"
+
+
 def _approval_entry(view: RunView, a: dict[str, Any]) -> Entry:
     node = view.node(a["node_id"])
-    name = view.step(a["step_id"]).name
+    detail_of = a.get("detail") or {}
+    name = detail_of.get("block_name") or view.step(a["step_id"]).name
     host = node.host if node and node.host else (a["node_id"] or "").partition("@")[2]
-    if a["decided"] is None:
-        return Entry(a["requested"], "approval", "waiting", host, name, f'asked: "{a["prompt"]}" (no decision)',
+    decision = _decision(a)
+    if decision == "waiting":
+        shown = json.dumps(detail_of.get("args"), default=str)[:200] if detail_of.get("action") else ""
+        asked = f'asked: "{a["prompt"]}"' + (f"; will run {detail_of['action']} {shown}" if shown else "") \
+            + (f"; run started by {detail_of['started_by']}" if detail_of.get("started_by") else "")
+        return Entry(a["requested"], "approval", "waiting", host, name, asked + " (no decision)",
                      node_id=a["node_id"])
-    decision = "approved" if a["approved"] else "denied"
     waited = (a["decided"] - a["requested"]) if a["requested"] else 0.0
-    detail = f'{decision} by {a["who"]}: "{a["prompt"]}"' + (f" (waited {format_duration(waited)})"
-                                                             if waited >= 0.5 else "")
+    by = a["who"] if decision != "cancelled" else a["who"].removeprefix("cancelled: ")
+    detail = f'{decision} by {by}: "{a["prompt"]}"' if decision != "cancelled" else \
+        f'cancelled ({by}): "{a["prompt"]}" never ran'
+    detail += f" (waited {format_duration(waited)})" if waited >= 0.5 else ""
     return Entry(a["decided"], "approval", decision, host, name, detail, node_id=a["node_id"])
 
 
@@ -336,7 +351,8 @@ def _rollback_entry(view: RunView, r: dict[str, Any]) -> Entry:
     node = view.node(r["node_id"])
     of = view.step(node.step_id).name if node else r["node_id"]
     duration = (r["finished"] - r["started"]) if r["finished"] and r["started"] else None
-    detail = f"undo {of}" + (f": {r['msg']}" if r["msg"] else "")
+    where = f" (ran on {r['target']})" if r.get("target") and r["target"] != r["host"] else ""
+    detail = f"undo {of}{where}" + (f": {r['msg']}" if r["msg"] else "")
     return Entry(r["started"], "rollback", f"rb {r['status']}", r["host"] or "", r["action"], detail, duration,
                  r["node_id"])
 
@@ -683,7 +699,7 @@ def _approvals_section(view: RunView) -> Section:
     rows = []
     for a in view.approvals:
         node = view.node(a["node_id"])
-        decision = "waiting" if a["decided"] is None else ("approved" if a["approved"] else "denied")
+        decision = _decision(a)
         waited = (a["decided"] - a["requested"]) if a["decided"] and a["requested"] else None
         rows.append([view.step(a["step_id"]).name, (node.host or "-") if node else a["node_id"], a["prompt"] or "",
                      decision, a["who"] or "-", _local(a["decided"] or a["requested"]),
@@ -698,7 +714,8 @@ def _rollbacks_section(view: RunView) -> Section:
     rows = []
     for r in view.rollbacks:
         node = view.node(r["node_id"])
-        rows.append([str(r["seq"]), r["action"], r["host"] or "-", view.step(node.step_id).name if node else
+        host = (r["host"] or "-") + (f" (on {r['target']})" if r.get("target") and r["target"] != r["host"] else "")
+        rows.append([str(r["seq"]), r["action"], host, view.step(node.step_id).name if node else
                      r["node_id"], r["status"], _dur((r["finished"] - r["started"]) if r["finished"] and
                                                      r["started"] else None), r["msg"] or ""])
     return Section("Rollbacks", [Table(["#", "Action", "Host", "Undoes", "Status", "Took", "Message"], rows,
@@ -809,7 +826,7 @@ th,td{border:1px solid #d8dadd;padding:3px 8px;text-align:left;vertical-align:to
 th{background:#f3f4f6}pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:.6em;overflow:auto;
 font-size:12px;max-height:30em}
 .st{font-weight:600}.st-ok,.st-approved,.st-done,.st-rb-done{color:#2e7d3e}
-.st-failed,.st-denied,.st-timed_out,.st-rb-failed{color:#c0272d}.st-skipped,.st-pending{color:#6b7075}
+.st-failed,.st-denied,.st-timed_out,.st-rb-failed{color:#c0272d}.st-skipped,.st-pending,.st-cancelled{color:#6b7075}
 .st-in-doubt,.st-waiting{color:#a07800}
 ul.check{list-style:none;padding-left:1em}ul.check li:before{content:"\\2610  "}
 .gantt{border:1px solid #e1e4e8;margin:.6em 0;max-width:100%;height:auto}
@@ -955,7 +972,7 @@ def _gantt_rows(view: RunView) -> list[tuple[str, float, float, str, str]]:
         if rb["started"] is None:
             continue
         t1 = rb["finished"] or view.end
-        label = f"rollback {rb['action']} @ {rb['host'] or '-'}"
+        label = f"rollback {rb['action']} for {rb['host'] or '-'}"
         rows.append((label, rb["started"], t1, "done" if rb["status"] == "done" else rb["status"],
                      f"{label}: {rb['status']}" + (f" - {rb['msg']}" if rb["msg"] else "")))
     return rows
@@ -997,7 +1014,7 @@ def _gantt_approvals(svg: ET.Element, view: RunView, rows: list[tuple[str, float
         x = _LABEL_W + (ts - view.run.started) * scale
         y = _TOP + by_label[view.label(node)] * _ROW_H + _ROW_H / 2
         points = f"{x:.1f},{y - 5:.1f} {x + 5:.1f},{y:.1f} {x:.1f},{y + 5:.1f} {x - 5:.1f},{y:.1f}"
-        decision = "waiting" if a["decided"] is None else ("approved" if a["approved"] else "denied")
+        decision = _decision(a)
         mark = ET.SubElement(svg, "polygon", {"points": points, "fill": "#1d1f23", "class": "approval"})
         ET.SubElement(mark, "title").text = f"approval {decision} by {a['who'] or '-'}: {a['prompt']}"
 

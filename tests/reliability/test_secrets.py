@@ -177,7 +177,7 @@ def test_a_run_on_a_terminal_ends(cli: Cli):
     start = time.monotonic()
     res = _run_on_a_terminal(cli, ["run", str(rb), "--yes"], {}, timeout=60)
     assert res.rc == 1, res
-    assert "rollback done: local.command" in res.stdout and "failed" in res.stdout
+    assert "rollback done: undo of \"with rollback\" for localhost with local.command" in res.stdout and "failed" in res.stdout
     assert time.monotonic() - start < 60
 
 
