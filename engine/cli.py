@@ -16,6 +16,7 @@ import click
 from opsbook import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_HUMAN, EXIT_BUG = 0, 1, 2, 3, 4, 70
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal, the shell's convention
 
 _inventory_opt = click.option("-i", "--inventory", "inventories", multiple=True, metavar="SRC",
                               help="Ansible inventory (INI/YAML file or directory); repeat to merge.")
@@ -402,7 +403,9 @@ def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
     if summary.status == "succeeded":
         sys.exit(EXIT_OK)
     if summary.status == "interrupted" and summary.signal:
-        sys.exit(128 + summary.signal)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        import signal
+
+        sys.exit(EXIT_SIGINT if summary.signal == signal.SIGINT else EXIT_SIGTERM)
     if summary.status in ("interrupted", "timed_out", "aborted"):
         sys.exit(EXIT_ABORTED)
     sys.exit(EXIT_FAILED)
@@ -517,10 +520,17 @@ def runs(journal_path: str | None, limit: int) -> None:
     """List recent runs."""
     import time as _t
 
-    for r in _journal(journal_path).list_runs(limit):
+    journal = _journal(journal_path)
+    for r in journal.list_runs(limit):
         when = _t.strftime("%Y-%m-%d %H:%M:%S", _t.localtime(r.started))
         took = f"{(r.finished - r.started):.1f}s" if r.finished else "-"
         click.echo(f"{r.id}  {when}  {r.status:<11} {took:>8}  {r.runbook_name}  ({r.who}@{r.host})")
+        if r.status == "running":
+            for gate in journal.pending_approvals(r.id):
+                d = gate["detail"]
+                name = d.get("block_name") or d.get("step_name") or gate["step_id"]
+                click.echo(f"    waiting for approval: {name} @ {d.get('host') or 'localhost'}: {gate['prompt']}"
+                           + (f" (will run {d['action']})" if d.get("action") else ""))
 
 
 @main.command()

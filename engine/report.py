@@ -23,6 +23,7 @@ import html
 import json
 import os
 import re
+import shlex
 import textwrap
 import time
 import xml.etree.ElementTree as ET
@@ -522,7 +523,26 @@ def _header_lines(view: RunView, r: dict[str, Any]) -> list[str]:
     if view.runbook_note:
         rows.append(("note", view.runbook_note))
     title = f"run {run.id}  {run.runbook_name}  {run.status.upper()}"
-    return [title, *(f"  {k:<11} {v}" for k, v in rows)]
+    return [title, *(f"  {k:<11} {v}" for k, v in rows), *_waiting_gate_lines(view)]
+
+
+def _waiting_gate_lines(view: RunView) -> list[str]:
+    """Gates that wait now, in full (the timeline's DETAIL column is cut to the terminal)."""
+    from opsbook.gates import describe_gate
+
+    lines: list[str] = []
+    for a in view.approvals:
+        if a["decided"] is not None or view.run.status != "running":
+            continue
+        d = a.get("detail") or {}
+        gate = d.get("block_name") or d.get("step_name") or a["step_id"]
+        described = describe_gate(gate, d.get("host"), a["prompt"] or "", d.get("action", ""), d.get("args"),
+                                  d.get("started_by", ""), view.run.id,
+                                  d.get("step_name") if d.get("block_name") else None)
+        lines += ["", "  " + described[0].replace("approval needed", "WAITING for approval"),
+                  *("  " + line for line in described[1:]),
+                  f"    decide: opsbook approve {view.run.id} {shlex.quote(gate)}   (or deny)"]
+    return lines
 
 
 def _timeline_lines(view: RunView, entries: list[Entry], width: int) -> list[str]:
