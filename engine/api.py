@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from opsbook.compile import Plan, compile_plan
 from opsbook.errors import JournalError, RunError
 from opsbook.events import Listener
-from opsbook.execute import Approver, Executor, RunOptions, RunSummary
+from opsbook.execute import Approver, Executor, RunOptions, RunSummary, stopped_before
 from opsbook.journal import Journal, RunRecord, digest_files, new_run_id, whoami
 from opsbook.load import RunbookLoader
 from opsbook.model import Runbook
@@ -114,7 +114,7 @@ def start_run(plan: Plan, registry: Registry, journal: Journal, request: RunRequ
         who=whoami(), host=socket.gethostname(), pid=os.getpid(),
         objectives={"rto": rb.objectives.rto, "rpo": rb.objectives.rpo},
         incident_start=request.incident_start, summary={}))
-    return _drive(plan, registry, journal, request, run_id, {}, on_executor)
+    return _drive(plan, registry, journal, request, run_id, dict, on_executor)
 
 
 def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRequest,
@@ -133,20 +133,34 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
         raise RunError("secret parameters are not stored in the journal; pass them again: "
                        + ", ".join(f"--secret {n}=env:VAR" for n in missing))
     plan = make_plan(runbook, load_inventory_sources(request.inventory_sources, registry), params)
-    forget = list(forget)
-    if forget:
-        journal.forget_nodes(run_id, forget)
-    prior = journal.nodes(run_id)
-    recorded = record.options.get("evidence_dir")
+    if record.options.get("check"):
+        request.options.check = True  # a dry run resumed or retried stays a dry run
+    evidence = record.options.get("evidence_dir")
     request.options.evidence_dir = request.options.evidence_dir or (
-        Path(recorded) if recorded else runs_dir() / run_id / "evidence")
+        Path(evidence) if evidence else runs_dir() / run_id / "evidence")
     request.options.evidence_dir.mkdir(parents=True, exist_ok=True)
-    journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(forget)})
-    return _drive(plan, registry, journal, request, run_id, prior, on_executor)
+    asked = list(forget)
+
+    def settle() -> dict[str, Any]:
+        """Under the run's lock: what to run again, and the journal's word that the run resumed.
+
+        Nodes skipped only because the run stopped (it waited for a human, was interrupted,
+        crossed a threshold) are not final: this resume runs them."""
+        recorded = journal.nodes(run_id)
+        again = list(dict.fromkeys([*asked, *(n for n, rec in recorded.items()
+                                             if stopped_before(rec.status, rec.msg))]))
+        if again:
+            journal.forget_nodes(run_id, again)
+        journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(again)})
+        return journal.nodes(run_id)
+
+    return _drive(plan, registry, journal, request, run_id, settle, on_executor)
 
 
 def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest, run_id: str,
-           prior: dict[str, Any], on_executor: Any) -> RunSummary:
+           prior: Callable[[], dict[str, Any]], on_executor: Any) -> RunSummary:
+    """Take the run's locks, then read what the journal already holds (`prior`, called under
+    the locks: a resume refused because another process runs it changes nothing) and execute."""
     lock_names = [f"run:{run_id}"]
     if plan.runbook.lock:
         from opsbook.template import render
@@ -157,9 +171,10 @@ def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest
         for name in lock_names:
             journal.acquire(name, run_id)
             taken.append(name)
+        done = prior()
         journal.set_run_status(run_id, "running", finished=False)
         executor = Executor(plan, registry, journal, run_id, request.options, request.secrets,
-                            request.listeners, request.approver, prior)
+                            request.listeners, request.approver, done)
         record = journal.get_run(run_id)
         executor.started_by = f"{record.who}@{record.host}"
         if on_executor is not None:

@@ -281,14 +281,29 @@ def resume(run_id: str, confirm: tuple[str, ...], allow_changed: bool, extra: tu
 @click.option("--from", "from_step", metavar="STEP", help="Run this step and everything after it again.")
 @_run_options
 @_extra_opt
-def retry(run_id: str, only_failed: bool, from_step: str | None, extra: tuple[str, ...], **kw: Any) -> None:
-    """Run part of a finished run again: its failed nodes, or from a step on."""
+@click.option("--real", is_flag=True,
+              help="The run was a dry run (--check): start a new, real run of the same runbook, "
+                   "inventory and parameters instead (a dry run's retry is otherwise a dry run).")
+def retry(run_id: str, only_failed: bool, from_step: str | None, extra: tuple[str, ...], real: bool,
+          **kw: Any) -> None:
+    """Run part of a finished run again: its failed nodes, or from a step on.
+
+    A dry run (--check) is retried as a dry run; `--real` starts a new real run instead,
+    never mixing real changes into the dry run's record."""
     from opsbook.api import resume_run
 
-    if not only_failed and not from_step:
-        raise click.UsageError("say what to retry: --failed or --from STEP")
     journal = _journal(kw.get("journal_path"))
     run_id = run_id if run_id != "last" else journal.latest_run_id()
+    record = journal.get_run(run_id)
+    if real:
+        if not record.options.get("check"):
+            raise click.UsageError(f"run {record.id} was not a dry run; --real only turns a dry run into a new real run")
+        _real_run_of(record, extra, kw)
+    if not only_failed and not from_step:
+        raise click.UsageError("say what to retry: --failed or --from STEP")
+    if record.options.get("check"):
+        click.echo(f"run {record.id} was a dry run (--check): this retry is a dry run too; to make the "
+                   f"changes for real, start a new run: opsbook retry {record.id} --real", err=True)
     nodes = journal.nodes(journal.get_run(run_id).id)
     forget: list[str] = []
     if only_failed:
@@ -305,6 +320,27 @@ def retry(run_id: str, only_failed: bool, from_step: str | None, extra: tuple[st
     summary = _with_signals(lambda hook: resume_run(run_id, _registry(), journal, request, forget=forget,
                                                     on_executor=hook))
     _finish(summary, kw)
+
+
+def _real_run_of(record: Any, extra: tuple[str, ...], kw: dict[str, Any]) -> NoReturn:
+    """A new real run of what a dry run tried: same runbook, inventory and parameters."""
+    from opsbook.api import load_inventory_sources, load_runbook, make_plan, start_run
+
+    registry = _registry()
+    rb = load_runbook(record.runbook_path, registry)
+    request = _request({**kw, "check_mode": False}, list(record.inventory))
+    secret = [n for n, v in record.params.items() if v == "********"]
+    given = {**{k: v for k, v in record.params.items() if k not in secret}, **_extra(extra),
+             **_secret_params(kw, request)}
+    missing = [n for n in secret if n not in given]
+    if missing:
+        raise click.UsageError("secret parameters are not stored in the journal; pass them again: "
+                               + ", ".join(f"--secret {n}=env:VAR" for n in missing))
+    request.given_params = given
+    the_plan = make_plan(rb, load_inventory_sources(list(record.inventory), registry), given)
+    click.echo(f"run {record.id} was a dry run: starting a new, real run of {record.runbook_path}", err=True)
+    journal = _journal(kw.get("journal_path"))
+    _finish(_with_signals(lambda hook: start_run(the_plan, registry, journal, request, on_executor=hook)), kw)
 
 
 def _request(kw: dict[str, Any], inventories: list[str]) -> Any:

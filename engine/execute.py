@@ -46,6 +46,15 @@ TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
 IN_DOUBT = ("started", "unknown")
 ROLLBACK_TIMEOUT = 300.0  # seconds each inverse action gets
 OMIT = "__omit__"  # Ansible's `omit`: an argument rendered to this is dropped
+# A node skipped because the run stopped (a threshold, a signal, a node that needs a human, a
+# cancelled gate) rather than by a decision about it (`when`, tags, a failed host): such a skip
+# is not final, and a resume runs the node (see api.resume_run).
+NOT_RUN = "not run: "
+
+
+def stopped_before(status: str, msg: str) -> bool:
+    """Whether a recorded node was skipped only because the run stopped before it."""
+    return status == "skipped" and msg.startswith(NOT_RUN)
 
 
 @dataclass
@@ -403,7 +412,7 @@ class Executor:
     def _not_started(self, node: Node) -> None:
         """A node handed out whose start the journal could not take (run state lock held)."""
         self._inflight.pop(node.id, None)
-        out = _outcome(Status.SKIPPED, f"not run: {self.aborted}")
+        out = _outcome(Status.SKIPPED, f"{NOT_RUN}{self.aborted}")
         out.recorded = True  # the journal cannot take it
         self._finish(node, out)
         self._release(node.id)
@@ -483,9 +492,9 @@ class Executor:
         if self.opts.limit is not None and node.host not in self.opts.limit:
             return _outcome(Status.SKIPPED, "not in --limit")
         if self.aborted and node.kind != HANDLER:
-            return _outcome(Status.SKIPPED, f"not run: {self.aborted}")
+            return _outcome(Status.SKIPPED, f"{NOT_RUN}{self.aborted}")
         if self.interrupted:
-            return _outcome(Status.SKIPPED, "not run: interrupted")
+            return _outcome(Status.SKIPPED, f"{NOT_RUN}interrupted")
         if not self._tag_selected(step.tags):
             return _outcome(Status.SKIPPED, "not selected by tags")
         state = self._state(node.host)
@@ -1097,7 +1106,7 @@ class Executor:
             self.emit("approval_decided", node, approved=decision.approved, who=who, gate=request.gate,
                       cancelled=bool(decision.cancelled))
         if decision.cancelled:
-            return _outcome(Status.SKIPPED, f"not run: the approval gate was cancelled ({decision.cancelled})")
+            return _outcome(Status.SKIPPED, f"{NOT_RUN}the approval gate was cancelled ({decision.cancelled})")
         if not decision.approved:
             if asked:
                 self.denied.append(node.id)
