@@ -49,6 +49,11 @@ class _Group(click.Group):
             sys.exit(EXIT_USAGE)
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # `opsbook runs | head -1`: the reader has what it wanted
+            from opsbook.display import write_lines
+
+            write_lines(sys.stdout, "")  # points stdout at /dev/null: Python's flush at exit stays quiet
+            sys.exit(141)  # 128 + SIGPIPE, as a tool killed by the signal
         except Exception:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -432,8 +437,10 @@ def _with_signals(start: Any) -> Any:
 
 def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
     if kw.get("fmt") != "json":
-        click.echo(f"run {summary.run_id}: {summary.status}  (opsbook show {summary.run_id} | "
-                   f"opsbook report {summary.run_id})", err=True)
+        from opsbook.display import write_lines
+
+        write_lines(sys.stderr, f"run {summary.run_id}: {summary.status}  (opsbook show {summary.run_id} | "
+                                f"opsbook report {summary.run_id})\n")
     if summary.denied or "confirmation" in summary.message:
         sys.exit(EXIT_HUMAN)
     if summary.status == "succeeded":

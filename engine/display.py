@@ -11,6 +11,28 @@ from typing import Any, TextIO
 
 from opsbook.events import Event
 
+def write_lines(stream: TextIO, text: str) -> bool:
+    """Write and flush; False when the reader has gone (`opsbook run | head -1`).
+
+    The stream's file descriptor is then pointed at /dev/null, so that nothing written to
+    it later (another listener, the run's last line, Python's flush at exit) fails: the run
+    goes on, its journal complete, whoever stopped reading."""
+    import os
+
+    try:
+        stream.write(text)
+        stream.flush()
+        return True
+    except (BrokenPipeError, ConnectionResetError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real file (tests): the listener stops writing to it anyway
+        return False
+
+
 STATUS_STYLE = {"ok": "green", "failed": "red", "timed_out": "red", "skipped": "dim", "unknown": "yellow"}
 
 
@@ -27,10 +49,7 @@ class JsonLines:
             return
         line = json.dumps(event.to_json(), default=str)
         with self.lock:
-            try:
-                self.stream.write(line + "\n")
-                self.stream.flush()
-            except BrokenPipeError:  # `opsbook run --format json | head`: the run goes on
+            if not write_lines(self.stream, line + "\n"):  # `opsbook run --format json | head`
                 self.closed = True
 
 
@@ -44,13 +63,16 @@ class PlainLines:
         # A listener without this attribute gets every event; with it False, the engine
         # does not even produce `node_output` events (one per output line) for it.
         self.wants_output = verbose > 1
+        self.closed = False
 
     def __call__(self, event: Event) -> None:
+        if self.closed:
+            return
         text = _describe(event, self.verbose)
         if text:
             with self.lock:
-                self.stream.write(text + "\n")
-                self.stream.flush()
+                if not write_lines(self.stream, text + "\n"):  # `opsbook run 2>&1 | head -1`
+                    self.closed = True
 
 
 def _describe(event: Event, verbose: int) -> str | None:

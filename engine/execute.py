@@ -241,8 +241,20 @@ class Executor:
         event = Event(kind, self.run_id, time.time(), node.id if node else None,
                       node.host if node else None, node.step.name if node and node.leaf else None,
                       self.secrets.redact_any(data))
-        for listener in self.listeners:
-            listener(event)
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception as exc:  # noqa: BLE001 - what shows the run must never stop it
+                self._listener_failed(listener, exc)
+
+    def _listener_failed(self, listener: Listener, exc: Exception) -> None:
+        """A listener (a display, a plugin's) raised: it gets no more events; the journal says so."""
+        try:
+            self.listeners.remove(listener)
+        except ValueError:
+            return  # another thread removed it already
+        self.journal.event(self.run_id, "warning", None,
+                           {"message": f"a listener stopped: {type(listener).__name__}: {type(exc).__name__}: {exc}"})
 
     # -- public ------------------------------------------------------------------------------
     def interrupt(self, reason: str = "interrupted", signum: int | None = None) -> None:

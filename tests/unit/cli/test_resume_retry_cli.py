@@ -67,3 +67,30 @@ steps:
     assert "starting a new, real run" in real.stderr and marker.exists()
     runs = opsbook(tmp_path, "runs").stdout.splitlines()
     assert len(runs) == 2 and runs[1].startswith(dry_id), "the real run is a new run, the dry one is unchanged"
+
+
+def test_a_closed_pipe_does_not_kill_the_run(tmp_path):
+    """`opsbook run ... 2>&1 | head -1` (issue 15 item 7): the reader goes after one line; the
+    run goes on, is recorded as it ended, and rolls back on failure as usual."""
+    undo = tmp_path / "undone"
+    rb = tmp_path / "pipe.yaml"
+    rb.write_text(f"""opsbook: 1
+name: pipe
+steps:
+  - local.command: "echo a"
+  - local.shell: "sleep 0.5"
+    rollback: {{local.shell: "touch {undo}"}}
+  - local.fail: the end
+""")
+    for fmt, stream in (("text", "stderr"), ("json", "stdout")):
+        proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb), "--format", fmt], env=_env(tmp_path),
+                                stdin=subprocess.DEVNULL, text=True,
+                                stdout=subprocess.PIPE if stream == "stdout" else subprocess.DEVNULL,
+                                stderr=subprocess.PIPE if stream == "stderr" else subprocess.DEVNULL)
+        pipe = proc.stdout if stream == "stdout" else proc.stderr
+        assert pipe.readline()
+        pipe.close()
+        assert proc.wait(60) == 1, f"{fmt}: the run did not end as a failed run"
+        assert undo.exists(), f"{fmt}: the rollback did not run"
+        undo.unlink()
+        assert opsbook(tmp_path, "runs").stdout.split()[3] == "failed"
