@@ -94,6 +94,7 @@ class RunRequest:
 def start_run(plan: Plan, registry: Registry, journal: Journal, request: RunRequest,
               run_id: str | None = None, on_executor: Any = None) -> RunSummary:
     """Record a new run in the journal and execute it."""
+    journal.verify()  # never write a run into a damaged journal
     run_id = run_id or new_run_id()
     rb = plan.runbook
     evidence = runs_dir() / run_id / "evidence" if request.options.evidence_dir is None else request.options.evidence_dir
@@ -120,6 +121,7 @@ def start_run(plan: Plan, registry: Registry, journal: Journal, request: RunRequ
 def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRequest,
                forget: Iterable[str] = (), allow_changed: bool = False, on_executor: Any = None) -> RunSummary:
     """Continue a run from the journal: done nodes are not executed again."""
+    journal.verify()
     record = journal.get_run(run_id)
     run_id = record.id
     runbook = load_runbook(record.runbook_path, registry)

@@ -54,7 +54,15 @@ class _Group(click.Group):
 
             write_lines(sys.stdout, "")  # points stdout at /dev/null: Python's flush at exit stays quiet
             sys.exit(141)  # 128 + SIGPIPE, as a tool killed by the signal
-        except Exception:
+        except Exception as exc:
+            sqlite3 = sys.modules.get("sqlite3")
+            if sqlite3 is not None and isinstance(exc, sqlite3.DatabaseError) and _OPENED:
+                # a damaged page met by a read (runs, show, report)
+                from opsbook.journal_repair import damaged
+
+                click.secho(f"error: {damaged(_OPENED[-1], str(exc))}".replace("nothing was written to it. ", ""),
+                            fg="red", err=True)
+                sys.exit(EXIT_USAGE)
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             import traceback
@@ -93,11 +101,16 @@ def _registry() -> Any:
     return Registry.from_entry_points()
 
 
+_OPENED: list[str] = []  # journals this command opened (named when one turns out damaged)
+
+
 def _journal(path: str | None) -> Any:
     from opsbook.journal import Journal
     from opsbook.paths import default_journal_path
 
-    return Journal(path or default_journal_path())
+    journal = Journal(path or default_journal_path())
+    _OPENED.append(journal.path)
+    return journal
 
 
 # -- check -------------------------------------------------------------------------------
@@ -551,6 +564,46 @@ def _no_gate(journal: Any, run_id: str, step: str) -> NoReturn:
                       or a["detail"].get("step_name") or a["step_id"],)})
     raise click.ClickException(f'nothing waits for approval at "{step}" in run {run_id} ({run.status})'
                                + (f"; waiting: {', '.join(pending)}" if pending else ""))
+
+
+# -- the journal itself -----------------------------------------------------------------------------
+
+
+@main.group("journal")
+def journal_group() -> None:
+    """Check or recover the journal file itself (after a disk fault or a bad copy)."""
+
+
+@journal_group.command("check")
+@_journal_opt
+def journal_check(journal_path: str | None) -> None:
+    """Check the whole journal file (SQLite quick_check); exit 0 sound, 1 damaged."""
+    journal = _journal(journal_path)
+    from opsbook.journal_repair import JournalDamaged
+
+    try:
+        journal.verify()
+    except JournalDamaged as exc:
+        click.secho(f"damaged: {exc}", fg="red", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"ok: {journal.path}")
+
+
+@journal_group.command("recover")
+@_journal_opt
+def journal_recover(journal_path: str | None) -> None:
+    """Copy every row that can still be read into a new journal at the same path.
+
+    The damaged file is kept beside it as PATH.damaged-TIMESTAMP. Stop any run using the
+    journal first."""
+    from opsbook.journal_repair import recover
+    from opsbook.paths import default_journal_path
+
+    result = recover(str(journal_path or default_journal_path()))
+    for table, copied in result.copied.items():
+        lost = result.lost.get(table, 0)
+        click.echo(f"{table:<10} {copied} row(s) copied" + (f", {lost} unreadable" if lost else ""))
+    click.echo(f"recovered; the damaged file is kept as {result.kept}")
 
 
 # -- history --------------------------------------------------------------------------------------

@@ -170,6 +170,14 @@ class Journal:
         with self._lock:
             self.db.close()
 
+    def verify(self) -> None:
+        """Raise JournalDamaged when the file is damaged (before a run writes into it)."""
+        from opsbook.journal_repair import quick_check
+
+        if self.path != ":memory:":
+            with self._lock:
+                quick_check(self.db, self.path)
+
     def _migrate(self) -> None:
         """Journals of earlier versions: approvals without what was asked (detail) and
         whether a stop cancelled the gate; one row per node in `nodes` before the node log."""
