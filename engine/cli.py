@@ -154,27 +154,39 @@ def _extra(extra: tuple[str, ...]) -> dict[str, Any]:
     return parse_extra_vars(list(extra))
 
 
-def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...]) -> Any:
+def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...],
+          secret: dict[str, Any] | None = None) -> Any:
     from opsbook.api import load_inventory_sources, load_runbook, make_plan
 
     registry = _registry()
     rb = load_runbook(runbook, registry)
-    return make_plan(rb, load_inventory_sources(list(inventories), registry), _extra(extra)), registry
+    return make_plan(rb, load_inventory_sources(list(inventories), registry),
+                     {**_extra(extra), **(secret or {})}), registry
 
 
 # -- plan / graph --------------------------------------------------------------------------
+
+
+_secret_opt = click.option("--secret", "secrets", multiple=True, metavar="NAME=SRC",
+                           help="Secret parameter from env:VAR or file:PATH; redacted everywhere.")
 
 
 @main.command()
 @click.argument("runbook", type=click.Path())
 @_inventory_opt
 @_extra_opt
+@_secret_opt
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], fmt: str) -> None:
-    """Show every node (step x host) with rendered arguments and dependencies; contacts nothing."""
-    from opsbook.planview import plan_json, plan_text
+def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...],
+         fmt: str) -> None:
+    """Show every node (step x host) with rendered arguments and dependencies; contacts nothing.
 
-    the_plan, _ = _plan(runbook, inventories, extra)
+    Secret parameters are taken like `run` takes them (--secret NAME=env:VAR) and shown masked."""
+    from opsbook.planview import plan_json, plan_text
+    from opsbook.secrets import SecretStore
+
+    given = _secret_params({"secrets": secrets}, SecretStore())
+    the_plan, _ = _plan(runbook, inventories, extra, given)
     if fmt == "json":
         import json
 
@@ -235,8 +247,7 @@ def _run_options(f: Any) -> Any:
         click.option("--max-errors", type=int, help="Stop scheduling after this many failed nodes."),
         click.option("--format", "fmt", type=click.Choice(["auto", "text", "json"]), default="auto",
                      help="Live progress (TTY), plain lines, or one JSON event per line."),
-        click.option("--secret", "secrets", multiple=True, metavar="NAME=SRC",
-                     help="Secret parameter from env:VAR or file:PATH; redacted everywhere."),
+        _secret_opt,
         click.option("--ask", "ask", multiple=True, metavar="NAME", help="Prompt for a secret parameter (no echo)."),
         click.option("--approval-timeout", default="1h", show_default=True, metavar="DURATION",
                      help="How long to wait for `opsbook approve` when there is no TTY."),
@@ -262,7 +273,7 @@ def run(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], inci
     registry = _registry()
     rb = load_runbook(runbook, registry)
     request = _request(kw, list(inventories))
-    request.given_params = {**_extra(extra), **_secret_params(kw, request)}
+    request.given_params = {**_extra(extra), **_secret_params(kw, request.secrets)}
     request.incident_start = _parse_time(incident_start) if incident_start else None
     the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry), request.given_params)
     if kw.get("limit"):
@@ -284,7 +295,7 @@ def resume(run_id: str, confirm: tuple[str, ...], allow_changed: bool, extra: tu
     from opsbook.api import resume_run
 
     request = _request(kw, [])
-    request.given_params = {**_extra(extra), **_secret_params(kw, request)}
+    request.given_params = {**_extra(extra), **_secret_params(kw, request.secrets)}
     request.options.confirm_rerun = frozenset("*" if c == "all" else c for c in confirm)
     journal = _journal(kw.get("journal_path"))
     summary = _with_signals(lambda hook: resume_run(run_id if run_id != "last" else journal.latest_run_id(),
@@ -334,7 +345,7 @@ def retry(run_id: str, only_failed: bool, from_step: str | None, extra: tuple[st
         later = set(order[order.index(from_step):])
         forget += [n for n, r in nodes.items() if r.step_id in later]
     request = _request(kw, [])
-    request.given_params = {**_extra(extra), **_secret_params(kw, request)}
+    request.given_params = {**_extra(extra), **_secret_params(kw, request.secrets)}
     summary = _with_signals(lambda hook: resume_run(run_id, _registry(), journal, request, forget=forget,
                                                     on_executor=hook))
     _finish(summary, kw)
@@ -349,7 +360,7 @@ def _real_run_of(record: Any, extra: tuple[str, ...], kw: dict[str, Any]) -> NoR
     request = _request({**kw, "check_mode": False}, list(record.inventory))
     secret = [n for n, v in record.params.items() if v == "********"]
     given = {**{k: v for k, v in record.params.items() if k not in secret}, **_extra(extra),
-             **_secret_params(kw, request)}
+             **_secret_params(kw, request.secrets)}
     missing = [n for n in secret if n not in given]
     if missing:
         raise click.UsageError("secret parameters are not stored in the journal; pass them again: "
@@ -378,17 +389,18 @@ def _request(kw: dict[str, Any], inventories: list[str]) -> Any:
     return request
 
 
-def _secret_params(kw: dict[str, Any], request: Any) -> dict[str, Any]:
+def _secret_params(kw: dict[str, Any], store: Any) -> dict[str, Any]:
+    """--secret NAME=env:VAR|file:PATH and --ask NAME, registered in `store` (a SecretStore)."""
     out: dict[str, Any] = {}
     for item in kw.get("secrets") or ():
         name, _, source = item.partition("=")
         if not source:
             raise click.UsageError(f"--secret {item}: expected NAME=env:VAR or NAME=file:PATH")
-        out[name] = request.secrets.resolve(name, source)
+        out[name] = store.resolve(name, source)
     for name in kw.get("ask") or ():
         if not sys.stdin.isatty():
             raise click.UsageError(f"--ask {name} needs a terminal; use --secret {name}=env:VAR instead")
-        out[name] = request.secrets.add(name, click.prompt(f"{name}", hide_input=True))
+        out[name] = store.add(name, click.prompt(f"{name}", hide_input=True))
     return out
 
 

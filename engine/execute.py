@@ -291,6 +291,10 @@ class Executor:
             if self.opts.rollback == "always" or (self.opts.rollback == "on-failure" and status != "succeeded"):
                 if not self.opts.check:
                     rolled = self._rollback()
+            elif status == "succeeded":
+                self.journal.settle_rollbacks(self.run_id, "not needed", "the run succeeded")
+            elif self.opts.rollback == "never":
+                self.journal.settle_rollbacks(self.run_id, "kept", "--rollback never: the change was left in place")
         finally:
             self.pool.close()
         counts: dict[str, int] = {}

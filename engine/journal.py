@@ -399,6 +399,12 @@ class Journal:
         return [dict(seq=r[0], node_id=r[1], host=r[2], action=r[3], args=json.loads(r[4]), status=r[5],
                      started=r[6], finished=r[7], msg=r[8] or "", target=r[9] or r[2]) for r in rows]
 
+    def settle_rollbacks(self, run_id: str, status: str, msg: str) -> None:
+        """Undo entries a finished run did not need (it succeeded) or was told to keep
+        (--rollback never): no longer `pending`."""
+        with self._tx() as db:
+            db.execute("UPDATE rollbacks SET status=?, msg=? WHERE run_id=? AND status='pending'", (status, msg, run_id))
+
     def rollback_status(self, run_id: str, seq: int, status: str, msg: str = "") -> None:
         now = time.time()
         with self._tx() as db:

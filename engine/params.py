@@ -71,8 +71,11 @@ def resolve_params(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
         elif param.default is not None:
             value = coerce(param, param.default) if not isinstance(param.default, str) or "{{" not in param.default else param.default
         elif param.required:
+            secret = param.secret or param.type == "secret"
             problems.append(Diagnostic(param.pos, f'missing required parameter "{param.name}"'
                                        + (f" ({param.description})" if param.description else ""),
+                                       f"pass it with --secret {param.name}=env:VAR or file:PATH (not -e: a value "
+                                       "typed on the command line stays in your shell history)" if secret else
                                        f"pass it with -e {param.name}=VALUE"))
             continue
         else:

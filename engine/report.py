@@ -443,9 +443,13 @@ def _counts_text(view: RunView) -> str:
 def _rollbacks_text(view: RunView) -> str:
     if not view.rollbacks:
         return "none recorded"
-    done = sum(r["status"] == "done" for r in view.rollbacks)
-    failed = sum(r["status"] == "failed" for r in view.rollbacks)
-    text = f"{done} of {len(view.rollbacks)} done"
+    statuses = [r["status"] for r in view.rollbacks]
+    if all(st == "not needed" for st in statuses):
+        return f"{len(statuses)} recorded, none needed (the run succeeded)"
+    if all(st == "kept" for st in statuses):
+        return f"{len(statuses)} recorded, kept (--rollback never)"
+    done, failed = statuses.count("done"), statuses.count("failed")
+    text = f"{done} of {len(statuses)} done"
     return text + (f", {failed} failed" if failed else "")
 
 

@@ -94,3 +94,16 @@ steps:
         assert undo.exists(), f"{fmt}: the rollback did not run"
         undo.unlink()
         assert opsbook(tmp_path, "runs").stdout.split()[3] == "failed"
+
+
+def test_plan_takes_secrets_like_run_and_the_hint_never_suggests_e(tmp_path):
+    """Issue 15 item 8: `plan` had no --secret, and its hint for a missing secret was `-e name=VALUE`."""
+    rb = tmp_path / "sec.yaml"
+    rb.write_text('opsbook: 1\nname: sec\nparams:\n  token: {type: secret, required: true}\n'
+                  'steps:\n  - local.command: "echo {{ token }}"\n')
+    missing = opsbook(tmp_path, "plan", str(rb))
+    assert missing.returncode == 2 and "--secret token=env:VAR" in missing.stderr and "-e token" not in missing.stderr
+    shown = subprocess.run([sys.executable, "-m", "opsbook", "plan", str(rb), "--secret", "token=env:TOK"],
+                           capture_output=True, text=True, timeout=60, env={**_env(tmp_path), "TOK": "s3cr3t-v4lue"})
+    assert shown.returncode == 0, shown.stderr
+    assert 'echo ********' in shown.stdout and "s3cr3t-v4lue" not in shown.stdout + shown.stderr

@@ -319,3 +319,32 @@ def test_a_serial_batch_under_its_limit_lets_the_next_batch_run(run, tmp_path):
         """, WEB3 + "web4 ansible_connection=local\n")
     assert summary.status == "failed"  # web1 failed, 1 of 2 is not over 50%
     assert sorted((tmp_path / "tried").read_text().split()) == ["web1", "web2", "web3", "web4"]
+
+
+def test_a_succeeded_runs_undo_entries_are_not_shown_as_pending(run, journal):
+    """Issue 15 item 8: `show` of a succeeded run listed its rollbacks as "pending"."""
+    from opsbook.report import timeline_text
+
+    summary = run("""
+        opsbook: 1
+        name: ok
+        steps:
+          - name: change
+            local.command: "true"
+            rollback: {local.command: "true"}
+        """)
+    assert summary.status == "succeeded"
+    assert [r["status"] for r in journal.rollbacks(summary.run_id)] == ["not needed"]
+    text = timeline_text(journal, summary.run_id)
+    assert "1 recorded, none needed (the run succeeded)" in text and "pending" not in text
+    kept = run("""
+        opsbook: 1
+        name: kept
+        steps:
+          - name: change
+            local.command: "true"
+            rollback: {local.command: "true"}
+          - local.fail: stop
+        """, rollback="never")
+    assert [r["status"] for r in journal.rollbacks(kept.run_id)] == ["kept"]
+    assert "kept (--rollback never)" in timeline_text(journal, kept.run_id)
