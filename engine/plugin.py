@@ -27,6 +27,8 @@ the executor decides how many run at once and enforces timeouts through `ctx.can
 
 from __future__ import annotations
 
+import re
+
 import enum
 import inspect
 import threading
@@ -404,6 +406,24 @@ def _args_model(func: Callable[..., Any]) -> type:
             f"action {func.__name__}: annotate its args parameter with a pydantic model"
         )
     return model  # type: ignore[no-any-return]
+
+
+_BOILERPLATE = re.compile(r"^(Try '.*--help'|Try `.*--help`|See '.*--help'|Run '.*--help'|For more information|"
+                          r"usage:|Usage:|nginx: configuration file .* test failed)", re.IGNORECASE)
+_TELLING = re.compile(r"\[(emerg|alert|crit|error)\]|\b(error|fatal|failed|denied|refused|not found|no such|"
+                      r"cannot|can't|unable|invalid|unknown|unrecognized|illegal|missing)\b", re.IGNORECASE)
+
+
+def telling_line(text: str, limit: int = 300) -> str:
+    """The line of a failed command's output that says what went wrong: the first line that
+    reads like an error (`[emerg] unknown directive ...`, `error: ...`, `No such file`),
+    else the last line that is not boilerplate (`Try 'ls --help' ...`, `... test failed`)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    useful = [line for line in lines if not _BOILERPLATE.match(line)] or lines
+    if not useful:
+        return ""
+    line = next((line for line in useful if _TELLING.search(line)), useful[-1])
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def truthy(value: Any) -> bool:

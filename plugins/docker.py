@@ -50,6 +50,7 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Seconds,
+    telling_line,
     truthy,
 )
 from pydantic import BaseModel, ConfigDict, Field
@@ -902,7 +903,9 @@ def exec_(ctx: ActionContext, args: ExecArgs) -> Result:
         reason = done.stderr.rsplit("[opsbook] ", 1)[-1]
         return Result.failed(f"command in {target.name} {reason}; it was killed", **fields)
     if done.rc not in args.ok_rc:
-        return Result.failed(f"command in {target.name} exited with {done.rc}", **fields)
+        told = telling_line(done.stderr)
+        return Result.failed(f"command in {target.name} exited with {done.rc}" + (f": {told}" if told else ""),
+                             **fields)
     return Result.ok(**fields)
 
 

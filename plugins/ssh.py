@@ -45,6 +45,7 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Status,
+    telling_line,
 )
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -156,18 +157,13 @@ def _check(ctx: ActionContext, command: str | Sequence[str], what: str, **kw: An
     if res.rc != 0:
         raise _StepFailed(
             f"{what} failed on {ctx.host.name} (rc={res.rc}): "
-            f"{_last_line(res.stderr or res.stdout)}"
+            f"{telling_line(res.stderr or res.stdout)}"
         )
     return res
 
 
 class _StepFailed(OpsbookError):
     """Internal: a helper command failed; becomes a failed Result with this message."""
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def _command_result(res: CommandResult, ok_rc: Sequence[int], cmd: Any) -> Result:
@@ -180,7 +176,7 @@ def _command_result(res: CommandResult, ok_rc: Sequence[int], cmd: Any) -> Resul
     msg = (
         ""
         if ok
-        else f"command {how}" + (f": {_last_line(res.stderr)}" if _last_line(res.stderr) else "")
+        else f"command {how}" + (f": {telling_line(res.stderr)}" if telling_line(res.stderr) else "")
     )
     return Result(
         status=Status.OK if ok else Status.FAILED,
@@ -759,7 +755,7 @@ def service(ctx: ActionContext, args: ServiceArgs) -> Result:
     if res.rc != 0:
         return Result.failed(
             f"{verb} {args.name} failed on {ctx.host.name} (rc={res.rc}): "
-            f"{_last_line(res.stderr or res.stdout)}",
+            f"{telling_line(res.stderr or res.stdout)}",
             rc=res.rc,
             stdout=res.stdout,
             stderr=res.stderr,
