@@ -94,6 +94,7 @@ class Plan:
     step_edges: set[tuple[str, str]] = field(default_factory=set)  # leaf id -> leaf id
     warnings: list[Diagnostic] = field(default_factory=list)
     releases: dict[str, frozenset[str]] = field(default_factory=dict)  # see opsbook.preflight
+    undoes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # leaf id -> leaf ids whose undo it performs
 
     @functools.cached_property
     def graph(self) -> nx.DiGraph:
@@ -268,6 +269,24 @@ class _Builder:
         except Exception as exc:  # noqa: BLE001 - template problems are reported, not raised
             self.problems.append(Diagnostic(step.pos, f'{where}: {label} "{pattern}": {exc}'))
         return []
+
+    def resolve_undoes(self) -> dict[str, tuple[str, ...]]:
+        """`undoes:` names -> the leaf ids (every copy of a looped block's step) it performs the undo of."""
+        out: dict[str, tuple[str, ...]] = {}
+        for sid, leaf in self.leaves.items():
+            found: list[str] = []
+            for name in leaf.step.undoes:
+                named = [lid for lid, other in self.leaves.items()
+                         if name in (other.step.name, other.step.id, lid) and lid != sid]
+                if not named:
+                    known = sorted({other.step.name for other in self.leaves.values()})
+                    self.problems.append(Diagnostic(leaf.step.pos, f'step "{leaf.step.name}" undoes "{name}", which is '
+                                                    "not a step of this runbook" + did_you_mean(name, known),
+                                                    "undoes: names the step whose change this step puts back"))
+                found += named
+            if found:
+                out[sid] = tuple(found)
+        return out
 
     def resolve_need(self, need: str, step: Step) -> str | None:
         if need in self.entry:
@@ -444,10 +463,12 @@ def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | N
     b.check_cycles()
     releases, problems = pool_releases(b.leaves)
     b.problems += problems
+    undoes = b.resolve_undoes()
     if b.problems:
         raise ValidationError(b.problems)
     nodes, edges = _expand(b) if expand else ({}, [])
-    return Plan(runbook, inventory, resolved, nodes, edges, b.leaves, b.step_edges, releases=releases)
+    return Plan(runbook, inventory, resolved, nodes, edges, b.leaves, b.step_edges, releases=releases,
+                undoes=undoes)
 
 
 def _expand(b: _Builder) -> tuple[dict[str, Node], list[tuple[str, str]]]:

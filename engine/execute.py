@@ -595,6 +595,10 @@ class Executor:
             if restored and step.keep_healthy is not None:
                 self._out_of_pool.take_out(step.id, node.host)
             self._out_of_pool.succeeded(step.id, node.host)
+            undone = self.plan.undoes.get(step.id)
+            if undone and not restored and not self.opts.check and self._journal_error is None:
+                self.journal.undone_by(self.run_id, [f"{u}@{node.host}" for u in undone],
+                                       f'undone by step "{step.name}"')
         failed = outcome.status in (Status.FAILED, Status.TIMED_OUT) and not step.ignore_errors
         if failed:
             self._host_failed(node, state)

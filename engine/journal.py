@@ -399,6 +399,13 @@ class Journal:
         return [dict(seq=r[0], node_id=r[1], host=r[2], action=r[3], args=json.loads(r[4]), status=r[5],
                      started=r[6], finished=r[7], msg=r[8] or "", target=r[9] or r[2]) for r in rows]
 
+    def undone_by(self, run_id: str, node_ids: Sequence[str], msg: str) -> None:
+        """The pending undo of these nodes was performed by a step of the run (a rescue): done."""
+        with self._tx() as db:
+            db.executemany("UPDATE rollbacks SET status='done', msg=?, started=?, finished=? "
+                           "WHERE run_id=? AND node_id=? AND status='pending'",
+                           [(msg, time.time(), time.time(), run_id, n) for n in node_ids])
+
     def settle_rollbacks(self, run_id: str, status: str, msg: str) -> None:
         """Undo entries a finished run did not need (it succeeded) or was told to keep
         (--rollback never): no longer `pending`."""

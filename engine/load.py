@@ -82,6 +82,7 @@ STEP_KEYWORDS: dict[str, Keyword] = {
     "no_log": _t("boolean", "Hide this step's output and arguments everywhere."),
     "check_mode": _t("boolean", "true: always run this step read-only (dry run), even in a real run; false: run it for real even under --check."),
     "keep_healthy": Keyword({"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "object"}]}, "Pre-flight: minimum healthy members that must remain (e.g. 2 or '50%')."),
+    "undoes": Keyword(_STR_OR_LIST, "Steps (names or ids) this step undoes on its host when it succeeds (a rescue that restores): their recorded rollback is then done, not run again."),
     "restores": Keyword(_STR_OR_LIST, "keep_healthy steps (names or ids) whose members this step puts back into service when it succeeds."),
     "marks": Keyword({"type": "array", "items": {"enum": ["mitigation", "verification"]}}, "RTO accounting: this step mitigates / verifies recovery."),
     "block": _t("array", "Steps run in order per host; see rescue/always."),
@@ -360,6 +361,7 @@ class RunbookLoader:
             check_mode=self._bool(data, "check_mode", c) if "check_mode" in data else None,
             keep_healthy=self._keep_healthy(data, c),
             restores=self._str_list(data, "restores", c),
+            undoes=self._str_list(data, "undoes", c),
             marks=self._str_list(data, "marks", c),
             explicit=frozenset(k for k in data if k in STEP_KEYWORDS),
         )

@@ -159,6 +159,7 @@ class Step:
     check_mode: bool | None = None  # Ansible's per-step check mode: true = always dry-run this step
     keep_healthy: KeepHealthy | None = None
     restores: tuple[str, ...] = ()  # keep_healthy steps whose members this step puts back
+    undoes: tuple[str, ...] = ()  # steps whose recorded rollback (on the same host) this step performs
     marks: tuple[str, ...] = ()  # "mitigation", "verification": feed RTO accounting
     listen: tuple[str, ...] = ()  # handlers only: extra names they answer to
     explicit: frozenset[str] = frozenset()  # keywords written on this step (vs inherited/defaults)

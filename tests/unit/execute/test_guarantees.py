@@ -348,3 +348,54 @@ def test_a_succeeded_runs_undo_entries_are_not_shown_as_pending(run, journal):
         """, rollback="never")
     assert [r["status"] for r in journal.rollbacks(kept.run_id)] == ["kept"]
     assert "kept (--rollback never)" in timeline_text(journal, kept.run_id)
+
+
+def test_a_rescue_that_undoes_a_change_is_not_undone_again_by_the_rollback(run, journal, tmp_path):
+    """Issue 27 item 8: config-rollout's rescue restored web2's file, then the run's rollback
+    tried again (and reported "rollback failed" for a healthy host)."""
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: rollout
+        hosts: web
+        steps:
+          - name: roll out
+            serial: 1
+            block:
+              - name: install
+                local.shell: "echo install {{{{ inventory_hostname }}}} >> {log}"
+                rollback: {{local.shell: "echo rollback {{{{ inventory_hostname }}}} >> {log}"}}
+              - name: verify
+                local.shell: "test {{{{ inventory_hostname }}}} != web2"
+            rescue:
+              - name: put the previous file back
+                undoes: install
+                local.shell: "echo rescue {{{{ inventory_hostname }}}} >> {log}"
+              - name: stop the rollout
+                local.fail: stop
+        """, WEB3)
+    assert summary.status in ("failed", "aborted")
+    assert log.read_text().splitlines() == ["install web1", "install web2", "rescue web2", "rollback web1"]
+    undo = {r["host"]: r for r in journal.rollbacks(summary.run_id)}
+    assert undo["web2"]["status"] == "done" and undo["web2"]["msg"] == 'undone by step "put the previous file back"'
+    assert undo["web1"]["status"] == "done" and undo["web1"]["msg"] == ""
+
+
+def test_undoes_naming_no_step_is_an_error(load):
+    import pytest
+    from opsbook.api import load_inventory_sources, make_plan
+    from opsbook.errors import ValidationError
+
+    rb = load("""
+        opsbook: 1
+        name: bad
+        steps:
+          - name: install
+            local.noop: {}
+          - name: restore
+            undoes: instal
+            local.noop: {}
+        """)
+    with pytest.raises(ValidationError) as err:
+        make_plan(rb, load_inventory_sources([]), {})
+    assert 'undoes "instal", which is not a step of this runbook' in str(err.value) and 'did you mean "install"' in str(err.value)
