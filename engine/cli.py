@@ -464,8 +464,9 @@ def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
     if kw.get("fmt") != "json":
         from opsbook.display import write_lines
 
+        cause = f"\n  cause: {summary.cause}" if summary.cause else ""
         write_lines(sys.stderr, f"run {summary.run_id}: {summary.status}  (opsbook show {summary.run_id} | "
-                                f"opsbook report {summary.run_id})\n")
+                                f"opsbook report {summary.run_id}){cause}\n")
     if summary.denied or "confirmation" in summary.message:
         sys.exit(EXIT_HUMAN)
     if summary.status == "succeeded":

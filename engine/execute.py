@@ -116,6 +116,7 @@ class RunSummary:
     message: str = ""
     denied: list[str] = field(default_factory=list)  # nodes whose approval was refused
     signal: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM), if one did
+    cause: str = ""  # the first failure that decided the outcome: step, host, the telling line
 
     @property
     def ok(self) -> bool:
@@ -222,6 +223,7 @@ class Executor:
         self._static_args: dict[str, Any] = {}
         self._specs: dict[str, ActionSpec | None] = {}
         self._renders: dict[str, bool] = {}
+        self._cause = ""  # the first failure of the run (see RunSummary.cause)
         self._batch_failed: dict[tuple[str, int], set[str]] = {}  # (serial owner, batch) -> failed hosts
         self._serial_owners = {s.id: s for s in plan.runbook.all_steps() if s.serial}
         self._out_of_pool = OutOfPool(plan.releases)  # keep_healthy: members taken out, not yet back
@@ -303,7 +305,7 @@ class Executor:
                 counts[st] = counts.get(st, 0) + 1
         failed = [n for n, st in self.statuses.items() if st in ("failed", "timed_out")]
         summary = RunSummary(self.run_id, status, counts, failed, started, time.time(), rolled, self.aborted,
-                             list(self.denied), self.signal)
+                             list(self.denied), self.signal, self._cause if status != "succeeded" else "")
         self.emit("run_finished", status=status, counts=counts, rolled_back=rolled, message=self.aborted)
         return summary
 
@@ -601,6 +603,8 @@ class Executor:
                                        f'undone by step "{step.name}"')
         failed = outcome.status in (Status.FAILED, Status.TIMED_OUT) and not step.ignore_errors
         if failed:
+            if not self._cause:  # a rescued failure counts too: it is what the rescue answered
+                self._cause = f'"{step.name}" on {node.host}: {self.secrets.redact(outcome.result.msg or outcome.status.value)}'
             self._host_failed(node, state)
         if self.listeners:
             self.emit("node_finished", node, status=outcome.status.value, msg=outcome.result.msg,

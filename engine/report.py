@@ -521,6 +521,9 @@ def _header_lines(view: RunView, r: dict[str, Any]) -> list[str]:
     if r["recovered"] is not None:
         rows.append(("recovered", _point(view, r, "recovered")))
     rows.append(("RPO", _rpo_line(view, r)))
+    cause = run.summary.get("cause") if isinstance(run.summary, dict) else None
+    if cause:
+        rows.insert(0, ("cause", str(cause)))
     message = run.summary.get("message") if isinstance(run.summary, dict) else None
     if message:
         rows.append(("message", str(message)))
@@ -656,6 +659,9 @@ def _summary_section(view: RunView) -> Section:
     flags = {k: v for k, v in (run.options or {}).items() if v not in (None, False, [], "on-failure", 50)}
     if flags:
         rows.append(["Options", ", ".join(f"{k}={v}" for k, v in flags.items())])
+    cause = run.summary.get("cause") if isinstance(run.summary, dict) else None
+    if cause:
+        rows.insert(0, ["Cause", str(cause)])
     message = run.summary.get("message") if isinstance(run.summary, dict) else None
     if message:
         rows.append(["Message", str(message)])

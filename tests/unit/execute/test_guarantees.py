@@ -290,6 +290,12 @@ def test_a_serial_batch_over_max_fail_percentage_stops_later_batches(run, journa
     assert summary.status == "aborted"
     assert "batch 1 of 3" in summary.message and "over max_fail_percentage 0%" in summary.message
     assert (tmp_path / "drained").read_text().split() == ["web1"]
+    # issue 25 item 1: the summary leads with the failure that decided the outcome
+    assert summary.cause == '"restart" on web1: command exited with rc=1'
+    from opsbook.report import timeline_text
+
+    header = timeline_text(journal, summary.run_id).splitlines()
+    assert header[1].split() == ["cause", '"restart"', "on", "web1:", "command", "exited", "with", "rc=1"]
 
 
 def test_a_serial_batch_where_every_host_failed_stops_later_batches(run, tmp_path):
