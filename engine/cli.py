@@ -465,6 +465,13 @@ def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
         from opsbook.display import write_lines
 
         cause = f"\n  cause: {summary.cause}" if summary.cause else ""
+        try:
+            from opsbook.report import objectives_line
+
+            verdict = objectives_line(_journal(kw.get("journal_path")), summary.run_id)
+        except Exception:  # noqa: BLE001 - the verdict is a courtesy; the run is already recorded
+            verdict = ""
+        cause += f"\n  {verdict}" if verdict else ""
         write_lines(sys.stderr, f"run {summary.run_id}: {summary.status}  (opsbook show {summary.run_id} | "
                                 f"opsbook report {summary.run_id}){cause}\n")
     if summary.denied or "confirmation" in summary.message:

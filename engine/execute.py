@@ -275,7 +275,9 @@ class Executor:
 
     def run(self) -> RunSummary:
         started = time.time()
-        self.emit("run_started", nodes=len(self.plan.nodes), runbook=self.plan.runbook.name)
+        # the nodes `plan` and `show` count: step x host, not the scheduler's barriers
+        self.emit("run_started", nodes=sum(n.kind != BARRIER for n in self.plan.nodes.values()),
+                  runbook=self.plan.runbook.name)
         run_timeout = self.opts.timeout or self.plan.runbook.timeout
         run_deadline = time.monotonic() + run_timeout if run_timeout else None
         timed_out = False
