@@ -84,6 +84,11 @@ def _describe(event: Event, verbose: int) -> str | None:
         return f"{stamp} run {event.run_id}: {d.get('runbook')} ({d.get('nodes')} nodes)"
     if event.kind == "node_started" and verbose:
         return f"{stamp} start  {event.step} @ {event.host}"
+    if event.kind == "node_finished" and d.get("restored"):
+        if not verbose:
+            return None  # done before the resume: `opsbook show` has it with its own time
+        when = time.strftime("%H:%M:%S", time.localtime(d["recorded_at"])) if d.get("recorded_at") else "earlier"
+        return f"{stamp} {d.get('status'):<9} {event.step} @ {event.host} (recorded at {when}, before the resume)"
     if event.kind == "node_finished":
         status = d.get("status")
         if status == "skipped" and not verbose:

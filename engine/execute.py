@@ -611,7 +611,8 @@ class Executor:
         if self.listeners:
             self.emit("node_finished", node, status=outcome.status.value, msg=outcome.result.msg,
                       changed=outcome.result.changed, duration=round(outcome.finished - outcome.started, 6)
-                      if outcome.finished else 0.0, restored=restored)
+                      if outcome.finished else 0.0, restored=restored,
+                      **({"recorded_at": outcome.finished} if restored else {}))
 
     def _host_failed(self, node: Node, state: HostState) -> None:
         # Ansible's block semantics: the rest of each enclosing block is skipped up to the

@@ -41,6 +41,8 @@ def test_resume_after_confirming_an_in_doubt_node_runs_the_rest_of_the_run(tmp_p
     second = opsbook(tmp_path, "resume", "last", "--confirm", "s3@localhost", "--allow-changed")
     assert second.returncode == 0, second.stderr
     assert log.read_text().split() == ["s1", "s2", "s3", "s3", "s4", "s5"]
+    # issue 25 item 5: what was done before the crash is not printed again as if it had just run
+    assert " s1 @ localhost" not in second.stderr and " s4 @ localhost" in second.stderr
     assert "skipped" not in opsbook(tmp_path, "show", "last").stdout.split("OFFSET")[1]
 
 
