@@ -545,7 +545,11 @@ def _header_lines(view: RunView, r: dict[str, Any]) -> list[str]:
     if view.runbook_note:
         rows.append(("note", view.runbook_note))
     title = f"run {run.id}  {run.runbook_name}  {run.status.upper()}"
-    return [title, *(f"  {k:<11} {v}" for k, v in rows), *_waiting_gate_lines(view)]
+    ends = end_state(view) if run.finished else []
+    if any(e.touched for e in ends):
+        rows.append(("at the end", ""))
+        rows += [(f"  {e.host}", e.text()) for e in ends]
+    return [title, *(f"  {k:<11} {v}".rstrip() for k, v in rows), *_waiting_gate_lines(view)]
 
 
 def _waiting_gate_lines(view: RunView) -> list[str]:
@@ -647,6 +651,7 @@ class Section:
 def _sections(view: RunView, r: dict[str, Any], entries: list[Entry]) -> list[Section]:
     return [
         _summary_section(view),
+        _end_state_section(view),
         _objectives_section(view, r),
         _timeline_section(view, entries),
         _failures_section(view),
@@ -656,6 +661,74 @@ def _sections(view: RunView, r: dict[str, Any], entries: list[Entry]) -> list[Se
         _root_cause_section(view),
         _permanent_fix_section(view),
     ]
+
+
+@dataclass
+class HostEnd:
+    """How the run left one host: what it changed and left so, undid, failed to undo, failed."""
+
+    host: str
+    left_changed: list[str] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)
+    rollback_failed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    touched: bool = False
+
+    def text(self) -> str:
+        if not self.touched:
+            return "never touched"
+        parts = []
+        if self.failed:
+            parts.append("failed: " + ", ".join(self.failed))
+        if self.rollback_failed:
+            parts.append("ROLLBACK FAILED: " + "; ".join(self.rollback_failed))
+        if self.rolled_back:
+            parts.append("rolled back: " + ", ".join(self.rolled_back))
+        if self.left_changed:
+            parts.append("left changed: " + ", ".join(self.left_changed))
+        return "; ".join(parts) or "nothing changed"
+
+
+def end_state(view: RunView) -> list[HostEnd]:
+    """Per host (the host a step acted for), in first-seen order: how the run left it."""
+    hosts: dict[str, HostEnd] = {}
+    undo: dict[str, list[dict[str, Any]]] = {}
+    for r in view.rollbacks:
+        undo.setdefault(r["node_id"], []).append(r)
+    for node in view.nodes:
+        if not node.host:
+            continue
+        end = hosts.setdefault(node.host, HostEnd(node.host))
+        if node.status in ("skipped",):
+            continue
+        end.touched = True
+        name = view.step(node.step_id).name
+        if node.status in FAILED and not view.step(node.step_id).ignore_errors:
+            end.failed.append(f"{name} ({_telling(node.msg)})" if node.msg else name)
+        entries = undo.get(node.node_id, [])
+        if not (node.changed and node.status == "ok") and not entries:
+            continue
+        if any(e["status"] == "failed" for e in entries):
+            why = next(e["msg"] for e in entries if e["status"] == "failed")
+            end.rollback_failed.append(f"{name} ({why})" if why else name)
+        elif entries and all(e["status"] == "done" for e in entries):
+            end.rolled_back.append(name)
+        elif node.changed and node.status == "ok":
+            end.left_changed.append(name + ("" if entries else " (no undo recorded)"))
+    return list(hosts.values())
+
+
+def _telling(msg: str, limit: int = 160) -> str:
+    return msg if len(msg) <= limit else msg[:limit - 3] + "..."
+
+
+def _end_state_section(view: RunView) -> Section:
+    ends = end_state(view)
+    if not ends:
+        return Section("State at the end", [Para("No host was part of this run.")], "end-state")
+    rows = [[e.host, e.text()] for e in ends]
+    return Section("State at the end", [Para("How the run left each host, after its rollbacks."),
+                                        Table(["Host", "State"], rows)], "end-state")
 
 
 def _summary_section(view: RunView) -> Section:

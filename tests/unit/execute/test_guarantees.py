@@ -405,3 +405,31 @@ def test_undoes_naming_no_step_is_an_error(load):
     with pytest.raises(ValidationError) as err:
         make_plan(rb, load_inventory_sources([]), {})
     assert 'undoes "instal", which is not a step of this runbook' in str(err.value) and 'did you mean "install"' in str(err.value)
+
+
+def test_the_report_says_how_each_host_was_left(run, journal, tmp_path):
+    """Issue 25 item 2 / issue 27 item 8: per host, what was rolled back, failed to roll back,
+    left changed, or never touched."""
+    from opsbook.report import build_report, end_state, gather
+
+    summary = run(f"""
+        opsbook: 1
+        name: ends
+        hosts: web
+        steps:
+          - name: change
+            local.command: "true"
+            rollback: {{local.shell: "test {{{{ inventory_hostname }}}} != web2"}}
+          - name: note
+            local.command: "true"
+          - name: verify
+            local.shell: "test {{{{ inventory_hostname }}}} != web1"
+        """, WEB3 + "web4 ansible_connection=local\n", limit=frozenset({"web1", "web2", "web3"}))
+    assert summary.status == "failed"
+    ends = {e.host: e.text() for e in end_state(gather(journal, summary.run_id))}
+    assert ends["web1"] == ("failed: verify (command exited with rc=1); rolled back: change; "
+                            "left changed: note (no undo recorded)")
+    assert ends["web2"].startswith("ROLLBACK FAILED: change (command exited with rc=1)")
+    assert ends["web4"] == "never touched"
+    html = build_report(journal, summary.run_id, "html")
+    assert "State at the end" in html and "ROLLBACK FAILED: change" in html
