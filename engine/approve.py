@@ -79,7 +79,11 @@ def journal_approver(open_journal: Callable[[], Journal], timeout: float, poll: 
                     return decision
                 if request.cancelled.wait(poll):
                     return False, "nobody (the run was stopped while waiting)"
-            return False, f"nobody within {timeout:g}s (approval timed out)"
+            # Close the gate in one conditional update: an approval recorded a moment before
+            # the deadline is the decision; one after it is refused (`opsbook approve` says so).
+            who = f"nobody within {timeout:g}s (approval timed out)"
+            first = journal.close_gate(request.run_id, request.node_id, who)
+            return first if first is not None else (False, who)
         finally:
             journal.close()
 

@@ -73,12 +73,14 @@ class _Group(click.Group):
 
 
 def _print_diagnostics(diagnostics: list[Any]) -> None:
+    from opsbook.visible import visible
+
     for diag in diagnostics:
         color = "yellow" if diag.severity == "warning" else "red"
-        where = f"{diag.position}: " if diag.position else ""
-        click.echo(f"{where}" + click.style(f"{diag.severity}: ", fg=color) + diag.message, err=True)
+        where = visible(f"{diag.position}: ", lines=False) if diag.position else ""
+        click.echo(f"{where}" + click.style(f"{diag.severity}: ", fg=color) + visible(diag.message), err=True)
         if diag.hint:
-            click.echo(f"  hint: {diag.hint}", err=True)
+            click.echo(f"  hint: {visible(diag.hint)}", err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -472,8 +474,10 @@ def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
         except Exception:  # noqa: BLE001 - the verdict is a courtesy; the run is already recorded
             verdict = ""
         cause += f"\n  {verdict}" if verdict else ""
-        write_lines(sys.stderr, f"run {summary.run_id}: {summary.status}  (opsbook show {summary.run_id} | "
-                                f"opsbook report {summary.run_id}){cause}\n")
+        from opsbook.visible import visible
+
+        write_lines(sys.stderr, visible(f"run {summary.run_id}: {summary.status}  (opsbook show {summary.run_id} | "
+                                        f"opsbook report {summary.run_id}){cause}\n"))
     if summary.denied or "confirmation" in summary.message:
         sys.exit(EXIT_HUMAN)
     if summary.status == "succeeded":
@@ -503,6 +507,7 @@ _gate_args = [
     click.argument("run_id", metavar="RUN"),
     click.argument("step", metavar="STEP"),
     click.option("--yes", "-y", is_flag=True, help="Do not ask to confirm (scripts, a second process)."),
+    click.option("--full", is_flag=True, help="Show the action's arguments whole, however long."),
     _journal_opt,
 ]
 
@@ -515,24 +520,24 @@ def _gate_command(f: Any) -> Any:
 
 @main.command()
 @_gate_command
-def approve(run_id: str, step: str, yes: bool, journal_path: str | None) -> None:
+def approve(run_id: str, step: str, yes: bool, full: bool, journal_path: str | None) -> None:
     """Approve a waiting gate of a run (from another shell).
 
     STEP is the step's id or name, or the block's for a block approval. What is being
     approved (prompt, host, the rendered action, who started the run) is printed first,
     and confirmed on the terminal unless --yes. RUN may be `last`.
     """
-    _decide(run_id, step, True, journal_path, yes)
+    _decide(run_id, step, True, journal_path, yes, full)
 
 
 @main.command()
 @_gate_command
-def deny(run_id: str, step: str, yes: bool, journal_path: str | None) -> None:
+def deny(run_id: str, step: str, yes: bool, full: bool, journal_path: str | None) -> None:
     """Deny a waiting gate of a run; the step fails and the run rolls back as configured."""
-    _decide(run_id, step, False, journal_path, yes)
+    _decide(run_id, step, False, journal_path, yes, full)
 
 
-def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, yes: bool) -> None:
+def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, yes: bool, full: bool = False) -> None:
     import socket
 
     from opsbook.gates import describe_gate
@@ -548,7 +553,7 @@ def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, ye
         d = gate["detail"]
         lines = describe_gate(d.get("block_name") or d.get("step_name") or gate["step_id"], d.get("host"),
                               gate["prompt"], d.get("action", ""), d.get("args"), d.get("started_by", ""), run_id,
-                              d.get("step_name") if d.get("block_name") else None)
+                              d.get("step_name") if d.get("block_name") else None, full=full)
         click.echo(f"{verb}: " + "\n".join(lines).removeprefix("approval needed: "))
     if not yes:
         if not sys.stdin.isatty():
@@ -636,6 +641,8 @@ def runs(journal_path: str | None, limit: int) -> None:
     """List recent runs."""
     import time as _t
 
+    from opsbook.visible import visible
+
     journal = _journal(journal_path)
     for r in journal.list_runs(limit):
         when = _t.strftime("%Y-%m-%d %H:%M:%S", _t.localtime(r.started))
@@ -645,8 +652,9 @@ def runs(journal_path: str | None, limit: int) -> None:
             for gate in journal.pending_approvals(r.id):
                 d = gate["detail"]
                 name = d.get("block_name") or d.get("step_name") or gate["step_id"]
-                click.echo(f"    waiting for approval: {name} @ {d.get('host') or 'localhost'}: {gate['prompt']}"
-                           + (f" (will run {d['action']})" if d.get("action") else ""))
+                click.echo(visible(f"    waiting for approval: {name} @ {d.get('host') or 'localhost'}: "
+                                   f"{gate['prompt']}" + (f" (will run {d['action']})" if d.get("action") else ""),
+                                   lines=False))
 
 
 @main.command()
@@ -656,8 +664,10 @@ def show(run_id: str, journal_path: str | None) -> None:
     """Print a run's timeline: every node, approval and rollback in order."""
     from opsbook.report import timeline_text
 
+    from opsbook.visible import visible
+
     journal = _journal(journal_path)
-    click.echo(timeline_text(journal, run_id if run_id != "last" else journal.latest_run_id()))
+    click.echo(visible(timeline_text(journal, run_id if run_id != "last" else journal.latest_run_id())))
 
 
 @main.command()

@@ -10,6 +10,7 @@ import time
 from typing import Any, TextIO
 
 from opsbook.events import Event
+from opsbook.visible import visible
 
 def write_lines(stream: TextIO, text: str) -> bool:
     """Write and flush; False when the reader has gone (`opsbook run | head -1`).
@@ -68,11 +69,19 @@ class PlainLines:
     def __call__(self, event: Event) -> None:
         if self.closed:
             return
-        text = _describe(event, self.verbose)
+        text = _visible_line(event, self.verbose)
         if text:
             with self.lock:
                 if not write_lines(self.stream, text + "\n"):  # `opsbook run 2>&1 | head -1`
                     self.closed = True
+
+
+def _visible_line(event: Event, verbose: int) -> str | None:
+    """_describe's line with every control character of the data in it made visible."""
+    from opsbook.visible import visible
+
+    text = _describe(event, verbose)
+    return None if text is None else visible(text)
 
 
 def _describe(event: Event, verbose: int) -> str | None:
@@ -167,12 +176,12 @@ class LiveProgress:
                     row[key] = row.get(key, 0) + 1
                     row["changed"] += bool(event.data.get("changed"))
                     if status in ("failed", "timed_out"):
-                        row["last"] = f"{event.host}: {event.data.get('msg', '')}"
+                        row["last"] = visible(f"{event.host}: {event.data.get('msg', '')}", lines=False)
                 elif event.kind == "node_output":
-                    row["last"] = f"{event.host}: {event.data.get('line', '')}"[:120]
+                    row["last"] = visible(f"{event.host}: {event.data.get('line', '')}"[:120], lines=False)
             if event.kind in ("aborted", "warning", "approval_decided", "rollback_started", "rollback_finished",
                               "run_finished"):
-                line = _describe(event, self.verbose)
+                line = _visible_line(event, self.verbose)
             if event.kind == "run_finished":
                 stop = self.started
         if start:
@@ -180,7 +189,7 @@ class LiveProgress:
         if stop:
             self.live.stop()
         if line:
-            self.console.print(line)
+            self.console.print(line, markup=False, highlight=False, emoji=False)
 
     def pause(self) -> None:
         if self.started:
@@ -192,13 +201,16 @@ class LiveProgress:
 
     def _render(self) -> Any:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
         for col in ("step", "run", "ok", "chg", "fail", "skip", "latest"):
             table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=60 if col == "latest" else None)
         with self.lock:
             for name, row in self.steps.items():
-                table.add_row(name[:40], str(row["running"] or ""), f"[green]{row['ok']}[/]" if row["ok"] else "",
-                              str(row["changed"] or ""), f"[red]{row['failed']}[/]" if row["failed"] else "",
-                              f"[dim]{row['skipped']}[/]" if row["skipped"] else "", row["last"])
+                # plain Text, never markup: a target's output must not style (or hide) anything
+                table.add_row(Text(visible(name[:40], lines=False)), str(row["running"] or ""),
+                              f"[green]{row['ok']}[/]" if row["ok"] else "", str(row["changed"] or ""),
+                              f"[red]{row['failed']}[/]" if row["failed"] else "",
+                              f"[dim]{row['skipped']}[/]" if row["skipped"] else "", Text(row["last"]))
         return table

@@ -56,20 +56,33 @@ class ApprovalRequest:
 Approver = Callable[[ApprovalRequest], "tuple[bool, str]"]
 
 
+SHOWN = 2000  # characters of an action's arguments shown before an explicit "N more" note
+
+
 def describe_gate(gate: str, host: str | None, prompt: str, action: str, args: Any, started_by: str = "",
-                  run_id: str = "", first_step: str | None = None) -> list[str]:
+                  run_id: str = "", first_step: str | None = None, full: bool = False) -> list[str]:
     """What an approver reads before saying yes (the live output, the terminal question,
-    `opsbook approve`, `show`): the gate, where, the prompt, what would run, who asked."""
+    `opsbook approve`, `show`): the gate, where, the prompt, what would run, who asked.
+
+    Every value is one line with its control characters made visible (a rendered prompt
+    cannot draw a fake "will run:" line or hide the real one), and a long action is cut
+    only with a note saying how much is not shown and where to read all of it."""
     import json
 
-    shown = json.dumps(args, default=str)
-    lines = [f"approval needed: {gate} @ {host or 'localhost'}"
-             + (f" (a block: asked once for all its steps, from {first_step})" if first_step else ""),
-             f"  {prompt}"]
+    from opsbook.visible import visible
+
+    shown = json.dumps(args, default=str, ensure_ascii=False)
+    lines = [visible(f"approval needed: {gate} @ {host or 'localhost'}", lines=False)
+             + (visible(f" (a block: asked once for all its steps, from {first_step})", lines=False)
+                if first_step else ""),
+             "  " + visible(prompt, lines=False)]
     if action:
-        lines.append(f"  will run: {action} {shown[:400]}{'...' if len(shown) > 400 else ''}")
+        cut = "" if full or len(shown) <= SHOWN else (
+            f" ... [{len(shown) - SHOWN} more characters not shown: opsbook approve {run_id or 'RUN'} "
+            f"{gate} --full]")
+        lines.append("  will run: " + visible(f"{action} {shown if full else shown[:SHOWN]}", lines=False) + cut)
     if started_by or run_id:
-        lines.append(f"  run {run_id} started by {started_by or 'unknown'}")
+        lines.append(visible(f"  run {run_id} started by {started_by or 'unknown'}", lines=False))
     return lines
 
 

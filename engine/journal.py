@@ -451,15 +451,32 @@ class Journal:
                                   (run_id, node_id)).fetchone()
         return (bool(row[0]), row[1]) if row else None
 
+    def close_gate(self, run_id: str, node_id: str, who: str) -> tuple[bool, str] | None:
+        """Deny a gate nobody decided (its wait ran out), in one conditional update: None when
+        that closed it, else the decision that came first (a late approval wins only if it
+        was recorded before this)."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE approvals SET decided=?, approved=0, who=? WHERE run_id=? AND node_id=? "
+                             "AND decided IS NULL", (time.time(), who, run_id, node_id))
+            if cur.rowcount:
+                return None
+            row = db.execute("SELECT approved, who FROM approvals WHERE run_id=? AND node_id=?",
+                             (run_id, node_id)).fetchone()
+        return (bool(row[0]), row[1]) if row else None
+
     def record_decision(self, run_id: str, node_id: str, step_id: str, prompt: str, approved: bool, who: str,
                         cancelled: bool = False) -> None:
-        """The decision the run acted on (the time it was asked is kept as it was)."""
+        """The decision the run acted on (the time it was asked is kept as it was). A gate the
+        run cancelled is recorded cancelled even over an approval that came meanwhile: the
+        action did not run."""
         now = time.time()
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO approvals (run_id,node_id,step_id,prompt,requested,detail) "
                        "VALUES (?,?,?,?,?,?)", (run_id, node_id, step_id, prompt, now, "{}"))
+            # a decision already recorded is the one the run acted on (it read it from here)
             db.execute("UPDATE approvals SET decided=COALESCE(decided, ?), approved=?, who=?, cancelled=? "
-                       "WHERE run_id=? AND node_id=?", (now, int(approved), who, int(cancelled), run_id, node_id))
+                       "WHERE run_id=? AND node_id=? AND (decided IS NULL OR ?)",
+                       (now, int(approved), who, int(cancelled), run_id, node_id, int(cancelled)))
 
     def approvals(self, run_id: str) -> list[dict[str, Any]]:
         with self._lock:

@@ -35,6 +35,7 @@ from typing import Any
 from opsbook.errors import OpsbookError
 from opsbook.journal import Journal, NodeRecord, RunRecord
 from opsbook.model import format_duration, parse_duration, parse_timestamp
+from opsbook.visible import visible
 
 FORMATS = ("md", "html", "json", "junit")
 TAIL_LINES = 40  # output lines quoted per stream under a failure
@@ -1264,8 +1265,9 @@ def _count_root(root: ET.Element) -> None:
 
 
 def _xml_text(root: ET.Element) -> str:
+    """The XML document; control characters (not allowed in XML 1.0) made visible."""
     ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return visible('<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n")
 
 
 # -- public entry points ----------------------------------------------------------------
@@ -1282,7 +1284,8 @@ def build_report(journal: Journal, run_id: str, fmt: str = "md", registry: Any =
     if fmt == "junit":
         return _junit(view, r)
     sections = _sections(view, r, timeline(view, r))
-    return _markdown(view, sections) if fmt == "md" else _html(view, r, sections)
+    # Markdown is read on terminals too (cat, less -R): no raw escape sequence from a target
+    return visible(_markdown(view, sections)) if fmt == "md" else _html(view, r, sections)
 
 
 def write_check_junit(reports: Sequence[Any], path: str) -> None:

@@ -433,3 +433,29 @@ def test_the_report_says_how_each_host_was_left(run, journal, tmp_path):
     assert ends["web4"] == "never touched"
     html = build_report(journal, summary.run_id, "html")
     assert "State at the end" in html and "ROLLBACK FAILED: change" in html
+
+
+def test_a_gate_is_decided_once_when_an_approval_races_the_timeout(tmp_path):
+    """Issue 24 item 11: an approval in the last moment before --approval-timeout was
+    acknowledged, then overwritten by the timeout's denial. One conditional update decides."""
+    from opsbook.approve import journal_approver
+    from opsbook.journal import Journal
+
+    path = tmp_path / "j.db"
+    for approve_first in (True, False):
+        journal = Journal(path)
+        node = f"gate@localhost-{approve_first}"
+        journal.request_approval("run", node, "gate", "sure?", {"step_name": "gate"})
+        if approve_first:  # lands after the approver's last poll, before it closes the gate
+            assert [a["node_id"] for a in journal.decide("run", node, True, "alice")] == [node]
+        request = ApprovalRequest("run", node, "gate", "gate", "localhost", "sure?", "local.noop", {})
+        decision = journal_approver(lambda: Journal(path), timeout=0.0)(request)
+        late = journal.decide("run", node, True, "bob")
+        assert late == [], "a decision after the gate closed must be refused"
+        (row,) = [a for a in journal.approvals("run") if a["node_id"] == node]
+        if approve_first:
+            assert decision == (True, "alice") and (row["approved"], row["who"]) == (True, "alice")
+        else:
+            assert decision[0] is False and "approval timed out" in decision[1]
+            assert (row["approved"], row["who"]) == (False, decision[1])
+        journal.close()
