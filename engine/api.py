@@ -22,7 +22,7 @@ from opsbook.execute import Approver, Executor, RunOptions, RunSummary, stopped_
 from opsbook.journal import Journal, RunRecord, digest_files, new_run_id, whoami
 from opsbook.load import RunbookLoader
 from opsbook.model import Runbook
-from opsbook.paths import runs_dir
+from opsbook.paths import private_dir, runs_dir
 from opsbook.registry import Registry
 from opsbook.secrets import SecretStore
 
@@ -98,7 +98,7 @@ def start_run(plan: Plan, registry: Registry, journal: Journal, request: RunRequ
     run_id = run_id or new_run_id()
     rb = plan.runbook
     evidence = runs_dir() / run_id / "evidence" if request.options.evidence_dir is None else request.options.evidence_dir
-    evidence.mkdir(parents=True, exist_ok=True)
+    private_dir(evidence)
     request.options.evidence_dir = evidence
     secret_names = {p.name for p in rb.params if p.secret}
     for name in secret_names:
@@ -140,7 +140,7 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
     evidence = record.options.get("evidence_dir")
     request.options.evidence_dir = request.options.evidence_dir or (
         Path(evidence) if evidence else runs_dir() / run_id / "evidence")
-    request.options.evidence_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(request.options.evidence_dir)
     asked = list(forget)
 
     def settle() -> dict[str, Any]:

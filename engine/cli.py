@@ -221,9 +221,13 @@ def graph(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], fm
 
 def _write(text: str | bytes, output: str | None) -> None:
     if output:
-        mode = "wb" if isinstance(text, bytes) else "w"
-        with open(output, mode) as handle:
-            handle.write(text)
+        import os
+
+        data = text if isinstance(text, bytes) else text.encode()
+        # 0600 whatever the umask: a report holds command output and parameters
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         click.echo(f"wrote {output}", err=True)
     elif isinstance(text, bytes):
         sys.stdout.buffer.write(text)

@@ -67,6 +67,9 @@ def archive(journal: Journal, run_id: str, output: Path | None = None) -> Path:
     data = manifest(journal, run_id)
     folder = Path(data["folder"])
     output = output or folder.parent / f"evidence-{data['run']}.tar.gz"
+    from opsbook.paths import private_file
+
+    private_file(output)  # 0600 whatever the umask: the archive holds command output
     with tarfile.open(output, "w:gz") as tar:
         blob = json.dumps(data, indent=2).encode()
         info = tarfile.TarInfo(f"evidence-{data['run']}/manifest.json")

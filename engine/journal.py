@@ -146,7 +146,11 @@ class Journal:
     def __init__(self, path: str | Path, sync: str = "NORMAL") -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            from opsbook.paths import private_dir, private_file
+
+            # 0700 folder, 0600 file (SQLite gives its -wal and -shm the file's mode)
+            private_dir(Path(self.path).parent)
+            private_file(self.path)
         self._lock = threading.RLock()
         # Group commit: concurrent writers of node records share transactions (see _group).
         self._gc = threading.Lock()
