@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.compile import Plan, compile_plan
-from opsbook.errors import JournalError, RunError
+from opsbook.errors import JournalError, RunError, RunLockedError
 from opsbook.events import Listener
 from opsbook.execute import Approver, Executor, RunOptions, RunSummary, stopped_before
 from opsbook.journal import Journal, RunRecord, digest_files, new_run_id, whoami
@@ -115,7 +115,11 @@ def start_run(plan: Plan, registry: Registry, journal: Journal, request: RunRequ
         who=whoami(), host=socket.gethostname(), pid=os.getpid(),
         objectives={"rto": rb.objectives.rto, "rpo": rb.objectives.rpo},
         incident_start=request.incident_start, summary={}))
-    return _drive(plan, registry, journal, request, run_id, dict, on_executor)
+    try:
+        return _drive(plan, registry, journal, request, run_id, dict, on_executor)
+    except RunLockedError as exc:  # nothing ran: say so, never leave it "running"
+        journal.set_run_status(run_id, "refused", {"message": str(exc)})
+        raise
 
 
 def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRequest,

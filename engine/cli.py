@@ -219,6 +219,67 @@ def graph(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], fm
     _write(text, output)
 
 
+def _webhook_token(token_file: str | None) -> str:
+    """The shared secret Alertmanager sends as a bearer token: a file, or the environment."""
+    import os
+
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError as exc:
+            raise click.UsageError(f"--token-file {token_file}: {exc.strerror}") from None
+    token = os.environ.get("OPSBOOK_WEBHOOK_TOKEN", "").strip()
+    if not token:
+        raise click.UsageError("--listen needs a token: --token-file PATH or OPSBOOK_WEBHOOK_TOKEN (Alertmanager sends "
+                               "it with http_config: {authorization: {credentials_file: PATH}})")
+    return token
+
+
+def _alert_starter(registry: Any, inventories: tuple[str, ...], params: dict[str, Any], journal_path: str | None,
+                   say: Any) -> Any:
+    """route, alert -> the id of a run that is journaled and holds its lock (it goes on in a
+    thread); the runbook's lock, or one per response runbook, keeps alerts from starting it twice."""
+    import dataclasses
+    import threading
+
+    def start(route: Any, alert: dict[str, Any]) -> str:
+        from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
+        from opsbook.approve import auto_approver
+        from opsbook.execute import RunOptions
+
+        rb = load_runbook(route.runbook, registry)
+        if rb.lock is None:
+            rb = dataclasses.replace(rb, lock=f"watch:{rb.name}")
+        given = {**params, **route.given(alert.get("labels", {}))}
+        the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry), given)
+        begun = _parse_time(str(alert["startsAt"])) if alert.get("startsAt") else None
+        request = RunRequest(list(inventories), RunOptions(), approver=auto_approver(), incident_start=begun,
+                             given_params=given)
+        holding = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def go() -> None:
+            try:
+                summary = start_run(the_plan, registry, _journal(journal_path), request,
+                                    on_executor=lambda ex: (outcome.update(run=ex.run_id), holding.set()))
+                say("alert-run", {"runbook": route.runbook, "run": summary.run_id, "status": summary.status})
+            except Exception as exc:  # noqa: BLE001 - handed to the HTTP answer below
+                outcome["error"] = exc
+            finally:
+                holding.set()
+
+        threading.Thread(target=go, daemon=True).start()
+        holding.wait()
+        if "run" in outcome:
+            return str(outcome["run"])
+        raise outcome.get("error") or UserError("the run did not start")
+
+    from opsbook.errors import UserError
+
+    return start
+
+
 def _write(text: str | bytes, output: str | None) -> None:
     if output:
         import os
@@ -727,12 +788,15 @@ def evidence(run_id: str, archive: bool, output: str | None, check_hashes: bool,
 @click.option("--cooldown", default="10m", show_default=True, help="No second response within this time.")
 @click.option("--max-responses", type=int, help="Exit after this many responses.")
 @click.option("--listen", metavar="127.0.0.1:PORT", help="Also accept Alertmanager webhooks here (loopback only).")
-@click.option("--route", "routes", multiple=True, metavar="ALERTNAME:RUNBOOK",
-              help="Map a firing alert (alertname, or LABEL=VALUE) to a runbook; repeatable.")
+@click.option("--route", "routes", multiple=True, metavar="ALERTNAME:RUNBOOK[:LABEL=PARAM,...]",
+              help="Map a firing alert (alertname, or LABEL=VALUE) to a runbook, and the labels that fill its "
+                   "parameters (only those); repeatable.")
+@click.option("--token-file", type=click.Path(dir_okay=False), metavar="PATH",
+              help="The webhook's bearer token (or OPSBOOK_WEBHOOK_TOKEN); required with --listen.")
 @_journal_opt
 def watch(runbook: str | None, inventories: tuple[str, ...], extra: tuple[str, ...], respond: str | None,
           interval: str, failures: int, cooldown: str, max_responses: int | None, listen: str | None,
-          routes: tuple[str, ...], journal_path: str | None) -> None:
+          routes: tuple[str, ...], token_file: str | None, journal_path: str | None) -> None:
     """Probe a runbook's health checks at an interval and start the response runbook after
     N consecutive failures (with a cool-down and a lock); optionally receive Alertmanager webhooks.
 
@@ -758,32 +822,9 @@ def watch(runbook: str | None, inventories: tuple[str, ...], extra: tuple[str, .
         parsed = [Route.parse(r) for r in routes]
         if not parsed:
             raise click.UsageError("--listen needs at least one --route ALERTNAME:RUNBOOK")
-
-        def start(path: str, alert: dict[str, Any]) -> None:
-            def go() -> None:
-                from opsbook.api import (
-                    RunRequest,
-                    load_inventory_sources,
-                    load_runbook,
-                    make_plan,
-                    start_run,
-                )
-                from opsbook.approve import auto_approver
-                from opsbook.execute import RunOptions
-
-                rb = load_runbook(path, registry)
-                names = {p.name for p in rb.params}
-                given = {**params, **{k: v for k, v in alert["labels"].items() if k in names}}
-                plan_ = make_plan(rb, load_inventory_sources(list(inventories), registry), given)
-                begun = _parse_time(alert["startsAt"]) if alert.get("startsAt") else None
-                request = RunRequest(list(inventories), RunOptions(), approver=auto_approver(),
-                                     incident_start=begun, given_params=given)
-                summary = start_run(plan_, registry, _journal(journal_path), request)
-                say("alert-run", {"runbook": path, "run": summary.run_id, "status": summary.status})
-
-            threading.Thread(target=go, daemon=True).start()
-
-        receiver = AlertReceiver(host or "127.0.0.1", int(port), parsed, start, parse_duration(cooldown))
+        receiver = AlertReceiver(host or "127.0.0.1", int(port), parsed,
+                                 _alert_starter(registry, inventories, params, journal_path, say),
+                                 _webhook_token(token_file), parse_duration(cooldown))
         threading.Thread(target=receiver.serve, daemon=True).start()
         say("listening", {"address": f"{host}:{receiver.port}"})
     try:

@@ -494,7 +494,9 @@ class Journal:
         host = socket.gethostname()
         with self._tx() as db:
             row = db.execute("SELECT run_id,pid,host FROM locks WHERE name=?", (name,)).fetchone()
-            held_by_other = row is not None and not (row[1] == os.getpid() and row[2] == host)
+            # another run holds it, in another live process or in this one (a watcher
+            # answering two alerts at once runs them in threads of one process)
+            held_by_other = row is not None and row[0] != run_id
             if held_by_other and _alive(row[1], row[2]):
                 raise RunLockedError(f'lock "{name}" is held by run {row[0]} (pid {row[1]} on {row[2]}); '
                                      "wait for it to finish, or stop it first")
