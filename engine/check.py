@@ -83,6 +83,7 @@ def _expand(paths: Iterable[str]) -> list[str]:
 
 def check_one(path: str, registry: Registry, inventory: Any, extra: dict[str, Any], report: CheckReport) -> None:
     from opsbook.compile import compile_plan
+    from opsbook.evidence import static_conflicts
     from opsbook.load import RunbookLoader
 
     try:
@@ -97,6 +98,7 @@ def check_one(path: str, registry: Registry, inventory: Any, extra: dict[str, An
             params[p.name] = _placeholder(p.type, inventory)
     try:
         plan = compile_plan(runbook, inventory, params, expand=False)
+        report.diagnostics += static_conflicts(plan, registry)
         hosts = {h for leaf in plan.leaves.values() for h in leaf.hosts}
         report.stats = f"{len(plan.leaves)} steps, {len(hosts)} hosts"
         warning = rto_warning(runbook, plan)

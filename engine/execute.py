@@ -23,6 +23,7 @@ from typing import Any
 from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, _step_names
 from opsbook.errors import JournalError, OpsbookError, TemplateError, UserError
 from opsbook.events import Event, Listener, wants_output
+from opsbook.evidence import EvidenceClaims, Writer
 from opsbook.journal import Journal, NodeRecord
 from opsbook.plugin import (
     ActionContext,
@@ -225,6 +226,8 @@ class Executor:
         self._hostvars = HostVars(self)
         self._runbook_dir = Path(plan.runbook.path).resolve().parent
         self._groups = {g: [h.name for h in plan.inventory.hosts_of(g)] for g in plan.inventory.groups}
+        # Who wrote which evidence file: a second node writing the same file is refused.
+        self._evidence = EvidenceClaims.from_journal(journal, run_id) if self.prior else EvidenceClaims()
 
     # -- events ------------------------------------------------------------------------------
     def emit(self, kind: str, node: Node | None = None, **data: Any) -> None:
@@ -833,6 +836,7 @@ class Executor:
             runbook_dir=self._runbook_dir, variables=ctx_vars, _connect=self.pool.get,
             _output=(lambda line: self.emit("node_output", node, line=line)) if self._wants_output else None,
             _lookup_host=self.hostinfo,
+            _claim=lambda path: self._evidence.claim(path, Writer(node.id, step.name, node.host)),
         )
         start = time.monotonic()
         try:
