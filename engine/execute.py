@@ -37,7 +37,7 @@ from opsbook.plugin import (
 )
 from opsbook.registry import Registry
 from opsbook.secrets import SecretStore
-from opsbook.template import evaluate, holds_template, render
+from opsbook.template import evaluate, expression_values, holds_template, render
 
 TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
 # Journal states of a node that a resume must look at again: it was running when opsbook
@@ -673,7 +673,7 @@ class Executor:
             if step.loop is None:
                 false = self._false_condition(step, ctx_vars)
                 if false is not None:
-                    out = _outcome(Status.SKIPPED, f"when: {false} is false")
+                    out = _outcome(Status.SKIPPED, f"when: {false} is false{self._seen(step, [false], ctx_vars)}")
                     out.registered = Result(status=Status.SKIPPED).registered()
                     return out
                 items: list[tuple[Any, Any]] = []  # a loop's (item, its false `when` or None)
@@ -792,6 +792,7 @@ class Executor:
                     if attempt > max(step.retries, 0):
                         result.status = Status.FAILED
                         result.msg = (f"until: {step.until} still false after {attempt} attempts"
+                                      + self._seen(step, [step.until], view)
                                       + (f" (last: {result.msg})" if result.msg else ""))
                         return result
                 elif not result.failed_ or attempt > step.retries:
@@ -894,11 +895,22 @@ class Executor:
             result.changed = all(truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.changed_when)
         if step.failed_when:
             fail = all(truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.failed_when)
+            if fail:
+                why = "failed_when: " + " and ".join(map(str, step.failed_when)) + self._seen(step, step.failed_when, view)
+                result.msg = why + (f"; {result.msg}" if result.msg else "")
             if fail and result.status is Status.OK:
-                result.status, result.msg = Status.FAILED, result.msg or f"failed_when: {step.failed_when[0]}"
+                result.status = Status.FAILED
             elif not fail and result.status is Status.FAILED:
                 result.status = Status.OK
         return result
+
+    def _seen(self, step: Any, conditions: Iterable[Any], view: Mapping[str, Any]) -> str:
+        """` (out.rc = 1, out.stdout = '...')`: what a condition read, redacted and short;
+        nothing for a `no_log` step."""
+        if step.no_log:
+            return ""
+        values = expression_values(conditions, view, redact=self.secrets.redact_any)
+        return f" ({values})" if values else ""
 
     def _combine(self, node: Node, results: list[Result]) -> Outcome:
         step = node.step

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -383,6 +383,18 @@ def key_reads(source: str, expression: bool = False) -> list[KeyRead]:
     return [KeyRead(name, key, (name, key) in guarded) for name, key in dict.fromkeys(reads)]
 
 
+def guarded_keys(source: str, expression: bool = False) -> frozenset[tuple[str, str]]:
+    """(name, key) pairs a condition tests for (`params.x is defined`, `'x' in params`):
+    a step whose `when` says so may read them."""
+    from jinja2 import TemplateSyntaxError
+
+    text = "{{" + source + "}}" if expression else source
+    try:
+        return frozenset(_guarded_pairs(_env(False).parse(text)))
+    except TemplateSyntaxError:
+        return frozenset()
+
+
 def _key_of(node: Any) -> tuple[str, str] | None:
     from jinja2 import nodes
 
@@ -422,9 +434,12 @@ def _guarded_pairs(ast: Any) -> set[tuple[str, str]]:
 _VALUE_WIDTH = 40
 
 
-def expression_values(expressions: Iterable[Any], context: Mapping[str, Any], limit: int = 5) -> str:
+def expression_values(expressions: Iterable[Any], context: Mapping[str, Any], limit: int = 5,
+                      redact: Callable[[Any], Any] | None = None) -> str:
     """The values of the variables (and their keys) that bare expressions read, short:
-    `out.rc = 1, out.stdout = 'Traceback (most rec...' (812 chars)`. Empty when none."""
+    `out.rc = 1, out.stdout = 'Traceback (most rec...' (812 chars)`. Empty when none.
+    `redact` (SecretStore.redact_any) sees each whole value before it is shown and cut, so
+    no part of a secret shows."""
     paths: list[str] = []
     for expression in expressions:
         if isinstance(expression, str):
@@ -438,7 +453,7 @@ def expression_values(expressions: Iterable[Any], context: Mapping[str, Any], li
         except TemplateError:
             shown.append(f"{path} is undefined")
             continue
-        shown.append(f"{path} = {short_value(value)}")
+        shown.append(f"{path} = {short_value(value if redact is None else redact(value))}")
     if len(paths) > limit:
         shown.append("...")
     return ", ".join(shown)
