@@ -120,7 +120,7 @@ def static_conflicts(plan: Any, registry: Registry, hosts: Iterable[str] | None 
             except Exception:  # noqa: BLE001, S112 - not knowable before the run: the run checks it
                 continue
             for path in paths or ():
-                if "{{" not in path and "{%" not in path:
+                if _writable(path):
                     writers.setdefault(normalized(path), []).append((leaf, host))
     return _conflicts(writers)
 
@@ -146,6 +146,14 @@ def _conflicts(writers: Mapping[str, list[tuple[Any, str]]]) -> list[Diagnostic]
             pos = step.action.pos if step.action is not None else step.pos
             problems.append(Diagnostic(pos, message, FOLDER_HINT if leaf is first_leaf else STEPS_HINT))
     return problems
+
+
+def _writable(path: str) -> bool:
+    """A path the run would write to: not a template left unrendered, and not one that the
+    evidence folder refuses (absolute, `~`, `..`), which two nodes never both write."""
+    if "{{" in path or "{%" in path or not path or path.startswith(("/", "~")):
+        return False
+    return ".." not in path.split("/")
 
 
 def _always_runs(leaf: Any) -> bool:

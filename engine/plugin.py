@@ -247,8 +247,11 @@ class ActionContext:
         return self.runbook_dir / candidate
 
     def evidence_is_folder(self, relative: str) -> bool:
-        """Whether `relative` is a folder of the evidence folder already."""
-        return self.evidence_dir is not None and (self.evidence_dir / relative).is_dir()
+        """Whether `relative` is a folder of the evidence folder already (False for a path
+        the folder refuses anyway, so that the refusal names it as written)."""
+        if self.evidence_dir is None or relative.startswith(("/", "~")) or ".." in Path(relative).parts:
+            return False
+        return (self.evidence_dir / relative).is_dir()
 
     def evidence_file(self, dest: str | None, name: str) -> str:
         """Where this host's evidence goes (see `evidence_file`): `<host>/<name>` without

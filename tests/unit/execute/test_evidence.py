@@ -198,3 +198,17 @@ def test_a_resumed_run_still_knows_who_wrote_what(run, journal):
     claims.claim("localhost/ps.txt", Writer("processes@localhost", "processes", "localhost"))  # its own: fine
     with pytest.raises(UserError, match='already written by step "processes" on localhost'):
         claims.claim("localhost/./ps.txt", Writer("other@localhost", "other", "localhost"))
+
+
+def test_paths_the_folder_refuses_are_not_conflicts(write, registry):
+    path = write("rb.yaml", """
+        opsbook: 1
+        name: refused-anyway
+        steps:
+          - name: collect
+            local.collect: {cmd: "echo 1", name: ps.txt}
+          - name: through a dot-dot
+            local.collect: {cmd: "echo 2", name: "../localhost/ps.txt"}
+        """)
+    (report,) = check_files([path], registry, [])
+    assert report.diagnostics == []  # the second is refused at run time for its "..", not as a conflict
