@@ -100,13 +100,15 @@ def static_conflicts(plan: Any, registry: Registry, hosts: Iterable[str] | None 
     from opsbook.plugin import HostInfo
 
     only = None if hosts is None else set(hosts)
-    groups = {g: [h.name for h in plan.inventory.hosts_of(g)] for g in plan.inventory.groups}
+    groups: dict[str, list[str]] | None = None  # built for the first evidence step only
     writers: dict[str, list[tuple[Any, str]]] = {}
     for leaf in plan.leaves.values():
         step = leaf.step
         spec = registry.action(step.action.name) if step.action is not None else None
         if spec is None or spec.evidence is None or step.loop is not None or leaf.handler:
             continue
+        if groups is None:
+            groups = {g: [h.name for h in plan.inventory.hosts_of(g)] for g in plan.inventory.groups}
         for host in leaf.hosts:
             if only is not None and host not in only:
                 continue

@@ -363,7 +363,8 @@ class KeyRead:
     guarded: bool  # behind `| default(...)`, `is defined` or `'key' in name` somewhere in the source
 
 
-def key_reads(source: str, expression: bool = False) -> list[KeyRead]:
+@lru_cache(maxsize=8192)
+def key_reads(source: str, expression: bool = False) -> tuple[KeyRead, ...]:
     """First-level literal key reads on top-level names; names the template assigns itself
     (`{% set %}`, `{% for %}`) are left out. Raises nothing: syntax errors are check's job."""
     from jinja2 import TemplateSyntaxError, nodes
@@ -372,7 +373,7 @@ def key_reads(source: str, expression: bool = False) -> list[KeyRead]:
     try:
         ast = _env(False).parse(text)
     except TemplateSyntaxError:
-        return []
+        return ()
     assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx != "load"}
     reads: list[tuple[str, str]] = []
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
@@ -380,9 +381,10 @@ def key_reads(source: str, expression: bool = False) -> list[KeyRead]:
         if pair is not None and pair[0] not in assigned:
             reads.append(pair)
     guarded = _guarded_pairs(ast)
-    return [KeyRead(name, key, (name, key) in guarded) for name, key in dict.fromkeys(reads)]
+    return tuple(KeyRead(name, key, (name, key) in guarded) for name, key in dict.fromkeys(reads))
 
 
+@lru_cache(maxsize=8192)
 def guarded_keys(source: str, expression: bool = False) -> frozenset[tuple[str, str]]:
     """(name, key) pairs a condition tests for (`params.x is defined`, `'x' in params`):
     a step whose `when` says so may read them."""
