@@ -123,6 +123,21 @@ def unknown_extra_vars(runbook: Runbook, names: Iterable[str], also_known: Itera
     return problems
 
 
+def check_extra_vars(runbooks: Iterable[Runbook], given: Iterable[str], also_known: Iterable[str] = ()) -> None:
+    """ValidationError for -e names that none of `runbooks` declares or reads (a command
+    that runs several runbooks with one set of -e, as `opsbook watch` does)."""
+    runbooks, also_known = list(runbooks), set(also_known)
+    problems = []
+    for name in given:
+        if any(name in {p.name for p in rb.params} for rb in runbooks):
+            continue
+        found = [unknown_extra_vars(rb, [name], also_known) for rb in runbooks]
+        if all(found):
+            problems.append(found[0][0])
+    if problems:
+        raise ValidationError(problems)
+
+
 _CONDITIONS = frozenset({"when", "until", "failed_when", "changed_when"})
 
 
