@@ -86,7 +86,7 @@ class EvidenceClaims:
     @classmethod
     def from_journal(cls, journal: Journal, run_id: str) -> EvidenceClaims:
         """The files earlier attempts of this run wrote (for `resume`)."""
-        known = {}
+        known: dict[str, Writer] = {}
         for _, kind, node_id, data in journal.events(run_id):
             if kind == "evidence" and data.get("path") and node_id:
                 known.setdefault(str(data["path"]), Writer(node_id, str(data.get("step", "")), data.get("host")))

@@ -415,7 +415,7 @@ def _guarded_pairs(ast: Any) -> set[tuple[str, str]]:
     from jinja2 import nodes
 
     out: set[tuple[str, str]] = set()
-    roots = [f.node for f in ast.find_all(nodes.Filter) if f.name in ("default", "d") and f.node is not None]
+    roots: list[Any] = [f.node for f in ast.find_all(nodes.Filter) if f.name in ("default", "d") and f.node is not None]
     roots += [t.node for t in ast.find_all(nodes.Test) if t.name in ("defined", "undefined")]
     for root in roots:
         for node in [root, *root.find_all((nodes.Getattr, nodes.Getitem))]:
