@@ -243,3 +243,31 @@ def test_extra_vars_must_be_used_or_any(load):
             """)
     assert err.value.diagnostics[0].message == (
         'extra_vars must be used or any, found string "anny" (did you mean "any"?)')
+
+
+def test_declared_data_keys_cover_what_the_actions_register(run, journal, registry):
+    from opsbook.check import REGISTERED_KEYS
+    from opsbook.plugin import CommandResult
+    from opsbook_plugins import ssh
+
+    summary = run("""
+        opsbook: 1
+        name: data
+        steps:
+          - {name: command, local.command: echo 1, register: a}
+          - {name: shell, local.shell: "echo 1; exit 3", register: b, ignore_errors: true}
+          - {name: set, local.set: {x: 1}, register: c}
+          - {name: collect, local.collect: {cmd: "echo 1", name: one.txt}, register: d}
+          - {name: wait, local.wait: 0, register: e}
+          - {name: assert, local.assert: {that: "1 == 1"}, register: f}
+          - {name: noop, local.noop: {}, register: g}
+          - {name: fail, local.fail: boom, register: h, ignore_errors: true}
+        """)
+    for rec in journal.nodes(summary.run_id).values():
+        spec = registry.action("local." + rec.step_id)
+        assert set(rec.registered) - REGISTERED_KEYS <= spec.data, rec.step_id
+    class Counted:  # what SSHConnection returns: a CommandResult with byte counts
+        rc, stdout, stderr, duration, stdout_bytes, stderr_bytes = 0, "out", "", 0.0, 3, 0
+
+    for res in (CommandResult(0, "out", ""), Counted()):
+        assert set(ssh._command_result(res, [0], "echo out").data) <= registry.action("ssh.shell").data
