@@ -57,14 +57,21 @@ def normalized(relative: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Writer:
-    """The node that wrote an evidence file: shown when another one is refused."""
+    """The node (and loop item) that wrote an evidence file: shown when another is refused."""
 
     node: str
     step: str
     host: str | None
+    item: str | None = None  # repr of the loop item: two items of one node are two writers
+
+    def same(self, other: Writer) -> bool:
+        """One writer: the same node and item (an unknown item, as the journal records
+        earlier attempts of a resumed run, matches any item of the node)."""
+        return self.node == other.node and (self.item is None or other.item is None or self.item == other.item)
 
     def __str__(self) -> str:
-        return f'step "{self.step}"' + (f" on {self.host}" if self.host else "")
+        return (f'step "{self.step}"' + (f" (item {self.item})" if self.item is not None else "")
+                + (f" on {self.host}" if self.host else ""))
 
 
 class EvidenceClaims:
@@ -79,7 +86,7 @@ class EvidenceClaims:
         key = normalized(relative)
         with self._lock:
             owner = self._owners.setdefault(key, writer)
-        if owner.node != writer.node:
+        if not owner.same(writer):
             raise UserError(f'evidence file "{key}" was already written by {owner} in this run; '
                             "refusing to overwrite it", hint=FOLDER_HINT)
 

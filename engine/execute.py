@@ -37,7 +37,7 @@ from opsbook.plugin import (
 )
 from opsbook.registry import Registry
 from opsbook.secrets import SecretStore
-from opsbook.template import evaluate, expression_values, holds_template, render
+from opsbook.template import evaluate, expression_values, holds_template, render, short_value
 
 TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
 # Journal states of a node that a resume must look at again: it was running when opsbook
@@ -837,7 +837,7 @@ class Executor:
             runbook_dir=self._runbook_dir, variables=ctx_vars, _connect=self.pool.get,
             _output=(lambda line: self.emit("node_output", node, line=line)) if self._wants_output else None,
             _lookup_host=self.hostinfo,
-            _claim=lambda path: self._evidence.claim(path, Writer(node.id, step.name, node.host)),
+            _claim=lambda path: self._evidence.claim(path, self._writer(node, ctx_vars)),
         )
         start = time.monotonic()
         try:
@@ -856,6 +856,13 @@ class Executor:
             else:
                 result.msg = result.msg or "cancelled"
         return result
+
+    @staticmethod
+    def _writer(node: Node, ctx_vars: Mapping[str, Any]) -> Writer:
+        """Who writes evidence now: the node, and with `loop:` the item (retries are the same)."""
+        step = node.step
+        item = None if step.loop is None else short_value(ctx_vars.get(step.loop_var))
+        return Writer(node.id, step.name, node.host, item)
 
     def _render_args(self, spec: ActionSpec, args: Any, ctx_vars: dict[str, Any], step: Any) -> Any:
         if spec.expression_fields:

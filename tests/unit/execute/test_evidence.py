@@ -196,6 +196,7 @@ def test_a_resumed_run_still_knows_who_wrote_what(run, journal):
         """)
     claims = EvidenceClaims.from_journal(journal, summary.run_id)
     claims.claim("localhost/ps.txt", Writer("processes@localhost", "processes", "localhost"))  # its own: fine
+    claims.claim("localhost/ps.txt", Writer("processes@localhost", "processes", "localhost", "'a'"))  # so its items
     with pytest.raises(UserError, match='already written by step "processes" on localhost'):
         claims.claim("localhost/./ps.txt", Writer("other@localhost", "other", "localhost"))
 
@@ -212,3 +213,24 @@ def test_paths_the_folder_refuses_are_not_conflicts(write, registry):
         """)
     (report,) = check_files([path], registry, [])
     assert report.diagnostics == []  # the second is refused at run time for its "..", not as a conflict
+
+
+def test_two_items_of_a_loop_do_not_overwrite_each_other(run, journal, tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.log").write_text(f"log {name}\n")
+    summary = run(f"""
+        opsbook: 1
+        name: loop-one-file
+        hosts: web
+        steps:
+          - name: fetch
+            loop: [a, b]
+            ssh.fetch: {{src: "{tmp_path}/{{{{ item }}}}.log", dest: "{{{{ inventory_hostname }}}}/app.log"}}
+            register: fetched
+            ignore_errors: true
+        """, inventory="[web]\nweb1 ansible_connection=local\n")
+    results = journal.nodes(summary.run_id)["fetch@web1"].registered["results"]
+    assert [r["status"] for r in results] == ["ok", "failed"]
+    assert results[1]["msg"] == ('evidence file "web1/app.log" was already written by step "fetch" '
+                                 "(item 'a') on web1 in this run; refusing to overwrite it")
+    assert (tmp_path / "runs" / summary.run_id / "evidence" / "web1" / "app.log").read_text() == "log a\n"
