@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.compile import Plan, compile_plan
-from opsbook.errors import JournalError, RunError, RunLockedError
+from opsbook.errors import JournalError, RunError, RunLockedError, ValidationError
 from opsbook.events import Listener
 from opsbook.execute import Approver, Executor, RunOptions, RunSummary, stopped_before
 from opsbook.journal import Journal, RunRecord, digest_files, new_run_id, whoami
@@ -78,6 +78,15 @@ def make_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | None
     return compile_plan(runbook, inventory, params)
 
 
+def refuse_evidence_conflicts(plan: Plan, registry: Registry, hosts: Iterable[str] | None = None) -> None:
+    """ValidationError when two nodes of the plan would write the same evidence file."""
+    from opsbook.evidence import static_conflicts
+
+    problems = static_conflicts(plan, registry, hosts)
+    if problems:
+        raise ValidationError(problems)
+
+
 @dataclass
 class RunRequest:
     """Everything a run needs besides the plan."""
@@ -95,6 +104,7 @@ def start_run(plan: Plan, registry: Registry, journal: Journal, request: RunRequ
               run_id: str | None = None, on_executor: Any = None) -> RunSummary:
     """Record a new run in the journal and execute it."""
     journal.verify()  # never write a run into a damaged journal
+    refuse_evidence_conflicts(plan, registry, request.options.limit)
     run_id = run_id or new_run_id()
     rb = plan.runbook
     evidence = runs_dir() / run_id / "evidence" if request.options.evidence_dir is None else request.options.evidence_dir

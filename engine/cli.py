@@ -158,12 +158,19 @@ def _extra(extra: tuple[str, ...]) -> dict[str, Any]:
 
 def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...],
           secret: dict[str, Any] | None = None) -> Any:
-    from opsbook.api import load_inventory_sources, load_runbook, make_plan
+    from opsbook.api import (
+        load_inventory_sources,
+        load_runbook,
+        make_plan,
+        refuse_evidence_conflicts,
+    )
 
     registry = _registry()
     rb = load_runbook(runbook, registry)
-    return make_plan(rb, load_inventory_sources(list(inventories), registry),
-                     {**_extra(extra), **(secret or {})}), registry
+    the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry),
+                         {**_extra(extra), **(secret or {})})
+    refuse_evidence_conflicts(the_plan, registry)
+    return the_plan, registry
 
 
 # -- plan / graph --------------------------------------------------------------------------

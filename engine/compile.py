@@ -454,7 +454,12 @@ def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | N
     """Build the plan; raise ValidationError listing every problem found.
 
     With expand=False only the step-level graph is built (what `check` needs)."""
-    resolved = resolve_params(runbook, dict(params or {}))
+    given = dict(params or {})
+    declared = {p.name for p in runbook.params}
+    # -e may set inventory variables too (they win over the inventory's, as in Ansible).
+    inventory_vars = ({name for host in inventory.hosts.values() for name in host.vars}
+                      if any(name not in declared for name in given) else set())
+    resolved = resolve_params(runbook, given, inventory_vars)
     b = _Builder(runbook, inventory, resolved)
     b.add_sequence(runbook.steps, runbook.hosts, (), None)
     b.add_sequence(runbook.handlers, runbook.hosts, (), None, handler=True)

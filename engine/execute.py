@@ -24,6 +24,7 @@ from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, _step_names
 from opsbook.errors import JournalError, OpsbookError, TemplateError, UserError
 from opsbook.events import Event, Listener, wants_output
 from opsbook.gates import ApprovalGates, ApprovalRequest, Approver
+from opsbook.evidence import EvidenceClaims, Writer
 from opsbook.journal import Journal, NodeRecord
 from opsbook.preflight import OutOfPool
 from opsbook.plugin import (
@@ -38,7 +39,7 @@ from opsbook.plugin import (
 )
 from opsbook.registry import Registry
 from opsbook.secrets import SecretStore
-from opsbook.template import evaluate, holds_template, render
+from opsbook.template import evaluate, expression_values, holds_template, render, short_value
 
 TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
 # Journal states of a node that a resume must look at again: it was running when opsbook
@@ -231,6 +232,8 @@ class Executor:
         self._hostvars = HostVars(self)
         self._runbook_dir = Path(plan.runbook.path).resolve().parent
         self._groups = {g: [h.name for h in plan.inventory.hosts_of(g)] for g in plan.inventory.groups}
+        # Who wrote which evidence file: a second node writing the same file is refused.
+        self._evidence = EvidenceClaims.from_journal(journal, run_id) if self.prior else EvidenceClaims()
 
     # -- events ------------------------------------------------------------------------------
     def emit(self, kind: str, node: Node | None = None, **data: Any) -> None:
@@ -741,7 +744,7 @@ class Executor:
             if step.loop is None:
                 false = self._false_condition(step, ctx_vars)
                 if false is not None:
-                    out = _outcome(Status.SKIPPED, f"when: {false} is false")
+                    out = _outcome(Status.SKIPPED, f"when: {false} is false{self._seen(step, [false], ctx_vars)}")
                     out.registered = Result(status=Status.SKIPPED).registered()
                     return out
                 items: list[tuple[Any, Any]] = []  # a loop's (item, its false `when` or None)
@@ -865,6 +868,7 @@ class Executor:
                     if attempt > max(step.retries, 0):
                         result.status = Status.FAILED
                         result.msg = (f"until: {step.until} still false after {attempt} attempts"
+                                      + self._seen(step, [step.until], view)
                                       + (f" (last: {result.msg})" if result.msg else ""))
                         return result
                 elif not result.failed_ or attempt > step.retries:
@@ -909,6 +913,7 @@ class Executor:
             runbook_dir=self._runbook_dir, variables=ctx_vars, _connect=self.pool.get,
             _output=(lambda line: self.emit("node_output", node, line=line)) if self._wants_output else None,
             _lookup_host=self.hostinfo,
+            _claim=lambda path: self._evidence.claim(path, self._writer(node, ctx_vars)),
         )
         start = time.monotonic()
         try:
@@ -927,6 +932,13 @@ class Executor:
             else:
                 result.msg = result.msg or "cancelled"
         return result
+
+    @staticmethod
+    def _writer(node: Node, ctx_vars: Mapping[str, Any]) -> Writer:
+        """Who writes evidence now: the node, and with `loop:` the item (retries are the same)."""
+        step = node.step
+        item = None if step.loop is None else short_value(ctx_vars.get(step.loop_var))
+        return Writer(node.id, step.name, node.host, item)
 
     def _render_args(self, spec: ActionSpec, args: Any, ctx_vars: dict[str, Any], step: Any) -> Any:
         if spec.expression_fields:
@@ -966,11 +978,22 @@ class Executor:
             result.changed = all(truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.changed_when)
         if step.failed_when:
             fail = all(truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.failed_when)
+            if fail:
+                why = "failed_when: " + " and ".join(map(str, step.failed_when)) + self._seen(step, step.failed_when, view)
+                result.msg = why + (f"; {result.msg}" if result.msg else "")
             if fail and result.status is Status.OK:
-                result.status, result.msg = Status.FAILED, result.msg or f"failed_when: {step.failed_when[0]}"
+                result.status = Status.FAILED
             elif not fail and result.status is Status.FAILED:
                 result.status = Status.OK
         return result
+
+    def _seen(self, step: Any, conditions: Iterable[Any], view: Mapping[str, Any]) -> str:
+        """` (out.rc = 1, out.stdout = '...')`: what a condition read, redacted and short;
+        nothing for a `no_log` step."""
+        if step.no_log:
+            return ""
+        values = expression_values(conditions, view, redact=self.secrets.redact_any)
+        return f" ({values})" if values else ""
 
     def _combine(self, node: Node, results: list[Result]) -> Outcome:
         step = node.step

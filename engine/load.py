@@ -28,6 +28,7 @@ from opsbook.registry import Registry
 from opsbook.template import holds_template, is_template
 from opsbook.yamlsrc import PosDict, PosList, key_position, load_yaml
 
+EXTRA_VARS = ("used", "any")
 ACTION_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
@@ -105,6 +106,7 @@ RUNBOOK_KEYWORDS: dict[str, Keyword] = {
     "timeout": Keyword(_DURATION, "Whole-run timeout."),
     "max_fail_percentage": _t("number", "Default for every step."),
     "max_errors": _t("integer", "Stop scheduling new nodes after this many failures in the run."),
+    "extra_vars": Keyword({"enum": list(EXTRA_VARS)}, "-e names besides params: `used` (the default: only names the runbook reads; others are typos) or `any` (Ansible's free-form extra vars)."),
 }
 
 # Variables the engine provides to every template; a parameter may not hide them.
@@ -215,8 +217,18 @@ class RunbookLoader:
             timeout=self._duration(data, "timeout", c),
             max_fail_percentage=self._number(data, "max_fail_percentage", c),
             max_errors=self._int(data, "max_errors", c),
+            extra_vars=self._extra_vars(data, c),
             pos=data.pos,
         )
+
+    def _extra_vars(self, data: PosDict, c: _Collector) -> str:
+        value = data.get("extra_vars", "used")
+        if value not in EXTRA_VARS:
+            c.error(data.value_pos.get("extra_vars"), f"extra_vars must be used or any, found {_kind(value)}"
+                    + did_you_mean(str(value), EXTRA_VARS),
+                    "any: accept every -e name as a variable (Ansible's extra vars); used: only names the runbook reads")
+            return "used"
+        return str(value)
 
     def _objectives(self, data: PosDict, c: _Collector) -> Objectives:
         raw = data.get("objectives")

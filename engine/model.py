@@ -189,6 +189,7 @@ class Runbook:
     timeout: float | None = None
     max_fail_percentage: float | None = None
     max_errors: int | None = None
+    extra_vars: str = "used"  # -e names accepted besides params: "used" (read somewhere) or "any"
     pos: Position | None = None
 
     def all_steps(self) -> list[Step]:

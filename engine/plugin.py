@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from opsbook.errors import PluginError
+from opsbook.evidence import evidence_file
 
 
 class Status(str, enum.Enum):
@@ -213,6 +214,7 @@ class ActionContext:
     _connect: Callable[[HostInfo], Connection] | None = None
     _output: Callable[[str], None] | None = None
     _lookup_host: Callable[[str], HostInfo] | None = None
+    _claim: Callable[[str], None] | None = None  # the run's record of who wrote which evidence file
 
     def connection(self, host: HostInfo | None = None) -> Connection:
         """The pooled connection to this node's host (or another host, for delegation)."""
@@ -246,13 +248,29 @@ class ActionContext:
             return candidate
         return self.runbook_dir / candidate
 
+    def evidence_is_folder(self, relative: str) -> bool:
+        """Whether `relative` is a folder of the evidence folder already (False for a path
+        the folder refuses anyway, so that the refusal names it as written)."""
+        if self.evidence_dir is None or relative.startswith(("/", "~")) or ".." in Path(relative).parts:
+            return False
+        return (self.evidence_dir / relative).is_dir()
+
+    def evidence_file(self, dest: str | None, name: str) -> str:
+        """Where this host's evidence goes (see `evidence_file`): `<host>/<name>` without
+        `dest`, `<dest>/<host>/<name>` when `dest` is a folder, else `dest`."""
+        return evidence_file(dest, self.host.name, name, self.evidence_is_folder)
+
     def evidence_path(self, relative: str) -> Path:
-        """A path inside the evidence folder; refuses anything that escapes it."""
+        """A path inside the evidence folder to write to; refuses anything that escapes it,
+        and a file another node (step x host) of this run already wrote."""
         if self.evidence_dir is None:
             raise PluginError("this run has no evidence folder")
         from opsbook.paths import safe_join
 
-        return safe_join(self.evidence_dir, relative)
+        path = safe_join(self.evidence_dir, relative)
+        if self._claim is not None:
+            self._claim(str(path.relative_to(self.evidence_dir.resolve())))
+        return path
 
 
 def _seconds(value: Any) -> Any:
@@ -274,6 +292,7 @@ except ImportError:  # pragma: no cover
 ActionFn = Callable[[ActionContext, Any], Result]
 InventorySource = Callable[[dict[str, list[str]]], dict[str, Any]]
 RollbackFn = Callable[[Any, Result], "tuple[str, dict[str, Any]] | None"]
+EvidenceFn = Callable[[Any, HostInfo], "list[str] | None"]
 
 
 _BUILD_LOCK = threading.Lock()
@@ -295,6 +314,13 @@ class ActionSpec:
     scalar_arg: str | None  # `plugin.action: "text"` fills this argument
     shell_fields: frozenset[str]  # argument names rendered with shell quoting
     expression_fields: frozenset[str] = frozenset()  # bare Jinja expressions (like assert's `that`)
+    # Keys the action may add to its registered value besides the standard ones (None: not
+    # declared). Declared keys let `opsbook check` call `out.stdot` a typo.
+    data: frozenset[str] | None = None
+    # The evidence files (relative paths) the action writes for its arguments on a host, when
+    # that is known without running it, else None; `check` and `run` refuse two nodes
+    # writing the same file before anything runs.
+    evidence: EvidenceFn | None = None
 
     @property
     def full_name(self) -> str:
@@ -349,6 +375,8 @@ class Plugin:
         scalar: str | None = None,
         shell: Sequence[str] = (),
         expressions: Sequence[str] = (),
+        data: Sequence[str] | None = None,
+        evidence: EvidenceFn | None = None,
     ) -> Any:
         """Register an action; its second parameter's annotation is the argument model."""
 
@@ -368,6 +396,8 @@ class Plugin:
                 scalar_arg=scalar,
                 shell_fields=frozenset(shell),
                 expression_fields=frozenset(expressions),
+                data=None if data is None else frozenset(data),
+                evidence=evidence,
             )
             return func
 

@@ -22,6 +22,7 @@ from opsbook.errors import UserError
 from opsbook.execute import RunOptions, RunSummary
 from opsbook.journal import Journal
 from opsbook.model import Runbook
+from opsbook.params import check_extra_vars
 from opsbook.registry import Registry
 from opsbook.webhook import AlertReceiver, Route  # noqa: F401 - `opsbook watch --listen`, re-exported
 
@@ -82,9 +83,15 @@ class Watcher:
         self.state = WatchState()
         self.stop = threading.Event()
         self.on_event = on_event or (lambda kind, data: None)
-        self.checks = health_steps(load_runbook(config.runbook, registry))
+        watched = load_runbook(config.runbook, registry)
+        self.checks = health_steps(watched)
         self.inventory = load_inventory_sources(config.inventory, registry)
-        self.plan = make_plan(self.checks, self.inventory, config.params)
+        # One set of -e serves the checks and the response: a name either runbook reads is
+        # fine for both, and a typo is refused now, not when the response starts.
+        responder = [load_runbook(config.respond, registry)] if config.respond else []
+        check_extra_vars([watched, *responder], config.params,
+                         {name for host in self.inventory.hosts.values() for name in host.vars})
+        self.plan = make_plan(dataclasses.replace(self.checks, extra_vars="any"), self.inventory, config.params)
 
     def probe_round(self) -> tuple[bool, list[str]]:
         """Run every health check once, read-only; (healthy, failures)."""
@@ -130,7 +137,7 @@ class Watcher:
         config = self.config
         path = config.respond or config.runbook
         self.on_event("responding", {"runbook": path, "incident_start": self.state.first_failure})
-        runbook = load_runbook(path, self.registry)
+        runbook = dataclasses.replace(load_runbook(path, self.registry), extra_vars="any")  # -e checked above
         plan = make_plan(runbook, self.inventory, config.params)
         from opsbook.approve import auto_approver
 

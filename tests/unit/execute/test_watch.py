@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from opsbook.errors import UserError
+from opsbook.errors import UserError, ValidationError
 from opsbook.watch import AlertReceiver, Route, WatchConfig, Watcher
 
 
@@ -198,3 +198,25 @@ def test_a_run_that_cannot_start_is_not_reported_started():
 def test_webhook_refuses_non_loopback():
     with pytest.raises(UserError, match="loopback only"):
         AlertReceiver("0.0.0.0", 0, [], lambda *a: "", TOKEN)
+
+
+
+def test_watch_takes_e_names_either_runbook_reads_and_refuses_typos_at_once(registry, journal, write):
+    watched = write("watched.yaml", """
+        opsbook: 1
+        name: watched
+        steps:
+          - name: answers
+            probe.tcp: {host: 127.0.0.1, port: "{{ port | default(1) }}"}
+        """)
+    respond = write("respond.yaml", """
+        opsbook: 1
+        name: respond
+        steps:
+          - name: restart
+            local.command: "echo {{ service | default('web') }}"
+        """)
+    # `service` is read by the response only, `port` by the checks only: both are fine
+    Watcher(WatchConfig(watched, respond, params={"service": "nginx", "port": 2}), registry, journal)
+    with pytest.raises(ValidationError, match='-e servce: not a parameter of runbook "watched"'):
+        Watcher(WatchConfig(watched, respond, params={"servce": "nginx"}), registry, journal)
