@@ -287,12 +287,13 @@ class Journal:
 
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
         with self._lock:
-            ids = [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY started DESC LIMIT ?", (limit,))]
+            ids = [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY rowid DESC LIMIT ?", (limit,))]
         return [self.get_run(i) for i in ids]
 
     def latest_run_id(self) -> str:
         with self._lock:
-            row = self.db.execute("SELECT id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
+            # insertion order, not the wall clock: a clock stepped back must not make `last` another run
+            row = self.db.execute("SELECT id FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()
         if row is None:
             raise RunError("the journal has no runs yet")
         return str(row[0])

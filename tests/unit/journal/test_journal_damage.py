@@ -58,3 +58,17 @@ def test_a_damaged_journal_is_named_refused_for_runs_and_recovered(tmp_path):
     assert opsbook(tmp_path, "journal", "check").returncode == 0
     assert opsbook(tmp_path, "run", str(rb)).returncode == 0
     assert len(opsbook(tmp_path, "runs").stdout.splitlines()) == 4
+
+
+def test_last_is_the_newest_run_recorded_even_when_the_clock_went_back(tmp_path):
+    """Issue 24 item 15: `last` was picked by wall-clock start; with the clock stepped back,
+    `approve last` approved another run."""
+    from opsbook.journal import Journal, RunRecord
+
+    journal = Journal(tmp_path / "j.db")
+    for run_id, started in (("first", 2000.0), ("second", 1000.0)):  # the clock stepped back between them
+        journal.create_run(RunRecord(run_id, "rb.yaml", "rb", "", {}, [], "", {}, "running", started, None,
+                                     "me", "here", 1, {}, None, {}))
+    assert journal.latest_run_id() == "second"
+    assert [r.id for r in journal.list_runs()] == ["second", "first"]
+    journal.close()
