@@ -108,7 +108,9 @@ def check(runbooks: tuple[str, ...], inventories: tuple[str, ...], extra: tuple[
     """Validate runbooks without touching any host (exit 0 valid, 1 invalid).
 
     Checks YAML, keys, types, actions and their arguments, templates (undefined names),
-    needs/cycles and, with -i, that every host pattern matches.
+    needs/cycles and, with -i, that every host pattern matches. Without -i, host patterns
+    naming hosts or groups (and variables only their hosts could define) are not
+    checked: each runbook's line says which, and everything else is checked.
     """
     from opsbook.check import check_files
 

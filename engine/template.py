@@ -329,7 +329,8 @@ def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str
 
 
 def optional_names(source: str, expression: bool = False) -> frozenset[str]:
-    """Names read only behind `| default(...)` or tested with `is defined`: not required."""
+    """Names read only behind `| default(...)` (or as the fallback of a default that is
+    itself defaulted) or tested with `is defined`: not required."""
     from jinja2 import TemplateSyntaxError, nodes
 
     text = "{{" + source + "}}" if expression else source
@@ -339,8 +340,15 @@ def optional_names(source: str, expression: bool = False) -> frozenset[str]:
         return frozenset()
     found = set()
     for node in ast.find_all(nodes.Filter):
-        if node.name in ("default", "d") and isinstance(node.node, nodes.Name):
+        if node.name not in ("default", "d"):
+            continue
+        if isinstance(node.node, nodes.Name):
             found.add(node.node.name)
+        # `a | default(b) | default(c)`: the outer default also catches an undefined `b`
+        inner = node.node
+        while isinstance(inner, nodes.Filter) and inner.name in ("default", "d"):
+            found.update(arg.name for arg in inner.args if isinstance(arg, nodes.Name))
+            inner = inner.node
     for node in ast.find_all(nodes.Test):
         if node.name in ("defined", "undefined") and isinstance(node.node, nodes.Name):
             found.add(node.node.name)
