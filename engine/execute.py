@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, _step_names
+from opsbook import dryrun
+from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, fact_names
 from opsbook.errors import JournalError, OpsbookError, TemplateError, UserError
 from opsbook.events import Event, Listener, wants_output
 from opsbook.journal import Journal, NodeRecord
@@ -36,7 +37,7 @@ from opsbook.plugin import (
 )
 from opsbook.registry import Registry
 from opsbook.secrets import SecretStore
-from opsbook.template import evaluate, holds_template, render
+from opsbook.template import evaluate, holds_template, referenced_names, render
 
 TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
 # Journal states of a node that a resume must look at again: it was running when opsbook
@@ -100,7 +101,8 @@ class HostState:
     facts: dict[str, Any] = field(default_factory=dict)
     notified: set[str] = field(default_factory=set)
     failed_blocks: set[str] = field(default_factory=set)
-    unknown: dict[str, str] = field(default_factory=dict)  # register name -> step (check mode)
+    # check mode: registered result or fact whose value check mode could not know -> the step
+    unknown: dict[str, str] = field(default_factory=dict)
 
 
 _NO_STATE = HostState()  # read-only stand-in for a host nothing has happened to yet
@@ -225,6 +227,12 @@ class Executor:
         self._hostvars = HostVars(self)
         self._runbook_dir = Path(plan.runbook.path).resolve().parent
         self._groups = {g: [h.name for h in plan.inventory.hosts_of(g)] for g in plan.inventory.groups}
+        # check mode (see opsbook.dryrun): each done node's unmade changes upstream of it and
+        # its own; nodes whose failure is the runbook's own (never excused); names steps read
+        self._deps = plan.dependencies() if self.opts.check else {}
+        self._unmade: dict[str, frozenset[dryrun.Unmade]] = {}
+        self._own_fault: set[str] = set()
+        self._inputs: dict[str, frozenset[str]] = {}
 
     # -- events ------------------------------------------------------------------------------
     def emit(self, kind: str, node: Node | None = None, **data: Any) -> None:
@@ -544,6 +552,8 @@ class Executor:
         self._deadline.pop(node.id, None)
         self._cancel.pop(node.id, None)
         self._ahead.discard(node.id)
+        if self._deps:
+            self._note_unmade(node, outcome)
         if node.kind == BARRIER:
             return
         step = node.step
@@ -556,13 +566,16 @@ class Executor:
             return
         state = self._state(node.host)
         # run_once: the one result counts for every host the step was meant for (Ansible)
+        unknown = outcome.status is Status.UNKNOWN
         for name in (node.leaf.scope or (node.host,)) if step.run_once else (node.host,):  # type: ignore[union-attr]
             target = self._state(name)
             if step.register and outcome.registered is not None:
                 target.registered[step.register] = outcome.registered
-                if outcome.status is Status.UNKNOWN:
-                    target.unknown[step.register] = step.name
+                self._mark_known(target, (step.register,), step.name if unknown else None)
             target.facts.update(outcome.result.facts)
+            self._mark_known(target, outcome.result.facts, None)
+            if unknown:  # the facts it would have set are unknown too, like its register
+                self._mark_known(target, fact_names(step), step.name)
             target.notified.update(outcome.notify)  # a run_once step notifies for every host (Ansible)
         failed = outcome.status in (Status.FAILED, Status.TIMED_OUT) and not step.ignore_errors
         if failed:
@@ -571,6 +584,55 @@ class Executor:
             self.emit("node_finished", node, status=outcome.status.value, msg=outcome.result.msg,
                       changed=outcome.result.changed, duration=round(outcome.finished - outcome.started, 6)
                       if outcome.finished else 0.0, restored=restored)
+
+    @staticmethod
+    def _mark_known(state: HostState, names: Iterable[str], unknown_by: str | None) -> None:
+        """Names now holding a value check mode knows (None), or one it cannot know."""
+        for name in names:
+            if unknown_by is None:
+                state.unknown.pop(name, None)
+            else:
+                state.unknown[name] = unknown_by
+
+    # -- check mode: changes not made (see opsbook.dryrun) -----------------------------------
+    def _upstream_unmade(self, node_id: str) -> frozenset[dryrun.Unmade]:
+        deps = self._deps.get(node_id, ())
+        if len(deps) == 1:
+            return self._unmade.get(deps[0], frozenset())
+        return frozenset().union(*(self._unmade.get(d, frozenset()) for d in deps))
+
+    def _note_unmade(self, node: Node, outcome: Outcome) -> None:
+        """Remember the unmade changes upstream of a done node, and its own (lock held)."""
+        unmade = self._upstream_unmade(node.id)
+        if node.kind != BARRIER and node.host is not None:
+            step = node.step
+            dry = self.opts.check if step.check_mode is None else step.check_mode
+            if dry and dryrun.leaves_unmade(step, self._spec(step), outcome.status, outcome.result.changed):
+                own = dryrun.Unmade(node.leaf.order, step.name, node.host, "mitigation" in step.marks)  # type: ignore[union-attr]
+                unmade = unmade | {own}
+        self._unmade[node.id] = unmade
+
+    def _reads_unknown(self, node: Node) -> Outcome | None:
+        """Rule 1 of opsbook.dryrun: a node reading a value check mode could not know."""
+        step = node.step
+        state = self.host_states.get(node.host or "", _NO_STATE)
+        if not state.unknown:
+            return None
+        inputs = self._inputs.get(step.id)
+        if inputs is None:
+            inputs = self._inputs[step.id] = dryrun.input_names(step)
+        deps = sorted(inputs & set(state.unknown))
+        if not deps:
+            return None
+        steps = dict.fromkeys(state.unknown[d] for d in deps)
+        return _unknown("depends on " + ", ".join(f'"{s}"' for s in steps) + " (unknown in check mode)")
+
+    def _observes_unmade(self, node: Node, spec: ActionSpec) -> Outcome | None:
+        """Rule 2 of opsbook.dryrun: a node observing what an unmade change would alter."""
+        if not dryrun.observes(node.step, spec):
+            return None
+        unmade = dryrun.before(node, self._upstream_unmade(node.id))
+        return _unknown(dryrun.observation_reason(unmade)) if unmade else None
 
     def _host_failed(self, node: Node, state: HostState) -> None:
         # Ansible's block semantics: the rest of each enclosing block is skipped up to the
@@ -659,12 +721,10 @@ class Executor:
         spec = self._spec(step)
         if spec is None:
             return _outcome(Status.FAILED, f"plugin action {action.name} is not installed")
-        state = self.host_states.get(node.host or "", _NO_STATE)
-        if self.opts.check and state.unknown:
-            deps = sorted(_step_names(step) & set(state.unknown))
-            if deps:
-                return _outcome(Status.UNKNOWN, "depends on " + ", ".join(f'"{state.unknown[d]}"' for d in deps)
-                                + " (unknown in check mode)", registered=Result.unknown("").registered())
+        if self.opts.check:
+            unknown = self._reads_unknown(node)
+            if unknown is not None:
+                return unknown
         try:
             ctx_vars = self.context_for(node) if self._needs_context(step) else self._host_only(node)
             if step.loop is None:
@@ -686,6 +746,10 @@ class Executor:
                     return out
         except UserError as exc:
             return _outcome(Status.FAILED, _user_message(exc))
+        if self.opts.check:
+            unknown = self._observes_unmade(node, spec)
+            if unknown is not None:
+                return unknown
         prior = self.prior.get(node.id)
         if prior is not None and prior.status in IN_DOUBT:
             resolved = self._in_doubt(node, spec, ctx_vars)
@@ -733,6 +797,10 @@ class Executor:
             if cancel.is_set():
                 break
         outcome = self._combine(node, results)
+        if self.opts.check and outcome.status in (Status.FAILED, Status.TIMED_OUT) and node.id not in self._own_fault:
+            unmade = dryrun.before(node, self._upstream_unmade(node.id))
+            if unmade:  # rule 3 of opsbook.dryrun
+                self._excuse(node, outcome, unmade)
         outcome.started, outcome.finished = start, time.time()
         if outcome.status is Status.OK and node.host:
             self._taken_out.setdefault(step.id, set()).add(node.host)
@@ -752,6 +820,17 @@ class Executor:
         # that registered its undo commits its result at once, next to that undo.
         self._record(node, outcome, buffered=pure or (node.id in self._ahead and not undo))
         return outcome
+
+    @staticmethod
+    def _excuse(node: Node, outcome: Outcome, unmade: list[dryrun.Unmade]) -> None:
+        dryrun.excuse(outcome.result, unmade)
+        outcome.status = Status.UNKNOWN
+        outcome.notify = []
+        if outcome.registered is not None:
+            items = outcome.registered.get("results")
+            outcome.registered = outcome.result.registered()
+            if items is not None:
+                outcome.registered["results"] = items
 
     @staticmethod
     def _false_condition(step: Any, ctx_vars: Mapping[str, Any]) -> Any:
@@ -775,6 +854,8 @@ class Executor:
             attempt += 1
             result = self._call(node, spec, ctx_vars, cancel)
             result.attempts = attempt
+            if result.status is Status.UNKNOWN and step.changed_when:
+                result.changed = self._changed_unknown(step, ctx_vars)
             if result.status is Status.UNKNOWN or cancel.is_set():
                 return result
             try:
@@ -794,6 +875,7 @@ class Executor:
                 elif not result.failed_ or attempt > step.retries:
                     return result
             except UserError as exc:
+                self._own_fault.add(node.id)
                 return Result.failed(_user_message(exc))
             self.emit("node_output", node, line=f"attempt {attempt} failed, retrying in {delay:g}s: {result.msg}")
             if cancel.wait(delay):
@@ -814,8 +896,10 @@ class Executor:
                     # (Actions treat their arguments as read-only.)
                     self._static_args[step.id] = parsed
         except UserError as exc:
+            self._own_fault.add(node.id)
             return Result.failed(_user_message(exc))
         except Exception as exc:  # noqa: BLE001 - pydantic validation of rendered arguments
+            self._own_fault.add(node.id)
             return Result.failed(f"{spec.full_name}: invalid arguments after rendering: {_pydantic_msg(exc)}")
         check = self.opts.check if step.check_mode is None else step.check_mode
         if check and not spec.supports_check:
@@ -879,6 +963,21 @@ class Executor:
             self.secrets.add("become_password", str(password))
         return Become(step.become_user or str(ctx_vars.get("ansible_become_user", "root")),
                       str(password) if password else None)
+
+    @staticmethod
+    def _changed_unknown(step: Any, ctx_vars: dict[str, Any]) -> bool:
+        """`changed_when` of a step check mode did not run: decided when it does not read
+        the step's own result (`changed_when: false`), else it may change (True)."""
+        own = {"result"} | ({step.register} if step.register else set())
+        for cond in step.changed_when:  # ANDed: one that is decidably false decides
+            try:
+                if isinstance(cond, str) and referenced_names(cond, expression=True) & own:
+                    continue
+                if not truthy(cond if isinstance(cond, bool) else evaluate(cond, ctx_vars, step.pos)):
+                    return False
+            except UserError:
+                continue
+        return True
 
     def _apply_overrides(self, step: Any, result: Result, ctx_vars: dict[str, Any]) -> Result:
         if not (step.failed_when or step.changed_when):
@@ -1209,6 +1308,11 @@ def _skipped_item(step: Any, item: Any, false: Any) -> Result:
     """A loop item whose `when` was false, as it appears in the registered results."""
     return Result(status=Status.SKIPPED, msg=f"when: {false} is false",
                   data={step.loop_var: item, "ansible_loop_var": step.loop_var})
+
+
+def _unknown(reason: str) -> Outcome:
+    """A node check mode leaves `unknown` without running it; its register says so too."""
+    return _outcome(Status.UNKNOWN, reason, registered=Result.unknown(reason).registered())
 
 
 def _outcome(status: Status, msg: str, registered: dict[str, Any] | None = None) -> Outcome:

@@ -293,6 +293,7 @@ class ActionSpec:
     scalar_arg: str | None  # `plugin.action: "text"` fills this argument
     shell_fields: frozenset[str]  # argument names rendered with shell quoting
     expression_fields: frozenset[str] = frozenset()  # bare Jinja expressions (like assert's `that`)
+    observes: bool = False  # only looks at (or waits for) state: probes, waits (see opsbook.dryrun)
 
     @property
     def full_name(self) -> str:
@@ -347,6 +348,7 @@ class Plugin:
         scalar: str | None = None,
         shell: Sequence[str] = (),
         expressions: Sequence[str] = (),
+        observes: bool = False,
     ) -> Any:
         """Register an action; its second parameter's annotation is the argument model."""
 
@@ -366,6 +368,7 @@ class Plugin:
                 scalar_arg=scalar,
                 shell_fields=frozenset(shell),
                 expression_fields=frozenset(expressions),
+                observes=observes,
             )
             return func
 
