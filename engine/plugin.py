@@ -110,12 +110,15 @@ class Result:
             attempts=self.attempts,
         )
         if self.rc is not None or self.stdout or self.stderr:
+            # Ansible's command modules strip the trailing newlines (`echo 20%` registers
+            # "20%"); the journal keeps the output as it came.
+            stdout, stderr = self.stdout.rstrip("\r\n"), self.stderr.rstrip("\r\n")
             value.update(
                 rc=self.rc,
-                stdout=self.stdout,
-                stderr=self.stderr,
-                stdout_lines=self.stdout.splitlines(),
-                stderr_lines=self.stderr.splitlines(),
+                stdout=stdout,
+                stderr=stderr,
+                stdout_lines=stdout.splitlines(),
+                stderr_lines=stderr.splitlines(),
             )
         return value
 
