@@ -149,14 +149,13 @@ class _Builder:
         self.context = self._static_context()
 
     def _static_context(self) -> dict[str, Any]:
+        """What patterns and block loops see: params, groups and the runbook vars that do
+        not depend on a host (those are left out), in the run's precedence."""
+        from opsbook.variables import Scope
+
         groups = {name: [h.name for h in self.inv.hosts_of(name)] for name in self.inv.groups}
-        ctx: dict[str, Any] = {"params": self.params, "groups": groups, **self.params}
-        for key, value in self.rb.vars.items():
-            try:
-                ctx[key] = render(value, ctx)
-            except Exception:  # noqa: BLE001 - host-dependent vars are rendered per host later
-                pass
-        return ctx
+        base = {"params": self.params, "groups": groups}
+        return Scope(base, self.rb.vars, self.params).resolve(drop_unrendered=True)
 
     # -- leaves ---------------------------------------------------------------------------
     def add_sequence(self, steps: Sequence[Step], hosts: str, sections: tuple[Section, ...],

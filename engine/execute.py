@@ -22,7 +22,7 @@ from typing import Any
 
 from opsbook import dryrun
 from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, fact_names
-from opsbook.errors import JournalError, OpsbookError, TemplateError, UserError
+from opsbook.errors import JournalError, OpsbookError, UserError
 from opsbook.events import Event, Listener, wants_output
 from opsbook.journal import Journal, NodeRecord
 from opsbook.plugin import (
@@ -38,13 +38,13 @@ from opsbook.plugin import (
 from opsbook.registry import Registry
 from opsbook.secrets import SecretStore
 from opsbook.template import evaluate, holds_template, referenced_names, render
+from opsbook.variables import EMPTY, Scope, builtin_names, render_args
 
 TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
 # Journal states of a node that a resume must look at again: it was running when opsbook
 # died ("started"), or a previous resume could not settle it ("unknown").
 IN_DOUBT = ("started", "unknown")
 ROLLBACK_TIMEOUT = 300.0  # seconds each inverse action gets
-OMIT = "__omit__"  # Ansible's `omit`: an argument rendered to this is dropped
 
 
 @dataclass
@@ -691,27 +691,15 @@ class Executor:
         return host.vars  # type: ignore[return-value]  # read-only use: become settings
 
     def context_for(self, node: Node, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Template variables, lowest precedence first: inventory, runbook vars, facts and
-        registered results, step vars, then params (like Ansible's extra vars)."""
+        """Template variables of a node, in the precedence of opsbook.variables (the plan
+        view renders with the same)."""
         name = node.host or "localhost"
         host = self.hostinfo(name) if node.host else HostInfo("localhost", {})
         state = self.host_states.get(name, _NO_STATE)
-        ctx: dict[str, Any] = dict(host.vars)
-        ctx.update(inventory_hostname=name, groups=self._groups, hostvars=self._hostvars,
-                   params=self.plan.params, run={"id": self.run_id, "check": self.opts.check},
-                   runbook_dir=str(self._runbook_dir),
-                   host={"name": name, "address": host.address, "vars": host.vars})
-        ctx.update(self.plan.params)
-        for key, value in self.plan.runbook.vars.items():
-            ctx[key] = _render_soft(value, ctx)
-        ctx.update(state.facts)
-        ctx.update(state.registered)
-        for key, value in node.step.vars.items():
-            ctx[key] = _render_soft(value, ctx)
-        if extra:
-            ctx.update(extra)
-        ctx.update(self.plan.params)
-        return ctx
+        base = builtin_names(name, host.vars, self._groups, self.plan.params, str(self._runbook_dir))
+        base.update(hostvars=self._hostvars, run={"id": self.run_id, "check": self.opts.check})
+        return Scope(base, self.plan.runbook.vars, self.plan.params, (state.facts, state.registered),
+                     node.step.vars, extra or EMPTY).resolve()
 
     def _run_node(self, node: Node, pure: bool = False) -> Outcome:
         step = node.step
@@ -936,23 +924,9 @@ class Executor:
                 result.msg = result.msg or "cancelled"
         return result
 
-    def _render_args(self, spec: ActionSpec, args: Any, ctx_vars: dict[str, Any], step: Any) -> Any:
-        if spec.expression_fields:
-            if not isinstance(args, dict) and spec.scalar_arg in spec.expression_fields:
-                args = {spec.scalar_arg: args}
-            if isinstance(args, dict):
-                evaluated = {k: _evaluate_all(v, ctx_vars, step.pos) for k, v in args.items()
-                             if k in spec.expression_fields}
-                rest = {k: v for k, v in args.items() if k not in spec.expression_fields}
-                return {**self._render_args(spec.without_expressions(), rest, ctx_vars, step), **evaluated}
-        if isinstance(args, dict):
-            # Only a command line is shell-quoted; a list in the same field is an argv (no shell).
-            rendered = {k: render(v, ctx_vars, shell=k in spec.shell_fields and isinstance(v, str), pos=step.pos)
-                        for k, v in args.items()}
-            return {k: v for k, v in rendered.items() if v != OMIT}  # Ansible's `omit`
-        if spec.scalar_arg in spec.shell_fields and isinstance(args, str):
-            return render(args, ctx_vars, shell=True, pos=step.pos)
-        return render(args, ctx_vars, pos=step.pos)
+    @staticmethod
+    def _render_args(spec: ActionSpec, args: Any, ctx_vars: dict[str, Any], step: Any) -> Any:
+        return render_args(spec, args, ctx_vars, step.pos)
 
     def _become(self, step: Any, ctx_vars: Mapping[str, Any]) -> Become | None:
         become = step.become if step.become is not None else bool(ctx_vars.get("ansible_become", False))
@@ -1319,23 +1293,6 @@ def _outcome(status: Status, msg: str, registered: dict[str, Any] | None = None)
     now = time.time()
     return Outcome(status, Result(status=status, msg=msg), registered, [], now, now)
 
-
-
-def _evaluate_all(value: Any, ctx: Mapping[str, Any], pos: Any) -> Any:
-    """Bare expressions (Ansible's `that:`/`when:` style), one or a list."""
-    if isinstance(value, list):
-        return [_evaluate_all(v, ctx, pos) for v in value]
-    if isinstance(value, str):
-        return evaluate(value, ctx, pos)
-    return value
-
-
-def _render_soft(value: Any, ctx: Mapping[str, Any]) -> Any:
-    """Render a variable; if it needs something not known yet, keep the template."""
-    try:
-        return render(value, ctx)
-    except TemplateError:
-        return value
 
 
 def _user_message(exc: UserError) -> str:
