@@ -187,3 +187,58 @@ def test_valid_runbook_loads_with_positions(load):
     assert (first.id, first.retries, first.delay) == ("first", 2, 0.5)
     assert first.action.pos.line == 6
     assert [s.id for s in rb.all_steps()] == ["first", "block", "local-noop", "local-noop-2"]
+
+
+def test_notify_naming_no_handler_is_an_error_with_did_you_mean(load):
+    """Issue 15 item 6: Ansible fails on a notify that no handler answers to; so do we, earlier."""
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: change config
+                local.noop: {}
+                notify: restart ap
+              - name: two
+                local.noop: {}
+                notify: [config changed, reload everything]
+            handlers:
+              - name: restart app
+                local.noop: {}
+              - name: reload
+                listen: [config changed]
+                local.noop: {}
+                notify: restrat app
+            """)
+    assert messages(err.value) == [
+        '6:13: notify: no handler is called "restart ap" (did you mean "restart app"?)',
+        '9:30: notify: no handler is called "reload everything"',
+        '16:13: notify: no handler is called "restrat app" (did you mean "restart app"?)',
+    ]
+    assert err.value.diagnostics[0].hint == "handlers answer to their name, id or listen: names: config changed, reload, restart app"
+
+
+def test_notify_of_a_handler_by_name_id_or_listen_loads(load):
+    runbook = load("""
+        opsbook: 1
+        name: t
+        steps:
+          - {name: a, local.noop: {}, notify: [Restart App, restart-app, topic]}
+        handlers:
+          - {name: Restart App, local.noop: {}, listen: topic}
+        """)
+    assert runbook.steps[0].notify == ("Restart App", "restart-app", "topic")
+
+
+def test_a_templated_notify_is_an_error_since_names_are_not_rendered(load):
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - {name: a, local.noop: {}, notify: "restart {{ svc }}"}
+            handlers:
+              - {name: restart web, local.noop: {}}
+            """)
+    assert messages(err.value) == [
+        '4:39: notify: "restart {{ svc }}" is a template; handler names are matched as written, not rendered']
