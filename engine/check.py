@@ -113,8 +113,8 @@ def check_one(path: str, registry: Registry, inputs: _Inputs, report: CheckRepor
     try:
         plan, problems = compile_steps(runbook, inventory, params, opaque_patterns=not inputs.given)
     except UserError as exc:  # parameters that cannot be resolved: hosts unknown
-        names = undefined_names(runbook, inventory).errors if inputs.given else []
-        report.diagnostics += names + exc.diagnostics
+        undefined = undefined_names(runbook, inventory).errors if inputs.given else []
+        report.diagnostics += undefined + exc.diagnostics
         return
     names = undefined_names(runbook, inventory, set(plan.unresolved))
     report.diagnostics += names.errors + problems

@@ -100,7 +100,7 @@ def _names(sources: Iterable[tuple[str, bool]]) -> set[str]:
     for source, expression in sources:
         try:
             names |= referenced_names(source, expression=expression)
-        except Exception:  # noqa: BLE001 - a syntax error fails the node when it renders
+        except Exception:  # noqa: BLE001, S112 - a syntax error fails the node when it renders
             continue
     return names
 

@@ -89,8 +89,8 @@ class Tour:
 
     def run(self, line: str, *extra: str, timeout: float = 120) -> Ran:
         argv = self.argv(line) + list(extra)
-        proc = subprocess.run(argv, cwd=self.cwd, env=self.env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(argv, check=False, cwd=self.cwd, env=self.env, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         return Ran(argv, proc.returncode, proc.stdout, proc.stderr)
 
     def background(self, line: str, *extra: str) -> subprocess.Popen[str]:
