@@ -100,9 +100,20 @@ def gather(journal: Journal, run_id: str, registry: Any = None) -> RunView:
     """Read one run from the journal, and its runbook's step names and marks if it still exists."""
     run = journal.get_run(run_id)
     nodes = sorted(journal.nodes(run.id).values(), key=lambda n: (n.started or n.finished or 0.0, n.node_id))
-    view = RunView(run, nodes, journal.approvals(run.id), journal.rollbacks(run.id), journal.events(run.id))
+    view = RunView(run, nodes, journal.approvals(run.id), _rollbacks(journal, run), journal.events(run.id))
     _attach_runbook(view, registry)
     return view
+
+
+def _rollbacks(journal: Journal, run: Any) -> list[dict[str, Any]]:
+    """The run's rollback entries; after a success, the undos it recorded were not needed
+    (they stay `pending` in the journal: a later `retry` that fails may still need them)."""
+    entries = journal.rollbacks(run.id)
+    if run.status == "succeeded":
+        for entry in entries:
+            if entry["status"] == "pending":
+                entry["status"] = "not needed"
+    return entries
 
 
 def _attach_runbook(view: RunView, registry: Any) -> None:
@@ -428,6 +439,8 @@ def _rollbacks_text(view: RunView) -> str:
         return "none recorded"
     done = sum(r["status"] == "done" for r in view.rollbacks)
     failed = sum(r["status"] == "failed" for r in view.rollbacks)
+    if all(r["status"] == "not needed" for r in view.rollbacks):
+        return f"{len(view.rollbacks)} recorded, not needed (the run succeeded)"
     text = f"{done} of {len(view.rollbacks)} done"
     return text + (f", {failed} failed" if failed else "")
 

@@ -255,6 +255,8 @@ def test_show_last_gives_the_timeline_and_the_rto(tour: Tour) -> None:
     result = ran(tour, "opsbook show last")
     assert result.rc == 0, str(result)
     assert "SUCCEEDED" in result.out and re.search(r"RTO .* against 30\.0s: met", result.out), str(result)
+    assert "rollbacks: 1 recorded, not needed (the run succeeded)" in result.out, str(result)
+    assert "pending" not in result.out, str(result)
 
 
 def test_report_last_writes_one_html_page(tour: Tour) -> None:
