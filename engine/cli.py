@@ -21,6 +21,8 @@ _inventory_opt = click.option("-i", "--inventory", "inventories", multiple=True,
                               help="Ansible inventory (INI/YAML file or directory); repeat to merge.")
 _extra_opt = click.option("-e", "--extra-vars", "extra", multiple=True, metavar="K=V",
                           help="Parameter or variable: key=value, a JSON object, or @file.yaml; repeatable.")
+_secret_opt = click.option("--secret", "secrets", multiple=True, metavar="NAME=SRC",
+                           help="Secret parameter from env:VAR or file:PATH; redacted everywhere.")
 _journal_opt = click.option("--journal", "journal_path", envvar="OPSBOOK_JOURNAL", metavar="PATH",
                             help="SQLite journal (default $XDG_STATE_HOME/opsbook/journal.db).")
 
@@ -137,12 +139,14 @@ def _extra(extra: tuple[str, ...]) -> dict[str, Any]:
     return parse_extra_vars(list(extra))
 
 
-def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...]) -> Any:
+def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...]) -> Any:
     from opsbook.api import load_inventory_sources, load_runbook, make_plan
+    from opsbook.secrets import SecretStore
 
     registry = _registry()
     rb = load_runbook(runbook, registry)
-    return make_plan(rb, load_inventory_sources(list(inventories), registry), _extra(extra)), registry
+    given = {**_extra(extra), **_secret_params({"secrets": secrets}, SecretStore())}
+    return make_plan(rb, load_inventory_sources(list(inventories), registry), given), registry
 
 
 # -- plan / graph --------------------------------------------------------------------------
@@ -152,12 +156,14 @@ def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...]) ->
 @click.argument("runbook", type=click.Path())
 @_inventory_opt
 @_extra_opt
+@_secret_opt
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], fmt: str) -> None:
+def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...],
+         fmt: str) -> None:
     """Show every node (step x host) with rendered arguments and dependencies; contacts nothing."""
     from opsbook.planview import plan_json, plan_text
 
-    the_plan, registry = _plan(runbook, inventories, extra)
+    the_plan, registry = _plan(runbook, inventories, extra, secrets)
     if fmt == "json":
         import json
 
@@ -170,15 +176,16 @@ def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], fmt
 @click.argument("runbook", type=click.Path())
 @_inventory_opt
 @_extra_opt
+@_secret_opt
 @click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "svg", "png"]), default="dot", show_default=True)
 @click.option("-o", "--output", type=click.Path(), help="Write here instead of stdout (required for png).")
 @click.option("--steps", "by_step", is_flag=True, help="One box per step instead of per step x host.")
-def graph(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], fmt: str, output: str | None,
-          by_step: bool) -> None:
+def graph(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...], fmt: str,
+          output: str | None, by_step: bool) -> None:
     """Draw the plan's dependency graph (DOT, Mermaid, or an SVG/PNG image via Graphviz)."""
     from opsbook.planview import graph_dot, graph_mermaid, render_image
 
-    the_plan, _ = _plan(runbook, inventories, extra)
+    the_plan, _ = _plan(runbook, inventories, extra, secrets)
     if fmt == "mermaid":
         text: str | bytes = graph_mermaid(the_plan, by_step)
     elif fmt == "dot":
@@ -218,8 +225,7 @@ def _run_options(f: Any) -> Any:
         click.option("--max-errors", type=int, help="Stop scheduling after this many failed nodes."),
         click.option("--format", "fmt", type=click.Choice(["auto", "text", "json"]), default="auto",
                      help="Live progress (TTY), plain lines, or one JSON event per line."),
-        click.option("--secret", "secrets", multiple=True, metavar="NAME=SRC",
-                     help="Secret parameter from env:VAR or file:PATH; redacted everywhere."),
+        _secret_opt,
         click.option("--ask", "ask", multiple=True, metavar="NAME", help="Prompt for a secret parameter (no echo)."),
         click.option("--approval-timeout", default="1h", show_default=True, metavar="DURATION",
                      help="How long to wait for `opsbook approve` when there is no TTY."),
@@ -326,16 +332,18 @@ def _request(kw: dict[str, Any], inventories: list[str]) -> Any:
 
 
 def _secret_params(kw: dict[str, Any], request: Any) -> dict[str, Any]:
+    """--secret and --ask values, added to `request` (a RunRequest or a SecretStore)."""
+    store = getattr(request, "secrets", request)
     out: dict[str, Any] = {}
     for item in kw.get("secrets") or ():
         name, _, source = item.partition("=")
         if not source:
             raise click.UsageError(f"--secret {item}: expected NAME=env:VAR or NAME=file:PATH")
-        out[name] = request.secrets.resolve(name, source)
+        out[name] = store.resolve(name, source)
     for name in kw.get("ask") or ():
         if not sys.stdin.isatty():
             raise click.UsageError(f"--ask {name} needs a terminal; use --secret {name}=env:VAR instead")
-        out[name] = request.secrets.add(name, click.prompt(f"{name}", hide_input=True))
+        out[name] = store.add(name, click.prompt(f"{name}", hide_input=True))
     return out
 
 

@@ -71,9 +71,10 @@ def resolve_params(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
         elif param.default is not None:
             value = coerce(param, param.default) if not isinstance(param.default, str) or "{{" not in param.default else param.default
         elif param.required:
+            how = (f"pass it with --secret {param.name}=env:VAR (or file:PATH)" if param.secret
+                   else f"pass it with -e {param.name}=VALUE")
             problems.append(Diagnostic(param.pos, f'missing required parameter "{param.name}"'
-                                       + (f" ({param.description})" if param.description else ""),
-                                       f"pass it with -e {param.name}=VALUE"))
+                                       + (f" ({param.description})" if param.description else ""), how))
             continue
         else:
             value = None
