@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -410,6 +411,19 @@ def _args_model(func: Callable[..., Any]) -> type:
             f"action {func.__name__}: annotate its args parameter with a pydantic model"
         )
     return model  # type: ignore[no-any-return]
+
+
+_HELP_HINT = re.compile(r"^(?:(?:try|see)\b.*(?:--help|\bman\b)|usage:)", re.IGNORECASE)
+
+
+def failure_summary(output: str, lines: int = 2, width: int = 300) -> str:
+    """What a failed command's message should quote of its output: the last `lines`
+    non-empty lines, without the "Try 'ls --help' for more information." and "usage:" lines
+    that many tools end with (the line before them says what went wrong), at most `width`
+    characters (the end kept). The whole output stays in the result's stdout/stderr."""
+    kept = [line.strip() for line in output.splitlines() if line.strip() and not _HELP_HINT.match(line.strip())]
+    text = " / ".join(kept[-lines:])
+    return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
 def truthy(value: Any) -> bool:

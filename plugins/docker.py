@@ -50,6 +50,7 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Seconds,
+    failure_summary,
     truthy,
 )
 from pydantic import BaseModel, ConfigDict, Field
@@ -902,7 +903,9 @@ def exec_(ctx: ActionContext, args: ExecArgs) -> Result:
         reason = done.stderr.rsplit("[opsbook] ", 1)[-1]
         return Result.failed(f"command in {target.name} {reason}; it was killed", **fields)
     if done.rc not in args.ok_rc:
-        return Result.failed(f"command in {target.name} exited with {done.rc}", **fields)
+        said = failure_summary(done.stderr)
+        return Result.failed(f"command in {target.name} exited with {done.rc}" + (f": {said}" if said else ""),
+                             **fields)
     return Result.ok(**fields)
 
 

@@ -29,6 +29,7 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Status,
+    failure_summary,
     truthy,
 )
 from pydantic import BaseModel, ConfigDict, Field
@@ -190,8 +191,8 @@ def _command_result(res: CommandResult, ok_rc: list[int], ctx: ActionContext) ->
         return Result(status=Status.TIMED_OUT, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
                       msg="cancelled (timeout)", changed=True)
     status = Status.OK if res.rc in ok_rc else Status.FAILED
-    msg = "" if status is Status.OK else f"command exited with rc={res.rc}" + (
-        f": {res.stderr.strip().splitlines()[-1]}" if res.stderr.strip() else "")
+    said = failure_summary(res.stderr)
+    msg = "" if status is Status.OK else f"command exited with rc={res.rc}" + (f": {said}" if said else "")
     return Result(status=status, rc=res.rc, stdout=res.stdout, stderr=res.stderr, msg=msg, changed=True)
 
 

@@ -45,6 +45,7 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Status,
+    failure_summary,
 )
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -166,8 +167,8 @@ class _StepFailed(OpsbookError):
 
 
 def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    """What a failed command said (see opsbook.plugin.failure_summary)."""
+    return failure_summary(text)
 
 
 def _command_result(res: CommandResult, ok_rc: Sequence[int], cmd: Any) -> Result:
