@@ -8,6 +8,8 @@ bombs and absurd nesting are refused with a LoadError instead of a hang or a tra
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable
 from typing import Any
 
@@ -139,7 +141,7 @@ def load_yaml(text: str, filename: str = "<string>") -> Any:
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        raise _syntax_error(exc, filename) from None
+        raise _syntax_error(exc, filename, text) from None
     except yaml.YAMLError as exc:
         raise LoadError(f"invalid YAML: {exc}", Position(filename)) from None
     except RecursionError:
@@ -152,7 +154,7 @@ def load_yaml(text: str, filename: str = "<string>") -> Any:
     try:
         data = builder.build(node)
     except yaml.MarkedYAMLError as exc:
-        raise _syntax_error(exc, filename) from None
+        raise _syntax_error(exc, filename, text) from None
     except RecursionError:
         raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", Position(filename)) from None
     if builder.problems:
@@ -172,7 +174,7 @@ def load_yaml_file(path: str) -> Any:
     return load_yaml(text, path)
 
 
-def _syntax_error(exc: yaml.MarkedYAMLError, filename: str) -> LoadError:
+def _syntax_error(exc: yaml.MarkedYAMLError, filename: str, text: str = "") -> LoadError:
     mark = exc.problem_mark or exc.context_mark
     pos = Position(filename, mark.line + 1, mark.column + 1) if mark else Position(filename)
     problem = exc.problem or "invalid YAML"
@@ -181,14 +183,45 @@ def _syntax_error(exc: yaml.MarkedYAMLError, filename: str) -> LoadError:
     if "tab" in problem:
         hint = "YAML indentation must use spaces, not tabs"
     elif "mapping values are not allowed" in problem:
-        hint = 'a value containing ": " must be quoted, e.g. cmd: "echo a: b"'
+        hint = _over_indented(text, mark) or 'a value containing ": " must be quoted, e.g. cmd: "echo a: b"'
     elif "found character '%'" in problem or "found undefined tag" in problem:
         hint = "quote the value"
     elif "expected <block end>" in problem or "could not find expected ':'" in problem:
         hint = "check the indentation of this line and the one before it"
+    elif "did not find expected key" in problem:
+        hint = "check the indentation of this line: a key lines up with the keys beside it"
     elif "{{" in str(exc) or "found unhashable key" in problem:
         hint = 'a value starting with "{{" must be quoted: key: "{{ var }}"'
     return LoadError(f"invalid YAML: {problem}{context}", pos, hint)
+
+
+_KEY_ONLY = re.compile(r"^(\s+)([^\s:#][^:#]*)$")
+_KEY_LINE = re.compile(r"^(\s*)(?:- +)?([^\s:#'\"][^:#]*):(?:\s|$)")
+
+
+def _over_indented(text: str, mark: Any) -> str:
+    """The hint for `key: value` on a line indented deeper than the key above it, which YAML
+    reads as the rest of that key's value (then trips on the colon): '' if not that case."""
+    if mark is None or not text:
+        return ""
+    lines = text.splitlines()
+    if mark.line >= len(lines):
+        return ""
+    line = lines[mark.line][:mark.column]
+    found = _KEY_ONLY.match(line)
+    if not found:
+        return ""  # the colon is not the first of its line: a value holding ": "
+    indent, key = len(found.group(1)), found.group(2).strip()
+    for above in reversed(lines[:mark.line]):
+        other = _KEY_LINE.match(above)
+        if other is None:
+            continue  # a blank line, a comment, or more of the value
+        column = len(above) - len(above.lstrip(" -"))  # where its key starts, after any "- "
+        if column >= indent:
+            return ""
+        return (f'"{key}:" is indented deeper than "{other.group(2).strip()}:" above it, so YAML reads it '
+                f'as part of that value: indent "{key}:" like the keys beside it')
+    return ""
 
 
 def position_of(data: Any, path: Iterable[Any], fallback: Position | None = None) -> Position | None:

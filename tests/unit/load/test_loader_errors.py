@@ -242,3 +242,26 @@ def test_a_templated_notify_is_an_error_since_names_are_not_rendered(load):
             """)
     assert messages(err.value) == [
         '4:39: notify: "restart {{ svc }}" is a template; handler names are matched as written, not rendered']
+
+
+def test_an_over_indented_key_gets_an_indentation_hint_not_a_quoting_one(load):
+    """Issue 15 item 8: YAML reads the deeper line as the rest of the value above it."""
+    with pytest.raises(LoadError) as err:
+        load("opsbook: 1\nname: t\nsteps:\n  - name: a\n    local.command: echo hi\n      retries: 3\n")
+    assert (err.value.position.line, err.value.position.column) == (6, 14)
+    assert err.value.hint == ('"retries:" is indented deeper than "local.command:" above it, so YAML reads it as '
+                              'part of that value: indent "retries:" like the keys beside it')
+
+
+def test_an_over_indented_key_after_a_nested_mapping_gets_the_hint_too(load):
+    with pytest.raises(LoadError) as err:
+        load("opsbook: 1\nname: t\nsteps:\n  - name: a\n    local.command:\n      cmd: echo hi\n"
+             "        chdir: /tmp\n")
+    assert err.value.hint.startswith('"chdir:" is indented deeper than "cmd:" above it')
+
+
+def test_an_over_indented_key_after_a_flow_value_gets_an_indentation_hint(load):
+    with pytest.raises(LoadError) as err:
+        load("opsbook: 1\nname: t\nsteps:\n  - name: a\n    local.noop: {}\n      retries: 3\n")
+    assert (err.value.position.line, err.value.position.column) == (6, 7)
+    assert err.value.hint == "check the indentation of this line: a key lines up with the keys beside it"
