@@ -201,6 +201,7 @@ class Executor:
         self.messages: dict[str, str] = {}
         self.step_failures: dict[str, int] = {}
         self.run_failures = 0
+        self.ignored = 0  # failed nodes of steps with ignore_errors (Ansible's recap `ignored=`)
         self.aborted = ""
         self.interrupted = False
         self.denied: list[str] = []
@@ -285,7 +286,8 @@ class Executor:
         failed = [n for n, st in self.statuses.items() if st in ("failed", "timed_out")]
         summary = RunSummary(self.run_id, status, counts, failed, started, time.time(), rolled, self.aborted,
                              list(self.denied))
-        self.emit("run_finished", status=status, counts=counts, rolled_back=rolled, message=self.aborted)
+        self.emit("run_finished", status=status, counts=counts, rolled_back=rolled, message=self.aborted,
+                  ignored=self.ignored)
         return summary
 
     def _status(self, timed_out: bool) -> str:
@@ -577,13 +579,15 @@ class Executor:
             if unknown:  # the facts it would have set are unknown too, like its register
                 self._mark_known(target, fact_names(step), step.name)
             target.notified.update(outcome.notify)  # a run_once step notifies for every host (Ansible)
-        failed = outcome.status in (Status.FAILED, Status.TIMED_OUT) and not step.ignore_errors
-        if failed:
+        failure = outcome.status in (Status.FAILED, Status.TIMED_OUT)
+        if failure and not step.ignore_errors:
             self._host_failed(node, state)
+        elif failure:
+            self.ignored += 1
         if self.listeners:
             self.emit("node_finished", node, status=outcome.status.value, msg=outcome.result.msg,
                       changed=outcome.result.changed, duration=round(outcome.finished - outcome.started, 6)
-                      if outcome.finished else 0.0, restored=restored)
+                      if outcome.finished else 0.0, restored=restored, ignored=failure and step.ignore_errors)
 
     @staticmethod
     def _mark_known(state: HostState, names: Iterable[str], unknown_by: str | None) -> None:
