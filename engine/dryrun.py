@@ -8,7 +8,8 @@ the rule, in the order it is applied to a node:
 
 1. **Values**: a node that reads (arguments, `when`, `loop`, `vars`, `until`,
    `failed_when`/`changed_when`) a registered result or a fact that check mode could
-   not know is `unknown` without running ("depends on ...").
+   not know, on its host or on another one through `hostvars[h].name`, is `unknown`
+   without running ("depends on ...").
 2. **Observations**: a node that observes the state a change would alter — it is marked
    `marks: [verification]`, waits with `until:`, or its action declares `observes=True`
    (the `probe.*` actions, waits) — is `unknown` without running when an *unmade
@@ -91,6 +92,14 @@ def input_names(step: Step) -> frozenset[str]:
     conditions += [step.until] if step.until else []
     own = {"result"} | ({step.register} if step.register else set())
     return frozenset(_names(_templates_of(before_run)) | (_names((c, True) for c in conditions) - own))
+
+
+def hostvars_names(step: Step) -> frozenset[str]:
+    """Variables a step reads from other hosts through `hostvars` (rule 1 looks at every host)."""
+    from opsbook.template import hostvars_names as read
+
+    sources = list(_templates_of(step)) + ([(step.until, True)] if step.until else [])
+    return frozenset(name for source, expression in sources for name in read(source, expression))
 
 
 def _names(sources: Iterable[tuple[str, bool]]) -> set[str]:

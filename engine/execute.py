@@ -234,6 +234,7 @@ class Executor:
         self._unmade: dict[str, frozenset[dryrun.Unmade]] = {}
         self._own_fault: set[str] = set()
         self._inputs: dict[str, frozenset[str]] = {}
+        self._remote_inputs: dict[str, frozenset[str]] = {}  # read through hostvars[...]
 
     # -- events ------------------------------------------------------------------------------
     def emit(self, kind: str, node: Node | None = None, **data: Any) -> None:
@@ -617,18 +618,22 @@ class Executor:
         self._unmade[node.id] = unmade
 
     def _reads_unknown(self, node: Node) -> Outcome | None:
-        """Rule 1 of opsbook.dryrun: a node reading a value check mode could not know."""
+        """Rule 1 of opsbook.dryrun: a node reading a value check mode could not know, on its
+        host or (through hostvars) on another."""
         step = node.step
-        state = self.host_states.get(node.host or "", _NO_STATE)
-        if not state.unknown:
-            return None
         inputs = self._inputs.get(step.id)
-        if inputs is None:
-            inputs = self._inputs[step.id] = dryrun.input_names(step)
-        deps = sorted(inputs & set(state.unknown))
-        if not deps:
+        if inputs is None:  # workers may do this at once for one step: same values, set remote first
+            inputs = dryrun.input_names(step)
+            self._remote_inputs[step.id] = dryrun.hostvars_names(step) if "hostvars" in inputs else frozenset()
+            self._inputs[step.id] = inputs
+        state = self.host_states.get(node.host or "", _NO_STATE)
+        steps = dict.fromkeys(state.unknown[d] for d in sorted(inputs & set(state.unknown)))
+        remote = self._remote_inputs[step.id]
+        if remote:
+            for other in list(self.host_states.values()):
+                steps.update(dict.fromkeys(other.unknown[d] for d in sorted(remote & set(other.unknown))))
+        if not steps:
             return None
-        steps = dict.fromkeys(state.unknown[d] for d in deps)
         return _unknown("depends on " + ", ".join(f'"{s}"' for s in steps) + " (unknown in check mode)")
 
     def _observes_unmade(self, node: Node, spec: ActionSpec) -> Outcome | None:

@@ -294,3 +294,31 @@ def test_a_real_run_is_not_affected(run, journal, closed_port, tmp_path):
     assert summary.status == "failed"
     assert statuses(journal, summary)["verify@localhost"][0] == "failed"
     assert Path(tmp_path / "x").exists()
+
+
+def test_a_step_reading_an_unknown_result_of_another_host_through_hostvars_is_unknown(run, journal):
+    """collect-evidence's summary step: it reads `hostvars[h].reach` of every host."""
+    summary = run("""
+        opsbook: 1
+        name: summary
+        hosts: web
+        steps:
+          - name: host answers
+            ssh.command: {cmd: "true"}
+            changed_when: false
+            register: reach
+          - name: at least one host was reached
+            hosts: localhost
+            local.assert:
+              that: ["reached | trim | length > 0"]
+            vars:
+              reached: "{% for h in groups['web'] if hostvars[h].reach.ok %}{{ h }} {% endfor %}"
+          - name: reads another name of hostvars
+            hosts: localhost
+            local.assert: {that: ["hostvars['web1'].inventory_hostname == 'web1'"]}
+        """, TWO_HOSTS, check=True)
+    nodes = statuses(journal, summary)
+    assert summary.status == "succeeded", nodes
+    assert nodes["at-least-one-host-was-reached@localhost"] == (
+        "unknown", 'depends on "host answers" (unknown in check mode)')
+    assert nodes["reads-another-name-of-hostvars@localhost"][0] == "ok"
