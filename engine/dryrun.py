@@ -22,8 +22,9 @@ the rule, in the order it is applied to a node:
 An **unmade change** is a node run in check mode that would change something (`ok`
 with `changed`), or that is `unknown` and could change something: not a node whose
 action only observes or only computes (`local.set`, `local.assert`, `local.noop`,
-`local.fail`), nor one whose `changed_when:` says it changes nothing; a step marked
-`mitigation` always counts. It *comes before* node N when it is upstream of N in the
+`local.fail`), nor one whose `changed_when:` says it changes nothing, nor a step with
+`check_mode:` of its own (`true`: a real run does not make its change either; `false`:
+it ran for real); a step marked `mitigation` always counts. It *comes before* node N when it is upstream of N in the
 plan's graph and either runs on N's host, or is marked `mitigation` (the response
 itself: whatever is verified after it, anywhere, depends on it), or N names what it
 waits for with `needs:` (the author said N depends on it).

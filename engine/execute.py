@@ -611,7 +611,9 @@ class Executor:
         unmade = self._upstream_unmade(node.id)
         if node.kind != BARRIER and node.host is not None:
             step = node.step
-            dry = self.opts.check if step.check_mode is None else step.check_mode
+            # a step always run in check mode (check_mode: true) makes no change in a real run
+            # either: nothing after it waits for one
+            dry = self.opts.check if step.check_mode is None else False
             if dry and dryrun.leaves_unmade(step, self._spec(step), outcome.status, outcome.result.changed):
                 own = dryrun.Unmade(node.leaf.order, step.name, node.host, "mitigation" in step.marks)  # type: ignore[union-attr]
                 unmade = unmade | {own}

@@ -322,3 +322,22 @@ def test_a_step_reading_an_unknown_result_of_another_host_through_hostvars_is_un
     assert nodes["at-least-one-host-was-reached@localhost"] == (
         "unknown", 'depends on "host answers" (unknown in check mode)')
     assert nodes["reads-another-name-of-hostvars@localhost"][0] == "ok"
+
+
+def test_a_step_always_run_in_check_mode_is_no_change_to_wait_for(run, journal, tmp_path, closed_port):
+    """`check_mode: true` (a "would the API accept this?" step) changes nothing in a real run
+    either, so a probe after it is not waiting for its change: it runs, and fails for real."""
+    summary = run(f"""
+        opsbook: 1
+        name: preview
+        steps:
+          - name: preview the file
+            check_mode: true
+            ssh.copy: {{content: "new", dest: "{tmp_path / 'f'}"}}
+          - name: port answers
+            probe.tcp: {{host: 127.0.0.1, port: {closed_port}, timeout: 1s}}
+        """, check=True)
+    nodes = statuses(journal, summary)
+    assert nodes["preview-the-file@localhost"][0] == "ok"
+    assert nodes["port-answers@localhost"][0] == "failed"
+    assert summary.status == "failed"
