@@ -9,7 +9,6 @@ bombs and absurd nesting are refused with a LoadError instead of a hang or a tra
 from __future__ import annotations
 
 import re
-
 from collections.abc import Iterable
 from typing import Any
 
