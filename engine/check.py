@@ -49,6 +49,11 @@ class CheckReport:
 
 def check_files(paths: list[str], registry: Registry, inventories: list[str],
                 extra: dict[str, Any] | None = None) -> list[CheckReport]:
+    """Check each runbook file (folders are searched for *.yaml/*.yml).
+
+    Without inventories, what only an inventory could tell is not checked: host patterns
+    naming hosts or groups, and the variables of the steps that run there. Each report
+    says which ones in its stats line; everything else is checked as with an inventory."""
     from opsbook.api import load_inventory_sources
 
     inventory = None
@@ -62,10 +67,20 @@ def check_files(paths: list[str], registry: Registry, inventories: list[str],
         start = time.perf_counter()
         report = CheckReport(path, list(inventory_error))
         if inventory is not None:
-            check_one(path, registry, inventory, extra or {}, report, inventory_given=bool(inventories))
+            check_one(path, registry, _Inputs(inventory, extra or {}, given=bool(inventories)), report)
         report.seconds = time.perf_counter() - start
         reports.append(report)
     return reports
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What a runbook is checked against: the inventory, -e values, and whether the
+    inventory was given (-i) or is the implicit one (localhost only)."""
+
+    inventory: Any
+    extra: dict[str, Any]
+    given: bool
 
 
 def _expand(paths: Iterable[str]) -> list[str]:
@@ -81,9 +96,8 @@ def _expand(paths: Iterable[str]) -> list[str]:
     return out
 
 
-def check_one(path: str, registry: Registry, inventory: Any, extra: dict[str, Any], report: CheckReport,
-              inventory_given: bool = False) -> None:
-    from opsbook.compile import compile_plan
+def check_one(path: str, registry: Registry, inputs: _Inputs, report: CheckReport) -> None:
+    from opsbook.compile import compile_steps
     from opsbook.evidence import static_conflicts
     from opsbook.load import RunbookLoader
 
@@ -92,22 +106,41 @@ def check_one(path: str, registry: Registry, inventory: Any, extra: dict[str, An
     except UserError as exc:
         report.diagnostics += exc.diagnostics
         return
-    report.diagnostics += undefined_names(runbook, inventory, extra)
-    report.diagnostics += unknown_keys(KeySources(runbook, inventory, registry, frozenset(extra), inventory_given))
-    params = dict(extra)
+    inventory = inputs.inventory
+    report.diagnostics += unknown_keys(KeySources(runbook, inventory, registry, frozenset(inputs.extra),
+                                                  inputs.given))
+    params = dict(inputs.extra)
     for p in runbook.params:
         if p.name not in params and p.default is None and p.required:
             params[p.name] = _placeholder(p.type, inventory)
     try:
-        plan = compile_plan(runbook, inventory, params, expand=False)
+        plan, problems = compile_steps(runbook, inventory, params, opaque_patterns=not inputs.given)
+    except UserError as exc:  # parameters that cannot be resolved: hosts unknown
+        undefined = undefined_names(runbook, inventory, extra=inputs.extra).errors if inputs.given else []
+        report.diagnostics += undefined + exc.diagnostics
+        return
+    names = undefined_names(runbook, inventory, set(plan.unresolved), extra=inputs.extra)
+    report.diagnostics += names.errors + problems
+    if not problems:
         report.diagnostics += static_conflicts(plan, registry)
-        hosts = {h for leaf in plan.leaves.values() for h in leaf.hosts}
-        report.stats = f"{len(plan.leaves)} steps, {len(hosts)} hosts"
+    hosts = {h for leaf in plan.leaves.values() for h in leaf.hosts}
+    report.stats = f"{len(plan.leaves)} steps" + (f", {len(hosts)} hosts" if hosts or not plan.unresolved else "")
+    report.stats += _unchecked(plan.unresolved, names.excused)
+    if not problems:
         warning = rto_warning(runbook, plan)
         if warning:
             report.diagnostics.append(warning)
-    except UserError as exc:
-        report.diagnostics += exc.diagnostics
+
+
+def _unchecked(patterns: dict[str, str], variables: set[str]) -> str:
+    """The stats line's note on what could not be checked without an inventory."""
+    if not patterns:
+        return ""
+    shown = ", ".join(f'"{p}"' for p in dict.fromkeys(sorted(patterns.values())))
+    note = f"; no inventory (-i), so not checked: host patterns {shown}"
+    if variables:
+        note += "; variables their hosts may define: " + ", ".join(sorted(variables))
+    return note
 
 
 def _placeholder(ptype: str, inventory: Any) -> Any:
@@ -117,11 +150,26 @@ def _placeholder(ptype: str, inventory: Any) -> Any:
     return {"int": 1, "bool": True, "duration": 1.0, "list": [], "dict": {}}.get(ptype, "placeholder")
 
 
-def undefined_names(runbook: Runbook, inventory: Any, extra: Iterable[str] = ()) -> list[Diagnostic]:
-    """Names read by templates that nothing defines (Jinja2 find_undeclared_variables)."""
-    from opsbook.compile import _templates_of
+@dataclass
+class Names:
+    """Undefined names found by `undefined_names`."""
+
+    errors: list[Diagnostic] = field(default_factory=list)
+    excused: set[str] = field(default_factory=set)  # read where only an absent inventory could define them
+
+
+def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | None = None,
+                    extra: Iterable[str] = ()) -> Names:
+    """Names read by templates that nothing defines (Jinja2 find_undeclared_variables).
+
+    `unresolved` holds the ids of steps whose hosts are unknown (check without -i): a name
+    such a step reads, or that the runbook's vars read when any step is unresolved, may be
+    one of those hosts' inventory variables, so it is excused (listed, not an error)."""
+    from opsbook.compile import _templates_of, fact_names
     from opsbook.template import is_template, optional_names, referenced_names
 
+    unresolved = unresolved or set()
+    out = Names()
     known = set(MAGIC_NAMES) | {p.name for p in runbook.params} | set(runbook.vars) | set(extra)
     for host in inventory.hosts.values():
         known |= set(host.vars)
@@ -130,33 +178,45 @@ def undefined_names(runbook: Runbook, inventory: Any, extra: Iterable[str] = ())
         if step.register:
             known.add(step.register)
         known |= set(step.vars)
-        if step.action is not None and step.action.name == "local.set" and isinstance(step.action.args, dict):
-            known |= set(step.action.args)
-    problems: list[Diagnostic] = []
+        known |= fact_names(step)
     for step in steps:
         local = known | {step.loop_var}
         sources = list(_templates_of(step)) if not step.is_block else []
         if step.until:
             sources.append((step.until, True))
+        excused = _hosts_unknown(step.id, unresolved)
         for source, expression in sources:
             try:
                 names = referenced_names(source, expression=expression)
             except TemplateError as exc:
-                problems.append(Diagnostic(step.action.pos if step.action else step.pos, exc.message))
+                out.errors.append(Diagnostic(step.action.pos if step.action else step.pos, exc.message))
                 continue
             missing = names - local
             if missing:
                 missing -= optional_names(source, expression=expression)
+            if excused:
+                out.excused |= missing
+                continue
             for name in sorted(missing):
                 pos = step.action.pos if step.action else step.pos
-                problems.append(Diagnostic(
+                out.errors.append(Diagnostic(
                     pos, f'step "{step.name}": undefined variable "{name}" in {source!r}{did_you_mean(name, local)}',
                     "define it in vars:/params:, register it in an earlier step, or add it to the inventory"))
     for key, value in runbook.vars.items():
         if is_template(value):
-            for name in sorted(referenced_names(value) - known - optional_names(value)):
-                problems.append(Diagnostic(runbook.pos, f'vars.{key}: undefined variable "{name}"{did_you_mean(name, known)}'))
-    return problems
+            missing = referenced_names(value) - known - optional_names(value)
+            if unresolved:
+                out.excused |= missing
+                continue
+            for name in sorted(missing):
+                out.errors.append(Diagnostic(runbook.pos, f'vars.{key}: undefined variable "{name}"{did_you_mean(name, known)}'))
+    return out
+
+
+def _hosts_unknown(step_id: str, unresolved: set[str]) -> bool:
+    """Whether a step (or, for a block looped at compile time, one of its copies) has hosts
+    that could not be resolved."""
+    return step_id in unresolved or any(u.startswith(step_id + "[") for u in unresolved)
 
 
 # What `register:` stores whatever the action is (Result.registered): the outcome flags, and

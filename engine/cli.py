@@ -22,6 +22,8 @@ _inventory_opt = click.option("-i", "--inventory", "inventories", multiple=True,
                               help="Ansible inventory (INI/YAML file or directory); repeat to merge.")
 _extra_opt = click.option("-e", "--extra-vars", "extra", multiple=True, metavar="K=V",
                           help="Parameter or variable: key=value, a JSON object, or @file.yaml; repeatable.")
+_secret_opt = click.option("--secret", "secrets", multiple=True, metavar="NAME=SRC",
+                           help="Secret parameter from env:VAR or file:PATH; redacted everywhere.")
 _journal_opt = click.option("--journal", "journal_path", envvar="OPSBOOK_JOURNAL", metavar="PATH",
                             help="SQLite journal (default $XDG_STATE_HOME/opsbook/journal.db).")
 
@@ -129,7 +131,9 @@ def check(runbooks: tuple[str, ...], inventories: tuple[str, ...], extra: tuple[
     """Validate runbooks without touching any host (exit 0 valid, 1 invalid).
 
     Checks YAML, keys, types, actions and their arguments, templates (undefined names),
-    needs/cycles and, with -i, that every host pattern matches.
+    needs/cycles and, with -i, that every host pattern matches. Without -i, host patterns
+    naming hosts or groups (and variables only their hosts could define) are not
+    checked: each runbook's line says which, and everything else is checked.
     """
     from opsbook.check import check_files
 
@@ -156,28 +160,20 @@ def _extra(extra: tuple[str, ...]) -> dict[str, Any]:
     return parse_extra_vars(list(extra))
 
 
-def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...],
-          secret: dict[str, Any] | None = None) -> Any:
-    from opsbook.api import (
-        load_inventory_sources,
-        load_runbook,
-        make_plan,
-        refuse_evidence_conflicts,
-    )
+def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...] = ()) -> Any:
+    from opsbook.api import load_inventory_sources, load_runbook, make_plan, refuse_evidence_conflicts
+    from opsbook.secrets import SecretStore
 
     registry = _registry()
     rb = load_runbook(runbook, registry)
-    the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry),
-                         {**_extra(extra), **(secret or {})})
+    given = {**_extra(extra), **_secret_params({"secrets": secrets}, SecretStore())}
+    the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry), given)
     refuse_evidence_conflicts(the_plan, registry)
     return the_plan, registry
 
 
 # -- plan / graph --------------------------------------------------------------------------
 
-
-_secret_opt = click.option("--secret", "secrets", multiple=True, metavar="NAME=SRC",
-                           help="Secret parameter from env:VAR or file:PATH; redacted everywhere.")
 
 
 @main.command()
@@ -192,31 +188,30 @@ def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], sec
 
     Secret parameters are taken like `run` takes them (--secret NAME=env:VAR) and shown masked."""
     from opsbook.planview import plan_json, plan_text
-    from opsbook.secrets import SecretStore
 
-    given = _secret_params({"secrets": secrets}, SecretStore())
-    the_plan, _ = _plan(runbook, inventories, extra, given)
+    the_plan, registry = _plan(runbook, inventories, extra, secrets)
     if fmt == "json":
         import json
 
-        click.echo(json.dumps(plan_json(the_plan), indent=2, default=str))
+        click.echo(json.dumps(plan_json(the_plan, registry), indent=2, default=str))
     else:
-        click.echo(plan_text(the_plan))
+        click.echo(plan_text(the_plan, registry))
 
 
 @main.command()
 @click.argument("runbook", type=click.Path())
 @_inventory_opt
 @_extra_opt
+@_secret_opt
 @click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "svg", "png"]), default="dot", show_default=True)
 @click.option("-o", "--output", type=click.Path(), help="Write here instead of stdout (required for png).")
 @click.option("--steps", "by_step", is_flag=True, help="One box per step instead of per step x host.")
-def graph(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], fmt: str, output: str | None,
-          by_step: bool) -> None:
+def graph(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...], fmt: str,
+          output: str | None, by_step: bool) -> None:
     """Draw the plan's dependency graph (DOT, Mermaid, or an SVG/PNG image via Graphviz)."""
     from opsbook.planview import graph_dot, graph_mermaid, render_image
 
-    the_plan, _ = _plan(runbook, inventories, extra)
+    the_plan, _ = _plan(runbook, inventories, extra, secrets)
     if fmt == "mermaid":
         text: str | bytes = graph_mermaid(the_plan, by_step)
     elif fmt == "dot":
@@ -463,8 +458,9 @@ def _request(kw: dict[str, Any], inventories: list[str]) -> Any:
     return request
 
 
-def _secret_params(kw: dict[str, Any], store: Any) -> dict[str, Any]:
-    """--secret NAME=env:VAR|file:PATH and --ask NAME, registered in `store` (a SecretStore)."""
+def _secret_params(kw: dict[str, Any], request: Any) -> dict[str, Any]:
+    """--secret and --ask values, added to `request` (a RunRequest or a SecretStore)."""
+    store = getattr(request, "secrets", request)
     out: dict[str, Any] = {}
     for item in kw.get("secrets") or ():
         name, _, source = item.partition("=")

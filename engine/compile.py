@@ -95,6 +95,9 @@ class Plan:
     warnings: list[Diagnostic] = field(default_factory=list)
     releases: dict[str, frozenset[str]] = field(default_factory=dict)  # see opsbook.preflight
     undoes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # leaf id -> leaf ids whose undo it performs
+    # Only with opaque_patterns (check without -i): leaf id -> the host pattern no host was
+    # matched for, because the inventory that would resolve it was not given.
+    unresolved: dict[str, str] = field(default_factory=dict)
 
     @functools.cached_property
     def graph(self) -> nx.DiGraph:
@@ -132,10 +135,13 @@ class Plan:
 
 
 class _Builder:
-    def __init__(self, runbook: Runbook, inventory: Any, params: dict[str, Any]) -> None:
+    def __init__(self, runbook: Runbook, inventory: Any, params: dict[str, Any],
+                 opaque_patterns: bool = False) -> None:
         self.rb = runbook
         self.inv = inventory
         self.params = params
+        self.opaque_patterns = opaque_patterns
+        self.unresolved: dict[str, str] = {}  # leaf id -> pattern (opaque_patterns only)
         self.problems: list[Diagnostic] = []
         self.leaves: dict[str, Leaf] = {}
         self.entry: dict[str, list[str]] = {}  # step/block id -> first leaf ids
@@ -143,17 +149,18 @@ class _Builder:
         self.by_name: dict[str, str] = {}
         self.step_edges: set[tuple[str, str]] = set()
         self.pending_needs: list[tuple[str, Step]] = []
+        self.releases: dict[str, frozenset[str]] = {}  # see opsbook.preflight
+        self.undoes: dict[str, tuple[str, ...]] = {}
         self.context = self._static_context()
 
     def _static_context(self) -> dict[str, Any]:
+        """What patterns and block loops see: params, groups and the runbook vars that do
+        not depend on a host (those are left out), in the run's precedence."""
+        from opsbook.variables import Scope
+
         groups = {name: [h.name for h in self.inv.hosts_of(name)] for name in self.inv.groups}
-        ctx: dict[str, Any] = {"params": self.params, "groups": groups, **self.params}
-        for key, value in self.rb.vars.items():
-            try:
-                ctx[key] = render(value, ctx)
-            except Exception:  # noqa: BLE001 - host-dependent vars are rendered per host later
-                pass
-        return ctx
+        base = {"params": self.params, "groups": groups}
+        return Scope(base, self.rb.vars, self.params).resolve(drop_unrendered=True)
 
     # -- leaves ---------------------------------------------------------------------------
     def add_sequence(self, steps: Sequence[Step], hosts: str, sections: tuple[Section, ...],
@@ -194,7 +201,7 @@ class _Builder:
         self.by_name.setdefault(step.name, step.id)
         if step.is_block:
             return self.add_block(step, pattern, sections, serial_owner)
-        host_names = self.match_hosts(pattern, step)
+        host_names = self.match_hosts(pattern, step, leaf=True)
         if step.keep_healthy is not None and step.keep_healthy.group:
             self.match_hosts(step.keep_healthy.group, step, label="keep_healthy.group")
         if step.serial and serial_owner is None:
@@ -259,12 +266,18 @@ class _Builder:
             return []
         return items
 
-    def match_hosts(self, pattern: str, step: Step, label: str = "hosts") -> list[str]:
+    def match_hosts(self, pattern: str, step: Step, leaf: bool = False, label: str = "hosts") -> list[str]:
         where = f'step "{step.name}"' + (f" {label}" if label != "hosts" else "")
         try:
             rendered = render(pattern, self.context, pos=step.pos) if is_template(pattern) else pattern
             return [h.name for h in self.inv.match(str(rendered), position=step.pos)]
         except PatternError as exc:
+            if self.opaque_patterns and exc.unmatched:
+                # Names only an inventory could resolve: the pattern is kept as written and
+                # the step is compiled (and checked) like any other, on hosts not known yet.
+                if leaf:
+                    self.unresolved[step.id] = str(rendered)
+                return []
             self.problems.append(Diagnostic(exc.position or step.pos, f"{where}: {exc.message}", exc.hint))
         except Exception as exc:  # noqa: BLE001 - template problems are reported, not raised
             self.problems.append(Diagnostic(step.pos, f'{where}: {label} "{pattern}": {exc}'))
@@ -439,6 +452,13 @@ def _templates_of(step: Step) -> Iterable[tuple[str, bool]]:
             yield cond, True
 
 
+def fact_names(step: Step) -> set[str]:
+    """The variables a step sets on its host (`local.set`'s keys, like Ansible's set_fact)."""
+    if step.action is not None and step.action.name == "local.set" and isinstance(step.action.args, dict):
+        return set(step.action.args)
+    return set()
+
+
 def _step_names(step: Step) -> set[str]:
     names: set[str] = set()
     for source, expr in _templates_of(step):
@@ -453,27 +473,46 @@ def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | N
                  expand: bool = True) -> Plan:
     """Build the plan; raise ValidationError listing every problem found.
 
-    With expand=False only the step-level graph is built (what `check` needs)."""
+    With expand=False only the step-level graph is built."""
+    b = _build(runbook, inventory, params, opaque_patterns=False)
+    if b.problems:
+        raise ValidationError(b.problems)
+    nodes, edges = _expand(b) if expand else ({}, [])
+    return Plan(runbook, inventory, b.params, nodes, edges, b.leaves, b.step_edges, releases=b.releases,
+                undoes=b.undoes)
+
+
+def compile_steps(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | None = None,
+                  opaque_patterns: bool = False) -> tuple[Plan, list[Diagnostic]]:
+    """The step-level plan and every problem found, without raising for them (`check`).
+
+    With opaque_patterns (`check` without an inventory), a host pattern naming a host or
+    group the inventory does not know is not a problem: the step gets no hosts, the
+    pattern is listed in `Plan.unresolved`, and every other rule applies to the step as
+    usual. Unknown parameters still raise ValidationError."""
+    b = _build(runbook, inventory, params, opaque_patterns)
+    plan = Plan(runbook, inventory, b.params, {}, [], b.leaves, b.step_edges, unresolved=b.unresolved,
+                releases=b.releases, undoes=b.undoes)
+    return plan, b.problems
+
+
+def _build(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | None, opaque_patterns: bool) -> _Builder:
     given = dict(params or {})
     declared = {p.name for p in runbook.params}
     # -e may set inventory variables too (they win over the inventory's, as in Ansible).
     inventory_vars = ({name for host in inventory.hosts.values() for name in host.vars}
                       if any(name not in declared for name in given) else set())
     resolved = resolve_params(runbook, given, inventory_vars)
-    b = _Builder(runbook, inventory, resolved)
+    b = _Builder(runbook, inventory, resolved, opaque_patterns)
     b.add_sequence(runbook.steps, runbook.hosts, (), None)
     b.add_sequence(runbook.handlers, runbook.hosts, (), None, handler=True)
     b.resolve_needs()
     b.add_implicit_edges()
     b.check_cycles()
-    releases, problems = pool_releases(b.leaves)
+    b.releases, problems = pool_releases(b.leaves)
     b.problems += problems
-    undoes = b.resolve_undoes()
-    if b.problems:
-        raise ValidationError(b.problems)
-    nodes, edges = _expand(b) if expand else ({}, [])
-    return Plan(runbook, inventory, resolved, nodes, edges, b.leaves, b.step_edges, releases=releases,
-                undoes=undoes)
+    b.undoes = b.resolve_undoes()
+    return b
 
 
 def _expand(b: _Builder) -> tuple[dict[str, Node], list[tuple[str, str]]]:

@@ -105,6 +105,7 @@ def _describe(event: Event, verbose: int) -> str | None:
         msg = f" - {d.get('msg')}" if d.get("msg") and status != "ok" or verbose and d.get("msg") else ""
         took = f" {d.get('duration', 0):.2f}s" if d.get("duration") else ""
         changed = " (changed)" if d.get("changed") else ""
+        changed += " (ignored)" if d.get("ignored") else ""
         return f"{stamp} {status:<9} {event.step} @ {event.host}{changed}{took}{msg}"
     if event.kind == "node_output" and verbose > 1:
         return f"{stamp}   {event.host} | {d.get('line')}"
@@ -135,6 +136,9 @@ def _describe(event: Event, verbose: int) -> str | None:
     if event.kind == "run_finished":
         counts = ", ".join(f"{k}={v}" for k, v in sorted(d.get("counts", {}).items()))
         extra = f" - {d.get('message')}" if d.get("message") else ""
+        ignored = d.get("ignored") or 0
+        if ignored:
+            counts += f" ({ignored} failure{'s' if ignored > 1 else ''} ignored: ignore_errors)"
         return f"{stamp} run {event.run_id} {d.get('status')}: {counts}{extra}"
     return None
 

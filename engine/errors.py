@@ -100,7 +100,16 @@ class TemplateError(UserError):
 
 
 class PatternError(UserError):
-    """A host pattern is malformed or matches no host."""
+    """A host pattern is malformed or matches no host.
+
+    `unmatched` lists the names of the pattern that no host or group of the inventory
+    carries (empty when the pattern itself is wrong): with another inventory, the same
+    pattern may be fine, which `opsbook check` without `-i` relies on."""
+
+    def __init__(self, message: str, position: Position | None = None, hint: str = "",
+                 unmatched: tuple[str, ...] = ()) -> None:
+        self.unmatched = unmatched
+        super().__init__(message, position, hint)
 
 
 class CompileError(UserError):

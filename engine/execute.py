@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, _step_names
-from opsbook.errors import JournalError, OpsbookError, TemplateError, UserError
+from opsbook import dryrun
+from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, fact_names
+from opsbook.errors import JournalError, OpsbookError, UserError
 from opsbook.events import Event, Listener, wants_output
 from opsbook.gates import ApprovalGates, ApprovalRequest, Approver
 from opsbook.evidence import EvidenceClaims, Writer
@@ -39,14 +40,14 @@ from opsbook.plugin import (
 )
 from opsbook.registry import Registry
 from opsbook.secrets import SecretStore
-from opsbook.template import evaluate, expression_values, holds_template, render, short_value
+from opsbook.template import evaluate, expression_values, holds_template, referenced_names, render, short_value
+from opsbook.variables import EMPTY, Scope, builtin_names, render_args
 
 TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
 # Journal states of a node that a resume must look at again: it was running when opsbook
 # died ("started"), or a previous resume could not settle it ("unknown").
 IN_DOUBT = ("started", "unknown")
 ROLLBACK_TIMEOUT = 300.0  # seconds each inverse action gets
-OMIT = "__omit__"  # Ansible's `omit`: an argument rendered to this is dropped
 # A node skipped because the run stopped (a threshold, a signal, a node that needs a human, a
 # cancelled gate) rather than by a decision about it (`when`, tags, a failed host): such a skip
 # is not final, and a resume runs the node (see api.resume_run).
@@ -99,7 +100,8 @@ class HostState:
     facts: dict[str, Any] = field(default_factory=dict)
     notified: set[str] = field(default_factory=set)
     failed_blocks: set[str] = field(default_factory=set)
-    unknown: dict[str, str] = field(default_factory=dict)  # register name -> step (check mode)
+    # check mode: registered result or fact whose value check mode could not know -> the step
+    unknown: dict[str, str] = field(default_factory=dict)
 
 
 _NO_STATE = HostState()  # read-only stand-in for a host nothing has happened to yet
@@ -200,6 +202,7 @@ class Executor:
         self.messages: dict[str, str] = {}
         self.step_failures: dict[str, int] = {}
         self.run_failures = 0
+        self.ignored = 0  # failed nodes of steps with ignore_errors (Ansible's recap `ignored=`)
         self.aborted = ""
         self.interrupted = False
         self.denied: list[str] = []
@@ -234,6 +237,13 @@ class Executor:
         self._groups = {g: [h.name for h in plan.inventory.hosts_of(g)] for g in plan.inventory.groups}
         # Who wrote which evidence file: a second node writing the same file is refused.
         self._evidence = EvidenceClaims.from_journal(journal, run_id) if self.prior else EvidenceClaims()
+        # check mode (see opsbook.dryrun): each done node's unmade changes upstream of it and
+        # its own; nodes whose failure is the runbook's own (never excused); names steps read
+        self._deps = plan.dependencies() if self.opts.check else {}
+        self._unmade: dict[str, frozenset[dryrun.Unmade]] = {}
+        self._own_fault: set[str] = set()
+        self._inputs: dict[str, frozenset[str]] = {}
+        self._remote_inputs: dict[str, frozenset[str]] = {}  # read through hostvars[...]
 
     # -- events ------------------------------------------------------------------------------
     def emit(self, kind: str, node: Node | None = None, **data: Any) -> None:
@@ -298,10 +308,6 @@ class Executor:
             if self.opts.rollback == "always" or (self.opts.rollback == "on-failure" and status != "succeeded"):
                 if not self.opts.check:
                     rolled = self._rollback()
-            elif status == "succeeded":
-                self.journal.settle_rollbacks(self.run_id, "not needed", "the run succeeded")
-            elif self.opts.rollback == "never":
-                self.journal.settle_rollbacks(self.run_id, "kept", "--rollback never: the change was left in place")
         finally:
             self.pool.close()
         counts: dict[str, int] = {}
@@ -311,7 +317,8 @@ class Executor:
         failed = [n for n, st in self.statuses.items() if st in ("failed", "timed_out")]
         summary = RunSummary(self.run_id, status, counts, failed, started, time.time(), rolled, self.aborted,
                              list(self.denied), self.signal, self._cause if status != "succeeded" else "")
-        self.emit("run_finished", status=status, counts=counts, rolled_back=rolled, message=self.aborted)
+        self.emit("run_finished", status=status, counts=counts, rolled_back=rolled, message=self.aborted,
+                  ignored=self.ignored)
         return summary
 
     def _status(self, timed_out: bool) -> str:
@@ -578,6 +585,8 @@ class Executor:
         self._deadline.pop(node.id, None)
         self._cancel.pop(node.id, None)
         self._ahead.discard(node.id)
+        if self._deps:
+            self._note_unmade(node, outcome)
         if node.kind == BARRIER:
             return
         step = node.step
@@ -590,13 +599,16 @@ class Executor:
             return
         state = self._state(node.host)
         # run_once: the one result counts for every host the step was meant for (Ansible)
+        unknown = outcome.status is Status.UNKNOWN
         for name in (node.leaf.scope or (node.host,)) if step.run_once else (node.host,):  # type: ignore[union-attr]
             target = self._state(name)
             if step.register and outcome.registered is not None:
                 target.registered[step.register] = outcome.registered
-                if outcome.status is Status.UNKNOWN:
-                    target.unknown[step.register] = step.name
+                self._mark_known(target, (step.register,), step.name if unknown else None)
             target.facts.update(outcome.result.facts)
+            self._mark_known(target, outcome.result.facts, None)
+            if unknown:  # the facts it would have set are unknown too, like its register
+                self._mark_known(target, fact_names(step), step.name)
             target.notified.update(outcome.notify)  # a run_once step notifies for every host (Ansible)
         if outcome.status is Status.OK:
             if restored and step.keep_healthy is not None:
@@ -606,16 +618,73 @@ class Executor:
             if undone and not restored and not self.opts.check and self._journal_error is None:
                 self.journal.undone_by(self.run_id, [f"{u}@{node.host}" for u in undone],
                                        f'undone by step "{step.name}"')
-        failed = outcome.status in (Status.FAILED, Status.TIMED_OUT) and not step.ignore_errors
-        if failed:
+        failure = outcome.status in (Status.FAILED, Status.TIMED_OUT)
+        if failure and not step.ignore_errors:
             if not self._cause:  # a rescued failure counts too: it is what the rescue answered
                 self._cause = f'"{step.name}" on {node.host}: {self.secrets.redact(outcome.result.msg or outcome.status.value)}'
             self._host_failed(node, state)
+        elif failure:
+            self.ignored += 1
         if self.listeners:
             self.emit("node_finished", node, status=outcome.status.value, msg=outcome.result.msg,
                       changed=outcome.result.changed, duration=round(outcome.finished - outcome.started, 6)
-                      if outcome.finished else 0.0, restored=restored,
+                      if outcome.finished else 0.0, restored=restored, ignored=failure and step.ignore_errors,
                       **({"recorded_at": outcome.finished} if restored else {}))
+
+    @staticmethod
+    def _mark_known(state: HostState, names: Iterable[str], unknown_by: str | None) -> None:
+        """Names now holding a value check mode knows (None), or one it cannot know."""
+        for name in names:
+            if unknown_by is None:
+                state.unknown.pop(name, None)
+            else:
+                state.unknown[name] = unknown_by
+
+    # -- check mode: changes not made (see opsbook.dryrun) -----------------------------------
+    def _upstream_unmade(self, node_id: str) -> frozenset[dryrun.Unmade]:
+        deps = self._deps.get(node_id, ())
+        if len(deps) == 1:
+            return self._unmade.get(deps[0], frozenset())
+        return frozenset().union(*(self._unmade.get(d, frozenset()) for d in deps))
+
+    def _note_unmade(self, node: Node, outcome: Outcome) -> None:
+        """Remember the unmade changes upstream of a done node, and its own (lock held)."""
+        unmade = self._upstream_unmade(node.id)
+        if node.kind != BARRIER and node.host is not None:
+            step = node.step
+            # a step always run in check mode (check_mode: true) makes no change in a real run
+            # either: nothing after it waits for one
+            dry = self.opts.check if step.check_mode is None else False
+            if dry and dryrun.leaves_unmade(step, self._spec(step), outcome.status, outcome.result.changed):
+                own = dryrun.Unmade(node.leaf.order, step.name, node.host, "mitigation" in step.marks)  # type: ignore[union-attr]
+                unmade = unmade | {own}
+        self._unmade[node.id] = unmade
+
+    def _reads_unknown(self, node: Node) -> Outcome | None:
+        """Rule 1 of opsbook.dryrun: a node reading a value check mode could not know, on its
+        host or (through hostvars) on another."""
+        step = node.step
+        inputs = self._inputs.get(step.id)
+        if inputs is None:  # workers may do this at once for one step: same values, set remote first
+            inputs = dryrun.input_names(step)
+            self._remote_inputs[step.id] = dryrun.hostvars_names(step) if "hostvars" in inputs else frozenset()
+            self._inputs[step.id] = inputs
+        state = self.host_states.get(node.host or "", _NO_STATE)
+        steps = dict.fromkeys(state.unknown[d] for d in sorted(inputs & set(state.unknown)))
+        remote = self._remote_inputs[step.id]
+        if remote:
+            for other in list(self.host_states.values()):
+                steps.update(dict.fromkeys(other.unknown[d] for d in sorted(remote & set(other.unknown))))
+        if not steps:
+            return None
+        return _unknown("depends on " + ", ".join(f'"{s}"' for s in steps) + " (unknown in check mode)")
+
+    def _observes_unmade(self, node: Node, spec: ActionSpec) -> Outcome | None:
+        """Rule 2 of opsbook.dryrun: a node observing what an unmade change would alter."""
+        if not dryrun.observes(node.step, spec):
+            return None
+        unmade = dryrun.before(node, self._upstream_unmade(node.id))
+        return _unknown(dryrun.observation_reason(unmade)) if unmade else None
 
     def _host_failed(self, node: Node, state: HostState) -> None:
         # Ansible's block semantics: the rest of each enclosing block is skipped up to the
@@ -703,27 +772,15 @@ class Executor:
         return host.vars  # type: ignore[return-value]  # read-only use: become settings
 
     def context_for(self, node: Node, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Template variables, lowest precedence first: inventory, runbook vars, facts and
-        registered results, step vars, then params (like Ansible's extra vars)."""
+        """Template variables of a node, in the precedence of opsbook.variables (the plan
+        view renders with the same)."""
         name = node.host or "localhost"
         host = self.hostinfo(name) if node.host else HostInfo("localhost", {})
         state = self.host_states.get(name, _NO_STATE)
-        ctx: dict[str, Any] = dict(host.vars)
-        ctx.update(inventory_hostname=name, groups=self._groups, hostvars=self._hostvars,
-                   params=self.plan.params, run={"id": self.run_id, "check": self.opts.check},
-                   runbook_dir=str(self._runbook_dir),
-                   host={"name": name, "address": host.address, "vars": host.vars})
-        ctx.update(self.plan.params)
-        for key, value in self.plan.runbook.vars.items():
-            ctx[key] = _render_soft(value, ctx)
-        ctx.update(state.facts)
-        ctx.update(state.registered)
-        for key, value in node.step.vars.items():
-            ctx[key] = _render_soft(value, ctx)
-        if extra:
-            ctx.update(extra)
-        ctx.update(self.plan.params)
-        return ctx
+        base = builtin_names(name, host.vars, self._groups, self.plan.params, str(self._runbook_dir))
+        base.update(hostvars=self._hostvars, run={"id": self.run_id, "check": self.opts.check})
+        return Scope(base, self.plan.runbook.vars, self.plan.params, (state.facts, state.registered),
+                     node.step.vars, extra or EMPTY).resolve()
 
     def _run_node(self, node: Node, pure: bool = False) -> Outcome:
         step = node.step
@@ -733,12 +790,10 @@ class Executor:
         spec = self._spec(step)
         if spec is None:
             return _outcome(Status.FAILED, f"plugin action {action.name} is not installed")
-        state = self.host_states.get(node.host or "", _NO_STATE)
-        if self.opts.check and state.unknown:
-            deps = sorted(_step_names(step) & set(state.unknown))
-            if deps:
-                return _outcome(Status.UNKNOWN, "depends on " + ", ".join(f'"{state.unknown[d]}"' for d in deps)
-                                + " (unknown in check mode)", registered=Result.unknown("").registered())
+        if self.opts.check:
+            unknown = self._reads_unknown(node)
+            if unknown is not None:
+                return unknown
         try:
             ctx_vars = self.context_for(node) if self._needs_context(step) else self._host_only(node)
             if step.loop is None:
@@ -760,6 +815,10 @@ class Executor:
                     return out
         except UserError as exc:
             return _outcome(Status.FAILED, _user_message(exc))
+        if self.opts.check:
+            unknown = self._observes_unmade(node, spec)
+            if unknown is not None:
+                return unknown
         prior = self.prior.get(node.id)
         if prior is not None and prior.status in IN_DOUBT:
             resolved = self._in_doubt(node, spec, ctx_vars)
@@ -812,6 +871,10 @@ class Executor:
             if cancel.is_set():
                 break
         outcome = self._combine(node, results)
+        if self.opts.check and outcome.status in (Status.FAILED, Status.TIMED_OUT) and node.id not in self._own_fault:
+            unmade = dryrun.before(node, self._upstream_unmade(node.id))
+            if unmade:  # rule 3 of opsbook.dryrun
+                self._excuse(node, outcome, unmade)
         outcome.started, outcome.finished = start, time.time()
         if outcome.status is Status.OK and node.host and step.keep_healthy is not None and not self.opts.check:
             self._out_of_pool.take_out(step.id, node.host)
@@ -831,6 +894,17 @@ class Executor:
         # that registered its undo commits its result at once, next to that undo.
         self._record(node, outcome, buffered=pure or (node.id in self._ahead and not undo))
         return outcome
+
+    @staticmethod
+    def _excuse(node: Node, outcome: Outcome, unmade: list[dryrun.Unmade]) -> None:
+        dryrun.excuse(outcome.result, unmade)
+        outcome.status = Status.UNKNOWN
+        outcome.notify = []
+        if outcome.registered is not None:
+            items = outcome.registered.get("results")
+            outcome.registered = outcome.result.registered()
+            if items is not None:
+                outcome.registered["results"] = items
 
     @staticmethod
     def _false_condition(step: Any, ctx_vars: Mapping[str, Any]) -> Any:
@@ -854,6 +928,8 @@ class Executor:
             attempt += 1
             result = self._call(node, spec, ctx_vars, cancel)
             result.attempts = attempt
+            if result.status is Status.UNKNOWN and step.changed_when:
+                result.changed = self._changed_unknown(step, ctx_vars)
             if result.status is Status.UNKNOWN or cancel.is_set():
                 return result
             try:
@@ -874,6 +950,7 @@ class Executor:
                 elif not result.failed_ or attempt > step.retries:
                     return result
             except UserError as exc:
+                self._own_fault.add(node.id)
                 return Result.failed(_user_message(exc))
             self.emit("node_output", node, line=f"attempt {attempt} failed, retrying in {delay:g}s: {result.msg}")
             if cancel.wait(delay):
@@ -894,8 +971,10 @@ class Executor:
                     # (Actions treat their arguments as read-only.)
                     self._static_args[step.id] = parsed
         except UserError as exc:
+            self._own_fault.add(node.id)
             return Result.failed(_user_message(exc))
         except Exception as exc:  # noqa: BLE001 - pydantic validation of rendered arguments
+            self._own_fault.add(node.id)
             return Result.failed(f"{spec.full_name}: invalid arguments after rendering: {_pydantic_msg(exc)}")
         check = self.opts.check if step.check_mode is None else step.check_mode
         if check and not spec.supports_check:
@@ -940,23 +1019,9 @@ class Executor:
         item = None if step.loop is None else short_value(ctx_vars.get(step.loop_var))
         return Writer(node.id, step.name, node.host, item)
 
-    def _render_args(self, spec: ActionSpec, args: Any, ctx_vars: dict[str, Any], step: Any) -> Any:
-        if spec.expression_fields:
-            if not isinstance(args, dict) and spec.scalar_arg in spec.expression_fields:
-                args = {spec.scalar_arg: args}
-            if isinstance(args, dict):
-                evaluated = {k: _evaluate_all(v, ctx_vars, step.pos) for k, v in args.items()
-                             if k in spec.expression_fields}
-                rest = {k: v for k, v in args.items() if k not in spec.expression_fields}
-                return {**self._render_args(spec.without_expressions(), rest, ctx_vars, step), **evaluated}
-        if isinstance(args, dict):
-            # Only a command line is shell-quoted; a list in the same field is an argv (no shell).
-            rendered = {k: render(v, ctx_vars, shell=k in spec.shell_fields and isinstance(v, str), pos=step.pos)
-                        for k, v in args.items()}
-            return {k: v for k, v in rendered.items() if v != OMIT}  # Ansible's `omit`
-        if spec.scalar_arg in spec.shell_fields and isinstance(args, str):
-            return render(args, ctx_vars, shell=True, pos=step.pos)
-        return render(args, ctx_vars, pos=step.pos)
+    @staticmethod
+    def _render_args(spec: ActionSpec, args: Any, ctx_vars: dict[str, Any], step: Any) -> Any:
+        return render_args(spec, args, ctx_vars, step.pos)
 
     def _become(self, step: Any, ctx_vars: Mapping[str, Any]) -> Become | None:
         become = step.become if step.become is not None else bool(ctx_vars.get("ansible_become", False))
@@ -967,6 +1032,21 @@ class Executor:
             self.secrets.add("become_password", str(password))
         return Become(step.become_user or str(ctx_vars.get("ansible_become_user", "root")),
                       str(password) if password else None)
+
+    @staticmethod
+    def _changed_unknown(step: Any, ctx_vars: dict[str, Any]) -> bool:
+        """`changed_when` of a step check mode did not run: decided when it does not read
+        the step's own result (`changed_when: false`), else it may change (True)."""
+        own = {"result"} | ({step.register} if step.register else set())
+        for cond in step.changed_when:  # ANDed: one that is decidably false decides
+            try:
+                if isinstance(cond, str) and referenced_names(cond, expression=True) & own:
+                    continue
+                if not truthy(cond if isinstance(cond, bool) else evaluate(cond, ctx_vars, step.pos)):
+                    return False
+            except UserError:
+                continue
+        return True
 
     def _apply_overrides(self, step: Any, result: Result, ctx_vars: dict[str, Any]) -> Result:
         if not (step.failed_when or step.changed_when):
@@ -1338,27 +1418,15 @@ def _skipped_item(step: Any, item: Any, false: Any) -> Result:
                   data={step.loop_var: item, "ansible_loop_var": step.loop_var})
 
 
+def _unknown(reason: str) -> Outcome:
+    """A node check mode leaves `unknown` without running it; its register says so too."""
+    return _outcome(Status.UNKNOWN, reason, registered=Result.unknown(reason).registered())
+
+
 def _outcome(status: Status, msg: str, registered: dict[str, Any] | None = None) -> Outcome:
     now = time.time()
     return Outcome(status, Result(status=status, msg=msg), registered, [], now, now)
 
-
-
-def _evaluate_all(value: Any, ctx: Mapping[str, Any], pos: Any) -> Any:
-    """Bare expressions (Ansible's `that:`/`when:` style), one or a list."""
-    if isinstance(value, list):
-        return [_evaluate_all(v, ctx, pos) for v in value]
-    if isinstance(value, str):
-        return evaluate(value, ctx, pos)
-    return value
-
-
-def _render_soft(value: Any, ctx: Mapping[str, Any]) -> Any:
-    """Render a variable; if it needs something not known yet, keep the template."""
-    try:
-        return render(value, ctx)
-    except TemplateError:
-        return value
 
 
 def _user_message(exc: UserError) -> str:

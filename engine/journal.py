@@ -411,12 +411,6 @@ class Journal:
                            "WHERE run_id=? AND node_id=? AND status='pending'",
                            [(msg, time.time(), time.time(), run_id, n) for n in node_ids])
 
-    def settle_rollbacks(self, run_id: str, status: str, msg: str) -> None:
-        """Undo entries a finished run did not need (it succeeded) or was told to keep
-        (--rollback never): no longer `pending`."""
-        with self._tx() as db:
-            db.execute("UPDATE rollbacks SET status=?, msg=? WHERE run_id=? AND status='pending'", (status, msg, run_id))
-
     def rollback_status(self, run_id: str, seq: int, status: str, msg: str = "") -> None:
         now = time.time()
         with self._tx() as db:

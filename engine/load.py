@@ -162,6 +162,7 @@ class RunbookLoader:
 
     def load_text(self, text: str, filename: str, digest: str | None = None) -> Runbook:
         self._suffix: dict[str, int] = {}
+        self._notifies: list[tuple[str, Position]] = []  # every notify: name, where it is written
         data = load_yaml(text, filename)
         digest = digest or hashlib.sha256(text.encode()).hexdigest()
         c = _Collector(filename)
@@ -200,6 +201,7 @@ class RunbookLoader:
         handlers = self._steps(handlers_raw, c, ids, handler=True) if isinstance(handlers_raw, PosList) else ()
         if not isinstance(handlers_raw, PosList):
             c.error(data.value_pos.get("handlers"), f"handlers must be a list of steps, found {_kind(handlers_raw)}")
+        self._check_notifies(handlers, c)
         vars_ = data.get("vars") or {}
         if not isinstance(vars_, dict):
             c.error(data.value_pos.get("vars"), f"vars must be a mapping, found {_kind(vars_)}")
@@ -366,7 +368,7 @@ class RunbookLoader:
             tags=self._str_list(data, "tags", c),
             approve=self._approve(data, c),
             rollback=self._rollback(data, c),
-            notify=self._str_list(data, "notify", c),
+            notify=self._notify(data, c),
             listen=self._str_list(data, "listen", c) + ((name,) if handler else ()),
             vars=data.get("vars") if isinstance(data.get("vars"), dict) else {},
             no_log=self._bool(data, "no_log", c),
@@ -377,6 +379,28 @@ class RunbookLoader:
             marks=self._str_list(data, "marks", c),
             explicit=frozenset(k for k in data if k in STEP_KEYWORDS),
         )
+
+    def _notify(self, data: PosDict, c: _Collector) -> tuple[str, ...]:
+        names = self._str_list(data, "notify", c)
+        raw = data.get("notify")
+        where = data.value_pos.get("notify", data.pos)
+        for index, name in enumerate(names):
+            pos = raw.item_pos[index] if isinstance(raw, PosList) else where
+            self._notifies.append((name, pos))
+        return names
+
+    def _check_notifies(self, handlers: tuple[Step, ...], c: _Collector) -> None:
+        """Every notify: names a handler (its name, id or a listen: name), as Ansible requires."""
+        shown = {h.name for h in handlers} | {n for h in handlers for n in h.listen}
+        known = shown | {h.id for h in handlers}
+        hint = ("handlers answer to their name, id or listen: names: " + ", ".join(sorted(shown)) if handlers
+                else "this runbook has no handlers: add them under `handlers:`")
+        for name, pos in self._notifies:
+            if is_template(name):
+                c.error(pos, f'notify: "{name}" is a template; handler names are matched as written, not rendered',
+                        "write the handler's name (or one of its listen: names)")
+            elif name not in known:
+                c.error(pos, f'notify: no handler is called "{name}"{did_you_mean(name, known)}', hint)
 
     def _children(self, data: PosDict, key: str, c: _Collector, ids: dict[str, Position]) -> tuple[Step, ...]:
         raw = data.get(key)

@@ -5,33 +5,55 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from opsbook.compile import BARRIER, HANDLER, Node, Plan
 from opsbook.errors import UserError
 from opsbook.registry import Registry
 from opsbook.template import render
+from opsbook.variables import render_args
 
 
-def _rendered_args(plan: Plan, node: Node) -> Any:
-    """Arguments with templates rendered where everything is known before the run."""
+def _rendered_args(plan: Plan, node: Node, context: _Context) -> Any:
+    """Arguments rendered as the run will render them, where everything they read is known
+    before the run; else as written (they read results of the run, or its id)."""
+    from opsbook.variables import Scope
+
     step = node.step
     if step.action is None:
         return None
-    ctx: dict[str, Any] = {}
-    if node.host:
-        ctx.update(plan.inventory.host(node.host).vars)
-    ctx.update(inventory_hostname=node.host, params=plan.params, **plan.params)
-    ctx["host"] = {"name": node.host, "address": ctx.get("ansible_host", node.host), "vars": dict(ctx)}
-    for key, value in {**plan.runbook.vars, **step.vars}.items():
-        try:
-            ctx[key] = render(value, ctx)
-        except UserError:
-            ctx[key] = value
+    spec = context.registry.action(step.action.name)
+    base = context.base(node.host)
+    ctx = Scope(base, plan.runbook.vars, plan.params, step_vars=step.vars).resolve()
     try:
-        return render(step.action.args, ctx)
+        if spec is None:
+            return render(step.action.args, ctx)
+        # conditions (`that:`) are shown as written, like `when:`
+        return render_args(spec.without_expressions(), step.action.args, ctx, step.pos)
     except UserError:
-        return step.action.args  # reads run-time results: shown as written
+        return step.action.args
+
+
+class _Context:
+    """What every node of a plan view shares: the registry, the inventory's names."""
+
+    def __init__(self, plan: Plan, registry: Registry | None) -> None:
+        self.plan = plan
+        self.registry = registry or Registry.from_entry_points()
+        inv = plan.inventory
+        self.groups = {g: [h.name for h in inv.hosts_of(g)] for g in inv.groups}
+        self.hostvars = {name: {**h.vars, "inventory_hostname": name} for name, h in inv.hosts.items()}
+        self.runbook_dir = str(Path(plan.runbook.path).resolve().parent)
+
+    def base(self, host: str | None) -> dict[str, Any]:
+        from opsbook.variables import builtin_names
+
+        name = host or "localhost"
+        host_vars = self.plan.inventory.host(host).vars if host else {}
+        base = builtin_names(name, host_vars, self.groups, self.plan.params, self.runbook_dir)
+        base["hostvars"] = self.hostvars  # the run adds its results; the plan knows none
+        return base
 
 
 def _secrets(plan: Plan) -> Any:
@@ -46,7 +68,8 @@ def _secrets(plan: Plan) -> Any:
     return store
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
+def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
+    context = _Context(plan, registry)
     nodes = []
     needs = plan.dependencies()
     for node in sorted(plan.nodes.values(), key=lambda n: n.index):
@@ -54,7 +77,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         if node.kind != BARRIER:
             step = node.step
             entry.update(step=step.name, step_id=step.id, host=node.host, action=step.action.name if step.action else None,
-                         args=_rendered_args(plan, node), where=str(step.pos))
+                         args=_rendered_args(plan, node, context), where=str(step.pos))
             for key in ("when", "loop", "register", "retries", "timeout", "approve", "serial", "run_once", "delegate_to",
                         "tags", "notify"):
                 value = getattr(step, key)
@@ -70,7 +93,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         {"runbook": plan.runbook.name, "path": plan.runbook.path, "params": plan.params, "nodes": nodes})
 
 
-def plan_text(plan: Plan) -> str:
+def plan_text(plan: Plan, registry: Registry | None = None) -> str:
+    context = _Context(plan, registry)
     rb = plan.runbook
     lines = [f"runbook {rb.name} ({rb.phase})  {rb.path}"]
     if plan.params:
@@ -101,7 +125,7 @@ def plan_text(plan: Plan) -> str:
             node = plan.nodes.get(f"{sid}@{host}")
             if node is None:
                 continue
-            args = _rendered_args(plan, node)
+            args = _rendered_args(plan, node, context)
             lines.append(f"    {host}: {step.action.name if step.action else ''} {json.dumps(args, default=str)}")
         if not leaf.hosts:
             lines.append("    (no hosts)")
@@ -177,7 +201,7 @@ def plugins_json(registry: Registry, name: str | None = None) -> dict[str, Any]:
             continue
         out[pname] = {"doc": plugin.doc, "connections": sorted(plugin.connections), "actions": {
             aname: {"doc": spec.doc, "check_mode": spec.supports_check, "idempotent": spec.idempotent,
-                    "rollback": spec.inverse is not None, "mutates": spec.mutates,
+                    "rollback": spec.inverse is not None, "mutates": spec.mutates, "observes": spec.observes,
                     "arguments": spec.args_model.model_json_schema()}  # type: ignore[attr-defined]
             for aname, spec in sorted(plugin.actions.items())}}
     if registry.broken:

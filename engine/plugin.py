@@ -27,10 +27,9 @@ the executor decides how many run at once and enforces timeouts through `ctx.can
 
 from __future__ import annotations
 
-import re
-
 import enum
 import inspect
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -113,12 +112,15 @@ class Result:
             attempts=self.attempts,
         )
         if self.rc is not None or self.stdout or self.stderr:
+            # Ansible's command modules strip the trailing newlines (`echo 20%` registers
+            # "20%"); the journal keeps the output as it came.
+            stdout, stderr = self.stdout.rstrip("\r\n"), self.stderr.rstrip("\r\n")
             value.update(
                 rc=self.rc,
-                stdout=self.stdout,
-                stderr=self.stderr,
-                stdout_lines=self.stdout.splitlines(),
-                stderr_lines=self.stderr.splitlines(),
+                stdout=stdout,
+                stderr=stderr,
+                stdout_lines=stdout.splitlines(),
+                stderr_lines=stderr.splitlines(),
             )
         return value
 
@@ -321,6 +323,7 @@ class ActionSpec:
     # that is known without running it, else None; `check` and `run` refuse two nodes
     # writing the same file before anything runs.
     evidence: EvidenceFn | None = None
+    observes: bool = False  # only looks at (or waits for) state: probes, waits (see opsbook.dryrun)
 
     @property
     def full_name(self) -> str:
@@ -377,6 +380,7 @@ class Plugin:
         expressions: Sequence[str] = (),
         data: Sequence[str] | None = None,
         evidence: EvidenceFn | None = None,
+        observes: bool = False,
     ) -> Any:
         """Register an action; its second parameter's annotation is the argument model."""
 
@@ -398,6 +402,7 @@ class Plugin:
                 expression_fields=frozenset(expressions),
                 data=None if data is None else frozenset(data),
                 evidence=evidence,
+                observes=observes,
             )
             return func
 
@@ -439,6 +444,7 @@ def _args_model(func: Callable[..., Any]) -> type:
 
 
 _BOILERPLATE = re.compile(r"^(Try '.*--help'|Try `.*--help`|See '.*--help'|Run '.*--help'|For more information|"
+                          r"(try|see)\b.*\bman\b|"
                           r"usage:|Usage:|nginx: configuration file .* test failed)", re.IGNORECASE)
 _TELLING = re.compile(r"\[(emerg|alert|crit|error)\]|\b(error|fatal|failed|denied|refused|not found|no such|"
                       r"cannot|can't|unable|invalid|unknown|unrecognized|illegal|missing)\b", re.IGNORECASE)
@@ -449,9 +455,9 @@ def telling_line(text: str, limit: int = 300) -> str:
     reads like an error (`[emerg] unknown directive ...`, `error: ...`, `No such file`),
     else the last line that is not boilerplate (`Try 'ls --help' ...`, `... test failed`)."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    useful = [line for line in lines if not _BOILERPLATE.match(line)] or lines
+    useful = [line for line in lines if not _BOILERPLATE.match(line)]
     if not useful:
-        return ""
+        return ""  # only a help hint: it says nothing of what went wrong
     line = next((line for line in useful if _TELLING.search(line)), useful[-1])
     return line if len(line) <= limit else line[:limit - 3] + "..."
 

@@ -102,9 +102,23 @@ def gather(journal: Journal, run_id: str, registry: Any = None) -> RunView:
     """Read one run from the journal, and its runbook's step names and marks if it still exists."""
     run = journal.get_run(run_id)
     nodes = sorted(journal.nodes(run.id).values(), key=lambda n: (n.started or n.finished or 0.0, n.node_id))
-    view = RunView(run, nodes, journal.approvals(run.id), journal.rollbacks(run.id), journal.events(run.id))
+    view = RunView(run, nodes, journal.approvals(run.id), _rollbacks(journal, run), journal.events(run.id))
     _attach_runbook(view, registry)
     return view
+
+
+def _rollbacks(journal: Journal, run: Any) -> list[dict[str, Any]]:
+    """The run's rollback entries; after a success, the undos it recorded were not needed, and
+    with --rollback never they were kept (they stay `pending` in the journal: a later `retry`
+    that fails may still need them)."""
+    entries = journal.rollbacks(run.id)
+    kept = "not needed" if run.status == "succeeded" else \
+        "kept" if (run.options or {}).get("rollback") == "never" and run.finished else None
+    if kept:
+        for entry in entries:
+            if entry["status"] == "pending":
+                entry["status"] = kept
+    return entries
 
 
 def _attach_runbook(view: RunView, registry: Any) -> None:
@@ -461,7 +475,7 @@ def _rollbacks_text(view: RunView) -> str:
         return "none recorded"
     statuses = [r["status"] for r in view.rollbacks]
     if all(st == "not needed" for st in statuses):
-        return f"{len(statuses)} recorded, none needed (the run succeeded)"
+        return f"{len(statuses)} recorded, not needed (the run succeeded)"
     if all(st == "kept" for st in statuses):
         return f"{len(statuses)} recorded, kept (--rollback never)"
     done, failed = statuses.count("done"), statuses.count("failed")

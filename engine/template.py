@@ -330,7 +330,8 @@ def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str
 
 
 def optional_names(source: str, expression: bool = False) -> frozenset[str]:
-    """Names read only behind `| default(...)` or tested with `is defined`: not required."""
+    """Names read only behind `| default(...)` (or as the fallback of a default that is
+    itself defaulted) or tested with `is defined`: not required."""
     from jinja2 import TemplateSyntaxError, nodes
 
     text = "{{" + source + "}}" if expression else source
@@ -340,8 +341,15 @@ def optional_names(source: str, expression: bool = False) -> frozenset[str]:
         return frozenset()
     found = set()
     for node in ast.find_all(nodes.Filter):
-        if node.name in ("default", "d") and isinstance(node.node, nodes.Name):
+        if node.name not in ("default", "d"):
+            continue
+        if isinstance(node.node, nodes.Name):
             found.add(node.node.name)
+        # `a | default(b) | default(c)`: the outer default also catches an undefined `b`
+        inner = node.node
+        while isinstance(inner, nodes.Filter) and inner.name in ("default", "d"):
+            found.update(arg.name for arg in inner.args if isinstance(arg, nodes.Name))
+            inner = inner.node
     for node in ast.find_all(nodes.Test):
         if node.name in ("defined", "undefined") and isinstance(node.node, nodes.Name):
             found.add(node.node.name)
@@ -513,3 +521,23 @@ def _path_text(node: Any) -> str | None:
         base = _path_text(node.node)
         return None if base is None else f"{base}[{node.arg.value!r}]"
     return None
+
+
+def hostvars_names(source: str, expression: bool = False) -> frozenset[str]:
+    """Variables a template reads from other hosts: `x` in `hostvars[h].x` and `hostvars[h]['x']`."""
+    from jinja2 import TemplateSyntaxError, nodes
+
+    text = "{{" + source + "}}" if expression else source
+    try:
+        ast = _env(False).parse(text)
+    except TemplateSyntaxError:
+        return frozenset()
+
+    def of_a_host(node: Any) -> bool:  # hostvars[...]
+        return (isinstance(node, nodes.Getitem) and isinstance(node.node, nodes.Name)
+                and node.node.name == "hostvars")
+
+    found = {n.attr for n in ast.find_all(nodes.Getattr) if of_a_host(n.node)}
+    found |= {n.arg.value for n in ast.find_all(nodes.Getitem)
+              if of_a_host(n.node) and isinstance(n.arg, nodes.Const) and isinstance(n.arg.value, str)}
+    return frozenset(found)

@@ -182,41 +182,44 @@ def _syntax_error(exc: yaml.MarkedYAMLError, filename: str, text: str = "") -> L
     if "tab" in problem:
         hint = "YAML indentation must use spaces, not tabs"
     elif "mapping values are not allowed" in problem:
-        hint = _over_indented(text, mark.line) if mark else ""
-        hint = hint or 'a value containing ": " must be quoted, e.g. cmd: "echo a: b"'
+        hint = _over_indented(text, mark) or 'a value containing ": " must be quoted, e.g. cmd: "echo a: b"'
     elif "found character '%'" in problem or "found undefined tag" in problem:
         hint = "quote the value"
     elif "expected <block end>" in problem or "could not find expected ':'" in problem:
         hint = "check the indentation of this line and the one before it"
+    elif "did not find expected key" in problem:
+        hint = "check the indentation of this line: a key lines up with the keys beside it"
     elif "{{" in str(exc) or "found unhashable key" in problem:
         hint = 'a value starting with "{{" must be quoted: key: "{{ var }}"'
     return LoadError(f"invalid YAML: {problem}{context}", pos, hint)
 
 
-_KEY_LINE = re.compile(r"^( *)(?:- )?([A-Za-z_][\w.]*):(?:\s|$)")
+_KEY_ONLY = re.compile(r"^(\s+)([^\s:#][^:#]*)$")
+_KEY_LINE = re.compile(r"^(\s*)(?:- +)?([^\s:#'\"][^:#]*):(?:\s|$)")
 
 
-def _over_indented(text: str, line: int) -> str:
-    """A hint when line `line` (0-based) is a `key: value` indented deeper than the key
-    line above it, which YAML reads as a continuation of that key's value."""
+def _over_indented(text: str, mark: Any) -> str:
+    """The hint for `key: value` on a line indented deeper than the key above it, which YAML
+    reads as the rest of that key's value (then trips on the colon): '' if not that case."""
+    if mark is None or not text:
+        return ""
     lines = text.splitlines()
-    if not 0 < line < len(lines):
+    if mark.line >= len(lines):
         return ""
-    here = _KEY_LINE.match(lines[line])
-    if not here:
-        return ""
-    for above in reversed(lines[:line]):
-        if not above.strip() or above.lstrip().startswith("#"):
-            continue
-        prev = _KEY_LINE.match(above)
-        if prev is None:
+    line = lines[mark.line][:mark.column]
+    found = _KEY_ONLY.match(line)
+    if not found:
+        return ""  # the colon is not the first of its line: a value holding ": "
+    indent, key = len(found.group(1)), found.group(2).strip()
+    for above in reversed(lines[:mark.line]):
+        other = _KEY_LINE.match(above)
+        if other is None:
+            continue  # a blank line, a comment, or more of the value
+        column = len(above) - len(above.lstrip(" -"))  # where its key starts, after any "- "
+        if column >= indent:
             return ""
-        indent, key_indent = len(here.group(1)), len(prev.group(1)) + (2 if above.lstrip().startswith("- ") else 0)
-        if indent > key_indent:
-            return (f'"{here.group(2)}:" is indented {indent} spaces, deeper than "{prev.group(2)}:" above it '
-                    f"({key_indent}): YAML reads it as part of that value; line it up with the keys of the "
-                    "same step")
-        return ""
+        return (f'"{key}:" is indented deeper than "{other.group(2).strip()}:" above it, so YAML reads it '
+                f'as part of that value: indent "{key}:" like the keys beside it')
     return ""
 
 

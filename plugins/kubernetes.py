@@ -970,7 +970,7 @@ def _rollout_result(
     )
 
 
-@plugin.action(check=True, idempotent=True)
+@plugin.action(check=True, idempotent=True, observes=True)
 def rollout_status(ctx: ActionContext, args: RolloutStatusArgs) -> Result:
     """Wait for a rollout to finish (observedGeneration caught up, new pods ready and available)."""
     s = session(ctx, args)
@@ -2424,7 +2424,7 @@ def field_met(obj: Mapping[str, Any], path: str, want: Any) -> tuple[bool, str]:
     return all(_same(v, want) for v in values), f"{path} is {shown!r}"
 
 
-@plugin.action(check=True, idempotent=True)
+@plugin.action(check=True, idempotent=True, observes=True)
 def wait(ctx: ActionContext, args: WaitArgs) -> Result:
     """Wait until objects meet a condition, have a field value, or are deleted (kubectl wait)."""
     s = session(ctx, args)

@@ -295,7 +295,7 @@ class WaitArgs(_Args):
     timeout: float = 300
 
 
-@plugin.action(scalar="seconds", check=True, idempotent=True, data=())
+@plugin.action(scalar="seconds", check=True, idempotent=True, data=(), observes=True)
 def wait(ctx: ActionContext, args: WaitArgs) -> Result:
     """Sleep for `seconds`, or wait for a path or a port (up to `timeout`)."""
     if args.path is None and args.port is None:

@@ -315,7 +315,7 @@ def _ping_controller(
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
-@plugin.action(check=True, idempotent=True, scalar="host")
+@plugin.action(check=True, idempotent=True, scalar="host", observes=True)
 def icmp(ctx: ActionContext, args: IcmpArgs) -> Result:
     """L3: the host answers ping (from the controller or from other hosts)."""
 
@@ -459,7 +459,7 @@ def _tcp_remote(
     return "closed", wall, reason
 
 
-@plugin.action(check=True, idempotent=True, scalar="port")
+@plugin.action(check=True, idempotent=True, scalar="port", observes=True)
 def tcp(ctx: ActionContext, args: TcpArgs) -> Result:
     """L4: the port accepts a TCP connection; measures the connect time."""
 
@@ -692,7 +692,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-@plugin.action(check=True, idempotent=True, scalar="url")
+@plugin.action(check=True, idempotent=True, scalar="url", observes=True)
 def http(ctx: ActionContext, args: HttpArgs) -> Result:
     """L7: an HTTP request returns the expected status, body, JSON value, fast enough."""
 

@@ -896,7 +896,7 @@ def _probe(ctx: ActionContext, args: WaitForArgs) -> bool:
     return res.rc == 0
 
 
-@plugin.action(check=True, idempotent=True)
+@plugin.action(check=True, idempotent=True, observes=True)
 @_as_result
 def wait_for(ctx: ActionContext, args: WaitForArgs) -> Result:
     """Poll the host until the condition holds; fails after `timeout` seconds."""

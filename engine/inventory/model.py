@@ -294,6 +294,7 @@ class Inventory:
             f"host pattern {subject} {what} no host or group" + did_you_mean(term, self._names()),
             position,
             self._known_hint(term),
+            unmatched=tuple(unknown),
         )
 
     def _names(self) -> list[str]:

@@ -198,3 +198,21 @@ def test_console_entry_keeps_the_collector_off_for_start_up_and_on_for_the_run(t
     runs = subprocess.run([sys.executable, "-c", _GC_PROBE, "runs", "--journal", journal],
                           capture_output=True, text=True, timeout=120)
     assert runs.stdout.strip().endswith("after: True"), runs  # other commands: on from the start
+
+
+def test_plan_takes_secrets_like_run_and_the_hint_says_how(tmp_path):
+    """Issue 15 item 8: a missing secret is not to be passed with -e (shell history)."""
+    rb = tmp_path / "rb.yaml"
+    rb.write_text('opsbook: 1\nname: s\nparams:\n  token: {type: secret}\n  user: {type: string}\n'
+                  'steps:\n  - local.command: "login {{ params.user }} {{ params.token }}"\n')
+    missing = opsbook("plan", str(rb))
+    assert missing.returncode == 2
+    assert 'missing required parameter "token"\n  hint: pass it with --secret token=env:VAR or file:PATH' in missing.stderr
+    assert 'missing required parameter "user"\n  hint: pass it with -e user=VALUE' in missing.stderr
+    out = opsbook("plan", str(rb), "-e", "user=bob", "--secret", "token=env:OPSBOOK_TEST_TOKEN",
+                  env={"OPSBOOK_TEST_TOKEN": "s3cr3t-value"})
+    assert out.returncode == 0, out.stderr
+    assert 'local.command "login bob ********"' in out.stdout and "s3cr3t-value" not in out.stdout
+    graph = opsbook("graph", str(rb), "-e", "user=bob", "--secret", "token=env:OPSBOOK_TEST_TOKEN",
+                    env={"OPSBOOK_TEST_TOKEN": "s3cr3t-value"})
+    assert graph.returncode == 0, graph.stderr

@@ -20,7 +20,7 @@ def test_failed_when_shows_the_values_it_read(run, journal):
         """)
     rec = journal.nodes(summary.run_id)["grep@localhost"]
     assert rec.status == "failed"
-    assert rec.msg == ("failed_when: out.rc != 0 and 'x' in out.stdout (out.rc = 1, out.stdout = 'x happened\\n'); "
+    assert rec.msg == ("failed_when: out.rc != 0 and 'x' in out.stdout (out.rc = 1, out.stdout = 'x happened'); "
                        "command exited with rc=1")
 
 
@@ -34,7 +34,7 @@ def test_failed_when_turning_ok_into_failed_says_why(run, journal):
             failed_when: ["result.stdout | int > 3", "result.stdout | int > 10"]
         """)
     rec = journal.nodes(summary.run_id)["count@localhost"]
-    assert rec.msg == "failed_when: result.stdout | int > 3 and result.stdout | int > 10 (result.stdout = '12\\n')"
+    assert rec.msg == "failed_when: result.stdout | int > 3 and result.stdout | int > 10 (result.stdout = '12')"
 
 
 def test_a_false_when_shows_its_values_with_secrets_redacted(run, journal):

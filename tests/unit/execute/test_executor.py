@@ -156,7 +156,7 @@ def test_until_gives_up_with_a_clear_message(run, journal):
         """)
     rec = journal.nodes(summary.run_id)["never@localhost"]
     assert summary.status == "failed"
-    assert rec.msg == "until: result.stdout | int > 5 still false after 3 attempts (result.stdout = '1\\n')"
+    assert rec.msg == "until: result.stdout | int > 5 still false after 3 attempts (result.stdout = '1')"
 
 
 def test_step_timeout_cancels_and_reports(run, journal):
@@ -299,7 +299,7 @@ def test_when_and_register_and_loop(run, journal, tmp_path):
     assert summary.status == "succeeded"
     assert lines(log) == ["apple-7", "pear-7"]
     rec = journal.nodes(summary.run_id)["skipped-by-when@localhost"]
-    assert rec.status == "skipped" and rec.msg == "when: probe.stdout | int > 10 is false (probe.stdout = '7\\n')"
+    assert rec.status == "skipped" and rec.msg == "when: probe.stdout | int > 10 is false (probe.stdout = '7')"
 
 
 def test_values_reach_shell_commands_quoted(run, journal, tmp_path):
@@ -498,3 +498,25 @@ def test_a_hosts_last_result_is_durable_while_other_hosts_still_run(run, journal
     runner.join()
     assert seen, "web1's result was not committed while web2 was still running"
     assert done["summary"].status == "succeeded"
+
+
+def test_an_ignored_failure_is_shown_as_ignored(run):
+    from opsbook.display import _describe
+
+    events = []
+    summary = run("""
+        opsbook: 1
+        name: detect
+        steps:
+          - name: service answers
+            local.fail: down
+            ignore_errors: true
+          - name: go on
+            local.noop: {}
+        """, listeners=[events.append])
+    assert summary.status == "succeeded"
+    finished = next(e for e in events if e.kind == "node_finished" and e.step == "service answers")
+    assert finished.data["ignored"] is True
+    assert "failed    service answers @ localhost (ignored)" in _describe(finished, 0)
+    last = _describe(events[-1], 0)
+    assert last.endswith("succeeded: failed=1, ok=1 (1 failure ignored: ignore_errors)"), last

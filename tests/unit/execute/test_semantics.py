@@ -317,3 +317,55 @@ def test_a_run_once_step_notifies_its_handler_on_every_host(run, journal, tmp_pa
         """, INVENTORY)
     assert summary.status == "succeeded", journal.nodes(summary.run_id)
     assert sorted(lines(log)) == ["web1", "web2", "web3"]
+
+
+def test_registered_stdout_and_stderr_lose_their_trailing_newlines_like_ansible(run, journal):
+    """Issue 15 item 2: `echo 20%` registers stdout "20%", so an alert threshold reads 20."""
+    summary = run("""
+        opsbook: 1
+        name: nl
+        hosts: web1
+        steps:
+          - local.command: "echo 20%"
+            register: out
+          - local.assert: {that: ["(out.stdout.rstrip('%') | int) == 20", "out.stdout_lines == ['20%']"]}
+          - local.shell: "printf 'a\\n\\n\\r\\n'; printf 'oops\\n' >&2"
+            register: sh
+          - local.assert: {that: ["sh.stdout == 'a'", "sh.stdout_lines == ['a']", "sh.stderr == 'oops'",
+                                  "sh.stderr_lines == ['oops']"]}
+          - name: over ssh's command path (the local connection)
+            ssh.command: "printf ' x \\n'"
+            register: remote
+          - local.assert: {that: ["remote.stdout == ' x '"]}
+          - local.shell: "echo {{ item }}"
+            loop: [1, 2]
+            register: each
+          - local.assert: {that: ["each.results | map(attribute='stdout') | list == ['1', '2']"]}
+        """, INVENTORY)
+    nodes = journal.nodes(summary.run_id)
+    assert summary.status == "succeeded", {n: r.msg for n, r in nodes.items() if r.status != "ok"}
+    # the journal keeps the output as it came (evidence, `opsbook show`)
+    assert nodes["local-command@web1"].stdout == "20%\n"
+
+
+def test_a_failed_command_says_what_went_wrong_not_only_its_help_hint(run, journal):
+    """Issue 15 item 8: GNU tools end with "Try 'ls --help'"; the line before is the error."""
+    summary = run("""
+        opsbook: 1
+        name: msg
+        hosts: web1
+        steps:
+          - name: local
+            local.command: "ls --no-such-option"
+            ignore_errors: true
+          - name: remote
+            ssh.shell: "echo 'tool: bad flag -z' >&2; echo \\"Try 'tool --help' for more information.\\" >&2; exit 2"
+            ignore_errors: true
+          - name: two lines
+            local.shell: "echo 'nginx: [emerg] unknown directive foo' >&2; echo 'nginx: test failed' >&2; exit 1"
+            ignore_errors: true
+        """, INVENTORY)
+    nodes = journal.nodes(summary.run_id)
+    assert nodes["local@web1"].msg == "command exited with rc=2: ls: unrecognized option '--no-such-option'"
+    assert nodes["remote@web1"].msg == "command exited with rc=2: tool: bad flag -z"
+    assert nodes["two-lines@web1"].msg == "command exited with rc=1: nginx: [emerg] unknown directive foo"

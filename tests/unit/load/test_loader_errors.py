@@ -187,3 +187,81 @@ def test_valid_runbook_loads_with_positions(load):
     assert (first.id, first.retries, first.delay) == ("first", 2, 0.5)
     assert first.action.pos.line == 6
     assert [s.id for s in rb.all_steps()] == ["first", "block", "local-noop", "local-noop-2"]
+
+
+def test_notify_naming_no_handler_is_an_error_with_did_you_mean(load):
+    """Issue 15 item 6: Ansible fails on a notify that no handler answers to; so do we, earlier."""
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: change config
+                local.noop: {}
+                notify: restart ap
+              - name: two
+                local.noop: {}
+                notify: [config changed, reload everything]
+            handlers:
+              - name: restart app
+                local.noop: {}
+              - name: reload
+                listen: [config changed]
+                local.noop: {}
+                notify: restrat app
+            """)
+    assert messages(err.value) == [
+        '6:13: notify: no handler is called "restart ap" (did you mean "restart app"?)',
+        '9:30: notify: no handler is called "reload everything"',
+        '16:13: notify: no handler is called "restrat app" (did you mean "restart app"?)',
+    ]
+    assert err.value.diagnostics[0].hint == "handlers answer to their name, id or listen: names: config changed, reload, restart app"
+
+
+def test_notify_of_a_handler_by_name_id_or_listen_loads(load):
+    runbook = load("""
+        opsbook: 1
+        name: t
+        steps:
+          - {name: a, local.noop: {}, notify: [Restart App, restart-app, topic]}
+        handlers:
+          - {name: Restart App, local.noop: {}, listen: topic}
+        """)
+    assert runbook.steps[0].notify == ("Restart App", "restart-app", "topic")
+
+
+def test_a_templated_notify_is_an_error_since_names_are_not_rendered(load):
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - {name: a, local.noop: {}, notify: "restart {{ svc }}"}
+            handlers:
+              - {name: restart web, local.noop: {}}
+            """)
+    assert messages(err.value) == [
+        '4:39: notify: "restart {{ svc }}" is a template; handler names are matched as written, not rendered']
+
+
+def test_an_over_indented_key_gets_an_indentation_hint_not_a_quoting_one(load):
+    """Issue 15 item 8: YAML reads the deeper line as the rest of the value above it."""
+    with pytest.raises(LoadError) as err:
+        load("opsbook: 1\nname: t\nsteps:\n  - name: a\n    local.command: echo hi\n      retries: 3\n")
+    assert (err.value.position.line, err.value.position.column) == (6, 14)
+    assert err.value.hint == ('"retries:" is indented deeper than "local.command:" above it, so YAML reads it as '
+                              'part of that value: indent "retries:" like the keys beside it')
+
+
+def test_an_over_indented_key_after_a_nested_mapping_gets_the_hint_too(load):
+    with pytest.raises(LoadError) as err:
+        load("opsbook: 1\nname: t\nsteps:\n  - name: a\n    local.command:\n      cmd: echo hi\n"
+             "        chdir: /tmp\n")
+    assert err.value.hint.startswith('"chdir:" is indented deeper than "cmd:" above it')
+
+
+def test_an_over_indented_key_after_a_flow_value_gets_an_indentation_hint(load):
+    with pytest.raises(LoadError) as err:
+        load("opsbook: 1\nname: t\nsteps:\n  - name: a\n    local.noop: {}\n      retries: 3\n")
+    assert (err.value.position.line, err.value.position.column) == (6, 7)
+    assert err.value.hint == "check the indentation of this line: a key lines up with the keys beside it"

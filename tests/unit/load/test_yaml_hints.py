@@ -13,7 +13,7 @@ def test_an_over_indented_key_is_called_that(indent):
     text = f"steps:\n  - name: a\n    local.command: echo hi\n{' ' * indent}timeout: 5s\n"
     with pytest.raises(LoadError) as err:
         load_yaml(text, "rb.yaml")
-    assert err.value.hint.startswith(f'"timeout:" is indented {indent} spaces, deeper than "local.command:" above it (4)')
+    assert err.value.hint.startswith('"timeout:" is indented deeper than "local.command:" above it')
     assert "quoted" not in err.value.hint
 
 

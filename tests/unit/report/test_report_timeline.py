@@ -113,3 +113,14 @@ def test_offsets_read_like_a_stopwatch():
     assert offset(-120) == "-02:00.0"
     assert offset(3723) == "+1:02:03"
     assert offset(None) == ""
+
+
+def test_a_succeeded_run_shows_its_recorded_undos_as_not_needed_not_pending(journal, new_run):
+    """Issue 15 item 8: after a successful run, its rollback entries were never meant to run."""
+    run = new_run(status="succeeded")
+    run.node("restart-web", "web1", "ok", 0, 1, changed=True)
+    journal.add_rollback(run.run_id, "restart-web@web1", "web1", "ssh.command", {"cmd": "nginx -s stop"})
+    text = timeline_text(journal, run.run_id)
+    assert "rollbacks: 1 recorded, not needed (the run succeeded)" in text
+    assert "pending" not in text
+    assert re.search(r"rb not needed\s+web1\s+ssh.command\s+undo restart web", text), text
