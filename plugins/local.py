@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from http import client as http_client
 from typing import Any
 
 from opsbook.plugin import (
@@ -33,6 +34,7 @@ from opsbook.plugin import (
     evidence_file,
     truthy,
 )
+from opsbook_plugins.http_deadline import bounded, opener
 from pydantic import BaseModel, ConfigDict, Field
 
 plugin = Plugin("local", "Run things on the controller: commands, waits, assertions, HTTP.")
@@ -395,11 +397,26 @@ def _http(ctx: ActionContext, url: str, method: str, body: Any, headers: dict[st
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     start = time.monotonic()
     limit = min(timeout, ctx.timeout) if ctx.timeout else timeout
-    try:
-        with urllib.request.urlopen(request, timeout=limit) as response:
-            return response.status, response.read(OUTPUT_CAP).decode(errors="replace"), time.monotonic() - start
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(OUTPUT_CAP).decode(errors="replace"), time.monotonic() - start
+    conns: list[Any] = []
+    # the whole exchange within `limit` (the socket timeout alone is per read), cut at once
+    # when the step is cancelled
+    with bounded(conns, limit, ctx.cancelled) as watch:
+        try:
+            with opener(conns).open(request, timeout=limit) as response:
+                status, body = response.status, response.read(OUTPUT_CAP).decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read(OUTPUT_CAP).decode(errors="replace")
+        except (OSError, http_client.HTTPException) as exc:
+            if watch.expired():
+                raise TimeoutError(_cut(watch.expired(), limit)) from None
+            raise exc
+    if watch.expired():
+        raise TimeoutError(_cut(watch.expired(), limit))
+    return status, body, time.monotonic() - start
+
+
+def _cut(why: str, limit: float) -> str:
+    return "cancelled" if why == "cancelled" else f"no complete answer within {limit:g}s"
 
 
 @plugin.action(scalar="url", check=True, idempotent=True, data=["status", "latency_ms", "body", "json"])
@@ -410,7 +427,7 @@ def http(ctx: ActionContext, args: HttpArgs) -> Result:
     expected = args.status if isinstance(args.status, list) else [args.status]
     try:
         code, text, took = _http(ctx, args.url, args.method.upper(), args.body, args.headers, args.timeout)
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http_client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         return Result.failed(f"{args.method} {args.url} failed: {reason}")
     data: dict[str, Any] = {"status": code, "latency_ms": round(took * 1000, 1), "body": text}
@@ -441,7 +458,7 @@ def notify(ctx: ActionContext, args: NotifyArgs) -> Result:
     payload = {"text": args.message, "run": ctx.run_id, "step": ctx.step_name, **args.fields}
     try:
         code, text, _ = _http(ctx, args.url, "POST", payload, {}, args.timeout)
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http_client.HTTPException) as exc:
         return Result.failed(f"webhook {args.url} unreachable: {getattr(exc, 'reason', exc)}")
     if code >= 300:
         return Result.failed(f"webhook {args.url} answered HTTP {code}", stdout=text)

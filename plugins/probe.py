@@ -39,6 +39,7 @@ from http import client as http_client
 from typing import Any, Literal
 
 from opsbook.plugin import ActionContext, HostInfo, Plugin, Result, Seconds
+from opsbook_plugins.http_deadline import bounded
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 plugin = Plugin(
@@ -589,13 +590,15 @@ def _url_for(vantage: Vantage, args: HttpArgs) -> str:
     return f"{args.scheme}://{netloc}{path}"
 
 
-def _http_controller(url: str, args: HttpArgs, timeout: float) -> HttpAnswer:
+def _http_controller(url: str, args: HttpArgs, timeout: float,
+                     cancel: threading.Event | None = None) -> HttpAnswer:
     body, headers = _request_body(args)
     start = time.monotonic()
     for _hop in range(6):
         parts = urllib.parse.urlsplit(url)
+        left = max(0.001, timeout - (time.monotonic() - start))
         try:
-            status, payload, location = _http_once(parts, args, headers, body, timeout)
+            status, payload, location = _http_once(parts, args, headers, body, left, cancel)
         except TimeoutError:
             return HttpAnswer(
                 url, None, b"", _ms_since(start), f"no answer within {fmt_s(timeout)}"
@@ -616,7 +619,9 @@ def _http_once(
     headers: dict[str, str],
     body: bytes | None,
     timeout: float,
+    cancel: threading.Event | None = None,
 ) -> tuple[int, bytes, str | None]:
+    """One request; the whole exchange within `timeout` (not per read), cut on `cancel`."""
     # http.client, not urllib: no proxy from the environment may redirect a health check.
     if parts.scheme == "https":
         context = ssl.create_default_context()
@@ -631,10 +636,18 @@ def _http_once(
     else:
         raise http_client.HTTPException(f"unsupported URL scheme {parts.scheme!r}")
     try:
-        target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
-        conn.request(args.method, target, body=body, headers=headers)
-        response = conn.getresponse()
-        payload = response.read()
+        with bounded([conn], timeout, cancel) as watch:
+            try:
+                target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+                conn.request(args.method, target, body=body, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
+            except (OSError, http_client.HTTPException):
+                if watch.expired():
+                    raise TimeoutError(watch.expired()) from None
+                raise
+        if watch.expired():
+            raise TimeoutError(watch.expired())
         return response.status, payload, response.getheader("Location")
     finally:
         conn.close()
@@ -699,7 +712,7 @@ def http(ctx: ActionContext, args: HttpArgs) -> Result:
     def probe(vantage: Vantage, timeout: float) -> Outcome:
         url = _url_for(vantage, args)
         answer = (
-            _http_controller(url, args, timeout)
+            _http_controller(url, args, timeout, ctx.cancelled)
             if vantage.is_controller
             else _http_remote(vantage, url, args, timeout)
         )
