@@ -523,12 +523,12 @@ def _step_names(runbook: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _ignoring_steps(runbook: Mapping[str, Any]) -> set[str]:
-    """Ids of the steps whose failures are ignored (their own or a block's ignore_errors)."""
+    """Ids of the steps whose failures are ignored: their own ignore_errors, else their block's."""
     out: set[str] = set()
 
     def walk(steps: Iterable[Mapping[str, Any]], inherited: bool) -> None:
         for step in steps:
-            ignore = inherited or bool(step.get("ignore_errors"))
+            ignore = bool(step.get("ignore_errors", inherited))
             if ignore and "id" in step:
                 out.add(str(step["id"]))
             for part in ("block", "rescue", "always"):
