@@ -77,10 +77,11 @@ class Case:
     xfail: str | None = None
     source: str = ""
     runbook: dict[str, Any] | None = None  # a hand-written runbook when translation cannot do it
+    actions: dict[str, str] = field(default_factory=dict)  # module -> action, over ACTIONS
 
 
 CASE_KEYS = {"id", "play", "args", "inventory", "host_vars", "group_vars", "differences", "xfail",
-             "source", "runbook", "doc"}
+             "source", "runbook", "actions"}
 
 
 def load_cases(directory: Path = CASES_DIR) -> list[Case]:
@@ -102,7 +103,8 @@ def load_cases(directory: Path = CASES_DIR) -> list[Case]:
                 inventory=raw.get("inventory", DEFAULT_INVENTORY),
                 host_vars=raw.get("host_vars", {}), group_vars=raw.get("group_vars", {}),
                 differences={k: tuple(v) for k, v in (raw.get("differences") or {}).items()},
-                xfail=raw.get("xfail"), source=raw.get("source", ""), runbook=raw.get("runbook")))
+                xfail=raw.get("xfail"), source=raw.get("source", ""), runbook=raw.get("runbook"),
+                actions=raw.get("actions", {})))
     return cases
 
 
@@ -183,7 +185,8 @@ def to_runbook(case: Case) -> dict[str, Any]:
         return case.runbook
     play = case.play
     ids = iter(range(1, 10_000))
-    steps = [_step(t, ids) for t in play.get("tasks", [])]
+    actions = {**ACTIONS, **case.actions}
+    steps = [_step(t, ids, actions) for t in play.get("tasks", [])]
     runbook: dict[str, Any] = {"opsbook": 1, "name": case.id, "hosts": play.get("hosts", "all")}
     if "vars" in play:
         runbook["vars"] = play["vars"]
@@ -200,11 +203,11 @@ def to_runbook(case: Case) -> dict[str, Any]:
         steps = [{"name": "play", "id": "play", **wrapper, "block": steps}]
     runbook["steps"] = steps
     if play.get("handlers"):
-        runbook["handlers"] = [_step(t, ids) for t in play["handlers"]]
+        runbook["handlers"] = [_step(t, ids, actions) for t in play["handlers"]]
     return runbook
 
 
-def _step(task: Mapping[str, Any], ids: Iterable[int]) -> dict[str, Any]:
+def _step(task: Mapping[str, Any], ids: Iterable[int], actions: Mapping[str, str]) -> dict[str, Any]:
     step: dict[str, Any] = {}
     number = next(iter(ids))
     if "name" in task:
@@ -214,10 +217,10 @@ def _step(task: Mapping[str, Any], ids: Iterable[int]) -> dict[str, Any]:
         if key == "name":
             continue
         short = key.removeprefix("ansible.builtin.")
-        if short in ACTIONS:
-            step[ACTIONS[short]] = _arguments(short, value)
+        if short in actions:
+            step[actions[short]] = _arguments(short, value)
         elif key in ("block", "rescue", "always"):
-            step[key] = [_step(t, ids) for t in value or []]
+            step[key] = [_step(t, ids, actions) for t in value or []]
         else:
             step[key] = value
     return step
@@ -349,8 +352,11 @@ class Observation:
     output: str = ""  # stderr (and a little stdout) for the failure message
 
 
-def _exit_class_ansible(rc: int) -> str:
-    return {0: "ok", 2: "failed", 3: "failed"}.get(rc, "error")
+def _exit_class_ansible(rc: int, finished: bool) -> str:
+    """ok, failed (the play ran: a host failed or was unreachable), or error (refused)."""
+    if rc == 0:
+        return "ok"
+    return "failed" if finished else "error"
 
 
 def _exit_class_opsbook(rc: int) -> str:
@@ -413,8 +419,7 @@ def _tasks_by_name(case: Case) -> dict[str, Mapping[str, Any]]:
 
 def observe_ansible(case: Case, result: Mapping[str, Any], dirs: CaseDirs) -> Observation:
     """Ansible's side, from the difflog callback's JSON lines."""
-    obs = Observation(exit=_exit_class_ansible(result["rc"]), rc=result["rc"],
-                      output=_tail(result["stderr"]))
+    obs = Observation(exit="error", rc=result["rc"], output=_tail(result["stderr"]))
     tasks = _tasks_by_name(case)
     batches: dict[int, list[str]] = {}
     batch = -1
@@ -427,6 +432,8 @@ def observe_ansible(case: Case, result: Mapping[str, Any], dirs: CaseDirs) -> Ob
             continue
         if event["ev"] == "play":
             batch += 1
+        if event["ev"] == "stats":
+            obs.exit = _exit_class_ansible(result["rc"], finished=True)
         if event["ev"] != "result":
             continue
         host, name = event["host"], event["task"]
@@ -447,6 +454,8 @@ def observe_ansible(case: Case, result: Mapping[str, Any], dirs: CaseDirs) -> Ob
                                                     if isinstance(r, dict)]:
             if isinstance(facts, dict) and status not in ("failed", "skipped"):
                 obs.facts.setdefault(host, {}).update(facts)
+    if obs.exit == "error" and result["rc"] == 0:
+        obs.exit = "ok"
     if "serial" in case.play:
         obs.batches = [sorted(hosts) for _, hosts in sorted(batches.items()) if hosts]
     return obs

@@ -22,6 +22,7 @@ def _param(case: difftool.Case) -> object:
     return pytest.param(case, id=case.id, marks=marks)
 
 
+@pytest.mark.slow  # minutes: every case runs under both tools (CI runs it: tests/run)
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_case(case: difftool.Case, outcomes: dict[str, difftool.Outcome]) -> None:
     outcome = outcomes[case.id]
