@@ -187,3 +187,18 @@ def test_valid_runbook_loads_with_positions(load):
     assert (first.id, first.retries, first.delay) == ("first", 2, 0.5)
     assert first.action.pos.line == 6
     assert [s.id for s in rb.all_steps()] == ["first", "block", "local-noop", "local-noop-2"]
+
+
+def test_unknown_loop_control_key_is_an_error_not_ignored(load):
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: a
+                loop: [x, y]
+                loop_control: {loop_var: unit, index_var: idx, extended: true}
+                local.noop: {}
+            """)
+    assert messages(err.value) == ['6:36: unknown loop_control key "index_var"',
+                                   '6:52: unknown loop_control key "extended"']
