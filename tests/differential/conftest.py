@@ -1,51 +1,27 @@
-"""Fixtures of the differential suite: ansible-core from the bench's cached venv, and one
-run of every selected case by both tools (the whole batch runs once per session).
-
-ansible-core is the bench's pinned one (bench/venvs.py: the same pin and cache folder,
-${XDG_CACHE_HOME:-~/.cache}/opsbook/bench/venvs/ansible), installed on first use. Without
-network the suite is skipped, except under CI, where a missing Ansible fails it.
+"""Fixtures of the differential suite: the pinned ansible-core (tests/ansible_core.py: the
+bench's cached venv, installed on first use; skipped without network, failed in CI), and
+one run of every selected case by both tools (the whole batch runs once per session).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
+import ansible_core
 import difftool
 import pytest
-from opsbook_lab.pytest_plugin import skip_or_fail_in_ci
 
 CASE_TEST = "test_case"
 
 
-def _bench_venvs() -> ModuleType:
-    """bench/venvs.py, loaded by path (bench/ is a folder of the repository, not installed)."""
-    spec = importlib.util.spec_from_file_location("opsbook_bench_venvs", difftool.REPO / "bench" / "venvs.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def ansible_python() -> str:
-    """The Python of the bench's ansible-core venv (installed once, then cached)."""
-    venvs = _bench_venvs()
-    try:
-        venv = venvs.ensure("ansible", log=lambda msg: print(msg, file=sys.stderr))
-    except (subprocess.CalledProcessError, OSError) as exc:
-        pin = " ".join(venvs.TOOLS["ansible"])
-        skip_or_fail_in_ci(f"{pin} not available (no network?): {exc}",
-                           f"CI must compare opsbook with Ansible, but {pin} could not be installed: {exc}")
-    return venv.exe("python")
+    """The Python of the pinned ansible-core venv (tests/ansible_core.py)."""
+    return str(ansible_core.ansible_python())
 
 
 @pytest.fixture(scope="session")

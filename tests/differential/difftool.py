@@ -18,6 +18,7 @@ fails too, so the table, the cases and opsbook's behaviour cannot drift apart.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 import os
 import re
@@ -568,7 +569,7 @@ def _opsbook_batches(case: Case, dirs: CaseDirs, obs: Observation) -> list[list[
 def _extra_vars(case: Case) -> dict[str, Any]:
     out: dict[str, Any] = {}
     args = list(case.args)
-    for flag, value in zip(args, args[1:]):
+    for flag, value in itertools.pairwise(args):
         if flag in ("-e", "--extra-vars") and "=" in value and not value.startswith(("{", "@")):
             for pair in shlex.split(value):
                 key, _, val = pair.partition("=")

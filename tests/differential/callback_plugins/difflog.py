@@ -72,7 +72,7 @@ class CallbackModule(CallbackBase):
             host=result.host.get_name(),
             task=result.task_name or task.get_name(),
             action=task.action,
-            handler=bool(getattr(task, "implicit", False)) is False and type(task).__name__ == "Handler",
+            handler=type(task).__name__ == "Handler",
             run_once=bool(task.run_once),
             ignored=bool(ignored),
             batch=self._batch,
