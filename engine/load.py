@@ -114,6 +114,7 @@ RESERVED_NAMES = frozenset({"host", "hostvars", "groups", "inventory_hostname", 
                             "item", "omit", "runbook_dir"})
 
 PARAM_KEYWORDS = {"type", "default", "required", "description", "secret", "choices"}
+LOOP_CONTROL_KEYS = ("loop_var", "label")
 
 
 class _Collector:
@@ -338,7 +339,7 @@ class RunbookLoader:
             self._suffix[step_id] = n
             step_id = f"{step_id}-{n}"
         ids[step_id] = data.pos
-        loop_control = data.get("loop_control") or {}
+        loop_control = self._loop_control(data, c)
         children = {key: self._children(data, key, c, ids) for key in ("block", "rescue", "always")}
         return Step(
             id=step_id, name=name, pos=data.pos, action=action,
@@ -347,8 +348,8 @@ class RunbookLoader:
             needs=self._str_list(data, "needs", c) if "needs" in data else None,
             when=self._cond(data, "when", c),
             loop=data.get("loop"),
-            loop_var=str(loop_control.get("loop_var", "item")) if isinstance(loop_control, dict) else "item",
-            loop_label=loop_control.get("label") if isinstance(loop_control, dict) else None,
+            loop_var=str(loop_control.get("loop_var", "item")),
+            loop_label=loop_control.get("label"),
             register=self._identifier(data, "register", c),
             retries=self._int(data, "retries", c) if "retries" in data else (3 if "until" in data else 0),
             delay=self._duration(data, "delay", c) if "delay" in data else 1.0,  # type: ignore[arg-type]
@@ -507,6 +508,19 @@ class RunbookLoader:
         return KeepHealthy(minimum, percent, spec.get("group") if isinstance(raw, PosDict) else None, probe)
 
     # -- typed fields ------------------------------------------------------------------------
+    def _loop_control(self, data: PosDict, c: _Collector) -> dict[str, Any]:
+        """loop_control's keys; one opsbook does not know (index_var, extended, ...) is an
+        error, as for every other key, rather than silently meaning nothing."""
+        value = data.get("loop_control") or {}
+        if not isinstance(value, dict):
+            c.error(data.value_pos.get("loop_control"), f"loop_control must be a mapping, found {_kind(value)}")
+            return {}
+        for key in value:
+            if key not in LOOP_CONTROL_KEYS:
+                c.error(key_position(value, key), f'unknown loop_control key "{key}"{did_you_mean(str(key), LOOP_CONTROL_KEYS)}',
+                        "opsbook's loop_control takes " + " and ".join(LOOP_CONTROL_KEYS))
+        return dict(value)
+
     def _typed(self, data: PosDict, key: str, c: _Collector, check: Callable[[Any], Any], expected: str) -> Any:
         if key not in data:
             return None

@@ -6,6 +6,7 @@ actions of other plugins can target the controller itself.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shlex
@@ -200,12 +201,17 @@ def _command_result(res: CommandResult, ok_rc: list[int], ctx: ActionContext) ->
 
 
 def _guard(args: Any) -> str | None:
-    """Ansible's creates/removes: a reason to skip, or None."""
-    if getattr(args, "creates", None) and os.path.exists(args.creates):
+    """Ansible's creates/removes (glob patterns, as in Ansible): a reason to skip, or None."""
+    if getattr(args, "creates", None) and glob.glob(args.creates):
         return f"{args.creates} exists"
-    if getattr(args, "removes", None) and not os.path.exists(args.removes):
+    if getattr(args, "removes", None) and not glob.glob(args.removes):
         return f"{args.removes} does not exist"
     return None
+
+
+def _guarded(skip: str) -> Result:
+    """A command its guard skipped; registered as Ansible's command module does (rc 0)."""
+    return Result(status=Status.OK, changed=False, rc=0, stdout=f"skipped, since {skip}", msg=f"skipped: {skip}")
 
 
 # -- actions ---------------------------------------------------------------------------
@@ -218,8 +224,8 @@ class CommandArgs(_Args):
     chdir: str | None = None
     env: dict[str, str] = {}
     stdin: str | None = None
-    creates: str | None = Field(None, description="skip when this path exists")
-    removes: str | None = Field(None, description="skip unless this path exists")
+    creates: str | None = Field(None, description="skip when this path (a glob pattern) exists")
+    removes: str | None = Field(None, description="skip unless this path (a glob pattern) exists")
     ok_rc: list[int] = [0]
 
 
@@ -235,7 +241,7 @@ def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell) on the controller."""
     skip = _guard(args)
     if skip:
-        return Result(status=Status.OK, changed=False, msg=f"skipped: {skip}")
+        return _guarded(skip)
     if ctx.check_mode:
         return _check(args, "local.command")
     argv = shlex.split(args.cmd) if isinstance(args.cmd, str) else [str(a) for a in args.cmd]
@@ -256,7 +262,7 @@ def shell(ctx: ActionContext, args: ShellArgs) -> Result:
     """Run a shell command line on the controller."""
     skip = _guard(args)
     if skip:
-        return Result(status=Status.OK, changed=False, msg=f"skipped: {skip}")
+        return _guarded(skip)
     if ctx.check_mode:
         return _check(args, "local.shell")
     res = _CONTROLLER.run([args.executable, "-c", args.cmd], stdin=args.stdin.encode() if args.stdin else None,

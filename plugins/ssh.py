@@ -237,7 +237,9 @@ class _CommandArgs(_Args):
 def _skip_or_check(ctx: ActionContext, args: _CommandArgs, what: str) -> Result | None:
     skip = _guard(ctx, args.creates, args.removes)
     if skip:
-        return Result.ok(changed=False, msg=f"skipped: {skip}", data={"skipped_reason": skip})
+        # registered as Ansible's command module does: rc 0 and a stdout that says why
+        return Result.ok(changed=False, rc=0, stdout=f"skipped, since {skip}", msg=f"skipped: {skip}",
+                         data={"skipped_reason": skip})
     if ctx.check_mode:
         return Result.unknown(f"would run: {what}", changed=True)
     return None

@@ -265,3 +265,18 @@ def test_an_over_indented_key_after_a_flow_value_gets_an_indentation_hint(load):
         load("opsbook: 1\nname: t\nsteps:\n  - name: a\n    local.noop: {}\n      retries: 3\n")
     assert (err.value.position.line, err.value.position.column) == (6, 7)
     assert err.value.hint == "check the indentation of this line: a key lines up with the keys beside it"
+
+
+def test_unknown_loop_control_key_is_an_error_not_ignored(load):
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: a
+                loop: [x, y]
+                loop_control: {loop_var: unit, index_var: idx, extended: true}
+                local.noop: {}
+            """)
+    assert messages(err.value) == ['6:36: unknown loop_control key "index_var"',
+                                   '6:52: unknown loop_control key "extended"']
