@@ -183,12 +183,14 @@ def to_runbook(case: Case) -> dict[str, Any]:
     `serial`, and play keywords opsbook has at the top, stay at the top.
     """
     if case.runbook is not None:
-        return case.runbook
+        return {**case.runbook, "extra_vars": "any"}
     play = case.play
     ids = iter(range(1, 10_000))
     actions = {**ACTIONS, **case.actions}
     steps = [_step(t, ids, actions) for t in play.get("tasks", [])]
-    runbook: dict[str, Any] = {"opsbook": 1, "name": case.id, "hosts": play.get("hosts", "all")}
+    # extra_vars: any, as in Ansible: the suite passes -e scratch=... to every case
+    runbook: dict[str, Any] = {"opsbook": 1, "name": case.id, "hosts": play.get("hosts", "all"),
+                               "extra_vars": "any"}
     if "vars" in play:
         runbook["vars"] = play["vars"]
     wrapper = {k: play[k] for k in PLAY_INHERITED if k in play}
