@@ -24,6 +24,9 @@ MAGIC_NAMES = frozenset({
     "host", "hostvars", "groups", "inventory_hostname", "params", "run", "result", "item", "omit",
     "ansible_host", "ansible_port", "ansible_user", "ansible_connection", "true", "false", "none",
     "range", "dict", "namespace", "loop", "now", "runbook_dir",
+    # Ansible's magic variables
+    "group_names", "inventory_hostname_short", "ansible_check_mode", "ansible_play_hosts",
+    "ansible_play_hosts_all", "ansible_play_batch", "play_hosts",
 })
 
 

@@ -525,8 +525,8 @@ class Executor:
             return _outcome(Status.SKIPPED, f"{NOT_RUN}{self.aborted}")
         if self.interrupted:
             return _outcome(Status.SKIPPED, f"{NOT_RUN}interrupted")
-        if not self._tag_selected(step.tags):
-            return _outcome(Status.SKIPPED, "not selected by tags")
+        if node.kind != HANDLER and not tags_select(step.tags, self.opts.tags, self.opts.skip_tags):
+            return _outcome(Status.SKIPPED, "not selected by tags")  # a notified handler runs, as in Ansible
         state = self._state(node.host)
         if node.kind == HANDLER:
             if not (set(step.listen) | {step.name, step.id}) & state.notified:
@@ -557,15 +557,6 @@ class Executor:
             if spec is not None:
                 spec.prepare()
         return self._specs[step.id]
-
-    def _tag_selected(self, tags: tuple[str, ...]) -> bool:
-        if not self.opts.tags and not self.opts.skip_tags:
-            return True
-        if self.opts.skip_tags and set(tags) & self.opts.skip_tags:
-            return False
-        if self.opts.tags:
-            return bool(set(tags) & self.opts.tags) or "always" in tags
-        return True
 
     def _restore(self, node: Node, prior: NodeRecord) -> Outcome:
         """A node the journal already holds a result for (resume): reuse it."""
@@ -609,7 +600,7 @@ class Executor:
             self._mark_known(target, outcome.result.facts, None)
             if unknown:  # the facts it would have set are unknown too, like its register
                 self._mark_known(target, fact_names(step), step.name)
-            target.notified.update(outcome.notify)  # a run_once step notifies for every host (Ansible)
+        state.notified.update(outcome.notify)  # a run_once step notifies the host it ran on only (Ansible)
         if outcome.status is Status.OK:
             if restored and step.keep_healthy is not None:
                 self._out_of_pool.take_out(step.id, node.host)
@@ -778,9 +769,22 @@ class Executor:
         host = self.hostinfo(name) if node.host else HostInfo("localhost", {})
         state = self.host_states.get(name, _NO_STATE)
         base = builtin_names(name, host.vars, self._groups, self.plan.params, str(self._runbook_dir))
-        base.update(hostvars=self._hostvars, run={"id": self.run_id, "check": self.opts.check})
+        base.update(hostvars=self._hostvars, run={"id": self.run_id, "check": self.opts.check},
+                    ansible_check_mode=self.opts.check, **self._play_hosts(node))
         return Scope(base, self.plan.runbook.vars, self.plan.params, (state.facts, state.registered),
                      node.step.vars, extra or EMPTY).resolve()
+
+    def _play_hosts(self, node: Node) -> dict[str, list[str]]:
+        """Ansible's ansible_play_hosts(_all) and ansible_play_batch for a node: the step's
+        hosts (its serial batch), without those that failed."""
+        leaf = node.leaf
+        if leaf is None:
+            return {}
+        every = list(leaf.scope or leaf.hosts)
+        batch = next((list(b) for b in leaf.batches if node.host in b), every)
+        alive = [h for h in every if not self.host_states.get(h, _NO_STATE).failed]
+        return {"ansible_play_hosts_all": every, "ansible_play_hosts": alive, "play_hosts": alive,
+                "ansible_play_batch": [h for h in batch if h in alive]}
 
     def _run_node(self, node: Node, pure: bool = False) -> Outcome:
         step = node.step
@@ -1410,6 +1414,32 @@ def _inline(spec: ActionSpec, node: Node) -> bool:
     step = node.step
     return (spec.plugin == "local" and spec.name in ("noop", "set", "assert", "fail")
             and not step.approve and not step.retries and not step.timeout and not step.loop)
+
+
+def tags_select(tags: Iterable[str], only: frozenset[str], skip: frozenset[str]) -> bool:
+    """Ansible's tag selection: `always` runs unless skipped by name, `never` only when asked
+    for by one of its tags; `all`, `tagged` and `untagged` select as in Ansible (a step with no
+    tags is `untagged`)."""
+    have = set(tags) or {"untagged"}
+    only = only or frozenset({"all"})
+    if "always" in have:
+        run = True
+    elif "all" in only and "never" not in have:
+        run = True
+    elif not have.isdisjoint(only):
+        run = True
+    elif "tagged" in only and have != {"untagged"} and "never" not in have:
+        run = True
+    else:
+        run = False
+    if run and skip:
+        if "all" in skip:
+            run = "always" in have and "always" not in skip
+        elif not have.isdisjoint(skip):
+            run = False
+        elif "tagged" in skip and have != {"untagged"}:
+            run = False
+    return run
 
 
 def _skipped_item(step: Any, item: Any, false: Any) -> Result:

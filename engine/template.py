@@ -198,11 +198,11 @@ def is_template(value: Any) -> bool:
 
 
 def holds_template(value: Any) -> bool:
-    """Whether a value, or anything nested in its dicts and lists, is a template."""
+    """Whether a value, or anything nested in its dicts (keys too) and lists, is a template."""
     if isinstance(value, str):
         return is_template(value)
     if isinstance(value, dict):
-        return any(holds_template(v) for v in value.values())
+        return any(holds_template(v) or (isinstance(k, str) and is_template(k)) for k, v in value.items())
     if isinstance(value, list):
         return any(holds_template(v) for v in value)
     return False

@@ -62,7 +62,10 @@ def builtin_names(name: str, host_vars: Mapping[str, Any], groups: Mapping[str, 
     and its id; the plan only the inventory)."""
     ctx = dict(host_vars)
     ctx.update(inventory_hostname=name, groups=groups, params=params, runbook_dir=runbook_dir,
-               host={"name": name, "address": str(host_vars.get("ansible_host", name)), "vars": host_vars})
+               host={"name": name, "address": str(host_vars.get("ansible_host", name)), "vars": host_vars},
+               # Ansible's magic variables (the run adds ansible_check_mode and the play's hosts)
+               inventory_hostname_short=name.split(".")[0],
+               group_names=sorted(g for g, members in groups.items() if name in members and g != "all"))
     return ctx
 
 

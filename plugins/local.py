@@ -356,8 +356,13 @@ class SetArgs(BaseModel):
 
 @plugin.action(check=True, idempotent=True, data=["facts"])
 def set(ctx: ActionContext, args: SetArgs) -> Result:
-    """Set variables on the host for later steps (like set_fact)."""
-    facts = dict(args.model_extra or {})
+    """Set variables on the host for later steps (like set_fact; a name may be a template)."""
+    from opsbook.template import is_template, render
+
+    facts = {}
+    for key, value in (args.model_extra or {}).items():
+        name = str(render(key, ctx.variables)) if is_template(key) and ctx.variables is not None else key
+        facts[name] = value
     return Result.ok(facts=facts, data={"facts": facts})
 
 
