@@ -155,13 +155,13 @@ def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], fmt
     """Show every node (step x host) with rendered arguments and dependencies; contacts nothing."""
     from opsbook.planview import plan_json, plan_text
 
-    the_plan, _ = _plan(runbook, inventories, extra)
+    the_plan, registry = _plan(runbook, inventories, extra)
     if fmt == "json":
         import json
 
-        click.echo(json.dumps(plan_json(the_plan), indent=2, default=str))
+        click.echo(json.dumps(plan_json(the_plan, registry), indent=2, default=str))
     else:
-        click.echo(plan_text(the_plan))
+        click.echo(plan_text(the_plan, registry))
 
 
 @main.command()

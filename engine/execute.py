@@ -862,12 +862,10 @@ class Executor:
                 rest = {k: v for k, v in args.items() if k not in spec.expression_fields}
                 return {**self._render_args(spec.without_expressions(), rest, ctx_vars, step), **evaluated}
         if isinstance(args, dict):
-            # Only a command line is shell-quoted; a list in the same field is an argv (no shell).
-            rendered = {k: render(v, ctx_vars, shell=k in spec.shell_fields and isinstance(v, str), pos=step.pos)
-                        for k, v in args.items()}
+            rendered = {k: spec.render_field(k, v, ctx_vars, step.pos) for k, v in args.items()}
             return {k: v for k, v in rendered.items() if v != OMIT}  # Ansible's `omit`
-        if spec.scalar_arg in spec.shell_fields and isinstance(args, str):
-            return render(args, ctx_vars, shell=True, pos=step.pos)
+        if spec.scalar_arg is not None:
+            return spec.render_field(spec.scalar_arg, args, ctx_vars, step.pos)
         return render(args, ctx_vars, pos=step.pos)
 
     def _become(self, step: Any, ctx_vars: Mapping[str, Any]) -> Become | None:

@@ -13,8 +13,9 @@ from opsbook.registry import Registry
 from opsbook.template import render
 
 
-def _rendered_args(plan: Plan, node: Node) -> Any:
-    """Arguments with templates rendered where everything is known before the run."""
+def _rendered_args(plan: Plan, node: Node, registry: Registry | None = None) -> Any:
+    """Arguments with templates rendered where everything is known before the run, the way
+    the run renders them (a command line as its argv, shell values quoted)."""
     step = node.step
     if step.action is None:
         return None
@@ -28,10 +29,18 @@ def _rendered_args(plan: Plan, node: Node) -> Any:
             ctx[key] = render(value, ctx)
         except UserError:
             ctx[key] = value
+    spec = registry.action(step.action.name) if registry is not None else None
+    args = step.action.args
     try:
-        return render(step.action.args, ctx)
+        if spec is None:
+            return render(args, ctx)
+        if isinstance(args, dict):
+            return {k: v if k in spec.expression_fields else spec.render_field(k, v, ctx) for k, v in args.items()}
+        if spec.scalar_arg is not None and spec.scalar_arg not in spec.expression_fields:
+            return spec.render_field(spec.scalar_arg, args, ctx)
+        return render(args, ctx)
     except UserError:
-        return step.action.args  # reads run-time results: shown as written
+        return args  # reads run-time results: shown as written
 
 
 def _secrets(plan: Plan) -> Any:
@@ -46,7 +55,7 @@ def _secrets(plan: Plan) -> Any:
     return store
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
+def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
     nodes = []
     needs = plan.dependencies()
     for node in sorted(plan.nodes.values(), key=lambda n: n.index):
@@ -54,7 +63,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         if node.kind != BARRIER:
             step = node.step
             entry.update(step=step.name, step_id=step.id, host=node.host, action=step.action.name if step.action else None,
-                         args=_rendered_args(plan, node), where=str(step.pos))
+                         args=_rendered_args(plan, node, registry), where=str(step.pos))
             for key in ("when", "loop", "register", "retries", "timeout", "approve", "serial", "run_once", "delegate_to",
                         "tags", "notify"):
                 value = getattr(step, key)
@@ -70,7 +79,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         {"runbook": plan.runbook.name, "path": plan.runbook.path, "params": plan.params, "nodes": nodes})
 
 
-def plan_text(plan: Plan) -> str:
+def plan_text(plan: Plan, registry: Registry | None = None) -> str:
     rb = plan.runbook
     lines = [f"runbook {rb.name} ({rb.phase})  {rb.path}"]
     if plan.params:
@@ -101,7 +110,7 @@ def plan_text(plan: Plan) -> str:
             node = plan.nodes.get(f"{sid}@{host}")
             if node is None:
                 continue
-            args = _rendered_args(plan, node)
+            args = _rendered_args(plan, node, registry)
             lines.append(f"    {host}: {step.action.name if step.action else ''} {json.dumps(args, default=str)}")
         if not leaf.hosts:
             lines.append("    (no hosts)")
@@ -201,7 +210,8 @@ def plugins_text(registry: Registry, name: str | None = None) -> str:
                 for fname, field in spec.args_model.model_fields.items():  # type: ignore[attr-defined]
                     req = "required" if field.is_required() else f"default {field.default!r}"
                     desc = f" - {field.description}" if field.description else ""
-                    lines.append(f"      {fname}: {_type_name(field.annotation)} ({req}){desc}")
+                    how = " [argv]" if fname in spec.argv_fields else " [shell]" if fname in spec.shell_fields else ""
+                    lines.append(f"      {fname}: {_type_name(field.annotation)} ({req}){how}{desc}")
     for ep, why in registry.broken.items():
         lines.append(f"BROKEN {ep}: {why}")
     return "\n".join(lines)

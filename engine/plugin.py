@@ -293,6 +293,19 @@ class ActionSpec:
     scalar_arg: str | None  # `plugin.action: "text"` fills this argument
     shell_fields: frozenset[str]  # argument names rendered with shell quoting
     expression_fields: frozenset[str] = frozenset()  # bare Jinja expressions (like assert's `that`)
+    argv_fields: frozenset[str] = frozenset()  # a string here is a command line: rendered to an argv
+
+    def render_field(self, name: str, value: Any, context: Mapping[str, Any], pos: Any = None) -> Any:
+        """One argument rendered as this action declares it: a command line that is split into
+        an argv keeps each templated value one word; a shell command line quotes each value."""
+        from opsbook.template import render, render_argv
+
+        if isinstance(value, str):
+            if name in self.argv_fields:
+                return render_argv(value, context, pos)
+            if name in self.shell_fields:
+                return render(value, context, shell=True, pos=pos)
+        return render(value, context, pos=pos)  # a list in a shell field is an argv: no quoting
 
     @property
     def full_name(self) -> str:
@@ -347,6 +360,7 @@ class Plugin:
         scalar: str | None = None,
         shell: Sequence[str] = (),
         expressions: Sequence[str] = (),
+        argv: Sequence[str] = (),
     ) -> Any:
         """Register an action; its second parameter's annotation is the argument model."""
 
@@ -366,6 +380,7 @@ class Plugin:
                 scalar_arg=scalar,
                 shell_fields=frozenset(shell),
                 expression_fields=frozenset(expressions),
+                argv_fields=frozenset(argv),
             )
             return func
 

@@ -5,6 +5,9 @@
 - A string that is exactly one expression (`"{{ groups.web }}"`) renders to the native
   value (list, dict, int), as Ansible does; anything else renders to a string.
 - In shell contexts every `{{ }}` value is shell-quoted unless the author writes `| raw`.
+- In a command line split into an argv (`render_argv`), every `{{ }}` value is one word
+  whatever it holds (spaces, quotes, `;`, newlines): the line is split around the values,
+  never through them.
 - Jinja2 is imported on the first template, not at start-up: a run whose runbook holds
   none never pays for it.
 """
@@ -17,6 +20,7 @@ import os
 import re
 import shlex
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -162,9 +166,38 @@ def _shell_finalize(value: Any) -> Any:
     return shlex.quote("" if value is None else str(value))
 
 
-@lru_cache(maxsize=2)
-def _env(shell: bool) -> SandboxedEnvironment:
-    """The sandboxed environment (plain, or shell-quoting), built on first use."""
+# render_argv: each {{ }} value is set aside and replaced by a placeholder made of characters
+# shlex treats as word characters, so splitting the rendered line never looks inside a value.
+_WORD_OPEN, _WORD_CLOSE = "\ue000", "\ue001"  # Unicode private use: not in real commands
+_WORD = re.compile(_WORD_OPEN + r"(\d+)" + _WORD_CLOSE)
+_argv_values: ContextVar[list[str] | None] = ContextVar("opsbook_argv_values", default=None)
+
+
+def _argv_placeholder(value: Any) -> str:
+    values = _argv_values.get()
+    if values is None:  # pragma: no cover - only render_argv renders with this environment
+        raise TemplateError("internal: argv template rendered outside render_argv")
+    values.append("" if value is None else str(value))
+    return f"{_WORD_OPEN}{len(values) - 1}{_WORD_CLOSE}"
+
+
+def _argv_finalize_fn() -> Any:
+    from jinja2 import pass_context
+
+    @pass_context  # evaluated at render time, never folded into the compiled template
+    def finalize(_context: Any, value: Any) -> Any:
+        if isinstance(value, RawShell):
+            return str(value)  # the author opted out: split like the literal text
+        if isinstance(value, (list, tuple)):
+            return " ".join(_argv_placeholder(v) for v in value)  # a list is its items, one word each
+        return _argv_placeholder(value)
+
+    return finalize
+
+
+@lru_cache(maxsize=3)
+def _env(mode: str) -> SandboxedEnvironment:
+    """The sandboxed environment (plain, shell-quoting or argv), built on first use."""
     from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
 
@@ -176,11 +209,12 @@ def _env(shell: bool) -> SandboxedEnvironment:
                 return False
             return bool(super().is_safe_attribute(obj, attr, value))
 
+    finalize = {"shell": _shell_finalize, "argv": _argv_finalize_fn()}.get(mode)
     env = _Sandbox(
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
-        finalize=_shell_finalize if shell else None,
+        finalize=finalize,
     )
     env.filters.update(FILTERS)
     env.tests.update(TESTS)
@@ -207,10 +241,17 @@ def holds_template(value: Any) -> bool:
     return False
 
 
+def _mode(mode: str | bool) -> str:
+    if isinstance(mode, bool):
+        return "shell" if mode else "plain"
+    return mode
+
+
 @lru_cache(maxsize=8192)
-def _compiled(source: str, shell: bool) -> Any:
-    env = _env(shell)
-    match = _SINGLE_EXPR.match(source.strip()) if not shell else None
+def _compiled(source: str, shell: bool | str) -> Any:
+    mode = _mode(shell)
+    env = _env(mode)
+    match = _SINGLE_EXPR.match(source.strip()) if mode == "plain" else None
     if match:
         return ("expr", env.compile_expression(match.group("expr"), undefined_to_none=False))
     return ("tmpl", env.from_string(source))
@@ -270,6 +311,37 @@ def render(value: Any, context: Mapping[str, Any], *, shell: bool = False,
     return value
 
 
+def render_argv(source: str, context: Mapping[str, Any], pos: Position | None = None) -> list[str]:
+    """A command line split into an argv like a shell would, each `{{ }}` value one word.
+
+    The line is split around the values, never through them: `rm -f {{ f }}` with
+    f = "a b; c" is ["rm", "-f", "a b; c"]. Quotes and backslashes written in the line
+    itself work as in a shell (`grep "{{ p }}" f`); a list value gives one word per item;
+    `| raw` opts a value out (it is split like the literal text). Raises TemplateError.
+    """
+    if _WORD_OPEN in source or _WORD_CLOSE in source:
+        raise TemplateError(f"command line {source!r} holds the reserved characters U+E000/U+E001", pos)
+    values: list[str] = []
+    if "{{" in source or "{%" in source:
+        token = _argv_values.set(values)
+        try:
+            text = _compiled(source, "argv")[1].render(context)
+        except Exception as exc:  # every failure inside a template becomes a TemplateError
+            raise _error(exc, source, pos) from None
+        finally:
+            _argv_values.reset(token)
+    else:
+        text = source
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise TemplateError(f"cannot split the command line {source!r} into words: {exc}", pos,
+                            "close the quote, or give the command as a list (argv)") from None
+    if not values:
+        return words
+    return [_WORD.sub(lambda m: values[int(m.group(1))], word) for word in words]
+
+
 def evaluate(expression: str, context: Mapping[str, Any], pos: Position | None = None) -> Any:
     """Evaluate a bare Jinja expression (as in `when:` / `until:`), Ansible style."""
     expr = expression.strip()
@@ -306,7 +378,7 @@ def _names_of(text: str) -> frozenset[str]:
 
     source = text
     try:
-        ast = _env(False).parse(text)
+        ast = _env("plain").parse(text)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error in {source!r}: {exc.message}") from None
     return frozenset(meta.find_undeclared_variables(ast))
@@ -318,7 +390,7 @@ def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str
 
     text = "{{" + source + "}}" if expression else source
     try:
-        ast = _env(False).parse(text)
+        ast = _env("plain").parse(text)
     except TemplateSyntaxError:
         return set()
     found: set[tuple[str, str]] = set()
@@ -334,7 +406,7 @@ def optional_names(source: str, expression: bool = False) -> frozenset[str]:
 
     text = "{{" + source + "}}" if expression else source
     try:
-        ast = _env(False).parse(text)
+        ast = _env("plain").parse(text)
     except TemplateSyntaxError:
         return frozenset()
     found = set()

@@ -210,7 +210,9 @@ def _guard(args: Any) -> str | None:
 class CommandArgs(_Args):
     """Run a program on the controller without a shell."""
 
-    cmd: str | list[str] = Field(description="argv list, or a string split like a shell would")
+    cmd: str | list[str] = Field(
+        description="argv list, or a string split like a shell would (each {{ }} value one word)"
+    )
     chdir: str | None = None
     env: dict[str, str] = {}
     stdin: str | None = None
@@ -226,7 +228,7 @@ def _check(args: Any, name: str) -> Result:
     return Result.unknown(f"{name} cannot tell what a command would do; not run in check mode")
 
 
-@plugin.action(scalar="cmd", check=True)
+@plugin.action(scalar="cmd", check=True, argv=["cmd"])
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell) on the controller."""
     skip = _guard(args)

@@ -247,7 +247,9 @@ def _skip_or_check(ctx: ActionContext, args: _CommandArgs, what: str) -> Result 
 class CommandArgs(_CommandArgs):
     """Run a program without a shell: a list is the argv, a string is split like a shell would."""
 
-    cmd: str | list[str] = Field(description="argv list, or a string split with shlex")
+    cmd: str | list[str] = Field(
+        description="argv list, or a string split like a shell would (each {{ }} value one word)"
+    )
 
     @field_validator("cmd")
     @classmethod
@@ -265,7 +267,7 @@ def _split(cmd: str) -> tuple[str, ...]:
     return tuple(shlex.split(cmd))
 
 
-@plugin.action(scalar="cmd", check=True)
+@plugin.action(scalar="cmd", check=True, argv=["cmd"])
 @_as_result
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell expansion) on the host; non-zero rc fails unless in ok_rc."""

@@ -73,7 +73,9 @@ def test_plan_renders_per_host_and_contacts_nothing(tmp_path):
     rb.write_text('opsbook: 1\nname: p\nhosts: web\nsteps:\n  - name: hello\n    local.command: "echo {{ ansible_host }}"\n')
     out = opsbook("plan", str(rb), "-i", str(inv))
     assert out.returncode == 0
-    assert 'web1: local.command "echo 192.0.2.10"' in out.stdout and 'web2: local.command "echo 192.0.2.11"' in out.stdout
+    # A command line is shown as the argv it runs (each templated value one word).
+    assert 'web1: local.command ["echo", "192.0.2.10"]' in out.stdout
+    assert 'web2: local.command ["echo", "192.0.2.11"]' in out.stdout
     data = json.loads(opsbook("plan", str(rb), "-i", str(inv), "--format", "json").stdout)
     assert [n["id"] for n in data["nodes"]] == ["hello@web1", "hello@web2"]
 
