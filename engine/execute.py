@@ -35,7 +35,7 @@ from opsbook.plugin import (
     truthy,
 )
 from opsbook.registry import Registry
-from opsbook.secrets import SecretStore
+from opsbook.secrets import SecretStore, register_plan
 from opsbook.template import evaluate, holds_template, render
 
 TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
@@ -188,7 +188,7 @@ class Executor:
         self.journal = journal
         self.run_id = run_id
         self.opts = options or RunOptions()
-        self.secrets = secrets or SecretStore()
+        self.secrets = register_plan(plan, secrets or SecretStore())  # before the first render
         self.listeners = list(listeners)
         self._wants_output = wants_output(self.listeners)
         self.approver = approver

@@ -44,15 +44,10 @@ def _rendered_args(plan: Plan, node: Node, registry: Registry | None = None) -> 
 
 
 def _secrets(plan: Plan) -> Any:
-    """The values of the runbook's secret parameters: masked in every view of the plan."""
-    from opsbook.secrets import SecretStore
+    """The runbook's secret parameters and the inventory's secrets: masked in every view of the plan."""
+    from opsbook.secrets import SecretStore, register_plan
 
-    store = SecretStore()
-    for param in plan.runbook.params:
-        value = plan.params.get(param.name)
-        if param.secret and value:
-            store.add(param.name, str(value))
-    return store
+    return register_plan(plan, SecretStore())
 
 
 def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:

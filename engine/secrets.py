@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +16,73 @@ SEAL_OPEN, SEAL_CLOSE = "\u27e6secret:", "\u27e7"  # ⟦secret:NAME⟧, unlikely
 _SEALED = re.compile(re.escape(SEAL_OPEN) + r"([^\u27e7]+)" + re.escape(SEAL_CLOSE))
 
 
+# Words of a variable name that mark its value as a secret (ansible_password, ansible_ssh_pass,
+# ansible_become_pass[word], vault_token, api_key, db.password, AWS_SECRET_ACCESS_KEY...).
+_SECRET_WORDS = frozenset({"password", "passwd", "pass", "passphrase", "pwd", "secret", "secrets", "token",
+                           "tokens", "apikey", "credential", "credentials", "privatekey", "key", "keys"})
+_SECRET_SUFFIXES = ("password", "passwd", "secret", "token", "apikey")
+# ... unless the name says the value only points at the secret (ansible_ssh_private_key_file).
+_POINTER_WORDS = frozenset({"file", "path", "dir", "directory", "policy", "checking", "name", "id", "type"})
+_WORDS = re.compile(r"[^a-z0-9]+")
+
+
+@lru_cache(maxsize=4096)  # a fleet's hosts share their variables' names
+def is_secret_name(name: str) -> bool:
+    """Whether a variable's name marks its value as a secret (see docs/reliability.md)."""
+    words = [w for w in _WORDS.split(str(name).lower()) if w]
+    if not words or words[-1] in _POINTER_WORDS:
+        return False
+    return any(w in _SECRET_WORDS or w.endswith(_SECRET_SUFFIXES) for w in words)
+
+
+def secret_values(name: str, value: Any, inherited: bool = False) -> list[str]:
+    """The secret strings in a variable: its scalars when its name (or a parent's) marks it."""
+    marked = inherited or is_secret_name(name)
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in secret_values(str(k), v, marked)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in secret_values(name, v, marked)]
+    if not marked or value is None or isinstance(value, bool) or value == "":
+        return []
+    return [str(value)]
+
+
+def register_plan(plan: Any, store: SecretStore) -> SecretStore:
+    """Register every secret known before anything is rendered: the runbook's secret
+    parameters and the inventory's secrets (at plan, run and resume start)."""
+    for param in plan.runbook.params:
+        value = plan.params.get(param.name)
+        if param.secret and value:
+            store.add(param.name, str(value))
+    store.add_inventory(plan.inventory)
+    return store
+
+
 class SecretStore:
     """Holds secret values; `redact` replaces each of them in text before it is shown or stored."""
 
     def __init__(self) -> None:
         self._values: dict[str, str] = {}
+        self._known: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
     def add(self, name: str, value: str) -> str:
         with self._lock:
             self._values[name] = value
+            self._known.add(value)
             self._pattern = None
         return value
+
+    def add_inventory(self, inventory: Any) -> None:
+        """Register every inventory secret (a host variable whose name marks a password, a
+        secret, a token or a key), before anything is rendered: a value is redacted from the
+        first event on, whichever step (if any) uses it."""
+        for host in inventory.hosts.values():
+            for var, value in host.vars.items():
+                for secret in secret_values(var, value):
+                    if secret not in self._known:  # values are shared by the hosts of a group
+                        self.add(f"{host.name}.{var}", secret)
 
     def resolve(self, name: str, source: str) -> str:
         """Read a secret from `env:VAR`, `file:PATH` or a literal (`value:...`)."""

@@ -257,3 +257,51 @@ def test_secret_in_a_rollback_action_is_not_stored_in_clear(cli: Cli):
     assert res.rc == 1, res
     assert log.read_text() == f"undo-{token}\n"  # the rollback ran with the real value
     assert _leaks(token, [res, *_review(cli, res.run_id)], cli.home) == []
+
+
+INVENTORY_SECRETS = """
+all:
+  vars:
+    ansible_ssh_pass: "{ssh}"
+  hosts:
+    ctl:
+      ansible_connection: local
+      ansible_become_password: "{become}"
+      api_token: "{token}"
+      db: {{password: "{nested}", user: app}}
+"""
+
+
+def test_inventory_secrets_are_redacted_from_the_start_and_in_plan(cli: Cli):
+    """Inventory secrets (ansible_become_password, *_token, a nested password, ansible_ssh_pass)
+    were only redacted after a `become` step had run, and `opsbook plan` always printed them
+    (fixed: secrets.register_plan registers them at plan, run and resume start)."""
+    values = {k: _token() for k in ("ssh", "become", "token", "nested")}
+    proof = cli.home.parent / "proof"
+    inv = cli.home.parent / "inv.yaml"  # outside the folder that is searched
+    inv.write_text(INVENTORY_SECRETS.format(**values))
+    rb = cli.write("rb.yaml", f"""
+        opsbook: 1
+        name: inventory-secrets
+        hosts: ctl
+        steps:
+          - name: uses them
+            local.shell: "echo {{{{ ansible_become_password }}}} {{{{ api_token }}}} {{{{ db.password }}}} {{{{ ansible_ssh_pass }}}} | tee {proof}"
+            register: used
+          - name: shows one
+            local.set: {{shown: "the token is {{{{ api_token }}}}"}}
+          - name: fails with one
+            local.fail: "failed with {{{{ db.password }}}}"
+        """)
+    outs = [cli("plan", str(rb), "-i", str(inv)), cli("plan", str(rb), "-i", str(inv), "--format", "json")]
+    assert all(o.rc == 0 for o in outs), outs
+    assert "********" in outs[0].stdout
+    text = cli("run", str(rb), "-i", str(inv), "-vvv")
+    assert text.rc == 1, text
+    assert proof.read_text().split() == [values[k] for k in ("become", "token", "nested", "ssh")]
+    events = cli("run", str(rb), "-i", str(inv), "--format", "json")
+    assert events.rc == 1, events
+    outs += [text, events, *_review(cli, text.run_id), *_review(cli, events.run_id)]
+    for name, value in values.items():
+        leaks = _leaks(value, outs, cli.home)
+        assert leaks == [], f"the inventory secret {name} leaked into: {leaks}"
