@@ -365,11 +365,13 @@ class Journal:
         return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 
     # -- rollback ----------------------------------------------------------------------------
-    def add_rollback(self, run_id: str, node_id: str, host: str | None, action: str, args: Any) -> None:
+    def add_rollback(self, run_id: str, node_id: str, host: str | None, action: str, args: Any) -> int:
+        """Record an inverse action to run if the run fails; returns its sequence number."""
         with self._tx() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq),0)+1 FROM rollbacks WHERE run_id=?", (run_id,)).fetchone()[0]
             db.execute("INSERT INTO rollbacks (run_id,seq,node_id,host,action,args,status) VALUES (?,?,?,?,?,?,?)",
                        (run_id, seq, node_id, host, action, _json(args), "pending"))
+        return int(seq)
 
     def rollbacks(self, run_id: str) -> list[dict[str, Any]]:
         with self._lock:

@@ -10,6 +10,7 @@ from typing import Any
 from opsbook.compile import BARRIER, HANDLER, Node, Plan
 from opsbook.errors import UserError
 from opsbook.registry import Registry
+from opsbook.secrets import HIDDEN
 from opsbook.template import render
 
 
@@ -19,6 +20,8 @@ def _rendered_args(plan: Plan, node: Node, registry: Registry | None = None) -> 
     step = node.step
     if step.action is None:
         return None
+    if step.no_log:
+        return HIDDEN
     ctx: dict[str, Any] = {}
     if node.host:
         ctx.update(plan.inventory.host(node.host).vars)
@@ -65,7 +68,7 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
                 if value not in (None, (), False, 0):
                     entry[key] = value
             if step.rollback is not None:
-                entry["rollback"] = {step.rollback.name: step.rollback.args}
+                entry["rollback"] = {step.rollback.name: HIDDEN if step.no_log else step.rollback.args}
             sections = node.leaf.sections  # type: ignore[union-attr]
             if sections:
                 entry["block"] = [f"{s.block_id}:{s.part}" for s in sections]
@@ -110,7 +113,8 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
         if not leaf.hosts:
             lines.append("    (no hosts)")
         if step.rollback is not None:
-            lines.append(f"    rollback: {step.rollback.name} {json.dumps(step.rollback.args, default=str)}")
+            rollback_args = HIDDEN if step.no_log else step.rollback.args
+            lines.append(f"    rollback: {step.rollback.name} {json.dumps(rollback_args, default=str)}")
     return str(_secrets(plan).redact("\n".join(lines)))
 
 

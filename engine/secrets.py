@@ -1,10 +1,23 @@
-"""Secret values and their redaction from every output opsbook writes."""
+"""Secret values and their redaction from every output opsbook writes.
+
+Each secret is redacted as written and in the forms a template or a tool commonly derives
+from it (docs/reliability.md, "What is redacted"): any upper/lower case mix, reversed,
+base64 (standard and URL-safe, with and without padding, also inside a longer base64 text
+such as an `Authorization: Basic` header), URL-encoded, JSON-escaped (once and twice),
+HTML-escaped, shell-quoted, Python-repr'd, and each line of a multi-line secret.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import os
 import re
+import shlex
 import threading
+import urllib.parse
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -12,8 +25,114 @@ from typing import Any
 from opsbook.errors import ParamError
 
 MASK = "********"
+HIDDEN = "(hidden by no_log)"  # what a no_log step's output and arguments are replaced by
 SEAL_OPEN, SEAL_CLOSE = "\u27e6secret:", "\u27e7"  # ⟦secret:NAME⟧, unlikely in real arguments
 _SEALED = re.compile(re.escape(SEAL_OPEN) + r"([^\u27e7]+)" + re.escape(SEAL_CLOSE))
+_FORM_MARK = "#"  # ⟦secret:NAME#FORM⟧: a derived form, recomputed from the secret when unsealed
+MIN_DERIVED = 4  # derived forms of shorter values would mask ordinary words: only the value is
+
+
+def _b64_windows(raw: bytes, urlsafe: bool) -> dict[str, str]:
+    """The base64 text of `raw` at each of the 3 byte alignments it can have inside longer
+    data (b64encode("user:" + secret)): only the characters that depend on `raw` alone."""
+    enc = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    tag = "b64url" if urlsafe else "b64"
+    out = {tag: enc(raw).decode(), f"{tag}_nopad": enc(raw).decode().rstrip("=")}
+    for offset in (1, 2):
+        text = enc(b"\0" * offset + raw).decode()
+        start = 4  # the first group mixes the unknown bytes before the secret
+        end = 4 * ((offset + len(raw)) // 3)  # the last full group of the secret's own bytes
+        if end - start >= 8:
+            out[f"{tag}_at{offset}"] = text[start:end]
+    full = enc(raw).decode()
+    if 4 * (len(raw) // 3) >= 8:
+        out[f"{tag}_head"] = full[: 4 * (len(raw) // 3)]  # the secret followed by more data
+    return out
+
+
+_CASES: dict[str, Callable[[str], str]] = {
+    "lower": str.lower,
+    "upper": str.upper,
+    "title": str.title,
+    "capitalize": str.capitalize,
+}
+_ESCAPES: dict[str, Callable[[str], str]] = {
+    "json": lambda v: json.dumps(v)[1:-1],
+    "json_utf8": lambda v: json.dumps(v, ensure_ascii=False)[1:-1],
+    "json2": lambda v: json.dumps(json.dumps(v))[3:-3],
+    "url": lambda v: urllib.parse.quote(v, safe=""),
+    "url_path": lambda v: urllib.parse.quote(v),
+    "url_plus": lambda v: urllib.parse.quote_plus(v),
+    "html": lambda v: html.escape(v),
+    "shell": shlex.quote,
+    "repr": lambda v: repr(v)[1:-1],
+}
+
+
+@lru_cache(maxsize=1024)
+def _derived(secret: str) -> tuple[tuple[str, str], ...]:
+    forms = {"": secret}
+    if len(secret) >= MIN_DERIVED:
+        candidates: dict[str, str] = {"stripped": secret.strip(), "reversed": secret[::-1]}
+        cased = {"": secret, **{name: fn(secret) for name, fn in _CASES.items()}}
+        for case, text in cased.items():
+            candidates[case] = text
+            for escape, fn in _ESCAPES.items():  # json(upper(v)) differs from upper(json(v)) for é
+                candidates[f"{case}+{escape}" if case else escape] = fn(text)
+        raw = secret.encode()
+        candidates.update(_b64_windows(raw, urlsafe=False))
+        candidates.update(_b64_windows(raw, urlsafe=True))
+        if "\n" in secret:
+            for i, line in enumerate(secret.splitlines()):
+                if len(line.strip()) >= 8:
+                    candidates[f"line{i}"] = line
+        seen = {secret}
+        for name, text in candidates.items():
+            if text and text not in seen:
+                forms[name] = text
+                seen.add(text)
+    return tuple(forms.items())
+
+
+def derived_forms(secret: str) -> dict[str, str]:
+    """The secret's derived forms by name ("" is the value itself), each different from the rest."""
+    return dict(_derived(secret))
+
+
+def _form(secret: str, form: str) -> str | None:
+    return derived_forms(secret).get(form)
+
+
+def _is_base64_form(name: str) -> bool:
+    return name.startswith("b64")
+
+
+def trie_regex(words: Iterable[str]) -> str:
+    """One regex matching any of `words`, the longest where several match (a radix trie:
+    Python's re tries an alternation's branches one by one at every position)."""
+    trie: dict[str, dict] = {}  # type: ignore[type-arg]
+    for word in words:
+        if not word:
+            continue
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+    return _trie_node(trie) if trie else "(?!)"
+
+
+def _trie_node(node: dict) -> str:  # type: ignore[type-arg]
+    alts = []
+    for ch in sorted(k for k in node if k):
+        literal, child = ch, node[ch]
+        while "" not in child and len(child) == 1:  # a chain without branches: one literal
+            (nxt, child), = child.items()
+            literal += nxt
+        rest = _trie_node(child) if any(child) else ""
+        if rest and "" in child:
+            rest = f"(?:{rest})?"  # greedy: the longer word first
+        alts.append(re.escape(literal) + rest)
+    return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
 
 # Words of a variable name that mark its value as a secret (ansible_password, ansible_ssh_pass,
@@ -58,20 +177,49 @@ def register_plan(plan: Any, store: SecretStore) -> SecretStore:
     return store
 
 
+class _Patterns:
+    """The compiled matchers of a set of secrets: any case (text lowered once, then one trie;
+    re.IGNORECASE is four times slower), and base64 forms, which are case-sensitive."""
+
+    def __init__(self, anycase: set[str], exact: set[str]) -> None:
+        self._anycase = anycase
+        self.lowered = re.compile(trie_regex({w.lower() for w in anycase}))
+        self.exact = re.compile(trie_regex(exact)) if exact else None
+        self._ignorecase: re.Pattern[str] | None = None
+
+    def redact(self, text: str) -> str:
+        lowered = text.lower()
+        if len(lowered) == len(text):  # one character for one: spans carry over to `text`
+            parts, last = [], 0
+            for match in self.lowered.finditer(lowered):
+                parts += [text[last:match.start()], MASK]
+                last = match.end()
+            text = "".join(parts) + text[last:] if parts else text
+        else:  # a character whose lower case is longer (İ): let re fold case itself
+            if self._ignorecase is None:
+                self._ignorecase = re.compile(trie_regex(self._anycase), re.IGNORECASE)
+            text = self._ignorecase.sub(MASK, text)
+        return self.exact.sub(MASK, text) if self.exact else text
+
+
 class SecretStore:
-    """Holds secret values; `redact` replaces each of them in text before it is shown or stored."""
+    """Holds secret values; `redact` replaces each of them, and their derived forms, in text
+    before it is shown or stored."""
 
     def __init__(self) -> None:
         self._values: dict[str, str] = {}
         self._known: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
+        self._patterns: _Patterns | None = None
+        self._sealer: tuple[re.Pattern[str], dict[str, str]] | None = None
         self._lock = threading.Lock()
 
     def add(self, name: str, value: str) -> str:
         with self._lock:
-            self._values[name] = value
-            self._known.add(value)
-            self._pattern = None
+            if self._values.get(name) != value:
+                self._values[name] = value
+                self._known.add(value)
+                self._patterns = None
+                self._sealer = None
         return value
 
     def add_inventory(self, inventory: Any) -> None:
@@ -106,33 +254,52 @@ class SecretStore:
     def values(self) -> list[str]:
         return list(self._values.values())
 
-    def _compiled(self) -> re.Pattern[str] | None:
+    def _compiled(self) -> _Patterns | None:
         if not self._values:  # the common case: no secrets, no lock
             return None
         with self._lock:
-            if self._pattern is None:
-                # Longest first, so a secret containing another is masked whole. Very short
-                # values would mask ordinary words; they are still masked, as a leak is worse.
-                vals = sorted({v for v in self._values.values() if v}, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(v) for v in vals)) if vals else None
-            return self._pattern
+            if self._patterns is None:
+                # Very short values would mask ordinary words; they are still masked, as a
+                # leak is worse (their derived forms are not: see MIN_DERIVED).
+                anycase: set[str] = set()
+                exact: set[str] = set()
+                for value in set(self._values.values()):
+                    for name, text in derived_forms(value).items():
+                        if _is_base64_form(name):
+                            exact.add(text)
+                        else:
+                            anycase.add(text)
+                self._patterns = _Patterns(anycase, exact)
+            return self._patterns
 
     def redact(self, text: str) -> str:
-        pattern = self._compiled()
-        if pattern is None or not text:
+        patterns = self._compiled()
+        if patterns is None or not text:
             return text
-        return pattern.sub(MASK, text)
+        return patterns.redact(text)
+
+    def _seal_table(self) -> tuple[re.Pattern[str], dict[str, str]]:
+        with self._lock:
+            if self._sealer is None:
+                table: dict[str, str] = {}
+                for name, secret in self._values.items():
+                    if not secret:
+                        continue
+                    for form, text in derived_forms(secret).items():
+                        mark = f"{name}{_FORM_MARK}{form}" if form else name
+                        table.setdefault(text, f"{SEAL_OPEN}{mark}{SEAL_CLOSE}")
+                self._sealer = (re.compile(trie_regex(table)), table)
+            return self._sealer
 
     def seal(self, value: Any) -> Any:
-        """Replace secret values by reversible placeholders (for arguments kept in the
-        journal to be used later, such as rollback actions); `unseal` puts them back."""
+        """Replace secret values (and their derived forms) by reversible placeholders (for
+        arguments kept in the journal to be used later, such as rollback actions); `unseal`
+        puts them back."""
         if not self._values:
             return value
         if isinstance(value, str):
-            for name, secret in sorted(self._values.items(), key=lambda kv: len(kv[1]), reverse=True):
-                if secret:
-                    value = value.replace(secret, f"{SEAL_OPEN}{name}{SEAL_CLOSE}")
-            return value
+            pattern, table = self._seal_table()
+            return pattern.sub(lambda m: table[m.group(0)], value)
         if isinstance(value, dict):
             return {k: self.seal(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
@@ -143,10 +310,16 @@ class SecretStore:
         """Put secret values back into sealed arguments; ParamError if one is not known now."""
         if isinstance(value, str):
             def restore(match: re.Match[str]) -> str:
-                name = match.group(1)
+                mark = match.group(1)
+                name, _, form = mark.rpartition(_FORM_MARK)
+                if not name or name not in self._values:
+                    name, form = mark, ""
                 if name not in self._values:
                     raise ParamError(f'secret "{name}" is needed again (to roll back); pass it with --secret {name}=env:VAR')
-                return self._values[name]
+                text = _form(self._values[name], form) if form else self._values[name]
+                if text is None:
+                    raise ParamError(f'secret "{name}" changed since its rollback was recorded; pass the same value again')
+                return text
 
             return _SEALED.sub(restore, value)
         if isinstance(value, dict):

@@ -15,6 +15,7 @@ import secrets
 import select
 import subprocess
 import tarfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -305,3 +306,61 @@ def test_inventory_secrets_are_redacted_from_the_start_and_in_plan(cli: Cli):
     for name, value in values.items():
         leaks = _leaks(value, outs, cli.home)
         assert leaks == [], f"the inventory secret {name} leaked into: {leaks}"
+
+
+def test_no_log_steps_leave_no_output_and_no_arguments_anywhere(cli: Cli):
+    """`no_log: true` has Ansible's meaning: the step's output and arguments are recorded and
+    shown nowhere (journal, events, terminal at -vvv, reports, plan, approvals, rollback
+    entries, retry lines, facts, loop items), although the value is no registered secret."""
+    value = "Hidden" + secrets.token_hex(8)
+    proof = cli.home.parent / "proof"
+    rb = cli.home.parent / "rb.yaml"  # outside the folder that is searched: it holds the value
+    rb.write_text(textwrap.dedent(f"""
+        opsbook: 1
+        name: no-log
+        vars: {{hidden: "{value}"}}
+        steps:
+          - name: prints it
+            local.shell: "echo out {{{{ hidden }}}}; echo err {{{{ hidden }}}} >&2; echo {{{{ hidden }}}} > {proof}"
+            register: printed
+            no_log: true
+          - name: loops over it
+            loop: ["{{{{ hidden }}}}"]
+            local.command: {{cmd: [echo, "{{{{ item }}}}"]}}
+            no_log: true
+          - name: keeps it as a fact
+            local.set: {{kept: "{{{{ hidden }}}}"}}
+            no_log: true
+          - name: asks about it
+            approve: "Run with {{{{ hidden }}}}?"
+            local.command: "echo approved {{{{ hidden }}}}"
+            no_log: true
+          - name: undoes with it
+            local.command: "true"
+            rollback: {{local.command: "echo undo {{{{ hidden }}}}"}}
+            no_log: true
+          - name: retries with it
+            local.shell: "echo {{{{ hidden }}}}; exit 1"
+            retries: 1
+            delay: 0s
+            ignore_errors: true
+            no_log: true
+          - name: fails with it
+            local.fail: "failed with {{{{ hidden }}}}"
+            ignore_errors: true
+            no_log: true
+          - name: stop
+            local.fail: stop
+        """))
+    plans = [cli("plan", str(rb)), cli("plan", str(rb), "--format", "json")]
+    assert all(p.rc == 0 for p in plans), plans
+    text = cli("run", str(rb), "--yes", "-vvv", "--format", "text")
+    assert text.rc == 1, text
+    assert proof.read_text() == f"{value}\n"  # the step really ran with the value
+    events = cli("run", str(rb), "--yes", "--format", "json")
+    assert events.rc == 1, events
+    assert [e["status"] for e in events.events if e["event"] == "rollback_finished"] == ["done"]
+    assert "hidden by no_log" in text.stdout + text.stderr + events.stdout
+    leaks = _leaks(value, [*plans, text, events, *_review(cli, text.run_id), *_review(cli, events.run_id)],
+                   cli.home)
+    assert leaks == [], f"a no_log value leaked into: {leaks}"
