@@ -1,7 +1,9 @@
 """Jinja2 templates in a sandbox, with Ansible's common filters and shell quoting.
 
-- `SandboxedEnvironment` + `StrictUndefined`: a runbook cannot reach Python internals and
-  an undefined name is an error, not an empty string.
+- `ImmutableSandboxedEnvironment` + `StrictUndefined`: a runbook cannot reach Python
+  internals, cannot change a variable in place (`groups.lb.reverse()`, `params.update(...)`:
+  `hostvars`, `groups`, `params`, facts and registered results are shared by the whole run),
+  and an undefined name is an error, not an empty string.
 - A string that is exactly one expression (`"{{ groups.web }}"`) renders to the native
   value (list, dict, int), as Ansible does; anything else renders to a string.
 - In shell contexts every `{{ }}` value is shell-quoted unless the author writes `| raw`.
@@ -199,10 +201,11 @@ def _argv_finalize_fn() -> Any:
 def _env(mode: str) -> SandboxedEnvironment:
     """The sandboxed environment (plain, shell-quoting or argv), built on first use."""
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    class _Sandbox(SandboxedEnvironment):
-        """Sandbox that also refuses str.format tricks and underscore attributes outright."""
+    class _Sandbox(ImmutableSandboxedEnvironment):
+        """Sandbox that refuses methods changing a list, dict or set in place, str.format
+        tricks and underscore attributes outright."""
 
         def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
             if attr.startswith("_") or attr in ("format", "format_map", "mro"):
@@ -268,6 +271,14 @@ def _error(exc: Exception, source: str, pos: Position | None) -> TemplateError:
             "define it under vars:/params:, register it in an earlier step, or use | default(...)",
         )
     if isinstance(exc, SecurityError):
+        changes = _MUTATION.search(str(exc))
+        if changes and changes.group(1) in _mutators():
+            return TemplateError(
+                f"template {source!r} cannot change a variable: .{changes.group(1)}() would modify "
+                f"the {changes.group(2)} in place for the rest of the run; use a filter that returns "
+                "a new value (| reverse | list, | sort, | combine({...}), x + [y])", pos,
+                "templates only read variables: hostvars, groups, params, facts and registered "
+                "results are shared by every step")
         return TemplateError(f"template {source!r} is not allowed: {exc}", pos,
                              "templates run in a sandbox without access to Python internals")
     if isinstance(exc, TemplateSyntaxError):
@@ -275,6 +286,16 @@ def _error(exc: Exception, source: str, pos: Position | None) -> TemplateError:
     if isinstance(exc, TemplateError):
         return TemplateError(f"{exc.message} in template {source!r}", pos, exc.hint)
     return TemplateError(f"template {source!r} failed: {type(exc).__name__}: {exc}", pos)
+
+
+_MUTATION = re.compile(r"attribute '(\w+)' of '(\w+)' object is unsafe")
+
+
+@lru_cache(maxsize=1)
+def _mutators() -> frozenset[str]:
+    from jinja2.sandbox import _mutable_spec
+
+    return frozenset(name for _, names in _mutable_spec for name in names)
 
 
 def _defined(value: Any) -> Any:
@@ -348,10 +369,16 @@ def evaluate(expression: str, context: Mapping[str, Any], pos: Position | None =
     if expr.startswith("{{") and expr.endswith("}}"):
         expr = expr[2:-2]
     try:
-        kind, compiled = _compiled("{{" + expr + "}}", False)
-        return _defined(compiled(**context))
+        return _defined(_expression(expr)(**context))
     except Exception as exc:
         raise _error(exc, expression, pos) from None
+
+
+@lru_cache(maxsize=8192)
+def _expression(expr: str) -> Any:
+    # Compiled as an expression, not as "{{" + expr + "}}": an expression ending with a dict
+    # literal (`x == {'a': 1}`) would close the braces early.
+    return _env("plain").compile_expression(expr, undefined_to_none=False)
 
 
 _EXPRESSIONS = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
