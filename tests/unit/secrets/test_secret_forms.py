@@ -119,14 +119,24 @@ def _artefacts(tmp_path: Path, secret: str, registry) -> dict[str, bytes]:
     return found
 
 
+_BASELINE: dict[str, dict[str, bytes]] = {}
+
+
+def _count(data: bytes, form: str) -> int:
+    return sum(data.count(n) for n in _needles(form))
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(secret=SECRETS)
 def test_every_derived_form_is_absent_from_every_artefact(registry, tmp_path_factory, monkeypatch, secret):
-    tmp_path = tmp_path_factory.mktemp("forms")
-    monkeypatch.setenv("OPSBOOK_RUNS_DIR", str(tmp_path / "runs"))
-    found = _artefacts(tmp_path, secret, registry)
+    monkeypatch.setenv("OPSBOOK_RUNS_DIR", str(tmp_path_factory.getbasetemp() / "runs"))
+    if not _BASELINE:  # the same run with an unrelated secret: text any run holds ("local.command")
+        _BASELINE.update(_artefacts(tmp_path_factory.mktemp("baseline"), "Zq8#vX!w~kP2", registry))
+    found = _artefacts(tmp_path_factory.mktemp("forms"), secret, registry)
+    # A form is leaked where it occurs more often than in the baseline run (hypothesis also
+    # tries words taken from the code, such as "LOCAL.CO", which any run prints).
     leaks = [f"{name} in {where}" for name, form in expected_forms(secret).items()
-             for where, data in found.items() if any(n in data for n in _needles(form))]
+             for where, data in found.items() if _count(data, form) > _count(_BASELINE.get(where, b""), form)]
     assert leaks == []
 
 
