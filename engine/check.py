@@ -110,6 +110,8 @@ def _placeholder(ptype: str, inventory: Any) -> Any:
     """A value for a required parameter that `check` was not given, so patterns still resolve."""
     if ptype == "host":
         return next(iter(inventory.hosts), "localhost")
+    if ptype == "hosts":
+        return "all"
     return {"int": 1, "bool": True, "duration": 1.0, "list": [], "dict": {}}.get(ptype, "placeholder")
 
 

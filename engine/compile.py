@@ -27,7 +27,7 @@ from opsbook.errors import (
     did_you_mean,
 )
 from opsbook.model import Runbook, Step
-from opsbook.params import resolve_params
+from opsbook.params import check_host_params, resolve_params
 from opsbook.template import is_template, referenced_names, render
 
 if TYPE_CHECKING:
@@ -425,6 +425,9 @@ def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | N
 
     With expand=False only the step-level graph is built (what `check` needs)."""
     resolved = resolve_params(runbook, dict(params or {}))
+    host_problems = check_host_params(runbook, resolved, inventory)
+    if host_problems:
+        raise ValidationError(host_problems)
     b = _Builder(runbook, inventory, resolved)
     b.add_sequence(runbook.steps, runbook.hosts, (), None)
     b.add_sequence(runbook.handlers, runbook.hosts, (), None, handler=True)

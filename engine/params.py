@@ -17,6 +17,10 @@ def coerce(param: Param, value: Any) -> Any:
     kind = param.type
     if kind in ("string", "host", "secret"):
         return value if isinstance(value, str) else str(value)
+    if kind == "hosts":  # a host pattern; a list of names or patterns is their union
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value)
+        return value if isinstance(value, str) else str(value)
     if kind == "int":
         if isinstance(value, bool):
             raise ValueError("expected a whole number")
@@ -85,6 +89,51 @@ def resolve_params(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise ValidationError(problems)
     return resolved
+
+
+_PATTERN_CHARS = frozenset("*?~:,![]&")
+
+
+def check_host_params(runbook: Runbook, values: dict[str, Any], inventory: Any) -> list[Diagnostic]:
+    """`type: host` is exactly one inventory host; `type: hosts` a valid host pattern. Checked
+    against the inventory, at the parameter's position (plan, check, run, resume)."""
+    from opsbook.errors import PatternError
+    from opsbook.template import is_template
+
+    problems: list[Diagnostic] = []
+    if not getattr(inventory, "sources", ()):
+        return problems  # no -i: `opsbook check` of a runbook alone; its patterns say the rest
+    for param in runbook.params:
+        value = values.get(param.name)
+        if param.type not in ("host", "hosts") or value is None or is_template(value):
+            continue
+        if param.type == "hosts":
+            try:
+                inventory.match(str(value))
+            except PatternError as exc:
+                problems.append(Diagnostic(param.pos, f'parameter "{param.name}" (hosts): {exc.message}', exc.hint))
+            continue
+        try:
+            inventory.host(str(value))
+            continue
+        except PatternError:
+            pass
+        problems.append(_not_one_host(param, str(value), inventory))
+    return problems
+
+
+def _not_one_host(param: Param, value: str, inventory: Any) -> Diagnostic:
+    hosts = list(inventory.hosts)
+    listing = ", ".join(hosts[:8]) + (f", ... ({len(hosts)} hosts)" if len(hosts) > 8 else "")
+    if value in inventory.groups or value == "all" or _PATTERN_CHARS & set(value):
+        what = f'the group "{value}"' if value in inventory.groups or value == "all" else "a host pattern"
+        return Diagnostic(param.pos, f'parameter "{param.name}" is one host (type: host), but "{value}" is {what}',
+                          "give one inventory host name"
+                          + (f" (one of: {listing})" if hosts else "")
+                          + f"; to accept patterns, declare it {{type: hosts}}")
+    return Diagnostic(param.pos, f'parameter "{param.name}" (type: host): "{value}" is not a host of the inventory'
+                      + did_you_mean(value, hosts),
+                      f"inventory hosts: {listing}" if hosts else "the inventory has no hosts (is -i missing?)")
 
 
 def parse_extra_vars(pairs: list[str]) -> dict[str, Any]:
