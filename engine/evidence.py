@@ -67,7 +67,9 @@ def archive(journal: Journal, run_id: str, output: Path | None = None) -> Path:
     data = manifest(journal, run_id)
     folder = Path(data["folder"])
     output = output or folder.parent / f"evidence-{data['run']}.tar.gz"
-    with tarfile.open(output, "w:gz") as tar:
+    from opsbook.paths import writing
+
+    with writing(output, binary=True) as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
         blob = json.dumps(data, indent=2).encode()
         info = tarfile.TarInfo(f"evidence-{data['run']}/manifest.json")
         info.size, info.mtime = len(blob), int(time.time())

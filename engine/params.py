@@ -8,6 +8,7 @@ from typing import Any
 from opsbook.errors import Diagnostic, ParamError, ValidationError, did_you_mean
 from opsbook.model import Param, Runbook, parse_duration
 
+MAX_DEPTH = 64  # nesting levels accepted in -e values; deeper would exhaust Python's recursion
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n"}
 
@@ -41,17 +42,39 @@ def coerce(param: Param, value: Any) -> Any:
             return value
         text = str(value).strip()
         if text.startswith("["):
-            parsed = json.loads(text)
+            parsed = _json(text, "expected a JSON list")
             if isinstance(parsed, list):
                 return parsed
         return [v.strip() for v in text.split(",") if v.strip()]
     if kind == "dict":
         if isinstance(value, dict):
             return value
-        parsed = json.loads(str(value))
+        parsed = _json(str(value), "expected a JSON object")
         if not isinstance(parsed, dict):
             raise ValueError("expected a JSON object")
         return parsed
+    return value
+
+
+def _json(text: str, expected: str) -> Any:
+    """json.loads whose failures are ValueErrors a person can read, nesting included."""
+    try:
+        return check_depth(json.loads(text))
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{expected}: {exc}") from None
+
+
+def check_depth(value: Any) -> Any:
+    """The value itself; ValueError when lists/mappings are nested more than MAX_DEPTH deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
     return value
 
 
@@ -70,7 +93,7 @@ def resolve_params(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
                 value = coerce(param, given[param.name])
             except (ValueError, TypeError) as exc:
                 problems.append(Diagnostic(param.pos, f'parameter "{param.name}" ({param.type}): '
-                                           f"cannot use {given[param.name]!r}: {exc}"))
+                                           f"cannot use {_clip(repr(given[param.name]))}: {exc}"))
                 continue
         elif param.default is not None:
             value = coerce(param, param.default) if not isinstance(param.default, str) or "{{" not in param.default else param.default
@@ -143,19 +166,35 @@ def parse_extra_vars(pairs: list[str]) -> dict[str, Any]:
         if pair.startswith("@"):
             import yaml
 
-            with open(pair[1:], encoding="utf-8") as handle:
-                data = yaml.safe_load(handle) or {}
+            try:
+                with open(pair[1:], encoding="utf-8") as handle:
+                    data = check_depth(yaml.safe_load(handle) or {})
+            except OSError as exc:
+                raise ParamError(f"-e {pair}: cannot read {pair[1:]}: {exc.strerror}") from None
+            except RecursionError:
+                raise ParamError(f"-e {pair}: nested more than {MAX_DEPTH} levels deep") from None
+            except ValueError as exc:
+                raise ParamError(f"-e {pair}: {exc}") from None
+            except yaml.YAMLError as exc:
+                raise ParamError(f"-e {pair}: not valid YAML: {exc}".splitlines()[0]) from None
             if not isinstance(data, dict):
                 raise ParamError(f"{pair[1:]} must contain a mapping of variables")
             out.update(data)
         elif pair.lstrip().startswith("{"):
             try:
-                out.update(json.loads(pair))
+                data = _json(pair, "invalid JSON")
             except ValueError as exc:
-                raise ParamError(f"-e {pair!r}: invalid JSON: {exc}") from None
+                raise ParamError(f"-e {_clip(pair)}: {exc}") from None
+            if not isinstance(data, dict):
+                raise ParamError(f"-e {_clip(pair)}: expected a JSON object")
+            out.update(data)
         elif "=" in pair:
             key, _, value = pair.partition("=")
             out[key.strip()] = value
         else:
-            raise ParamError(f"-e {pair!r}: expected key=value, a JSON object or @file")
+            raise ParamError(f"-e {_clip(pair)!r}: expected key=value, a JSON object or @file")
     return out
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width] + f"... ({len(text)} characters)"

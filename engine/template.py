@@ -363,11 +363,24 @@ def render_argv(source: str, context: Mapping[str, Any], pos: Position | None = 
     return [_WORD.sub(lambda m: values[int(m.group(1))], word) for word in words]
 
 
+def bare_expression(expression: str) -> str:
+    """A condition as Ansible reads it: `when: "{{ x }}"` is `when: x` (with a warning from
+    `opsbook check`, as Ansible gives one)."""
+    expr = expression.strip()
+    if has_delimiters(expr):
+        expr = expr[2:-2]
+    return expr
+
+
+def has_delimiters(expression: str) -> bool:
+    """Whether a condition is wrapped in {{ }} (which conditions do not need)."""
+    expr = expression.strip()
+    return expr.startswith("{{") and expr.endswith("}}")
+
+
 def evaluate(expression: str, context: Mapping[str, Any], pos: Position | None = None) -> Any:
     """Evaluate a bare Jinja expression (as in `when:` / `until:`), Ansible style."""
-    expr = expression.strip()
-    if expr.startswith("{{") and expr.endswith("}}"):
-        expr = expr[2:-2]
+    expr = bare_expression(expression)
     try:
         return _defined(_expression(expr)(**context))
     except Exception as exc:
@@ -387,7 +400,7 @@ _EXPRESSIONS = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 def referenced_names(source: str, expression: bool = False) -> frozenset[str]:
     """Top-level names a template (or bare expression) reads; raises TemplateError on syntax."""
     if expression:
-        return _names_of("{{" + source + "}}")
+        return _names_of("{{ " + bare_expression(source) + " }}")
     if "{%" in source or "{#" in source:
         return _names_of(source)
     # Only {{ }} parts: parse each expression once (many templates share them).
@@ -415,7 +428,7 @@ def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str
     """(name, attribute) pairs like ("params", "primary") read by a template."""
     from jinja2 import TemplateSyntaxError, nodes
 
-    text = "{{" + source + "}}" if expression else source
+    text = "{{ " + bare_expression(source) + " }}" if expression else source
     try:
         ast = _env("plain").parse(text)
     except TemplateSyntaxError:
@@ -431,7 +444,7 @@ def optional_names(source: str, expression: bool = False) -> frozenset[str]:
     """Names read only behind `| default(...)` or tested with `is defined`: not required."""
     from jinja2 import TemplateSyntaxError, nodes
 
-    text = "{{" + source + "}}" if expression else source
+    text = "{{ " + bare_expression(source) + " }}" if expression else source
     try:
         ast = _env("plain").parse(text)
     except TemplateSyntaxError:
