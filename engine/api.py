@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,19 +132,24 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
     plan = make_plan(runbook, load_inventory_sources(request.inventory_sources, registry), params)
     register_plan(plan, request.secrets)
     forget = list(forget)
-    if forget:
-        journal.forget_nodes(run_id, forget)
-    prior = journal.nodes(run_id)
     recorded = record.options.get("evidence_dir")
     request.options.evidence_dir = request.options.evidence_dir or (
         Path(recorded) if recorded else runs_dir() / run_id / "evidence")
     request.options.evidence_dir.mkdir(parents=True, exist_ok=True)
-    journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(forget)})
-    return _drive(plan, registry, journal, request, run_id, prior, on_executor)
+
+    def resume_under_lock() -> dict[str, Any]:
+        # Only once this process holds the run's lock: a resume refused because another
+        # process drives the run must neither forget its nodes nor be recorded as a resume.
+        if forget:
+            journal.forget_nodes(run_id, forget)
+        journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(forget)})
+        return journal.nodes(run_id)
+
+    return _drive(plan, registry, journal, request, run_id, resume_under_lock, on_executor)
 
 
 def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest, run_id: str,
-           prior: dict[str, Any], on_executor: Any) -> RunSummary:
+           prior: dict[str, Any] | Callable[[], dict[str, Any]], on_executor: Any) -> RunSummary:
     lock_names = [f"run:{run_id}"]
     if plan.runbook.lock:
         from opsbook.template import render
@@ -155,6 +160,8 @@ def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest
         for name in lock_names:
             journal.acquire(name, run_id)
             taken.append(name)
+        if callable(prior):
+            prior = prior()
         journal.set_run_status(run_id, "running", finished=False)
         executor = Executor(plan, registry, journal, run_id, request.options, request.secrets,
                             request.listeners, request.approver, prior)

@@ -1040,11 +1040,12 @@ class Executor:
         request = ApprovalRequest(self.run_id, node.id, step.id, step.name, node.host, self.secrets.redact(prompt),
                                   spec.full_name, self.secrets.redact_any(args))
         self.emit("approval_requested", node, prompt=request.prompt, action=spec.full_name)
+        asked = time.time()
         if self.approver is None:
             approved, who = False, "nobody (no approver configured)"
         else:
             approved, who = self.approver(request)
-        self.journal.record_decision(self.run_id, node.id, step.id, request.prompt, approved, who)
+        self.journal.record_decision(self.run_id, node.id, step.id, request.prompt, approved, who, requested=asked)
         self.emit("approval_decided", node, approved=approved, who=who)
         if not approved:
             self.denied.append(node.id)

@@ -406,10 +406,22 @@ class Journal:
                                   (run_id, node_id)).fetchone()
         return (bool(row[0]), row[1]) if row else None
 
-    def record_decision(self, run_id: str, node_id: str, step_id: str, prompt: str, approved: bool, who: str) -> None:
+    def record_decision(self, run_id: str, node_id: str, step_id: str, prompt: str, approved: bool, who: str,
+                        requested: float | None = None) -> None:
+        """Record the decision on a gate asked at `requested`. The request time (and the decision
+        time, when `opsbook approve` from another shell recorded it) are kept, not overwritten:
+        a row decided before this request is an earlier question, replaced whole."""
+        now = time.time()
+        asked = now if requested is None else requested
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO approvals VALUES (?,?,?,?,?,?,?,?)",
-                       (run_id, node_id, step_id, prompt, time.time(), time.time(), int(approved), who))
+            db.execute(
+                "INSERT INTO approvals VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, node_id) DO UPDATE SET "
+                "step_id=excluded.step_id, prompt=excluded.prompt, approved=excluded.approved, who=excluded.who, "
+                "requested=CASE WHEN approvals.decided IS NOT NULL AND approvals.decided < excluded.requested "
+                "THEN excluded.requested ELSE COALESCE(approvals.requested, excluded.requested) END, "
+                "decided=CASE WHEN approvals.decided IS NOT NULL AND approvals.decided >= excluded.requested "
+                "THEN approvals.decided ELSE excluded.decided END",
+                (run_id, node_id, step_id, prompt, asked, now, int(approved), who))
 
     def approvals(self, run_id: str) -> list[dict[str, Any]]:
         with self._lock:
