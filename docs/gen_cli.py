@@ -24,8 +24,11 @@ EXIT_MEANINGS = {
     "EXIT_FAILED": "the runbook is invalid (`check`), or the run failed (a host failed)",
     "EXIT_USAGE": "bad usage or input: unknown option, unreadable or invalid runbook, "
                   "inventory or parameter (printed as file:line:column errors)",
-    "EXIT_ABORTED": "the run was interrupted (Ctrl-C/SIGTERM), timed out, or aborted by "
-                    "`max_fail_percentage`/`max_errors`",
+    "EXIT_ABORTED": "the run timed out, or was aborted by `max_fail_percentage`/`max_errors` "
+                    "(a failed `serial` batch included)",
+    "EXIT_SIGINT": "the run was stopped by Ctrl-C (SIGINT), a wait at an approval gate included: "
+                   "nothing new started, what completed was rolled back, the run is recorded `interrupted`",
+    "EXIT_SIGTERM": "the same for SIGTERM (`kill`, `timeout`, a service manager)",
     "EXIT_HUMAN": "the run needs a human: it did not succeed and an approval was denied "
                   "(or not answered in time), or a node was in doubt after a crash (confirm with "
                   "`opsbook resume RUN --confirm NODE`). A denial on an `ignore_errors` step "

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.compile import Plan, compile_plan
-from opsbook.errors import JournalError, RunError
+from opsbook.errors import JournalError, RunError, RunLockedError, ValidationError
 from opsbook.events import Listener
-from opsbook.execute import Approver, Executor, RunOptions, RunSummary
+from opsbook.execute import Approver, Executor, RunOptions, RunSummary, stopped_before
 from opsbook.journal import Journal, RunRecord, digest_files, new_run_id, whoami
 from opsbook.load import RunbookLoader
 from opsbook.model import Runbook
-from opsbook.paths import runs_dir
+from opsbook.paths import private_dir, runs_dir
 from opsbook.registry import Registry
 from opsbook.secrets import SecretStore, register_plan
 
@@ -78,6 +78,15 @@ def make_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | None
     return compile_plan(runbook, inventory, params)
 
 
+def refuse_evidence_conflicts(plan: Plan, registry: Registry, hosts: Iterable[str] | None = None) -> None:
+    """ValidationError when two nodes of the plan would write the same evidence file."""
+    from opsbook.evidence import static_conflicts
+
+    problems = static_conflicts(plan, registry, hosts)
+    if problems:
+        raise ValidationError(problems)
+
+
 @dataclass
 class RunRequest:
     """Everything a run needs besides the plan."""
@@ -94,10 +103,12 @@ class RunRequest:
 def start_run(plan: Plan, registry: Registry, journal: Journal, request: RunRequest,
               run_id: str | None = None, on_executor: Any = None) -> RunSummary:
     """Record a new run in the journal and execute it."""
+    journal.verify()  # never write a run into a damaged journal
+    refuse_evidence_conflicts(plan, registry, request.options.limit)
     run_id = run_id or new_run_id()
     rb = plan.runbook
     evidence = runs_dir() / run_id / "evidence" if request.options.evidence_dir is None else request.options.evidence_dir
-    evidence.mkdir(parents=True, exist_ok=True)
+    private_dir(evidence)
     request.options.evidence_dir = evidence
     secret_names = {p.name for p in rb.params if p.secret}
     register_plan(plan, request.secrets)
@@ -111,12 +122,17 @@ def start_run(plan: Plan, registry: Registry, journal: Journal, request: RunRequ
         who=whoami(), host=socket.gethostname(), pid=os.getpid(),
         objectives={"rto": rb.objectives.rto, "rpo": rb.objectives.rpo},
         incident_start=request.incident_start, summary={}))
-    return _drive(plan, registry, journal, request, run_id, {}, on_executor)
+    try:
+        return _drive(plan, registry, journal, request, run_id, dict, on_executor)
+    except RunLockedError as exc:  # nothing ran: say so, never leave it "running"
+        journal.set_run_status(run_id, "refused", {"message": str(exc)})
+        raise
 
 
 def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRequest,
                forget: Iterable[str] = (), allow_changed: bool = False, on_executor: Any = None) -> RunSummary:
     """Continue a run from the journal: done nodes are not executed again."""
+    journal.verify()
     record = journal.get_run(run_id)
     run_id = record.id
     runbook = load_runbook(record.runbook_path, registry)
@@ -131,25 +147,34 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
                        + ", ".join(f"--secret {n}=env:VAR" for n in missing))
     plan = make_plan(runbook, load_inventory_sources(request.inventory_sources, registry), params)
     register_plan(plan, request.secrets)
-    forget = list(forget)
-    recorded = record.options.get("evidence_dir")
+    if record.options.get("check"):
+        request.options.check = True  # a dry run resumed or retried stays a dry run
+    evidence = record.options.get("evidence_dir")
     request.options.evidence_dir = request.options.evidence_dir or (
-        Path(recorded) if recorded else runs_dir() / run_id / "evidence")
-    request.options.evidence_dir.mkdir(parents=True, exist_ok=True)
+        Path(evidence) if evidence else runs_dir() / run_id / "evidence")
+    private_dir(request.options.evidence_dir)
+    asked = list(forget)
 
-    def resume_under_lock() -> dict[str, Any]:
-        # Only once this process holds the run's lock: a resume refused because another
-        # process drives the run must neither forget its nodes nor be recorded as a resume.
-        if forget:
-            journal.forget_nodes(run_id, forget)
-        journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(forget)})
+    def settle() -> dict[str, Any]:
+        """Under the run's lock: what to run again, and the journal's word that the run resumed.
+
+        Nodes skipped only because the run stopped (it waited for a human, was interrupted,
+        crossed a threshold) are not final: this resume runs them."""
+        recorded = journal.nodes(run_id)
+        again = list(dict.fromkeys([*asked, *(n for n, rec in recorded.items()
+                                             if stopped_before(rec.status, rec.msg))]))
+        if again:
+            journal.forget_nodes(run_id, again)
+        journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(again)})
         return journal.nodes(run_id)
 
-    return _drive(plan, registry, journal, request, run_id, resume_under_lock, on_executor)
+    return _drive(plan, registry, journal, request, run_id, settle, on_executor)
 
 
 def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest, run_id: str,
-           prior: dict[str, Any] | Callable[[], dict[str, Any]], on_executor: Any) -> RunSummary:
+           prior: Callable[[], dict[str, Any]], on_executor: Any) -> RunSummary:
+    """Take the run's locks, then read what the journal already holds (`prior`, called under
+    the locks: a resume refused because another process runs it changes nothing) and execute."""
     lock_names = [f"run:{run_id}"]
     if plan.runbook.lock:
         from opsbook.template import render
@@ -160,17 +185,18 @@ def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest
         for name in lock_names:
             journal.acquire(name, run_id)
             taken.append(name)
-        if callable(prior):
-            prior = prior()
+        done = prior()
         journal.set_run_status(run_id, "running", finished=False)
         executor = Executor(plan, registry, journal, run_id, request.options, request.secrets,
-                            request.listeners, request.approver, prior)
+                            request.listeners, request.approver, done)
+        record = journal.get_run(run_id)
+        executor.started_by = f"{record.who}@{record.host}"
         if on_executor is not None:
             on_executor(executor)
         summary = executor.run()
         journal.set_run_status(run_id, summary.status, {
             "counts": summary.counts, "failed": summary.failed_nodes[:100], "rolled_back": summary.rolled_back,
-            "message": summary.message})
+            "message": summary.message, "cause": summary.cause})
         return summary
     finally:
         for name in taken:

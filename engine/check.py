@@ -62,7 +62,7 @@ def check_files(paths: list[str], registry: Registry, inventories: list[str],
         start = time.perf_counter()
         report = CheckReport(path, list(inventory_error))
         if inventory is not None:
-            check_one(path, registry, inventory, extra or {}, report)
+            check_one(path, registry, inventory, extra or {}, report, inventory_given=bool(inventories))
         report.seconds = time.perf_counter() - start
         reports.append(report)
     return reports
@@ -81,8 +81,10 @@ def _expand(paths: Iterable[str]) -> list[str]:
     return out
 
 
-def check_one(path: str, registry: Registry, inventory: Any, extra: dict[str, Any], report: CheckReport) -> None:
+def check_one(path: str, registry: Registry, inventory: Any, extra: dict[str, Any], report: CheckReport,
+              inventory_given: bool = False) -> None:
     from opsbook.compile import compile_plan
+    from opsbook.evidence import static_conflicts
     from opsbook.load import RunbookLoader
 
     try:
@@ -90,7 +92,8 @@ def check_one(path: str, registry: Registry, inventory: Any, extra: dict[str, An
     except UserError as exc:
         report.diagnostics += exc.diagnostics
         return
-    report.diagnostics += undefined_names(runbook, inventory)
+    report.diagnostics += undefined_names(runbook, inventory, extra)
+    report.diagnostics += unknown_keys(KeySources(runbook, inventory, registry, frozenset(extra), inventory_given))
     report.diagnostics += delimiter_warnings(runbook)
     params = dict(extra)
     for p in runbook.params:
@@ -98,6 +101,7 @@ def check_one(path: str, registry: Registry, inventory: Any, extra: dict[str, An
             params[p.name] = _placeholder(p.type, inventory)
     try:
         plan = compile_plan(runbook, inventory, params, expand=False)
+        report.diagnostics += static_conflicts(plan, registry)
         hosts = {h for leaf in plan.leaves.values() for h in leaf.hosts}
         report.stats = f"{len(plan.leaves)} steps, {len(hosts)} hosts"
         warning = rto_warning(runbook, plan)
@@ -138,12 +142,12 @@ def _placeholder(ptype: str, inventory: Any) -> Any:
     return {"int": 1, "bool": True, "duration": 1.0, "list": [], "dict": {}}.get(ptype, "placeholder")
 
 
-def undefined_names(runbook: Runbook, inventory: Any) -> list[Diagnostic]:
+def undefined_names(runbook: Runbook, inventory: Any, extra: Iterable[str] = ()) -> list[Diagnostic]:
     """Names read by templates that nothing defines (Jinja2 find_undeclared_variables)."""
     from opsbook.compile import _templates_of
     from opsbook.template import is_template, optional_names, referenced_names
 
-    known = set(MAGIC_NAMES) | {p.name for p in runbook.params} | set(runbook.vars)
+    known = set(MAGIC_NAMES) | {p.name for p in runbook.params} | set(runbook.vars) | set(extra)
     for host in inventory.hosts.values():
         known |= set(host.vars)
     steps = runbook.all_steps() + list(runbook.handlers)
@@ -180,6 +184,189 @@ def undefined_names(runbook: Runbook, inventory: Any) -> list[Diagnostic]:
     return problems
 
 
+# What `register:` stores whatever the action is (Result.registered): the outcome flags, and
+# the command fields (present when the action had a command's output).
+REGISTERED_KEYS = frozenset({
+    "status", "outcome", "changed", "failed", "skipped", "unknown", "timed_out", "ok", "msg",
+    "duration", "attempts", "rc", "stdout", "stderr", "stdout_lines", "stderr_lines",
+})
+_CONDITIONS_ON_RESULT = ("until", "failed_when", "changed_when")
+
+
+@dataclass(frozen=True)
+class KeySources:
+    """What `check` knows about the shape of the variables it checks keys of."""
+
+    runbook: Runbook
+    inventory: Any
+    registry: Registry
+    extra: frozenset[str] = frozenset()  # -e names given to check
+    inventory_given: bool = False  # groups and hosts are the real ones (-i)
+
+
+def unknown_keys(sources: KeySources) -> list[Diagnostic]:
+    """`params.targt`, `out.stdot`, `groups.webb`, `hostvars['web9']`: a key that the value
+    certainly does not have, read without `| default` or an `is defined` guard."""
+    return _KeyChecker(sources).check()
+
+
+class _KeyChecker:
+    def __init__(self, src: KeySources) -> None:
+        self.src = src
+        rb = src.runbook
+        self.params = {p.name for p in rb.params} | set(src.extra)
+        self.steps = rb.all_steps() + list(rb.handlers)
+        self.shapes = self._register_shapes()
+        # Names defined some other way too: their shape is not the one checked here.
+        self.shadowed = set(rb.vars) | {p.name for p in rb.params} | set(src.extra)
+        for step in self.steps:
+            self.shadowed |= set(step.vars) | {step.loop_var}
+            if step.action is not None and step.action.name == "local.set" and isinstance(step.action.args, dict):
+                self.shadowed |= set(step.action.args)
+        for host in src.inventory.hosts.values():
+            self.shadowed |= set(host.vars)
+        self.problems: list[Diagnostic] = []
+
+    def check(self) -> list[Diagnostic]:
+        self._walk(self.src.runbook.steps, frozenset())
+        self._walk(self.src.runbook.handlers, frozenset())
+        rb = self.src.runbook
+        for key, value in rb.vars.items():
+            for source, _ in _strings(value):
+                self._source(source, False, frozenset(), rb.pos, f"vars.{key}")
+        for label, value in [("hosts", rb.hosts), ("lock", rb.lock)] + [(f"params.{p.name}.default", p.default)
+                                                                        for p in rb.params]:
+            for source, _ in _strings(value):
+                self._source(source, False, frozenset(), rb.pos, label)
+        return self.problems
+
+    def _register_shapes(self) -> dict[str, frozenset[str] | None]:
+        shapes: dict[str, frozenset[str] | None] = {}
+        for step in self.steps:
+            if step.register:
+                shape = REGISTERED_KEYS | {"results"} if step.loop is not None else self._own_shape(step)
+                known = shapes.get(step.register, frozenset())
+                shapes[step.register] = None if shape is None or known is None else known | shape
+        return shapes
+
+    def _own_shape(self, step: Step) -> frozenset[str] | None:
+        """One attempt's registered keys (`result` in until/failed_when), when declared."""
+        spec = self.src.registry.action(step.action.name) if step.action is not None else None
+        return None if spec is None or spec.data is None else REGISTERED_KEYS | spec.data
+
+    def _walk(self, steps: tuple[Step, ...], guards: frozenset[tuple[str, str]]) -> None:
+        from opsbook.compile import _templates_of
+        from opsbook.template import guarded_keys
+
+        for step in steps:
+            own = guards.union(*(guarded_keys(c, expression=True) for c in step.when if isinstance(c, str)))
+            where = step.action.pos if step.action else step.pos
+            label = f'step "{step.name}"'
+            for source, expression in _templates_of(step):
+                self._source(source, expression, own, where, label)
+            for source, expression in _extra_strings(step):
+                self._source(source, expression, own, where, label)
+            own_shape = self._own_shape(step) if step.action is not None else None
+            for key in _CONDITIONS_ON_RESULT:
+                for cond in _as_list(getattr(step, key)):
+                    if isinstance(cond, str):
+                        self._source(cond, True, own, where, label, own_shape, step.register)
+            self._walk(step.block + step.rescue + step.always, own)
+
+    def _source(self, source: str, expression: bool, guards: frozenset[tuple[str, str]], pos: Any,
+                label: str, result_shape: frozenset[str] | None = None, register: str | None = None) -> None:
+        from opsbook.template import DICT_METHODS, key_reads, short_value
+
+        for read in key_reads(source, expression):
+            if read.guarded or (read.name, read.key) in guards or read.key in DICT_METHODS:
+                continue
+            if read.name in ("result", register):  # this attempt's result, in its own conditions
+                problem = (_near_miss(read.name, read.key) if result_shape is None
+                           else self._registered(read.name, read.key, result_shape))
+            else:
+                problem = self._problem(read.name, read.key)
+            if problem is not None:
+                message, hint, severity = problem
+                self.problems.append(Diagnostic(pos, f"{label}: {message} in {short_value(source, 60)}", hint, severity))
+
+    def _problem(self, name: str, key: str) -> tuple[str, str, str] | None:
+        src = self.src
+        if name == "params" and src.runbook.extra_vars != "any" and key not in self.params:
+            return (f'params.{key}: no parameter "{key}"{did_you_mean(key, self.params)}',
+                    "declare it under params:, or read it as params.x | default(...) if it is optional", "error")
+        if name in self.shadowed or name in ("params", "result"):
+            return None
+        if name == "groups" and src.inventory_given and key not in src.inventory.groups:
+            return (f'groups.{key}: no group "{key}" in the inventory{did_you_mean(key, src.inventory.groups)}',
+                    "groups known: " + ", ".join(sorted(src.inventory.groups)), "error")
+        if name == "hostvars" and src.inventory_given and not self._is_host(key):
+            return (f'hostvars[{key!r}]: no host "{key}" in the inventory{did_you_mean(key, src.inventory.hosts)}',
+                    "hostvars takes an inventory host name", "error")
+        if name not in self.shapes:
+            return None
+        shape = self.shapes[name]
+        return _near_miss(name, key) if shape is None else self._registered(name, key, shape)
+
+    def _registered(self, name: str, key: str, shape: frozenset[str]) -> tuple[str, str, str] | None:
+        if key in shape:
+            return None
+        return (f'{name}.{key}: a registered result has no key "{key}"{did_you_mean(key, shape)}',
+                "registered keys: " + ", ".join(sorted(shape)), "error")
+
+    def _is_host(self, name: str) -> bool:
+        try:
+            self.src.inventory.host(name)
+        except UserError:
+            return False
+        return True
+
+
+def _near_miss(name: str, key: str) -> tuple[str, str, str] | None:
+    """A key of a result whose action does not declare its data: only a near miss of a
+    standard key is worth a word, and only a warning (the action may have such a key)."""
+    from difflib import get_close_matches
+
+    if key in REGISTERED_KEYS or key == "results":
+        return None
+    close = get_close_matches(key, sorted(REGISTERED_KEYS), n=1, cutoff=0.8)
+    if not close:
+        return None
+    hint = "the action does not declare its registered keys, so this is only a warning"
+    return f'{name}.{key}: probably a typo of "{close[0]}"', hint, "warning"
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _strings(value: Any) -> Iterable[tuple[str, bool]]:
+    from opsbook.template import is_template
+
+    if isinstance(value, str):
+        if is_template(value):
+            yield value, False
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def _extra_strings(step: Step) -> Iterable[tuple[str, bool]]:
+    """Templates a step evaluates besides _templates_of's: its hosts pattern and rollback."""
+    if step.hosts:
+        yield from _strings(step.hosts)
+    if step.rollback is not None:
+        yield from _strings(step.rollback.args)
+    if step.keep_healthy is not None:
+        yield from _strings(step.keep_healthy.group)
+        if step.keep_healthy.probe is not None:
+            yield from _strings(step.keep_healthy.probe.args)
+
+
 def rto_warning(runbook: Runbook, plan: Any) -> Diagnostic | None:
     """Warn when the timeouts on the longest path already exceed the RTO objective."""
     if runbook.objectives.rto is None or not plan.leaves:
@@ -202,4 +389,4 @@ def rto_warning(runbook: Runbook, plan: Any) -> Diagnostic | None:
                       "lower timeouts/retries, or revisit the objective", severity="warning")
 
 
-__all__ = ["CheckReport", "Position", "ValidationError", "check_files", "check_one"]
+__all__ = ["CheckReport", "KeySources", "Position", "ValidationError", "check_files", "check_one", "unknown_keys"]

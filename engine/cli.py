@@ -1,8 +1,8 @@
 """The `opsbook` command line. Heavy imports stay inside commands so `--version` is instant.
 
 Exit codes (stable): 0 success; 1 the runbook is invalid or the run failed;
-2 bad usage or input (file:line errors); 3 the run was interrupted, timed out or aborted
-by a failure threshold; 4 the run needs a human (a denied approval, an in-doubt node);
+2 bad usage or input (file:line errors); 3 the run timed out or was aborted by a failure
+threshold; 130/143 the run was stopped by SIGINT/SIGTERM (and rolled back); 4 the run needs a human (a denied approval, an in-doubt node);
 70 an internal error (a bug: please report it with --debug output).
 """
 
@@ -16,6 +16,7 @@ import click
 from opsbook import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_HUMAN, EXIT_BUG = 0, 1, 2, 3, 4, 70
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + the signal, the shell's convention
 
 _inventory_opt = click.option("-i", "--inventory", "inventories", multiple=True, metavar="SRC",
                               help="Ansible inventory (INI/YAML file or directory); repeat to merge.")
@@ -48,7 +49,20 @@ class _Group(click.Group):
             sys.exit(EXIT_USAGE)
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
-        except Exception:
+        except BrokenPipeError:  # `opsbook runs | head -1`: the reader has what it wanted
+            from opsbook.display import write_lines
+
+            write_lines(sys.stdout, "")  # points stdout at /dev/null: Python's flush at exit stays quiet
+            sys.exit(141)  # 128 + SIGPIPE, as a tool killed by the signal
+        except Exception as exc:
+            sqlite3 = sys.modules.get("sqlite3")
+            if sqlite3 is not None and isinstance(exc, sqlite3.DatabaseError) and _OPENED:
+                # a damaged page met by a read (runs, show, report)
+                from opsbook.journal_repair import damaged
+
+                click.secho(f"error: {damaged(_OPENED[-1], str(exc))}".replace("nothing was written to it. ", ""),
+                            fg="red", err=True)
+                sys.exit(EXIT_USAGE)
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             import traceback
@@ -65,12 +79,14 @@ def _output_option(ctx: click.Context, param: click.Parameter, value: str | None
 
 
 def _print_diagnostics(diagnostics: list[Any]) -> None:
+    from opsbook.visible import visible
+
     for diag in diagnostics:
         color = "yellow" if diag.severity == "warning" else "red"
-        where = f"{diag.position}: " if diag.position else ""
-        click.echo(f"{where}" + click.style(f"{diag.severity}: ", fg=color) + diag.message, err=True)
+        where = visible(f"{diag.position}: ", lines=False) if diag.position else ""
+        click.echo(f"{where}" + click.style(f"{diag.severity}: ", fg=color) + visible(diag.message), err=True)
         if diag.hint:
-            click.echo(f"  hint: {diag.hint}", err=True)
+            click.echo(f"  hint: {visible(diag.hint)}", err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,11 +109,16 @@ def _registry() -> Any:
     return Registry.from_entry_points()
 
 
+_OPENED: list[str] = []  # journals this command opened (named when one turns out damaged)
+
+
 def _journal(path: str | None) -> Any:
     from opsbook.journal import Journal
     from opsbook.paths import default_journal_path
 
-    return Journal(path or default_journal_path())
+    journal = Journal(path or default_journal_path())
+    _OPENED.append(journal.path)
+    return journal
 
 
 # -- check -------------------------------------------------------------------------------
@@ -141,27 +162,46 @@ def _extra(extra: tuple[str, ...]) -> dict[str, Any]:
     return parse_extra_vars(list(extra))
 
 
-def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...]) -> Any:
-    from opsbook.api import load_inventory_sources, load_runbook, make_plan
+def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...],
+          secret: dict[str, Any] | None = None) -> Any:
+    from opsbook.api import (
+        load_inventory_sources,
+        load_runbook,
+        make_plan,
+        refuse_evidence_conflicts,
+    )
 
     registry = _registry()
     rb = load_runbook(runbook, registry)
-    return make_plan(rb, load_inventory_sources(list(inventories), registry), _extra(extra)), registry
+    the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry),
+                         {**_extra(extra), **(secret or {})})
+    refuse_evidence_conflicts(the_plan, registry)
+    return the_plan, registry
 
 
 # -- plan / graph --------------------------------------------------------------------------
+
+
+_secret_opt = click.option("--secret", "secrets", multiple=True, metavar="NAME=SRC",
+                           help="Secret parameter from env:VAR or file:PATH; redacted everywhere.")
 
 
 @main.command()
 @click.argument("runbook", type=click.Path())
 @_inventory_opt
 @_extra_opt
+@_secret_opt
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], fmt: str) -> None:
-    """Show every node (step x host) with rendered arguments and dependencies; contacts nothing."""
-    from opsbook.planview import plan_json, plan_text
+def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...],
+         fmt: str) -> None:
+    """Show every node (step x host) with rendered arguments and dependencies; contacts nothing.
 
-    the_plan, registry = _plan(runbook, inventories, extra)
+    Secret parameters are taken like `run` takes them (--secret NAME=env:VAR) and shown masked."""
+    from opsbook.planview import plan_json, plan_text
+    from opsbook.secrets import SecretStore
+
+    given = _secret_params({"secrets": secrets}, SecretStore())
+    the_plan, registry = _plan(runbook, inventories, extra, given)
     if fmt == "json":
         import json
 
@@ -190,6 +230,67 @@ def graph(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], fm
     else:
         text = render_image(graph_dot(the_plan, by_step), fmt)
     _write(text, output)
+
+
+def _webhook_token(token_file: str | None) -> str:
+    """The shared secret Alertmanager sends as a bearer token: a file, or the environment."""
+    import os
+
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError as exc:
+            raise click.UsageError(f"--token-file {token_file}: {exc.strerror}") from None
+    token = os.environ.get("OPSBOOK_WEBHOOK_TOKEN", "").strip()
+    if not token:
+        raise click.UsageError("--listen needs a token: --token-file PATH or OPSBOOK_WEBHOOK_TOKEN (Alertmanager sends "
+                               "it with http_config: {authorization: {credentials_file: PATH}})")
+    return token
+
+
+def _alert_starter(registry: Any, inventories: tuple[str, ...], params: dict[str, Any], journal_path: str | None,
+                   say: Any) -> Any:
+    """route, alert -> the id of a run that is journaled and holds its lock (it goes on in a
+    thread); the runbook's lock, or one per response runbook, keeps alerts from starting it twice."""
+    import dataclasses
+    import threading
+
+    def start(route: Any, alert: dict[str, Any]) -> str:
+        from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
+        from opsbook.approve import auto_approver
+        from opsbook.execute import RunOptions
+
+        rb = load_runbook(route.runbook, registry)
+        if rb.lock is None:
+            rb = dataclasses.replace(rb, lock=f"watch:{rb.name}")
+        given = {**params, **route.given(alert.get("labels", {}))}
+        the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry), given)
+        begun = _parse_time(str(alert["startsAt"])) if alert.get("startsAt") else None
+        request = RunRequest(list(inventories), RunOptions(), approver=auto_approver(), incident_start=begun,
+                             given_params=given)
+        holding = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def go() -> None:
+            try:
+                summary = start_run(the_plan, registry, _journal(journal_path), request,
+                                    on_executor=lambda ex: (outcome.update(run=ex.run_id), holding.set()))
+                say("alert-run", {"runbook": route.runbook, "run": summary.run_id, "status": summary.status})
+            except Exception as exc:  # noqa: BLE001 - handed to the HTTP answer below
+                outcome["error"] = exc
+            finally:
+                holding.set()
+
+        threading.Thread(target=go, daemon=True).start()
+        holding.wait()
+        if "run" in outcome:
+            return str(outcome["run"])
+        raise outcome.get("error") or UserError("the run did not start")
+
+    from opsbook.errors import UserError
+
+    return start
 
 
 def _write(text: str | bytes, output: str | None) -> None:
@@ -222,8 +323,7 @@ def _run_options(f: Any) -> Any:
         click.option("--max-errors", type=int, help="Stop scheduling after this many failed nodes."),
         click.option("--format", "fmt", type=click.Choice(["auto", "text", "json"]), default="auto",
                      help="Live progress (TTY), plain lines, or one JSON event per line."),
-        click.option("--secret", "secrets", multiple=True, metavar="NAME=SRC",
-                     help="Secret parameter from env:VAR or file:PATH; redacted everywhere."),
+        _secret_opt,
         click.option("--ask", "ask", multiple=True, metavar="NAME", help="Prompt for a secret parameter (no echo)."),
         click.option("--approval-timeout", default="1h", show_default=True, metavar="DURATION",
                      help="How long to wait for `opsbook approve` when there is no TTY."),
@@ -249,7 +349,7 @@ def run(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], inci
     registry = _registry()
     rb = load_runbook(runbook, registry)
     request = _request(kw, list(inventories))
-    request.given_params = {**_extra(extra), **_secret_params(kw, request)}
+    request.given_params = {**_extra(extra), **_secret_params(kw, request.secrets)}
     request.incident_start = _parse_time(incident_start) if incident_start else None
     the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry), request.given_params)
     if kw.get("limit"):
@@ -271,7 +371,7 @@ def resume(run_id: str, confirm: tuple[str, ...], allow_changed: bool, extra: tu
     from opsbook.api import resume_run
 
     request = _request(kw, [])
-    request.given_params = {**_extra(extra), **_secret_params(kw, request)}
+    request.given_params = {**_extra(extra), **_secret_params(kw, request.secrets)}
     request.options.confirm_rerun = frozenset("*" if c == "all" else c for c in confirm)
     journal = _journal(kw.get("journal_path"))
     summary = _with_signals(lambda hook: resume_run(run_id if run_id != "last" else journal.latest_run_id(),
@@ -286,14 +386,29 @@ def resume(run_id: str, confirm: tuple[str, ...], allow_changed: bool, extra: tu
 @click.option("--from", "from_step", metavar="STEP", help="Run this step and everything after it again.")
 @_run_options
 @_extra_opt
-def retry(run_id: str, only_failed: bool, from_step: str | None, extra: tuple[str, ...], **kw: Any) -> None:
-    """Run part of a finished run again: its failed nodes, or from a step on."""
+@click.option("--real", is_flag=True,
+              help="The run was a dry run (--check): start a new, real run of the same runbook, "
+                   "inventory and parameters instead (a dry run's retry is otherwise a dry run).")
+def retry(run_id: str, only_failed: bool, from_step: str | None, extra: tuple[str, ...], real: bool,
+          **kw: Any) -> None:
+    """Run part of a finished run again: its failed nodes, or from a step on.
+
+    A dry run (--check) is retried as a dry run; `--real` starts a new real run instead,
+    never mixing real changes into the dry run's record."""
     from opsbook.api import resume_run
 
-    if not only_failed and not from_step:
-        raise click.UsageError("say what to retry: --failed or --from STEP")
     journal = _journal(kw.get("journal_path"))
     run_id = run_id if run_id != "last" else journal.latest_run_id()
+    record = journal.get_run(run_id)
+    if real:
+        if not record.options.get("check"):
+            raise click.UsageError(f"run {record.id} was not a dry run; --real only turns a dry run into a new real run")
+        _real_run_of(record, extra, kw)
+    if not only_failed and not from_step:
+        raise click.UsageError("say what to retry: --failed or --from STEP")
+    if record.options.get("check"):
+        click.echo(f"run {record.id} was a dry run (--check): this retry is a dry run too; to make the "
+                   f"changes for real, start a new run: opsbook retry {record.id} --real", err=True)
     nodes = journal.nodes(journal.get_run(run_id).id)
     forget: list[str] = []
     if only_failed:
@@ -306,10 +421,31 @@ def retry(run_id: str, only_failed: bool, from_step: str | None, extra: tuple[st
         later = set(order[order.index(from_step):])
         forget += [n for n, r in nodes.items() if r.step_id in later]
     request = _request(kw, [])
-    request.given_params = {**_extra(extra), **_secret_params(kw, request)}
+    request.given_params = {**_extra(extra), **_secret_params(kw, request.secrets)}
     summary = _with_signals(lambda hook: resume_run(run_id, _registry(), journal, request, forget=forget,
                                                     on_executor=hook))
     _finish(summary, kw)
+
+
+def _real_run_of(record: Any, extra: tuple[str, ...], kw: dict[str, Any]) -> NoReturn:
+    """A new real run of what a dry run tried: same runbook, inventory and parameters."""
+    from opsbook.api import load_inventory_sources, load_runbook, make_plan, start_run
+
+    registry = _registry()
+    rb = load_runbook(record.runbook_path, registry)
+    request = _request({**kw, "check_mode": False}, list(record.inventory))
+    secret = [n for n, v in record.params.items() if v == "********"]
+    given = {**{k: v for k, v in record.params.items() if k not in secret}, **_extra(extra),
+             **_secret_params(kw, request.secrets)}
+    missing = [n for n in secret if n not in given]
+    if missing:
+        raise click.UsageError("secret parameters are not stored in the journal; pass them again: "
+                               + ", ".join(f"--secret {n}=env:VAR" for n in missing))
+    request.given_params = given
+    the_plan = make_plan(rb, load_inventory_sources(list(record.inventory), registry), given)
+    click.echo(f"run {record.id} was a dry run: starting a new, real run of {record.runbook_path}", err=True)
+    journal = _journal(kw.get("journal_path"))
+    _finish(_with_signals(lambda hook: start_run(the_plan, registry, journal, request, on_executor=hook)), kw)
 
 
 def _request(kw: dict[str, Any], inventories: list[str]) -> Any:
@@ -329,17 +465,18 @@ def _request(kw: dict[str, Any], inventories: list[str]) -> Any:
     return request
 
 
-def _secret_params(kw: dict[str, Any], request: Any) -> dict[str, Any]:
+def _secret_params(kw: dict[str, Any], store: Any) -> dict[str, Any]:
+    """--secret NAME=env:VAR|file:PATH and --ask NAME, registered in `store` (a SecretStore)."""
     out: dict[str, Any] = {}
     for item in kw.get("secrets") or ():
         name, _, source = item.partition("=")
         if not source:
             raise click.UsageError(f"--secret {item}: expected NAME=env:VAR or NAME=file:PATH")
-        out[name] = request.secrets.resolve(name, source)
+        out[name] = store.resolve(name, source)
     for name in kw.get("ask") or ():
         if not sys.stdin.isatty():
             raise click.UsageError(f"--ask {name} needs a terminal; use --secret {name}=env:VAR instead")
-        out[name] = request.secrets.add(name, click.prompt(f"{name}", hide_input=True))
+        out[name] = store.add(name, click.prompt(f"{name}", hide_input=True))
     return out
 
 
@@ -389,7 +526,7 @@ def _with_signals(start: Any) -> Any:
             raise KeyboardInterrupt
         click.echo(f"\n{signal.Signals(signum).name}: stopping; rolling back what completed "
                    "(press again to exit immediately)", err=True)
-        ex.interrupt(f"interrupted by {signal.Signals(signum).name}")
+        ex.interrupt(f"interrupted by {signal.Signals(signum).name}", signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -401,12 +538,28 @@ def _with_signals(start: Any) -> Any:
 
 def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
     if kw.get("fmt") != "json":
-        click.echo(f"run {summary.run_id}: {summary.status}  (opsbook show {summary.run_id} | "
-                   f"opsbook report {summary.run_id})", err=True)
+        from opsbook.display import write_lines
+
+        cause = f"\n  cause: {summary.cause}" if summary.cause else ""
+        try:
+            from opsbook.report import objectives_line
+
+            verdict = objectives_line(_journal(kw.get("journal_path")), summary.run_id)
+        except Exception:  # noqa: BLE001 - the verdict is a courtesy; the run is already recorded
+            verdict = ""
+        cause += f"\n  {verdict}" if verdict else ""
+        from opsbook.visible import visible
+
+        write_lines(sys.stderr, visible(f"run {summary.run_id}: {summary.status}  (opsbook show {summary.run_id} | "
+                                        f"opsbook report {summary.run_id}){cause}\n"))
     if summary.denied or "confirmation" in summary.message:
         sys.exit(EXIT_HUMAN)
     if summary.status == "succeeded":
         sys.exit(EXIT_OK)
+    if summary.status == "interrupted" and summary.signal:
+        import signal
+
+        sys.exit(EXIT_SIGINT if summary.signal == signal.SIGINT else EXIT_SIGTERM)
     if summary.status in ("interrupted", "timed_out", "aborted"):
         sys.exit(EXIT_ABORTED)
     sys.exit(EXIT_FAILED)
@@ -424,35 +577,132 @@ def _parse_time(text: str) -> float:
 # -- approvals -----------------------------------------------------------------------------------
 
 
-@main.command()
-@click.argument("run_id", metavar="RUN")
-@click.argument("step")
-@_journal_opt
-def approve(run_id: str, step: str, journal_path: str | None) -> None:
-    """Approve a waiting step of a run (from another shell)."""
-    _decide(run_id, step, True, journal_path)
+_gate_args = [
+    click.argument("run_id", metavar="RUN"),
+    click.argument("step", metavar="STEP"),
+    click.option("--yes", "-y", is_flag=True, help="Do not ask to confirm (scripts, a second process)."),
+    click.option("--full", is_flag=True, help="Show the action's arguments whole, however long."),
+    _journal_opt,
+]
+
+
+def _gate_command(f: Any) -> Any:
+    for option in reversed(_gate_args):
+        f = option(f)
+    return f
 
 
 @main.command()
-@click.argument("run_id", metavar="RUN")
-@click.argument("step")
-@_journal_opt
-def deny(run_id: str, step: str, journal_path: str | None) -> None:
-    """Deny a waiting step of a run; the step fails and the run rolls back as configured."""
-    _decide(run_id, step, False, journal_path)
+@_gate_command
+def approve(run_id: str, step: str, yes: bool, full: bool, journal_path: str | None) -> None:
+    """Approve a waiting gate of a run (from another shell).
+
+    STEP is the step's id or name, or the block's for a block approval. What is being
+    approved (prompt, host, the rendered action, who started the run) is printed first,
+    and confirmed on the terminal unless --yes. RUN may be `last`.
+    """
+    _decide(run_id, step, True, journal_path, yes, full)
 
 
-def _decide(run_id: str, step: str, approved: bool, journal_path: str | None) -> None:
+@main.command()
+@_gate_command
+def deny(run_id: str, step: str, yes: bool, full: bool, journal_path: str | None) -> None:
+    """Deny a waiting gate of a run; the step fails and the run rolls back as configured."""
+    _decide(run_id, step, False, journal_path, yes, full)
+
+
+def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, yes: bool, full: bool = False) -> None:
+    import socket
+
+    from opsbook.gates import describe_gate
     from opsbook.journal import whoami
 
+    verb = "approve" if approved else "deny"
     journal = _journal(journal_path)
     run_id = journal.get_run(run_id if run_id != "last" else journal.latest_run_id()).id
-    count = journal.decide(run_id, step, approved, f"{whoami()} via opsbook {'approve' if approved else 'deny'}")
-    if not count:
-        pending = [a["step_id"] for a in journal.approvals(run_id) if a["decided"] is None]
-        raise click.ClickException(f'nothing waits for approval at "{step}" in run {run_id}'
-                                   + (f"; waiting: {', '.join(pending)}" if pending else ""))
-    click.echo(f"{'approved' if approved else 'denied'} {count} node(s) of {step} in run {run_id}")
+    waiting = journal.pending_approvals(run_id, step)
+    if not waiting:
+        _no_gate(journal, run_id, step)
+    for gate in waiting:
+        d = gate["detail"]
+        lines = describe_gate(d.get("block_name") or d.get("step_name") or gate["step_id"], d.get("host"),
+                              gate["prompt"], d.get("action", ""), d.get("args"), d.get("started_by", ""), run_id,
+                              d.get("step_name") if d.get("block_name") else None, full=full)
+        click.echo(f"{verb}: " + "\n".join(lines).removeprefix("approval needed: "))
+    if not yes:
+        if not sys.stdin.isatty():
+            click.secho(f"not {'approved' if approved else 'denied'}: confirm on a terminal, or add --yes "
+                        f"(opsbook {verb} {run_id} {step} --yes)", fg="red", err=True)
+            sys.exit(EXIT_USAGE)
+        if not click.confirm(f"{verb} {len(waiting)} gate(s)?", default=False):
+            click.echo("nothing decided")
+            sys.exit(EXIT_FAILED)
+    who = f"{whoami()}@{socket.gethostname()} via opsbook {verb}"
+    decided = journal.decide(run_id, step, approved, who)
+    if not decided:
+        _no_gate(journal, run_id, step)
+    click.echo(f"{'approved' if approved else 'denied'} {len(decided)} gate(s) of {step} in run {run_id}")
+
+
+def _no_gate(journal: Any, run_id: str, step: str) -> NoReturn:
+    """Why nothing waits at `step`: cancelled by a stop, already decided, or not a gate."""
+    from opsbook.journal import _gate_names
+
+    run = journal.get_run(run_id)
+    known = [a for a in journal.approvals(run_id) if step in _gate_names(a)]
+    cancelled = [a for a in known if a["cancelled"]]
+    if cancelled:
+        raise click.ClickException(f'the gate at "{step}" in run {run_id} was cancelled when the run stopped '
+                                   f"({cancelled[0]['who']}); nothing of it runs any more. "
+                                   f"The run is {run.status}: start a new run, or `opsbook resume {run_id}`")
+    if known:
+        a = known[-1]
+        raise click.ClickException(f'the gate at "{step}" in run {run_id} was already '
+                                   f"{'approved' if a['approved'] else 'denied'} by {a['who']}")
+    pending = sorted({n for a in journal.pending_approvals(run_id) for n in (a["detail"].get("block_name")
+                      or a["detail"].get("step_name") or a["step_id"],)})
+    raise click.ClickException(f'nothing waits for approval at "{step}" in run {run_id} ({run.status})'
+                               + (f"; waiting: {', '.join(pending)}" if pending else ""))
+
+
+# -- the journal itself -----------------------------------------------------------------------------
+
+
+@main.group("journal")
+def journal_group() -> None:
+    """Check or recover the journal file itself (after a disk fault or a bad copy)."""
+
+
+@journal_group.command("check")
+@_journal_opt
+def journal_check(journal_path: str | None) -> None:
+    """Check the whole journal file (SQLite quick_check); exit 0 sound, 1 damaged."""
+    journal = _journal(journal_path)
+    from opsbook.journal_repair import JournalDamaged
+
+    try:
+        journal.verify()
+    except JournalDamaged as exc:
+        click.secho(f"damaged: {exc}", fg="red", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"ok: {journal.path}")
+
+
+@journal_group.command("recover")
+@_journal_opt
+def journal_recover(journal_path: str | None) -> None:
+    """Copy every row that can still be read into a new journal at the same path.
+
+    The damaged file is kept beside it as PATH.damaged-TIMESTAMP. Stop any run using the
+    journal first."""
+    from opsbook.journal_repair import recover
+    from opsbook.paths import default_journal_path
+
+    result = recover(str(journal_path or default_journal_path()))
+    for table, copied in result.copied.items():
+        lost = result.lost.get(table, 0)
+        click.echo(f"{table:<10} {copied} row(s) copied" + (f", {lost} unreadable" if lost else ""))
+    click.echo(f"recovered; the damaged file is kept as {result.kept}")
 
 
 # -- history --------------------------------------------------------------------------------------
@@ -465,10 +715,20 @@ def runs(journal_path: str | None, limit: int) -> None:
     """List recent runs."""
     import time as _t
 
-    for r in _journal(journal_path).list_runs(limit):
+    from opsbook.visible import visible
+
+    journal = _journal(journal_path)
+    for r in journal.list_runs(limit):
         when = _t.strftime("%Y-%m-%d %H:%M:%S", _t.localtime(r.started))
         took = f"{(r.finished - r.started):.1f}s" if r.finished else "-"
         click.echo(f"{r.id}  {when}  {r.status:<11} {took:>8}  {r.runbook_name}  ({r.who}@{r.host})")
+        if r.status == "running":
+            for gate in journal.pending_approvals(r.id):
+                d = gate["detail"]
+                name = d.get("block_name") or d.get("step_name") or gate["step_id"]
+                click.echo(visible(f"    waiting for approval: {name} @ {d.get('host') or 'localhost'}: "
+                                   f"{gate['prompt']}" + (f" (will run {d['action']})" if d.get("action") else ""),
+                                   lines=False))
 
 
 @main.command()
@@ -478,8 +738,10 @@ def show(run_id: str, journal_path: str | None) -> None:
     """Print a run's timeline: every node, approval and rollback in order."""
     from opsbook.report import timeline_text
 
+    from opsbook.visible import visible
+
     journal = _journal(journal_path)
-    click.echo(timeline_text(journal, run_id if run_id != "last" else journal.latest_run_id()))
+    click.echo(visible(timeline_text(journal, run_id if run_id != "last" else journal.latest_run_id())))
 
 
 @main.command()
@@ -535,12 +797,15 @@ def evidence(run_id: str, archive: bool, output: str | None, check_hashes: bool,
 @click.option("--cooldown", default="10m", show_default=True, help="No second response within this time.")
 @click.option("--max-responses", type=int, help="Exit after this many responses.")
 @click.option("--listen", metavar="127.0.0.1:PORT", help="Also accept Alertmanager webhooks here (loopback only).")
-@click.option("--route", "routes", multiple=True, metavar="ALERTNAME:RUNBOOK",
-              help="Map a firing alert (alertname, or LABEL=VALUE) to a runbook; repeatable.")
+@click.option("--route", "routes", multiple=True, metavar="ALERTNAME:RUNBOOK[:LABEL=PARAM,...]",
+              help="Map a firing alert (alertname, or LABEL=VALUE) to a runbook, and the labels that fill its "
+                   "parameters (only those); repeatable.")
+@click.option("--token-file", type=click.Path(dir_okay=False), metavar="PATH",
+              help="The webhook's bearer token (or OPSBOOK_WEBHOOK_TOKEN); required with --listen.")
 @_journal_opt
 def watch(runbook: str | None, inventories: tuple[str, ...], extra: tuple[str, ...], respond: str | None,
           interval: str, failures: int, cooldown: str, max_responses: int | None, listen: str | None,
-          routes: tuple[str, ...], journal_path: str | None) -> None:
+          routes: tuple[str, ...], token_file: str | None, journal_path: str | None) -> None:
     """Probe a runbook's health checks at an interval and start the response runbook after
     N consecutive failures (with a cool-down and a lock); optionally receive Alertmanager webhooks.
 
@@ -566,32 +831,9 @@ def watch(runbook: str | None, inventories: tuple[str, ...], extra: tuple[str, .
         parsed = [Route.parse(r) for r in routes]
         if not parsed:
             raise click.UsageError("--listen needs at least one --route ALERTNAME:RUNBOOK")
-
-        def start(path: str, alert: dict[str, Any]) -> None:
-            def go() -> None:
-                from opsbook.api import (
-                    RunRequest,
-                    load_inventory_sources,
-                    load_runbook,
-                    make_plan,
-                    start_run,
-                )
-                from opsbook.approve import auto_approver
-                from opsbook.execute import RunOptions
-
-                rb = load_runbook(path, registry)
-                names = {p.name for p in rb.params}
-                given = {**params, **{k: v for k, v in alert["labels"].items() if k in names}}
-                plan_ = make_plan(rb, load_inventory_sources(list(inventories), registry), given)
-                begun = _parse_time(alert["startsAt"]) if alert.get("startsAt") else None
-                request = RunRequest(list(inventories), RunOptions(), approver=auto_approver(),
-                                     incident_start=begun, given_params=given)
-                summary = start_run(plan_, registry, _journal(journal_path), request)
-                say("alert-run", {"runbook": path, "run": summary.run_id, "status": summary.status})
-
-            threading.Thread(target=go, daemon=True).start()
-
-        receiver = AlertReceiver(host or "127.0.0.1", int(port), parsed, start, parse_duration(cooldown))
+        receiver = AlertReceiver(host or "127.0.0.1", int(port), parsed,
+                                 _alert_starter(registry, inventories, params, journal_path, say),
+                                 _webhook_token(token_file), parse_duration(cooldown))
         threading.Thread(target=receiver.serve, daemon=True).start()
         say("listening", {"address": f"{host}:{receiver.port}"})
     try:

@@ -29,6 +29,7 @@ from opsbook.errors import (
 )
 from opsbook.model import Runbook, Step
 from opsbook.params import check_host_params, resolve_params
+from opsbook.preflight import pool_releases
 from opsbook.template import is_template, referenced_names, render
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ class Plan:
     leaves: dict[str, Leaf]  # by step id, in file order
     step_edges: set[tuple[str, str]] = field(default_factory=set)  # leaf id -> leaf id
     warnings: list[Diagnostic] = field(default_factory=list)
+    releases: dict[str, frozenset[str]] = field(default_factory=dict)  # see opsbook.preflight
+    undoes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # leaf id -> leaf ids whose undo it performs
 
     @functools.cached_property
     def graph(self) -> nx.DiGraph:
@@ -199,6 +202,8 @@ class _Builder:
         if step.is_block:
             return self.add_block(step, pattern, sections, serial_owner)
         host_names = self.match_hosts(pattern, step)
+        if step.keep_healthy is not None and step.keep_healthy.group:
+            self.match_hosts(step.keep_healthy.group, step, label="keep_healthy.group")
         if step.serial and serial_owner is None:
             serial_owner = (step.id, batches(host_names, step.serial))
         scope = tuple(host_names)
@@ -261,15 +266,34 @@ class _Builder:
             return []
         return items
 
-    def match_hosts(self, pattern: str, step: Step) -> list[str]:
+    def match_hosts(self, pattern: str, step: Step, label: str = "hosts") -> list[str]:
+        where = f'step "{step.name}"' + (f" {label}" if label != "hosts" else "")
         try:
             rendered = render(pattern, self.context, pos=step.pos) if is_template(pattern) else pattern
             return [h.name for h in self.inv.match(str(rendered), position=step.pos)]
         except PatternError as exc:
-            self.problems.append(Diagnostic(exc.position or step.pos, f'step "{step.name}": {exc.message}', exc.hint))
+            self.problems.append(Diagnostic(exc.position or step.pos, f"{where}: {exc.message}", exc.hint))
         except Exception as exc:  # noqa: BLE001 - template problems are reported, not raised
-            self.problems.append(Diagnostic(step.pos, f'step "{step.name}": hosts "{pattern}": {exc}'))
+            self.problems.append(Diagnostic(step.pos, f'{where}: {label} "{pattern}": {exc}'))
         return []
+
+    def resolve_undoes(self) -> dict[str, tuple[str, ...]]:
+        """`undoes:` names -> the leaf ids (every copy of a looped block's step) it performs the undo of."""
+        out: dict[str, tuple[str, ...]] = {}
+        for sid, leaf in self.leaves.items():
+            found: list[str] = []
+            for name in leaf.step.undoes:
+                named = [lid for lid, other in self.leaves.items()
+                         if name in (other.step.name, other.step.id, lid) and lid != sid]
+                if not named:
+                    known = sorted({other.step.name for other in self.leaves.values()})
+                    self.problems.append(Diagnostic(leaf.step.pos, f'step "{leaf.step.name}" undoes "{name}", which is '
+                                                    "not a step of this runbook" + did_you_mean(name, known),
+                                                    "undoes: names the step whose change this step puts back"))
+                found += named
+            if found:
+                out[sid] = tuple(found)
+        return out
 
     def resolve_need(self, need: str, step: Step) -> str | None:
         same_name = list(self.named.get(need, {}).values())
@@ -418,6 +442,12 @@ def _templates_of(step: Step) -> Iterable[tuple[str, bool]]:
         yield t, False
     if step.approve:
         yield step.approve, False
+    if step.keep_healthy is not None:
+        if step.keep_healthy.group and is_template(step.keep_healthy.group):
+            yield step.keep_healthy.group, False
+        if step.keep_healthy.probe is not None:
+            for t in walk(step.keep_healthy.probe.args):
+                yield t, False
     if step.delegate_to and is_template(step.delegate_to):
         yield step.delegate_to, False
     for cond in step.when + step.failed_when + step.changed_when:
@@ -440,7 +470,12 @@ def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | N
     """Build the plan; raise ValidationError listing every problem found.
 
     With expand=False only the step-level graph is built (what `check` needs)."""
-    resolved = resolve_params(runbook, dict(params or {}))
+    given = dict(params or {})
+    declared = {p.name for p in runbook.params}
+    # -e may set inventory variables too (they win over the inventory's, as in Ansible).
+    inventory_vars = ({name for host in inventory.hosts.values() for name in host.vars}
+                      if any(name not in declared for name in given) else set())
+    resolved = resolve_params(runbook, given, inventory_vars)
     host_problems = check_host_params(runbook, resolved, inventory)
     if host_problems:
         raise ValidationError(host_problems)
@@ -450,10 +485,14 @@ def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | N
     b.resolve_needs()
     b.add_implicit_edges()
     b.check_cycles()
+    releases, problems = pool_releases(b.leaves)
+    b.problems += problems
+    undoes = b.resolve_undoes()
     if b.problems:
         raise ValidationError(b.problems)
     nodes, edges = _expand(b) if expand else ({}, [])
-    return Plan(runbook, inventory, resolved, nodes, edges, b.leaves, b.step_edges)
+    return Plan(runbook, inventory, resolved, nodes, edges, b.leaves, b.step_edges, releases=releases,
+                undoes=undoes)
 
 
 def _expand(b: _Builder) -> tuple[dict[str, Node], list[tuple[str, str]]]:

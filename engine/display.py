@@ -10,6 +10,29 @@ import time
 from typing import Any, TextIO
 
 from opsbook.events import Event
+from opsbook.visible import visible
+
+def write_lines(stream: TextIO, text: str) -> bool:
+    """Write and flush; False when the reader has gone (`opsbook run | head -1`).
+
+    The stream's file descriptor is then pointed at /dev/null, so that nothing written to
+    it later (another listener, the run's last line, Python's flush at exit) fails: the run
+    goes on, its journal complete, whoever stopped reading."""
+    import os
+
+    try:
+        stream.write(text)
+        stream.flush()
+        return True
+    except (BrokenPipeError, ConnectionResetError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a real file (tests): the listener stops writing to it anyway
+        return False
+
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "timed_out": "red", "skipped": "dim", "unknown": "yellow"}
 
@@ -27,10 +50,7 @@ class JsonLines:
             return
         line = json.dumps(event.to_json(), default=str)
         with self.lock:
-            try:
-                self.stream.write(line + "\n")
-                self.stream.flush()
-            except BrokenPipeError:  # `opsbook run --format json | head`: the run goes on
+            if not write_lines(self.stream, line + "\n"):  # `opsbook run --format json | head`
                 self.closed = True
 
 
@@ -44,13 +64,24 @@ class PlainLines:
         # A listener without this attribute gets every event; with it False, the engine
         # does not even produce `node_output` events (one per output line) for it.
         self.wants_output = verbose > 1
+        self.closed = False
 
     def __call__(self, event: Event) -> None:
-        text = _describe(event, self.verbose)
+        if self.closed:
+            return
+        text = _visible_line(event, self.verbose)
         if text:
             with self.lock:
-                self.stream.write(text + "\n")
-                self.stream.flush()
+                if not write_lines(self.stream, text + "\n"):  # `opsbook run 2>&1 | head -1`
+                    self.closed = True
+
+
+def _visible_line(event: Event, verbose: int) -> str | None:
+    """_describe's line with every control character of the data in it made visible."""
+    from opsbook.visible import visible
+
+    text = _describe(event, verbose)
+    return None if text is None else visible(text)
 
 
 def _describe(event: Event, verbose: int) -> str | None:
@@ -62,6 +93,11 @@ def _describe(event: Event, verbose: int) -> str | None:
         return f"{stamp} run {event.run_id}: {d.get('runbook')} ({d.get('nodes')} nodes)"
     if event.kind == "node_started" and verbose:
         return f"{stamp} start  {event.step} @ {event.host}"
+    if event.kind == "node_finished" and d.get("restored"):
+        if not verbose:
+            return None  # done before the resume: `opsbook show` has it with its own time
+        when = time.strftime("%H:%M:%S", time.localtime(d["recorded_at"])) if d.get("recorded_at") else "earlier"
+        return f"{stamp} {d.get('status'):<9} {event.step} @ {event.host} (recorded at {when}, before the resume)"
     if event.kind == "node_finished":
         status = d.get("status")
         if status == "skipped" and not verbose:
@@ -78,12 +114,24 @@ def _describe(event: Event, verbose: int) -> str | None:
         return f"{stamp} ABORTED: {d.get('message')}{waiting}"
     if event.kind == "warning":
         return f"{stamp} WARNING: {d.get('message')}"
+    if event.kind == "approval_requested":
+        from opsbook.gates import describe_gate
+
+        lines = describe_gate(d.get("gate") or event.step or "", event.host, d.get("prompt", ""), d.get("action", ""),
+                              d.get("args"), d.get("started_by", ""), event.run_id,
+                              event.step if d.get("gate") and d.get("gate") != event.step else None)
+        return f"{stamp} " + "\n".join(lines)
     if event.kind == "approval_decided":
-        return f"{stamp} approval {'granted' if d.get('approved') else 'DENIED'} by {d.get('who')} for {event.step} @ {event.host}"
+        if d.get("cancelled"):
+            return f"{stamp} approval gate {d.get('gate') or event.step} @ {event.host} CANCELLED ({d.get('who')}): nothing of it runs"
+        return (f"{stamp} approval {'granted' if d.get('approved') else 'DENIED'} by {d.get('who')} "
+                f"for {d.get('gate') or event.step} @ {event.host}")
     if event.kind == "rollback_started":
         return f"{stamp} rolling back {d.get('count')} completed action(s)"
     if event.kind == "rollback_finished":
-        return f"{stamp} rollback {d.get('status')}: {d.get('action')} @ {d.get('host')} {d.get('msg') or ''}".rstrip()
+        where = f" (ran on {d['target']})" if d.get("target") and d.get("target") != d.get("host") else ""
+        return (f"{stamp} rollback {d.get('status')}: undo of \"{d.get('step') or d.get('origin')}\" "
+                f"for {d.get('host') or 'localhost'}{where} with {d.get('action')} {d.get('msg') or ''}").rstrip()
     if event.kind == "run_finished":
         counts = ", ".join(f"{k}={v}" for k, v in sorted(d.get("counts", {}).items()))
         extra = f" - {d.get('message')}" if d.get("message") else ""
@@ -128,12 +176,12 @@ class LiveProgress:
                     row[key] = row.get(key, 0) + 1
                     row["changed"] += bool(event.data.get("changed"))
                     if status in ("failed", "timed_out"):
-                        row["last"] = f"{event.host}: {event.data.get('msg', '')}"
+                        row["last"] = visible(f"{event.host}: {event.data.get('msg', '')}", lines=False)
                 elif event.kind == "node_output":
-                    row["last"] = f"{event.host}: {event.data.get('line', '')}"[:120]
+                    row["last"] = visible(f"{event.host}: {event.data.get('line', '')}"[:120], lines=False)
             if event.kind in ("aborted", "warning", "approval_decided", "rollback_started", "rollback_finished",
                               "run_finished"):
-                line = _describe(event, self.verbose)
+                line = _visible_line(event, self.verbose)
             if event.kind == "run_finished":
                 stop = self.started
         if start:
@@ -141,7 +189,7 @@ class LiveProgress:
         if stop:
             self.live.stop()
         if line:
-            self.console.print(line)
+            self.console.print(line, markup=False, highlight=False, emoji=False)
 
     def pause(self) -> None:
         if self.started:
@@ -153,13 +201,16 @@ class LiveProgress:
 
     def _render(self) -> Any:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
         for col in ("step", "run", "ok", "chg", "fail", "skip", "latest"):
             table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=60 if col == "latest" else None)
         with self.lock:
             for name, row in self.steps.items():
-                table.add_row(name[:40], str(row["running"] or ""), f"[green]{row['ok']}[/]" if row["ok"] else "",
-                              str(row["changed"] or ""), f"[red]{row['failed']}[/]" if row["failed"] else "",
-                              f"[dim]{row['skipped']}[/]" if row["skipped"] else "", row["last"])
+                # plain Text, never markup: a target's output must not style (or hide) anything
+                table.add_row(Text(visible(name[:40], lines=False)), str(row["running"] or ""),
+                              f"[green]{row['ok']}[/]" if row["ok"] else "", str(row["changed"] or ""),
+                              f"[red]{row['failed']}[/]" if row["failed"] else "",
+                              f"[dim]{row['skipped']}[/]" if row["skipped"] else "", Text(row["last"]))
         return table

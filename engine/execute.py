@@ -23,7 +23,10 @@ from typing import Any
 from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, _step_names
 from opsbook.errors import JournalError, OpsbookError, TemplateError, UserError
 from opsbook.events import Event, Listener, wants_output
+from opsbook.gates import ApprovalGates, ApprovalRequest, Approver
+from opsbook.evidence import EvidenceClaims, Writer
 from opsbook.journal import Journal, NodeRecord
+from opsbook.preflight import OutOfPool
 from opsbook.plugin import (
     ActionContext,
     ActionSpec,
@@ -36,7 +39,7 @@ from opsbook.plugin import (
 )
 from opsbook.registry import Registry
 from opsbook.secrets import HIDDEN, SecretStore, register_plan
-from opsbook.template import evaluate, holds_template, render
+from opsbook.template import evaluate, expression_values, holds_template, render, short_value
 
 TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
 # Journal states of a node that a resume must look at again: it was running when opsbook
@@ -44,6 +47,15 @@ TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
 IN_DOUBT = ("started", "unknown")
 ROLLBACK_TIMEOUT = 300.0  # seconds each inverse action gets
 OMIT = "__omit__"  # Ansible's `omit`: an argument rendered to this is dropped
+# A node skipped because the run stopped (a threshold, a signal, a node that needs a human, a
+# cancelled gate) rather than by a decision about it (`when`, tags, a failed host): such a skip
+# is not final, and a resume runs the node (see api.resume_run).
+NOT_RUN = "not run: "
+
+
+def stopped_before(status: str, msg: str) -> bool:
+    """Whether a recorded node was skipped only because the run stopped before it."""
+    return status == "skipped" and msg.startswith(NOT_RUN)
 
 
 @dataclass
@@ -64,19 +76,6 @@ class RunOptions:
     approval_timeout: float = 3600.0
 
 
-@dataclass(frozen=True)
-class ApprovalRequest:
-    run_id: str
-    node_id: str
-    step_id: str
-    step_name: str
-    host: str | None
-    prompt: str
-    action: str
-    args: Any
-
-
-Approver = Callable[[ApprovalRequest], "tuple[bool, str]"]
 
 
 @dataclass
@@ -117,6 +116,8 @@ class RunSummary:
     rolled_back: int = 0
     message: str = ""
     denied: list[str] = field(default_factory=list)  # nodes whose approval was refused
+    signal: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM), if one did
+    cause: str = ""  # the first failure that decided the outcome: step, host, the telling line
 
     @property
     def ok(self) -> bool:
@@ -205,8 +206,11 @@ class Executor:
         self.denied: list[str] = []
         self._journal_error: JournalError | None = None
         self._abandoned: set[str] = set()  # nodes the scheduler gave up on; their late results are only noted
-        self._block_decisions: dict[tuple[str, str | None], Outcome | None] = {}
-        self._approval_lock = threading.Lock()
+        self.gates = ApprovalGates(approver)
+        self._blocks = {s.id: s for s in plan.runbook.all_steps() if s.is_block}
+        self.started_by = ""  # who started the run (shown to approvers); set by the caller
+        self.signal: int | None = None  # the signal that interrupted the run, if one did
+        self._stop = threading.Event()  # set when nothing new may start (a stop, a threshold)
         self._lock = threading.Lock()  # run state: ready, in flight, statuses, host states
         self._hostinfo: dict[str, HostInfo] = {}
         self._cancel: dict[str, threading.Event] = {}
@@ -221,11 +225,16 @@ class Executor:
         self._static_args: dict[str, Any] = {}
         self._specs: dict[str, ActionSpec | None] = {}
         self._renders: dict[str, bool] = {}
-        self._taken_out: dict[str, set[str]] = {}  # step id -> hosts its action completed on
+        self._cause = ""  # the first failure of the run (see RunSummary.cause)
+        self._batch_failed: dict[tuple[str, int], set[str]] = {}  # (serial owner, batch) -> failed hosts
+        self._serial_owners = {s.id: s for s in plan.runbook.all_steps() if s.serial}
+        self._out_of_pool = OutOfPool(plan.releases)  # keep_healthy: members taken out, not yet back
         self._rescued_blocks = {s.block_id for leaf in plan.leaves.values() for s in leaf.sections if s.part == "rescue"}
         self._hostvars = HostVars(self)
         self._runbook_dir = Path(plan.runbook.path).resolve().parent
         self._groups = {g: [h.name for h in plan.inventory.hosts_of(g)] for g in plan.inventory.groups}
+        # Who wrote which evidence file: a second node writing the same file is refused.
+        self._evidence = EvidenceClaims.from_journal(journal, run_id) if self.prior else EvidenceClaims()
 
     # -- events ------------------------------------------------------------------------------
     def emit(self, kind: str, node: Node | None = None, **data: Any) -> None:
@@ -238,20 +247,41 @@ class Executor:
         event = Event(kind, self.run_id, time.time(), node.id if node else None,
                       node.host if node else None, node.step.name if node and node.leaf else None,
                       self.secrets.redact_any(data))
-        for listener in self.listeners:
-            listener(event)
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception as exc:  # noqa: BLE001 - what shows the run must never stop it
+                self._listener_failed(listener, exc)
+
+    def _listener_failed(self, listener: Listener, exc: Exception) -> None:
+        """A listener (a display, a plugin's) raised: it gets no more events; the journal says so."""
+        try:
+            self.listeners.remove(listener)
+        except ValueError:
+            return  # another thread removed it already
+        self.journal.event(self.run_id, "warning", None,
+                           {"message": f"a listener stopped: {type(listener).__name__}: {type(exc).__name__}: {exc}"})
 
     # -- public ------------------------------------------------------------------------------
-    def interrupt(self, reason: str = "interrupted") -> None:
-        """Ctrl-C / SIGTERM: stop scheduling, cancel what runs, then roll back."""
+    def interrupt(self, reason: str = "interrupted", signum: int | None = None) -> None:
+        """Ctrl-C / SIGTERM: stop scheduling, cancel what runs (a wait at an approval gate
+        included), then roll back."""
         self.interrupted = True
-        self.aborted = self.aborted or reason
+        self.signal = self.signal or signum
+        self._abort(reason)
         for event in list(self._cancel.values()):
             event.set()
 
+    def _abort(self, reason: str) -> None:
+        """Nothing new starts from here on (the first reason is kept); gates that wait end."""
+        self.aborted = self.aborted or reason
+        self._stop.set()
+
     def run(self) -> RunSummary:
         started = time.time()
-        self.emit("run_started", nodes=len(self.plan.nodes), runbook=self.plan.runbook.name)
+        # the nodes `plan` and `show` count: step x host, not the scheduler's barriers
+        self.emit("run_started", nodes=sum(n.kind != BARRIER for n in self.plan.nodes.values()),
+                  runbook=self.plan.runbook.name)
         run_timeout = self.opts.timeout or self.plan.runbook.timeout
         run_deadline = time.monotonic() + run_timeout if run_timeout else None
         timed_out = False
@@ -269,6 +299,10 @@ class Executor:
             if self.opts.rollback == "always" or (self.opts.rollback == "on-failure" and status != "succeeded"):
                 if not self.opts.check:
                     rolled = self._rollback()
+            elif status == "succeeded":
+                self.journal.settle_rollbacks(self.run_id, "not needed", "the run succeeded")
+            elif self.opts.rollback == "never":
+                self.journal.settle_rollbacks(self.run_id, "kept", "--rollback never: the change was left in place")
         finally:
             self.pool.close()
         counts: dict[str, int] = {}
@@ -277,7 +311,7 @@ class Executor:
                 counts[st] = counts.get(st, 0) + 1
         failed = [n for n, st in self.statuses.items() if st in ("failed", "timed_out")]
         summary = RunSummary(self.run_id, status, counts, failed, started, time.time(), rolled, self.aborted,
-                             list(self.denied))
+                             list(self.denied), self.signal, self._cause if status != "succeeded" else "")
         self.emit("run_finished", status=status, counts=counts, rolled_back=rolled, message=self.aborted)
         return summary
 
@@ -337,7 +371,7 @@ class Executor:
                 now = time.monotonic()
                 if run_deadline and now > run_deadline and not timed_out:
                     timed_out = True
-                    self.aborted = self.aborted or "the run's timeout expired"
+                    self._abort("the run's timeout expired")
                     for nid in inflight:
                         self._cancel[nid].set()
                 for nid, deadline in list(self._deadline.items()):
@@ -397,12 +431,12 @@ class Executor:
     def _journal_failed(self, exc: JournalError) -> None:
         # The journal cannot record what happens: stop scheduling and fail the run loudly.
         self._journal_error = self._journal_error or exc
-        self.aborted = self.aborted or f"the journal cannot be written: {exc}"
+        self._abort(f"the journal cannot be written: {exc}")
 
     def _not_started(self, node: Node) -> None:
         """A node handed out whose start the journal could not take (run state lock held)."""
         self._inflight.pop(node.id, None)
-        out = _outcome(Status.SKIPPED, f"not run: {self.aborted}")
+        out = _outcome(Status.SKIPPED, f"{NOT_RUN}{self.aborted}")
         out.recorded = True  # the journal cannot take it
         self._finish(node, out)
         self._release(node.id)
@@ -482,9 +516,9 @@ class Executor:
         if self.opts.limit is not None and node.host not in self.opts.limit:
             return _outcome(Status.SKIPPED, "not in --limit")
         if self.aborted and node.kind != HANDLER:
-            return _outcome(Status.SKIPPED, f"not run: {self.aborted}")
+            return _outcome(Status.SKIPPED, f"{NOT_RUN}{self.aborted}")
         if self.interrupted:
-            return _outcome(Status.SKIPPED, "not run: interrupted")
+            return _outcome(Status.SKIPPED, f"{NOT_RUN}interrupted")
         if not self._tag_selected(step.tags):
             return _outcome(Status.SKIPPED, "not selected by tags")
         state = self._state(node.host)
@@ -565,13 +599,24 @@ class Executor:
                     target.unknown[step.register] = step.name
             target.facts.update(outcome.result.facts)
             target.notified.update(outcome.notify)  # a run_once step notifies for every host (Ansible)
+        if outcome.status is Status.OK:
+            if restored and step.keep_healthy is not None:
+                self._out_of_pool.take_out(step.id, node.host)
+            self._out_of_pool.succeeded(step.id, node.host)
+            undone = self.plan.undoes.get(step.id)
+            if undone and not restored and not self.opts.check and self._journal_error is None:
+                self.journal.undone_by(self.run_id, [f"{u}@{node.host}" for u in undone],
+                                       f'undone by step "{step.name}"')
         failed = outcome.status in (Status.FAILED, Status.TIMED_OUT) and not step.ignore_errors
         if failed:
+            if not self._cause:  # a rescued failure counts too: it is what the rescue answered
+                self._cause = f'"{step.name}" on {node.host}: {self.secrets.redact(outcome.result.msg or outcome.status.value)}'
             self._host_failed(node, state)
         if self.listeners:
             self.emit("node_finished", node, status=outcome.status.value, msg=outcome.result.msg,
                       changed=outcome.result.changed, duration=round(outcome.finished - outcome.started, 6)
-                      if outcome.finished else 0.0, restored=restored)
+                      if outcome.finished else 0.0, restored=restored,
+                      **({"recorded_at": outcome.finished} if restored else {}))
 
     def _host_failed(self, node: Node, state: HostState) -> None:
         # Ansible's block semantics: the rest of each enclosing block is skipped up to the
@@ -590,19 +635,48 @@ class Executor:
         step = node.step
         self.step_failures[step.id] = self.step_failures.get(step.id, 0) + 1
         self.run_failures += 1
+        why = self._batch_limit(node) if node.leaf.serial_owner else ""  # type: ignore[union-attr]
         pct, max_err = self.plan.step_failure_limits()[step.id]
         total = max(1, len(node.leaf.hosts))  # type: ignore[union-attr]
-        if pct is not None and 100.0 * self.step_failures[step.id] / total > pct:
-            self.aborted = (f'step "{step.name}" failed on {self.step_failures[step.id]} of {total} hosts, '
-                            f"over max_fail_percentage {pct:g}%")
+        if why:
+            pass
+        elif pct is not None and 100.0 * self.step_failures[step.id] / total > pct:
+            why = (f'step "{step.name}" failed on {self.step_failures[step.id]} of {total} hosts, '
+                   f"over max_fail_percentage {pct:g}%")
         elif max_err is not None and self.step_failures[step.id] > max_err:
-            self.aborted = f'step "{step.name}" failed on {self.step_failures[step.id]} hosts, over max_errors {max_err}'
+            why = f'step "{step.name}" failed on {self.step_failures[step.id]} hosts, over max_errors {max_err}'
         run_max = self.opts.max_errors if self.opts.max_errors is not None else self.plan.runbook.max_errors
         if run_max is not None and self.run_failures > run_max:
-            self.aborted = f"{self.run_failures} nodes failed, over the run's max_errors {run_max}"
-        if self.aborted:
+            why = f"{self.run_failures} nodes failed, over the run's max_errors {run_max}"
+        if why:
+            self.aborted = why  # the newest threshold crossed is the one reported (as before)
+            self._stop.set()
             # Nothing new starts from here on; what runs now finishes.
             self.emit("aborted", node, message=self.aborted, still_running=len(self._inflight))
+
+    def _batch_limit(self, node: Node) -> str:
+        """Ansible's rule for a serial batch: the run stops when more than max_fail_percentage
+        of the batch's hosts failed (the owner's, else the runbook's), or when every host of
+        the batch failed. The reason, or ""."""
+        leaf = node.leaf
+        assert leaf is not None and leaf.serial_owner is not None
+        index = next((k for k, hosts in enumerate(leaf.batches) if node.host in hosts), None)
+        if index is None:
+            return ""
+        batch = leaf.batches[index]
+        failed = self._batch_failed.setdefault((leaf.serial_owner, index), set())
+        failed.add(node.host)  # type: ignore[arg-type]
+        owner = self._serial_owners.get(leaf.serial_owner)
+        pct = owner.max_fail_percentage if owner is not None and owner.max_fail_percentage is not None \
+            else self.plan.runbook.max_fail_percentage
+        name = owner.name if owner is not None else leaf.serial_owner
+        where = f'batch {index + 1} of {len(leaf.batches)} of "{name}"'
+        if pct is not None and 100.0 * len(failed) / len(batch) > pct:
+            return (f"{len(failed)} of {len(batch)} hosts of {where} failed ({', '.join(sorted(failed))}), "
+                    f"over max_fail_percentage {pct:g}%: later batches do not start")
+        if len(failed) == len(batch):
+            return f"every host of {where} failed ({', '.join(sorted(failed))}): later batches do not start"
+        return ""
 
     # -- running a node (worker thread) -----------------------------------------------------
     def hostinfo(self, name: str) -> HostInfo:
@@ -671,7 +745,7 @@ class Executor:
             if step.loop is None:
                 false = self._false_condition(step, ctx_vars)
                 if false is not None:
-                    out = _outcome(Status.SKIPPED, f"when: {false} is false")
+                    out = _outcome(Status.SKIPPED, f"when: {false} is false{self._seen(step, [false], ctx_vars)}")
                     out.registered = Result(status=Status.SKIPPED).registered()
                     return out
                 items: list[tuple[Any, Any]] = []  # a loop's (item, its false `when` or None)
@@ -692,8 +766,13 @@ class Executor:
             resolved = self._in_doubt(node, spec, ctx_vars)
             if resolved is not None:
                 return resolved
+        if step.keep_healthy is not None and self.opts.check:
+            try:  # nothing is taken out in a dry run, but its group must resolve
+                self._pool_members(node, ctx_vars)
+            except UserError as exc:
+                return _outcome(Status.FAILED, f"keep_healthy: {_user_message(exc)}")
         if step.keep_healthy is not None and not self.opts.check and step.approve is not None:
-            refused = self._preflight(node)  # don't ask a human for something we would refuse
+            refused = self._preflight(node, ctx_vars)  # don't ask a human for something we would refuse
             if refused is not None:
                 return refused
         if step.approve is not None and not self.opts.check:
@@ -704,7 +783,7 @@ class Executor:
             # The pre-flight and the action run under one lock per step, so two hosts of
             # the same step can never both pass the check and both be taken out.
             with self._preflight_locks.setdefault(step.id, threading.Lock()):
-                refused = self._preflight(node)
+                refused = self._preflight(node, ctx_vars)
                 if refused is not None:
                     return refused
                 return self._act(node, spec, ctx_vars, items, start, pure)
@@ -735,8 +814,8 @@ class Executor:
                 break
         outcome = self._combine(node, results)
         outcome.started, outcome.finished = start, time.time()
-        if outcome.status is Status.OK and node.host:
-            self._taken_out.setdefault(step.id, set()).add(node.host)
+        if outcome.status is Status.OK and node.host and step.keep_healthy is not None and not self.opts.check:
+            self._out_of_pool.take_out(step.id, node.host)
         if node.id in self._abandoned:
             # The run already recorded this node timed out and moved on: keep that history,
             # note what the action finally did.
@@ -791,6 +870,7 @@ class Executor:
                     if attempt > max(step.retries, 0):
                         result.status = Status.FAILED
                         result.msg = (f"until: {step.until} still false after {attempt} attempts"
+                                      + self._seen(step, [step.until], view)
                                       + (f" (last: {result.msg})" if result.msg else ""))
                         return result
                 elif not result.failed_ or attempt > step.retries:
@@ -835,6 +915,7 @@ class Executor:
             runbook_dir=self._runbook_dir, variables=ctx_vars, _connect=self.pool.get,
             _output=(lambda line: self.emit("node_output", node, line=line)) if self._wants_output else None,
             _lookup_host=self.hostinfo,
+            _claim=lambda path: self._evidence.claim(path, self._writer(node, ctx_vars)),
         )
         start = time.monotonic()
         try:
@@ -853,6 +934,13 @@ class Executor:
             else:
                 result.msg = result.msg or "cancelled"
         return result
+
+    @staticmethod
+    def _writer(node: Node, ctx_vars: Mapping[str, Any]) -> Writer:
+        """Who writes evidence now: the node, and with `loop:` the item (retries are the same)."""
+        step = node.step
+        item = None if step.loop is None else short_value(ctx_vars.get(step.loop_var))
+        return Writer(node.id, step.name, node.host, item)
 
     def _render_args(self, spec: ActionSpec, args: Any, ctx_vars: dict[str, Any], step: Any) -> Any:
         if spec.expression_fields:
@@ -890,11 +978,22 @@ class Executor:
             result.changed = all(truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.changed_when)
         if step.failed_when:
             fail = all(truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.failed_when)
+            if fail:
+                why = "failed_when: " + " and ".join(map(str, step.failed_when)) + self._seen(step, step.failed_when, view)
+                result.msg = why + (f"; {result.msg}" if result.msg else "")
             if fail and result.status is Status.OK:
-                result.status, result.msg = Status.FAILED, result.msg or f"failed_when: {step.failed_when[0]}"
+                result.status = Status.FAILED
             elif not fail and result.status is Status.FAILED:
                 result.status = Status.OK
         return result
+
+    def _seen(self, step: Any, conditions: Iterable[Any], view: Mapping[str, Any]) -> str:
+        """` (out.rc = 1, out.stdout = '...')`: what a condition read, redacted and short;
+        nothing for a `no_log` step."""
+        if step.no_log:
+            return ""
+        values = expression_values(conditions, view, redact=self.secrets.redact_any)
+        return f" ({values})" if values else ""
 
     def _combine(self, node: Node, results: list[Result]) -> Outcome:
         step = node.step
@@ -959,16 +1058,19 @@ class Executor:
                                 **describe_file(self.opts.evidence_dir, ev.path)})
 
     # -- safety pre-flight (keep_healthy) ----------------------------------------------------
-    def _preflight(self, node: Node) -> Outcome | None:
-        """Refuse to act when fewer than the minimum of healthy members would remain."""
+    def _preflight(self, node: Node, ctx_vars: Mapping[str, Any]) -> Outcome | None:
+        """Refuse to act when fewer than the minimum of healthy members would remain.
+
+        Members are judged by their probe now; those this run took out and has not put back
+        (see opsbook.preflight) count as out whatever the probe says."""
         step = node.step
         keep = step.keep_healthy
         assert keep is not None and node.host is not None
-        if keep.group:
-            members = [h.name for h in self.plan.inventory.match(keep.group)]
-        else:
-            members = list(node.leaf.hosts)  # type: ignore[union-attr]
-        taken = self._taken_out.get(step.id, set())
+        try:
+            members = self._pool_members(node, ctx_vars)
+        except UserError as exc:
+            return _outcome(Status.FAILED, f"keep_healthy: {_user_message(exc)}")
+        taken = self._out_of_pool.out(step.id)
         others = [m for m in members if m != node.host and m not in taken]
         healthy: list[str] = []
         unhealthy: list[str] = []
@@ -978,18 +1080,28 @@ class Executor:
         total = len(members)
         needed = keep.minimum if keep.minimum is not None else -(-total * (keep.percent or 0) // 100)
         needed = int(needed)
-        detail = {"group": keep.group or "the step's hosts", "members": total, "healthy_others": healthy,
-                  "unhealthy": unhealthy, "taken_out": sorted(taken), "required": needed}
+        group = str(render(keep.group, ctx_vars, pos=step.pos)) if keep.group else "the step's hosts"
+        detail = {"group": group, "members": total, "healthy_others": healthy,
+                  "unhealthy": unhealthy, "taken_out": sorted(taken & set(members)), "required": needed}
         self.journal.event(self.run_id, "preflight", node.id, detail)
         if len(healthy) >= needed:
             return None
         why = (f"refusing to take {node.host} out: only {len(healthy)} other healthy member(s) of "
-               f"{detail['group']} would remain ({', '.join(healthy) or 'none'}); keep_healthy requires {needed}")
+               f"{group} would remain ({', '.join(healthy) or 'none'}); keep_healthy requires {needed}")
         if unhealthy:
             why += f"; unhealthy: {', '.join(unhealthy)}"
-        if taken:
-            why += f"; already taken out by this step: {', '.join(sorted(taken))}"
+        if detail["taken_out"]:
+            why += f"; taken out by this step and not yet put back: {', '.join(detail['taken_out'])}"
         return _outcome(Status.FAILED, why)
+
+    def _pool_members(self, node: Node, ctx_vars: Mapping[str, Any]) -> list[str]:
+        """The members `keep_healthy` counts: its group, rendered like any templated field."""
+        keep = node.step.keep_healthy
+        assert keep is not None
+        if not keep.group:
+            return list(node.leaf.hosts)  # type: ignore[union-attr]
+        pattern = str(render(keep.group, ctx_vars, pos=node.step.pos))
+        return [h.name for h in self.plan.inventory.match(pattern, position=node.step.pos)]
 
     def _probe_member(self, node: Node, member: str) -> tuple[bool, str]:
         keep = node.step.keep_healthy
@@ -1017,18 +1129,10 @@ class Executor:
 
     # -- approvals ---------------------------------------------------------------------------
     def _ask_approval(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any]) -> Outcome | None:
-        step = node.step
-        if step.approve_scope is not None:  # a block's approval: asked once per block and host
-            key = (step.approve_scope, node.host)
-            with self._approval_lock:
-                decided = self._block_decisions.get(key)
-                if decided is None:
-                    decided = self._ask_one(node, spec, ctx_vars)
-                    self._block_decisions[key] = decided
-            return decided
-        return self._ask_one(node, spec, ctx_vars)
+        """None when the step may act; else its outcome (denied, cancelled by a stop).
 
-    def _ask_one(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any]) -> Outcome | None:
+        A block's approval is asked once per host (see opsbook.gates); the block's later
+        steps on that host reuse the decision."""
         step = node.step
         try:
             prompt = str(render(step.approve, ctx_vars, pos=step.pos)) if step.approve else f"Run {step.name} on {node.host}?"
@@ -1037,19 +1141,30 @@ class Executor:
             return _outcome(Status.FAILED, _user_message(exc))
         if step.no_log:  # neither shown to the approver nor recorded
             prompt, args = HIDDEN, HIDDEN
+        block = self._blocks.get(step.approve_scope) if step.approve_scope else None
         request = ApprovalRequest(self.run_id, node.id, step.id, step.name, node.host, self.secrets.redact(prompt),
-                                  spec.full_name, self.secrets.redact_any(args))
-        self.emit("approval_requested", node, prompt=request.prompt, action=spec.full_name)
-        asked = time.time()
-        if self.approver is None:
-            approved, who = False, "nobody (no approver configured)"
-        else:
-            approved, who = self.approver(request)
-        self.journal.record_decision(self.run_id, node.id, step.id, request.prompt, approved, who, requested=asked)
-        self.emit("approval_decided", node, approved=approved, who=who)
-        if not approved:
-            self.denied.append(node.id)
-            return _outcome(Status.FAILED, f"not approved ({who})")
+                                  spec.full_name, self.secrets.redact_any(args),
+                                  block_id=step.approve_scope, block_name=block.name if block else None,
+                                  started_by=self.started_by, cancelled=self._stop)
+
+        def announce(req: ApprovalRequest) -> None:
+            self.journal.request_approval(self.run_id, req.node_id, req.step_id, req.prompt, req.detail())
+            self.emit("approval_requested", node, prompt=req.prompt, action=req.action, args=req.args,
+                      gate=req.gate, started_by=req.started_by)
+
+        decision, asked = self.gates.decide(request, lambda: self.aborted, announce)
+        if asked:
+            who = decision.who if not decision.cancelled else f"cancelled: {decision.cancelled}"
+            self.journal.record_decision(self.run_id, node.id, step.id, request.prompt,
+                                         decision.approved, who, cancelled=bool(decision.cancelled))
+            self.emit("approval_decided", node, approved=decision.approved, who=who, gate=request.gate,
+                      cancelled=bool(decision.cancelled))
+        if decision.cancelled:
+            return _outcome(Status.SKIPPED, f"{NOT_RUN}the approval gate was cancelled ({decision.cancelled})")
+        if not decision.approved:
+            if asked:
+                self.denied.append(node.id)
+            return _outcome(Status.FAILED, f"not approved ({decision.who})")
         return None
 
     # -- resume: nodes that were running when opsbook died -----------------------------------
@@ -1074,7 +1189,7 @@ class Executor:
                f"confirm a re-run with: opsbook resume {self.run_id} --confirm {node.id}")
         out = _outcome(Status.UNKNOWN, msg)
         self._record(node, out)
-        self.aborted = self.aborted or f"node {node.id} needs confirmation"
+        self._abort(f"node {node.id} needs confirmation")
         return out
 
     # -- rollback ----------------------------------------------------------------------------
@@ -1089,7 +1204,7 @@ class Executor:
             except UserError as exc:
                 self.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
                 return
-            self._add_rollback(node, self._acting_host(node, ctx_vars), step.rollback.name, args)
+            self._add_rollback(node, step.rollback.name, args, self._acting_host(node, ctx_vars))
         elif spec.inverse is not None:
             for result in results:
                 try:
@@ -1098,14 +1213,14 @@ class Executor:
                 except Exception:  # noqa: BLE001 - no inverse for this result
                     inverse = None
                 if inverse is not None:
-                    self._add_rollback(node, self._acting_host(node, ctx_vars), inverse[0], inverse[1])
+                    self._add_rollback(node, inverse[0], inverse[1], self._acting_host(node, ctx_vars))
 
-    def _add_rollback(self, node: Node, host: str | None, action: str, args: Any) -> None:
+    def _add_rollback(self, node: Node, action: str, args: Any, target: str | None) -> None:
         if not node.step.no_log:
-            self.journal.add_rollback(self.run_id, node.id, host, action, self.secrets.seal(args))
+            self.journal.add_rollback(self.run_id, node.id, node.host, action, self.secrets.seal(args), target=target)
             return
         # no_log: the arguments stay in this process only; after a crash the entry says so.
-        seq = self.journal.add_rollback(self.run_id, node.id, host, action, HIDDEN)
+        seq = self.journal.add_rollback(self.run_id, node.id, node.host, action, HIDDEN, target=target)
         self._unrecorded_rollbacks[seq] = args
 
     def _acting_host(self, node: Node, ctx_vars: dict[str, Any]) -> str | None:
@@ -1118,6 +1233,10 @@ class Executor:
         return node.host
 
     def _rollback(self) -> int:
+        """Undo what completed: per host the step acted for, newest first; hosts in parallel.
+
+        A delegated step's undo belongs to the host it acted for (the balancer's "put web1
+        back" waits until web1's own changes are undone), and runs where the step ran."""
         entries = [e for e in self.journal.rollbacks(self.run_id) if e["status"] == "pending"]
         if not entries:
             return 0
@@ -1127,26 +1246,30 @@ class Executor:
         self.emit("rollback_started", count=len(entries))
         with ThreadPoolExecutor(max_workers=max(1, min(self.opts.forks, len(by_host))),
                                 thread_name_prefix="rollback") as workers:
-            futures = [workers.submit(self._rollback_host, host, list(reversed(items)))
-                       for host, items in by_host.items()]
+            futures = [workers.submit(self._rollback_host, list(reversed(items))) for items in by_host.values()]
             return sum(f.result() for f in futures)
 
-    def _rollback_host(self, host: str | None, entries: list[dict[str, Any]]) -> int:
+    def _rollback_host(self, entries: list[dict[str, Any]]) -> int:
         done = 0
         for entry in entries:
             spec = self.registry.action(entry["action"])
             seq = entry["seq"]
+            origin = self.plan.nodes.get(entry["node_id"])
+            undoes = origin.step.name if origin is not None and origin.leaf is not None else entry["node_id"]
             if spec is None:
-                self.journal.rollback_status(self.run_id, seq, "failed", f"action {entry['action']} not installed")
+                msg = f"action {entry['action']} not installed"
+                self.journal.rollback_status(self.run_id, seq, "failed", msg)
+                self._rolled_back(entry, undoes, "failed", msg)
                 continue
             self.journal.rollback_status(self.run_id, seq, "running")
-            info = self.hostinfo(host) if host else HostInfo("localhost", {})
-            origin = self.plan.nodes.get(entry["node_id"])
+            target = entry["target"]
+            info = self.hostinfo(target) if target else HostInfo("localhost", {})
             become = None
             if origin is not None and origin.leaf is not None:  # undo with the privileges it was done with
                 become = self._become(origin.step, self.context_for(origin))
-            ctx = ActionContext(host=info, step_name=f"rollback of {entry['node_id']}", secrets=self.secrets, become=become,
-                                timeout=ROLLBACK_TIMEOUT, runbook_dir=self._runbook_dir, run_id=self.run_id, evidence_dir=self.opts.evidence_dir, _connect=self.pool.get,
+            ctx = ActionContext(host=info, step_name=f"rollback of {undoes}", secrets=self.secrets, become=become,
+                                timeout=ROLLBACK_TIMEOUT, runbook_dir=self._runbook_dir, run_id=self.run_id,
+                                evidence_dir=self.opts.evidence_dir, _connect=self.pool.get,
                                 _lookup_host=self.hostinfo)
             try:
                 if seq in self._unrecorded_rollbacks:
@@ -1163,10 +1286,13 @@ class Executor:
                 result = Result.failed(f"{type(exc).__name__}: {exc}")
             status = "done" if result.status is Status.OK else "failed"
             self.journal.rollback_status(self.run_id, seq, status, self.secrets.redact(result.msg))
-            self.emit("rollback_finished", host=host, action=entry["action"], origin=entry["node_id"],
-                      status=status, msg=result.msg)
+            self._rolled_back(entry, undoes, status, result.msg)
             done += status == "done"
         return done
+
+    def _rolled_back(self, entry: dict[str, Any], undoes: str, status: str, msg: str) -> None:
+        self.emit("rollback_finished", host=entry["host"], target=entry["target"], action=entry["action"],
+                  origin=entry["node_id"], step=undoes, status=status, msg=msg)
 
 
 class _Workers:

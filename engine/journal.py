@@ -12,7 +12,6 @@ uses its methods, never SQL.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import os
@@ -58,11 +57,11 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
 CREATE TABLE IF NOT EXISTS rollbacks (
   run_id TEXT, seq INTEGER, node_id TEXT, host TEXT, action TEXT, args TEXT, status TEXT,
-  started REAL, finished REAL, msg TEXT, PRIMARY KEY (run_id, seq)
+  started REAL, finished REAL, msg TEXT, target TEXT, PRIMARY KEY (run_id, seq)
 );
 CREATE TABLE IF NOT EXISTS approvals (
   run_id TEXT, node_id TEXT, step_id TEXT, prompt TEXT, requested REAL, decided REAL,
-  approved INTEGER, who TEXT, PRIMARY KEY (run_id, node_id)
+  approved INTEGER, who TEXT, detail TEXT, cancelled INTEGER DEFAULT 0, PRIMARY KEY (run_id, node_id)
 );
 CREATE TABLE IF NOT EXISTS locks (
   name TEXT PRIMARY KEY, run_id TEXT, pid INTEGER, host TEXT, acquired REAL
@@ -147,7 +146,11 @@ class Journal:
     def __init__(self, path: str | Path, sync: str = "NORMAL") -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            from opsbook.paths import private_dir, private_file
+
+            # 0700 folder, 0600 file (SQLite gives its -wal and -shm the file's mode)
+            private_dir(Path(self.path).parent)
+            private_file(self.path)
         self._lock = threading.RLock()
         # Group commit: concurrent writers of node records share transactions (see _group).
         self._gc = threading.Lock()
@@ -171,8 +174,24 @@ class Journal:
         with self._lock:
             self.db.close()
 
+    def verify(self) -> None:
+        """Raise JournalDamaged when the file is damaged (before a run writes into it)."""
+        from opsbook.journal_repair import quick_check
+
+        if self.path != ":memory:":
+            with self._lock:
+                quick_check(self.db, self.path)
+
     def _migrate(self) -> None:
-        """Journals written before the node log kept one row per node in `nodes`."""
+        """Journals of earlier versions: approvals without what was asked (detail) and
+        whether a stop cancelled the gate; one row per node in `nodes` before the node log."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(approvals)")}
+        if "detail" not in columns:
+            with self._tx() as db:
+                db.execute("ALTER TABLE approvals ADD COLUMN detail TEXT")
+                db.execute("ALTER TABLE approvals ADD COLUMN cancelled INTEGER DEFAULT 0")
+                if "target" not in {row[1] for row in db.execute("PRAGMA table_info(rollbacks)")}:
+                    db.execute("ALTER TABLE rollbacks ADD COLUMN target TEXT")
         if self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='nodes'").fetchone() is None:
             return  # the common case: no write transaction just to look
         with self._tx() as db:
@@ -268,12 +287,13 @@ class Journal:
 
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
         with self._lock:
-            ids = [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY started DESC LIMIT ?", (limit,))]
+            ids = [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY rowid DESC LIMIT ?", (limit,))]
         return [self.get_run(i) for i in ids]
 
     def latest_run_id(self) -> str:
         with self._lock:
-            row = self.db.execute("SELECT id FROM runs ORDER BY started DESC LIMIT 1").fetchone()
+            # insertion order, not the wall clock: a clock stepped back must not make `last` another run
+            row = self.db.execute("SELECT id FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()
         if row is None:
             raise RunError("the journal has no runs yet")
         return str(row[0])
@@ -365,20 +385,39 @@ class Journal:
         return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 
     # -- rollback ----------------------------------------------------------------------------
-    def add_rollback(self, run_id: str, node_id: str, host: str | None, action: str, args: Any) -> int:
-        """Record an inverse action to run if the run fails; returns its sequence number."""
+    def add_rollback(self, run_id: str, node_id: str, host: str | None, action: str, args: Any,
+                     target: str | None = None) -> int:
+        """An undo of `node_id`: for `host` (the host the step acted for: its rollbacks run newest
+        first), run on `target` when that is another host (the step delegated). Returns its
+        sequence number."""
         with self._tx() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq),0)+1 FROM rollbacks WHERE run_id=?", (run_id,)).fetchone()[0]
-            db.execute("INSERT INTO rollbacks (run_id,seq,node_id,host,action,args,status) VALUES (?,?,?,?,?,?,?)",
-                       (run_id, seq, node_id, host, action, _json(args), "pending"))
+            db.execute("INSERT INTO rollbacks (run_id,seq,node_id,host,action,args,status,target) "
+                       "VALUES (?,?,?,?,?,?,?,?)",
+                       (run_id, seq, node_id, host, action, _json(args), "pending",
+                        target if target != host else None))
         return int(seq)
 
     def rollbacks(self, run_id: str) -> list[dict[str, Any]]:
+        """Every undo of a run; `target` is where it runs (the host itself unless the step delegated)."""
         with self._lock:
-            rows = self.db.execute("SELECT seq,node_id,host,action,args,status,started,finished,msg FROM rollbacks "
-                                   "WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
+            rows = self.db.execute("SELECT seq,node_id,host,action,args,status,started,finished,msg,target "
+                                   "FROM rollbacks WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
         return [dict(seq=r[0], node_id=r[1], host=r[2], action=r[3], args=json.loads(r[4]), status=r[5],
-                     started=r[6], finished=r[7], msg=r[8] or "") for r in rows]
+                     started=r[6], finished=r[7], msg=r[8] or "", target=r[9] or r[2]) for r in rows]
+
+    def undone_by(self, run_id: str, node_ids: Sequence[str], msg: str) -> None:
+        """The pending undo of these nodes was performed by a step of the run (a rescue): done."""
+        with self._tx() as db:
+            db.executemany("UPDATE rollbacks SET status='done', msg=?, started=?, finished=? "
+                           "WHERE run_id=? AND node_id=? AND status='pending'",
+                           [(msg, time.time(), time.time(), run_id, n) for n in node_ids])
+
+    def settle_rollbacks(self, run_id: str, status: str, msg: str) -> None:
+        """Undo entries a finished run did not need (it succeeded) or was told to keep
+        (--rollback never): no longer `pending`."""
+        with self._tx() as db:
+            db.execute("UPDATE rollbacks SET status=?, msg=? WHERE run_id=? AND status='pending'", (status, msg, run_id))
 
     def rollback_status(self, run_id: str, seq: int, status: str, msg: str = "") -> None:
         now = time.time()
@@ -388,17 +427,30 @@ class Journal:
                        (status, msg, now, None if status == "running" else now, run_id, seq))
 
     # -- approvals ---------------------------------------------------------------------------
-    def request_approval(self, run_id: str, node_id: str, step_id: str, prompt: str) -> None:
+    def request_approval(self, run_id: str, node_id: str, step_id: str, prompt: str,
+                         detail: dict[str, Any] | None = None) -> None:
+        """A gate starts waiting: what is asked (prompt, host, rendered action, who started the run)."""
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO approvals (run_id,node_id,step_id,prompt,requested) VALUES (?,?,?,?,?)",
-                       (run_id, node_id, step_id, prompt, time.time()))
+            db.execute("INSERT OR IGNORE INTO approvals (run_id,node_id,step_id,prompt,requested,detail) "
+                       "VALUES (?,?,?,?,?,?)", (run_id, node_id, step_id, prompt, time.time(), _json(detail or {})))
 
-    def decide(self, run_id: str, step: str, approved: bool, who: str) -> int:
-        """Approve/deny pending approvals of a step (id, name or node id); returns how many."""
+    def pending_approvals(self, run_id: str, gate: str | None = None) -> list[dict[str, Any]]:
+        """Gates of a run still waiting; with `gate`, those it names: the step's id or name,
+        the node id, or (a block's approval) the block's id or name."""
+        rows = [a for a in self.approvals(run_id) if a["decided"] is None]
+        return rows if gate is None else [a for a in rows if gate in _gate_names(a)]
+
+    def decide(self, run_id: str, step: str, approved: bool, who: str) -> list[dict[str, Any]]:
+        """Approve/deny the waiting gates `step` names (see pending_approvals); returns them."""
         with self._tx() as db:
-            cur = db.execute("UPDATE approvals SET decided=?, approved=?, who=? WHERE run_id=? AND decided IS NULL "
-                             "AND (step_id=? OR node_id=?)", (time.time(), int(approved), who, run_id, step, step))
-            return cur.rowcount
+            rows = db.execute("SELECT node_id,step_id,prompt,requested,decided,approved,who,detail,cancelled "
+                              "FROM approvals WHERE run_id=? AND decided IS NULL ORDER BY requested",
+                              (run_id,)).fetchall()
+            chosen = [a for a in map(_approval_row, rows) if step in _gate_names(a)]
+            now = time.time()
+            db.executemany("UPDATE approvals SET decided=?, approved=?, who=? WHERE run_id=? AND node_id=? "
+                           "AND decided IS NULL", [(now, int(approved), who, run_id, a["node_id"]) for a in chosen])
+        return chosen
 
     def approval(self, run_id: str, node_id: str) -> tuple[bool, str] | None:
         with self._lock:
@@ -406,29 +458,38 @@ class Journal:
                                   (run_id, node_id)).fetchone()
         return (bool(row[0]), row[1]) if row else None
 
-    def record_decision(self, run_id: str, node_id: str, step_id: str, prompt: str, approved: bool, who: str,
-                        requested: float | None = None) -> None:
-        """Record the decision on a gate asked at `requested`. The request time (and the decision
-        time, when `opsbook approve` from another shell recorded it) are kept, not overwritten:
-        a row decided before this request is an earlier question, replaced whole."""
-        now = time.time()
-        asked = now if requested is None else requested
+    def close_gate(self, run_id: str, node_id: str, who: str) -> tuple[bool, str] | None:
+        """Deny a gate nobody decided (its wait ran out), in one conditional update: None when
+        that closed it, else the decision that came first (a late approval wins only if it
+        was recorded before this)."""
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO approvals VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, node_id) DO UPDATE SET "
-                "step_id=excluded.step_id, prompt=excluded.prompt, approved=excluded.approved, who=excluded.who, "
-                "requested=CASE WHEN approvals.decided IS NOT NULL AND approvals.decided < excluded.requested "
-                "THEN excluded.requested ELSE COALESCE(approvals.requested, excluded.requested) END, "
-                "decided=CASE WHEN approvals.decided IS NOT NULL AND approvals.decided >= excluded.requested "
-                "THEN approvals.decided ELSE excluded.decided END",
-                (run_id, node_id, step_id, prompt, asked, now, int(approved), who))
+            cur = db.execute("UPDATE approvals SET decided=?, approved=0, who=? WHERE run_id=? AND node_id=? "
+                             "AND decided IS NULL", (time.time(), who, run_id, node_id))
+            if cur.rowcount:
+                return None
+            row = db.execute("SELECT approved, who FROM approvals WHERE run_id=? AND node_id=?",
+                             (run_id, node_id)).fetchone()
+        return (bool(row[0]), row[1]) if row else None
+
+    def record_decision(self, run_id: str, node_id: str, step_id: str, prompt: str, approved: bool, who: str,
+                        cancelled: bool = False) -> None:
+        """The decision the run acted on (the time it was asked is kept as it was). A gate the
+        run cancelled is recorded cancelled even over an approval that came meanwhile: the
+        action did not run."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO approvals (run_id,node_id,step_id,prompt,requested,detail) "
+                       "VALUES (?,?,?,?,?,?)", (run_id, node_id, step_id, prompt, now, "{}"))
+            # a decision already recorded is the one the run acted on (it read it from here)
+            db.execute("UPDATE approvals SET decided=COALESCE(decided, ?), approved=?, who=?, cancelled=? "
+                       "WHERE run_id=? AND node_id=? AND (decided IS NULL OR ?)",
+                       (now, int(approved), who, int(cancelled), run_id, node_id, int(cancelled)))
 
     def approvals(self, run_id: str) -> list[dict[str, Any]]:
         with self._lock:
-            rows = self.db.execute("SELECT node_id,step_id,prompt,requested,decided,approved,who FROM approvals "
-                                   "WHERE run_id=? ORDER BY requested", (run_id,)).fetchall()
-        return [dict(node_id=r[0], step_id=r[1], prompt=r[2], requested=r[3], decided=r[4],
-                     approved=None if r[5] is None else bool(r[5]), who=r[6]) for r in rows]
+            rows = self.db.execute("SELECT node_id,step_id,prompt,requested,decided,approved,who,detail,cancelled "
+                                   "FROM approvals WHERE run_id=? ORDER BY requested", (run_id,)).fetchall()
+        return [_approval_row(r) for r in rows]
 
     # -- locks -------------------------------------------------------------------------------
     def acquire(self, name: str, run_id: str) -> None:
@@ -436,7 +497,10 @@ class Journal:
         host = socket.gethostname()
         with self._tx() as db:
             row = db.execute("SELECT run_id,pid,host FROM locks WHERE name=?", (name,)).fetchone()
-            held_by_other = row is not None and not (row[1] == os.getpid() and row[2] == host)
+            # another run holds it, in another live process or in this one (a watcher
+            # answering two alerts at once runs them in threads of one process), or this same
+            # run in another process (two `opsbook resume RUN` at once)
+            held_by_other = row is not None and (row[0] != run_id or (row[1], row[2]) != (os.getpid(), host))
             if held_by_other and _alive(row[1], row[2]):
                 raise RunLockedError(f'lock "{name}" is held by run {row[0]} (pid {row[1]} on {row[2]}); '
                                      "wait for it to finish, or stop it first")
@@ -445,6 +509,20 @@ class Journal:
     def release(self, name: str, run_id: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM locks WHERE name=? AND run_id=? AND pid=?", (name, run_id, os.getpid()))
+
+
+def _approval_row(r: Sequence[Any]) -> dict[str, Any]:
+    return dict(node_id=r[0], step_id=r[1], prompt=r[2], requested=r[3], decided=r[4],
+                approved=None if r[5] is None else bool(r[5]), who=r[6],
+                detail=json.loads(r[7]) if r[7] else {}, cancelled=bool(r[8]))
+
+
+def _gate_names(approval: dict[str, Any]) -> set[str]:
+    """Every name an operator may use for a gate: node id, step id and name, block id and name."""
+    detail = approval["detail"]
+    names = {approval["node_id"], approval["step_id"], detail.get("step_name"), detail.get("block_id"),
+             detail.get("block_name")}
+    return {n for n in names if n}
 
 
 def _alive(pid: int, host: str) -> bool:
@@ -460,7 +538,11 @@ def _alive(pid: int, host: str) -> bool:
 
 
 def whoami() -> str:
+    """The user this process really runs as (its real uid), never USER/LOGNAME: anyone can
+    set those, and an approval is recorded under this name."""
+    import pwd
+
     try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
-        return str(os.getuid())
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry in some containers
+        return f"uid {os.getuid()}"

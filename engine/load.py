@@ -28,6 +28,7 @@ from opsbook.registry import Registry
 from opsbook.template import holds_template, is_template
 from opsbook.yamlsrc import PosDict, PosList, key_position, load_yaml
 
+EXTRA_VARS = ("used", "any")
 ACTION_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
@@ -82,6 +83,8 @@ STEP_KEYWORDS: dict[str, Keyword] = {
     "no_log": _t("boolean", "Hide this step's output and arguments everywhere."),
     "check_mode": _t("boolean", "true: always run this step read-only (dry run), even in a real run; false: run it for real even under --check."),
     "keep_healthy": Keyword({"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "object"}]}, "Pre-flight: minimum healthy members that must remain (e.g. 2 or '50%')."),
+    "undoes": Keyword(_STR_OR_LIST, "Steps (names or ids) this step undoes on its host when it succeeds (a rescue that restores): their recorded rollback is then done, not run again."),
+    "restores": Keyword(_STR_OR_LIST, "keep_healthy steps (names or ids) whose members this step puts back into service when it succeeds."),
     "marks": Keyword({"type": "array", "items": {"enum": ["mitigation", "verification"]}}, "RTO accounting: this step mitigates / verifies recovery."),
     "block": _t("array", "Steps run in order per host; see rescue/always."),
     "rescue": _t("array", "Steps run on a host when a step of its block failed."),
@@ -103,6 +106,7 @@ RUNBOOK_KEYWORDS: dict[str, Keyword] = {
     "timeout": Keyword(_DURATION, "Whole-run timeout."),
     "max_fail_percentage": _t("number", "Default for every step."),
     "max_errors": _t("integer", "Stop scheduling new nodes after this many failures in the run."),
+    "extra_vars": Keyword({"enum": list(EXTRA_VARS)}, "-e names besides params: `used` (the default: only names the runbook reads; others are typos) or `any` (Ansible's free-form extra vars)."),
 }
 
 # Variables the engine provides to every template; a parameter may not hide them.
@@ -213,8 +217,18 @@ class RunbookLoader:
             timeout=self._duration(data, "timeout", c),
             max_fail_percentage=self._number(data, "max_fail_percentage", c),
             max_errors=self._int(data, "max_errors", c),
+            extra_vars=self._extra_vars(data, c),
             pos=data.pos,
         )
+
+    def _extra_vars(self, data: PosDict, c: _Collector) -> str:
+        value = data.get("extra_vars", "used")
+        if value not in EXTRA_VARS:
+            c.error(data.value_pos.get("extra_vars"), f"extra_vars must be used or any, found {_kind(value)}"
+                    + did_you_mean(str(value), EXTRA_VARS),
+                    "any: accept every -e name as a variable (Ansible's extra vars); used: only names the runbook reads")
+            return "used"
+        return str(value)
 
     def _objectives(self, data: PosDict, c: _Collector) -> Objectives:
         raw = data.get("objectives")
@@ -358,6 +372,8 @@ class RunbookLoader:
             no_log=self._bool(data, "no_log", c),
             check_mode=self._bool(data, "check_mode", c) if "check_mode" in data else None,
             keep_healthy=self._keep_healthy(data, c),
+            restores=self._str_list(data, "restores", c),
+            undoes=self._str_list(data, "undoes", c),
             marks=self._str_list(data, "marks", c),
             explicit=frozenset(k for k in data if k in STEP_KEYWORDS),
         )

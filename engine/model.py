@@ -158,6 +158,8 @@ class Step:
     no_log: bool = False
     check_mode: bool | None = None  # Ansible's per-step check mode: true = always dry-run this step
     keep_healthy: KeepHealthy | None = None
+    restores: tuple[str, ...] = ()  # keep_healthy steps whose members this step puts back
+    undoes: tuple[str, ...] = ()  # steps whose recorded rollback (on the same host) this step performs
     marks: tuple[str, ...] = ()  # "mitigation", "verification": feed RTO accounting
     listen: tuple[str, ...] = ()  # handlers only: extra names they answer to
     explicit: frozenset[str] = frozenset()  # keywords written on this step (vs inherited/defaults)
@@ -187,6 +189,7 @@ class Runbook:
     timeout: float | None = None
     max_fail_percentage: float | None = None
     max_errors: int | None = None
+    extra_vars: str = "used"  # -e names accepted besides params: "used" (read somewhere) or "any"
     pos: Position | None = None
 
     def all_steps(self) -> list[Step]:

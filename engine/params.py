@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
-from opsbook.errors import Diagnostic, ParamError, ValidationError, did_you_mean
-from opsbook.model import Param, Runbook, parse_duration
+from opsbook.errors import Diagnostic, ParamError, TemplateError, ValidationError, did_you_mean
+from opsbook.model import ActionCall, Param, Runbook, parse_duration
 
 MAX_DEPTH = 64  # nesting levels accepted in -e values; deeper would exhaust Python's recursion
 _TRUE = {"true", "yes", "on", "1", "y"}
@@ -78,15 +81,20 @@ def check_depth(value: Any) -> Any:
     return value
 
 
-def resolve_params(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults + given values, typed; every problem reported at once."""
+def resolve_params(runbook: Runbook, given: dict[str, Any], also_known: Iterable[str] = ()) -> dict[str, Any]:
+    """Defaults + given values, typed; every problem reported at once.
+
+    A given name that is not a parameter is an extra variable (Ansible's `-e`): accepted
+    when the runbook reads it somewhere, when it is in `also_known` (the inventory's
+    variable names), or when the runbook says `extra_vars: any`; anything else is a typo
+    that would otherwise be ignored while the run goes on with a default."""
     problems: list[Diagnostic] = []
     known = {p.name: p for p in runbook.params}
     resolved: dict[str, Any] = {}
-    for name in given:
+    problems += unknown_extra_vars(runbook, [n for n in given if n not in known], also_known)
+    for name, value in given.items():
         if name not in known:
-            # Ansible-style extra vars: unknown names are allowed as plain variables.
-            resolved[name] = given[name]
+            resolved[name] = value
     for param in runbook.params:
         if param.name in given:
             try:
@@ -98,8 +106,11 @@ def resolve_params(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
         elif param.default is not None:
             value = coerce(param, param.default) if not isinstance(param.default, str) or "{{" not in param.default else param.default
         elif param.required:
+            secret = param.secret or param.type == "secret"
             problems.append(Diagnostic(param.pos, f'missing required parameter "{param.name}"'
                                        + (f" ({param.description})" if param.description else ""),
+                                       f"pass it with --secret {param.name}=env:VAR or file:PATH (not -e: a value "
+                                       "typed on the command line stays in your shell history)" if secret else
                                        f"pass it with -e {param.name}=VALUE"))
             continue
         else:
@@ -157,6 +168,122 @@ def _not_one_host(param: Param, value: str, inventory: Any) -> Diagnostic:
     return Diagnostic(param.pos, f'parameter "{param.name}" (type: host): "{value}" is not a host of the inventory'
                       + did_you_mean(value, hosts),
                       f"inventory hosts: {listing}" if hosts else "the inventory has no hosts (is -i missing?)")
+
+
+# Variables the engine itself reads from a host's variables (so `-e` can set them).
+ENGINE_VARS = frozenset({"ansible_become", "ansible_become_user", "ansible_become_password",
+                         "ansible_become_pass"})
+
+
+def unknown_extra_vars(runbook: Runbook, names: Iterable[str], also_known: Iterable[str] = ()) -> list[Diagnostic]:
+    """`-e` names that nothing declares or reads: typos of a parameter, most likely."""
+    names = list(names)
+    if not names or runbook.extra_vars == "any":
+        return []
+    used = names_used(runbook)
+    if used is None:  # a template file we cannot read: anything may be used there
+        return []
+    allowed = used | set(also_known) | ENGINE_VARS
+    declared = [p.name for p in runbook.params]
+    problems = []
+    for name in names:
+        if name in allowed:
+            continue
+        guess = did_you_mean(name, declared) or did_you_mean(name, used)
+        problems.append(Diagnostic(
+            runbook.pos, f'-e {name}: not a parameter of runbook "{runbook.name}", and nothing in it reads '
+            f'"{name}"{guess}',
+            "declared parameters: " + (", ".join(declared) or "none")
+            + "; a runbook that takes free-form extra variables says `extra_vars: any`"))
+    return problems
+
+
+def check_extra_vars(runbooks: Iterable[Runbook], given: Iterable[str], also_known: Iterable[str] = ()) -> None:
+    """ValidationError for -e names that none of `runbooks` declares or reads (a command
+    that runs several runbooks with one set of -e, as `opsbook watch` does)."""
+    runbooks, also_known = list(runbooks), set(also_known)
+    problems = []
+    for name in given:
+        if any(name in {p.name for p in rb.params} for rb in runbooks):
+            continue
+        found = [unknown_extra_vars(rb, [name], also_known) for rb in runbooks]
+        if all(found):
+            problems.append(found[0][0])
+    if problems:
+        raise ValidationError(problems)
+
+
+_CONDITIONS = frozenset({"when", "until", "failed_when", "changed_when"})
+
+
+def names_used(runbook: Runbook) -> frozenset[str] | None:
+    """Every variable name the runbook's templates read (top level, and `params.x` keys),
+    including the template files of `*.template` actions; None when one cannot be read."""
+    from opsbook.template import is_template, key_reads, referenced_names
+
+    names: set[str] = set()
+    for source, expression in _sources(runbook):
+        if not (expression or is_template(source)):
+            continue
+        try:
+            names |= referenced_names(source, expression=expression)
+        except TemplateError:
+            continue
+        names |= {r.key for r in key_reads(source, expression) if r.name == "params"}
+    files = _template_files(runbook)
+    if files is None:
+        return None
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+            if "{% include" in text or "{% import" in text or "{% from" in text or "{% extends" in text:
+                return None
+            names |= referenced_names(text) | {r.key for r in key_reads(text) if r.name == "params"}
+        except (OSError, UnicodeDecodeError, TemplateError):
+            return None
+    return frozenset(names)
+
+
+def _sources(value: Any, expression: bool = False) -> Iterator[tuple[str, bool]]:
+    """Every string of the runbook model, and whether it is a bare expression."""
+    if isinstance(value, str):
+        yield value, expression
+    elif isinstance(value, ActionCall):
+        args = value.args
+        fields = set(value.expression_fields)
+        if isinstance(args, dict):
+            for key, item in args.items():
+                yield from _sources(item, key in fields)
+        else:
+            yield from _sources(args, bool(fields))
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _sources(getattr(value, f.name), f.name in _CONDITIONS)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _sources(item, expression)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _sources(item, expression)
+
+
+def _template_files(runbook: Runbook) -> list[Path] | None:
+    """Local template files that actions render with the run's variables (ssh.template);
+    None when one is named by a template itself (known only at run time)."""
+    from opsbook.template import is_template
+
+    folder = Path(runbook.path).resolve().parent
+    found = []
+    calls = [c for step in runbook.all_steps() + list(runbook.handlers) for c in (step.action, step.rollback)]
+    for call in calls:
+        if call is None or not call.name.endswith(".template") or not isinstance(call.args, dict):
+            continue
+        src = call.args.get("src")
+        if not isinstance(src, str) or is_template(src):
+            return None
+        path = Path(src).expanduser()
+        found.append(path if path.is_absolute() else folder / path)
+    return found
 
 
 def parse_extra_vars(pairs: list[str]) -> dict[str, Any]:

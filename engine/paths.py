@@ -28,6 +28,31 @@ def runs_dir() -> Path:
     return Path(os.environ.get("OPSBOOK_RUNS_DIR") or default_journal_path().parent / "runs")
 
 
+def private_dir(path: Path) -> Path:
+    """Create `path` and any missing parent as 0700 (whatever the umask): journals, command
+    output and evidence are for the user who runs opsbook. Existing folders are left alone."""
+    missing = []
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(folder, 0o700)  # mkdir's mode is cut by the umask; the umask cannot widen it
+    return Path(path)
+
+
+def private_file(path: Path | str) -> None:
+    """Create `path` empty as 0600 if it does not exist yet (before another library opens it)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def safe_join(root: Path, relative: str) -> Path:
     """Join `relative` under `root`, refusing absolute paths, `..`, symlink escapes, and
     names of folders (an empty or `.` name used to turn a host's evidence folder into a file)."""

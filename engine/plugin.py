@@ -27,6 +27,8 @@ the executor decides how many run at once and enforces timeouts through `ctx.can
 
 from __future__ import annotations
 
+import re
+
 import enum
 import inspect
 import threading
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from opsbook.errors import PluginError
+from opsbook.evidence import evidence_file
 
 
 class Status(str, enum.Enum):
@@ -211,6 +214,7 @@ class ActionContext:
     _connect: Callable[[HostInfo], Connection] | None = None
     _output: Callable[[str], None] | None = None
     _lookup_host: Callable[[str], HostInfo] | None = None
+    _claim: Callable[[str], None] | None = None  # the run's record of who wrote which evidence file
 
     def connection(self, host: HostInfo | None = None) -> Connection:
         """The pooled connection to this node's host (or another host, for delegation)."""
@@ -244,13 +248,29 @@ class ActionContext:
             return candidate
         return self.runbook_dir / candidate
 
+    def evidence_is_folder(self, relative: str) -> bool:
+        """Whether `relative` is a folder of the evidence folder already (False for a path
+        the folder refuses anyway, so that the refusal names it as written)."""
+        if self.evidence_dir is None or relative.startswith(("/", "~")) or ".." in Path(relative).parts:
+            return False
+        return (self.evidence_dir / relative).is_dir()
+
+    def evidence_file(self, dest: str | None, name: str) -> str:
+        """Where this host's evidence goes (see `evidence_file`): `<host>/<name>` without
+        `dest`, `<dest>/<host>/<name>` when `dest` is a folder, else `dest`."""
+        return evidence_file(dest, self.host.name, name, self.evidence_is_folder)
+
     def evidence_path(self, relative: str) -> Path:
-        """A path inside the evidence folder; refuses anything that escapes it."""
+        """A path inside the evidence folder to write to; refuses anything that escapes it,
+        and a file another node (step x host) of this run already wrote."""
         if self.evidence_dir is None:
             raise PluginError("this run has no evidence folder")
         from opsbook.paths import safe_join
 
-        return safe_join(self.evidence_dir, relative)
+        path = safe_join(self.evidence_dir, relative)
+        if self._claim is not None:
+            self._claim(str(path.relative_to(self.evidence_dir.resolve())))
+        return path
 
 
 def _seconds(value: Any) -> Any:
@@ -272,6 +292,7 @@ except ImportError:  # pragma: no cover
 ActionFn = Callable[[ActionContext, Any], Result]
 InventorySource = Callable[[dict[str, list[str]]], dict[str, Any]]
 RollbackFn = Callable[[Any, Result], "tuple[str, dict[str, Any]] | None"]
+EvidenceFn = Callable[[Any, HostInfo], "list[str] | None"]
 
 
 _BUILD_LOCK = threading.Lock()
@@ -293,6 +314,13 @@ class ActionSpec:
     scalar_arg: str | None  # `plugin.action: "text"` fills this argument
     shell_fields: frozenset[str]  # argument names rendered with shell quoting
     expression_fields: frozenset[str] = frozenset()  # bare Jinja expressions (like assert's `that`)
+    # Keys the action may add to its registered value besides the standard ones (None: not
+    # declared). Declared keys let `opsbook check` call `out.stdot` a typo.
+    data: frozenset[str] | None = None
+    # The evidence files (relative paths) the action writes for its arguments on a host, when
+    # that is known without running it, else None; `check` and `run` refuse two nodes
+    # writing the same file before anything runs.
+    evidence: EvidenceFn | None = None
     argv_fields: frozenset[str] = frozenset()  # a string here is a command line: rendered to an argv
 
     def render_field(self, name: str, value: Any, context: Mapping[str, Any], pos: Any = None) -> Any:
@@ -360,6 +388,8 @@ class Plugin:
         scalar: str | None = None,
         shell: Sequence[str] = (),
         expressions: Sequence[str] = (),
+        data: Sequence[str] | None = None,
+        evidence: EvidenceFn | None = None,
         argv: Sequence[str] = (),
     ) -> Any:
         """Register an action; its second parameter's annotation is the argument model."""
@@ -380,6 +410,8 @@ class Plugin:
                 scalar_arg=scalar,
                 shell_fields=frozenset(shell),
                 expression_fields=frozenset(expressions),
+                data=None if data is None else frozenset(data),
+                evidence=evidence,
                 argv_fields=frozenset(argv),
             )
             return func
@@ -419,6 +451,24 @@ def _args_model(func: Callable[..., Any]) -> type:
             f"action {func.__name__}: annotate its args parameter with a pydantic model"
         )
     return model  # type: ignore[no-any-return]
+
+
+_BOILERPLATE = re.compile(r"^(Try '.*--help'|Try `.*--help`|See '.*--help'|Run '.*--help'|For more information|"
+                          r"usage:|Usage:|nginx: configuration file .* test failed)", re.IGNORECASE)
+_TELLING = re.compile(r"\[(emerg|alert|crit|error)\]|\b(error|fatal|failed|denied|refused|not found|no such|"
+                      r"cannot|can't|unable|invalid|unknown|unrecognized|illegal|missing)\b", re.IGNORECASE)
+
+
+def telling_line(text: str, limit: int = 300) -> str:
+    """The line of a failed command's output that says what went wrong: the first line that
+    reads like an error (`[emerg] unknown directive ...`, `error: ...`, `No such file`),
+    else the last line that is not boilerplate (`Try 'ls --help' ...`, `... test failed`)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    useful = [line for line in lines if not _BOILERPLATE.match(line)] or lines
+    if not useful:
+        return ""
+    line = next((line for line in useful if _TELLING.search(line)), useful[-1])
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def truthy(value: Any) -> bool:

@@ -7,6 +7,7 @@ The entry point's name is the plugin's name (`ssh = "opsbook_plugins.ssh:plugin"
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
@@ -23,6 +24,9 @@ class Registry:
     loaded: dict[str, Plugin] = field(default_factory=dict)
     broken: dict[str, str] = field(default_factory=dict)  # entry point -> why it failed to load
     _pending: dict[str, EntryPoint] = field(default_factory=dict)
+    # One lock for loading: a second thread asking for a plugin while the first imports it
+    # waits for it, instead of finding it neither pending nor loaded ("unknown plugin").
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @classmethod
     def from_entry_points(cls) -> Registry:
@@ -32,6 +36,10 @@ class Registry:
         return registry
 
     def _load(self, name: str) -> Plugin | None:
+        with self._lock:
+            return self._load_locked(name)
+
+    def _load_locked(self, name: str) -> Plugin | None:
         ep = self._pending.pop(name, None)
         if ep is None:
             return self.loaded.get(name)

@@ -23,6 +23,7 @@ import html
 import json
 import os
 import re
+import shlex
 import textwrap
 import time
 import xml.etree.ElementTree as ET
@@ -34,6 +35,7 @@ from typing import Any
 from opsbook.errors import OpsbookError
 from opsbook.journal import Journal, NodeRecord, RunRecord
 from opsbook.model import format_duration, parse_duration, parse_timestamp
+from opsbook.visible import visible
 
 FORMATS = ("md", "html", "json", "junit")
 TAIL_LINES = 40  # output lines quoted per stream under a failure
@@ -140,6 +142,21 @@ def _walk(steps: Iterable[Any]) -> list[Any]:
 def rto(journal: Journal, run_id: str, registry: Any = None) -> dict[str, Any]:
     """Recovery time (and point) of a run against the runbook's objectives; see the module doc."""
     return rto_of(gather(journal, run_id, registry))
+
+
+def objectives_line(journal: Journal, run_id: str) -> str:
+    """`RTO 42.0s against 5m00s: met; RPO ...` when the runbook declares objectives, else ""."""
+    view = gather(journal, run_id)
+    objectives = view.run.objectives or {}
+    if not any(objectives.get(k) is not None for k in ("rto", "rpo")):
+        return ""
+    r = rto_of(view)
+    parts = []
+    if objectives.get("rto") is not None:
+        parts.append("RTO " + _rto_line(view, r).split("; basis:")[0])
+    if objectives.get("rpo") is not None:
+        parts.append("RPO " + _rpo_line(view, r).split("; data as of")[0])
+    return "; ".join(parts)
 
 
 def rto_of(view: RunView) -> dict[str, Any]:
@@ -318,17 +335,32 @@ def _node_entry(view: RunView, node: NodeRecord, rto_data: dict[str, Any]) -> En
                  detail, duration, node.node_id, "+".join(marks))
 
 
+def _decision(a: dict[str, Any]) -> str:
+    """waiting | approved | denied | cancelled (the run stopped while the gate waited)."""
+    if a["decided"] is None:
+        return "waiting"
+    if a.get("cancelled"):
+        return "cancelled"
+    return "approved" if a["approved"] else "denied"
+
+
 def _approval_entry(view: RunView, a: dict[str, Any]) -> Entry:
     node = view.node(a["node_id"])
-    name = view.step(a["step_id"]).name
+    detail_of = a.get("detail") or {}
+    name = detail_of.get("block_name") or view.step(a["step_id"]).name
     host = node.host if node and node.host else (a["node_id"] or "").partition("@")[2]
-    if a["decided"] is None:
-        return Entry(a["requested"], "approval", "waiting", host, name, f'asked: "{a["prompt"]}" (no decision)',
+    decision = _decision(a)
+    if decision == "waiting":
+        shown = json.dumps(detail_of.get("args"), default=str)[:200] if detail_of.get("action") else ""
+        asked = f'asked: "{a["prompt"]}"' + (f"; will run {detail_of['action']} {shown}" if shown else "") \
+            + (f"; run started by {detail_of['started_by']}" if detail_of.get("started_by") else "")
+        return Entry(a["requested"], "approval", "waiting", host, name, asked + " (no decision)",
                      node_id=a["node_id"])
-    decision = "approved" if a["approved"] else "denied"
     waited = (a["decided"] - a["requested"]) if a["requested"] else 0.0
-    detail = f'{decision} by {a["who"]}: "{a["prompt"]}"' + (f" (waited {format_duration(waited)})"
-                                                             if waited >= 0.5 else "")
+    by = a["who"] if decision != "cancelled" else a["who"].removeprefix("cancelled: ")
+    detail = f'{decision} by {by}: "{a["prompt"]}"' if decision != "cancelled" else \
+        f'cancelled ({by}): "{a["prompt"]}" never ran'
+    detail += f" (waited {format_duration(waited)})" if waited >= 0.5 else ""
     return Entry(a["decided"], "approval", decision, host, name, detail, node_id=a["node_id"])
 
 
@@ -336,7 +368,8 @@ def _rollback_entry(view: RunView, r: dict[str, Any]) -> Entry:
     node = view.node(r["node_id"])
     of = view.step(node.step_id).name if node else r["node_id"]
     duration = (r["finished"] - r["started"]) if r["finished"] and r["started"] else None
-    detail = f"undo {of}" + (f": {r['msg']}" if r["msg"] else "")
+    where = f" (ran on {r['target']})" if r.get("target") and r["target"] != r["host"] else ""
+    detail = f"undo {of}{where}" + (f": {r['msg']}" if r["msg"] else "")
     return Entry(r["started"], "rollback", f"rb {r['status']}", r["host"] or "", r["action"], detail, duration,
                  r["node_id"])
 
@@ -426,9 +459,13 @@ def _counts_text(view: RunView) -> str:
 def _rollbacks_text(view: RunView) -> str:
     if not view.rollbacks:
         return "none recorded"
-    done = sum(r["status"] == "done" for r in view.rollbacks)
-    failed = sum(r["status"] == "failed" for r in view.rollbacks)
-    text = f"{done} of {len(view.rollbacks)} done"
+    statuses = [r["status"] for r in view.rollbacks]
+    if all(st == "not needed" for st in statuses):
+        return f"{len(statuses)} recorded, none needed (the run succeeded)"
+    if all(st == "kept" for st in statuses):
+        return f"{len(statuses)} recorded, kept (--rollback never)"
+    done, failed = statuses.count("done"), statuses.count("failed")
+    text = f"{done} of {len(statuses)} done"
     return text + (f", {failed} failed" if failed else "")
 
 
@@ -500,13 +537,39 @@ def _header_lines(view: RunView, r: dict[str, Any]) -> list[str]:
     if r["recovered"] is not None:
         rows.append(("recovered", _point(view, r, "recovered")))
     rows.append(("RPO", _rpo_line(view, r)))
+    cause = run.summary.get("cause") if isinstance(run.summary, dict) else None
+    if cause:
+        rows.insert(0, ("cause", str(cause)))
     message = run.summary.get("message") if isinstance(run.summary, dict) else None
     if message:
         rows.append(("message", str(message)))
     if view.runbook_note:
         rows.append(("note", view.runbook_note))
     title = f"run {run.id}  {run.runbook_name}  {run.status.upper()}"
-    return [title, *(f"  {k:<11} {v}" for k, v in rows)]
+    ends = end_state(view) if run.finished else []
+    if any(e.touched for e in ends):
+        rows.append(("at the end", ""))
+        rows += [(f"  {e.host}", e.text()) for e in ends]
+    return [title, *(f"  {k:<11} {v}".rstrip() for k, v in rows), *_waiting_gate_lines(view)]
+
+
+def _waiting_gate_lines(view: RunView) -> list[str]:
+    """Gates that wait now, in full (the timeline's DETAIL column is cut to the terminal)."""
+    from opsbook.gates import describe_gate
+
+    lines: list[str] = []
+    for a in view.approvals:
+        if a["decided"] is not None or view.run.status != "running":
+            continue
+        d = a.get("detail") or {}
+        gate = d.get("block_name") or d.get("step_name") or a["step_id"]
+        described = describe_gate(gate, d.get("host"), a["prompt"] or "", d.get("action", ""), d.get("args"),
+                                  d.get("started_by", ""), view.run.id,
+                                  d.get("step_name") if d.get("block_name") else None)
+        lines += ["", "  " + described[0].replace("approval needed", "WAITING for approval"),
+                  *("  " + line for line in described[1:]),
+                  f"    decide: opsbook approve {view.run.id} {shlex.quote(gate)}   (or deny)"]
+    return lines
 
 
 def _timeline_lines(view: RunView, entries: list[Entry], width: int) -> list[str]:
@@ -589,6 +652,7 @@ class Section:
 def _sections(view: RunView, r: dict[str, Any], entries: list[Entry]) -> list[Section]:
     return [
         _summary_section(view),
+        _end_state_section(view),
         _objectives_section(view, r),
         _timeline_section(view, entries),
         _failures_section(view),
@@ -598,6 +662,74 @@ def _sections(view: RunView, r: dict[str, Any], entries: list[Entry]) -> list[Se
         _root_cause_section(view),
         _permanent_fix_section(view),
     ]
+
+
+@dataclass
+class HostEnd:
+    """How the run left one host: what it changed and left so, undid, failed to undo, failed."""
+
+    host: str
+    left_changed: list[str] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)
+    rollback_failed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    touched: bool = False
+
+    def text(self) -> str:
+        if not self.touched:
+            return "never touched"
+        parts = []
+        if self.failed:
+            parts.append("failed: " + ", ".join(self.failed))
+        if self.rollback_failed:
+            parts.append("ROLLBACK FAILED: " + "; ".join(self.rollback_failed))
+        if self.rolled_back:
+            parts.append("rolled back: " + ", ".join(self.rolled_back))
+        if self.left_changed:
+            parts.append("left changed: " + ", ".join(self.left_changed))
+        return "; ".join(parts) or "nothing changed"
+
+
+def end_state(view: RunView) -> list[HostEnd]:
+    """Per host (the host a step acted for), in first-seen order: how the run left it."""
+    hosts: dict[str, HostEnd] = {}
+    undo: dict[str, list[dict[str, Any]]] = {}
+    for r in view.rollbacks:
+        undo.setdefault(r["node_id"], []).append(r)
+    for node in view.nodes:
+        if not node.host:
+            continue
+        end = hosts.setdefault(node.host, HostEnd(node.host))
+        if node.status in ("skipped",):
+            continue
+        end.touched = True
+        name = view.step(node.step_id).name
+        if node.status in FAILED and not view.step(node.step_id).ignore_errors:
+            end.failed.append(f"{name} ({_telling(node.msg)})" if node.msg else name)
+        entries = undo.get(node.node_id, [])
+        if not (node.changed and node.status == "ok") and not entries:
+            continue
+        if any(e["status"] == "failed" for e in entries):
+            why = next(e["msg"] for e in entries if e["status"] == "failed")
+            end.rollback_failed.append(f"{name} ({why})" if why else name)
+        elif entries and all(e["status"] == "done" for e in entries):
+            end.rolled_back.append(name)
+        elif node.changed and node.status == "ok":
+            end.left_changed.append(name + ("" if entries else " (no undo recorded)"))
+    return list(hosts.values())
+
+
+def _telling(msg: str, limit: int = 160) -> str:
+    return msg if len(msg) <= limit else msg[:limit - 3] + "..."
+
+
+def _end_state_section(view: RunView) -> Section:
+    ends = end_state(view)
+    if not ends:
+        return Section("State at the end", [Para("No host was part of this run.")], "end-state")
+    rows = [[e.host, e.text()] for e in ends]
+    return Section("State at the end", [Para("How the run left each host, after its rollbacks."),
+                                        Table(["Host", "State"], rows)], "end-state")
 
 
 def _summary_section(view: RunView) -> Section:
@@ -616,6 +748,9 @@ def _summary_section(view: RunView) -> Section:
     flags = {k: v for k, v in (run.options or {}).items() if v not in (None, False, [], "on-failure", 50)}
     if flags:
         rows.append(["Options", ", ".join(f"{k}={v}" for k, v in flags.items())])
+    cause = run.summary.get("cause") if isinstance(run.summary, dict) else None
+    if cause:
+        rows.insert(0, ["Cause", str(cause)])
     message = run.summary.get("message") if isinstance(run.summary, dict) else None
     if message:
         rows.append(["Message", str(message)])
@@ -683,7 +818,7 @@ def _approvals_section(view: RunView) -> Section:
     rows = []
     for a in view.approvals:
         node = view.node(a["node_id"])
-        decision = "waiting" if a["decided"] is None else ("approved" if a["approved"] else "denied")
+        decision = _decision(a)
         waited = (a["decided"] - a["requested"]) if a["decided"] and a["requested"] else None
         rows.append([view.step(a["step_id"]).name, (node.host or "-") if node else a["node_id"], a["prompt"] or "",
                      decision, a["who"] or "-", _local(a["decided"] or a["requested"]),
@@ -698,7 +833,8 @@ def _rollbacks_section(view: RunView) -> Section:
     rows = []
     for r in view.rollbacks:
         node = view.node(r["node_id"])
-        rows.append([str(r["seq"]), r["action"], r["host"] or "-", view.step(node.step_id).name if node else
+        host = (r["host"] or "-") + (f" (on {r['target']})" if r.get("target") and r["target"] != r["host"] else "")
+        rows.append([str(r["seq"]), r["action"], host, view.step(node.step_id).name if node else
                      r["node_id"], r["status"], _dur((r["finished"] - r["started"]) if r["finished"] and
                                                      r["started"] else None), r["msg"] or ""])
     return Section("Rollbacks", [Table(["#", "Action", "Host", "Undoes", "Status", "Took", "Message"], rows,
@@ -809,7 +945,7 @@ th,td{border:1px solid #d8dadd;padding:3px 8px;text-align:left;vertical-align:to
 th{background:#f3f4f6}pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:.6em;overflow:auto;
 font-size:12px;max-height:30em}
 .st{font-weight:600}.st-ok,.st-approved,.st-done,.st-rb-done{color:#2e7d3e}
-.st-failed,.st-denied,.st-timed_out,.st-rb-failed{color:#c0272d}.st-skipped,.st-pending{color:#6b7075}
+.st-failed,.st-denied,.st-timed_out,.st-rb-failed{color:#c0272d}.st-skipped,.st-pending,.st-cancelled{color:#6b7075}
 .st-in-doubt,.st-waiting{color:#a07800}
 ul.check{list-style:none;padding-left:1em}ul.check li:before{content:"\\2610  "}
 .gantt{border:1px solid #e1e4e8;margin:.6em 0;max-width:100%;height:auto}
@@ -955,7 +1091,7 @@ def _gantt_rows(view: RunView) -> list[tuple[str, float, float, str, str]]:
         if rb["started"] is None:
             continue
         t1 = rb["finished"] or view.end
-        label = f"rollback {rb['action']} @ {rb['host'] or '-'}"
+        label = f"rollback {rb['action']} for {rb['host'] or '-'}"
         rows.append((label, rb["started"], t1, "done" if rb["status"] == "done" else rb["status"],
                      f"{label}: {rb['status']}" + (f" - {rb['msg']}" if rb["msg"] else "")))
     return rows
@@ -997,7 +1133,7 @@ def _gantt_approvals(svg: ET.Element, view: RunView, rows: list[tuple[str, float
         x = _LABEL_W + (ts - view.run.started) * scale
         y = _TOP + by_label[view.label(node)] * _ROW_H + _ROW_H / 2
         points = f"{x:.1f},{y - 5:.1f} {x + 5:.1f},{y:.1f} {x:.1f},{y + 5:.1f} {x - 5:.1f},{y:.1f}"
-        decision = "waiting" if a["decided"] is None else ("approved" if a["approved"] else "denied")
+        decision = _decision(a)
         mark = ET.SubElement(svg, "polygon", {"points": points, "fill": "#1d1f23", "class": "approval"})
         ET.SubElement(mark, "title").text = f"approval {decision} by {a['who'] or '-'}: {a['prompt']}"
 
@@ -1129,8 +1265,9 @@ def _count_root(root: ET.Element) -> None:
 
 
 def _xml_text(root: ET.Element) -> str:
+    """The XML document; control characters (not allowed in XML 1.0) made visible."""
     ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return visible('<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n")
 
 
 # -- public entry points ----------------------------------------------------------------
@@ -1147,7 +1284,8 @@ def build_report(journal: Journal, run_id: str, fmt: str = "md", registry: Any =
     if fmt == "junit":
         return _junit(view, r)
     sections = _sections(view, r, timeline(view, r))
-    return _markdown(view, sections) if fmt == "md" else _html(view, r, sections)
+    # Markdown is read on terminals too (cat, less -R): no raw escape sequence from a target
+    return visible(_markdown(view, sections)) if fmt == "md" else _html(view, r, sections)
 
 
 def write_check_junit(reports: Sequence[Any], path: str) -> None:

@@ -21,8 +21,9 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -457,3 +458,167 @@ def optional_names(source: str, expression: bool = False) -> frozenset[str]:
         if node.name in ("defined", "undefined") and isinstance(node.node, nodes.Name):
             found.add(node.node.name)
     return frozenset(found)
+
+
+# -- static reads of keys (`params.x`, `hostvars['web1']`) for `opsbook check` -------------
+
+DICT_METHODS = frozenset({"get", "keys", "values", "items", "copy", "pop", "popitem", "update",
+                          "setdefault", "clear", "fromkeys"})
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRead:
+    """`name.key` or `name['key']` read by a template, the key written literally."""
+
+    name: str
+    key: str
+    guarded: bool  # behind `| default(...)`, `is defined` or `'key' in name` somewhere in the source
+
+
+@lru_cache(maxsize=8192)
+def key_reads(source: str, expression: bool = False) -> tuple[KeyRead, ...]:
+    """First-level literal key reads on top-level names; names the template assigns itself
+    (`{% set %}`, `{% for %}`) are left out. Raises nothing: syntax errors are check's job."""
+    from jinja2 import TemplateSyntaxError, nodes
+
+    text = "{{ " + bare_expression(source) + " }}" if expression else source
+    try:
+        ast = _env("plain").parse(text)
+    except TemplateSyntaxError:
+        return ()
+    assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx != "load"}
+    reads: list[tuple[str, str]] = []
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        pair = _key_of(node)
+        if pair is not None and pair[0] not in assigned:
+            reads.append(pair)
+    guarded = _guarded_pairs(ast)
+    return tuple(KeyRead(name, key, (name, key) in guarded) for name, key in dict.fromkeys(reads))
+
+
+@lru_cache(maxsize=8192)
+def guarded_keys(source: str, expression: bool = False) -> frozenset[tuple[str, str]]:
+    """(name, key) pairs a condition tests for (`params.x is defined`, `'x' in params`):
+    a step whose `when` says so may read them."""
+    from jinja2 import TemplateSyntaxError
+
+    text = "{{ " + bare_expression(source) + " }}" if expression else source
+    try:
+        return frozenset(_guarded_pairs(_env("plain").parse(text)))
+    except TemplateSyntaxError:
+        return frozenset()
+
+
+def _key_of(node: Any) -> tuple[str, str] | None:
+    from jinja2 import nodes
+
+    if not isinstance(node.node, nodes.Name) or node.node.ctx != "load":
+        return None
+    if isinstance(node, nodes.Getattr):
+        return node.node.name, node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.node.name, node.arg.value
+    return None
+
+
+def _guarded_pairs(ast: Any) -> set[tuple[str, str]]:
+    """Keys read behind `| default`, tested with `is defined`/`is undefined`, or tested with
+    `'key' in name`: reading them is the author's deliberate choice, not a typo."""
+    from jinja2 import nodes
+
+    out: set[tuple[str, str]] = set()
+    roots: list[Any] = [f.node for f in ast.find_all(nodes.Filter) if f.name in ("default", "d") and f.node is not None]
+    roots += [t.node for t in ast.find_all(nodes.Test) if t.name in ("defined", "undefined")]
+    for root in roots:
+        for node in [root, *root.find_all((nodes.Getattr, nodes.Getitem))]:
+            if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+                pair = _key_of(node)
+                if pair is not None:
+                    out.add(pair)
+    for compare in ast.find_all(nodes.Compare):
+        for operand in compare.ops:
+            if operand.op in ("in", "notin") and isinstance(operand.expr, nodes.Name) \
+                    and isinstance(compare.expr, nodes.Const) and isinstance(compare.expr.value, str):
+                out.add((operand.expr.name, compare.expr.value))
+    return out
+
+
+# -- what a condition saw: `out.rc = 1, out.stdout = 'x'` for failure and skip messages ----
+
+_VALUE_WIDTH = 40
+
+
+def expression_values(expressions: Iterable[Any], context: Mapping[str, Any], limit: int = 5,
+                      redact: Callable[[Any], Any] | None = None) -> str:
+    """The values of the variables (and their keys) that bare expressions read, short:
+    `out.rc = 1, out.stdout = 'Traceback (most rec...' (812 chars)`. Empty when none.
+    `redact` (SecretStore.redact_any) sees each whole value before it is shown and cut, so
+    no part of a secret shows."""
+    paths: list[str] = []
+    for expression in expressions:
+        if isinstance(expression, str):
+            for path in _paths_read(expression):
+                if path not in paths:
+                    paths.append(path)
+    shown = []
+    for path in paths[:limit]:
+        try:
+            value = evaluate(path, context)
+        except TemplateError:
+            shown.append(f"{path} is undefined")
+            continue
+        shown.append(f"{path} = {short_value(value if redact is None else redact(value))}")
+    if len(paths) > limit:
+        shown.append("...")
+    return ", ".join(shown)
+
+
+def short_value(value: Any, width: int = _VALUE_WIDTH) -> str:
+    """repr() of a value, cut to about `width` characters (the full length said when cut)."""
+    text = repr(value)
+    if len(text) <= width:
+        return text
+    size = f" ({len(value)} chars)" if isinstance(value, str) else ""
+    return text[:width - 3] + "..." + size
+
+
+def _paths_read(expression: str) -> list[str]:
+    """`out.rc`, `out.stdout`, `item` for `out.rc != 0 and item in out.stdout`."""
+    from jinja2 import TemplateSyntaxError, nodes
+
+    try:
+        ast = _env("plain").parse("{{ " + bare_expression(expression) + " }}")
+    except TemplateSyntaxError:
+        return []
+    found: list[str] = []
+
+    def visit(node: Any) -> None:
+        path = _path_text(node)
+        if path is not None:
+            if path not in found and path.partition(".")[0].partition("[")[0] not in BUILTIN_NAMES:
+                found.append(path)
+            return
+        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
+            visit(node.node.node)  # `out.stdout.startswith(...)`: the value is out.stdout
+            for child in [*node.args, *node.kwargs]:
+                visit(child)
+            return
+        for child in node.iter_child_nodes():
+            visit(child)
+
+    visit(ast)
+    return found
+
+
+def _path_text(node: Any) -> str | None:
+    from jinja2 import nodes
+
+    if isinstance(node, nodes.Name):
+        return node.name if node.ctx == "load" else None
+    if isinstance(node, nodes.Getattr):
+        base = _path_text(node.node)
+        return None if base is None else f"{base}.{node.attr}"
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        base = _path_text(node.node)
+        return None if base is None else f"{base}[{node.arg.value!r}]"
+    return None

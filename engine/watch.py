@@ -4,20 +4,17 @@
 `verification`) read-only at an interval; after N consecutive failing rounds it starts the
 response runbook once, with `incident_start` set to the first failing round, then cools
 down. `AlertReceiver` accepts Prometheus Alertmanager webhook POSTs on a loopback port and
-maps alert labels to runbooks and parameters. Both start runs through `opsbook.api`, so
+maps alert labels to runbooks and parameters (opsbook.webhook). Both start runs through `opsbook.api`, so
 every response is journaled, locked and reported like any other run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
@@ -25,7 +22,9 @@ from opsbook.errors import UserError
 from opsbook.execute import RunOptions, RunSummary
 from opsbook.journal import Journal
 from opsbook.model import Runbook
+from opsbook.params import check_extra_vars
 from opsbook.registry import Registry
+from opsbook.webhook import AlertReceiver, Route  # noqa: F401 - `opsbook watch --listen`, re-exported
 
 
 def health_steps(runbook: Runbook) -> Runbook:
@@ -84,9 +83,15 @@ class Watcher:
         self.state = WatchState()
         self.stop = threading.Event()
         self.on_event = on_event or (lambda kind, data: None)
-        self.checks = health_steps(load_runbook(config.runbook, registry))
+        watched = load_runbook(config.runbook, registry)
+        self.checks = health_steps(watched)
         self.inventory = load_inventory_sources(config.inventory, registry)
-        self.plan = make_plan(self.checks, self.inventory, config.params)
+        # One set of -e serves the checks and the response: a name either runbook reads is
+        # fine for both, and a typo is refused now, not when the response starts.
+        responder = [load_runbook(config.respond, registry)] if config.respond else []
+        check_extra_vars([watched, *responder], config.params,
+                         {name for host in self.inventory.hosts.values() for name in host.vars})
+        self.plan = make_plan(dataclasses.replace(self.checks, extra_vars="any"), self.inventory, config.params)
 
     def probe_round(self) -> tuple[bool, list[str]]:
         """Run every health check once, read-only; (healthy, failures)."""
@@ -132,7 +137,7 @@ class Watcher:
         config = self.config
         path = config.respond or config.runbook
         self.on_event("responding", {"runbook": path, "incident_start": self.state.first_failure})
-        runbook = load_runbook(path, self.registry)
+        runbook = dataclasses.replace(load_runbook(path, self.registry), extra_vars="any")  # -e checked above
         plan = make_plan(runbook, self.inventory, config.params)
         from opsbook.approve import auto_approver
 
@@ -161,84 +166,3 @@ class Watcher:
             if config.max_rounds is not None and self.state.rounds >= config.max_rounds:
                 return
             self.stop.wait(max(0.0, config.interval - (time.monotonic() - started)))
-
-
-@dataclass(frozen=True)
-class Route:
-    """alertname (or label=value) -> runbook."""
-
-    label: str
-    value: str
-    runbook: str
-
-    @classmethod
-    def parse(cls, text: str) -> Route:
-        match, _, runbook = text.partition(":")
-        label, _, value = match.partition("=")
-        if not runbook or not label:
-            raise UserError(f"--route {text!r}: expected LABEL=VALUE:RUNBOOK or ALERTNAME:RUNBOOK")
-        return cls("alertname", label, runbook) if not value else cls(label, value, runbook)
-
-
-class AlertReceiver:
-    """Alertmanager webhook receiver on a loopback address."""
-
-    def __init__(self, host: str, port: int, routes: list[Route], starter: Callable[[str, dict[str, Any]], Any],
-                 cooldown: float = 600.0) -> None:
-        if not ipaddress.ip_address(host).is_loopback:
-            raise UserError(f"refusing to listen on {host}: the webhook receiver binds to loopback only",
-                            hint="use 127.0.0.1 and let a local proxy forward to it")
-        self.routes = routes
-        self.starter = starter
-        self.cooldown = cooldown
-        self.recent: dict[str, float] = {}
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
-                try:
-                    payload = json.loads(self.rfile.read(length) or b"{}")
-                    started = receiver.handle(payload)
-                except (ValueError, UserError) as exc:
-                    self.send_response(400)
-                    self.end_headers()
-                    self.wfile.write(str(exc).encode())
-                    return
-                self.send_response(202)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(json.dumps({"started": started}).encode())
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.port = self.server.server_address[1]
-
-    def handle(self, payload: dict[str, Any]) -> list[str]:
-        started = []
-        for alert in payload.get("alerts", []):
-            if alert.get("status", payload.get("status")) != "firing":
-                continue
-            labels = alert.get("labels", {})
-            for route in self.routes:
-                if labels.get(route.label) != route.value:
-                    continue
-                key = f"{route.runbook}|{alert.get('fingerprint') or json.dumps(labels, sort_keys=True)}"
-                with self.lock:
-                    if time.time() - self.recent.get(key, 0) < self.cooldown:
-                        continue  # the same incident: never start twice
-                    self.recent[key] = time.time()
-                starts_at = alert.get("startsAt")
-                self.starter(route.runbook, {"labels": labels, "startsAt": starts_at})
-                started.append(route.runbook)
-        return started
-
-    def serve(self) -> None:
-        self.server.serve_forever(poll_interval=0.2)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -8,6 +8,7 @@ bombs and absurd nesting are refused with a LoadError instead of a hang or a tra
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -139,7 +140,7 @@ def load_yaml(text: str, filename: str = "<string>") -> Any:
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        raise _syntax_error(exc, filename) from None
+        raise _syntax_error(exc, filename, text) from None
     except yaml.YAMLError as exc:
         raise LoadError(f"invalid YAML: {exc}", Position(filename)) from None
     except RecursionError:
@@ -152,7 +153,7 @@ def load_yaml(text: str, filename: str = "<string>") -> Any:
     try:
         data = builder.build(node)
     except yaml.MarkedYAMLError as exc:
-        raise _syntax_error(exc, filename) from None
+        raise _syntax_error(exc, filename, text) from None
     except RecursionError:
         raise LoadError(f"nesting deeper than {MAX_DEPTH} levels", Position(filename)) from None
     if builder.problems:
@@ -172,7 +173,7 @@ def load_yaml_file(path: str) -> Any:
     return load_yaml(text, path)
 
 
-def _syntax_error(exc: yaml.MarkedYAMLError, filename: str) -> LoadError:
+def _syntax_error(exc: yaml.MarkedYAMLError, filename: str, text: str = "") -> LoadError:
     mark = exc.problem_mark or exc.context_mark
     pos = Position(filename, mark.line + 1, mark.column + 1) if mark else Position(filename)
     problem = exc.problem or "invalid YAML"
@@ -181,7 +182,8 @@ def _syntax_error(exc: yaml.MarkedYAMLError, filename: str) -> LoadError:
     if "tab" in problem:
         hint = "YAML indentation must use spaces, not tabs"
     elif "mapping values are not allowed" in problem:
-        hint = 'a value containing ": " must be quoted, e.g. cmd: "echo a: b"'
+        hint = _over_indented(text, mark.line) if mark else ""
+        hint = hint or 'a value containing ": " must be quoted, e.g. cmd: "echo a: b"'
     elif "found character '%'" in problem or "found undefined tag" in problem:
         hint = "quote the value"
     elif "expected <block end>" in problem or "could not find expected ':'" in problem:
@@ -189,6 +191,33 @@ def _syntax_error(exc: yaml.MarkedYAMLError, filename: str) -> LoadError:
     elif "{{" in str(exc) or "found unhashable key" in problem:
         hint = 'a value starting with "{{" must be quoted: key: "{{ var }}"'
     return LoadError(f"invalid YAML: {problem}{context}", pos, hint)
+
+
+_KEY_LINE = re.compile(r"^( *)(?:- )?([A-Za-z_][\w.]*):(?:\s|$)")
+
+
+def _over_indented(text: str, line: int) -> str:
+    """A hint when line `line` (0-based) is a `key: value` indented deeper than the key
+    line above it, which YAML reads as a continuation of that key's value."""
+    lines = text.splitlines()
+    if not 0 < line < len(lines):
+        return ""
+    here = _KEY_LINE.match(lines[line])
+    if not here:
+        return ""
+    for above in reversed(lines[:line]):
+        if not above.strip() or above.lstrip().startswith("#"):
+            continue
+        prev = _KEY_LINE.match(above)
+        if prev is None:
+            return ""
+        indent, key_indent = len(here.group(1)), len(prev.group(1)) + (2 if above.lstrip().startswith("- ") else 0)
+        if indent > key_indent:
+            return (f'"{here.group(2)}:" is indented {indent} spaces, deeper than "{prev.group(2)}:" above it '
+                    f"({key_indent}): YAML reads it as part of that value; line it up with the keys of the "
+                    "same step")
+        return ""
+    return ""
 
 
 def position_of(data: Any, path: Iterable[Any], fallback: Position | None = None) -> Position | None:

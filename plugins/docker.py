@@ -50,6 +50,8 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Seconds,
+    telling_line,
+    evidence_file,
     truthy,
 )
 from pydantic import BaseModel, ConfigDict, Field
@@ -902,7 +904,9 @@ def exec_(ctx: ActionContext, args: ExecArgs) -> Result:
         reason = done.stderr.rsplit("[opsbook] ", 1)[-1]
         return Result.failed(f"command in {target.name} {reason}; it was killed", **fields)
     if done.rc not in args.ok_rc:
-        return Result.failed(f"command in {target.name} exited with {done.rc}", **fields)
+        told = telling_line(done.stderr)
+        return Result.failed(f"command in {target.name} exited with {done.rc}" + (f": {told}" if told else ""),
+                             **fields)
     return Result.ok(**fields)
 
 
@@ -924,7 +928,9 @@ class LogsArgs(BaseModel):
     until: str | None = Field(None, description="Only lines before this (duration ago or time).")
     timestamps: bool = Field(True, description="Prefix every line with its timestamp.")
     dest: str | None = Field(
-        None, description="Evidence file, relative to the run's evidence folder."
+        None,
+        description="Evidence file, relative to the run's evidence folder (default: "
+        "<host>/docker/<container>.log); a folder (ending with /) gets <dest>/<host>/docker/<container>.log.",
     )
 
 
@@ -951,7 +957,15 @@ def _when(value: str | None, now: float) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-@plugin.action(check=True, idempotent=True)
+def _logs_name(container: str) -> str:
+    return f"docker/{container}.log"
+
+
+def _logs_file(args: LogsArgs, host: HostInfo) -> list[str]:
+    return [evidence_file(args.dest, host.name, _logs_name(container_name_for(host, args.container)))]
+
+
+@plugin.action(check=True, idempotent=True, evidence=_logs_file)
 @_guarded
 def logs(ctx: ActionContext, args: LogsArgs) -> Result:
     """Collect a container's recent log lines into the evidence folder."""
@@ -974,7 +988,7 @@ def logs(ctx: ActionContext, args: LogsArgs) -> Result:
         return Result.ok(
             msg=f"{count} lines from {target.name} (no evidence folder)", stdout=stdout, data=data
         )
-    relative = args.dest or f"{ctx.host.name}/docker/{target.name}.log"
+    relative = ctx.evidence_file(args.dest, _logs_name(target.name))
     path = ctx.evidence_path(relative)
     _write_atomic(path, text.encode())
     data["path"] = relative
@@ -1425,7 +1439,11 @@ class StatsArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     container: str | None = Field(None, description="Container name (default: see the plugin).")
-    dest: str | None = Field(None, description="Evidence file, relative to the evidence folder.")
+    dest: str | None = Field(
+        None,
+        description="Evidence file, relative to the evidence folder (default: "
+        "<host>/docker/<container>-stats.json); a folder (ending with /) gets <dest>/<host>/docker/<container>-stats.json.",
+    )
 
 
 def stats_summary(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -1467,7 +1485,15 @@ def stats_summary(raw: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@plugin.action(check=True, idempotent=True)
+def _stats_name(container: str) -> str:
+    return f"docker/{container}-stats.json"
+
+
+def _stats_file(args: StatsArgs, host: HostInfo) -> list[str]:
+    return [evidence_file(args.dest, host.name, _stats_name(container_name_for(host, args.container)))]
+
+
+@plugin.action(check=True, idempotent=True, evidence=_stats_file)
 @_guarded
 def stats(ctx: ActionContext, args: StatsArgs) -> Result:
     """Take one resource snapshot of a container (CPU, memory, I/O) as JSON evidence."""
@@ -1488,7 +1514,7 @@ def stats(ctx: ActionContext, args: StatsArgs) -> Result:
     )
     if ctx.evidence_dir is None:
         return Result.ok(msg=text + " (no evidence folder)", data=summary)
-    relative = args.dest or f"{ctx.host.name}/docker/{target.name}-stats.json"
+    relative = ctx.evidence_file(args.dest, _stats_name(target.name))
     document = {"summary": summary, "raw": raw}
     _write_atomic(ctx.evidence_path(relative), json.dumps(document, indent=2, default=str).encode())
     summary["path"] = relative

@@ -33,7 +33,15 @@ from functools import partial
 from typing import Any, Literal, TypeVar
 
 from opsbook.model import parse_duration
-from opsbook.plugin import ActionContext, Evidence, Plugin, Result, Seconds, Status
+from opsbook.plugin import (
+    ActionContext,
+    Evidence,
+    HostInfo,
+    Plugin,
+    Result,
+    Seconds,
+    Status,
+)
 from opsbook_plugins.kubernetes_api import (
     ApiError,
     Cluster,
@@ -1820,7 +1828,9 @@ class EventsArgs(_Obj):
     related: bool = Field(True, description="include events of owned ReplicaSets and pods")
     all_namespaces: bool = False
     dest: str | None = Field(
-        None, description="evidence file, relative to the run's evidence folder"
+        None,
+        description="evidence file, relative to the run's evidence folder (default: "
+        "k8s/<namespace>/<kind>-<name>...); a folder (ending with /) gets <dest>/<host>/k8s/...",
     )
 
 
@@ -1947,7 +1957,17 @@ def _save(ctx: ActionContext, relative: str, text: str, source: str, what: str) 
     return Evidence(rel, source, what)
 
 
-@plugin.action(check=True, idempotent=True)
+def _own_dest(dest: str | None) -> str | None:
+    """A dest that names a file (not a folder): known before the run."""
+    return dest if dest and not dest.endswith("/") else None
+
+
+def _events_file(args: EventsArgs, host: HostInfo) -> list[str] | None:
+    dest = _own_dest(args.dest)
+    return None if dest is None else [dest]
+
+
+@plugin.action(check=True, idempotent=True, evidence=_events_file)
 def events(ctx: ActionContext, args: EventsArgs) -> Result:
     """Save events (of an object and what it owns, or of a namespace) as evidence and data."""
     s = session(ctx, args)
@@ -1969,7 +1989,7 @@ def events(ctx: ActionContext, args: EventsArgs) -> Result:
     )
     ev = _save(
         ctx,
-        args.dest or default,
+        ctx.evidence_file(args.dest, default) if args.dest else default,
         header + events_table(rows),
         f"k8s {s.cluster.context}: {title}",
         title,
@@ -1986,11 +2006,21 @@ class DescribeArgs(_Obj):
     """kubectl describe of an object, with its events, saved as evidence (kind: defaults to deployment)."""
 
     dest: str | None = Field(
-        None, description="evidence file, relative to the run's evidence folder"
+        None,
+        description="evidence file, relative to the run's evidence folder (default: "
+        "k8s/<namespace>/<kind>-<name>...); a folder (ending with /) gets <dest>/<host>/k8s/...",
     )
 
 
-@plugin.action(check=True, idempotent=True)
+def _described_files(args: DescribeArgs, host: HostInfo) -> list[str] | None:
+    dest = _own_dest(args.dest)
+    if dest is None:
+        return None
+    base = dest.removesuffix(".describe.txt")
+    return [base + ".describe.txt", base + ".yaml"]
+
+
+@plugin.action(check=True, idempotent=True, evidence=_described_files)
 def describe(ctx: ActionContext, args: DescribeArgs) -> Result:
     """Save a kubectl-describe-style text of an object and its events (plus its YAML)."""
     import yaml
@@ -2007,10 +2037,8 @@ def describe(ctx: ActionContext, args: DescribeArgs) -> Result:
         )
     rows = event_rows(collect_events(s, EventsArgs.model_validate({"related": False}), ref, obj))
     text = describe_text(obj, rows, extra)
-    base = (
-        args.dest
-        or f"k8s/{_safe(ref.namespace or '_cluster')}/{_safe(ref.resource.label)}-{_safe(ref.name)}"
-    )
+    default = f"k8s/{_safe(ref.namespace or '_cluster')}/{_safe(ref.resource.label)}-{_safe(ref.name)}"
+    base = ctx.evidence_file(args.dest, default) if args.dest else default
     base = base.removesuffix(".describe.txt")
     source = f"k8s {s.cluster.context}: {ref}"
     evidence = [

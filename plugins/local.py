@@ -29,6 +29,8 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Status,
+    telling_line,
+    evidence_file,
     truthy,
 )
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -205,8 +207,8 @@ def _command_result(res: CommandResult, ok_rc: list[int], ctx: ActionContext) ->
         return Result(status=Status.TIMED_OUT, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
                       msg="cancelled (timeout)", changed=True)
     status = Status.OK if res.rc in ok_rc else Status.FAILED
-    msg = "" if status is Status.OK else f"command exited with rc={res.rc}" + (
-        f": {res.stderr.strip().splitlines()[-1]}" if res.stderr.strip() else "")
+    told = telling_line(res.stderr)
+    msg = "" if status is Status.OK else f"command exited with rc={res.rc}" + (f": {told}" if told else "")
     return Result(status=status, rc=res.rc, stdout=res.stdout, stderr=res.stderr, msg=msg, changed=True)
 
 
@@ -243,7 +245,7 @@ def _check(args: Any, name: str) -> Result:
     return Result.unknown(f"{name} cannot tell what a command would do; not run in check mode")
 
 
-@plugin.action(scalar="cmd", check=True, argv=["cmd"])
+@plugin.action(scalar="cmd", check=True, data=(), argv=["cmd"])
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell) on the controller."""
     skip = _guard(args)
@@ -267,7 +269,7 @@ class ShellArgs(CommandArgs):
     executable: str = "/bin/sh"
 
 
-@plugin.action(scalar="cmd", shell=["cmd"], check=True)
+@plugin.action(scalar="cmd", shell=["cmd"], check=True, data=())
 def shell(ctx: ActionContext, args: ShellArgs) -> Result:
     """Run a shell command line on the controller."""
     skip = _guard(args)
@@ -293,7 +295,7 @@ class ScriptArgs(_Args):
     ok_rc: list[int] = [0]
 
 
-@plugin.action(scalar="path")
+@plugin.action(scalar="path", data=())
 def script(ctx: ActionContext, args: ScriptArgs) -> Result:
     """Run a script file on the controller."""
     path = str(ctx.local_path(args.path))
@@ -316,7 +318,7 @@ class WaitArgs(_Args):
     timeout: float = 300
 
 
-@plugin.action(scalar="seconds", check=True, idempotent=True)
+@plugin.action(scalar="seconds", check=True, idempotent=True, data=())
 def wait(ctx: ActionContext, args: WaitArgs) -> Result:
     """Sleep for `seconds`, or wait for a path or a port (up to `timeout`)."""
     if args.path is None and args.port is None:
@@ -350,7 +352,7 @@ class AssertArgs(_Args):
     success_msg: str | None = None
 
 
-@plugin.action(scalar="that", check=True, idempotent=True, expressions=["that"])
+@plugin.action(scalar="that", check=True, idempotent=True, expressions=["that"], data=())
 def assert_(ctx: ActionContext, args: AssertArgs) -> Result:
     """Fail unless every condition holds (bare Jinja expressions, as Ansible's assert)."""
     conditions = args.that if isinstance(args.that, list) else [args.that]
@@ -367,7 +369,7 @@ class SetArgs(BaseModel):
     model_config = ConfigDict(extra="allow", defer_build=True)
 
 
-@plugin.action(check=True, idempotent=True)
+@plugin.action(check=True, idempotent=True, data=["facts"])
 def set(ctx: ActionContext, args: SetArgs) -> Result:
     """Set variables on the host for later steps (like set_fact)."""
     facts = dict(args.model_extra or {})
@@ -378,7 +380,7 @@ class NoopArgs(_Args):
     """Do nothing (plans, benchmarks, placeholders)."""
 
 
-@plugin.action(check=True, idempotent=True)
+@plugin.action(check=True, idempotent=True, data=())
 def noop(ctx: ActionContext, args: NoopArgs) -> Result:
     """Do nothing and succeed."""
     return Result()
@@ -390,7 +392,7 @@ class FailArgs(_Args):
     msg: str = "failed as requested"
 
 
-@plugin.action(scalar="msg", check=True, idempotent=True)
+@plugin.action(scalar="msg", check=True, idempotent=True, data=())
 def fail(ctx: ActionContext, args: FailArgs) -> Result:
     """Fail with a message."""
     return Result.failed(args.msg)
@@ -423,7 +425,7 @@ def _http(ctx: ActionContext, url: str, method: str, body: Any, headers: dict[st
         return exc.code, exc.read(OUTPUT_CAP).decode(errors="replace"), time.monotonic() - start
 
 
-@plugin.action(scalar="url", check=True, idempotent=True)
+@plugin.action(scalar="url", check=True, idempotent=True, data=["status", "latency_ms", "body", "json"])
 def http(ctx: ActionContext, args: HttpArgs) -> Result:
     """Make an HTTP request; fail unless the status is expected."""
     if ctx.check_mode and args.method.upper() not in ("GET", "HEAD"):
@@ -454,7 +456,7 @@ class NotifyArgs(_Args):
     timeout: float = 10
 
 
-@plugin.action(scalar="message")
+@plugin.action(scalar="message", data=["status"])
 def notify(ctx: ActionContext, args: NotifyArgs) -> Result:
     """POST {"text": message, ...fields} to a webhook URL."""
     if ctx.check_mode:
@@ -473,7 +475,7 @@ class CollectArgs(_Args):
     """Run a read-only command on the controller and keep its output as evidence."""
 
     cmd: str = Field(description="shell command whose output is the evidence")
-    name: str = Field(description="file name in the run's evidence folder, e.g. ps.txt")
+    name: str = Field(description="file name, e.g. ps.txt; saved as <host>/<name> in the run's evidence folder")
     description: str = ""
 
     @field_validator("name")
@@ -486,12 +488,16 @@ class CollectArgs(_Args):
         return name
 
 
-@plugin.action(check=True, idempotent=True, shell=["cmd"])
+def _collected(args: CollectArgs, host: HostInfo) -> list[str]:
+    return [evidence_file(None, host.name, args.name)]
+
+
+@plugin.action(check=True, idempotent=True, shell=["cmd"], data=["path"], evidence=_collected)
 def collect(ctx: ActionContext, args: CollectArgs) -> Result:
     """Save a command's output (ps, df, free, ss, logs) into the run's evidence folder."""
     from opsbook.plugin import Evidence
 
-    target = ctx.evidence_path(f"{ctx.host.name}/{args.name}")
+    target = ctx.evidence_path(ctx.evidence_file(None, args.name))
     res = _CONTROLLER.run(["/bin/sh", "-c", args.cmd], timeout=ctx.timeout, cancel=ctx.cancelled)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(res.stdout + (f"\n--- stderr ---\n{res.stderr}" if res.stderr else ""))

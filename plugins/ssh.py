@@ -45,6 +45,8 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Status,
+    telling_line,
+    evidence_file,
 )
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -156,7 +158,7 @@ def _check(ctx: ActionContext, command: str | Sequence[str], what: str, **kw: An
     if res.rc != 0:
         raise _StepFailed(
             f"{what} failed on {ctx.host.name} (rc={res.rc}): "
-            f"{_last_line(res.stderr or res.stdout)}"
+            f"{telling_line(res.stderr or res.stdout)}"
         )
     return res
 
@@ -165,9 +167,9 @@ class _StepFailed(OpsbookError):
     """Internal: a helper command failed; becomes a failed Result with this message."""
 
 
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+# What the command actions add to their registered value (declared: `check` knows the rest
+# is a typo).
+_COMMAND_DATA = ("cmd", "stdout_bytes", "stderr_bytes", "skipped_reason")
 
 
 _CHDIR_RC = 97  # with _CHDIR_MARK as the last line of stderr: `cd` failed, nothing ran
@@ -175,7 +177,8 @@ _CHDIR_MARK = "opsbook: cannot enter the chdir folder"
 
 
 def _chdir_failed(res: CommandResult, chdir: str | None) -> bool:
-    return bool(chdir) and res.rc == _CHDIR_RC and _last_line(res.stderr) == _CHDIR_MARK
+    lines = res.stderr.strip().splitlines()
+    return bool(chdir) and res.rc == _CHDIR_RC and bool(lines) and lines[-1].strip() == _CHDIR_MARK
 
 
 def _command_result(res: CommandResult, ok_rc: Sequence[int], cmd: Any, chdir: str | None = None) -> Result:
@@ -193,7 +196,7 @@ def _command_result(res: CommandResult, ok_rc: Sequence[int], cmd: Any, chdir: s
     msg = (
         ""
         if ok
-        else f"command {how}" + (f": {_last_line(res.stderr)}" if _last_line(res.stderr) else "")
+        else f"command {how}" + (f": {telling_line(res.stderr)}" if telling_line(res.stderr) else "")
     )
     return Result(
         status=Status.OK if ok else Status.FAILED,
@@ -280,7 +283,7 @@ def _split(cmd: str) -> tuple[str, ...]:
     return tuple(shlex.split(cmd))
 
 
-@plugin.action(scalar="cmd", check=True, argv=["cmd"])
+@plugin.action(scalar="cmd", check=True, data=_COMMAND_DATA, argv=["cmd"])
 @_as_result
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell expansion) on the host; non-zero rc fails unless in ok_rc."""
@@ -304,7 +307,7 @@ class ShellArgs(_CommandArgs):
     )
 
 
-@plugin.action(scalar="cmd", check=True, shell=["cmd"])
+@plugin.action(scalar="cmd", check=True, data=_COMMAND_DATA, shell=["cmd"])
 @_as_result
 def shell(ctx: ActionContext, args: ShellArgs) -> Result:
     """Run a shell command line on the host; non-zero rc fails unless in ok_rc."""
@@ -332,7 +335,7 @@ class ScriptArgs(_CommandArgs):
     executable: str | None = Field(None, description="interpreter, e.g. /bin/bash or python3")
 
 
-@plugin.action(scalar="path", check=True)
+@plugin.action(scalar="path", check=True, data=_COMMAND_DATA)
 @_as_result
 def script(ctx: ActionContext, args: ScriptArgs) -> Result:
     """Run a local script on the host (uploaded to a temporary file, removed afterwards)."""
@@ -624,8 +627,13 @@ class FetchArgs(_Args):
     src: str = Field(description="remote file")
     dest: str | None = Field(
         None,
-        description="path inside the evidence folder (default: <host>/<src>); "
-        "a trailing / means a folder",
+        description="path inside the evidence folder (default: <host>/<src>); a folder "
+        "(ending with /, or one that exists) gets <dest>/<host>/<src>, as Ansible's fetch",
+    )
+    flat: bool = Field(
+        False,
+        description="Ansible's flat: a dest ending with / gets <dest>/<basename of src>, "
+        "without the host (two hosts writing one file are refused)",
     )
     description: str = Field("", description="what this evidence is")
     fail_on_missing: bool = True
@@ -634,14 +642,31 @@ class FetchArgs(_Args):
 _FETCH_SCRIPT = 'cat -- "$1" >"$2/data" && chmod 644 "$2/data"'
 
 
-@plugin.action(scalar="src", check=True, idempotent=True)
+def fetch_dest(args: FetchArgs, host: str, is_dir: Any = None) -> str:
+    """Where ssh.fetch puts `src` of `host`, relative to the evidence folder (Ansible's
+    layout: `<dest>/<host>/<src>`, or with `flat` `<dest><basename>` / `dest`)."""
+    if args.flat and args.dest:
+        if args.dest.endswith("/"):
+            return args.dest + posixpath.basename(args.src)
+        if is_dir is not None and is_dir(args.dest):
+            raise _StepFailed(
+                f'dest "{args.dest}" is an existing folder; end it with / to fetch into it'
+            )
+        return args.dest
+    return evidence_file(args.dest, host, args.src, is_dir)
+
+
+def _fetched(args: FetchArgs, host: HostInfo) -> list[str]:
+    return [fetch_dest(args, host.name)]
+
+
+@plugin.action(scalar="src", check=True, idempotent=True, evidence=_fetched,
+               data=("dest", "path", "size", "checksum"))
 @_as_result
 def fetch(ctx: ActionContext, args: FetchArgs) -> Result:
     """Collect a remote file as evidence (path checked to stay inside the evidence folder)."""
-    rel = args.dest or f"{ctx.host.name}/{args.src.lstrip('/')}"
-    if rel.endswith("/"):
-        rel += posixpath.basename(args.src)
     try:
+        rel = fetch_dest(args, ctx.host.name, ctx.evidence_is_folder)
         local = ctx.evidence_path(rel)
     except OpsbookError as exc:
         return Result.failed(getattr(exc, "message", str(exc)))
@@ -774,7 +799,7 @@ def service(ctx: ActionContext, args: ServiceArgs) -> Result:
     if res.rc != 0:
         return Result.failed(
             f"{verb} {args.name} failed on {ctx.host.name} (rc={res.rc}): "
-            f"{_last_line(res.stderr or res.stdout)}",
+            f"{telling_line(res.stderr or res.stdout)}",
             rc=res.rc,
             stdout=res.stdout,
             stderr=res.stderr,

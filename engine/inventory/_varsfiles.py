@@ -7,6 +7,8 @@ files, `~` backups and other extensions) is loaded in order. Empty files are ign
 
 from __future__ import annotations
 
+import re
+
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from opsbook.yamlsrc import load_yaml
 
 EXTENSIONS = (".yml", ".yaml", ".json")
 _VAULT = "$ANSIBLE_VAULT;"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,15 @@ class VarsFileCache:
                 "a variables file must be a mapping of variable names to values",
                 getattr(data, "pos", Position(path, 1, 1)),
             )
+            return None
+        bad = [key for key in data if not isinstance(key, str) or not _NAME.match(key)]
+        if bad:
+            # e.g. a symlink to a file that is not YAML variables (a password file parses as
+            # `line: null` keys): never show its content as variables, nor in the message
+            where = data.key_pos.get(bad[0]) if hasattr(data, "key_pos") else None
+            self.problems.add(f"{len(bad)} key(s) of this variables file are not variable names (letters, digits "
+                              "and _); it does not look like a variables file, so none of it is used or shown",
+                              where or Position(path, 1, 1), "check what this file (or the link to it) is")
             return None
         return VarsFile(path, data)
 

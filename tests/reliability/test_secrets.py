@@ -10,9 +10,7 @@ Each test runs the real command line, then greps every output and every file it 
 from __future__ import annotations
 
 import os
-import pty
 import secrets
-import select
 import subprocess
 import tarfile
 import textwrap
@@ -20,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from relkit import Cli, CliResult
+from relkit import Cli, CliResult, run_on_a_terminal
 
 
 def _token() -> str:
@@ -122,44 +120,6 @@ def test_secret_from_env_or_file_appears_nowhere(cli: Cli, source: str):
     assert leaks == [], f"the secret leaked into: {leaks}"
 
 
-def _run_on_a_terminal(cli: Cli, args: list[str], answers: dict[str, str], timeout: float = 120) -> CliResult:
-    """Run opsbook on a pseudo-terminal, typing each answer after its prompt appears."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(cli.argv(*args), stdin=slave, stdout=slave, stderr=slave, env=cli.env(TERM="xterm"),
-                            cwd=cli.home, start_new_session=True)
-    os.close(slave)
-    seen = b""
-    pending = dict(answers)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        for prompt in list(pending):
-            if prompt.encode() in seen:
-                time.sleep(0.2)  # let getpass turn echo off first
-                os.write(master, (pending.pop(prompt) + "\n").encode())
-        if proc.poll() is not None and not ready:
-            break
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError(f"opsbook {' '.join(args)} did not end on a terminal; it printed:\n"
-                             + seen.decode(errors="replace")[-2000:]) from None
-    finally:
-        os.close(master)
-    text = seen.decode(errors="replace")
-    return CliResult(args, proc.returncode, text, "")
-
-
 def test_a_run_on_a_terminal_ends(cli: Cli):
     """The live display (rich) used to deadlock at the end of every run on a terminal (fixed in
     display.py: LiveProgress calls rich outside its own lock)."""
@@ -176,16 +136,16 @@ def test_a_run_on_a_terminal_ends(cli: Cli):
             local.fail: stop
         """)
     start = time.monotonic()
-    res = _run_on_a_terminal(cli, ["run", str(rb), "--yes"], {}, timeout=60)
+    res = run_on_a_terminal(cli, ["run", str(rb), "--yes"], {}, timeout=60)
     assert res.rc == 1, res
-    assert "rollback done: local.command" in res.stdout and "failed" in res.stdout
+    assert "rollback done: undo of \"with rollback\" for localhost with local.command" in res.stdout and "failed" in res.stdout
     assert time.monotonic() - start < 60
 
 
 def test_secret_typed_at_ask_on_a_terminal_appears_nowhere(cli: Cli):
     token = _token()
     rb, inv = _setup(cli)
-    res = _run_on_a_terminal(cli, ["run", str(rb), "-i", str(inv), "--ask", "token", "--yes", "--diff", "-vvv"],
+    res = run_on_a_terminal(cli, ["run", str(rb), "-i", str(inv), "--ask", "token", "--yes", "--diff", "-vvv"],
                              {"token:": token})
     assert "token:" in res.stdout, res
     _assert_ran_with_the_secret(cli, token, res)

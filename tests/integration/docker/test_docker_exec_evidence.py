@@ -36,7 +36,7 @@ def test_exec_returns_rc_stdout_and_stderr_separately(sandbox, run):
     result = run("exec", {"container": box.name, "command": "echo out; echo err >&2; exit 3"})
     assert result.status is Status.FAILED
     assert (result.rc, result.stdout, result.stderr) == (3, "out\n", "err\n")
-    assert result.msg == f"command in {box.name} exited with 3"
+    assert result.msg == f"command in {box.name} exited with 3: err"
     allowed = run("exec", {"container": box.name, "command": "exit 3", "ok_rc": [0, 3]})
     assert allowed.status is Status.OK and allowed.rc == 3
 

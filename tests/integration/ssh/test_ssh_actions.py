@@ -279,8 +279,12 @@ def test_fetch_into_the_evidence_folder(node):
     )
     assert (web1.evidence_dir / "web1/etc/hostname").read_text() == "web1\n"
     assert res.data["size"] == 5
+    # A dest folder gets <dest>/<host>/<src> (Ansible fetch's layout); flat: true the base name.
     folder = web1.act("fetch", {"src": "/etc/hostname", "dest": "logs/"})
-    assert folder.evidence[0].path == "logs/hostname"
+    assert folder.evidence[0].path == "logs/web1/etc/hostname"
+    assert (web1.evidence_dir / "logs/web1/etc/hostname").read_text() == "web1\n"
+    flat = web1.act("fetch", {"src": "/etc/hostname", "dest": "flat/", "flat": True})
+    assert flat.evidence[0].path == "flat/hostname"
 
 
 def test_fetch_refuses_paths_escaping_the_evidence_folder(node):

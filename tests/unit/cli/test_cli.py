@@ -140,10 +140,10 @@ def test_denied_approval_without_tty_exits_4(tmp_path, state):
                             env={**os.environ, **state}, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     for line in proc.stderr:
-        if "waiting for approval" in line:
+        if "waiting for: opsbook approve" in line:
             break
     run_id = json.loads(json.dumps(opsbook("runs", env=state).stdout.split()[0]))
-    assert opsbook("deny", run_id, "gate", env=state).returncode == 0
+    assert opsbook("deny", run_id, "gate", "--yes", env=state).returncode == 0
     assert proc.wait(timeout=60) == 4
 
 

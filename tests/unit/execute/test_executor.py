@@ -156,7 +156,7 @@ def test_until_gives_up_with_a_clear_message(run, journal):
         """)
     rec = journal.nodes(summary.run_id)["never@localhost"]
     assert summary.status == "failed"
-    assert rec.msg == "until: result.stdout | int > 5 still false after 3 attempts"
+    assert rec.msg == "until: result.stdout | int > 5 still false after 3 attempts (result.stdout = '1\\n')"
 
 
 def test_step_timeout_cancels_and_reports(run, journal):
@@ -299,7 +299,7 @@ def test_when_and_register_and_loop(run, journal, tmp_path):
     assert summary.status == "succeeded"
     assert lines(log) == ["apple-7", "pear-7"]
     rec = journal.nodes(summary.run_id)["skipped-by-when@localhost"]
-    assert rec.status == "skipped" and rec.msg == "when: probe.stdout | int > 10 is false"
+    assert rec.status == "skipped" and rec.msg == "when: probe.stdout | int > 10 is false (probe.stdout = '7\\n')"
 
 
 def test_values_reach_shell_commands_quoted(run, journal, tmp_path):

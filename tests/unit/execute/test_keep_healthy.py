@@ -33,7 +33,7 @@ def test_refuses_to_take_the_last_healthy_member_out(run, journal, tmp_path):
     (refused,) = [n for n in nodes.values() if n.status == "failed"]
     assert refused.msg.startswith(f"refusing to take {refused.host} out: only 0 other healthy member(s) of "
                                   "the step's hosts would remain (none); keep_healthy requires 1")
-    assert "already taken out by this step: " + ", ".join(sorted(out)) in refused.msg
+    assert "taken out by this step and not yet put back: " + ", ".join(sorted(out)) in refused.msg
     assert (tmp_path / f"healthy-{refused.host}").exists()
 
 

@@ -37,7 +37,9 @@ def test_after_a_restart_a_no_log_rollback_says_it_must_be_undone_by_hand(run, r
     log = tmp_path / "undo.log"
     summary = run(RUNBOOK.format(value="v2", log=log), rollback="never")
     assert summary.status == "failed" and not log.exists()
-    again = resume_run(summary.run_id, registry, journal, RunRequest(options=RunOptions()))
+    (entry,) = journal.rollbacks(summary.run_id)
+    journal.rollback_status(summary.run_id, entry["seq"], "pending")  # as if opsbook died before its rollback
+    again = resume_run(summary.run_id, registry, journal, RunRequest(options=RunOptions()), forget=["stop@localhost"])
     assert again.status == "failed" and not log.exists()
     (entry,) = journal.rollbacks(summary.run_id)
     assert entry["status"] == "failed"

@@ -262,7 +262,7 @@ def test_rollback_of_a_delegated_step_runs_on_the_delegate(run, journal):
           - local.fail: boom
         """, INVENTORY)
     (entry,) = journal.rollbacks(summary.run_id)
-    assert entry["host"] == "web2" and entry["status"] == "done"
+    assert (entry["host"], entry["target"], entry["status"]) == ("web1", "web2", "done")
 
 
 def test_action_data_keeps_its_own_status_key(run, tmp_path):

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from opsbook.errors import UserError
+from opsbook.errors import UserError, ValidationError
 from opsbook.watch import AlertReceiver, Route, WatchConfig, Watcher
 
 
@@ -93,27 +93,130 @@ def test_watch_checks_probes_before_the_mitigation_and_verification_steps(regist
     assert [s.name for s in health_steps(probes_only).steps] == ["a", "b"]
 
 
-def test_alertmanager_webhook_starts_each_incident_once():
-    started: list[tuple[str, dict]] = []
-    receiver = AlertReceiver("127.0.0.1", 0, [Route.parse("WebDown:runbooks/web.yaml")],
-                             lambda path, alert: started.append((path, alert)), cooldown=60)
+TOKEN = "t0ken-for-the-tests-0123456789"
+
+
+def _post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    """A raw POST (http.client: no header added or fixed up for us)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.putrequest("POST", "/", skip_host=True, skip_accept_encoding=True)
+    for key, value in headers.items():
+        conn.putheader(key, value)
+    conn.endheaders(body)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, json.loads(data or b"{}")
+
+
+def _receiver(started, routes=("WebDown:runbooks/web.yaml",), starter=None) -> AlertReceiver:
+    def start(route, alert):
+        started.append((route, alert))
+        return f"run-{len(started)}"
+
+    receiver = AlertReceiver("127.0.0.1", 0, [Route.parse(r) for r in routes], starter or start, TOKEN, cooldown=60)
     threading.Thread(target=receiver.serve, daemon=True).start()
+    return receiver
+
+
+def _good(port: int, body: bytes) -> dict[str, str]:
+    return {"Host": f"127.0.0.1:{port}", "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json",
+            "Content-Length": str(len(body))}
+
+
+FIRING = json.dumps({"status": "firing", "alerts": [
+    {"status": "firing", "labels": {"alertname": "WebDown", "instance": "web1", "service": "x"}, "fingerprint": "abc",
+     "startsAt": "2026-11-25T03:00:00Z"},
+    {"status": "firing", "labels": {"alertname": "DiskFull"}, "fingerprint": "def"}]}).encode()
+
+
+def test_alertmanager_webhook_starts_each_incident_once():
+    started: list = []
+    receiver = _receiver(started, routes=("WebDown:runbooks/web.yaml:instance=target",))
     try:
-        body = {"status": "firing", "alerts": [
-            {"status": "firing", "labels": {"alertname": "WebDown", "instance": "web1"}, "fingerprint": "abc",
-             "startsAt": "2026-11-25T03:00:00Z"},
-            {"status": "firing", "labels": {"alertname": "DiskFull"}, "fingerprint": "def"}]}
-        for _ in range(2):
-            req = urllib.request.Request(f"http://127.0.0.1:{receiver.port}/", data=json.dumps(body).encode(),
-                                         method="POST", headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                assert resp.status == 202
+        for attempt in range(2):
+            status, body = _post(receiver.port, FIRING, _good(receiver.port, FIRING))
+            assert status == 202
+            assert body["started"] == ([{"runbook": "runbooks/web.yaml", "run": "run-1"}] if attempt == 0 else [])
     finally:
         receiver.close()
-    assert [path for path, _ in started] == ["runbooks/web.yaml"]
-    assert started[0][1]["labels"]["instance"] == "web1"
+    ((route, alert),) = started
+    assert route.runbook == "runbooks/web.yaml" and route.given(alert["labels"]) == {"target": "web1"}
+
+
+@pytest.mark.parametrize("change, status", [
+    ({"Host": "evil.example:19095"}, 403),
+    ({"Origin": "http://evil.example"}, 403),
+    ({"Authorization": None}, 401),
+    ({"Authorization": "Bearer wrong-token-wrong-token"}, 401),
+    ({"Content-Type": "text/plain"}, 415),
+    ({"Content-Length": None}, 411),
+    ({"Content-Length": "-1"}, 400),
+    ({"Content-Length": "lots"}, 400),
+    ({"Content-Length": str((1 << 20) + 1)}, 413),
+])
+def test_the_webhook_refuses_what_is_not_alertmanager_before_reading_or_starting(change, status):
+    """Issue 24 items 1 and 10: no token, a foreign Host or Origin (a web page, DNS rebinding),
+    a CORS 'simple' content type, a bad Content-Length: refused, nothing started."""
+    started: list = []
+    receiver = _receiver(started)
+    try:
+        headers = {k: v for k, v in {**_good(receiver.port, FIRING), **change}.items() if v is not None}
+        got, body = _post(receiver.port, FIRING, headers)
+    finally:
+        receiver.close()
+    assert got == status and body["error"] and started == []
+
+
+@pytest.mark.parametrize("payload", [b"[]", b'{"alerts": "xx"}', b'{"alerts": [1]}', b"not json"])
+def test_a_payload_that_is_no_alertmanager_webhook_is_a_400(payload):
+    started: list = []
+    receiver = _receiver(started)
+    try:
+        status, body = _post(receiver.port, payload, _good(receiver.port, payload))
+    finally:
+        receiver.close()
+    assert status == 400 and started == []
+
+
+def test_a_run_that_cannot_start_is_not_reported_started():
+    from opsbook.errors import RunLockedError
+
+    def refuse(route, alert):
+        raise RunLockedError('lock "watch:web" is held by run 1')
+
+    receiver = _receiver([], starter=refuse)
+    try:
+        status, body = _post(receiver.port, FIRING, _good(receiver.port, FIRING))
+    finally:
+        receiver.close()
+    assert status == 409 and "is held by run" in body["error"]
 
 
 def test_webhook_refuses_non_loopback():
     with pytest.raises(UserError, match="loopback only"):
-        AlertReceiver("0.0.0.0", 0, [], lambda *a: None)
+        AlertReceiver("0.0.0.0", 0, [], lambda *a: "", TOKEN)
+
+
+
+def test_watch_takes_e_names_either_runbook_reads_and_refuses_typos_at_once(registry, journal, write):
+    watched = write("watched.yaml", """
+        opsbook: 1
+        name: watched
+        steps:
+          - name: answers
+            probe.tcp: {host: 127.0.0.1, port: "{{ port | default(1) }}"}
+        """)
+    respond = write("respond.yaml", """
+        opsbook: 1
+        name: respond
+        steps:
+          - name: restart
+            local.command: "echo {{ service | default('web') }}"
+        """)
+    # `service` is read by the response only, `port` by the checks only: both are fine
+    Watcher(WatchConfig(watched, respond, params={"service": "nginx", "port": 2}), registry, journal)
+    with pytest.raises(ValidationError, match='-e servce: not a parameter of runbook "watched"'):
+        Watcher(WatchConfig(watched, respond, params={"servce": "nginx"}), registry, journal)

@@ -178,3 +178,17 @@ def test_vars_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert messages(caught) == [
         f"{tmp_path}/group_vars/web.yml: variables file is not UTF-8 text (invalid continuation byte)"
     ]
+
+
+def test_a_host_vars_link_to_a_file_that_is_not_variables_is_an_error_not_printed(tmp_path: Path) -> None:
+    """Issue 24 item 7: a `host_vars/web2` symlink to a password file parsed leniently as
+    `line: null` keys, and `opsbook inventory --host` printed them."""
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$s3cr3tHash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
+    (tmp_path / "host_vars").mkdir()
+    os.symlink(secret, tmp_path / "host_vars" / "web2")
+    inv = write(tmp_path, "inv.ini", "[web]\nweb2\n")
+    with pytest.raises(InventoryError) as err:
+        load_inventory([str(inv)])
+    text = str(err.value)
+    assert "host_vars/web2:1:1" in text and "not variable names" in text and "s3cr3tHash" not in text

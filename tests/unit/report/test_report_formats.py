@@ -40,8 +40,8 @@ def test_markdown_has_every_postmortem_section(journal, incident):
     md = build_report(journal, incident.run_id, "md")
     assert md.startswith(f"# Run report: web-restart ({incident.run_id})\n")
     headings = re.findall(r"^## (.+)$", md, re.MULTILINE)
-    assert headings == ["Summary", "Recovery objectives", "Timeline", "Failures", "Approvals", "Rollbacks",
-                        "Evidence", "Root cause notes", "Permanent fix"]
+    assert headings == ["Summary", "State at the end", "Recovery objectives", "Timeline", "Failures",
+                        "Approvals", "Rollbacks", "Evidence", "Root cause notes", "Permanent fix"]
     assert "| Status | failed |" in md
     assert re.search(r"\| Run by \| alice@ops-laptop \(pid \d+\) \|", md)  # set_run_status records its pid
     assert "| RTO | 2m25s | 5m00s | met (2m35s to spare) |" in md

@@ -1,0 +1,107 @@
+"""Approval gates from the command line, as an operator and a second shell use them: a stop at a
+gate, `opsbook approve` by step or block name, what the approver is shown, who is recorded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from opsbook_lab.pytest_plugin import wait_for
+
+BLOCK = """opsbook: 1
+name: block-approve
+steps:
+  - name: switch
+    approve: "Switch traffic to {{ inventory_hostname }}?"
+    block:
+      - name: first
+        local.shell: "echo one >> OUT"
+      - name: second
+        local.shell: "echo two >> OUT"
+"""
+
+
+def _env(tmp_path) -> dict[str, str]:
+    return {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs"),
+            "USER": "mallory", "LOGNAME": "mallory"}
+
+
+def opsbook(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, timeout=60,
+                          env=_env(tmp_path), stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def gated(tmp_path):
+    """A run of BLOCK waiting at its gate, its stderr in a file; the process is ended by the test."""
+    rb = tmp_path / "ba.yaml"
+    rb.write_text(BLOCK.replace("OUT", str(tmp_path / "out")))
+    log = open(tmp_path / "run.err", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb)], env=_env(tmp_path),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    wait_for("the run to wait at its gate", lambda: "waiting for: opsbook approve" in
+             (tmp_path / "run.err").read_text(), timeout=60, interval=0.1)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(30)
+    log.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_at_a_gate_ends_the_run_at_once_and_runs_nothing(tmp_path, gated, sig):
+    gated.send_signal(sig)
+    assert gated.wait(15) == 128 + sig
+    assert not (tmp_path / "out").exists()
+    runs = opsbook(tmp_path, "runs").stdout
+    assert " interrupted " in runs and " running " not in runs
+    late = opsbook(tmp_path, "approve", "last", "switch", "--yes")
+    assert late.returncode != 0
+    assert 'the gate at "switch"' in late.stderr and "was cancelled when the run stopped" in late.stderr
+    assert not (tmp_path / "out").exists()
+    shown = opsbook(tmp_path, "show", "last").stdout
+    assert "cancelled" in shown and f"interrupted by {sig.name}" in shown
+
+
+def test_the_waiting_run_shows_the_prompt_the_action_and_who_started_it(tmp_path, gated):
+    err = (tmp_path / "run.err").read_text()
+    assert "approval needed: switch @ localhost" in err
+    assert "Switch traffic to localhost?" in err
+    assert f"will run: local.shell \"echo one >> {tmp_path / 'out'}\"" in err
+    assert "started by " in err and "mallory" not in err, "the identity comes from the uid, not USER"
+    shown = opsbook(tmp_path, "show", "last").stdout
+    assert "WAITING for approval: switch @ localhost" in shown and "Switch traffic to localhost?" in shown
+    assert "will run: local.shell" in shown and "decide: opsbook approve" in shown
+    runs = opsbook(tmp_path, "runs").stdout
+    assert "waiting for approval: switch @ localhost: Switch traffic to localhost? (will run local.shell)" in runs
+
+
+def test_approve_by_block_name_asks_once_and_both_steps_run(tmp_path, gated):
+    no_tty = opsbook(tmp_path, "approve", "last", "switch")
+    assert no_tty.returncode == 2 and "add --yes" in no_tty.stderr
+    assert "Switch traffic to localhost?" in no_tty.stdout and "will run: local.shell" in no_tty.stdout
+    ok = opsbook(tmp_path, "approve", "last", "switch", "--yes")
+    assert ok.returncode == 0, ok.stderr
+    assert gated.wait(30) == 0, (tmp_path / "run.err").read_text()
+    assert (tmp_path / "out").read_text().split() == ["one", "two"]
+    import pwd
+
+    shown = opsbook(tmp_path, "show", "last").stdout
+    assert f"approved by {pwd.getpwuid(os.getuid()).pw_name}@" in shown and "mallory" not in shown
+
+
+def test_approve_by_the_first_steps_name_works_too(tmp_path, gated):
+    assert opsbook(tmp_path, "approve", "last", "first", "--yes").returncode == 0
+    assert gated.wait(30) == 0
+    again = opsbook(tmp_path, "approve", "last", "switch", "--yes")
+    assert again.returncode != 0 and "was already approved" in again.stderr
+
+
+def test_approve_of_an_unknown_gate_names_the_waiting_ones(tmp_path, gated):
+    wrong = opsbook(tmp_path, "approve", "last", "swtich", "--yes")
+    assert wrong.returncode != 0 and 'nothing waits for approval at "swtich"' in wrong.stderr
+    assert "waiting: switch" in wrong.stderr

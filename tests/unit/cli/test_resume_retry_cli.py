@@ -1,0 +1,111 @@
+"""Resume and retry as a tired operator uses them (issue 16 items 5 and 13): a resume that stops
+for a human must not turn the rest of the run into final skips, and a dry run stays a dry run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from opsbook_lab.pytest_plugin import wait_for
+
+
+def _env(tmp_path) -> dict[str, str]:
+    return {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+
+
+def opsbook(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, timeout=120,
+                          env=_env(tmp_path), stdin=subprocess.DEVNULL)
+
+
+def test_resume_after_confirming_an_in_doubt_node_runs_the_rest_of_the_run(tmp_path):
+    log = tmp_path / "log"
+    steps = "".join(f"""
+  - name: s{i}
+    local.shell: "echo s{i} >> {log}{'; touch ' + str(tmp_path / 'in-s3') + '; sleep 60' if i == 3 else ''}"
+""" for i in range(1, 6))
+    rb = tmp_path / "five.yaml"
+    rb.write_text("opsbook: 1\nname: five\nsteps:" + steps)
+    proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb)], env=_env(tmp_path),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for("s3 to start", lambda: (tmp_path / "in-s3").exists(), timeout=60, interval=0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    first = opsbook(tmp_path, "resume", "last")
+    assert first.returncode == 4, first.stderr  # s3 was running: a human must confirm
+    assert "--confirm s3@localhost" in first.stderr + first.stdout
+    (tmp_path / "in-s3").unlink()
+    rb.write_text(rb.read_text().replace(f"; touch {tmp_path / 'in-s3'}; sleep 60", ""))
+    second = opsbook(tmp_path, "resume", "last", "--confirm", "s3@localhost", "--allow-changed")
+    assert second.returncode == 0, second.stderr
+    assert log.read_text().split() == ["s1", "s2", "s3", "s3", "s4", "s5"]
+    # issue 25 item 5: what was done before the crash is not printed again as if it had just run
+    assert " s1 @ localhost" not in second.stderr and " s4 @ localhost" in second.stderr
+    assert "skipped" not in opsbook(tmp_path, "show", "last").stdout.split("OFFSET")[1]
+
+
+def test_a_retry_of_a_dry_run_stays_a_dry_run_and_real_starts_a_new_run(tmp_path):
+    marker = tmp_path / "changed"
+    rb = tmp_path / "dry.yaml"
+    rb.write_text(f"""opsbook: 1
+name: dry
+steps:
+  - name: check first
+    local.assert: {{that: ["1 == 2"]}}
+  - name: change
+    local.shell: {{cmd: "touch {marker}", creates: "{marker}"}}
+""")
+    dry = opsbook(tmp_path, "run", str(rb), "--check")
+    assert dry.returncode == 1
+    dry_id = opsbook(tmp_path, "runs").stdout.split()[0]
+    retried = opsbook(tmp_path, "retry", dry_id, "--failed", "--yes")
+    assert "was a dry run (--check): this retry is a dry run too" in retried.stderr
+    assert not marker.exists(), "a retry of a dry run changed something"
+    rb.write_text(rb.read_text().replace('"1 == 2"', '"1 == 1"'))
+    real = opsbook(tmp_path, "retry", dry_id, "--real", "--yes")
+    assert real.returncode == 0, real.stderr
+    assert "starting a new, real run" in real.stderr and marker.exists()
+    runs = opsbook(tmp_path, "runs").stdout.splitlines()
+    assert len(runs) == 2 and runs[1].startswith(dry_id), "the real run is a new run, the dry one is unchanged"
+
+
+def test_a_closed_pipe_does_not_kill_the_run(tmp_path):
+    """`opsbook run ... 2>&1 | head -1` (issue 15 item 7): the reader goes after one line; the
+    run goes on, is recorded as it ended, and rolls back on failure as usual."""
+    undo = tmp_path / "undone"
+    rb = tmp_path / "pipe.yaml"
+    rb.write_text(f"""opsbook: 1
+name: pipe
+steps:
+  - local.command: "echo a"
+  - local.shell: "sleep 0.5"
+    rollback: {{local.shell: "touch {undo}"}}
+  - local.fail: the end
+""")
+    for fmt, stream in (("text", "stderr"), ("json", "stdout")):
+        proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb), "--format", fmt], env=_env(tmp_path),
+                                stdin=subprocess.DEVNULL, text=True,
+                                stdout=subprocess.PIPE if stream == "stdout" else subprocess.DEVNULL,
+                                stderr=subprocess.PIPE if stream == "stderr" else subprocess.DEVNULL)
+        pipe = proc.stdout if stream == "stdout" else proc.stderr
+        assert pipe.readline()
+        pipe.close()
+        assert proc.wait(60) == 1, f"{fmt}: the run did not end as a failed run"
+        assert undo.exists(), f"{fmt}: the rollback did not run"
+        undo.unlink()
+        assert opsbook(tmp_path, "runs").stdout.split()[3] == "failed"
+
+
+def test_plan_takes_secrets_like_run_and_the_hint_never_suggests_e(tmp_path):
+    """Issue 15 item 8: `plan` had no --secret, and its hint for a missing secret was `-e name=VALUE`."""
+    rb = tmp_path / "sec.yaml"
+    rb.write_text('opsbook: 1\nname: sec\nparams:\n  token: {type: secret, required: true}\n'
+                  'steps:\n  - local.command: "echo {{ token }}"\n')
+    missing = opsbook(tmp_path, "plan", str(rb))
+    assert missing.returncode == 2 and "--secret token=env:VAR" in missing.stderr and "-e token" not in missing.stderr
+    shown = subprocess.run([sys.executable, "-m", "opsbook", "plan", str(rb), "--secret", "token=env:TOK"],
+                           capture_output=True, text=True, timeout=60, env={**_env(tmp_path), "TOK": "s3cr3t-v4lue"})
+    assert shown.returncode == 0, shown.stderr
+    assert '["echo", "********"]' in shown.stdout and "s3cr3t-v4lue" not in shown.stdout + shown.stderr

@@ -1,0 +1,44 @@
+"""What the run's own output says (issue 25 items 1, 4 and 6): the node count plan and show use,
+the cause of a failure and the objectives' verdict in the last lines."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import subprocess
+import sys
+
+
+def opsbook(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, timeout=120,
+                          env=env, stdin=subprocess.DEVNULL)
+
+
+def test_the_last_lines_name_the_cause_and_the_objectives_verdict(tmp_path):
+    inv = tmp_path / "inv.ini"
+    inv.write_text("[web]\nweb1 ansible_connection=local\nweb2 ansible_connection=local\n")
+    rb = tmp_path / "rb.yaml"
+    rb.write_text("""opsbook: 1
+name: out
+hosts: web
+objectives: {rto: 5m}
+steps:
+  - name: mitigate
+    local.command: "true"
+    marks: [mitigation]
+  - name: verify
+    serial: 1
+    local.command: "ls --no-such-option"
+""")
+    done = opsbook(tmp_path, "run", str(rb), "-i", str(inv))
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-2] == ("  cause: \"verify\" on web1: command exited with rc=2: "
+                         "ls: unrecognized option '--no-such-option'")
+    assert re.match(r"  RTO \d+(ms|\.\d+s) against 5m00s: met \(", lines[-1]), lines[-1]
+    plan_nodes = int(opsbook(tmp_path, "plan", str(rb), "-i", str(inv)).stdout.split(" = ")[1].split()[0])
+    events = [json.loads(line) for line in opsbook(tmp_path, "run", str(rb), "-i", str(inv), "--format",
+                                                   "json").stdout.splitlines()]
+    assert events[0]["event"] == "run_started" and events[0]["nodes"] == plan_nodes == 4
