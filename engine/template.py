@@ -17,10 +17,12 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import os
 import re
 import shlex
+import types
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -161,7 +163,17 @@ BUILTIN_NAMES = frozenset(
 )
 
 
+def _a_value(value: Any) -> Any:
+    """Refuse to print a function, class or module (`{{ namespace }}`, `{{ dict }}`): it is
+    no value, and its repr shows Python internals."""
+    if isinstance(value, (type, types.ModuleType)) or inspect.isroutine(value):
+        raise TemplateError(f"{getattr(value, '__name__', 'it')} is a function or a class, not a value",
+                            hint="call it, or use it inside an expression")
+    return value
+
+
 def _shell_finalize(value: Any) -> Any:
+    _a_value(value)
     if isinstance(value, RawShell):
         return str(value)
     if isinstance(value, (list, tuple)):
@@ -189,6 +201,7 @@ def _argv_finalize_fn() -> Any:
 
     @pass_context  # evaluated at render time, never folded into the compiled template
     def finalize(_context: Any, value: Any) -> Any:
+        _a_value(value)
         if isinstance(value, RawShell):
             return str(value)  # the author opted out: split like the literal text
         if isinstance(value, (list, tuple)):
@@ -213,7 +226,7 @@ def _env(mode: str) -> SandboxedEnvironment:
                 return False
             return bool(super().is_safe_attribute(obj, attr, value))
 
-    finalize = {"shell": _shell_finalize, "argv": _argv_finalize_fn()}.get(mode)
+    finalize = {"plain": _a_value, "shell": _shell_finalize, "argv": _argv_finalize_fn()}[mode]
     env = _Sandbox(
         undefined=StrictUndefined,
         keep_trailing_newline=True,
@@ -303,7 +316,7 @@ def _defined(value: Any) -> Any:
     """A native expression can return an Undefined instead of raising; make it raise."""
     if isinstance(value, _undefined()):
         str(value)  # raises UndefinedError, or SecurityError for unsafe attributes
-    return value
+    return _a_value(value)
 
 
 @lru_cache(maxsize=1)

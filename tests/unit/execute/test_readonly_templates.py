@@ -115,3 +115,11 @@ def test_an_expression_ending_with_a_dict_literal_is_evaluated():
     """Found on the way: evaluate() wrapped the expression in {{ }}, and `== {'a': 1}` closed
     the braces early ("'Template' object is not callable")."""
     assert evaluate("x == {'a': 1}", {"x": {"a": 1}}) is True
+
+
+@pytest.mark.parametrize("source", ["{{ namespace }}", "a {{ dict }}", "{{ range }}", "{{ x.append }}"])
+def test_a_function_or_class_is_no_value(source):
+    """The fuzz suite printed `<class 'jinja2.utils.Namespace'>` for `{{ namespace }}`."""
+    for shell in (False, True):
+        with pytest.raises(TemplateError, match="is a function or a class, not a value|cannot change"):
+            render(source, {"x": [1]}, shell=shell)
