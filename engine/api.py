@@ -24,7 +24,7 @@ from opsbook.load import RunbookLoader
 from opsbook.model import Runbook
 from opsbook.paths import private_dir, runs_dir
 from opsbook.registry import Registry
-from opsbook.secrets import SecretStore
+from opsbook.secrets import SecretStore, register_plan
 
 
 def load_runbook(path: str, registry: Registry) -> Runbook:
@@ -111,10 +111,7 @@ def start_run(plan: Plan, registry: Registry, journal: Journal, request: RunRequ
     private_dir(evidence)
     request.options.evidence_dir = evidence
     secret_names = {p.name for p in rb.params if p.secret}
-    for name in secret_names:
-        value = plan.params.get(name)
-        if value:
-            request.secrets.add(name, str(value))
+    register_plan(plan, request.secrets)
     journal.create_run(RunRecord(
         id=run_id, runbook_path=os.path.abspath(rb.path), runbook_name=rb.name, digest=rb.digest,
         params=request.secrets.redact_any({k: ("********" if k in secret_names else v)
@@ -149,6 +146,7 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
         raise RunError("secret parameters are not stored in the journal; pass them again: "
                        + ", ".join(f"--secret {n}=env:VAR" for n in missing))
     plan = make_plan(runbook, load_inventory_sources(request.inventory_sources, registry), params)
+    register_plan(plan, request.secrets)
     if record.options.get("check"):
         request.options.check = True  # a dry run resumed or retried stays a dry run
     evidence = record.options.get("evidence_dir")

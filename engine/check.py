@@ -112,6 +112,7 @@ def check_one(path: str, registry: Registry, inputs: _Inputs, report: CheckRepor
     inventory = inputs.inventory
     report.diagnostics += unknown_keys(KeySources(runbook, inventory, registry, frozenset(inputs.extra),
                                                   inputs.given))
+    report.diagnostics += delimiter_warnings(runbook)
     params = dict(inputs.extra)
     for p in runbook.params:
         if p.name not in params and p.default is None and p.required:
@@ -146,10 +147,34 @@ def _unchecked(patterns: dict[str, str], variables: set[str]) -> str:
     return note
 
 
+def delimiter_warnings(runbook: Runbook) -> list[Diagnostic]:
+    """Conditions written `when: "{{ x }}"`: accepted as `when: x` by `run` and `check` alike,
+    with Ansible's warning (conditions are expressions already)."""
+    from opsbook.template import has_delimiters
+
+    out = []
+    for step in runbook.all_steps():
+        conditions = [("when", c) for c in step.when] + [("until", step.until)] + \
+            [("failed_when", c) for c in step.failed_when] + [("changed_when", c) for c in step.changed_when]
+        if step.action is not None and step.action.expression_fields:
+            args = step.action.args
+            for field in step.action.expression_fields:
+                value = args.get(field) if isinstance(args, dict) else args
+                conditions += [(field, v) for v in (value if isinstance(value, list) else [value])]
+        for key, cond in conditions:
+            if isinstance(cond, str) and has_delimiters(cond):
+                out.append(Diagnostic(step.pos, f'{key}: "{cond.strip()}": conditions are expressions already; '
+                                      "the {{ }} are ignored", f"write {key}: {cond.strip()[2:-2].strip()}",
+                                      severity="warning"))
+    return out
+
+
 def _placeholder(ptype: str, inventory: Any) -> Any:
     """A value for a required parameter that `check` was not given, so patterns still resolve."""
     if ptype == "host":
         return next(iter(inventory.hosts), "localhost")
+    if ptype == "hosts":
+        return "all"
     return {"int": 1, "bool": True, "duration": 1.0, "list": [], "dict": {}}.get(ptype, "placeholder")
 
 

@@ -74,6 +74,12 @@ class _Group(click.Group):
             sys.exit(EXIT_BUG)
 
 
+def _output_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from opsbook.paths import output_option
+
+    return output_option(ctx, param, value)
+
+
 def _print_diagnostics(diagnostics: list[Any]) -> None:
     from opsbook.visible import visible
 
@@ -124,7 +130,7 @@ def _journal(path: str | None) -> Any:
 @click.argument("runbooks", nargs=-1, required=True, type=click.Path())
 @_inventory_opt
 @_extra_opt
-@click.option("--junit", type=click.Path(), help="Write JUnit XML: one test case per runbook.")
+@click.option("--junit", type=click.Path(), callback=_output_option, help="Write JUnit XML: one test case per runbook.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def check(runbooks: tuple[str, ...], inventories: tuple[str, ...], extra: tuple[str, ...], junit: str | None,
           fmt: str) -> None:
@@ -204,7 +210,7 @@ def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], sec
 @_extra_opt
 @_secret_opt
 @click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "svg", "png"]), default="dot", show_default=True)
-@click.option("-o", "--output", type=click.Path(), help="Write here instead of stdout (required for png).")
+@click.option("-o", "--output", type=click.Path(), callback=_output_option, help="Write here instead of stdout (required for png).")
 @click.option("--steps", "by_step", is_flag=True, help="One box per step instead of per step x host.")
 def graph(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...], fmt: str,
           output: str | None, by_step: bool) -> None:
@@ -284,13 +290,9 @@ def _alert_starter(registry: Any, inventories: tuple[str, ...], params: dict[str
 
 def _write(text: str | bytes, output: str | None) -> None:
     if output:
-        import os
+        from opsbook.paths import write_output
 
-        data = text if isinstance(text, bytes) else text.encode()
-        # 0600 whatever the umask: a report holds command output and parameters
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        write_output(output, text)
         click.echo(f"wrote {output}", err=True)
     elif isinstance(text, bytes):
         sys.stdout.buffer.write(text)
@@ -741,7 +743,7 @@ def show(run_id: str, journal_path: str | None) -> None:
 @main.command()
 @click.argument("run_id", metavar="RUN", default="last")
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "junit"]), default="md", show_default=True)
-@click.option("-o", "--output", type=click.Path(), help="Write to a file instead of stdout.")
+@click.option("-o", "--output", type=click.Path(), callback=_output_option, help="Write to a file instead of stdout.")
 @_journal_opt
 def report(run_id: str, fmt: str, output: str | None, journal_path: str | None) -> None:
     """Write a run report: summary, RTO against objectives, timeline, failures, approvals, rollbacks."""
@@ -754,7 +756,7 @@ def report(run_id: str, fmt: str, output: str | None, journal_path: str | None) 
 @main.command()
 @click.argument("run_id", metavar="RUN", default="last")
 @click.option("--archive", is_flag=True, help="Write a tar.gz of the evidence with manifest.json.")
-@click.option("-o", "--output", type=click.Path(), help="Archive path (default: beside the run folder).")
+@click.option("-o", "--output", type=click.Path(), callback=_output_option, help="Archive path (default: beside the run folder).")
 @click.option("--verify", "check_hashes", is_flag=True, help="Check every file against its recorded SHA-256.")
 @_journal_opt
 def evidence(run_id: str, archive: bool, output: str | None, check_hashes: bool, journal_path: str | None) -> None:
@@ -887,7 +889,7 @@ def plugins(name: str | None, fmt: str) -> None:
 
 
 @main.command()
-@click.option("-o", "--output", type=click.Path(), help="Write to a file.")
+@click.option("-o", "--output", type=click.Path(), callback=_output_option, help="Write to a file.")
 def schema(output: str | None) -> None:
     """Print the JSON Schema of runbooks (for editors: validation and completion)."""
     import json

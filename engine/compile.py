@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from opsbook.errors import (
     Diagnostic,
+    Position,
     PatternError,
     ValidationError,
     did_you_mean,
 )
 from opsbook.model import Runbook, Step
-from opsbook.params import resolve_params
+from opsbook.params import check_host_params, resolve_params
 from opsbook.preflight import pool_releases
 from opsbook.template import is_template, referenced_names, render
 
@@ -147,6 +148,9 @@ class _Builder:
         self.entry: dict[str, list[str]] = {}  # step/block id -> first leaf ids
         self.exit: dict[str, list[str]] = {}  # step/block id -> last leaf ids
         self.by_name: dict[str, str] = {}
+        # Every step written with each name, by position (a looped block's copies are one step).
+        self.named: dict[str, dict[Position, Step]] = {}
+        self.written_ids: set[str] = set()  # ids given with `id:` (never ambiguous)
         self.step_edges: set[tuple[str, str]] = set()
         self.pending_needs: list[tuple[str, Step]] = []
         self.releases: dict[str, frozenset[str]] = {}  # see opsbook.preflight
@@ -199,6 +203,9 @@ class _Builder:
                  serial_owner: tuple[str, tuple[tuple[str, ...], ...]] | None, handler: bool) -> str | None:
         pattern = step.hosts or hosts
         self.by_name.setdefault(step.name, step.id)
+        self.named.setdefault(step.name, {}).setdefault(step.pos, step)
+        if "id" in step.explicit:
+            self.written_ids.add(step.id)
         if step.is_block:
             return self.add_block(step, pattern, sections, serial_owner)
         host_names = self.match_hosts(pattern, step, leaf=True)
@@ -302,6 +309,15 @@ class _Builder:
         return out
 
     def resolve_need(self, need: str, step: Step) -> str | None:
+        same_name = list(self.named.get(need, {}).values())
+        if len(same_name) > 1 and need not in self.written_ids:
+            places = " and ".join(f"{s.pos} (id {s.id})" for s in same_name[:3])
+            more = f" and {len(same_name) - 3} more" if len(same_name) > 3 else ""
+            self.problems.append(Diagnostic(step.pos, f'step "{step.name}" needs "{need}", but {len(same_name)} steps '
+                                            f"have that name: {places}{more}",
+                                            f"name the one you mean by its id (needs: [{same_name[-1].id}]), "
+                                            "or give the steps different names"))
+            return None
         if need in self.entry:
             return need
         if need in self.by_name and self.by_name[need] in self.entry:
@@ -503,6 +519,9 @@ def _build(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | None, o
     inventory_vars = ({name for host in inventory.hosts.values() for name in host.vars}
                       if any(name not in declared for name in given) else set())
     resolved = resolve_params(runbook, given, inventory_vars)
+    host_problems = check_host_params(runbook, resolved, inventory)
+    if host_problems:
+        raise ValidationError(host_problems)
     b = _Builder(runbook, inventory, resolved, opaque_patterns)
     b.add_sequence(runbook.steps, runbook.hosts, (), None)
     b.add_sequence(runbook.handlers, runbook.hosts, (), None, handler=True)

@@ -10,7 +10,8 @@ The tree::
     │   ├── TemplateError         a template that does not render (undefined, sandbox violation)
     │   ├── PatternError          a host pattern that is malformed or matches nothing
     │   ├── CompileError          runbook + inventory cannot be made into a plan (cycles, ...)
-    │   └── ParamError            missing/ill-typed runbook parameter given on the CLI
+    │   ├── ParamError            missing/ill-typed runbook parameter given on the CLI
+    │   └── OutputError           an output file (-o, --junit) that cannot be written
     ├── PluginError               a plugin could not be loaded or declared itself wrongly
     ├── JournalError              the journal cannot be opened, is locked, or is corrupt
     │   └── RunLockedError        another process drives this run
@@ -118,6 +119,11 @@ class CompileError(UserError):
 
 class ParamError(UserError):
     """A runbook parameter is missing or has the wrong type."""
+
+
+class OutputError(UserError):
+    """A file opsbook was asked to write (-o, --junit) cannot be written: missing folder, a
+    folder given as the file, no permission."""
 
 
 class ValidationError(UserError):

@@ -272,10 +272,9 @@ def archive(journal: Journal, run_id: str, output: Path | None = None) -> Path:
     data = manifest(journal, run_id)
     folder = Path(data["folder"])
     output = output or folder.parent / f"evidence-{data['run']}.tar.gz"
-    from opsbook.paths import private_file
+    from opsbook.paths import writing
 
-    private_file(output)  # 0600 whatever the umask: the archive holds command output
-    with tarfile.open(output, "w:gz") as tar:
+    with writing(output, binary=True) as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
         blob = json.dumps(data, indent=2).encode()
         info = tarfile.TarInfo(f"evidence-{data['run']}/manifest.json")
         info.size, info.mtime = len(blob), int(time.time())

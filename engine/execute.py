@@ -39,7 +39,7 @@ from opsbook.plugin import (
     truthy,
 )
 from opsbook.registry import Registry
-from opsbook.secrets import SecretStore
+from opsbook.secrets import HIDDEN, SecretStore, register_plan
 from opsbook.template import evaluate, expression_values, holds_template, referenced_names, render, short_value
 from opsbook.variables import EMPTY, Scope, builtin_names, render_args
 
@@ -191,11 +191,12 @@ class Executor:
         self.journal = journal
         self.run_id = run_id
         self.opts = options or RunOptions()
-        self.secrets = secrets or SecretStore()
+        self.secrets = register_plan(plan, secrets or SecretStore())  # before the first render
         self.listeners = list(listeners)
         self._wants_output = wants_output(self.listeners)
         self.approver = approver
         self.prior = dict(prior or {})
+        self._unrecorded_rollbacks: dict[int, Any] = {}  # rollback seq -> args of a no_log step
         self.pool = ConnectionPool(registry)
         self.host_states: dict[str, HostState] = {}
         self.statuses: dict[str, str] = {}
@@ -252,7 +253,7 @@ class Executor:
         if node is not None and node.leaf is not None and node.step.no_log:
             if kind == "node_output":
                 return
-            data = {k: ("(hidden by no_log)" if k in ("msg", "line", "prompt") and v else v) for k, v in data.items()}
+            data = {k: (HIDDEN if k in ("msg", "line", "prompt") and v else v) for k, v in data.items()}
         event = Event(kind, self.run_id, time.time(), node.id if node else None,
                       node.host if node else None, node.step.name if node and node.leaf else None,
                       self.secrets.redact_any(data))
@@ -886,7 +887,8 @@ class Executor:
             # The run already recorded this node timed out and moved on: keep that history,
             # note what the action finally did.
             self.journal.event(self.run_id, "late_result", node.id,
-                               {"status": outcome.status.value, "msg": self.secrets.redact(outcome.result.msg)})
+                               {"status": outcome.status.value,
+                                "msg": HIDDEN if step.no_log else self.secrets.redact(outcome.result.msg)})
             outcome.recorded = True
             return outcome
         dry = self.opts.check if step.check_mode is None else step.check_mode
@@ -1121,10 +1123,11 @@ class Executor:
             node_id=node.id, step_id=step.id, host=node.host, status=outcome.status.value,
             started=outcome.started or time.time(), finished=outcome.finished or time.time(),
             attempts=r.attempts, changed=r.changed, rc=r.rc,
-            msg="(hidden by no_log)" if hide and r.msg else redact(r.msg),
+            msg=HIDDEN if hide and r.msg else redact(r.msg),
             stdout="" if hide else redact(r.stdout), stderr="" if hide else redact(r.stderr),
             registered=None if kept is None else ({"hidden": True} if hide else self.secrets.redact_any(kept)),
-            facts=self.secrets.redact_any(r.facts) if r.facts else {}, notify=outcome.notify)
+            facts=({k: HIDDEN for k in r.facts} if hide else self.secrets.redact_any(r.facts)) if r.facts else {},
+            notify=outcome.notify)
         outcome.recorded = True
         if buffered and not r.evidence:
             if self.journal.defer(self.run_id, rec) >= 1000:
@@ -1135,7 +1138,8 @@ class Executor:
             from opsbook.evidence import describe_file
 
             self.journal.event(self.run_id, "evidence", node.id,
-                               {"path": ev.path, "source": redact(ev.source), "description": redact(ev.description),
+                               {"path": ev.path, "source": HIDDEN if hide else redact(ev.source),
+                                "description": HIDDEN if hide and ev.description else redact(ev.description),
                                 "step": step.name, "host": node.host,
                                 **describe_file(self.opts.evidence_dir, ev.path)})
 
@@ -1221,6 +1225,8 @@ class Executor:
             args = self._render_args(spec, step.action.args, ctx_vars, step)  # type: ignore[union-attr]
         except UserError as exc:
             return _outcome(Status.FAILED, _user_message(exc))
+        if step.no_log:  # neither shown to the approver nor recorded
+            prompt, args = HIDDEN, HIDDEN
         block = self._blocks.get(step.approve_scope) if step.approve_scope else None
         request = ApprovalRequest(self.run_id, node.id, step.id, step.name, node.host, self.secrets.redact(prompt),
                                   spec.full_name, self.secrets.redact_any(args),
@@ -1284,8 +1290,7 @@ class Executor:
             except UserError as exc:
                 self.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
                 return
-            self.journal.add_rollback(self.run_id, node.id, node.host, step.rollback.name,
-                                      self.secrets.seal(args), target=self._acting_host(node, ctx_vars))
+            self._add_rollback(node, step.rollback.name, args, self._acting_host(node, ctx_vars))
         elif spec.inverse is not None:
             for result in results:
                 try:
@@ -1294,8 +1299,15 @@ class Executor:
                 except Exception:  # noqa: BLE001 - no inverse for this result
                     inverse = None
                 if inverse is not None:
-                    self.journal.add_rollback(self.run_id, node.id, node.host, inverse[0],
-                                              self.secrets.seal(inverse[1]), target=self._acting_host(node, ctx_vars))
+                    self._add_rollback(node, inverse[0], inverse[1], self._acting_host(node, ctx_vars))
+
+    def _add_rollback(self, node: Node, action: str, args: Any, target: str | None) -> None:
+        if not node.step.no_log:
+            self.journal.add_rollback(self.run_id, node.id, node.host, action, self.secrets.seal(args), target=target)
+            return
+        # no_log: the arguments stay in this process only; after a crash the entry says so.
+        seq = self.journal.add_rollback(self.run_id, node.id, node.host, action, HIDDEN, target=target)
+        self._unrecorded_rollbacks[seq] = args
 
     def _acting_host(self, node: Node, ctx_vars: dict[str, Any]) -> str | None:
         """Where the action really ran: the delegate when the step delegates."""
@@ -1346,7 +1358,16 @@ class Executor:
                                 evidence_dir=self.opts.evidence_dir, _connect=self.pool.get,
                                 _lookup_host=self.hostinfo)
             try:
-                result = spec.fn(ctx, spec.parse_args(self.secrets.unseal(entry["args"])))
+                if seq in self._unrecorded_rollbacks:
+                    args = self._unrecorded_rollbacks[seq]
+                elif entry["args"] == HIDDEN:
+                    raise UserError(f"its arguments were not recorded (the step has no_log: true) and this process "
+                                    f"did not record them either: undo {entry['action']} by hand")
+                else:
+                    args = self.secrets.unseal(entry["args"])
+                result = spec.fn(ctx, spec.parse_args(args))
+            except UserError as exc:
+                result = Result.failed(_user_message(exc))
             except Exception as exc:  # noqa: BLE001
                 result = Result.failed(f"{type(exc).__name__}: {exc}")
             status = "done" if result.status is Status.OK else "failed"

@@ -386,15 +386,17 @@ class Journal:
 
     # -- rollback ----------------------------------------------------------------------------
     def add_rollback(self, run_id: str, node_id: str, host: str | None, action: str, args: Any,
-                     target: str | None = None) -> None:
+                     target: str | None = None) -> int:
         """An undo of `node_id`: for `host` (the host the step acted for: its rollbacks run newest
-        first), run on `target` when that is another host (the step delegated)."""
+        first), run on `target` when that is another host (the step delegated). Returns its
+        sequence number."""
         with self._tx() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq),0)+1 FROM rollbacks WHERE run_id=?", (run_id,)).fetchone()[0]
             db.execute("INSERT INTO rollbacks (run_id,seq,node_id,host,action,args,status,target) "
                        "VALUES (?,?,?,?,?,?,?,?)",
                        (run_id, seq, node_id, host, action, _json(args), "pending",
                         target if target != host else None))
+        return int(seq)
 
     def rollbacks(self, run_id: str) -> list[dict[str, Any]]:
         """Every undo of a run; `target` is where it runs (the host itself unless the step delegated)."""
@@ -490,8 +492,9 @@ class Journal:
         with self._tx() as db:
             row = db.execute("SELECT run_id,pid,host FROM locks WHERE name=?", (name,)).fetchone()
             # another run holds it, in another live process or in this one (a watcher
-            # answering two alerts at once runs them in threads of one process)
-            held_by_other = row is not None and row[0] != run_id
+            # answering two alerts at once runs them in threads of one process), or this same
+            # run in another process (two `opsbook resume RUN` at once)
+            held_by_other = row is not None and (row[0] != run_id or (row[1], row[2]) != (os.getpid(), host))
             if held_by_other and _alive(row[1], row[2]):
                 raise RunLockedError(f'lock "{name}" is held by run {row[0]} (pid {row[1]} on {row[2]}); '
                                      "wait for it to finish, or stop it first")

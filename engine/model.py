@@ -10,7 +10,7 @@ from typing import Any
 from opsbook.errors import Position
 
 PHASES = ("first-response", "failover", "permanent-fix", "disaster-recovery", "other")
-PARAM_TYPES = ("string", "int", "bool", "duration", "host", "list", "dict", "secret")
+PARAM_TYPES = ("string", "int", "bool", "duration", "host", "hosts", "list", "dict", "secret")
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

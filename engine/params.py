@@ -11,6 +11,7 @@ from typing import Any
 from opsbook.errors import Diagnostic, ParamError, TemplateError, ValidationError, did_you_mean
 from opsbook.model import ActionCall, Param, Runbook, parse_duration
 
+MAX_DEPTH = 64  # nesting levels accepted in -e values; deeper would exhaust Python's recursion
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n"}
 
@@ -19,6 +20,10 @@ def coerce(param: Param, value: Any) -> Any:
     """Convert a CLI string (or a YAML value) to the parameter's type; ValueError if it can't."""
     kind = param.type
     if kind in ("string", "host", "secret"):
+        return value if isinstance(value, str) else str(value)
+    if kind == "hosts":  # a host pattern; a list of names or patterns is their union
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value)
         return value if isinstance(value, str) else str(value)
     if kind == "int":
         if isinstance(value, bool):
@@ -40,17 +45,39 @@ def coerce(param: Param, value: Any) -> Any:
             return value
         text = str(value).strip()
         if text.startswith("["):
-            parsed = json.loads(text)
+            parsed = _json(text, "expected a JSON list")
             if isinstance(parsed, list):
                 return parsed
         return [v.strip() for v in text.split(",") if v.strip()]
     if kind == "dict":
         if isinstance(value, dict):
             return value
-        parsed = json.loads(str(value))
+        parsed = _json(str(value), "expected a JSON object")
         if not isinstance(parsed, dict):
             raise ValueError("expected a JSON object")
         return parsed
+    return value
+
+
+def _json(text: str, expected: str) -> Any:
+    """json.loads whose failures are ValueErrors a person can read, nesting included."""
+    try:
+        return check_depth(json.loads(text))
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{expected}: {exc}") from None
+
+
+def check_depth(value: Any) -> Any:
+    """The value itself; ValueError when lists/mappings are nested more than MAX_DEPTH deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
     return value
 
 
@@ -74,7 +101,7 @@ def resolve_params(runbook: Runbook, given: dict[str, Any], also_known: Iterable
                 value = coerce(param, given[param.name])
             except (ValueError, TypeError) as exc:
                 problems.append(Diagnostic(param.pos, f'parameter "{param.name}" ({param.type}): '
-                                           f"cannot use {given[param.name]!r}: {exc}"))
+                                           f"cannot use {_clip(repr(given[param.name]))}: {exc}"))
                 continue
         elif param.default is not None:
             value = coerce(param, param.default) if not isinstance(param.default, str) or "{{" not in param.default else param.default
@@ -96,6 +123,51 @@ def resolve_params(runbook: Runbook, given: dict[str, Any], also_known: Iterable
     if problems:
         raise ValidationError(problems)
     return resolved
+
+
+_PATTERN_CHARS = frozenset("*?~:,![]&")
+
+
+def check_host_params(runbook: Runbook, values: dict[str, Any], inventory: Any) -> list[Diagnostic]:
+    """`type: host` is exactly one inventory host; `type: hosts` a valid host pattern. Checked
+    against the inventory, at the parameter's position (plan, check, run, resume)."""
+    from opsbook.errors import PatternError
+    from opsbook.template import is_template
+
+    problems: list[Diagnostic] = []
+    if not getattr(inventory, "sources", ()):
+        return problems  # no -i: `opsbook check` of a runbook alone; its patterns say the rest
+    for param in runbook.params:
+        value = values.get(param.name)
+        if param.type not in ("host", "hosts") or value is None or is_template(value):
+            continue
+        if param.type == "hosts":
+            try:
+                inventory.match(str(value))
+            except PatternError as exc:
+                problems.append(Diagnostic(param.pos, f'parameter "{param.name}" (hosts): {exc.message}', exc.hint))
+            continue
+        try:
+            inventory.host(str(value))
+            continue
+        except PatternError:
+            pass
+        problems.append(_not_one_host(param, str(value), inventory))
+    return problems
+
+
+def _not_one_host(param: Param, value: str, inventory: Any) -> Diagnostic:
+    hosts = list(inventory.hosts)
+    listing = ", ".join(hosts[:8]) + (f", ... ({len(hosts)} hosts)" if len(hosts) > 8 else "")
+    if value in inventory.groups or value == "all" or _PATTERN_CHARS & set(value):
+        what = f'the group "{value}"' if value in inventory.groups or value == "all" else "a host pattern"
+        return Diagnostic(param.pos, f'parameter "{param.name}" is one host (type: host), but "{value}" is {what}',
+                          "give one inventory host name"
+                          + (f" (one of: {listing})" if hosts else "")
+                          + f"; to accept patterns, declare it {{type: hosts}}")
+    return Diagnostic(param.pos, f'parameter "{param.name}" (type: host): "{value}" is not a host of the inventory'
+                      + did_you_mean(value, hosts),
+                      f"inventory hosts: {listing}" if hosts else "the inventory has no hosts (is -i missing?)")
 
 
 # Variables the engine itself reads from a host's variables (so `-e` can set them).
@@ -221,19 +293,35 @@ def parse_extra_vars(pairs: list[str]) -> dict[str, Any]:
         if pair.startswith("@"):
             import yaml
 
-            with open(pair[1:], encoding="utf-8") as handle:
-                data = yaml.safe_load(handle) or {}
+            try:
+                with open(pair[1:], encoding="utf-8") as handle:
+                    data = check_depth(yaml.safe_load(handle) or {})
+            except OSError as exc:
+                raise ParamError(f"-e {pair}: cannot read {pair[1:]}: {exc.strerror}") from None
+            except RecursionError:
+                raise ParamError(f"-e {pair}: nested more than {MAX_DEPTH} levels deep") from None
+            except ValueError as exc:
+                raise ParamError(f"-e {pair}: {exc}") from None
+            except yaml.YAMLError as exc:
+                raise ParamError(f"-e {pair}: not valid YAML: {exc}".splitlines()[0]) from None
             if not isinstance(data, dict):
                 raise ParamError(f"{pair[1:]} must contain a mapping of variables")
             out.update(data)
         elif pair.lstrip().startswith("{"):
             try:
-                out.update(json.loads(pair))
+                data = _json(pair, "invalid JSON")
             except ValueError as exc:
-                raise ParamError(f"-e {pair!r}: invalid JSON: {exc}") from None
+                raise ParamError(f"-e {_clip(pair)}: {exc}") from None
+            if not isinstance(data, dict):
+                raise ParamError(f"-e {_clip(pair)}: expected a JSON object")
+            out.update(data)
         elif "=" in pair:
             key, _, value = pair.partition("=")
             out[key.strip()] = value
         else:
-            raise ParamError(f"-e {pair!r}: expected key=value, a JSON object or @file")
+            raise ParamError(f"-e {_clip(pair)!r}: expected key=value, a JSON object or @file")
     return out
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width] + f"... ({len(text)} characters)"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
-from opsbook.errors import UserError
+from opsbook.errors import OutputError, UserError
 
 
 def state_dir() -> Path:
@@ -49,9 +54,14 @@ def private_file(path: Path | str) -> None:
 
 
 def safe_join(root: Path, relative: str) -> Path:
-    """Join `relative` under `root`, refusing absolute paths, `..` and symlink escapes."""
-    if not relative or os.path.isabs(relative) or relative.startswith("~"):
+    """Join `relative` under `root`, refusing absolute paths, `..`, symlink escapes, and
+    names of folders (an empty or `.` name used to turn a host's evidence folder into a file)."""
+    if not relative.strip():
+        raise UserError("evidence path is empty", hint="give a file name, e.g. ps.txt")
+    if os.path.isabs(relative) or relative.startswith("~"):
         raise UserError(f'evidence path "{relative}" must be relative to the run folder')
+    if relative.replace(os.sep, "/").split("/")[-1].strip() in ("", ".", ".."):
+        raise UserError(f'evidence path "{relative}" names a folder, not a file', hint="end it with a file name, e.g. ps.txt")
     parts = Path(relative).parts
     if any(part == ".." for part in parts):
         raise UserError(f'evidence path "{relative}" must not contain ".."')
@@ -66,4 +76,68 @@ def safe_join(root: Path, relative: str) -> Path:
         raise UserError(f'evidence path "{relative}" leads outside the run folder')
     if candidate.is_symlink():
         raise UserError(f'evidence path "{relative}" is a symlink; refusing to write through it')
+    if candidate.is_dir() or candidate == root_real:
+        raise UserError(f'evidence path "{relative}" is a folder of the evidence; give a file name')
     return candidate
+
+
+def output_path(path: str | Path) -> Path:
+    """A file the user asked opsbook to write (-o, --junit), checked before any work: its
+    folder exists and is a folder, and the path is not a folder."""
+    target = Path(path).expanduser()
+    if str(path).endswith(os.sep) or target.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; give a file name (e.g. {Path(path) / 'out'})")
+    folder = target.parent
+    if not folder.exists():
+        raise OutputError(f"cannot write {path}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {path}: {folder} is not a folder")
+    return target
+
+
+@contextlib.contextmanager
+def writing(path: str | Path, binary: bool = False) -> Iterator[IO]:  # type: ignore[type-arg]
+    """Write `path` through a private (0600) temporary file in its folder, renamed over it
+    when the block succeeds: never a half-written report, never through a planted symlink."""
+    target = output_path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: cannot create a file in {target.parent} ({_reason(exc)})") from None
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as handle:
+            yield handle
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_output(path: str | Path, data: str | bytes) -> None:
+    """Write a whole output file (see `writing`)."""
+    with writing(path, binary=isinstance(data, bytes)) as handle:
+        handle.write(data)
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied (choose a folder you can write to)"
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device"
+    return (exc.strerror or str(exc)).lower()
+
+
+def output_option(_ctx: object, _param: object, value: str | None) -> str | None:
+    """click callback of every output option: a bad path is refused before any work (by
+    creating, then removing, a temporary file beside it)."""
+    if value is not None:
+        target = output_path(value)
+        try:
+            fd, probe = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise OutputError(f"cannot write {value}: cannot create a file in {target.parent} ({_reason(exc)})") from None
+        os.close(fd)
+        os.unlink(probe)
+    return value

@@ -11,6 +11,7 @@ from typing import Any
 from opsbook.compile import BARRIER, HANDLER, Node, Plan
 from opsbook.errors import UserError
 from opsbook.registry import Registry
+from opsbook.secrets import HIDDEN
 from opsbook.template import render
 from opsbook.variables import render_args
 
@@ -23,6 +24,8 @@ def _rendered_args(plan: Plan, node: Node, context: _Context) -> Any:
     step = node.step
     if step.action is None:
         return None
+    if step.no_log:
+        return HIDDEN
     spec = context.registry.action(step.action.name)
     base = context.base(node.host)
     ctx = Scope(base, plan.runbook.vars, plan.params, step_vars=step.vars).resolve()
@@ -57,15 +60,10 @@ class _Context:
 
 
 def _secrets(plan: Plan) -> Any:
-    """The values of the runbook's secret parameters: masked in every view of the plan."""
-    from opsbook.secrets import SecretStore
+    """The runbook's secret parameters and the inventory's secrets: masked in every view of the plan."""
+    from opsbook.secrets import SecretStore, register_plan
 
-    store = SecretStore()
-    for param in plan.runbook.params:
-        value = plan.params.get(param.name)
-        if param.secret and value:
-            store.add(param.name, str(value))
-    return store
+    return register_plan(plan, SecretStore())
 
 
 def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
@@ -84,7 +82,7 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
                 if value not in (None, (), False, 0):
                     entry[key] = value
             if step.rollback is not None:
-                entry["rollback"] = {step.rollback.name: step.rollback.args}
+                entry["rollback"] = {step.rollback.name: HIDDEN if step.no_log else step.rollback.args}
             sections = node.leaf.sections  # type: ignore[union-attr]
             if sections:
                 entry["block"] = [f"{s.block_id}:{s.part}" for s in sections]
@@ -130,7 +128,8 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
         if not leaf.hosts:
             lines.append("    (no hosts)")
         if step.rollback is not None:
-            lines.append(f"    rollback: {step.rollback.name} {json.dumps(step.rollback.args, default=str)}")
+            rollback_args = HIDDEN if step.no_log else step.rollback.args
+            lines.append(f"    rollback: {step.rollback.name} {json.dumps(rollback_args, default=str)}")
     return str(_secrets(plan).redact("\n".join(lines)))
 
 
@@ -225,7 +224,8 @@ def plugins_text(registry: Registry, name: str | None = None) -> str:
                 for fname, field in spec.args_model.model_fields.items():  # type: ignore[attr-defined]
                     req = "required" if field.is_required() else f"default {field.default!r}"
                     desc = f" - {field.description}" if field.description else ""
-                    lines.append(f"      {fname}: {_type_name(field.annotation)} ({req}){desc}")
+                    how = " [argv]" if fname in spec.argv_fields else " [shell]" if fname in spec.shell_fields else ""
+                    lines.append(f"      {fname}: {_type_name(field.annotation)} ({req}){how}{desc}")
     for ep, why in registry.broken.items():
         lines.append(f"BROKEN {ep}: {why}")
     return "\n".join(lines)

@@ -324,6 +324,19 @@ class ActionSpec:
     # writing the same file before anything runs.
     evidence: EvidenceFn | None = None
     observes: bool = False  # only looks at (or waits for) state: probes, waits (see opsbook.dryrun)
+    argv_fields: frozenset[str] = frozenset()  # a string here is a command line: rendered to an argv
+
+    def render_field(self, name: str, value: Any, context: Mapping[str, Any], pos: Any = None) -> Any:
+        """One argument rendered as this action declares it: a command line that is split into
+        an argv keeps each templated value one word; a shell command line quotes each value."""
+        from opsbook.template import render, render_argv
+
+        if isinstance(value, str):
+            if name in self.argv_fields:
+                return render_argv(value, context, pos)
+            if name in self.shell_fields:
+                return render(value, context, shell=True, pos=pos)
+        return render(value, context, pos=pos)  # a list in a shell field is an argv: no quoting
 
     @property
     def full_name(self) -> str:
@@ -381,6 +394,7 @@ class Plugin:
         data: Sequence[str] | None = None,
         evidence: EvidenceFn | None = None,
         observes: bool = False,
+        argv: Sequence[str] = (),
     ) -> Any:
         """Register an action; its second parameter's annotation is the argument model."""
 
@@ -403,6 +417,7 @@ class Plugin:
                 data=None if data is None else frozenset(data),
                 evidence=evidence,
                 observes=observes,
+                argv_fields=frozenset(argv),
             )
             return func
 

@@ -1304,8 +1304,9 @@ def build_report(journal: Journal, run_id: str, fmt: str = "md", registry: Any =
 
 def write_check_junit(reports: Sequence[Any], path: str) -> None:
     """JUnit XML for `opsbook check`: one test case per runbook file, a failure per error."""
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(check_junit(reports))
+    from opsbook.paths import write_output
+
+    write_output(path, check_junit(reports))
 
 
 def check_junit(reports: Sequence[Any]) -> str:

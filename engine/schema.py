@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from opsbook.load import ACTION_KEY, RUNBOOK_KEYWORDS, STEP_KEYWORDS
+from opsbook.model import PARAM_TYPES
 from opsbook.registry import Registry
 
 SCHEMA_ID = "https://opsbook.dev/schema/runbook-v1.json"
@@ -82,7 +83,7 @@ def runbook_schema(registry: Registry) -> dict[str, Any]:
             "step": step,
             "param": {"anyOf": [
                 {"type": "object", "additionalProperties": False, "properties": {
-                    "type": {"enum": ["string", "int", "bool", "duration", "host", "list", "dict", "secret"]},
+                    "type": {"enum": list(PARAM_TYPES)},
                     "default": {}, "required": {"type": "boolean"}, "description": {"type": "string"},
                     "secret": {"type": "boolean"}, "choices": {"type": "array"}}},
                 {"type": ["string", "number", "boolean", "array", "null"]}]},

@@ -1,10 +1,15 @@
 """Jinja2 templates in a sandbox, with Ansible's common filters and shell quoting.
 
-- `SandboxedEnvironment` + `StrictUndefined`: a runbook cannot reach Python internals and
-  an undefined name is an error, not an empty string.
+- `ImmutableSandboxedEnvironment` + `StrictUndefined`: a runbook cannot reach Python
+  internals, cannot change a variable in place (`groups.lb.reverse()`, `params.update(...)`:
+  `hostvars`, `groups`, `params`, facts and registered results are shared by the whole run),
+  and an undefined name is an error, not an empty string.
 - A string that is exactly one expression (`"{{ groups.web }}"`) renders to the native
   value (list, dict, int), as Ansible does; anything else renders to a string.
 - In shell contexts every `{{ }}` value is shell-quoted unless the author writes `| raw`.
+- In a command line split into an argv (`render_argv`), every `{{ }}` value is one word
+  whatever it holds (spaces, quotes, `;`, newlines): the line is split around the values,
+  never through them.
 - Jinja2 is imported on the first template, not at start-up: a run whose runbook holds
   none never pays for it.
 """
@@ -12,11 +17,14 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import os
 import re
 import shlex
+import types
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -155,7 +163,17 @@ BUILTIN_NAMES = frozenset(
 )
 
 
+def _a_value(value: Any) -> Any:
+    """Refuse to print a function, class or module (`{{ namespace }}`, `{{ dict }}`): it is
+    no value, and its repr shows Python internals."""
+    if isinstance(value, (type, types.ModuleType)) or inspect.isroutine(value):
+        raise TemplateError(f"{getattr(value, '__name__', 'it')} is a function or a class, not a value",
+                            hint="call it, or use it inside an expression")
+    return value
+
+
 def _shell_finalize(value: Any) -> Any:
+    _a_value(value)
     if isinstance(value, RawShell):
         return str(value)
     if isinstance(value, (list, tuple)):
@@ -163,25 +181,57 @@ def _shell_finalize(value: Any) -> Any:
     return shlex.quote("" if value is None else str(value))
 
 
-@lru_cache(maxsize=2)
-def _env(shell: bool) -> SandboxedEnvironment:
-    """The sandboxed environment (plain, or shell-quoting), built on first use."""
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
+# render_argv: each {{ }} value is set aside and replaced by a placeholder made of characters
+# shlex treats as word characters, so splitting the rendered line never looks inside a value.
+_WORD_OPEN, _WORD_CLOSE = "\ue000", "\ue001"  # Unicode private use: not in real commands
+_WORD = re.compile(_WORD_OPEN + r"(\d+)" + _WORD_CLOSE)
+_argv_values: ContextVar[list[str] | None] = ContextVar("opsbook_argv_values", default=None)
 
-    class _Sandbox(SandboxedEnvironment):
-        """Sandbox that also refuses str.format tricks and underscore attributes outright."""
+
+def _argv_placeholder(value: Any) -> str:
+    values = _argv_values.get()
+    if values is None:  # pragma: no cover - only render_argv renders with this environment
+        raise TemplateError("internal: argv template rendered outside render_argv")
+    values.append("" if value is None else str(value))
+    return f"{_WORD_OPEN}{len(values) - 1}{_WORD_CLOSE}"
+
+
+def _argv_finalize_fn() -> Any:
+    from jinja2 import pass_context
+
+    @pass_context  # evaluated at render time, never folded into the compiled template
+    def finalize(_context: Any, value: Any) -> Any:
+        _a_value(value)
+        if isinstance(value, RawShell):
+            return str(value)  # the author opted out: split like the literal text
+        if isinstance(value, (list, tuple)):
+            return " ".join(_argv_placeholder(v) for v in value)  # a list is its items, one word each
+        return _argv_placeholder(value)
+
+    return finalize
+
+
+@lru_cache(maxsize=3)
+def _env(mode: str) -> SandboxedEnvironment:
+    """The sandboxed environment (plain, shell-quoting or argv), built on first use."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class _Sandbox(ImmutableSandboxedEnvironment):
+        """Sandbox that refuses methods changing a list, dict or set in place, str.format
+        tricks and underscore attributes outright."""
 
         def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
             if attr.startswith("_") or attr in ("format", "format_map", "mro"):
                 return False
             return bool(super().is_safe_attribute(obj, attr, value))
 
+    finalize = {"plain": _a_value, "shell": _shell_finalize, "argv": _argv_finalize_fn()}[mode]
     env = _Sandbox(
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
-        finalize=_shell_finalize if shell else None,
+        finalize=finalize,
     )
     env.filters.update(FILTERS)
     env.tests.update(TESTS)
@@ -208,10 +258,17 @@ def holds_template(value: Any) -> bool:
     return False
 
 
+def _mode(mode: str | bool) -> str:
+    if isinstance(mode, bool):
+        return "shell" if mode else "plain"
+    return mode
+
+
 @lru_cache(maxsize=8192)
-def _compiled(source: str, shell: bool) -> Any:
-    env = _env(shell)
-    match = _SINGLE_EXPR.match(source.strip()) if not shell else None
+def _compiled(source: str, shell: bool | str) -> Any:
+    mode = _mode(shell)
+    env = _env(mode)
+    match = _SINGLE_EXPR.match(source.strip()) if mode == "plain" else None
     if match:
         return ("expr", env.compile_expression(match.group("expr"), undefined_to_none=False))
     return ("tmpl", env.from_string(source))
@@ -228,6 +285,14 @@ def _error(exc: Exception, source: str, pos: Position | None) -> TemplateError:
             "define it under vars:/params:, register it in an earlier step, or use | default(...)",
         )
     if isinstance(exc, SecurityError):
+        changes = _MUTATION.search(str(exc))
+        if changes and changes.group(1) in _mutators():
+            return TemplateError(
+                f"template {source!r} cannot change a variable: .{changes.group(1)}() would modify "
+                f"the {changes.group(2)} in place for the rest of the run; use a filter that returns "
+                "a new value (| reverse | list, | sort, | combine({...}), x + [y])", pos,
+                "templates only read variables: hostvars, groups, params, facts and registered "
+                "results are shared by every step")
         return TemplateError(f"template {source!r} is not allowed: {exc}", pos,
                              "templates run in a sandbox without access to Python internals")
     if isinstance(exc, TemplateSyntaxError):
@@ -237,11 +302,21 @@ def _error(exc: Exception, source: str, pos: Position | None) -> TemplateError:
     return TemplateError(f"template {source!r} failed: {type(exc).__name__}: {exc}", pos)
 
 
+_MUTATION = re.compile(r"attribute '(\w+)' of '(\w+)' object is unsafe")
+
+
+@lru_cache(maxsize=1)
+def _mutators() -> frozenset[str]:
+    from jinja2.sandbox import _mutable_spec
+
+    return frozenset(name for _, names in _mutable_spec for name in names)
+
+
 def _defined(value: Any) -> Any:
     """A native expression can return an Undefined instead of raising; make it raise."""
     if isinstance(value, _undefined()):
         str(value)  # raises UndefinedError, or SecurityError for unsafe attributes
-    return value
+    return _a_value(value)
 
 
 @lru_cache(maxsize=1)
@@ -271,16 +346,66 @@ def render(value: Any, context: Mapping[str, Any], *, shell: bool = False,
     return value
 
 
+def render_argv(source: str, context: Mapping[str, Any], pos: Position | None = None) -> list[str]:
+    """A command line split into an argv like a shell would, each `{{ }}` value one word.
+
+    The line is split around the values, never through them: `rm -f {{ f }}` with
+    f = "a b; c" is ["rm", "-f", "a b; c"]. Quotes and backslashes written in the line
+    itself work as in a shell (`grep "{{ p }}" f`); a list value gives one word per item;
+    `| raw` opts a value out (it is split like the literal text). Raises TemplateError.
+    """
+    if _WORD_OPEN in source or _WORD_CLOSE in source:
+        raise TemplateError(f"command line {source!r} holds the reserved characters U+E000/U+E001", pos)
+    values: list[str] = []
+    if "{{" in source or "{%" in source:
+        token = _argv_values.set(values)
+        try:
+            text = _compiled(source, "argv")[1].render(context)
+        except Exception as exc:  # every failure inside a template becomes a TemplateError
+            raise _error(exc, source, pos) from None
+        finally:
+            _argv_values.reset(token)
+    else:
+        text = source
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise TemplateError(f"cannot split the command line {source!r} into words: {exc}", pos,
+                            "close the quote, or give the command as a list (argv)") from None
+    if not values:
+        return words
+    return [_WORD.sub(lambda m: values[int(m.group(1))], word) for word in words]
+
+
+def bare_expression(expression: str) -> str:
+    """A condition as Ansible reads it: `when: "{{ x }}"` is `when: x` (with a warning from
+    `opsbook check`, as Ansible gives one)."""
+    expr = expression.strip()
+    if has_delimiters(expr):
+        expr = expr[2:-2]
+    return expr
+
+
+def has_delimiters(expression: str) -> bool:
+    """Whether a condition is wrapped in {{ }} (which conditions do not need)."""
+    expr = expression.strip()
+    return expr.startswith("{{") and expr.endswith("}}")
+
+
 def evaluate(expression: str, context: Mapping[str, Any], pos: Position | None = None) -> Any:
     """Evaluate a bare Jinja expression (as in `when:` / `until:`), Ansible style."""
-    expr = expression.strip()
-    if expr.startswith("{{") and expr.endswith("}}"):
-        expr = expr[2:-2]
+    expr = bare_expression(expression)
     try:
-        kind, compiled = _compiled("{{" + expr + "}}", False)
-        return _defined(compiled(**context))
+        return _defined(_expression(expr)(**context))
     except Exception as exc:
         raise _error(exc, expression, pos) from None
+
+
+@lru_cache(maxsize=8192)
+def _expression(expr: str) -> Any:
+    # Compiled as an expression, not as "{{" + expr + "}}": an expression ending with a dict
+    # literal (`x == {'a': 1}`) would close the braces early.
+    return _env("plain").compile_expression(expr, undefined_to_none=False)
 
 
 _EXPRESSIONS = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
@@ -289,7 +414,7 @@ _EXPRESSIONS = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 def referenced_names(source: str, expression: bool = False) -> frozenset[str]:
     """Top-level names a template (or bare expression) reads; raises TemplateError on syntax."""
     if expression:
-        return _names_of("{{" + source + "}}")
+        return _names_of("{{ " + bare_expression(source) + " }}")
     if "{%" in source or "{#" in source:
         return _names_of(source)
     # Only {{ }} parts: parse each expression once (many templates share them).
@@ -307,7 +432,7 @@ def _names_of(text: str) -> frozenset[str]:
 
     source = text
     try:
-        ast = _env(False).parse(text)
+        ast = _env("plain").parse(text)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error in {source!r}: {exc.message}") from None
     return frozenset(meta.find_undeclared_variables(ast))
@@ -317,9 +442,9 @@ def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str
     """(name, attribute) pairs like ("params", "primary") read by a template."""
     from jinja2 import TemplateSyntaxError, nodes
 
-    text = "{{" + source + "}}" if expression else source
+    text = "{{ " + bare_expression(source) + " }}" if expression else source
     try:
-        ast = _env(False).parse(text)
+        ast = _env("plain").parse(text)
     except TemplateSyntaxError:
         return set()
     found: set[tuple[str, str]] = set()
@@ -334,9 +459,9 @@ def optional_names(source: str, expression: bool = False) -> frozenset[str]:
     itself defaulted) or tested with `is defined`: not required."""
     from jinja2 import TemplateSyntaxError, nodes
 
-    text = "{{" + source + "}}" if expression else source
+    text = "{{ " + bare_expression(source) + " }}" if expression else source
     try:
-        ast = _env(False).parse(text)
+        ast = _env("plain").parse(text)
     except TemplateSyntaxError:
         return frozenset()
     found = set()
@@ -377,9 +502,9 @@ def key_reads(source: str, expression: bool = False) -> tuple[KeyRead, ...]:
     (`{% set %}`, `{% for %}`) are left out. Raises nothing: syntax errors are check's job."""
     from jinja2 import TemplateSyntaxError, nodes
 
-    text = "{{" + source + "}}" if expression else source
+    text = "{{ " + bare_expression(source) + " }}" if expression else source
     try:
-        ast = _env(False).parse(text)
+        ast = _env("plain").parse(text)
     except TemplateSyntaxError:
         return ()
     assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx != "load"}
@@ -398,9 +523,9 @@ def guarded_keys(source: str, expression: bool = False) -> frozenset[tuple[str, 
     a step whose `when` says so may read them."""
     from jinja2 import TemplateSyntaxError
 
-    text = "{{" + source + "}}" if expression else source
+    text = "{{ " + bare_expression(source) + " }}" if expression else source
     try:
-        return frozenset(_guarded_pairs(_env(False).parse(text)))
+        return frozenset(_guarded_pairs(_env("plain").parse(text)))
     except TemplateSyntaxError:
         return frozenset()
 
@@ -482,11 +607,8 @@ def _paths_read(expression: str) -> list[str]:
     """`out.rc`, `out.stdout`, `item` for `out.rc != 0 and item in out.stdout`."""
     from jinja2 import TemplateSyntaxError, nodes
 
-    expr = expression.strip()
-    if expr.startswith("{{") and expr.endswith("}}"):
-        expr = expr[2:-2]
     try:
-        ast = _env(False).parse("{{" + expr + "}}")
+        ast = _env("plain").parse("{{ " + bare_expression(expression) + " }}")
     except TemplateSyntaxError:
         return []
     found: list[str] = []
@@ -529,7 +651,7 @@ def hostvars_names(source: str, expression: bool = False) -> frozenset[str]:
 
     text = "{{" + source + "}}" if expression else source
     try:
-        ast = _env(False).parse(text)
+        ast = _env("plain").parse(text)
     except TemplateSyntaxError:
         return frozenset()
 

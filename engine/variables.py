@@ -79,7 +79,7 @@ def _render_into(ctx: dict[str, Any], values: Mapping[str, Any], drop_unrendered
 
 
 def render_args(spec: ActionSpec, args: Any, ctx: Mapping[str, Any], pos: Any) -> Any:
-    """A step's arguments rendered for its action: shell fields with shell quoting, expression
+    """A step's arguments rendered for its action: argv and shell fields as declared, expression
     fields evaluated (as `when:`), arguments rendered to `omit` dropped."""
     from opsbook.template import evaluate
 
@@ -92,12 +92,12 @@ def render_args(spec: ActionSpec, args: Any, ctx: Mapping[str, Any], pos: Any) -
             rest = {k: v for k, v in args.items() if k not in spec.expression_fields}
             return {**render_args(spec.without_expressions(), rest, ctx, pos), **evaluated}
     if isinstance(args, dict):
-        # Only a command line is shell-quoted; a list in the same field is an argv (no shell).
-        rendered = {k: render(v, ctx, shell=k in spec.shell_fields and isinstance(v, str), pos=pos)
-                    for k, v in args.items()}
+        # each field as the action declares it (ActionSpec.render_field): a command line split
+        # into an argv keeps each value one word, a shell line quotes it, a list is an argv
+        rendered = {k: spec.render_field(k, v, ctx, pos) for k, v in args.items()}
         return {k: v for k, v in rendered.items() if v != OMIT}
-    if spec.scalar_arg in spec.shell_fields and isinstance(args, str):
-        return render(args, ctx, shell=True, pos=pos)
+    if spec.scalar_arg is not None:
+        return spec.render_field(spec.scalar_arg, args, ctx, pos)
     return render(args, ctx, pos=pos)
 
 

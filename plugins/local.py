@@ -36,7 +36,7 @@ from opsbook.plugin import (
     truthy,
 )
 from opsbook_plugins.http_deadline import bounded, opener
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 plugin = Plugin("local", "Run things on the controller: commands, waits, assertions, HTTP.")
 
@@ -86,7 +86,11 @@ class LocalConnection:
                 preexec_fn=None if _SETPRIV else _die_with_parent,
             )
         except FileNotFoundError as exc:
+            if cwd is not None and exc.filename == cwd:
+                return CommandResult(_NO_CHDIR, "", f"chdir {cwd}: no such folder", time.monotonic() - start)
             return CommandResult(127, "", f"command not found: {exc.filename}", time.monotonic() - start)
+        except NotADirectoryError as exc:
+            return CommandResult(_NO_CHDIR, "", f"chdir {exc.filename}: not a folder", time.monotonic() - start)
         except PermissionError as exc:
             return CommandResult(126, "", f"permission denied: {exc.filename}", time.monotonic() - start)
         out, err = _communicate(proc, stdin, timeout, cancel, on_output)
@@ -190,6 +194,17 @@ def local_connection(host: HostInfo) -> LocalConnection:
 _CONTROLLER = LocalConnection()
 
 
+_NO_CHDIR = 200  # the command did not start: its chdir folder is missing
+
+
+def _no_chdir(args: Any) -> Result | None:
+    """A missing `chdir` folder: the command cannot run, and nothing changed."""
+    if args.chdir and not os.path.isdir(args.chdir):
+        what = "not a folder" if os.path.exists(args.chdir) else "no such folder"
+        return Result.failed(f"chdir {args.chdir}: {what} on the controller; the command did not run")
+    return None
+
+
 def _command_result(res: CommandResult, ok_rc: list[int], ctx: ActionContext) -> Result:
     if ctx.cancelled.is_set():
         return Result(status=Status.TIMED_OUT, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
@@ -220,7 +235,9 @@ def _guarded(skip: str) -> Result:
 class CommandArgs(_Args):
     """Run a program on the controller without a shell."""
 
-    cmd: str | list[str] = Field(description="argv list, or a string split like a shell would")
+    cmd: str | list[str] = Field(
+        description="argv list, or a string split like a shell would (each {{ }} value one word)"
+    )
     chdir: str | None = None
     env: dict[str, str] = {}
     stdin: str | None = None
@@ -236,7 +253,7 @@ def _check(args: Any, name: str) -> Result:
     return Result.unknown(f"{name} cannot tell what a command would do; not run in check mode")
 
 
-@plugin.action(scalar="cmd", check=True, data=())
+@plugin.action(scalar="cmd", check=True, data=(), argv=["cmd"])
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell) on the controller."""
     skip = _guard(args)
@@ -244,6 +261,9 @@ def command(ctx: ActionContext, args: CommandArgs) -> Result:
         return _guarded(skip)
     if ctx.check_mode:
         return _check(args, "local.command")
+    missing = _no_chdir(args)
+    if missing:
+        return missing
     argv = shlex.split(args.cmd) if isinstance(args.cmd, str) else [str(a) for a in args.cmd]
     res = _CONTROLLER.run(argv, stdin=args.stdin.encode() if args.stdin else None, timeout=ctx.timeout,
                           cancel=ctx.cancelled, on_output=ctx.output, cwd=args.chdir, env=args.env or None)
@@ -265,6 +285,9 @@ def shell(ctx: ActionContext, args: ShellArgs) -> Result:
         return _guarded(skip)
     if ctx.check_mode:
         return _check(args, "local.shell")
+    missing = _no_chdir(args)
+    if missing:
+        return missing
     res = _CONTROLLER.run([args.executable, "-c", args.cmd], stdin=args.stdin.encode() if args.stdin else None,
                           timeout=ctx.timeout, cancel=ctx.cancelled, on_output=ctx.output, cwd=args.chdir,
                           env=args.env or None)
@@ -482,6 +505,15 @@ class CollectArgs(_Args):
     cmd: str = Field(description="shell command whose output is the evidence")
     name: str = Field(description="file name, e.g. ps.txt; saved as <host>/<name> in the run's evidence folder")
     description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _a_file_name(cls, name: str) -> str:
+        # "" or "." would be the host's evidence folder itself (templated names are checked
+        # again when the evidence is written).
+        if "{{" not in name and name.replace("\\", "/").split("/")[-1].strip() in ("", ".", ".."):
+            raise ValueError(f'"{name}" is not a file name (e.g. ps.txt)')
+        return name
 
 
 def _collected(args: CollectArgs, host: HostInfo) -> list[str]:

@@ -161,6 +161,13 @@ class Vantage:
         return self.target.address
 
 
+def _not_an_option(vantage: Vantage, host: str) -> Outcome | None:
+    """A target read as a command-line option (`-e/bin/sh`) by ping or nc: refused."""
+    if host.startswith("-"):
+        return Outcome(vantage.name, False, f'"{host}" is not a host name or address')
+    return None
+
+
 def _vantage(ctx: ActionContext, override: VantageOverride) -> Vantage:
     if override.name == CONTROLLER:
         return Vantage(CONTROLLER, override, ctx.host)
@@ -322,6 +329,9 @@ def icmp(ctx: ActionContext, args: IcmpArgs) -> Result:
 
     def probe(vantage: Vantage, timeout: float) -> Outcome:
         host = vantage.target_host(args.host)
+        refused = _not_an_option(vantage, host)
+        if refused:
+            return refused
         argv = _ping_argv(host, args, timeout)
         start = time.monotonic()
         if vantage.is_controller:
@@ -466,6 +476,9 @@ def tcp(ctx: ActionContext, args: TcpArgs) -> Result:
 
     def probe(vantage: Vantage, timeout: float) -> Outcome:
         host = vantage.target_host(args.host)
+        refused = _not_an_option(vantage, host)
+        if refused:
+            return refused
         port = vantage.override.port or args.port
         found = (
             _tcp_controller(host, port, timeout)

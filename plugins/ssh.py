@@ -172,7 +172,21 @@ class _StepFailed(OpsbookError):
 _COMMAND_DATA = ("cmd", "stdout_bytes", "stderr_bytes", "skipped_reason")
 
 
-def _command_result(res: CommandResult, ok_rc: Sequence[int], cmd: Any) -> Result:
+_CHDIR_RC = 97  # with _CHDIR_MARK as the last line of stderr: `cd` failed, nothing ran
+_CHDIR_MARK = "opsbook: cannot enter the chdir folder"
+
+
+def _chdir_failed(res: CommandResult, chdir: str | None) -> bool:
+    lines = res.stderr.strip().splitlines()
+    return bool(chdir) and res.rc == _CHDIR_RC and bool(lines) and lines[-1].strip() == _CHDIR_MARK
+
+
+def _command_result(res: CommandResult, ok_rc: Sequence[int], cmd: Any, chdir: str | None = None) -> Result:
+    if _chdir_failed(res, chdir):
+        reason = res.stderr.strip().splitlines()[0] if res.stderr.strip() else ""
+        return Result.failed(f"chdir {chdir}: the folder does not exist or cannot be entered; "
+                             f"the command did not run" + (f" ({reason})" if reason != _CHDIR_MARK else ""),
+                             changed=False, rc=res.rc, stderr=res.stderr, data={"cmd": cmd})
     data: dict[str, Any] = {"cmd": cmd}
     if hasattr(res, "stdout_bytes"):
         data["stdout_bytes"] = res.stdout_bytes  # type: ignore[attr-defined]
@@ -200,7 +214,7 @@ def _prefix(chdir: str | None, env: Mapping[str, str]) -> str:
     """Shell lines that enter `chdir` and export `env` (every value quoted)."""
     lines = []
     if chdir:
-        lines.append(f"cd -- {shlex.quote(chdir)} || exit 1")
+        lines.append(f"cd -- {shlex.quote(chdir)} || {{ echo '{_CHDIR_MARK}' >&2; exit {_CHDIR_RC}; }}")
     for name, value in env.items():
         lines.append(f"export {name}={shlex.quote(str(value))}")
     return "".join(line + "\n" for line in lines)
@@ -251,7 +265,9 @@ def _skip_or_check(ctx: ActionContext, args: _CommandArgs, what: str) -> Result 
 class CommandArgs(_CommandArgs):
     """Run a program without a shell: a list is the argv, a string is split like a shell would."""
 
-    cmd: str | list[str] = Field(description="argv list, or a string split with shlex")
+    cmd: str | list[str] = Field(
+        description="argv list, or a string split like a shell would (each {{ }} value one word)"
+    )
 
     @field_validator("cmd")
     @classmethod
@@ -269,7 +285,7 @@ def _split(cmd: str) -> tuple[str, ...]:
     return tuple(shlex.split(cmd))
 
 
-@plugin.action(scalar="cmd", check=True, data=_COMMAND_DATA)
+@plugin.action(scalar="cmd", check=True, data=_COMMAND_DATA, argv=["cmd"])
 @_as_result
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell expansion) on the host; non-zero rc fails unless in ok_rc."""
@@ -281,7 +297,7 @@ def command(ctx: ActionContext, args: CommandArgs) -> Result:
     prefix = _prefix(args.chdir, args.env)
     cmd: str | list[str] = prefix + "exec " + shown if prefix else argv
     res = _run(ctx, cmd, stdin=args.stdin.encode() if args.stdin is not None else None)
-    return _command_result(res, args.ok_rc, argv)
+    return _command_result(res, args.ok_rc, argv, args.chdir)
 
 
 class ShellArgs(_CommandArgs):
@@ -310,7 +326,7 @@ def shell(ctx: ActionContext, args: ShellArgs) -> Result:
         _prefix(args.chdir, args.env) + body,
         stdin=args.stdin.encode() if args.stdin is not None else None,
     )
-    return _command_result(res, args.ok_rc, args.cmd)
+    return _command_result(res, args.ok_rc, args.cmd, args.chdir)
 
 
 class ScriptArgs(_CommandArgs):
@@ -352,7 +368,7 @@ def script(ctx: ActionContext, args: ScriptArgs) -> Result:
             _run(ctx, ["rm", "-f", "--", remote], become=False, stream=False)
         except Exception:  # cleanup is best effort; the result says what happened
             pass
-    return _command_result(res, args.ok_rc, [args.path, *args.args])
+    return _command_result(res, args.ok_rc, [args.path, *args.args], args.chdir)
 
 
 # -- ssh.copy / ssh.template -------------------------------------------------------------

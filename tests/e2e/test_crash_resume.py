@@ -141,8 +141,8 @@ steps:
             break
     second = subprocess.run([sys.executable, "-m", "opsbook", "resume", run_id], capture_output=True, text=True,
                             env=_env(tmp_path), timeout=60, stdin=subprocess.DEVNULL)
-    approve = subprocess.run([sys.executable, "-m", "opsbook", "approve", run_id, "gated"], capture_output=True,
-                             text=True, env=_env(tmp_path), timeout=60)
+    approve = subprocess.run([sys.executable, "-m", "opsbook", "approve", run_id, "gated", "--yes"],
+                             capture_output=True, text=True, env=_env(tmp_path), timeout=60)
     first.communicate(timeout=120)
     assert second.returncode == 2, second.stderr
     assert f'lock "run:{run_id}" is held by run {run_id}' in second.stderr
@@ -162,7 +162,7 @@ def test_sigterm_rolls_back_exactly_the_completed_actions_in_reverse(tmp_path):
     rb.write_text("opsbook: 1\nname: term\nsteps:" + steps)
     proc = _start(["run", str(rb)], tmp_path)
     run_id, seen = _kill_after(proc, 3, signal.SIGTERM)
-    assert proc.returncode == 3, proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 143, proc.stderr.read() if proc.stderr else ""  # 128 + SIGTERM
     entries = _log(tmp_path)
     done = [e for e in entries if e.startswith("do-")]
     undone = [e for e in entries if e.startswith("undo-")]

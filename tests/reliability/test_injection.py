@@ -75,7 +75,6 @@ def test_local_actions_pass_hostile_values_as_data(book, canary, tmp_path):
             loop: "{{{{ evils }}}}"
             register: out
             local.command: "printf %s {{{{ item }}}}"
-            ignore_errors: true
           - name: script
             loop: "{{{{ evils }}}}"
             register: out
@@ -102,6 +101,9 @@ def test_local_actions_pass_hostile_values_as_data(book, canary, tmp_path):
     assert [r["stdout"] for r in shell] == as_registered + as_registered
     argv = b.node("command-argv", "localhost").registered["results"]
     assert [r["stdout"] for r in argv] == as_registered
+    # The string form: the line is split around each value, so printf gets it as one word.
+    line = b.node("command-string", "localhost").registered["results"]
+    assert [r["stdout"] for r in line] == as_registered
     script_out = b.node("script", "localhost").registered["results"]
     assert [r["stdout"] for r in script_out] == as_registered
     assert [r["status"] for r in b.rollbacks()] == ["done"]
@@ -170,7 +172,6 @@ def test_ssh_and_docker_actions_pass_hostile_values_as_data(lab, lab_info, lab_i
             loop: "{{{{ evils }}}}"
             register: out
             ssh.command: "printf %s {{{{ item }}}}"
-            ignore_errors: true
           - name: ssh script
             hosts: web1
             loop: "{{{{ evils }}}}"
@@ -266,6 +267,7 @@ def test_ssh_and_docker_actions_pass_hostile_values_as_data(lab, lab_info, lab_i
         """, inventory=lab_inventory, params={"evils": evils})
     _nowhere(lab, canary)
     for step, host in (("ssh-shell", "web1"), ("ssh-shell-env-and-chdir", "web1"), ("ssh-command-argv", "web1"),
+                       ("ssh-command-string", "web1"),
                        ("ssh-script", "web1"), ("docker-exec", "web1"), ("docker-exec-argv", "web1"),
                        ("ssh-shell-over-the-docker-connection", "box2")):
         results = b.node(step, host).registered["results"]

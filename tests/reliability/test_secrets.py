@@ -13,6 +13,7 @@ import os
 import secrets
 import subprocess
 import tarfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -217,3 +218,109 @@ def test_secret_in_a_rollback_action_is_not_stored_in_clear(cli: Cli):
     assert res.rc == 1, res
     assert log.read_text() == f"undo-{token}\n"  # the rollback ran with the real value
     assert _leaks(token, [res, *_review(cli, res.run_id)], cli.home) == []
+
+
+INVENTORY_SECRETS = """
+all:
+  vars:
+    ansible_ssh_pass: "{ssh}"
+  hosts:
+    ctl:
+      ansible_connection: local
+      ansible_become_password: "{become}"
+      api_token: "{token}"
+      db: {{password: "{nested}", user: app}}
+"""
+
+
+def test_inventory_secrets_are_redacted_from_the_start_and_in_plan(cli: Cli):
+    """Inventory secrets (ansible_become_password, *_token, a nested password, ansible_ssh_pass)
+    were only redacted after a `become` step had run, and `opsbook plan` always printed them
+    (fixed: secrets.register_plan registers them at plan, run and resume start)."""
+    values = {k: _token() for k in ("ssh", "become", "token", "nested")}
+    proof = cli.home.parent / "proof"
+    inv = cli.home.parent / "inv.yaml"  # outside the folder that is searched
+    inv.write_text(INVENTORY_SECRETS.format(**values))
+    rb = cli.write("rb.yaml", f"""
+        opsbook: 1
+        name: inventory-secrets
+        hosts: ctl
+        steps:
+          - name: uses them
+            local.shell: "echo {{{{ ansible_become_password }}}} {{{{ api_token }}}} {{{{ db.password }}}} {{{{ ansible_ssh_pass }}}} | tee {proof}"
+            register: used
+          - name: shows one
+            local.set: {{shown: "the token is {{{{ api_token }}}}"}}
+          - name: fails with one
+            local.fail: "failed with {{{{ db.password }}}}"
+        """)
+    outs = [cli("plan", str(rb), "-i", str(inv)), cli("plan", str(rb), "-i", str(inv), "--format", "json")]
+    assert all(o.rc == 0 for o in outs), outs
+    assert "********" in outs[0].stdout
+    text = cli("run", str(rb), "-i", str(inv), "-vvv")
+    assert text.rc == 1, text
+    assert proof.read_text().split() == [values[k] for k in ("become", "token", "nested", "ssh")]
+    events = cli("run", str(rb), "-i", str(inv), "--format", "json")
+    assert events.rc == 1, events
+    outs += [text, events, *_review(cli, text.run_id), *_review(cli, events.run_id)]
+    for name, value in values.items():
+        leaks = _leaks(value, outs, cli.home)
+        assert leaks == [], f"the inventory secret {name} leaked into: {leaks}"
+
+
+def test_no_log_steps_leave_no_output_and_no_arguments_anywhere(cli: Cli):
+    """`no_log: true` has Ansible's meaning: the step's output and arguments are recorded and
+    shown nowhere (journal, events, terminal at -vvv, reports, plan, approvals, rollback
+    entries, retry lines, facts, loop items), although the value is no registered secret."""
+    value = "Hidden" + secrets.token_hex(8)
+    proof = cli.home.parent / "proof"
+    rb = cli.home.parent / "rb.yaml"  # outside the folder that is searched: it holds the value
+    rb.write_text(textwrap.dedent(f"""
+        opsbook: 1
+        name: no-log
+        vars: {{hidden: "{value}"}}
+        steps:
+          - name: prints it
+            local.shell: "echo out {{{{ hidden }}}}; echo err {{{{ hidden }}}} >&2; echo {{{{ hidden }}}} > {proof}"
+            register: printed
+            no_log: true
+          - name: loops over it
+            loop: ["{{{{ hidden }}}}"]
+            local.command: {{cmd: [echo, "{{{{ item }}}}"]}}
+            no_log: true
+          - name: keeps it as a fact
+            local.set: {{kept: "{{{{ hidden }}}}"}}
+            no_log: true
+          - name: asks about it
+            approve: "Run with {{{{ hidden }}}}?"
+            local.command: "echo approved {{{{ hidden }}}}"
+            no_log: true
+          - name: undoes with it
+            local.command: "true"
+            rollback: {{local.command: "echo undo {{{{ hidden }}}}"}}
+            no_log: true
+          - name: retries with it
+            local.shell: "echo {{{{ hidden }}}}; exit 1"
+            retries: 1
+            delay: 0s
+            ignore_errors: true
+            no_log: true
+          - name: fails with it
+            local.fail: "failed with {{{{ hidden }}}}"
+            ignore_errors: true
+            no_log: true
+          - name: stop
+            local.fail: stop
+        """))
+    plans = [cli("plan", str(rb)), cli("plan", str(rb), "--format", "json")]
+    assert all(p.rc == 0 for p in plans), plans
+    text = cli("run", str(rb), "--yes", "-vvv", "--format", "text")
+    assert text.rc == 1, text
+    assert proof.read_text() == f"{value}\n"  # the step really ran with the value
+    events = cli("run", str(rb), "--yes", "--format", "json")
+    assert events.rc == 1, events
+    assert [e["status"] for e in events.events if e["event"] == "rollback_finished"] == ["done"]
+    assert "hidden by no_log" in text.stdout + text.stderr + events.stdout
+    leaks = _leaks(value, [*plans, text, events, *_review(cli, text.run_id), *_review(cli, events.run_id)],
+                   cli.home)
+    assert leaks == [], f"a no_log value leaked into: {leaks}"

@@ -73,7 +73,9 @@ def test_plan_renders_per_host_and_contacts_nothing(tmp_path):
     rb.write_text('opsbook: 1\nname: p\nhosts: web\nsteps:\n  - name: hello\n    local.command: "echo {{ ansible_host }}"\n')
     out = opsbook("plan", str(rb), "-i", str(inv))
     assert out.returncode == 0
-    assert 'web1: local.command "echo 192.0.2.10"' in out.stdout and 'web2: local.command "echo 192.0.2.11"' in out.stdout
+    # A command line is shown as the argv it runs (each templated value one word).
+    assert 'web1: local.command ["echo", "192.0.2.10"]' in out.stdout
+    assert 'web2: local.command ["echo", "192.0.2.11"]' in out.stdout
     data = json.loads(opsbook("plan", str(rb), "-i", str(inv), "--format", "json").stdout)
     assert [n["id"] for n in data["nodes"]] == ["hello@web1", "hello@web2"]
 
@@ -212,7 +214,7 @@ def test_plan_takes_secrets_like_run_and_the_hint_says_how(tmp_path):
     out = opsbook("plan", str(rb), "-e", "user=bob", "--secret", "token=env:OPSBOOK_TEST_TOKEN",
                   env={"OPSBOOK_TEST_TOKEN": "s3cr3t-value"})
     assert out.returncode == 0, out.stderr
-    assert 'local.command "login bob ********"' in out.stdout and "s3cr3t-value" not in out.stdout
+    assert 'local.command ["login", "bob", "********"]' in out.stdout and "s3cr3t-value" not in out.stdout
     graph = opsbook("graph", str(rb), "-e", "user=bob", "--secret", "token=env:OPSBOOK_TEST_TOKEN",
                     env={"OPSBOOK_TEST_TOKEN": "s3cr3t-value"})
     assert graph.returncode == 0, graph.stderr

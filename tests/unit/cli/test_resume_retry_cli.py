@@ -108,4 +108,4 @@ def test_plan_takes_secrets_like_run_and_the_hint_never_suggests_e(tmp_path):
     shown = subprocess.run([sys.executable, "-m", "opsbook", "plan", str(rb), "--secret", "token=env:TOK"],
                            capture_output=True, text=True, timeout=60, env={**_env(tmp_path), "TOK": "s3cr3t-v4lue"})
     assert shown.returncode == 0, shown.stderr
-    assert 'echo ********' in shown.stdout and "s3cr3t-v4lue" not in shown.stdout + shown.stderr
+    assert '["echo", "********"]' in shown.stdout and "s3cr3t-v4lue" not in shown.stdout + shown.stderr

@@ -23,7 +23,7 @@ def test_extra_vars_win_over_runbook_vars_in_plan_as_in_run(registry, write, jou
             local.command: "echo {{ x }}"
         """))
     plan = make_plan(rb, load_inventory_sources([]), {"x": "from-e"})
-    assert 'localhost: local.command "echo from-e"' in plan_text(plan)
+    assert 'localhost: local.command ["echo", "from-e"]' in plan_text(plan)
     summary = start_run(plan, registry, journal, RunRequest(options=RunOptions(), given_params={"x": "from-e"}))
     assert journal.nodes(summary.run_id)["show@localhost"].stdout == "from-e\n"
 
@@ -80,7 +80,7 @@ def test_plan_shows_every_node_rendered_as_the_run_renders_it(registry, write, j
     assert summary.status == "succeeded"
     assert seen == planned
     assert planned["quoted@web1"] == "ls 'a file; rm -rf /' 'hello web1' || true"
-    assert planned["built-in-names@web2"] == "echo web1,web2 web2 beta beta " + tmp_path.name
+    assert planned["built-in-names@web2"] == ["echo", "web1,web2", "web2", "beta", "beta", tmp_path.name]
     assert planned["step-vars-over-runbook-vars-e-over-both@web1"] == {"cmd": "echo 'step alpha' from-e"}
 
 

@@ -350,7 +350,7 @@ def test_resume_after_a_crash_does_not_run_done_nodes_again(tour: Tour) -> None:
 def test_approve_answers_a_gate_from_another_shell(tour: Tour) -> None:
     result = ran(tour, "opsbook approve RUN STEP")
     assert result.rc == 0 and "approved 1 gate(s) of risky" in result.out, str(result)
-    assert "Do it on localhost?" in result.out and 'will run: local.command "true"' in result.out, str(result)
+    assert "Do it on localhost?" in result.out and 'will run: local.command ["true"]' in result.out, str(result)
     assert "(the waiting run exited 0: " in result.out and "succeeded" in result.out, str(result)
 
 

@@ -162,7 +162,7 @@ def test_params_types_and_unknown_param_keys(load):
               - local.noop: {}
             """)
     assert messages(err.value) == [
-        '4:13: parameter type must be one of string, int, bool, duration, host, list, dict, secret, found string "integr" (did you mean "int"?)',
+        '4:13: parameter type must be one of string, int, bool, duration, host, hosts, list, dict, secret, found string "integr" (did you mean "int"?)',
         '5:18: unknown parameter key "defualt" (did you mean "default"?)',
     ]
 

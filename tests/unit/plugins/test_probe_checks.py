@@ -321,3 +321,18 @@ def test_json_paths():
         json_path_get(doc, "a.x")
     with pytest.raises(ValueError, match="not a simple path"):
         parse_json_path("a..b")
+
+
+# --------------------------------------------------------------------------- option injection
+
+
+@pytest.mark.parametrize("action", ["icmp", "tcp"])
+@pytest.mark.parametrize("state", ["default", "unreachable"])
+def test_a_target_that_looks_like_an_option_is_refused(action, state):
+    """ping and nc (probes from a vantage point) would read "-e/bin/sh" as an option."""
+    args = {"host": "-e/bin/sh", "port": 9} if action == "tcp" else {"host": "-f"}
+    if state == "unreachable":
+        args["state"] = "closed" if action == "tcp" else "unreachable"
+    result = run(action, args)
+    assert result.status is Status.FAILED
+    assert "is not a host name or address" in result.msg

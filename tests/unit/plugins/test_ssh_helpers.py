@@ -100,7 +100,8 @@ def test_mode_rejects_the_rest(value):
 
 def test_prefix_quotes_chdir_and_env_values():
     text = _prefix("/srv/my app", {"A": "x y", "B": "$(rm -rf /)"})
-    assert text == "cd -- '/srv/my app' || exit 1\nexport A='x y'\nexport B='$(rm -rf /)'\n"
+    assert text == ("cd -- '/srv/my app' || { echo 'opsbook: cannot enter the chdir folder' >&2; exit 97; }\n"
+                    "export A='x y'\nexport B='$(rm -rf /)'\n")
 
 
 def test_command_args_split_strings_with_shlex_and_keep_lists():
