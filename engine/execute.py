@@ -812,6 +812,11 @@ class Executor:
                 rendered = render(step.loop, ctx_vars, pos=step.pos)
                 if not isinstance(rendered, list):
                     return _outcome(Status.FAILED, f"loop must render to a list, got {type(rendered).__name__}")
+                if not rendered:  # Ansible skips a loop over nothing: no gate, no pre-flight, no action
+                    out = _outcome(Status.SKIPPED, "loop: no items")
+                    out.registered = Result(status=Status.SKIPPED).registered()
+                    out.registered["results"] = []
+                    return out
                 items = [(i, self._false_condition(step, {**ctx_vars, step.loop_var: i})) for i in rendered]
                 if rendered and all(false is not None for _, false in items):
                     out = _outcome(Status.SKIPPED, "when: false for every item of the loop")
@@ -839,7 +844,7 @@ class Executor:
             if refused is not None:
                 return refused
         if step.approve is not None and not self.opts.check:
-            denied = self._ask_approval(node, spec, ctx_vars)
+            denied = self._ask_approval(node, spec, ctx_vars, items)
             if denied is not None:
                 return denied
         if step.keep_healthy is not None and not self.opts.check:
@@ -1214,15 +1219,19 @@ class Executor:
         return result.status is Status.OK, result.msg or result.status.value
 
     # -- approvals ---------------------------------------------------------------------------
-    def _ask_approval(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any]) -> Outcome | None:
+    def _ask_approval(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any],
+                      items: list[tuple[Any, Any]]) -> Outcome | None:
         """None when the step may act; else its outcome (denied, cancelled by a stop).
 
         A block's approval is asked once per host (see opsbook.gates); the block's later
-        steps on that host reuse the decision."""
+        steps on that host reuse the decision. A loop is approved once per node, the
+        approver shown the action rendered for each item that will run."""
         step = node.step
         try:
             prompt = str(render(step.approve, ctx_vars, pos=step.pos)) if step.approve else f"Run {step.name} on {node.host}?"
-            args = self._render_args(spec, step.action.args, ctx_vars, step)  # type: ignore[union-attr]
+            args = (self._render_args(spec, step.action.args, ctx_vars, step) if step.loop is None  # type: ignore[union-attr]
+                    else [self._render_args(spec, step.action.args, {**ctx_vars, step.loop_var: item}, step)  # type: ignore[union-attr]
+                          for item, false in items if false is None])
         except UserError as exc:
             return _outcome(Status.FAILED, _user_message(exc))
         if step.no_log:  # neither shown to the approver nor recorded
@@ -1280,21 +1289,25 @@ class Executor:
 
     # -- rollback ----------------------------------------------------------------------------
     def _record_rollback(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], results: list[Result]) -> None:
+        """One undo per item done (a loop's rendered with its item bound), newest last."""
         step = node.step
+        done = [(ctx_vars, results[0])] if step.loop is None else \
+            [({**ctx_vars, step.loop_var: r.data.get(step.loop_var)}, r) for r in results if r.status is Status.OK]
         if step.rollback is not None:
             inverse_spec = self.registry.action(step.rollback.name)
-            try:
-                if inverse_spec is None:
-                    raise UserError(f"{step.rollback.name} is not installed")
-                args = self._render_args(inverse_spec, step.rollback.args, ctx_vars, step)
-            except UserError as exc:
-                self.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
-                return
-            self._add_rollback(node, step.rollback.name, args, self._acting_host(node, ctx_vars))
-        elif spec.inverse is not None:
-            for result in results:
+            for scope, _result in done:
                 try:
-                    args = self._render_args(spec, step.action.args, ctx_vars, step)  # type: ignore[union-attr]
+                    if inverse_spec is None:
+                        raise UserError(f"{step.rollback.name} is not installed")
+                    args = self._render_args(inverse_spec, step.rollback.args, scope, step)
+                except UserError as exc:
+                    self.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
+                    return
+                self._add_rollback(node, step.rollback.name, args, self._acting_host(node, ctx_vars))
+        elif spec.inverse is not None:
+            for scope, result in done:
+                try:
+                    args = self._render_args(spec, step.action.args, scope, step)  # type: ignore[union-attr]
                     inverse = spec.inverse(spec.parse_args(args), result)
                 except Exception:  # noqa: BLE001 - no inverse for this result
                     inverse = None

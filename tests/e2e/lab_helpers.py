@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opsbook_lab.pytest_plugin import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOKS = REPO / "runbooks"
@@ -146,27 +147,111 @@ class Opsbook:
         return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True,
                               env=self.env(), stdin=subprocess.DEVNULL, timeout=timeout, cwd=REPO, check=False)
 
-    def run(self, relative: str, *extra: str, inventory: str | None = None, incident_start: float | None = None,
-            timeout: float = 400, **params: Any) -> RunResult:
-        """`opsbook run runbooks/<relative> -i <lab inventory> --yes --format json -e k=v ...`."""
-        args = ["run", runbook(relative), "-i", inventory or self.lab.info.inventory, "--yes", "--format", "json"]
+    def run_args(self, relative: str, *extra: str, inventory: str | None = None,
+                 incident_start: float | None = None, yes: bool = True, **params: Any) -> list[str]:
+        """`run runbooks/<relative> -i <lab inventory> [--yes] --format json -e k=v ...`."""
+        args = ["run", runbook(relative), "-i", inventory or self.lab.info.inventory, "--format", "json"]
+        args += ["--yes"] if yes else []
         for key, value in params.items():
             args += ["-e", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
         if incident_start is not None:
             args += ["--incident-start", str(incident_start)]
-        args += list(extra)
+        return args + list(extra)
+
+    def run(self, relative: str, *extra: str, inventory: str | None = None, incident_start: float | None = None,
+            timeout: float = 400, **params: Any) -> RunResult:
+        """`opsbook run runbooks/<relative> -i <lab inventory> --yes --format json -e k=v ...`."""
+        args = self.run_args(relative, *extra, inventory=inventory, incident_start=incident_start, **params)
         started = time.monotonic()
         done = self.cli(*args, timeout=timeout)
-        events = []
-        for line in done.stdout.splitlines():
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    events.append(json.loads(line))
-                except ValueError:
-                    pass
-        return RunResult(done.returncode, events, done.stderr, self.journal_path, self.runs_dir,
+        return RunResult(done.returncode, json_events(done.stdout), done.stderr, self.journal_path, self.runs_dir,
                          time.monotonic() - started)
+
+    def start(self, relative: str, *extra: str, **params: Any) -> BackgroundRun:
+        """`opsbook run` without --yes and without a terminal, in the background: its approval
+        gates wait for `opsbook approve` from another process (`BackgroundRun.approve`)."""
+        args = self.run_args(relative, *extra, yes=False, **params)
+        out = (self.tmp_path / f"run-{len(list(self.tmp_path.glob('run-*.out')))}.out").open("w")
+        err = Path(out.name).with_suffix(".err").open("w")
+        proc = subprocess.Popen([sys.executable, "-m", "opsbook", *args], stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL, env=self.env(), cwd=REPO)
+        return BackgroundRun(self, proc, Path(out.name), Path(err.name), time.monotonic(), (out, err))
+
+
+def json_events(stdout: str) -> list[dict[str, Any]]:
+    """The JSON events of `opsbook run --format json` (lines that are not JSON are skipped)."""
+    events = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                pass
+    return events
+
+
+class BackgroundRun:
+    """A run started by `Opsbook.start`: find its id, wait for a gate as an operator would see it
+    (`opsbook show`), answer it from a second process, signal it, collect its result."""
+
+    def __init__(self, ob: Opsbook, proc: subprocess.Popen[bytes], out: Path, err: Path, started: float,
+                 files: tuple[Any, Any]) -> None:
+        self.ob, self.proc, self.out, self.err, self.started, self._files = ob, proc, out, err, started, files
+        self._run_id = ""
+
+    @property
+    def run_id(self) -> str:
+        def known() -> bool:
+            self._run_id = next((e["run"] for e in json_events(self.out.read_text()) if e.get("run")), "")
+            assert self.proc.poll() is None or self._run_id, f"the run ended before it started: {self.err.read_text()}"
+            return bool(self._run_id)
+
+        if not self._run_id:
+            wait_for("the run to start", known, timeout=60, interval=0.1)
+        return self._run_id
+
+    def show(self) -> str:
+        return self.ob.cli("show", self.run_id).stdout
+
+    def wait_for_gate(self, gate: str, host: str, timeout: float = 120) -> str:
+        """Poll `opsbook show RUN` until it shows the gate waiting; the text it showed."""
+        seen: dict[str, str] = {}
+
+        def waiting() -> bool:
+            assert self.proc.poll() is None, f"the run ended (rc={self.proc.returncode}) before its gate:\n" \
+                f"{self.err.read_text()[-3000:]}"
+            seen["show"] = self.show()
+            return f"WAITING for approval: {gate} @ {host}" in seen["show"]
+
+        wait_for(f"the gate {gate!r} @ {host} to wait", waiting, timeout=timeout, interval=0.2)
+        return seen["show"]
+
+    def approve(self, gate: str) -> subprocess.CompletedProcess[str]:
+        """`opsbook approve RUN GATE --yes` from a second process (no terminal)."""
+        return self.ob.cli("approve", self.run_id, gate, "--yes", timeout=60)
+
+    def finish(self, timeout: float = 400) -> RunResult:
+        try:
+            self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(30)
+            for f in self._files:
+                f.close()
+        return RunResult(self.proc.returncode, json_events(self.out.read_text()), self.err.read_text(),
+                         self.ob.journal_path, self.ob.runs_dir, time.monotonic() - self.started)
+
+    def __enter__(self) -> BackgroundRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:  # a failed test: never leave a run waiting at a gate
+            self.proc.kill()
+            self.proc.wait(30)
+        for f in self._files:
+            f.close()
 
 
 def make_opsbook(lab: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Opsbook:
@@ -239,6 +324,36 @@ def slots(lab: Any) -> dict[str, str]:
     """The balancer's servers: name -> address (from `show servers state`)."""
     out = sh_ok(lab, "lb1", "lb-backend raw 'show servers state web'")
     return {f[3]: f[4] for f in (line.split() for line in out.splitlines()) if len(f) > 4 and f[0].isdigit()}
+
+
+class SiteWatch:
+    """Requests through the balancer every `interval` seconds in a thread, while a run goes on:
+    every answer (time, status, body) is kept, to prove the site never stopped answering."""
+
+    def __init__(self, url: str, interval: float = 0.05) -> None:
+        import threading
+
+        self.url, self.interval = url, interval
+        self.answers: list[tuple[float, int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="site-watch", daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            status, body, _headers = http_get(self.url, timeout=2.0)
+            self.answers.append((time.time(), status, body.strip()))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> SiteWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def failures(self) -> list[tuple[float, int, str]]:
+        return [a for a in self.answers if a[1] != 200]
 
 
 def whoami_through_lb(lab: Any, n: int = 6) -> list[str]:

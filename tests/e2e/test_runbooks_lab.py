@@ -56,9 +56,11 @@ def assert_refused(result, step: str, *phrases: str) -> str:
 
 
 LIBRARY = ("first-response/collect-evidence.yaml", "first-response/restart-service.yaml",
-           "first-response/isolate-host.yaml", "failover/redis-promote.yaml", "failover/lb-drain-repoint.yaml",
-           "failover/cold-standby.yaml", "disaster-recovery/backup-restore.yaml",
-           "permanent-fix/config-rollout.yaml", "permanent-fix/scale-and-monitor.yaml")
+           "first-response/isolate-host.yaml", "first-response/disk-filling-up.yaml", "failover/redis-promote.yaml",
+           "failover/lb-drain-repoint.yaml", "failover/cold-standby.yaml", "failover/hot-standby-takeover.yaml",
+           "disaster-recovery/backup-restore.yaml", "permanent-fix/config-rollout.yaml",
+           "permanent-fix/serial-config-rollout.yaml", "permanent-fix/scale-and-monitor.yaml")
+# The gated runbooks (approvals answered by a second process) are tested in test_runbooks_gated_lab.py.
 
 
 def test_every_runbook_passes_check_with_the_lab_inventory(lab, ob):

@@ -370,3 +370,66 @@ def test_a_failed_command_says_what_went_wrong_not_only_its_help_hint(run, journ
     assert nodes["local@web1"].msg == "command exited with rc=2: ls: unrecognized option '--no-such-option'"
     assert nodes["remote@web1"].msg == "command exited with rc=2: tool: bad flag -z"
     assert nodes["two-lines@web1"].msg == "command exited with rc=1: nginx: [emerg] unknown directive foo"
+
+
+def test_an_approved_loop_is_asked_once_showing_the_action_for_each_item(run, tmp_path):
+    asked = []
+
+    def approver(request):
+        asked.append(request)
+        return True, "alice"
+
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: t
+        steps:
+          - name: truncate
+            approve: "Truncate {{{{ files | length }}}} files?"
+            loop: "{{{{ files }}}}"
+            when: item != "skip-me"
+            local.shell: "echo {{{{ item }}}} >> {log}"
+        vars:
+          files: [a, skip-me, b]
+        """, approver=approver)
+    assert summary.status == "succeeded"
+    assert len(asked) == 1 and asked[0].prompt == "Truncate 3 files?"
+    assert asked[0].args == [f"echo a >> {log}", f"echo b >> {log}"]
+    assert lines(log) == ["a", "b"]
+
+
+def test_a_loop_over_nothing_is_skipped_without_asking(run, journal):
+    def approver(request):
+        raise AssertionError(f"asked about nothing: {request}")
+
+    summary = run("""
+        opsbook: 1
+        name: t
+        steps:
+          - name: truncate
+            approve: "Truncate?"
+            loop: "{{ [] }}"
+            local.command: "echo {{ item }}"
+            register: out
+          - local.assert:
+              that: ["out is skipped", "out.results == []"]
+        """, approver=approver)
+    assert summary.status == "succeeded", journal.nodes(summary.run_id)
+    assert journal.nodes(summary.run_id)["truncate@localhost"].status == "skipped"
+
+
+def test_a_loops_rollback_is_recorded_per_item_and_undone_newest_first(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: t
+        steps:
+          - name: change
+            loop: [a, b, c]
+            when: item != "b"
+            local.shell: "echo do-{{{{ item }}}} >> {log}"
+            rollback: {{local.shell: "echo undo-{{{{ item }}}} >> {log}"}}
+          - local.fail: boom
+        """)
+    assert summary.status == "failed" and summary.rolled_back == 2
+    assert lines(log) == ["do-a", "do-c", "undo-c", "undo-a"]
