@@ -1349,16 +1349,27 @@ class Executor:
             return sum(f.result() for f in futures)
 
     def _rollback_host(self, entries: list[dict[str, Any]]) -> int:
+        """One host's undos, newest first. After one fails, the older ones are not run: the host
+        is in a state nobody planned for, and an older undo (put it back into the balancer's
+        pool) must not put it back into service on a change that could not be undone."""
         done = 0
+        failed_first = ""
         for entry in entries:
             spec = self.registry.action(entry["action"])
             seq = entry["seq"]
             origin = self.plan.nodes.get(entry["node_id"])
             undoes = origin.step.name if origin is not None and origin.leaf is not None else entry["node_id"]
+            if failed_first:
+                msg = (f'not run: the undo of "{failed_first}" failed before it, so this host is left as it is; '
+                       "undo by hand once it is safe")
+                self.journal.rollback_status(self.run_id, seq, "skipped", msg)
+                self._rolled_back(entry, undoes, "skipped", msg)
+                continue
             if spec is None:
                 msg = f"action {entry['action']} not installed"
                 self.journal.rollback_status(self.run_id, seq, "failed", msg)
                 self._rolled_back(entry, undoes, "failed", msg)
+                failed_first = undoes
                 continue
             self.journal.rollback_status(self.run_id, seq, "running")
             target = entry["target"]
@@ -1387,6 +1398,7 @@ class Executor:
             self.journal.rollback_status(self.run_id, seq, status, self.secrets.redact(result.msg))
             self._rolled_back(entry, undoes, status, result.msg)
             done += status == "done"
+            failed_first = failed_first or (undoes if status == "failed" else "")
         return done
 
     def _rolled_back(self, entry: dict[str, Any], undoes: str, status: str, msg: str) -> None:

@@ -723,8 +723,8 @@ def end_state(view: RunView) -> list[HostEnd]:
         entries = undo.get(node.node_id, [])
         if not (node.changed and node.status == "ok") and not entries:
             continue
-        if any(e["status"] == "failed" for e in entries):
-            why = next(e["msg"] for e in entries if e["status"] == "failed")
+        if any(e["status"] in ("failed", "skipped") for e in entries):
+            why = next(e["msg"] for e in entries if e["status"] in ("failed", "skipped"))
             end.rollback_failed.append(f"{name} ({why})" if why else name)
         elif entries and all(e["status"] == "done" for e in entries):
             end.rolled_back.append(name)

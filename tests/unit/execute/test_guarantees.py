@@ -458,3 +458,31 @@ def test_a_gate_is_decided_once_when_an_approval_races_the_timeout(tmp_path):
             assert decision[0] is False and "approval timed out" in decision[1]
             assert (row["approved"], row["who"]) == (False, decision[1])
         journal.close()
+
+
+def test_after_a_failed_undo_the_hosts_older_undos_are_not_run(run, journal, tmp_path):
+    """The balancer's put-back must not run after the host's own restore failed: the host
+    would go back into service on a change that could not be undone."""
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: rollback-stops
+        hosts: web
+        steps:
+          - name: drain
+            delegate_to: lb1
+            local.shell: "echo d"
+            rollback: {{local.shell: "echo put-back {{{{ inventory_hostname }}}} >> {log}"}}
+          - name: install
+            local.shell: "echo i"
+            rollback: {{local.shell: "echo restore {{{{ inventory_hostname }}}} >> {log}; test {{{{ inventory_hostname }}}} != web1"}}
+          - name: verify
+            local.command: "false"
+        """, "[web]\nweb1 ansible_connection=local\nweb2 ansible_connection=local\n[lb]\nlb1 ansible_connection=local\n")
+    assert summary.status == "failed"
+    lines = log.read_text().splitlines()
+    assert "put-back web1" not in lines and lines.count("restore web1") == 1
+    assert lines.index("restore web2") < lines.index("put-back web2")
+    drain = {r["host"]: r for r in journal.rollbacks(summary.run_id) if r["node_id"].startswith("drain")}
+    assert drain["web1"]["status"] == "skipped" and 'the undo of "install" failed before it' in drain["web1"]["msg"]
+    assert drain["web2"]["status"] == "done"
