@@ -3,6 +3,7 @@
     python -m bench.engine_bench noop    DIR STEPS HOSTS memory|file   # local.noop nodes
     python -m bench.engine_bench compile DIR STEPS HOSTS               # compile_plan only
     python -m bench.engine_bench plan    DIR STEPS HOSTS               # plan (+ peak RSS)
+    python -m bench.engine_bench needs   DIR STEPS FANIN               # check + plan of a wide graph
 
 Writes the runbook and inventory into DIR and prints one JSON line. Times are
 perf_counter around each stage; `ru_maxrss` is this process's peak RSS.
@@ -93,12 +94,43 @@ def compile_only(folder: Path, steps: int, hosts: int, expand: bool = True) -> d
             "maxrss_mb": _maxrss_mb()}
 
 
+def wide_needs(folder: Path, steps: int, fanin: int) -> dict[str, Any]:
+    """A runbook whose every step `needs:` the `fanin` steps before it (STEPS x FANIN edges):
+    `check` (step graph) and `plan` (nodes, edges and the text view) must stay linear in edges."""
+    from opsbook.api import load_inventory_sources, load_runbook
+    from opsbook.compile import compile_plan
+    from opsbook.planview import plan_text
+    from opsbook.registry import Registry
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["opsbook: 1", f"name: bench-needs-{steps}x{fanin}", "steps:"]
+    for i in range(steps):
+        needs = ", ".join(f"s{j}" for j in range(max(0, i - fanin), i))
+        lines += [f"  - name: s{i}", f"    needs: [{needs}]", "    local.noop: {}"]
+    rb_path = folder / f"needs-{steps}x{fanin}.yaml"
+    rb_path.write_text("\n".join(lines) + "\n")
+    registry = Registry.from_entry_points()
+    t0 = time.perf_counter()
+    runbook = load_runbook(str(rb_path), registry)
+    inventory = load_inventory_sources([])
+    t1 = time.perf_counter()
+    steps_only = compile_plan(runbook, inventory, {}, expand=False)
+    t2 = time.perf_counter()
+    plan = compile_plan(runbook, inventory, {})
+    text = plan_text(plan, registry)
+    t3 = time.perf_counter()
+    return {"steps": steps, "edges": len(steps_only.step_edges), "load_s": t1 - t0, "check_graph_s": t2 - t1,
+            "plan_s": t3 - t2, "plan_lines": text.count("\n"), "maxrss_mb": _maxrss_mb()}
+
+
 def main(argv: list[str]) -> int:
     what, folder, steps, hosts = argv[0], Path(argv[1]), int(argv[2]), int(argv[3])
     if what == "noop":
         out = noop(folder, steps, hosts, argv[4])
     elif what in ("compile", "plan"):
         out = compile_only(folder, steps, hosts)
+    elif what == "needs":
+        out = wide_needs(folder, steps, hosts)
     else:
         raise SystemExit(f"unknown scenario {what}")
     print(json.dumps(out))

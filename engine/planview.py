@@ -100,6 +100,9 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
     action_nodes = [n for n in plan.nodes.values() if n.kind != BARRIER]
     hosts = sorted({n.host for n in action_nodes if n.host})
     lines.append(f"{len(plan.leaves)} steps x {len(hosts)} hosts = {len(action_nodes)} nodes; nothing was contacted\n")
+    step_needs: dict[str, set[str]] = {}  # one pass over the edges (not one per step)
+    for a, b in plan.step_edges:
+        step_needs.setdefault(b, set()).add(a)
     for sid, leaf in plan.leaves.items():
         step = leaf.step
         tags = []
@@ -114,7 +117,7 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
         if leaf.sections:
             tags.append(" > ".join(f"{s.block_id}:{s.part}" for s in leaf.sections))
         lines.append(f"[{sid}] {step.name}" + (f"  ({'; '.join(tags)})" if tags else "") + f"  {step.pos}")
-        deps = sorted({a for a, b in plan.step_edges if b == sid})
+        deps = sorted(step_needs.get(sid, ()))
         if deps:
             lines.append(f"    after: {', '.join(deps)}")
         if step.when:
