@@ -107,6 +107,9 @@ def _describe(event: Event, verbose: int) -> str | None:
         changed = " (changed)" if d.get("changed") else ""
         changed += " (ignored)" if d.get("ignored") else ""
         return f"{stamp} {status:<9} {event.step} @ {event.host}{changed}{took}{msg}"
+    if event.kind == "node_diff":
+        body = "\n".join("    " + line for line in str(d.get("diff", "")).rstrip("\n").splitlines())
+        return f"{stamp} diff      {event.step} @ {event.host}\n{body}"
     if event.kind == "node_output" and verbose > 1:
         return f"{stamp}   {event.host} | {d.get('line')}"
     if event.kind == "aborted":
@@ -183,7 +186,7 @@ class LiveProgress:
                         row["last"] = visible(f"{event.host}: {event.data.get('msg', '')}", lines=False)
                 elif event.kind == "node_output":
                     row["last"] = visible(f"{event.host}: {event.data.get('line', '')}"[:120], lines=False)
-            if event.kind in ("aborted", "warning", "approval_decided", "rollback_started", "rollback_finished",
+            if event.kind in ("aborted", "warning", "approval_decided", "rollback_started", "rollback_finished", "node_diff",
                               "run_finished"):
                 line = _visible_line(event, self.verbose)
             if event.kind == "run_finished":

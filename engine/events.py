@@ -13,7 +13,7 @@ class Event:
     """Something that happened in a run. `kind` is one of:
 
     run_started, run_finished, node_started, node_finished, node_output, approval_requested,
-    approval_decided, rollback_started, rollback_finished, warning, aborted
+    approval_decided, rollback_started, rollback_finished, warning, aborted, node_diff (--diff)
     """
 
     kind: str

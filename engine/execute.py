@@ -886,6 +886,8 @@ class Executor:
             if unmade:  # rule 3 of opsbook.dryrun
                 self._excuse(node, outcome, unmade)
         outcome.started, outcome.finished = start, time.time()
+        if self.opts.diff:
+            self._show_diffs(node, results)
         if outcome.status is Status.OK and node.host and step.keep_healthy is not None and not self.opts.check:
             self._out_of_pool.take_out(step.id, node.host)
         if node.id in self._abandoned:
@@ -916,6 +918,16 @@ class Executor:
             outcome.registered = outcome.result.registered()
             if items is not None:
                 outcome.registered["results"] = items
+
+    def _show_diffs(self, node: Node, results: list[Result]) -> None:
+        """--diff: what each change did (or would do), in the live output and the journal
+        (`show` and the report print it)."""
+        diffs = [r.diff for r in results if r.diff]
+        if not diffs:
+            return
+        text = HIDDEN if node.step.no_log else self.secrets.redact("\n".join(diffs))
+        self.journal.event(self.run_id, "diff", node.id, {"step": node.step.name, "host": node.host, "diff": text})
+        self.emit("node_diff", node, diff=text)
 
     @staticmethod
     def _false_condition(step: Any, ctx_vars: Mapping[str, Any]) -> Any:

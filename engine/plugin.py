@@ -111,6 +111,8 @@ class Result:
             duration=self.duration,
             attempts=self.attempts,
         )
+        if self.diff:
+            value["diff"] = self.diff  # what --diff shows (a unified diff)
         if self.rc is not None or self.stdout or self.stderr:
             # Ansible's command modules strip the trailing newlines (`echo 20%` registers
             # "20%"); the journal keeps the output as it came.

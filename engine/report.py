@@ -322,7 +322,7 @@ def timeline(view: RunView, rto_data: dict[str, Any] | None = None) -> list[Entr
     entries += [_node_entry(view, n, rto_data) for n in view.nodes]
     entries += [_approval_entry(view, a) for a in view.approvals]
     entries += [_rollback_entry(view, r) for r in view.rollbacks]
-    entries += [_event_entry(view, e) for e in view.events]
+    entries += [_event_entry(view, e) for e in view.events if e[1] != "diff"]  # diffs: their own section
     if view.run.finished:
         entries.append(Entry(view.run.finished, "run_end", view.run.status, "", f"run {view.run.status}",
                              detail=str(view.run.summary.get("message") or "")))
@@ -564,7 +564,20 @@ def _header_lines(view: RunView, r: dict[str, Any]) -> list[str]:
     if any(e.touched for e in ends):
         rows.append(("at the end", ""))
         rows += [(f"  {e.host}", e.text()) for e in ends]
-    return [title, *(f"  {k:<11} {v}".rstrip() for k, v in rows), *_waiting_gate_lines(view)]
+    return [title, *(f"  {k:<11} {v}".rstrip() for k, v in rows), *_waiting_gate_lines(view), *_diff_lines(view)]
+
+
+def _diffs(view: RunView) -> list[tuple[str, str, str]]:
+    """(step, host, unified diff) of every change shown with --diff, in time order."""
+    return [(str(d.get("step", "")), str(d.get("host") or ""), str(d.get("diff", "")))
+            for _, kind, _node, d in view.events if kind == "diff"]
+
+
+def _diff_lines(view: RunView) -> list[str]:
+    lines: list[str] = []
+    for step, host, diff in _diffs(view):
+        lines += ["", f"  diff of {step} @ {host}:", *("    " + line for line in diff.rstrip("\n").splitlines())]
+    return lines
 
 
 def _waiting_gate_lines(view: RunView) -> list[str]:
@@ -669,6 +682,7 @@ def _sections(view: RunView, r: dict[str, Any], entries: list[Entry]) -> list[Se
         _end_state_section(view),
         _objectives_section(view, r),
         _timeline_section(view, entries),
+        *_changes_section(view),
         _failures_section(view),
         _approvals_section(view),
         _rollbacks_section(view),
@@ -735,6 +749,14 @@ def end_state(view: RunView) -> list[HostEnd]:
 
 def _telling(msg: str, limit: int = 160) -> str:
     return msg if len(msg) <= limit else msg[:limit - 3] + "..."
+
+
+def _changes_section(view: RunView) -> list[Section]:
+    """The diffs of a run made with --diff (nothing when there are none)."""
+    diffs = _diffs(view)
+    if not diffs:
+        return []
+    return [Section("Changes (--diff)", [Code(f"{step} @ {host}", diff) for step, host, diff in diffs], "changes")]
 
 
 def _end_state_section(view: RunView) -> Section:

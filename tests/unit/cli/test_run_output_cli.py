@@ -42,3 +42,28 @@ steps:
     events = [json.loads(line) for line in opsbook(tmp_path, "run", str(rb), "-i", str(inv), "--format",
                                                    "json").stdout.splitlines()]
     assert events[0]["event"] == "run_started" and events[0]["nodes"] == plan_nodes == 4
+
+
+def test_diff_shows_what_a_change_did_live_in_show_and_in_the_report(tmp_path):
+    """Issue 15 item 4: --diff printed nothing although ssh.copy computes the diff."""
+    conf = tmp_path / "app.conf"
+    conf.write_text("max_conn=100\n")
+    inv = tmp_path / "inv.ini"
+    inv.write_text("[all]\nweb1 ansible_connection=local\n")
+    rb = tmp_path / "rb.yaml"
+    rb.write_text(f"""opsbook: 1
+name: d
+hosts: web1
+steps:
+  - name: write config
+    ssh.copy: {{dest: "{conf}", content: "max_conn=200\\n"}}
+    register: out
+  - local.assert: {{that: ["'+max_conn=200' in out.diff"]}}
+""")
+    done = opsbook(tmp_path, "run", str(rb), "-i", str(inv), "--diff")
+    assert done.returncode == 0, done.stderr
+    for text in (done.stderr, opsbook(tmp_path, "show", "last").stdout,
+                 opsbook(tmp_path, "report", "last", "--format", "md").stdout):
+        assert "-max_conn=100" in text and "+max_conn=200" in text, text
+    quiet = opsbook(tmp_path, "run", str(rb).replace("rb.yaml", "rb.yaml"), "-i", str(inv))
+    assert "-max_conn" not in quiet.stderr
