@@ -458,6 +458,8 @@ def _templates_of(step: Step) -> Iterable[tuple[str, bool]]:
     if step.keep_healthy is not None:
         if step.keep_healthy.group and is_template(step.keep_healthy.group):
             yield step.keep_healthy.group, False
+        if step.keep_healthy.template is not None:
+            yield step.keep_healthy.template, False
         if step.keep_healthy.probe is not None:
             for t in walk(step.keep_healthy.probe.args):
                 yield t, False

@@ -1181,8 +1181,18 @@ class Executor:
             ok, why = self._probe_member(node, member)
             (healthy if ok else unhealthy).append(member if ok else f"{member} ({why})")
         total = len(members)
-        needed = keep.minimum if keep.minimum is not None else -(-total * (keep.percent or 0) // 100)
-        needed = int(needed)
+        minimum, percent = keep.minimum, keep.percent
+        if keep.template is not None:  # `min: "{{ params.min_in_pool }}"`
+            from opsbook.load import count_or_percent
+
+            try:
+                minimum, percent = count_or_percent(str(render(keep.template, ctx_vars, pos=step.pos)))
+            except UserError as exc:
+                return _outcome(Status.FAILED, f"keep_healthy.min: {_user_message(exc)}")
+            if minimum is None and percent is None:
+                return _outcome(Status.FAILED, f"keep_healthy.min {keep.template!r} must render to a count like 2 or "
+                                               f"a percentage like '50%' ({step.pos})")
+        needed = int(minimum if minimum is not None else -(-total * (percent or 0) // 100))
         group = str(render(keep.group, ctx_vars, pos=step.pos)) if keep.group else "the step's hosts"
         detail = {"group": group, "members": total, "healthy_others": healthy,
                   "unhealthy": unhealthy, "taken_out": sorted(taken & set(members)), "required": needed}

@@ -491,7 +491,8 @@ class RunbookLoader:
         pos = data.value_pos.get("keep_healthy")
         spec = raw if isinstance(raw, PosDict) else {"min": raw}
         minimum, percent = _count_or_percent(spec.get("min"))
-        if minimum is None and percent is None:
+        template = spec.get("min") if isinstance(spec.get("min"), str) and is_template(spec["min"]) else None
+        if minimum is None and percent is None and template is None:
             c.error(pos, f"keep_healthy needs a minimum like 2 or '50%', found {_kind(spec.get('min'))}")
             return None
         probe = None
@@ -505,7 +506,7 @@ class RunbookLoader:
                 probe = self._action_call(pkey, raw["probe"], c)
             elif "probe" in raw:
                 c.error(raw.value_pos.get("probe"), "keep_healthy.probe must be one action, e.g. probe.tcp: {port: 80}")
-        return KeepHealthy(minimum, percent, spec.get("group") if isinstance(raw, PosDict) else None, probe)
+        return KeepHealthy(minimum, percent, spec.get("group") if isinstance(raw, PosDict) else None, probe, template)
 
     # -- typed fields ------------------------------------------------------------------------
     def _loop_control(self, data: PosDict, c: _Collector) -> dict[str, Any]:
@@ -641,6 +642,11 @@ def _as_approve(value: Any) -> str | None:
     if isinstance(value, str):
         return value
     raise TypeError()
+
+
+def count_or_percent(value: Any) -> tuple[int | None, float | None]:
+    """keep_healthy's `min`: a count (2, "2") or a percentage ("50%"); (None, None) if neither."""
+    return _count_or_percent(value)
 
 
 def _count_or_percent(value: Any) -> tuple[int | None, float | None]:

@@ -115,6 +115,7 @@ class KeepHealthy:
     percent: float | None = None
     group: str | None = None  # default: the step's hosts
     probe: ActionCall | None = None  # default: the host var `health_probe` / a tcp probe
+    template: str | None = None  # `min` written as a template: rendered before each pre-flight
 
 
 @dataclass(frozen=True, slots=True)

@@ -486,3 +486,22 @@ def test_after_a_failed_undo_the_hosts_older_undos_are_not_run(run, journal, tmp
     drain = {r["host"]: r for r in journal.rollbacks(summary.run_id) if r["node_id"].startswith("drain")}
     assert drain["web1"]["status"] == "skipped" and 'the undo of "install" failed before it' in drain["web1"]["msg"]
     assert drain["web2"]["status"] == "done"
+
+
+def test_keep_healthy_min_may_be_a_template(run, journal, load):
+    """Issue 27 item 3: every field of keep_healthy is rendered like any templated field."""
+    text = """
+        opsbook: 1
+        name: kh
+        hosts: web1
+        params: {min_in_pool: {type: int, default: 2}}
+        steps:
+          - name: take out
+            keep_healthy: {min: "{{ params.min_in_pool }}", group: web, probe: {local.noop: {}}}
+            local.noop: {}
+        """
+    assert run(text, WEB3).status == "succeeded"
+    refused = run(text, WEB3, params={"min_in_pool": 3})
+    assert refused.status == "failed"
+    (node,) = [n for n in journal.nodes(refused.run_id).values() if n.status == "failed"]
+    assert "keep_healthy requires 3" in node.msg
