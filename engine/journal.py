@@ -73,6 +73,20 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
 
 
+VALUE_KEEP = 8 * 1024 * 1024  # characters of one node's registered value (or facts) the journal keeps
+
+
+def _bounded_json(value: Any, what: str) -> str:
+    """The JSON of a registered value or facts, or, over VALUE_KEEP, a note saying so: one
+    huge value (a 50 MB output registered in a 20-item loop) must not grow the journal
+    without bound. A resumed run does not get such a value back."""
+    text = _json(value)
+    if len(text) <= VALUE_KEEP:
+        return text
+    return _json({"omitted": f"the {what} was {len(text):,} characters, more than the journal keeps "
+                             f"({VALUE_KEEP:,}); it is not recorded (the run had it in memory)"})
+
+
 @dataclass
 class NodeRecord:
     """What the journal knows about one node."""
@@ -341,8 +355,8 @@ class Journal:
         return (run_id, rec.node_id, rec.step_id, rec.host, rec.status, rec.started, rec.finished or time.time(),
                 rec.attempts, int(rec.changed), rec.rc, rec.msg, rec.stdout[-OUTPUT_KEEP:],
                 rec.stderr[-OUTPUT_KEEP:], len(out), hashlib.sha256(out).hexdigest() if out else _EMPTY_SHA,
-                _json(rec.registered) if rec.registered is not None else None,
-                _json(rec.facts) if rec.facts else "{}", _json(rec.notify) if rec.notify else "[]")
+                _bounded_json(rec.registered, "registered value") if rec.registered is not None else None,
+                _bounded_json(rec.facts, "facts") if rec.facts else "{}", _json(rec.notify) if rec.notify else "[]")
 
     def nodes(self, run_id: str) -> dict[str, NodeRecord]:
         """The state of every node of a run: its last record. A result keeps the time its

@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
 MAX_NODES = 1_000_000  # values built, counting every expansion of an alias
+MAX_EXPANDED = 16 * 1024 * 1024  # characters of scalars, counting every expansion of an alias
 MAX_DEPTH = 200
 MAX_BYTES = 64 * 1024 * 1024
 
@@ -60,22 +61,25 @@ class _Builder:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.count = 0
+        self.size = 0  # characters of scalar text, every alias expansion counted
         self.scalars = _Loader("")  # only its scalar constructors are used
         self.problems: list[Diagnostic] = []
         # An alias is the same node object met again: reuse what was built (as PyYAML
-        # does) but count its full size, so an alias bomb is refused without expanding it.
-        self.built: dict[int, tuple[Any, int]] = {}
+        # does) but count its full size (values and characters), so an alias bomb is refused
+        # without expanding it: neither many small values nor one big string repeated.
+        self.built: dict[int, tuple[Any, int, int]] = {}
 
     def build(self, node: Node, depth: int = 0) -> Any:
         seen = self.built.get(id(node))
         if seen is not None:
             self.count += seen[1]
+            self.size += seen[2]
             self._check_count(node)
             return seen[0]
-        before = self.count
+        before, size_before = self.count, self.size
         value = self._build(node, depth)
-        if not isinstance(node, ScalarNode):
-            self.built[id(node)] = (value, self.count - before)
+        if not isinstance(node, ScalarNode):  # an aliased scalar is counted again by _build
+            self.built[id(node)] = (value, self.count - before, self.size - size_before)
         return value
 
     def _check_count(self, node: Node) -> None:
@@ -84,6 +88,12 @@ class _Builder:
                 f"document expands to more than {MAX_NODES:,} values",
                 _position(self.filename, node),
                 "is an alias (*name) repeated many times? YAML alias bombs are refused",
+            )
+        if self.size > MAX_EXPANDED:
+            raise LoadError(
+                f"document expands to more than {MAX_EXPANDED // (1024 * 1024)} MiB of text",
+                _position(self.filename, node),
+                "is an alias (*name) of a long value repeated many times? YAML alias bombs are refused",
             )
 
     def _build(self, node: Node, depth: int) -> Any:
@@ -94,6 +104,8 @@ class _Builder:
                 f"nesting deeper than {MAX_DEPTH} levels", _position(self.filename, node)
             )
         if isinstance(node, ScalarNode):
+            self.size += len(node.value)
+            self._check_count(node)
             return self.scalars.construct_object(node, deep=True)
         if isinstance(node, SequenceNode):
             seq = PosList(_position(self.filename, node))

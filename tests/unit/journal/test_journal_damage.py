@@ -72,3 +72,18 @@ def test_last_is_the_newest_run_recorded_even_when_the_clock_went_back(tmp_path)
     assert journal.latest_run_id() == "second"
     assert [r.id for r in journal.list_runs()] == ["second", "first"]
     journal.close()
+
+
+def test_a_huge_registered_value_is_not_recorded_whole(tmp_path):
+    """Issue 16 item 8 / issue 24 item 13: one registered value is bounded in the journal."""
+    from opsbook.journal import VALUE_KEEP, Journal, NodeRecord
+
+    journal = Journal(tmp_path / "j.db")
+    big = {"stdout": "x" * (VALUE_KEEP + 10)}
+    journal.record_nodes("run", [NodeRecord("n@h", "n", "h", "ok", 1.0, 2.0, registered=big,
+                                            facts={"f": "y" * (VALUE_KEEP + 10)})], [])
+    rec = journal.nodes("run")["n@h"]
+    assert set(rec.registered) == {"omitted"} and "more than the journal keeps" in rec.registered["omitted"]
+    assert set(rec.facts) == {"omitted"}
+    assert (tmp_path / "j.db").stat().st_size + (tmp_path / "j.db-wal").stat().st_size < 4 * VALUE_KEEP
+    journal.close()
