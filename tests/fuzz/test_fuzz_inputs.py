@@ -233,3 +233,30 @@ def test_cli_never_prints_a_traceback(tmp_path, name):
                           timeout=60)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and str(path) in proc.stderr
+
+
+@FUZZ
+@given(st.integers(1, 200_000), st.lists(st.integers(1, 12), min_size=1, max_size=6))
+def test_alias_amplification_is_bounded_in_values_and_text(length, fanouts):
+    """Issue 16 item 8: whatever the string length and the fan-out of nested aliases, a
+    document either loads within the limits (values and expanded text) or is refused
+    cleanly, without ever being expanded."""
+    from opsbook.errors import LoadError
+    from opsbook.yamlsrc import MAX_EXPANDED, MAX_NODES, load_yaml
+
+    lines = [f"l0: &l0 {'z' * length}"]
+    for level, fan in enumerate(fanouts, start=1):
+        lines.append(f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * fan)}]")
+    level_values, level_text = 1, length  # one level, expanded
+    expanded_values, expanded_text = level_values, level_text  # the whole document: every level
+    for fan in fanouts:
+        level_values, level_text = level_values * fan + 1, level_text * fan
+        expanded_values += level_values
+        expanded_text += level_text
+    try:
+        data = load_yaml("\n".join(lines) + "\n", "amplified.yaml")
+    except LoadError as exc:
+        assert "expands to more than" in exc.message
+        assert expanded_text > MAX_EXPANDED // 2 or expanded_values > MAX_NODES // 2
+        return
+    assert expanded_text <= MAX_EXPANDED * 2 and data["l0"] == "z" * length
