@@ -29,7 +29,8 @@ EXIT_MEANINGS = {
     "EXIT_SIGINT": "the run was stopped by Ctrl-C (SIGINT), a wait at an approval gate included: "
                    "nothing new started, what completed was rolled back, the run is recorded `interrupted`",
     "EXIT_SIGTERM": "the same for SIGTERM (`kill`, `timeout`, a service manager)",
-    "EXIT_HUMAN": "the run needs a human: it did not succeed and an approval was denied "
+    "EXIT_HUMAN": "the run needs a human: an undo of its rollback failed or was not run (the last lines say "
+                  "which: undo it by hand), or it did not succeed and an approval was denied "
                   "(or not answered in time), or a node was in doubt after a crash (confirm with "
                   "`opsbook resume RUN --confirm NODE`). A denial on an `ignore_errors` step "
                   "does not stop the run from succeeding (exit 0)",

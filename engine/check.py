@@ -267,6 +267,15 @@ class KeySources:
     inventory_given: bool = False  # groups and hosts are the real ones (-i)
 
 
+def certain_mistakes(runbook: Runbook, inventory: Any, registry: Registry, extra: Iterable[str],
+                     inventory_given: bool) -> list[Diagnostic]:
+    """What `run` and `plan` refuse before anything starts: the keys `check` knows are wrong
+    (`params.verison`, `out.stdot` of a declared shape, `groups.webb`, `hostvars['web9']`).
+    Undefined bare names are left to `check` (a plugin may set facts it cannot see)."""
+    return [d for d in unknown_keys(KeySources(runbook, inventory, registry, frozenset(extra), inventory_given))
+            if d.severity == "error"]
+
+
 def unknown_keys(sources: KeySources) -> list[Diagnostic]:
     """`params.targt`, `out.stdot`, `groups.webb`, `hostvars['web9']`: a key that the value
     certainly does not have, read without `| default` or an `is defined` guard."""

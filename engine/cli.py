@@ -175,6 +175,7 @@ def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], se
     given = {**_extra(extra), **_secret_params({"secrets": secrets}, SecretStore())}
     the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry), given)
     refuse_evidence_conflicts(the_plan, registry)
+    _refuse_certain_mistakes(the_plan, registry, given, bool(inventories))
     return the_plan, registry
 
 
@@ -225,6 +226,17 @@ def graph(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], se
     else:
         text = render_image(graph_dot(the_plan, by_step), fmt)
     _write(text, output)
+
+
+def _refuse_certain_mistakes(the_plan: Any, registry: Any, given: dict[str, Any], inventory_given: bool) -> None:
+    """A typo `check` is sure of (params.verison) stops `run` and `plan` before anything
+    starts, not halfway through the run."""
+    from opsbook.check import certain_mistakes
+    from opsbook.errors import ValidationError
+
+    problems = certain_mistakes(the_plan.runbook, the_plan.inventory, registry, given, inventory_given)
+    if problems:
+        raise ValidationError(problems)
 
 
 def _webhook_token(token_file: str | None) -> str:
@@ -347,6 +359,7 @@ def run(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], inci
     request.given_params = {**_extra(extra), **_secret_params(kw, request.secrets)}
     request.incident_start = _parse_time(incident_start) if incident_start else None
     the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry), request.given_params)
+    _refuse_certain_mistakes(the_plan, registry, request.given_params, bool(inventories))
     if kw.get("limit"):
         request.options.limit = frozenset(h.name for h in the_plan.inventory.match(kw["limit"]))
     journal = _journal(kw.get("journal_path"))
@@ -544,12 +557,13 @@ def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
         except Exception:  # noqa: BLE001 - the verdict is a courtesy; the run is already recorded
             verdict = ""
         cause += f"\n  {verdict}" if verdict else ""
+        cause += "".join(f"\n  ROLLBACK FAILED: {p}" for p in summary.rollback_problems)
         from opsbook.visible import visible
 
         write_lines(sys.stderr, visible(f"run {summary.run_id}: {summary.status}  (opsbook show {summary.run_id} | "
                                         f"opsbook report {summary.run_id}){cause}\n"))
-    if summary.denied or "confirmation" in summary.message:
-        sys.exit(EXIT_HUMAN)
+    if summary.denied or "confirmation" in summary.message or summary.rollback_problems:
+        sys.exit(EXIT_HUMAN)  # a human must decide, confirm, or undo by hand what did not roll back
     if summary.status == "succeeded":
         sys.exit(EXIT_OK)
     if summary.status == "interrupted" and summary.signal:
@@ -608,6 +622,7 @@ def deny(run_id: str, step: str, yes: bool, full: bool, journal_path: str | None
 
 
 def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, yes: bool, full: bool = False) -> None:
+    import shlex
     import socket
 
     from opsbook.gates import describe_gate
@@ -628,7 +643,7 @@ def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, ye
     if not yes:
         if not sys.stdin.isatty():
             click.secho(f"not {'approved' if approved else 'denied'}: confirm on a terminal, or add --yes "
-                        f"(opsbook {verb} {run_id} {step} --yes)", fg="red", err=True)
+                        f"(opsbook {verb} {run_id} {shlex.quote(step)} --yes)", fg="red", err=True)
             sys.exit(EXIT_USAGE)
         if not click.confirm(f"{verb} {len(waiting)} gate(s)?", default=False):
             click.echo("nothing decided")

@@ -211,6 +211,8 @@ class _Builder:
         host_names = self.match_hosts(pattern, step, leaf=True)
         if step.keep_healthy is not None and step.keep_healthy.group:
             self.match_hosts(step.keep_healthy.group, step, label="keep_healthy.group")
+        if step.delegate_to and not is_template(step.delegate_to):  # a literal delegate must exist
+            self.match_hosts(step.delegate_to, step, label="delegate_to")
         if step.serial and serial_owner is None:
             serial_owner = (step.id, batches(host_names, step.serial))
         scope = tuple(host_names)

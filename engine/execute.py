@@ -120,6 +120,7 @@ class RunSummary:
     denied: list[str] = field(default_factory=list)  # nodes whose approval was refused
     signal: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM), if one did
     cause: str = ""  # the first failure that decided the outcome: step, host, the telling line
+    rollback_problems: list[str] = field(default_factory=list)  # undos that failed or were not run
 
     @property
     def ok(self) -> bool:
@@ -229,6 +230,7 @@ class Executor:
         self._specs: dict[str, ActionSpec | None] = {}
         self._renders: dict[str, bool] = {}
         self._cause = ""  # the first failure of the run (see RunSummary.cause)
+        self._rollback_problems: list[str] = []  # undos that failed or were not run (a human is needed)
         self._batch_failed: dict[tuple[str, int], set[str]] = {}  # (serial owner, batch) -> failed hosts
         self._serial_owners = {s.id: s for s in plan.runbook.all_steps() if s.serial}
         self._out_of_pool = OutOfPool(plan.releases)  # keep_healthy: members taken out, not yet back
@@ -317,7 +319,8 @@ class Executor:
                 counts[st] = counts.get(st, 0) + 1
         failed = [n for n, st in self.statuses.items() if st in ("failed", "timed_out")]
         summary = RunSummary(self.run_id, status, counts, failed, started, time.time(), rolled, self.aborted,
-                             list(self.denied), self.signal, self._cause if status != "succeeded" else "")
+                             list(self.denied), self.signal, self._cause if status != "succeeded" else "",
+                             list(self._rollback_problems))
         self.emit("run_finished", status=status, counts=counts, rolled_back=rolled, message=self.aborted,
                   ignored=self.ignored)
         return summary
@@ -1003,11 +1006,15 @@ class Executor:
         if check and not spec.supports_check:
             return Result.unknown(f"{spec.full_name} does not support check mode; it would run now")
         target = node.host or "localhost"
-        if step.delegate_to:
-            target = str(render(step.delegate_to, ctx_vars, pos=step.pos))
+        try:
+            if step.delegate_to:
+                target = str(render(step.delegate_to, ctx_vars, pos=step.pos))
+            where = self.hostinfo(target) if node.host else HostInfo("localhost", {})
+        except UserError as exc:  # a delegate that is no inventory host: the step's failure, said plainly
+            return Result.failed(f"delegate_to {target!r}: {_user_message(exc)} ({step.pos})")
         deadline = self._deadline.get(node.id)
         ctx = ActionContext(
-            host=self.hostinfo(target) if node.host else HostInfo("localhost", {}),
+            host=where,
             step_name=step.name, check_mode=check, diff_mode=self.opts.diff,
             timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
             cancelled=cancel, evidence_dir=self.opts.evidence_dir,
@@ -1277,6 +1284,8 @@ class Executor:
             self.emit("approval_decided", node, approved=decision.approved, who=who, gate=request.gate,
                       cancelled=bool(decision.cancelled))
         if decision.cancelled:
+            if asked:  # kept in the events too: a resume asks the gate again and replaces its row
+                self.journal.event(self.run_id, "gate cancelled", node.id, {"gate": request.gate, "why": decision.cancelled})
             return _outcome(Status.SKIPPED, f"{NOT_RUN}the approval gate was cancelled ({decision.cancelled})")
         if not decision.approved:
             if asked:
@@ -1354,7 +1363,10 @@ class Executor:
         return node.host
 
     def _rollback(self) -> int:
-        """Undo what completed: per host the step acted for, newest first; hosts in parallel.
+        """Undo what completed: per host the step acted for, newest first; hosts in parallel,
+        except the hosts of a `serial` rollout, which are undone one batch at a time, newest
+        batch first, as the rollout went: undoing every batch at once would take more hosts
+        out of service together than `serial` and `keep_healthy` ever allowed.
 
         A delegated step's undo belongs to the host it acted for (the balancer's "put web1
         back" waits until web1's own changes are undone), and runs where the step ran."""
@@ -1365,10 +1377,27 @@ class Executor:
         for entry in entries:
             by_host.setdefault(entry["host"], []).append(entry)
         self.emit("rollback_started", count=len(entries))
-        with ThreadPoolExecutor(max_workers=max(1, min(self.opts.forks, len(by_host))),
-                                thread_name_prefix="rollback") as workers:
-            futures = [workers.submit(self._rollback_host, list(reversed(items))) for items in by_host.values()]
-            return sum(f.result() for f in futures)
+        waves: dict[int, list[list[dict[str, Any]]]] = {}
+        for items in by_host.values():
+            waves.setdefault(self._rollback_wave(items), []).append(list(reversed(items)))
+        done = 0
+        for wave in sorted(waves, reverse=True):  # the newest serial batch first; -1 (no serial) last
+            hosts = waves[wave]
+            with ThreadPoolExecutor(max_workers=max(1, min(self.opts.forks, len(hosts))),
+                                    thread_name_prefix="rollback") as workers:
+                done += sum(f.result() for f in [workers.submit(self._rollback_host, items) for items in hosts])
+        return done
+
+    def _rollback_wave(self, items: list[dict[str, Any]]) -> int:
+        """The serial batch (its index) a host's undos belong to, or -1 when none was serial."""
+        wave = -1
+        for entry in items:
+            origin = self.plan.nodes.get(entry["node_id"])
+            leaf = origin.leaf if origin is not None else None
+            if leaf is not None and leaf.serial_owner is not None:
+                index = next((k for k, batch in enumerate(leaf.batches) if entry["host"] in batch), -1)
+                wave = max(wave, index)
+        return wave
 
     def _rollback_host(self, entries: list[dict[str, Any]]) -> int:
         """One host's undos, newest first. After one fails, the older ones are not run: the host
@@ -1424,6 +1453,10 @@ class Executor:
         return done
 
     def _rolled_back(self, entry: dict[str, Any], undoes: str, status: str, msg: str) -> None:
+        if status != "done":
+            where = f" (on {entry['target']})" if entry.get("target") and entry["target"] != entry["host"] else ""
+            self._rollback_problems.append(self.secrets.redact(
+                f'undo of "{undoes}" for {entry["host"] or "localhost"}{where} {status}: {msg}'))
         self.emit("rollback_finished", host=entry["host"], target=entry["target"], action=entry["action"],
                   origin=entry["node_id"], step=undoes, status=status, msg=msg)
 

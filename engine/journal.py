@@ -384,6 +384,10 @@ class Journal:
         """Make nodes runnable again (retry --failed / --from)."""
         with self._tx() as db:
             db.executemany("DELETE FROM node_log WHERE run_id=? AND node_id=?", [(run_id, n) for n in node_ids])
+            # a gate a stop cancelled is asked again when its node runs again (the history of
+            # the cancellation stays in the events)
+            db.executemany("DELETE FROM approvals WHERE run_id=? AND node_id=? AND cancelled=1",
+                           [(run_id, n) for n in node_ids])
 
     # -- events ------------------------------------------------------------------------------
     def event(self, run_id: str, kind: str, node_id: str | None = None, data: dict[str, Any] | None = None,

@@ -455,8 +455,8 @@ class RunbookLoader:
         except PydanticError as exc:
             fields = spec.args_model.model_fields  # type: ignore[attr-defined]
             for err in exc.errors():
-                if holds_template(err.get("input")):
-                    continue  # rendered at run time; checked again then
+                if holds_template(err.get("input")) and err["type"] != "extra_forbidden":
+                    continue  # rendered at run time; checked again then (a name is known now)
                 loc = err.get("loc") or ()
                 where = _arg_pos(args, loc, pos)
                 field_name = ".".join(str(p) for p in loc) or "arguments"
@@ -464,8 +464,12 @@ class RunbookLoader:
                     c.error(where, f"{key}: missing required argument \"{field_name}\"",
                             "arguments: " + ", ".join(f"{n}{'' if f.is_required() else '?'}" for n, f in fields.items()))
                 elif err["type"] == "extra_forbidden":
-                    c.error(key_position(args, loc[0]) if len(loc) == 1 else where, f'{key}: unknown argument "{field_name}"{did_you_mean(str(loc[-1]), fields)}',
-                            "arguments: " + ", ".join(fields))
+                    hint = "arguments: " + ", ".join(fields)
+                    if len(loc) == 1 and loc[0] in STEP_KEYWORDS and loc[0] not in fields:
+                        hint = (f'"{loc[0]}:" is a step keyword: indent it like "{key}:", not inside its '
+                                f"arguments ({hint})")
+                    c.error(key_position(args, loc[0]) if len(loc) == 1 else where,
+                            f'{key}: unknown argument "{field_name}"{did_you_mean(str(loc[-1]), fields)}', hint)
                 else:
                     c.error(where, f"{key}: argument \"{field_name}\": {err['msg']}, found {_kind(err.get('input'))}")
 

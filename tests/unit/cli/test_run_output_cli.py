@@ -67,3 +67,25 @@ steps:
         assert "-max_conn=100" in text and "+max_conn=200" in text, text
     quiet = opsbook(tmp_path, "run", str(rb).replace("rb.yaml", "rb.yaml"), "-i", str(inv))
     assert "-max_conn" not in quiet.stderr
+
+
+def test_a_failed_undo_is_in_the_last_lines_and_the_exit_code_says_a_human_is_needed(tmp_path):
+    """Found by an outside try: a failed rollback showed only mid-output, exit 3 like a clean one."""
+    rb = tmp_path / "rb.yaml"
+    rb.write_text("""opsbook: 1
+name: rbfail
+steps:
+  - name: drain
+    local.command: "true"
+    rollback: {local.command: "true"}
+  - name: install
+    local.command: "true"
+    rollback: {local.shell: "echo cannot restore >&2; exit 1"}
+  - name: verify
+    local.command: "false"
+""")
+    done = opsbook(tmp_path, "run", str(rb))
+    assert done.returncode == 4, done.stderr
+    tail = done.stderr.strip().splitlines()[-2:]
+    assert tail[0] == '  ROLLBACK FAILED: undo of "install" for localhost failed: command exited with rc=1: cannot restore'
+    assert tail[1].startswith('  ROLLBACK FAILED: undo of "drain" for localhost skipped: not run: the undo of "install"')

@@ -505,3 +505,26 @@ def test_keep_healthy_min_may_be_a_template(run, journal, load):
     assert refused.status == "failed"
     (node,) = [n for n in journal.nodes(refused.run_id).values() if n.status == "failed"]
     assert "keep_healthy requires 3" in node.msg
+
+
+def test_a_serial_rollout_is_undone_one_batch_at_a_time_newest_first(run, journal, tmp_path):
+    """Found by an outside try: the rollback of a serial rollout drained every batch at once,
+    taking more hosts out of service together than serial and keep_healthy ever allowed."""
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: rollout
+        hosts: web
+        steps:
+          - name: roll out
+            serial: 1
+            block:
+              - name: change
+                local.shell: "echo change"
+                rollback: {{local.shell: "echo start {{{{ inventory_hostname }}}} >> {log}; sleep 0.3; echo end {{{{ inventory_hostname }}}} >> {log}"}}
+              - name: verify
+                local.shell: "test {{{{ inventory_hostname }}}} != web3"
+        """, WEB3)
+    assert summary.status in ("failed", "aborted")
+    lines = log.read_text().splitlines()
+    assert lines == ["start web3", "end web3", "start web2", "end web2", "start web1", "end web1"], lines

@@ -280,3 +280,22 @@ def test_unknown_loop_control_key_is_an_error_not_ignored(load):
             """)
     assert messages(err.value) == ['6:36: unknown loop_control key "index_var"',
                                    '6:52: unknown loop_control key "extended"']
+
+
+def test_a_step_keyword_indented_into_the_arguments_is_named_even_with_a_template(load):
+    """Found by an outside try: a `rollback:` one level too deep (inside local.shell's
+    arguments) passed check because its value held a template, and failed mid-run."""
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: push config
+                local.shell:
+                  cmd: "echo v2"
+                  rollback: {local.shell: "echo {{ inventory_hostname }}"}
+                  bogus: "{{ inventory_hostname }}"
+            """)
+    assert messages(err.value) == ['7:7: local.shell: unknown argument "rollback"',
+                                   '8:7: local.shell: unknown argument "bogus"']
+    assert err.value.diagnostics[0].hint.startswith('"rollback:" is a step keyword: indent it like "local.shell:"')
