@@ -308,6 +308,8 @@ class Inventory:
         if groups:
             shown = ", ".join(groups[:10]) + (", ..." if len(groups) > 10 else "")
             return f"groups: {shown}"
+        if set(self._data.hosts) <= {"localhost"}:
+            return "no inventory was given (-i): only localhost is known; pass -i with the inventory of these hosts"
         return "the inventory has no groups besides all and ungrouped"
 
     # -- Ansible's views -----------------------------------------------------------------
