@@ -592,6 +592,8 @@ _gate_args = [
     click.argument("step", metavar="STEP"),
     click.option("--yes", "-y", is_flag=True, help="Do not ask to confirm (scripts, a second process)."),
     click.option("--full", is_flag=True, help="Show the action's arguments whole, however long."),
+    click.option("--host", "hosts", multiple=True, metavar="HOST",
+                 help="Only the gates of this host (repeatable); default: every host waiting at STEP."),
     _journal_opt,
 ]
 
@@ -604,24 +606,25 @@ def _gate_command(f: Any) -> Any:
 
 @main.command()
 @_gate_command
-def approve(run_id: str, step: str, yes: bool, full: bool, journal_path: str | None) -> None:
+def approve(run_id: str, step: str, yes: bool, full: bool, hosts: tuple[str, ...], journal_path: str | None) -> None:
     """Approve a waiting gate of a run (from another shell).
 
     STEP is the step's id or name, or the block's for a block approval. What is being
     approved (prompt, host, the rendered action, who started the run) is printed first,
     and confirmed on the terminal unless --yes. RUN may be `last`.
     """
-    _decide(run_id, step, True, journal_path, yes, full)
+    _decide(run_id, step, True, journal_path, yes, full, hosts)
 
 
 @main.command()
 @_gate_command
-def deny(run_id: str, step: str, yes: bool, full: bool, journal_path: str | None) -> None:
+def deny(run_id: str, step: str, yes: bool, full: bool, hosts: tuple[str, ...], journal_path: str | None) -> None:
     """Deny a waiting gate of a run; the step fails and the run rolls back as configured."""
-    _decide(run_id, step, False, journal_path, yes, full)
+    _decide(run_id, step, False, journal_path, yes, full, hosts)
 
 
-def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, yes: bool, full: bool = False) -> None:
+def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, yes: bool, full: bool = False,
+            hosts: tuple[str, ...] = ()) -> None:
     import shlex
     import socket
 
@@ -631,14 +634,19 @@ def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, ye
     verb = "approve" if approved else "deny"
     journal = _journal(journal_path)
     run_id = journal.get_run(run_id if run_id != "last" else journal.latest_run_id()).id
-    waiting = journal.pending_approvals(run_id, step)
+    waiting = journal.pending_approvals(run_id, step, hosts)
     if not waiting:
+        if hosts and journal.pending_approvals(run_id, step):
+            raise click.ClickException(f'nothing waits at "{step}" on {", ".join(hosts)} in run {run_id}; waiting on: '
+                                       + ", ".join(sorted({a["detail"].get("host") or "localhost"
+                                                           for a in journal.pending_approvals(run_id, step)})))
         _no_gate(journal, run_id, step)
     for gate in waiting:
         d = gate["detail"]
         lines = describe_gate(d.get("block_name") or d.get("step_name") or gate["step_id"], d.get("host"),
                               gate["prompt"], d.get("action", ""), d.get("args"), d.get("started_by", ""), run_id,
-                              d.get("step_name") if d.get("block_name") else None, full=full)
+                              d.get("step_name") if d.get("block_name") else None, full=full,
+                              runs_on=d.get("runs_on"), steps=d.get("steps") or ())
         click.echo(f"{verb}: " + "\n".join(lines).removeprefix("approval needed: "))
     if not yes:
         if not sys.stdin.isatty():
@@ -649,7 +657,7 @@ def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, ye
             click.echo("nothing decided")
             sys.exit(EXIT_FAILED)
     who = f"{whoami()}@{socket.gethostname()} via opsbook {verb}"
-    decided = journal.decide(run_id, step, approved, who)
+    decided = journal.decide(run_id, step, approved, who, hosts)
     if not decided:
         _no_gate(journal, run_id, step)
     click.echo(f"{'approved' if approved else 'denied'} {len(decided)} gate(s) of {step} in run {run_id}")

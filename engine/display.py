@@ -123,7 +123,8 @@ def _describe(event: Event, verbose: int) -> str | None:
 
         lines = describe_gate(d.get("gate") or event.step or "", event.host, d.get("prompt", ""), d.get("action", ""),
                               d.get("args"), d.get("started_by", ""), event.run_id,
-                              event.step if d.get("gate") and d.get("gate") != event.step else None)
+                              event.step if d.get("gate") and d.get("gate") != event.step else None,
+                              runs_on=d.get("runs_on"), steps=d.get("steps") or ())
         return f"{stamp} " + "\n".join(lines)
     if event.kind == "approval_decided":
         if d.get("cancelled"):

@@ -1269,12 +1269,14 @@ class Executor:
         request = ApprovalRequest(self.run_id, node.id, step.id, step.name, node.host, self.secrets.redact(prompt),
                                   spec.full_name, self.secrets.redact_any(args),
                                   block_id=step.approve_scope, block_name=block.name if block else None,
-                                  started_by=self.started_by, cancelled=self._stop)
+                                  started_by=self.started_by, cancelled=self._stop,
+                                  runs_on=self._acting_host(node, ctx_vars) if step.delegate_to else None,
+                                  steps=self._gate_steps(block, ctx_vars) if block else ())
 
         def announce(req: ApprovalRequest) -> None:
             self.journal.request_approval(self.run_id, req.node_id, req.step_id, req.prompt, req.detail())
             self.emit("approval_requested", node, prompt=req.prompt, action=req.action, args=req.args,
-                      gate=req.gate, started_by=req.started_by)
+                      gate=req.gate, started_by=req.started_by, runs_on=req.runs_on, steps=list(req.steps))
 
         decision, asked = self.gates.decide(request, lambda: self.aborted, announce)
         if asked:
@@ -1352,6 +1354,19 @@ class Executor:
         # no_log: the arguments stay in this process only; after a crash the entry says so.
         seq = self.journal.add_rollback(self.run_id, node.id, node.host, action, HIDDEN, target=target)
         self._unrecorded_rollbacks[seq] = args
+
+    def _gate_steps(self, block: Any, ctx_vars: dict[str, Any]) -> tuple[str, ...]:
+        """What a block's approval covers: each of its steps, its action and where it runs."""
+        out = []
+        for child in block.block:
+            where = ""
+            if child.delegate_to:
+                try:
+                    where = f" on {render(child.delegate_to, ctx_vars, pos=child.pos)}"
+                except UserError:
+                    where = f" on {child.delegate_to}"
+            out.append(f"{child.name}: {child.action.name if child.action else 'block'}{where}")
+        return tuple(out)
 
     def _acting_host(self, node: Node, ctx_vars: dict[str, Any]) -> str | None:
         """Where the action really ran: the delegate when the step delegates."""

@@ -37,6 +37,8 @@ class ApprovalRequest:
     block_name: str | None = None
     started_by: str = ""  # who started the run
     cancelled: threading.Event = field(default=_NOT_SET, compare=False, repr=False)
+    runs_on: str | None = None  # the delegate the action runs on, when the step delegates
+    steps: tuple[str, ...] = ()  # a block's approval: every step it covers ("name: action on host")
 
     @property
     def gate(self) -> str:
@@ -45,12 +47,14 @@ class ApprovalRequest:
 
     def describe(self) -> list[str]:
         return describe_gate(self.gate, self.host, self.prompt, self.action, self.args, self.started_by,
-                             self.run_id, self.step_name if self.block_id else None)
+                             self.run_id, self.step_name if self.block_id else None, runs_on=self.runs_on,
+                             steps=self.steps)
 
     def detail(self) -> dict[str, Any]:
         """Stored with the request in the journal: `show`, `runs` and `opsbook approve` print it."""
         return {"step_name": self.step_name, "host": self.host, "action": self.action, "args": self.args,
-                "block_id": self.block_id, "block_name": self.block_name, "started_by": self.started_by}
+                "block_id": self.block_id, "block_name": self.block_name, "started_by": self.started_by,
+                "runs_on": self.runs_on, "steps": list(self.steps)}
 
 
 Approver = Callable[[ApprovalRequest], "tuple[bool, str]"]
@@ -60,7 +64,8 @@ SHOWN = 2000  # characters of an action's arguments shown before an explicit "N 
 
 
 def describe_gate(gate: str, host: str | None, prompt: str, action: str, args: Any, started_by: str = "",
-                  run_id: str = "", first_step: str | None = None, full: bool = False) -> list[str]:
+                  run_id: str = "", first_step: str | None = None, full: bool = False,
+                  runs_on: str | None = None, steps: Any = ()) -> list[str]:
     """What an approver reads before saying yes (the live output, the terminal question,
     `opsbook approve`, `show`): the gate, where, the prompt, what would run, who asked.
 
@@ -80,7 +85,10 @@ def describe_gate(gate: str, host: str | None, prompt: str, action: str, args: A
         cut = "" if full or len(shown) <= SHOWN else (
             f" ... [{len(shown) - SHOWN} more characters not shown: opsbook approve {run_id or 'RUN'} "
             f"{gate} --full]")
-        lines.append("  will run: " + visible(f"{action} {shown if full else shown[:SHOWN]}", lines=False) + cut)
+        on = f" (on {runs_on})" if runs_on else ""
+        lines.append("  will run: " + visible(f"{action} {shown if full else shown[:SHOWN]}{on}", lines=False) + cut)
+    if steps:
+        lines.append("  the block's steps: " + visible("; ".join(steps), lines=False))
     if started_by or run_id:
         lines.append(visible(f"  run {run_id} started by {started_by or 'unknown'}", lines=False))
     return lines

@@ -446,19 +446,22 @@ class Journal:
             db.execute("INSERT OR IGNORE INTO approvals (run_id,node_id,step_id,prompt,requested,detail) "
                        "VALUES (?,?,?,?,?,?)", (run_id, node_id, step_id, prompt, time.time(), _json(detail or {})))
 
-    def pending_approvals(self, run_id: str, gate: str | None = None) -> list[dict[str, Any]]:
+    def pending_approvals(self, run_id: str, gate: str | None = None, hosts: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Gates of a run still waiting; with `gate`, those it names: the step's id or name,
-        the node id, or (a block's approval) the block's id or name."""
+        the node id, or (a block's approval) the block's id or name; with `hosts`, only theirs."""
         rows = [a for a in self.approvals(run_id) if a["decided"] is None]
-        return rows if gate is None else [a for a in rows if gate in _gate_names(a)]
+        rows = rows if gate is None else [a for a in rows if gate in _gate_names(a)]
+        return rows if not hosts else [a for a in rows if (a["detail"].get("host") or "localhost") in hosts]
 
-    def decide(self, run_id: str, step: str, approved: bool, who: str) -> list[dict[str, Any]]:
-        """Approve/deny the waiting gates `step` names (see pending_approvals); returns them."""
+    def decide(self, run_id: str, step: str, approved: bool, who: str, hosts: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Approve/deny the waiting gates `step` names (see pending_approvals), of `hosts` if
+        given; returns them."""
         with self._tx() as db:
             rows = db.execute("SELECT node_id,step_id,prompt,requested,decided,approved,who,detail,cancelled "
                               "FROM approvals WHERE run_id=? AND decided IS NULL ORDER BY requested",
                               (run_id,)).fetchall()
-            chosen = [a for a in map(_approval_row, rows) if step in _gate_names(a)]
+            chosen = [a for a in map(_approval_row, rows) if step in _gate_names(a)
+                      and (not hosts or (a["detail"].get("host") or "localhost") in hosts)]
             now = time.time()
             db.executemany("UPDATE approvals SET decided=?, approved=?, who=? WHERE run_id=? AND node_id=? "
                            "AND decided IS NULL", [(now, int(approved), who, run_id, a["node_id"]) for a in chosen])

@@ -592,7 +592,8 @@ def _waiting_gate_lines(view: RunView) -> list[str]:
         gate = d.get("block_name") or d.get("step_name") or a["step_id"]
         described = describe_gate(gate, d.get("host"), a["prompt"] or "", d.get("action", ""), d.get("args"),
                                   d.get("started_by", ""), view.run.id,
-                                  d.get("step_name") if d.get("block_name") else None)
+                                  d.get("step_name") if d.get("block_name") else None,
+                                  runs_on=d.get("runs_on"), steps=d.get("steps") or ())
         lines += ["", "  " + described[0].replace("approval needed", "WAITING for approval"),
                   *("  " + line for line in described[1:]),
                   f"    decide: opsbook approve {view.run.id} {shlex.quote(gate)}   (or deny)"]

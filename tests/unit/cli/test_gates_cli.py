@@ -105,3 +105,48 @@ def test_approve_of_an_unknown_gate_names_the_waiting_ones(tmp_path, gated):
     wrong = opsbook(tmp_path, "approve", "last", "swtich", "--yes")
     assert wrong.returncode != 0 and 'nothing waits for approval at "swtich"' in wrong.stderr
     assert "waiting: switch" in wrong.stderr
+
+
+HOSTS = """opsbook: 1
+name: blue-green
+hosts: web
+steps:
+  - name: switch
+    approve: "Switch {{ inventory_hostname }}?"
+    block:
+      - name: ready at the balancer
+        delegate_to: lb1
+        local.shell: "echo {{ inventory_hostname }} >> OUT"
+      - name: verify
+        local.command: "true"
+"""
+
+
+def test_approve_one_host_at_a_time_and_see_every_step_and_where_it_runs(tmp_path):
+    """Found by an outside try: a block's approver saw only the first step (not that it runs on
+    the balancer), and `approve` could not pick one host of several."""
+    inv = tmp_path / "inv.ini"
+    inv.write_text("[web]\nweb1 ansible_connection=local\nweb2 ansible_connection=local\n"
+                   "[lb]\nlb1 ansible_connection=local\n")
+    rb = tmp_path / "bg.yaml"
+    rb.write_text(HOSTS.replace("OUT", str(tmp_path / "out")))
+    log = open(tmp_path / "run.err", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb), "-i", str(inv)], env=_env(tmp_path),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        wait_for("both gates to wait", lambda: (tmp_path / "run.err").read_text().count("waiting for:") == 2,
+                 timeout=60, interval=0.1)
+        err = (tmp_path / "run.err").read_text()
+        assert "(on lb1)" in err and "the block's steps: ready at the balancer: local.shell on lb1; verify: local.command" in err
+        one = opsbook(tmp_path, "approve", "last", "switch", "--host", "web2", "--yes")
+        assert one.returncode == 0 and "approved 1 gate(s)" in one.stdout, one.stderr
+        wait_for("web2 to switch", lambda: (tmp_path / "out").exists(), timeout=30, interval=0.1)
+        assert (tmp_path / "out").read_text().split() == ["web2"]
+        wrong = opsbook(tmp_path, "approve", "last", "switch", "--host", "web9", "--yes")
+        assert wrong.returncode != 0 and "waiting on: web1" in wrong.stderr
+        assert opsbook(tmp_path, "deny", "last", "switch", "--host", "web1", "--yes").returncode == 0
+        assert proc.wait(30) == 4
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
