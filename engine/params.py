@@ -100,8 +100,9 @@ def resolve_params(runbook: Runbook, given: dict[str, Any], also_known: Iterable
             try:
                 value = coerce(param, given[param.name])
             except (ValueError, TypeError) as exc:
+                shown = "the value given" if param.secret or param.type == "secret" else _clip(repr(given[param.name]))
                 problems.append(Diagnostic(param.pos, f'parameter "{param.name}" ({param.type}): '
-                                           f"cannot use {_clip(repr(given[param.name]))}: {exc}"))
+                                           f"cannot use {shown}: {exc}"))
                 continue
         elif param.default is not None:
             value = coerce(param, param.default) if not isinstance(param.default, str) or "{{" not in param.default else param.default
@@ -116,9 +117,13 @@ def resolve_params(runbook: Runbook, given: dict[str, Any], also_known: Iterable
         else:
             value = None
         if param.choices and value not in param.choices:
-            problems.append(Diagnostic(param.pos, f'parameter "{param.name}" must be one of '
-                                       f"{', '.join(map(str, param.choices))}, found {value!r}"
-                                       + did_you_mean(str(value), map(str, param.choices))))
+            if param.secret or param.type == "secret":  # an error never quotes a secret, nor hints at it
+                problems.append(Diagnostic(param.pos, f'parameter "{param.name}" (secret) is not one of its '
+                                           f"{len(param.choices)} allowed values"))
+            else:
+                problems.append(Diagnostic(param.pos, f'parameter "{param.name}" must be one of '
+                                           f"{', '.join(map(str, param.choices))}, found {value!r}"
+                                           + did_you_mean(str(value), map(str, param.choices))))
         resolved[param.name] = value
     if problems:
         raise ValidationError(problems)

@@ -109,3 +109,14 @@ def test_plan_takes_secrets_like_run_and_the_hint_never_suggests_e(tmp_path):
                            capture_output=True, text=True, timeout=60, env={**_env(tmp_path), "TOK": "s3cr3t-v4lue"})
     assert shown.returncode == 0, shown.stderr
     assert '["echo", "********"]' in shown.stdout and "s3cr3t-v4lue" not in shown.stdout + shown.stderr
+
+
+def test_an_error_about_a_secret_parameter_never_quotes_it(tmp_path):
+    """Issue 24 item 6: a `type: secret` param with `choices` printed the rejected value."""
+    rb = tmp_path / "sec.yaml"
+    rb.write_text("opsbook: 1\nname: sec\nparams:\n  token: {type: secret, choices: [alpha-key, beta-key]}\n"
+                  "steps:\n  - local.command: \"true\"\n")
+    done = subprocess.run([sys.executable, "-m", "opsbook", "plan", str(rb), "--secret", "token=env:TOK"],
+                          capture_output=True, text=True, timeout=60, env={**_env(tmp_path), "TOK": "alpha-kez-s3cr3t"})
+    assert done.returncode == 2 and 'parameter "token" (secret) is not one of its 2 allowed values' in done.stderr
+    assert "s3cr3t" not in done.stdout + done.stderr and "alpha-key" not in done.stderr
