@@ -279,8 +279,10 @@ def archive(journal: Journal, run_id: str, output: Path | None = None) -> Path:
         info = tarfile.TarInfo(f"evidence-{data['run']}/manifest.json")
         info.size, info.mtime = len(blob), int(time.time())
         tar.addfile(info, io.BytesIO(blob))
+        inside = folder.resolve()
         for item in data["items"]:
             path = folder / item["path"]
-            if path.is_file() and not path.is_symlink():
+            # never through a link: not the file's, nor a folder's planted on the way to it
+            if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(inside):
                 tar.add(path, arcname=f"evidence-{data['run']}/{item['path']}", recursive=False)
     return output

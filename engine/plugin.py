@@ -264,6 +264,14 @@ class ActionContext:
         `dest`, `<dest>/<host>/<name>` when `dest` is a folder, else `dest`."""
         return evidence_file(dest, self.host.name, name, self.evidence_is_folder)
 
+    def write_evidence(self, relative: str, data: bytes | str) -> Path:
+        """Write an evidence file safely: the path is checked again now (a symlink planted
+        while the command ran is refused), the file is written to a private temporary file
+        in the same folder, opened without following links, and renamed into place."""
+        path = self.evidence_path(relative)
+        write_file_safely(path, data.encode() if isinstance(data, str) else data)
+        return path
+
     def evidence_path(self, relative: str) -> Path:
         """A path inside the evidence folder to write to; refuses anything that escapes it,
         and a file another node (step x host) of this run already wrote."""
@@ -275,6 +283,24 @@ class ActionContext:
         if self._claim is not None:
             self._claim(str(path.relative_to(self.evidence_dir.resolve())))
         return path
+
+
+def write_file_safely(path: Path, data: bytes) -> None:
+    """Write `path` (0600) through its folder opened with O_NOFOLLOW, via a temporary file and
+    a rename: neither a link planted at the file nor one at its folder is followed."""
+    import os
+    import uuid
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        tmp = f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
 def _seconds(value: Any) -> Any:

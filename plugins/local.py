@@ -525,10 +525,12 @@ def collect(ctx: ActionContext, args: CollectArgs) -> Result:
     """Save a command's output (ps, df, free, ss, logs) into the run's evidence folder."""
     from opsbook.plugin import Evidence
 
-    target = ctx.evidence_path(ctx.evidence_file(None, args.name))
+    relative_name = ctx.evidence_file(None, args.name)
+    ctx.evidence_path(relative_name)  # refused before the command runs when it cannot be written
     res = _CONTROLLER.run(["/bin/sh", "-c", args.cmd], timeout=ctx.timeout, cancel=ctx.cancelled)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(res.stdout + (f"\n--- stderr ---\n{res.stderr}" if res.stderr else ""))
+    # checked again and written without following links: one planted while the command ran
+    # (the command may take seconds) must not redirect the write
+    target = ctx.write_evidence(relative_name, res.stdout + (f"\n--- stderr ---\n{res.stderr}" if res.stderr else ""))
     relative = str(target.relative_to(ctx.evidence_dir)) if ctx.evidence_dir else args.name
     evidence = Evidence(relative, f"controller: {args.cmd}", args.description)
     status = Status.OK if res.rc == 0 else Status.FAILED

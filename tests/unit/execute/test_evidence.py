@@ -234,3 +234,37 @@ def test_two_items_of_a_loop_do_not_overwrite_each_other(run, journal, tmp_path)
     assert results[1]["msg"] == ('evidence file "web1/app.log" was already written by step "fetch" '
                                  "(item 'a') on web1 in this run; refusing to overwrite it")
     assert (tmp_path / "runs" / summary.run_id / "evidence" / "web1" / "app.log").read_text() == "log a\n"
+
+
+def test_collect_does_not_follow_a_symlink_planted_while_its_command_runs(run, journal, tmp_path):
+    """Issue 24 item 5: the path was checked before the command and written after it; a link
+    planted meanwhile (at the file, or at its host folder) received the output."""
+    import threading
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "ps.txt"
+    evidence = tmp_path / "evidence"
+    started = tmp_path / "started"
+
+    def plant() -> None:
+        from opsbook_lab.pytest_plugin import wait_for
+
+        wait_for("the command to start", started.exists, timeout=30, interval=0.02)
+        folder = evidence / "localhost"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "ps.txt").symlink_to(victim)
+
+    thread = threading.Thread(target=plant)
+    thread.start()
+    summary = run(f"""
+        opsbook: 1
+        name: race
+        steps:
+          - name: snapshot
+            local.collect: {{cmd: "touch {started}; sleep 1; echo X", name: ps.txt}}
+        """, evidence_dir=evidence)
+    thread.join()
+    assert not victim.exists(), "the output went through the planted link"
+    node = journal.nodes(summary.run_id)["snapshot@localhost"]
+    assert node.status == "failed" and "is a symlink; refusing to write through it" in node.msg
