@@ -450,7 +450,7 @@ def _http(ctx: ActionContext, url: str, method: str, body: Any, headers: dict[st
 
 
 def _cut(why: str, limit: float) -> str:
-    return "cancelled" if why == "cancelled" else f"no complete answer within {limit:g}s"
+    return "cancelled" if why == "cancelled" else f"timed out: no complete answer within {limit:g}s"
 
 
 @plugin.action(scalar="url", check=True, idempotent=True, data=["status", "latency_ms", "body", "json"])
