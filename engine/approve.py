@@ -3,6 +3,7 @@ journal (`opsbook approve RUN STEP` from another shell)."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 import threading
 import time
@@ -70,7 +71,7 @@ def journal_approver(open_journal: Callable[[], Journal], timeout: float, poll: 
     def wait(request: ApprovalRequest) -> tuple[bool, str]:
         journal = open_journal()
         try:
-            print(f"  waiting for: opsbook approve {request.run_id} {_quoted(request.gate)}   (or deny)",
+            print(f"  waiting for: opsbook approve {request.run_id} {shlex.quote(request.gate)}   (or deny)",
                   file=sys.stderr, flush=True)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -88,9 +89,3 @@ def journal_approver(open_journal: Callable[[], Journal], timeout: float, poll: 
             journal.close()
 
     return wait
-
-
-def _quoted(name: str) -> str:
-    import shlex
-
-    return shlex.quote(name)

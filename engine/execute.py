@@ -1177,7 +1177,7 @@ class Executor:
         keep = step.keep_healthy
         assert keep is not None and node.host is not None
         try:
-            members = self._pool_members(node, ctx_vars)
+            group, members = self._pool_members(node, ctx_vars)
         except UserError as exc:
             return _outcome(Status.FAILED, f"keep_healthy: {_user_message(exc)}")
         taken = self._out_of_pool.out(step.id)
@@ -1200,7 +1200,6 @@ class Executor:
                 return _outcome(Status.FAILED, f"keep_healthy.min {keep.template!r} must render to a count like 2 or "
                                                f"a percentage like '50%' ({step.pos})")
         needed = int(minimum if minimum is not None else -(-total * (percent or 0) // 100))
-        group = str(render(keep.group, ctx_vars, pos=step.pos)) if keep.group else "the step's hosts"
         detail = {"group": group, "members": total, "healthy_others": healthy,
                   "unhealthy": unhealthy, "taken_out": sorted(taken & set(members)), "required": needed}
         self.journal.event(self.run_id, "preflight", node.id, detail)
@@ -1214,14 +1213,15 @@ class Executor:
             why += f"; taken out by this step and not yet put back: {', '.join(detail['taken_out'])}"
         return _outcome(Status.FAILED, why)
 
-    def _pool_members(self, node: Node, ctx_vars: Mapping[str, Any]) -> list[str]:
-        """The members `keep_healthy` counts: its group, rendered like any templated field."""
+    def _pool_members(self, node: Node, ctx_vars: Mapping[str, Any]) -> tuple[str, list[str]]:
+        """(how the group reads, its members): `keep_healthy.group` rendered like any
+        templated field, or the step's own hosts."""
         keep = node.step.keep_healthy
         assert keep is not None
         if not keep.group:
-            return list(node.leaf.hosts)  # type: ignore[union-attr]
+            return "the step's hosts", list(node.leaf.hosts)  # type: ignore[union-attr]
         pattern = str(render(keep.group, ctx_vars, pos=node.step.pos))
-        return [h.name for h in self.plan.inventory.match(pattern, position=node.step.pos)]
+        return pattern, [h.name for h in self.plan.inventory.match(pattern, position=node.step.pos)]
 
     def _probe_member(self, node: Node, member: str) -> tuple[bool, str]:
         keep = node.step.keep_healthy

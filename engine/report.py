@@ -734,7 +734,7 @@ def end_state(view: RunView) -> list[HostEnd]:
         end.touched = True
         name = view.step(node.step_id).name
         if node.status in FAILED and not view.step(node.step_id).ignore_errors:
-            end.failed.append(f"{name} ({_telling(node.msg)})" if node.msg else name)
+            end.failed.append(f"{name} ({_clip(node.msg, 160)})" if node.msg else name)
         entries = undo.get(node.node_id, [])
         if not (node.changed and node.status == "ok") and not entries:
             continue
@@ -746,10 +746,6 @@ def end_state(view: RunView) -> list[HostEnd]:
         elif node.changed and node.status == "ok":
             end.left_changed.append(name + ("" if entries else " (no undo recorded)"))
     return list(hosts.values())
-
-
-def _telling(msg: str, limit: int = 160) -> str:
-    return msg if len(msg) <= limit else msg[:limit - 3] + "..."
 
 
 def _changes_section(view: RunView) -> list[Section]:
