@@ -31,6 +31,8 @@ Environment
 from __future__ import annotations
 
 import os
+import pty
+import select
 import shutil
 import subprocess
 import time
@@ -66,6 +68,44 @@ def skip_or_fail_in_ci(reason: str, in_ci: str) -> NoReturn:
     if _truthy(os.environ.get("CI")):
         pytest.fail(in_ci)
     pytest.skip(reason)
+
+
+def on_a_terminal(argv: list[str], env: dict[str, str], cwd: Any, answers: dict[str, str],
+                  timeout: float = 120) -> tuple[int, str]:
+    """Run `argv` on a pseudo-terminal, typing each answer after its prompt appears; (exit
+    code, everything it printed). Fails when it does not end within `timeout`."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, start_new_session=True)
+    os.close(slave)
+    seen = b""
+    pending = dict(answers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        for prompt in list(pending):
+            if prompt.encode() in seen:
+                time.sleep(0.2)  # let getpass turn echo off first
+                os.write(master, (pending.pop(prompt) + "\n").encode())
+        if proc.poll() is not None and not ready:
+            break
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"{' '.join(argv)} did not end on a terminal; it printed:\n"
+                             + seen.decode(errors="replace")[-2000:]) from None
+    finally:
+        os.close(master)
+    return proc.returncode, seen.decode(errors="replace")
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.25) -> Any:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import subprocess
 import sys
 import textwrap
@@ -24,7 +22,7 @@ from opsbook.execute import RunOptions, RunSummary
 from opsbook.journal import Journal, NodeRecord
 from opsbook.load import RunbookLoader
 from opsbook.registry import Registry
-from opsbook_lab.pytest_plugin import skip_or_fail_in_ci
+from opsbook_lab.pytest_plugin import on_a_terminal, skip_or_fail_in_ci
 
 HERE = Path(__file__).resolve().parent
 
@@ -467,37 +465,5 @@ class Sshd:
 
 def run_on_a_terminal(cli: Cli, args: list[str], answers: dict[str, str], timeout: float = 120) -> CliResult:
     """Run opsbook on a pseudo-terminal, typing each answer after its prompt appears."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(cli.argv(*args), stdin=slave, stdout=slave, stderr=slave, env=cli.env(TERM="xterm"),
-                            cwd=cli.home, start_new_session=True)
-    os.close(slave)
-    seen = b""
-    pending = dict(answers)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        for prompt in list(pending):
-            if prompt.encode() in seen:
-                time.sleep(0.2)  # let getpass turn echo off first
-                os.write(master, (pending.pop(prompt) + "\n").encode())
-        if proc.poll() is not None and not ready:
-            break
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError(f"opsbook {' '.join(args)} did not end on a terminal; it printed:\n"
-                             + seen.decode(errors="replace")[-2000:]) from None
-    finally:
-        os.close(master)
-    text = seen.decode(errors="replace")
-    return CliResult(args, proc.returncode, text, "")
+    rc, text = on_a_terminal(cli.argv(*args), cli.env(TERM="xterm"), cli.home, answers, timeout)
+    return CliResult(args, rc, text, "")

@@ -180,34 +180,11 @@ steps:
 
 def _on_a_terminal(t: Tour, line: str, answer: str, timeout: float = 60) -> Ran:
     """Run `line` on a pseudo-terminal and type `answer` at its [y/N] question."""
-    import pty
-    import select
+    from opsbook_lab.pytest_plugin import on_a_terminal
 
     argv = t.argv(line)
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, cwd=t.cwd, env={**t.env, "TERM": "dumb"}, stdin=slave, stdout=slave,
-                            stderr=slave, start_new_session=True)
-    os.close(slave)
-    seen, answered = b"", False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        if not answered and b"[y/N]" in seen:
-            os.write(master, (answer + "\n").encode())
-            answered = True
-        if proc.poll() is not None and not ready:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    return Ran(argv, proc.returncode, seen.decode(errors="replace"), "")
+    rc, text = on_a_terminal(argv, {**t.env, "TERM": "dumb"}, t.cwd, {"[y/N]": answer}, timeout)
+    return Ran(argv, rc, text, "")
 
 
 def approve_from_another_shell(t: Tour, line: str) -> Ran:
