@@ -351,20 +351,25 @@ def _run_options(f: Any) -> Any:
 def run(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], incident_start: str | None,
         **kw: Any) -> None:
     """Execute a runbook (live progress, approvals, rollback on failure, journal)."""
+    request = _request(kw, list(inventories))
+    request.given_params = {**_extra(extra), **_secret_params(kw, request.secrets)}
+    request.incident_start = _parse_time(incident_start) if incident_start else None
+    _start_new_run(runbook, request, kw)
+
+
+def _start_new_run(runbook: str, request: Any, kw: dict[str, Any]) -> NoReturn:
+    """Plan `runbook` for `request` (refusing what check is sure of), run it, exit with its code."""
     from opsbook.api import load_inventory_sources, load_runbook, make_plan, start_run
 
     registry = _registry()
     rb = load_runbook(runbook, registry)
-    request = _request(kw, list(inventories))
-    request.given_params = {**_extra(extra), **_secret_params(kw, request.secrets)}
-    request.incident_start = _parse_time(incident_start) if incident_start else None
-    the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry), request.given_params)
-    _refuse_certain_mistakes(the_plan, registry, request.given_params, bool(inventories))
+    sources = request.inventory_sources
+    the_plan = make_plan(rb, load_inventory_sources(sources, registry), request.given_params)
+    _refuse_certain_mistakes(the_plan, registry, request.given_params, bool(sources))
     if kw.get("limit"):
         request.options.limit = frozenset(h.name for h in the_plan.inventory.match(kw["limit"]))
     journal = _journal(kw.get("journal_path"))
-    summary = _with_signals(lambda hook: start_run(the_plan, registry, journal, request, on_executor=hook))
-    _finish(summary, kw)
+    _finish(_with_signals(lambda hook: start_run(the_plan, registry, journal, request, on_executor=hook)), kw)
 
 
 @main.command()
@@ -437,10 +442,6 @@ def retry(run_id: str, only_failed: bool, from_step: str | None, extra: tuple[st
 
 def _real_run_of(record: Any, extra: tuple[str, ...], kw: dict[str, Any]) -> NoReturn:
     """A new real run of what a dry run tried: same runbook, inventory and parameters."""
-    from opsbook.api import load_inventory_sources, load_runbook, make_plan, start_run
-
-    registry = _registry()
-    rb = load_runbook(record.runbook_path, registry)
     request = _request({**kw, "check_mode": False}, list(record.inventory))
     secret = [n for n, v in record.params.items() if v == "********"]
     given = {**{k: v for k, v in record.params.items() if k not in secret}, **_extra(extra),
@@ -450,10 +451,8 @@ def _real_run_of(record: Any, extra: tuple[str, ...], kw: dict[str, Any]) -> NoR
         raise click.UsageError("secret parameters are not stored in the journal; pass them again: "
                                + ", ".join(f"--secret {n}=env:VAR" for n in missing))
     request.given_params = given
-    the_plan = make_plan(rb, load_inventory_sources(list(record.inventory), registry), given)
     click.echo(f"run {record.id} was a dry run: starting a new, real run of {record.runbook_path}", err=True)
-    journal = _journal(kw.get("journal_path"))
-    _finish(_with_signals(lambda hook: start_run(the_plan, registry, journal, request, on_executor=hook)), kw)
+    _start_new_run(record.runbook_path, request, kw)
 
 
 def _request(kw: dict[str, Any], inventories: list[str]) -> Any:
