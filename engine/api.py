@@ -111,6 +111,8 @@ def start_run(plan: Plan, registry: Registry, journal: Journal, request: RunRequ
     private_dir(evidence)
     request.options.evidence_dir = evidence
     secret_names = {p.name for p in rb.params if p.secret}
+    request.options.four_eyes = request.options.four_eyes or rb.approved_by == "another"
+    _four_eyes_approver(request, journal, rb.name)
     register_plan(plan, request.secrets)
     journal.create_run(RunRecord(
         id=run_id, runbook_path=os.path.abspath(rb.path), runbook_name=rb.name, digest=rb.digest,
@@ -149,6 +151,9 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
     register_plan(plan, request.secrets)
     if record.options.get("check"):
         request.options.check = True  # a dry run resumed or retried stays a dry run
+    request.options.four_eyes = (request.options.four_eyes or bool(record.options.get("four_eyes"))
+                                 or runbook.approved_by == "another")
+    _four_eyes_approver(request, journal, runbook.name)
     evidence = record.options.get("evidence_dir")
     request.options.evidence_dir = request.options.evidence_dir or (
         Path(evidence) if evidence else runs_dir() / run_id / "evidence")
@@ -169,6 +174,15 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
         return journal.nodes(run_id)
 
     return _drive(plan, registry, journal, request, run_id, settle, on_executor)
+
+
+def _four_eyes_approver(request: RunRequest, journal: Journal, runbook: str) -> None:
+    """Before anything is recorded: a four-eyes run waits for another user's approval and
+    refuses --yes (see opsbook.approve.approver_for)."""
+    from opsbook.approve import approver_for
+
+    request.approver = approver_for(request.approver, request.options.four_eyes, lambda: Journal(journal.path),
+                                    request.options.approval_timeout, runbook)
 
 
 def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest, run_id: str,
@@ -209,7 +223,7 @@ def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest
 def _options_record(options: RunOptions) -> dict[str, Any]:
     return {"evidence_dir": str(options.evidence_dir) if options.evidence_dir else None, "forks": options.forks, "check": options.check, "diff": options.diff, "rollback": options.rollback,
             "timeout": options.timeout, "tags": sorted(options.tags), "skip_tags": sorted(options.skip_tags),
-            "limit": sorted(options.limit) if options.limit else None}
+            "limit": sorted(options.limit) if options.limit else None, "four_eyes": options.four_eyes}
 
 
 def evidence_dir(run_id: str) -> Path:

@@ -10,13 +10,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from opsbook.errors import RunError, UserError
 from opsbook.execute import ApprovalRequest, Approver
-from opsbook.journal import Journal, whoami
+from opsbook.journal import Journal, RunRecord, whoami
+
+# What kind of approver a function is (an attribute on it): --yes and the terminal approve
+# as the user who started the run, so a four-eyes run cannot use them.
+KIND = "opsbook_approver_kind"
+
+
+def _kind(approver: Approver, kind: str) -> Approver:
+    setattr(approver, KIND, kind)
+    return approver
 
 
 def auto_approver() -> Approver:
     who = f"{whoami()} (--yes)"
-    return lambda request: (True, who)
+    return _kind(lambda request: (True, who), "yes")
 
 
 def tty_approver(live: Any = None, stream_in: Any = None, stream_out: Any = None) -> Approver:
@@ -44,7 +54,7 @@ def tty_approver(live: Any = None, stream_in: Any = None, stream_out: Any = None
             return False, "nobody (the run was stopped while asking)"
         return answer in ("y", "yes"), f"{whoami()} at the terminal"
 
-    return ask
+    return _kind(ask, "terminal")
 
 
 def _read_answer(inp: Any, cancelled: threading.Event) -> str | None:
@@ -71,7 +81,8 @@ def journal_approver(open_journal: Callable[[], Journal], timeout: float, poll: 
     def wait(request: ApprovalRequest) -> tuple[bool, str]:
         journal = open_journal()
         try:
-            print(f"  waiting for: opsbook approve {request.run_id} {shlex.quote(request.gate)}   (or deny)",
+            other = " by someone other than the user who started the run" if request.four_eyes else ""
+            print(f"  waiting for: opsbook approve {request.run_id} {shlex.quote(request.gate)}   (or deny){other}",
                   file=sys.stderr, flush=True)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -88,4 +99,33 @@ def journal_approver(open_journal: Callable[[], Journal], timeout: float, poll: 
         finally:
             journal.close()
 
-    return wait
+    return _kind(wait, "journal")
+
+
+def approver_for(approver: Approver | None, four_eyes: bool, open_journal: Callable[[], Journal],
+                 timeout: float, runbook: str = "") -> Approver | None:
+    """The approver a run uses. A four-eyes run (`approved_by: another`, `run --four-eyes`)
+    cannot be approved by the user who started it: its terminal question becomes a wait for
+    `opsbook approve` from another user, and --yes is refused before anything runs."""
+    kind = getattr(approver, KIND, "")
+    if not four_eyes or approver is None or kind == "journal":
+        return approver
+    if kind == "yes":
+        raise RunError(f"{runbook or 'this run'} needs another person to approve its gates (approved_by: another, "
+                       "or --four-eyes); --yes would approve them as you. Run without --yes and ask a teammate "
+                       "to run `opsbook approve RUN STEP`")
+    return journal_approver(open_journal, timeout)
+
+
+def refuse_self_approval(run: RunRecord, gates: list[dict[str, Any]], who: str) -> None:
+    """A four-eyes gate refuses an approval by the user who started the run (denying is
+    always allowed: stopping a change needs no second person)."""
+    if who != run.who:
+        return
+    strict = [g for g in gates if (g.get("detail") or {}).get("four_eyes")]
+    if strict:
+        names = ", ".join(sorted({g["detail"].get("block_name") or g["detail"].get("step_name") or g["step_id"]
+                                  for g in strict}))
+        raise UserError(f"you ({who}) started run {run.id}; its gate {names} needs another person's approval "
+                        f"(four eyes: approved_by: another or --four-eyes). Ask a teammate to run "
+                        f"`opsbook approve {run.id} {shlex.quote(names.split(', ')[0])}`; you may still deny it")

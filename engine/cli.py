@@ -334,6 +334,9 @@ def _run_options(f: Any) -> Any:
         click.option("--ask", "ask", multiple=True, metavar="NAME", help="Prompt for a secret parameter (no echo)."),
         click.option("--approval-timeout", default="1h", show_default=True, metavar="DURATION",
                      help="How long to wait for `opsbook approve` when there is no TTY."),
+        click.option("--four-eyes", "four_eyes", is_flag=True,
+                     help="Gates need a user other than you to approve (`opsbook approve` from their "
+                          "account), as the runbook's `approved_by: another` asks."),
         click.option("-v", "--verbose", count=True, help="More output (-vv: command output lines)."),
         _journal_opt,
     ]
@@ -465,7 +468,8 @@ def _request(kw: dict[str, Any], inventories: list[str]) -> Any:
                          timeout=parse_duration(kw["timeout"]) if kw.get("timeout") else None,
                          max_errors=kw.get("max_errors"), tags=split(kw.get("tags")),
                          skip_tags=split(kw.get("skip_tags")),
-                         approval_timeout=parse_duration(kw["approval_timeout"]))
+                         approval_timeout=parse_duration(kw["approval_timeout"]),
+                         four_eyes=bool(kw.get("four_eyes")))
     request = RunRequest(inventory_sources=inventories, options=options)
     request.listeners = _listeners(kw, request)
     request.approver = _approver(kw, request)
@@ -645,7 +649,8 @@ def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, ye
         lines = describe_gate(d.get("block_name") or d.get("step_name") or gate["step_id"], d.get("host"),
                               gate["prompt"], d.get("action", ""), d.get("args"), d.get("started_by", ""), run_id,
                               d.get("step_name") if d.get("block_name") else None, full=full,
-                              runs_on=d.get("runs_on"), steps=d.get("steps") or ())
+                              runs_on=d.get("runs_on"), steps=d.get("steps") or (),
+                              four_eyes=bool(d.get("four_eyes")))
         click.echo(f"{verb}: " + "\n".join(lines).removeprefix("approval needed: "))
     if not yes:
         if not sys.stdin.isatty():
@@ -655,7 +660,13 @@ def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, ye
         if not click.confirm(f"{verb} {len(waiting)} gate(s)?", default=False):
             click.echo("nothing decided")
             sys.exit(EXIT_FAILED)
-    who = f"{whoami()}@{socket.gethostname()} via opsbook {verb}"
+    from opsbook.approve import refuse_self_approval
+
+    run = journal.get_run(run_id)
+    if approved:
+        refuse_self_approval(run, waiting, whoami())
+    starter = " (who started the run)" if whoami() == run.who else ""
+    who = f"{whoami()}@{socket.gethostname()} via opsbook {verb}{starter}"
     decided = journal.decide(run_id, step, approved, who, hosts)
     if not decided:
         _no_gate(journal, run_id, step)

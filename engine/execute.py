@@ -75,6 +75,7 @@ class RunOptions:
     evidence_dir: Path | None = None
     confirm_rerun: frozenset[str] = frozenset()  # in-doubt node ids confirmed to run again ("*" = all)
     approval_timeout: float = 3600.0
+    four_eyes: bool = False  # gates need someone other than the run's starter (approved_by: another)
 
 
 
@@ -210,7 +211,7 @@ class Executor:
         self.denied: list[str] = []
         self._journal_error: JournalError | None = None
         self._abandoned: set[str] = set()  # nodes the scheduler gave up on; their late results are only noted
-        self.gates = ApprovalGates(approver)
+        self.gates = ApprovalGates(approver, options.four_eyes)
         self._blocks = {s.id: s for s in plan.runbook.all_steps() if s.is_block}
         self.started_by = ""  # who started the run (shown to approvers); set by the caller
         self.signal: int | None = None  # the signal that interrupted the run, if one did

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 _NOT_SET = threading.Event()  # never set: the cancel event of a request made outside a run
@@ -39,6 +39,7 @@ class ApprovalRequest:
     cancelled: threading.Event = field(default=_NOT_SET, compare=False, repr=False)
     runs_on: str | None = None  # the delegate the action runs on, when the step delegates
     steps: tuple[str, ...] = ()  # a block's approval: every step it covers ("name: action on host")
+    four_eyes: bool = False  # only someone other than the user who started the run may approve
 
     @property
     def gate(self) -> str:
@@ -48,13 +49,13 @@ class ApprovalRequest:
     def describe(self) -> list[str]:
         return describe_gate(self.gate, self.host, self.prompt, self.action, self.args, self.started_by,
                              self.run_id, self.step_name if self.block_id else None, runs_on=self.runs_on,
-                             steps=self.steps)
+                             steps=self.steps, four_eyes=self.four_eyes)
 
     def detail(self) -> dict[str, Any]:
         """Stored with the request in the journal: `show`, `runs` and `opsbook approve` print it."""
         return {"step_name": self.step_name, "host": self.host, "action": self.action, "args": self.args,
                 "block_id": self.block_id, "block_name": self.block_name, "started_by": self.started_by,
-                "runs_on": self.runs_on, "steps": list(self.steps)}
+                "runs_on": self.runs_on, "steps": list(self.steps), "four_eyes": self.four_eyes}
 
 
 Approver = Callable[[ApprovalRequest], "tuple[bool, str]"]
@@ -65,7 +66,7 @@ SHOWN = 2000  # characters of an action's arguments shown before an explicit "N 
 
 def describe_gate(gate: str, host: str | None, prompt: str, action: str, args: Any, started_by: str = "",
                   run_id: str = "", first_step: str | None = None, full: bool = False,
-                  runs_on: str | None = None, steps: Any = ()) -> list[str]:
+                  runs_on: str | None = None, steps: Any = (), four_eyes: bool = False) -> list[str]:
     """What an approver reads before saying yes (the live output, the terminal question,
     `opsbook approve`, `show`): the gate, where, the prompt, what would run, who asked.
 
@@ -91,6 +92,9 @@ def describe_gate(gate: str, host: str | None, prompt: str, action: str, args: A
         lines.append("  the block's steps: " + visible("; ".join(steps), lines=False))
     if started_by or run_id:
         lines.append(visible(f"  run {run_id} started by {started_by or 'unknown'}", lines=False))
+    if four_eyes:
+        lines.append("  four eyes (approved_by: another): someone other than the user who started the run "
+                     "must approve")
     return lines
 
 
@@ -108,8 +112,9 @@ class ApprovalGates:
     not one for the run); the second step of a block on a host reuses the first's
     decision without asking."""
 
-    def __init__(self, approver: Approver | None) -> None:
+    def __init__(self, approver: Approver | None, four_eyes: bool = False) -> None:
         self.approver = approver
+        self.four_eyes = four_eyes  # every request says that another person must approve
         self._decided: dict[tuple[str, str | None], Decision] = {}
         self._locks: dict[tuple[str, str | None], threading.Lock] = {}
         self._guard = threading.Lock()
@@ -121,6 +126,8 @@ class ApprovalGates:
         `stopped()` names why the run is stopping ("" while it is not): a gate reached or
         answered after a stop is cancelled, whatever the approver said. `announce` is
         called right before an approver is asked (the journal, the live output)."""
+        if self.four_eyes and not request.four_eyes:
+            request = replace(request, four_eyes=True)
         if request.block_id is None:
             return self._ask(request, stopped, announce), True
         key = (request.block_id, request.host)

@@ -29,6 +29,7 @@ from opsbook.template import holds_template, is_template
 from opsbook.yamlsrc import PosDict, PosList, key_position, load_yaml
 
 EXTRA_VARS = ("used", "any")
+APPROVED_BY = ("anyone", "another")
 ACTION_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
@@ -106,6 +107,7 @@ RUNBOOK_KEYWORDS: dict[str, Keyword] = {
     "timeout": Keyword(_DURATION, "Whole-run timeout."),
     "max_fail_percentage": _t("number", "Default for every step."),
     "max_errors": _t("integer", "Stop scheduling new nodes after this many failures in the run."),
+    "approved_by": Keyword({"enum": list(APPROVED_BY)}, "Who may approve the runbook's gates: `anyone` (the default, the user who started the run included) or `another` (four eyes: a user other than the one who started the run)."),
     "extra_vars": Keyword({"enum": list(EXTRA_VARS)}, "-e names besides params: `used` (the default: only names the runbook reads; others are typos) or `any` (Ansible's free-form extra vars)."),
 }
 
@@ -221,6 +223,7 @@ class RunbookLoader:
             max_fail_percentage=self._number(data, "max_fail_percentage", c),
             max_errors=self._int(data, "max_errors", c),
             extra_vars=self._extra_vars(data, c),
+            approved_by=self._approved_by(data, c),
             pos=data.pos,
         )
 
@@ -231,6 +234,15 @@ class RunbookLoader:
                     + did_you_mean(str(value), EXTRA_VARS),
                     "any: accept every -e name as a variable (Ansible's extra vars); used: only names the runbook reads")
             return "used"
+        return str(value)
+
+    def _approved_by(self, data: PosDict, c: _Collector) -> str:
+        value = data.get("approved_by", "anyone")
+        if value not in APPROVED_BY:
+            c.error(data.value_pos.get("approved_by"), f"approved_by must be anyone or another, found {_kind(value)}"
+                    + did_you_mean(str(value), APPROVED_BY),
+                    "another: a user other than the one who started the run must approve (four eyes)")
+            return "anyone"
         return str(value)
 
     def _objectives(self, data: PosDict, c: _Collector) -> Objectives:

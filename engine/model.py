@@ -191,6 +191,7 @@ class Runbook:
     max_fail_percentage: float | None = None
     max_errors: int | None = None
     extra_vars: str = "used"  # -e names accepted besides params: "used" (read somewhere) or "any"
+    approved_by: str = "anyone"  # who may approve its gates: "anyone" or "another" (not the run's starter)
     pos: Position | None = None
 
     def all_steps(self) -> list[Step]:
