@@ -102,6 +102,26 @@ def journal_approver(open_journal: Callable[[], Journal], timeout: float, poll: 
     return _kind(wait, "journal")
 
 
+def unattended_approver(open_journal: Callable[[], Journal], timeout: float,
+                        notify: Callable[[ApprovalRequest], None]) -> Approver:
+    """A gate of a run nobody watches (`opsbook watch`, an alert): `notify` says a human is
+    needed (the prompt and the `opsbook approve` command), then the gate waits for one as
+    the journal approver does; no answer within `timeout` is a denial."""
+    wait = journal_approver(open_journal, timeout)
+
+    def ask(request: ApprovalRequest) -> tuple[bool, str]:
+        notify(request)
+        return wait(request)
+
+    return _kind(ask, "journal")
+
+
+def approve_command(request: ApprovalRequest) -> str:
+    """The command that approves `request`'s gate, as a person types it."""
+    host = f" --host {shlex.quote(request.host)}" if request.host and request.host != "localhost" else ""
+    return f"opsbook approve {request.run_id} {shlex.quote(request.gate)}{host}"
+
+
 def approver_for(approver: Approver | None, four_eyes: bool, open_journal: Callable[[], Journal],
                  timeout: float, runbook: str = "") -> Approver | None:
     """The approver a run uses. A four-eyes run (`approved_by: another`, `run --four-eyes`)

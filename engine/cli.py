@@ -9,6 +9,7 @@ threshold; 130/143 the run was stopped by SIGINT/SIGTERM (and rolled back); 4 th
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -257,7 +258,7 @@ def _webhook_token(token_file: str | None) -> str:
 
 
 def _alert_starter(registry: Any, inventories: tuple[str, ...], params: dict[str, Any], journal_path: str | None,
-                   say: Any) -> Any:
+                   say: Any, auto_approve: Any = lambda runbook: False, approval_timeout: float = 3600.0) -> Any:
     """route, alert -> the id of a run that is journaled and holds its lock (it goes on in a
     thread); the runbook's lock, or one per response runbook, keeps alerts from starting it twice."""
     import dataclasses
@@ -265,8 +266,8 @@ def _alert_starter(registry: Any, inventories: tuple[str, ...], params: dict[str
 
     def start(route: Any, alert: dict[str, Any]) -> str:
         from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
-        from opsbook.approve import auto_approver
         from opsbook.execute import RunOptions
+        from opsbook.watch import response_approver
 
         rb = load_runbook(route.runbook, registry)
         if rb.lock is None:
@@ -274,7 +275,8 @@ def _alert_starter(registry: Any, inventories: tuple[str, ...], params: dict[str
         given = {**params, **route.given(alert.get("labels", {}))}
         the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry), given)
         begun = _parse_time(str(alert["startsAt"])) if alert.get("startsAt") else None
-        request = RunRequest(list(inventories), RunOptions(), approver=auto_approver(), incident_start=begun,
+        approver = response_approver(auto_approve(route.runbook), _journal(journal_path).path, approval_timeout, say)
+        request = RunRequest(list(inventories), RunOptions(), approver=approver, incident_start=begun,
                              given_params=given)
         holding = threading.Event()
         outcome: dict[str, Any] = {}
@@ -831,15 +833,23 @@ def evidence(run_id: str, archive: bool, output: str | None, check_hashes: bool,
                    "parameters (only those); repeatable.")
 @click.option("--token-file", type=click.Path(dir_okay=False), metavar="PATH",
               help="The webhook's bearer token (or OPSBOOK_WEBHOOK_TOKEN); required with --listen.")
+@click.option("--auto-approve", "auto_approve", multiple=True, metavar="RUNBOOK|all",
+              help="Approve the gates of this response runbook (as given to --respond/--route; `all` for "
+                   "every one) without a human. Otherwise a gate waits for `opsbook approve`, announced "
+                   "as an approval_needed line.")
+@click.option("--approval-timeout", default="1h", show_default=True, metavar="DURATION",
+              help="How long a response's gate waits for `opsbook approve` before it counts as denied.")
 @_journal_opt
 def watch(runbook: str | None, inventories: tuple[str, ...], extra: tuple[str, ...], respond: str | None,
           interval: str, failures: int, cooldown: str, max_responses: int | None, listen: str | None,
-          routes: tuple[str, ...], token_file: str | None, journal_path: str | None) -> None:
+          routes: tuple[str, ...], token_file: str | None, auto_approve: tuple[str, ...], approval_timeout: str,
+          journal_path: str | None) -> None:
     """Probe a runbook's health checks at an interval and start the response runbook after
     N consecutive failures (with a cool-down and a lock); optionally receive Alertmanager webhooks.
 
     The health checks are the runbook's probe.* steps before its first step marked
-    mitigation, and its steps marked verification, run read-only."""
+    mitigation, and its steps marked verification, run read-only. The response's approval
+    gates wait for a human (`opsbook approve`) unless --auto-approve names its runbook."""
     import threading
 
     from opsbook.model import parse_duration
@@ -852,7 +862,17 @@ def watch(runbook: str | None, inventories: tuple[str, ...], extra: tuple[str, .
     params = _extra(extra)
 
     def say(kind: str, data: dict[str, Any]) -> None:
-        click.echo(f"watch: {kind} {' '.join(f'{k}={v}' for k, v in data.items())}", err=True)
+        import json
+
+        from opsbook.visible import visible
+
+        shown = (json.dumps(v, ensure_ascii=False) if isinstance(v, str) and (not v or any(c.isspace() for c in v))
+                 else visible(str(v), lines=False) for v in data.values())
+        click.echo(f"watch: {kind} {' '.join(f'{k}={v}' for k, v in zip(data, shown))}", err=True)
+
+    waits = parse_duration(approval_timeout)
+    same = lambda a, b: a == b or os.path.realpath(a) == os.path.realpath(b)  # noqa: E731
+    auto = lambda path: any(a == "all" or same(a, path) for a in auto_approve)  # noqa: E731
 
     receiver = None
     if listen:
@@ -861,14 +881,15 @@ def watch(runbook: str | None, inventories: tuple[str, ...], extra: tuple[str, .
         if not parsed:
             raise click.UsageError("--listen needs at least one --route ALERTNAME:RUNBOOK")
         receiver = AlertReceiver(host or "127.0.0.1", int(port), parsed,
-                                 _alert_starter(registry, inventories, params, journal_path, say),
+                                 _alert_starter(registry, inventories, params, journal_path, say, auto, waits),
                                  _webhook_token(token_file), parse_duration(cooldown))
         threading.Thread(target=receiver.serve, daemon=True).start()
         say("listening", {"address": f"{host}:{receiver.port}"})
     try:
         if runbook:
             config = WatchConfig(runbook, respond, list(inventories), params, parse_duration(interval), failures,
-                                 parse_duration(cooldown), max_responses)
+                                 parse_duration(cooldown), max_responses, auto_approve=auto(respond or runbook),
+                                 approval_timeout=waits)
             watcher = Watcher(config, registry, journal, say)
             watcher.run()
         else:

@@ -60,7 +60,8 @@ class WatchConfig:
     cooldown: float = 600.0
     max_responses: int | None = None  # stop after this many responses (tests, one-shot use)
     max_rounds: int | None = None
-    yes: bool = True  # approvals in unattended responses
+    auto_approve: bool = False  # approve the response's gates without a human (watch --auto-approve)
+    approval_timeout: float = 3600.0  # otherwise a gate waits this long for `opsbook approve`
 
 
 @dataclass
@@ -70,6 +71,24 @@ class WatchState:
     responses: list[RunSummary] = field(default_factory=list)
     rounds: int = 0
     cooling_until: float = 0.0
+
+
+def response_approver(auto: bool, journal_path: str, timeout: float,
+                      on_event: Callable[[str, dict[str, Any]], None]) -> Any:
+    """Who answers the gates of a response nobody started by hand: `--auto-approve` approves
+    them as --yes does; otherwise each gate waits for a human, announced as an
+    `approval_needed` event with the prompt and the command that approves it."""
+    from opsbook.approve import approve_command, auto_approver, unattended_approver
+
+    if auto:
+        return auto_approver()
+
+    def notify(request: Any) -> None:
+        on_event("approval_needed", {"run": request.run_id, "gate": request.gate,
+                                     "host": request.host or "localhost", "prompt": request.prompt,
+                                     "approve": approve_command(request)})
+
+    return unattended_approver(lambda: Journal(journal_path), timeout, notify)
 
 
 class Watcher:
@@ -139,10 +158,9 @@ class Watcher:
         self.on_event("responding", {"runbook": path, "incident_start": self.state.first_failure})
         runbook = dataclasses.replace(load_runbook(path, self.registry), extra_vars="any")  # -e checked above
         plan = make_plan(runbook, self.inventory, config.params)
-        from opsbook.approve import auto_approver
-
         request = RunRequest(inventory_sources=list(config.inventory), options=RunOptions(),
-                             approver=auto_approver() if config.yes else None,
+                             approver=response_approver(config.auto_approve, self.journal.path,
+                                                        config.approval_timeout, self.on_event),
                              incident_start=self.state.first_failure, given_params=dict(config.params))
         # The runbook's named lock (or one per response runbook) keeps a second watcher, or
         # a human, from running the same response at the same time.

@@ -9,7 +9,9 @@ the `opsbook watch` CLI (fenced through its container).
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -65,7 +67,7 @@ def test_watcher_notices_a_stopped_redis_and_fails_over(pristine, ob, tmp_path):
             healthy_once.set()
 
     config = WatchConfig(runbook=lh.runbook(RUNBOOK), inventory=[lab.info.inventory], interval=1.0, failures=2,
-                         cooldown=600.0, max_responses=1, max_rounds=150)
+                         cooldown=600.0, max_responses=1, max_rounds=150, auto_approve=True)
     watcher = Watcher(config, Registry.from_entry_points(), journal, on_event)
     fault: dict[str, float] = {}
 
@@ -114,6 +116,11 @@ def test_watch_cli_notices_a_killed_primary_and_fails_over(pristine, ob, tmp_pat
             if line.startswith("watch: healthy") and "at" not in fault:
                 fault["at"] = time.time()
                 lab.kill("db1")
+            if line.startswith("watch: approval_needed"):  # the on-call engineer answers the gate
+                command = json.loads(line.split(" approve=", 1)[1])
+                subprocess.run([sys.executable, "-m", *shlex.split(command), "--yes", "--journal",
+                                str(ob.journal_path)], check=True, env=ob.env(), stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=60)
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -129,6 +136,7 @@ def test_watch_cli_notices_a_killed_primary_and_fails_over(pristine, ob, tmp_pat
     responded = re.search(r"watch: responded run=(\S+) status=(\S+)", output)
     assert responded, output
     assert responded.group(2) == "succeeded", output
+    assert "watch: approval_needed" in output, "the promotion gate waited for a human"
     assert re.search(r"watch: unhealthy round=\d+ consecutive=2", output), output
     assert lh.container_status(lab, "db1") == "exited"
 
