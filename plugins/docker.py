@@ -1038,6 +1038,13 @@ class InspectArgs(BaseModel):
     raw: bool = Field(False, description="Also return the daemon's full inspect document.")
 
 
+# What docker.inspect puts into `register` besides the common result keys (checked by
+# `opsbook check`; listed with their types in docs/docker.md).
+INSPECT_KEYS = ("exists", "id", "name", "image", "status", "running", "paused", "restarting", "oom_killed",
+                "exit_code", "pid", "started_at", "finished_at", "health", "health_failing_streak", "health_log",
+                "restart_count", "restart_policy", "resources", "networks", "ports", "labels", "raw")
+
+
 def container_facts(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The facts a runbook usually needs from `docker inspect`, in a flat, stable shape."""
     state = attrs.get("State") or {}
@@ -1104,7 +1111,7 @@ def _resources(host_cfg: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@plugin.action(check=True, idempotent=True)
+@plugin.action(check=True, idempotent=True, data=INSPECT_KEYS)
 @_guarded
 def inspect(ctx: ActionContext, args: InspectArgs) -> Result:
     """Read a container's state, health, restart count, resources and networks (for register)."""
@@ -1446,6 +1453,11 @@ class StatsArgs(BaseModel):
     )
 
 
+# What docker.stats puts into `register` (see INSPECT_KEYS).
+STATS_KEYS = ("read_at", "cpu_percent", "online_cpus", "memory_usage", "memory_limit", "memory_percent",
+              "net_rx_bytes", "net_tx_bytes", "block_read_bytes", "block_write_bytes", "pids", "container", "path")
+
+
 def stats_summary(raw: Mapping[str, Any]) -> dict[str, Any]:
     """docker stats' numbers (CPU %, memory, network, block I/O, pids) from one raw sample."""
     cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
@@ -1493,7 +1505,7 @@ def _stats_file(args: StatsArgs, host: HostInfo) -> list[str]:
     return [evidence_file(args.dest, host.name, _stats_name(container_name_for(host, args.container)))]
 
 
-@plugin.action(check=True, idempotent=True, evidence=_stats_file)
+@plugin.action(check=True, idempotent=True, evidence=_stats_file, data=STATS_KEYS)
 @_guarded
 def stats(ctx: ActionContext, args: StatsArgs) -> Result:
     """Take one resource snapshot of a container (CPU, memory, I/O) as JSON evidence."""
@@ -1708,3 +1720,8 @@ def docker_inventory_source(query: dict[str, list[str]]) -> dict[str, Any]:
     base_url = (query.get("host") or [None])[0]
     include_stopped = (query.get("all") or ["0"])[0] in ("1", "true", "yes")
     return docker_inventory(filters, base_url, include_stopped=include_stopped)
+
+
+# Root-cause evidence actions (docker.events, docker.cp_out, docker.diff) live in their own
+# module; importing it registers them on this plugin.
+from opsbook_plugins import docker_evidence as _docker_evidence  # noqa: E402,F401
