@@ -1244,6 +1244,27 @@ class UpdateArgs(BaseModel):
     )
     memory_reservation: int | str | None = Field(None, description="Soft memory limit.")
     pids_limit: int | None = Field(None, description="Max processes (-1 or 0: unlimited).")
+    force: bool = Field(False, description="Lower the memory limit even to within 10% of what the container "
+                        "uses now (the kernel may OOM-kill it).")
+
+
+_HEADROOM = 0.9  # a lower memory limit must stay above what the container uses / this
+
+
+def _memory_refusal(target: Target, obj: Any, body: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
+    """Why lowering the memory limit now would OOM the container, or None (also for a
+    rollback: an undo that lowers a limit checks what is in use first)."""
+    new = body.get("Memory")
+    old = current.get("Memory") or 0
+    if not new or new <= 0 or (old and new >= old):
+        return None
+    raw = _api_call(target.daemon, lambda: obj.stats(stream=False, one_shot=True))
+    used = stats_summary(raw)["memory_usage"]
+    if used < new * _HEADROOM:
+        return None
+    return (f"refusing to set {target.name}'s memory limit to {new / 1048576:.0f} MiB: it uses "
+            f"{used / 1048576:.1f} MiB now ({used / new * 100:.0f}% of the new limit), and the kernel would "
+            "OOM-kill it. Free memory first, keep a higher limit, or set force: true")
 
 
 def _bytes(value: int | str | None) -> int | None:
@@ -1397,6 +1418,9 @@ def update(ctx: ActionContext, args: UpdateArgs) -> Result:
         return Result.ok(msg=f"{target.name} already has these limits", data=data)
     data["previous"] = _previous_args(body, current)
     data["requested"] = dict(body)
+    refusal = None if args.force else _memory_refusal(target, obj, body, current)
+    if refusal:
+        return Result.failed(refusal, data=data)
     tail = "".join(f"; {note}" for note in notes)
     if ctx.check_mode:
         return Result.ok(

@@ -208,7 +208,7 @@ def _changes(spec: Spec, args: RecreateArgs, attrs: dict[str, Any], target: Targ
     return new, undo, {}, said
 
 
-@plugin.action(check=True, idempotent=False, inverse=_recreate_inverse, mutates=True,
+@plugin.action(check=True, idempotent=False, inverse=_recreate_inverse, mutates=True, argv=["command"],
                data=["container", "before", "after", "image", "previous_image", "changes", "undo", "id"])
 @_guarded
 def recreate(ctx: ActionContext, args: RecreateArgs) -> Result:
@@ -309,7 +309,8 @@ def _run_inverse(args: RunArgs, result: Result) -> tuple[str, dict[str, Any]] | 
     return "docker.container", {"name": args.name, "state": "absent"}
 
 
-@plugin.action(check=True, idempotent=True, inverse=_run_inverse, mutates=True, data=["container", "id", "image"])
+@plugin.action(check=True, idempotent=True, inverse=_run_inverse, mutates=True, argv=["command"],
+               data=["container", "id", "image"])
 @_guarded
 def run(ctx: ActionContext, args: RunArgs) -> Result:
     """Create and start a container from an image with a configuration; the inverse removes it.
