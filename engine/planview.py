@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from opsbook.argdoc import args_schema, argument_lines
 from opsbook.compile import BARRIER, HANDLER, Node, Plan
 from opsbook.errors import UserError
 from opsbook.registry import Registry
@@ -204,7 +205,7 @@ def plugins_json(registry: Registry, name: str | None = None) -> dict[str, Any]:
         out[pname] = {"doc": plugin.doc, "connections": sorted(plugin.connections), "actions": {
             aname: {"doc": spec.doc, "check_mode": spec.supports_check, "idempotent": spec.idempotent,
                     "rollback": spec.inverse is not None, "mutates": spec.mutates, "observes": spec.observes,
-                    "arguments": spec.args_model.model_json_schema()}  # type: ignore[attr-defined]
+                    "arguments": args_schema(spec)}
             for aname, spec in sorted(plugin.actions.items())}}
     if registry.broken:
         out["_broken"] = registry.broken
@@ -224,16 +225,8 @@ def plugins_text(registry: Registry, name: str | None = None) -> str:
             lines.append(f"  {pname}.{aname}  {spec.doc.splitlines()[0] if spec.doc else ''}"
                          + (f"  [{flags}]" if flags else ""))
             if name:
-                for fname, field in spec.args_model.model_fields.items():  # type: ignore[attr-defined]
-                    req = "required" if field.is_required() else f"default {field.default!r}"
-                    desc = f" - {field.description}" if field.description else ""
-                    how = " [argv]" if fname in spec.argv_fields else " [shell]" if fname in spec.shell_fields else ""
-                    lines.append(f"      {fname}: {_type_name(field.annotation)} ({req}){how}{desc}")
+                lines += argument_lines(spec)
     for ep, why in registry.broken.items():
         lines.append(f"BROKEN {ep}: {why}")
     return "\n".join(lines)
 
-
-def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "")
