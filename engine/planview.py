@@ -11,32 +11,88 @@ from typing import Any
 from opsbook.argdoc import args_schema, argument_lines
 from opsbook.compile import BARRIER, HANDLER, Node, Plan
 from opsbook.errors import UserError
+from opsbook.planrender import Known, render_known, render_text
+from opsbook.template import render, short_value
 from opsbook.registry import Registry
 from opsbook.secrets import HIDDEN
-from opsbook.template import render
-from opsbook.variables import render_args
 
 
-def _rendered_args(plan: Plan, node: Node, context: _Context) -> Any:
-    """Arguments rendered as the run will render them, where everything they read is known
-    before the run; else as written (they read results of the run, or its id)."""
+_ITEMS_SHOWN = 20  # items of a known loop shown in the text view (JSON has all)
+_NO_ITEM = object()
+
+
+def _node_ctx(plan: Plan, node: Node, context: _Context) -> dict[str, Any]:
+    """The names a node's templates read that are known before the run."""
     from opsbook.variables import Scope
 
     step = node.step
+    return Scope(context.base(node.host), plan.runbook.vars, plan.params, step_vars=step.vars).resolve(drop_unrendered=True)
+
+
+def _rendered_args(plan: Plan, node: Node, context: _Context) -> Known:
+    """Arguments rendered as the run will render them, as far as what they read is known
+    before the run; templates that read results of the run (or its id) stay as written."""
+    step = node.step
     if step.action is None:
-        return None
+        return Known(None)
     if step.no_log:
-        return HIDDEN
-    spec = context.registry.action(step.action.name)
-    base = context.base(node.host)
-    ctx = Scope(base, plan.runbook.vars, plan.params, step_vars=step.vars).resolve()
+        return Known(HIDDEN)
+    return render_known(context.registry.action(step.action.name), step.action.args,
+                        _node_ctx(plan, node, context), step.pos)
+
+
+def _loop_items(plan: Plan, node: Node, context: _Context) -> list[Any] | None:
+    """The items of the node's loop when the plan knows them (a loop over params, inventory
+    or vars); None when there is no loop or it reads what the run will know."""
+    step = node.step
+    if step.loop is None or step.no_log:
+        return None
     try:
-        if spec is None:
-            return render(step.action.args, ctx)
-        # conditions (`that:`) are shown as written, like `when:`
-        return render_args(spec.without_expressions(), step.action.args, ctx, step.pos)
+        items = render(step.loop, _node_ctx(plan, node, context), pos=step.pos)
     except UserError:
-        return step.action.args
+        return None
+    return items if isinstance(items, list) else None
+
+
+def _rendered_items(plan: Plan, node: Node, context: _Context, items: list[Any]) -> list[Known]:
+    """The arguments of each item of a loop the plan knows."""
+    step = node.step
+    assert step.action is not None
+    spec = context.registry.action(step.action.name)
+    ctx = _node_ctx(plan, node, context)
+    return [render_known(spec, step.action.args, {**ctx, step.loop_var: item}, step.pos) for item in items]
+
+
+def _rendered_rollback(plan: Plan, node: Node, context: _Context, item: Any = _NO_ITEM) -> Known:
+    """The step's own rollback, rendered as the run records it (a loop's with its item bound)."""
+    step = node.step
+    assert step.rollback is not None
+    if step.no_log:
+        return Known(HIDDEN)
+    ctx = _node_ctx(plan, node, context)
+    if item is not _NO_ITEM:
+        ctx = {**ctx, step.loop_var: item}
+    return render_known(context.registry.action(step.rollback.name), step.rollback.args, ctx, step.pos)
+
+
+def _rendered_approval(plan: Plan, node: Node, context: _Context) -> Known:
+    return render_text(node.step.approve, _node_ctx(plan, node, context))
+
+
+def _known_text(known: Known, secrets: Any) -> str:
+    """The value as JSON, each string redacted before it is quoted (a secret's form inside a
+    JSON text inside JSON would escape a redaction of the whole line)."""
+    text = json.dumps(secrets.redact_any(known.value), default=str, ensure_ascii=False)
+    if known.waits_for:
+        text += f"   (templates left for the run: {', '.join(sorted(known.waits_for))})"
+    return text
+
+
+def _per_host(label: str, by_host: dict[str, str]) -> list[str]:
+    """One line when every host gets the same text, else one per host."""
+    if len(set(by_host.values())) == 1:
+        return [f"    {label}: {next(iter(by_host.values()))}"]
+    return [f"    {label} on {host}: {text}" for host, text in by_host.items()]
 
 
 class _Context:
@@ -75,15 +131,33 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {"id": node.id, "kind": node.kind, "needs": sorted(needs[node.id])}
         if node.kind != BARRIER:
             step = node.step
+            args = _rendered_args(plan, node, context)
             entry.update(step=step.name, step_id=step.id, host=node.host, action=step.action.name if step.action else None,
-                         args=_rendered_args(plan, node, context), where=str(step.pos))
+                         args=args.value, where=str(step.pos))
+            waits = set(args.waits_for)
+            items = _loop_items(plan, node, context) if step.action is not None else None
+            if items is not None:  # the loop is known: each item's arguments
+                each = _rendered_items(plan, node, context, items)
+                entry["loop_items"] = [{"item": item, "args": known.value} for item, known in zip(items, each)]
+                waits = set().union(*(known.waits_for for known in each))
             for key in ("when", "loop", "register", "retries", "timeout", "approve", "serial", "run_once", "delegate_to",
                         "tags", "notify"):
                 value = getattr(step, key)
                 if value not in (None, (), False, 0):
                     entry[key] = value
+            if step.approve is not None:
+                approval = _rendered_approval(plan, node, context)
+                entry["approve"], waits = approval.value, waits | approval.waits_for
             if step.rollback is not None:
-                entry["rollback"] = {step.rollback.name: HIDDEN if step.no_log else step.rollback.args}
+                if items is not None:  # one undo per item
+                    for each_item in entry["loop_items"]:
+                        undo = _rendered_rollback(plan, node, context, each_item["item"])
+                        each_item["rollback"], waits = {step.rollback.name: undo.value}, waits | undo.waits_for
+                else:
+                    rollback = _rendered_rollback(plan, node, context)
+                    entry["rollback"], waits = {step.rollback.name: rollback.value}, waits | rollback.waits_for
+            if waits:  # what stays a template: it reads what only the run will know
+                entry["templates_left_for_the_run"] = sorted(waits)
             sections = node.leaf.sections  # type: ignore[union-attr]
             if sections:
                 entry["block"] = [f"{s.block_id}:{s.part}" for s in sections]
@@ -94,6 +168,7 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
 
 def plan_text(plan: Plan, registry: Registry | None = None) -> str:
     context = _Context(plan, registry)
+    secrets = _secrets(plan)
     rb = plan.runbook
     lines = [f"runbook {rb.name} ({rb.phase})  {rb.path}"]
     if plan.params:
@@ -123,18 +198,40 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
             lines.append(f"    after: {', '.join(deps)}")
         if step.when:
             lines.append(f"    when: {' and '.join(map(str, step.when))}")
+        approvals: dict[str, str] = {}
+        rollbacks: dict[str, str] = {}
         for host in leaf.hosts:
             node = plan.nodes.get(f"{sid}@{host}")
             if node is None:
                 continue
-            args = _rendered_args(plan, node, context)
-            lines.append(f"    {host}: {step.action.name if step.action else ''} {json.dumps(args, default=str)}")
+            action = step.action.name if step.action else ""
+            items = _loop_items(plan, node, context) if step.action is not None else None
+            if items is None:
+                lines.append(f"    {host}: {action} {_known_text(_rendered_args(plan, node, context), secrets)}")
+            else:  # the loop is known: one line per item
+                each = _rendered_items(plan, node, context, items)
+                for item, known in list(zip(items, each))[:_ITEMS_SHOWN]:
+                    shown = secrets.redact_any(item)
+                    where = f"{host} [{step.loop_var}={shown if isinstance(shown, str) else short_value(shown)}]"
+                    lines.append(f"    {where}: {action} {_known_text(known, secrets)}")
+                    if step.rollback is not None:
+                        undo = _rendered_rollback(plan, node, context, item)
+                        rollbacks[where] = f"{step.rollback.name} {_known_text(undo, secrets)}"
+                if len(items) > _ITEMS_SHOWN:
+                    lines.append(f"    {host}: ... and {len(items) - _ITEMS_SHOWN} more items (--format json has them all)")
+                if not items:
+                    lines.append(f"    {host}: loop over no items: skipped")
+            if step.approve is not None:
+                approvals[host] = _known_text(_rendered_approval(plan, node, context), secrets)
+            if step.rollback is not None and items is None:
+                rollbacks[host] = f"{step.rollback.name} {_known_text(_rendered_rollback(plan, node, context), secrets)}"
         if not leaf.hosts:
             lines.append("    (no hosts)")
-        if step.rollback is not None:
-            rollback_args = HIDDEN if step.no_log else step.rollback.args
-            lines.append(f"    rollback: {step.rollback.name} {json.dumps(rollback_args, default=str)}")
-    return str(_secrets(plan).redact("\n".join(lines)))
+        if approvals:
+            lines += _per_host("approve", approvals)
+        if rollbacks:
+            lines += _per_host("rollback", rollbacks)
+    return str(secrets.redact("\n".join(lines)))
 
 
 def _label(node: Node) -> str:
