@@ -88,6 +88,17 @@ def _known_text(known: Known, secrets: Any) -> str:
     return text
 
 
+def _item_label(step: Any, item: Any, ctx: dict[str, Any], secrets: Any) -> str:
+    """How an item is named: its `loop_control.label` rendered, else `item=value`."""
+    if step.loop_label is not None:
+        try:
+            return str(secrets.redact(str(render(step.loop_label, {**ctx, step.loop_var: item}))))
+        except UserError:
+            pass
+    shown = secrets.redact_any(item)
+    return f"{step.loop_var}={shown if isinstance(shown, str) else short_value(shown)}"
+
+
 def _per_host(label: str, by_host: dict[str, str]) -> list[str]:
     """One line when every host gets the same text, else one per host."""
     if len(set(by_host.values())) == 1:
@@ -211,8 +222,7 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
             else:  # the loop is known: one line per item
                 each = _rendered_items(plan, node, context, items)
                 for item, known in list(zip(items, each))[:_ITEMS_SHOWN]:
-                    shown = secrets.redact_any(item)
-                    where = f"{host} [{step.loop_var}={shown if isinstance(shown, str) else short_value(shown)}]"
+                    where = f"{host} [{_item_label(step, item, _node_ctx(plan, node, context), secrets)}]"
                     lines.append(f"    {where}: {action} {_known_text(known, secrets)}")
                     if step.rollback is not None:
                         undo = _rendered_rollback(plan, node, context, item)
