@@ -257,7 +257,9 @@ def _step_graph(plan: Plan) -> tuple[list[tuple[str, str]], list[tuple[str, str]
 
 
 def graph_dot(plan: Plan, by_step: bool = False, colors: dict[str, str] | None = None) -> str:
-    out = ["digraph plan {", '  rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#f5f5f5", fontname="Helvetica"];']
+    """Steps top to bottom (a long rollout reads down a page, not across ten pages), the
+    nodes of each `serial` batch in a box of their own."""
+    out = ["digraph plan {", '  rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#f5f5f5", fontname="Helvetica"];']
     if by_step or len(plan.nodes) > 400:
         nodes, edges = _step_graph(plan)
         for sid, label in nodes:
@@ -265,10 +267,24 @@ def graph_dot(plan: Plan, by_step: bool = False, colors: dict[str, str] | None =
             out.append(f'  "{sid}" [label={json.dumps(label)}, fillcolor="{color}"];')
         out += [f'  "{a}" -> "{b}";' for a, b in edges]
     else:
+        batches: dict[tuple[str, int], list[str]] = {}
+        lines: dict[str, str] = {}
         for node in sorted(plan.nodes.values(), key=lambda n: n.index):
             shape = ', shape=point, width=0.1' if node.kind == BARRIER else ""
             color = (colors or {}).get(node.id, "#fff4d6" if node.kind == HANDLER else "#f5f5f5")
-            out.append(f'  "{node.id}" [label="{_label(node)}", fillcolor="{color}"{shape}];')
+            lines[node.id] = f'"{node.id}" [label="{_label(node)}", fillcolor="{color}"{shape}];'
+            leaf = plan.leaves.get(node.step.id) if node.kind != BARRIER else None
+            if leaf is not None and leaf.serial_owner and node.host:
+                k = next((i for i, batch in enumerate(leaf.batches, 1) if node.host in batch), 0)
+                batches.setdefault((leaf.serial_owner, k), []).append(node.id)
+        grouped = {node_id for members in batches.values() for node_id in members}
+        out += [f"  {line}" for node_id, line in lines.items() if node_id not in grouped]
+        for n, ((owner, k), members) in enumerate(batches.items()):
+            total = max(kk for (o, kk) in batches if o == owner)
+            out.append(f'  subgraph cluster_{n} {{ label="{owner}: batch {k} of {total}"; style="rounded,dashed"; '
+                       'color="#8c959f"; fontname="Helvetica";')
+            out += [f"    {lines[node_id]}" for node_id in members]
+            out.append("  }")
         out += [f'  "{a}" -> "{b}";' for a, b in plan.edges]
     out.append("}")
     return "\n".join(out)
