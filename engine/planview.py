@@ -309,6 +309,19 @@ def graph_mermaid(plan: Plan, by_step: bool = False) -> str:
     return "\n".join(out)
 
 
+def plan_image(plan: Plan, by_step: bool, fmt: str, warn: Any = None) -> bytes:
+    """The plan's graph as an image by Graphviz; without Graphviz an SVG is still drawn, as
+    the report's grid (steps as rows, hosts as columns), and `warn` says so."""
+    if shutil.which("dot") is None and fmt == "svg":
+        from opsbook.plangrid import plan_grid_svg
+
+        if warn is not None:
+            warn("Graphviz's `dot` is not installed: drew the plan as a grid of steps x hosts "
+                 "(apt-get install graphviz for the dependency graph)")
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n' + plan_grid_svg(plan, {})).encode()
+    return render_image(graph_dot(plan, by_step), fmt)
+
+
 def render_image(dot: str, fmt: str) -> bytes:
     exe = shutil.which("dot")
     if exe is None:

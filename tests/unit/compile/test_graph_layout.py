@@ -39,3 +39,19 @@ def test_the_png_of_a_serial_rollout_fits_a_page(tmp_path):
     assert done.returncode == 0, done.stderr
     width, height = struct.unpack(">II", out.read_bytes()[16:24])
     assert width <= 1400 and height > width, (width, height)
+
+
+def test_svg_without_graphviz_draws_the_grid_and_says_so(tmp_path):
+    """The README's `opsbook graph ... --format svg` on a machine without Graphviz (an empty
+    PATH: no `dot` to find)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    out = tmp_path / "plan.svg"
+    done = subprocess.run([sys.executable, "-m", "opsbook", "graph", ROLLOUT, "-i", INVENTORY, "-e", "version=3",
+                           "--format", "svg", "-o", str(out)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PATH": str(bin_dir)}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "note: Graphviz's `dot` is not installed: drew the plan as a grid" in done.stderr
+    svg = out.read_text()
+    assert 'class="plan-grid"' in svg and "take the host out of the pool" in svg
+    assert "Traceback" not in done.stderr
