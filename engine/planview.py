@@ -151,11 +151,16 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
                 each = _rendered_items(plan, node, context, items)
                 entry["loop_items"] = [{"item": item, "args": known.value} for item, known in zip(items, each)]
                 waits = set().union(*(known.waits_for for known in each))
+            if step.delegate_to is not None:  # where the action runs for this host
+                delegate = render_text(step.delegate_to, _node_ctx(plan, node, context))
+                waits |= delegate.waits_for
             for key in ("when", "loop", "register", "retries", "timeout", "approve", "serial", "run_once", "delegate_to",
                         "tags", "notify"):
                 value = getattr(step, key)
                 if value not in (None, (), False, 0):
                     entry[key] = value
+            if step.delegate_to is not None:
+                entry["delegate_to"] = delegate.value
             if step.approve is not None:
                 approval = _rendered_approval(plan, node, context)
                 entry["approve"], waits = approval.value, waits | approval.waits_for
@@ -216,6 +221,9 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
             if node is None:
                 continue
             action = step.action.name if step.action else ""
+            if step.delegate_to is not None:  # where the action runs, for this host
+                delegate = render_text(step.delegate_to, _node_ctx(plan, node, context))
+                action = f"(runs on {delegate.value if not delegate.waits_for else step.delegate_to}) {action}"
             items = _loop_items(plan, node, context) if step.action is not None else None
             if items is None:
                 lines.append(f"    {host}: {action} {_known_text(_rendered_args(plan, node, context), secrets)}")

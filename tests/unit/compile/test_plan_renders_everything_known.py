@@ -38,6 +38,9 @@ def test_known_parts_are_rendered_and_run_time_parts_marked(load, write):
               content: "site={{ site }}\\naddress={{ ansible_host }}\\n"
             rollback:
               ssh.shell: "kill $(cat {{ params.state }}/server.pid)"
+          - name: drain
+            delegate_to: "{{ groups.web | first }}"
+            ssh.command: "echo drain {{ inventory_hostname }}"
           - name: tell
             local.notify:
               url: "{{ params.webhook }}"
@@ -48,6 +51,7 @@ def test_known_parts_are_rendered_and_run_time_parts_marked(load, write):
     assert 'web1: ssh.copy {"dest": "/etc/demo.conf", "content": "site=alpha\\naddress=10.0.0.1\\n"}' in text
     assert 'approve on web2: "Write the config of web2 (beta)?"' in text
     assert "    rollback: ssh.shell \"kill $(cat /run/demo/server.pid)\"" in text
+    assert 'web2: (runs on web1) ssh.command ["echo", "drain", "web2"]' in text
     assert ('web2: local.notify {"url": "http://127.0.0.1:9/hook", "message": "web2 is {{ out.stdout | trim }} (was beta)", '
             '"fields": {"host": "web2", "name": "{{ out.stdout }}"}}   (templates left for the run: out)') in text
     nodes = {n["id"]: n for n in plan_json(plan)["nodes"]}
@@ -127,7 +131,7 @@ def test_what_a_library_plan_leaves_unrendered_reads_only_what_the_run_will_know
         if entry["kind"] == "barrier":
             continue
         left = _templates([entry.get("args") if "loop_items" not in entry else entry["loop_items"],
-                           entry.get("rollback"), entry.get("approve")])
+                           entry.get("rollback"), entry.get("approve"), entry.get("delegate_to")])
         waits = set(entry.get("templates_left_for_the_run", ()))
         known = _node_ctx(plan, plan.nodes[entry["id"]], context)
         assert bool(left) == bool(waits), f"{entry['id']}: left {left}, marked {waits}"
