@@ -7,12 +7,12 @@ default factory) and its one-line text form for `opsbook plugins`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
-from pydantic_core import to_jsonable_python
-
 from opsbook.plugin import ActionSpec
+from pydantic_core import to_jsonable_python
 
 _YAML_TYPES = {"string": "string", "integer": "int", "number": "number", "boolean": "bool", "array": "list",
                "object": "map", "null": "null"}
@@ -29,10 +29,8 @@ def args_schema(spec: ActionSpec) -> dict[str, Any]:
         prop = props.get(written)
         if prop is None or "default" in prop or field.is_required() or field.default_factory is None:
             continue
-        try:
+        with contextlib.suppress(Exception):  # a factory that needs validated data: no default to show
             prop["default"] = to_jsonable_python(field.get_default(call_default_factory=True))
-        except Exception:  # noqa: BLE001 - a factory that needs validated data: no default to show
-            continue
     return schema
 
 

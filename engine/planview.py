@@ -12,21 +12,24 @@ from opsbook.argdoc import args_schema, argument_lines
 from opsbook.compile import BARRIER, HANDLER, Node, Plan
 from opsbook.errors import UserError
 from opsbook.planrender import Known, render_known, render_text
-from opsbook.template import render, short_value
 from opsbook.registry import Registry
 from opsbook.secrets import HIDDEN
-
+from opsbook.template import render, short_value
 
 _ITEMS_SHOWN = 20  # items of a known loop shown in the text view (JSON has all)
 _NO_ITEM = object()
 
 
 def _node_ctx(plan: Plan, node: Node, context: _Context) -> dict[str, Any]:
-    """The names a node's templates read that are known before the run."""
+    """The names a node's templates read that are known before the run (vars that read
+    results are left out), made once per node."""
     from opsbook.variables import Scope
 
-    step = node.step
-    return Scope(context.base(node.host), plan.runbook.vars, plan.params, step_vars=step.vars).resolve(drop_unrendered=True)
+    ctx = context.node_ctx.get(node.id)
+    if ctx is None:
+        scope = Scope(context.base(node.host), plan.runbook.vars, plan.params, step_vars=node.step.vars)
+        ctx = context.node_ctx[node.id] = scope.resolve(drop_unrendered=True)
+    return ctx
 
 
 def _rendered_args(plan: Plan, node: Node, context: _Context) -> Known:
@@ -116,6 +119,7 @@ class _Context:
         self.groups = {g: [h.name for h in inv.hosts_of(g)] for g in inv.groups}
         self.hostvars = {name: {**h.vars, "inventory_hostname": name} for name, h in inv.hosts.items()}
         self.runbook_dir = str(Path(plan.runbook.path).resolve().parent)
+        self.node_ctx: dict[str, dict[str, Any]] = {}  # node id -> its known names (_node_ctx)
 
     def base(self, host: str | None) -> dict[str, Any]:
         from opsbook.variables import builtin_names

@@ -949,4 +949,4 @@ def wait_for(ctx: ActionContext, args: WaitForArgs) -> Result:
     )
 
 
-from opsbook_plugins import ssh_collect as _ssh_collect  # noqa: E402,F401 - registers ssh.collect on this plugin
+from opsbook_plugins import ssh_collect as _ssh_collect  # noqa: F401 - registers ssh.collect on this plugin

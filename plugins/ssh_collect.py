@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 
 from opsbook.plugin import ActionContext, Evidence, HostInfo, Result, Status, evidence_file
-from pydantic import ByteSize, Field, field_validator
-
 from opsbook_plugins.ssh import _Args, _as_result, _run, plugin
+from pydantic import ByteSize, Field, field_validator
 
 STDERR_KEPT = 65536  # bytes of the command's stderr kept under the output
 # stdout through `head -c` (one byte more than kept: to know that there was more), stderr

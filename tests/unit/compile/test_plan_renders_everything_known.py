@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from opsbook.api import load_inventory_sources, make_plan
-from opsbook.planview import _Context, _node_ctx, plan_json, plan_text
 from opsbook.errors import UserError
+from opsbook.planview import _Context, _node_ctx, plan_json, plan_text
 from opsbook.template import holds_template, referenced_names, render
 
 REPO = Path(__file__).resolve().parents[3]
