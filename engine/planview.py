@@ -79,6 +79,8 @@ def _rendered_rollback(plan: Plan, node: Node, context: _Context, item: Any = _N
 
 
 def _rendered_approval(plan: Plan, node: Node, context: _Context) -> Known:
+    if node.step.no_log:
+        return Known(HIDDEN)
     return render_text(node.step.approve, _node_ctx(plan, node, context))
 
 
