@@ -193,6 +193,7 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
     secrets = _secrets(plan)
     rb = plan.runbook
     lines = [f"runbook {rb.name} ({rb.phase})  {rb.path}"]
+    asked: set[str | None] = set()  # blocks whose approval was shown (at their first step)
     if plan.params:
         lines.append("params: " + ", ".join(f"{k}={v!r}" for k, v in plan.params.items()))
     action_nodes = [n for n in plan.nodes.values() if n.kind != BARRIER]
@@ -245,7 +246,7 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
                     lines.append(f"    {host}: ... and {len(items) - _ITEMS_SHOWN} more items (--format json has them all)")
                 if not items:
                     lines.append(f"    {host}: loop over no items: skipped")
-            if step.approve is not None:
+            if step.approve is not None and step.approve_scope not in asked:
                 approvals[host] = _known_text(_rendered_approval(plan, node, context), secrets)
             if step.rollback is not None and items is None:
                 rollbacks[host] = f"{step.rollback.name} {_known_text(_rendered_rollback(plan, node, context), secrets)}"
@@ -253,6 +254,8 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
             lines.append("    (no hosts)")
         if approvals:
             lines += _per_host("approve", approvals)
+        if step.approve_scope is not None:  # a block's approval: asked once, shown at its first step
+            asked.add(step.approve_scope)
         if rollbacks:
             lines += _per_host("rollback", rollbacks)
     return str(secrets.redact("\n".join(lines)))
