@@ -216,8 +216,8 @@ def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], sec
 @click.option("--steps", "by_step", is_flag=True, help="One box per step instead of per step x host.")
 def graph(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...], fmt: str,
           output: str | None, by_step: bool) -> None:
-    """Draw the plan's dependency graph (DOT, Mermaid, or an SVG/PNG image via Graphviz)."""
-    from opsbook.planview import graph_dot, graph_mermaid, render_image
+    """Draw the plan's dependency graph (DOT, Mermaid, or an SVG/PNG image via Graphviz; SVG without Graphviz: a grid)."""
+    from opsbook.planview import graph_dot, graph_mermaid, plan_image
 
     the_plan, _ = _plan(runbook, inventories, extra, secrets)
     if fmt == "mermaid":
@@ -225,7 +225,7 @@ def graph(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], se
     elif fmt == "dot":
         text = graph_dot(the_plan, by_step)
     else:
-        text = render_image(graph_dot(the_plan, by_step), fmt)
+        text = plan_image(the_plan, by_step, fmt, warn=lambda note: click.echo(f"note: {note}", err=True))
     _write(text, output)
 
 

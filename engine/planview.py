@@ -8,34 +8,107 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from opsbook.argdoc import args_schema, argument_lines
 from opsbook.compile import BARRIER, HANDLER, Node, Plan
 from opsbook.errors import UserError
+from opsbook.planrender import Known, render_known, render_text
 from opsbook.registry import Registry
 from opsbook.secrets import HIDDEN
-from opsbook.template import render
-from opsbook.variables import render_args
+from opsbook.template import render, short_value
+
+_ITEMS_SHOWN = 20  # items of a known loop shown in the text view (JSON has all)
+_NO_ITEM = object()
 
 
-def _rendered_args(plan: Plan, node: Node, context: _Context) -> Any:
-    """Arguments rendered as the run will render them, where everything they read is known
-    before the run; else as written (they read results of the run, or its id)."""
+def _node_ctx(plan: Plan, node: Node, context: _Context) -> dict[str, Any]:
+    """The names a node's templates read that are known before the run (vars that read
+    results are left out), made once per node."""
     from opsbook.variables import Scope
 
+    ctx = context.node_ctx.get(node.id)
+    if ctx is None:
+        scope = Scope(context.base(node.host), plan.runbook.vars, plan.params, step_vars=node.step.vars)
+        ctx = context.node_ctx[node.id] = scope.resolve(drop_unrendered=True)
+    return ctx
+
+
+def _rendered_args(plan: Plan, node: Node, context: _Context) -> Known:
+    """Arguments rendered as the run will render them, as far as what they read is known
+    before the run; templates that read results of the run (or its id) stay as written."""
     step = node.step
     if step.action is None:
-        return None
+        return Known(None)
     if step.no_log:
-        return HIDDEN
-    spec = context.registry.action(step.action.name)
-    base = context.base(node.host)
-    ctx = Scope(base, plan.runbook.vars, plan.params, step_vars=step.vars).resolve()
+        return Known(HIDDEN)
+    return render_known(context.registry.action(step.action.name), step.action.args,
+                        _node_ctx(plan, node, context), step.pos)
+
+
+def _loop_items(plan: Plan, node: Node, context: _Context) -> list[Any] | None:
+    """The items of the node's loop when the plan knows them (a loop over params, inventory
+    or vars); None when there is no loop or it reads what the run will know."""
+    step = node.step
+    if step.loop is None or step.no_log:
+        return None
     try:
-        if spec is None:
-            return render(step.action.args, ctx)
-        # conditions (`that:`) are shown as written, like `when:`
-        return render_args(spec.without_expressions(), step.action.args, ctx, step.pos)
+        items = render(step.loop, _node_ctx(plan, node, context), pos=step.pos)
     except UserError:
-        return step.action.args
+        return None
+    return items if isinstance(items, list) else None
+
+
+def _rendered_items(plan: Plan, node: Node, context: _Context, items: list[Any]) -> list[Known]:
+    """The arguments of each item of a loop the plan knows."""
+    step = node.step
+    assert step.action is not None
+    spec = context.registry.action(step.action.name)
+    ctx = _node_ctx(plan, node, context)
+    return [render_known(spec, step.action.args, {**ctx, step.loop_var: item}, step.pos) for item in items]
+
+
+def _rendered_rollback(plan: Plan, node: Node, context: _Context, item: Any = _NO_ITEM) -> Known:
+    """The step's own rollback, rendered as the run records it (a loop's with its item bound)."""
+    step = node.step
+    assert step.rollback is not None
+    if step.no_log:
+        return Known(HIDDEN)
+    ctx = _node_ctx(plan, node, context)
+    if item is not _NO_ITEM:
+        ctx = {**ctx, step.loop_var: item}
+    return render_known(context.registry.action(step.rollback.name), step.rollback.args, ctx, step.pos)
+
+
+def _rendered_approval(plan: Plan, node: Node, context: _Context) -> Known:
+    if node.step.no_log:
+        return Known(HIDDEN)
+    return render_text(node.step.approve, _node_ctx(plan, node, context))
+
+
+def _known_text(known: Known, secrets: Any) -> str:
+    """The value as JSON, each string redacted before it is quoted (a secret's form inside a
+    JSON text inside JSON would escape a redaction of the whole line)."""
+    text = json.dumps(secrets.redact_any(known.value), default=str, ensure_ascii=False)
+    if known.waits_for:
+        text += f"   (templates left for the run: {', '.join(sorted(known.waits_for))})"
+    return text
+
+
+def _item_label(step: Any, item: Any, ctx: dict[str, Any], secrets: Any) -> str:
+    """How an item is named: its `loop_control.label` rendered, else `item=value`."""
+    if step.loop_label is not None:
+        try:
+            return str(secrets.redact(str(render(step.loop_label, {**ctx, step.loop_var: item}))))
+        except UserError:
+            pass
+    shown = secrets.redact_any(item)
+    return f"{step.loop_var}={shown if isinstance(shown, str) else short_value(shown)}"
+
+
+def _per_host(label: str, by_host: dict[str, str]) -> list[str]:
+    """One line when every host gets the same text, else one per host."""
+    if len(set(by_host.values())) == 1:
+        return [f"    {label}: {next(iter(by_host.values()))}"]
+    return [f"    {label} on {host}: {text}" for host, text in by_host.items()]
 
 
 class _Context:
@@ -48,6 +121,7 @@ class _Context:
         self.groups = {g: [h.name for h in inv.hosts_of(g)] for g in inv.groups}
         self.hostvars = {name: {**h.vars, "inventory_hostname": name} for name, h in inv.hosts.items()}
         self.runbook_dir = str(Path(plan.runbook.path).resolve().parent)
+        self.node_ctx: dict[str, dict[str, Any]] = {}  # node id -> its known names (_node_ctx)
 
     def base(self, host: str | None) -> dict[str, Any]:
         from opsbook.variables import builtin_names
@@ -74,15 +148,38 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {"id": node.id, "kind": node.kind, "needs": sorted(needs[node.id])}
         if node.kind != BARRIER:
             step = node.step
+            args = _rendered_args(plan, node, context)
             entry.update(step=step.name, step_id=step.id, host=node.host, action=step.action.name if step.action else None,
-                         args=_rendered_args(plan, node, context), where=str(step.pos))
+                         args=args.value, where=str(step.pos))
+            waits = set(args.waits_for)
+            items = _loop_items(plan, node, context) if step.action is not None else None
+            if items is not None:  # the loop is known: each item's arguments
+                each = _rendered_items(plan, node, context, items)
+                entry["loop_items"] = [{"item": item, "args": known.value} for item, known in zip(items, each)]
+                waits = set().union(*(known.waits_for for known in each))
+            if step.delegate_to is not None:  # where the action runs for this host
+                delegate = render_text(step.delegate_to, _node_ctx(plan, node, context))
+                waits |= delegate.waits_for
             for key in ("when", "loop", "register", "retries", "timeout", "approve", "serial", "run_once", "delegate_to",
                         "tags", "notify"):
                 value = getattr(step, key)
                 if value not in (None, (), False, 0):
                     entry[key] = value
+            if step.delegate_to is not None:
+                entry["delegate_to"] = delegate.value
+            if step.approve is not None:
+                approval = _rendered_approval(plan, node, context)
+                entry["approve"], waits = approval.value, waits | approval.waits_for
             if step.rollback is not None:
-                entry["rollback"] = {step.rollback.name: HIDDEN if step.no_log else step.rollback.args}
+                if items is not None:  # one undo per item
+                    for each_item in entry["loop_items"]:
+                        undo = _rendered_rollback(plan, node, context, each_item["item"])
+                        each_item["rollback"], waits = {step.rollback.name: undo.value}, waits | undo.waits_for
+                else:
+                    rollback = _rendered_rollback(plan, node, context)
+                    entry["rollback"], waits = {step.rollback.name: rollback.value}, waits | rollback.waits_for
+            if waits:  # what stays a template: it reads what only the run will know
+                entry["templates_left_for_the_run"] = sorted(waits)
             sections = node.leaf.sections  # type: ignore[union-attr]
             if sections:
                 entry["block"] = [f"{s.block_id}:{s.part}" for s in sections]
@@ -93,8 +190,10 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
 
 def plan_text(plan: Plan, registry: Registry | None = None) -> str:
     context = _Context(plan, registry)
+    secrets = _secrets(plan)
     rb = plan.runbook
     lines = [f"runbook {rb.name} ({rb.phase})  {rb.path}"]
+    asked: set[str | None] = set()  # blocks whose approval was shown (at their first step)
     if plan.params:
         lines.append("params: " + ", ".join(f"{k}={v!r}" for k, v in plan.params.items()))
     action_nodes = [n for n in plan.nodes.values() if n.kind != BARRIER]
@@ -122,18 +221,44 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
             lines.append(f"    after: {', '.join(deps)}")
         if step.when:
             lines.append(f"    when: {' and '.join(map(str, step.when))}")
+        approvals: dict[str, str] = {}
+        rollbacks: dict[str, str] = {}
         for host in leaf.hosts:
             node = plan.nodes.get(f"{sid}@{host}")
             if node is None:
                 continue
-            args = _rendered_args(plan, node, context)
-            lines.append(f"    {host}: {step.action.name if step.action else ''} {json.dumps(args, default=str)}")
+            action = step.action.name if step.action else ""
+            if step.delegate_to is not None:  # where the action runs, for this host
+                delegate = render_text(step.delegate_to, _node_ctx(plan, node, context))
+                action = f"(runs on {delegate.value if not delegate.waits_for else step.delegate_to}) {action}"
+            items = _loop_items(plan, node, context) if step.action is not None else None
+            if items is None:
+                lines.append(f"    {host}: {action} {_known_text(_rendered_args(plan, node, context), secrets)}")
+            else:  # the loop is known: one line per item
+                each = _rendered_items(plan, node, context, items)
+                for item, known in list(zip(items, each))[:_ITEMS_SHOWN]:
+                    where = f"{host} [{_item_label(step, item, _node_ctx(plan, node, context), secrets)}]"
+                    lines.append(f"    {where}: {action} {_known_text(known, secrets)}")
+                    if step.rollback is not None:
+                        undo = _rendered_rollback(plan, node, context, item)
+                        rollbacks[where] = f"{step.rollback.name} {_known_text(undo, secrets)}"
+                if len(items) > _ITEMS_SHOWN:
+                    lines.append(f"    {host}: ... and {len(items) - _ITEMS_SHOWN} more items (--format json has them all)")
+                if not items:
+                    lines.append(f"    {host}: loop over no items: skipped")
+            if step.approve is not None and step.approve_scope not in asked:
+                approvals[host] = _known_text(_rendered_approval(plan, node, context), secrets)
+            if step.rollback is not None and items is None:
+                rollbacks[host] = f"{step.rollback.name} {_known_text(_rendered_rollback(plan, node, context), secrets)}"
         if not leaf.hosts:
             lines.append("    (no hosts)")
-        if step.rollback is not None:
-            rollback_args = HIDDEN if step.no_log else step.rollback.args
-            lines.append(f"    rollback: {step.rollback.name} {json.dumps(rollback_args, default=str)}")
-    return str(_secrets(plan).redact("\n".join(lines)))
+        if approvals:
+            lines += _per_host("approve", approvals)
+        if step.approve_scope is not None:  # a block's approval: asked once, shown at its first step
+            asked.add(step.approve_scope)
+        if rollbacks:
+            lines += _per_host("rollback", rollbacks)
+    return str(secrets.redact("\n".join(lines)))
 
 
 def _label(node: Node) -> str:
@@ -149,7 +274,9 @@ def _step_graph(plan: Plan) -> tuple[list[tuple[str, str]], list[tuple[str, str]
 
 
 def graph_dot(plan: Plan, by_step: bool = False, colors: dict[str, str] | None = None) -> str:
-    out = ["digraph plan {", '  rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#f5f5f5", fontname="Helvetica"];']
+    """Steps top to bottom (a long rollout reads down a page, not across ten pages), the
+    nodes of each `serial` batch in a box of their own."""
+    out = ["digraph plan {", '  rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#f5f5f5", fontname="Helvetica"];']
     if by_step or len(plan.nodes) > 400:
         nodes, edges = _step_graph(plan)
         for sid, label in nodes:
@@ -157,10 +284,24 @@ def graph_dot(plan: Plan, by_step: bool = False, colors: dict[str, str] | None =
             out.append(f'  "{sid}" [label={json.dumps(label)}, fillcolor="{color}"];')
         out += [f'  "{a}" -> "{b}";' for a, b in edges]
     else:
+        batches: dict[tuple[str, int], list[str]] = {}
+        lines: dict[str, str] = {}
         for node in sorted(plan.nodes.values(), key=lambda n: n.index):
             shape = ', shape=point, width=0.1' if node.kind == BARRIER else ""
             color = (colors or {}).get(node.id, "#fff4d6" if node.kind == HANDLER else "#f5f5f5")
-            out.append(f'  "{node.id}" [label="{_label(node)}", fillcolor="{color}"{shape}];')
+            lines[node.id] = f'"{node.id}" [label="{_label(node)}", fillcolor="{color}"{shape}];'
+            leaf = plan.leaves.get(node.step.id) if node.kind != BARRIER else None
+            if leaf is not None and leaf.serial_owner and node.host:
+                k = next((i for i, batch in enumerate(leaf.batches, 1) if node.host in batch), 0)
+                batches.setdefault((leaf.serial_owner, k), []).append(node.id)
+        grouped = {node_id for members in batches.values() for node_id in members}
+        out += [f"  {line}" for node_id, line in lines.items() if node_id not in grouped]
+        for n, ((owner, k), members) in enumerate(batches.items()):
+            total = max(kk for (o, kk) in batches if o == owner)
+            out.append(f'  subgraph cluster_{n} {{ label="{owner}: batch {k} of {total}"; style="rounded,dashed"; '
+                       'color="#8c959f"; fontname="Helvetica";')
+            out += [f"    {lines[node_id]}" for node_id in members]
+            out.append("  }")
         out += [f'  "{a}" -> "{b}";' for a, b in plan.edges]
     out.append("}")
     return "\n".join(out)
@@ -185,6 +326,19 @@ def graph_mermaid(plan: Plan, by_step: bool = False) -> str:
     return "\n".join(out)
 
 
+def plan_image(plan: Plan, by_step: bool, fmt: str, warn: Any = None) -> bytes:
+    """The plan's graph as an image by Graphviz; without Graphviz an SVG is still drawn, as
+    the report's grid (steps as rows, hosts as columns), and `warn` says so."""
+    if shutil.which("dot") is None and fmt == "svg":
+        from opsbook.plangrid import plan_grid_svg
+
+        if warn is not None:
+            warn("Graphviz's `dot` is not installed: drew the plan as a grid of steps x hosts "
+                 "(apt-get install graphviz for the dependency graph)")
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n' + plan_grid_svg(plan, {})).encode()
+    return render_image(graph_dot(plan, by_step), fmt)
+
+
 def render_image(dot: str, fmt: str) -> bytes:
     exe = shutil.which("dot")
     if exe is None:
@@ -204,7 +358,7 @@ def plugins_json(registry: Registry, name: str | None = None) -> dict[str, Any]:
         out[pname] = {"doc": plugin.doc, "connections": sorted(plugin.connections), "actions": {
             aname: {"doc": spec.doc, "check_mode": spec.supports_check, "idempotent": spec.idempotent,
                     "rollback": spec.inverse is not None, "mutates": spec.mutates, "observes": spec.observes,
-                    "arguments": spec.args_model.model_json_schema()}  # type: ignore[attr-defined]
+                    "arguments": args_schema(spec)}
             for aname, spec in sorted(plugin.actions.items())}}
     if registry.broken:
         out["_broken"] = registry.broken
@@ -224,16 +378,8 @@ def plugins_text(registry: Registry, name: str | None = None) -> str:
             lines.append(f"  {pname}.{aname}  {spec.doc.splitlines()[0] if spec.doc else ''}"
                          + (f"  [{flags}]" if flags else ""))
             if name:
-                for fname, field in spec.args_model.model_fields.items():  # type: ignore[attr-defined]
-                    req = "required" if field.is_required() else f"default {field.default!r}"
-                    desc = f" - {field.description}" if field.description else ""
-                    how = " [argv]" if fname in spec.argv_fields else " [shell]" if fname in spec.shell_fields else ""
-                    lines.append(f"      {fname}: {_type_name(field.annotation)} ({req}){how}{desc}")
+                lines += argument_lines(spec)
     for ep, why in registry.broken.items():
         lines.append(f"BROKEN {ep}: {why}")
     return "\n".join(lines)
 
-
-def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "")

@@ -969,7 +969,7 @@ def _markdown(view: RunView, sections: list[Section]) -> str:
 # -- HTML --------------------------------------------------------------------------------
 
 _CSS = """
-.plan-graph svg{max-width:100%;height:auto}
+.plan-graph{overflow:auto;max-height:90vh}.plan-graph svg{max-width:none}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1100px;
 padding:0 1em;color:#1d1f23}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
@@ -1036,9 +1036,9 @@ _SEVERITY = ("failed", "timed_out", "unknown", "started", "ok", "skipped")
 
 
 def plan_graph_html(view: RunView) -> str:
-    """The plan's graph (one box per step) coloured by what its nodes did, as inline SVG
-    rendered by Graphviz; the DOT text when Graphviz or the runbook is not available."""
-    from opsbook.planview import graph_dot, render_image
+    """The plan as a grid (steps as rows, hosts as columns) coloured by what its nodes did,
+    as inline SVG (opsbook.plangrid)."""
+    from opsbook.plangrid import plan_grid_html
 
     try:
         from opsbook.api import load_inventory_sources, load_runbook, make_plan
@@ -1057,13 +1057,7 @@ def plan_graph_html(view: RunView) -> str:
             worst[node.step_id] = node.status if node.status in _SEVERITY else "ok"
         worst.setdefault(step_id, worst[node.step_id])
     colors = {sid: STATUS_COLORS.get(status, "#f5f5f5") for sid, status in worst.items()}
-    dot = graph_dot(plan, by_step=True, colors=colors)
-    try:
-        svg = render_image(dot, "svg").decode("utf-8", errors="replace")
-    except Exception:  # noqa: BLE001 - no Graphviz: show the graph as text
-        return f"<pre>{_h(dot)}</pre>"
-    start = svg.find("<svg")
-    return f'<div class="plan-graph">{svg[start:]}</div>' if start >= 0 else f"<pre>{_h(dot)}</pre>"
+    return plan_grid_html(plan, view.nodes, colors)
 
 
 def _legend() -> str:

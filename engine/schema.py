@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opsbook.argdoc import args_schema
 from opsbook.load import ACTION_KEY, RUNBOOK_KEYWORDS, STEP_KEYWORDS
 from opsbook.model import PARAM_TYPES
 from opsbook.registry import Registry
@@ -49,7 +50,7 @@ def runbook_schema(registry: Registry) -> dict[str, Any]:
     for full_name in sorted(registry.action_names()):
         spec = registry.action(full_name)
         assert spec is not None
-        args = spec.args_model.model_json_schema()  # type: ignore[attr-defined]
+        args = args_schema(spec)
         args = _allow_templates(_hoist(args, full_name.replace(".", "_") + "_", defs))
         args.setdefault("description", spec.doc)
         variants = [args]

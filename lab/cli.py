@@ -16,8 +16,9 @@ from .lab import Lab
 def _cmd_up(lab: Lab, a) -> int:
     t0 = time.monotonic()
     info = lab.up(recreate=a.recreate)
+    cluster = _k8s_up(lab.quiet) if a.k8s else None
     if a.json:
-        print(json.dumps(info.to_json(), indent=2))
+        print(json.dumps({**info.to_json(), **({"k8s": _k8s_json(cluster)} if cluster else {})}, indent=2))
         return 0
     print(f"lab {info.name} is up ({time.monotonic() - t0:.1f}s)")
     _print_hosts(info)
@@ -26,8 +27,43 @@ def _cmd_up(lab: Lab, a) -> int:
     print(f"  docker inv.    {info.inventory_docker}")
     print(f"  ssh            ssh -F {info.ssh_config} web1")
     print(f"  sudo           user {info.sudo_user}, password in {info.lab_json}")
+    if cluster is not None:
+        print(f"  kubernetes     {cluster.server}, namespaces {', '.join(cluster.namespaces)}")
+        print(f"  kubeconfig     {cluster.kubeconfig}")
     print("  environment    eval \"$(opsbook-lab env)\"")
     return 0
+
+
+def _k8s_up(quiet: bool):
+    """The lab's Kubernetes control plane (etcd, kube-apiserver, controllers, kwok nodes), seeded
+    with the workload the Kubernetes runbooks act on; its binaries are built from pinned Go
+    modules the first time (minutes on 2 cores)."""
+    from . import k8s
+
+    try:
+        if not k8s.binaries_present():
+            if not quiet:
+                print("opsbook-lab: building the Kubernetes binaries once (lab/k8s/build.sh; 7-13 min on 2 cores)",
+                      file=sys.stderr)
+            k8s.build()
+        return k8s.up()
+    except k8s.K8sLabError as exc:
+        raise LabError(f"kubernetes: {exc}") from None
+
+
+def _k8s_json(cluster) -> dict:
+    return {"server": cluster.server, "kubeconfig": str(cluster.kubeconfig), "namespaces": list(cluster.namespaces)}
+
+
+def _k8s_running():
+    """The running control plane's K8sInfo, or None."""
+    from . import k8s
+
+    try:
+        state = k8s.status()
+        return k8s.info() if state.running and state.ready else None
+    except (k8s.K8sLabError, OSError):
+        return None
 
 
 def _print_hosts(info) -> None:
@@ -46,6 +82,10 @@ def _cmd_down(lab: Lab, a) -> int:
     if a.keep_daemon:
         stop = False
     lab.down(stop_daemon=stop)
+    if a.k8s:
+        from . import k8s
+
+        k8s.down()
     return 0
 
 
@@ -61,6 +101,9 @@ def _cmd_status(lab: Lab, a) -> int:
                   f"ssh:{h['ssh_port']} {'ok' if h['ssh'] else 'DOWN'}  {h['container']} {h['id']}")
         for p in st.get("problems") or []:
             print(f"  problem: {p}")
+        cluster = _k8s_running()
+        print(f"kubernetes {cluster.server}: ready (opsbook-lab up --k8s)" if cluster else
+              "kubernetes not running (opsbook-lab up --k8s starts it)")
         print("lab is " + ("up" if st["up"] else "NOT up"))
     return 0 if st["up"] else 1
 
@@ -70,6 +113,9 @@ def _cmd_env(lab: Lab, a) -> int:
         env = lab.env()
     except LabError:
         env = {"DOCKER_HOST": lab.daemon.docker_host}
+    cluster = _k8s_running()
+    if cluster is not None:  # what the Kubernetes runbooks and kubectl read
+        env["KUBECONFIG"] = str(cluster.kubeconfig)
     for k, v in env.items():
         print(f"export {k}={shlex.quote(v)}")
     return 0
@@ -112,9 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("up", help="bring the lab up (reuses a healthy running lab)")
     s.add_argument("--recreate", action="store_true", help="recreate the containers")
     s.add_argument("--json", action="store_true", help="print lab.json")
+    s.add_argument("--k8s", action="store_true",
+                   help="also start the Kubernetes control plane (and build its binaries the first time)")
     s.set_defaults(func=_cmd_up)
     s = sub.add_parser("down", help="remove containers and network, stop the lab's dockerd")
     s.add_argument("--keep-daemon", action="store_true", help="leave the lab's dockerd running")
+    s.add_argument("--k8s", action="store_true", help="also stop the Kubernetes control plane (by PID)")
     s.set_defaults(func=_cmd_down)
     s = sub.add_parser("status", help="what runs; exit 1 unless the lab is up and healthy")
     s.add_argument("--json", action="store_true")

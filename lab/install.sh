@@ -13,8 +13,10 @@ set -euo pipefail
 
 # openssh-server: sshd processes on loopback (127.0.x.y:22) are the targets of the benchmark
 # fleet and of the fleet/host-key reliability tests; its own service is never started here.
+# graphviz: `opsbook graph --format svg|png` and the report's plan graph call its `dot`
+# (the README's tour draws a graph).
 PKGS=(docker.io containerd runc tini debootstrap debian-archive-keyring gpgv wget iptables iproute2
-      openssh-client openssh-server ca-certificates iputils-ping)
+      openssh-client openssh-server ca-certificates iputils-ping graphviz)
 
 need=()
 for p in "${PKGS[@]}"; do

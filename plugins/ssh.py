@@ -947,3 +947,6 @@ def wait_for(ctx: ActionContext, args: WaitForArgs) -> Result:
         f"timed out after {limit:g}s waiting for {what} on {ctx.host.name}",
         data={"elapsed": time.monotonic() - start, "checks": attempts},
     )
+
+
+from opsbook_plugins import ssh_collect as _ssh_collect  # noqa: F401 - registers ssh.collect on this plugin

@@ -161,3 +161,70 @@ def test_html_report_of_a_real_run_renders_in_chromium(pristine, ob):
         assert f'<section id="{section}">' in dom, f"no {section} section"
     assert "web1/container.log" in dom
     assert lab.info.hosts["web1"].lab_ip  # the run was against this lab
+
+
+BROKEN = "/etc/nginx/conf.d/zz-broken.conf"
+ROLLOUT = "permanent-fix/serial-config-rollout.yaml"
+PAGE_WIDTH = 1400
+
+
+def test_report_of_a_failed_serial_rollout_leads_with_the_cause_and_draws_a_readable_plan(pristine, ob):
+    """Issue 25 items 1-3 in the browser: a serial rollout that fails on web2 (`nginx -t`
+    refuses a stray file). At 1,400 px the summary names the cause, "State at the end" says
+    how each host was left, and the plan graph draws every step name at 13 px, unscaled."""
+    browser = chromium()
+    lab = pristine
+    lh.sh_ok(lab, "web2", f"echo 'bogus_directive on;' > {BROKEN}")
+    try:
+        result = ob.run(ROLLOUT, version="8")
+    finally:
+        lh.sh(lab, "web2", f"rm -f {BROKEN}")
+    # the failed batch aborts the rollout, and web2's undo fails too (`nginx -t` still sees the
+    # stray file): exit 4, web2 left out of the pool; "State at the end" must say so
+    assert result.rc == 4, result.summary()
+
+    from opsbook.api import load_inventory_sources, load_runbook, make_plan
+    from opsbook.registry import Registry
+    from opsbook.report import build_report
+
+    journal = result.journal()
+    try:
+        html = build_report(journal, result.run_id, "html")
+        run = journal.get_run(result.run_id)
+    finally:
+        journal.close()
+    registry = Registry.from_entry_points()
+    plan = make_plan(load_runbook(run.runbook_path, registry), load_inventory_sources(list(run.inventory), registry),
+                     dict(run.params))
+    lh.ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = lh.ARTIFACTS / "report-serial-rollout-failed.html"
+    page.write_text(html)
+    shot = lh.ARTIFACTS / "report-serial-rollout-failed.png"
+    shot.unlink(missing_ok=True)
+    profile = ob.tmp_path / "chromium-profile"
+
+    done = headless(browser, profile, f"--screenshot={shot}", f"--window-size={PAGE_WIDTH},2400", page.as_uri())
+    assert shot.is_file(), f"no screenshot: {done.stderr[-2000:]}"
+    width, _, rows = png_pixels(shot.read_bytes())
+    assert width == PAGE_WIDTH and len(colours(width, rows, len(rows[0]) // width)) > 50, "the page did not render"
+
+    dumped = headless(browser, profile, f"--window-size={PAGE_WIDTH},2400", "--dump-dom", page.as_uri())
+    dom = dumped.stdout
+    assert dumped.returncode == 0 and dom.strip(), dumped.stderr[-2000:]
+    summary = re.search(r'<section id="summary">(.*?)</section>', dom, re.DOTALL)
+    assert summary and "bogus_directive" in summary.group(1) and "web2" in summary.group(1), \
+        summary.group(1) if summary else dom[:2000]
+    end_state = re.search(r'<section id="end-state">(.*?)</section>', dom, re.DOTALL)
+    assert end_state and "web1" in end_state.group(1) and "web2" in end_state.group(1)
+    assert "failed to roll back" in end_state.group(1) or "failed" in end_state.group(1), end_state.group(1)
+    grid = re.search(r'<svg[^>]*class="plan-grid"[^>]*>(.*?)</svg>', dom, re.DOTALL)
+    assert grid, "no plan grid in the rendered page"
+    svg_width = int(re.search(r'<svg[^>]*class="plan-grid"[^>]*width="(\d+)"', dom).group(1)) \
+        if re.search(r'<svg[^>]*class="plan-grid"[^>]*width="(\d+)"', dom) else \
+        int(re.search(r'<svg[^>]*width="(\d+)"[^>]*class="plan-grid"', dom).group(1))
+    assert svg_width <= PAGE_WIDTH - 40, f"the plan graph is {svg_width} px wide: it would not fit the page"
+    labels = re.findall(r'<text[^>]*font-size="(\d+)"[^>]*class="step"[^>]*>([^<]*)', grid.group(1))
+    assert {name for _, name in labels} == {leaf.step.name for leaf in plan.leaves.values()}, labels
+    assert all(int(size) >= 12 for size, _ in labels), labels  # legible: drawn at >= 12 px, never scaled
+    cells = re.findall(r'<rect[^>]*class="node"', grid.group(1))
+    assert len(cells) == sum(len(leaf.hosts) for leaf in plan.leaves.values())

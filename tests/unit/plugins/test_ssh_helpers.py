@@ -155,6 +155,7 @@ def test_service_inverse_only_when_the_step_changed_something():
 def test_action_specs_declare_check_mode_shell_fields_and_scalars():
     actions = plugin.actions
     assert set(actions) == {
+        "collect",
         "command",
         "shell",
         "script",
@@ -165,6 +166,7 @@ def test_action_specs_declare_check_mode_shell_fields_and_scalars():
         "wait_for",
     }
     assert actions["shell"].shell_fields == frozenset({"cmd"})
+    assert actions["collect"].shell_fields == frozenset({"cmd"}) and not actions["collect"].mutates
     assert actions["command"].shell_fields == frozenset()
     assert actions["command"].scalar_arg == "cmd"
     assert all(spec.supports_check for spec in actions.values())

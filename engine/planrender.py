@@ -1,0 +1,121 @@
+"""What a plan can render before the run: every argument (of an action, of its rollback, an
+approval's text) rendered as far as what it reads is known; only the templates that read
+what the run will know (registered results, `item` of a loop over results, `run.id`) are
+left as written, and the names they wait for are returned so that the plan can say so.
+
+One argument that reads a result must not leave its neighbours raw: a map is rendered
+argument by argument, a list item by item, and a text `{{ }}` by `{{ }}`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opsbook.errors import UserError
+from opsbook.plugin import ActionSpec
+from opsbook.template import referenced_names, render
+from opsbook.variables import OMIT
+
+_EXPRESSION = re.compile(r"\{\{.*?\}\}", re.DOTALL)
+
+
+@dataclass
+class Known:
+    """A value rendered as far as the plan knows; `waits_for`: the names its templates left
+    for the run read."""
+
+    value: Any
+    waits_for: set[str] = field(default_factory=set)
+
+
+def render_known(spec: ActionSpec | None, args: Any, ctx: Mapping[str, Any], pos: Any = None) -> Known:
+    """An action's arguments as the run will render them, as far as `ctx` knows them.
+    Conditions (`that:`) are shown as written, like `when:`."""
+    from opsbook.variables import render_args
+
+    try:
+        if spec is None:
+            return Known(render(args, ctx, pos=pos))
+        return Known(render_args(spec.without_expressions(), args, ctx, pos))
+    except UserError:
+        pass
+    out = Known(None)
+    if spec is None:
+        out.value = _partial(args, ctx, "plain", out.waits_for)
+    elif isinstance(args, dict):
+        value = {}
+        for key, arg in args.items():
+            rendered = _field(spec, key, arg, ctx, pos, out.waits_for)
+            if rendered != OMIT:
+                value[key] = rendered
+        out.value = value
+    elif spec.scalar_arg is not None:
+        out.value = _field(spec, spec.scalar_arg, args, ctx, pos, out.waits_for)
+    else:
+        out.value = _partial(args, ctx, "plain", out.waits_for)
+    return out
+
+
+def render_text(text: Any, ctx: Mapping[str, Any]) -> Known:
+    """A text such as an approval's question, rendered as far as `ctx` knows it."""
+    out = Known(None)
+    out.value = _partial(text, ctx, "plain", out.waits_for)
+    return out
+
+
+def _field(spec: ActionSpec, name: str, value: Any, ctx: Mapping[str, Any], pos: Any, waits: set[str]) -> Any:
+    no_conditions = spec.without_expressions()
+    try:
+        return no_conditions.render_field(name, value, ctx, pos)
+    except UserError:
+        pass
+    if isinstance(value, str) and (name in spec.argv_fields or name in spec.shell_fields):
+        return _partial(value, ctx, "shell", waits)  # each value quoted, as the command line will read it
+    return _partial(value, ctx, "plain", waits)
+
+
+def _partial(value: Any, ctx: Mapping[str, Any], mode: str, waits: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _partial(v, ctx, mode, waits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_partial(v, ctx, "plain", waits) for v in value]  # a list is an argv: no quoting
+    if not isinstance(value, str) or ("{{" not in value and "{%" not in value):
+        return value
+    try:
+        return render(value, ctx, shell=mode == "shell")
+    except UserError:
+        pass
+    if "{%" in value or "{#" in value:  # a statement spans the text: it stays whole
+        waits |= _names(value, ctx)
+        return value
+    pieces = []
+    last = 0
+    for match in _EXPRESSION.finditer(value):
+        pieces.append(value[last:match.start()])
+        pieces.append(_expression(match.group(0), ctx, mode, waits))
+        last = match.end()
+    pieces.append(value[last:])
+    return "".join(pieces)
+
+
+def _expression(source: str, ctx: Mapping[str, Any], mode: str, waits: set[str]) -> str:
+    try:
+        if mode == "shell":
+            return str(render(source, ctx, shell=True))
+        value = render(source, ctx)
+        return value if isinstance(value, str) else str(value)
+    except UserError:
+        waits |= _names(source, ctx)
+        return source
+
+
+def _names(source: str, ctx: Mapping[str, Any]) -> set[str]:
+    """The names a template left for the run reads that the plan does not know (all of them
+    when it knows each: the template failed for another reason, which the run will report)."""
+    try:
+        names = set(referenced_names(source))
+    except UserError:
+        return set()
+    return {n for n in names if n not in ctx} or names
