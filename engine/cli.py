@@ -934,6 +934,14 @@ def plugins(name: str | None, fmt: str) -> None:
     from opsbook.planview import plugins_json, plugins_text
 
     registry = _registry()
+    if name and registry.plugin(name) is None:
+        import difflib
+
+        known = registry.names
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        why = f" (it is installed but broken: {registry.broken[name]})" if name in registry.broken else ""
+        raise click.UsageError(f'no plugin named "{name}"{why}' + (f' (did you mean "{close[0]}"?)' if close else "")
+                               + f"; installed: {', '.join(known)}")
     if fmt == "json":
         import json
 

@@ -1750,3 +1750,4 @@ def docker_inventory_source(query: dict[str, list[str]]) -> dict[str, Any]:
 # module; importing it registers them on this plugin.
 from opsbook_plugins import docker_evidence as _docker_evidence  # noqa: E402,F401
 from opsbook_plugins import docker_recreate as _docker_recreate  # noqa: E402,F401  docker.recreate, docker.run
+from opsbook_plugins import docker_compose as _docker_compose  # noqa: E402,F401  docker.service

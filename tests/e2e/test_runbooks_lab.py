@@ -142,6 +142,38 @@ def test_isolate_host_rollback_puts_the_host_back(pristine, ob):
     wait_for("web2 serving through the balancer", lambda: "web2" in lh.whoami_through_lb(lab), 10)
 
 
+def _admin_state(lab, server: str) -> int:
+    """The balancer's admin state of `server` (`show servers state`, column 7): what the
+    operator set, whatever the health checks say (bits 0x08/0x10 drain, 0x01-0x04 maint)."""
+    out = lh.sh_ok(lab, "lb1", "lb-backend raw 'show servers state web'")
+    return next(int(f[6]) for f in (line.split() for line in out.splitlines()) if len(f) > 6 and f[3] == server)
+
+
+def test_isolate_host_whose_service_is_down_is_drained_and_a_denied_disconnect_makes_it_ready(pristine, ob):
+    """The case the runbook exists for (issue 28): web1's nginx is already down, so HAProxy
+    says DOWN, not DRAIN. The drain is verified by the admin state; when the run then fails
+    (the disconnect is denied), the drain's own undo makes web1 ready again."""
+    lab = pristine
+    lh.sh_ok(lab, "web1", "service nginx stop")
+    try:
+        wait_for("web1 DOWN on the balancer", lambda: lh.pool(lab).get("web1") == "DOWN", 30)
+        with ob.start("first-response/isolate-host.yaml", target="web1") as run:
+            shown = run.wait_for_gate("disconnect the target from the network", "web1")
+            assert "Disconnect web1" in shown
+            assert _admin_state(lab, "web1") % 32 > 0, "drained while its checks fail"
+            denied = ob.cli("deny", run.run_id, "disconnect the target from the network", "--yes", timeout=60)
+            assert denied.returncode == 0, denied.stderr
+            result = run.finish()
+        assert result.rc == 4, result.summary()
+        assert result.status_of("the balancer shows the target drained") == "ok"
+        assert _admin_state(lab, "web1") % 32 == 0, "the failed run left web1 drained"
+        assert any(r["action"] == "ssh.command" and r["status"] == "done" for r in result.rollbacks())
+        assert lh.on_network(lab, "web1")
+    finally:
+        lh.sh_ok(lab, "web1", "service nginx start")
+    wait_for("web1 UP again on the balancer", lambda: lh.pool(lab).get("web1") == "UP", 30)
+
+
 def test_isolate_host_refuses_to_take_out_the_last_healthy_backend(pristine, ob):
     lab = pristine
     lh.sh_ok(lab, "web2", "service nginx stop")

@@ -1,0 +1,99 @@
+"""svcadm: a sample third-party opsbook plugin. A service's state is one word in a file on
+the host (`<state_dir>/<service>`), read and written through the host's connection, so
+that the same actions work on the controller, over SSH and in containers.
+
+Three actions, one of each kind the plugin contract covers: a read-only status (check
+mode), a change with an inverse, and a wait with a timeout that observes cancellation.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from typing import Any, Literal
+
+from opsbook.plugin import ActionContext, Plugin, Result
+from pydantic import BaseModel, ConfigDict, Field
+
+plugin = Plugin("svcadm", "Sample plugin: a service's state kept in a file on the host.")
+
+State = Literal["online", "offline", "maintenance"]
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(description="The service's name.")
+    state_dir: str = Field("/var/lib/svcadm", description="Where the state files are on the host.")
+
+
+def _path(args: Target) -> str:
+    return f"{args.state_dir.rstrip('/')}/{args.service}"
+
+
+def read_state(ctx: ActionContext, args: Target) -> str:
+    done = ctx.connection().run(["cat", _path(args)])
+    if done.rc != 0:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+@plugin.action(check=True, idempotent=True, data=["state"])
+def status(ctx: ActionContext, args: Target) -> Result:
+    """Read a service's state (online, offline, maintenance, unknown)."""
+    state = read_state(ctx, args)
+    return Result.ok(msg=f"{args.service} is {state}", data={"state": state})
+
+
+class SetArgs(Target):
+    state: State = Field(description="The state to put the service in.")
+
+
+def _set_inverse(args: SetArgs, result: Result) -> tuple[str, dict[str, Any]] | None:
+    before = result.data.get("before")
+    if not result.changed or before not in ("online", "offline", "maintenance"):
+        return None
+    return "svcadm.set", {"service": args.service, "state_dir": args.state_dir, "state": before}
+
+
+@plugin.action(check=True, idempotent=True, mutates=True, inverse=_set_inverse, data=["before", "state"])
+def set(ctx: ActionContext, args: SetArgs) -> Result:  # noqa: A001 - the action's name
+    """Put a service in a state; the rollback puts the previous state back."""
+    before = read_state(ctx, args)
+    data = {"before": before, "state": args.state}
+    if before == args.state:
+        return Result.ok(msg=f"{args.service} is already {before}", data=data)
+    if ctx.check_mode:
+        return Result.ok(changed=True, msg=f"would set {args.service} {before} -> {args.state}", data=data,
+                         diff=f"{args.service}: {before} -> {args.state}" if ctx.diff_mode else None)
+    path = _path(args)
+    line = f"mkdir -p {shlex.quote(args.state_dir)} && printf '%s\\n' {shlex.quote(args.state)} > {shlex.quote(path)}"
+    done = ctx.connection().run(line)
+    if done.rc != 0:
+        return Result.failed(f"could not write {path}: {done.stderr.strip()}", data=data)
+    return Result.ok(changed=True, msg=f"set {args.service} {before} -> {args.state}", data=data,
+                     diff=f"{args.service}: {before} -> {args.state}" if ctx.diff_mode else None)
+
+
+class WaitArgs(Target):
+    state: State = Field("online", description="The state to wait for.")
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait at most.")
+    interval: float = Field(0.5, gt=0, description="Seconds between reads.")
+
+
+@plugin.action(check=True, idempotent=True, data=["state", "waited"])
+def wait(ctx: ActionContext, args: WaitArgs) -> Result:
+    """Wait until a service is in a state; ends at once when the run is stopped."""
+    started = time.monotonic()
+    limit = min(args.timeout, ctx.timeout) if ctx.timeout is not None else args.timeout
+    while True:
+        state = read_state(ctx, args)
+        waited = round(time.monotonic() - started, 3)
+        if state == args.state:
+            return Result.ok(msg=f"{args.service} is {state} after {waited:.1f}s",
+                             data={"state": state, "waited": waited})
+        if waited >= limit:
+            return Result.failed(f"{args.service} is {state}, not {args.state}, after {limit:g}s",
+                                 data={"state": state, "waited": waited})
+        if ctx.cancelled.wait(min(args.interval, max(0.0, limit - waited))):  # a stop ends the wait
+            return Result.failed(f"stopped while waiting for {args.service}", data={"state": state, "waited": waited})

@@ -1,0 +1,107 @@
+"""The sample third-party plugin (tests/sample_plugin, its own package with an entry point)
+tested as its author would, with the supported kit opsbook.testing, and run by opsbook as an
+installed plugin (issue 30)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from opsbook.plugin import Status
+from opsbook.testing import ArgumentError, ScriptedConnection, registry_with, run_action
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_plugin"
+
+
+@pytest.fixture(scope="module")
+def svcadm():
+    """The installed sample plugin (installed now if this environment does not have it yet)."""
+    if not [ep for ep in importlib.metadata.entry_points(group="opsbook.plugins") if ep.name == "svcadm"]:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(SAMPLE)], check=True,
+                       capture_output=True, timeout=300)
+        importlib.invalidate_caches()
+    import opsbook_svcadm
+
+    return opsbook_svcadm.plugin
+
+
+def test_status_reads_the_state_through_the_connection(svcadm):
+    conn = ScriptedConnection().when("cat /var/lib/svcadm/web", stdout="online\n")
+    done = run_action(svcadm, "status", {"service": "web"}, connection=conn)
+    assert done.result.status is Status.OK and done.result.data["state"] == "online"
+    assert conn.commands == ["cat /var/lib/svcadm/web"]
+
+
+def test_set_in_check_mode_says_what_it_would_do_and_changes_nothing(svcadm):
+    conn = ScriptedConnection().when("cat /var/lib/svcadm/web", stdout="online\n")
+    done = run_action(svcadm, "set", {"service": "web", "state": "maintenance"}, connection=conn, check_mode=True,
+                      diff_mode=True)
+    assert done.result.changed and done.result.msg == "would set web online -> maintenance"
+    assert done.result.diff == "web: online -> maintenance"
+    assert done.inverse is None and conn.commands == ["cat /var/lib/svcadm/web"]
+
+
+def test_set_records_the_inverse_the_executor_would_run(svcadm):
+    conn = ScriptedConnection().when("cat /var/lib/svcadm/web", stdout="online\n").when(
+        re.compile(r"mkdir -p /var/lib/svcadm && printf .*maintenance > /var/lib/svcadm/web"))
+    done = run_action(svcadm, "set", {"service": "{{ svc }}", "state": "maintenance"}, variables={"svc": "web"},
+                      connection=conn)
+    assert done.result.status is Status.OK and done.result.changed
+    assert done.inverse == ("svcadm.set", {"service": "web", "state_dir": "/var/lib/svcadm", "state": "online"})
+
+
+def test_a_wrong_argument_is_named_as_check_names_it(svcadm):
+    with pytest.raises(ArgumentError, match="svcadm.set: .*state"):
+        run_action(svcadm, "set", {"service": "web", "state": "up"}, connection=ScriptedConnection())
+    with pytest.raises(ArgumentError, match='no action "stat"'):
+        run_action(svcadm, "stat", {"service": "web"})
+
+
+def test_wait_times_out_and_ends_at_once_when_the_run_is_stopped(svcadm):
+    conn = ScriptedConnection(default=None).when("cat /var/lib/svcadm/web", stdout="offline\n")
+    timed_out = run_action(svcadm, "wait", {"service": "web", "timeout": 0.3, "interval": 0.1}, connection=conn)
+    assert timed_out.result.status is Status.FAILED and "not online, after 0.3s" in timed_out.result.msg
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    stopped = run_action(svcadm, "wait", {"service": "web", "timeout": 60}, connection=conn, cancelled=stop)
+    assert stopped.result.status is Status.FAILED and stopped.result.data["waited"] < 30
+    assert "stopped while waiting" in stopped.result.msg
+
+
+def test_registry_with_puts_the_plugin_under_test_in_place_of_the_installed_one(svcadm):
+    from opsbook.plugin import Plugin
+
+    mine = Plugin("svcadm", "a development copy")
+    registry = registry_with(mine)
+    assert registry.plugin("svcadm") is mine and registry.plugin("local") is not None
+
+
+def test_opsbook_runs_the_installed_plugin_and_rolls_it_back(svcadm, tmp_path):
+    state = tmp_path / "state"
+    rb = tmp_path / "rb.yaml"
+    rb.write_text(f"""opsbook: 1
+name: svcadm-maintenance
+steps:
+  - name: web to maintenance
+    svcadm.set: {{service: web, state: maintenance, state_dir: "{state}"}}
+  - name: it is in maintenance
+    svcadm.wait: {{service: web, state: maintenance, state_dir: "{state}", timeout: 5}}
+  - name: then something fails
+    local.command: "false"
+""")
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    (state).mkdir()
+    (state / "web").write_text("online\n")
+    checked = subprocess.run([sys.executable, "-m", "opsbook", "check", str(rb)], capture_output=True, text=True,
+                             env=env, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    done = subprocess.run([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "text"], capture_output=True,
+                          text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (state / "web").read_text() == "online\n", "the rollback put the previous state back"
