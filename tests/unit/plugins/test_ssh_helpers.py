@@ -163,6 +163,9 @@ def test_action_specs_declare_check_mode_shell_fields_and_scalars():
         "fetch",
         "service",
         "wait_for",
+        "lineinfile",
+        "blockinfile",
+        "replace",
     }
     assert actions["shell"].shell_fields == frozenset({"cmd"})
     assert actions["command"].shell_fields == frozenset()
