@@ -536,3 +536,8 @@ def collect(ctx: ActionContext, args: CollectArgs) -> Result:
     status = Status.OK if res.rc == 0 else Status.FAILED
     return Result(status=status, rc=res.rc, msg=f"saved {relative} ({len(res.stdout)} bytes)",
                   evidence=[evidence], data={"path": str(target)})
+
+# Ansible's modules these actions implement (see Plugin.ansible_module): they run on the
+# controller in Ansible too.
+for _module, _action in (("set_fact", "set"), ("assert", "assert"), ("fail", "fail")):
+    plugin.ansible_module(_module, _action)

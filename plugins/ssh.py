@@ -976,3 +976,9 @@ def wait_for(ctx: ActionContext, args: WaitForArgs) -> Result:
 # ssh.lineinfile, ssh.blockinfile and ssh.replace live in their own module; importing it
 # registers them on this plugin.
 from opsbook_plugins import ssh_edit as _ssh_edit  # noqa: E402,F401
+
+# Ansible's modules these actions implement: an Ansible-style task (`template:`, `shell:`)
+# in a runbook, an included file or a role runs through them unchanged.
+for _module in ("command", "shell", "script", "copy", "template", "fetch", "service", "wait_for",
+                "lineinfile", "blockinfile", "replace"):
+    plugin.ansible_module(_module, _module)
