@@ -201,7 +201,9 @@ class RunbookLoader:
             c.error(data.value_pos.get("phase"), f"phase must be one of {', '.join(PHASES)}, found {_kind(phase)}"
                     + did_you_mean(str(phase), PHASES))
         steps_raw = data.get("steps")
-        if not isinstance(steps_raw, PosList) or not steps_raw:
+        if "roles" in data and (steps_raw is None or steps_raw == []):
+            steps_raw = PosList(data.pos)  # a runbook of roles only, as a play of roles only
+        elif not isinstance(steps_raw, PosList) or not steps_raw:
             c.error(data.value_pos.get("steps", data.pos), "expected `steps:` with a list of steps, found "
                     + ("nothing" if steps_raw is None else _kind(steps_raw)))
             steps_raw = PosList(data.pos)

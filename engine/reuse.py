@@ -225,11 +225,21 @@ class Expander:
         if "id" in keep:
             gate_keys["id"] = keep["id"]
             keep["id"] = f"{keep['id']}-steps"
-        gate = _pd(data.key_pos.get(key, data.pos), gate_keys, dict(data.key_pos))
-        inner = _pd(data.pos, {"name": f"{keep['name']} (included steps)", "when": f"{flag} is not skipped",
-                               "block": steps})
         keep["name"] = f"{keep['name']} (include)"  # the gate has the include's own name and id
-        return _pd(data.pos, {**keep, "block": _pl(data.pos, [gate, inner])}, dict(data.key_pos))
+        if "loop" not in keep:
+            gate = _pd(data.key_pos.get(key, data.pos), gate_keys, dict(data.key_pos))
+            inner = _pd(data.pos, {"name": f"{gate_keys['name']} (included steps)", "when": f"{flag} is not skipped",
+                                   "block": steps})
+            return _pd(data.pos, {**keep, "block": _pl(data.pos, [gate, inner])}, dict(data.key_pos))
+        # With a loop, as in Ansible: the include runs once over every item (its `when` per
+        # item), then the file's steps once per item, in order. An item whose `when` was false
+        # is left out by the same condition, evaluated again with that item.
+        gate_keys.update({k: keep[k] for k in ("loop", "loop_control", "vars") if k in keep})
+        gate = _pd(data.key_pos.get(key, data.pos), gate_keys, dict(data.key_pos))
+        copies = {**keep, "block": steps}
+        copies["when"] = gate_keys["when"] if "when" in gate_keys else f"{flag} is not skipped"
+        return _pd(data.pos, {"name": f"{gate_keys['name']} (include)",
+                              "block": _pl(data.pos, [gate, _pd(data.pos, copies, dict(data.key_pos))])})
 
     def _empty(self, data: PosDict, key: str) -> PosDict:
         keep = {k: v for k, v in data.items() if k not in (key, "loop")}

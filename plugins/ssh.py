@@ -562,8 +562,12 @@ def _install(ctx: ActionContext, args: Any, data: bytes, source: str, create_dir
     if "content" in what and (args.validate_ or args.backup or create_dirs):
         from opsbook_plugins.ssh_edit import guarded_write
 
-        info.update(guarded_write(ctx, data, dest, args.mode, validate=args.validate_, backup=args.backup,
-                                  create_dirs=create_dirs))
+        written = guarded_write(ctx, data, dest, args.mode, validate=args.validate_, backup=args.backup,
+                                create_dirs=create_dirs)
+        if isinstance(written, Result):  # the validate command refused it: not put in place
+            written.msg = _message(ctx, OpsbookError(written.msg))
+            return written
+        info.update(written)
     elif "content" in what:
         _write(ctx, data, dest, args.mode)
     elif "mode" in what:

@@ -39,22 +39,22 @@ _GUARDED_SCRIPT = r"""
 set -e
 if [ "$4" = 1 ]; then mkdir -p -- "$(dirname -- "$1")"; fi
 t=$(mktemp "$(dirname -- "$1")/.opsbook.XXXXXXXX")
-trap 'rm -f "$t"' EXIT
+trap 'rm -f "$t" "$t.out" "$t.err"' EXIT
 cat >"$t"
 if [ -n "$2" ]; then chmod "$2" "$t"
 elif [ -e "$1" ]; then
   chmod "$(stat -c %a -- "$1")" "$t"; chown "$(stat -c %u:%g -- "$1")" "$t" 2>/dev/null || :
 else chmod 644 "$t"; fi
-if [ -n "$5" ]; then
-  set +e
-  out=$(eval "$5" 2>&1 </dev/null); rc=$?
-  set -e
-  if [ "$rc" -ne 0 ]; then printf 'rc %s\n%s\n' "$rc" "$out"; exit 86; fi
-fi
 if [ "$3" = 1 ] && [ -e "$1" ]; then
   b="$1.$$.$(date +%Y-%m-%d@%H:%M:%S)~"
   cp -p -- "$1" "$b"
   printf 'BACKUP %s\n' "$b"
+fi
+if [ -n "$5" ]; then
+  set +e
+  eval "$5" </dev/null >"$t.out" 2>"$t.err"; rc=$?
+  set -e
+  if [ "$rc" -ne 0 ]; then printf 'VALIDATE %s\n' "$rc"; cat "$t.out"; cat "$t.err" >&2; exit 86; fi
 fi
 mv -f -- "$t" "$1"
 trap - EXIT
@@ -86,22 +86,29 @@ def check_validate(value: str | None) -> str | None:
 
 
 def guarded_write(ctx: ActionContext, data: bytes, dest: str, mode: str | None, *,
-                  validate: str | None, backup: bool, create_dirs: bool = False) -> dict[str, Any]:
-    """Write `data` to `dest` through a validated temporary file; {"backup_file": path} if one was made."""
+                  validate: str | None, backup: bool, create_dirs: bool = False) -> dict[str, Any] | Result:
+    """Write `data` to `dest` through a validated temporary file: {"backup_file": path} when
+    a backup was made, or the failed Result when the validate command refused the file.
+
+    As in Ansible, the backup is made before the validation (a refused file leaves the
+    backup and the old file, never the new one)."""
     res = _run(ctx, ["sh", "-c", _GUARDED_SCRIPT, "sh", dest, mode or "", "1" if backup else "",
                      "1" if create_dirs else "", validate_command(validate) if validate else ""],
                stdin=data, stream=False)
-    if res.rc == VALIDATE_FAILED_RC and res.stdout.startswith("rc "):
-        status, _, output = res.stdout.partition("\n")
-        detail = output.strip().splitlines()
-        raise _StepFailed(f"{dest}: validate failed ({status}): "
-                          + (detail[-1] if detail else "no output") + f"; {dest} was left as it was",
-                          )
+    found = re.search(r"^BACKUP (.+)$", res.stdout, re.MULTILINE)
+    made = {"backup_file": found.group(1)} if found else {}
+    refused = re.search(r"^VALIDATE (\d+)\n", res.stdout, re.MULTILINE)
+    if res.rc == VALIDATE_FAILED_RC and refused:
+        stdout = res.stdout[refused.end():]
+        said = (res.stderr.strip() or stdout.strip()).splitlines()
+        return Result.failed(f"{dest}: validate failed (rc {refused.group(1)})"
+                             + (f": {said[-1]}" if said else "") + f"; {dest} was left as it was",
+                             rc=int(refused.group(1)), stdout=stdout, stderr=res.stderr,
+                             data={**made, "exit_status": int(refused.group(1))})
     if res.rc != 0:
         raise _StepFailed(f"writing {dest} failed on {ctx.host.name} (rc={res.rc}): "
                           + (res.stderr.strip().splitlines() or ["no output"])[-1])
-    found = re.search(r"^BACKUP (.+)$", res.stdout, re.MULTILINE)
-    return {"backup_file": found.group(1)} if found else {}
+    return made
 
 
 # -- the editing actions ---------------------------------------------------------------------
@@ -232,4 +239,7 @@ def blockinfile(ctx: ActionContext, args: BlockinfileArgs) -> Result:
 def replace(ctx: ActionContext, args: ReplaceArgs) -> Result:
     """Replace every match of a regular expression in a file (optionally between after/before)."""
     options = args.model_dump(include={"regexp", "replace", "after", "before"})
-    return _edit(ctx, args, lambda text: textedit.replace(text, args.path, **options))
+    result = _edit(ctx, args, lambda text: textedit.replace(text, args.path, **options))
+    if not result.failed_:
+        result.rc = 0  # Ansible's replace registers rc 0
+    return result

@@ -54,7 +54,9 @@ def test_validate_refuses_a_bad_config_and_backup_is_what_the_rollback_restores(
     assert bad.status is Status.FAILED
     assert bad.msg.startswith("web1: /tmp/opsbook-valid.conf: validate failed (rc 1)")
     assert web1.sh("cat /tmp/opsbook-valid.conf") == "workers 4\n"  # never put in place
-    assert web1.sh("ls -a /tmp | grep -c '^opsbook-valid.conf' || true") == "1\n"  # no backup, no temp file left
+    assert bad.data["exit_status"] == 1 and bad.data["backup_file"].endswith("~")  # made first, as Ansible does
+    assert web1.sh("ls -a /tmp | grep -c 'opsbook-valid.conf' || true") == "2\n"  # no temporary file left
+    web1.sh(f"rm -f {bad.data['backup_file']}")
     good = web1.act("lineinfile", {"path": "/tmp/opsbook-valid.conf", "regexp": "^workers", "line": "workers 8",
                                    "validate": check, "backup": True})
     assert good.changed
