@@ -205,7 +205,7 @@ class Expander:
         if data is None:
             return PosList(Position(shown, 1, 1))
         if not isinstance(data, PosList):
-            self.error(Position(shown, 1, 1), "an included file must be a list of steps", "- name: ...\n  local.command: ...")
+            self.error(Position(shown, 1, 1), "an included file must be a list of steps", "each item: - name: ... with one action")
             return None
         return self.steps(data, (*chain, where), path.parent, role)
 
@@ -290,7 +290,7 @@ class Expander:
         name = str(entry.get("role", entry.get("name")))
         path = self.find_role(name, base)
         if path is None:
-            searched = ["roles/ beside " + _shown(base / "x").rsplit("/", 1)[0]]
+            searched = list(dict.fromkeys([_shown(base / "roles") + "/", _shown(self.runbook_dir / "roles") + "/"]))
             if os.environ.get(ROLES_PATH_ENV):
                 searched.append(f"{ROLES_PATH_ENV}={os.environ[ROLES_PATH_ENV]}")
             self.error(where, f'role "{name}" not found', "searched " + ", ".join(searched)
