@@ -85,10 +85,9 @@ class Registry:
         """The action an Ansible module name (`lineinfile`, `ansible.builtin.shell`) stands for,
         as a plugin declared it (`Plugin.ansible_module`); None when no plugin speaks it."""
         short = module.removeprefix("ansible.builtin.").removeprefix("ansible.legacy.")
-        for plugins in (self.loaded, None):  # the plugins loaded already first: no import for most
-            for plugin in (plugins or self.plugins).values():
-                if short in plugin.ansible_modules:
-                    return f"{plugin.name}.{plugin.ansible_modules[short]}"
+        for plugin in self.plugins.values():  # by name: the first that declares it wins
+            if short in plugin.ansible_modules:
+                return f"{plugin.name}.{plugin.ansible_modules[short]}"
         return None
 
     def action_names(self) -> list[str]:
