@@ -332,7 +332,8 @@ class RunbookLoader:
                 written[mapped] = key
                 actions.append(mapped)
                 continue
-            suggestion = did_you_mean(str(key), list(STEP_KEYWORDS) + self.registry.action_names())
+            suggestion = did_you_mean(str(key), list(STEP_KEYWORDS) + self.registry.action_names()
+                                      + [m for p in self.registry.plugins.values() for m in p.ansible_modules])
             c.error(key_position(data, key), f'unknown step key "{key}"{suggestion}',
                     "a step has one action `plugin.action:` plus keywords such as name, hosts, when, register")
         is_block = "block" in data

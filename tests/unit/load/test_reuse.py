@@ -162,3 +162,27 @@ steps:
                              text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr
     assert (tmp_path / "log").read_text().split() == ["before", "crash", "crash", "after", "last"]
+
+
+def test_ansible_module_names_are_checked_like_actions(load):
+    with pytest.raises(ValidationError) as exc:
+        load(RB.format(steps="""
+  - name: edit
+    lineinfile: {path: /etc/x, lien: y}
+  - name: typo
+    lineinfle: {path: /etc/x, line: y}"""))
+    text = "\n".join(_messages(exc))
+    assert 'rb.yaml:6: ssh.lineinfile: unknown argument "lien" (did you mean "line"?)' in text
+    assert 'rb.yaml:8: unknown step key "lineinfle" (did you mean "lineinfile"?)' in text
+
+
+def test_the_json_schema_knows_includes_roles_and_ansible_names(registry):
+    import jsonschema
+    from opsbook.schema import runbook_schema
+
+    schema = runbook_schema(registry)
+    jsonschema.validate({"opsbook": 1, "name": "x", "roles": ["web"], "steps": [
+        {"name": "a", "ansible.builtin.lineinfile": {"path": "/x", "line": "y"}},
+        {"name": "b", "include_tasks": "more.yaml", "when": "x"}]}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"opsbook": 1, "name": "x", "steps": [{"lineinfle": {"path": "/x"}}]}, schema)
