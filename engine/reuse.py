@@ -158,10 +158,12 @@ class Expander:
                     static: bool) -> PosDict:
         value = data[key]
         where = data.value_pos.get(key, data.pos)
+        apply = None
         if isinstance(value, PosDict):
             unknown = [k for k in value if k not in ("file", "apply")]
             for k in unknown:
                 self.error(key_position(value, k), f'{key}: unknown argument "{k}"', "arguments: file, apply")
+            apply = self._apply(value, key, static)
             value = value.get("file")
         if not isinstance(value, str) or not value:
             self.error(where, f"{key} needs a file name, found {type(value).__name__}", f"{key}: other-steps.yaml")
@@ -180,7 +182,7 @@ class Expander:
         if steps is None:
             return self._empty(data, key)
         label = data.get("name") if isinstance(data.get("name"), str) else f"{key.removeprefix(_FQCN)} {value}"
-        return self._wrap(data, key, steps, label, static)
+        return self._wrap(data, key, steps, label, static, apply)
 
     def _read_steps(self, path: Path, where: Position, chain: tuple[Position, ...], what: str,
                     role: Role | None) -> PosList | None:
@@ -209,8 +211,26 @@ class Expander:
             return None
         return self.steps(data, (*chain, where), path.parent, role)
 
-    def _wrap(self, data: PosDict, key: str, steps: PosList, label: str, static: bool) -> PosDict:
+    def _apply(self, args: PosDict, key: str, static: bool) -> PosDict | None:
+        """`apply:` of a dynamic include: keywords for the included steps (Ansible's)."""
+        if "apply" not in args:
+            return None
+        value = args["apply"]
+        if static:
+            self.error(key_position(args, "apply"), f"{key} does not take apply (it is static: its keywords apply already)",
+                       "write the keywords beside the import")
+            return None
+        if not isinstance(value, PosDict):
+            self.error(args.value_pos.get("apply"), f"{key}: apply must be a mapping of step keywords", "")
+            return None
+        return value
+
+    def _wrap(self, data: PosDict, key: str, steps: PosList, label: str, static: bool,
+              apply: PosDict | None = None) -> PosDict:
         """The block an include becomes (see the module's docstring for static vs dynamic)."""
+        if apply:  # keywords for the included steps: a block of its own around them
+            steps = _pl(apply.pos, [_pd(apply.pos, {"name": f"{label} (applied)", **apply, "block": steps},
+                                        dict(apply.key_pos))])
         keep = {k: v for k, v in data.items() if k != key}
         if "name" not in keep:
             keep["name"] = label
@@ -256,18 +276,20 @@ class Expander:
             self.error(where, f"{key} needs `name:` (the role)", f"{key}: {{name: webserver}}")
             return self._empty(data, key)
         for k in spec:
-            if k not in ("name", "tasks_from", "vars_from", "defaults_from", "handlers_from", "apply", "public",
-                         "allow_duplicates"):
+            if k not in ("name", "tasks_from", "vars_from", "defaults_from", "handlers_from", "apply"):
                 self.error(key_position(spec, k), f'{key}: unknown argument "{k}"',
-                           "arguments: name, tasks_from, vars_from, defaults_from, handlers_from")
-        entry = _pd(spec.pos, {"role": spec["name"], **{k: v for k, v in spec.items() if k != "name"}},
+                           "arguments: name, tasks_from, vars_from, defaults_from, handlers_from, apply"
+                           + (" (public and allow_duplicates are not supported)"
+                              if k in ("public", "allow_duplicates") else ""))
+        apply = self._apply(spec, key, static)
+        entry = _pd(spec.pos, {"role": spec["name"], **{k: v for k, v in spec.items() if k not in ("name", "apply")}},
                     dict(spec.key_pos))
         block = self._role_block(entry, where, chain, base, static=static, from_play=False)
         if block is None:
             return self._empty(data, key)
         steps = block["block"]
         label = data.get("name") if isinstance(data.get("name"), str) else f"{key.removeprefix(_FQCN)} {spec['name']}"
-        wrapped = self._wrap(data, key, steps, label, static)
+        wrapped = self._wrap(data, key, steps, label, static, apply)
         if block.get("vars"):  # the role's defaults and vars, below the step's own vars:
             wrapped["vars"] = {**block["vars"], **(data.get("vars") or {})}
             wrapped.key_pos.setdefault("vars", data.pos)

@@ -495,10 +495,11 @@ def observe_opsbook(case: Case, result: Mapping[str, Any], dirs: CaseDirs) -> Ob
     finally:
         journal.close()
     runbook = to_runbook(case)
-    names = {**_loaded_step_names(dirs), **_step_names(runbook)}
+    loaded_names, loaded_ignoring = _loaded_steps(case, dirs)
+    names = {**loaded_names, **_step_names(runbook)}
     order = {sid: index for index, sid in enumerate(names)}
     tasks = _tasks_by_name(case)
-    ignoring = _ignoring_steps(runbook)
+    ignoring = _ignoring_steps(runbook) | loaded_ignoring
     records.sort(key=lambda r: (r.finished or r.started or 0.0, order.get(r.step_id, 0)))
     scratch = str(dirs.scratch("opsbook"))
     for rec in records:
@@ -549,17 +550,21 @@ def _step_names(runbook: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def _loaded_step_names(dirs: CaseDirs) -> dict[str, str]:
-    """Step id -> name of every step the runbook loads to, included files and roles too."""
-    from opsbook.api import load_runbook
+def _loaded_steps(case: Case, dirs: CaseDirs) -> tuple[dict[str, str], set[str]]:
+    """(step id -> name, ids of steps whose failures are ignored) of every step the runbook
+    loads and compiles to: included files and roles too, with the keywords they inherit."""
+    from opsbook.api import load_inventory_sources, load_runbook, make_plan
     from opsbook.errors import OpsbookError
     from opsbook.registry import Registry
 
     try:
-        rb = load_runbook(str(dirs.tool("opsbook") / "runbook.yaml"), Registry.from_entry_points())
+        registry = Registry.from_entry_points()
+        rb = load_runbook(str(dirs.tool("opsbook") / "runbook.yaml"), registry)
+        plan = make_plan(rb, load_inventory_sources([str(dirs.inventory)], registry), _extra_vars(case))
     except OpsbookError:
-        return {}
-    return {s.id: s.name for s in [*rb.all_steps(), *rb.handlers]}
+        return {}, set()
+    names = {s.id: s.name for s in [*rb.all_steps(), *rb.handlers]}
+    return names, {sid for sid, leaf in plan.leaves.items() if leaf.step.ignore_errors}
 
 
 def _ignoring_steps(runbook: Mapping[str, Any]) -> set[str]:

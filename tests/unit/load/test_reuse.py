@@ -186,3 +186,14 @@ def test_the_json_schema_knows_includes_roles_and_ansible_names(registry):
         {"name": "b", "include_tasks": "more.yaml", "when": "x"}]}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"opsbook": 1, "name": "x", "steps": [{"lineinfle": {"path": "/x"}}]}, schema)
+
+
+def test_apply_gives_keywords_to_a_dynamic_includes_steps_only(load, write):
+    write("tasks/t.yaml", "- {name: inner, local.command: echo}\n")
+    rb = load(RB.format(steps="  - {name: inc, include_tasks: {file: tasks/t.yaml, apply: {tags: [x], become: true}}}"))
+    gate, inner = rb.steps[0].block
+    (applied,) = inner.block
+    assert gate.tags == () and applied.tags == ("x",) and applied.become is True
+    with pytest.raises(ValidationError) as exc:
+        load(RB.format(steps="  - {name: imp, import_tasks: {file: tasks/t.yaml, apply: {tags: [x]}}}"))
+    assert "import_tasks does not take apply (it is static: its keywords apply already)" in "\n".join(_messages(exc))
