@@ -6,6 +6,7 @@ against them and `opsbook schema` generates the JSON Schema from them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable
@@ -179,6 +180,8 @@ class RunbookLoader:
                                   f"a runbook must be a mapping with opsbook/name/steps, found {_kind(data)}")])
         self._reuse = Expander(filename, c.error)
         runbook = self._runbook(data, filename, digest, c)
+        if self._reuse.read:  # included files and roles are part of what a resume must find again
+            runbook = dataclasses.replace(runbook, digest=self._reuse.digest(digest))
         if c.problems:
             raise ValidationError(sorted(self._reuse.chained(c.problems),
                                          key=lambda d: (d.position.file != filename, d.position.file, d.position.line,

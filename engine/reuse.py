@@ -23,6 +23,7 @@ below inventory and runbook variables and vars/ above them, as in Ansible.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -37,7 +38,6 @@ ROLES_PATH_ENV = "OPSBOOK_ROLES_PATH"
 INCLUDE_KEYS = ("include_tasks", "import_tasks", "include_role", "import_role")
 _FQCN = "ansible.builtin."
 MAX_DEPTH = 32
-ROLE_DIRS = ("tasks", "handlers", "defaults", "vars", "templates", "files", "meta")
 # Keywords an include_tasks/include_role keeps for its own step (Ansible applies them to
 # the include, not to what it includes); the rest go on the block around the steps.
 _GATE_ONLY = ("when", "tags")
@@ -61,7 +61,6 @@ class Role:
     path: Path
     defaults: dict[str, Any] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
-    handlers: PosList | None = None
 
 
 def _pd(pos: Position, items: dict[str, Any], positions: dict[str, Position] | None = None) -> PosDict:
@@ -93,6 +92,7 @@ class Expander:
         self._roles_run: list[tuple[str, Any]] = []  # (role path, entry vars) already added
         self._handler_roles: set[str] = set()
         self._gates = 0
+        self.read: list[str] = []  # every file read besides the runbook (part of its digest)
 
     # -- entry points ----------------------------------------------------------------------
     def steps(self, raw: PosList, chain: tuple[Position, ...] = (), base: Path | None = None,
@@ -132,6 +132,23 @@ class Expander:
             origin = self.origins.get(d.position.file) if d.position else None
             out.append(replace(d, message=f"{d.message} ({origin})") if origin else d)
         return out
+
+    def digest(self, runbook_digest: str) -> str:
+        """The runbook's digest, covering the files it includes: a run resumes only on the same steps."""
+        if not self.read:
+            return runbook_digest
+        total = hashlib.sha256(runbook_digest.encode())
+        for path in self.read:
+            try:
+                data = Path(path).read_bytes()
+            except OSError:
+                data = b""
+            total.update(f"\0{path}\0".encode() + hashlib.sha256(data).digest())
+        return total.hexdigest()
+
+    def _load(self, path: str) -> Any:
+        self.read.append(path)
+        return load_yaml_file(path)
 
     # -- one step ----------------------------------------------------------------------------
     def _dir_of(self, pos: Position) -> Path:
@@ -196,7 +213,7 @@ class Expander:
         self.origins.setdefault(shown, " <- ".join(f"included from {p}" if i == 0 else str(p)
                                                    for i, p in enumerate(reversed((*chain, where)))))
         try:
-            data = load_yaml_file(shown)
+            data = self._load(shown)
         except ValidationError as exc:
             for d in exc.diagnostics:
                 self.error(d.position, d.message, d.hint)
@@ -360,7 +377,7 @@ class Expander:
         if meta is None:
             return []
         try:
-            data = load_yaml_file(str(meta))
+            data = self._load(str(meta))
         except UserError as exc:
             self.error(exc.position, exc.message, exc.hint)
             return []
@@ -381,7 +398,7 @@ class Expander:
         if found is None:
             return {}
         try:
-            data = load_yaml_file(str(found))
+            data = self._load(str(found))
         except UserError as exc:
             self.error(exc.position, exc.message, exc.hint)
             return {}

@@ -197,3 +197,12 @@ def test_apply_gives_keywords_to_a_dynamic_includes_steps_only(load, write):
     with pytest.raises(ValidationError) as exc:
         load(RB.format(steps="  - {name: imp, import_tasks: {file: tasks/t.yaml, apply: {tags: [x]}}}"))
     assert "import_tasks does not take apply (it is static: its keywords apply already)" in "\n".join(_messages(exc))
+
+
+def test_the_digest_covers_included_files_so_resume_finds_the_same_steps(load, write):
+    write("tasks/t.yaml", "- {name: inner, local.command: echo 1}\n")
+    text = RB.format(steps="  - {name: inc, import_tasks: tasks/t.yaml}")
+    first = load(text).digest
+    assert load(text).digest == first
+    write("tasks/t.yaml", "- {name: inner, local.command: echo 2}\n")
+    assert load(text).digest != first
