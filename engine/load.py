@@ -89,6 +89,7 @@ STEP_KEYWORDS: dict[str, Keyword] = {
     "restores": Keyword(_STR_OR_LIST, "keep_healthy steps (names or ids) whose members this step puts back into service when it succeeds."),
     "marks": Keyword({"type": "array", "items": {"enum": ["mitigation", "verification"]}}, "RTO accounting: this step mitigates / verifies recovery."),
     "block": _t("array", "Steps run in order per host; see rescue/always."),
+    "args": _t("object", "Ansible's `args:`: more arguments for the step's module, written by its Ansible name."),
     "import_tasks": Keyword(_STR_OR_FILE := {"anyOf": [{"type": "string"}, {"type": "object"}]},
                             "Steps of another file, read when the runbook loads; keywords apply to each (static)."),
     "include_tasks": Keyword(_STR_OR_FILE, "Steps of another file behind a step of their own: when/tags/loop are the include's (dynamic)."),
@@ -355,6 +356,9 @@ class RunbookLoader:
             if key in data and not is_block:
                 c.error(key_position(data, key), f"`{key}:` only goes with `block:`")
         action = self._action_call(actions[0], data, c, written.get(actions[0])) if actions else None
+        if "args" in data and (not actions or actions[0] not in written):
+            c.error(key_position(data, "args"), "`args:` goes with an Ansible module name (command:, template:, ...)",
+                    f"write the arguments in {actions[0]}: {{...}} itself" if actions else "")
         if name is None:
             name = actions[0] if actions else "block"
         step_id = data.get("id")
@@ -464,9 +468,35 @@ class RunbookLoader:
     def _action_call(self, key: str, data: PosDict, c: _Collector, written: str | None = None) -> ActionCall:
         args = data[written or key]
         pos = data.key_pos.get(written or key, data.pos)
+        if "args" in data and written is not None:  # Ansible's `args:` keyword: more arguments
+            args = self._merged_args(key, args, data, c)
         self._check_args(key, args, data.value_pos.get(written or key, pos), c)
         spec = self.registry.action(key)
         return ActionCall(key, args, pos, tuple(sorted(spec.expression_fields)) if spec else ())
+
+    def _merged_args(self, key: str, args: Any, data: PosDict, c: _Collector) -> Any:
+        """An Ansible-style task's `args:` merged into its module's arguments (as Ansible does:
+        `command: make` + `args: {chdir: /src}`)."""
+        extra = data["args"]
+        if not isinstance(extra, PosDict):
+            c.error(data.value_pos.get("args"), f"args must be a mapping of arguments, found {_kind(extra)}")
+            return args
+        spec = self.registry.action(key)
+        merged = PosDict(getattr(args, "pos", None) or data.value_pos.get("args", data.pos))
+        if isinstance(args, PosDict):
+            for name, value in args.items():
+                merged[name] = value
+                merged.key_pos[name], merged.value_pos[name] = args.key_pos[name], args.value_pos[name]
+        elif args is not None and spec is not None and spec.scalar_arg:
+            merged[spec.scalar_arg] = args
+            merged.key_pos[spec.scalar_arg] = merged.value_pos[spec.scalar_arg] = merged.pos
+        elif args is not None:
+            c.error(data.value_pos.get("args"), f"args: {key} takes a mapping of arguments, found {_kind(args)}")
+            return args
+        for name, value in extra.items():
+            merged[name] = value
+            merged.key_pos[name], merged.value_pos[name] = extra.key_pos[name], extra.value_pos[name]
+        return merged
 
     def _check_args(self, key: str, args: Any, pos: Position, c: _Collector) -> None:
         spec = self.registry.action(key)

@@ -220,11 +220,16 @@ def _prefix(chdir: str | None, env: Mapping[str, str]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _guard(ctx: ActionContext, creates: str | None, removes: str | None) -> str | None:
-    """Ansible's creates/removes: a reason to skip, or None (checked as the become user)."""
-    if creates and _run(ctx, ["test", "-e", creates], stream=False).rc == 0:
+def _guard(ctx: ActionContext, creates: str | None, removes: str | None, chdir: str | None = None) -> str | None:
+    """Ansible's creates/removes: a reason to skip, or None (checked as the become user; a
+    relative path is in `chdir`, as Ansible enters it first)."""
+
+    def where(path: str) -> str:
+        return posixpath.join(chdir, path) if chdir and not path.startswith(("/", "~")) else path
+
+    if creates and _run(ctx, ["test", "-e", where(creates)], stream=False).rc == 0:
         return f"{creates} exists"
-    if removes and _run(ctx, ["test", "-e", removes], stream=False).rc != 0:
+    if removes and _run(ctx, ["test", "-e", where(removes)], stream=False).rc != 0:
         return f"{removes} does not exist"
     return None
 
@@ -249,7 +254,7 @@ class _CommandArgs(_Args):
 
 
 def _skip_or_check(ctx: ActionContext, args: _CommandArgs, what: str) -> Result | None:
-    skip = _guard(ctx, args.creates, args.removes)
+    skip = _guard(ctx, args.creates, args.removes, args.chdir)
     if skip:
         # registered as Ansible's command module does: rc 0 and a stdout that says why
         return Result.ok(changed=False, rc=0, stdout=f"skipped, since {skip}", msg=f"skipped: {skip}",

@@ -220,11 +220,14 @@ def _step(task: Mapping[str, Any], ids: Iterable[int], actions: Mapping[str, str
         step["name"] = task["name"]
     step["id"] = f"s{number}"
     for key, value in task.items():
-        if key == "name":
+        if key == "name" or (key == "args" and _action(task) in actions):
             continue
         short = key.removeprefix("ansible.builtin.")
         if short in actions:
             step[actions[short]] = _arguments(short, value)
+            if isinstance(task.get("args"), dict):  # Ansible's args: merged into the module's
+                step[actions[short]] = {**({"cmd": step[actions[short]]} if isinstance(step[actions[short]], str)
+                                           else step[actions[short]] or {}), **task["args"]}
         elif key in ("block", "rescue", "always"):
             step[key] = [_step(t, ids, actions) for t in value or []]
         else:

@@ -206,3 +206,22 @@ def test_the_digest_covers_included_files_so_resume_finds_the_same_steps(load, w
     assert load(text).digest == first
     write("tasks/t.yaml", "- {name: inner, local.command: echo 2}\n")
     assert load(text).digest != first
+
+
+def test_ansible_args_keyword_merges_into_the_modules_arguments(load):
+    rb = load(RB.format(steps="""
+  - name: build
+    command: ./configure
+    args: {chdir: /src, creates: /src/Makefile}"""))
+    assert dict(rb.steps[0].action.args) == {"cmd": "./configure", "chdir": "/src", "creates": "/src/Makefile"}
+    with pytest.raises(ValidationError) as exc:
+        load(RB.format(steps="""
+  - name: build
+    ssh.command: ./configure
+    args: {chdir: /src}
+  - name: typo
+    shell: make
+    args: {chdri: /src}"""))
+    text = "\n".join(_messages(exc))
+    assert "rb.yaml:7: `args:` goes with an Ansible module name" in text
+    assert 'rb.yaml:10: ssh.shell: unknown argument "chdri" (did you mean "chdir"?)' in text
