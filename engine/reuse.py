@@ -89,7 +89,7 @@ class Expander:
         self.error = error
         self.origins: dict[str, str] = {}  # included file -> "included from a.yaml:3 <- b.yaml:9"
         self.handlers: list[PosDict] = []  # handlers of every role used, in order
-        self._roles_run: list[tuple[str, Any]] = []  # (role path, entry vars) already added
+        self._roles_run: set[tuple[str, str, str]] = set()  # (role path, tasks_from, its variables) added
         self._handler_roles: set[str] = set()
         self._gates = 0
         self.read: list[str] = []  # every file read besides the runbook (part of its digest)
@@ -335,7 +335,8 @@ class Expander:
             self.error(where, f'role "{name}" not found', "searched " + ", ".join(searched)
                        + f"; a role is a folder with tasks/ (set {ROLES_PATH_ENV} for shared roles)")
             return None
-        if len(chain) >= MAX_DEPTH or any(p.file == _shown(path / "meta" / "main.yml") for p in chain):
+        meta = (path / "meta").resolve()
+        if len(chain) >= MAX_DEPTH or any(Path(p.file).resolve().parent == meta for p in chain):
             self.error(where, f'role "{name}" depends on itself', "")
             return None
         role = Role(name, path)
@@ -350,10 +351,11 @@ class Expander:
             block = self._role_block(dep, dep_pos, (*chain, where), path.parent, static=True, from_play=True)
             if block is not None:
                 children.append(block)
-        key = (str(path), entry.get("tasks_from", "main"), repr(sorted(entry_vars.items(), key=lambda kv: str(kv[0]))))
+        key = (str(path), str(entry.get("tasks_from", "main")),
+               repr(sorted(entry_vars.items(), key=lambda kv: str(kv[0]))))
         if from_play and key in self._roles_run:
             return _pd(where, {"name": f"{name} (already run)", "block": _pl(where, children)}) if children else None
-        self._roles_run.append(key)  # type: ignore[arg-type]
+        self._roles_run.add(key)
         tasks_file = _yaml_in(path / "tasks", str(entry.get("tasks_from", "main")))
         if tasks_file is not None:
             steps = self._read_steps(tasks_file, where, chain, f'role "{name}"', role)

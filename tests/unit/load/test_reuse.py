@@ -225,3 +225,13 @@ def test_ansible_args_keyword_merges_into_the_modules_arguments(load):
     text = "\n".join(_messages(exc))
     assert "rb.yaml:7: `args:` goes with an Ansible module name" in text
     assert 'rb.yaml:10: ssh.shell: unknown argument "chdri" (did you mean "chdir"?)' in text
+
+
+def test_a_role_depending_on_itself_is_an_error_at_its_line(load, write):
+    write("roles/a/tasks/main.yml", "- {name: a step, local.command: echo}\n")
+    write("roles/a/meta/main.yml", "dependencies: [b]\n")
+    write("roles/b/meta/main.yml", "dependencies: [a]\n")
+    with pytest.raises(ValidationError) as exc:
+        load("opsbook: 1\nname: cycle\nroles: [a]\n")
+    (message,) = _messages(exc)
+    assert message.startswith('main.yml:1: role "a" depends on itself')
