@@ -139,7 +139,7 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
     run_id = record.id
     runbook = load_runbook(record.runbook_path, registry)
     if runbook.digest != record.digest and not allow_changed:
-        raise RunError(f"{record.runbook_path} changed since run {run_id} started; "
+        raise RunError(f"{record.runbook_path} (or a file it includes) changed since run {run_id} started; "
                        "resume with --allow-changed to use the new version")
     request.inventory_sources = request.inventory_sources or record.inventory
     params = {**record.params, **request.given_params}

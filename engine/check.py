@@ -52,7 +52,7 @@ class CheckReport:
 
 def check_files(paths: list[str], registry: Registry, inventories: list[str],
                 extra: dict[str, Any] | None = None) -> list[CheckReport]:
-    """Check each runbook file (folders are searched for *.yaml/*.yml).
+    """Check each runbook file (folders are searched for *.yaml/*.yml, except in roles/).
 
     Without inventories, what only an inventory could tell is not checked: host patterns
     naming hosts or groups, and the variables of the steps that run there. Each report
@@ -92,7 +92,11 @@ def _expand(paths: Iterable[str]) -> list[str]:
     out: list[str] = []
     for path in paths:
         if os.path.isdir(path):
-            for root, _, files in sorted(os.walk(path)):
+            found: list[tuple[str, list[str]]] = []
+            for root, dirs, files in os.walk(path):
+                dirs[:] = [d for d in dirs if d != "roles"]  # roles hold task files, not runbooks
+                found.append((root, files))
+            for root, files in sorted(found):
                 out += [os.path.join(root, f) for f in sorted(files) if f.endswith((".yaml", ".yml"))]
         else:
             out.append(path)

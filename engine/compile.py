@@ -332,13 +332,22 @@ class _Builder:
 
     # -- implicit edges and cycles -----------------------------------------------------------
     def add_implicit_edges(self) -> None:
-        registers = {leaf.step.register: sid for sid, leaf in self.leaves.items() if leaf.step.register}
+        # A name registered by several steps (a looped block's or include's copies, or two
+        # steps) is read from the nearest one before the reader, as the value a run has then.
+        registers: dict[str, list[tuple[int, str]]] = {}
+        for sid, leaf in self.leaves.items():
+            if leaf.step.register:
+                registers.setdefault(leaf.step.register, []).append((leaf.order, sid))
         if not registers:
             return
         for sid, leaf in self.leaves.items():
             for name in _step_names(leaf.step):
-                source = registers.get(name)
-                if source and source != sid and not leaf.handler:
+                found = registers.get(name)
+                if not found:
+                    continue
+                before = [s for order, s in found if order < leaf.order]
+                source = before[-1] if before else found[-1][1]
+                if source != sid and not leaf.handler:
                     self.step_edges.add((source, sid))
 
     def check_cycles(self) -> None:

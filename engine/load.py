@@ -6,6 +6,7 @@ against them and `opsbook schema` generates the JSON Schema from them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from opsbook.model import (
     parse_duration,
 )
 from opsbook.registry import Registry
+from opsbook.reuse import Expander
 from opsbook.template import holds_template, is_template
 from opsbook.yamlsrc import PosDict, PosList, key_position, load_yaml
 
@@ -88,6 +90,12 @@ STEP_KEYWORDS: dict[str, Keyword] = {
     "restores": Keyword(_STR_OR_LIST, "keep_healthy steps (names or ids) whose members this step puts back into service when it succeeds."),
     "marks": Keyword({"type": "array", "items": {"enum": ["mitigation", "verification"]}}, "RTO accounting: this step mitigates / verifies recovery."),
     "block": _t("array", "Steps run in order per host; see rescue/always."),
+    "args": _t("object", "Ansible's `args:`: more arguments for the step's module, written by its Ansible name."),
+    "import_tasks": Keyword(_STR_OR_FILE := {"anyOf": [{"type": "string"}, {"type": "object"}]},
+                            "Steps of another file, read when the runbook loads; keywords apply to each (static)."),
+    "include_tasks": Keyword(_STR_OR_FILE, "Steps of another file behind a step of their own: when/tags/loop are the include's (dynamic)."),
+    "import_role": _t("object", "A role's tasks here ({name, tasks_from, ...}); keywords apply to each (static)."),
+    "include_role": _t("object", "A role's tasks behind a step of their own: when/tags/loop are the include's (dynamic)."),
     "rescue": _t("array", "Steps run on a host when a step of its block failed."),
     "always": _t("array", "Steps run on a host after the block, whatever happened."),
 }
@@ -103,6 +111,7 @@ RUNBOOK_KEYWORDS: dict[str, Keyword] = {
     "hosts": _t("string", "Default host pattern for steps (default: localhost)."),
     "steps": _t("array", "The steps."),
     "handlers": _t("array", "Steps run at the end when notified."),
+    "roles": _t("array", "Roles (Ansible's layout, from roles/ or OPSBOOK_ROLES_PATH) run before the steps."),
     "lock": _t("string", "Named lock: two runs holding the same lock never run at once."),
     "timeout": Keyword(_DURATION, "Whole-run timeout."),
     "max_fail_percentage": _t("number", "Default for every step."),
@@ -172,10 +181,14 @@ class RunbookLoader:
         if not isinstance(data, PosDict):
             raise ValidationError([Diagnostic(Position(filename, 1, 1),
                                   f"a runbook must be a mapping with opsbook/name/steps, found {_kind(data)}")])
+        self._reuse = Expander(filename, c.error)
         runbook = self._runbook(data, filename, digest, c)
+        if self._reuse.read:  # included files and roles are part of what a resume must find again
+            runbook = dataclasses.replace(runbook, digest=self._reuse.digest(digest))
         if c.problems:
-            raise ValidationError(sorted(c.problems, key=lambda d: (d.position.line, d.position.column)
-                                         if d.position else (0, 0)))
+            raise ValidationError(sorted(self._reuse.chained(c.problems),
+                                         key=lambda d: (d.position.file != filename, d.position.file, d.position.line,
+                                                        d.position.column) if d.position else (False, "", 0, 0)))
         return runbook
 
     # -- runbook level -------------------------------------------------------------------
@@ -194,13 +207,28 @@ class RunbookLoader:
             c.error(data.value_pos.get("phase"), f"phase must be one of {', '.join(PHASES)}, found {_kind(phase)}"
                     + did_you_mean(str(phase), PHASES))
         steps_raw = data.get("steps")
-        if not isinstance(steps_raw, PosList) or not steps_raw:
+        if "roles" in data and (steps_raw is None or steps_raw == []):
+            steps_raw = PosList(data.pos)  # a runbook of roles only, as a play of roles only
+        elif not isinstance(steps_raw, PosList) or not steps_raw:
             c.error(data.value_pos.get("steps", data.pos), "expected `steps:` with a list of steps, found "
                     + ("nothing" if steps_raw is None else _kind(steps_raw)))
             steps_raw = PosList(data.pos)
         ids: dict[str, Position] = {}
+        steps_raw = self._reuse.steps(steps_raw)
+        if "roles" in data:  # a play's roles run before its tasks
+            roles = self._reuse.roles(data["roles"], data.value_pos.get("roles", data.pos))
+            expanded = PosList(steps_raw.pos)
+            for item in [*roles, *steps_raw]:
+                expanded.append(item)
+                expanded.item_pos.append(item.pos if isinstance(item, PosDict) else steps_raw.pos)
+            steps_raw = expanded
         steps = self._steps(steps_raw, c, ids)
         handlers_raw = data.get("handlers") or PosList(data.pos)
+        if isinstance(handlers_raw, PosList):
+            handlers_raw = self._reuse.steps(handlers_raw)
+            for handler in self._reuse.handlers:  # the roles' handlers, after the runbook's
+                handlers_raw.append(handler)
+                handlers_raw.item_pos.append(handler.pos)
         handlers = self._steps(handlers_raw, c, ids, handler=True) if isinstance(handlers_raw, PosList) else ()
         if not isinstance(handlers_raw, PosList):
             c.error(data.value_pos.get("handlers"), f"handlers must be a list of steps, found {_kind(handlers_raw)}")
@@ -307,6 +335,7 @@ class RunbookLoader:
 
     def _step(self, data: PosDict, c: _Collector, ids: dict[str, Position], handler: bool) -> Step | None:
         actions: list[str] = []
+        written: dict[str, str] = {}  # action -> the key it is written as (an Ansible module name)
         for key in data:
             if key in STEP_KEYWORDS:
                 continue
@@ -314,7 +343,13 @@ class RunbookLoader:
                 self._check_action_name(key, data, c)
                 actions.append(key)
                 continue
-            suggestion = did_you_mean(str(key), list(STEP_KEYWORDS) + self.registry.action_names())
+            mapped = self.registry.ansible_action(key) if isinstance(key, str) else None
+            if mapped is not None:  # `lineinfile:` in an Ansible-style task: the action that speaks it
+                written[mapped] = key
+                actions.append(mapped)
+                continue
+            suggestion = did_you_mean(str(key), list(STEP_KEYWORDS) + self.registry.action_names()
+                                      + [m for p in self.registry.plugins.values() for m in p.ansible_modules])
             c.error(key_position(data, key), f'unknown step key "{key}"{suggestion}',
                     "a step has one action `plugin.action:` plus keywords such as name, hosts, when, register")
         is_block = "block" in data
@@ -332,7 +367,10 @@ class RunbookLoader:
         for key in ("rescue", "always"):
             if key in data and not is_block:
                 c.error(key_position(data, key), f"`{key}:` only goes with `block:`")
-        action = self._action_call(actions[0], data, c) if actions else None
+        action = self._action_call(actions[0], data, c, written.get(actions[0])) if actions else None
+        if "args" in data and (not actions or actions[0] not in written):
+            c.error(key_position(data, "args"), "`args:` goes with an Ansible module name (command:, template:, ...)",
+                    f"write the arguments in {actions[0]}: {{...}} itself" if actions else "")
         if name is None:
             name = actions[0] if actions else "block"
         step_id = data.get("id")
@@ -439,12 +477,38 @@ class RunbookLoader:
             c.error(pos, f'plugin "{plugin_name}" has no action "{action_name}"{did_you_mean(action_name, plugin.actions)}',
                     f"{plugin_name} actions: " + ", ".join(sorted(plugin.actions)))
 
-    def _action_call(self, key: str, data: PosDict, c: _Collector) -> ActionCall:
-        args = data[key]
-        pos = data.key_pos.get(key, data.pos)
-        self._check_args(key, args, data.value_pos.get(key, pos), c)
+    def _action_call(self, key: str, data: PosDict, c: _Collector, written: str | None = None) -> ActionCall:
+        args = data[written or key]
+        pos = data.key_pos.get(written or key, data.pos)
+        if "args" in data and written is not None:  # Ansible's `args:` keyword: more arguments
+            args = self._merged_args(key, args, data, c)
+        self._check_args(key, args, data.value_pos.get(written or key, pos), c)
         spec = self.registry.action(key)
         return ActionCall(key, args, pos, tuple(sorted(spec.expression_fields)) if spec else ())
+
+    def _merged_args(self, key: str, args: Any, data: PosDict, c: _Collector) -> Any:
+        """An Ansible-style task's `args:` merged into its module's arguments (as Ansible does:
+        `command: make` + `args: {chdir: /src}`)."""
+        extra = data["args"]
+        if not isinstance(extra, PosDict):
+            c.error(data.value_pos.get("args"), f"args must be a mapping of arguments, found {_kind(extra)}")
+            return args
+        spec = self.registry.action(key)
+        merged = PosDict(getattr(args, "pos", None) or data.value_pos.get("args", data.pos))
+        if isinstance(args, PosDict):
+            for name, value in args.items():
+                merged[name] = value
+                merged.key_pos[name], merged.value_pos[name] = args.key_pos[name], args.value_pos[name]
+        elif args is not None and spec is not None and spec.scalar_arg:
+            merged[spec.scalar_arg] = args
+            merged.key_pos[spec.scalar_arg] = merged.value_pos[spec.scalar_arg] = merged.pos
+        elif args is not None:
+            c.error(data.value_pos.get("args"), f"args: {key} takes a mapping of arguments, found {_kind(args)}")
+            return args
+        for name, value in extra.items():
+            merged[name] = value
+            merged.key_pos[name], merged.value_pos[name] = extra.key_pos[name], extra.value_pos[name]
+        return merged
 
     def _check_args(self, key: str, args: Any, pos: Position, c: _Collector) -> None:
         spec = self.registry.action(key)

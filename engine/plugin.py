@@ -406,6 +406,12 @@ class Plugin:
         self.actions: dict[str, ActionSpec] = {}
         self.connections: dict[str, ConnectionFactory] = {}
         self.inventory_sources: dict[str, InventorySource] = {}
+        self.ansible_modules: dict[str, str] = {}  # Ansible module name -> action of this plugin
+
+    def ansible_module(self, module: str, action: str) -> None:
+        """Declare that an Ansible-style task's `module:` key (e.g. `lineinfile:`, also written
+        `ansible.builtin.lineinfile:`) means this plugin's `action`, with the same arguments."""
+        self.ansible_modules[module] = action
 
     def action(
         self,

@@ -81,6 +81,15 @@ class Registry:
         plugin = self.plugin(plugin_name)
         return plugin.actions.get(action_name) if plugin else None
 
+    def ansible_action(self, module: str) -> str | None:
+        """The action an Ansible module name (`lineinfile`, `ansible.builtin.shell`) stands for,
+        as a plugin declared it (`Plugin.ansible_module`); None when no plugin speaks it."""
+        short = module.removeprefix("ansible.builtin.").removeprefix("ansible.legacy.")
+        for plugin in self.plugins.values():  # by name: the first that declares it wins
+            if short in plugin.ansible_modules:
+                return f"{plugin.name}.{plugin.ansible_modules[short]}"
+        return None
+
     def action_names(self) -> list[str]:
         return [f"{p}.{a}" for p, plugin in self.plugins.items() for a in plugin.actions]
 

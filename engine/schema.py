@@ -64,6 +64,12 @@ def runbook_schema(registry: Registry) -> dict[str, Any]:
     for key in ("block", "rescue", "always"):
         step_props[key] = {"type": "array", "items": {"$ref": "#/$defs/step"}, "description": STEP_KEYWORDS[key].help}
     step_props.update(actions)
+    for plugin in registry.plugins.values():  # Ansible's module names, as the plugins declare them
+        for module, action in plugin.ansible_modules.items():
+            full = f"{plugin.name}.{action}"
+            if full in actions and module not in step_props:
+                for key in (module, f"ansible.builtin.{module}"):
+                    step_props[key] = {**actions[full], "description": f"Ansible's {module}: {full}. {actions[full]['description']}"}
     step = {"type": "object", "properties": step_props, "additionalProperties": False,
             "patternProperties": {} if actions else {ACTION_KEY.pattern: {}}}
     top = {k: {**v.schema, "description": v.help} for k, v in RUNBOOK_KEYWORDS.items()}

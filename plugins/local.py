@@ -216,10 +216,16 @@ def _command_result(res: CommandResult, ok_rc: list[int], ctx: ActionContext) ->
 
 
 def _guard(args: Any) -> str | None:
-    """Ansible's creates/removes (glob patterns, as in Ansible): a reason to skip, or None."""
-    if getattr(args, "creates", None) and glob.glob(args.creates):
+    """Ansible's creates/removes (glob patterns, as in Ansible): a reason to skip, or None.
+    A relative pattern is in `chdir`, which Ansible enters first."""
+    chdir = getattr(args, "chdir", None)
+
+    def where(pattern: str) -> str:
+        return os.path.join(os.path.expanduser(chdir), pattern) if chdir and not os.path.isabs(pattern) else pattern
+
+    if getattr(args, "creates", None) and glob.glob(where(args.creates)):
         return f"{args.creates} exists"
-    if getattr(args, "removes", None) and not glob.glob(args.removes):
+    if getattr(args, "removes", None) and not glob.glob(where(args.removes)):
         return f"{args.removes} does not exist"
     return None
 
@@ -536,3 +542,8 @@ def collect(ctx: ActionContext, args: CollectArgs) -> Result:
     status = Status.OK if res.rc == 0 else Status.FAILED
     return Result(status=status, rc=res.rc, msg=f"saved {relative} ({len(res.stdout)} bytes)",
                   evidence=[evidence], data={"path": str(target)})
+
+# Ansible's modules these actions implement (see Plugin.ansible_module): they run on the
+# controller in Ansible too.
+for _module, _action in (("set_fact", "set"), ("assert", "assert"), ("fail", "fail")):
+    plugin.ansible_module(_module, _action)

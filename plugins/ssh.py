@@ -220,11 +220,16 @@ def _prefix(chdir: str | None, env: Mapping[str, str]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _guard(ctx: ActionContext, creates: str | None, removes: str | None) -> str | None:
-    """Ansible's creates/removes: a reason to skip, or None (checked as the become user)."""
-    if creates and _run(ctx, ["test", "-e", creates], stream=False).rc == 0:
+def _guard(ctx: ActionContext, creates: str | None, removes: str | None, chdir: str | None = None) -> str | None:
+    """Ansible's creates/removes: a reason to skip, or None (checked as the become user; a
+    relative path is in `chdir`, as Ansible enters it first)."""
+
+    def where(path: str) -> str:
+        return posixpath.join(chdir, path) if chdir and not path.startswith(("/", "~")) else path
+
+    if creates and _run(ctx, ["test", "-e", where(creates)], stream=False).rc == 0:
         return f"{creates} exists"
-    if removes and _run(ctx, ["test", "-e", removes], stream=False).rc != 0:
+    if removes and _run(ctx, ["test", "-e", where(removes)], stream=False).rc != 0:
         return f"{removes} does not exist"
     return None
 
@@ -249,7 +254,7 @@ class _CommandArgs(_Args):
 
 
 def _skip_or_check(ctx: ActionContext, args: _CommandArgs, what: str) -> Result | None:
-    skip = _guard(ctx, args.creates, args.removes)
+    skip = _guard(ctx, args.creates, args.removes, args.chdir)
     if skip:
         # registered as Ansible's command module does: rc 0 and a stdout that says why
         return Result.ok(changed=False, rc=0, stdout=f"skipped, since {skip}", msg=f"skipped: {skip}",
@@ -389,15 +394,27 @@ def _parse_mode(value: str | int | None) -> str | None:
 
 
 class _FileArgs(_Args):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+
     dest: str = Field(description="remote path")
     mode: str | None = Field(None, description="permissions, octal string such as '0644'")
     owner: str | None = Field(None, description="owner user (needs become unless it is you)")
     group: str | None = Field(None, description="owner group")
+    backup: bool = Field(False, description="keep the old file as DEST.PID.DATE@TIME~ before replacing it")
+    validate_: str | None = Field(None, alias="validate",
+                                  description="command that must accept the new file (%s) before it is put in place")
 
     @field_validator("mode", mode="before")
     @classmethod
     def _mode(cls, value: Any) -> str | None:
         return _parse_mode(value)
+
+    @field_validator("validate_")
+    @classmethod
+    def _validate(cls, value: str | None) -> str | None:
+        from opsbook_plugins.ssh_edit import check_validate
+
+        return check_validate(value)
 
 
 class CopyArgs(_FileArgs):
@@ -518,8 +535,12 @@ def _previous(old: _RemoteFile, text: str | None, what: list[str]) -> dict[str, 
     return prev
 
 
-def _install(ctx: ActionContext, args: _FileArgs, data: bytes, source: str) -> Result:
-    """Make `args.dest` hold `data` with the wanted mode/owner; changed only if it differed."""
+def _install(ctx: ActionContext, args: Any, data: bytes, source: str, create_dirs: bool = False) -> Result:
+    """Make `args.dest` hold `data` with the wanted mode/owner; changed only if it differed.
+
+    `args` is a _FileArgs or the editing actions' arguments (dest, mode, owner, group,
+    backup, validate); with backup/validate the write is opsbook_plugins.ssh_edit's guarded one.
+    """
     dest = args.dest
     old = _remote_file(ctx, dest)
     if old.kind == "DIR":
@@ -543,7 +564,16 @@ def _install(ctx: ActionContext, args: _FileArgs, data: bytes, source: str) -> R
     if text is not None and len(text.encode()) > ROLLBACK_LIMIT:
         text = None
     info["previous"] = _previous(old, text, what)
-    if "content" in what:
+    if "content" in what and (args.validate_ or args.backup or create_dirs):
+        from opsbook_plugins.ssh_edit import guarded_write
+
+        written = guarded_write(ctx, data, dest, args.mode, validate=args.validate_, backup=args.backup,
+                                create_dirs=create_dirs)
+        if isinstance(written, Result):  # the validate command refused it: not put in place
+            written.msg = _message(ctx, OpsbookError(written.msg))
+            return written
+        info.update(written)
+    elif "content" in what:
         _write(ctx, data, dest, args.mode)
     elif "mode" in what:
         _check(ctx, ["chmod", args.mode or "", "--", dest], f"chmod {dest}")
@@ -554,11 +584,14 @@ def _install(ctx: ActionContext, args: _FileArgs, data: bytes, source: str) -> R
 
 
 def _file_inverse(args: _FileArgs, result: Result) -> tuple[str, dict[str, Any]] | None:
-    """Put the file back as it was: its old content (up to 64 KiB of text) or remove it."""
+    """Put the file back as it was: from its backup (`backup: true`), its old content (up to
+    64 KiB of text), or remove it."""
     prev = result.data.get("previous")
     if not result.changed or not prev:
         return None
     dest = result.data["dest"]
+    if result.data.get("backup_file"):
+        return "ssh.command", {"cmd": ["cp", "-p", "--", result.data["backup_file"], dest]}
     if prev.get("absent"):
         return "ssh.command", {"cmd": ["rm", "-f", "--", dest]}
     if prev.get("content") is None:
@@ -949,4 +982,14 @@ def wait_for(ctx: ActionContext, args: WaitForArgs) -> Result:
     )
 
 
-from opsbook_plugins import ssh_collect as _ssh_collect  # noqa: F401 - registers ssh.collect on this plugin
+from opsbook_plugins import ssh_collect as _ssh_collect  # noqa: E402,F401 - registers ssh.collect on this plugin
+
+# ssh.lineinfile, ssh.blockinfile and ssh.replace live in their own module; importing it
+# registers them on this plugin.
+from opsbook_plugins import ssh_edit as _ssh_edit  # noqa: E402,F401
+
+# Ansible's modules these actions implement: an Ansible-style task (`template:`, `shell:`)
+# in a runbook, an included file or a role runs through them unchanged.
+for _module in ("command", "shell", "script", "copy", "template", "fetch", "service", "wait_for",
+                "lineinfile", "blockinfile", "replace"):
+    plugin.ansible_module(_module, _module)

@@ -79,10 +79,13 @@ class Case:
     source: str = ""
     runbook: dict[str, Any] | None = None  # a hand-written runbook when translation cannot do it
     actions: dict[str, str] = field(default_factory=dict)  # module -> action, over ACTIONS
+    # Other files beside the playbook and the runbook (task files, roles/...), the same for
+    # both tools: opsbook reads Ansible's module names in them as the actions that speak them.
+    files: dict[str, Any] = field(default_factory=dict)
 
 
 CASE_KEYS = {"id", "play", "args", "inventory", "host_vars", "group_vars", "differences", "xfail",
-             "source", "runbook", "actions"}
+             "source", "runbook", "actions", "files"}
 
 
 def load_cases(directory: Path = CASES_DIR) -> list[Case]:
@@ -105,7 +108,7 @@ def load_cases(directory: Path = CASES_DIR) -> list[Case]:
                 host_vars=raw.get("host_vars", {}), group_vars=raw.get("group_vars", {}),
                 differences={k: tuple(v) for k, v in (raw.get("differences") or {}).items()},
                 xfail=raw.get("xfail"), source=raw.get("source", ""), runbook=raw.get("runbook"),
-                actions=raw.get("actions", {})))
+                actions=raw.get("actions", {}), files=raw.get("files", {})))
     return cases
 
 
@@ -217,11 +220,14 @@ def _step(task: Mapping[str, Any], ids: Iterable[int], actions: Mapping[str, str
         step["name"] = task["name"]
     step["id"] = f"s{number}"
     for key, value in task.items():
-        if key == "name":
+        if key == "name" or (key == "args" and _action(task) in actions):
             continue
         short = key.removeprefix("ansible.builtin.")
         if short in actions:
             step[actions[short]] = _arguments(short, value)
+            if isinstance(task.get("args"), dict):  # Ansible's args: merged into the module's
+                step[actions[short]] = {**({"cmd": step[actions[short]]} if isinstance(step[actions[short]], str)
+                                           else step[actions[short]] or {}), **task["args"]}
         elif key in ("block", "rescue", "always"):
             step[key] = [_step(t, ids, actions) for t in value or []]
         else:
@@ -275,6 +281,11 @@ def materialize(case: Case, root: Path, ansible_python: str) -> CaseDirs:
             target.write_text(dump(data))
     for tool in ("ansible", "opsbook"):
         dirs.scratch(tool).mkdir(parents=True, exist_ok=True)
+    for tool in ("ansible", "opsbook"):
+        for relative, content in case.files.items():
+            target = dirs.tool(tool) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content if isinstance(content, str) else dump(content))
     (dirs.tool("ansible") / "playbook.yml").write_text(dump(to_playbook(case)))
     (dirs.tool("opsbook") / "runbook.yaml").write_text(dump(to_runbook(case)))
     return dirs
@@ -416,8 +427,15 @@ def _task_keys(task: Mapping[str, Any] | None) -> tuple[str, ...]:
 
 
 def _tasks_by_name(case: Case) -> dict[str, Mapping[str, Any]]:
+    """Every named task of the play and of its task files (a role's as "role : name")."""
     play = case.play
-    return {t["name"]: t for t in leaf_tasks([*play.get("tasks", []), *play.get("handlers", [])])}
+    tasks = {t["name"]: t for t in leaf_tasks([*play.get("tasks", []), *play.get("handlers", [])])}
+    for relative, content in case.files.items():
+        if isinstance(content, list):
+            parts = Path(relative).parts
+            prefix = f"{parts[parts.index('roles') + 1]} : " if "roles" in parts[:-2] else ""
+            tasks.update({prefix + t["name"]: t for t in leaf_tasks(content) if "name" in t})
+    return tasks
 
 
 def observe_ansible(case: Case, result: Mapping[str, Any], dirs: CaseDirs) -> Observation:
@@ -480,10 +498,11 @@ def observe_opsbook(case: Case, result: Mapping[str, Any], dirs: CaseDirs) -> Ob
     finally:
         journal.close()
     runbook = to_runbook(case)
-    names = _step_names(runbook)
+    loaded_names, loaded_ignoring = _loaded_steps(case, dirs)
+    names = {**loaded_names, **_step_names(runbook)}
     order = {sid: index for index, sid in enumerate(names)}
     tasks = _tasks_by_name(case)
-    ignoring = _ignoring_steps(runbook)
+    ignoring = _ignoring_steps(runbook) | loaded_ignoring
     records.sort(key=lambda r: (r.finished or r.started or 0.0, order.get(r.step_id, 0)))
     scratch = str(dirs.scratch("opsbook"))
     for rec in records:
@@ -492,7 +511,7 @@ def observe_opsbook(case: Case, result: Mapping[str, Any], dirs: CaseDirs) -> Ob
         status = _opsbook_status(rec)
         if status is None:
             continue
-        name = names.get(rec.step_id, rec.step_id)
+        name = names.get(rec.step_id) or names.get(re.sub(r"\[\d+\]", "", rec.step_id), rec.step_id)
         obs.runs.setdefault(rec.host, []).append((name, status))
         if status == "failed" and rec.step_id in ignoring:
             obs.ignored.add((rec.host, name))
@@ -532,6 +551,23 @@ def _step_names(runbook: Mapping[str, Any]) -> dict[str, str]:
 
     walk([*runbook.get("steps", []), *runbook.get("handlers", [])])
     return out
+
+
+def _loaded_steps(case: Case, dirs: CaseDirs) -> tuple[dict[str, str], set[str]]:
+    """(step id -> name, ids of steps whose failures are ignored) of every step the runbook
+    loads and compiles to: included files and roles too, with the keywords they inherit."""
+    from opsbook.api import load_inventory_sources, load_runbook, make_plan
+    from opsbook.errors import OpsbookError
+    from opsbook.registry import Registry
+
+    try:
+        registry = Registry.from_entry_points()
+        rb = load_runbook(str(dirs.tool("opsbook") / "runbook.yaml"), registry)
+        plan = make_plan(rb, load_inventory_sources([str(dirs.inventory)], registry), _extra_vars(case))
+    except OpsbookError:
+        return {}, set()
+    names = {s.id: s.name for s in [*rb.all_steps(), *rb.handlers]}
+    return names, {sid for sid, leaf in plan.leaves.items() if leaf.step.ignore_errors}
 
 
 def _ignoring_steps(runbook: Mapping[str, Any]) -> set[str]:

@@ -70,7 +70,8 @@ class CallbackModule(CallbackBase):
             "result",
             status=status,
             host=result.host.get_name(),
-            task=result.task_name or task.get_name(),
+            # a role's task as Ansible displays it, "role : name" (opsbook names it so too)
+            task=task.get_name() if getattr(task, "_role", None) else (result.task_name or task.get_name()),
             action=task.action,
             handler=type(task).__name__ == "Handler",
             run_once=bool(task.run_once),

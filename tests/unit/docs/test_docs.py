@@ -18,6 +18,7 @@ from opsbook.template import FILTERS, TESTS
 ROOT = Path(__file__).resolve().parents[3]
 DOCS = ROOT / "docs"
 FENCE = re.compile(r"^```(\w*)\s*$")
+FILE_LINE = re.compile(r"^#\s*file:\s*(\S+)\s*\n")
 EXPECT_ERROR = re.compile(r"^#\s*expect-error:\s*(.+?)\s*$", re.MULTILINE)
 
 
@@ -30,6 +31,9 @@ class Block:
     lang: str
     text: str
     inventory: str | None  # the last ```ini block before it under the same heading
+    # Blocks before it under the same heading whose first line is `# file: PATH`: files the
+    # example includes (a task file, a role's main.yml), written beside it when it is checked.
+    files: tuple[tuple[str, str], ...] = ()
 
     @property
     def id(self) -> str:
@@ -40,11 +44,13 @@ def blocks(path: Path) -> list[Block]:
     out: list[Block] = []
     lines = path.read_text().splitlines()
     inventory: str | None = None
+    files: list[tuple[str, str]] = []
     i = 0
     while i < len(lines):
         line = lines[i]
         if line.startswith("#"):
             inventory = None  # an inventory block belongs to its section
+            files = []
         match = FENCE.match(line)
         if not match:
             i += 1
@@ -56,9 +62,12 @@ def blocks(path: Path) -> list[Block]:
             body.append(lines[i])
             i += 1
         text = "\n".join(body) + "\n"
-        out.append(Block(path, start + 1, lang, text, inventory))
+        out.append(Block(path, start + 1, lang, text, inventory, tuple(files)))
         if lang == "ini":
             inventory = text
+        named = FILE_LINE.match(text)
+        if named:
+            files.append((named.group(1), text))
         i += 1
     return out
 
@@ -107,6 +116,9 @@ def test_every_filter_and_test_is_listed() -> None:
 def test_example_runbook_passes_check(block: Block, registry: Registry, tmp_path: Path) -> None:
     path = tmp_path / "example.yaml"
     path.write_text(block.text)
+    for relative, text in block.files:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
     inventories = []
     if block.inventory is not None:
         inv = tmp_path / "inventory.ini"

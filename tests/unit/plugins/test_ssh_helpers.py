@@ -164,6 +164,9 @@ def test_action_specs_declare_check_mode_shell_fields_and_scalars():
         "fetch",
         "service",
         "wait_for",
+        "lineinfile",
+        "blockinfile",
+        "replace",
     }
     assert actions["shell"].shell_fields == frozenset({"cmd"})
     assert actions["collect"].shell_fields == frozenset({"cmd"}) and not actions["collect"].mutates
