@@ -7,8 +7,8 @@ takeover is approved as a whole, never left half-switched waiting for a second y
 
 A gate that waits ends at once when the run is stopped (a signal, the run's timeout): the
 gate is recorded cancelled, its action does not run, and a decision that arrives later is
-refused. The approver (a terminal, the journal, --yes) is handed a `cancelled` event and
-must return when it is set; whatever it answers after a stop, the gated action never runs.
+refused. The approver (a terminal, the journal, --yes) is handed the run's stop token
+(`cancelled`, see opsbook.cancel) and must return when it is set; whatever it answers after a stop, the gated action never runs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-_NOT_SET = threading.Event()  # never set: the cancel event of a request made outside a run
+from opsbook.cancel import NEVER, CancelToken
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class ApprovalRequest:
     block_id: str | None = None  # the block whose approval this is (asked once per host)
     block_name: str | None = None
     started_by: str = ""  # who started the run
-    cancelled: threading.Event = field(default=_NOT_SET, compare=False, repr=False)
+    # the run's stop token (opsbook.cancel): an approver waits on it, never on a bare sleep
+    cancelled: CancelToken = field(default=NEVER, compare=False, repr=False)
     runs_on: str | None = None  # the delegate the action runs on, when the step delegates
     steps: tuple[str, ...] = ()  # a block's approval: every step it covers ("name: action on host")
 
