@@ -127,13 +127,20 @@ class ApprovalGates:
         key = (request.block_id, request.host)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        # another step of the block on this host may be asking: wait for its decision, or
+        # for the run's stop (the lock is taken through the stop token, never blindly)
+        if not request.cancelled.acquire(lock):
+            known = self._decided.get(key)
+            return known or Decision(False, "nobody", cancelled=stopped() or request.cancelled.reason or "stopped"), False
+        try:
             known = self._decided.get(key)
             if known is not None:
                 return known, False
             decision = self._ask(request, stopped, announce)
             self._decided[key] = decision
             return decision, True
+        finally:
+            lock.release()
 
     def _ask(self, request: ApprovalRequest, stopped: Callable[[], str],
              announce: Callable[[ApprovalRequest], None]) -> Decision:

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from opsbook import dryrun
 from opsbook.cancel import NEVER, CancelToken
-from opsbook.compile import BARRIER, Node
+from opsbook.compile import Node
+from opsbook.dryrun import DryRun
 from opsbook.errors import OpsbookError, UserError
 from opsbook.evidence import EvidenceClaims, Writer
 from opsbook.gates import ApprovalGates, ApprovalRequest
@@ -34,10 +35,8 @@ from opsbook.runtypes import (
     RunServices,
     outcome_of,
     pydantic_msg,
-    unknown_outcome,
     user_message,
 )
-from opsbook.scheduler import Deadlines
 from opsbook.secrets import HIDDEN
 from opsbook.template import (
     evaluate,
@@ -61,6 +60,19 @@ class NodeTicket:
     abandoned: bool = False  # the scheduler recorded it timed out and moved on: its result is only noted
 
 
+class NodeDeadlines(Protocol):
+    """Where a node's `timeout:` is kept (opsbook.scheduler.Deadlines): the scheduler cancels
+    the node's token when it passes."""
+
+    def clock(self) -> float: ...  # monotonic seconds
+
+    def start(self, node_id: str, seconds: float) -> float: ...
+
+    def get(self, node_id: str) -> float | None: ...
+
+    def left(self, node_id: str) -> float | None: ...
+
+
 class RunControl(Protocol):
     """What a node run may ask of the run as a whole."""
 
@@ -75,70 +87,11 @@ class RunControl(Protocol):
     def abort(self, reason: str) -> None: ...
 
 
-class DryRun:
-    """Check mode's bookkeeping (see opsbook.dryrun): each done node's unmade changes upstream
-    of it and its own, nodes whose failure is the runbook's own, the names steps read."""
-
-    def __init__(self, svc: RunServices, spec_of: Any) -> None:
-        self._svc = svc
-        self._spec_of = spec_of
-        self.deps = svc.plan.dependencies() if svc.opts.check else {}
-        self._unmade: dict[str, frozenset[dryrun.Unmade]] = {}
-        self.own_fault: set[str] = set()
-        self._inputs: dict[str, frozenset[str]] = {}
-        self._remote_inputs: dict[str, frozenset[str]] = {}  # read through hostvars[...]
-
-    def upstream(self, node_id: str) -> frozenset[dryrun.Unmade]:
-        deps = self.deps.get(node_id, ())
-        if len(deps) == 1:
-            return self._unmade.get(deps[0], frozenset())
-        return frozenset().union(*(self._unmade.get(d, frozenset()) for d in deps))
-
-    def note(self, node: Node, outcome: Outcome) -> None:
-        """Remember the unmade changes upstream of a done node, and its own (lock held)."""
-        unmade = self.upstream(node.id)
-        if node.kind != BARRIER and node.host is not None:
-            step = node.step
-            # a step always run in check mode (check_mode: true) makes no change in a real run
-            # either: nothing after it waits for one
-            dry = self._svc.opts.check if step.check_mode is None else False
-            if dry and dryrun.leaves_unmade(step, self._spec_of(step), outcome.status, outcome.result.changed):
-                own = dryrun.Unmade(node.leaf.order, step.name, node.host, "mitigation" in step.marks)  # type: ignore[union-attr]
-                unmade = unmade | {own}
-        self._unmade[node.id] = unmade
-
-    def reads_unknown(self, node: Node, states: HostStates) -> Outcome | None:
-        """Rule 1: a node reading a value check mode could not know, on its host or (through
-        hostvars) on another."""
-        step = node.step
-        inputs = self._inputs.get(step.id)
-        if inputs is None:  # workers may do this at once for one step: same values, set remote first
-            inputs = dryrun.input_names(step)
-            self._remote_inputs[step.id] = dryrun.hostvars_names(step) if "hostvars" in inputs else frozenset()
-            self._inputs[step.id] = inputs
-        state = states.view(node.host or "")
-        steps = dict.fromkeys(state.unknown[d] for d in sorted(inputs & set(state.unknown)))
-        remote = self._remote_inputs[step.id]
-        if remote:
-            for other in states.all():
-                steps.update(dict.fromkeys(other.unknown[d] for d in sorted(remote & set(other.unknown))))
-        if not steps:
-            return None
-        return unknown_outcome("depends on " + ", ".join(f'"{s}"' for s in steps) + " (unknown in check mode)")
-
-    def observes_unmade(self, node: Node, spec: ActionSpec) -> Outcome | None:
-        """Rule 2: a node observing what an unmade change would alter."""
-        if not dryrun.observes(node.step, spec):
-            return None
-        unmade = dryrun.before(node, self.upstream(node.id))
-        return unknown_outcome(dryrun.observation_reason(unmade)) if unmade else None
-
-
 class NodeRunner:
     """Runs nodes of one run; one instance, called from any worker thread."""
 
     def __init__(self, svc: RunServices, control: RunControl, states: HostStates, gates: ApprovalGates,
-                 rollbacks: Rollbacks, deadlines: Deadlines, prior: Mapping[str, NodeRecord],
+                 rollbacks: Rollbacks, deadlines: NodeDeadlines, prior: Mapping[str, NodeRecord],
                  evidence: EvidenceClaims, wants_output: bool) -> None:
         self.svc = svc
         self.control = control
