@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 
 from opsbook.errors import OpsbookError
 
@@ -31,13 +32,17 @@ class Cancelled(OpsbookError):
 class CancelToken:
     """A settable flag with a blocking `wait`, whose setting reaches its children."""
 
-    __slots__ = ("__weakref__", "_children", "_event", "_lock", "reason")
+    __slots__ = ("__weakref__", "_children", "_event", "_lock", "is_set", "reason", "wait")
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self._children: weakref.WeakSet[CancelToken] = weakref.WeakSet()
         self._lock = threading.Lock()
         self.reason = ""
+        # the Event's own methods: a check in a hot loop costs no extra call
+        self.is_set: Callable[[], bool] = self._event.is_set
+        # wait(timeout) blocks until the token is set or `timeout` seconds pass; True when set
+        self.wait: Callable[[float | None], bool] = self._event.wait
 
     def child(self) -> CancelToken:
         """A token set whenever this one is (at once, if this one is set already)."""
@@ -57,13 +62,6 @@ class CancelToken:
             children = list(self._children)
         for token in children:
             token.set(reason)
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the token is set or `timeout` seconds pass; True when it is set."""
-        return self._event.wait(timeout)
 
     def sleep(self, seconds: float) -> bool:
         """Sleep `seconds` unless cancelled first; True when the whole sleep ran."""

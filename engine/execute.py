@@ -92,8 +92,8 @@ class Executor:
         self.statuses: dict[str, str] = {}
         self.messages: dict[str, str] = {}
         self.ignored = 0  # failed nodes of steps with ignore_errors (Ansible's recap `ignored=`)
-        self._aborted = ""
-        self._interrupted = False
+        self.aborted = ""  # why nothing new starts ("" while the run goes on)
+        self.interrupted = False  # a signal stopped the run
         self.signal: int | None = None  # the signal that interrupted the run, if one did
         self._journal_error: JournalError | None = None
         self.gates = ApprovalGates(approver)
@@ -112,14 +112,6 @@ class Executor:
 
     # -- what node runs may ask (opsbook.noderun.RunControl) ----------------------------------
     @property
-    def aborted(self) -> str:
-        return self._aborted
-
-    @property
-    def interrupted(self) -> bool:
-        return self._interrupted
-
-    @property
     def started_by(self) -> str:
         """Who started the run (shown to approvers); set by the caller."""
         return self.runner.started_by
@@ -134,13 +126,13 @@ class Executor:
 
     def abort(self, reason: str) -> None:
         """Nothing new starts from here on (the first reason is kept); gates that wait end."""
-        self._aborted = self._aborted or reason
-        self.stop.set(self._aborted)
+        self.aborted = self.aborted or reason
+        self.stop.set(self.aborted)
 
     def interrupt(self, reason: str = "interrupted", signum: int | None = None) -> None:
         """Ctrl-C / SIGTERM: stop scheduling, cancel every wait (an approval gate, a retry
         delay, an action, a pre-flight), then roll back."""
-        self._interrupted = True
+        self.interrupted = True
         self.signal = self.signal or signum
         self.abort(reason)
         self.cancel.set(reason)
@@ -227,21 +219,23 @@ class Executor:
         lock = self._lock
         lock.acquire()
         try:
-            while ready or inflight:
+            waiting = ready.ids  # truthy while nodes are ready
+            take, release = ready.take, ready.release
+            while waiting or inflight:
                 starting: list[Node] = []
-                while ready and len(inflight) + len(starting) < forks:
-                    node = nodes[ready.take()]
+                while waiting and len(inflight) + len(starting) < forks:
+                    node = nodes[take()]
                     outcome = self._prepare(node)
                     if outcome is None:  # must really run
                         spec = self.runner.spec(node.step)
                         if spec is not None and inline(spec, node):
                             self._finish(node, self.runner.run(NodeTicket(node, self.cancel, pure=True)))
-                            ready.release(node.id)
+                            release(node.id)
                             continue
                         starting.append(node)
                         continue
                     self._finish(node, outcome)
-                    ready.release(node.id)
+                    release(node.id)
                 self._start(starting, workers)
                 if not inflight:
                     continue
@@ -423,7 +417,8 @@ class Executor:
     def _finish(self, node: Node, outcome: Outcome) -> None:
         """Fold a node's outcome into the run state (run-state lock held)."""
         self.statuses[node.id] = outcome.status.value
-        self.deadlines.done(node.id)
+        if self.deadlines.pending:
+            self.deadlines.done(node.id)
         runner = self.runner
         if runner.dry.deps:
             runner.dry.note(node, outcome)
@@ -478,7 +473,7 @@ class Executor:
         state.failed = True
         why = self.thresholds.host_failed(node)
         if why:
-            self._aborted = why  # the newest threshold crossed is the one reported (as before)
+            self.aborted = why  # the newest threshold crossed is the one reported (as before)
             self.stop.set(why)
             # Nothing new starts from here on; what runs now finishes.
             self.emit("aborted", node, message=self.aborted, still_running=len(self._inflight))

@@ -64,13 +64,10 @@ class NodeDeadlines(Protocol):
     """Where a node's `timeout:` is kept (opsbook.scheduler.Deadlines): the scheduler cancels
     the node's token when it passes."""
 
-    def clock(self) -> float: ...  # monotonic seconds
-
     def start(self, node_id: str, seconds: float) -> float: ...
 
     def get(self, node_id: str) -> float | None: ...
 
-    def left(self, node_id: str) -> float | None: ...
 
 
 class RunControl(Protocol):
@@ -98,7 +95,8 @@ class NodeRunner:
         self.states = states
         self.gates = gates
         self.rollbacks = rollbacks
-        self.deadlines = deadlines
+        self.deadlines = deadlines  # on the monotonic clock (time.monotonic)
+        self.opts = svc.opts
         self.prior = prior
         self.evidence = evidence
         self.wants_output = wants_output
@@ -146,8 +144,8 @@ class NodeRunner:
         host = svc.hostinfo(name) if node.host else HostInfo("localhost", {})
         state = self.states.view(name)
         base = builtin_names(name, host.vars, self._groups, svc.plan.params, str(svc.runbook_dir))
-        base.update(hostvars=self.states.hostvars, run={"id": svc.run_id, "check": svc.opts.check},
-                    ansible_check_mode=svc.opts.check, **self._play_hosts(node))
+        base.update(hostvars=self.states.hostvars, run={"id": svc.run_id, "check": self.opts.check},
+                    ansible_check_mode=self.opts.check, **self._play_hosts(node))
         return Scope(base, svc.plan.runbook.vars, svc.plan.params, (state.facts, state.registered),
                      node.step.vars, extra or EMPTY).resolve()
 
@@ -173,16 +171,19 @@ class NodeRunner:
         spec = self.spec(step)
         if spec is None:
             return outcome_of(Status.FAILED, f"plugin action {action.name} is not installed")
-        check = self.svc.opts.check
+        check = self.opts.check
         if check:
             unknown = self.dry.reads_unknown(node, self.states)
             if unknown is not None:
                 return unknown
         try:
             ctx_vars = self.context_for(node) if self._needs_context(step) else self._host_only(node)
-            items, skipped = self._items(step, ctx_vars)
-            if skipped is not None:
-                return skipped
+            if step.loop is None and not step.when:
+                items: list[tuple[Any, Any]] = []  # the common case, without a call
+            else:
+                items, skipped = self._items(step, ctx_vars)
+                if skipped is not None:
+                    return skipped
         except UserError as exc:
             return outcome_of(Status.FAILED, user_message(exc))
         if check:
@@ -277,16 +278,17 @@ class NodeRunner:
             if cancel.is_set():
                 break
         outcome = self._combine(node, results)
-        if svc.opts.check and outcome.status in (Status.FAILED, Status.TIMED_OUT) and node.id not in self.dry.own_fault:
+        if self.opts.check and outcome.status in (Status.FAILED, Status.TIMED_OUT) and node.id not in self.dry.own_fault:
             unmade = dryrun.before(node, self.dry.upstream(node.id))
             if unmade:  # rule 3 of opsbook.dryrun
                 _excuse(outcome, unmade)
         end = time.monotonic()
         outcome.started, outcome.finished = start, time.time()
-        outcome.elapsed, outcome.at = end - mono, svc.clock.at(end)
-        if svc.opts.diff:
+        clock = svc.clock
+        outcome.elapsed, outcome.at = end - mono, clock.wall0 + (end - clock.mono0)  # RunClock.at(end)
+        if self.opts.diff:
             self._show_diffs(node, results)
-        if outcome.status is Status.OK and node.host and step.keep_healthy is not None and not svc.opts.check:
+        if outcome.status is Status.OK and node.host and step.keep_healthy is not None and not self.opts.check:
             self.preflights.out_of_pool.take_out(step.id, node.host)
         if ticket.abandoned:
             # The run already recorded this node timed out and moved on: keep that history,
@@ -296,7 +298,7 @@ class NodeRunner:
                                "msg": HIDDEN if step.no_log else svc.secrets.redact(outcome.result.msg)})
             outcome.recorded = True
             return outcome
-        dry = svc.opts.check if step.check_mode is None else step.check_mode
+        dry = self.opts.check if step.check_mode is None else step.check_mode
         undo = outcome.status is Status.OK and not dry and bool(step.rollback or spec.inverse)
         if undo:
             self.rollbacks.record(node, spec, ctx_vars, results)
@@ -382,7 +384,7 @@ class NodeRunner:
         except Exception as exc:  # noqa: BLE001 - pydantic validation of rendered arguments
             self.dry.own_fault.add(node.id)
             return Result.failed(f"{spec.full_name}: invalid arguments after rendering: {pydantic_msg(exc)}")
-        check = (force_check or svc.opts.check) if step.check_mode is None else step.check_mode
+        check = (force_check or self.opts.check) if step.check_mode is None else step.check_mode
         if check and not spec.supports_check:
             return Result.unknown(f"{spec.full_name} does not support check mode; it would run now")
         target = node.host or "localhost"
@@ -395,9 +397,9 @@ class NodeRunner:
         deadline = self.deadlines.get(node.id)
         ctx = ActionContext(
             host=where,
-            step_name=step.name, check_mode=check, diff_mode=svc.opts.diff,
-            timeout=self.deadlines.left(node.id),
-            cancelled=cancel, evidence_dir=svc.opts.evidence_dir,
+            step_name=step.name, check_mode=check, diff_mode=self.opts.diff,
+            timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
+            cancelled=cancel, evidence_dir=self.opts.evidence_dir,
             become=self.become(step, ctx_vars), secrets=svc.secrets, run_id=svc.run_id,
             runbook_dir=svc.runbook_dir, variables=ctx_vars, _connect=svc.pool.get,
             _output=(lambda line: svc.emit("node_output", node, line=line)) if self.wants_output else None,
@@ -412,7 +414,7 @@ class NodeRunner:
         except Exception as exc:  # noqa: BLE001 - failures are values: report, don't crash the run
             result = Result.failed(f"{type(exc).__name__}: {exc}")
         result.duration = time.monotonic() - start
-        past_deadline = deadline is not None and self.deadlines.clock() >= deadline - 0.01
+        past_deadline = deadline is not None and time.monotonic() >= deadline - 0.01
         if (cancel.is_set() or past_deadline) and result.status is not Status.OK and not self.control.interrupted:
             result.status = Status.TIMED_OUT
             if step.timeout:
@@ -498,10 +500,9 @@ class NodeRunner:
         kept = outcome.registered if read_back else (r.data or None)
         redact = svc.secrets.redact
         hide = step.no_log
-        now = time.time()
         rec = NodeRecord(
             node_id=node.id, step_id=step.id, host=node.host, status=outcome.status.value,
-            started=outcome.started or now, finished=outcome.finished or now,
+            started=outcome.started or time.time(), finished=outcome.finished or time.time(),
             attempts=r.attempts, changed=r.changed, rc=r.rc,
             msg=HIDDEN if hide and r.msg else redact(r.msg),
             stdout="" if hide else redact(r.stdout), stderr="" if hide else redact(r.stderr),
@@ -521,7 +522,7 @@ class NodeRunner:
                               {"path": ev.path, "source": HIDDEN if hide else redact(ev.source),
                                "description": HIDDEN if hide and ev.description else redact(ev.description),
                                "step": step.name, "host": node.host,
-                               **describe_file(svc.opts.evidence_dir, ev.path)})
+                               **describe_file(self.opts.evidence_dir, ev.path)})
 
     # -- approvals ---------------------------------------------------------------------------
     def _ask_approval(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any],

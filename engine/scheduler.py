@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
@@ -27,12 +27,11 @@ class Ready:
         ready = sorted((n for n, d in self._waiting.items() if d == 0), key=lambda n: nodes[n].index)
         ready.reverse()  # pop() from the end gives file order
         self._ready: list[str] = ready
+        self.ids: list[str] = ready  # read-only for callers: truthy while a node is ready
+        self.take: Callable[[], str] = ready.pop  # the next ready node (list.pop: no call of ours per node)
 
     def __bool__(self) -> bool:
         return bool(self._ready)
-
-    def take(self) -> str:
-        return self._ready.pop()
 
     def peek(self) -> str | None:
         return self._ready[-1] if self._ready else None
@@ -113,15 +112,14 @@ class Deadlines:
         self.clock = clock
         self.run = clock() + run_timeout if run_timeout else None
         self._nodes: dict[str, float] = {}
+        self.pending: Mapping[str, float] = self._nodes  # read-only view: nodes with a deadline now
+        self.get: Callable[[str], float | None] = self._nodes.get  # a node's deadline (dict.get: no call of ours)
         self.run_expired = False
 
     def start(self, node_id: str, seconds: float) -> float:
         """A node's `timeout:` starts now: its deadline."""
         deadline = self._nodes[node_id] = self.clock() + seconds
         return deadline
-
-    def get(self, node_id: str) -> float | None:
-        return self._nodes.get(node_id)
 
     def left(self, node_id: str) -> float | None:
         deadline = self._nodes.get(node_id)
