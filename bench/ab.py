@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> None:
         env["OPSBOOK_RUNS_DIR"] = str(work / "runs")
         env["SSH_AUTH_SOCK"] = ""
         envs[label] = env
+    import compileall
+
+    for checkout in variants.values():  # as pip does for an install (and bench/__main__ for opsbook)
+        for folder in ("engine", "plugins", "lab"):
+            compileall.compile_dir(checkout / folder, quiet=1, force=False)
     steps, hosts = args.noop.split("x")
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {v: {"engine": [], "run": []} for v in variants}
     with fleet_mod.start(args.hosts, work / "fleet", log=lambda m: print(m, file=sys.stderr)) as fleet:
