@@ -140,8 +140,9 @@ class PreFlights:
                 return (f"keep_healthy.min {keep.template!r} must render to a count like 2 or "
                         f"a percentage like '50%' ({step.pos})")
         needed = int(minimum if minimum is not None else -(-total * (percent or 0) // 100))
+        taken_here = sorted(taken & set(members))
         detail = {"group": group, "members": total, "healthy_others": healthy,
-                  "unhealthy": unhealthy, "taken_out": sorted(taken & set(members)), "required": needed}
+                  "unhealthy": unhealthy, "taken_out": taken_here, "required": needed}
         self._svc.journal.event(self._svc.run_id, "preflight", node.id, detail)
         if len(healthy) >= needed:
             return None
@@ -149,8 +150,8 @@ class PreFlights:
                f"{group} would remain ({', '.join(healthy) or 'none'}); keep_healthy requires {needed}")
         if unhealthy:
             why += f"; unhealthy: {', '.join(unhealthy)}"
-        if detail["taken_out"]:
-            why += f"; taken out by this step and not yet put back: {', '.join(detail['taken_out'])}"
+        if taken_here:
+            why += f"; taken out by this step and not yet put back: {', '.join(taken_here)}"
         return why
 
     def members(self, node: Any, ctx_vars: Mapping[str, Any]) -> tuple[str, list[str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
@@ -100,7 +100,7 @@ class Thresholds:
         return ""
 
 
-def batch_index(batches: Iterable[Iterable[str]], host: str | None) -> int | None:
+def batch_index(batches: Iterable[Collection[str | None]], host: str | None) -> int | None:
     """Which serial batch a host is in (None: in none)."""
     return next((k for k, hosts in enumerate(batches) if host in hosts), None)
 
