@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from opsbook.cancel import CancelToken
 from opsbook.execute import ApprovalRequest, Approver
 from opsbook.journal import Journal, whoami
 
@@ -47,7 +48,7 @@ def tty_approver(live: Any = None, stream_in: Any = None, stream_out: Any = None
     return ask
 
 
-def _read_answer(inp: Any, cancelled: threading.Event) -> str | None:
+def _read_answer(inp: Any, cancelled: CancelToken) -> str | None:
     """A line from `inp`, or None once `cancelled` is set first."""
     import select
 
