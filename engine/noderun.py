@@ -49,7 +49,7 @@ from opsbook.template import (
 from opsbook.variables import EMPTY, Scope, builtin_names, render_args
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeTicket:
     """One node handed to a runner: all it is told about the run around it."""
 
