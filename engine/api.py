@@ -210,7 +210,8 @@ def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest
         summary = executor.run()
         journal.set_run_status(run_id, summary.status, {
             "counts": summary.counts, "failed": summary.failed_nodes[:100], "rolled_back": summary.rolled_back,
-            "message": summary.message, "cause": summary.cause})
+            "message": summary.message, "cause": summary.cause,
+            "elapsed": round(summary.elapsed, 6), "at": executor.clock.now()})
         return summary
     finally:
         for name in taken:

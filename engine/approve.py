@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from opsbook.cancel import CancelToken
 from opsbook.errors import RunError, UserError
 from opsbook.execute import ApprovalRequest, Approver
 from opsbook.journal import Journal, RunRecord, whoami
@@ -57,7 +58,7 @@ def tty_approver(live: Any = None, stream_in: Any = None, stream_out: Any = None
     return _kind(ask, "terminal")
 
 
-def _read_answer(inp: Any, cancelled: threading.Event) -> str | None:
+def _read_answer(inp: Any, cancelled: CancelToken) -> str | None:
     """A line from `inp`, or None once `cancelled` is set first."""
     import select
 

@@ -32,14 +32,17 @@ waits for with `needs:` (the author said N depends on it).
 So the dry run of a correct runbook never ends `failed` because of what it did not do,
 while a node with nothing unmade before it (a detection probe at the start) still runs
 and still fails for real.
+
+`DryRun` is one run's bookkeeping of these rules (the node runner asks it; the executor
+tells it each node's outcome).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from opsbook.compile import Node, _templates_of
+from opsbook.compile import BARRIER, Node, _templates_of
 from opsbook.model import Step
 from opsbook.plugin import ActionSpec, Result, Status
 
@@ -132,3 +135,68 @@ def excuse(result: Result, unmade: list[Unmade]) -> None:
     result.status = Status.UNKNOWN
     result.msg = (f"fails without {names_of(unmade)}, which check mode did not do, so a real run "
                   "may pass" + (f": {result.msg}" if result.msg else ""))
+
+
+class DryRun:
+    """Check mode's bookkeeping (see opsbook.dryrun): each done node's unmade changes upstream
+    of it and its own, nodes whose failure is the runbook's own, the names steps read."""
+
+    def __init__(self, svc: Any, spec_of: Any) -> None:
+        self._svc = svc
+        self._spec_of = spec_of
+        self.deps = svc.plan.dependencies() if svc.opts.check else {}
+        self._unmade: dict[str, frozenset[Unmade]] = {}
+        self.own_fault: set[str] = set()
+        self._inputs: dict[str, frozenset[str]] = {}
+        self._remote_inputs: dict[str, frozenset[str]] = {}  # read through hostvars[...]
+
+    def upstream(self, node_id: str) -> frozenset[Unmade]:
+        deps = self.deps.get(node_id, ())
+        if len(deps) == 1:
+            return self._unmade.get(deps[0], frozenset())
+        return frozenset().union(*(self._unmade.get(d, frozenset()) for d in deps))
+
+    def note(self, node: Any, outcome: Any) -> None:
+        """Remember the unmade changes upstream of a done node, and its own (lock held)."""
+        unmade = self.upstream(node.id)
+        if node.kind != BARRIER and node.host is not None:
+            step = node.step
+            # a step always run in check mode (check_mode: true) makes no change in a real run
+            # either: nothing after it waits for one
+            dry = self._svc.opts.check if step.check_mode is None else False
+            if dry and leaves_unmade(step, self._spec_of(step), outcome.status, outcome.result.changed):
+                own = Unmade(node.leaf.order, step.name, node.host, "mitigation" in step.marks)  # type: ignore[union-attr]
+                unmade = unmade | {own}
+        self._unmade[node.id] = unmade
+
+    def reads_unknown(self, node: Any, states: Any) -> Any:
+        """Rule 1: a node reading a value check mode could not know, on its host or (through
+        hostvars) on another."""
+        step = node.step
+        inputs = self._inputs.get(step.id)
+        if inputs is None:  # workers may do this at once for one step: same values, set remote first
+            inputs = input_names(step)
+            self._remote_inputs[step.id] = hostvars_names(step) if "hostvars" in inputs else frozenset()
+            self._inputs[step.id] = inputs
+        state = states.view(node.host or "")
+        steps = dict.fromkeys(state.unknown[d] for d in sorted(inputs & set(state.unknown)))
+        remote = self._remote_inputs[step.id]
+        if remote:
+            for other in states.all():
+                steps.update(dict.fromkeys(other.unknown[d] for d in sorted(remote & set(other.unknown))))
+        if not steps:
+            return None
+        return _unknown("depends on " + ", ".join(f'"{s}"' for s in steps) + " (unknown in check mode)")
+
+    def observes_unmade(self, node: Any, spec: Any) -> Any:
+        """Rule 2: a node observing what an unmade change would alter."""
+        if not observes(node.step, spec):
+            return None
+        unmade = before(node, self.upstream(node.id))
+        return _unknown(observation_reason(unmade)) if unmade else None
+
+
+def _unknown(reason: str) -> Any:
+    from opsbook.runtypes import unknown_outcome
+
+    return unknown_outcome(reason)

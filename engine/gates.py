@@ -7,8 +7,8 @@ takeover is approved as a whole, never left half-switched waiting for a second y
 
 A gate that waits ends at once when the run is stopped (a signal, the run's timeout): the
 gate is recorded cancelled, its action does not run, and a decision that arrives later is
-refused. The approver (a terminal, the journal, --yes) is handed a `cancelled` event and
-must return when it is set; whatever it answers after a stop, the gated action never runs.
+refused. The approver (a terminal, the journal, --yes) is handed the run's stop token
+(`cancelled`, see opsbook.cancel) and must return when it is set; whatever it answers after a stop, the gated action never runs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-_NOT_SET = threading.Event()  # never set: the cancel event of a request made outside a run
+from opsbook.cancel import NEVER, CancelToken
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class ApprovalRequest:
     block_id: str | None = None  # the block whose approval this is (asked once per host)
     block_name: str | None = None
     started_by: str = ""  # who started the run
-    cancelled: threading.Event = field(default=_NOT_SET, compare=False, repr=False)
+    # the run's stop token (opsbook.cancel): an approver waits on it, never on a bare sleep
+    cancelled: CancelToken = field(default=NEVER, compare=False, repr=False)
     runs_on: str | None = None  # the delegate the action runs on, when the step delegates
     steps: tuple[str, ...] = ()  # a block's approval: every step it covers ("name: action on host")
     four_eyes: bool = False  # only someone other than the user who started the run may approve
@@ -133,13 +134,20 @@ class ApprovalGates:
         key = (request.block_id, request.host)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        # another step of the block on this host may be asking: wait for its decision, or
+        # for the run's stop (the lock is taken through the stop token, never blindly)
+        if not request.cancelled.acquire(lock):
+            known = self._decided.get(key)
+            return known or Decision(False, "nobody", cancelled=stopped() or request.cancelled.reason or "stopped"), False
+        try:
             known = self._decided.get(key)
             if known is not None:
                 return known, False
             decision = self._ask(request, stopped, announce)
             self._decided[key] = decision
             return decision, True
+        finally:
+            lock.release()
 
     def _ask(self, request: ApprovalRequest, stopped: Callable[[], str],
              announce: Callable[[ApprovalRequest], None]) -> Decision:

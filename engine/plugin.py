@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from opsbook.cancel import CancelToken
 from opsbook.errors import PluginError
 from opsbook.evidence import evidence_file
 
@@ -156,7 +157,7 @@ class Connection(Protocol):
         stdin: bytes | None = None,
         timeout: float | None = None,
         become: Become | None = None,
-        cancel: threading.Event | None = None,
+        cancel: CancelToken | threading.Event | None = None,
         on_output: Callable[[str], None] | None = None,
     ) -> CommandResult:
         """Run a shell string, or an argv list without a shell."""
@@ -208,7 +209,11 @@ class ActionContext:
     check_mode: bool = False
     diff_mode: bool = False
     timeout: float | None = None  # seconds left for this attempt, None = no limit
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    # The node's cancel token (opsbook.cancel.CancelToken): set when the run is interrupted
+    # (SIGINT/SIGTERM), its timeout passes, or the step's `timeout:` does. An action that
+    # waits waits on it: `ctx.sleep(seconds)` or `ctx.cancelled.wait(seconds)`, never
+    # `time.sleep`, so that a signal is answered within a second wherever the run stands.
+    cancelled: CancelToken = field(default_factory=CancelToken)
     evidence_dir: Path | None = None  # the run's evidence folder
     become: Become | None = None
     secrets: Any = None  # opsbook.secrets.SecretStore
@@ -241,6 +246,15 @@ class ActionContext:
     def wants_output(self) -> bool:
         """Whether anyone looks at `output` lines: skip splitting output into lines if not."""
         return self._output is not None
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait `seconds` unless the node is cancelled first: True when the whole wait ran
+        (go on), False when cancelled (stop and return what you have)."""
+        return self.cancelled.sleep(seconds)
+
+    def raise_if_cancelled(self) -> None:
+        """Raise opsbook.cancel.Cancelled when the node is cancelled (a failure of the step)."""
+        self.cancelled.raise_if_cancelled()
 
     def deadline_left(self, default: float | None = None) -> float | None:
         return self.timeout if self.timeout is not None else default

@@ -10,14 +10,18 @@ counts as out (unhealthy, whatever its probe says) until this run puts it back, 
   block, or to put a member back before its block ends).
 
 A member whose block failed stays out for the rest of the run: nothing put it back.
+
+`PreFlights` runs the check itself: each other member's probe (observing the run's cancel
+token), the minimum, and the journal's `preflight` event.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from opsbook.cancel import CancelToken
 from opsbook.errors import Diagnostic, did_you_mean
 
 
@@ -83,3 +87,112 @@ class OutOfPool:
     def out(self, step_id: str) -> set[str]:
         with self._lock:
             return set(self._out.get(step_id, ()))
+
+
+class PreFlights:
+    """The `keep_healthy` pre-flights of one run: judge a step's pool before it takes a
+    member out, under one lock per step (two hosts of a step never both pass and both go)."""
+
+    def __init__(self, svc: Any, context_for: Callable[[Any], Mapping[str, Any]]) -> None:
+        self._svc = svc
+        self._context_for = context_for  # a node's template variables
+        self.out_of_pool = OutOfPool(svc.plan.releases)
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def lock(self, step_id: str) -> threading.Lock:
+        """The lock a step's pre-flight and action run under (take it through the cancel token)."""
+        with self._guard:
+            return self._locks.setdefault(step_id, threading.Lock())
+
+    def check(self, node: Any, ctx_vars: Mapping[str, Any], cancel: CancelToken) -> str | None:
+        """Why the step must not act on its host now (fewer than the minimum of healthy members
+        would remain), or None. Members are judged by their probe now; those this run took out
+        and has not put back count as out whatever the probe says."""
+        from opsbook.errors import UserError
+        from opsbook.runtypes import user_message
+        from opsbook.template import render
+
+        step = node.step
+        keep = step.keep_healthy
+        assert keep is not None and node.host is not None
+        try:
+            group, members = self.members(node, ctx_vars)
+        except UserError as exc:
+            return f"keep_healthy: {user_message(exc)}"
+        taken = self.out_of_pool.out(step.id)
+        others = [m for m in members if m != node.host and m not in taken]
+        healthy: list[str] = []
+        unhealthy: list[str] = []
+        for member in others:
+            ok, why = self._probe(node, member, cancel)
+            (healthy if ok else unhealthy).append(member if ok else f"{member} ({why})")
+        total = len(members)
+        minimum, percent = keep.minimum, keep.percent
+        if keep.template is not None:  # `min: "{{ params.min_in_pool }}"`
+            from opsbook.load import count_or_percent
+
+            try:
+                minimum, percent = count_or_percent(str(render(keep.template, ctx_vars, pos=step.pos)))
+            except UserError as exc:
+                return f"keep_healthy.min: {user_message(exc)}"
+            if minimum is None and percent is None:
+                return (f"keep_healthy.min {keep.template!r} must render to a count like 2 or "
+                        f"a percentage like '50%' ({step.pos})")
+        needed = int(minimum if minimum is not None else -(-total * (percent or 0) // 100))
+        taken_here = sorted(taken & set(members))
+        detail = {"group": group, "members": total, "healthy_others": healthy,
+                  "unhealthy": unhealthy, "taken_out": taken_here, "required": needed}
+        self._svc.journal.event(self._svc.run_id, "preflight", node.id, detail)
+        if len(healthy) >= needed:
+            return None
+        why = (f"refusing to take {node.host} out: only {len(healthy)} other healthy member(s) of "
+               f"{group} would remain ({', '.join(healthy) or 'none'}); keep_healthy requires {needed}")
+        if unhealthy:
+            why += f"; unhealthy: {', '.join(unhealthy)}"
+        if taken_here:
+            why += f"; taken out by this step and not yet put back: {', '.join(taken_here)}"
+        return why
+
+    def members(self, node: Any, ctx_vars: Mapping[str, Any]) -> tuple[str, list[str]]:
+        """(how the group reads, its members): `keep_healthy.group` rendered like any
+        templated field, or the step's own hosts."""
+        from opsbook.template import render
+
+        keep = node.step.keep_healthy
+        assert keep is not None
+        if not keep.group:
+            return "the step's hosts", list(node.leaf.hosts)
+        pattern = str(render(keep.group, ctx_vars, pos=node.step.pos))
+        return pattern, [h.name for h in self._svc.plan.inventory.match(pattern, position=node.step.pos)]
+
+    def _probe(self, node: Any, member: str, cancel: CancelToken) -> tuple[bool, str]:
+        from opsbook.compile import Node
+        from opsbook.plugin import ActionContext, Status
+        from opsbook.template import render
+
+        svc = self._svc
+        keep = node.step.keep_healthy
+        assert keep is not None
+        info = svc.hostinfo(member)
+        if keep.probe is not None:
+            name, raw_args = keep.probe.name, keep.probe.args
+        elif info.vars.get("health_url"):
+            name, raw_args = "probe.http", {"url": info.vars["health_url"]}
+        else:
+            return False, "no probe: set keep_healthy.probe or the host var health_url"
+        spec = svc.registry.action(name)
+        if spec is None:
+            return False, f"{name} is not installed"
+        if cancel.is_set():
+            return False, "not probed: the run is stopping"
+        member_node = Node(node.id, node.kind, node.leaf, member, node.index)
+        try:
+            args = render(raw_args, self._context_for(member_node), pos=keep.probe.pos if keep.probe else None)
+            ctx = ActionContext(host=info, step_name=f"pre-flight of {node.step.name}", timeout=10.0,
+                                secrets=svc.secrets, run_id=svc.run_id, _connect=svc.pool.get,
+                                _lookup_host=svc.hostinfo, check_mode=True, cancelled=cancel)
+            result = spec.fn(ctx, spec.parse_args(args))
+        except Exception as exc:  # noqa: BLE001 - a probe that cannot run means "not known healthy"
+            return False, str(exc)
+        return result.status is Status.OK, result.msg or result.status.value

@@ -11,13 +11,13 @@ every response is journaled, locked and reported like any other run.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
+from opsbook.cancel import CancelToken
 from opsbook.errors import UserError
 from opsbook.execute import RunOptions, RunSummary
 from opsbook.journal import Journal
@@ -100,7 +100,7 @@ class Watcher:
         self.registry = registry
         self.journal = journal
         self.state = WatchState()
-        self.stop = threading.Event()
+        self.stop = CancelToken()  # a signal stops the watcher (opsbook.cancel)
         self.on_event = on_event or (lambda kind, data: None)
         watched = load_runbook(config.runbook, registry)
         self.checks = health_steps(watched)

@@ -721,11 +721,13 @@ def _await_exec(target: Any, api: Any, exec_id: str, req: Any, started: float) -
         info = _api_call(target.daemon, lambda: api.exec_inspect(exec_id))
         if not info.get("Running"):
             return dict(info)
-        if req.cancel is not None and req.cancel.is_set():
-            return {}
         if req.timeout is not None and time.monotonic() - started >= req.timeout:
             return {}
-        time.sleep(0.2)
+        if req.cancel is not None:
+            if req.cancel.wait(0.2):  # the node's cancel token: a signal ends the poll at once
+                return {}
+        else:
+            time.sleep(0.2)
 
 
 def _strip_pid(err: bytes) -> tuple[int | None, bytes]:

@@ -139,7 +139,7 @@ def test_html_report_of_a_real_run_renders_in_chromium(pristine, ob):
     assert len(seen) > 50, f"only {len(seen)} colours: the page did not render"
     assert seen.get(OK_GREEN, 0) > 200, "no green bars of ok nodes in the Gantt chart"
     # Bar widths follow durations, and a rollback lasts milliseconds of a run of seconds; what is
-    # fixed is the smallest bar (report._MIN_BAR_W = 4 px by 12 px, rounded corners): each one
+    # fixed is the smallest bar (report.html._MIN_BAR_W = 4 px by 12 px, rounded corners): each one
     # paints at least ~30 pixels of exactly its colour, so two executed rollbacks give > 50.
     assert seen.get(ROLLBACK_BLUE, 0) > 50, "no bars of the executed rollbacks in the Gantt chart"
 

@@ -178,7 +178,7 @@ def look(ctx, args: NoArgs) -> Result:
 
 registry = Registry.from_entry_points()
 registry.add(plugin)
-cli._registry = lambda: registry
+cli.base._registry = lambda: registry
 sys.argv[0] = "opsbook"
 try:
     main()

@@ -1,0 +1,189 @@
+"""Rollback: the undo entries a run records as its steps complete, and their replay.
+
+Owns the pending entries (written to the journal next to the result of the step they
+undo; a `no_log` step's arguments are kept in this process only) and their order on
+replay (`order`): per host the step acted for, newest first; hosts in parallel, except
+the hosts of a `serial` rollout, which are undone one batch at a time, newest batch
+first. After one undo of a host fails, that host's older undos are not run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from opsbook.compile import Node
+from opsbook.errors import UserError
+from opsbook.plugin import ActionContext, ActionSpec, Become, HostInfo, Result, Status
+from opsbook.runtypes import RunServices, user_message
+from opsbook.secrets import HIDDEN
+from opsbook.template import render
+from opsbook.variables import render_args
+
+ROLLBACK_TIMEOUT = 300.0  # seconds each inverse action gets
+
+
+def order(entries: list[dict[str, Any]], wave_of: Callable[[list[dict[str, Any]]], int]) -> list[list[list[dict[str, Any]]]]:
+    """The replay order of pending journal entries (in the order they were recorded):
+    waves run one after the other, each a list of hosts run in parallel, each host's
+    entries newest first. `wave_of(host's entries)` is the serial batch the host's undos
+    belong to (-1: none), and higher batches go first, -1 last."""
+    by_host: dict[str | None, list[dict[str, Any]]] = {}
+    for entry in entries:
+        by_host.setdefault(entry["host"], []).append(entry)
+    waves: dict[int, list[list[dict[str, Any]]]] = {}
+    for items in by_host.values():
+        waves.setdefault(wave_of(items), []).append(list(reversed(items)))
+    return [waves[w] for w in sorted(waves, reverse=True)]
+
+
+def acting_host(node: Node, ctx_vars: Mapping[str, Any]) -> str | None:
+    """Where the action really ran: the delegate when the step delegates."""
+    if node.step.delegate_to:
+        try:
+            return str(render(node.step.delegate_to, ctx_vars, pos=node.step.pos))
+        except UserError:
+            return node.host
+    return node.host
+
+
+class Rollbacks:
+    """The undo entries of one run: recorded as steps complete, replayed on failure."""
+
+    def __init__(self, svc: RunServices, become_for: Callable[[Node], Become | None]) -> None:
+        self._svc = svc
+        self._become_for = become_for  # an origin node's privileges (its rendered become settings)
+        self._unrecorded: dict[int, Any] = {}  # rollback seq -> args of a no_log step
+        self.problems: list[str] = []  # undos that failed or were not run (a human is needed)
+
+    # -- recording (node runs) -----------------------------------------------------------
+    def record(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], results: list[Result]) -> None:
+        """One undo per item done (a loop's rendered with its item bound), newest last."""
+        step = node.step
+        done = [(ctx_vars, results[0])] if step.loop is None else \
+            [({**ctx_vars, step.loop_var: r.data.get(step.loop_var)}, r) for r in results if r.status is Status.OK]
+        if step.rollback is not None:
+            inverse_spec = self._svc.registry.action(step.rollback.name)
+            for scope, _result in done:
+                try:
+                    if inverse_spec is None:
+                        raise UserError(f"{step.rollback.name} is not installed")
+                    args = render_args(inverse_spec, step.rollback.args, scope, step.pos)
+                except UserError as exc:
+                    self._svc.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
+                    return
+                self._add(node, step.rollback.name, args, acting_host(node, ctx_vars))
+        elif spec.inverse is not None:
+            for scope, result in done:
+                try:
+                    args = render_args(spec, step.action.args, scope, step.pos)  # type: ignore[union-attr]
+                    inverse = spec.inverse(spec.parse_args(args), result)
+                except Exception:  # noqa: BLE001 - no inverse for this result
+                    inverse = None
+                if inverse is not None:
+                    self._add(node, inverse[0], inverse[1], acting_host(node, ctx_vars))
+
+    def _add(self, node: Node, action: str, args: Any, target: str | None) -> None:
+        svc = self._svc
+        if not node.step.no_log:
+            svc.journal.add_rollback(svc.run_id, node.id, node.host, action, svc.secrets.seal(args), target=target)
+            return
+        # no_log: the arguments stay in this process only; after a crash the entry says so.
+        seq = svc.journal.add_rollback(svc.run_id, node.id, node.host, action, HIDDEN, target=target)
+        self._unrecorded[seq] = args
+
+    # -- replay (after the run) ------------------------------------------------------------
+    def replay(self) -> int:
+        """Undo what completed (see the module docstring). A delegated step's undo belongs
+        to the host it acted for (the balancer's "put web1 back" waits until web1's own
+        changes are undone), and runs where the step ran. Returns how many were undone."""
+        svc = self._svc
+        entries = [e for e in svc.journal.rollbacks(svc.run_id) if e["status"] == "pending"]
+        if not entries:
+            return 0
+        svc.emit("rollback_started", count=len(entries))
+        done = 0
+        for hosts in order(entries, self._wave):
+            with ThreadPoolExecutor(max_workers=max(1, min(svc.opts.forks, len(hosts))),
+                                    thread_name_prefix="rollback") as workers:
+                done += sum(f.result() for f in [workers.submit(self._host, items) for items in hosts])
+        return done
+
+    def _wave(self, items: list[dict[str, Any]]) -> int:
+        """The serial batch (its index) a host's undos belong to, or -1 when none was serial."""
+        wave = -1
+        for entry in items:
+            origin = self._svc.plan.nodes.get(entry["node_id"])
+            leaf = origin.leaf if origin is not None else None
+            if leaf is not None and leaf.serial_owner is not None:
+                index = next((k for k, batch in enumerate(leaf.batches) if entry["host"] in batch), -1)
+                wave = max(wave, index)
+        return wave
+
+    def _host(self, entries: list[dict[str, Any]]) -> int:
+        """One host's undos, newest first. After one fails, the older ones are not run: the host
+        is in a state nobody planned for, and an older undo (put it back into the balancer's
+        pool) must not put it back into service on a change that could not be undone."""
+        svc = self._svc
+        done = 0
+        failed_first = ""
+        for entry in entries:
+            spec = svc.registry.action(entry["action"])
+            seq = entry["seq"]
+            origin = svc.plan.nodes.get(entry["node_id"])
+            undoes = origin.step.name if origin is not None and origin.leaf is not None else entry["node_id"]
+            if failed_first:
+                msg = (f'not run: the undo of "{failed_first}" failed before it, so this host is left as it is; '
+                       "undo by hand once it is safe")
+                svc.journal.rollback_status(svc.run_id, seq, "skipped", msg)
+                self._done(entry, undoes, "skipped", msg)
+                continue
+            if spec is None:
+                msg = f"action {entry['action']} not installed"
+                svc.journal.rollback_status(svc.run_id, seq, "failed", msg)
+                self._done(entry, undoes, "failed", msg)
+                failed_first = undoes
+                continue
+            svc.journal.rollback_status(svc.run_id, seq, "running")
+            result = self._undo(entry, spec, origin, undoes)
+            status = "done" if result.status is Status.OK else "failed"
+            svc.journal.rollback_status(svc.run_id, seq, status, svc.secrets.redact(result.msg))
+            self._done(entry, undoes, status, result.msg)
+            done += status == "done"
+            failed_first = failed_first or (undoes if status == "failed" else "")
+        return done
+
+    def _undo(self, entry: dict[str, Any], spec: ActionSpec, origin: Node | None, undoes: str) -> Result:
+        svc = self._svc
+        target = entry["target"]
+        info = svc.hostinfo(target) if target else HostInfo("localhost", {})
+        # undo with the privileges it was done with
+        become = self._become_for(origin) if origin is not None and origin.leaf is not None else None
+        # not the run's cancel token: a rollback runs because the run was stopped
+        ctx = ActionContext(host=info, step_name=f"rollback of {undoes}", secrets=svc.secrets, become=become,
+                            timeout=ROLLBACK_TIMEOUT, runbook_dir=svc.runbook_dir, run_id=svc.run_id,
+                            evidence_dir=svc.opts.evidence_dir, _connect=svc.pool.get, _lookup_host=svc.hostinfo)
+        try:
+            seq = entry["seq"]
+            if seq in self._unrecorded:
+                args = self._unrecorded[seq]
+            elif entry["args"] == HIDDEN:
+                raise UserError(f"its arguments were not recorded (the step has no_log: true) and this process "
+                                f"did not record them either: undo {entry['action']} by hand")
+            else:
+                args = svc.secrets.unseal(entry["args"])
+            return spec.fn(ctx, spec.parse_args(args))
+        except UserError as exc:
+            return Result.failed(user_message(exc))
+        except Exception as exc:  # noqa: BLE001
+            return Result.failed(f"{type(exc).__name__}: {exc}")
+
+    def _done(self, entry: dict[str, Any], undoes: str, status: str, msg: str) -> None:
+        svc = self._svc
+        if status != "done":
+            where = f" (on {entry['target']})" if entry.get("target") and entry["target"] != entry["host"] else ""
+            self.problems.append(svc.secrets.redact(
+                f'undo of "{undoes}" for {entry["host"] or "localhost"}{where} {status}: {msg}'))
+        svc.emit("rollback_finished", host=entry["host"], target=entry["target"], action=entry["action"],
+                 origin=entry["node_id"], step=undoes, status=status, msg=msg)
