@@ -18,7 +18,7 @@ from typing import Any
 
 from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
 from opsbook.cancel import CancelToken
-from opsbook.errors import UserError
+from opsbook.errors import OpsbookError, UserError
 from opsbook.execute import RunOptions, RunSummary
 from opsbook.journal import Journal
 from opsbook.model import Runbook
@@ -74,13 +74,18 @@ class WatchState:
 
 
 def response_approver(auto: bool, journal_path: str, timeout: float,
-                      on_event: Callable[[str, dict[str, Any]], None]) -> Any:
+                      on_event: Callable[[str, dict[str, Any]], None], four_eyes: bool = False,
+                      runbook: str = "") -> Any:
     """Who answers the gates of a response nobody started by hand: `--auto-approve` approves
     them as --yes does; otherwise each gate waits for a human, announced as an
-    `approval_needed` event with the prompt and the command that approves it."""
+    `approval_needed` event with the prompt and the command that approves it. A four-eyes
+    runbook (`approved_by: another`) always waits for a person, auto-approve or not."""
     from opsbook.approve import approve_command, auto_approver, unattended_approver
 
-    if auto:
+    if auto and four_eyes:
+        on_event("auto_approve_ignored", {"runbook": runbook, "why": "approved_by: another: its gates wait for "
+                                          "a person other than the watcher's user"})
+    elif auto:
         return auto_approver()
 
     def notify(request: Any) -> None:
@@ -152,7 +157,7 @@ class Watcher:
             return None
         return self.respond()
 
-    def respond(self) -> RunSummary:
+    def respond(self) -> RunSummary | None:
         config = self.config
         path = config.respond or config.runbook
         self.on_event("responding", {"runbook": path, "incident_start": self.state.first_failure})
@@ -160,14 +165,21 @@ class Watcher:
         plan = make_plan(runbook, self.inventory, config.params)
         request = RunRequest(inventory_sources=list(config.inventory), options=RunOptions(),
                              approver=response_approver(config.auto_approve, self.journal.path,
-                                                        config.approval_timeout, self.on_event),
+                                                        config.approval_timeout, self.on_event,
+                                                        runbook.approved_by == "another", path),
                              incident_start=self.state.first_failure, given_params=dict(config.params))
         # The runbook's named lock (or one per response runbook) keeps a second watcher, or
         # a human, from running the same response at the same time.
         if runbook.lock is None:
             runbook = dataclasses.replace(runbook, lock=f"watch:{runbook.name}")
             plan.runbook = runbook
-        summary = start_run(plan, self.registry, self.journal, request)
+        try:
+            summary = start_run(plan, self.registry, self.journal, request)
+        except OpsbookError as exc:  # the response could not start: say why, keep watching
+            self.state.cooling_until = time.time() + config.cooldown
+            self.state.consecutive, self.state.first_failure = 0, None
+            self.on_event("response_not_started", {"runbook": path, "why": str(exc)})
+            return None
         self.state.responses.append(summary)
         self.state.cooling_until = time.time() + config.cooldown
         self.state.consecutive, self.state.first_failure = 0, None

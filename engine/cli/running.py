@@ -78,7 +78,8 @@ def _alert_starter(registry: Any, inventories: tuple[str, ...], params: dict[str
         given = {**params, **route.given(alert.get("labels", {}))}
         the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry), given)
         begun = _parse_time(str(alert["startsAt"])) if alert.get("startsAt") else None
-        approver = response_approver(auto_approve(route.runbook), _journal(journal_path).path, approval_timeout, say)
+        approver = response_approver(auto_approve(route.runbook), _journal(journal_path).path, approval_timeout, say,
+                                     rb.approved_by == "another", route.runbook)
         request = RunRequest(list(inventories), RunOptions(), approver=approver, incident_start=begun,
                              given_params=given)
         holding = threading.Event()

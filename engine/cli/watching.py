@@ -11,6 +11,27 @@ from opsbook.cli.base import _extra, _extra_opt, _inventory_opt, _journal, _jour
 from opsbook.cli.running import _alert_starter, _webhook_token
 
 
+def _auto_approval(given: tuple[str, ...], responses: list[str], registry: Any) -> Any:
+    """path -> whether --auto-approve names it. Each value must be `all`, a response runbook
+    (as given to --respond/--route, or the same file by another path) or its `name:`; a
+    value that names none of them is a mistake, refused before anything is watched."""
+    from opsbook.api import load_runbook
+
+    names: dict[str, str] = {}
+    for path in responses:
+        try:
+            names[path] = load_runbook(path, registry).name
+        except Exception:  # noqa: BLE001 - a broken runbook is reported when it is loaded for real
+            names[path] = ""
+    same = lambda a, b: a == b or os.path.realpath(a) == os.path.realpath(b)  # noqa: E731
+    for value in given:
+        if value != "all" and not any(same(value, p) or value == names[p] for p in responses):
+            shown = ", ".join(f"{p} (name: {names[p]})" if names[p] else p for p in responses) or "none"
+            raise click.UsageError(f"--auto-approve {value}: not a response runbook of this watch; responses: "
+                                   f"{shown}, or `all`")
+    return lambda path: any(a == "all" or same(a, path) or a == names.get(path) for a in given)
+
+
 @main.command()
 @click.argument("runbook", type=click.Path(), required=False)
 @_inventory_opt
@@ -64,8 +85,8 @@ def watch(runbook: str | None, inventories: tuple[str, ...], extra: tuple[str, .
         click.echo(f"watch: {kind} {' '.join(f'{k}={v}' for k, v in zip(data, shown))}", err=True)
 
     waits = parse_duration(approval_timeout)
-    same = lambda a, b: a == b or os.path.realpath(a) == os.path.realpath(b)  # noqa: E731
-    auto = lambda path: any(a == "all" or same(a, path) for a in auto_approve)  # noqa: E731
+    auto = _auto_approval(auto_approve, [p for p in (respond or runbook,) if p]
+                          + [Route.parse(r).runbook for r in routes], registry)
 
     receiver = None
     if listen:

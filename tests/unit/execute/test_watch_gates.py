@@ -137,3 +137,46 @@ def test_an_alert_started_gate_waits_for_a_human_unless_its_route_is_auto_approv
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_auto_approve_never_approves_a_four_eyes_response_and_the_watcher_goes_on(registry, journal, write,
+                                                                                    tmp_path, monkeypatch):
+    monkeypatch.setenv("OPSBOOK_RUNS_DIR", str(tmp_path / "runs"))
+    watched, respond = _runbooks(write, tmp_path)
+    from pathlib import Path
+
+    Path(respond).write_text(Path(respond).read_text().replace("name: fix\n", "name: fix\napproved_by: another\n"))
+    events: list[tuple[str, dict]] = []
+    watcher = Watcher(WatchConfig(watched, respond, interval=0.05, failures=1, cooldown=60, max_responses=1,
+                                  max_rounds=5, auto_approve=True, approval_timeout=0.5), registry, journal,
+                      lambda kind, data: events.append((kind, data)))
+    watcher.run()
+    kinds = [k for k, _ in events]
+    assert "auto_approve_ignored" in kinds and "approval_needed" in kinds
+    (summary,) = watcher.state.responses
+    assert summary.status == "failed" and not (tmp_path / "log").exists()
+
+
+def test_a_response_that_cannot_start_is_said_and_watching_goes_on(registry, journal, write, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPSBOOK_RUNS_DIR", str(tmp_path / "runs"))
+    watched, respond = _runbooks(write, tmp_path)
+    journal.acquire("lock:watch:fix", "a-run-of-someone-else")
+    events: list[tuple[str, dict]] = []
+    watcher = Watcher(WatchConfig(watched, respond, interval=0.05, failures=1, cooldown=0, max_rounds=3,
+                                  auto_approve=True), registry, journal, lambda kind, data: events.append((kind, data)))
+    watcher.run()
+    refused = [d for k, d in events if k == "response_not_started"]
+    assert refused and "a-run-of-someone-else" in refused[0]["why"]
+    assert watcher.state.rounds == 3, "the watcher kept probing"
+
+
+def test_a_mistyped_auto_approve_is_refused_before_watching(tmp_path):
+    rb = tmp_path / "recreate.yaml"
+    rb.write_text('opsbook: 1\nname: recreate\nsteps:\n  - name: up\n    probe.tcp: {port: 1, timeout: 1}\n')
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    done = subprocess.run([sys.executable, "-m", "opsbook", "watch", str(rb), "--auto-approve", "recreate.yml",
+                           "--max-responses", "1"], capture_output=True, text=True, env=env, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert "--auto-approve recreate.yml: not a response runbook of this watch" in done.stderr
+    assert "(name: recreate)" in done.stderr
