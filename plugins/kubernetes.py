@@ -2662,3 +2662,15 @@ def inventory_from(
         doc[name] = {"hosts": members}
     doc["ungrouped"] = {"hosts": []}
     return doc
+
+
+# --------------------------------------------------------------------------- more actions
+# Action families in their own modules register on this plugin when it is imported
+# (logs, exec, revisions, taints, Services); they import what they share from here.
+from opsbook_plugins import (  # noqa: E402,F401  (registration side effect)
+    k8s_exec,
+    k8s_logs,
+    k8s_rollout,
+    k8s_service,
+    k8s_taint,
+)
