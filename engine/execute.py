@@ -290,11 +290,19 @@ class Executor:
         self.aborted = self.aborted or reason
         self._stop.set()
 
+    def _targets(self) -> list[str]:
+        """Where the steps go (a cluster's context and API server): the run's header shows it."""
+        if not self.listeners:
+            return []
+        from opsbook.targets import plan_targets
+
+        return plan_targets(self.plan, self.registry)
+
     def run(self) -> RunSummary:
         started = time.time()
         # the nodes `plan` and `show` count: step x host, not the scheduler's barriers
         self.emit("run_started", nodes=sum(n.kind != BARRIER for n in self.plan.nodes.values()),
-                  runbook=self.plan.runbook.name)
+                  runbook=self.plan.runbook.name, targets=self._targets())
         run_timeout = self.opts.timeout or self.plan.runbook.timeout
         run_deadline = time.monotonic() + run_timeout if run_timeout else None
         timed_out = False

@@ -12,6 +12,7 @@ from opsbook.compile import BARRIER, HANDLER, Node, Plan
 from opsbook.errors import UserError
 from opsbook.registry import Registry
 from opsbook.secrets import HIDDEN
+from opsbook.targets import node_target
 from opsbook.template import render
 from opsbook.variables import render_args
 
@@ -76,6 +77,9 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
             step = node.step
             entry.update(step=step.name, step_id=step.id, host=node.host, action=step.action.name if step.action else None,
                          args=_rendered_args(plan, node, context), where=str(step.pos))
+            target = node_target(plan, node, context.registry, entry["args"])
+            if target:
+                entry["target"] = target
             for key in ("when", "loop", "register", "retries", "timeout", "approve", "serial", "run_once", "delegate_to",
                         "tags", "notify"):
                 value = getattr(step, key)
@@ -128,6 +132,9 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
                 continue
             args = _rendered_args(plan, node, context)
             lines.append(f"    {host}: {step.action.name if step.action else ''} {json.dumps(args, default=str)}")
+            target = node_target(plan, node, context.registry, args)
+            if target:
+                lines.append(f"      -> {target}")
         if not leaf.hosts:
             lines.append("    (no hosts)")
         if step.rollback is not None:

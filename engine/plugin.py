@@ -397,6 +397,9 @@ class ActionSpec:
         return self.args_model.model_validate(dict(raw))  # type: ignore[attr-defined]
 
 
+TargetFn = Callable[[str, Any, Mapping[str, Any]], "str | None"]
+
+
 class Plugin:
     """A named set of actions and connection kinds, exposed through an entry point."""
 
@@ -406,6 +409,14 @@ class Plugin:
         self.actions: dict[str, ActionSpec] = {}
         self.connections: dict[str, ConnectionFactory] = {}
         self.inventory_sources: dict[str, InventorySource] = {}
+        # where a step of this plugin goes (a cluster, an API): shown by `plan` and the run's header
+        self.target_of: TargetFn | None = None
+
+    def target(self, fn: TargetFn) -> TargetFn:
+        """Register fn(action, rendered args, host vars) -> "where it goes" (or None), e.g.
+        the Kubernetes context and API server; it must not contact anything."""
+        self.target_of = fn
+        return fn
 
     def action(
         self,

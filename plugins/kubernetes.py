@@ -2707,4 +2707,5 @@ from opsbook_plugins import (  # noqa: E402,F401  (registration side effect)
     k8s_rollout,
     k8s_service,
     k8s_taint,
+    k8s_target,
 )
