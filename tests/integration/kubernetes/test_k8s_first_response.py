@@ -14,6 +14,22 @@ pytestmark = pytest.mark.k8s
 
 
 @pytest.fixture
+def cleanup(k8s_env):
+    """Delete, after the test, the Services, Endpoints and pods it created in the shared
+    namespace (other tests list what is there)."""
+    from kubernetes.client.exceptions import ApiException
+
+    made: list = []
+    yield made.append
+    for call in reversed(made):
+        try:
+            call()
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+@pytest.fixture
 def app(k8s_env):
     k8s_env.deployment("app", replicas=2)
     yield "app"
@@ -202,7 +218,8 @@ def test_taint_and_untaint_with_rollback(act, k8s_env):
 # --------------------------------------------------------------------------- services
 
 
-def test_wait_endpoints_counts_ready_endpoints_of_the_service(act, k8s_env, app):
+def test_wait_endpoints_counts_ready_endpoints_of_the_service(act, k8s_env, app, cleanup):
+    cleanup(lambda: k8s_env.core.delete_namespaced_service(app, k8s_env.ns))
     k8s_env.core.create_namespaced_service(
         k8s_env.ns,
         {
@@ -222,7 +239,8 @@ def test_wait_endpoints_counts_ready_endpoints_of_the_service(act, k8s_env, app)
     assert dry.status is Status.UNKNOWN and "a real run waits" in dry.msg
 
 
-def test_http_without_endpoints_reports_the_proxy_answer(act, k8s_env):
+def test_http_without_endpoints_reports_the_proxy_answer(act, k8s_env, cleanup):
+    cleanup(lambda: k8s_env.core.delete_namespaced_service("nobody", k8s_env.ns))
     k8s_env.core.create_namespaced_service(
         k8s_env.ns,
         {"metadata": {"name": "nobody"}, "spec": {"ports": [{"name": "http", "port": 80}]}},
@@ -234,7 +252,7 @@ def test_http_without_endpoints_reports_the_proxy_answer(act, k8s_env):
 
 
 @pytest.mark.lab
-def test_http_through_the_service_proxy_reaches_a_real_server(act, k8s_env, lab_info):
+def test_http_through_the_service_proxy_reaches_a_real_server(act, k8s_env, lab_info, cleanup):
     """kwok pods cannot serve HTTP (their IPs exist only on paper), and the API server only
     proxies to an endpoint that is a pod with that IP. So a pod object stands for the lab's
     real nginx web1: bound to a node no kubelet (nor kwok) runs, its status says Running at
@@ -242,6 +260,9 @@ def test_http_through_the_service_proxy_reaches_a_real_server(act, k8s_env, lab_
     sends the request to nginx."""
     web1 = lab_info.hosts["web1"].lab_ip
     ns = k8s_env.ns
+    cleanup(lambda: k8s_env.core.delete_namespaced_pod("lab-web1", ns, grace_period_seconds=0))
+    cleanup(lambda: k8s_env.core.delete_namespaced_service("lab-web", ns))
+    cleanup(lambda: k8s_env.core.delete_namespaced_endpoints("lab-web", ns))
     k8s_env.core.create_namespaced_pod(
         ns,
         {
