@@ -296,7 +296,10 @@ class Executor:
             return []
         from opsbook.targets import plan_targets
 
-        return plan_targets(self.plan, self.registry)
+        try:
+            return plan_targets(self.plan, self.registry)
+        except Exception:  # a description of the plan must never keep a run from starting
+            return []
 
     def run(self) -> RunSummary:
         started = time.time()

@@ -35,6 +35,9 @@ def plan_targets(plan: Plan, registry: Registry) -> list[str]:
     for node in sorted(plan.nodes.values(), key=lambda n: n.index):
         if node.kind == BARRIER or node.step.action is None:
             continue
+        plugin = registry.plugin(node.step.action.plugin)
+        if plugin is None or plugin.target_of is None:
+            continue  # render only what a plugin will describe
         target = node_target(plan, node, registry, _rendered_args(plan, node, context))
         if target:
             steps = found.setdefault(target, [])
