@@ -18,6 +18,7 @@ from opsbook.errors import (
 )
 from opsbook.model import Runbook, Step, format_duration
 from opsbook.registry import Registry
+from opsbook.timeouts import attempt_seconds
 
 # Names every template may read without declaring them.
 MAGIC_NAMES = frozenset({
@@ -450,7 +451,8 @@ def rto_warning(runbook: Runbook, plan: Any) -> Diagnostic | None:
     cost: dict[str, float] = {}
     for sid, leaf in plan.leaves.items():
         step: Step = leaf.step
-        cost[sid] = (step.timeout or 0.0) * (1 + step.retries) + step.delay * step.retries
+        # the step's timeout, or its action's own `timeout:` argument (opsbook.timeouts)
+        cost[sid] = attempt_seconds(step, runbook) * (1 + step.retries) + step.delay * step.retries
     needs: dict[str, list[str]] = {sid: [] for sid in plan.leaves}
     for a, c in plan.step_edges:
         needs[c].append(a)

@@ -163,12 +163,23 @@ class Executor:
         self.journal.event(self.run_id, "warning", None,
                            {"message": f"a listener stopped: {type(listener).__name__}: {type(exc).__name__}: {exc}"})
 
+    def _targets(self) -> list[str]:
+        """Where the steps go (a cluster's context and API server): the run's header shows it."""
+        if not self.listeners:
+            return []
+        from opsbook.targets import plan_targets
+
+        try:
+            return plan_targets(self.plan, self.registry)
+        except Exception:  # a description of the plan must never keep a run from starting
+            return []
+
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> RunSummary:
         started = time.time()
         # the nodes `plan` and `show` count: step x host, not the scheduler's barriers
         self.emit("run_started", nodes=sum(n.kind != BARRIER for n in self.plan.nodes.values()),
-                  runbook=self.plan.runbook.name)
+                  runbook=self.plan.runbook.name, targets=self._targets())
         timed_out = False
         try:
             with Workers(max(1, self.opts.forks)) as workers:

@@ -14,6 +14,7 @@ from opsbook.errors import UserError
 from opsbook.planrender import Known, render_known, render_text
 from opsbook.registry import Registry
 from opsbook.secrets import HIDDEN
+from opsbook.targets import node_target
 from opsbook.template import render, short_value
 
 _ITEMS_SHOWN = 20  # items of a known loop shown in the text view (JSON has all)
@@ -160,6 +161,9 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
             if step.delegate_to is not None:  # where the action runs for this host
                 delegate = render_text(step.delegate_to, _node_ctx(plan, node, context))
                 waits |= delegate.waits_for
+            target = node_target(plan, node, context.registry, args.value)
+            if target:
+                entry["target"] = target
             for key in ("when", "loop", "register", "retries", "timeout", "approve", "serial", "run_once", "delegate_to",
                         "tags", "notify"):
                 value = getattr(step, key)
@@ -233,7 +237,11 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
                 action = f"(runs on {delegate.value if not delegate.waits_for else step.delegate_to}) {action}"
             items = _loop_items(plan, node, context) if step.action is not None else None
             if items is None:
-                lines.append(f"    {host}: {action} {_known_text(_rendered_args(plan, node, context), secrets)}")
+                known_args = _rendered_args(plan, node, context)
+                lines.append(f"    {host}: {action} {_known_text(known_args, secrets)}")
+                target = node_target(plan, node, context.registry, known_args.value)
+                if target:
+                    lines.append(f"      -> {target}")
             else:  # the loop is known: one line per item
                 each = _rendered_items(plan, node, context, items)
                 for item, known in list(zip(items, each))[:_ITEMS_SHOWN]:

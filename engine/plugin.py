@@ -411,6 +411,9 @@ class ActionSpec:
         return self.args_model.model_validate(dict(raw))  # type: ignore[attr-defined]
 
 
+TargetFn = Callable[[str, Any, Mapping[str, Any]], "str | None"]
+
+
 class Plugin:
     """A named set of actions and connection kinds, exposed through an entry point."""
 
@@ -421,11 +424,19 @@ class Plugin:
         self.connections: dict[str, ConnectionFactory] = {}
         self.inventory_sources: dict[str, InventorySource] = {}
         self.ansible_modules: dict[str, str] = {}  # Ansible module name -> action of this plugin
+        # where a step of this plugin goes (a cluster, an API): shown by `plan` and the run's header
+        self.target_of: TargetFn | None = None
 
     def ansible_module(self, module: str, action: str) -> None:
         """Declare that an Ansible-style task's `module:` key (e.g. `lineinfile:`, also written
         `ansible.builtin.lineinfile:`) means this plugin's `action`, with the same arguments."""
         self.ansible_modules[module] = action
+
+    def target(self, fn: TargetFn) -> TargetFn:
+        """Register fn(action, rendered args, host vars) -> "where it goes" (or None), e.g.
+        the Kubernetes context and API server; it must not contact anything."""
+        self.target_of = fn
+        return fn
 
     def action(
         self,

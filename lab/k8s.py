@@ -518,6 +518,9 @@ def _argv(component: str, p: _Paths, st: _State, bindir: Path) -> list[str]:
             "--allow-privileged=true",
             # the `kubernetes` Endpoints may not hold a loopback address: don't reconcile it
             "--endpoint-reconciler-type=none",
+            # kwok's nodes report their name as Hostname address; only 127.0.0.1 reaches
+            # kwok's kubelet server (logs, exec through the API server)
+            "--kubelet-preferred-address-types=InternalIP",
             # close watches on SIGTERM instead of waiting out --request-timeout (60s)
             "--shutdown-watch-termination-grace-period=2s",
             "--profiling=false",
@@ -552,7 +555,7 @@ def _argv(component: str, p: _Paths, st: _State, bindir: Path) -> list[str]:
         return [
             exe,
             f"--kubeconfig={p.kubeconfig('kwok')}",
-            f"--config={p.root / 'kwok.yaml'}",
+            f"--config={_kwok_config_path(p)}",
             "--manage-all-nodes=true",
             "--node-ip=127.0.0.1",
             f"--cidr={POD_CIDR}",
@@ -562,6 +565,115 @@ def _argv(component: str, p: _Paths, st: _State, bindir: Path) -> list[str]:
             "--v=INFO",
         ]
     raise ValueError(component)
+
+
+# ------------------------------------------------------------- kwok's simulated kubelet
+
+# Container names of the seeded workload and of the tests' pods ("app"): each has its own
+# log file, served by kwok (ClusterLogs) as `kubectl logs` through the API server.
+LOG_CONTAINERS = ("frontend", "cart", "api", "prometheus", "app")
+
+
+def container_log(container: str, previous: bool = False) -> Path:
+    """The file kwok serves as a lab container's log (CRI format: `<RFC3339Nano> stdout F
+    <line>`); tests append lines to it. Containers not in LOG_CONTAINERS share default.log."""
+    name = container if container in LOG_CONTAINERS else "default"
+    return _Paths(state_dir()).root / "kwok" / "logs" / f"{name}{'.previous' if previous else ''}.log"
+
+
+def cri_line(text: str, when: _dt.datetime | None = None, stream: str = "stdout") -> str:
+    """One line in the CRI log format kwok (like the kubelet) reads."""
+    stamp = (when or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{stamp} {stream} F {text}\n"
+
+
+def _seed_logs(p: _Paths) -> Path:
+    logs = p.root / "kwok" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    start = _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=10)
+    for name in (*LOG_CONTAINERS, "default"):
+        for previous in (False, True):
+            f = logs / f"{name}{'.previous' if previous else ''}.log"
+            if f.exists():
+                continue
+            if previous:
+                lines = [
+                    cri_line(f"{name}: starting", start - _dt.timedelta(minutes=5)),
+                    cri_line(f"{name}: panic: connection pool exhausted", start, "stderr"),
+                ]
+            else:
+                lines = [
+                    cri_line(f"{name}: starting", start),
+                    cri_line(f"{name}: listening on :8080", start + _dt.timedelta(seconds=1)),
+                    cri_line(f"{name}: ready", start + _dt.timedelta(seconds=2)),
+                ]
+            f.write_text("".join(lines))
+    return logs
+
+
+def _kwok_config(p: _Paths) -> str:
+    """kwok's configuration: its default stages, plus ClusterLogs (each container's log
+    file) and ClusterExec (commands run on this machine, in kwok/exec, as the user kwok
+    runs as: the lab's own) so `kubectl logs`/`kubectl exec` work through the API server."""
+    import yaml
+
+    logs = _seed_logs(p)
+    workdir = p.root / "kwok" / "exec"
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chmod(workdir, 0o755)
+    (workdir / "VERSION").write_text("opsbook-lab kwok container\n")
+    os.chmod(workdir / "VERSION", 0o644)
+    local: dict[str, Any] = {
+        "workDir": str(workdir),
+        "envs": [{"name": "OPSBOOK_LAB", "value": "kwok"}],
+    }
+    entries = [
+        {
+            "containers": [c],
+            "logsFile": str(logs / f"{c}.log"),
+            "previousLogsFile": str(logs / f"{c}.previous.log"),
+        }
+        for c in LOG_CONTAINERS
+    ]
+    entries.append(
+        {
+            "logsFile": str(logs / "default.log"),
+            "previousLogsFile": str(logs / "default.previous.log"),
+        }
+    )
+    docs = [
+        {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration", "options": {}},
+        {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterLogs",
+            "metadata": {"name": "opsbook-lab"},
+            "spec": {"logs": entries},
+        },
+        {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterExec",
+            "metadata": {"name": "opsbook-lab"},
+            "spec": {"execs": [{"local": local}]},
+        },
+    ]
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def _kwok_config_path(p: _Paths) -> Path:
+    """Named after its content, so a changed configuration changes kwok's flags (restart)."""
+    import hashlib
+
+    text = _kwok_config(p)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return p.root / f"kwok-{digest}.yaml"
+
+
+def _write_kwok_config(p: _Paths) -> None:
+    path = _kwok_config_path(p)
+    if not path.exists():
+        for old in p.root.glob("kwok-*.yaml"):
+            old.unlink()
+        path.write_text(_kwok_config(p))
 
 
 def _spawn(component: str, p: _Paths, st: _State, bindir: Path) -> int:
@@ -1050,11 +1162,7 @@ def _up_locked(
         ("kwok", "kwok"),
     ):
         _write_kubeconfig(p, name, cert, server)
-    kwok_cfg = p.root / "kwok.yaml"
-    if not kwok_cfg.exists():  # an empty config: kwok then uses its default stages
-        kwok_cfg.write_text(
-            "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n"
-        )
+    _write_kwok_config(p)
     for c in COMPONENTS:  # running with other flags (older lab code): restart it
         pid = running[c]
         if pid and _cmdline(pid) != _argv(c, p, st, bindir):

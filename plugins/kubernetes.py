@@ -775,6 +775,11 @@ class RolloutStatusArgs(_Obj):
     """Wait until a rollout is complete: new pods updated, ready and available (kind: defaults to deployment)."""
 
     timeout: Seconds = Field(DEFAULT_WAIT, description="give up after this long (e.g. 5m)")
+    must_complete: bool = Field(
+        True,
+        description="false: at the deadline, report where the rollout stands (ok, "
+        "data.done false) instead of timing out — to detect a stuck rollout",
+    )
 
 
 @dataclass
@@ -977,7 +982,11 @@ def rollout_status(ctx: ActionContext, args: RolloutStatusArgs) -> Result:
     ref, _ = _workload(s, args)
     clock = Clock(ctx, args.timeout)
     state, obj = watch_rollout(s, ref, clock)
-    return _rollout_result(s, ref, state, obj, clock)
+    result = _rollout_result(s, ref, state, obj, clock)
+    if not args.must_complete and not state.done:
+        result.status = Status.OK  # a finding, not a failure: the caller decides
+        result.msg = f"not complete (must_complete: false): {result.msg}"
+    return result
 
 
 # --------------------------------------------------------------------------- scale
@@ -1124,6 +1133,11 @@ class DrainArgs(NodeArgs):
         "(default: the pod's own terminationGracePeriodSeconds)",
     )
     timeout: Seconds = Field(DEFAULT_WAIT, description="give up after this long")
+    allow_unplaced: bool = Field(
+        False,
+        description="succeed even when the scheduler cannot place some replacements "
+        "(default: the drain fails, naming them with the scheduler's reason)",
+    )
 
 
 @dataclass
@@ -1258,6 +1272,9 @@ def drain(ctx: ActionContext, args: DrainArgs) -> Result:
         "late": [],
         "skipped_pods": [{"pod": p, "why": w} for p, w in plan.skipped],
         "warnings": plan.warnings,
+        # every workload whose pods the drain moves, in every namespace: verify each after
+        "workloads": k8s_placement.workloads_of(s, plan.evict),
+        "unschedulable": [],
     }
     cordon_note = (
         "" if was else ("; would cordon it" if ctx.check_mode else "; the node stays cordoned")
@@ -1290,6 +1307,20 @@ def drain(ctx: ActionContext, args: DrainArgs) -> Result:
     if pending:
         return _drain_timeout(run, pending, data, changed)
     how = "deleted" if args.disable_eviction else "evicted"
+    data["workloads"] = k8s_placement.workloads_of(
+        s,
+        [{"metadata": {"namespace": ns, "ownerReferences": [o]}} for ns, o in run.owners.values()],
+    ) or data["workloads"]
+    refused = k8s_placement.cannot_place(s, run.owners.values())
+    data["unschedulable"] = refused
+    if refused and not args.allow_unplaced:
+        return Result.failed(
+            f"drained node {ref.name} ({how} {_n(len(data['evicted']), 'pod')}), but the "
+            f"scheduler cannot place {_n(len(refused), 'replacement')}: "
+            f"{k8s_placement.unplaced_text(refused)}; node {ref.name} stays cordoned",
+            data=data,
+            changed=True,
+        )
     skipped = f", skipped {len(data['skipped_pods'])}" if data["skipped_pods"] else ""
     late = data["late"]
     after = f" ({len(late)} of them arrived during the drain)" if late else ""
@@ -1298,6 +1329,8 @@ def drain(ctx: ActionContext, args: DrainArgs) -> Result:
         if data.get("unplaced")
         else ""
     )
+    if refused:
+        unplaced += f"; the scheduler cannot place: {k8s_placement.unplaced_text(refused)}"
     return Result.ok(
         changed=changed,
         data=data,
@@ -2662,3 +2695,17 @@ def inventory_from(
         doc[name] = {"hosts": members}
     doc["ungrouped"] = {"hosts": []}
     return doc
+
+
+# --------------------------------------------------------------------------- more actions
+# Action families in their own modules register on this plugin when it is imported
+# (logs, exec, revisions, taints, Services); they import what they share from here.
+from opsbook_plugins import (  # noqa: E402,F401  (registration side effect)
+    k8s_exec,
+    k8s_placement,
+    k8s_logs,
+    k8s_rollout,
+    k8s_service,
+    k8s_taint,
+    k8s_target,
+)

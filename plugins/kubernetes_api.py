@@ -337,6 +337,41 @@ class Cluster:
         message = str(decoded.get("message") or resp.reason or f"HTTP {resp.status}")
         raise cls(message, resp.status, str(decoded.get("reason") or resp.reason or ""), decoded)
 
+    def raw(
+        self,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        accept: str = "*/*",
+        timeout: float | None = None,
+        limit: int = 1 << 20,
+    ) -> tuple[int, str, bool]:
+        """A GET whose answer is not JSON (pod logs, a service proxy's page): (HTTP status,
+        text, cut), whatever the status; the text is cut at ``limit`` bytes."""
+        import urllib3
+
+        params = [(k, v) for k, v in (query or {}).items() if v is not None]
+        method, url, hdrs, _, _ = self.api.param_serialize(
+            "GET", path, query_params=params, header_params={"Accept": accept},
+            auth_settings=["BearerToken"],
+        )
+        hdrs = self._impersonate(hdrs)
+        budget = REQUEST_TIMEOUT if timeout is None else max(1.0, min(timeout, REQUEST_TIMEOUT))
+        try:
+            resp = self.api.call_api(method, url, hdrs, None, None, _request_timeout=budget)
+            raw = resp.read() or b""
+        except urllib3.exceptions.HTTPError as exc:
+            raise Unreachable(self._unreachable(exc)) from None
+        except Exception as exc:
+            if getattr(exc, "status", None) == 0:
+                raise Unreachable(
+                    f"cannot talk to the Kubernetes API at {self.server} "
+                    f"({self.settings.describe()}): {_short(exc)}"
+                ) from None
+            raise
+        cut = len(raw) > limit
+        return resp.status, raw[:limit].decode("utf-8", errors="replace"), cut
+
     def _impersonate(self, headers: dict[str, str]) -> Any:
         s = self.settings
         if not (s.as_user or s.as_groups):

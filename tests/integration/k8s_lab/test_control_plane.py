@@ -166,3 +166,31 @@ def test_restart_apiserver_comes_back_with_state_intact(kube: Any) -> None:
     assert k8s.status().ready
     d = client.AppsV1Api(kube).read_namespaced_deployment("frontend", "shop")
     assert d.spec.replicas == 3
+
+
+def test_kwok_serves_container_logs_and_exec_through_the_api_server(kube: Any) -> None:
+    """kubectl logs and kubectl exec of a seeded pod, answered by kwok's ClusterLogs and
+    ClusterExec (the lab's kwok configuration) via the API server's kubelet proxy."""
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    core = client.CoreV1Api(kube)
+    pod = core.list_namespaced_pod("shop", label_selector="app.kubernetes.io/name=cart").items[0]
+    marker = f"lab log line {dt.datetime.now(dt.UTC).timestamp()}"
+    with open(k8s.container_log("cart"), "a") as fh:
+        fh.write(k8s.cri_line(marker))
+    text = core.read_namespaced_pod_log(pod.metadata.name, "shop", container="cart", tail_lines=1)
+    assert text == marker + "\n"
+    previous = core.read_namespaced_pod_log(pod.metadata.name, "shop", previous=True)
+    assert "panic" in previous
+    out = stream(
+        core.connect_get_namespaced_pod_exec,
+        pod.metadata.name,
+        "shop",
+        command=["sh", "-c", "cat VERSION; echo $OPSBOOK_LAB"],
+        stdout=True,
+        stderr=True,
+        stdin=False,
+        tty=False,
+    )
+    assert out == "opsbook-lab kwok container\nkwok\n"

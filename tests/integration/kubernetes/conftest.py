@@ -193,8 +193,11 @@ def run_book(registry: Registry, k8s_env: Env, tmp_path: Path, monkeypatch):
         runbook: str,
         params: dict[str, Any] | None = None,
         inventory_doc: dict | None = None,
+        approver: Any = "yes",
         **options: Any,
     ):
+        """Approval gates are answered yes (as --yes does) unless an approver is given."""
+        from opsbook.approve import auto_approver
         path = runbook
         if "\n" in runbook:
             path = str(tmp_path / f"rb{next(counter)}.yaml")
@@ -210,6 +213,7 @@ def run_book(registry: Registry, k8s_env: Env, tmp_path: Path, monkeypatch):
             inventory_sources=[str(inv)],
             given_params=params or {},
             options=RunOptions(evidence_dir=evidence, **options),
+            approver=auto_approver() if approver == "yes" else approver,
         )
         summary = start_run(plan, registry, journal, request)
         nodes = {rec.step_id: rec for rec in journal.nodes(summary.run_id).values()}

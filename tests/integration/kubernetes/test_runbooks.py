@@ -14,6 +14,7 @@ pytestmark = pytest.mark.k8s
 RUNBOOKS = Path(__file__).resolve().parents[3] / "runbooks" / "kubernetes"
 FIRST_RESPONSE = str(RUNBOOKS / "first-response-deployment.yaml")
 DRAIN = str(RUNBOOKS / "drain-node.yaml")
+BAD_ROLLOUT = str(RUNBOOKS / "bad-rollout.yaml")
 APPLY_FIX = str(RUNBOOKS / "apply-fix.yaml")
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
@@ -30,7 +31,7 @@ def _failures(nodes):
 
 def test_every_kubernetes_runbook_passes_opsbook_check():
     reports = check_files([str(RUNBOOKS)], Registry.from_entry_points(), [])
-    assert len(reports) == 3
+    assert len(reports) == 4
     for report in reports:
         assert report.ok, (report.path, [str(d) for d in report.diagnostics])
 
@@ -45,10 +46,16 @@ def checkout(k8s_env):
 def test_first_response_collects_evidence_restarts_and_verifies(k8s_env, checkout, run_book):
     before = k8s_env.apps.read_namespaced_deployment(checkout, k8s_env.ns)
     summary, nodes, evidence = run_book(
-        FIRST_RESPONSE, {"namespace": k8s_env.ns, "deployment": checkout}
+        FIRST_RESPONSE, {"namespace": k8s_env.ns, "deployment": checkout, "force": True}
     )
     assert summary.status == "succeeded", _failures(nodes)
+    assert nodes["roll-back-the-stuck-revision"].status == "skipped"
+    nodes.pop("roll-back-the-stuck-revision")
+    nodes.pop("precondition-the-deployment-is-failing")  # skipped: force
     assert all(rec.status == "ok" for rec in nodes.values()), _messages(nodes)
+    assert (folder_logs := evidence / "k8s" / k8s_env.ns / "logs").is_dir()
+    assert any(f.name.endswith(".app.log") for f in folder_logs.iterdir())
+    assert (evidence / "k8s" / k8s_env.ns / "deployment-checkout.history.txt").exists()
     folder = evidence / "k8s" / k8s_env.ns
     describe = (folder / "deployment-checkout.describe.txt").read_text()
     assert "Replicas:               2 desired" in describe  # the state before the restart
@@ -73,26 +80,61 @@ def test_first_response_in_check_mode_changes_nothing(k8s_env, checkout, run_boo
     assert (evidence / "k8s" / k8s_env.ns / "deployment-checkout.describe.txt").exists()
 
 
-def test_first_response_that_cannot_recover_fails_with_counts_and_keeps_evidence(
+def test_first_response_refuses_a_healthy_deployment(k8s_env, checkout, run_book):
+    before = k8s_env.apps.read_namespaced_deployment(checkout, k8s_env.ns)
+    summary, nodes, _ = run_book(FIRST_RESPONSE, {"namespace": k8s_env.ns, "deployment": checkout})
+    assert summary.status == "aborted"  # max_fail_percentage: 0
+    status, msg = _messages(nodes)["precondition-the-deployment-is-failing"]
+    assert status == "failed" and "is healthy (2/2 ready, rollout complete): nothing was changed" in msg
+    after = k8s_env.apps.read_namespaced_deployment(checkout, k8s_env.ns)
+    assert after.metadata.generation == before.metadata.generation
+
+
+def test_first_response_rolls_a_stuck_rollout_back_instead_of_restarting(
     k8s_env, checkout, run_book
 ):
-    # the pod template asks for nodes that do not exist: no restart can bring it back
+    # revision 2 asks for nodes that do not exist: it is stuck, revision 1 still serves
     k8s_env.apps.patch_namespaced_deployment(
         checkout,
         k8s_env.ns,
         {"spec": {"template": {"spec": {"nodeSelector": {"opsbook.dev/nowhere": "true"}}}}},
     )
-    summary, nodes, evidence = run_book(
-        FIRST_RESPONSE, {"namespace": k8s_env.ns, "deployment": checkout, "rollout_timeout": "3s"}
+    summary, nodes, _ = run_book(
+        FIRST_RESPONSE, {"namespace": k8s_env.ns, "deployment": checkout, "detect_timeout": "2s"}
     )
-    assert summary.status == "failed"
+    assert summary.status == "succeeded", _failures(nodes)
+    assert nodes["restart-the-deployment"].status == "skipped"
+    undo = nodes["roll-back-the-stuck-revision"]
+    assert undo.status == "ok" and "back from revision 2 to revision 1" in undo.msg
+    dep = k8s_env.apps.read_namespaced_deployment(checkout, k8s_env.ns)
+    assert dep.spec.template.spec.node_selector == k8s_env.selector
+    assert RESTARTED_AT not in (dep.spec.template.metadata.annotations or {})
+
+
+def test_first_response_that_cannot_recover_fails_with_counts_and_keeps_evidence(
+    k8s_env, run_book
+):
+    # the only revision asks for nodes that do not exist: no restart can bring it back
+    k8s_env.deployment(
+        "stranded", replicas=2, wait=False, nodeSelector={"opsbook.dev/nowhere": "true"}
+    )
+    summary, nodes, evidence = run_book(
+        FIRST_RESPONSE,
+        {"namespace": k8s_env.ns, "deployment": "stranded", "rollout_timeout": "3s",
+         "detect_timeout": "1s"},
+    )
+    k8s_env.delete_deployment("stranded")  # the namespace goes at the end anyway
+    assert summary.status == "aborted"  # max_fail_percentage: 0
+    assert nodes["restart-the-deployment"].status == "ok"  # one revision: nothing to go back to
     status, msg = _messages(nodes)["rollout-completes"]
     assert status == "timed_out"
     assert msg.startswith(
-        f"rollout of deployment {k8s_env.ns}/checkout not complete after 3s: 2/2 ready"
+        f"rollout of deployment {k8s_env.ns}/stranded not complete after 3s: 0/2 ready"
     )
     assert "Pending: Unschedulable" in msg
-    assert (evidence / "k8s" / k8s_env.ns / "deployment-checkout.events.txt").exists()
+    logs = nodes["logs-of-its-pods"]
+    assert logs.status == "ok" and "without logs (not scheduled)" in logs.msg
+    assert (evidence / "k8s" / k8s_env.ns / "deployment-stranded.events.txt").exists()
     assert "deployment-is-available" not in nodes or nodes["deployment-is-available"].status != "ok"
 
 
@@ -106,7 +148,7 @@ def orders(k8s_env):
 
 
 def _drain_params(env, node, **extra):
-    return {"node": node, "namespace": env.ns, "selector": "app.kubernetes.io/name=orders", **extra}
+    return {"node": node, **extra}
 
 
 def test_drain_node_moves_the_workload_and_verifies_it(k8s_env, orders, run_book):
@@ -156,7 +198,7 @@ def test_drain_node_blocked_by_a_budget_fails_naming_it_and_keeps_the_node_cordo
     )
     node = k8s_env.ready_pods(orders)[0].spec.node_name
     summary, nodes, _ = run_book(DRAIN, _drain_params(k8s_env, node, drain_timeout="3s"))
-    assert summary.status == "failed"
+    assert summary.status == "aborted"  # max_fail_percentage: 0
     status, msg = _messages(nodes)["drain-the-node"]
     assert status == "timed_out"
     assert f"blocked by PodDisruptionBudget {k8s_env.ns}/orders" in msg
@@ -243,3 +285,140 @@ def test_apply_fix_in_check_mode_is_all_dry_runs(k8s_env, billing, run_book, tmp
     assert wait.status == "unknown" and wait.msg.startswith(
         'not run: it observes what "apply the fix", "scale up" would change'
     )
+
+
+# --------------------------------------------------------------------------- drain, honestly
+
+
+def test_drain_whose_replacements_cannot_be_placed_fails_with_the_schedulers_reason(
+    k8s_env, run_book
+):
+    """Replacements that fit no other node: the drain names them with the scheduler's
+    reason, and the verification covers every workload it touched, in every namespace."""
+    other_ns = f"{k8s_env.ns}-b"
+    k8s_env.core.create_namespace({"metadata": {"name": other_ns}})
+    node = k8s_env.nodes[0]
+    k8s_env.uncordon_all()
+    pin = {"kubernetes.io/hostname": node}
+    try:
+        k8s_env.deployment("pinned", replicas=1, nodeSelector={**k8s_env.selector, **pin})
+        body = k8s_env.deployment_body("elsewhere", replicas=1)
+        body["metadata"]["namespace"] = other_ns
+        body["spec"]["template"]["spec"]["nodeSelector"] = {**k8s_env.selector, **pin}
+        k8s_env.apps.create_namespaced_deployment(other_ns, body)
+        wait_for(
+            "elsewhere Available",
+            lambda: (k8s_env.apps.read_namespaced_deployment("elsewhere", other_ns).status.available_replicas or 0) == 1,
+            60,
+        )
+        summary, nodes, _ = run_book(DRAIN, {"node": node, "drain_timeout": "30s", "verify_timeout": "3s"})
+        assert summary.status == "aborted"  # max_fail_percentage: 0
+        status, msg = _messages(nodes)["drain-the-node"]
+        assert status == "failed"
+        assert "but the scheduler cannot place 2 replacements" in msg
+        assert "Unschedulable: 0/" in msg and "node(s) didn't match Pod's node affinity/selector" in msg or "were unschedulable" in msg, msg
+        drained = nodes["drain-the-node"].registered
+        assert {(w["namespace"], w["name"]) for w in drained["workloads"]} == {
+            (k8s_env.ns, "pinned"),
+            (other_ns, "elsewhere"),
+        }
+        assert all(w["kind"] == "Deployment" for w in drained["workloads"])
+        assert k8s_env.node(node).spec.unschedulable  # the failing node stays cordoned
+    finally:
+        k8s_env.delete_deployment("pinned")
+        k8s_env.core.delete_namespace(other_ns)
+        k8s_env.uncordon_all()
+
+
+def test_drain_verification_covers_every_touched_workload_in_every_namespace(
+    k8s_env, orders, run_book
+):
+    node = k8s_env.ready_pods(orders)[0].spec.node_name
+    summary, nodes, _ = run_book(DRAIN, _drain_params(k8s_env, node))
+    assert summary.status == "succeeded", _failures(nodes)
+    verified = [n for sid, n in nodes.items() if sid.startswith("every-workload-the-drain-touched")]
+    assert verified and all(n.status == "ok" for n in verified)
+    assert nodes["drain-the-node"].registered["workloads"] == [
+        {"kind": "Deployment", "name": "orders", "namespace": k8s_env.ns}
+    ]
+
+
+# --------------------------------------------------------------------------- bad rollout
+
+
+@pytest.fixture
+def storefront(k8s_env):
+    k8s_env.deployment("storefront", replicas=2)
+    k8s_env.core.create_namespaced_service(
+        k8s_env.ns,
+        {
+            "metadata": {"name": "storefront"},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": "storefront"},
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        },
+    )
+    yield "storefront"
+    k8s_env.delete_deployment("storefront")
+    k8s_env.core.delete_namespaced_service("storefront", k8s_env.ns)
+
+
+def _push_bad_revision(env, name):
+    env.apps.patch_namespaced_deployment(
+        name,
+        env.ns,
+        {
+            "metadata": {"annotations": {"kubernetes.io/change-cause": "release 2 (bad)"}},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [{"name": "app", "image": "registry.lab/app:2"}],
+                        "nodeSelector": {"opsbook.dev/nowhere": "true"},
+                    }
+                }
+            },
+        },
+    )
+
+
+def test_bad_rollout_detects_keeps_evidence_undoes_and_verifies_endpoints(
+    k8s_env, storefront, run_book
+):
+    _push_bad_revision(k8s_env, storefront)
+    params = {"namespace": k8s_env.ns, "deployment": storefront, "detect_timeout": "3s"}
+    summary, nodes, evidence = run_book(BAD_ROLLOUT, params)
+    assert summary.status == "succeeded", _failures(nodes)
+    folder = evidence / "k8s" / k8s_env.ns
+    history = (folder / "deployment-storefront.history.txt").read_text()
+    assert "release 2 (bad)" in history
+    logs = nodes["logs-of-its-pods"].registered
+    assert logs["count"] == 2 and len(logs["unscheduled"]) == 1  # the stuck new pod has none
+    assert "Unschedulable" in logs["unscheduled"][0]["reason"]
+    undo = nodes["undo-the-rollout"]
+    assert "back from revision 2 to revision 1" in undo.msg
+    dep = k8s_env.apps.read_namespaced_deployment(storefront, k8s_env.ns)
+    assert dep.spec.template.spec.containers[0].image == "registry.lab/app:1"
+    endpoints = nodes["the-service-has-its-endpoints-back"].registered
+    assert endpoints["ready"] == 2
+
+
+def test_bad_rollout_refuses_a_rollout_that_completes(k8s_env, storefront, run_book):
+    params = {"namespace": k8s_env.ns, "deployment": storefront, "detect_timeout": "5s"}
+    summary, nodes, _ = run_book(BAD_ROLLOUT, params)
+    assert summary.status == "aborted"  # max_fail_percentage: 0
+    status, msg = _messages(nodes)["precondition-the-rollout-is-stuck"]
+    assert status == "failed" and "not a bad rollout, nothing was changed" in msg
+    assert "undo-the-rollout" not in nodes or nodes["undo-the-rollout"].status != "ok"
+
+
+def test_bad_rollout_in_check_mode_shows_the_target_and_changes_nothing(
+    k8s_env, storefront, run_book
+):
+    _push_bad_revision(k8s_env, storefront)
+    params = {"namespace": k8s_env.ns, "deployment": storefront, "detect_timeout": "3s"}
+    summary, nodes, _ = run_book(BAD_ROLLOUT, params, check=True, diff=True)
+    undo = nodes["undo-the-rollout"]
+    assert undo.msg.startswith(f"would roll deployment {k8s_env.ns}/storefront back from revision 2 to revision 1")
+    dep = k8s_env.apps.read_namespaced_deployment(storefront, k8s_env.ns)
+    assert dep.spec.template.spec.containers[0].image == "registry.lab/app:2"
