@@ -170,7 +170,7 @@ class Executor:
         from opsbook.targets import plan_targets
 
         try:
-            return plan_targets(self.plan, self.registry)
+            return plan_targets(self.plan, self.svc.registry)
         except Exception:  # a description of the plan must never keep a run from starting
             return []
 

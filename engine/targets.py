@@ -38,7 +38,7 @@ def plan_targets(plan: Plan, registry: Registry) -> list[str]:
         plugin = registry.plugin(node.step.action.plugin)
         if plugin is None or plugin.target_of is None:
             continue  # render only what a plugin will describe
-        target = node_target(plan, node, registry, _rendered_args(plan, node, context))
+        target = node_target(plan, node, registry, _rendered_args(plan, node, context).value)
         if target:
             steps = found.setdefault(target, [])
             if node.step.name not in steps:
