@@ -953,6 +953,7 @@ class Executor:
         while True:
             attempt += 1
             result = self._call(node, spec, ctx_vars, cancel)
+            result.msg = self.secrets.redact_error(result.msg)  # parsers quote pieces of a secret
             result.attempts = attempt
             if result.status is Status.UNKNOWN and step.changed_when:
                 result.changed = self._changed_unknown(step, ctx_vars)

@@ -39,6 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from opsbook.errors import PluginError
 from opsbook.evidence import evidence_file
+from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferCut, TransferTooLarge  # noqa: F401 - public API
 
 
 class Status(str, enum.Enum):
@@ -166,8 +167,10 @@ class Connection(Protocol):
         """Write bytes to a remote file atomically (temp file + rename)."""
         ...
 
-    def get(self, remote_path: str, local_path: Path) -> int:
-        """Copy a remote file to a local path; return its size."""
+    def get(self, remote_path: str, local_path: Path, transfer: Transfer | None = None) -> int:
+        """Copy a remote file to a local path; return its size. With a `transfer`, every chunk
+        goes through `transfer.add` (size limit, deadline, cancellation, hash), and a copy it
+        stops leaves no file behind."""
         ...
 
     def close(self) -> None: ...

@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from opsbook.errors import InventoryError, OpsbookError
 from opsbook.model import parse_duration
+from opsbook.transfer import Transfer, copy_stream
 from opsbook.plugin import (
     ActionContext,
     Become,
@@ -1016,6 +1017,46 @@ def _logs_description(args: LogsArgs, count: int) -> str:
     return "container logs, " + ", ".join(parts)
 
 
+class _ChunkReader(io.RawIOBase):
+    """A readable file over the chunks of an HTTP response (tarfile's stream mode reads it)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.left:
+            self.left = next(self.chunks, b"")
+            if not self.left:
+                return 0
+        n = min(len(buffer), len(self.left))
+        buffer[:n], self.left = self.left[:n], self.left[n:]
+        return n
+
+
+def _extract_bounded(stream: Iterator[bytes], local_path: Path, remote: str, name: str,
+                     transfer: Transfer) -> int:
+    """The one file of a `get_archive` stream, copied chunk by chunk within `transfer`."""
+    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(stream)), mode="r|") as tar:
+        member = next((m for m in tar if m.isfile()), None)
+        if member is None:
+            raise DockerError(f"{remote} in {name} is not a regular file")
+        transfer.check(member.size)
+        content = tar.extractfile(member)
+        local_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local_path.with_name(f".{local_path.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            with open(tmp, "xb") as handle:
+                size = copy_stream(content, handle, transfer) if content is not None else 0
+            os.replace(tmp, local_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return size
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -1589,8 +1630,9 @@ class DockerConnection:
                 f"could not move the upload into {remote_path} in {self.name}: {done.stderr.strip()}"
             )
 
-    def get(self, remote_path: str, local_path: Path) -> int:
-        """Copy a file out of the container (following symlinks); return its size."""
+    def get(self, remote_path: str, local_path: Path, transfer: Transfer | None = None) -> int:
+        """Copy a file out of the container (following symlinks); return its size. With a
+        `transfer`, the archive is read as a stream within its limits."""
         import docker.errors
 
         obj = self.target.container()
@@ -1601,6 +1643,8 @@ class DockerConnection:
             except docker.errors.NotFound:
                 raise DockerError(f"no file {remote_path} in {self.name}") from None
             if not stat.get("linkTarget"):
+                if transfer is not None:
+                    return _extract_bounded(stream, Path(local_path), remote_path, self.name, transfer)
                 return _extract_single(stream, Path(local_path), remote_path, self.name)
             for _chunk in stream:  # drain the response of the link itself
                 pass

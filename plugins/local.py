@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -35,6 +36,7 @@ from opsbook.plugin import (
     evidence_file,
     truthy,
 )
+from opsbook.transfer import Transfer, copy_stream
 from opsbook_plugins.http_deadline import bounded, opener
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -105,9 +107,21 @@ class LocalConnection:
             os.chmod(tmp, mode)
         os.replace(tmp, target)
 
-    def get(self, remote_path: str, local_path: Path) -> int:
-        shutil.copyfile(remote_path, local_path)
-        return local_path.stat().st_size
+    def get(self, remote_path: str, local_path: Path, transfer: Transfer | None = None) -> int:
+        if transfer is None:
+            shutil.copyfile(remote_path, local_path)
+            return local_path.stat().st_size
+        with open(remote_path, "rb") as source:
+            info = os.fstat(source.fileno())
+            transfer.check(info.st_size if stat.S_ISREG(info.st_mode) else None)
+            fd, temp = tempfile.mkstemp(prefix=f".{local_path.name}.", suffix=".part", dir=local_path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    size = copy_stream(source, handle, transfer)
+                os.replace(temp, local_path)
+            finally:
+                Path(temp).unlink(missing_ok=True)
+        return size
 
     def close(self) -> None:
         pass
@@ -464,6 +478,8 @@ def http(ctx: ActionContext, args: HttpArgs) -> Result:
     except (urllib.error.URLError, OSError, http_client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         return Result.failed(f"{args.method} {args.url} failed: {reason}")
+    except ValueError as exc:  # urllib.parse: "Invalid IPv6 URL", "Port out of range 0-65535"
+        return Result.failed(f"{args.method} {args.url}: not a valid URL: {exc}")
     data: dict[str, Any] = {"status": code, "latency_ms": round(took * 1000, 1), "body": text}
     try:
         data["json"] = json.loads(text)
@@ -494,6 +510,8 @@ def notify(ctx: ActionContext, args: NotifyArgs) -> Result:
         code, text, _ = _http(ctx, args.url, "POST", payload, {}, args.timeout)
     except (urllib.error.URLError, OSError, http_client.HTTPException) as exc:
         return Result.failed(f"webhook {args.url} unreachable: {getattr(exc, 'reason', exc)}")
+    except ValueError as exc:
+        return Result.failed(f"webhook {args.url}: not a valid URL: {exc}")
     if code >= 300:
         return Result.failed(f"webhook {args.url} answered HTTP {code}", stdout=text)
     return Result.ok(changed=True, msg=f"posted to {args.url}", data={"status": code})
