@@ -61,7 +61,7 @@ class Transfer:
         if self.max_size is not None and max(self.size, announced or 0) > self.max_size:
             raise TransferTooLarge(
                 f"{self.what} is larger than max_size ({size_text(self.max_size)}); nothing was kept"
-                " (raise max_size to fetch it)")
+                " (raise max_size to keep it)")
 
     def time_left(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())

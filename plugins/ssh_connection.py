@@ -37,6 +37,7 @@ from typing import Any
 
 from opsbook.errors import OpsbookError
 from opsbook.plugin import Become, CommandResult
+from opsbook.capture import LINE_CAP, OUTPUT_CAP, Capture as _Capture, Lines as _Lines  # noqa: F401
 from opsbook.transfer import Transfer, copy_stream
 
 # paramiko's config module imports `invoke` (~50 ms, a third of paramiko's import, paid
@@ -58,8 +59,6 @@ finally:
 # print them to stderr, and the library never prints. Our errors carry the same facts.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-OUTPUT_CAP = 4 * 1024 * 1024  # bytes kept per stream (head and tail halves)
-LINE_CAP = 64 * 1024  # a "line" longer than this is reported in pieces
 POLICIES = ("strict", "accept-new", "off")
 _POLL = 0.25  # how often a waiting command looks at its cancel event
 _PREFETCH = 64  # SFTP reads in flight while downloading (paramiko's default is all of the file)
@@ -857,70 +856,6 @@ class _StreamFlag:
 
     def clear(self) -> None:
         self.wakeup.flag(self.stream, False)
-
-
-class _Capture:
-    """Keeps the first and last OUTPUT_CAP/2 bytes of a stream and counts the rest."""
-
-    def __init__(self, cap: int = OUTPUT_CAP) -> None:
-        self.half = cap // 2
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def add(self, data: bytes) -> None:
-        self.total += len(data)
-        room = self.half - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail += data
-            if len(self.tail) > self.half:
-                del self.tail[: len(self.tail) - self.half]
-
-    def text(self) -> str:
-        kept = len(self.head) + len(self.tail)
-        if self.total <= kept:
-            return (bytes(self.head) + bytes(self.tail)).decode(errors="replace")
-        return (
-            self.head.decode(errors="replace")
-            + f"\n[... {self.total - kept} bytes omitted; {self.total} bytes in all ...]\n"
-            + self.tail.decode(errors="replace")
-        )
-
-
-class _Lines:
-    """Splits a byte stream into lines for `on_output`."""
-
-    def __init__(self, sink: Callable[[str], None] | None) -> None:
-        self.sink = sink
-        self.partial = bytearray()
-
-    def add(self, data: bytes) -> None:
-        if self.sink is None:
-            return
-        self.partial += data
-        while True:
-            cut = self.partial.find(b"\n")
-            if cut < 0:
-                if len(self.partial) < LINE_CAP:
-                    return
-                cut = LINE_CAP
-            line = bytes(self.partial[:cut]).rstrip(b"\r")
-            del self.partial[: cut + 1]
-            self._emit(line)
-
-    def flush(self) -> None:
-        if self.sink is not None and self.partial:
-            self._emit(bytes(self.partial))
-            self.partial.clear()
-
-    def _emit(self, line: bytes) -> None:
-        try:
-            self.sink(line.decode(errors="replace"))  # type: ignore[misc]
-        except Exception:  # a broken display must not abandon a running command
-            pass
 
 
 class _Sudo:

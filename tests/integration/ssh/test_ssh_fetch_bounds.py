@@ -54,7 +54,7 @@ def test_fetch_refuses_a_file_over_max_size(node, ops_become, how):
                        become=ops_become if how == "become" else None)
         assert res.status is Status.FAILED
         assert res.msg == (f"{host.host.name}:/tmp/opsbook-big is larger than max_size (1 MiB); nothing was kept"
-                           " (raise max_size to fetch it)")
+                           " (raise max_size to keep it)")
         assert _left_behind(host.evidence_dir) == []
         ok = host.act("fetch", {"src": "/tmp/opsbook-big", "max_size": 3145728},
                       become=ops_become if how == "become" else None)
