@@ -30,6 +30,7 @@ import shlex
 import socket
 import struct
 import tarfile
+import tempfile
 import threading
 import time
 import uuid
@@ -41,7 +42,7 @@ from typing import Any, Literal
 
 from opsbook.errors import InventoryError, OpsbookError
 from opsbook.model import parse_duration
-from opsbook.transfer import Transfer, copy_stream
+from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferCut, TransferTooLarge, copy_stream
 from opsbook.plugin import (
     ActionContext,
     Become,
@@ -51,11 +52,12 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Seconds,
+    Status,
     telling_line,
     evidence_file,
     truthy,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ByteSize, ConfigDict, Field
 
 plugin = Plugin("docker", "Docker containers: state, exec, logs, facts, networks, limits.")
 
@@ -933,6 +935,10 @@ class LogsArgs(BaseModel):
         description="Evidence file, relative to the run's evidence folder (default: "
         "<host>/docker/<container>.log); a folder (ending with /) gets <dest>/<host>/docker/<container>.log.",
     )
+    max_size: ByteSize = Field(
+        ByteSize(DEFAULT_MAX_SIZE),
+        description="Refuse logs larger than this (bytes, or 500MiB, 2GiB); nothing is kept.",
+    )
 
 
 _STDOUT_CAP = 64 * 1024
@@ -981,17 +987,25 @@ def logs(ctx: ActionContext, args: LogsArgs) -> Result:
         kwargs["since"] = since.timestamp()
     if until is not None:
         kwargs["until"] = until.timestamp()
-    text = _api_call(target.daemon, lambda: obj.logs(**kwargs)).decode(errors="replace")
-    count = len(text.splitlines())
-    data: dict[str, Any] = {"container": target.name, "lines": count, "bytes": len(text.encode())}
-    stdout = text[-_STDOUT_CAP:]
-    if ctx.evidence_dir is None:
-        return Result.ok(
-            msg=f"{count} lines from {target.name} (no evidence folder)", stdout=stdout, data=data
-        )
-    relative = ctx.evidence_file(args.dest, _logs_name(target.name))
-    path = ctx.evidence_path(relative)
-    _write_atomic(path, text.encode())
+    kwargs["stream"], kwargs["follow"] = True, False  # the SDK follows a stream unless told not to
+    transfer = Transfer(f"the log of {target.name}", int(args.max_size), ctx.timeout, ctx.cancelled)
+    with tempfile.TemporaryFile(prefix="opsbook-logs-") as spool:  # streamed: never held whole
+        try:
+            count = _api_call(target.daemon, lambda: _stream_logs(obj.logs(**kwargs), spool, transfer))
+        except TransferTooLarge as exc:
+            return Result.failed(str(exc))
+        except TransferCut as exc:
+            return Result(status=Status.TIMED_OUT, msg=str(exc))
+        data: dict[str, Any] = {"container": target.name, "lines": count, "bytes": transfer.size}
+        spool.seek(max(0, transfer.size - _STDOUT_CAP))
+        stdout = spool.read().decode(errors="replace")
+        if ctx.evidence_dir is None:
+            return Result.ok(
+                msg=f"{count} lines from {target.name} (no evidence folder)", stdout=stdout, data=data
+            )
+        relative = ctx.evidence_file(args.dest, _logs_name(target.name))
+        spool.seek(0)
+        ctx.write_evidence(relative, spool)
     data["path"] = relative
     evidence = Evidence(
         path=relative,
@@ -1004,6 +1018,24 @@ def logs(ctx: ActionContext, args: LogsArgs) -> Result:
         data=data,
         evidence=[evidence],
     )
+
+
+def _stream_logs(stream: Iterator[bytes], spool: Any, transfer: Transfer) -> int:
+    """Copy a `logs(stream=True)` answer into `spool` within `transfer`; the number of lines."""
+    lines, last = 0, b""
+    try:
+        for chunk in stream:
+            if not chunk:
+                continue
+            transfer.add(chunk)
+            spool.write(chunk)
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    return lines + (1 if last and last != b"\n" else 0)
 
 
 def _logs_description(args: LogsArgs, count: int) -> str:

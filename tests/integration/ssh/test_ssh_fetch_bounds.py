@@ -4,11 +4,19 @@ the checksum is computed while copying (memory stays flat for a large file)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import resource
+import signal
+import subprocess
+import sys
 import threading
 
 import pytest
+import yaml
 from opsbook.plugin import Status
+from opsbook_lab.inventory import inventory_dict
 from opsbook_lab.pytest_plugin import wait_for
 
 MiB = 1024 * 1024
@@ -78,3 +86,46 @@ def test_fetch_of_a_large_file_hashes_while_copying(node):
         assert peak - before < 64 * MiB, f"peak RSS rose by {(peak - before) // MiB} MiB"
     finally:
         web1.sh("rm -f /tmp/opsbook-large")
+
+
+def test_fetch_over_the_docker_connection_is_bounded_too(docker_node):
+    web1 = docker_node("web1")
+    web1.conn.run(["sh", "-c", "head -c 3145728 /dev/zero >/tmp/opsbook-big"])
+    try:
+        refused = web1.act("fetch", {"src": "/tmp/opsbook-big", "max_size": "1MiB"})
+        assert refused.status is Status.FAILED and "larger than max_size (1 MiB)" in refused.msg
+        assert _left_behind(web1.evidence_dir) == []
+        ok = web1.act("fetch", {"src": "/tmp/opsbook-big", "max_size": "3MiB"})
+        assert ok.status is Status.OK, ok.msg
+        assert ok.data["checksum"] == hashlib.sha256(b"\0" * 3145728).hexdigest()
+        assert _left_behind(web1.evidence_dir) == ["web1/tmp/opsbook-big"]
+    finally:
+        web1.conn.run(["rm", "-f", "/tmp/opsbook-big"])
+
+
+def test_sigint_stops_a_running_fetch_and_leaves_no_partial_file(lab_info, tmp_path):
+    """The whole path: `opsbook run` fetching /dev/zero gets SIGINT (Ctrl-C) and ends."""
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(yaml.safe_dump(inventory_dict(lab_info)))
+    runbook = tmp_path / "rb.yaml"
+    runbook.write_text("opsbook: 1\nname: endless\nhosts: web1\nsteps:\n"
+                       "  - name: fetch zeros\n    ssh.fetch: {src: /dev/zero, max_size: 100GiB}\n")
+    runs = tmp_path / "runs"
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "journal.db"), "OPSBOOK_RUNS_DIR": str(runs)}
+    proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(runbook), "-i", str(inventory),
+                             "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, env=env)
+    try:
+        wait_for("the copy to start", lambda: any(p.name.endswith(".part") for p in runs.rglob("*")),
+                 timeout=120)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)  # returning proves the copy stopped
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0, (out, err)
+    assert "Traceback" not in err, err
+    assert [str(p) for p in runs.rglob("*") if p.is_file()] == []
+    finished = [json.loads(line) for line in out.splitlines() if '"node_finished"' in line]
+    assert finished and finished[0]["status"] == "timed_out", out
