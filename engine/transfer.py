@@ -9,9 +9,11 @@ Part of the public plugin API (re-exported by opsbook.plugin).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from opsbook.errors import PluginError
@@ -99,3 +101,25 @@ def copy_stream(source: Any, handle: BinaryIO, transfer: Transfer) -> int:
             return transfer.size
         transfer.add(chunk)
         handle.write(chunk)
+
+
+def get_within(conn: Any, remote_path: str, local_path: Path, transfer: Transfer) -> int:
+    """`conn.get` within `transfer`: connections written before `get` took a `transfer` copy
+    the whole file, which is then checked against max_size and hashed in chunks (never read
+    whole); the file is removed when it is too large."""
+    try:
+        takes_transfer = "transfer" in inspect.signature(conn.get).parameters
+    except (TypeError, ValueError):
+        takes_transfer = False
+    if takes_transfer:
+        return int(conn.get(remote_path, local_path, transfer=transfer))
+    size = int(conn.get(remote_path, local_path))
+    try:
+        transfer.check(size)
+        with open(local_path, "rb") as copied:
+            for chunk in iter(lambda: copied.read(CHUNK), b""):
+                transfer.add(chunk)
+    except BaseException:
+        Path(local_path).unlink(missing_ok=True)
+        raise
+    return size

@@ -50,6 +50,7 @@ from opsbook.plugin import (
     telling_line,
     evidence_file,
 )
+from opsbook.transfer import get_within
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
 if TYPE_CHECKING:
@@ -703,7 +704,7 @@ def fetch(ctx: ActionContext, args: FetchArgs) -> Result:
 def _download(ctx: ActionContext, src: str, local: Path, transfer: Transfer) -> int:
     conn = ctx.connection()
     if ctx.become is None:
-        return conn.get(src, local, transfer)
+        return get_within(conn, src, local, transfer)
     # Files only the become user can read: copy into a folder of ours under sudo first.
     folder = _check(
         ctx,
@@ -714,7 +715,7 @@ def _download(ctx: ActionContext, src: str, local: Path, transfer: Transfer) -> 
     try:
         limit = str((transfer.max_size or DEFAULT_MAX_SIZE) + 1)
         _check(ctx, ["sh", "-c", _FETCH_SCRIPT, "sh", src, folder, limit], f"reading {src}")
-        return conn.get(f"{folder}/data", local, transfer)
+        return get_within(conn, f"{folder}/data", local, transfer)
     finally:
         _run(ctx, ["rm", "-rf", "--", folder], become=False, stream=False)
 

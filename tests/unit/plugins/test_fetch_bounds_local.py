@@ -56,3 +56,24 @@ def test_a_stopped_run_stops_the_copy(tmp_path: Path):
     res = _fetch(tmp_path, {"src": "/dev/zero", "max_size": "100GiB"}, cancelled=stop)
     assert res.status is Status.TIMED_OUT and "cancelled" in res.msg
     assert _files(tmp_path) == []
+
+
+class _OldStyleConnection(LocalConnection):
+    """A third-party connection written before `get` took a `transfer`."""
+
+    def get(self, remote_path: str, local_path: Path) -> int:  # type: ignore[override]
+        return super().get(remote_path, local_path)
+
+
+def test_a_connection_without_the_transfer_parameter_is_still_bounded_after_the_copy(tmp_path: Path):
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"y" * (2 * MiB))
+    spec = plugin.actions["fetch"]
+    conn = _OldStyleConnection()
+    ctx = ActionContext(host=HostInfo("ctl", {}), step_name="fetch", evidence_dir=tmp_path / "evidence",
+                        _connect=lambda _h: conn)
+    refused = spec.fn(ctx, spec.parse_args({"src": str(source), "max_size": "1MiB"}))
+    assert refused.status is Status.FAILED and "larger than max_size (1 MiB)" in refused.msg
+    assert _files(tmp_path) == []
+    ok = spec.fn(ctx, spec.parse_args({"src": str(source)}))
+    assert ok.status is Status.OK and ok.data["checksum"] == hashlib.sha256(source.read_bytes()).hexdigest()
