@@ -1461,6 +1461,7 @@ class Executor:
                 result = Result.failed(_user_message(exc))
             except Exception as exc:  # noqa: BLE001
                 result = Result.failed(f"{type(exc).__name__}: {exc}")
+            result.msg = self.secrets.redact_error(result.msg)  # parsers quote pieces of a secret
             status = "done" if result.status is Status.OK else "failed"
             self.journal.rollback_status(self.run_id, seq, status, self.secrets.redact(result.msg))
             self._rolled_back(entry, undoes, status, result.msg)

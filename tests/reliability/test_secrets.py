@@ -333,6 +333,9 @@ params:
   token: {type: secret}
 hosts: localhost
 steps:
+  - name: with an undo
+    local.noop: {}
+    rollback: {local.http: {url: "http://admin:{{ token }}@127.0.0.1:9/", timeout: 2}}
   - name: fetch with it
     local.http: {url: "http://admin:{{ token }}@127.0.0.1:9/", timeout: 2}
     ignore_errors: true
@@ -355,11 +358,13 @@ def test_a_secret_in_a_url_leaks_no_piece_through_an_exception(cli: Cli, shape: 
     text = cli("run", str(rb), "--secret", "token=env:OPSBOOK_URL_TOKEN", "--format", "text", "-vv", env=env)
     events = cli("run", str(rb), "--secret", "token=env:OPSBOOK_URL_TOKEN", "--format", "json", env=env)
     for res in (text, events):
-        assert res.rc == 1, res
+        assert res.rc == 4, res  # failed, and its undo failed too
         assert "Traceback" not in res.stderr, res
     failed = [e for e in events.events if e["event"] == "node_finished" and e.get("status") == "failed"]
     assert len(failed) == 3, events.stdout  # each step really failed on the URL
     assert all("********" in e["msg"] for e in failed), failed
+    undone = [e for e in events.events if e["event"] == "rollback_finished"]
+    assert [e["status"] for e in undone] == ["failed"] and "********" in undone[0]["msg"], undone
     outputs = [text, events, *_review(cli, text.run_id), *_review(cli, events.run_id)]
     for needle in (token, piece, tail):
         assert _leaks(needle, outputs, cli.home) == [], f"{needle!r} of {token!r} leaked"
