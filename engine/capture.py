@@ -43,6 +43,14 @@ class Capture:
             + self.tail.decode(errors="replace")
         )
 
+    def data(self) -> bytes:
+        """What `text` says, as bytes."""
+        kept = len(self.head) + len(self.tail)
+        if self.total <= kept:
+            return bytes(self.head) + bytes(self.tail)
+        note = f"\n[... {self.total - kept} bytes omitted; {self.total} bytes in all ...]\n"
+        return bytes(self.head) + note.encode() + bytes(self.tail)
+
 
 class Lines:
     """Splits a byte stream into lines for `on_output`."""

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from opsbook.errors import InventoryError, OpsbookError
+from opsbook.capture import Capture, Lines
 from opsbook.model import parse_duration
 from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferCut, TransferTooLarge, copy_stream
 from opsbook.plugin import (
@@ -810,29 +811,30 @@ class _ExecStream:
             self.chunks.put(None)
 
     def collect(self, req: ExecRequest, started: float) -> tuple[bytes, bytes, str | None]:
-        out, err = bytearray(), bytearray()
-        pending = b""
+        """The command's output, each stream kept bounded as a local or SSH command's
+        (first and last 2 MiB, "bytes omitted" note; opsbook.capture), and its end."""
+        out, err = Capture(), Capture()
+        lines = Lines(req.on_output)
         while True:
             if req.cancel is not None and req.cancel.is_set():
-                return bytes(out), bytes(err), "cancelled"
+                return out.data(), err.data(), "cancelled"
             wait = _POLL
             if req.timeout is not None:
                 left = req.timeout - (time.monotonic() - started)
                 if left <= 0:
-                    return bytes(out), bytes(err), f"timed out after {_fmt_s(req.timeout)}"
+                    return out.data(), err.data(), f"timed out after {_fmt_s(req.timeout)}"
                 wait = min(wait, left)
             try:
                 item = self.chunks.get(timeout=wait)
             except queue.Empty:
                 continue
             if item is None:
-                if pending and req.on_output:
-                    req.on_output(pending.decode(errors="replace"))
-                return bytes(out), bytes(err), None
+                lines.flush()
+                return out.data(), err.data(), None
             kind, payload = item
-            (err if kind == 2 else out).extend(payload)
-            if req.on_output and kind == 1:
-                pending = _emit_lines(pending + payload, req.on_output)
+            (err if kind == 2 else out).add(payload)
+            if kind == 1:
+                lines.add(payload)
 
     def close(self) -> None:
         # Shut the socket first: the reader thread may sit in a blocking read holding the
@@ -849,13 +851,6 @@ class _ExecStream:
                     closer()
             except Exception:  # noqa: BLE001, S110 - closing is best effort
                 pass
-
-
-def _emit_lines(buffer: bytes, emit: Callable[[str], None]) -> bytes:
-    *lines, rest = buffer.split(b"\n")
-    for line in lines:
-        emit(line.decode(errors="replace"))
-    return rest
 
 
 def _argv(command: str | Sequence[str]) -> list[str]:

@@ -281,3 +281,14 @@ def test_logs_are_streamed_and_refused_over_max_size(sandbox, run, tmp_path):
     assert kept.status is Status.OK and kept.data["bytes"] > 2 * 1024 * 1024  # the daemon splits long lines
     assert (tmp_path / "evidence" / kept.data["path"]).stat().st_size == kept.data["bytes"]
     assert len(kept.stdout) <= 64 * 1024
+
+
+def test_exec_output_is_kept_bounded_with_a_note(sandbox, run):
+    """A line of 6 MB without a newline: its first and last 2 MiB, and a note (issue 24 item 13)."""
+    from opsbook.capture import OUTPUT_CAP
+
+    box = sandbox.server()
+    result = run("exec", {"container": box.name, "command": "head -c 6000000 /dev/zero | tr '\\0' z"})
+    assert result.status is Status.OK, result.msg
+    assert "bytes omitted; 6000000 bytes in all" in result.stdout
+    assert len(result.stdout) < OUTPUT_CAP + 200 and result.stdout.startswith("z") and result.stdout.endswith("z")
