@@ -84,3 +84,13 @@ class Lines:
             self.sink(line.decode(errors="replace"))  # type: ignore[misc]
         except Exception:  # a broken display must not abandon a running command
             pass
+
+
+def clip_text(text: str, cap: int = OUTPUT_CAP) -> str:
+    """`text` cut to its first and last cap/2 characters with the same note as `Capture`
+    (a loop's joined output: each item is capped already, their sum is not)."""
+    if len(text) <= cap:
+        return text
+    half = cap // 2
+    return (text[:half] + f"\n[... {len(text) - 2 * half} characters omitted; {len(text)} in all ...]\n"
+            + text[-half:])

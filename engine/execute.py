@@ -40,6 +40,7 @@ from opsbook.plugin import (
 )
 from opsbook.registry import Registry
 from opsbook.secrets import HIDDEN, SecretStore, register_plan
+from opsbook.capture import clip_text
 from opsbook.template import evaluate, expression_values, holds_template, referenced_names, render, short_value
 from opsbook.variables import EMPTY, Scope, builtin_names, render_args
 
@@ -1119,8 +1120,8 @@ class Executor:
             summary = f"{len(results)} items" + (f" ({skipped} skipped)" if skipped else "")
             result = Result(status=worst.status if worst else Status.OK, changed=any(r.changed for r in results),
                             msg=worst.msg if worst else summary,
-                            stdout="\n".join(r.stdout for r in results if r.stdout),
-                            stderr="\n".join(r.stderr for r in results if r.stderr))
+                            stdout=clip_text("\n".join(r.stdout for r in results if r.stdout)),
+                            stderr=clip_text("\n".join(r.stderr for r in results if r.stderr)))
             for r in results:
                 result.facts.update(r.facts)
                 result.evidence.extend(r.evidence)

@@ -41,7 +41,8 @@ def test_a_long_line_without_newlines_is_read_in_chunks_and_cut_with_a_note(cli:
 
 
 def test_registered_values_are_journaled_bounded(book: BookRunner, tmp_path: Path):
-    """20 items of 6 MiB each: each string is cut to STRING_KEEP in the journal, with a note."""
+    """20 items of 6 MiB each: each item's output is capped with a note, so is their joined
+    output (the loop's own stdout), and each string is cut to STRING_KEEP in the journal."""
     run = book("""
         opsbook: 1
         name: big-loop
@@ -50,12 +51,16 @@ def test_registered_values_are_journaled_bounded(book: BookRunner, tmp_path: Pat
             loop: "{{ range(20) | list }}"
             local.shell: "head -c 6291456 /dev/zero | tr '\\\\0' b"
             register: big
+          - name: joined output is capped too
+            local.assert:
+              that: ["big.stdout | length < OUTPUT_CAP + 200", "'characters omitted' in big.stdout",
+                     "big.results | length == 20", "'bytes omitted; 6291456 bytes in all' in big.results[0].stdout"]
           - name: small
             loop: [1, 2]
             local.shell: "head -c 400000 /dev/zero | tr '\\\\0' c"
             register: small
-    """)
-    assert run.summary.status == "succeeded"
+    """.replace("OUTPUT_CAP", str(OUTPUT_CAP)))
+    assert run.summary.status == "succeeded", [e.data.get("msg") for e in run.finished()]
     journal = sum(p.stat().st_size for p in tmp_path.glob("journal.db*"))
     assert journal < 32 * MiB, f"the journal grew to {journal // MiB} MiB"
     small = run.node("small", "localhost").registered
