@@ -107,7 +107,7 @@ def start_run(plan: Plan, registry: Registry, journal: Journal, request: RunRequ
     refuse_evidence_conflicts(plan, registry, request.options.limit)
     run_id = run_id or new_run_id()
     rb = plan.runbook
-    evidence = runs_dir() / run_id / "evidence" if request.options.evidence_dir is None else request.options.evidence_dir
+    evidence = runs_dir(journal.path) / run_id / "evidence" if request.options.evidence_dir is None else request.options.evidence_dir
     private_dir(evidence)
     request.options.evidence_dir = evidence
     secret_names = {p.name for p in rb.params if p.secret}
@@ -156,7 +156,7 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
     _four_eyes_approver(request, journal, runbook.name)
     evidence = record.options.get("evidence_dir")
     request.options.evidence_dir = request.options.evidence_dir or (
-        Path(evidence) if evidence else runs_dir() / run_id / "evidence")
+        Path(evidence) if evidence else runs_dir(journal.path) / run_id / "evidence")
     private_dir(request.options.evidence_dir)
     asked = list(forget)
 

@@ -242,13 +242,13 @@ def manifest(journal: Journal, run_id: str) -> dict[str, Any]:
                       "host": data.get("host"), "node": node_id, "description": data.get("description", ""),
                       "collected": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts)),
                       "size": data.get("size"), "sha256": data.get("sha256")})
-    folder = run.options.get("evidence_dir") or evidence_folder(run.id)
+    folder = run.options.get("evidence_dir") or evidence_folder(run.id, journal.path)
     return {"run": run.id, "runbook": run.runbook_name, "folder": str(folder), "items": items}
 
 
-def evidence_folder(run_id: str) -> Path:
+def evidence_folder(run_id: str, journal: str | Path | None = None) -> Path:
     """Where a run's evidence goes when the run record does not say (older runs)."""
-    return runs_dir() / run_id / "evidence"
+    return runs_dir(journal) / run_id / "evidence"
 
 
 def verify(journal: Journal, run_id: str) -> list[str]:

@@ -77,11 +77,31 @@ def _json(value: Any) -> str:
 VALUE_KEEP = 8 * 1024 * 1024  # characters of one node's registered value (or facts) the journal keeps
 
 
+STRING_KEEP = 256 * 1024  # characters of one string inside a registered value (or facts) kept
+
+
+def _clip_strings(value: Any) -> Any:
+    """`value` with each string over STRING_KEEP cut to its first and last halves around a
+    "[... N characters not journaled ...]" note (a resumed run reads the cut value)."""
+    if isinstance(value, str):
+        if len(value) <= STRING_KEEP:
+            return value
+        half = STRING_KEEP // 2
+        return (value[:half] + f"\n[... {len(value) - 2 * half} characters not journaled; "
+                f"{len(value)} in all ...]\n" + value[-half:])
+    if isinstance(value, dict):
+        return {k: _clip_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clip_strings(v) for v in value]
+    return value
+
+
 def _bounded_json(value: Any, what: str) -> str:
-    """The JSON of a registered value or facts, or, over VALUE_KEEP, a note saying so: one
-    huge value (a 50 MB output registered in a 20-item loop) must not grow the journal
-    without bound. A resumed run does not get such a value back."""
-    text = _json(value)
+    """The JSON of a registered value or facts, each string in it cut at STRING_KEEP, or,
+    over VALUE_KEEP in all, a note saying so: one huge value (a 50 MB output registered in
+    a 20-item loop) must not grow the journal without bound. A resumed run does not get
+    such a value back."""
+    text = _json(_clip_strings(value))
     if len(text) <= VALUE_KEEP:
         return text
     return _json({"omitted": f"the {what} was {len(text):,} characters, more than the journal keeps "

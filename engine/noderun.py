@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from opsbook import dryrun
+from opsbook.capture import clip_text
 from opsbook.cancel import NEVER, CancelToken
 from opsbook.compile import Node
 from opsbook.dryrun import DryRun
@@ -333,6 +334,7 @@ class NodeRunner:
         while True:
             attempt += 1
             result = self._call(node, spec, ctx_vars, cancel)
+            result.msg = self.svc.secrets.redact_error(result.msg)  # parsers quote pieces of a secret
             result.attempts = attempt
             if result.status is Status.UNKNOWN and step.changed_when:
                 result.changed = _changed_unknown(step, ctx_vars)
@@ -474,8 +476,8 @@ class NodeRunner:
             summary = f"{len(results)} items" + (f" ({skipped} skipped)" if skipped else "")
             result = Result(status=worst.status if worst else Status.OK, changed=any(r.changed for r in results),
                             msg=worst.msg if worst else summary,
-                            stdout="\n".join(r.stdout for r in results if r.stdout),
-                            stderr="\n".join(r.stderr for r in results if r.stderr))
+                            stdout=clip_text("\n".join(r.stdout for r in results if r.stdout)),
+                            stderr=clip_text("\n".join(r.stderr for r in results if r.stderr)))
             for r in results:
                 result.facts.update(r.facts)
                 result.evidence.extend(r.evidence)

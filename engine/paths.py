@@ -23,9 +23,14 @@ def default_journal_path() -> Path:
     return Path(os.environ.get("OPSBOOK_JOURNAL") or state_dir() / "journal.db")
 
 
-def runs_dir() -> Path:
-    """Where per-run folders (evidence, reports) live: beside the journal."""
-    return Path(os.environ.get("OPSBOOK_RUNS_DIR") or default_journal_path().parent / "runs")
+def runs_dir(journal: str | Path | None = None) -> Path:
+    """Where per-run folders (evidence, reports) live: $OPSBOOK_RUNS_DIR, else `runs/` beside
+    the journal in use (`--journal PATH` too), else beside the default journal."""
+    if os.environ.get("OPSBOOK_RUNS_DIR"):
+        return Path(os.environ["OPSBOOK_RUNS_DIR"])
+    if journal is not None and str(journal) != ":memory:":
+        return Path(journal).parent / "runs"
+    return default_journal_path().parent / "runs"
 
 
 def private_dir(path: Path) -> Path:

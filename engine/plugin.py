@@ -35,11 +35,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from opsbook.cancel import CancelToken
 from opsbook.errors import PluginError
 from opsbook.evidence import evidence_file
+from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferCut, TransferTooLarge  # noqa: F401 - public API
 
 
 class Status(str, enum.Enum):
@@ -167,8 +168,10 @@ class Connection(Protocol):
         """Write bytes to a remote file atomically (temp file + rename)."""
         ...
 
-    def get(self, remote_path: str, local_path: Path) -> int:
-        """Copy a remote file to a local path; return its size."""
+    def get(self, remote_path: str, local_path: Path, transfer: Transfer | None = None) -> int:
+        """Copy a remote file to a local path; return its size. With a `transfer`, every chunk
+        goes through `transfer.add` (size limit, deadline, cancellation, hash), and a copy it
+        stops leaves no file behind."""
         ...
 
     def close(self) -> None: ...
@@ -278,7 +281,7 @@ class ActionContext:
         `dest`, `<dest>/<host>/<name>` when `dest` is a folder, else `dest`."""
         return evidence_file(dest, self.host.name, name, self.evidence_is_folder)
 
-    def write_evidence(self, relative: str, data: bytes | str) -> Path:
+    def write_evidence(self, relative: str, data: bytes | str | BinaryIO) -> Path:
         """Write an evidence file safely: the path is checked again now (a symlink planted
         while the command ran is refused), the file is written to a private temporary file
         in the same folder, opened without following links, and renamed into place."""
@@ -299,7 +302,7 @@ class ActionContext:
         return path
 
 
-def write_file_safely(path: Path, data: bytes) -> None:
+def write_file_safely(path: Path, data: bytes | BinaryIO) -> None:
     """Write `path` (0600) through its folder opened with O_NOFOLLOW, via a temporary file and
     a rename: neither a link planted at the file nor one at its folder is followed."""
     import os
@@ -311,7 +314,12 @@ def write_file_safely(path: Path, data: bytes) -> None:
         tmp = f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:  # a spooled file (local.collect): copied in chunks
+                import shutil
+
+                shutil.copyfileobj(data, handle)
         os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
     finally:
         os.close(folder)

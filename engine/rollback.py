@@ -147,6 +147,7 @@ class Rollbacks:
                 continue
             svc.journal.rollback_status(svc.run_id, seq, "running")
             result = self._undo(entry, spec, origin, undoes)
+            result.msg = svc.secrets.redact_error(result.msg)  # parsers quote pieces of a secret
             status = "done" if result.status is Status.OK else "failed"
             svc.journal.rollback_status(svc.run_id, seq, status, svc.secrets.redact(result.msg))
             self._done(entry, undoes, status, result.msg)

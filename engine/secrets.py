@@ -5,6 +5,11 @@ from it (docs/reliability.md, "What is redacted"): any upper/lower case mix, rev
 base64 (standard and URL-safe, with and without padding, also inside a longer base64 text
 such as an `Authorization: Basic` header), URL-encoded, JSON-escaped (once and twice),
 HTML-escaped, shell-quoted, Python-repr'd, and each line of a multi-line secret.
+
+Parsers cut secrets at delimiters and quote the piece they choke on (`http://admin:p@ss:word@host/`:
+urllib's `nonnumeric port: 'word'`): every run of a secret between its delimiters (`@ : / ? # [ ]`,
+spaces, quotes...) of MIN_DERIVED characters or more is a form too, and `redact_error` masks, in
+an error message, any quoted text that is part of a secret, however short.
 """
 
 from __future__ import annotations
@@ -30,6 +35,22 @@ SEAL_OPEN, SEAL_CLOSE = "\u27e6secret:", "\u27e7"  # ⟦secret:NAME⟧, unlikely
 _SEALED = re.compile(re.escape(SEAL_OPEN) + r"([^\u27e7]+)" + re.escape(SEAL_CLOSE))
 _FORM_MARK = "#"  # ⟦secret:NAME#FORM⟧: a derived form, recomputed from the secret when unsealed
 MIN_DERIVED = 4  # derived forms of shorter values would mask ordinary words: only the value is
+_DELIMITERS = re.compile(r"[\s@:/?#\[\]'\"`&=;,|<>()\\%+!$*{}]")  # where URL, shell and other parsers cut
+_MAX_FRAGMENTS = 64  # a secret full of delimiters: its longest runs only
+_QUOTED = re.compile(r"'([^'\n]{1,200})'|\"([^\"\n]{1,200})\"")  # repr'd values in exception texts
+
+
+def _fragments(secret: str) -> dict[str, str]:
+    """The runs of `secret` between its delimiters (from the start or just after a delimiter, to
+    a delimiter or the end): what a parser cuts out of it and quotes in an error."""
+    cuts = [m.start() for m in _DELIMITERS.finditer(secret)]
+    if not cuts:
+        return {}
+    starts = [0] + [c + 1 for c in cuts]
+    ends = cuts + [len(secret)]
+    runs = {secret[i:j] for i in starts for j in ends if j - i >= MIN_DERIVED and secret[i:j] != secret}
+    longest = sorted(runs, key=lambda r: (-len(r), r))[:_MAX_FRAGMENTS]
+    return {f"frag{n}": run for n, run in enumerate(longest)}
 
 
 def _b64_windows(raw: bytes, urlsafe: bool) -> dict[str, str]:
@@ -82,6 +103,7 @@ def _derived(secret: str) -> tuple[tuple[str, str], ...]:
         raw = secret.encode()
         candidates.update(_b64_windows(raw, urlsafe=False))
         candidates.update(_b64_windows(raw, urlsafe=True))
+        candidates.update(_fragments(secret))
         if "\n" in secret:
             for i, line in enumerate(secret.splitlines()):
                 if len(line.strip()) >= 8:
@@ -329,6 +351,23 @@ class SecretStore:
         if isinstance(value, list):
             return [self.unseal(v) for v in value]
         return value
+
+    def redact_error(self, text: str) -> str:
+        """Redact an error message: besides every form `redact` masks, any quoted text in it
+        that is part of a secret, however short (`nonnumeric port: 'sec'` for `sec#ret`)."""
+        text = self.redact(text)
+        if not text or not self._values or ("'" not in text and '"' not in text):
+            return text
+        secrets = [v.casefold() for v in self._values.values() if v]
+
+        def mask(match: re.Match[str]) -> str:
+            inner = match.group(1) if match.group(1) is not None else match.group(2)
+            if inner.strip() and any(inner.casefold() in s for s in secrets):
+                quote = match.group(0)[0]
+                return f"{quote}{MASK}{quote}"
+            return match.group(0)
+
+        return _QUOTED.sub(mask, text)
 
     def redact_any(self, value: Any) -> Any:
         """Redact strings anywhere inside nested dicts/lists."""

@@ -30,6 +30,7 @@ import shlex
 import socket
 import struct
 import tarfile
+import tempfile
 import threading
 import time
 import uuid
@@ -40,7 +41,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from opsbook.errors import InventoryError, OpsbookError
+from opsbook.capture import Capture, Lines
 from opsbook.model import parse_duration
+from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferCut, TransferTooLarge, copy_stream
 from opsbook.plugin import (
     ActionContext,
     Become,
@@ -50,11 +53,12 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Seconds,
+    Status,
     telling_line,
     evidence_file,
     truthy,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ByteSize, ConfigDict, Field
 
 plugin = Plugin("docker", "Docker containers: state, exec, logs, facts, networks, limits.")
 
@@ -809,29 +813,30 @@ class _ExecStream:
             self.chunks.put(None)
 
     def collect(self, req: ExecRequest, started: float) -> tuple[bytes, bytes, str | None]:
-        out, err = bytearray(), bytearray()
-        pending = b""
+        """The command's output, each stream kept bounded as a local or SSH command's
+        (first and last 2 MiB, "bytes omitted" note; opsbook.capture), and its end."""
+        out, err = Capture(), Capture()
+        lines = Lines(req.on_output)
         while True:
             if req.cancel is not None and req.cancel.is_set():
-                return bytes(out), bytes(err), "cancelled"
+                return out.data(), err.data(), "cancelled"
             wait = _POLL
             if req.timeout is not None:
                 left = req.timeout - (time.monotonic() - started)
                 if left <= 0:
-                    return bytes(out), bytes(err), f"timed out after {_fmt_s(req.timeout)}"
+                    return out.data(), err.data(), f"timed out after {_fmt_s(req.timeout)}"
                 wait = min(wait, left)
             try:
                 item = self.chunks.get(timeout=wait)
             except queue.Empty:
                 continue
             if item is None:
-                if pending and req.on_output:
-                    req.on_output(pending.decode(errors="replace"))
-                return bytes(out), bytes(err), None
+                lines.flush()
+                return out.data(), err.data(), None
             kind, payload = item
-            (err if kind == 2 else out).extend(payload)
-            if req.on_output and kind == 1:
-                pending = _emit_lines(pending + payload, req.on_output)
+            (err if kind == 2 else out).add(payload)
+            if kind == 1:
+                lines.add(payload)
 
     def close(self) -> None:
         # Shut the socket first: the reader thread may sit in a blocking read holding the
@@ -848,13 +853,6 @@ class _ExecStream:
                     closer()
             except Exception:  # noqa: BLE001, S110 - closing is best effort
                 pass
-
-
-def _emit_lines(buffer: bytes, emit: Callable[[str], None]) -> bytes:
-    *lines, rest = buffer.split(b"\n")
-    for line in lines:
-        emit(line.decode(errors="replace"))
-    return rest
 
 
 def _argv(command: str | Sequence[str]) -> list[str]:
@@ -934,6 +932,10 @@ class LogsArgs(BaseModel):
         description="Evidence file, relative to the run's evidence folder (default: "
         "<host>/docker/<container>.log); a folder (ending with /) gets <dest>/<host>/docker/<container>.log.",
     )
+    max_size: ByteSize = Field(
+        ByteSize(DEFAULT_MAX_SIZE),
+        description="Refuse logs larger than this (bytes, or 500MiB, 2GiB); nothing is kept.",
+    )
 
 
 _STDOUT_CAP = 64 * 1024
@@ -982,17 +984,25 @@ def logs(ctx: ActionContext, args: LogsArgs) -> Result:
         kwargs["since"] = since.timestamp()
     if until is not None:
         kwargs["until"] = until.timestamp()
-    text = _api_call(target.daemon, lambda: obj.logs(**kwargs)).decode(errors="replace")
-    count = len(text.splitlines())
-    data: dict[str, Any] = {"container": target.name, "lines": count, "bytes": len(text.encode())}
-    stdout = text[-_STDOUT_CAP:]
-    if ctx.evidence_dir is None:
-        return Result.ok(
-            msg=f"{count} lines from {target.name} (no evidence folder)", stdout=stdout, data=data
-        )
-    relative = ctx.evidence_file(args.dest, _logs_name(target.name))
-    path = ctx.evidence_path(relative)
-    _write_atomic(path, text.encode())
+    kwargs["stream"], kwargs["follow"] = True, False  # the SDK follows a stream unless told not to
+    transfer = Transfer(f"the log of {target.name}", int(args.max_size), ctx.timeout, ctx.cancelled)
+    with tempfile.TemporaryFile(prefix="opsbook-logs-") as spool:  # streamed: never held whole
+        try:
+            count = _api_call(target.daemon, lambda: _stream_logs(obj.logs(**kwargs), spool, transfer))
+        except TransferTooLarge as exc:
+            return Result.failed(str(exc))
+        except TransferCut as exc:
+            return Result(status=Status.TIMED_OUT, msg=str(exc))
+        data: dict[str, Any] = {"container": target.name, "lines": count, "bytes": transfer.size}
+        spool.seek(max(0, transfer.size - _STDOUT_CAP))
+        stdout = spool.read().decode(errors="replace")
+        if ctx.evidence_dir is None:
+            return Result.ok(
+                msg=f"{count} lines from {target.name} (no evidence folder)", stdout=stdout, data=data
+            )
+        relative = ctx.evidence_file(args.dest, _logs_name(target.name))
+        spool.seek(0)
+        ctx.write_evidence(relative, spool)
     data["path"] = relative
     evidence = Evidence(
         path=relative,
@@ -1007,6 +1017,24 @@ def logs(ctx: ActionContext, args: LogsArgs) -> Result:
     )
 
 
+def _stream_logs(stream: Iterator[bytes], spool: Any, transfer: Transfer) -> int:
+    """Copy a `logs(stream=True)` answer into `spool` within `transfer`; the number of lines."""
+    lines, last = 0, b""
+    try:
+        for chunk in stream:
+            if not chunk:
+                continue
+            transfer.add(chunk)
+            spool.write(chunk)
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    return lines + (1 if last and last != b"\n" else 0)
+
+
 def _logs_description(args: LogsArgs, count: int) -> str:
     parts = [f"{count} lines"]
     if args.lines is not None:
@@ -1016,6 +1044,46 @@ def _logs_description(args: LogsArgs, count: int) -> str:
     if args.until:
         parts.append(f"until {args.until}")
     return "container logs, " + ", ".join(parts)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable file over the chunks of an HTTP response (tarfile's stream mode reads it)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.left:
+            self.left = next(self.chunks, b"")
+            if not self.left:
+                return 0
+        n = min(len(buffer), len(self.left))
+        buffer[:n], self.left = self.left[:n], self.left[n:]
+        return n
+
+
+def _extract_bounded(stream: Iterator[bytes], local_path: Path, remote: str, name: str,
+                     transfer: Transfer) -> int:
+    """The one file of a `get_archive` stream, copied chunk by chunk within `transfer`."""
+    with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(stream)), mode="r|") as tar:
+        member = next((m for m in tar if m.isfile()), None)
+        if member is None:
+            raise DockerError(f"{remote} in {name} is not a regular file")
+        transfer.check(member.size)
+        content = tar.extractfile(member)
+        local_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local_path.with_name(f".{local_path.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            with open(tmp, "xb") as handle:
+                size = copy_stream(content, handle, transfer) if content is not None else 0
+            os.replace(tmp, local_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return size
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -1627,8 +1695,9 @@ class DockerConnection:
                 f"could not move the upload into {remote_path} in {self.name}: {done.stderr.strip()}"
             )
 
-    def get(self, remote_path: str, local_path: Path) -> int:
-        """Copy a file out of the container (following symlinks); return its size."""
+    def get(self, remote_path: str, local_path: Path, transfer: Transfer | None = None) -> int:
+        """Copy a file out of the container (following symlinks); return its size. With a
+        `transfer`, the archive is read as a stream within its limits."""
         import docker.errors
 
         obj = self.target.container()
@@ -1639,6 +1708,8 @@ class DockerConnection:
             except docker.errors.NotFound:
                 raise DockerError(f"no file {remote_path} in {self.name}") from None
             if not stat.get("linkTarget"):
+                if transfer is not None:
+                    return _extract_bounded(stream, Path(local_path), remote_path, self.name, transfer)
                 return _extract_single(stream, Path(local_path), remote_path, self.name)
             for _chunk in stream:  # drain the response of the link itself
                 pass

@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -35,12 +36,13 @@ from opsbook.plugin import (
     evidence_file,
     truthy,
 )
+from opsbook.capture import OUTPUT_CAP, READ_SIZE, Capture, Lines
+from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferTooLarge, copy_stream
 from opsbook_plugins.http_deadline import bounded, opener
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 
 plugin = Plugin("local", "Run things on the controller: commands, waits, assertions, HTTP.")
 
-OUTPUT_CAP = 4 * 1024 * 1024
 
 
 class _Args(BaseModel):
@@ -67,7 +69,10 @@ class LocalConnection:
         on_output: Callable[[str], None] | None = None,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
+        stdout_to: Any = None,
     ) -> CommandResult:
+        """Run a command; `stdout_to` (a file, e.g. a Transfer's sink) gets all of its
+        standard output instead of the capped capture (TransferTooLarge stops the command)."""
         argv: list[str] | str = command if isinstance(command, str) else list(command)
         shell = isinstance(argv, str)
         if become is not None and become.user != _current_user():
@@ -93,7 +98,7 @@ class LocalConnection:
             return CommandResult(_NO_CHDIR, "", f"chdir {exc.filename}: not a folder", time.monotonic() - start)
         except PermissionError as exc:
             return CommandResult(126, "", f"permission denied: {exc.filename}", time.monotonic() - start)
-        out, err = _communicate(proc, stdin, timeout, cancel, on_output)
+        out, err = _communicate(proc, stdin, timeout, cancel, on_output, stdout_to)
         return CommandResult(proc.returncode, out, err, time.monotonic() - start)
 
     def put(self, data: bytes, remote_path: str, mode: int | None = None) -> None:
@@ -105,9 +110,21 @@ class LocalConnection:
             os.chmod(tmp, mode)
         os.replace(tmp, target)
 
-    def get(self, remote_path: str, local_path: Path) -> int:
-        shutil.copyfile(remote_path, local_path)
-        return local_path.stat().st_size
+    def get(self, remote_path: str, local_path: Path, transfer: Transfer | None = None) -> int:
+        if transfer is None:
+            shutil.copyfile(remote_path, local_path)
+            return local_path.stat().st_size
+        with open(remote_path, "rb") as source:
+            info = os.fstat(source.fileno())
+            transfer.check(info.st_size if stat.S_ISREG(info.st_mode) else None)
+            fd, temp = tempfile.mkstemp(prefix=f".{local_path.name}.", suffix=".part", dir=local_path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    size = copy_stream(source, handle, transfer)
+                os.replace(temp, local_path)
+            finally:
+                Path(temp).unlink(missing_ok=True)
+        return size
 
     def close(self) -> None:
         pass
@@ -139,19 +156,32 @@ def _communicate(
     timeout: float | None,
     cancel: threading.Event | None,
     on_output: Callable[[str], None] | None,
+    stdout_to: Any = None,
 ) -> tuple[str, str]:
-    """Collect output while honouring timeout and cancellation (kills the process group)."""
-    chunks: dict[str, list[bytes]] = {"out": [], "err": []}
-    sizes = {"out": 0, "err": 0}
+    """Collect output while honouring timeout and cancellation (kills the process group).
+    Pipes are read in chunks, never a line at a time: a gigabyte without a newline is kept
+    as its first and last OUTPUT_CAP/2 bytes with a "bytes omitted" note (opsbook.capture)."""
+    captured = {"out": Capture(), "err": Capture()}
+    live = Lines(on_output)
+
+    stopped: list[BaseException] = []
 
     def pump(stream: Any, key: str) -> None:
-        for line in iter(stream.readline, b""):
-            if sizes[key] < OUTPUT_CAP:
-                chunks[key].append(line)
-            sizes[key] += len(line)
-            if on_output is not None and key == "out":
-                on_output(line.decode(errors="replace").rstrip("\n"))
-        stream.close()
+        try:
+            for chunk in iter(lambda: stream.read1(READ_SIZE), b""):
+                if key == "out" and stdout_to is not None:
+                    stdout_to.write(chunk)
+                else:
+                    captured[key].add(chunk)
+                if key == "out":
+                    live.add(chunk)
+            if key == "out":
+                live.flush()
+        except TransferTooLarge as exc:  # the command's output passed its limit: stop it
+            stopped.append(exc)
+            _kill_group(proc)
+        finally:
+            stream.close()
 
     readers = [threading.Thread(target=pump, args=(proc.stdout, "out"), daemon=True),
                threading.Thread(target=pump, args=(proc.stderr, "err"), daemon=True)]
@@ -175,8 +205,9 @@ def _communicate(
                 break
     for reader in readers:
         reader.join(timeout=2)
-    return (b"".join(chunks["out"]).decode(errors="replace"),
-            b"".join(chunks["err"]).decode(errors="replace"))
+    if stopped:
+        raise stopped[0]
+    return captured["out"].text(), captured["err"].text()
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -470,6 +501,8 @@ def http(ctx: ActionContext, args: HttpArgs) -> Result:
     except (urllib.error.URLError, OSError, http_client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         return Result.failed(f"{args.method} {args.url} failed: {reason}")
+    except ValueError as exc:  # urllib.parse: "Invalid IPv6 URL", "Port out of range 0-65535"
+        return Result.failed(f"{args.method} {args.url}: not a valid URL: {exc}")
     data: dict[str, Any] = {"status": code, "latency_ms": round(took * 1000, 1), "body": text}
     try:
         data["json"] = json.loads(text)
@@ -500,6 +533,8 @@ def notify(ctx: ActionContext, args: NotifyArgs) -> Result:
         code, text, _ = _http(ctx, args.url, "POST", payload, {}, args.timeout)
     except (urllib.error.URLError, OSError, http_client.HTTPException) as exc:
         return Result.failed(f"webhook {args.url} unreachable: {getattr(exc, 'reason', exc)}")
+    except ValueError as exc:
+        return Result.failed(f"webhook {args.url}: not a valid URL: {exc}")
     if code >= 300:
         return Result.failed(f"webhook {args.url} answered HTTP {code}", stdout=text)
     return Result.ok(changed=True, msg=f"posted to {args.url}", data={"status": code})
@@ -511,6 +546,11 @@ class CollectArgs(_Args):
     cmd: str = Field(description="shell command whose output is the evidence")
     name: str = Field(description="file name, e.g. ps.txt; saved as <host>/<name> in the run's evidence folder")
     description: str = ""
+    max_size: ByteSize = Field(
+        ByteSize(DEFAULT_MAX_SIZE),
+        description="refuse output larger than this (bytes, or 500MiB, 2GiB): the command is "
+        "stopped and nothing is kept",
+    )
 
     @field_validator("name")
     @classmethod
@@ -533,14 +573,24 @@ def collect(ctx: ActionContext, args: CollectArgs) -> Result:
 
     relative_name = ctx.evidence_file(None, args.name)
     ctx.evidence_path(relative_name)  # refused before the command runs when it cannot be written
-    res = _CONTROLLER.run(["/bin/sh", "-c", args.cmd], timeout=ctx.timeout, cancel=ctx.cancelled)
-    # checked again and written without following links: one planted while the command ran
-    # (the command may take seconds) must not redirect the write
-    target = ctx.write_evidence(relative_name, res.stdout + (f"\n--- stderr ---\n{res.stderr}" if res.stderr else ""))
+    transfer = Transfer(f"the output of {args.cmd!r}", int(args.max_size))
+    # spooled to a file, not memory: evidence may be large (up to max_size)
+    with tempfile.TemporaryFile(prefix="opsbook-collect-") as spool:
+        try:
+            res = _CONTROLLER.run(["/bin/sh", "-c", args.cmd], timeout=ctx.timeout, cancel=ctx.cancelled,
+                                  stdout_to=transfer.sink(spool))
+        except TransferTooLarge as exc:
+            return Result.failed(f"{exc}; the command was stopped")
+        if res.stderr:
+            spool.write(f"\n--- stderr ---\n{res.stderr}".encode())
+        spool.seek(0)
+        # checked again and written without following links: one planted while the command ran
+        # (the command may take seconds) must not redirect the write
+        target = ctx.write_evidence(relative_name, spool)
     relative = str(target.relative_to(ctx.evidence_dir)) if ctx.evidence_dir else args.name
     evidence = Evidence(relative, f"controller: {args.cmd}", args.description)
     status = Status.OK if res.rc == 0 else Status.FAILED
-    return Result(status=status, rc=res.rc, msg=f"saved {relative} ({len(res.stdout)} bytes)",
+    return Result(status=status, rc=res.rc, msg=f"saved {relative} ({transfer.size} bytes)",
                   evidence=[evidence], data={"path": str(target)})
 
 # Ansible's modules these actions implement (see Plugin.ansible_module): they run on the

@@ -48,6 +48,7 @@ plugin = Plugin(
 
 CONTROLLER = "controller"
 _REMOTE_MARGIN = 5.0  # seconds a remote command may take beyond the probe's own timeout
+BODY_CAP = 4 * 1024 * 1024  # bytes of an HTTP answer read on the controller (the rest is not read)
 
 
 # --------------------------------------------------------------------------- durations
@@ -608,9 +609,9 @@ def _http_controller(url: str, args: HttpArgs, timeout: float,
     body, headers = _request_body(args)
     start = time.monotonic()
     for _hop in range(6):
-        parts = urllib.parse.urlsplit(url)
         left = max(0.001, timeout - (time.monotonic() - start))
         try:
+            parts = urllib.parse.urlsplit(url)
             status, payload, location = _http_once(parts, args, headers, body, left, cancel)
         except TimeoutError:
             return HttpAnswer(
@@ -619,6 +620,8 @@ def _http_controller(url: str, args: HttpArgs, timeout: float,
         except (OSError, http_client.HTTPException, ssl.SSLError) as exc:
             reason = _os_reason(exc) if isinstance(exc, OSError) else str(exc) or type(exc).__name__
             return HttpAnswer(url, None, b"", _ms_since(start), reason)
+        except ValueError as exc:  # urllib.parse: a bad port, "Invalid IPv6 URL"
+            return HttpAnswer(url, None, b"", _ms_since(start), f"not a valid URL: {exc}")
         if args.follow_redirects and location and status in (301, 302, 303, 307, 308):
             url = urllib.parse.urljoin(url, location)
             continue
@@ -654,7 +657,7 @@ def _http_once(
                 target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
                 conn.request(args.method, target, body=body, headers=headers)
                 response = conn.getresponse()
-                payload = response.read()
+                payload = response.read(BODY_CAP)  # a health check judges the start of a body
             except (OSError, http_client.HTTPException):
                 if watch.expired():
                     raise TimeoutError(watch.expired()) from None

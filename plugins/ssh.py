@@ -40,15 +40,18 @@ from opsbook.errors import OpsbookError
 from opsbook.plugin import (
     ActionContext,
     CommandResult,
+    DEFAULT_MAX_SIZE,
     Evidence,
     HostInfo,
     Plugin,
     Result,
     Status,
+    Transfer,
     telling_line,
     evidence_file,
 )
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from opsbook.transfer import get_within
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
 if TYPE_CHECKING:
     from opsbook_plugins.ssh_connection import SSHConnection
@@ -672,9 +675,15 @@ class FetchArgs(_Args):
     )
     description: str = Field("", description="what this evidence is")
     fail_on_missing: bool = True
+    max_size: ByteSize = Field(
+        ByteSize(DEFAULT_MAX_SIZE),
+        description="refuse a larger file (bytes, or 500MiB, 2GiB); the copy also stops at the "
+        "step's timeout and when the run is stopped, and leaves no partial file",
+    )
 
 
-_FETCH_SCRIPT = 'cat -- "$1" >"$2/data" && chmod 644 "$2/data"'
+# One byte more than max_size is copied, so that a larger file is refused, not cut.
+_FETCH_SCRIPT = 'head -c "$3" -- "$1" >"$2/data" && chmod 644 "$2/data"'
 
 
 def fetch_dest(args: FetchArgs, host: str, is_dir: Any = None) -> str:
@@ -712,8 +721,9 @@ def fetch(ctx: ActionContext, args: FetchArgs) -> Result:
     if ctx.check_mode:
         return Result.ok(msg=f"would fetch {args.src} to {rel}")
     local.parent.mkdir(parents=True, exist_ok=True)
-    size = _download(ctx, args.src, local)
-    sha = hashlib.sha256(local.read_bytes()).hexdigest()
+    transfer = Transfer(f"{ctx.host.name}:{args.src}", int(args.max_size), ctx.timeout, ctx.cancelled)
+    size = _download(ctx, args.src, local, transfer)
+    sha = transfer.hexdigest()  # hashed while copying: the file is never read whole
     evidence = Evidence(
         path=rel, source=f"{ctx.host.name}:{args.src}", description=args.description
     )
@@ -724,10 +734,10 @@ def fetch(ctx: ActionContext, args: FetchArgs) -> Result:
     )
 
 
-def _download(ctx: ActionContext, src: str, local: Path) -> int:
+def _download(ctx: ActionContext, src: str, local: Path, transfer: Transfer) -> int:
     conn = ctx.connection()
     if ctx.become is None:
-        return conn.get(src, local)
+        return get_within(conn, src, local, transfer)
     # Files only the become user can read: copy into a folder of ours under sudo first.
     folder = _check(
         ctx,
@@ -736,8 +746,9 @@ def _download(ctx: ActionContext, src: str, local: Path) -> int:
         become=False,
     ).stdout.strip()
     try:
-        _check(ctx, ["sh", "-c", _FETCH_SCRIPT, "sh", src, folder], f"reading {src}")
-        return conn.get(f"{folder}/data", local)
+        limit = str((transfer.max_size or DEFAULT_MAX_SIZE) + 1)
+        _check(ctx, ["sh", "-c", _FETCH_SCRIPT, "sh", src, folder, limit], f"reading {src}")
+        return get_within(conn, f"{folder}/data", local, transfer)
     finally:
         _run(ctx, ["rm", "-rf", "--", folder], become=False, stream=False)
 

@@ -37,6 +37,8 @@ from typing import Any
 
 from opsbook.errors import OpsbookError
 from opsbook.plugin import Become, CommandResult
+from opsbook.capture import LINE_CAP, OUTPUT_CAP, Capture as _Capture, Lines as _Lines  # noqa: F401
+from opsbook.transfer import Transfer, copy_stream
 
 # paramiko's config module imports `invoke` (~50 ms, a third of paramiko's import, paid
 # before every run's first connection) only to run `Match exec` lines of an ssh config.
@@ -57,10 +59,10 @@ finally:
 # print them to stderr, and the library never prints. Our errors carry the same facts.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-OUTPUT_CAP = 4 * 1024 * 1024  # bytes kept per stream (head and tail halves)
-LINE_CAP = 64 * 1024  # a "line" longer than this is reported in pieces
 POLICIES = ("strict", "accept-new", "off")
 _POLL = 0.25  # how often a waiting command looks at its cancel event
+_PREFETCH = 64  # SFTP reads in flight while downloading (paramiko's default is all of the file)
+_BATCH = 8 * 1024 * 1024  # bytes read through one remote file handle (see _get_in_batches)
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -856,70 +858,6 @@ class _StreamFlag:
         self.wakeup.flag(self.stream, False)
 
 
-class _Capture:
-    """Keeps the first and last OUTPUT_CAP/2 bytes of a stream and counts the rest."""
-
-    def __init__(self, cap: int = OUTPUT_CAP) -> None:
-        self.half = cap // 2
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def add(self, data: bytes) -> None:
-        self.total += len(data)
-        room = self.half - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail += data
-            if len(self.tail) > self.half:
-                del self.tail[: len(self.tail) - self.half]
-
-    def text(self) -> str:
-        kept = len(self.head) + len(self.tail)
-        if self.total <= kept:
-            return (bytes(self.head) + bytes(self.tail)).decode(errors="replace")
-        return (
-            self.head.decode(errors="replace")
-            + f"\n[... {self.total - kept} bytes omitted; {self.total} bytes in all ...]\n"
-            + self.tail.decode(errors="replace")
-        )
-
-
-class _Lines:
-    """Splits a byte stream into lines for `on_output`."""
-
-    def __init__(self, sink: Callable[[str], None] | None) -> None:
-        self.sink = sink
-        self.partial = bytearray()
-
-    def add(self, data: bytes) -> None:
-        if self.sink is None:
-            return
-        self.partial += data
-        while True:
-            cut = self.partial.find(b"\n")
-            if cut < 0:
-                if len(self.partial) < LINE_CAP:
-                    return
-                cut = LINE_CAP
-            line = bytes(self.partial[:cut]).rstrip(b"\r")
-            del self.partial[: cut + 1]
-            self._emit(line)
-
-    def flush(self) -> None:
-        if self.sink is not None and self.partial:
-            self._emit(bytes(self.partial))
-            self.partial.clear()
-
-    def _emit(self, line: bytes) -> None:
-        try:
-            self.sink(line.decode(errors="replace"))  # type: ignore[misc]
-        except Exception:  # a broken display must not abandon a running command
-            pass
-
-
 class _Sudo:
     """The sudo wrapper for one command: prompt and success markers, password exchange."""
 
@@ -1237,8 +1175,10 @@ class SSHConnection:
                     raise OSError(exc.errno, exc.strerror, remote_path) from None
                 raise
 
-    def get(self, remote_path: str, local_path: Path) -> int:
-        """Download a remote file; returns its size."""
+    def get(self, remote_path: str, local_path: Path, transfer: Transfer | None = None) -> int:
+        """Download a remote file; returns its size. With a `transfer`, the copy stops at its
+        size limit, deadline or cancellation (a stalled read too: the SFTP channel is closed)
+        and leaves no partial file."""
         local_path = Path(local_path)
         local_path.parent.mkdir(parents=True, exist_ok=True)
         # A fresh, exclusive temp file: never write through a symlink planted beside the target.
@@ -1248,11 +1188,75 @@ class SSHConnection:
             sftp = self._sftp_client()
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    size = sftp.getfo(remote_path, handle, prefetch=True)
+                    if transfer is None:
+                        size = sftp.getfo(remote_path, handle, prefetch=True,
+                                          max_concurrent_prefetch_requests=_PREFETCH)
+                    else:
+                        size = self._get_bounded(sftp, remote_path, handle, transfer)
                 os.replace(partial, local_path)
+            except BaseException:
+                if transfer is not None:  # answers to a cut copy may still arrive: a fresh client next
+                    self._forget_sftp(sftp)
+                raise
             finally:
                 partial.unlink(missing_ok=True)
         return int(size)
+
+    def _get_bounded(self, sftp: paramiko.SFTPClient, remote_path: str, handle: Any,
+                     transfer: Transfer) -> int:
+        info = sftp.stat(remote_path)
+        regular = info.st_mode is not None and stat.S_ISREG(info.st_mode)
+        transfer.check(info.st_size if regular else None)  # too large: refused before a byte moves
+        done = threading.Event()
+        channel = sftp.get_channel()
+
+        def cut_when_stopped() -> None:  # a read waiting on a stalled host is cut too
+            while not done.wait(_POLL):
+                if (transfer.cancelled is not None and transfer.cancelled.is_set()) or transfer.time_left() == 0:
+                    if channel is not None:
+                        channel.close()
+                    return
+
+        watcher = threading.Thread(target=cut_when_stopped, name="opsbook-fetch-watch", daemon=True)
+        watcher.start()
+        try:
+            if regular:
+                self._get_in_batches(sftp, remote_path, info.st_size or 0, handle, transfer)
+            with sftp.open(remote_path, "rb") as remote:  # a device, or what a file grew by
+                remote.seek(transfer.size)
+                return copy_stream(remote, handle, transfer)
+        except (OSError, EOFError, paramiko.SSHException):
+            transfer.check()  # the channel was closed by the watcher: say why
+            raise
+        finally:
+            done.set()
+            watcher.join()
+
+    @staticmethod
+    def _get_in_batches(sftp: paramiko.SFTPClient, remote_path: str, size: int, handle: Any,
+                        transfer: Transfer) -> None:
+        """Read `size` bytes with many requests in flight, one handle per batch: paramiko's
+        prefetch of a whole file can race into buffering all of it (its reader falls back to
+        plain reads while the prefetch thread goes on), so at most a batch is ever held."""
+        step = paramiko.SFTPFile.MAX_REQUEST_SIZE
+        while transfer.size < size:
+            start = transfer.size
+            chunks = [(o, min(step, size - o)) for o in range(start, min(size, start + _BATCH), step)]
+            with sftp.open(remote_path, "rb") as remote:
+                for data in remote.readv(chunks, _PREFETCH):
+                    if not data:
+                        return  # the file shrank
+                    transfer.add(data)
+                    handle.write(data)
+
+    def _forget_sftp(self, sftp: paramiko.SFTPClient) -> None:
+        with self._lock:
+            if self._sftp is sftp:
+                self._sftp = None
+        try:
+            sftp.close()
+        except Exception:  # noqa: BLE001 - its channel may be closed already
+            pass
 
     def close(self) -> None:
         self._drop()

@@ -324,3 +324,47 @@ def test_no_log_steps_leave_no_output_and_no_arguments_anywhere(cli: Cli):
     leaks = _leaks(value, [*plans, text, events, *_review(cli, text.run_id), *_review(cli, events.run_id)],
                    cli.home)
     assert leaks == [], f"a no_log value leaked into: {leaks}"
+
+
+URL_RUNBOOK = """
+opsbook: 1
+name: secret-in-a-url
+params:
+  token: {type: secret}
+hosts: localhost
+steps:
+  - name: with an undo
+    local.noop: {}
+    rollback: {local.http: {url: "http://admin:{{ token }}@127.0.0.1:9/", timeout: 2}}
+  - name: fetch with it
+    local.http: {url: "http://admin:{{ token }}@127.0.0.1:9/", timeout: 2}
+    ignore_errors: true
+  - name: probe with it
+    probe.http: {url: "http://admin:{{ token }}@127.0.0.1:9/", timeout: 2}
+    ignore_errors: true
+  - name: notify with it
+    local.notify: {url: "http://admin:{{ token }}@127.0.0.1:9/", message: hi, timeout: 2}
+"""
+
+
+@pytest.mark.parametrize("shape", ["{piece}@ss:{tail}/x", "{tail}#{piece}", "ab]{piece}:{tail}", "{piece}:99999"])
+def test_a_secret_in_a_url_leaks_no_piece_through_an_exception(cli: Cli, shape: str):
+    """urllib and http.client quote the piece of a URL they choke on (`nonnumeric port: 'word'`):
+    the piece of the secret is masked in the error, the journal and every report (issue 24 item 6)."""
+    piece, tail = "Pq" + secrets.token_hex(5), "Tl" + secrets.token_hex(5)
+    token = shape.format(piece=piece, tail=tail)
+    rb = cli.write("rb.yaml", URL_RUNBOOK)
+    env = {"OPSBOOK_URL_TOKEN": token}
+    text = cli("run", str(rb), "--secret", "token=env:OPSBOOK_URL_TOKEN", "--format", "text", "-vv", env=env)
+    events = cli("run", str(rb), "--secret", "token=env:OPSBOOK_URL_TOKEN", "--format", "json", env=env)
+    for res in (text, events):
+        assert res.rc == 4, res  # failed, and its undo failed too
+        assert "Traceback" not in res.stderr, res
+    failed = [e for e in events.events if e["event"] == "node_finished" and e.get("status") == "failed"]
+    assert len(failed) == 3, events.stdout  # each step really failed on the URL
+    assert all("********" in e["msg"] for e in failed), failed
+    undone = [e for e in events.events if e["event"] == "rollback_finished"]
+    assert [e["status"] for e in undone] == ["failed"] and "********" in undone[0]["msg"], undone
+    outputs = [text, events, *_review(cli, text.run_id), *_review(cli, events.run_id)]
+    for needle in (token, piece, tail):
+        assert _leaks(needle, outputs, cli.home) == [], f"{needle!r} of {token!r} leaked"

@@ -263,3 +263,32 @@ def test_exec_without_sh_in_the_image_runs_the_command_directly(sandbox, run):
     assert result.stdout == "direct\n"
     missing = run("exec", {"container": box.name, "command": ["no-such-tool"]})
     assert missing.rc == 127 and "no-such-tool" in missing.stderr
+
+
+def test_logs_are_streamed_and_refused_over_max_size(sandbox, run, tmp_path):
+    """docker.logs reads the daemon's answer as a stream within max_size (issue 24 sweep of
+    item 8): over it, nothing is kept."""
+    box = sandbox.server()
+    done = sandbox.client.containers.get(box.name).exec_run(
+        ["sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x >/proc/1/fd/1"])
+    assert done.exit_code == 0, done.output
+    host = HostInfo("app1", {"docker_host": sandbox.docker_host, "docker_container": box.name})
+    refused = run("logs", {"lines": None, "max_size": "1MiB"}, host=host)
+    assert refused.status is Status.FAILED
+    assert refused.msg == f"the log of {box.name} is larger than max_size (1 MiB); nothing was kept (raise max_size to keep it)"
+    assert not (tmp_path / "evidence" / "app1").exists()
+    kept = run("logs", {"lines": None, "timestamps": False}, host=host)
+    assert kept.status is Status.OK and kept.data["bytes"] > 2 * 1024 * 1024  # the daemon splits long lines
+    assert (tmp_path / "evidence" / kept.data["path"]).stat().st_size == kept.data["bytes"]
+    assert len(kept.stdout) <= 64 * 1024
+
+
+def test_exec_output_is_kept_bounded_with_a_note(sandbox, run):
+    """A line of 6 MB without a newline: its first and last 2 MiB, and a note (issue 24 item 13)."""
+    from opsbook.capture import OUTPUT_CAP
+
+    box = sandbox.server()
+    result = run("exec", {"container": box.name, "command": "head -c 6000000 /dev/zero | tr '\\0' z"})
+    assert result.status is Status.OK, result.msg
+    assert "bytes omitted; 6000000 bytes in all" in result.stdout
+    assert len(result.stdout) < OUTPUT_CAP + 200 and result.stdout.startswith("z") and result.stdout.endswith("z")

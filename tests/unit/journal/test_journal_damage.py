@@ -75,15 +75,22 @@ def test_last_is_the_newest_run_recorded_even_when_the_clock_went_back(tmp_path)
 
 
 def test_a_huge_registered_value_is_not_recorded_whole(tmp_path):
-    """Issue 16 item 8 / issue 24 item 13: one registered value is bounded in the journal."""
-    from opsbook.journal import VALUE_KEEP, Journal, NodeRecord
+    """Issue 16 item 8 / issue 24 item 13: one registered value is bounded in the journal: each
+    string is cut at STRING_KEEP with a note, and a value over VALUE_KEEP in all is a note."""
+    from opsbook.journal import STRING_KEEP, VALUE_KEEP, Journal, NodeRecord
 
     journal = Journal(tmp_path / "j.db")
-    big = {"stdout": "x" * (VALUE_KEEP + 10)}
-    journal.record_nodes("run", [NodeRecord("n@h", "n", "h", "ok", 1.0, 2.0, registered=big,
-                                            facts={"f": "y" * (VALUE_KEEP + 10)})], [])
+    many = {"results": [{"stdout": "x" * (STRING_KEEP - 10)} for _ in range(VALUE_KEEP // STRING_KEEP + 2)]}
+    one = {"stdout": "a" * STRING_KEEP + "b" * (VALUE_KEEP + 10)}
+    journal.record_nodes("run", [
+        NodeRecord("n@h", "n", "h", "ok", 1.0, 2.0, registered=many, facts={"f": ["y" * (STRING_KEEP - 10)] * 40}),
+        NodeRecord("m@h", "m", "h", "ok", 1.0, 2.0, registered=one)], [])
     rec = journal.nodes("run")["n@h"]
     assert set(rec.registered) == {"omitted"} and "more than the journal keeps" in rec.registered["omitted"]
     assert set(rec.facts) == {"omitted"}
+    cut = journal.nodes("run")["m@h"].registered["stdout"]
+    assert cut.startswith("a" * (STRING_KEEP // 2)) and cut.endswith("b" * (STRING_KEEP // 2))
+    assert f"characters not journaled; {STRING_KEEP + VALUE_KEEP + 10} in all" in cut
+    assert len(cut) < STRING_KEEP + 200
     assert (tmp_path / "j.db").stat().st_size + (tmp_path / "j.db-wal").stat().st_size < 4 * VALUE_KEEP
     journal.close()

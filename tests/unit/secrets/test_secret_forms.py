@@ -173,3 +173,24 @@ def test_short_values_are_masked_but_not_their_derived_forms():
     store = SecretStore()
     store.add("pin", "123")
     assert store.redact("pin 123 and 321 and MTIz") == f"pin {MASK} and 321 and MTIz"
+
+
+@pytest.mark.parametrize(("secret", "error", "piece"), [
+    ("p@ss:word/x", "nonnumeric port: 'word'", "word"),
+    ("hunter#2bad", "nonnumeric port: 'hunter'", "hunter"),
+    ("admin@db.internal:xyz", "Name or service not known: db.internal:xyz", "db.internal:xyz"),
+    ("ab:c", "invalid literal for int() with base 10: 'c'", "'c'"),  # short: only quoted in an error
+])
+def test_an_error_quoting_a_piece_of_a_secret_is_masked(secret: str, error: str, piece: str):
+    """Parsers cut a secret at a delimiter and quote the piece (issue 24 item 6)."""
+    store = SecretStore()
+    store.add("token", secret)
+    masked = store.redact_error(error)
+    assert piece not in masked and MASK in masked
+
+
+def test_quoted_text_that_is_no_piece_of_a_secret_stays():
+    store = SecretStore()
+    store.add("token", "p@ss:word/x")
+    assert store.redact_error("no such file: '/etc/x.conf'") == "no such file: '/etc/x.conf'"
+    assert store.redact("a word here") == f"a {MASK} here"  # a run between delimiters is a form
