@@ -17,6 +17,7 @@ from opsbook.errors import (
     did_you_mean,
 )
 from opsbook.model import Runbook, Step, format_duration
+from opsbook.policy import PolicyConfig
 from opsbook.registry import Registry
 
 # Names every template may read without declaring them.
@@ -41,18 +42,24 @@ class CheckReport:
     def ok(self) -> bool:
         return not any(d.severity == "error" for d in self.diagnostics)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "ok": self.ok, "seconds": round(self.seconds, 4), "stats": self.stats,
-                "diagnostics": [{"file": d.position.file if d.position else self.path,
-                                 "line": d.position.line if d.position else 0,
-                                 "column": d.position.column if d.position else 0,
-                                 "severity": d.severity, "message": d.message, "hint": d.hint}
-                                for d in self.diagnostics]}
+    def to_json(self, timings: bool = False) -> dict[str, Any]:
+        """The report as data; the same for the same input unless `timings` adds `seconds`."""
+        out: dict[str, Any] = {"path": self.path, "ok": self.ok, "stats": self.stats,
+                               "diagnostics": [{"file": d.position.file if d.position else self.path,
+                                                "line": d.position.line if d.position else 0,
+                                                "column": d.position.column if d.position else 0,
+                                                "severity": d.severity, "rule": d.rule or None,
+                                                "message": d.message, "hint": d.hint}
+                                               for d in self.diagnostics]}
+        if timings:
+            out["seconds"] = round(self.seconds, 4)
+        return out
 
 
 def check_files(paths: list[str], registry: Registry, inventories: list[str],
-                extra: dict[str, Any] | None = None) -> list[CheckReport]:
-    """Check each runbook file (folders are searched for *.yaml/*.yml).
+                extra: dict[str, Any] | None = None, policy: PolicyConfig | None = None) -> list[CheckReport]:
+    """Check each runbook file (folders are searched for *.yaml/*.yml); with a policy, its
+    rules too (opsbook.policy).
 
     Without inventories, what only an inventory could tell is not checked: host patterns
     naming hosts or groups, and the variables of the steps that run there. Each report
@@ -70,7 +77,7 @@ def check_files(paths: list[str], registry: Registry, inventories: list[str],
         start = time.perf_counter()
         report = CheckReport(path, list(inventory_error))
         if inventory is not None:
-            check_one(path, registry, _Inputs(inventory, extra or {}, given=bool(inventories)), report)
+            check_one(path, registry, _Inputs(inventory, extra or {}, given=bool(inventories), policy=policy), report)
         report.seconds = time.perf_counter() - start
         reports.append(report)
     return reports
@@ -84,6 +91,7 @@ class _Inputs:
     inventory: Any
     extra: dict[str, Any]
     given: bool
+    policy: PolicyConfig | None = None  # None: no policy rules (the language alone)
 
 
 def _expand(paths: Iterable[str]) -> list[str]:
@@ -134,6 +142,23 @@ def check_one(path: str, registry: Registry, inputs: _Inputs, report: CheckRepor
         warning = rto_warning(runbook, plan)
         if warning:
             report.diagnostics.append(warning)
+        report.diagnostics += _policy(runbook, plan, registry, inputs.policy)
+
+
+def _policy(runbook: Runbook, plan: Any, registry: Registry, policy: PolicyConfig | None) -> list[Diagnostic]:
+    """The policy's findings; without the policy's own rule on unbounded steps, one warning
+    for them (a waiver of the rule then silences it for that step)."""
+    from opsbook.policy import evaluate, unbounded_on_critical_path
+
+    out = evaluate(runbook, plan, registry, policy) if policy is not None else []
+    if policy is None or "critical-path-timeout" in policy.disabled:
+        unbounded = unbounded_on_critical_path(runbook, plan, registry)
+        if unbounded:
+            names = ", ".join(f'"{s.name}" ({s.pos.line})' for s in unbounded[:5]) + (", ..." if len(unbounded) > 5 else "")
+            out.append(Diagnostic(runbook.pos, f"{len(unbounded)} step(s) on the RTO's critical path have no timeout "
+                                  f"(unbounded): {names}", "add timeout: to each; the RTO check cannot add up what "
+                                  "has no bound", severity="warning"))
+    return out
 
 
 def _unchecked(patterns: dict[str, str], variables: set[str]) -> str:

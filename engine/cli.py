@@ -132,22 +132,28 @@ def _journal(path: str | None) -> Any:
 @_extra_opt
 @click.option("--junit", type=click.Path(), callback=_output_option, help="Write JUnit XML: one test case per runbook.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 1, JUnit failures).")
+@click.option("--config", "config", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Policy config (default: .opsbook.yaml here or in a parent folder).")
+@click.option("--no-policy", is_flag=True, help="Skip the policy rules (check the language only).")
+@click.option("--timings", is_flag=True, help="Add each runbook's seconds to --format json.")
 def check(runbooks: tuple[str, ...], inventories: tuple[str, ...], extra: tuple[str, ...], junit: str | None,
-          fmt: str) -> None:
+          fmt: str, strict: bool, config: str | None, no_policy: bool, timings: bool) -> None:
     """Validate runbooks without touching any host (exit 0 valid, 1 invalid).
 
     Checks YAML, keys, types, actions and their arguments, templates (undefined names),
     needs/cycles and, with -i, that every host pattern matches. Without -i, host patterns
     naming hosts or groups (and variables only their hosts could define) are not
     checked: each runbook's line says which, and everything else is checked.
+    The policy rules (docs/policy.md) run too, as the project's .opsbook.yaml sets them.
     """
-    from opsbook.check import check_files
+    from opsbook.ci import GateOptions, gate
 
-    reports = check_files(list(runbooks), _registry(), list(inventories), _extra(extra))
+    reports = gate(runbooks, _registry(), inventories, _extra(extra), GateOptions(config, not no_policy, strict))
     if fmt == "json":
         import json
 
-        click.echo(json.dumps([r.to_json() for r in reports], indent=2))
+        click.echo(json.dumps([r.to_json(timings) for r in reports], indent=2))
     else:
         for report in reports:
             _print_diagnostics(report.diagnostics)

@@ -203,7 +203,8 @@ def plugins_json(registry: Registry, name: str | None = None) -> dict[str, Any]:
             continue
         out[pname] = {"doc": plugin.doc, "connections": sorted(plugin.connections), "actions": {
             aname: {"doc": spec.doc, "check_mode": spec.supports_check, "idempotent": spec.idempotent,
-                    "rollback": spec.inverse is not None, "mutates": spec.mutates, "observes": spec.observes,
+                    "rollback": spec.inverse is not None, "mutates": spec.mutates is not False,
+                    "disrupts": spec.disrupts is not False, "observes": spec.observes,
                     "arguments": spec.args_model.model_json_schema()}  # type: ignore[attr-defined]
             for aname, spec in sorted(plugin.actions.items())}}
     if registry.broken:
