@@ -234,15 +234,18 @@ def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | Non
         known |= fact_names(step)
     for step in steps:
         local = known | {step.loop_var}
-        sources = list(_templates_of(step)) if not step.is_block else []
+        where = step.action.pos if step.action else step.pos
+        sources = [(t, e, where) for t, e in _templates_of(step)] if not step.is_block else []
         if step.until:
-            sources.append((step.until, True))
+            sources.append((step.until, True, where))
+        if step.rollback is not None:  # rendered only while rolling back: the worst time to learn of a typo
+            sources += [(t, e, step.rollback.pos) for t, e in _strings(step.rollback.args)]
         excused = _hosts_unknown(step.id, unresolved)
-        for source, expression in sources:
+        for source, expression, pos in sources:
             try:
                 names = referenced_names(source, expression=expression)
             except TemplateError as exc:
-                out.errors.append(Diagnostic(step.action.pos if step.action else step.pos, exc.message))
+                out.errors.append(Diagnostic(pos, exc.message))
                 continue
             missing = names - local
             if missing:
@@ -251,7 +254,6 @@ def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | Non
                 out.excused |= missing
                 continue
             for name in sorted(missing):
-                pos = step.action.pos if step.action else step.pos
                 out.errors.append(Diagnostic(
                     pos, f'step "{step.name}": undefined variable "{name}" in {source!r}{did_you_mean(name, local)}',
                     "define it in vars:/params:, register it in an earlier step, or add it to the inventory"))
