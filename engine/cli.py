@@ -190,25 +190,25 @@ def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], se
 
 
 @main.command()
-@click.argument("runbook", type=click.Path())
+@click.argument("runbooks", nargs=-1, required=True, type=click.Path())
 @_inventory_opt
 @_extra_opt
 @_secret_opt
+@click.option("--params-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help='Parameters per runbook: {runbook name or path: {param: value}, "*": {...}}.')
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...],
-         fmt: str) -> None:
+def plan(runbooks: tuple[str, ...], inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...],
+         params_file: str | None, fmt: str) -> None:
     """Show every node (step x host) with rendered arguments and dependencies; contacts nothing.
 
-    Secret parameters are taken like `run` takes them (--secret NAME=env:VAR) and shown masked."""
-    from opsbook.planview import plan_json, plan_text
+    RUNBOOKS are files or folders (searched like check searches them). Secret parameters
+    are taken like `run` takes them (--secret NAME=env:VAR) and shown masked."""
+    from opsbook.cli_ci import show_plans
+    from opsbook.planset import PlanInputs, load_params_file
+    from opsbook.secrets import SecretStore
 
-    the_plan, registry = _plan(runbook, inventories, extra, secrets)
-    if fmt == "json":
-        import json
-
-        click.echo(json.dumps(plan_json(the_plan, registry), indent=2, default=str))
-    else:
-        click.echo(plan_text(the_plan, registry))
+    given = {**_extra(extra), **_secret_params({"secrets": secrets}, SecretStore())}
+    show_plans(runbooks, PlanInputs(inventories, given, load_params_file(params_file)), fmt, _registry())
 
 
 @main.command()
@@ -926,6 +926,14 @@ def schema(output: str | None) -> None:
 
     _write(json.dumps(runbook_schema(_registry()), indent=2), output)
 
+
+def _ci_commands() -> None:
+    from opsbook.cli_ci import diff
+
+    main.add_command(diff)
+
+
+_ci_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

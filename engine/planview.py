@@ -38,6 +38,19 @@ def _rendered_args(plan: Plan, node: Node, context: _Context) -> Any:
         return step.action.args
 
 
+def _rendered_text(plan: Plan, node: Node, context: _Context, text: str) -> str:
+    """A message (an approval's) as the run will show it on this node's host, where
+    everything it reads is known before the run; else as written."""
+    from opsbook.variables import Scope
+
+    step = node.step
+    ctx = Scope(context.base(node.host), plan.runbook.vars, plan.params, step_vars=step.vars).resolve()
+    try:
+        return str(render(text, ctx))
+    except UserError:
+        return text
+
+
 class _Context:
     """What every node of a plan view shares: the registry, the inventory's names."""
 
@@ -76,11 +89,9 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
             step = node.step
             entry.update(step=step.name, step_id=step.id, host=node.host, action=step.action.name if step.action else None,
                          args=_rendered_args(plan, node, context), where=str(step.pos))
-            for key in ("when", "loop", "register", "retries", "timeout", "approve", "serial", "run_once", "delegate_to",
-                        "tags", "notify"):
-                value = getattr(step, key)
-                if value not in (None, (), False, 0):
-                    entry[key] = value
+            entry.update(step_keywords(step, context.registry))
+            if step.approve is not None:
+                entry["approve"] = _rendered_text(plan, node, context, step.approve)
             if step.rollback is not None:
                 entry["rollback"] = {step.rollback.name: HIDDEN if step.no_log else step.rollback.args}
             sections = node.leaf.sections  # type: ignore[union-attr]
@@ -88,13 +99,17 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
                 entry["block"] = [f"{s.block_id}:{s.part}" for s in sections]
         nodes.append(entry)
     return _secrets(plan).redact_any(  # type: ignore[no-any-return]
-        {"runbook": plan.runbook.name, "path": plan.runbook.path, "params": plan.params, "nodes": nodes})
+        {"runbook": plan.runbook.name, "path": plan.runbook.path, **runbook_keywords(plan.runbook),
+         "params": plan.params, "nodes": nodes})
 
 
 def plan_text(plan: Plan, registry: Registry | None = None) -> str:
     context = _Context(plan, registry)
     rb = plan.runbook
     lines = [f"runbook {rb.name} ({rb.phase})  {rb.path}"]
+    settings = {k: v for k, v in runbook_keywords(rb).items() if k != "phase"}
+    if settings:
+        lines.append("with: " + ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in settings.items()))
     if plan.params:
         lines.append("params: " + ", ".join(f"{k}={v!r}" for k, v in plan.params.items()))
     action_nodes = [n for n in plan.nodes.values() if n.kind != BARRIER]
@@ -122,6 +137,15 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
             lines.append(f"    after: {', '.join(deps)}")
         if step.when:
             lines.append(f"    when: {' and '.join(map(str, step.when))}")
+        if step.approve is not None:
+            for host in leaf.hosts or (None,):
+                node = plan.nodes.get(f"{sid}@{host}") if host else None
+                message = _rendered_text(plan, node, context, step.approve) if node is not None else step.approve
+                lines.append(f"    approve{f' @ {host}' if host else ''}: {message}")
+        shown = {k: v for k, v in step_keywords(step, context.registry).items()
+                 if k not in ("when", "approve", "serial", "run_once", "rollback") and (k != "mutates" or v)}
+        if shown:
+            lines.append("    with: " + ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in shown.items()))
         for host in leaf.hosts:
             node = plan.nodes.get(f"{sid}@{host}")
             if node is None:
@@ -134,6 +158,53 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
             rollback_args = HIDDEN if step.no_log else step.rollback.args
             lines.append(f"    rollback: {step.rollback.name} {json.dumps(rollback_args, default=str)}")
     return str(_secrets(plan).redact("\n".join(lines)))
+
+
+# what changes what a run does, besides the action and its arguments (Step field names)
+_STEP_KEYWORDS = ("when", "loop", "loop_var", "register", "retries", "delay", "backoff", "until", "timeout",
+                  "ignore_errors", "failed_when", "changed_when", "check_mode", "serial", "max_fail_percentage",
+                  "max_errors", "run_once", "delegate_to", "become", "become_user", "approve", "tags", "notify",
+                  "no_log", "marks", "restores", "undoes", "listen")
+_DEFAULTS: dict[str, Any] = {"delay": 1.0, "backoff": 1.0, "loop_var": "item"}
+
+
+def step_keywords(step: Any, registry: Registry | None = None) -> dict[str, Any]:
+    """Every keyword of a step that changes what a run does, when not at its default
+    (a plan view shows them, and `opsbook diff` compares them); `mutates`, from the
+    action and the step's read-only marks (opsbook.policy)."""
+    out: dict[str, Any] = {}
+    for key in _STEP_KEYWORDS:
+        value = getattr(step, key)
+        if value in (None, (), [], "") or value is False and key != "check_mode" or value == _DEFAULTS.get(key):
+            continue
+        if key in ("retries",) and value == 0:
+            continue
+        out[key] = list(value) if isinstance(value, tuple) else value
+    if step.keep_healthy is not None:
+        kh = step.keep_healthy
+        out["keep_healthy"] = {k: v for k, v in (("min", kh.minimum if kh.template is None else kh.template),
+                                                 ("percent", kh.percent), ("group", kh.group),
+                                                 ("probe", {kh.probe.name: kh.probe.args} if kh.probe else None))
+                               if v is not None}
+    if step.rollback is not None:
+        out["rollback"] = {step.rollback.name: HIDDEN if step.no_log else step.rollback.args}
+    if registry is not None and step.action is not None:
+        from opsbook.policy import step_mutates
+
+        out["mutates"] = step_mutates(step, registry)
+    return out
+
+
+def runbook_keywords(rb: Any) -> dict[str, Any]:
+    """The runbook-level settings that change what a run does or how it is judged."""
+    out: dict[str, Any] = {"phase": rb.phase}
+    objectives = {k: v for k, v in (("rto", rb.objectives.rto), ("rpo", rb.objectives.rpo)) if v is not None}
+    if objectives:
+        out["objectives"] = objectives
+    for key in ("timeout", "lock", "max_fail_percentage", "max_errors"):
+        if getattr(rb, key) is not None:
+            out[key] = getattr(rb, key)
+    return out
 
 
 def _label(node: Node) -> str:
