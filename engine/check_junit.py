@@ -13,17 +13,18 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
 
 def check_junit(reports: Sequence[Any], timestamp: float | None = None) -> str:
     """The document for a list of opsbook.check.CheckReport."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from opsbook.visible import visible
 
     root = ET.Element("testsuites", {"name": "opsbook check"})
-    when = datetime.fromtimestamp(time.time() if timestamp is None else timestamp, timezone.utc)
+    when = datetime.fromtimestamp(time.time() if timestamp is None else timestamp, UTC)
     suite = ET.SubElement(root, "testsuite", {"name": "opsbook check",
                                               "timestamp": when.strftime("%Y-%m-%dT%H:%M:%S")})
     for report in reports:

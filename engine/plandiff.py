@@ -51,7 +51,7 @@ def read_side(spec: str) -> tuple[str, str]:
         reason = (done.stderr.strip().splitlines() or ["git show failed"])[-1]
         raise UserError(f"{spec}: {reason.removeprefix('fatal: ')}",
                         hint="REV:PATH as git show reads it (PATH from the repository root, or ./PATH from here)")
-    local = path[2:] if path.startswith("./") else path
+    local = path.removeprefix("./")
     return local, done.stdout
 
 

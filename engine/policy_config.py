@@ -11,7 +11,6 @@ Unknown keys and rule ids are errors at their file:line, with a "did you mean".
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from opsbook.errors import Diagnostic, Position, ValidationError, did_you_mean
 from opsbook.policy import RULE_IDS, PolicyConfig

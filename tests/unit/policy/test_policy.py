@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from opsbook.check import check_files
-from opsbook.policy import PolicyConfig, RULE_IDS, step_mutates
-from opsbook.policy_config import load_config
 from opsbook.errors import ValidationError
+from opsbook.policy import RULE_IDS, PolicyConfig, step_mutates
+from opsbook.policy_config import load_config
 
 ROOT = Path(__file__).resolve().parents[3]
 
