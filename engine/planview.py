@@ -292,7 +292,9 @@ def plugins_text(registry: Registry, name: str | None = None) -> str:
         lines.append(f"{pname}: {plugin.doc}{conns}")
         for aname, spec in sorted(plugin.actions.items()):
             flags = ", ".join(f for f, on in (("check", spec.supports_check), ("idempotent", spec.idempotent),
-                                              ("rollback", spec.inverse is not None)) if on)
+                                              ("rollback", spec.inverse is not None),
+                                              ("mutates", spec.mutates is not False),
+                                              ("disrupts", spec.disrupts is not False)) if on)
             lines.append(f"  {pname}.{aname}  {spec.doc.splitlines()[0] if spec.doc else ''}"
                          + (f"  [{flags}]" if flags else ""))
             if name:

@@ -2,8 +2,9 @@
 directory upwards (like ansible-lint's `.ansible-lint`), or given with `--config`.
 
     policy:
-      disable: [critical-path-timeout]   # rules that do not run
-      warn: [rollback]                   # rules that report warnings instead of errors
+      enable: [mutation-gated, rollback]  # only these rules run (default: every rule)
+      disable: [critical-path-timeout]    # rules that do not run
+      warn: [rollback]                    # rules that report warnings instead of errors
 
 Unknown keys and rule ids are errors at their file:line, with a "did you mean".
 """
@@ -16,7 +17,7 @@ from opsbook.errors import Diagnostic, Position, ValidationError, did_you_mean
 from opsbook.policy import RULE_IDS, PolicyConfig
 
 CONFIG_NAME = ".opsbook.yaml"
-_KEYS = ("disable", "warn")
+_KEYS = ("enable", "disable", "warn")
 
 
 def find_config(start: Path | None = None) -> Path | None:
@@ -48,13 +49,14 @@ def load_config(path: str | Path | None) -> PolicyConfig:
     policy = data.get("policy") or {}
     lists: dict[str, frozenset[str]] = {k: frozenset() for k in _KEYS}
     if not isinstance(policy, dict):
-        problems.append(Diagnostic(position_of(data, ["policy"], top), "policy: expected a mapping with disable:/warn:"))
+        problems.append(Diagnostic(position_of(data, ["policy"], top),
+                                   "policy: expected a mapping with enable:/disable:/warn:"))
         policy = {}
     for key, value in policy.items():
         where = key_position(policy, key) or top
         if key not in _KEYS:
             problems.append(Diagnostic(where, f'policy: unknown key "{key}"{did_you_mean(key, _KEYS)}',
-                                       "expected disable: or warn:, each a list of rule ids"))
+                                       "expected enable:, disable: or warn:, each a list of rule ids"))
             continue
         items = value if isinstance(value, list) else [value]
         lists[key] = frozenset(str(i) for i in items)
@@ -65,7 +67,10 @@ def load_config(path: str | Path | None) -> PolicyConfig:
                                            "rules: " + ", ".join(RULE_IDS)))
     if problems:
         raise ValidationError(problems)
-    return PolicyConfig(disabled=lists["disable"], warn=lists["warn"], source=name)
+    disabled = lists["disable"]
+    if "enable" in policy:
+        disabled |= frozenset(RULE_IDS) - lists["enable"]
+    return PolicyConfig(disabled=disabled, warn=lists["warn"], source=name)
 
 
 def config_for(explicit: str | None, use_project: bool = True) -> PolicyConfig:

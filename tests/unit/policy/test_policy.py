@@ -175,3 +175,38 @@ def test_every_rule_is_documented_with_a_waiver_example():
     text = (ROOT / "docs" / "policy.md").read_text()
     for rule in RULE_IDS:
         assert f"### `{rule}`" in text and f"# noqa: {rule} " in text, rule
+
+
+UNGATED = "opsbook: 1\nname: u\nsteps:\n  - name: touch\n    local.command: touch /tmp/x\n"
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "opsbook", "check", *args], capture_output=True, text=True, cwd=cwd,
+                          check=False)
+
+
+def test_the_cli_finds_the_project_config_upwards_and_takes_one_given(tmp_path):
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "u.yaml").write_text(UNGATED)
+    failed = _cli("u.yaml", cwd=tmp_path / "runbooks")
+    assert failed.returncode == 1
+    assert "u.yaml:5:5: error: step \"touch\" changes state (local.command) and has no rollback [rollback]" \
+        in failed.stderr
+    (tmp_path / ".opsbook.yaml").write_text("policy:\n  warn: [rollback, mutation-gated]\n")
+    relaxed = _cli("u.yaml", cwd=tmp_path / "runbooks")
+    assert relaxed.returncode == 0 and "warning: step \"touch\" changes state" in relaxed.stderr
+    assert _cli("--strict", "u.yaml", cwd=tmp_path / "runbooks").returncode == 1
+    other = tmp_path / "only-gated.yaml"
+    other.write_text("policy:\n  enable: [keep-healthy]\n")
+    assert _cli("--config", str(other), "u.yaml", cwd=tmp_path / "runbooks").returncode == 0
+    assert _cli("--no-policy", "runbooks/u.yaml", cwd=tmp_path).returncode == 0
+
+
+def test_a_bad_config_is_a_one_line_error_with_its_line_and_no_traceback(tmp_path):
+    (tmp_path / "u.yaml").write_text(UNGATED)
+    (tmp_path / ".opsbook.yaml").write_text("policy:\n  disable: [rolback]\n")
+    done = _cli("u.yaml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f'{tmp_path / ".opsbook.yaml"}:2:13: error: policy.disable: no rule "rolback" '
+                                  '(did you mean "rollback"?)')
+    assert "Traceback" not in done.stderr
