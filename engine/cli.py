@@ -201,8 +201,10 @@ def plan(runbooks: tuple[str, ...], inventories: tuple[str, ...], extra: tuple[s
          params_file: str | None, fmt: str) -> None:
     """Show every node (step x host) with rendered arguments and dependencies; contacts nothing.
 
-    RUNBOOKS are files or folders (searched like check searches them). Secret parameters
-    are taken like `run` takes them (--secret NAME=env:VAR) and shown masked."""
+    RUNBOOKS are files or folders (searched like check searches them); --format json
+    prints one plan object for one file, a list for several. Exit 2 if any runbook cannot
+    be planned. Secret parameters are taken like `run` takes them (--secret
+    NAME=env:VAR) and shown masked."""
     from opsbook.cli_ci import show_plans
     from opsbook.planset import PlanInputs, load_params_file
     from opsbook.secrets import SecretStore
