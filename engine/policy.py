@@ -158,6 +158,27 @@ def _mutation_gated(s: _Subject) -> Iterator[Finding]:
                       "a read-only step says changed_when: false", step)
 
 
+PHASES_WITH_APPROVED_MITIGATION = ("failover", "disaster-recovery")
+
+
+def _approved(step: Step) -> bool:
+    return step.approve is not None or step.approve_scope is not None
+
+
+def _mitigation_approved(s: _Subject) -> Iterator[Finding]:
+    if s.runbook.phase not in PHASES_WITH_APPROVED_MITIGATION:
+        return
+    for sid, leaf in s.leaves:
+        step = leaf.step
+        if "mitigation" not in step.marks or not step_mutates(step, s.registry) or _approved(step):
+            continue
+        if any(_approved(s.leaf(a).step) for a in s.ancestors(sid)):
+            continue
+        yield Finding("mitigation-approved", _where(step),
+                      f'step "{step.name}" is the {s.runbook.phase}\'s mitigation and no approval comes before it',
+                      "add approve: to it (or to a step before it); automation answers with --yes", step)
+
+
 def _keep_healthy(s: _Subject) -> Iterator[Finding]:
     for _, leaf in s.leaves:
         step = leaf.step
@@ -248,6 +269,10 @@ RULES: tuple[Rule, ...] = (
          "wrong host) turns an incident into two; an approval, a when: condition, a keep_healthy "
          "pre-flight or a local.assert step before it makes the assumption explicit",
          _mutation_gated),
+    Rule("mitigation-approved", "the mitigation of a failover or disaster recovery runs behind an approval",
+         "promoting a standby or restoring data is a decision a person takes: a local.assert checks what the "
+         "author foresaw, an approval what they did not; --yes and `opsbook watch` answer it in automation",
+         _mitigation_approved),
     Rule("keep-healthy", "a drain, stop or isolate keeps keep_healthy",
          "taking members out of service one after the other is how an outage is made out of a "
          "degraded service; keep_healthy refuses to go below the minimum", _keep_healthy),

@@ -49,15 +49,25 @@ def test_the_guarded_runbook_passes_the_default_policy(tmp_path, registry):
 
 def test_removing_the_approval_is_caught_at_the_action(tmp_path, registry):
     text = PROMOTE.replace('    approve: "Promote?"\n', "")
-    assert _rules(tmp_path, registry, text) == [(13, "mutation-gated", "error")]
+    assert _rules(tmp_path, registry, text) == [(13, "mutation-gated", "error"), (13, "mitigation-approved", "error")]
 
 
-def test_a_when_or_an_assert_before_the_step_is_a_precondition(tmp_path, registry):
-    with_when = PROMOTE.replace('    approve: "Promote?"\n', "    when: primary.failed\n")
-    assert _rules(tmp_path, registry, with_when) == []
+def test_a_failover_mitigation_needs_an_approval_even_behind_an_assert(tmp_path, registry):
     with_assert = PROMOTE.replace('  - name: promote the standby\n    approve: "Promote?"\n',
                                   '  - name: primary is down\n    local.assert: {that: ["primary.failed"]}\n'
                                   '  - name: promote the standby\n')
+    assert _rules(tmp_path, registry, with_assert) == [(15, "mitigation-approved", "error")]
+    first_response = with_assert.replace("phase: failover", "phase: first-response")
+    assert _rules(tmp_path, registry, first_response) == []
+
+
+def test_a_when_or_an_assert_before_the_step_is_a_precondition(tmp_path, registry):
+    with_when = PROMOTE.replace('    approve: "Promote?"\n', "    when: primary.failed\n").replace(
+        "phase: failover", "phase: first-response")
+    assert _rules(tmp_path, registry, with_when) == []
+    with_assert = PROMOTE.replace('  - name: promote the standby\n    approve: "Promote?"\n',
+                                  '  - name: primary is down\n    local.assert: {that: ["primary.failed"]}\n'
+                                  '  - name: promote the standby\n').replace("phase: failover", "phase: first-response")
     assert _rules(tmp_path, registry, with_assert) == []
 
 
@@ -128,7 +138,7 @@ def test_wrong_waivers_are_warnings_with_did_you_mean(tmp_path, registry):
 def test_the_config_disables_and_downgrades_rules(tmp_path, registry):
     text = PROMOTE.replace('    approve: "Promote?"\n', "").replace("objectives: {rto: 5m}\n", "")
     config = tmp_path / ".opsbook.yaml"
-    config.write_text("policy:\n  disable: [objectives]\n  warn: [mutation-gated]\n")
+    config.write_text("policy:\n  disable: [objectives, mitigation-approved]\n  warn: [mutation-gated]\n")
     assert _rules(tmp_path, registry, text, load_config(config)) == [(12, "mutation-gated", "warning")]
 
 
