@@ -25,8 +25,11 @@ def show_plans(runbooks: tuple[str, ...], inputs: Any, fmt: str, registry: Any) 
     if fmt == "json":
         import json
 
+        import os
+
         data = [plan_json(r.plan, registry) for r in results if r.plan is not None]
-        click.echo(json.dumps(data[0] if len(data) == 1 and len(results) == 1 else data, indent=2, default=str))
+        one_file = len(runbooks) == 1 and not os.path.isdir(runbooks[0])  # the shape plan always had
+        click.echo(json.dumps(data[0] if one_file and data else data, indent=2, default=str))
     else:
         click.echo("\n\n".join(plan_text(r.plan, registry) for r in results if r.plan is not None))
     if failed:
