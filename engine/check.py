@@ -17,6 +17,7 @@ from opsbook.errors import (
     did_you_mean,
 )
 from opsbook.model import Runbook, Step, format_duration
+from opsbook.policy import PolicyConfig
 from opsbook.registry import Registry
 from opsbook.timeouts import attempt_seconds
 
@@ -42,18 +43,24 @@ class CheckReport:
     def ok(self) -> bool:
         return not any(d.severity == "error" for d in self.diagnostics)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "ok": self.ok, "seconds": round(self.seconds, 4), "stats": self.stats,
-                "diagnostics": [{"file": d.position.file if d.position else self.path,
-                                 "line": d.position.line if d.position else 0,
-                                 "column": d.position.column if d.position else 0,
-                                 "severity": d.severity, "message": d.message, "hint": d.hint}
-                                for d in self.diagnostics]}
+    def to_json(self, timings: bool = False) -> dict[str, Any]:
+        """The report as data; the same for the same input unless `timings` adds `seconds`."""
+        out: dict[str, Any] = {"path": self.path, "ok": self.ok, "stats": self.stats,
+                               "diagnostics": [{"file": d.position.file if d.position else self.path,
+                                                "line": d.position.line if d.position else 0,
+                                                "column": d.position.column if d.position else 0,
+                                                "severity": d.severity, "rule": d.rule or None,
+                                                "message": d.message, "hint": d.hint}
+                                               for d in self.diagnostics]}
+        if timings:
+            out["seconds"] = round(self.seconds, 4)
+        return out
 
 
 def check_files(paths: list[str], registry: Registry, inventories: list[str],
-                extra: dict[str, Any] | None = None) -> list[CheckReport]:
-    """Check each runbook file (folders are searched for *.yaml/*.yml, except in roles/).
+                extra: dict[str, Any] | None = None, policy: PolicyConfig | None = None) -> list[CheckReport]:
+    """Check each runbook file (folders are searched for *.yaml/*.yml, except in roles/); with
+    a policy, its rules too (opsbook.policy).
 
     Without inventories, what only an inventory could tell is not checked: host patterns
     naming hosts or groups, and the variables of the steps that run there. Each report
@@ -71,7 +78,7 @@ def check_files(paths: list[str], registry: Registry, inventories: list[str],
         start = time.perf_counter()
         report = CheckReport(path, list(inventory_error))
         if inventory is not None:
-            check_one(path, registry, _Inputs(inventory, extra or {}, given=bool(inventories)), report)
+            check_one(path, registry, _Inputs(inventory, extra or {}, given=bool(inventories), policy=policy), report)
         report.seconds = time.perf_counter() - start
         reports.append(report)
     return reports
@@ -85,6 +92,7 @@ class _Inputs:
     inventory: Any
     extra: dict[str, Any]
     given: bool
+    policy: PolicyConfig | None = None  # None: no policy rules (the language alone)
 
 
 def _expand(paths: Iterable[str]) -> list[str]:
@@ -139,6 +147,23 @@ def check_one(path: str, registry: Registry, inputs: _Inputs, report: CheckRepor
         warning = rto_warning(runbook, plan)
         if warning:
             report.diagnostics.append(warning)
+        report.diagnostics += _policy(runbook, plan, registry, inputs.policy)
+
+
+def _policy(runbook: Runbook, plan: Any, registry: Registry, policy: PolicyConfig | None) -> list[Diagnostic]:
+    """The policy's findings; without the policy's own rule on unbounded steps, one warning
+    for them (a waiver of the rule then silences it for that step)."""
+    from opsbook.policy import evaluate, unbounded_on_critical_path
+
+    out = evaluate(runbook, plan, registry, policy) if policy is not None else []
+    if policy is None or "critical-path-timeout" in policy.disabled:
+        unbounded = unbounded_on_critical_path(runbook, plan, registry)
+        if unbounded:
+            names = ", ".join(f'"{s.name}" ({s.pos.line})' for s in unbounded[:5]) + (", ..." if len(unbounded) > 5 else "")
+            out.append(Diagnostic(runbook.pos, f"{len(unbounded)} step(s) on the RTO's critical path have no timeout "
+                                  f"(unbounded): {names}", "add timeout: to each; the RTO check cannot add up what "
+                                  "has no bound", severity="warning"))
+    return out
 
 
 def _unchecked(patterns: dict[str, str], variables: set[str]) -> str:
@@ -214,15 +239,18 @@ def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | Non
         known |= fact_names(step)
     for step in steps:
         local = known | {step.loop_var}
-        sources = list(_templates_of(step)) if not step.is_block else []
+        where = step.action.pos if step.action else step.pos
+        sources = [(t, e, where) for t, e in _templates_of(step)] if not step.is_block else []
         if step.until:
-            sources.append((step.until, True))
+            sources.append((step.until, True, where))
+        if step.rollback is not None:  # rendered only while rolling back: the worst time to learn of a typo
+            sources += [(t, e, step.rollback.pos) for t, e in _strings(step.rollback.args)]
         excused = _hosts_unknown(step.id, unresolved)
-        for source, expression in sources:
+        for source, expression, pos in sources:
             try:
                 names = referenced_names(source, expression=expression)
             except TemplateError as exc:
-                out.errors.append(Diagnostic(step.action.pos if step.action else step.pos, exc.message))
+                out.errors.append(Diagnostic(pos, exc.message))
                 continue
             missing = names - local
             if missing:
@@ -231,7 +259,6 @@ def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | Non
                 out.excused |= missing
                 continue
             for name in sorted(missing):
-                pos = step.action.pos if step.action else step.pos
                 out.errors.append(Diagnostic(
                     pos, f'step "{step.name}": undefined variable "{name}" in {source!r}{did_you_mean(name, local)}',
                     "define it in vars:/params:, register it in an earlier step, or add it to the inventory"))

@@ -359,13 +359,31 @@ class _Builder:
             return
         except graphlib.CycleError:
             pass
-        import networkx as nx  # only for the message: the cycle in edge order
+        import networkx as nx  # only for the message
 
-        cycle = nx.find_cycle(nx.DiGraph(list(self.step_edges)))
-        names = [self.leaves[a].step.name for a, _ in cycle] + [self.leaves[cycle[0][0]].step.name]
-        first = self.leaves[cycle[0][0]].step
-        self.problems.append(Diagnostic(first.pos, "steps depend on each other in a cycle: " + " -> ".join(names),
-                                        "remove one of the needs: (or the register it reads)"))
+        # The same graph on every run (a set's order follows the hash seed): nodes in file
+        # order, edges by their consumer's then their producer's place in the file.
+        graph = nx.DiGraph()
+        graph.add_nodes_from(sorted(self.leaves, key=lambda sid: self.leaves[sid].order))
+        graph.add_edges_from(sorted(self.step_edges, key=lambda e: (self.leaves[e[1]].order, self.leaves[e[0]].order)))
+        cycle = nx.find_cycle(graph, source=next(n for n in graph if _on_cycle(graph, n)))
+        # the edge written last (its consumer is the latest step in the file) closed the cycle
+        producer, consumer = max(cycle, key=lambda e: (self.leaves[e[1]].order, self.leaves[e[0]].order))
+        start = cycle.index((producer, consumer))
+        ring = cycle[start + 1:] + cycle[:start + 1]
+        names = [self.leaves[ring[-1][1]].step.name] + [self.leaves[c].step.name for _, c in ring]
+        closing = self.leaves[consumer].step
+        self.problems.append(Diagnostic(
+            closing.pos, "steps depend on each other in a cycle: " + " -> ".join(names)
+            + f' (closed here: step "{closing.name}" needs "{self.leaves[producer].step.name}")',
+            "remove one of the needs: (or the register it reads)"))
+
+
+def _on_cycle(graph: Any, node: str) -> bool:
+    """Whether a node lies on a cycle (reaches itself)."""
+    import networkx as nx
+
+    return any(node in nx.descendants(graph, succ) or succ == node for succ in graph.successors(node))
 
 
 def batches(hosts: Sequence[str], serial: Sequence[int | str]) -> tuple[tuple[str, ...], ...]:

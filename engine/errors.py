@@ -51,6 +51,7 @@ class Diagnostic:
     message: str
     hint: str = ""
     severity: str = "error"  # "error" | "warning"
+    rule: str = ""  # the policy rule that found it (opsbook.policy), if any
 
     def __str__(self) -> str:
         where = f"{self.position}: " if self.position else ""

@@ -112,28 +112,6 @@ def _per_host(label: str, by_host: dict[str, str]) -> list[str]:
     return [f"    {label} on {host}: {text}" for host, text in by_host.items()]
 
 
-class _Context:
-    """What every node of a plan view shares: the registry, the inventory's names."""
-
-    def __init__(self, plan: Plan, registry: Registry | None) -> None:
-        self.plan = plan
-        self.registry = registry or Registry.from_entry_points()
-        inv = plan.inventory
-        self.groups = {g: [h.name for h in inv.hosts_of(g)] for g in inv.groups}
-        self.hostvars = {name: {**h.vars, "inventory_hostname": name} for name, h in inv.hosts.items()}
-        self.runbook_dir = str(Path(plan.runbook.path).resolve().parent)
-        self.node_ctx: dict[str, dict[str, Any]] = {}  # node id -> its known names (_node_ctx)
-
-    def base(self, host: str | None) -> dict[str, Any]:
-        from opsbook.variables import builtin_names
-
-        name = host or "localhost"
-        host_vars = self.plan.inventory.host(host).vars if host else {}
-        base = builtin_names(name, host_vars, self.groups, self.plan.params, self.runbook_dir)
-        base["hostvars"] = self.hostvars  # the run adds its results; the plan knows none
-        return base
-
-
 def _secrets(plan: Plan) -> Any:
     """The runbook's secret parameters and the inventory's secrets: masked in every view of the plan."""
     from opsbook.secrets import SecretStore, register_plan
@@ -164,11 +142,7 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
             target = node_target(plan, node, context.registry, args.value)
             if target:
                 entry["target"] = target
-            for key in ("when", "loop", "register", "retries", "timeout", "approve", "serial", "run_once", "delegate_to",
-                        "tags", "notify"):
-                value = getattr(step, key)
-                if value not in (None, (), False, 0):
-                    entry[key] = value
+            entry.update(step_keywords(step, context.registry))
             if step.delegate_to is not None:
                 entry["delegate_to"] = delegate.value
             if step.approve is not None:
@@ -189,7 +163,8 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
                 entry["block"] = [f"{s.block_id}:{s.part}" for s in sections]
         nodes.append(entry)
     return _secrets(plan).redact_any(  # type: ignore[no-any-return]
-        {"runbook": plan.runbook.name, "path": plan.runbook.path, "params": plan.params, "nodes": nodes})
+        {"runbook": plan.runbook.name, "path": plan.runbook.path, **runbook_keywords(plan.runbook),
+         "params": plan.params, "nodes": nodes})
 
 
 def plan_text(plan: Plan, registry: Registry | None = None) -> str:
@@ -198,6 +173,9 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
     rb = plan.runbook
     lines = [f"runbook {rb.name} ({rb.phase})  {rb.path}"]
     asked: set[str | None] = set()  # blocks whose approval was shown (at their first step)
+    settings = {k: v for k, v in runbook_keywords(rb).items() if k != "phase"}
+    if settings:
+        lines.append("with: " + ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in settings.items()))
     if plan.params:
         lines.append("params: " + ", ".join(f"{k}={v!r}" for k, v in plan.params.items()))
     action_nodes = [n for n in plan.nodes.values() if n.kind != BARRIER]
@@ -225,6 +203,10 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
             lines.append(f"    after: {', '.join(deps)}")
         if step.when:
             lines.append(f"    when: {' and '.join(map(str, step.when))}")
+        shown = {k: v for k, v in step_keywords(step, context.registry).items()
+                 if k not in ("when", "approve", "serial", "run_once", "rollback") and (k != "mutates" or v)}
+        if shown:
+            lines.append("    with: " + ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in shown.items()))
         approvals: dict[str, str] = {}
         rollbacks: dict[str, str] = {}
         for host in leaf.hosts:
@@ -267,6 +249,53 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
         if rollbacks:
             lines += _per_host("rollback", rollbacks)
     return str(secrets.redact("\n".join(lines)))
+
+
+# what changes what a run does, besides the action and its arguments (Step field names)
+_STEP_KEYWORDS = ("when", "loop", "loop_var", "register", "retries", "delay", "backoff", "until", "timeout",
+                  "ignore_errors", "failed_when", "changed_when", "check_mode", "serial", "max_fail_percentage",
+                  "max_errors", "run_once", "delegate_to", "become", "become_user", "approve", "tags", "notify",
+                  "no_log", "marks", "restores", "undoes", "listen")
+_DEFAULTS: dict[str, Any] = {"delay": 1.0, "backoff": 1.0, "loop_var": "item"}
+
+
+def step_keywords(step: Any, registry: Registry | None = None) -> dict[str, Any]:
+    """Every keyword of a step that changes what a run does, when not at its default
+    (a plan view shows them, and `opsbook diff` compares them); `mutates`, from the
+    action and the step's read-only marks (opsbook.policy)."""
+    out: dict[str, Any] = {}
+    for key in _STEP_KEYWORDS:
+        value = getattr(step, key)
+        if value in (None, (), [], "") or value is False and key != "check_mode" or value == _DEFAULTS.get(key):
+            continue
+        if key in ("retries",) and value == 0:
+            continue
+        out[key] = list(value) if isinstance(value, tuple) else value
+    if step.keep_healthy is not None:
+        kh = step.keep_healthy
+        out["keep_healthy"] = {k: v for k, v in (("min", kh.minimum if kh.template is None else kh.template),
+                                                 ("percent", kh.percent), ("group", kh.group),
+                                                 ("probe", {kh.probe.name: kh.probe.args} if kh.probe else None))
+                               if v is not None}
+    if step.rollback is not None:
+        out["rollback"] = {step.rollback.name: HIDDEN if step.no_log else step.rollback.args}
+    if registry is not None and step.action is not None:
+        from opsbook.policy import step_mutates
+
+        out["mutates"] = step_mutates(step, registry)
+    return out
+
+
+def runbook_keywords(rb: Any) -> dict[str, Any]:
+    """The runbook-level settings that change what a run does or how it is judged."""
+    out: dict[str, Any] = {"phase": rb.phase}
+    objectives = {k: v for k, v in (("rto", rb.objectives.rto), ("rpo", rb.objectives.rpo)) if v is not None}
+    if objectives:
+        out["objectives"] = objectives
+    for key in ("timeout", "lock", "max_fail_percentage", "max_errors"):
+        if getattr(rb, key) is not None:
+            out[key] = getattr(rb, key)
+    return out
 
 
 def _label(node: Node) -> str:
@@ -365,7 +394,8 @@ def plugins_json(registry: Registry, name: str | None = None) -> dict[str, Any]:
             continue
         out[pname] = {"doc": plugin.doc, "connections": sorted(plugin.connections), "actions": {
             aname: {"doc": spec.doc, "check_mode": spec.supports_check, "idempotent": spec.idempotent,
-                    "rollback": spec.inverse is not None, "mutates": spec.mutates, "observes": spec.observes,
+                    "rollback": spec.inverse is not None, "mutates": spec.mutates is not False,
+                    "disrupts": spec.disrupts is not False, "observes": spec.observes,
                     "arguments": args_schema(spec)}
             for aname, spec in sorted(plugin.actions.items())}}
     if registry.broken:
@@ -382,7 +412,9 @@ def plugins_text(registry: Registry, name: str | None = None) -> str:
         lines.append(f"{pname}: {plugin.doc}{conns}")
         for aname, spec in sorted(plugin.actions.items()):
             flags = ", ".join(f for f, on in (("check", spec.supports_check), ("idempotent", spec.idempotent),
-                                              ("rollback", spec.inverse is not None)) if on)
+                                              ("rollback", spec.inverse is not None),
+                                              ("mutates", spec.mutates is not False),
+                                              ("disrupts", spec.disrupts is not False)) if on)
             lines.append(f"  {pname}.{aname}  {spec.doc.splitlines()[0] if spec.doc else ''}"
                          + (f"  [{flags}]" if flags else ""))
             if name:

@@ -344,6 +344,9 @@ except ImportError:  # pragma: no cover
 ActionFn = Callable[[ActionContext, Any], Result]
 InventorySource = Callable[[dict[str, list[str]]], dict[str, Any]]
 RollbackFn = Callable[[Any, Result], "tuple[str, dict[str, Any]] | None"]
+# A capability that depends on the arguments as written (templates not rendered):
+# `mutates=lambda args: args.get("method", "GET") != "GET"`. A template counts as "may".
+ArgsTest = Callable[[Mapping[str, Any]], bool]
 EvidenceFn = Callable[[Any, HostInfo], "list[str] | None"]
 
 
@@ -362,7 +365,7 @@ class ActionSpec:
     supports_check: bool  # the function itself honours ctx.check_mode read-only
     idempotent: bool  # safe to run again after a crash without confirmation
     inverse: RollbackFn | None  # declared inverse for rollback: (args, result) -> (action, args)
-    mutates: bool  # drains/stops/isolates something: `keep_healthy` applies
+    mutates: bool | ArgsTest  # changes state on a target (opsbook.policy: needs a gate and a rollback)
     scalar_arg: str | None  # `plugin.action: "text"` fills this argument
     shell_fields: frozenset[str]  # argument names rendered with shell quoting
     expression_fields: frozenset[str] = frozenset()  # bare Jinja expressions (like assert's `that`)
@@ -375,6 +378,16 @@ class ActionSpec:
     evidence: EvidenceFn | None = None
     observes: bool = False  # only looks at (or waits for) state: probes, waits (see opsbook.dryrun)
     argv_fields: frozenset[str] = frozenset()  # a string here is a command line: rendered to an argv
+    # takes capacity out of service (drain, stop, isolate): `keep_healthy` applies
+    disrupts: bool | ArgsTest = False
+
+    def mutates_with(self, args: Any) -> bool:
+        """Whether this call, with its arguments as written, may change state on a target."""
+        return _capability(self.mutates, args, self.scalar_arg)
+
+    def disrupts_with(self, args: Any) -> bool:
+        """Whether this call, with its arguments as written, may take capacity out of service."""
+        return _capability(self.disrupts, args, self.scalar_arg)
 
     def render_field(self, name: str, value: Any, context: Mapping[str, Any], pos: Any = None) -> Any:
         """One argument rendered as this action declares it: a command line that is split into
@@ -422,6 +435,28 @@ class ActionSpec:
 TargetFn = Callable[[str, Any, Mapping[str, Any]], "str | None"]
 
 
+def _capability(flag: bool | ArgsTest, args: Any, scalar: str | None) -> bool:
+    if isinstance(flag, bool):
+        return flag
+    if not isinstance(args, Mapping):
+        args = {scalar: args} if scalar else {}
+    try:
+        return bool(flag(args))
+    except Exception:  # noqa: BLE001 - an argument the test did not expect: assume the worst
+        return True
+
+
+def arg_in(name: str, values: Sequence[str], default: str | None = None) -> ArgsTest:
+    """A capability test: argument `name` (as written) is one of `values`, or a template."""
+    from opsbook.template import is_template
+
+    def test(args: Mapping[str, Any]) -> bool:
+        value = args.get(name, default)
+        return isinstance(value, str) and (is_template(value) or value in values)
+
+    return test
+
+
 class Plugin:
     """A named set of actions and connection kinds, exposed through an entry point."""
 
@@ -454,7 +489,8 @@ class Plugin:
         check: bool = False,
         idempotent: bool = False,
         inverse: RollbackFn | None = None,
-        mutates: bool = False,
+        mutates: bool | ArgsTest = False,
+        disrupts: bool | ArgsTest = False,
         scalar: str | None = None,
         shell: Sequence[str] = (),
         expressions: Sequence[str] = (),
@@ -485,6 +521,7 @@ class Plugin:
                 evidence=evidence,
                 observes=observes,
                 argv_fields=frozenset(argv),
+                disrupts=disrupts,
             )
             return func
 

@@ -45,6 +45,7 @@ from opsbook.capture import Capture, Lines
 from opsbook.model import parse_duration
 from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferCut, TransferTooLarge, copy_stream
 from opsbook.plugin import (
+    arg_in,
     ActionContext,
     Become,
     CommandResult,
@@ -502,7 +503,8 @@ _PAST = {
 }
 
 
-@plugin.action(check=True, idempotent=False, inverse=_container_inverse, mutates=True)
+@plugin.action(check=True, idempotent=False, inverse=_container_inverse, mutates=True,
+               disrupts=arg_in("state", ("stopped", "restarted", "killed", "paused", "absent"), "started"))
 @_guarded
 def container(ctx: ActionContext, args: ContainerArgs) -> Result:
     """Start, stop, restart, kill, pause, unpause or remove a container; optionally wait healthy."""
@@ -881,7 +883,7 @@ class ExecArgs(BaseModel):
     )
 
 
-@plugin.action(scalar="command", shell=("command",))
+@plugin.action(scalar="command", shell=("command",), mutates=True)
 @_guarded
 def exec_(ctx: ActionContext, args: ExecArgs) -> Result:
     """Run a command in a running container; non-zero rc fails unless in ok_rc."""
@@ -1251,7 +1253,8 @@ def _user_aliases(attrs: Mapping[str, Any], endpoint: Mapping[str, Any]) -> list
     return [a for a in (endpoint.get("Aliases") or []) if a != short]
 
 
-@plugin.action(check=True, idempotent=True, inverse=_network_inverse, mutates=True)
+@plugin.action(check=True, idempotent=True, inverse=_network_inverse, mutates=True,
+               disrupts=arg_in("state", ("disconnected",), "connected"))
 @_guarded
 def network(ctx: ActionContext, args: NetworkArgs) -> Result:
     """Connect a container to a network or disconnect it (isolate a failing node)."""
@@ -1465,7 +1468,7 @@ def _previous_args(body: Mapping[str, Any], current: Mapping[str, Any]) -> dict[
     return prev
 
 
-@plugin.action(check=True, idempotent=True, inverse=_update_inverse)
+@plugin.action(check=True, idempotent=True, inverse=_update_inverse, mutates=True)
 @_guarded
 def update(ctx: ActionContext, args: UpdateArgs) -> Result:
     """Change a running container's CPU and memory limits (capacity); rollback restores them."""

@@ -1100,13 +1100,14 @@ def _node_inverse(action: str) -> Callable[[NodeArgs, Result], tuple[str, dict[s
     return inverse
 
 
-@plugin.action(check=True, idempotent=True, inverse=_node_inverse("k8s.uncordon"), mutates=True)
+@plugin.action(check=True, idempotent=True, inverse=_node_inverse("k8s.uncordon"), mutates=True,
+               disrupts=True)
 def cordon(ctx: ActionContext, args: NodeArgs) -> Result:
     """Mark a node unschedulable (rollback: uncordon, unless it was cordoned already)."""
     return _set_unschedulable(ctx, args, True)
 
 
-@plugin.action(check=True, idempotent=True, inverse=_node_inverse("k8s.cordon"))
+@plugin.action(check=True, idempotent=True, inverse=_node_inverse("k8s.cordon"), mutates=True)
 def uncordon(ctx: ActionContext, args: NodeArgs) -> Result:
     """Mark a node schedulable again (rollback: cordon, unless it was schedulable already)."""
     return _set_unschedulable(ctx, args, False)
@@ -1249,7 +1250,7 @@ class _Drain:
     # uid -> (namespace, ownerReference): controllers that replace the pods evicted
 
 
-@plugin.action(check=True, idempotent=True, inverse=_drain_inverse, mutates=True)
+@plugin.action(check=True, idempotent=True, inverse=_drain_inverse, mutates=True, disrupts=True)
 def drain(ctx: ActionContext, args: DrainArgs) -> Result:
     """Cordon a node, then evict its pods (PDBs honoured; DaemonSet and mirror pods skipped).
 
@@ -1602,7 +1603,7 @@ class DeleteArgs(_Obj):
     timeout: Seconds = Field(60.0, description="how long wait: may take")
 
 
-@plugin.action(check=True, mutates=True)
+@plugin.action(check=True, mutates=True, disrupts=True)
 def delete(ctx: ActionContext, args: DeleteArgs) -> Result:
     """Delete objects with a grace period (check mode: a server-side dry run)."""
     s = session(ctx, args)
@@ -1749,7 +1750,7 @@ def manifests(args: ApplyArgs) -> list[dict[str, Any]]:
     return out
 
 
-@plugin.action(check=True, idempotent=True)
+@plugin.action(check=True, idempotent=True, mutates=lambda args: args.get("dry_run") is not True)
 def apply(ctx: ActionContext, args: ApplyArgs) -> Result:
     """Server-side apply (check mode or dry_run: a dry run compared with the live object)."""
     s = session(ctx, args)
@@ -1813,7 +1814,7 @@ class PatchArgs(_Obj):
     sub: str | None = Field(None, description="a subresource to patch, e.g. status or scale")
 
 
-@plugin.action(check=True)
+@plugin.action(check=True, mutates=True)
 def patch(ctx: ActionContext, args: PatchArgs) -> Result:
     """Patch one object (check mode: server-side dry run; --diff shows the change)."""
     import yaml

@@ -25,6 +25,7 @@ from http import client as http_client
 from typing import Any
 
 from opsbook.plugin import (
+    arg_in,
     ActionContext,
     Become,
     CommandResult,
@@ -290,7 +291,7 @@ def _check(args: Any, name: str) -> Result:
     return Result.unknown(f"{name} cannot tell what a command would do; not run in check mode")
 
 
-@plugin.action(scalar="cmd", check=True, data=(), argv=["cmd"])
+@plugin.action(scalar="cmd", check=True, data=(), argv=["cmd"], mutates=True)
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell) on the controller."""
     skip = _guard(args)
@@ -314,7 +315,7 @@ class ShellArgs(CommandArgs):
     executable: str = "/bin/sh"
 
 
-@plugin.action(scalar="cmd", shell=["cmd"], check=True, data=())
+@plugin.action(scalar="cmd", shell=["cmd"], check=True, data=(), mutates=True)
 def shell(ctx: ActionContext, args: ShellArgs) -> Result:
     """Run a shell command line on the controller."""
     skip = _guard(args)
@@ -340,7 +341,7 @@ class ScriptArgs(_Args):
     ok_rc: list[int] = [0]
 
 
-@plugin.action(scalar="path", data=())
+@plugin.action(scalar="path", data=(), mutates=True)
 def script(ctx: ActionContext, args: ScriptArgs) -> Result:
     """Run a script file on the controller."""
     path = str(ctx.local_path(args.path))
@@ -490,7 +491,8 @@ def _cut(why: str, limit: float) -> str:
     return "cancelled" if why == "cancelled" else f"timed out: no complete answer within {limit:g}s"
 
 
-@plugin.action(scalar="url", check=True, idempotent=True, data=["status", "latency_ms", "body", "json"])
+@plugin.action(scalar="url", check=True, idempotent=True, data=["status", "latency_ms", "body", "json"],
+               mutates=lambda args: str(args.get("method", "GET")).upper() not in ("GET", "HEAD", "OPTIONS"))
 def http(ctx: ActionContext, args: HttpArgs) -> Result:
     """Make an HTTP request; fail unless the status is expected."""
     if ctx.check_mode and args.method.upper() not in ("GET", "HEAD"):

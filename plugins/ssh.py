@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from opsbook.errors import OpsbookError
 from opsbook.plugin import (
+    arg_in,
     ActionContext,
     CommandResult,
     DEFAULT_MAX_SIZE,
@@ -293,7 +294,7 @@ def _split(cmd: str) -> tuple[str, ...]:
     return tuple(shlex.split(cmd))
 
 
-@plugin.action(scalar="cmd", check=True, data=_COMMAND_DATA, argv=["cmd"])
+@plugin.action(scalar="cmd", check=True, data=_COMMAND_DATA, argv=["cmd"], mutates=True)
 @_as_result
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell expansion) on the host; non-zero rc fails unless in ok_rc."""
@@ -317,7 +318,7 @@ class ShellArgs(_CommandArgs):
     )
 
 
-@plugin.action(scalar="cmd", check=True, data=_COMMAND_DATA, shell=["cmd"])
+@plugin.action(scalar="cmd", check=True, data=_COMMAND_DATA, shell=["cmd"], mutates=True)
 @_as_result
 def shell(ctx: ActionContext, args: ShellArgs) -> Result:
     """Run a shell command line on the host; non-zero rc fails unless in ok_rc."""
@@ -345,7 +346,7 @@ class ScriptArgs(_CommandArgs):
     executable: str | None = Field(None, description="interpreter, e.g. /bin/bash or python3")
 
 
-@plugin.action(scalar="path", check=True, data=_COMMAND_DATA)
+@plugin.action(scalar="path", check=True, data=_COMMAND_DATA, mutates=True)
 @_as_result
 def script(ctx: ActionContext, args: ScriptArgs) -> Result:
     """Run a local script on the host (uploaded to a temporary file, removed afterwards)."""
@@ -604,7 +605,7 @@ def _file_inverse(args: _FileArgs, result: Result) -> tuple[str, dict[str, Any]]
     return "ssh.copy", restore
 
 
-@plugin.action(check=True, idempotent=True, inverse=_file_inverse)
+@plugin.action(check=True, idempotent=True, inverse=_file_inverse, mutates=True)
 @_as_result
 def copy(ctx: ActionContext, args: CopyArgs) -> Result:
     """Copy inline content or a local file to the host (atomic; changed only when it differs)."""
@@ -639,7 +640,7 @@ def render_template(source: str, context: Mapping[str, Any]) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-@plugin.action(check=True, idempotent=True, inverse=_file_inverse)
+@plugin.action(check=True, idempotent=True, inverse=_file_inverse, mutates=True)
 @_as_result
 def template(ctx: ActionContext, args: TemplateArgs) -> Result:
     """Render a local Jinja2 template with host vars + `vars` and install it on the host."""
@@ -813,7 +814,8 @@ def _service_running(ctx: ActionContext, manager: str, name: str) -> bool:
     return False
 
 
-@plugin.action(check=True, idempotent=True, mutates=True, inverse=_service_inverse)
+@plugin.action(check=True, idempotent=True, mutates=True, inverse=_service_inverse,
+               disrupts=arg_in("state", ("stopped", "restarted")))
 @_as_result
 def service(ctx: ActionContext, args: ServiceArgs) -> Result:
     """Bring a service to a state; changed only when it had to act. Check mode reads status."""

@@ -27,5 +27,13 @@ from opsbook.cli.base import (
                               main,
 )
 
+def _ci_commands() -> None:
+    from opsbook.cli_ci import diff
+
+    main.add_command(diff)
+
+
+_ci_commands()
+
 __all__ = ["EXIT_ABORTED", "EXIT_BUG", "EXIT_FAILED", "EXIT_HUMAN", "EXIT_OK", "EXIT_SIGINT", "EXIT_SIGTERM",
            "EXIT_USAGE", "main"]

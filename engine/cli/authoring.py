@@ -30,22 +30,28 @@ from opsbook.cli.running import _refuse_certain_mistakes, _secret_params
 @_extra_opt
 @click.option("--junit", type=click.Path(), callback=_output_option, help="Write JUnit XML: one test case per runbook.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 1, JUnit failures).")
+@click.option("--config", "config", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Policy config (default: .opsbook.yaml here or in a parent folder).")
+@click.option("--no-policy", is_flag=True, help="Skip the policy rules (check the language only).")
+@click.option("--timings", is_flag=True, help="Add each runbook's seconds to --format json.")
 def check(runbooks: tuple[str, ...], inventories: tuple[str, ...], extra: tuple[str, ...], junit: str | None,
-          fmt: str) -> None:
+          fmt: str, strict: bool, config: str | None, no_policy: bool, timings: bool) -> None:
     """Validate runbooks without touching any host (exit 0 valid, 1 invalid).
 
     Checks YAML, keys, types, actions and their arguments, templates (undefined names),
     needs/cycles and, with -i, that every host pattern matches. Without -i, host patterns
     naming hosts or groups (and variables only their hosts could define) are not
     checked: each runbook's line says which, and everything else is checked.
+    The policy rules (docs/policy.md) run too, as the project's .opsbook.yaml sets them.
     """
-    from opsbook.check import check_files
+    from opsbook.ci import GateOptions, gate
 
-    reports = check_files(list(runbooks), base._registry(), list(inventories), _extra(extra))
+    reports = gate(runbooks, base._registry(), inventories, _extra(extra), GateOptions(config, not no_policy, strict))
     if fmt == "json":
         import json
 
-        click.echo(json.dumps([r.to_json() for r in reports], indent=2))
+        click.echo(json.dumps([r.to_json(timings) for r in reports], indent=2))
     else:
         for report in reports:
             _print_diagnostics(report.diagnostics)
@@ -83,25 +89,27 @@ def _plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], se
 
 
 @main.command()
-@click.argument("runbook", type=click.Path())
+@click.argument("runbooks", nargs=-1, required=True, type=click.Path())
 @_inventory_opt
 @_extra_opt
 @_secret_opt
+@click.option("--params-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help='Parameters per runbook: {runbook name or path: {param: value}, "*": {...}}.')
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def plan(runbook: str, inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...],
-         fmt: str) -> None:
+def plan(runbooks: tuple[str, ...], inventories: tuple[str, ...], extra: tuple[str, ...], secrets: tuple[str, ...],
+         params_file: str | None, fmt: str) -> None:
     """Show every node (step x host) with rendered arguments and dependencies; contacts nothing.
 
-    Secret parameters are taken like `run` takes them (--secret NAME=env:VAR) and shown masked."""
-    from opsbook.planview import plan_json, plan_text
+    RUNBOOKS are files or folders (searched like check searches them); --format json
+    prints one plan object for one file, a list for several. Exit 2 if any runbook cannot
+    be planned. Secret parameters are taken like `run` takes them (--secret
+    NAME=env:VAR) and shown masked."""
+    from opsbook.cli_ci import show_plans
+    from opsbook.planset import PlanInputs, load_params_file
+    from opsbook.secrets import SecretStore
 
-    the_plan, registry = _plan(runbook, inventories, extra, secrets)
-    if fmt == "json":
-        import json
-
-        click.echo(json.dumps(plan_json(the_plan, registry), indent=2, default=str))
-    else:
-        click.echo(plan_text(the_plan, registry))
+    given = {**_extra(extra), **_secret_params({"secrets": secrets}, SecretStore())}
+    show_plans(runbooks, PlanInputs(inventories, given, load_params_file(params_file)), fmt, _registry())
 
 
 @main.command()

@@ -239,7 +239,7 @@ steps:
 def test_a_condition_in_braces_is_accepted_by_check_with_a_warning_and_by_run(cli, tmp_path):
     rb = tmp_path / "when.yaml"
     rb.write_text(WHEN)
-    checked = cli("check", str(rb))
+    checked = cli("check", "--no-policy", str(rb))  # the language alone: no approvals, no rollbacks
     assert checked.returncode == 0, checked
     assert 'when.yaml:6:5: warning: when: "{{ x == 1 }}": conditions are expressions already' in checked.stderr
     assert "hint: write when: x == 1" in checked.stderr

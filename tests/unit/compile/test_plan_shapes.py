@@ -200,3 +200,32 @@ def test_plan_is_deterministic(plan):
         """
     one, two = plan(text), plan(text)
     assert list(one.nodes) == list(two.nodes) and list(one.graph.edges) == list(two.graph.edges)
+
+
+CYCLE = """opsbook: 1
+name: t
+steps:
+  - {name: a, local.noop: {}, needs: [c]}
+  - {name: b, local.noop: {}, needs: [a]}
+  - {name: x, local.noop: {}}
+  - {name: c, local.noop: {}, needs: [b]}
+  - {name: y, local.noop: {}, needs: [x]}
+"""
+
+
+def test_a_cycle_is_reported_at_the_needs_that_closed_it_whatever_the_hash_seed(tmp_path):
+    """Issue 31 item 4: the line was one of seven on seven runs; it is the step written
+    last among the cycle's (its needs: closed the cycle), on every run."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "cycle.yaml"
+    path.write_text(CYCLE)
+    seen = set()
+    for seed in ("1", "2", "3", "4", "5"):
+        done = subprocess.run([sys.executable, "-m", "opsbook", "check", "--no-policy", str(path)], capture_output=True,
+                              text=True, env={**os.environ, "PYTHONHASHSEED": seed}, check=False)
+        seen.add(done.stderr.splitlines()[0])
+    assert seen == {f'{path}:7:5: error: steps depend on each other in a cycle: c -> a -> b -> c '
+                    '(closed here: step "c" needs "b")'}

@@ -6,6 +6,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -159,8 +160,18 @@ def test_json_holds_everything_structured(journal, incident):
     assert data["steps"]["restart-web"]["marks"] == ["mitigation"]
 
 
+def _schema_valid(text: str) -> None:
+    """The run report's JUnit is valid against the Jenkins/Ant JUnit schema (issue 31 item 4)."""
+    etree = pytest.importorskip("lxml.etree")
+    schema = etree.XMLSchema(etree.parse(str(Path(__file__).with_name("junit.xsd"))))
+    doc = etree.fromstring(text.encode())
+    assert schema.validate(doc), schema.error_log
+
+
 def test_junit_has_a_testcase_per_node(journal, incident):
-    root = ET.fromstring(build_report(journal, incident.run_id, "junit"))
+    text = build_report(journal, incident.run_id, "junit")
+    _schema_valid(text)
+    root = ET.fromstring(text)
     suite = root.find("testsuite[@name='web-restart']")
     cases = suite.findall("testcase")
     assert [c.get("name") for c in cases] == ["web answers @ web1", "collect logs @ web1", "restart web @ web1",
@@ -184,7 +195,9 @@ def test_junit_fails_a_missed_objective_and_flags_nodes_in_doubt(journal, new_ru
     run.node("restart-web", "web1", "ok", 0, 5)
     run.node("web-answers-again", "web1", "ok", 5, 6)
     journal.node_started(run.run_id, "restore-db@db1", "restore-db", "db1")
-    root = ET.fromstring(build_report(journal, run.run_id, "junit"))
+    text = build_report(journal, run.run_id, "junit")
+    _schema_valid(text)
+    root = ET.fromstring(text)
     objectives = {c.get("name"): c for c in root.find("testsuite[@name='web-restart objectives']")}
     assert objectives["RTO"].find("failure").get("message") == "RTO missed by 5m06s"
     assert objectives["RPO"].find("skipped") is not None
