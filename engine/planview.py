@@ -112,6 +112,30 @@ def _per_host(label: str, by_host: dict[str, str]) -> list[str]:
     return [f"    {label} on {host}: {text}" for host, text in by_host.items()]
 
 
+
+class _Context:
+    """What every node of a plan view shares: the registry, the inventory's names."""
+
+    def __init__(self, plan: Plan, registry: Registry | None) -> None:
+        self.plan = plan
+        self.registry = registry or Registry.from_entry_points()
+        inv = plan.inventory
+        self.groups = {g: [h.name for h in inv.hosts_of(g)] for g in inv.groups}
+        self.hostvars = {name: {**h.vars, "inventory_hostname": name} for name, h in inv.hosts.items()}
+        self.runbook_dir = str(Path(plan.runbook.path).resolve().parent)
+        self.node_ctx: dict[str, dict[str, Any]] = {}  # node id -> its known names (_node_ctx)
+
+    def base(self, host: str | None) -> dict[str, Any]:
+        from opsbook.variables import builtin_names
+
+        name = host or "localhost"
+        host_vars = self.plan.inventory.host(host).vars if host else {}
+        base = builtin_names(name, host_vars, self.groups, self.plan.params, self.runbook_dir)
+        base["hostvars"] = self.hostvars  # the run adds its results; the plan knows none
+        return base
+
+
+
 def _secrets(plan: Plan) -> Any:
     """The runbook's secret parameters and the inventory's secrets: masked in every view of the plan."""
     from opsbook.secrets import SecretStore, register_plan

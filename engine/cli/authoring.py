@@ -109,7 +109,7 @@ def plan(runbooks: tuple[str, ...], inventories: tuple[str, ...], extra: tuple[s
     from opsbook.secrets import SecretStore
 
     given = {**_extra(extra), **_secret_params({"secrets": secrets}, SecretStore())}
-    show_plans(runbooks, PlanInputs(inventories, given, load_params_file(params_file)), fmt, _registry())
+    show_plans(runbooks, PlanInputs(inventories, given, load_params_file(params_file)), fmt, base._registry())
 
 
 @main.command()

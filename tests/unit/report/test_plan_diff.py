@@ -62,7 +62,7 @@ def test_plan_json_and_text_carry_every_keyword_that_changes_a_run(tmp_path):
                        "keep_healthy": {"min": 1, "group": "web"}, "approve": "Drain web1?", "mutates": True}.items():
         assert node[key] == value, key
     text = _opsbook("plan", old, "-i", inv).stdout
-    assert "approve @ web1: Drain web1?" in text
+    assert 'approve: "Drain web1?"' in text
     assert 'timeout=20.0' in text and 'delegate_to="lb1"' in text and 'keep_healthy={"min": 1, "group": "web"}' in text
 
 
@@ -112,8 +112,8 @@ def test_plan_takes_a_folder_and_a_parameters_file(tmp_path):
                       "runbooks/kubernetes/apply-fix.yaml: {manifest: fix.yaml, replicas: 3}\n")
     without = _opsbook("plan", "runbooks/kubernetes")
     assert without.returncode == 2
-    assert 'runbooks/kubernetes/drain-node.yaml:35:3: error: missing required parameter "node"' in without.stderr
+    assert 'runbooks/kubernetes/drain-node.yaml:41:3: error: missing required parameter "node"' in without.stderr
     done = _opsbook("plan", "runbooks/kubernetes", "--params-file", str(params), "--format", "json")
     assert done.returncode == 0, done.stderr
-    assert [p["runbook"] for p in json.loads(done.stdout)] == ["k8s-apply-fix", "k8s-drain-node",
+    assert [p["runbook"] for p in json.loads(done.stdout)] == ["k8s-apply-fix", "k8s-bad-rollout", "k8s-drain-node",
                                                               "k8s-deployment-first-response"]
