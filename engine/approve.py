@@ -135,6 +135,14 @@ def approver_for(approver: Approver | None, four_eyes: bool, open_journal: Calla
         raise RunError(f"{runbook or 'this run'} needs another person to approve its gates (approved_by: another, "
                        "or --four-eyes); --yes would approve them as you. Run without --yes and ask a teammate "
                        "to run `opsbook approve RUN STEP`")
+    if kind == "terminal":  # the operator at the terminal sees what waits, as the question would show it
+        wait = journal_approver(open_journal, timeout)
+
+        def shown(request: ApprovalRequest) -> tuple[bool, str]:
+            print("\n=== " + "\n".join(request.describe()), file=sys.stderr, flush=True)
+            return wait(request)
+
+        return _kind(shown, "journal")
     return journal_approver(open_journal, timeout)
 
 

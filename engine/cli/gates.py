@@ -73,19 +73,24 @@ def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, ye
                               runs_on=d.get("runs_on"), steps=d.get("steps") or (),
                               four_eyes=bool(d.get("four_eyes")))
         click.echo(f"{verb}: " + "\n".join(lines).removeprefix("approval needed: "))
+    from opsbook.approve import refuse_self_approval
+
+    run = journal.get_run(run_id)
+    if approved:  # a four-eyes gate refuses its starter before asking anything
+        refuse_self_approval(run, waiting, whoami())
     if not yes:
         if not sys.stdin.isatty():
             click.secho(f"not {'approved' if approved else 'denied'}: confirm on a terminal, or add --yes "
                         f"(opsbook {verb} {run_id} {shlex.quote(step)} --yes)", fg="red", err=True)
             sys.exit(EXIT_USAGE)
-        if not click.confirm(f"{verb} {len(waiting)} gate(s)?", default=False):
+        try:
+            sure = click.confirm(f"{verb} {len(waiting)} gate(s)?", default=False)
+        except click.Abort:  # end of input (Ctrl-D) or Ctrl-C at the question
+            sure = False
+            click.echo("")
+        if not sure:
             click.echo("nothing decided")
             sys.exit(EXIT_FAILED)
-    from opsbook.approve import refuse_self_approval
-
-    run = journal.get_run(run_id)
-    if approved:
-        refuse_self_approval(run, waiting, whoami())
     starter = " (who started the run)" if whoami() == run.who else ""
     who = f"{whoami()}@{socket.gethostname()} via opsbook {verb}{starter}"
     decided = journal.decide(run_id, step, approved, who, hosts)

@@ -101,6 +101,7 @@ def test_on_a_terminal_a_four_eyes_gate_waits_for_another_user_instead_of_asking
                                 "--approval-timeout", "2s"], env=_env(tmp_path), cwd=tmp_path,
                                answers={"approve? [y/N]": "y"}, timeout=60)
     assert "waiting for: opsbook approve" in seen and "approve? [y/N]" not in seen
+    assert "Promote the standby?" in seen and "will run: local.shell" in seen, "the terminal shows what waits"
     assert code == 4 and not (tmp_path / "out").exists()  # nobody else approved within 2s
 
 
@@ -132,3 +133,21 @@ def test_another_user_may_approve_a_four_eyes_gate():
     with pytest.raises(UserError, match="you \\(alice\\) started run r1; its gate promote standby"):
         refuse_self_approval(_record("alice"), gates, "alice")
     refuse_self_approval(_record("alice"), [{"step_id": "p", "detail": {"four_eyes": False}}], "alice")
+
+
+def test_on_a_terminal_the_starter_is_refused_before_being_asked_to_confirm(tmp_path, ended):
+    proc = _waiting_run(tmp_path, str(_runbook(tmp_path)))
+    ended(proc)
+    code, seen = on_a_terminal([sys.executable, "-m", "opsbook", "approve", "last", "promote standby"],
+                               env=_env(tmp_path), cwd=tmp_path, answers={"gate(s)?": "y"}, timeout=60)
+    assert code == 2 and "needs another person's approval" in seen and "gate(s)?" not in seen
+    assert proc.poll() is None
+
+
+def test_end_of_input_at_the_confirmation_decides_nothing(tmp_path, ended):
+    proc = _waiting_run(tmp_path, str(_runbook(tmp_path, extra="")))
+    ended(proc)
+    code, seen = on_a_terminal([sys.executable, "-m", "opsbook", "deny", "last", "promote standby"],
+                               env=_env(tmp_path), cwd=tmp_path, answers={"gate(s)?": "\x04"}, timeout=60)
+    assert code == 1 and "nothing decided" in seen and "internal error" not in seen
+    assert proc.poll() is None
