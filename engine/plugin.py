@@ -429,7 +429,47 @@ class ActionSpec:
                 raise PluginError(f"{self.full_name} takes a mapping of arguments")
             raw = {self.scalar_arg: raw}
         self.prepare()
-        return self.args_model.model_validate(dict(raw))  # type: ignore[attr-defined]
+        from pydantic import ValidationError
+
+        try:
+            return self.args_model.model_validate(dict(raw))  # type: ignore[attr-defined]
+        except ValidationError as exc:
+            # A template renders "{{ n }}" to the number 3; where the action wants text, it is
+            # the number's text, as Ansible passes it (never a bool: `yes` is not "True").
+            numbers = [e["loc"] for e in exc.errors() if e["type"] == "string_type"
+                       and isinstance(e.get("input"), int | float) and not isinstance(e.get("input"), bool)]
+            if not numbers:
+                raise
+            import copy
+
+            data = copy.deepcopy(dict(raw))
+            for loc in numbers:
+                _set_text(data, loc)
+            return self.args_model.model_validate(data)  # type: ignore[attr-defined]
+
+
+def _set_text(data: Any, loc: tuple[Any, ...]) -> None:
+    """Replace the number at `loc` (a pydantic error location, whose union branch names such
+    as 'list[str]' are skipped) in nested dicts/lists by its text, in place."""
+    steps = list(loc)
+    while steps:
+        key = steps.pop(0)
+        if isinstance(data, dict) and key in data:
+            if not steps:
+                if isinstance(data[key], int | float) and not isinstance(data[key], bool):
+                    data[key] = str(data[key])
+                return
+            data = data[key]
+        elif isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data):
+            if not steps:
+                if isinstance(data[key], int | float) and not isinstance(data[key], bool):
+                    data[key] = str(data[key])
+                return
+            data = data[key]
+        elif isinstance(key, str) and not (isinstance(data, dict) and key in data):
+            continue  # a union branch's name, not a place in the data
+        else:
+            return
 
 
 TargetFn = Callable[[str, Any, Mapping[str, Any]], "str | None"]

@@ -80,7 +80,7 @@ def _service_inverse(args: ServiceArgs, result: Result) -> tuple[str, dict[str, 
 
 
 @plugin.action(check=True, idempotent=False, inverse=_service_inverse, mutates=True,
-               data=["project", "service", "containers", "scaled_from", "scaled_to", "started", "stopped",
+               data=["project", "service", "containers", "scaled_from", "scaled_to", "started", "stopped", "restarted",
                      "recreated", "previous_image_id"])
 @_guarded
 def service(ctx: ActionContext, args: ServiceArgs) -> Result:
@@ -94,7 +94,11 @@ def service(ctx: ActionContext, args: ServiceArgs) -> Result:
         raise DockerError(f"no container of service {args.service} in compose project {args.project} on "
                           f"{target.daemon.base_url} (labels {PROJECT}, {SERVICE})")
     names = _names(listed)
-    data: dict[str, Any] = {"project": args.project, "service": args.service, "containers": names}
+    # every declared key is always there (check mode too), so a later step reads them alike
+    data: dict[str, Any] = {"project": args.project, "service": args.service, "containers": names,
+                            "scaled_from": None, "scaled_to": None, "started": [], "stopped": [], "restarted": [],
+                            "recreated": [],
+                            "previous_image_id": None}
     said: list[str] = []
     changed = False
     if args.scale is not None and args.scale != len(listed):
@@ -110,7 +114,7 @@ def service(ctx: ActionContext, args: ServiceArgs) -> Result:
                 or (args.state == "started") != (_status_of(c) in ("running", "restarting"))]
         if todo:
             said.append(f"{verbs[args.state]} {', '.join(_names(todo))}")
-            data[args.state if args.state != "restarted" else "recreated"] = _names(todo)
+            data[args.state] = _names(todo)
             changed = True
             if not ctx.check_mode:
                 for c in todo:
@@ -118,7 +122,9 @@ def service(ctx: ActionContext, args: ServiceArgs) -> Result:
     elif args.state == "recreated":
         said.append(f"recreate {', '.join(_names(listed))} one at a time")
         changed = True
-        if not ctx.check_mode:
+        if ctx.check_mode:
+            data["recreated"] = _names(listed)  # what a real run would recreate
+        else:
             done: list[str] = []
             for name in _names(listed):
                 one = recreate(ctx, RecreateArgs(container=name, image=args.image, wait_healthy=args.wait_healthy,

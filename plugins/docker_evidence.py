@@ -84,8 +84,31 @@ def event_record(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+DAEMON_BUFFER = 256  # events the Docker daemon keeps in memory; a window before the oldest is lost
+
+
+def _buffer_reaches(target: Any, since: float, until: float) -> float | None:
+    """None when the daemon still holds every event of the window; else the time its oldest
+    kept event has (the daemon answers a `since` query from a buffer of its last 256 events,
+    of every container and kind, so a busy daemon's window is shorter than asked)."""
+    stream = _api_call(target.daemon, lambda: target.client.api.events(since=since, until=until, decode=True))
+    first, count = None, 0
+    try:
+        for raw in stream:
+            count += 1
+            if first is None:
+                first = (raw.get("timeNano") or float(raw.get("time") or 0) * 1e9) / 1e9
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    if count < DAEMON_BUFFER or first is None or first <= since + 1:
+        return None
+    return first
+
+
 @plugin.action(check=True, idempotent=True, evidence=_events_file,
-               data=["container", "events", "counts", "oom", "since", "until", "path"])
+               data=["container", "events", "counts", "oom", "since", "until", "complete", "covers_since", "path"])
 @_guarded
 def events(ctx: ActionContext, args: EventsArgs) -> Result:
     """The daemon's events for a container over a time window (die, oom, health_status, restart,
@@ -121,9 +144,15 @@ def events(ctx: ActionContext, args: EventsArgs) -> Result:
             close()
     counts = dict(Counter(e["action"] for e in kept))
     name = "all-containers" if args.all else target.name
+    covers = _buffer_reaches(target, since.timestamp(), end)
     data: dict[str, Any] = {"container": name, "events": kept, "counts": counts, "oom": counts.get("oom", 0) > 0,
-                            "since": since.timestamp(), "until": end}
+                            "since": since.timestamp(), "until": end, "complete": covers is None,
+                            "covers_since": since.timestamp() if covers is None else covers}
     summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "none"
+    if covers is not None:
+        summary += (f"; INCOMPLETE: the daemon keeps only its last {DAEMON_BUFFER} events, which reach back to "
+                    f"{time.strftime('%H:%M:%S', time.gmtime(covers))} UTC ({end - covers:.0f}s), not to the "
+                    f"window's start ({end - since.timestamp():.0f}s ago); older events are lost")
     stdout = "".join(f"{e['at']} {e['action']}{' ' + e['detail'] if e['detail'] else ''} {e['container']}"
                      f"{'' if e['exit_code'] is None else ' exit=' + str(e['exit_code'])}\n" for e in kept)
     msg = f"{len(kept)} events of {name} ({summary})"

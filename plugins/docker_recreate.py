@@ -41,6 +41,8 @@ from opsbook_plugins.docker import (
 
 PREVIOUS_IMAGE = "org.opsbook.previous-image"
 PREVIOUS_IMAGE_ID = "org.opsbook.previous-image-id"
+IMAGE_HISTORY = "org.opsbook.image-history"  # image ids it ran before, oldest first: `previous` steps back
+_HISTORY = 10  # image ids remembered
 
 # Config keys copied to the new container as they are (create_container keyword -> Config key).
 _CONFIG = {"hostname": "Hostname", "domainname": "Domainname", "user": "User", "working_dir": "WorkingDir",
@@ -161,18 +163,25 @@ def _changes(spec: Spec, args: RecreateArgs, attrs: dict[str, Any], target: Targ
     undo: dict[str, Any] = {}
     said: list[str] = []
     if args.image:
-        image = args.image
-        if image == "previous":
-            image = spec.labels.get(PREVIOUS_IMAGE_ID) or ""
-            if not image:
-                raise DockerError(f"{target.name} has no previous image recorded (label {PREVIOUS_IMAGE_ID}): it was "
-                                  "not created by docker.recreate with another image; give the image by tag or digest")
+        history = [i for i in spec.labels.get(IMAGE_HISTORY, "").split(",") if i]
+        image, back = args.image, args.image == "previous"
+        if back:
+            if not history:
+                raise DockerError(f"{target.name} has no earlier image recorded (label {IMAGE_HISTORY}): "
+                                  + ("every image it had was rolled back already" if PREVIOUS_IMAGE_ID in spec.labels
+                                     else "it was not created by docker.recreate with another image")
+                                  + "; give the image by tag or digest")
+            image = history.pop()
         if image not in (spec.image, attrs.get("Image")):
             new.image = image
             undo["image"] = attrs.get("Image")  # the exact image id, even if the tag has moved since
+            if not back:  # a step forward remembers where it came from; a step back forgets it
+                history = (history + [str(attrs.get("Image"))])[-_HISTORY:]
+            new.labels[IMAGE_HISTORY] = ",".join(history)
             new.labels[PREVIOUS_IMAGE] = spec.image
-            new.labels[PREVIOUS_IMAGE_ID] = str(attrs.get("Image"))
-            said.append(f"image {spec.image} -> {args.image if args.image != 'previous' else image[:19]}")
+            new.labels[PREVIOUS_IMAGE_ID] = history[-1] if history else ""
+            shown = f"{_image_name(target, image)} (previous)" if back else args.image
+            said.append(f"image {spec.image} -> {shown}")
     if args.env:
         before: dict[str, str | None] = {}
         for key, value in args.env.items():
@@ -250,6 +259,15 @@ def recreate(ctx: ActionContext, args: RecreateArgs) -> Result:
     _api_call(target.daemon, lambda: api.remove_container(obj.id, force=True, v=False))
     data["after"] = data["id"] = created[:12]
     return Result.ok(changed=True, msg=f"recreated {target.name} ({what})", data=data)
+
+
+def _image_name(target: Target, image: str) -> str:
+    """An image id as people know it: its first tag, else the short id."""
+    try:
+        tags = _api_call(target.daemon, lambda: target.client.api.inspect_image(image)).get("RepoTags") or []
+    except Exception:  # noqa: BLE001 - only for the message
+        tags = []
+    return f"{tags[0]} ({image.removeprefix('sha256:')[:12]})" if tags else image.removeprefix("sha256:")[:12]
 
 
 def _image_present(target: Target, image: str) -> None:

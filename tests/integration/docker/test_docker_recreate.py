@@ -104,7 +104,10 @@ def test_an_image_rolls_back_to_the_exact_previous_one(sandbox, run):
         assert back.status is Status.OK, back.msg
         again = _facts(sandbox, box.name)
         sandbox.created.append(again["id"])
-        assert again["image"] == original
+        assert again["image"] == original and "(previous)" in back.msg
+        twice = run("recreate", {"image": "previous"}, host=_host(sandbox, box.name))
+        assert twice.status is Status.FAILED and "no earlier image recorded" in twice.msg, twice.msg
+        assert _facts(sandbox, box.name)["image"] == original, "a second rollback never toggles to the bad image"
         missing = run("recreate", {"image": "opsbook-t-nope:1"}, host=_host(sandbox, box.name))
         assert missing.status is Status.FAILED and "no image opsbook-t-nope:1" in missing.msg
         assert _facts(sandbox, box.name)["id"] == again["id"], "a missing image changes nothing"

@@ -117,3 +117,15 @@ def test_cp_out_stops_at_the_step_timeout_and_keeps_nothing(sandbox, run, tmp_pa
     result = run("cp_out", {"src": "/tmp/big"}, host=_host(sandbox, box), timeout=0.0)
     assert result.status is Status.FAILED and "timed out copying /tmp/big" in result.msg
     assert not list((tmp_path / "evidence").rglob("*big*"))
+
+
+def test_a_window_older_than_the_daemons_buffer_is_said_incomplete(sandbox, run):
+    box = sandbox.server()
+    obj = sandbox.client.containers.get(box.name)
+    for _ in range(100):  # 3 events each (exec_create, exec_start, exec_die): the buffer of 256 overflows
+        obj.exec_run(["true"])
+    result = run("events", {"since": "30m", "actions": ["die", "oom"]},
+                 host=HostInfo("app", {"docker_host": sandbox.docker_host, "docker_container": box.name}))
+    assert result.status is Status.OK
+    assert result.data["complete"] is False and result.data["covers_since"] > result.data["since"]
+    assert "INCOMPLETE: the daemon keeps only its last 256 events" in result.msg
