@@ -91,7 +91,8 @@ def _describe(event: Event, verbose: int) -> str | None:
     stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))
     if event.kind == "run_started":
         where = "".join(f"\n         -> {t}" for t in d.get("targets") or ())
-        return f"{stamp} run {event.run_id}: {d.get('runbook')} ({d.get('nodes')} nodes){where}"
+        dry = ", a dry run: --check changes nothing" if d.get("check") else ""
+        return f"{stamp} run {event.run_id}: {d.get('runbook')} ({d.get('nodes')} nodes{dry}){where}"
     if event.kind == "node_started" and verbose:
         return f"{stamp} start  {event.step} @ {event.host}"
     if event.kind == "node_finished" and d.get("restored"):

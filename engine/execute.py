@@ -179,7 +179,7 @@ class Executor:
         started = time.time()
         # the nodes `plan` and `show` count: step x host, not the scheduler's barriers
         self.emit("run_started", nodes=sum(n.kind != BARRIER for n in self.plan.nodes.values()),
-                  runbook=self.plan.runbook.name, targets=self._targets())
+                  runbook=self.plan.runbook.name, targets=self._targets(), check=self.opts.check)
         timed_out = False
         try:
             with Workers(max(1, self.opts.forks)) as workers:

@@ -71,7 +71,8 @@ def runs(journal_path: str | None, limit: int) -> None:
     for r in journal.list_runs(limit):
         when = _t.strftime("%Y-%m-%d %H:%M:%S", _t.localtime(r.started))
         took = f"{(r.finished - r.started):.1f}s" if r.finished else "-"
-        click.echo(f"{r.id}  {when}  {r.status:<11} {took:>8}  {r.runbook_name}  ({r.who}@{r.host})")
+        status = f"{r.status} (dry run)" if (r.options or {}).get("check") else r.status
+        click.echo(f"{r.id}  {when}  {status:<11} {took:>8}  {r.runbook_name}  ({r.who}@{r.host})")
         if r.status == "running":
             for gate in journal.pending_approvals(r.id):
                 d = gate["detail"]

@@ -349,17 +349,21 @@ def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
         from opsbook.display import write_lines
 
         cause = f"\n  cause: {summary.cause}" if summary.cause else ""
+        dry = ""
         try:
             from opsbook.report import objectives_line
 
-            verdict = objectives_line(_journal(kw.get("journal_path")), summary.run_id)
+            journal = _journal(kw.get("journal_path"))
+            verdict = objectives_line(journal, summary.run_id)
+            if journal.get_run(summary.run_id).options.get("check"):
+                dry = " (a dry run: --check, nothing was changed)"
         except Exception:  # noqa: BLE001 - the verdict is a courtesy; the run is already recorded
             verdict = ""
         cause += f"\n  {verdict}" if verdict else ""
         cause += "".join(f"\n  ROLLBACK FAILED: {p}" for p in summary.rollback_problems)
         from opsbook.visible import visible
 
-        write_lines(sys.stderr, visible(f"run {summary.run_id}: {summary.status}  (opsbook show {summary.run_id} | "
+        write_lines(sys.stderr, visible(f"run {summary.run_id}: {summary.status}{dry}  (opsbook show {summary.run_id} | "
                                         f"opsbook report {summary.run_id}){cause}\n"))
     if summary.denied or "confirmation" in summary.message or summary.rollback_problems:
         sys.exit(EXIT_HUMAN)  # a human must decide, confirm, or undo by hand what did not roll back

@@ -147,6 +147,10 @@ def _changes_section(view: RunView) -> list[Section]:
 
 
 def _end_state_section(view: RunView) -> Section:
+    if (view.run.options or {}).get("check"):
+        return Section("State at the end", [Para("A dry run (--check): nothing was changed on any host; "
+                                                 "\"changed\" results say what a real run would change.")],
+                       "end-state")
     ends = end_state(view)
     if not ends:
         return Section("State at the end", [Para("No host was part of this run.")], "end-state")

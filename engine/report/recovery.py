@@ -56,12 +56,16 @@ def rto_of(view: RunView) -> dict[str, Any]:
     out["time_to_mitigate"] = out["mitigation"] - detection if out["mitigation"] is not None else None
     out["rto"] = out["recovered"] - detection if out["recovered"] is not None else None
     out.update(_verdict("rto", out["rto"], _objective(run.objectives, "rto"), recovered=out["rto"] is not None))
+    if (run.options or {}).get("check"):
+        out["rto_verdict"] = "not measured (dry run)"
     out.update(_rpo(view, detection))
     return out
 
 
 def _recovery_points(view: RunView) -> tuple[NodeRecord | None, NodeRecord | str | None, str]:
     """(mitigation node, recovery node or "run_end", basis)."""
+    if (view.run.options or {}).get("check"):
+        return None, None, "not measured: a dry run (--check) changes nothing, so nothing was recovered"
     marked = {m for s in view.steps.values() for m in s.marks}
     if not {"mitigation", "verification"} & marked:
         why = "no step is marked mitigation/verification" if view.marks_known else "step marks unknown"
@@ -71,6 +75,10 @@ def _recovery_points(view: RunView) -> tuple[NodeRecord | None, NodeRecord | str
     mitigation = _first_ok(view, "mitigation", None) if "mitigation" in marked else None
     if "mitigation" in marked and mitigation is None:
         return None, None, "not recovered: no step marked mitigation succeeded"
+    if mitigation is not None and any(r["node_id"] == mitigation.node_id and r["status"] == "done"
+                                      and r["action"] != "local.noop" for r in view.rollbacks):
+        return mitigation, None, (f"not recovered: the mitigation ({view.step(mitigation.step_id).name} on "
+                                  f"{mitigation.host or 'localhost'}) was rolled back when the run {view.run.status}")
     if "verification" not in marked:
         return mitigation, mitigation, "mitigation (no step is marked verification)"
     after = mitigation.finished if mitigation else None

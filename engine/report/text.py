@@ -64,10 +64,12 @@ def _header_lines(view: RunView, r: dict[str, Any]) -> list[str]:
         rows.append(("message", str(message)))
     if view.runbook_note:
         rows.append(("note", view.runbook_note))
-    title = f"run {run.id}  {run.runbook_name}  {run.status.upper()}"
+    dry = bool((run.options or {}).get("check"))
+    title = f"run {run.id}  {run.runbook_name}  {run.status.upper()}" + ("  (DRY RUN: --check, nothing was changed)"
+                                                                          if dry else "")
     from opsbook.report.document import end_state  # the report's "State at the end", in short
 
-    ends = end_state(view) if run.finished else []
+    ends = end_state(view) if run.finished and not dry else []
     if any(e.touched for e in ends):
         rows.append(("at the end", ""))
         rows += [(f"  {e.host}", e.text()) for e in ends]

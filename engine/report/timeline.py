@@ -201,7 +201,7 @@ def _rollbacks_text(view: RunView) -> str:
     if not view.rollbacks:
         return "none recorded"
     statuses = [r["status"] for r in view.rollbacks]
-    if all(st == "not needed" for st in statuses):
+    if all(st in ("not needed", "pending") for st in statuses) and view.run.status == "succeeded":
         return f"{len(statuses)} recorded, not needed (the run succeeded)"
     if all(st == "kept" for st in statuses):
         return f"{len(statuses)} recorded, kept (--rollback never)"

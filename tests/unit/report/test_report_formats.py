@@ -45,7 +45,9 @@ def test_markdown_has_every_postmortem_section(journal, incident):
                         "Approvals", "Rollbacks", "Evidence", "Root cause notes", "Permanent fix"]
     assert "| Status | failed |" in md
     assert re.search(r"\| Run by \| alice@ops-laptop \(pid \d+\) \|", md)  # set_run_status records its pid
-    assert "| RTO | 2m25s | 5m00s | met (2m35s to spare) |" in md
+    # the mitigation (restart web) was undone by the rollback: the service was not left recovered
+    assert "| RTO | - | 5m00s | not recovered |" in md
+    assert "basis: not recovered: the mitigation (restart web on web1) was rolled back when the run failed" in md
     assert "| RPO | - | 60.0s | not measured |" in md
 
 
@@ -141,7 +143,7 @@ def test_html_svg_gantt_has_a_bar_per_node_and_rollback_coloured_by_status(journ
     assert (x_restore - x_first) == pytest.approx((x_restart - x_first) * 10 / 3, rel=0.01)
     assert len(svg.findall(f"{SVG}polygon")) == 1  # the approval
     markers = [m.find(f"{SVG}title").text for m in svg.findall(f"{SVG}line") if m.get("class") == "marker"]
-    assert markers == ["mitigated at +00:10.0", "recovered at +00:25.0"]
+    assert markers == ["mitigated at +00:10.0"]  # rolled back afterwards: no recovery marker
 
 
 def test_json_holds_everything_structured(journal, incident):
@@ -149,7 +151,8 @@ def test_json_holds_everything_structured(journal, incident):
     assert data["format"] == "opsbook-report/1"
     assert data["run"]["id"] == incident.run_id and data["run"]["status"] == "failed"
     assert data["counts"] == {"failed": 2, "skipped": 1, "ok": 2}
-    assert data["rto"]["rto"] == pytest.approx(145.0) and data["rto"]["rto_met"] is True
+    assert data["rto"]["rto"] is None and data["rto"]["rto_verdict"] == "not recovered"
+    assert data["rto"]["time_to_mitigate"] == pytest.approx(130.0)
     assert [n["node_id"] for n in data["nodes"]][:3] == ["web-answers@web1", "collect-logs@web1", "restart-web@web1"]
     restore = data["nodes"][3]
     assert restore["stderr"] == STDERR and restore["rc"] == 1 and restore["duration"] == pytest.approx(10.0)
@@ -185,7 +188,7 @@ def test_junit_has_a_testcase_per_node(journal, incident):
     assert by_name["restart web @ web1"].get("time") == "7.000"
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "1", "1")
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
-    assert props["run_id"] == incident.run_id and props["rto_verdict"] == "met (2m35s to spare)"
+    assert props["run_id"] == incident.run_id and props["rto_verdict"] == "not recovered"
     assert root.find("testsuite[@name='web-restart rollback']/testcase").get("name").startswith("ssh.command @ web1")
     assert root.get("tests") == str(len(root.findall(".//testcase")))
 

@@ -156,3 +156,58 @@ def test_data_newer_than_detection_loses_nothing(journal, new_run):
     run = new_run()
     run.node("restore-db", "db1", "ok", 0, 5, registered={"backup_time": run.t0 + 3})
     assert rto(journal, run.run_id)["rpo"] == 0.0
+
+
+def test_a_mitigation_the_rollback_undid_is_not_a_recovery(journal, new_run):
+    """A failed run whose mitigation was undone left the service as it was: no RTO, and the
+    basis says why (issue 29 item 3; a newcomer saw "failed" and "RTO met" on one line)."""
+    run = new_run(incident=-120.0, status="failed")
+    run.node("restart-web", "web1", "ok", 3, 10)
+    run.node("web-answers-again", "web1", "ok", 20, 25)
+    journal.add_rollback(run.run_id, "restart-web@web1", "web1", "ssh.command", {"cmd": "nginx -s stop"})
+    journal.rollback_status(run.run_id, 1, "done", "stopped")
+    r = rto(journal, run.run_id)
+    assert r["rto"] is None and r["rto_met"] is None and r["rto_verdict"] == "not recovered"
+    assert r["basis"] == "not recovered: the mitigation (restart web on web1) was rolled back when the run failed"
+
+
+def test_an_undo_that_changes_nothing_keeps_the_recovery(journal, new_run):
+    run = new_run(incident=-120.0, status="failed")
+    run.node("restart-web", "web1", "ok", 3, 10)
+    run.node("web-answers-again", "web1", "ok", 20, 25)
+    journal.add_rollback(run.run_id, "restart-web@web1", "web1", "local.noop", {})
+    journal.rollback_status(run.run_id, 1, "done", "")
+    assert rto(journal, run.run_id)["rto"] == pytest.approx(145.0)
+
+
+def test_a_dry_run_measures_no_rto(journal, new_run):
+    run = new_run(incident=-120.0)
+    journal.db.execute("UPDATE runs SET options=? WHERE id=?", ('{"check": true}', run.run_id))
+    run.node("restart-web", "web1", "ok", 3, 10)
+    run.node("web-answers-again", "web1", "ok", 20, 25)
+    r = rto(journal, run.run_id)
+    assert r["rto"] is None and r["rto_verdict"] == "not measured (dry run)"
+    assert r["basis"].startswith("not measured: a dry run (--check) changes nothing")
+
+
+def test_a_dry_run_says_so_in_runs_show_and_its_last_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    rb = tmp_path / "dry.yaml"
+    rb.write_text(f"opsbook: 1\nname: dry\nsteps:\n  - name: act\n    local.command: touch {tmp_path}/x\n")
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+
+    def ob(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, env=env,
+                              timeout=60, stdin=subprocess.DEVNULL)
+
+    done = ob("run", str(rb), "--check", "--format", "text")
+    assert "(1 nodes, a dry run: --check changes nothing)" in done.stderr
+    assert ": succeeded (a dry run: --check, nothing was changed)" in done.stderr
+    assert "succeeded (dry run)" in ob("runs").stdout
+    shown = ob("show", "last").stdout
+    assert "(DRY RUN: --check, nothing was changed)" in shown and "left changed" not in shown
+    assert "A dry run (--check): nothing was changed on any host" in ob("report", "last", "--format", "md").stdout
+    assert not (tmp_path / "x").exists()
