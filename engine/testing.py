@@ -124,8 +124,12 @@ def _spec(plugin: Plugin, action: str) -> ActionSpec:
     name = action.split(".", 1)[1] if action.startswith(plugin.name + ".") else action
     spec = plugin.actions.get(name)
     if spec is None:
-        raise ArgumentError(f'plugin {plugin.name} has no action "{name}"; it has: '
-                            + ", ".join(sorted(plugin.actions)))
+        import difflib
+
+        close = difflib.get_close_matches(name, list(plugin.actions), n=1, cutoff=0.6)
+        raise ArgumentError(f'plugin {plugin.name} has no action "{name}"'
+                            + (f' (did you mean "{close[0]}"?)' if close else "")
+                            + "; it has: " + ", ".join(sorted(plugin.actions)))
     return spec
 
 
@@ -157,7 +161,7 @@ def run_action(plugin: Plugin, action: str, args: Any = None, *, host: str | Hos
         for err in exc.errors():
             name = ".".join(str(p) for p in err.get("loc") or ()) or "arguments"
             words.append(f'missing required argument "{name}"' if err["type"] == "missing" else
-                         f'unknown argument "{name}"' if err["type"] == "extra_forbidden" else
+                         f'unknown argument "{name}"' + _close(name, spec) if err["type"] == "extra_forbidden" else
                          f'argument "{name}": {err["msg"]}, found {err.get("input")!r}')
         raise ArgumentError(f"{spec.full_name}: " + "; ".join(words)) from None
     others = {name: HostInfo(name, dict(v)) for name, v in (hosts or {}).items()}
@@ -187,6 +191,14 @@ def run_action(plugin: Plugin, action: str, args: Any = None, *, host: str | Hos
     if spec.inverse is not None and result.status is Status.OK and not check_mode:
         inverse = spec.inverse(parsed, result)
     return ActionRun(result, inverse, parsed, ctx, lines)
+
+
+def _close(name: str, spec: ActionSpec) -> str:
+    import difflib
+
+    fields = list(spec.args_model.model_fields)  # type: ignore[attr-defined]
+    close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
 
 
 def registry_with(*plugins: Plugin) -> Any:

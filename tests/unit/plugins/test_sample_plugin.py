@@ -59,8 +59,10 @@ def test_set_records_the_inverse_the_executor_would_run(svcadm):
 def test_a_wrong_argument_is_named_as_check_names_it(svcadm):
     with pytest.raises(ArgumentError, match="svcadm.set: .*state"):
         run_action(svcadm, "set", {"service": "web", "state": "up"}, connection=ScriptedConnection())
-    with pytest.raises(ArgumentError, match='no action "stat"'):
+    with pytest.raises(ArgumentError, match='no action "stat" \\(did you mean "status"\\?\\)'):
         run_action(svcadm, "stat", {"service": "web"})
+    with pytest.raises(ArgumentError, match='unknown argument "servce" \\(did you mean "service"\\?\\)'):
+        run_action(svcadm, "status", {"servce": "web"})
 
 
 def test_wait_times_out_and_ends_at_once_when_the_run_is_stopped(svcadm):
