@@ -14,6 +14,7 @@ from opsbook.cli.base import (
     EXIT_FAILED,
     EXIT_HUMAN,
     EXIT_OK,
+    EXIT_USAGE,
     EXIT_SIGINT,
     EXIT_SIGTERM,
     _extra,
@@ -385,3 +386,66 @@ def _parse_time(text: str) -> float:
     if when is None:
         raise click.BadParameter(f"{text!r}: expected an ISO time (2026-11-25T03:12:00) or epoch seconds")
     return when
+
+
+@main.command("rollback")
+@click.argument("run_id", metavar="RUN")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask to confirm (scripts, a second process).")
+@click.option("--allow-changed", is_flag=True, help="Use the runbook file even if it changed since the run.")
+@_secret_opt
+@click.option("-v", "--verbose", count=True, help="More output.")
+@_journal_opt
+def rollback(run_id: str, yes: bool, allow_changed: bool, secrets: tuple[str, ...], verbose: int,
+             journal_path: str | None) -> None:
+    """Undo what a finished run left changed: the undos its steps recorded that never ran
+    (the run succeeded, or ran with --rollback never), per host newest first, as a new run
+    linked to the first (the "un-isolate" of a first response, once the cause is fixed).
+
+    What would be undone is printed first and confirmed on the terminal unless --yes.
+    RUN may be `last`. Exit 0 when every undo ran, 4 when one failed or was not run.
+    """
+    import shlex
+
+    from opsbook.api import RunRequest
+    from opsbook.display import PlainLines
+    from opsbook.execute import RunOptions
+    from opsbook.secrets import SecretStore
+    from opsbook.undo import rollback_run, undo_plan
+    from opsbook.visible import visible
+
+    journal = _journal(journal_path)
+    run_id = journal.latest_run_id() if run_id == "last" else run_id
+    store = SecretStore()
+    given = _secret_params({"secrets": secrets}, store)
+    undo = undo_plan(run_id, base._registry(), journal, given, allow_changed)
+    first = undo.record
+    click.echo(f"rollback of run {first.id} ({first.runbook_name}, {first.status}): {len(undo.entries)} undo(s), "
+               "per host newest first:")
+    by_host: dict[str, list[dict[str, Any]]] = {}
+    for entry in undo.entries:
+        by_host.setdefault(entry["host"] or "localhost", []).append(entry)
+    for host, entries in by_host.items():
+        for entry in reversed(entries):
+            step = undo.plan.nodes[entry["node_id"]].step.name if entry["node_id"] in undo.plan.nodes else entry["node_id"]
+            on = f" (on {entry['target']})" if entry["target"] and entry["target"] != entry["host"] else ""
+            click.echo(visible(f"  {host}: {entry['action']} {store.redact(str(entry['args']))}{on}  "
+                               f"undoes \"{step}\"", lines=False))
+    if not yes:
+        if not sys.stdin.isatty():
+            click.secho(f"nothing undone: confirm on a terminal, or add --yes (opsbook rollback "
+                        f"{shlex.quote(first.id)} --yes)", fg="red", err=True)
+            sys.exit(EXIT_USAGE)
+        try:
+            sure = click.confirm(f"undo these {len(undo.entries)} change(s)?", default=False)
+        except click.Abort:
+            sure = False
+        if not sure:
+            click.echo("nothing undone")
+            sys.exit(EXIT_FAILED)
+    request = RunRequest(options=RunOptions(), secrets=store)
+    request.listeners = [PlainLines(verbose=verbose)]
+    summary = rollback_run(undo, base._registry(), journal, request)
+    problems = "".join(f"\n  ROLLBACK FAILED: {p}" for p in summary.rollback_problems)
+    click.echo(visible(f"run {summary.run_id}: {summary.status}: {summary.message}  "
+                       f"(opsbook show {summary.run_id} | opsbook show {first.id}){problems}"), err=True)
+    sys.exit(EXIT_OK if summary.status == "succeeded" else EXIT_HUMAN)
