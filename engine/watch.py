@@ -86,7 +86,14 @@ def response_approver(auto: bool, journal_path: str, timeout: float,
         on_event("auto_approve_ignored", {"runbook": runbook, "why": "approved_by: another: its gates wait for "
                                           "a person other than the watcher's user"})
     elif auto:
-        return auto_approver()
+        yes = auto_approver()
+
+        def said(request: Any) -> tuple[bool, str]:
+            on_event("auto_approved", {"run": request.run_id, "gate": request.gate,
+                                       "host": request.host or "localhost", "prompt": request.prompt})
+            return yes(request)  # type: ignore[no-any-return]
+
+        return said
 
     def notify(request: Any) -> None:
         on_event("approval_needed", {"run": request.run_id, "gate": request.gate,

@@ -76,11 +76,15 @@ def test_no_answer_within_the_approval_timeout_is_a_denial(registry, journal, wr
 def test_auto_approve_answers_the_gates_as_yes_does(registry, journal, write, tmp_path, monkeypatch):
     monkeypatch.setenv("OPSBOOK_RUNS_DIR", str(tmp_path / "runs"))
     watched, respond = _runbooks(write, tmp_path)
+    events: list[tuple[str, dict]] = []
     watcher = Watcher(WatchConfig(watched, respond, interval=0.05, failures=1, cooldown=60, max_responses=1,
-                                  max_rounds=5, auto_approve=True), registry, journal)
+                                  max_rounds=5, auto_approve=True), registry, journal,
+                      lambda kind, data: events.append((kind, data)))
     watcher.run()
     (summary,) = watcher.state.responses
     assert summary.status == "succeeded" and (tmp_path / "log").read_text() == "recreated\n"
+    [said] = [d for k, d in events if k == "auto_approved"]  # the watcher's output says it approved
+    assert said["gate"] == "remove and recreate" and "Remove and recreate" in said["prompt"]
     [gate] = journal.approvals(summary.run_id)
     assert gate["who"].endswith("(--yes)")
 
