@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import textwrap
+import time
 from typing import Any
 
 from opsbook.journal import Journal, NodeRecord
@@ -48,7 +49,9 @@ def _header_lines(view: RunView, r: dict[str, Any]) -> list[str]:
     if run.incident_start is not None:
         before = _dur(run.started - run.incident_start)
         rows.append(("incident", f"{_local(run.incident_start)} ({before} before the run)"))
-    rows += [("status", f"{run.status} after {_dur(view.end - run.started)}"),
+    took = (f"running for {_dur(time.time() - run.started)} so far" if run.status == "running" and not run.finished
+            else f"{run.status} after {_dur(view.end - run.started)}")
+    rows += [("status", took),
              ("nodes", _counts_text(view) + f"; rollbacks: {_rollbacks_text(view)}")]
     rows += [("objectives", _objectives_text(r)), ("RTO", _rto_line(view, r))]
     if r["mitigation"] is not None:

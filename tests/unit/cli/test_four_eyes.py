@@ -67,6 +67,7 @@ def test_the_starter_cannot_approve_a_four_eyes_gate_but_can_deny_it(tmp_path, e
     assert "needs another person's approval" in refused.stderr and "Traceback" not in refused.stderr
     assert "four eyes" in refused.stdout  # what the approver was shown says so too
     assert proc.poll() is None, "a refused approval decided nothing: the gate still waits"
+    assert "status      running for " in opsbook(tmp_path, "show", "last").stdout  # not "running after 31ms"
     denied = opsbook(tmp_path, "deny", "last", "promote standby", "--yes")
     assert denied.returncode == 0, denied.stderr
     assert proc.wait(30) == 4
