@@ -302,7 +302,13 @@ class NodeRunner:
         dry = self.opts.check if step.check_mode is None else step.check_mode
         undo = outcome.status is Status.OK and not dry and bool(step.rollback or spec.inverse)
         if undo:
-            self.rollbacks.record(node, spec, ctx_vars, results)
+            problems = self.rollbacks.record(node, spec, ctx_vars, results)
+            if problems:  # a change nothing would undo: a loud failure, never a silent success
+                msg = (f"{spec.full_name} changed something, but its undo could not be computed (its inverse raised "
+                       f"{problems[0]}): nothing is recorded to undo it; check the host and undo by hand")
+                outcome.status = outcome.result.status = Status.FAILED
+                outcome.result.msg = svc.secrets.redact_error(msg)
+                svc.journal.event(svc.run_id, "warning", node.id, {"message": outcome.result.msg})
         # The result is deferred to the next journal write (a scheduling round, or the next
         # start a worker takes on), which commits it before that start; a node that
         # registered its undo commits its result at once, next to that undo.

@@ -58,8 +58,12 @@ class Rollbacks:
         self.problems: list[str] = []  # undos that failed or were not run (a human is needed)
 
     # -- recording (node runs) -----------------------------------------------------------
-    def record(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], results: list[Result]) -> None:
-        """One undo per item done (a loop's rendered with its item bound), newest last."""
+    def record(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], results: list[Result]) -> list[str]:
+        """One undo per item done (a loop's rendered with its item bound), newest last.
+        Returns why an action's inverse could not be computed (the exception it raised), for
+        each item where it could not: the node runner fails the step loudly, since nothing
+        would undo that change."""
+        problems: list[str] = []
         step = node.step
         done = [(ctx_vars, results[0])] if step.loop is None else \
             [({**ctx_vars, step.loop_var: r.data.get(step.loop_var)}, r) for r in results if r.status is Status.OK]
@@ -72,17 +76,19 @@ class Rollbacks:
                     args = render_args(inverse_spec, step.rollback.args, scope, step.pos)
                 except UserError as exc:
                     self._svc.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
-                    return
+                    return problems
                 self._add(node, step.rollback.name, args, acting_host(node, ctx_vars))
         elif spec.inverse is not None:
             for scope, result in done:
                 try:
                     args = render_args(spec, step.action.args, scope, step.pos)  # type: ignore[union-attr]
                     inverse = spec.inverse(spec.parse_args(args), result)
-                except Exception:  # noqa: BLE001 - no inverse for this result
-                    inverse = None
+                except Exception as exc:  # noqa: BLE001 - a plugin's bug: said, never swallowed
+                    problems.append(f"{type(exc).__name__}: {exc}")
+                    continue
                 if inverse is not None:
                     self._add(node, inverse[0], inverse[1], acting_host(node, ctx_vars))
+        return problems
 
     def _add(self, node: Node, action: str, args: Any, target: str | None) -> None:
         svc = self._svc

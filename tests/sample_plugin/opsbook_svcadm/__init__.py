@@ -97,3 +97,16 @@ def wait(ctx: ActionContext, args: WaitArgs) -> Result:
                                  data={"state": state, "waited": waited})
         if ctx.cancelled.wait(min(args.interval, max(0.0, limit - waited))):  # a stop ends the wait
             return Result.failed(f"stopped while waiting for {args.service}", data={"state": state, "waited": waited})
+
+
+# -- on purpose: what a plugin's bugs look like to opsbook (the plugin-contract tests) ---------
+
+
+def _broken_inverse(args: SetArgs, result: Result) -> tuple[str, dict[str, Any]] | None:
+    raise RuntimeError("the previous state was not kept")
+
+
+@plugin.action(check=True, mutates=True, inverse=_broken_inverse)
+def set_without_undo(ctx: ActionContext, args: SetArgs) -> Result:
+    """Like set, but its inverse raises (a plugin bug the contract must make loud)."""
+    return set(ctx, args)

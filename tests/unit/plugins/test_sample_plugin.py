@@ -107,3 +107,25 @@ steps:
                           text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 1, done.stdout + done.stderr
     assert (state / "web").read_text() == "online\n", "the rollback put the previous state back"
+
+
+def test_an_inverse_that_raises_fails_the_step_loudly(svcadm, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "web").write_text("online\n")
+    rb = tmp_path / "rb.yaml"
+    rb.write_text(f"""opsbook: 1
+name: svcadm-broken-undo
+steps:
+  - name: web to maintenance
+    svcadm.set_without_undo: {{service: web, state: maintenance, state_dir: "{state}"}}
+""")
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    done = subprocess.run([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "text"], capture_output=True,
+                          text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = "its undo could not be computed (its inverse raised RuntimeError: the previous state was not kept)"
+    assert said in done.stderr
+    shown = subprocess.run([sys.executable, "-m", "opsbook", "show", "last"], capture_output=True, text=True,
+                           env=env, timeout=60).stdout
+    assert "FAILED" in shown and "undo could not be computed" in shown
