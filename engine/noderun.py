@@ -391,7 +391,8 @@ class NodeRunner:
             return Result.failed(user_message(exc))
         except Exception as exc:  # noqa: BLE001 - pydantic validation of rendered arguments
             self.dry.own_fault.add(node.id)
-            return Result.failed(f"{spec.full_name}: invalid arguments after rendering: {pydantic_msg(exc)}")
+            return Result.failed(f"{step.pos}: {spec.full_name}: invalid arguments after rendering: "
+                                 f"{pydantic_msg(exc)}")
         check = (force_check or self.opts.check) if step.check_mode is None else step.check_mode
         if check and not spec.supports_check:
             return Result.unknown(f"{spec.full_name} does not support check mode; it would run now")
@@ -421,6 +422,10 @@ class NodeRunner:
             result = Result.failed(user_message(exc) if isinstance(exc, UserError) else str(exc))
         except Exception as exc:  # noqa: BLE001 - failures are values: report, don't crash the run
             result = Result.failed(f"{type(exc).__name__}: {exc}")
+            _keep_traceback(svc, node, spec, exc)
+        if not isinstance(result, Result):  # a plugin bug: say which action returned what
+            result = Result.failed(f"{spec.full_name} returned {type(result).__name__}, not an opsbook.plugin.Result "
+                                   f"(its function must return Result.ok(...) or Result.failed(...))")
         result.duration = time.monotonic() - start
         past_deadline = deadline is not None and time.monotonic() >= deadline - 0.01
         if (cancel.is_set() or past_deadline) and result.status is not Status.OK and not self.control.interrupted:
@@ -671,3 +676,19 @@ def inline(spec: ActionSpec, node: Node) -> bool:
     return (spec.plugin == "local" and spec.name in ("noop", "set", "assert", "fail")
             and not step.approve and not step.retries and not step.timeout and not step.loop)
 
+
+def _keep_traceback(svc: Any, node: Node, spec: ActionSpec, exc: BaseException) -> None:
+    """An action's unexpected exception, with its traceback, in the journal (`opsbook show
+    RUN --debug` prints it) and, with OPSBOOK_DEBUG=1 (`opsbook --debug`), on stderr: the
+    plugin's author sees where their code failed."""
+    import os
+    import sys
+    import traceback
+
+    text = svc.secrets.redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    svc.journal.event(svc.run_id, "action_exception", node.id,
+                      {"action": spec.full_name, "step": node.step.name, "where": str(node.step.pos),
+                       "traceback": text})
+    if os.environ.get("OPSBOOK_DEBUG"):
+        print(f"{spec.full_name} raised in step \"{node.step.name}\" ({node.step.pos}) on {node.host or 'localhost'}:\n"
+              f"{text}", file=sys.stderr, flush=True)

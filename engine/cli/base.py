@@ -88,7 +88,8 @@ def _print_diagnostics(diagnostics: list[Any]) -> None:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="opsbook")
-@click.option("--debug", is_flag=True, help="Show Python tracebacks for internal errors.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks: of internal errors, and of an action's "
+              "unexpected exception (plugin authors; `show --debug` prints the recorded ones).")
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
     """opsbook: declarative runbooks for incident response.
@@ -98,6 +99,10 @@ def main(ctx: click.Context, debug: bool) -> None:
     daemons and Kubernetes clusters.
     """
     ctx.obj = {"debug": debug}
+    if debug:  # actions' unexpected exceptions are printed with their traceback (opsbook.noderun)
+        import os
+
+        os.environ["OPSBOOK_DEBUG"] = "1"
 
 
 def _registry() -> Any:

@@ -84,14 +84,22 @@ def runs(journal_path: str | None, limit: int) -> None:
 
 @main.command()
 @click.argument("run_id", metavar="RUN", default="last")
+@click.option("--debug", is_flag=True, help="Also print the traceback of every action's unexpected exception.")
 @_journal_opt
-def show(run_id: str, journal_path: str | None) -> None:
+def show(run_id: str, journal_path: str | None, debug: bool) -> None:
     """Print a run's timeline: every node, approval and rollback in order."""
     from opsbook.report import timeline_text
     from opsbook.visible import visible
 
     journal = _journal(journal_path)
-    click.echo(visible(timeline_text(journal, run_id if run_id != "last" else journal.latest_run_id())))
+    run_id = run_id if run_id != "last" else journal.latest_run_id()
+    click.echo(visible(timeline_text(journal, run_id)))
+    if debug:
+        for _ts, kind, node, data in journal.events(run_id):
+            if kind == "action_exception":
+                click.echo(f"\n{data.get('action')} raised in step \"{data.get('step')}\" ({data.get('where')}) "
+                           f"[{node}]:")
+                click.echo(visible(str(data.get("traceback", ""))))
 
 
 @main.command()

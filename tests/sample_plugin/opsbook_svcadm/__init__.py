@@ -110,3 +110,16 @@ def _broken_inverse(args: SetArgs, result: Result) -> tuple[str, dict[str, Any]]
 def set_without_undo(ctx: ActionContext, args: SetArgs) -> Result:
     """Like set, but its inverse raises (a plugin bug the contract must make loud)."""
     return set(ctx, args)
+
+
+@plugin.action(check=True)
+def crash(ctx: ActionContext, args: Target) -> Result:
+    """Raises KeyError (a plugin bug whose traceback its author needs)."""
+    table: dict[str, str] = {}
+    return Result.ok(msg=table[args.service])
+
+
+@plugin.action(check=True)
+def returns_dict(ctx: ActionContext, args: Target) -> Result:
+    """Returns a dict instead of a Result (a plugin bug opsbook must name)."""
+    return {"ok": True}  # type: ignore[return-value]

@@ -129,3 +129,31 @@ steps:
     shown = subprocess.run([sys.executable, "-m", "opsbook", "show", "last"], capture_output=True, text=True,
                            env=env, timeout=60).stdout
     assert "FAILED" in shown and "undo could not be computed" in shown
+
+
+def test_a_plugins_exception_has_its_traceback_and_a_wrong_return_is_named(svcadm, tmp_path):
+    rb = tmp_path / "rb.yaml"
+    rb.write_text("""opsbook: 1
+name: svcadm-bugs
+steps:
+  - name: look up
+    svcadm.crash: {service: nope}
+    ignore_errors: true
+  - name: report
+    svcadm.returns_dict: {service: web}
+""")
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+
+    def ob(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, env=env,
+                              timeout=120, stdin=subprocess.DEVNULL)
+
+    done = ob("--debug", "run", str(rb), "--format", "text")
+    assert done.returncode == 1
+    assert "KeyError: 'nope'" in done.stderr
+    assert 'svcadm.crash raised in step "look up"' in done.stderr and "opsbook_svcadm/__init__.py" in done.stderr
+    assert "svcadm.returns_dict returned dict, not an opsbook.plugin.Result" in done.stderr
+    shown = ob("show", "last", "--debug").stdout
+    assert 'svcadm.crash raised in step "look up"' in shown and "Traceback (most recent call last)" in shown
+    assert "table[args.service]" in shown
+    assert "Traceback" not in ob("show", "last").stdout
