@@ -174,6 +174,23 @@ def test_isolate_host_whose_service_is_down_is_drained_and_a_denied_disconnect_m
     wait_for("web1 UP again on the balancer", lambda: lh.pool(lab).get("web1") == "UP", 30)
 
 
+def test_a_succeeded_isolation_is_undone_later_by_opsbook_rollback(pristine, ob):
+    """Issue 28: the "un-isolate once the cause is fixed" of a first response. The isolation
+    succeeds (web2 drained and off the network), then `opsbook rollback RUN` puts it back."""
+    lab = pristine
+    result = ob.run("first-response/isolate-host.yaml", target="web2")
+    assert result.rc == 0, result.summary()
+    assert not lh.on_network(lab, "web2") and _admin_state(lab, "web2") % 32 > 0
+    undone = ob.cli("rollback", result.run_id, "--yes")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert "undid 2 of 2 change(s)" in undone.stderr
+    assert lh.on_network(lab, "web2") and _admin_state(lab, "web2") % 32 == 0
+    lh.sh(lab, "web2", "ip route del default 2>/dev/null; true")  # docker's reconnect adds one; lab hosts have none
+    wait_for("web2 UP again on the balancer", lambda: lh.pool(lab).get("web2") == "UP", 30)
+    again = ob.cli("rollback", result.run_id, "--yes")
+    assert again.returncode == 2 and "nothing left to undo" in again.stderr
+
+
 def test_isolate_host_refuses_to_take_out_the_last_healthy_backend(pristine, ob):
     lab = pristine
     lh.sh_ok(lab, "web2", "service nginx stop")
