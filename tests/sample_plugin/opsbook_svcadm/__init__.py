@@ -123,3 +123,13 @@ def crash(ctx: ActionContext, args: Target) -> Result:
 def returns_dict(ctx: ActionContext, args: Target) -> Result:
     """Returns a dict instead of a Result (a plugin bug opsbook must name)."""
     return {"ok": True}  # type: ignore[return-value]
+
+
+def _missing_inverse(args: SetArgs, result: Result) -> tuple[str, dict[str, Any]] | None:
+    return "svcadm_extras.restore", {"service": args.service}  # a plugin that is not installed
+
+
+@plugin.action(check=True, mutates=True, inverse=_missing_inverse)
+def set_with_missing_undo(ctx: ActionContext, args: SetArgs) -> Result:
+    """Like set, but its inverse names an action nobody installed."""
+    return set(ctx, args)

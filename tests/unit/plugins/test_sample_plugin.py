@@ -157,3 +157,30 @@ steps:
     assert 'svcadm.crash raised in step "look up"' in shown and "Traceback (most recent call last)" in shown
     assert "table[args.service]" in shown
     assert "Traceback" not in ob("show", "last").stdout
+
+
+def test_an_inverse_naming_a_missing_action_is_a_loud_rollback_failure(svcadm, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "web").write_text("online\n")
+    rb = tmp_path / "rb.yaml"
+    rb.write_text(f"""opsbook: 1
+name: svcadm-missing-undo
+steps:
+  - name: web to maintenance
+    svcadm.set_with_missing_undo: {{service: web, state: maintenance, state_dir: "{state}"}}
+  - name: then something fails
+    local.command: "false"
+""")
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    text = subprocess.run([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "text"], capture_output=True,
+                          text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    assert text.returncode == 4, text.stderr  # a human must undo by hand what did not roll back
+    assert "rollback failed" in text.stderr and "svcadm_extras.restore not installed" in text.stderr
+    assert "ROLLBACK FAILED" in text.stderr
+    events = subprocess.run([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "json"],
+                            capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    import json
+
+    finished = [json.loads(line) for line in events.stdout.splitlines() if '"rollback_finished"' in line]
+    assert finished and finished[0]["status"] == "failed" and "not installed" in finished[0]["msg"], finished
