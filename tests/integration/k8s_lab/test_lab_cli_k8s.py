@@ -36,7 +36,9 @@ def test_up_k8s_then_env_gives_what_a_kubernetes_runbook_needs(lab, k8s_lab, tmp
 
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env.update(exports, OPSBOOK_JOURNAL=str(tmp_path / "journal.db"), OPSBOOK_RUNS_DIR=str(tmp_path / "runs"))
+    # the Deployment is healthy, and the runbook refuses to restart a healthy one without force=true
     run = subprocess.run([sys.executable, "-m", "opsbook", "run", "runbooks/kubernetes/first-response-deployment.yaml",
-                          "-e", "namespace=shop", "-e", "deployment=frontend", "--yes"], capture_output=True, text=True,
+                          "-e", "namespace=shop", "-e", "deployment=frontend", "-e", "force=true", "--yes"],
+                         capture_output=True, text=True,
                          timeout=600, env=env, cwd=REPO, stdin=subprocess.DEVNULL, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
