@@ -75,6 +75,25 @@ def _output_option(ctx: click.Context, param: click.Parameter, value: str | None
     return output_option(ctx, param, value)
 
 
+def _confirm_or_exit(yes: bool, question: str, nothing: str, command: str, declined: str = "") -> None:
+    """Go on only with --yes, or a "y" on a terminal. Without a terminal: say `nothing` and how
+    to confirm (`command`), exit 2; a "no", end of input or Ctrl-C at the question: say
+    `declined` (default `nothing`), exit 1."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        click.secho(f"{nothing}: confirm on a terminal, or add --yes ({command} --yes)", fg="red", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
+        sure = click.confirm(question, default=False)
+    except click.Abort:  # end of input (Ctrl-D) or Ctrl-C at the question
+        sure = False
+        click.echo("")
+    if not sure:
+        click.echo(declined or nothing)
+        sys.exit(EXIT_FAILED)
+
+
 def _print_diagnostics(diagnostics: list[Any]) -> None:
     from opsbook.visible import visible
 

@@ -6,6 +6,7 @@ import sys
 from typing import Any, NoReturn
 
 import click
+from opsbook.cli import base
 from opsbook.cli.base import EXIT_FAILED, EXIT_USAGE, _journal, _journal_opt, main
 
 # -- approvals -----------------------------------------------------------------------------------
@@ -78,19 +79,8 @@ def _decide(run_id: str, step: str, approved: bool, journal_path: str | None, ye
     run = journal.get_run(run_id)
     if approved:  # a four-eyes gate refuses its starter before asking anything
         refuse_self_approval(run, waiting, whoami())
-    if not yes:
-        if not sys.stdin.isatty():
-            click.secho(f"not {'approved' if approved else 'denied'}: confirm on a terminal, or add --yes "
-                        f"(opsbook {verb} {run_id} {shlex.quote(step)} --yes)", fg="red", err=True)
-            sys.exit(EXIT_USAGE)
-        try:
-            sure = click.confirm(f"{verb} {len(waiting)} gate(s)?", default=False)
-        except click.Abort:  # end of input (Ctrl-D) or Ctrl-C at the question
-            sure = False
-            click.echo("")
-        if not sure:
-            click.echo("nothing decided")
-            sys.exit(EXIT_FAILED)
+    base._confirm_or_exit(yes, f"{verb} {len(waiting)} gate(s)?", f"not {'approved' if approved else 'denied'}",
+                          f"opsbook {verb} {run_id} {shlex.quote(step)}", "nothing decided")
     starter = " (who started the run)" if whoami() == run.who else ""
     who = f"{whoami()}@{socket.gethostname()} via opsbook {verb}{starter}"
     decided = journal.decide(run_id, step, approved, who, hosts)

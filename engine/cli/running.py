@@ -430,18 +430,8 @@ def rollback(run_id: str, yes: bool, allow_changed: bool, secrets: tuple[str, ..
             on = f" (on {entry['target']})" if entry["target"] and entry["target"] != entry["host"] else ""
             click.echo(visible(f"  {host}: {entry['action']} {store.redact(str(entry['args']))}{on}  "
                                f"undoes \"{step}\"", lines=False))
-    if not yes:
-        if not sys.stdin.isatty():
-            click.secho(f"nothing undone: confirm on a terminal, or add --yes (opsbook rollback "
-                        f"{shlex.quote(first.id)} --yes)", fg="red", err=True)
-            sys.exit(EXIT_USAGE)
-        try:
-            sure = click.confirm(f"undo these {len(undo.entries)} change(s)?", default=False)
-        except click.Abort:
-            sure = False
-        if not sure:
-            click.echo("nothing undone")
-            sys.exit(EXIT_FAILED)
+    base._confirm_or_exit(yes, f"undo these {len(undo.entries)} change(s)?", "nothing undone",
+                          f"opsbook rollback {shlex.quote(first.id)}")
     request = RunRequest(options=RunOptions(), secrets=store)
     request.listeners = [PlainLines(verbose=verbose)]
     summary = rollback_run(undo, base._registry(), journal, request)
