@@ -1497,11 +1497,11 @@ def update(ctx: ActionContext, args: UpdateArgs) -> Result:
     tail = "".join(f"; {note}" for note in notes)
     if ctx.check_mode:
         return Result.ok(
-            changed=True, msg=f"would update {target.name}: {_describe(body)}{tail}", data=data
+            changed=True, msg=f"would update {target.name}: {_describe(body, current)}{tail}", data=data
         )
     _post_update(target, obj.id, body)
     data["after"] = _resources(target.container().attrs.get("HostConfig") or {})
-    return Result.ok(changed=True, msg=f"updated {target.name}: {_describe(body)}{tail}", data=data)
+    return Result.ok(changed=True, msg=f"updated {target.name}: {_describe(body, current)}{tail}", data=data)
 
 
 def _post_update(target: Target, container_id: str, body: Mapping[str, Any]) -> None:
@@ -1520,12 +1520,19 @@ def _post_update(target: Target, container_id: str, body: Mapping[str, Any]) -> 
         post(body)
 
 
-def _describe(body: Mapping[str, Any]) -> str:
+def _describe(body: Mapping[str, Any], current: Mapping[str, Any] | None = None) -> str:
+    """The change a body makes, in the words of `docker update` (cpus=1.5, Memory=256MiB): a
+    CPU limit set through a quota (containers created with --cpu-period/--cpu-quota) is
+    said in CPUs too, from the container's period."""
     words = []
     for key, value in body.items():
         if key == "NanoCpus":
             words.append(f"cpus={value / 1e9:g}")
-        elif key in ("CpuQuota", "CpuPeriod"):
+        elif key == "CpuQuota":
+            period = body.get("CpuPeriod") or (current or {}).get("CpuPeriod") or 0
+            words.append(f"cpus={value / period:g} (quota {value}/{period})" if period > 0 and value > 0
+                         else f"CpuQuota={value}")
+        elif key == "CpuPeriod":
             continue
         elif key.startswith("Memory") and isinstance(value, int) and value > 0:
             words.append(f"{key}={value / 1048576:g}MiB")

@@ -229,6 +229,16 @@ def test_update_body_for_quota_based_containers_uses_the_quota():
     assert body == {"CpuQuota": 200000}
 
 
+
+def test_update_says_a_quota_based_cpu_change_in_cpus():
+    """A container created with --cpu-period/--cpu-quota changes its CPUs through the quota;
+    the (dry-run) message still names the CPUs, not only the memory."""
+    current = {"CpuPeriod": 100000, "CpuQuota": 50000, "Memory": 64 * 2**20}
+    args = d.UpdateArgs.model_validate({"cpus": 1.5, "memory": "256m"})
+    body, _ = d._desired_body(args, current, _machine)
+    said = d._describe(body, current)
+    assert "cpus=1.5 (quota 150000/100000)" in said and "Memory=256MiB" in said, said
+
 def test_update_body_lifting_limits_uses_the_machine_and_notes_it():
     current = {"Memory": 2**30, "MemorySwap": 2 * 2**30, "NanoCpus": 5 * 10**8, "CpuShares": 512}
     args = d.UpdateArgs.model_validate({"memory": 0, "cpus": 0, "cpu_shares": 0, "memory_swap": -1})
