@@ -418,6 +418,30 @@ def test_cold_standby_refuses_without_a_backup_or_while_the_primary_answers(pris
     assert lh.container_status(lab, "db1") == "running" and lh.redis_info(lab, "db2")["role"] == "slave"
 
 
+
+def test_cold_standby_rollback_puts_back_what_its_header_promises(pristine, ob, tmp_path):
+    """Rollback: clients point back, the standby's config gets its `replicaof` line again, the
+    standby's container is stopped again and the old primary's container started."""
+    lab = pristine
+    store = tmp_path / "backups"
+    assert ob.run("disaster-recovery/backup-restore.yaml", mode="backup", backup_dir=store).rc == 0
+    lab.stop("db2")
+    lh.sh_ok(lab, "db1", "service redis-server stop")  # Redis is down, its container still runs: fenced by a stop
+
+    result = ob.run("failover/cold-standby.yaml", "--rollback", "always", backup_dir=store)
+
+    assert result.rc == 0, result.summary()
+    assert result.status_of("fence: stop the old primary's container") == "ok", result.summary()
+    assert result.rollbacks() and {r["status"] for r in result.rollbacks()} == {"done"}, result.rollbacks()
+    assert lh.container_status(lab, "db2") == "exited"
+    assert lh.container_status(lab, "db1") == "running"
+    wait_for("db1 answers PING again", lambda: lh.redis(lab, "db1", "ping") == "PONG", 30)
+    db1_ip = lab.info.hosts["db1"].lab_ip
+    for web in lh.WEBS:
+        assert f"REDIS_HOST={db1_ip}" in lh.sh_ok(lab, web, "cat /etc/default/redis-primary")
+    lab.start("db2")
+    assert lh.sh(lab, "db2", "grep -c '^replicaof' /etc/redis/redis.conf").strip() == "1"
+
 # -- disaster recovery ----------------------------------------------------------------------------
 
 
