@@ -219,8 +219,10 @@ class LiveProgress:
         with self.lock:
             for name, row in self.steps.items():
                 # plain Text, never markup: a target's output must not style (or hide) anything
-                table.add_row(Text(visible(name[:40], lines=False)), str(row["running"] or ""),
-                              f"[green]{row['ok']}[/]" if row["ok"] else "", str(row["changed"] or ""),
-                              f"[red]{row['failed']}[/]" if row["failed"] else "",
-                              f"[dim]{row['skipped']}[/]" if row["skipped"] else "", Text(row["last"]))
+                # (counts are styled Text too: a markup string is printed as written wherever
+                # the table is rendered without markup)
+                table.add_row(Text(visible(name[:40], lines=False)), Text(str(row["running"] or "")),
+                              Text(str(row["ok"] or ""), style="green"), Text(str(row["changed"] or "")),
+                              Text(str(row["failed"] or ""), style="red"),
+                              Text(str(row["skipped"] or ""), style="dim"), Text(row["last"]))
         return table

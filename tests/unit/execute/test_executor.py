@@ -520,3 +520,24 @@ def test_an_ignored_failure_is_shown_as_ignored(run):
     assert "failed    service answers @ localhost (ignored)" in _describe(finished, 0)
     last = _describe(events[-1], 0)
     assert last.endswith("succeeded: failed=1, ok=1 (1 failure ignored: ignore_errors)"), last
+
+
+def test_the_live_table_shows_counts_not_markup_on_any_console():
+    """The counts of the live table are styled Text: rendered on a console without markup
+    (as after an approval paused and resumed the table) they read 2, never `[green]2[/]`."""
+    import io
+
+    from opsbook.display import LiveProgress
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, markup=False, width=120, force_terminal=False, color_system=None)
+    live = LiveProgress(console)
+    for host, status in (("web1", "ok"), ("web2", "ok"), ("web3", "failed"), ("web4", "skipped")):
+        live.steps.setdefault("restart [web]", {"running": 0, "ok": 0, "changed": 0, "failed": 0, "skipped": 0,
+                                                 "last": ""})
+        live.steps["restart [web]"][status] += 1
+    console.print(live._render())
+    text = out.getvalue()
+    assert "restart [web]" in text and " 2 " in text, text
+    assert "[green]" not in text and "[red]" not in text and "[dim]" not in text and "[/]" not in text, text
