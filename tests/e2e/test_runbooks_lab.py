@@ -302,7 +302,8 @@ def test_redis_failover_end_to_end(pristine, ob):
         assert lh.redis(lab, "db2", "get", f"opsbook:client:{web}") == result.run_id
     # the site still answers through the balancer
     assert lh.http_get(lh.lb_url(lab, "/healthz"))[0] == 200
-    measured = assert_recovered(result, 60.0)
+    measured = assert_recovered(result, 120.0)
+    assert measured["rto"] < 60.0, measured  # the objective (2m) holds the worst case; a lab run is well inside 1m
     assert measured["detection_source"] == "incident_start"
     assert measured["mitigation_node"] == "promote-the-standby@db2"
     assert measured["rpo"] is not None and measured["data_time_key"] == "data_timestamp", measured
@@ -354,7 +355,7 @@ def test_lb_drain_repoint_gives_the_slot_of_a_dead_backend_to_another_host(prist
     assert [status for status, _, _ in answers] == [200] * 8
     assert {body.strip() for _, body, _ in answers} == {"web2"}
     assert "re-pointing to web2 at" in result.msg("precondition: slot exists, replacement healthy")
-    assert_recovered(result, 60.0)
+    assert assert_recovered(result, 120.0)["rto"] < 60.0  # the objective (2m) holds the worst case
 
 
 def test_lb_drain_repoint_refuses_an_unhealthy_replacement(pristine, ob):
