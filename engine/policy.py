@@ -329,11 +329,13 @@ class PolicyConfig:
     source: str | None = None  # the config file, None for the default policy
     profile: str = DEFAULT_PROFILE
     everywhere: bool = True
+    enabled: frozenset[str] | None = None  # the config's enable: list, instead of the profile's rules
 
     @property
     def rules(self) -> frozenset[str]:
         """The ids of the rules that run."""
-        return frozenset(PROFILES[self.profile]) - self.disabled
+        chosen = self.enabled if self.enabled is not None else frozenset(PROFILES[self.profile])
+        return chosen - self.disabled
 
     def severity(self, rule: str, runbook: Runbook | None = None) -> str:
         if rule in self.warn:
@@ -343,8 +345,8 @@ class PolicyConfig:
         return "error"
 
 
-AD_HOC_NOTE = ("a warning in an ad-hoc runbook (no phase:, no objectives:); an error with a project "
-               ".opsbook.yaml, --profile or --strict")
+AD_HOC_NOTE = ("only a warning here: an ad-hoc runbook (no phase: or objectives:); a project .opsbook.yaml, "
+               "--profile or --strict makes it an error")
 
 
 @dataclass
@@ -432,7 +434,7 @@ def evaluate(runbook: Runbook, plan: Any, registry: Registry, config: PolicyConf
                 continue
             hint = finding.hint + f"; or waive it: # noqa: {rule.id} <why>"
             if severity == "warning" and rule.id not in config.warn:
-                hint += f" ({AD_HOC_NOTE})"
+                hint += f"; {AD_HOC_NOTE}"
             out.append(Diagnostic(finding.position, f"{finding.message} [{rule.id}]", hint, severity, rule=rule.id))
     out += _waiver_problems(runbook.path, waivers.by_line.values())
     return sorted(out, key=lambda d: (d.position.line if d.position else 0, d.message))

@@ -199,7 +199,8 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_the_cli_finds_the_project_config_upwards_and_takes_one_given(tmp_path):
     (tmp_path / "runbooks").mkdir()
     (tmp_path / "runbooks" / "u.yaml").write_text(UNGATED)
-    failed = _cli("u.yaml", cwd=tmp_path / "runbooks")
+    (tmp_path / ".opsbook.yaml").write_text("policy:\n  disable: [serial-max-fail]\n")
+    failed = _cli("u.yaml", cwd=tmp_path / "runbooks")  # with a project config, an ad-hoc runbook is held to it
     assert failed.returncode == 1
     assert "u.yaml:5:5: error: step \"touch\" changes state (local.command) and has no rollback [rollback]" \
         in failed.stderr
