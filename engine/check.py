@@ -19,7 +19,7 @@ from opsbook.errors import (
 from opsbook.model import Runbook, Step, format_duration
 from opsbook.policy import PolicyConfig
 from opsbook.registry import Registry
-from opsbook.timeouts import attempt_seconds, rto_ends
+from opsbook.timeouts import node_seconds, rto_ends
 
 # Names every template may read without declaring them.
 MAGIC_NAMES = frozenset({
@@ -477,7 +477,7 @@ def rto_warning(runbook: Runbook, plan: Any, registry: Registry | None = None) -
     for sid, leaf in plan.leaves.items():
         step: Step = leaf.step
         # the step's timeout, or its action's own `timeout:` argument or default (opsbook.timeouts)
-        cost[sid] = attempt_seconds(step, runbook, registry) * (1 + step.retries) + step.delay * step.retries
+        cost[sid] = node_seconds(step, runbook, registry)
     needs: dict[str, list[str]] = {sid: [] for sid in plan.leaves}
     for a, c in plan.step_edges:
         needs[c].append(a)

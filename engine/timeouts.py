@@ -1,6 +1,6 @@
-"""How long one attempt of a step may take, as far as the runbook says before the run:
-the step's `timeout:` and its action's own `timeout:` argument (k8s.drain, k8s.wait,
-ssh.wait_for, ...), whichever ends first. Used by `opsbook check`'s RTO warning and by
+"""How long a step may take, as far as the runbook says before the run: the step's
+`timeout:` (the whole node, every retry included) and its action's own `timeout:`
+argument (k8s.drain, k8s.wait, ssh.wait_for, ...: one attempt), whichever ends first. Used by `opsbook check`'s RTO warning and by
 the policy rule on unbounded steps (`is_bounded`), so both agree on what bounds a step.
 
 An action argument counts when it is a literal duration or exactly one parameter
@@ -80,10 +80,11 @@ def declared_timeout(step: Step, registry: Any) -> float | None:
 
 
 def is_bounded(step: Step, registry: Any) -> bool:
-    """Whether one attempt of the step has a bound of its own before the run: its (or its
-    block's) `timeout:`, its action's own `timeout` argument (written, or the action's
-    default), or an action evaluated on the controller. `retries`/`until` bound how many
-    attempts there are, not how long one takes, and a whole-run `timeout:` bounds the run."""
+    """Whether the step has a bound of its own before the run: its (or its block's)
+    `timeout:` (the whole node, retries included), its action's own `timeout` argument
+    (written, or the action's default: each attempt, and `retries` bounds how many), or an
+    action evaluated on the controller. `retries`/`until` alone bound how many attempts,
+    not how long one takes; a whole-run `timeout:` bounds the run, not the step."""
     if step.timeout is not None or step.action is None or step.action.name in INSTANT:
         return True
     args = step.action.args if isinstance(step.action.args, Mapping) else {}
@@ -92,11 +93,20 @@ def is_bounded(step: Step, registry: Any) -> bool:
 
 
 def attempt_seconds(step: Step, runbook: Runbook, registry: Any = None) -> float:
-    """One attempt's longest time: the step's timeout and the action's, whichever is shorter."""
+    """One attempt's longest time as the action bounds it (its own `timeout`), 0 if unknown."""
     own = action_timeout(step, runbook)
     if own is None:
         own = declared_timeout(step, registry)
-    known = [t for t in (step.timeout, own) if t is not None]
+    return own or 0.0
+
+
+def node_seconds(step: Step, runbook: Runbook, registry: Any = None) -> float:
+    """A step's longest time on one host, as far as known before the run: its `timeout:`
+    (which covers every retry and loop item, docs/language.md), or, shorter, every attempt
+    at the action's own timeout plus the delays between them; 0 when neither is known."""
+    own = attempt_seconds(step, runbook, registry)
+    attempts = own * (1 + step.retries) + step.delay * step.retries if own else None
+    known = [t for t in (step.timeout, attempts) if t is not None]
     return min(known) if known else 0.0
 
 

@@ -302,8 +302,8 @@ def test_redis_failover_end_to_end(pristine, ob):
         assert lh.redis(lab, "db2", "get", f"opsbook:client:{web}") == result.run_id
     # the site still answers through the balancer
     assert lh.http_get(lh.lb_url(lab, "/healthz"))[0] == 200
-    measured = assert_recovered(result, 120.0)
-    assert measured["rto"] < 60.0, measured  # the objective (2m) holds the worst case; a lab run is well inside 1m
+    measured = assert_recovered(result, 90.0)
+    assert measured["rto"] < 60.0, measured  # the objective holds the worst case; a lab run is well inside 1m
     assert measured["detection_source"] == "incident_start"
     assert measured["mitigation_node"] == "promote-the-standby@db2"
     assert measured["rpo"] is not None and measured["data_time_key"] == "data_timestamp", measured
@@ -355,7 +355,7 @@ def test_lb_drain_repoint_gives_the_slot_of_a_dead_backend_to_another_host(prist
     assert [status for status, _, _ in answers] == [200] * 8
     assert {body.strip() for _, body, _ in answers} == {"web2"}
     assert "re-pointing to web2 at" in result.msg("precondition: slot exists, replacement healthy")
-    assert assert_recovered(result, 120.0)["rto"] < 60.0  # the objective (2m) holds the worst case
+    assert_recovered(result, 60.0)
 
 
 def test_lb_drain_repoint_refuses_an_unhealthy_replacement(pristine, ob):
@@ -418,6 +418,30 @@ def test_cold_standby_refuses_without_a_backup_or_while_the_primary_answers(pris
     assert healthy.status_of("start the cold standby") == "skipped"
     assert lh.container_status(lab, "db1") == "running" and lh.redis_info(lab, "db2")["role"] == "slave"
 
+
+
+def test_cold_standby_rollback_puts_back_what_its_header_promises(pristine, ob, tmp_path):
+    """Rollback: clients point back, the standby's config gets its `replicaof` line again, the
+    standby's container is stopped again and the old primary's container started."""
+    lab = pristine
+    store = tmp_path / "backups"
+    assert ob.run("disaster-recovery/backup-restore.yaml", mode="backup", backup_dir=store).rc == 0
+    lab.stop("db2")
+    lh.sh_ok(lab, "db1", "service redis-server stop")  # Redis is down, its container still runs: fenced by a stop
+
+    result = ob.run("failover/cold-standby.yaml", "--rollback", "always", backup_dir=store)
+
+    assert result.rc == 0, result.summary()
+    assert result.status_of("fence: stop the old primary's container") == "ok", result.summary()
+    assert result.rollbacks() and {r["status"] for r in result.rollbacks()} == {"done"}, result.rollbacks()
+    assert lh.container_status(lab, "db2") == "exited"
+    assert lh.container_status(lab, "db1") == "running"
+    wait_for("db1 answers PING again", lambda: lh.redis(lab, "db1", "ping") == "PONG", 30)
+    db1_ip = lab.info.hosts["db1"].lab_ip
+    for web in lh.WEBS:
+        assert f"REDIS_HOST={db1_ip}" in lh.sh_ok(lab, web, "cat /etc/default/redis-primary")
+    lab.start("db2")
+    assert lh.sh(lab, "db2", "grep -c '^replicaof' /etc/redis/redis.conf").strip() == "1"
 
 # -- disaster recovery ----------------------------------------------------------------------------
 
