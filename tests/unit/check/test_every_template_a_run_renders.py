@@ -49,5 +49,6 @@ steps:
 """
     found = _errors(tmp_path, registry, text)
     # one warning per unbounded step, at the step's line; "later" runs after the RTO ends
-    assert found == [(6, 5, "warning", 'unbounded step on the critical path: "restart" has no timeout of its own, '
-                                       "and the RTO (60s) is measured through it [critical-path-timeout]")]
+    message = ('unbounded step on the critical path: "restart" has no timeout of its own, '
+               "and the RTO (60s) is measured through it [critical-path-timeout]")
+    assert found == [(6, 5, "warning", message)]

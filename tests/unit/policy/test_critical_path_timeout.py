@@ -40,12 +40,9 @@ def _unbounded(tmp_path: Path, registry, text: str, config: PolicyConfig | None 
 def test_each_unbounded_step_on_the_rtos_path_is_named_at_its_line(tmp_path, registry):
     found = _unbounded(tmp_path, registry, HEAD + STEPS)
     # "tidy up" runs after the verification that ends the RTO: not asked
-    assert found == [
-        (6, 'unbounded step on the critical path: "look" has no timeout of its own, and the RTO (600s) is '
-            "measured through it [critical-path-timeout]"),
-        (13, 'unbounded step on the critical path: "verify" has no timeout of its own, and the RTO (600s) is '
-             "measured through it [critical-path-timeout]"),
-    ]
+    message = ('unbounded step on the critical path: "{}" has no timeout of its own, and the RTO (600s) is '
+               "measured through it [critical-path-timeout]")
+    assert found == [(6, message.format("look")), (13, message.format("verify"))]
 
 
 def test_a_whole_run_timeout_is_not_a_per_step_bound_and_the_hint_says_why(tmp_path, registry):
