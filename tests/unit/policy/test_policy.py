@@ -222,3 +222,20 @@ def test_a_bad_config_is_a_one_line_error_with_its_line_and_no_traceback(tmp_pat
     assert done.stderr.startswith(f'{tmp_path / ".opsbook.yaml"}:2:13: error: policy.disable: no rule "rolback" '
                                   '(did you mean "rollback"?)')
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("action", "command", "disrupts"), [
+    ("ssh.command", '["lb-backend", "drain", "web1"]', True),
+    ("ssh.shell", '"systemctl stop nginx"', True),
+    ("local.command", '"kubectl cordon worker-2"', True),
+    ("docker.exec", '"nginx -s stop"', True),
+    ("ssh.shell", '"lb-backend list"', False),
+    ("ssh.command", '"{{ params.cmd }}"', False),  # unknown before the run: keep_healthy is the author's call
+])
+def test_a_command_line_that_drains_or_stops_disrupts(registry, action, command, disrupts):
+    from opsbook.load import RunbookLoader
+    from opsbook.policy import step_disrupts
+
+    text = f"opsbook: 1\nname: m\nparams:\n  cmd: {{default: x}}\nsteps:\n  - name: s\n    {action}: {command}\n"
+    step = RunbookLoader(registry).load_text(text, "m.yaml").steps[0]
+    assert step_disrupts(step, registry) is disrupts
