@@ -470,7 +470,8 @@ def _extra_strings(step: Step) -> Iterable[tuple[str, bool]]:
 
 
 def rto_warning(runbook: Runbook, plan: Any, registry: Registry | None = None) -> Diagnostic | None:
-    """Warn when the timeouts on the longest path already exceed the RTO objective."""
+    """Warn when the timeouts of the steps the RTO is measured through (opsbook.timeouts
+    `rto_ends`: up to the first verification after the mitigation) exceed the objective."""
     if runbook.objectives.rto is None or not plan.leaves:
         return None
     cost: dict[str, float] = {}
