@@ -19,7 +19,7 @@ from opsbook.errors import (
 from opsbook.model import Runbook, Step, format_duration
 from opsbook.policy import PolicyConfig
 from opsbook.registry import Registry
-from opsbook.timeouts import attempt_seconds
+from opsbook.timeouts import node_seconds, rto_ends
 
 # Names every template may read without declaring them.
 MAGIC_NAMES = frozenset({
@@ -144,25 +144,23 @@ def check_one(path: str, registry: Registry, inputs: _Inputs, report: CheckRepor
     report.stats = f"{len(plan.leaves)} steps" + (f", {len(hosts)} hosts" if hosts or not plan.unresolved else "")
     report.stats += _unchecked(plan.unresolved, names.excused)
     if not problems:
-        warning = rto_warning(runbook, plan)
+        warning = rto_warning(runbook, plan, registry)
         if warning:
             report.diagnostics.append(warning)
         report.diagnostics += _policy(runbook, plan, registry, inputs.policy)
 
 
 def _policy(runbook: Runbook, plan: Any, registry: Registry, policy: PolicyConfig | None) -> list[Diagnostic]:
-    """The policy's findings; without the policy's own rule on unbounded steps, one warning
-    for them (a waiver of the rule then silences it for that step)."""
-    from opsbook.policy import evaluate, unbounded_on_critical_path
+    """The policy's findings; when the policy does not run its rule on unbounded steps
+    (--no-policy, a profile without it, disabled), each such step is still a warning at
+    its line (issue 31 item 2), and a waiver of the rule still silences it."""
+    from opsbook.policy import RULE_IDS, evaluate
 
     out = evaluate(runbook, plan, registry, policy) if policy is not None else []
-    if policy is None or "critical-path-timeout" in policy.disabled:
-        unbounded = unbounded_on_critical_path(runbook, plan, registry)
-        if unbounded:
-            names = ", ".join(f'"{s.name}" ({s.pos.line})' for s in unbounded[:5]) + (", ..." if len(unbounded) > 5 else "")
-            out.append(Diagnostic(runbook.pos, f"{len(unbounded)} step(s) on the RTO's critical path have no timeout "
-                                  f"(unbounded): {names}", "add timeout: to each; the RTO check cannot add up what "
-                                  "has no bound", severity="warning"))
+    if policy is None or "critical-path-timeout" not in policy.rules:
+        only = PolicyConfig(disabled=frozenset(RULE_IDS) - {"critical-path-timeout"},
+                            warn=frozenset({"critical-path-timeout"}))
+        out += [d for d in evaluate(runbook, plan, registry, only) if d.rule == "critical-path-timeout"]
     return out
 
 
@@ -471,22 +469,25 @@ def _extra_strings(step: Step) -> Iterable[tuple[str, bool]]:
             yield from _strings(step.keep_healthy.probe.args)
 
 
-def rto_warning(runbook: Runbook, plan: Any) -> Diagnostic | None:
-    """Warn when the timeouts on the longest path already exceed the RTO objective."""
+def rto_warning(runbook: Runbook, plan: Any, registry: Registry | None = None) -> Diagnostic | None:
+    """Warn when the timeouts of the steps the RTO is measured through (opsbook.timeouts
+    `rto_ends`: up to the first verification after the mitigation) exceed the objective."""
     if runbook.objectives.rto is None or not plan.leaves:
         return None
     cost: dict[str, float] = {}
     for sid, leaf in plan.leaves.items():
         step: Step = leaf.step
-        # the step's timeout, or its action's own `timeout:` argument (opsbook.timeouts)
-        cost[sid] = attempt_seconds(step, runbook) * (1 + step.retries) + step.delay * step.retries
+        # the step's timeout, or its action's own `timeout:` argument or default (opsbook.timeouts)
+        cost[sid] = node_seconds(step, runbook, registry)
     needs: dict[str, list[str]] = {sid: [] for sid in plan.leaves}
     for a, c in plan.step_edges:
         needs[c].append(a)
     best: dict[str, float] = {}
     for sid in graphlib.TopologicalSorter(needs).static_order():
         best[sid] = cost[sid] + max((best[p] for p in needs[sid]), default=0.0)
-    worst = max(best.values())
+    # the RTO ends at the first verification after the mitigation (opsbook.report): what runs after is not measured
+    ends = rto_ends(plan)
+    worst = max(best[sid] for sid in ends) if ends else max(best.values())
     if worst <= runbook.objectives.rto:
         return None
     return Diagnostic(runbook.pos, f"the timeouts on the critical path add up to {format_duration(worst)}, "

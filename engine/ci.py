@@ -18,11 +18,13 @@ STRICT_HINT = "--strict counts warnings as failures"
 @dataclass(frozen=True)
 class GateOptions:
     """How `check` runs: the policy config file (None: the project's `.opsbook.yaml`, if
-    any), whether the policy runs at all, and whether warnings fail."""
+    any), whether the policy runs at all, whether warnings fail, and the policy profile
+    (None: the config file's, else every rule)."""
 
     config: str | None = None
     policy: bool = True
     strict: bool = False
+    profile: str | None = None
 
 
 def gate(paths: Sequence[str], registry: Any, inventories: Sequence[str], extra: dict[str, Any],
@@ -32,7 +34,7 @@ def gate(paths: Sequence[str], registry: Any, inventories: Sequence[str], extra:
     from opsbook.check import check_files
     from opsbook.policy_config import config_for
 
-    policy = config_for(options.config) if options.policy else None
+    policy = config_for(options.config, profile=options.profile) if options.policy else None
     reports = check_files(list(paths), registry, list(inventories), extra, policy=policy)
     if options.strict:
         for report in reports:

@@ -486,6 +486,27 @@ def _capability(flag: bool | ArgsTest, args: Any, scalar: str | None) -> bool:
         return True
 
 
+# words of a command line that take capacity out of service (`systemctl stop`, a balancer's
+# `drain`, `kubectl cordon`): a shell or command step with one of them disrupts
+DISRUPTING_WORDS = frozenset({"drain", "cordon", "stop", "disable", "shutdown", "poweroff", "halt", "isolate"})
+
+
+def command_disrupts(name: str) -> ArgsTest:
+    """A capability test for shell and command actions: the command line in argument `name`
+    (a string or an argv list, as written) has a word of DISRUPTING_WORDS. What a template
+    expands to is not known, and counts as not disrupting (a step still says so with
+    keep_healthy:)."""
+    import re
+
+    def test(args: Mapping[str, Any]) -> bool:
+        value = args.get(name)
+        words = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+        return any(w.lower() in DISRUPTING_WORDS for word in words if isinstance(word, str)
+                   for w in re.findall(r"[A-Za-z_-]+", word))
+
+    return test
+
+
 def arg_in(name: str, values: Sequence[str], default: str | None = None) -> ArgsTest:
     """A capability test: argument `name` (as written) is one of `values`, or a template."""
     from opsbook.template import is_template

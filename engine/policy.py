@@ -214,42 +214,43 @@ def _rollback(s: _Subject) -> Iterator[Finding]:
                       "add rollback: with the action that undoes it, or say why there is none", step)
 
 
-# actions that evaluate on the controller and wait for nothing
-_INSTANT = ("local.assert", "local.set", "local.noop", "local.fail")
+def critical_path(runbook: Runbook, plan: Any, registry: Registry) -> list[tuple[str, Any]]:
+    """The leaves an RTO is measured through (opsbook.timeouts `rto_span`: from the run's
+    start to the first verification after the mitigation; every step when nothing is
+    marked), once per written step. Handlers are not on it."""
+    from opsbook.timeouts import rto_span
 
-
-def _bounded(step: Step, registry: Registry) -> bool:
-    if step.timeout is not None or step.action is None or step.action.name in _INSTANT:
-        return True
-    spec = registry.action(step.action.name)
-    if spec is None:
-        return True
-    fields = getattr(spec.args_model, "model_fields", {})
-    own = fields.get("timeout")
-    args = step.action.args if isinstance(step.action.args, dict) else {}
-    return own is not None and (own.default is not None or args.get("timeout") is not None)
+    span = rto_span(plan)
+    return [(sid, leaf) for sid, leaf in _Subject(runbook, plan, registry).leaves if sid in span and not leaf.handler]
 
 
 def unbounded_on_critical_path(runbook: Runbook, plan: Any, registry: Registry) -> list[Step]:
-    """The steps with no timeout on the path an RTO is measured on: every step that runs
-    before (or is) a step marked mitigation or verification, or every step when none is
-    marked. Empty without an RTO objective, or with a whole-run `timeout:`. Probes and waits bounded by their own
-    `timeout` argument count as bounded."""
-    if runbook.objectives.rto is None or runbook.timeout is not None:
-        return []  # a whole-run timeout bounds every step: the run stops (and rolls back) there
-    s = _Subject(runbook, plan, registry)
-    marked = [sid for sid, leaf in s.leaves if {"mitigation", "verification"} & set(leaf.step.marks)]
-    on_path = set(marked).union(*(s.ancestors(sid) for sid in marked)) if marked else set(plan.leaves)
-    return [leaf.step for sid, leaf in s.leaves
-            if sid in on_path and not leaf.handler and not _bounded(leaf.step, registry)]
+    """The steps on the RTO's critical path with no bound of their own (opsbook.timeouts
+    `is_bounded`). Empty without an RTO objective. A whole-run `timeout:` does not bound a
+    step: one stuck step would use the run's whole budget, and the RTO sum of the steps'
+    timeouts could not be added up."""
+    from opsbook.timeouts import is_bounded
+
+    if runbook.objectives.rto is None:
+        return []
+    return [leaf.step for _, leaf in critical_path(runbook, plan, registry) if not is_bounded(leaf.step, registry)]
+
+
+UNBOUNDED_HINT = ("add timeout: to the step (or its action's own timeout: argument); a whole-run timeout: is no "
+                  "per-step bound: one stuck step would eat the run's whole budget, and the RTO sum cannot be computed")
+
+
+def unbounded_finding(runbook: Runbook, step: Step) -> Finding:
+    """The finding for one unbounded step on the critical path, at the step's line."""
+    rto = f"{runbook.objectives.rto:g}s"
+    return Finding("critical-path-timeout", step.pos,
+                   f'unbounded step on the critical path: "{step.name}" has no timeout of its own, and the RTO '
+                   f"({rto}) is measured through it", UNBOUNDED_HINT, step)
 
 
 def _critical_path_timeout(s: _Subject) -> Iterator[Finding]:
     for step in unbounded_on_critical_path(s.runbook, s.plan, s.registry):
-        yield Finding("critical-path-timeout", step.pos,
-                      f'step "{step.name}" has no timeout and is on the path the RTO '
-                      f"({s.runbook.objectives.rto:g}s) is measured on",
-                      "add timeout: (a step that hangs would hold the whole recovery)", step)
+        yield unbounded_finding(s.runbook, step)
 
 
 def _serial_max_fail(s: _Subject) -> Iterator[Finding]:
@@ -282,9 +283,10 @@ RULES: tuple[Rule, ...] = (
     Rule("rollback", "every step that changes state has a rollback, or says why not",
          "a run that fails half-way rolls back what it did; a step with nothing to undo says so in a waiver, "
          "so a reviewer sees the decision", _rollback),
-    Rule("critical-path-timeout", "no step without a timeout on the path an RTO is measured on",
+    Rule("critical-path-timeout", "every step on the path an RTO is measured on has a timeout of its own",
          "an unbounded step can hold the recovery forever, and the RTO check of `opsbook check` cannot "
-         "add up what has no bound", _critical_path_timeout),
+         "add up what has no bound; a whole-run timeout: does not help: one stuck step eats the whole budget",
+         _critical_path_timeout),
     Rule("serial-max-fail", "a rolling change in serial batches stops on failure (max_fail_percentage)",
          "without max_fail_percentage, Ansible's rule continues to the next batch unless every host of a "
          "batch failed: a bad change rolls on to the whole fleet", _serial_max_fail),
@@ -295,16 +297,56 @@ RULE_IDS = tuple(r.id for r in RULES)
 # -- configuration and waivers ------------------------------------------------------------
 
 
+# Profiles, in the spirit of ansible-lint's: each holds the one before it. `minimal` guards
+# the rails an incident runbook must not lose (approval of a failover's mitigation,
+# keep_healthy, objectives and the mitigation mark, max_fail_percentage); `safety` adds
+# that every change is gated and every step on the RTO's path is bounded; `production`
+# (the default) adds that every change can be rolled back or says why not.
+PROFILES: dict[str, tuple[str, ...]] = {
+    "minimal": ("mitigation-approved", "keep-healthy", "objectives", "serial-max-fail"),
+    "safety": ("mitigation-approved", "keep-healthy", "objectives", "serial-max-fail", "mutation-gated",
+               "critical-path-timeout"),
+    "production": RULE_IDS,
+}
+DEFAULT_PROFILE = "production"
+
+
+def is_incident_runbook(runbook: Runbook) -> bool:
+    """Whether a runbook says it is an incident procedure: a phase other than `other`, or
+    objectives. The policy's findings are errors there; on an ad-hoc runbook (neither) they
+    are warnings unless the project asked for the policy (`PolicyConfig.everywhere`)."""
+    return runbook.phase != "other" or runbook.objectives.rto is not None or runbook.objectives.rpo is not None
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Which rules run, and which of them only warn (from the project's config file)."""
+    """Which rules run (a profile, less what is disabled), which of them only warn, and
+    where findings are errors: on every runbook (`everywhere`: a config file, `--profile`,
+    or the library API's default), or on incident runbooks only (a bare `opsbook check`)."""
 
     disabled: frozenset[str] = frozenset()
     warn: frozenset[str] = frozenset()
     source: str | None = None  # the config file, None for the default policy
+    profile: str = DEFAULT_PROFILE
+    everywhere: bool = True
+    enabled: frozenset[str] | None = None  # the config's enable: list, instead of the profile's rules
 
-    def severity(self, rule: str) -> str:
-        return "warning" if rule in self.warn else "error"
+    @property
+    def rules(self) -> frozenset[str]:
+        """The ids of the rules that run."""
+        chosen = self.enabled if self.enabled is not None else frozenset(PROFILES[self.profile])
+        return chosen - self.disabled
+
+    def severity(self, rule: str, runbook: Runbook | None = None) -> str:
+        if rule in self.warn:
+            return "warning"
+        if not self.everywhere and runbook is not None and not is_incident_runbook(runbook):
+            return "warning"
+        return "error"
+
+
+AD_HOC_NOTE = ("only a warning here: an ad-hoc runbook (no phase: or objectives:); a project .opsbook.yaml, "
+               "--profile or --strict makes it an error")
 
 
 @dataclass
@@ -384,14 +426,16 @@ def evaluate(runbook: Runbook, plan: Any, registry: Registry, config: PolicyConf
     subject = _Subject(runbook, plan, registry)
     out: list[Diagnostic] = []
     for rule in RULES:
-        if rule.id in config.disabled:
+        if rule.id not in config.rules:
             continue
+        severity = config.severity(rule.id, runbook)
         for finding in rule.find(subject):
             if waivers.find(finding) is not None:
                 continue
             hint = finding.hint + f"; or waive it: # noqa: {rule.id} <why>"
-            out.append(Diagnostic(finding.position, f"{finding.message} [{rule.id}]", hint,
-                                  config.severity(rule.id), rule=rule.id))
+            if severity == "warning" and rule.id not in config.warn:
+                hint += f"; {AD_HOC_NOTE}"
+            out.append(Diagnostic(finding.position, f"{finding.message} [{rule.id}]", hint, severity, rule=rule.id))
     out += _waiver_problems(runbook.path, waivers.by_line.values())
     return sorted(out, key=lambda d: (d.position.line if d.position else 0, d.message))
 
@@ -414,5 +458,5 @@ def _waiver_problems(path: str, waivers: Iterable[Waiver]) -> list[Diagnostic]:
     return out
 
 
-__all__ = ["RULES", "RULE_IDS", "PolicyConfig", "Rule", "evaluate", "parse_waivers", "step_disrupts", "step_mutates",
-           "unbounded_on_critical_path"]
+__all__ = ["DEFAULT_PROFILE", "PROFILES", "RULES", "RULE_IDS", "PolicyConfig", "Rule", "critical_path", "evaluate",
+           "is_incident_runbook", "parse_waivers", "step_disrupts", "step_mutates", "unbounded_on_critical_path"]

@@ -2,11 +2,17 @@
 directory upwards (like ansible-lint's `.ansible-lint`), or given with `--config`.
 
     policy:
-      enable: [mutation-gated, rollback]  # only these rules run (default: every rule)
+      profile: safety                     # minimal | safety | production (the default)
+      enable: [mutation-gated, rollback]  # only these rules run (instead of a profile)
       disable: [critical-path-timeout]    # rules that do not run
       warn: [rollback]                    # rules that report warnings instead of errors
 
-Unknown keys and rule ids are errors at their file:line, with a "did you mean".
+Unknown keys, profiles and rule ids are errors at their file:line, with a "did you mean".
+
+Where the policy's findings are errors: with a config file (or `--profile`), on every
+runbook; without one, on incident runbooks only (a phase or objectives), and warnings on
+ad-hoc ones, so a first `opsbook check` of a two-line runbook is not a wall of policy
+errors (`opsbook.policy.is_incident_runbook`).
 """
 
 from __future__ import annotations
@@ -14,10 +20,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from opsbook.errors import Diagnostic, Position, ValidationError, did_you_mean
-from opsbook.policy import RULE_IDS, PolicyConfig
+from opsbook.policy import DEFAULT_PROFILE, PROFILES, RULE_IDS, PolicyConfig
 
 CONFIG_NAME = ".opsbook.yaml"
-_KEYS = ("enable", "disable", "warn")
+_KEYS = ("profile", "enable", "disable", "warn")
 
 
 def find_config(start: Path | None = None) -> Path | None:
@@ -52,11 +58,23 @@ def load_config(path: str | Path | None) -> PolicyConfig:
         problems.append(Diagnostic(position_of(data, ["policy"], top),
                                    "policy: expected a mapping with enable:/disable:/warn:"))
         policy = {}
+    profile = DEFAULT_PROFILE
     for key, value in policy.items():
         where = key_position(policy, key) or top
         if key not in _KEYS:
             problems.append(Diagnostic(where, f'policy: unknown key "{key}"{did_you_mean(key, _KEYS)}',
-                                       "expected enable:, disable: or warn:, each a list of rule ids"))
+                                       "expected profile: (a name) or enable:, disable:, warn: (lists of rule ids)"))
+            continue
+        if key == "profile":
+            where = position_of(policy, ["profile"], where)
+            if value not in PROFILES:
+                problems.append(Diagnostic(where, f'policy.profile: no profile "{value}"{did_you_mean(str(value), PROFILES)}',
+                                           "profiles: " + ", ".join(PROFILES)))
+            elif "enable" in policy:
+                problems.append(Diagnostic(where, "policy: profile: and enable: both choose the rules that run",
+                                           "keep one: a profile, or the list of rules under enable:"))
+            else:
+                profile = str(value)
             continue
         items = value if isinstance(value, list) else [value]
         lists[key] = frozenset(str(i) for i in items)
@@ -67,17 +85,24 @@ def load_config(path: str | Path | None) -> PolicyConfig:
                                            "rules: " + ", ".join(RULE_IDS)))
     if problems:
         raise ValidationError(problems)
-    disabled = lists["disable"]
-    if "enable" in policy:
-        disabled |= frozenset(RULE_IDS) - lists["enable"]
-    return PolicyConfig(disabled=disabled, warn=lists["warn"], source=name)
+    enabled = lists["enable"] if "enable" in policy else None
+    return PolicyConfig(disabled=lists["disable"], warn=lists["warn"], source=name, profile=profile, enabled=enabled)
 
 
-def config_for(explicit: str | None, use_project: bool = True) -> PolicyConfig:
-    """The policy `check` applies: the file given, else the project's, else the default."""
-    if explicit is not None:
-        return load_config(explicit)
-    return load_config(find_config() if use_project else None)
+def config_for(explicit: str | None, use_project: bool = True, profile: str | None = None) -> PolicyConfig:
+    """The policy `check` applies: the file given, else the project's; `profile` (from
+    `--profile`) replaces the file's choice of rules. Without a file or a profile: every
+    rule, errors on incident runbooks and warnings on ad-hoc ones."""
+    import dataclasses
+
+    path = explicit if explicit is not None else (find_config() if use_project else None)
+    config = load_config(path)
+    if profile is not None:
+        if profile not in PROFILES:
+            raise ValidationError([Diagnostic(None, f'--profile: no profile "{profile}"{did_you_mean(profile, PROFILES)}',
+                                              "profiles: " + ", ".join(PROFILES))])
+        config = dataclasses.replace(config, profile=profile, enabled=None)  # the file's disable:/warn: still hold
+    return dataclasses.replace(config, everywhere=path is not None or profile is not None)
 
 
 __all__ = ["CONFIG_NAME", "config_for", "find_config", "load_config"]

@@ -46,6 +46,7 @@ from opsbook.model import parse_duration
 from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferCut, TransferTooLarge, copy_stream
 from opsbook.plugin import (
     arg_in,
+    command_disrupts,
     ActionContext,
     Become,
     CommandResult,
@@ -883,7 +884,7 @@ class ExecArgs(BaseModel):
     )
 
 
-@plugin.action(scalar="command", shell=("command",), mutates=True)
+@plugin.action(scalar="command", shell=("command",), mutates=True, disrupts=command_disrupts("command"))
 @_guarded
 def exec_(ctx: ActionContext, args: ExecArgs) -> Result:
     """Run a command in a running container; non-zero rc fails unless in ok_rc."""

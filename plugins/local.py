@@ -26,6 +26,7 @@ from typing import Any
 
 from opsbook.plugin import (
     arg_in,
+    command_disrupts,
     ActionContext,
     Become,
     CommandResult,
@@ -291,7 +292,7 @@ def _check(args: Any, name: str) -> Result:
     return Result.unknown(f"{name} cannot tell what a command would do; not run in check mode")
 
 
-@plugin.action(scalar="cmd", check=True, data=(), argv=["cmd"], mutates=True)
+@plugin.action(scalar="cmd", check=True, data=(), argv=["cmd"], mutates=True, disrupts=command_disrupts("cmd"))
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell) on the controller."""
     skip = _guard(args)
@@ -315,7 +316,8 @@ class ShellArgs(CommandArgs):
     executable: str = "/bin/sh"
 
 
-@plugin.action(scalar="cmd", shell=["cmd"], check=True, data=(), mutates=True)
+@plugin.action(scalar="cmd", shell=["cmd"], check=True, data=(), mutates=True,
+               disrupts=command_disrupts("cmd"))
 def shell(ctx: ActionContext, args: ShellArgs) -> Result:
     """Run a shell command line on the controller."""
     skip = _guard(args)

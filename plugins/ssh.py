@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from opsbook.errors import OpsbookError
 from opsbook.plugin import (
     arg_in,
+    command_disrupts,
     ActionContext,
     CommandResult,
     DEFAULT_MAX_SIZE,
@@ -294,7 +295,8 @@ def _split(cmd: str) -> tuple[str, ...]:
     return tuple(shlex.split(cmd))
 
 
-@plugin.action(scalar="cmd", check=True, data=_COMMAND_DATA, argv=["cmd"], mutates=True)
+@plugin.action(scalar="cmd", check=True, data=_COMMAND_DATA, argv=["cmd"], mutates=True,
+               disrupts=command_disrupts("cmd"))
 @_as_result
 def command(ctx: ActionContext, args: CommandArgs) -> Result:
     """Run a program (argv, no shell expansion) on the host; non-zero rc fails unless in ok_rc."""
@@ -318,7 +320,8 @@ class ShellArgs(_CommandArgs):
     )
 
 
-@plugin.action(scalar="cmd", check=True, data=_COMMAND_DATA, shell=["cmd"], mutates=True)
+@plugin.action(scalar="cmd", check=True, data=_COMMAND_DATA, shell=["cmd"], mutates=True,
+               disrupts=command_disrupts("cmd"))
 @_as_result
 def shell(ctx: ActionContext, args: ShellArgs) -> Result:
     """Run a shell command line on the host; non-zero rc fails unless in ok_rc."""

@@ -33,10 +33,12 @@ from opsbook.cli.running import _refuse_certain_mistakes, _secret_params
 @click.option("--strict", is_flag=True, help="Warnings fail too (exit 1, JUnit failures).")
 @click.option("--config", "config", type=click.Path(dir_okay=False), metavar="FILE",
               help="Policy config (default: .opsbook.yaml here or in a parent folder).")
+@click.option("--profile", type=click.Choice(["minimal", "safety", "production"]),
+              help="Policy rules to run (instead of the config's); their findings are errors in every runbook.")
 @click.option("--no-policy", is_flag=True, help="Skip the policy rules (check the language only).")
 @click.option("--timings", is_flag=True, help="Add each runbook's seconds to --format json.")
 def check(runbooks: tuple[str, ...], inventories: tuple[str, ...], extra: tuple[str, ...], junit: str | None,
-          fmt: str, strict: bool, config: str | None, no_policy: bool, timings: bool) -> None:
+          fmt: str, strict: bool, config: str | None, profile: str | None, no_policy: bool, timings: bool) -> None:
     """Validate runbooks without touching any host (exit 0 valid, 1 invalid).
 
     Checks YAML, keys, types, actions and their arguments, templates (undefined names),
@@ -44,10 +46,13 @@ def check(runbooks: tuple[str, ...], inventories: tuple[str, ...], extra: tuple[
     naming hosts or groups (and variables only their hosts could define) are not
     checked: each runbook's line says which, and everything else is checked.
     The policy rules (docs/policy.md) run too, as the project's .opsbook.yaml sets them.
+    Without a .opsbook.yaml or --profile, a policy finding is an error in an incident
+    runbook (one with phase: or objectives:) and a warning in an ad-hoc one.
     """
     from opsbook.ci import GateOptions, gate
 
-    reports = gate(runbooks, base._registry(), inventories, _extra(extra), GateOptions(config, not no_policy, strict))
+    reports = gate(runbooks, base._registry(), inventories, _extra(extra),
+                   GateOptions(config, not no_policy, strict, profile))
     if fmt == "json":
         import json
 

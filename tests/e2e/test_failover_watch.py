@@ -33,7 +33,8 @@ def ob(lab, tmp_path, monkeypatch):
     return lh.make_opsbook(lab, tmp_path, monkeypatch)
 
 RUNBOOK = "failover/redis-promote.yaml"
-OBJECTIVE = 60.0  # objectives.rto of the runbook
+OBJECTIVE = 90.0  # objectives.rto of the runbook (the worst case of its steps' timeouts, 1m16s, fits it)
+LAB_RTO = 60.0  # what a lab failover stays under, as when the objective was 1m
 
 
 def _assert_failed_over(lab, measured: dict, fault_at: float) -> None:
@@ -45,7 +46,7 @@ def _assert_failed_over(lab, measured: dict, fault_at: float) -> None:
     # healthy one (it may have begun a moment before the fault landed), well before the response
     assert fault_at - 10.0 <= measured["detection"] <= fault_at + 30.0, (fault_at, measured["detection"])
     assert measured["rto"] is not None, measured["basis"]
-    assert 0 < measured["rto"] < OBJECTIVE, measured
+    assert 0 < measured["rto"] < LAB_RTO, measured
     assert measured["rto_objective"] == OBJECTIVE and measured["rto_met"] is True
     assert measured["recovered_node"] == "the-new-primary-accepts-writes@db2", measured
 

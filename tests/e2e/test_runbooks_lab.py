@@ -302,7 +302,8 @@ def test_redis_failover_end_to_end(pristine, ob):
         assert lh.redis(lab, "db2", "get", f"opsbook:client:{web}") == result.run_id
     # the site still answers through the balancer
     assert lh.http_get(lh.lb_url(lab, "/healthz"))[0] == 200
-    measured = assert_recovered(result, 60.0)
+    measured = assert_recovered(result, 90.0)
+    assert measured["rto"] < 60.0, measured  # the objective holds the worst case; a lab run is well inside 1m
     assert measured["detection_source"] == "incident_start"
     assert measured["mitigation_node"] == "promote-the-standby@db2"
     assert measured["rpo"] is not None and measured["data_time_key"] == "data_timestamp", measured

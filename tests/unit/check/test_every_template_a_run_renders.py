@@ -48,4 +48,7 @@ steps:
     local.command: echo later
 """
     found = _errors(tmp_path, registry, text)
-    assert found == [(1, 1, "warning", '1 step(s) on the RTO\'s critical path have no timeout (unbounded): "restart" (6)')]
+    # one warning per unbounded step, at the step's line; "later" runs after the RTO ends
+    message = ('unbounded step on the critical path: "restart" has no timeout of its own, '
+               "and the RTO (60s) is measured through it [critical-path-timeout]")
+    assert found == [(6, 5, "warning", message)]

@@ -199,7 +199,8 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_the_cli_finds_the_project_config_upwards_and_takes_one_given(tmp_path):
     (tmp_path / "runbooks").mkdir()
     (tmp_path / "runbooks" / "u.yaml").write_text(UNGATED)
-    failed = _cli("u.yaml", cwd=tmp_path / "runbooks")
+    (tmp_path / ".opsbook.yaml").write_text("policy:\n  disable: [serial-max-fail]\n")
+    failed = _cli("u.yaml", cwd=tmp_path / "runbooks")  # with a project config, an ad-hoc runbook is held to it
     assert failed.returncode == 1
     assert "u.yaml:5:5: error: step \"touch\" changes state (local.command) and has no rollback [rollback]" \
         in failed.stderr
@@ -221,3 +222,20 @@ def test_a_bad_config_is_a_one_line_error_with_its_line_and_no_traceback(tmp_pat
     assert done.stderr.startswith(f'{tmp_path / ".opsbook.yaml"}:2:13: error: policy.disable: no rule "rolback" '
                                   '(did you mean "rollback"?)')
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("action", "command", "disrupts"), [
+    ("ssh.command", '["lb-backend", "drain", "web1"]', True),
+    ("ssh.shell", '"systemctl stop nginx"', True),
+    ("local.command", '"kubectl cordon worker-2"', True),
+    ("docker.exec", '"nginx -s stop"', True),
+    ("ssh.shell", '"lb-backend list"', False),
+    ("ssh.command", '"{{ params.cmd }}"', False),  # unknown before the run: keep_healthy is the author's call
+])
+def test_a_command_line_that_drains_or_stops_disrupts(registry, action, command, disrupts):
+    from opsbook.load import RunbookLoader
+    from opsbook.policy import step_disrupts
+
+    text = f"opsbook: 1\nname: m\nparams:\n  cmd: {{default: x}}\nsteps:\n  - name: s\n    {action}: {command}\n"
+    step = RunbookLoader(registry).load_text(text, "m.yaml").steps[0]
+    assert step_disrupts(step, registry) is disrupts

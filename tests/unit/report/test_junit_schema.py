@@ -71,7 +71,8 @@ def test_errors_keep_file_line_and_column_in_the_message_and_the_rule_as_type(tm
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD)
     ungated = tmp_path / "ungated.yaml"
-    ungated.write_text("opsbook: 1\nname: u\nsteps:\n  - name: touch\n    local.command: touch /tmp/x\n")
+    # an incident runbook (phase:), so the policy's findings are errors without a config file
+    ungated.write_text("opsbook: 1\nname: u\nphase: first-response\nsteps:\n  - name: touch\n    local.command: touch /tmp/x\n")
     out = tmp_path / "check.xml"
     assert _check(str(bad), str(ungated), "--junit", str(out), cwd=tmp_path).returncode == 1
     cases = {c.get("name"): c for c in _valid(out).getroot().iter("testcase")}
