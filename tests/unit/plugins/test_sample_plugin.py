@@ -309,3 +309,35 @@ steps:
     data = json.loads(ob("plugins", "svcadm", "--format", "json").stdout)["svcadm"]["actions"]
     assert data["set"]["rollback_actions"] == ["svcadm.set"] and data["set"]["problems"] == []
     assert "svcadm_extras.restore" in data["set_with_missing_undo"]["problems"][0]
+
+
+def test_a_third_party_actions_diff_is_shown_live_by_show_and_by_the_report(svcadm, tmp_path):
+    """--diff takes the same path for an installed plugin's action as for a built-in one."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "web").write_text("online\n")
+    rb = tmp_path / "rb.yaml"
+    rb.write_text(f"""opsbook: 1
+name: svcadm-diff
+steps:
+  - name: web to maintenance
+    svcadm.set: {{service: web, state: maintenance, state_dir: "{state}"}}
+""")
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+
+    def ob(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, env=env,
+                              timeout=120, stdin=subprocess.DEVNULL)
+
+    dry = ob("run", str(rb), "--check", "--diff", "--format", "text")
+    assert dry.returncode == 0, dry.stderr
+    assert "diff      web to maintenance @ localhost\n    web: online -> maintenance" in dry.stderr
+    assert (state / "web").read_text() == "online\n"
+    done = ob("run", str(rb), "--diff", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    import json
+
+    diffs = [json.loads(line) for line in done.stdout.splitlines() if '"node_diff"' in line]
+    assert [d["diff"] for d in diffs] == ["web: online -> maintenance"], done.stdout
+    assert "diff of web to maintenance @ localhost:\n    web: online -> maintenance" in ob("show", "last").stdout
+    assert "web: online -> maintenance" in ob("report", "last").stdout
