@@ -341,3 +341,32 @@ steps:
     assert [d["diff"] for d in diffs] == ["web: online -> maintenance"], done.stdout
     assert "diff of web to maintenance @ localhost:\n    web: online -> maintenance" in ob("show", "last").stdout
     assert "web: online -> maintenance" in ob("report", "last").stdout
+
+
+def test_a_run_time_argument_error_names_the_step_and_the_argument(svcadm, tmp_path):
+    """An argument that is only wrong once rendered fails the node with the step's
+    file:line:col and the argument's name, not pydantic's bare `: : Value error`."""
+    rb = tmp_path / "rb.yaml"
+    rb.write_text(f"""opsbook: 1
+name: svcadm-arg
+vars:
+  wanted: up
+steps:
+  - name: web to state
+    svcadm.set: {{service: web, state: "{{{{ wanted }}}}", state_dir: "{tmp_path}"}}
+""")
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    done = subprocess.run([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "text"], capture_output=True,
+                          text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (f"{rb.name}:6:5: svcadm.set: invalid arguments after rendering: state: Input should be 'online', "
+            "'offline' or 'maintenance'") in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_plugins_name_of_a_plugin_not_installed_is_an_error(svcadm):
+    done = subprocess.run([sys.executable, "-m", "opsbook", "plugins", "svcadmn"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert 'no plugin named "svcadmn" (did you mean "svcadm"?); installed: ' in done.stderr
+    assert "Traceback" not in done.stderr
