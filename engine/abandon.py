@@ -62,12 +62,13 @@ class Stragglers:
 
     def due(self, inflight: Mapping[str, Any]) -> list[Any]:
         """The tickets in flight cancelled more than `grace` seconds ago (a cancelled one
-        seen for the first time starts its clock now)."""
+        seen for the first time starts its clock now). A ticket no thread has taken yet
+        runs nothing that could be stuck: it is not counted until one does."""
         now = self.clock()
         since = self._since
         out = []
         for nid, ticket in inflight.items():
-            if ticket.cancel.is_set():
+            if ticket.cancel.is_set() and ticket.worker is not None:
                 first = since.setdefault(nid, now)
                 if now - first > self.grace:
                     out.append(ticket)
