@@ -271,6 +271,9 @@ def test_an_action_that_ignores_cancellation_is_abandoned_and_the_run_ends(svcad
     assert "abandoned" in shown and "unknown" in shown
     if how != "timeout":
         return
+    report = subprocess.run([sys.executable, "-m", "opsbook", "report", run_id], capture_output=True, text=True,
+                            env=env, timeout=60).stdout
+    assert "| localhost | IN DOUBT (check the host): stuck (timed out after 1s; svcadm.stubborn did not stop" in report
     resumed = subprocess.run([sys.executable, "-m", "opsbook", "resume", run_id, "--format", "text"],
                              capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
     assert resumed.returncode == 4, resumed.stderr  # a human must confirm the in-doubt action
