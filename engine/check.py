@@ -126,6 +126,7 @@ def check_one(path: str, registry: Registry, inputs: _Inputs, report: CheckRepor
     report.diagnostics += unknown_keys(KeySources(runbook, inventory, registry, frozenset(inputs.extra),
                                                   inputs.given))
     report.diagnostics += delimiter_warnings(runbook)
+    report.diagnostics += inverse_targets(runbook, registry)
     params = dict(inputs.extra)
     for p in runbook.params:
         if p.name not in params and p.default is None and p.required:
@@ -148,6 +149,25 @@ def check_one(path: str, registry: Registry, inputs: _Inputs, report: CheckRepor
         if warning:
             report.diagnostics.append(warning)
         report.diagnostics += _policy(runbook, plan, registry, inputs.policy)
+
+
+def inverse_targets(runbook: Runbook, registry: Registry) -> list[Diagnostic]:
+    """A step whose rollback would run an action that is not installed: the action's
+    inverse declares the actions it may name (`inverse_actions=`, see docs/plugins.md),
+    so this is known before the run, not found when the rollback fails. A step with its own
+    `rollback:` does not use the inverse."""
+    out = []
+    for step in runbook.all_steps():
+        if step.action is None or step.rollback is not None:
+            continue
+        spec = registry.action(step.action.name)
+        if spec is None or not spec.inverse_actions:
+            continue
+        for problem in registry.inverse_problems(spec):
+            out.append(Diagnostic(step.pos, f"{spec.full_name}: {problem}; a failed run could not undo this step",
+                                  "install the plugin that provides it, or give the step its own rollback: "
+                                  "(a step's rollback replaces the action's inverse)"))
+    return out
 
 
 def _policy(runbook: Runbook, plan: Any, registry: Registry, policy: PolicyConfig | None) -> list[Diagnostic]:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from opsbook.abandon import Stragglers, give_up
 from opsbook.cancel import CancelToken
 from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, fact_names
 from opsbook.errors import JournalError
@@ -46,7 +47,7 @@ from opsbook.runtypes import (
     outcome_of,
     stopped_before,
 )
-from opsbook.scheduler import TIMEOUT_GRACE, Deadlines, Ready, Thresholds, Workers, tags_select
+from opsbook.scheduler import Deadlines, Ready, Thresholds, Workers, tags_select
 from opsbook.secrets import HIDDEN, SecretStore, register_plan
 
 __all__ = [
@@ -98,6 +99,8 @@ class Executor:
         self._journal_error: JournalError | None = None
         self.gates = ApprovalGates(approver, options.four_eyes)
         self.deadlines = Deadlines(self.opts.timeout or plan.runbook.timeout)
+        self.stragglers = Stragglers(self.opts.cancel_grace)  # cancelled actions that do not return
+        self._doubtful: dict[str, str] = {}  # host -> the step abandoned in doubt there (see _abandon)
         self.thresholds = Thresholds(plan, self.opts.max_errors)
         self._lock = threading.Lock()  # run state: ready, in flight, statuses, host states
         self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()  # a worker left work for the scheduler
@@ -259,7 +262,7 @@ class Executor:
                     pass
                 finally:
                     lock.acquire()
-                expired, cancel, abandon = self.deadlines.check(inflight)
+                expired, cancel = self.deadlines.check(inflight)
                 if expired:
                     timed_out = True
                     self.abort("the run's timeout expired")
@@ -267,14 +270,39 @@ class Executor:
                         ticket.cancel.set("the run's timeout expired")
                 for nid in cancel:
                     inflight[nid].cancel.set("timed out")
-                for nid in abandon:  # the action ignores cancellation
-                    stuck = inflight.pop(nid)
-                    stuck.abandoned = True
-                    self._finish(stuck.node, outcome_of(Status.TIMED_OUT, f"timed out; the action did not stop within {TIMEOUT_GRACE:g}s of being cancelled"))
-                    ready.release(nid)
+                if cancel or timed_out or self.cancel.is_set():  # a cancelled action that ignores it is given up
+                    for stuck in self.stragglers.due(inflight):
+                        self._abandon(stuck, workers)
         finally:
             lock.release()
         return timed_out
+
+    def _abandon(self, ticket: NodeTicket, workers: Workers) -> None:
+        """Give up a node whose action did not return within the grace period after it was
+        cancelled (run state lock held; see opsbook.abandon): it is recorded in doubt, its
+        thread is forsaken, and the run goes on without it."""
+        if not give_up(ticket):
+            return  # it returned meanwhile: its worker records it
+        node = ticket.node
+        self._inflight.pop(node.id, None)
+        workers.forsake(ticket.worker)
+        spec = self.runner.spec(node.step)
+        action = spec.full_name if spec is not None else node.step.action.name  # type: ignore[union-attr]
+        msg = self.stragglers.why(ticket, action)
+        if self._journal_error is None:
+            self.journal.event(self.run_id, "abandoned", node.id,
+                               {"action": action, "step": node.step.name, "host": node.host,
+                                "why": ticket.cancel.reason or "cancelled", "grace": self.stragglers.grace})
+        self._finish(node, outcome_of(Status.UNKNOWN, msg))
+        step = node.step
+        if node.host is not None and not step.ignore_errors:  # the host's step did not complete
+            self._cause = self._cause or f'"{step.name}" on {node.host}: {msg}'
+            self._doubtful.setdefault(node.host, step.name)  # what it skips, a resume runs
+            self._host_failed(node, self.states.state(node.host))
+        elif step.ignore_errors:
+            self.ignored += 1
+        assert self._ready is not None
+        self._ready.release(node.id)
 
     def _start(self, starting: list[Node], workers: Workers) -> None:
         """End a scheduling round with one journal transaction, then hand `starting` to workers.
@@ -324,8 +352,10 @@ class Executor:
 
     # -- workers -----------------------------------------------------------------------------
     def _worker(self, ticket: NodeTicket | None) -> None:
+        me = threading.current_thread()
         while ticket is not None:
             node = ticket.node
+            ticket.worker = me
             try:
                 outcome = self.runner.run(ticket)
             except JournalError as exc:
@@ -418,12 +448,18 @@ class Executor:
         for section in parts:
             failed_here = section.block_id in state.failed_blocks
             if section.part == "block" and failed_here:
-                return outcome_of(Status.SKIPPED, "an earlier step of this block failed")
+                return self._after_doubt(node) or outcome_of(Status.SKIPPED, "an earlier step of this block failed")
             if section.part == "rescue" and not failed_here:
                 return outcome_of(Status.SKIPPED, "rescue not needed: the block succeeded")
         if state.failed and not in_always:
-            return outcome_of(Status.SKIPPED, "host failed earlier")
+            return self._after_doubt(node) or outcome_of(Status.SKIPPED, "host failed earlier")
         return None
+
+    def _after_doubt(self, node: Node) -> Outcome | None:
+        """A node skipped because an earlier step of its host was abandoned in doubt: not run
+        yet rather than skipped for good, so the resume that settles that step runs it."""
+        doubt = self._doubtful.get(node.host) if self._doubtful else None  # type: ignore[arg-type]
+        return None if doubt is None else outcome_of(Status.SKIPPED, f'{NOT_RUN}"{doubt}" is in doubt on this host')
 
     def _finish(self, node: Node, outcome: Outcome) -> None:
         """Fold a node's outcome into the run state (run-state lock held)."""

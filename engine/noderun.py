@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from opsbook import dryrun
+from opsbook import abandon, dryrun
 from opsbook.capture import clip_text
 from opsbook.cancel import NEVER, CancelToken
 from opsbook.compile import Node
@@ -58,7 +58,9 @@ class NodeTicket:
     cancel: CancelToken  # set by a signal, the run's timeout or the step's `timeout:`
     ahead: bool = False  # its start is written already (by the scheduling round that handed it out)
     pure: bool = False  # no side effect: nothing to write ahead, nothing to cancel
-    abandoned: bool = False  # the scheduler recorded it timed out and moved on: its result is only noted
+    abandoned: bool = False  # the scheduler recorded it in doubt and moved on: its result is only noted
+    settling: bool = False  # its action returned: the scheduler can no longer abandon it (opsbook.abandon)
+    worker: Any = None  # the thread running it (a forsaken one, should it be abandoned)
 
 
 class NodeDeadlines(Protocol):
@@ -291,8 +293,8 @@ class NodeRunner:
             self._show_diffs(node, results)
         if outcome.status is Status.OK and node.host and step.keep_healthy is not None and not self.opts.check:
             self.preflights.out_of_pool.take_out(step.id, node.host)
-        if ticket.abandoned:
-            # The run already recorded this node timed out and moved on: keep that history,
+        if not ticket.pure and not abandon.claim(ticket):
+            # The run already recorded this node in doubt and moved on: keep that history,
             # note what the action finally did.
             svc.journal.event(svc.run_id, "late_result", node.id,
                               {"status": outcome.status.value,
@@ -304,7 +306,7 @@ class NodeRunner:
         if undo:
             problems = self.rollbacks.record(node, spec, ctx_vars, results)
             if problems:  # a change nothing would undo: a loud failure, never a silent success
-                msg = (f"{spec.full_name} changed something, but its undo could not be computed (its inverse raised "
+                msg = (f"{spec.full_name} changed something, but its undo could not be computed (its inverse "
                        f"{problems[0]}): nothing is recorded to undo it; check the host and undo by hand")
                 outcome.status = outcome.result.status = Status.FAILED
                 outcome.result.msg = svc.secrets.redact_error(msg)

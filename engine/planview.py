@@ -420,6 +420,8 @@ def plugins_json(registry: Registry, name: str | None = None) -> dict[str, Any]:
             aname: {"doc": spec.doc, "check_mode": spec.supports_check, "idempotent": spec.idempotent,
                     "rollback": spec.inverse is not None, "mutates": spec.mutates is not False,
                     "disrupts": spec.disrupts is not False, "observes": spec.observes,
+                    "rollback_actions": None if spec.inverse_actions is None else sorted(spec.inverse_actions),
+                    "problems": registry.inverse_problems(spec),
                     "arguments": args_schema(spec)}
             for aname, spec in sorted(plugin.actions.items())}}
     if registry.broken:
@@ -441,6 +443,10 @@ def plugins_text(registry: Registry, name: str | None = None) -> str:
                                               ("disrupts", spec.disrupts is not False)) if on)
             lines.append(f"  {pname}.{aname}  {spec.doc.splitlines()[0] if spec.doc else ''}"
                          + (f"  [{flags}]" if flags else ""))
+            lines += [f"      PROBLEM: {problem}" for problem in registry.inverse_problems(spec)]
+            if name and spec.inverse is not None:
+                lines.append("      rollback runs: " + (", ".join(sorted(spec.inverse_actions)) if spec.inverse_actions
+                                                         else "not declared (inverse_actions=): check cannot verify it"))
             if name:
                 lines += argument_lines(spec)
     for ep, why in registry.broken.items():

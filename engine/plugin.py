@@ -380,6 +380,10 @@ class ActionSpec:
     argv_fields: frozenset[str] = frozenset()  # a string here is a command line: rendered to an argv
     # takes capacity out of service (drain, stop, isolate): `keep_healthy` applies
     disrupts: bool | ArgsTest = False
+    # The actions its inverse may name ("plugin.action"), None when not declared: `opsbook
+    # check` and `opsbook plugins` say when one is not installed, and a run fails the step
+    # whose inverse names another (see docs/plugins.md, "Rollback").
+    inverse_actions: frozenset[str] | None = None
 
     def mutates_with(self, args: Any) -> bool:
         """Whether this call, with its arguments as written, may change state on a target."""
@@ -550,6 +554,7 @@ class Plugin:
         check: bool = False,
         idempotent: bool = False,
         inverse: RollbackFn | None = None,
+        inverse_actions: Sequence[str] | None = None,
         mutates: bool | ArgsTest = False,
         disrupts: bool | ArgsTest = False,
         scalar: str | None = None,
@@ -561,6 +566,13 @@ class Plugin:
         argv: Sequence[str] = (),
     ) -> Any:
         """Register an action; its second parameter's annotation is the argument model."""
+
+        if inverse_actions is not None:
+            if inverse is None:
+                raise PluginError("inverse_actions= declares what an inverse= may name; give the inverse too")
+            odd = [a for a in inverse_actions if not isinstance(a, str) or a.count(".") != 1]
+            if odd:
+                raise PluginError(f"inverse_actions= names actions as \"plugin.action\", not {odd[0]!r}")
 
         def register(func: ActionFn) -> ActionFn:
             model = _args_model(func)
@@ -583,6 +595,7 @@ class Plugin:
                 observes=observes,
                 argv_fields=frozenset(argv),
                 disrupts=disrupts,
+                inverse_actions=None if inverse_actions is None else frozenset(inverse_actions),
             )
             return func
 

@@ -90,6 +90,23 @@ class Registry:
                 return f"{plugin.name}.{plugin.ansible_modules[short]}"
         return None
 
+    def inverse_problems(self, spec: ActionSpec) -> list[str]:
+        """What is wrong with the actions `spec`'s inverse declares it may name
+        (`inverse_actions=`): each one that is not installed, said with a did-you-mean."""
+        from opsbook.errors import did_you_mean
+
+        out = []
+        for full in sorted(a for a in spec.inverse_actions or () if self.action(a) is None):
+            pname, _, aname = full.partition(".")
+            plugin = self.plugin(pname)
+            if plugin is not None:
+                near = did_you_mean(aname, plugin.actions).replace('"', f'"{pname}.', 1)
+                why = f'plugin "{pname}" has no action "{aname}"{near}'
+            else:
+                why = f'no plugin named "{pname}" is installed{did_you_mean(pname, self.names)}'
+            out.append(f"its rollback runs {full}, which is not installed ({why.replace(' (', '; ', 1).rstrip(')')})")
+        return out
+
     def action_names(self) -> list[str]:
         return [f"{p}.{a}" for p, plugin in self.plugins.items() for a in plugin.actions]
 

@@ -60,9 +60,9 @@ class Rollbacks:
     # -- recording (node runs) -----------------------------------------------------------
     def record(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], results: list[Result]) -> list[str]:
         """One undo per item done (a loop's rendered with its item bound), newest last.
-        Returns why an action's inverse could not be computed (the exception it raised), for
-        each item where it could not: the node runner fails the step loudly, since nothing
-        would undo that change."""
+        Returns why an action's inverse could not be computed (the exception it raised, or
+        an action it named that it does not declare), for each item where it could not: the
+        node runner fails the step loudly, since nothing would undo that change."""
         problems: list[str] = []
         step = node.step
         done = [(ctx_vars, results[0])] if step.loop is None else \
@@ -84,7 +84,12 @@ class Rollbacks:
                     args = render_args(spec, step.action.args, scope, step.pos)  # type: ignore[union-attr]
                     inverse = spec.inverse(spec.parse_args(args), result)
                 except Exception as exc:  # noqa: BLE001 - a plugin's bug: said, never swallowed
-                    problems.append(f"{type(exc).__name__}: {exc}")
+                    problems.append(f"raised {type(exc).__name__}: {exc}")
+                    continue
+                declared = spec.inverse_actions
+                if inverse is not None and declared is not None and inverse[0] not in declared:
+                    problems.append(f"named {inverse[0]}, which is not among the actions it declares "
+                                    f"(inverse_actions: {', '.join(sorted(declared))})")
                     continue
                 if inverse is not None:
                     self._add(node, inverse[0], inverse[1], acting_host(node, ctx_vars))

@@ -51,6 +51,7 @@ class RunOptions:
     confirm_rerun: frozenset[str] = frozenset()  # in-doubt node ids confirmed to run again ("*" = all)
     approval_timeout: float = 3600.0
     four_eyes: bool = False  # gates need someone other than the run's starter (approved_by: another)
+    cancel_grace: float = 5.0  # seconds a cancelled action may take to return before it is abandoned (opsbook.abandon)
 
 
 class RunClock:

@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
-TIMEOUT_GRACE = 5.0  # seconds an action gets to return after it was cancelled
-
 
 class Ready:
     """Nodes whose dependencies are all done; `take()` gives them in file order."""
@@ -128,23 +126,16 @@ class Deadlines:
     def done(self, node_id: str) -> None:
         self._nodes.pop(node_id, None)
 
-    def check(self, running: Iterable[str]) -> tuple[bool, list[str], list[str]]:
-        """(the run's deadline passed just now, nodes past their deadline to cancel, nodes
-        past it by more than TIMEOUT_GRACE: their action ignores cancellation, give up on them)."""
+    def check(self, running: Iterable[str]) -> tuple[bool, list[str]]:
+        """(the run's deadline passed just now, running nodes past their deadline: cancel
+        them). A cancelled action that does not return is opsbook.abandon's."""
         now = self.clock()
         expired = False
         if self.run is not None and now > self.run and not self.run_expired:
             self.run_expired = expired = True
-        cancel: list[str] = []
-        abandon: list[str] = []
         running = set(running)
-        for nid, deadline in list(self._nodes.items()):
-            if nid in running and now > deadline:
-                cancel.append(nid)
-                if now > deadline + TIMEOUT_GRACE:
-                    abandon.append(nid)
-                    self._nodes.pop(nid, None)
-        return expired, cancel, abandon
+        cancel = [nid for nid, deadline in self._nodes.items() if nid in running and now > deadline]
+        return expired, cancel
 
 
 def tags_select(tags: Iterable[str], only: frozenset[str], skip: frozenset[str]) -> bool:
@@ -178,12 +169,16 @@ class Workers:
 
     ThreadPoolExecutor's futures are not needed here (a node hands its outcome back
     through the run state), and a node is the engine's unit of work, so each submit is
-    a queue put, nothing more."""
+    a queue put, nothing more. Nor could its shutdown leave a thread behind: a thread
+    whose action ignores cancellation is forsaken (`forsake`), and the end of the run
+    does not wait for it (see opsbook.abandon)."""
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._tasks: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._forsaken: set[threading.Thread] = set()
+        self._started = 0
         self._busy = 0
         self._lock = threading.Lock()
 
@@ -191,12 +186,24 @@ class Workers:
         with self._lock:
             self._busy += 1
             if self._busy > len(self._threads) and len(self._threads) < self._size:
-                thread = threading.Thread(target=self._loop, name=f"node-{len(self._threads)}", daemon=True)
+                thread = threading.Thread(target=self._loop, name=f"node-{self._started}", daemon=True)
+                self._started += 1
                 self._threads.append(thread)
                 thread.start()
         self._tasks.put((fn, args))
 
+    def forsake(self, thread: threading.Thread | None) -> None:
+        """Stop counting on `thread`, whose task was abandoned: it no longer counts towards
+        `size` (another thread may start in its place), the end of the run does not wait
+        for it, and when its task returns at last it ends without taking another."""
+        with self._lock:
+            if thread is not None and thread in self._threads:
+                self._threads.remove(thread)
+                self._forsaken.add(thread)
+                self._busy -= 1
+
     def _loop(self) -> None:
+        me = threading.current_thread()
         while True:
             task = self._tasks.get()
             if task is None:
@@ -206,14 +213,23 @@ class Workers:
                 fn(*args)
             finally:
                 with self._lock:
-                    self._busy -= 1
+                    forsaken = me in self._forsaken
+                    if forsaken:
+                        self._forsaken.discard(me)
+                    else:
+                        self._busy -= 1
+            if forsaken:
+                return
 
     def __enter__(self) -> Workers:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Wait for what runs (an abandoned node's action included), then stop the threads."""
-        for _ in self._threads:
+        """Wait for what runs, then stop the threads; a forsaken thread is not waited for
+        (a daemon thread: the interpreter's exit does not wait for it either)."""
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
             self._tasks.put(None)
-        for thread in self._threads:
+        for thread in threads:
             thread.join()

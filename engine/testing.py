@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opsbook.errors import OpsbookError
+from opsbook.errors import OpsbookError, PluginError
 from opsbook.plugin import ActionContext, ActionSpec, Become, CommandResult, HostInfo, Plugin, Result, Status
 
 __all__ = ["ActionRun", "ArgumentError", "ScriptedConnection", "registry_with", "run_action"]
@@ -190,6 +190,10 @@ def run_action(plugin: Plugin, action: str, args: Any = None, *, host: str | Hos
     inverse = None
     if spec.inverse is not None and result.status is Status.OK and not check_mode:
         inverse = spec.inverse(parsed, result)
+        declared = spec.inverse_actions
+        if inverse is not None and declared is not None and inverse[0] not in declared:
+            raise PluginError(f"{spec.full_name}'s inverse named {inverse[0]}, which is not among the actions it "
+                              f"declares (inverse_actions: {', '.join(sorted(declared))}): a run fails the step")
     return ActionRun(result, inverse, parsed, ctx, lines)
 
 

@@ -504,7 +504,7 @@ _PAST = {
 }
 
 
-@plugin.action(check=True, idempotent=False, inverse=_container_inverse, mutates=True,
+@plugin.action(check=True, idempotent=False, inverse=_container_inverse, inverse_actions=["docker.container"], mutates=True,
                disrupts=arg_in("state", ("stopped", "restarted", "killed", "paused", "absent"), "started"))
 @_guarded
 def container(ctx: ActionContext, args: ContainerArgs) -> Result:
@@ -1254,7 +1254,7 @@ def _user_aliases(attrs: Mapping[str, Any], endpoint: Mapping[str, Any]) -> list
     return [a for a in (endpoint.get("Aliases") or []) if a != short]
 
 
-@plugin.action(check=True, idempotent=True, inverse=_network_inverse, mutates=True,
+@plugin.action(check=True, idempotent=True, inverse=_network_inverse, inverse_actions=["docker.network"], mutates=True,
                disrupts=arg_in("state", ("disconnected",), "connected"))
 @_guarded
 def network(ctx: ActionContext, args: NetworkArgs) -> Result:
@@ -1469,7 +1469,7 @@ def _previous_args(body: Mapping[str, Any], current: Mapping[str, Any]) -> dict[
     return prev
 
 
-@plugin.action(check=True, idempotent=True, inverse=_update_inverse, mutates=True)
+@plugin.action(check=True, idempotent=True, inverse=_update_inverse, inverse_actions=["docker.update"], mutates=True)
 @_guarded
 def update(ctx: ActionContext, args: UpdateArgs) -> Result:
     """Change a running container's CPU and memory limits (capacity); rollback restores them."""

@@ -79,7 +79,7 @@ def _service_inverse(args: ServiceArgs, result: Result) -> tuple[str, dict[str, 
     return ("docker.service", back) if len(back) > 2 else None
 
 
-@plugin.action(check=True, idempotent=False, inverse=_service_inverse, mutates=True,
+@plugin.action(check=True, idempotent=False, inverse=_service_inverse, inverse_actions=["docker.service"], mutates=True,
                data=["project", "service", "containers", "scaled_from", "scaled_to", "started", "stopped", "restarted",
                      "recreated", "previous_image_id"])
 @_guarded

@@ -217,7 +217,7 @@ def _changes(spec: Spec, args: RecreateArgs, attrs: dict[str, Any], target: Targ
     return new, undo, {}, said
 
 
-@plugin.action(check=True, idempotent=False, inverse=_recreate_inverse, mutates=True, argv=["command"],
+@plugin.action(check=True, idempotent=False, inverse=_recreate_inverse, inverse_actions=["docker.recreate"], mutates=True, argv=["command"],
                data=["container", "before", "after", "image", "previous_image", "changes", "undo", "id"])
 @_guarded
 def recreate(ctx: ActionContext, args: RecreateArgs) -> Result:
@@ -327,7 +327,7 @@ def _run_inverse(args: RunArgs, result: Result) -> tuple[str, dict[str, Any]] | 
     return "docker.container", {"name": args.name, "state": "absent"}
 
 
-@plugin.action(check=True, idempotent=True, inverse=_run_inverse, mutates=True, argv=["command"],
+@plugin.action(check=True, idempotent=True, inverse=_run_inverse, inverse_actions=["docker.container"], mutates=True, argv=["command"],
                data=["container", "id", "image"])
 @_guarded
 def run(ctx: ActionContext, args: RunArgs) -> Result:

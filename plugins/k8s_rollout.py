@@ -160,7 +160,7 @@ def _undo_inverse(args: UndoArgs, result: Result) -> tuple[str, dict[str, Any]] 
     }
 
 
-@plugin.action(check=True, inverse=_undo_inverse, mutates=True)
+@plugin.action(check=True, inverse=_undo_inverse, inverse_actions=["k8s.rollout_undo"], mutates=True)
 def rollout_undo(ctx: ActionContext, args: UndoArgs) -> Result:
     """Put a Deployment's previous (or a given) revision's pod template back, like kubectl rollout undo."""
     s = session(ctx, args)
@@ -295,13 +295,13 @@ def _set_paused(ctx: ActionContext, args: PauseArgs, want: bool) -> Result:
     return Result.ok(changed=True, data=data, msg=msg)
 
 
-@plugin.action(check=True, idempotent=True, inverse=_pause_inverse("k8s.rollout_resume"), mutates=True)
+@plugin.action(check=True, idempotent=True, inverse=_pause_inverse("k8s.rollout_resume"), inverse_actions=["k8s.rollout_resume"], mutates=True)
 def rollout_pause(ctx: ActionContext, args: PauseArgs) -> Result:
     """Pause a Deployment's rollout (template changes wait); rollback: resume, unless it was paused."""
     return _set_paused(ctx, args, True)
 
 
-@plugin.action(check=True, idempotent=True, inverse=_pause_inverse("k8s.rollout_pause"), mutates=True)
+@plugin.action(check=True, idempotent=True, inverse=_pause_inverse("k8s.rollout_pause"), inverse_actions=["k8s.rollout_pause"], mutates=True)
 def rollout_resume(ctx: ActionContext, args: PauseArgs) -> Result:
     """Resume a paused Deployment's rollout; rollback: pause again, unless it was not paused."""
     return _set_paused(ctx, args, False)

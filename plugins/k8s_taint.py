@@ -65,7 +65,7 @@ def _inverse(args: Any, result: Result) -> tuple[str, dict[str, Any]] | None:
     return "k8s.taints_restore", {**conn, "taints": removed}
 
 
-@plugin.action(check=True, idempotent=True, inverse=_inverse, mutates=True)
+@plugin.action(check=True, idempotent=True, inverse=_inverse, inverse_actions=["k8s.taint", "k8s.taints_restore", "k8s.untaint"], mutates=True)
 def taint(ctx: ActionContext, args: TaintArgs) -> Result:
     """Add a taint to a node (rollback: remove it, or put back the value it replaced)."""
     s = session(ctx, args)
@@ -96,7 +96,7 @@ def taint(ctx: ActionContext, args: TaintArgs) -> Result:
     return Result.ok(changed=True, data=data, msg=f"{verb} node {ref.name} with {_show(new)}{extra}")
 
 
-@plugin.action(check=True, idempotent=True, inverse=_inverse, mutates=True)
+@plugin.action(check=True, idempotent=True, inverse=_inverse, inverse_actions=["k8s.taint", "k8s.taints_restore", "k8s.untaint"], mutates=True)
 def untaint(ctx: ActionContext, args: UntaintArgs) -> Result:
     """Remove a node's taints with a key (and effect); rollback puts them back."""
     s = session(ctx, args)

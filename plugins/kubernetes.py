@@ -1013,7 +1013,7 @@ def _scale_inverse(args: ScaleArgs, result: Result) -> tuple[str, dict[str, Any]
     }
 
 
-@plugin.action(check=True, idempotent=True, inverse=_scale_inverse, mutates=True)
+@plugin.action(check=True, idempotent=True, inverse=_scale_inverse, inverse_actions=["k8s.scale"], mutates=True)
 def scale(ctx: ActionContext, args: ScaleArgs) -> Result:
     """Scale a Deployment/StatefulSet/ReplicaSet to `replicas` (capacity up or down)."""
     s = session(ctx, args)
@@ -1100,14 +1100,14 @@ def _node_inverse(action: str) -> Callable[[NodeArgs, Result], tuple[str, dict[s
     return inverse
 
 
-@plugin.action(check=True, idempotent=True, inverse=_node_inverse("k8s.uncordon"), mutates=True,
+@plugin.action(check=True, idempotent=True, inverse=_node_inverse("k8s.uncordon"), inverse_actions=["k8s.uncordon"], mutates=True,
                disrupts=True)
 def cordon(ctx: ActionContext, args: NodeArgs) -> Result:
     """Mark a node unschedulable (rollback: uncordon, unless it was cordoned already)."""
     return _set_unschedulable(ctx, args, True)
 
 
-@plugin.action(check=True, idempotent=True, inverse=_node_inverse("k8s.cordon"), mutates=True)
+@plugin.action(check=True, idempotent=True, inverse=_node_inverse("k8s.cordon"), inverse_actions=["k8s.cordon"], mutates=True)
 def uncordon(ctx: ActionContext, args: NodeArgs) -> Result:
     """Mark a node schedulable again (rollback: cordon, unless it was schedulable already)."""
     return _set_unschedulable(ctx, args, False)
@@ -1250,7 +1250,7 @@ class _Drain:
     # uid -> (namespace, ownerReference): controllers that replace the pods evicted
 
 
-@plugin.action(check=True, idempotent=True, inverse=_drain_inverse, mutates=True, disrupts=True)
+@plugin.action(check=True, idempotent=True, inverse=_drain_inverse, inverse_actions=["k8s.uncordon"], mutates=True, disrupts=True)
 def drain(ctx: ActionContext, args: DrainArgs) -> Result:
     """Cordon a node, then evict its pods (PDBs honoured; DaemonSet and mirror pods skipped).
 

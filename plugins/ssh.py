@@ -608,7 +608,7 @@ def _file_inverse(args: _FileArgs, result: Result) -> tuple[str, dict[str, Any]]
     return "ssh.copy", restore
 
 
-@plugin.action(check=True, idempotent=True, inverse=_file_inverse, mutates=True)
+@plugin.action(check=True, idempotent=True, inverse=_file_inverse, inverse_actions=["ssh.command", "ssh.copy"], mutates=True)
 @_as_result
 def copy(ctx: ActionContext, args: CopyArgs) -> Result:
     """Copy inline content or a local file to the host (atomic; changed only when it differs)."""
@@ -643,7 +643,7 @@ def render_template(source: str, context: Mapping[str, Any]) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-@plugin.action(check=True, idempotent=True, inverse=_file_inverse, mutates=True)
+@plugin.action(check=True, idempotent=True, inverse=_file_inverse, inverse_actions=["ssh.command", "ssh.copy"], mutates=True)
 @_as_result
 def template(ctx: ActionContext, args: TemplateArgs) -> Result:
     """Render a local Jinja2 template with host vars + `vars` and install it on the host."""
@@ -817,7 +817,7 @@ def _service_running(ctx: ActionContext, manager: str, name: str) -> bool:
     return False
 
 
-@plugin.action(check=True, idempotent=True, mutates=True, inverse=_service_inverse,
+@plugin.action(check=True, idempotent=True, mutates=True, inverse=_service_inverse, inverse_actions=["ssh.service"],
                disrupts=arg_in("state", ("stopped", "restarted")))
 @_as_result
 def service(ctx: ActionContext, args: ServiceArgs) -> Result:

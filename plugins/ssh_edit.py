@@ -216,7 +216,7 @@ def _edit(ctx: ActionContext, args: _EditArgs, apply: Callable[[str | None], tex
     return result
 
 
-@plugin.action(check=True, idempotent=True, inverse=_file_inverse)
+@plugin.action(check=True, idempotent=True, inverse=_file_inverse, inverse_actions=["ssh.command", "ssh.copy"])
 @_as_result
 def lineinfile(ctx: ActionContext, args: LineinfileArgs) -> Result:
     """Ensure one line is in a file (replacing the line regexp matches), or is not (state absent)."""
@@ -225,7 +225,7 @@ def lineinfile(ctx: ActionContext, args: LineinfileArgs) -> Result:
     return _edit(ctx, args, lambda text: textedit.lineinfile(text, args.path, **options), backup_key="backup")
 
 
-@plugin.action(check=True, idempotent=True, inverse=_file_inverse)
+@plugin.action(check=True, idempotent=True, inverse=_file_inverse, inverse_actions=["ssh.command", "ssh.copy"])
 @_as_result
 def blockinfile(ctx: ActionContext, args: BlockinfileArgs) -> Result:
     """Ensure a block of lines between two marker lines is in a file, or is not (state absent)."""
@@ -234,7 +234,7 @@ def blockinfile(ctx: ActionContext, args: BlockinfileArgs) -> Result:
     return _edit(ctx, args, lambda text: textedit.blockinfile(text, args.path, **options))
 
 
-@plugin.action(check=True, idempotent=True, inverse=_file_inverse)
+@plugin.action(check=True, idempotent=True, inverse=_file_inverse, inverse_actions=["ssh.command", "ssh.copy"])
 @_as_result
 def replace(ctx: ActionContext, args: ReplaceArgs) -> Result:
     """Replace every match of a regular expression in a file (optionally between after/before)."""

@@ -125,6 +125,9 @@ def _run_options(f: Any) -> Any:
                      show_default=True, help="When to run the inverses of completed actions."),
         click.option("--timeout", metavar="DURATION", help="Whole-run timeout, e.g. 15m."),
         click.option("--max-errors", type=int, help="Stop scheduling after this many failed nodes."),
+        click.option("--cancel-grace", default="5s", show_default=True, metavar="DURATION",
+                     help="How long a cancelled action (step or run timeout, Ctrl-C) may take to return; "
+                          "then the run abandons it, records its node in doubt and finishes."),
         click.option("--format", "fmt", type=click.Choice(["auto", "text", "json"]), default="auto",
                      help="Live progress (TTY), plain lines, or one JSON event per line."),
         _secret_opt,
@@ -258,19 +261,29 @@ def _real_run_of(record: Any, extra: tuple[str, ...], kw: dict[str, Any]) -> NoR
 def _request(kw: dict[str, Any], inventories: list[str]) -> Any:
     from opsbook.api import RunRequest
     from opsbook.execute import RunOptions
-    from opsbook.model import parse_duration
 
     split = lambda v: frozenset(t.strip() for t in v.split(",") if t.strip()) if v else frozenset()
     options = RunOptions(forks=kw["forks"], check=kw["check_mode"], diff=kw["diff"], rollback=kw["rollback"],
-                         timeout=parse_duration(kw["timeout"]) if kw.get("timeout") else None,
+                         timeout=_duration(kw, "timeout") if kw.get("timeout") else None,
                          max_errors=kw.get("max_errors"), tags=split(kw.get("tags")),
                          skip_tags=split(kw.get("skip_tags")),
-                         approval_timeout=parse_duration(kw["approval_timeout"]),
-                         four_eyes=bool(kw.get("four_eyes")))
+                         approval_timeout=_duration(kw, "approval_timeout"),
+                         four_eyes=bool(kw.get("four_eyes")),
+                         cancel_grace=_duration(kw, "cancel_grace", "5s"))
     request = RunRequest(inventory_sources=inventories, options=options)
     request.listeners = _listeners(kw, request)
     request.approver = _approver(kw, request)
     return request
+
+
+def _duration(kw: dict[str, Any], name: str, default: str = "") -> float:
+    """A duration option (--timeout 15m), or a usage error naming the option."""
+    from opsbook.model import parse_duration
+
+    try:
+        return parse_duration(kw.get(name) or default)
+    except ValueError as exc:
+        raise click.UsageError(f"--{name.replace('_', '-')}: {exc}") from None
 
 
 def _secret_params(kw: dict[str, Any], request: Any) -> dict[str, Any]:

@@ -92,12 +92,15 @@ class HostEnd:
     rolled_back: list[str] = field(default_factory=list)
     rollback_failed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    in_doubt: list[str] = field(default_factory=list)  # may have changed it: abandoned, or cut short
     touched: bool = False
 
     def text(self) -> str:
         if not self.touched:
             return "never touched"
         parts = []
+        if self.in_doubt:
+            parts.append("IN DOUBT (check the host): " + ", ".join(self.in_doubt))
         if self.failed:
             parts.append("failed: " + ", ".join(self.failed))
         if self.rollback_failed:
@@ -125,6 +128,8 @@ def end_state(view: RunView) -> list[HostEnd]:
         name = view.step(node.step_id).name
         if node.status in FAILED and not view.step(node.step_id).ignore_errors:
             end.failed.append(f"{name} ({_clip(node.msg, 160)})" if node.msg else name)
+        elif node.status in ("unknown", "started"):  # a real run's (a dry run has no end state)
+            end.in_doubt.append(f"{name} ({_clip(node.msg, 160)})" if node.msg else name)
         entries = undo.get(node.node_id, [])
         if not (node.changed and node.status == "ok") and not entries:
             continue

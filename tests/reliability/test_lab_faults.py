@@ -296,7 +296,10 @@ def test_frozen_host_times_out_within_the_grace_and_the_run_ends(lab_healed, lab
     assert b.summary.status == "failed"
     started = next(e.ts for e in b.events if e.kind == "node_started" and e.node_id == "probe-the-host@web2")
     decided = b.finished("probe the host", "web2")[0]
-    assert decided.data["status"] == "timed_out"
+    # the action returns at its timeout (timed_out), or the scheduler abandons it after the
+    # grace, in doubt (unknown: the command may have reached the host; see opsbook.abandon)
+    assert decided.data["status"] == "timed_out" or (
+        decided.data["status"] == "unknown" and "abandoned, in doubt" in decided.data["msg"]), decided.data
     assert decided.ts - started < 3 + 5 + 1, "the scheduler gives up at the timeout plus its grace"
     assert b.node("probe-the-host", "web1").status == "ok"
     assert b.summary.finished - started < 30, "the run ends"

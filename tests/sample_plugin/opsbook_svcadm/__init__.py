@@ -56,7 +56,8 @@ def _set_inverse(args: SetArgs, result: Result) -> tuple[str, dict[str, Any]] | 
     return "svcadm.set", {"service": args.service, "state_dir": args.state_dir, "state": before}
 
 
-@plugin.action(check=True, idempotent=True, mutates=True, inverse=_set_inverse, data=["before", "state"])
+@plugin.action(check=True, idempotent=True, mutates=True, inverse=_set_inverse, inverse_actions=["svcadm.set"],
+               data=["before", "state"])
 def set(ctx: ActionContext, args: SetArgs) -> Result:  # noqa: A001 - the action's name
     """Put a service in a state; the rollback puts the previous state back."""
     before = read_state(ctx, args)
@@ -106,7 +107,7 @@ def _broken_inverse(args: SetArgs, result: Result) -> tuple[str, dict[str, Any]]
     raise RuntimeError("the previous state was not kept")
 
 
-@plugin.action(check=True, mutates=True, inverse=_broken_inverse)
+@plugin.action(check=True, mutates=True, inverse=_broken_inverse, inverse_actions=["svcadm.set"])
 def set_without_undo(ctx: ActionContext, args: SetArgs) -> Result:
     """Like set, but its inverse raises (a plugin bug the contract must make loud)."""
     return set(ctx, args)
@@ -129,7 +130,28 @@ def _missing_inverse(args: SetArgs, result: Result) -> tuple[str, dict[str, Any]
     return "svcadm_extras.restore", {"service": args.service}  # a plugin that is not installed
 
 
-@plugin.action(check=True, mutates=True, inverse=_missing_inverse)
+@plugin.action(check=True, mutates=True, inverse=_missing_inverse, inverse_actions=["svcadm_extras.restore"])
 def set_with_missing_undo(ctx: ActionContext, args: SetArgs) -> Result:
     """Like set, but its inverse names an action nobody installed."""
     return set(ctx, args)
+
+
+class StubbornArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(30.0, gt=0, le=120, description="How long to sleep, cancelled or not.")
+    marker: str | None = Field(None, description="A file written when the sleep is over (the test sees the "
+                                                 "abandoned thread finish, or not).")
+
+
+@plugin.action(mutates=True)
+def stubborn(ctx: ActionContext, args: StubbornArgs) -> Result:
+    """Sleeps, deaf to ctx.cancelled (a plugin bug: the run abandons it after the grace period).
+
+    time.sleep, where ctx.sleep would return as soon as the node is cancelled: a run must
+    not wait for such an action (docs/plugins.md, "Cancellation")."""
+    time.sleep(args.seconds)
+    if args.marker:
+        with open(args.marker, "w", encoding="utf-8") as out:
+            out.write("slept\n")
+    return Result.ok(changed=True, msg=f"slept {args.seconds:g}s")

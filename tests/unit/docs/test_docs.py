@@ -187,10 +187,10 @@ def example_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Write the plugin files of docs/plugins.md to a folder on sys.path."""
     folder = tmp_path / "example"
     folder.mkdir()
-    for name in ("opsbook_maint.py", "opsbook_chroot.py", "test_opsbook_maint.py"):
+    for name in ("opsbook_maint.py", "opsbook_chroot.py", "opsbook_cmdb.py", "test_opsbook_maint.py"):
         (folder / name).write_text(python_file(name))
     monkeypatch.syspath_prepend(str(folder))
-    for name in ("opsbook_maint", "opsbook_chroot", "test_opsbook_maint"):
+    for name in ("opsbook_maint", "opsbook_chroot", "opsbook_cmdb", "test_opsbook_maint"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     return folder
 
@@ -248,6 +248,24 @@ def test_example_plugin_tests_pass(example_modules: Path, tmp_path: Path) -> Non
             kwargs["tmp_path"] = tmp_path / f"t{index}"
             kwargs["tmp_path"].mkdir()
         test(**kwargs)
+
+
+def test_example_inventory_source_serves_hosts_behind_its_scheme(example_modules: Path, tmp_path: Path) -> None:
+    """The inventory hook of docs/plugins.md (`-i cmdb://...`), as `-i docker://` uses it."""
+    import opsbook_cmdb
+    from opsbook.api import load_inventory_sources
+    from opsbook.errors import UserError
+
+    registry = Registry.from_entry_points()
+    registry.add(opsbook_cmdb.plugin)
+    export = tmp_path / "cmdb.csv"
+    export.write_text("name,address,role\nweb1,10.0.0.1,web\nweb2,10.0.0.2,web\ndb1,10.0.0.9,db\n")
+    inventory = load_inventory_sources([f"cmdb://?file={export}&role=web"], registry)
+    assert [h.name for h in inventory.match("web")] == ["web1", "web2"]
+    assert inventory.hosts["web1"].vars["ansible_host"] == "10.0.0.1"
+    assert "db1" not in inventory.hosts
+    with pytest.raises(UserError, match=r"cmdb:// needs \?file=PATH"):
+        load_inventory_sources(["cmdb://?role=web"], registry)
 
 
 def test_example_connection_follows_the_protocol(example_modules: Path, tmp_path: Path) -> None:

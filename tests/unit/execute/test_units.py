@@ -11,7 +11,9 @@ from opsbook.api import load_inventory_sources, make_plan
 from opsbook.cancel import Cancelled, CancelToken
 from opsbook.gates import ApprovalGates, ApprovalRequest
 from opsbook.rollback import order
-from opsbook.scheduler import TIMEOUT_GRACE, Deadlines, Ready, Thresholds, batch_index
+from opsbook.abandon import Stragglers, claim, give_up
+from opsbook.noderun import NodeTicket
+from opsbook.scheduler import Deadlines, Ready, Thresholds, Workers, batch_index
 
 
 def _entry(seq: int, host: str | None, node: str = "n") -> dict:
@@ -106,19 +108,77 @@ class FakeClock:
         return self.t
 
 
-def test_deadlines_cancel_a_late_node_then_give_up_on_it_after_the_grace():
+def test_deadlines_cancel_a_late_node():
     clock = FakeClock()
     deadlines = Deadlines(None, clock)
     deadlines.start("a", 10)
     deadlines.start("b", 30)
-    assert deadlines.check(["a", "b"]) == (False, [], [])
+    assert deadlines.check(["a", "b"]) == (False, [])
     clock.t += 10.5
     assert deadlines.left("a") == 0.0 and deadlines.left("b") == pytest.approx(19.5)
-    assert deadlines.check(["a", "b"]) == (False, ["a"], [])
-    clock.t += TIMEOUT_GRACE
-    assert deadlines.check(["a", "b"]) == (False, ["a"], ["a"])
-    assert deadlines.get("a") is None, "a node given up on has no deadline left"
-    assert deadlines.check(["b"]) == (False, [], []), "a node no longer running is not cancelled"
+    assert deadlines.check(["a", "b"]) == (False, ["a"])
+    assert deadlines.check(["b"]) == (False, []), "a node no longer running is not cancelled"
+
+
+def _ticket(node_id: str, cancel: CancelToken) -> NodeTicket:
+    from types import SimpleNamespace
+
+    step = SimpleNamespace(timeout=2.0)
+    return NodeTicket(SimpleNamespace(id=node_id, step=step), cancel)  # type: ignore[arg-type]
+
+
+def test_a_cancelled_node_is_given_up_once_the_grace_has_passed_since_its_cancellation_was_seen():
+    clock = FakeClock()
+    stragglers = Stragglers(5.0, clock)
+    a, b = _ticket("a", CancelToken()), _ticket("b", CancelToken())
+    inflight = {"a": a, "b": b}
+    assert stragglers.due(inflight) == [], "nothing cancelled"
+    b.cancel.set("interrupted")  # b waits for a thread: nothing of it runs
+    a.worker = "node-0"
+    a.cancel.set("timed out")
+    clock.t += 100  # the grace counts from when the cancellation is first seen, not from the start
+    assert stragglers.due(inflight) == []
+    clock.t += 5.0
+    assert stragglers.due(inflight) == [], "exactly the grace: not yet"
+    clock.t += 0.1
+    assert stragglers.due(inflight) == [a], "b is not counted while no thread runs it"
+    assert "timed out after 2s; x.y did not stop within 5s of being cancelled: abandoned, in doubt" in \
+        stragglers.why(a, "x.y")
+    del inflight["a"]
+    assert stragglers.due(inflight) == [] and not stragglers._since, "a node no longer in flight is forgotten"
+
+
+def test_the_worker_and_the_scheduler_never_both_own_a_nodes_outcome():
+    returned, stuck = _ticket("a", CancelToken()), _ticket("b", CancelToken())
+    assert claim(returned) and not give_up(returned), "an action that returned is recorded by its worker"
+    assert give_up(stuck) and not claim(stuck), "an abandoned action's late result is only noted"
+    assert not give_up(stuck), "abandoned once"
+
+
+def test_a_forsaken_worker_is_not_waited_for_and_another_takes_its_place():
+    import threading
+
+    release = threading.Event()
+    started = threading.Event()
+    done: list[str] = []
+    holder: dict[str, threading.Thread] = {}
+
+    def stuck() -> None:
+        holder["t"] = threading.current_thread()
+        started.set()
+        release.wait(30)
+        done.append("stuck")
+
+    with Workers(1) as workers:
+        workers.submit(stuck)
+        assert started.wait(10)
+        workers.forsake(holder["t"])
+        workers.submit(done.append, "next")  # runs on a new thread although size is 1
+    assert done == ["next"], "the end of the pool waited for the new thread only"
+    assert holder["t"].is_alive() and holder["t"].daemon
+    release.set()
+    holder["t"].join(10)
+    assert done == ["next", "stuck"]
 
 
 def test_the_runs_deadline_expires_once():

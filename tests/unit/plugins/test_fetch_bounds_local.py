@@ -1,6 +1,6 @@
 """ssh.fetch over the local connection (`ansible_connection: local`) keeps the same bounds as
 over SFTP (issue 24 item 8): max_size, the timeout, cancellation, no partial file, and the
-checksum computed while copying."""
+checksum computed while copying. Written with the plugin test kit, opsbook.testing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import hashlib
 import threading
 from pathlib import Path
 
-from opsbook.plugin import ActionContext, HostInfo, Result, Status
+from opsbook.plugin import Result, Status
+from opsbook.testing import run_action
 from opsbook_plugins.local import LocalConnection
 from opsbook_plugins.ssh import plugin
 
@@ -17,12 +18,8 @@ MiB = 1024 * 1024
 
 def _fetch(tmp_path: Path, args: dict, timeout: float | None = None,
            cancelled: threading.Event | None = None) -> Result:
-    spec = plugin.actions["fetch"]
-    conn = LocalConnection()
-    ctx = ActionContext(host=HostInfo("ctl", {"ansible_connection": "local"}), step_name="fetch",
-                        timeout=timeout, cancelled=cancelled or threading.Event(),
-                        evidence_dir=tmp_path / "evidence", _connect=lambda _h: conn)
-    return spec.fn(ctx, spec.parse_args(args))
+    return run_action(plugin, "fetch", args, host="ctl", host_vars={"ansible_connection": "local"}, timeout=timeout,
+                      cancelled=cancelled, evidence_dir=tmp_path / "evidence", connection=LocalConnection()).result
 
 
 def _files(tmp_path: Path) -> list[str]:
@@ -68,12 +65,11 @@ class _OldStyleConnection(LocalConnection):
 def test_a_connection_without_the_transfer_parameter_is_still_bounded_after_the_copy(tmp_path: Path):
     source = tmp_path / "big.bin"
     source.write_bytes(b"y" * (2 * MiB))
-    spec = plugin.actions["fetch"]
     conn = _OldStyleConnection()
-    ctx = ActionContext(host=HostInfo("ctl", {}), step_name="fetch", evidence_dir=tmp_path / "evidence",
-                        _connect=lambda _h: conn)
-    refused = spec.fn(ctx, spec.parse_args({"src": str(source), "max_size": "1MiB"}))
+    refused = run_action(plugin, "fetch", {"src": str(source), "max_size": "1MiB"}, host="ctl",
+                         evidence_dir=tmp_path / "evidence", connection=conn).result
     assert refused.status is Status.FAILED and "larger than max_size (1 MiB)" in refused.msg
     assert _files(tmp_path) == []
-    ok = spec.fn(ctx, spec.parse_args({"src": str(source)}))
+    ok = run_action(plugin, "fetch", {"src": str(source)}, host="ctl", evidence_dir=tmp_path / "evidence",
+                    connection=conn).result
     assert ok.status is Status.OK and ok.data["checksum"] == hashlib.sha256(source.read_bytes()).hexdigest()

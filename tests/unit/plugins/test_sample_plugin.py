@@ -184,3 +184,197 @@ steps:
 
     finished = [json.loads(line) for line in events.stdout.splitlines() if '"rollback_finished"' in line]
     assert finished and finished[0]["status"] == "failed" and "not installed" in finished[0]["msg"], finished
+
+
+# -- a plugin that ignores cancellation: the run abandons it after the grace period -------------
+
+def _stubborn_book(tmp_path: Path, state: Path, timeout: str | None) -> Path:
+    """A change (rolled back at the end), then svcadm.stubborn: time.sleep(30), deaf to ctx.cancelled."""
+    rb = tmp_path / "rb.yaml"
+    rb.write_text(f"""opsbook: 1
+name: svcadm-stubborn
+steps:
+  - name: web to maintenance
+    svcadm.set: {{service: web, state: maintenance, state_dir: "{state}"}}
+  - name: stuck
+    svcadm.stubborn: {{seconds: 30, marker: "{tmp_path / 'slept'}"}}
+{f'    timeout: {timeout}' if timeout else ''}
+  - name: afterwards
+    local.command: "true"
+""")
+    return rb
+
+
+def _ends_before_the_sleep(proc: subprocess.Popen[str], bound: float = 20.0) -> tuple[str, str]:
+    """The run's output, once it ended: it must end before the 30 s sleep does (polled with
+    a deadline; a run still going at `bound` s waits for the stubborn action)."""
+    from opsbook_lab.pytest_plugin import wait_for
+
+    try:
+        wait_for("the run to end without waiting for the stubborn action", lambda: proc.poll() is not None,
+                 timeout=bound, interval=0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("how", ["timeout", "SIGINT", "SIGTERM"])
+def test_an_action_that_ignores_cancellation_is_abandoned_and_the_run_ends(svcadm, tmp_path, how):
+    import json
+    import signal
+
+    from opsbook.journal import Journal
+    from opsbook_lab.pytest_plugin import wait_for
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "web").write_text("online\n")
+    rb = _stubborn_book(tmp_path, state, "1s" if how == "timeout" else None)
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "json", "--cancel-grace", "2s"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            stdin=subprocess.DEVNULL)
+
+    def stuck_started() -> bool:
+        if not (tmp_path / "j.db").exists():
+            return False
+        journal = Journal(tmp_path / "j.db")
+        try:
+            node = journal.nodes(journal.latest_run_id()).get("stuck@localhost")
+        except Exception:  # noqa: BLE001 - the run is not recorded yet
+            return False
+        finally:
+            journal.close()
+        return node is not None and node.status in ("started", "unknown")
+
+    wait_for("the stubborn action to start", stuck_started, timeout=60, interval=0.1)  # start-up is not bounded here
+    if how != "timeout":
+        proc.send_signal(getattr(signal, how))
+    out, err = _ends_before_the_sleep(proc)
+    want = {"timeout": 1, "SIGINT": 130, "SIGTERM": 143}[how]
+    assert proc.returncode == want, out + err
+    assert not (tmp_path / "slept").exists(), "the run did not wait for the stubborn action"
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    stuck = [e for e in events if e["event"] == "node_finished" and e.get("step") == "stuck"]
+    assert stuck and stuck[0]["status"] == "unknown", stuck
+    assert "svcadm.stubborn did not stop within 2s of being cancelled: abandoned, in doubt" in stuck[0]["msg"]
+    journal = Journal(tmp_path / "j.db")
+    run_id = journal.latest_run_id()
+    node = journal.nodes(run_id)["stuck@localhost"]
+    assert node.status == "unknown", node  # in doubt: a resume asks, as after a crash mid-action
+    abandoned = [data for _, kind, _, data in journal.events(run_id) if kind == "abandoned"]
+    assert abandoned and abandoned[0]["action"] == "svcadm.stubborn", abandoned
+    assert (state / "web").read_text() == "online\n", "the rollbacks it could run ran"
+    shown = subprocess.run([sys.executable, "-m", "opsbook", "show", run_id], capture_output=True, text=True,
+                           env=env, timeout=60).stdout
+    assert "abandoned" in shown and "unknown" in shown
+    if how != "timeout":
+        return
+    report = subprocess.run([sys.executable, "-m", "opsbook", "report", run_id], capture_output=True, text=True,
+                            env=env, timeout=60).stdout
+    assert "| localhost | IN DOUBT (check the host): stuck (timed out after 1s; svcadm.stubborn did not stop" in report
+    resumed = subprocess.run([sys.executable, "-m", "opsbook", "resume", run_id, "--format", "text"],
+                             capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    assert resumed.returncode == 4, resumed.stderr  # a human must confirm the in-doubt action
+    assert f"confirm a re-run with: opsbook resume {run_id} --confirm stuck@localhost" in resumed.stderr
+
+
+def test_check_and_plugins_name_an_inverse_that_runs_an_action_not_installed(svcadm, tmp_path):
+    rb = tmp_path / "rb.yaml"
+    rb.write_text("""opsbook: 1
+name: svcadm-missing-undo
+steps:
+  - name: web to maintenance
+    svcadm.set_with_missing_undo: {service: web, state: maintenance}
+  - name: with its own rollback
+    svcadm.set_with_missing_undo: {service: web, state: online}
+    rollback:
+      svcadm.set: {service: web, state: maintenance}
+  - name: a declared inverse that is installed
+    svcadm.set: {service: web, state: online}
+""")
+
+    def ob(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db")})
+
+    checked = ob("check", "--no-policy", str(rb))
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    said = checked.stdout + checked.stderr
+    assert (f"{rb}:4:5: error: svcadm.set_with_missing_undo: its rollback runs svcadm_extras.restore, which is not "
+            'installed (no plugin named "svcadm_extras" is installed; did you mean "svcadm"?)') in said, said
+    assert said.count("its rollback runs") == 1, "a step with its own rollback: does not use the inverse"
+    assert "Traceback" not in said
+    listed = ob("plugins", "svcadm")
+    assert listed.returncode == 0
+    lines = listed.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  svcadm.set_with_missing_undo "))
+    assert lines[at + 1].strip().startswith("PROBLEM: its rollback runs svcadm_extras.restore, which is not installed")
+    assert "      rollback runs: svcadm.set" in lines
+    import json
+
+    data = json.loads(ob("plugins", "svcadm", "--format", "json").stdout)["svcadm"]["actions"]
+    assert data["set"]["rollback_actions"] == ["svcadm.set"] and data["set"]["problems"] == []
+    assert "svcadm_extras.restore" in data["set_with_missing_undo"]["problems"][0]
+
+
+def test_a_third_party_actions_diff_is_shown_live_by_show_and_by_the_report(svcadm, tmp_path):
+    """--diff takes the same path for an installed plugin's action as for a built-in one."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "web").write_text("online\n")
+    rb = tmp_path / "rb.yaml"
+    rb.write_text(f"""opsbook: 1
+name: svcadm-diff
+steps:
+  - name: web to maintenance
+    svcadm.set: {{service: web, state: maintenance, state_dir: "{state}"}}
+""")
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+
+    def ob(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, env=env,
+                              timeout=120, stdin=subprocess.DEVNULL)
+
+    dry = ob("run", str(rb), "--check", "--diff", "--format", "text")
+    assert dry.returncode == 0, dry.stderr
+    assert "diff      web to maintenance @ localhost\n    web: online -> maintenance" in dry.stderr
+    assert (state / "web").read_text() == "online\n"
+    done = ob("run", str(rb), "--diff", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    import json
+
+    diffs = [json.loads(line) for line in done.stdout.splitlines() if '"node_diff"' in line]
+    assert [d["diff"] for d in diffs] == ["web: online -> maintenance"], done.stdout
+    assert "diff of web to maintenance @ localhost:\n    web: online -> maintenance" in ob("show", "last").stdout
+    assert "web: online -> maintenance" in ob("report", "last").stdout
+
+
+def test_a_run_time_argument_error_names_the_step_and_the_argument(svcadm, tmp_path):
+    """An argument that is only wrong once rendered fails the node with the step's
+    file:line:col and the argument's name, not pydantic's bare `: : Value error`."""
+    rb = tmp_path / "rb.yaml"
+    rb.write_text(f"""opsbook: 1
+name: svcadm-arg
+vars:
+  wanted: up
+steps:
+  - name: web to state
+    svcadm.set: {{service: web, state: "{{{{ wanted }}}}", state_dir: "{tmp_path}"}}
+""")
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    done = subprocess.run([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "text"], capture_output=True,
+                          text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (f"{rb.name}:6:5: svcadm.set: invalid arguments after rendering: state: Input should be 'online', "
+            "'offline' or 'maintenance'") in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_plugins_name_of_a_plugin_not_installed_is_an_error(svcadm):
+    done = subprocess.run([sys.executable, "-m", "opsbook", "plugins", "svcadmn"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert 'no plugin named "svcadmn" (did you mean "svcadm"?); installed: ' in done.stderr
+    assert "Traceback" not in done.stderr
