@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from opsbook import dryrun
+from opsbook import dryrun, facts
 from opsbook.capture import clip_text
 from opsbook.cancel import NEVER, CancelToken
 from opsbook.compile import Node
@@ -129,7 +129,8 @@ class NodeRunner:
                          or step.changed_when or step.approve or step.delegate_to or step.rollback
                          or step.keep_healthy or step.register or self.svc.plan.runbook.vars
                          or holds_template(step.action.args if step.action else None)
-                         or (step.action is not None and step.action.expression_fields))
+                         or (step.action is not None and step.action.expression_fields)
+                         or (step.action is not None and getattr(self.spec(step), "reads_vars", False)))
             self._renders[step.id] = known
         return known
 
@@ -146,7 +147,8 @@ class NodeRunner:
         state = self.states.view(name)
         base = builtin_names(name, host.vars, self._groups, svc.plan.params, str(svc.runbook_dir))
         base.update(hostvars=self.states.hostvars, run={"id": svc.run_id, "check": self.opts.check},
-                    ansible_check_mode=self.opts.check, **self._play_hosts(node))
+                    ansible_check_mode=self.opts.check, ansible_verbosity=self.opts.verbosity,
+                    **self._play_hosts(node))
         return Scope(base, svc.plan.runbook.vars, svc.plan.params, (state.facts, state.registered),
                      node.step.vars, extra or EMPTY).resolve()
 
@@ -165,6 +167,19 @@ class NodeRunner:
     # -- one node --------------------------------------------------------------------------
     def run(self, ticket: NodeTicket) -> Outcome:
         node = ticket.node
+        gathered: dict[str, Any] = {}
+        if node.host and facts.wanted(node.step, self.svc.plan.runbook, self.states.view(node.host).facts):
+            found = facts.gather(self.svc, node.host, ticket.cancel, self.deadlines.get(node.id))
+            if found.failed_:
+                return outcome_of(found.status, found.msg)
+            gathered = found.facts
+        outcome = self._run(ticket, gathered)
+        if gathered:  # recorded on the host, and in the journal with this node (see opsbook.facts)
+            outcome.result.facts = {**gathered, **outcome.result.facts}
+        return outcome
+
+    def _run(self, ticket: NodeTicket, gathered: Mapping[str, Any]) -> Outcome:
+        node = ticket.node
         step = node.step
         start = time.time()
         action = step.action
@@ -178,7 +193,7 @@ class NodeRunner:
             if unknown is not None:
                 return unknown
         try:
-            ctx_vars = self.context_for(node) if self._needs_context(step) else self._host_only(node)
+            ctx_vars = self.context_for(node, gathered) if gathered or self._needs_context(step) else self._host_only(node)
             if step.loop is None and not step.when:
                 items: list[tuple[Any, Any]] = []  # the common case, without a call
             else:

@@ -75,6 +75,7 @@ class Result:
     data: dict[str, Any] = field(default_factory=dict)  # extra fields for `register`
     facts: dict[str, Any] = field(default_factory=dict)  # become host variables (set_fact)
     diff: str | None = None
+    show: bool = False  # `msg` is for people (debug): shown at normal verbosity, not only with -v
     evidence: list[Evidence] = field(default_factory=list)
     # Set by the executor:
     duration: float = 0.0
@@ -380,6 +381,7 @@ class ActionSpec:
     argv_fields: frozenset[str] = frozenset()  # a string here is a command line: rendered to an argv
     # takes capacity out of service (drain, stop, isolate): `keep_healthy` applies
     disrupts: bool | ArgsTest = False
+    reads_vars: bool = False  # reads the host's variables through ctx.variables (debug's `var`, setup)
 
     def mutates_with(self, args: Any) -> bool:
         """Whether this call, with its arguments as written, may change state on a target."""
@@ -538,6 +540,7 @@ class Plugin:
         evidence: EvidenceFn | None = None,
         observes: bool = False,
         argv: Sequence[str] = (),
+        reads_vars: bool = False,
     ) -> Any:
         """Register an action; its second parameter's annotation is the argument model."""
 
@@ -562,6 +565,7 @@ class Plugin:
                 observes=observes,
                 argv_fields=frozenset(argv),
                 disrupts=disrupts,
+                reads_vars=reads_vars,
             )
             return func
 

@@ -51,6 +51,8 @@ class RunOptions:
     confirm_rerun: frozenset[str] = frozenset()  # in-doubt node ids confirmed to run again ("*" = all)
     approval_timeout: float = 3600.0
     four_eyes: bool = False  # gates need someone other than the run's starter (approved_by: another)
+    verbosity: int = 0  # -v count: `ansible_verbosity` (debug's `verbosity:`)
+    force_handlers: bool = False  # --force-handlers: notified handlers run on failed hosts too
 
 
 class RunClock:

@@ -1,0 +1,45 @@
+"""Facts gathered before a node: `gather_facts:` on a step, or on the runbook.
+
+A node whose step (or runbook) asks for facts, on a host the run has no gathered facts
+of yet, first runs the action that speaks Ansible's `setup` module (`ssh.setup` of the
+built-in plugins: one round trip over the host's connection) with `cache: true`. The
+facts become the node's own template variables at once, and its outcome's facts, so that
+the executor records them on the host (later nodes read them, `hostvars[h]` shows them)
+and the journal keeps them with the node: a resumed run reads them back and does not
+gather again. The engine knows no connection: it asks the registry who speaks `setup`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opsbook.plugin import ActionContext, Result
+
+
+def wanted(step: Any, runbook: Any, facts: Mapping[str, Any]) -> bool:
+    """Whether a node of `step` must gather on a host whose facts are `facts`."""
+    asked = step.gather_facts if step.gather_facts is not None else runbook.gather_facts
+    known = facts.get("ansible_facts")
+    return bool(asked) and not (isinstance(known, Mapping) and known.get("module_setup"))
+
+
+def gather(svc: Any, host: str, cancel: Any, deadline: float | None) -> Result:
+    """Gather `host`'s facts with the registry's `setup` action (a failed Result says why)."""
+    name = svc.registry.ansible_action("setup")
+    spec = svc.registry.action(name) if name else None
+    if spec is None:
+        return Result.failed("gather_facts: no installed plugin gathers facts (Ansible's setup module)")
+    ctx = ActionContext(host=svc.hostinfo(host), step_name="Gathering Facts", check_mode=False,
+                        timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
+                        cancelled=cancel, secrets=svc.secrets, run_id=svc.run_id,
+                        runbook_dir=svc.runbook_dir, variables={}, _connect=svc.pool.get,
+                        _lookup_host=svc.hostinfo)
+    try:
+        result = spec.fn(ctx, spec.parse_args({"cache": True}))
+    except Exception as exc:  # noqa: BLE001 - a connection problem is the node's failure
+        return Result.failed(f"gathering facts on {host} failed: {exc}")
+    if result.failed_:
+        result.msg = f"gather_facts: {result.msg}"
+    return result
