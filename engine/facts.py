@@ -18,6 +18,22 @@ from typing import Any
 from opsbook.plugin import ActionContext, Result
 
 
+# The variables gathering defines (what `opsbook check` accepts after gather_facts or a setup step).
+FACTS = ("hostname", "nodename", "fqdn", "domain", "default_ipv4", "all_ipv4_addresses", "interfaces",
+         "mounts", "memtotal_mb", "memfree_mb", "swaptotal_mb", "swapfree_mb", "processor_vcpus",
+         "distribution", "distribution_version", "distribution_major_version", "distribution_release",
+         "os_family", "system", "kernel", "architecture", "machine", "date_time", "uptime_seconds", "service_mgr")
+FACT_NAMES = frozenset({"ansible_facts", *(f"ansible_{name}" for name in FACTS)})
+SETUP_ACTION = "ssh.setup"  # the built-in action that speaks Ansible's setup
+
+
+def gathers(runbook: Any) -> bool:
+    """Whether a run of the runbook may gather facts (gather_facts anywhere, or a setup step)."""
+    steps = runbook.all_steps() + list(runbook.handlers)
+    return runbook.gather_facts or any(s.gather_facts or (s.action is not None and s.action.name == SETUP_ACTION)
+                                       for s in steps)
+
+
 def wanted(step: Any, runbook: Any, facts: Mapping[str, Any]) -> bool:
     """Whether a node of `step` must gather on a host whose facts are `facts`."""
     asked = step.gather_facts if step.gather_facts is not None else runbook.gather_facts
@@ -43,3 +59,10 @@ def gather(svc: Any, host: str, cancel: Any, deadline: float | None) -> Result:
     if result.failed_:
         result.msg = f"gather_facts: {result.msg}"
     return result
+
+
+def landed(outcome: Any, gathered: Mapping[str, Any] | None) -> Any:
+    """The node's outcome with the facts gathered for it: recorded on the host and in the journal."""
+    if gathered:
+        outcome.result.facts = {**gathered, **outcome.result.facts}
+    return outcome

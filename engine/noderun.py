@@ -59,6 +59,7 @@ class NodeTicket:
     ahead: bool = False  # its start is written already (by the scheduling round that handed it out)
     pure: bool = False  # no side effect: nothing to write ahead, nothing to cancel
     abandoned: bool = False  # the scheduler recorded it timed out and moved on: its result is only noted
+    gathered: Any = None  # facts gathered for it first (opsbook.facts): recorded with its outcome
 
 
 class NodeDeadlines(Protocol):
@@ -167,16 +168,13 @@ class NodeRunner:
     # -- one node --------------------------------------------------------------------------
     def run(self, ticket: NodeTicket) -> Outcome:
         node = ticket.node
-        gathered: dict[str, Any] = {}
         if node.host and facts.wanted(node.step, self.svc.plan.runbook, self.states.view(node.host).facts):
             found = facts.gather(self.svc, node.host, ticket.cancel, self.deadlines.get(node.id))
             if found.failed_:
                 return outcome_of(found.status, found.msg)
-            gathered = found.facts
-        outcome = self._run(ticket, gathered)
-        if gathered:  # recorded on the host, and in the journal with this node (see opsbook.facts)
-            outcome.result.facts = {**gathered, **outcome.result.facts}
-        return outcome
+            ticket.gathered = found.facts
+        outcome = self._run(ticket, ticket.gathered or {})
+        return facts.landed(outcome, ticket.gathered)
 
     def _run(self, ticket: NodeTicket, gathered: Mapping[str, Any]) -> Outcome:
         node = ticket.node
@@ -293,7 +291,7 @@ class NodeRunner:
             results.append(result)
             if cancel.is_set():
                 break
-        outcome = self._combine(node, results)
+        outcome = facts.landed(self._combine(node, results), ticket.gathered)
         if self.opts.check and outcome.status in (Status.FAILED, Status.TIMED_OUT) and node.id not in self.dry.own_fault:
             unmade = dryrun.before(node, self.dry.upstream(node.id))
             if unmade:  # rule 3 of opsbook.dryrun
@@ -707,3 +705,4 @@ def _keep_traceback(svc: Any, node: Node, spec: ActionSpec, exc: BaseException) 
     if os.environ.get("OPSBOOK_DEBUG"):
         print(f"{spec.full_name} raised in step \"{node.step.name}\" ({node.step.pos}) on {node.host or 'localhost'}:\n"
               f"{text}", file=sys.stderr, flush=True)
+
