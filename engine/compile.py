@@ -446,13 +446,15 @@ def inherit(child: Step, block: Step, block_vars: Mapping[str, Any], first: bool
         delegate_to=pick("delegate_to"),
         no_log=pick("no_log"),
         timeout=pick("timeout"),
+        gather_facts=pick("gather_facts"),
         approve=approve,
         approve_scope=scope,
         explicit=own | (block.explicit & INHERITED),
     )
 
 
-INHERITED = frozenset({"become", "become_user", "ignore_errors", "delegate_to", "no_log", "timeout", "approve"})
+INHERITED = frozenset({"become", "become_user", "ignore_errors", "delegate_to", "no_log", "timeout", "approve",
+                       "gather_facts"})
 
 
 def _suffix_ids(step: Step, suffix: str) -> Step:

@@ -51,7 +51,8 @@ def test_rolling_restart_restarts_one_host_at_a_time_through_a_flushed_handler(p
     for host in ("web1", "web2"):
         assert lh.sh_ok(lab, host, "cat /run/nginx.pid").strip() != before[host], f"nginx on {host} was not restarted"
         assert f"{host}: Debian" in result.msg("where the restarts go", host)
-        assert result.status_of("restart", host) == "ok"
+        # the flushed copy ran; the one at the end had nothing left to do
+        assert sorted(e["status"] for e in result.finished("restart", host)) == ["ok", "skipped"]
     first, second = sorted(("web1", "web2"), key=lambda h: lh.started_at(result, "restart", h))
     # the handler ran mid-run (flushed), and the second host started only after the first was back
     assert lh.started_at(result, "the host answers again", first) > lh.started_at(result, "restart", first)
