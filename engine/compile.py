@@ -613,7 +613,9 @@ def _expand(b: _Builder) -> tuple[dict[str, Node], list[tuple[str, str]]]:
     for a, c in sorted(b.step_edges, key=lambda e: (b.leaves[e[1]].order, b.leaves[e[0]].order)):
         la, lc = b.leaves[a], b.leaves[c]
         per_host = (la.hosts == lc.hosts and not la.step.run_once and not lc.step.run_once
-                    and not barrier_step(la.step) and not barrier_step(lc.step)
+                    # inside `serial` batches the batch gates order the hosts already
+                    and not (barrier_step(la.step) and la.serial_owner is None)
+                    and not (barrier_step(lc.step) and lc.serial_owner is None)
                     and (la.serial_owner == lc.serial_owner or (la.serial_owner is None and lc.serial_owner is None)))
         if per_host and la.hosts:
             edges.extend((f"{a}@{h}", f"{c}@{h}") for h in la.hosts)

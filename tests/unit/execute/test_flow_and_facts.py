@@ -244,3 +244,28 @@ def test_debug_shows_msg_and_var_and_hides_above_the_verbosity(run, journal):
     assert shown and shown[0]["show"] is True  # the plain and live displays print it at -v 0
     louder = run(text, verbosity=1)
     assert journal.nodes(louder.run_id)["quiet@localhost"].msg == "details"
+
+
+def test_end_play_inside_serial_batches_stops_the_later_batches(run, journal):
+    summary = run("""
+        opsbook: 1
+        name: end-play-serial
+        hosts: web
+        steps:
+          - name: batches
+            serial: 1
+            block:
+              - name: a
+                local.command: "true"
+              - name: stop
+                meta: end_play
+                when: inventory_hostname == 'web2'
+              - name: b
+                local.command: "true"
+          - name: after
+            local.command: "true"
+        """, INVENTORY)
+    assert summary.status == "succeeded"
+    nodes = statuses(journal, summary.run_id)
+    assert (nodes["a@web1"], nodes["b@web1"], nodes["stop@web2"]) == ("ok", "ok", "ok")
+    assert {nodes["b@web2"], nodes["a@web3"], nodes["after@web1"]} == {"skipped"}
