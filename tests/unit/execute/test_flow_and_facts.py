@@ -269,3 +269,21 @@ def test_end_play_inside_serial_batches_stops_the_later_batches(run, journal):
     nodes = statuses(journal, summary.run_id)
     assert (nodes["a@web1"], nodes["b@web1"], nodes["stop@web2"]) == ("ok", "ok", "ok")
     assert {nodes["b@web2"], nodes["a@web3"], nodes["after@web1"]} == {"skipped"}
+
+
+def test_facts_debug_and_meta_run_in_check_mode(run, journal):
+    summary = run("""
+        opsbook: 1
+        name: dry
+        gather_facts: true
+        steps:
+          - name: filtered
+            setup: {filter: ansible_mounts}
+          - name: say
+            debug: {var: ansible_hostname}
+          - meta: flush_handlers
+        """, check=True)
+    assert summary.status == "succeeded"
+    nodes = journal.nodes(summary.run_id)
+    assert {nodes[n].status for n in ("gathering-facts@localhost", "filtered@localhost", "say@localhost")} == {"ok"}
+    assert nodes["say@localhost"].msg.startswith("ansible_hostname: ")
