@@ -7,6 +7,8 @@ facts become the node's own template variables at once, and its outcome's facts,
 the executor records them on the host (later nodes read them, `hostvars[h]` shows them)
 and the journal keeps them with the node: a resumed run reads them back and does not
 gather again. The engine knows no connection: it asks the registry who speaks `setup`.
+A runbook's `gather_facts: true` is also a first step, `Gathering Facts` (`with_gathering`,
+added when the runbook loads), which compile makes a barrier (see opsbook.flow).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from opsbook.errors import Position
+from opsbook.flow import GATHERING_ID
 from opsbook.plugin import ActionContext, Result
+from opsbook.yamlsrc import PosDict, PosList
 
 
 # The variables gathering defines (what `opsbook check` accepts after gather_facts or a setup step).
@@ -66,3 +71,21 @@ def landed(outcome: Any, gathered: Mapping[str, Any] | None) -> Any:
     if gathered:
         outcome.result.facts = {**gathered, **outcome.result.facts}
     return outcome
+
+
+GATHERING = "Gathering Facts"
+
+
+def with_gathering(steps: PosList, pos: Position) -> PosList:
+    """`gather_facts: true`: the steps after a first step gathering facts on the runbook's hosts."""
+    step, args = PosDict(pos), PosDict(pos)
+    args["cache"] = True
+    args.key_pos["cache"] = args.value_pos["cache"] = pos
+    for key, value in (("name", GATHERING), ("id", GATHERING_ID), ("setup", args)):
+        step[key] = value
+        step.key_pos[key] = step.value_pos[key] = pos
+    out = PosList(steps.pos)
+    for item, where in [(step, pos), *zip(steps, steps.item_pos)]:
+        out.append(item)
+        out.item_pos.append(where)
+    return out

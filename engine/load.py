@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsbook.errors import Diagnostic, LoadError, Position, ValidationError, did_you_mean
-from opsbook.flow import GATHERING_ID
+from opsbook.facts import with_gathering
 from opsbook.model import (
     PARAM_TYPES,
     PHASES,
@@ -221,7 +221,7 @@ class RunbookLoader:
         steps_raw = self._reuse.steps(steps_raw)
         gather = self._bool(data, "gather_facts", c)
         if gather:  # Ansible's implicit first task of a play
-            steps_raw = _with_gathering(steps_raw, data.value_pos.get("gather_facts", data.pos))
+            steps_raw = with_gathering(steps_raw, data.value_pos.get("gather_facts", data.pos))
         if "roles" in data:  # a play's roles run before its tasks
             roles = self._reuse.roles(data["roles"], data.value_pos.get("roles", data.pos))
             expanded = PosList(steps_raw.pos)
@@ -771,20 +771,3 @@ def _slug(name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     return slug or "step"
 
-
-GATHERING = "Gathering Facts"
-
-
-def _with_gathering(steps: PosList, pos: Position) -> PosList:
-    """`gather_facts: true`: the steps after a first step gathering facts on the runbook's hosts."""
-    step, args = PosDict(pos), PosDict(pos)
-    args["cache"] = True
-    args.key_pos["cache"] = args.value_pos["cache"] = pos
-    for key, value in (("name", GATHERING), ("id", GATHERING_ID), ("setup", args)):
-        step[key] = value
-        step.key_pos[key] = step.value_pos[key] = pos
-    out = PosList(steps.pos)
-    for item, where in [(step, pos), *zip(steps, steps.item_pos)]:
-        out.append(item)
-        out.item_pos.append(where)
-    return out
