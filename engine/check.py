@@ -242,6 +242,7 @@ def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | Non
     such a step reads, or that the runbook's vars read when any step is unresolved, may be
     one of those hosts' inventory variables, so it is excused (listed, not an error)."""
     from opsbook.compile import _templates_of, fact_names
+    from opsbook.facts import FACT_NAMES, gathers
     from opsbook.template import is_template, optional_names, referenced_names
 
     unresolved = unresolved or set()
@@ -249,6 +250,8 @@ def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | Non
     known = set(MAGIC_NAMES) | {p.name for p in runbook.params} | set(runbook.vars) | set(extra)
     for host in inventory.hosts.values():
         known |= set(host.vars)
+    if gathers(runbook):
+        known |= FACT_NAMES
     steps = runbook.all_steps() + list(runbook.handlers)
     for step in steps:
         if step.register:

@@ -27,6 +27,7 @@ from opsbook.errors import (
     ValidationError,
     did_you_mean,
 )
+from opsbook.flow import barrier_step, meta_of
 from opsbook.model import Runbook, Step
 from opsbook.params import check_host_params, resolve_params
 from opsbook.preflight import pool_releases
@@ -60,6 +61,8 @@ class Leaf:
     serial_owner: str | None = None  # id of the step/block whose `serial` batches this leaf
     batches: tuple[tuple[str, ...], ...] = ()
     scope: tuple[str, ...] = ()  # run_once: every host the step matched (its result applies to all)
+    flush: str | None = None  # a handler's copy run by this `meta: flush_handlers` step (opsbook.flow)
+    handler_id: str | None = None  # handlers: the handler's own id (a flushed copy's too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,12 +221,28 @@ class _Builder:
         scope = tuple(host_names)
         if step.run_once and host_names:
             host_names = host_names[:1]
-        leaf = Leaf(step, tuple(host_names), sections, len(self.leaves), handler,
-                    serial_owner[0] if serial_owner else None, serial_owner[1] if serial_owner else (), scope)
+        owner = (serial_owner[0] if serial_owner else None, serial_owner[1] if serial_owner else ())
+        leaf = Leaf(step, tuple(host_names), sections, len(self.leaves), handler, *owner, scope,
+                    handler_id=step.id if handler else None)
         self.leaves[step.id] = leaf
         self.entry[step.id] = [step.id]
-        self.exit[step.id] = [step.id]
+        self.exit[step.id] = [self.add_flush(leaf, owner) if meta_of(step) == "flush_handlers" and not handler
+                              else step.id]
         return step.id
+
+    def add_flush(self, meta: Leaf, owner: tuple[str | None, tuple[tuple[str, ...], ...]]) -> str:
+        """`meta: flush_handlers`: a copy of each handler after it, on its hosts (see opsbook.flow);
+        returns the last leaf id. A handler that is a block runs at the end only."""
+        last = meta.step.id
+        for handler in self.rb.handlers:
+            if handler.is_block:
+                continue
+            copy = dataclasses.replace(handler, id=f"{meta.step.id}/{handler.id}", needs=None)
+            self.leaves[copy.id] = Leaf(copy, meta.hosts, meta.sections, len(self.leaves), True, *owner,
+                                        meta.hosts, flush=meta.step.id, handler_id=handler.id)
+            self.step_edges.add((last, copy.id))
+            last = copy.id
+        return last
 
     def add_block(self, block: Step, pattern: str, sections: tuple[Section, ...],
                   serial_owner: tuple[str, tuple[tuple[str, ...], ...]] | None) -> str | None:
@@ -427,13 +446,15 @@ def inherit(child: Step, block: Step, block_vars: Mapping[str, Any], first: bool
         delegate_to=pick("delegate_to"),
         no_log=pick("no_log"),
         timeout=pick("timeout"),
+        gather_facts=pick("gather_facts"),
         approve=approve,
         approve_scope=scope,
         explicit=own | (block.explicit & INHERITED),
     )
 
 
-INHERITED = frozenset({"become", "become_user", "ignore_errors", "delegate_to", "no_log", "timeout", "approve"})
+INHERITED = frozenset({"become", "become_user", "ignore_errors", "delegate_to", "no_log", "timeout", "approve",
+                       "gather_facts"})
 
 
 def _suffix_ids(step: Step, suffix: str) -> Step:
@@ -592,6 +613,9 @@ def _expand(b: _Builder) -> tuple[dict[str, Node], list[tuple[str, str]]]:
     for a, c in sorted(b.step_edges, key=lambda e: (b.leaves[e[1]].order, b.leaves[e[0]].order)):
         la, lc = b.leaves[a], b.leaves[c]
         per_host = (la.hosts == lc.hosts and not la.step.run_once and not lc.step.run_once
+                    # inside `serial` batches the batch gates order the hosts already
+                    and not (barrier_step(la.step) and la.serial_owner is None)
+                    and not (barrier_step(lc.step) and lc.serial_owner is None)
                     and (la.serial_owner == lc.serial_owner or (la.serial_owner is None and lc.serial_owner is None)))
         if per_host and la.hosts:
             edges.extend((f"{a}@{h}", f"{c}@{h}") for h in la.hosts)
@@ -612,11 +636,12 @@ def _expand(b: _Builder) -> tuple[dict[str, Node], list[tuple[str, str]]]:
                 edges.extend((f"{leaf.step.id}@{h}", gate) for h in batch_list[k - 1] if h in leaf.hosts)
                 edges.extend((gate, f"{leaf.step.id}@{h}") for h in batch_list[k] if h in leaf.hosts)
 
-    # handlers flush at the end: after every non-handler node
-    handler_nodes = [n for n in nodes.values() if n.kind == HANDLER]
+    # handlers flush at the end: after every other node (flushed copies included)
+    handler_nodes = [n for n in nodes.values() if n.kind == HANDLER and n.leaf.flush is None]  # type: ignore[union-attr]
     if handler_nodes:
         gate = add("handlers/flush", BARRIER, None, None)
-        edges.extend((n.id, gate) for n in nodes.values() if n.kind == ACTION)
+        edges.extend((n.id, gate) for n in nodes.values()
+                     if n.kind == ACTION or (n.kind == HANDLER and n.leaf.flush is not None))  # type: ignore[union-attr]
         edges.extend((gate, n.id) for n in handler_nodes)
 
     return nodes, list(dict.fromkeys(edges))

@@ -104,7 +104,7 @@ def _describe(event: Event, verbose: int) -> str | None:
         status = d.get("status")
         if status == "skipped" and not verbose:
             return None
-        msg = f" - {d.get('msg')}" if d.get("msg") and status != "ok" or verbose and d.get("msg") else ""
+        msg = f" - {d.get('msg')}" if d.get("msg") and (status != "ok" or verbose or d.get("show")) else ""
         took = f" {d.get('duration', 0):.2f}s" if d.get("duration") else ""
         changed = " (changed)" if d.get("changed") else ""
         changed += " (ignored)" if d.get("ignored") else ""
@@ -185,7 +185,7 @@ class LiveProgress:
                     key = "failed" if status == "timed_out" else status
                     row[key] = row.get(key, 0) + 1
                     row["changed"] += bool(event.data.get("changed"))
-                    if status in ("failed", "timed_out"):
+                    if status in ("failed", "timed_out") or event.data.get("show"):
                         row["last"] = visible(f"{event.host}: {event.data.get('msg', '')}", lines=False)
                 elif event.kind == "node_output":
                     row["last"] = visible(f"{event.host}: {event.data.get('line', '')}"[:120], lines=False)

@@ -28,6 +28,7 @@ from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, fact_names
 from opsbook.errors import JournalError
 from opsbook.events import Event, Listener, wants_output
 from opsbook.evidence import EvidenceClaims
+from opsbook.flow import handled, meta_of, notify, pending
 from opsbook.gates import ApprovalGates, ApprovalRequest, Approver
 from opsbook.hoststate import HostState, HostStates
 from opsbook.journal import Journal, NodeRecord
@@ -94,6 +95,8 @@ class Executor:
         self.messages: dict[str, str] = {}
         self.ignored = 0  # failed nodes of steps with ignore_errors (Ansible's recap `ignored=`)
         self.aborted = ""  # why nothing new starts ("" while the run goes on)
+        self.ended = ""  # meta: end_play: which node ended the run (it succeeds unless a host failed)
+        self.force_handlers = self.opts.force_handlers or plan.runbook.force_handlers
         self.interrupted = False  # a signal stopped the run
         self.signal: int | None = None  # the signal that interrupted the run, if one did
         self._journal_error: JournalError | None = None
@@ -432,16 +435,25 @@ class Executor:
             return outcome_of(Status.SKIPPED, "no hosts matched")
         if self.opts.limit is not None and node.host not in self.opts.limit:
             return outcome_of(Status.SKIPPED, "not in --limit")
-        if self.aborted and node.kind != HANDLER:
+        leaf = node.leaf
+        assert leaf is not None
+        flushed = leaf.flush is not None  # a handler run by meta: flush_handlers, mid-run
+        if self.aborted and (node.kind != HANDLER or flushed):
             return outcome_of(Status.SKIPPED, f"{NOT_RUN}{self.aborted}")
         if self.interrupted:
             return outcome_of(Status.SKIPPED, f"{NOT_RUN}interrupted")
+        if self.ended:
+            return outcome_of(Status.SKIPPED, f"end_play: the run was ended by {self.ended}")
         if node.kind != HANDLER and not tags_select(step.tags, self.opts.tags, self.opts.skip_tags):
             return outcome_of(Status.SKIPPED, "not selected by tags")  # a notified handler runs, as in Ansible
         state = self.states.view(node.host)
+        if state.ended:
+            return outcome_of(Status.SKIPPED, "end_host: this host's run ended")
         if node.kind == HANDLER:
-            if not (set(step.listen) | {step.name, step.id}) & state.notified:
+            if not pending(state, step, leaf.handler_id or step.id):
                 return outcome_of(Status.SKIPPED, "not notified")
+            if state.failed and (flushed or not self.force_handlers):
+                return outcome_of(Status.SKIPPED, "host failed earlier" + ("" if flushed else " (force_handlers: false)"))
             return None
         parts = node.leaf.sections  # type: ignore[union-attr]
         in_always = any(s.part == "always" for s in parts)
@@ -451,7 +463,7 @@ class Executor:
                 return self._after_doubt(node) or outcome_of(Status.SKIPPED, "an earlier step of this block failed")
             if section.part == "rescue" and not failed_here:
                 return outcome_of(Status.SKIPPED, "rescue not needed: the block succeeded")
-        if state.failed and not in_always:
+        if state.failed and not in_always and meta_of(step) != "clear_host_errors":
             return self._after_doubt(node) or outcome_of(Status.SKIPPED, "host failed earlier")
         return None
 
@@ -485,7 +497,11 @@ class Executor:
             self.states.record(name, step.register, outcome.registered, outcome.result.facts, unknown,
                                fact_names(step) if unknown else ())
         state = self.states.state(node.host)
-        state.notified.update(outcome.notify)  # a run_once step notifies the host it ran on only (Ansible)
+        notify(state, outcome.notify)  # a run_once step notifies the host it ran on only (Ansible)
+        if node.kind == HANDLER and outcome.status is not Status.SKIPPED:
+            handled(state, node.leaf.handler_id or step.id)  # type: ignore[union-attr]
+        if outcome.status is Status.OK and meta_of(step):
+            self._meta(node, state)
         if outcome.status is Status.OK:
             pool = runner.preflights.out_of_pool
             if restored and step.keep_healthy is not None:
@@ -505,8 +521,20 @@ class Executor:
         if self.listeners:
             self.emit("node_finished", node, status=outcome.status.value, msg=outcome.result.msg,
                       changed=outcome.result.changed, duration=round(outcome.duration, 6),
+                      **({"show": True} if outcome.result.show else {}),
                       restored=restored, ignored=failure and step.ignore_errors,
                       **({"recorded_at": outcome.finished} if restored else {}))
+
+    def _meta(self, node: Node, state: HostState) -> None:
+        """A meta step's node succeeded: apply its value (see opsbook.flow)."""
+        value = meta_of(node.step)
+        if value == "end_host":
+            state.ended = True
+        elif value == "end_play":
+            self.ended = self.ended or f'"{node.step.name}" on {node.host}'
+        elif value == "clear_host_errors":
+            state.failed = False
+            state.failed_blocks.clear()
 
     def _host_failed(self, node: Node, state: HostState) -> None:
         # Ansible's block semantics: the rest of each enclosing block is skipped up to the

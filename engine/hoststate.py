@@ -21,7 +21,10 @@ class HostState:
     failed: bool = False
     registered: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
-    notified: set[str] = field(default_factory=set)
+    notified: dict[str, int] = field(default_factory=dict)  # handler name -> stamp (opsbook.flow)
+    notify_seq: int = 0
+    handled: dict[str, int] = field(default_factory=dict)  # handler id -> stamp when it last ran
+    ended: bool = False  # meta: end_host
     failed_blocks: set[str] = field(default_factory=set)
     # check mode: registered result or fact whose value check mode could not know -> the step
     unknown: dict[str, str] = field(default_factory=dict)

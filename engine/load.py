@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsbook.errors import Diagnostic, LoadError, Position, ValidationError, did_you_mean
+from opsbook.facts import with_gathering
 from opsbook.model import (
     PARAM_TYPES,
     PHASES,
@@ -84,6 +85,7 @@ STEP_KEYWORDS: dict[str, Keyword] = {
     "listen": Keyword(_STR_OR_LIST, "Handlers only: other names this handler answers to."),
     "vars": _t("object", "Variables for this step only."),
     "no_log": _t("boolean", "Hide this step's output and arguments everywhere."),
+    "gather_facts": _t("boolean", "Gather the host's facts (Ansible's setup) before this step, once per host and run."),
     "check_mode": _t("boolean", "true: always run this step read-only (dry run), even in a real run; false: run it for real even under --check."),
     "keep_healthy": Keyword({"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "object"}]}, "Pre-flight: minimum healthy members that must remain (e.g. 2 or '50%')."),
     "undoes": Keyword(_STR_OR_LIST, "Steps (names or ids) this step undoes on its host when it succeeds (a rescue that restores): their recorded rollback is then done, not run again."),
@@ -116,6 +118,8 @@ RUNBOOK_KEYWORDS: dict[str, Keyword] = {
     "timeout": Keyword(_DURATION, "Whole-run timeout."),
     "max_fail_percentage": _t("number", "Default for every step."),
     "max_errors": _t("integer", "Stop scheduling new nodes after this many failures in the run."),
+    "gather_facts": _t("boolean", "Gather every host's facts first (a `Gathering Facts` step, as Ansible's play); default false."),
+    "force_handlers": _t("boolean", "Notified handlers run on hosts that failed too (default true; false: Ansible's default)."),
     "approved_by": Keyword({"enum": list(APPROVED_BY)}, "Who may approve the runbook's gates: `anyone` (the default, the user who started the run included) or `another` (four eyes: a user other than the one who started the run)."),
     "extra_vars": Keyword({"enum": list(EXTRA_VARS)}, "-e names besides params: `used` (the default: only names the runbook reads; others are typos) or `any` (Ansible's free-form extra vars)."),
 }
@@ -215,6 +219,9 @@ class RunbookLoader:
             steps_raw = PosList(data.pos)
         ids: dict[str, Position] = {}
         steps_raw = self._reuse.steps(steps_raw)
+        gather = self._bool(data, "gather_facts", c)
+        if gather:  # Ansible's implicit first task of a play
+            steps_raw = with_gathering(steps_raw, data.value_pos.get("gather_facts", data.pos))
         if "roles" in data:  # a play's roles run before its tasks
             roles = self._reuse.roles(data["roles"], data.value_pos.get("roles", data.pos))
             expanded = PosList(steps_raw.pos)
@@ -252,6 +259,8 @@ class RunbookLoader:
             max_errors=self._int(data, "max_errors", c),
             extra_vars=self._extra_vars(data, c),
             approved_by=self._approved_by(data, c),
+            gather_facts=gather,
+            force_handlers=self._bool(data, "force_handlers", c) if "force_handlers" in data else True,
             pos=data.pos,
         )
 
@@ -424,6 +433,7 @@ class RunbookLoader:
             vars=data.get("vars") if isinstance(data.get("vars"), dict) else {},
             no_log=self._bool(data, "no_log", c),
             check_mode=self._bool(data, "check_mode", c) if "check_mode" in data else None,
+            gather_facts=self._bool(data, "gather_facts", c) if "gather_facts" in data else None,
             keep_healthy=self._keep_healthy(data, c),
             restores=self._str_list(data, "restores", c),
             undoes=self._str_list(data, "undoes", c),
@@ -760,3 +770,4 @@ def _infer_type(value: Any) -> str:
 def _slug(name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     return slug or "step"
+

@@ -158,6 +158,7 @@ class Step:
     vars: Mapping[str, Any] = field(default_factory=dict)
     no_log: bool = False
     check_mode: bool | None = None  # Ansible's per-step check mode: true = always dry-run this step
+    gather_facts: bool | None = None  # gather the host's facts before this step (None: the runbook's)
     keep_healthy: KeepHealthy | None = None
     restores: tuple[str, ...] = ()  # keep_healthy steps whose members this step puts back
     undoes: tuple[str, ...] = ()  # steps whose recorded rollback (on the same host) this step performs
@@ -192,6 +193,8 @@ class Runbook:
     max_errors: int | None = None
     extra_vars: str = "used"  # -e names accepted besides params: "used" (read somewhere) or "any"
     approved_by: str = "anyone"  # who may approve its gates: "anyone" or "another" (not the run's starter)
+    gather_facts: bool = False  # a first "Gathering Facts" step, and facts before every node
+    force_handlers: bool = True  # notified handlers run on failed hosts too (false: Ansible's default)
     pos: Position | None = None
 
     def all_steps(self) -> list[Step]:

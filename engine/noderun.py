@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from opsbook import abandon, dryrun
+from opsbook import abandon, dryrun, facts
 from opsbook.capture import clip_text
 from opsbook.cancel import NEVER, CancelToken
 from opsbook.compile import Node
@@ -61,6 +61,7 @@ class NodeTicket:
     abandoned: bool = False  # the scheduler recorded it in doubt and moved on: its result is only noted
     settling: bool = False  # its action returned: the scheduler can no longer abandon it (opsbook.abandon)
     worker: Any = None  # the thread running it (a forsaken one, should it be abandoned)
+    gathered: Any = None  # facts gathered for it first (opsbook.facts): recorded with its outcome
 
 
 class NodeDeadlines(Protocol):
@@ -131,7 +132,8 @@ class NodeRunner:
                          or step.changed_when or step.approve or step.delegate_to or step.rollback
                          or step.keep_healthy or step.register or self.svc.plan.runbook.vars
                          or holds_template(step.action.args if step.action else None)
-                         or (step.action is not None and step.action.expression_fields))
+                         or (step.action is not None and step.action.expression_fields)
+                         or (step.action is not None and getattr(self.spec(step), "reads_vars", False)))
             self._renders[step.id] = known
         return known
 
@@ -148,7 +150,8 @@ class NodeRunner:
         state = self.states.view(name)
         base = builtin_names(name, host.vars, self._groups, svc.plan.params, str(svc.runbook_dir))
         base.update(hostvars=self.states.hostvars, run={"id": svc.run_id, "check": self.opts.check},
-                    ansible_check_mode=self.opts.check, **self._play_hosts(node))
+                    ansible_check_mode=self.opts.check, ansible_verbosity=self.opts.verbosity,
+                    **self._play_hosts(node))
         return Scope(base, svc.plan.runbook.vars, svc.plan.params, (state.facts, state.registered),
                      node.step.vars, extra or EMPTY).resolve()
 
@@ -167,6 +170,16 @@ class NodeRunner:
     # -- one node --------------------------------------------------------------------------
     def run(self, ticket: NodeTicket) -> Outcome:
         node = ticket.node
+        if node.host and facts.wanted(node.step, self.svc.plan.runbook, self.states.view(node.host).facts):
+            found = facts.gather(self.svc, node.host, ticket.cancel, self.deadlines.get(node.id))
+            if found.failed_:
+                return outcome_of(found.status, found.msg)
+            ticket.gathered = found.facts
+        outcome = self._run(ticket, ticket.gathered or {})
+        return facts.landed(outcome, ticket.gathered)
+
+    def _run(self, ticket: NodeTicket, gathered: Mapping[str, Any]) -> Outcome:
+        node = ticket.node
         step = node.step
         start = time.time()
         action = step.action
@@ -180,7 +193,7 @@ class NodeRunner:
             if unknown is not None:
                 return unknown
         try:
-            ctx_vars = self.context_for(node) if self._needs_context(step) else self._host_only(node)
+            ctx_vars = self.context_for(node, gathered) if gathered or self._needs_context(step) else self._host_only(node)
             if step.loop is None and not step.when:
                 items: list[tuple[Any, Any]] = []  # the common case, without a call
             else:
@@ -280,7 +293,7 @@ class NodeRunner:
             results.append(result)
             if cancel.is_set():
                 break
-        outcome = self._combine(node, results)
+        outcome = facts.landed(self._combine(node, results), ticket.gathered)
         if self.opts.check and outcome.status in (Status.FAILED, Status.TIMED_OUT) and node.id not in self.dry.own_fault:
             unmade = dryrun.before(node, self.dry.upstream(node.id))
             if unmade:  # rule 3 of opsbook.dryrun
@@ -694,3 +707,4 @@ def _keep_traceback(svc: Any, node: Node, spec: ActionSpec, exc: BaseException) 
     if os.environ.get("OPSBOOK_DEBUG"):
         print(f"{spec.full_name} raised in step \"{node.step.name}\" ({node.step.pos}) on {node.host or 'localhost'}:\n"
               f"{text}", file=sys.stderr, flush=True)
+

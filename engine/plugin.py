@@ -75,6 +75,7 @@ class Result:
     data: dict[str, Any] = field(default_factory=dict)  # extra fields for `register`
     facts: dict[str, Any] = field(default_factory=dict)  # become host variables (set_fact)
     diff: str | None = None
+    show: bool = False  # `msg` is for people (debug): shown at normal verbosity, not only with -v
     evidence: list[Evidence] = field(default_factory=list)
     # Set by the executor:
     duration: float = 0.0
@@ -384,6 +385,7 @@ class ActionSpec:
     # check` and `opsbook plugins` say when one is not installed, and a run fails the step
     # whose inverse names another (see docs/plugins.md, "Rollback").
     inverse_actions: frozenset[str] | None = None
+    reads_vars: bool = False  # reads the host's variables through ctx.variables (debug's `var`, setup)
 
     def mutates_with(self, args: Any) -> bool:
         """Whether this call, with its arguments as written, may change state on a target."""
@@ -564,6 +566,7 @@ class Plugin:
         evidence: EvidenceFn | None = None,
         observes: bool = False,
         argv: Sequence[str] = (),
+        reads_vars: bool = False,
     ) -> Any:
         """Register an action; its second parameter's annotation is the argument model."""
 
@@ -596,6 +599,7 @@ class Plugin:
                 argv_fields=frozenset(argv),
                 disrupts=disrupts,
                 inverse_actions=None if inverse_actions is None else frozenset(inverse_actions),
+                reads_vars=reads_vars,
             )
             return func
 

@@ -52,6 +52,8 @@ class RunOptions:
     approval_timeout: float = 3600.0
     four_eyes: bool = False  # gates need someone other than the run's starter (approved_by: another)
     cancel_grace: float = 5.0  # seconds a cancelled action may take to return before it is abandoned (opsbook.abandon)
+    verbosity: int = 0  # -v count: `ansible_verbosity` (debug's `verbosity:`)
+    force_handlers: bool = False  # --force-handlers: notified handlers run on failed hosts too
 
 
 class RunClock:

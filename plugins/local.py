@@ -601,3 +601,6 @@ def collect(ctx: ActionContext, args: CollectArgs) -> Result:
 # controller in Ansible too.
 for _module, _action in (("set_fact", "set"), ("assert", "assert"), ("fail", "fail")):
     plugin.ansible_module(_module, _action)
+
+# local.debug and local.meta live in their own module; importing it registers them here.
+from opsbook_plugins import local_flow as _local_flow  # noqa: E402,F401

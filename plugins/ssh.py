@@ -1003,9 +1003,11 @@ from opsbook_plugins import ssh_collect as _ssh_collect  # noqa: E402,F401 - reg
 # ssh.lineinfile, ssh.blockinfile and ssh.replace live in their own module; importing it
 # registers them on this plugin.
 from opsbook_plugins import ssh_edit as _ssh_edit  # noqa: E402,F401
+from opsbook_plugins import ssh_facts as _ssh_facts  # noqa: E402,F401 - ssh.setup (facts)
 
 # Ansible's modules these actions implement: an Ansible-style task (`template:`, `shell:`)
 # in a runbook, an included file or a role runs through them unchanged.
 for _module in ("command", "shell", "script", "copy", "template", "fetch", "service", "wait_for",
-                "lineinfile", "blockinfile", "replace"):
+                "lineinfile", "blockinfile", "replace", "setup"):
     plugin.ansible_module(_module, _module)
+plugin.ansible_module("gather_facts", "setup")

@@ -137,7 +137,11 @@ def _run_options(f: Any) -> Any:
         click.option("--four-eyes", "four_eyes", is_flag=True,
                      help="Gates need a user other than you to approve (`opsbook approve` from their "
                           "account), as the runbook's `approved_by: another` asks."),
-        click.option("-v", "--verbose", count=True, help="More output (-vv: command output lines)."),
+        click.option("--force-handlers", "force_handlers", is_flag=True,
+                     help="Notified handlers run on hosts that failed too (the runbook's "
+                          "`force_handlers: false` notwithstanding)."),
+        click.option("-v", "--verbose", count=True, help="More output (-vv: command output lines); "
+                     "also `ansible_verbosity` (debug's `verbosity:`)."),
         _journal_opt,
     ]
     for option in reversed(options):
@@ -268,7 +272,8 @@ def _request(kw: dict[str, Any], inventories: list[str]) -> Any:
                          max_errors=kw.get("max_errors"), tags=split(kw.get("tags")),
                          skip_tags=split(kw.get("skip_tags")),
                          approval_timeout=_duration(kw, "approval_timeout"),
-                         four_eyes=bool(kw.get("four_eyes")),
+                         four_eyes=bool(kw.get("four_eyes")), verbosity=kw.get("verbose", 0) or 0,
+                         force_handlers=bool(kw.get("force_handlers")),
                          cancel_grace=_duration(kw, "cancel_grace", "5s"))
     request = RunRequest(inventory_sources=inventories, options=options)
     request.listeners = _listeners(kw, request)

@@ -48,9 +48,14 @@ ACTIONS = {
     "set_fact": "local.set",
     "assert": "local.assert",
     "fail": "local.fail",
-    "debug": "local.noop",  # prints and renders nothing: cases never template a debug
+    "debug": "local.debug",
     "copy": "ssh.copy",  # over the `local` connection of the host
+    "setup": "ssh.setup",  # over the `local` connection of the host
+    "meta": "local.meta",
 }
+# Facts gathered from the host (setup, gather_facts) are compared through what a case sets
+# from them (set_fact, registered values), not wholesale: each tool has facts of its own.
+GATHERED = ("ansible_", "module_setup", "gather_subset", "discovered_interpreter_python")
 # Registered keys compared (when Ansible's value has them); the rest is each tool's own.
 REGISTERED_KEYS = ("changed", "failed", "skipped", "rc", "stdout", "stdout_lines", "stderr",
                    "stderr_lines", "attempts", "results", "diff")
@@ -172,7 +177,7 @@ PLAY_TOP = {"hosts", "vars", "tasks", "handlers", "name", "serial", "max_fail_pe
 
 def to_playbook(case: Case) -> list[dict[str, Any]]:
     """The playbook: the case's play as written, without fact gathering."""
-    play = {"name": case.id, "gather_facts": False, **case.play}
+    play = {"name": case.id, "gather_facts": False, **case.play}  # a case may gather
     return [play]
 
 
@@ -236,8 +241,6 @@ def _step(task: Mapping[str, Any], ids: Iterable[int], actions: Mapping[str, str
 
 
 def _arguments(module: str, value: Any) -> Any:
-    if module == "debug":
-        return None
     if module in ("command", "shell") and isinstance(value, dict) and "argv" in value:
         value = {**{k: v for k, v in value.items() if k != "argv"}, "cmd": value["argv"]}
     return value
@@ -505,13 +508,18 @@ def observe_opsbook(case: Case, result: Mapping[str, Any], dirs: CaseDirs) -> Ob
     ignoring = _ignoring_steps(runbook) | loaded_ignoring
     records.sort(key=lambda r: (r.finished or r.started or 0.0, order.get(r.step_id, 0)))
     scratch = str(dirs.scratch("opsbook"))
+    metas = _meta_steps(runbook)
     for rec in records:
         if rec.host is None:
             continue
+        if rec.step_id in metas and not (rec.status == "skipped" and rec.msg.startswith("when:")):
+            continue  # Ansible reports a meta task only when its `when` skips it
         status = _opsbook_status(rec)
         if status is None:
             continue
-        name = names.get(rec.step_id) or names.get(re.sub(r"\[\d+\]", "", rec.step_id), rec.step_id)
+        # a handler run by meta: flush_handlers is `<meta step id>/<handler id>`
+        step_id = rec.step_id.rpartition("/")[2]
+        name = names.get(step_id) or names.get(re.sub(r"\[\d+\]", "", step_id), step_id)
         obs.runs.setdefault(rec.host, []).append((name, status))
         if status == "failed" and rec.step_id in ignoring:
             obs.ignored.add((rec.host, name))
@@ -525,6 +533,21 @@ def observe_opsbook(case: Case, result: Mapping[str, Any], dirs: CaseDirs) -> Ob
     return obs
 
 
+def _meta_steps(runbook: Mapping[str, Any]) -> set[str]:
+    """The ids of the runbook's `meta:` steps (Ansible's callback reports no meta task)."""
+    found: set[str] = set()
+
+    def walk(steps: Iterable[Mapping[str, Any]]) -> None:
+        for step in steps:
+            if "local.meta" in step:
+                found.add(step["id"])
+            for part in ("block", "rescue", "always"):
+                walk(step.get(part) or [])
+
+    walk(runbook.get("steps") or [])
+    return found
+
+
 def _opsbook_status(rec: Any) -> str | None:
     """A journal record's status in the shared vocabulary; None: the node did not run."""
     if rec.status == "ok":
@@ -534,7 +557,8 @@ def _opsbook_status(rec: Any) -> str | None:
     if rec.status == "skipped":
         # Only a false `when` is a skip Ansible reports; the rest (host failed, not
         # notified, tags, --limit, rescue not needed, aborted) never ran there.
-        return "skipped" if rec.msg.startswith("when:") else None
+        # debug's `verbosity:` above the run's -v count is a skip Ansible reports too.
+        return "skipped" if rec.msg.startswith(("when:", "verbosity threshold not met")) else None
     return rec.status  # unknown, started
 
 
@@ -668,7 +692,7 @@ def compare(ans: Observation, ops: Observation) -> list[Difference]:
         diffs.extend(_compare_value(f"{host} {task} registered", a, o, restrict=True))
     for host in sorted(set(ans.facts) | set(ops.facts)):
         a_facts, o_facts = ans.facts.get(host, {}), ops.facts.get(host, {})
-        for name in sorted(set(a_facts) | set(o_facts)):
+        for name in sorted(n for n in set(a_facts) | set(o_facts) if not n.startswith(GATHERED)):
             a, o = a_facts.get(name, ABSENT), o_facts.get(name, ABSENT)
             if a != o:
                 diffs.append(Difference(f"{host} facts.{name}", a, o))

@@ -67,7 +67,7 @@ def test_translation_keeps_ansible_words_and_maps_modules() -> None:
     assert (wrapper["serial"], wrapper["max_fail_percentage"], wrapper["tags"]) == (2, 0, ["x"])
     first, block = wrapper["block"]
     assert first["local.command"] == "echo a" and first["register"] == "out" and first["when"] == "true"
-    assert block["block"][0]["local.noop"] is None and block["rescue"][0]["local.fail"] == {"msg": "no"}
+    assert block["block"][0]["local.debug"] == {"msg": "hi"} and block["rescue"][0]["local.fail"] == {"msg": "no"}
     assert runbook["handlers"][0]["local.set"] == {"x": 1} and runbook["handlers"][0]["listen"] == "topic"
     ids = [s["id"] for s in (first, block, block["block"][0], block["rescue"][0], runbook["handlers"][0])]
     assert len(set(ids)) == len(ids)

@@ -58,7 +58,8 @@ LIBRARY = ("first-response/collect-evidence.yaml", "first-response/restart-servi
            "first-response/isolate-host.yaml", "first-response/disk-filling-up.yaml", "failover/redis-promote.yaml",
            "failover/lb-drain-repoint.yaml", "failover/cold-standby.yaml", "failover/hot-standby-takeover.yaml",
            "disaster-recovery/backup-restore.yaml", "permanent-fix/config-rollout.yaml",
-           "permanent-fix/serial-config-rollout.yaml", "permanent-fix/scale-and-monitor.yaml")
+           "permanent-fix/serial-config-rollout.yaml", "permanent-fix/scale-and-monitor.yaml",
+           "first-response/disk-triage.yaml", "first-response/rolling-restart.yaml")
 # The gated runbooks (approvals answered by a second process) are tested in test_runbooks_gated_lab.py.
 
 

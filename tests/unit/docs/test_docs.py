@@ -282,3 +282,9 @@ def test_example_connection_follows_the_protocol(example_modules: Path, tmp_path
     assert (tmp_path / "greeting.txt").read_bytes() == b"hello"
     assert conn.get("/greeting.txt", tmp_path / "copy.txt") == 5
     conn.close()
+
+
+@pytest.mark.parametrize("value", __import__("opsbook.flow", fromlist=["META_VALUES"]).META_VALUES)
+def test_every_meta_value_has_a_heading(value: str) -> None:
+    assert re.search(rf"^### `meta: {value}`", (DOCS / "language.md").read_text(), re.MULTILINE), (
+        f"meta value `{value}` has no `### \\`meta: {value}\\`` heading in docs/language.md")

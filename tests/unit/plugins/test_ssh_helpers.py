@@ -167,7 +167,9 @@ def test_action_specs_declare_check_mode_shell_fields_and_scalars():
         "lineinfile",
         "blockinfile",
         "replace",
+        "setup",
     }
+    assert not actions["setup"].mutates and actions["setup"].idempotent  # facts only read
     assert actions["shell"].shell_fields == frozenset({"cmd"})
     assert actions["collect"].shell_fields == frozenset({"cmd"}) and not actions["collect"].mutates
     assert actions["command"].shell_fields == frozenset()

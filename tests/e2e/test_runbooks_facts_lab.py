@@ -1,0 +1,61 @@
+"""The library runbooks built on facts, debug and handler control, against the lab:
+first-response/disk-triage (ansible_mounts, debug, meta: end_host) and
+first-response/rolling-restart (gather_facts, serial, meta: flush_handlers)."""
+
+from __future__ import annotations
+
+import lab_helpers as lh
+import pytest
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+@pytest.fixture
+def pristine(lab):
+    yield from lh.pristine_lab(lab)
+
+
+@pytest.fixture
+def ob(lab, tmp_path, monkeypatch):
+    return lh.make_opsbook(lab, tmp_path, monkeypatch)
+
+
+def test_disk_triage_shows_every_hosts_disks_and_keeps_evidence_of_the_full_ones(lab, ob):
+    result = ob.run("first-response/disk-triage.yaml", used_percent=0)
+
+    assert result.rc == 0, result.summary()
+    for host in ("web1", "web2"):
+        assert f"{host}: " in result.msg("needs a look", host)
+        shown = result.msg("what the host's disks look like", host)
+        assert "% used" in shown or "no device mount" in shown, shown
+    paths = {item["path"] for item in result.manifest()["items"]}
+    assert {"web1/disk-largest.txt", "web2/disk-largest.txt"} <= paths
+
+
+def test_disk_triage_ends_early_on_hosts_that_are_not_filling_up(lab, ob):
+    result = ob.run("first-response/disk-triage.yaml", used_percent=101)
+
+    assert result.rc == 0, result.summary()  # end_host: done, not failed
+    for host in ("web1", "web2"):
+        assert result.status_of("keep the largest directories of the fullest file system", host) == "skipped"
+        assert result.status_of("needs a look", host) == "skipped"
+
+
+def test_rolling_restart_restarts_one_host_at_a_time_through_a_flushed_handler(pristine, ob):
+    lab = pristine
+    before = {h: lh.sh_ok(lab, h, "cat /run/nginx.pid").strip() for h in ("web1", "web2")}
+
+    result = ob.run("first-response/rolling-restart.yaml")
+
+    assert result.rc == 0, result.summary()
+    for host in ("web1", "web2"):
+        assert lh.sh_ok(lab, host, "cat /run/nginx.pid").strip() != before[host], f"nginx on {host} was not restarted"
+        assert f"{host}: Debian" in result.msg("where the restarts go", host)
+        # the flushed copy ran; the one at the end had nothing left to do
+        assert sorted(e["status"] for e in result.finished("restart", host)) == ["ok", "skipped"]
+    first, second = sorted(("web1", "web2"), key=lambda h: lh.started_at(result, "restart", h))
+    # the handler ran mid-run (flushed), and the second host started only after the first was back
+    assert lh.started_at(result, "the host answers again", first) > lh.started_at(result, "restart", first)
+    assert lh.started_at(result, "the configuration tests clean", second) > \
+        lh.started_at(result, "the balancer sees the host UP", first)
+    assert lh.pool(lab) == {"web1": "UP", "web2": "UP"} or all(v == "UP" for v in lh.pool(lab).values())
