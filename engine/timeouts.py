@@ -45,7 +45,7 @@ def action_timeout(step: Step, runbook: Runbook) -> float | None:
 
 
 # actions evaluated on the controller that wait for nothing: bounded by what they are
-INSTANT = ("local.assert", "local.set", "local.noop", "local.fail")
+INSTANT = ("local.assert", "local.set", "local.noop", "local.fail", "local.debug", "local.meta")
 
 
 def _timeout_field(step: Step, registry: Any) -> Any:

@@ -16,13 +16,14 @@ the facts this run gathered on the host already (what `gather_facts:` uses).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import fnmatch
 import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from opsbook.plugin import ActionContext, Result
+from opsbook.plugin import ActionContext, Result, Seconds
 from opsbook_plugins.ssh import _Args, _run, plugin
 from pydantic import field_validator
 
@@ -66,6 +67,7 @@ class SetupArgs(_Args):
 
     filter: list[str] = []  # fnmatch patterns of fact names (ansible_mounts, ansible_distribution*)
     cache: bool = False  # reuse the facts this run already gathered on the host
+    timeout: Seconds = 30.0  # the one round trip may take this long (a hung NFS mount stalls df)
 
     @field_validator("filter", mode="before")
     @classmethod
@@ -85,7 +87,8 @@ def setup(ctx: ActionContext, args: SetupArgs) -> Result:
     if args.cache and known.get("module_setup"):
         facts = known
     else:
-        res = _run(ctx, FACTS_SCRIPT, stream=False)
+        bound = args.timeout if ctx.timeout is None else min(ctx.timeout, args.timeout)
+        res = _run(dataclasses.replace(ctx, timeout=bound), FACTS_SCRIPT, stream=False)
         sections = split_sections(res.stdout)
         if "hostname" not in sections:
             return Result.failed(f"gathering facts on {ctx.host.name} failed (rc={res.rc}): "
