@@ -26,7 +26,7 @@ from opsbook.evidence import EvidenceClaims, Writer
 from opsbook.gates import ApprovalGates, ApprovalRequest
 from opsbook.hoststate import HostStates
 from opsbook.journal import NodeRecord
-from opsbook.plugin import ActionContext, ActionSpec, Become, HostInfo, Result, Status, truthy
+from opsbook.plugin import ActionContext, ActionSpec, Become, HostInfo, Result, Status, clashing_data, truthy
 from opsbook.preflight import PreFlights
 from opsbook.delegate import acting_host, delegate_host
 from opsbook.rollback import Rollbacks
@@ -427,6 +427,8 @@ class NodeRunner:
         if not isinstance(result, Result):  # a plugin bug: say which action returned what
             result = Result.failed(f"{spec.full_name} returned {type(result).__name__}, not an opsbook.plugin.Result "
                                    f"(its function must return Result.ok(...) or Result.failed(...))")
+        elif result.data:  # a data key register: sets itself would be lost without a word
+            result = clashing_data(spec.full_name, result)
         result.duration = time.monotonic() - start
         past_deadline = deadline is not None and time.monotonic() >= deadline - 0.01
         if (cancel.is_set() or past_deadline) and result.status is not Status.OK and not self.control.interrupted:

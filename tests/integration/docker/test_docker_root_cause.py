@@ -75,6 +75,9 @@ def test_diff_lists_added_changed_and_deleted_files(sandbox, run, tmp_path):
     assert result.status is Status.OK
     kinds = {c["path"]: c["kind"] for c in result.data["changes"]}
     assert kinds["/tmp/planted"] == "added" and kinds["/etc/issue"] == "changed" and kinds["/etc/motd"] == "deleted"
+    # the count of changed files is `modified`: `changed` stays register's flag
+    assert result.data["added"] >= 1 and result.data["modified"] >= 1 and result.data["deleted"] >= 1
+    assert "changed" not in result.data
     text = (tmp_path / "evidence" / result.data["path"]).read_text()
     assert "A /tmp/planted\n" in text and "D /etc/motd\n" in text
 
