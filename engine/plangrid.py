@@ -152,7 +152,7 @@ def worst_statuses(plan: Plan, nodes: Iterable[Any]) -> tuple[dict[str, str], di
 def plan_grid_html(plan: Plan, nodes: Iterable[Any]) -> str:
     """The grid for the report: `nodes` are the journal's NodeRecords; a step's row and a
     host's cell are coloured by the worst status of the nodes (loop copies too) in them."""
-    from opsbook.report import STATUS_COLORS
+    from opsbook.report.view import STATUS_COLORS
 
     steps, cells = worst_statuses(plan, nodes)
     colors = {key: STATUS_COLORS.get(status, NOT_RUN) for key, status in {**steps, **cells}.items()}
