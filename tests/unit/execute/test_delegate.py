@@ -4,39 +4,29 @@ it cannot be, naming the host or the template and the step's file:line."""
 
 from __future__ import annotations
 
+import pytest
+
 INVENTORY = "[web]\nweb[1:3] ansible_connection=local\n"
 
 
-def test_a_delegate_no_inventory_holds_fails_the_step_naming_it(run, journal):
-    summary = run("""
+@pytest.mark.parametrize("delegate, said, why", [
+    ("{{ 'lb' ~ 9 }}", "delegate_to 'lb9': ", 'unknown host "lb9"'),  # no inventory host: named as rendered
+    ("{{ balancer }}", "delegate_to '{{ balancer }}': ", "undefined variable"),  # not rendered: the template
+])
+def test_a_delegate_that_cannot_be_used_fails_the_step_saying_why(run, journal, tmp_path, delegate, said, why):
+    summary = run(f"""
         opsbook: 1
         name: t
         hosts: web1
         steps:
           - name: on the balancer
-            delegate_to: "{{ 'lb' ~ 9 }}"
-            local.noop: {}
+            delegate_to: "{delegate}"
+            local.noop: {{}}
         """, INVENTORY)
     (rec,) = journal.nodes(summary.run_id).values()
     assert rec.status == "failed"
-    assert rec.msg.startswith("delegate_to 'lb9': unknown host \"lb9\"")
-    assert rec.msg.endswith("rb.yaml:5:5)")
-
-
-def test_a_delegate_that_cannot_be_rendered_fails_the_step_naming_the_template(run, journal, tmp_path):
-    summary = run("""
-        opsbook: 1
-        name: t
-        hosts: web1
-        steps:
-          - name: on the balancer
-            delegate_to: "{{ balancer }}"
-            local.noop: {}
-        """, INVENTORY)
-    (rec,) = journal.nodes(summary.run_id).values()
-    assert rec.status == "failed"
-    assert rec.msg.startswith("delegate_to '{{ balancer }}': undefined variable")
-    assert rec.msg.endswith("'balancer' is undefined (" + str(tmp_path / "rb.yaml") + ":5:5)")
+    assert rec.msg.startswith(said + why), rec.msg
+    assert rec.msg.endswith(f"({tmp_path / 'rb.yaml'}:5:5)"), rec.msg
 
 
 def test_a_loop_delegating_per_item_records_each_undo_on_that_items_host(run, journal):
