@@ -39,7 +39,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from opsbook.cancel import CancelToken
 from opsbook.errors import PluginError
-from opsbook.evidence import evidence_file
+from opsbook.paths import evidence_file
 from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferCut, TransferTooLarge  # noqa: F401 - public API
 
 
