@@ -33,11 +33,10 @@ def load_runbook(path: str, registry: Registry) -> Runbook:
 
 def load_inventory_sources(sources: Sequence[str], registry: Registry | None = None) -> Any:
     """Inventory from files/dirs/host lists and dynamic sources (`docker://?label=...`)."""
-    if not sources:
-        from opsbook.inventory.model import Inventory
-
-        return Inventory.localhost()
     from opsbook.inventory import load_inventory
+
+    if not sources:
+        return load_inventory([])
 
     resolved = [_dynamic_source(s, registry) if _is_dynamic(s) else s for s in sources]
     return load_inventory(resolved)

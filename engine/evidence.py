@@ -19,13 +19,13 @@ import json
 import posixpath
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsbook.errors import Diagnostic, UserError
-from opsbook.paths import runs_dir
+from opsbook.paths import evidence_file, runs_dir  # noqa: F401 - evidence_file: the rule, re-exported
 
 if TYPE_CHECKING:
     from opsbook.journal import Journal
@@ -35,19 +35,6 @@ FOLDER_HINT = ("end dest with / to get <dest>/<host>/..., or put {{ inventory_ho
                "so that every host writes its own file")
 
 STEPS_HINT = "give each step its own file (another name or dest)"
-
-
-def evidence_file(dest: str | None, host: str, name: str,
-                  is_dir: Callable[[str], bool] | None = None) -> str:
-    """The relative path of an evidence file: `<host>/<name>` without `dest`;
-    `<dest>/<host>/<name>` when `dest` is a folder (ends with `/`, or `is_dir(dest)`);
-    else `dest` itself, a file path the author chose."""
-    name = name.lstrip("/")
-    if not dest:
-        return f"{host}/{name}"
-    if dest.endswith("/") or (is_dir is not None and is_dir(dest)):
-        return f"{dest.rstrip('/')}/{host}/{name}"
-    return dest
 
 
 def normalized(relative: str) -> str:

@@ -206,10 +206,7 @@ class RunbookLoader:
             found = "missing" if "opsbook" not in data else f"found {_kind(version)}"
             c.error(data.value_pos.get("opsbook", data.pos), f"expected `opsbook: 1` (format version), {found}")
         name = self._str(data, "name", c, required=True) or "?"
-        phase = data.get("phase", "other")
-        if phase not in PHASES:
-            c.error(data.value_pos.get("phase"), f"phase must be one of {', '.join(PHASES)}, found {_kind(phase)}"
-                    + did_you_mean(str(phase), PHASES))
+        phase = self._choice(data, "phase", PHASES, c, default="other")
         steps_raw = data.get("steps")
         if "roles" in data and (steps_raw is None or steps_raw == []):
             steps_raw = PosList(data.pos)  # a runbook of roles only, as a play of roles only
@@ -247,7 +244,7 @@ class RunbookLoader:
         return Runbook(
             path=filename, name=name, digest=digest,
             description=self._str(data, "description", c) or "",
-            phase=phase if phase in PHASES else "other",
+            phase=phase,
             objectives=self._objectives(data, c),
             params=self._params(data, c),
             vars=vars_,
@@ -257,29 +254,26 @@ class RunbookLoader:
             timeout=self._duration(data, "timeout", c),
             max_fail_percentage=self._number(data, "max_fail_percentage", c),
             max_errors=self._int(data, "max_errors", c),
-            extra_vars=self._extra_vars(data, c),
-            approved_by=self._approved_by(data, c),
+            extra_vars=self._choice(data, "extra_vars", EXTRA_VARS, c, hint="any: accept every -e name as a variable "
+                                    "(Ansible's extra vars); used: only names the runbook reads"),
+            approved_by=self._choice(data, "approved_by", APPROVED_BY, c, hint="another: a user other than the one "
+                                     "who started the run must approve (four eyes)"),
             gather_facts=gather,
             force_handlers=self._bool(data, "force_handlers", c) if "force_handlers" in data else True,
             pos=data.pos,
         )
 
-    def _extra_vars(self, data: PosDict, c: _Collector) -> str:
-        value = data.get("extra_vars", "used")
-        if value not in EXTRA_VARS:
-            c.error(data.value_pos.get("extra_vars"), f"extra_vars must be used or any, found {_kind(value)}"
-                    + did_you_mean(str(value), EXTRA_VARS),
-                    "any: accept every -e name as a variable (Ansible's extra vars); used: only names the runbook reads")
-            return "used"
-        return str(value)
-
-    def _approved_by(self, data: PosDict, c: _Collector) -> str:
-        value = data.get("approved_by", "anyone")
-        if value not in APPROVED_BY:
-            c.error(data.value_pos.get("approved_by"), f"approved_by must be anyone or another, found {_kind(value)}"
-                    + did_you_mean(str(value), APPROVED_BY),
-                    "another: a user other than the one who started the run must approve (four eyes)")
-            return "anyone"
+    def _choice(self, data: PosDict, key: str, choices: tuple[str, ...], c: _Collector,
+                default: str | None = None, hint: str = "") -> str:
+        """The word `data[key]` holds, one of `choices`; `default` (else the first choice)
+        when it is absent, or after saying where it is none of them."""
+        fallback = choices[0] if default is None else default
+        value = data.get(key, fallback)
+        if value not in choices:
+            expected = " or ".join(choices) if len(choices) == 2 else "one of " + ", ".join(choices)
+            c.error(data.value_pos.get(key), f"{key} must be {expected}, found {_kind(value)}"
+                    + did_you_mean(str(value), choices), hint)
+            return fallback
         return str(value)
 
     def _objectives(self, data: PosDict, c: _Collector) -> Objectives:

@@ -26,9 +26,10 @@ from opsbook.evidence import EvidenceClaims, Writer
 from opsbook.gates import ApprovalGates, ApprovalRequest
 from opsbook.hoststate import HostStates
 from opsbook.journal import NodeRecord
-from opsbook.plugin import ActionContext, ActionSpec, Become, HostInfo, Result, Status, truthy
+from opsbook.plugin import ActionContext, ActionSpec, Become, HostInfo, Result, Status, clashing_data, truthy
 from opsbook.preflight import PreFlights
-from opsbook.rollback import Rollbacks, acting_host
+from opsbook.delegate import acting_host, delegate_host
+from opsbook.rollback import Rollbacks
 from opsbook.runtypes import (
     IN_DOUBT,
     NOT_RUN,
@@ -414,10 +415,10 @@ class NodeRunner:
         target = node.host or "localhost"
         try:
             if step.delegate_to:
-                target = str(render(step.delegate_to, ctx_vars, pos=step.pos))
+                target = delegate_host(step, ctx_vars, known=svc.hostinfo)
             where = svc.hostinfo(target) if node.host else HostInfo("localhost", {})
         except UserError as exc:  # a delegate that is no inventory host: the step's failure, said plainly
-            return Result.failed(f"delegate_to {target!r}: {user_message(exc)} ({step.pos})")
+            return Result.failed(user_message(exc))
         deadline = self.deadlines.get(node.id)
         ctx = ActionContext(
             host=where,
@@ -441,6 +442,8 @@ class NodeRunner:
         if not isinstance(result, Result):  # a plugin bug: say which action returned what
             result = Result.failed(f"{spec.full_name} returned {type(result).__name__}, not an opsbook.plugin.Result "
                                    f"(its function must return Result.ok(...) or Result.failed(...))")
+        elif result.data:  # a data key register: sets itself would be lost without a word
+            result = clashing_data(spec.full_name, result)
         result.duration = time.monotonic() - start
         past_deadline = deadline is not None and time.monotonic() >= deadline - 0.01
         if (cancel.is_set() or past_deadline) and result.status is not Status.OK and not self.control.interrupted:
@@ -631,8 +634,8 @@ def _gate_steps(block: Any, ctx_vars: dict[str, Any]) -> tuple[str, ...]:
         where = ""
         if child.delegate_to:
             try:
-                where = f" on {render(child.delegate_to, ctx_vars, pos=child.pos)}"
-            except UserError:
+                where = f" on {delegate_host(child, ctx_vars)}"
+            except UserError:  # shown as written; the step fails with why when it runs
                 where = f" on {child.delegate_to}"
         out.append(f"{child.name}: {child.action.name if child.action else 'block'}{where}")
     return tuple(out)

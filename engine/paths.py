@@ -1,4 +1,4 @@
-"""Filesystem locations opsbook uses, and path safety for evidence."""
+"""Filesystem locations opsbook uses, the evidence file rule, and path safety for evidence."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -56,6 +56,19 @@ def private_file(path: Path | str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         pass
+
+
+def evidence_file(dest: str | None, host: str, name: str,
+                  is_dir: Callable[[str], bool] | None = None) -> str:
+    """The relative path of an evidence file: `<host>/<name>` without `dest`;
+    `<dest>/<host>/<name>` when `dest` is a folder (ends with `/`, or `is_dir(dest)`);
+    else `dest` itself, a file path the author chose."""
+    name = name.lstrip("/")
+    if not dest:
+        return f"{host}/{name}"
+    if dest.endswith("/") or (is_dir is not None and is_dir(dest)):
+        return f"{dest.rstrip('/')}/{host}/{name}"
+    return dest
 
 
 def safe_join(root: Path, relative: str) -> Path:

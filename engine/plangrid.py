@@ -8,8 +8,10 @@ Used by the HTML report; needs no Graphviz."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from opsbook.compile import Plan
 
@@ -121,19 +123,37 @@ def _count_bar(svg: ET.Element, plan: Plan, hosts: tuple[str, ...], sid: str, co
         x += w
 
 
-def plan_grid_html(plan: Plan, nodes: list, step_colors: Mapping[str, str]) -> str:
-    """The grid for the report: `nodes` are the journal's NodeRecords (their status colours
-    the cells; a serial batch's or a loop's `x[0]` belongs to step `x`)."""
-    import re
+# Worst first: a step (or a cell) several nodes fall into shows the worst of them.
+SEVERITY = ("failed", "timed_out", "unknown", "started", "ok", "skipped")
+_RANK = {status: k for k, status in enumerate(SEVERITY)}
+_COPY = re.compile(r"(\[\d+\])+$")
 
-    from opsbook.report import STATUS_COLORS
 
-    colors: dict[str, str] = dict(step_colors)
-    statuses: dict[str, str] = {}
+def _worse(status: str, than: str | None) -> bool:
+    return than is None or _RANK.get(status, _RANK["ok"]) < _RANK.get(than, _RANK["ok"])
+
+
+def worst_statuses(plan: Plan, nodes: Iterable[Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """(step id -> status, `step@host` -> status), each the worst of the nodes that fall
+    into it: a loop's or a serial batch's copies `x[0]`, `x[1]`... belong to step `x`."""
+    steps: dict[str, str] = {}
+    cells: dict[str, str] = {}
     for node in nodes:
-        if node.host is None:
-            continue
-        node_id = re.sub(r"(\[\d+\])+$", "", node.step_id) + f"@{node.host}"
-        colors[node_id] = STATUS_COLORS.get(node.status, NOT_RUN)
-        statuses[node_id] = node.status
-    return f'<div class="plan-graph">{plan_grid_svg(plan, colors, statuses)}</div>'
+        base = node.step_id if node.step_id in plan.leaves else _COPY.sub("", node.step_id)
+        keys = [(steps, node.step_id), (steps, base)]
+        if node.host is not None:
+            keys.append((cells, f"{base}@{node.host}"))
+        for table, key in keys:
+            if _worse(node.status, table.get(key)):
+                table[key] = node.status
+    return steps, cells
+
+
+def plan_grid_html(plan: Plan, nodes: Iterable[Any]) -> str:
+    """The grid for the report: `nodes` are the journal's NodeRecords; a step's row and a
+    host's cell are coloured by the worst status of the nodes (loop copies too) in them."""
+    from opsbook.report.view import STATUS_COLORS
+
+    steps, cells = worst_statuses(plan, nodes)
+    colors = {key: STATUS_COLORS.get(status, NOT_RUN) for key, status in {**steps, **cells}.items()}
+    return f'<div class="plan-graph">{plan_grid_svg(plan, colors, cells)}</div>'

@@ -39,7 +39,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from opsbook.cancel import CancelToken
 from opsbook.errors import PluginError
-from opsbook.evidence import evidence_file
+from opsbook.paths import evidence_file
 from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferCut, TransferTooLarge  # noqa: F401 - public API
 
 
@@ -60,6 +60,44 @@ class Evidence:
     path: str  # relative to the run's evidence folder
     source: str  # where it came from, e.g. "web1:/var/log/nginx/error.log"
     description: str = ""
+
+
+# The keys `Result.registered()` fills from the result itself, whatever the action's `data`
+# holds. A plugin may not declare one in `data=` (PluginError when it registers) nor return
+# one that register: would replace with another value (its node fails, saying so): the
+# value would be lost without a word. `status` is the action's to use (an HTTP status, as
+# Ansible's uri has); `outcome` always says the node's status.
+REGISTERED_KEYS = frozenset({
+    "outcome", "changed", "failed", "skipped", "unknown", "timed_out", "ok", "msg", "duration",
+    "attempts", "diff", "rc", "stdout", "stderr", "stdout_lines", "stderr_lines",
+})
+
+
+def _reserved_keys_said(action: str, keys: Sequence[str], verb: str) -> str:
+    """One message for a plugin whose data uses keys that `register:` sets itself."""
+    listed = ", ".join(f'"{key}"' for key in keys)
+    return (f"{action} {verb} data key{'s' if len(keys) > 1 else ''} {listed}, which register: sets itself "
+            f"(from the Result's own fields); the plugin must name {'them' if len(keys) > 1 else 'it'} "
+            f'differently, e.g. "{keys[0]}_count" or a nested mapping')
+
+
+def clashing_data(action: str, result: Result) -> Result:
+    """`result` of `action`, failed with why when its data holds a key that `register:`
+    would replace with another value (those keys dropped); unchanged otherwise. The
+    executor's check of what an action returned, and `opsbook.testing.run_action`'s."""
+    if REGISTERED_KEYS.isdisjoint(result.data):
+        return result
+    own = Result(result.status, result.changed, result.rc, result.stdout, result.stderr, result.msg,
+                 diff=result.diff, duration=result.duration, attempts=result.attempts).registered()
+    clash = sorted(key for key in REGISTERED_KEYS.intersection(result.data)
+                   if key in own and (key in ("duration", "attempts") or result.data[key] != own[key]))
+    if not clash:
+        return result
+    result.data = {key: value for key, value in result.data.items() if key not in clash}
+    result.status = Status.FAILED
+    said = _reserved_keys_said(action, clash, "returned")
+    result.msg = said + (f"; its message: {result.msg}" if result.msg else "")
+    return result
 
 
 @dataclass(slots=True)
@@ -101,9 +139,10 @@ class Result:
         """The value `register:` stores: Ansible's shape, plus `status`."""
         # The action's own data may use `status` (e.g. an HTTP status, as Ansible's uri
         # module does); the outcome flags below always come from the engine.
-        value: dict[str, Any] = {"status": self.status.value, "outcome": self.status.value}
+        value: dict[str, Any] = {"status": self.status.value}
         value.update(self.data)
         value.update(
+            outcome=self.status.value,
             changed=self.changed,
             failed=self.failed_,
             skipped=self.status is Status.SKIPPED,
@@ -580,6 +619,9 @@ class Plugin:
         def register(func: ActionFn) -> ActionFn:
             model = _args_model(func)
             action_name = name or func.__name__.rstrip("_")
+            reserved = sorted(REGISTERED_KEYS.intersection(data or ()))
+            if reserved:
+                raise PluginError(_reserved_keys_said(f"{self.name}.{action_name}", reserved, "declares"))
             self.actions[action_name] = ActionSpec(
                 plugin=self.name,
                 name=action_name,

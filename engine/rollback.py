@@ -9,16 +9,16 @@ first. After one undo of a host fails, that host's older undos are not run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from opsbook.compile import Node
+from opsbook.delegate import acting_host
 from opsbook.errors import UserError
 from opsbook.plugin import ActionContext, ActionSpec, Become, HostInfo, Result, Status
 from opsbook.runtypes import RunServices, user_message
 from opsbook.secrets import HIDDEN
-from opsbook.template import render
 from opsbook.variables import render_args
 
 ROLLBACK_TIMEOUT = 300.0  # seconds each inverse action gets
@@ -36,16 +36,6 @@ def order(entries: list[dict[str, Any]], wave_of: Callable[[list[dict[str, Any]]
     for items in by_host.values():
         waves.setdefault(wave_of(items), []).append(list(reversed(items)))
     return [waves[w] for w in sorted(waves, reverse=True)]
-
-
-def acting_host(node: Node, ctx_vars: Mapping[str, Any]) -> str | None:
-    """Where the action really ran: the delegate when the step delegates."""
-    if node.step.delegate_to:
-        try:
-            return str(render(node.step.delegate_to, ctx_vars, pos=node.step.pos))
-        except UserError:
-            return node.host
-    return node.host
 
 
 class Rollbacks:
@@ -74,15 +64,20 @@ class Rollbacks:
                     if inverse_spec is None:
                         raise UserError(f"{step.rollback.name} is not installed")
                     args = render_args(inverse_spec, step.rollback.args, scope, step.pos)
+                    target = acting_host(node, scope)  # a loop may delegate per item
                 except UserError as exc:
                     self._svc.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
                     return problems
-                self._add(node, step.rollback.name, args, acting_host(node, ctx_vars))
+                self._add(node, step.rollback.name, args, target)
         elif spec.inverse is not None:
             for scope, result in done:
                 try:
                     args = render_args(spec, step.action.args, scope, step.pos)  # type: ignore[union-attr]
                     inverse = spec.inverse(spec.parse_args(args), result)
+                    target = acting_host(node, scope)  # a loop may delegate per item
+                except UserError as exc:  # the delegate: the undo would run on the wrong host
+                    problems.append(user_message(exc))
+                    continue
                 except Exception as exc:  # noqa: BLE001 - a plugin's bug: said, never swallowed
                     problems.append(f"raised {type(exc).__name__}: {exc}")
                     continue
@@ -92,7 +87,7 @@ class Rollbacks:
                                     f"(inverse_actions: {', '.join(sorted(declared))})")
                     continue
                 if inverse is not None:
-                    self._add(node, inverse[0], inverse[1], acting_host(node, ctx_vars))
+                    self._add(node, inverse[0], inverse[1], target)
         return problems
 
     def _add(self, node: Node, action: str, args: Any, target: str | None) -> None:

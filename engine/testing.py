@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.errors import OpsbookError, PluginError
-from opsbook.plugin import ActionContext, ActionSpec, Become, CommandResult, HostInfo, Plugin, Result, Status
+from opsbook.plugin import ActionContext, ActionSpec, Become, CommandResult, HostInfo, Plugin, Result, Status, clashing_data
 
 __all__ = ["ActionRun", "ArgumentError", "ScriptedConnection", "registry_with", "run_action"]
 
@@ -187,6 +187,8 @@ def run_action(plugin: Plugin, action: str, args: Any = None, *, host: str | Hos
     if not isinstance(result, Result):
         raise AssertionError(f"{spec.full_name} returned {type(result).__name__}, not an opsbook.plugin.Result "
                              "(return Result.ok(...) or Result.failed(...))")
+    if result.data:
+        result = clashing_data(spec.full_name, result)
     inverse = None
     if spec.inverse is not None and result.status is Status.OK and not check_mode:
         inverse = spec.inverse(parsed, result)

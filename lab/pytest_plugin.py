@@ -21,6 +21,9 @@ Helpers
               it in CI, where tests/run installs everything and a skip would hide it.
   wait_for(what, check, timeout=60, interval=0.25)  poll check() until it is truthy and
               return that value; fail naming what and the last value after timeout s.
+  opsbook(home, *args, timeout=120, env=None, cwd=None)  `opsbook ARGS` as a person runs
+              it (`python -m opsbook`, no terminal), with the journal and runs folder of
+              cli_env(home): home/j.db and home/runs.
 
 Environment
   CI / OPSBOOK_LAB_INSTALL=1   run lab/install.sh (as root) if the engine is missing
@@ -35,7 +38,9 @@ import pty
 import select
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -118,6 +123,19 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interva
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last value {last!r})")
         time.sleep(interval)
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    """This environment with a journal (home/j.db) and runs folder (home/runs) of a test's own."""
+    return {**os.environ, "OPSBOOK_JOURNAL": str(home / "j.db"), "OPSBOOK_RUNS_DIR": str(home / "runs"), **extra}
+
+
+def opsbook(home: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`opsbook ARGS` in a subprocess, stdin closed, output captured as text; its journal and
+    runs folder are under `home` (cli_env), unless `env` is given."""
+    return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env or cli_env(home), cwd=cwd, stdin=subprocess.DEVNULL)
 
 
 def _missing_tools() -> list[str]:

@@ -169,6 +169,8 @@ def events(ctx: ActionContext, args: EventsArgs) -> Result:
 # --------------------------------------------------------------------------- docker.diff
 
 _KINDS = {0: "changed", 1: "added", 2: "deleted"}
+# The count of changed files is `modified`: `changed` is the flag register: sets itself.
+_COUNTS = {"added": "added", "changed": "modified", "deleted": "deleted"}
 
 
 class DiffArgs(BaseModel):
@@ -189,7 +191,7 @@ def _diff_file(args: DiffArgs, host: HostInfo) -> list[str]:
 
 
 @plugin.action(check=True, idempotent=True, evidence=_diff_file,
-               data=["container", "changes", "added", "changed", "deleted", "path"])
+               data=["container", "changes", "added", "modified", "deleted", "path"])
 @_guarded
 def diff(ctx: ActionContext, args: DiffArgs) -> Result:
     """The changes in a container's writable layer since it was created (`docker diff`):
@@ -198,10 +200,10 @@ def diff(ctx: ActionContext, args: DiffArgs) -> Result:
     obj = target.container()
     raw = _api_call(target.daemon, obj.diff) or []
     changes = [{"path": c.get("Path", ""), "kind": _KINDS.get(c.get("Kind"), str(c.get("Kind")))} for c in raw]
-    counts = {kind: sum(1 for c in changes if c["kind"] == kind) for kind in _KINDS.values()}
+    counts = {_COUNTS[kind]: sum(1 for c in changes if c["kind"] == kind) for kind in _KINDS.values()}
     text = "".join(f"{c['kind'][0].upper()} {c['path']}\n" for c in changes)
     data: dict[str, Any] = {"container": target.name, "changes": changes, **counts}
-    msg = f"{target.name}: {counts['added']} added, {counts['changed']} changed, {counts['deleted']} deleted"
+    msg = f"{target.name}: {counts['added']} added, {counts['modified']} changed, {counts['deleted']} deleted"
     if ctx.evidence_dir is None:
         return Result.ok(msg=msg, stdout=visible(text), data=data)
     relative = ctx.evidence_file(args.dest, _diff_name(target.name))

@@ -20,15 +20,16 @@ def inventory(inventories: tuple[str, ...], as_list: bool, as_graph: bool, host:
     import json
 
     from opsbook.api import load_inventory_sources
+    from opsbook.inventory import ansible_graph, ansible_list
 
     inv = load_inventory_sources(list(inventories))
     if host:
         for var, source, value in inv.var_sources(host):
             click.echo(f"{var} = {json.dumps(value, default=str)}    # {source}")
     elif as_graph:
-        click.echo(inv.to_ansible_graph(vars=with_vars))
+        click.echo(ansible_graph(inv, vars=with_vars))
     else:
-        click.echo(json.dumps(inv.to_ansible_list(), indent=4, sort_keys=True, default=str))
+        click.echo(json.dumps(ansible_list(inv), indent=4, sort_keys=True, default=str))
 
 
 @main.command()

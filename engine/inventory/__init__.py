@@ -5,7 +5,7 @@
     inv.match("web:&prod:!web3")      # Ansible host patterns, Ansible's order
     inv.host("web1").vars             # effective variables, Ansible's precedence
     inv.var_sources("web1")           # where each value came from, lowest first
-    inv.to_ansible_list()             # what `ansible-inventory --list` prints
+    ansible_list(inv)                 # what `ansible-inventory --list` prints
 
 INI and YAML (and JSON) files, directories of them, `host1,host2` lists, and the
 `group_vars/` and `host_vars/` beside each source. Parity with ansible-core is pinned by
@@ -28,7 +28,8 @@ Where opsbook deliberately differs, it is stricter, never different:
   named "{}").
 """
 
+from opsbook.inventory._render import ansible_graph, ansible_list
 from opsbook.inventory._sources import load_inventory
 from opsbook.inventory.model import Group, Host, Inventory
 
-__all__ = ["Group", "Host", "Inventory", "load_inventory"]
+__all__ = ["Group", "Host", "Inventory", "ansible_graph", "ansible_list", "load_inventory"]

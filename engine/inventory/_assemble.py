@@ -149,9 +149,3 @@ def assemble(
     )
     return Inventory(data)
 
-
-def empty_inventory() -> Inventory:
-    """No sources: groups `all` and `ungrouped`, and only the implicit localhost."""
-    builder = Builder()
-    builder.reconcile()
-    return assemble(builder, [], (), [])

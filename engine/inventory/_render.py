@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from opsbook.errors import PatternError, did_you_mean
+
 if TYPE_CHECKING:
     from opsbook.inventory.model import Group, Inventory
 
@@ -45,7 +47,7 @@ def _json_key(key: Any) -> str:
 
 
 def ansible_list(inventory: Inventory) -> dict[str, Any]:
-    """`ansible-inventory --list`: groups with hosts/children, then `_meta.hostvars`."""
+    """Exactly the JSON `ansible-inventory -i SRC --list` prints, as Python data."""
     available = set(inventory.hosts)
     seen: set[str] = set()
     result: dict[str, Any] = {}
@@ -85,8 +87,11 @@ def _show_vars(values: Mapping[str, Any], depth: int) -> list[str]:
     return [_line(f"{{{key} = {value}}}", depth) for key, value in sorted(values.items())]
 
 
-def ansible_graph(inventory: Inventory, start: str, with_vars: bool) -> str:
-    """`ansible-inventory --graph [--vars] START`."""
+def ansible_graph(inventory: Inventory, vars: bool = False, group: str = "all") -> str:
+    """The text `ansible-inventory --graph [--vars] [GROUP]` prints (no final newline)."""
+    if group not in inventory.groups:
+        raise PatternError(f'unknown group "{group}"' + did_you_mean(group, inventory.groups), None)
+    start, with_vars = group, vars
     lines: list[str] = []
 
     def visit(group: Group, depth: int) -> None:

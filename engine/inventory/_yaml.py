@@ -109,14 +109,15 @@ class _YamlReader:
             return None
         return value
 
-    def _vars(self, group: str, data: Mapping[Any, Any], here: Position) -> None:
+    def _vars(self, owner: str, data: Mapping[Any, Any], here: Position) -> None:
+        """Variables of a group or a host (`owner`), each where its key is written."""
         for key, value in data.items():
             key_here = _key_pos(data, key, here)
             if not isinstance(key, str):
                 self.problems.add(f"variable name must be a string, found {key!r}", key_here)
                 continue
             try:
-                self.builder.set_variable(group, key, value, key_here)
+                self.builder.set_variable(owner, key, value, key_here)
             except (TypeError, ValueError):
                 self.problems.add(
                     f"ansible_group_priority must be a whole number, found {value!r}", key_here
@@ -158,20 +159,7 @@ class _YamlReader:
                 continue
             for host in names:
                 self.builder.add_host(host, group, port, key_here)
-                self._host_vars(host, host_vars or {}, key_here)
-
-    def _host_vars(self, host: str, data: Mapping[Any, Any], here: Position) -> None:
-        for key, value in data.items():
-            key_here = _key_pos(data, key, here)
-            if not isinstance(key, str):
-                self.problems.add(f"variable name must be a string, found {key!r}", key_here)
-                continue
-            try:
-                self.builder.set_variable(host, key, value, key_here)
-            except (TypeError, ValueError):
-                self.problems.add(
-                    f"ansible_group_priority must be a whole number, found {value!r}", key_here
-                )
+                self._vars(host, host_vars or {}, key_here)
 
 
 def parse_yaml(data: Mapping[Any, Any], path: str, builder: Builder, problems: Problems) -> None:

@@ -71,8 +71,8 @@ class InventoryData:
 class Inventory:
     """Hosts and groups read from Ansible inventories, with Ansible's patterns and precedence.
 
-    Build one with `load_inventory([...])`, or `Inventory.localhost()` when no inventory
-    is given. Read-only: `hosts` (in the order `all` lists them) and `groups` (in the
+    Build one with `load_inventory([...])` (`load_inventory([])` when no inventory is
+    given: only the implicit localhost); `ansible_list`/`ansible_graph` render it. Read-only: `hosts` (in the order `all` lists them) and `groups` (in the
     order they were declared) are mappings; `sources` are the `-i` arguments; `warnings`
     are Diagnostics for what Ansible would warn about but still accepts. Variable values
     are shared between hosts: treat them as read-only too. Pattern results are cached.
@@ -90,13 +90,6 @@ class Inventory:
         self.hosts: Mapping[str, Host] = MappingProxyType({n: data.hosts[n] for n in ordered})
         self.sources = data.sources
         self.warnings = data.warnings
-
-    @classmethod
-    def localhost(cls) -> Inventory:
-        """The inventory Ansible uses without `-i`: only the implicit `localhost`."""
-        from opsbook.inventory._assemble import empty_inventory
-
-        return empty_inventory()
 
     def __repr__(self) -> str:
         return f"<Inventory {len(self.hosts)} hosts, {len(self.groups)} groups>"
@@ -311,22 +304,6 @@ class Inventory:
         if set(self._data.hosts) <= {"localhost"}:
             return "no inventory was given (-i): only localhost is known; pass -i with the inventory of these hosts"
         return "the inventory has no groups besides all and ungrouped"
-
-    # -- Ansible's views -----------------------------------------------------------------
-
-    def to_ansible_list(self) -> dict[str, Any]:
-        """Exactly the JSON `ansible-inventory -i SRC --list` prints, as Python data."""
-        from opsbook.inventory._render import ansible_list
-
-        return ansible_list(self)
-
-    def to_ansible_graph(self, vars: bool = False, group: str = ALL) -> str:
-        """The text `ansible-inventory --graph [--vars] [GROUP]` prints (no final newline)."""
-        from opsbook.inventory._render import ansible_graph
-
-        if group not in self.groups:
-            raise PatternError(f'unknown group "{group}"' + did_you_mean(group, self.groups), None)
-        return ansible_graph(self, group, vars)
 
     def hosts_of(self, group: str) -> list[Host]:
         """Hosts of `group` and of all groups below it, in Ansible's order."""

@@ -28,9 +28,9 @@ from opsbook.report.build import build_report, check_junit, write_check_junit
 from opsbook.report.data import report_data
 from opsbook.report.document import HostEnd, end_state
 from opsbook.report.html import gantt_svg, plan_graph_html
-from opsbook.report.recovery import objectives_line, rto, rto_of
+from opsbook.report.recovery import rto, rto_of
 from opsbook.report.text import timeline_text
-from opsbook.report.timeline import Entry, offset, timeline
+from opsbook.report.timeline import Entry, objectives_line, offset, timeline
 from opsbook.report.view import FORMATS, STATUS_COLORS, RunView, StepInfo, gather
 
 __all__ = ["FORMATS", "STATUS_COLORS", "Entry", "HostEnd", "RunView", "StepInfo", "build_report", "check_junit",

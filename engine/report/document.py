@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsbook.journal import NodeRecord
-from opsbook.report.text import _diffs
 from opsbook.report.timeline import (
     Entry,
     _clip,
@@ -22,7 +21,7 @@ from opsbook.report.timeline import (
     _tail,
     offset,
 )
-from opsbook.report.view import FAILED, TAIL_LINES, RunView
+from opsbook.report.view import FAILED, TAIL_LINES, RunView, diffs
 
 # -- documents: one structure rendered as Markdown or HTML -------------------------------
 
@@ -145,10 +144,10 @@ def end_state(view: RunView) -> list[HostEnd]:
 
 def _changes_section(view: RunView) -> list[Section]:
     """The diffs of a run made with --diff (nothing when there are none)."""
-    diffs = _diffs(view)
-    if not diffs:
+    shown = diffs(view)
+    if not shown:
         return []
-    return [Section("Changes (--diff)", [Code(f"{step} @ {host}", diff) for step, host, diff in diffs], "changes")]
+    return [Section("Changes (--diff)", [Code(f"{step} @ {host}", diff) for step, host, diff in shown], "changes")]
 
 
 def _end_state_section(view: RunView) -> Section:

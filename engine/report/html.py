@@ -79,9 +79,6 @@ def _html(view: RunView, r: dict[str, Any], sections: list[Section]) -> str:
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-_SEVERITY = ("failed", "timed_out", "unknown", "started", "ok", "skipped")
-
-
 def plan_graph_html(view: RunView) -> str:
     """The plan as a grid (steps as rows, hosts as columns) coloured by what its nodes did,
     as inline SVG (opsbook.plangrid)."""
@@ -96,15 +93,7 @@ def plan_graph_html(view: RunView) -> str:
                          load_inventory_sources(list(view.run.inventory), registry), dict(view.run.params))
     except Exception as exc:  # noqa: BLE001 - the report is still useful without the graph
         return f"<p>(plan graph not available: {_h(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)})</p>"
-    worst: dict[str, str] = {}
-    for node in view.nodes:
-        step_id = re.sub(r"(\[\d+\])+$", "", node.step_id) if node.step_id not in plan.leaves else node.step_id
-        current = worst.get(node.step_id)
-        if current is None or _SEVERITY.index(node.status) < _SEVERITY.index(current):
-            worst[node.step_id] = node.status if node.status in _SEVERITY else "ok"
-        worst.setdefault(step_id, worst[node.step_id])
-    colors = {sid: STATUS_COLORS.get(status, "#f5f5f5") for sid, status in worst.items()}
-    return plan_grid_html(plan, view.nodes, colors)
+    return plan_grid_html(plan, view.nodes)
 
 
 def _legend() -> str:

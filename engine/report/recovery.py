@@ -16,26 +16,6 @@ def rto(journal: Journal, run_id: str, registry: Any = None) -> dict[str, Any]:
     return rto_of(gather(journal, run_id, registry))
 
 
-def objectives_line(journal: Journal, run_id: str) -> str:
-    """`RTO 42.0s against 5m00s: met; RPO ...` when the runbook declares objectives, else ""."""
-    from opsbook.report.timeline import (  # they format with this module's numbers
-        _rpo_line,
-        _rto_line,
-    )
-
-    view = gather(journal, run_id)
-    objectives = view.run.objectives or {}
-    if not any(objectives.get(k) is not None for k in ("rto", "rpo")):
-        return ""
-    r = rto_of(view)
-    parts = []
-    if objectives.get("rto") is not None:
-        parts.append("RTO " + _rto_line(view, r).split("; basis:")[0])
-    if objectives.get("rpo") is not None:
-        parts.append("RPO " + _rpo_line(view, r).split("; data as of")[0])
-    return "; ".join(parts)
-
-
 def rto_of(view: RunView) -> dict[str, Any]:
     """RTO/RPO accounting of a gathered run (plain data: JSON-ready)."""
     run = view.run

@@ -24,7 +24,7 @@ from opsbook.report.timeline import (
     offset,
     timeline,
 )
-from opsbook.report.view import FAILED, RunView, gather
+from opsbook.report.view import FAILED, RunView, diffs, gather
 
 # -- `opsbook show`: the terminal timeline ------------------------------------------------
 
@@ -79,15 +79,9 @@ def _header_lines(view: RunView, r: dict[str, Any]) -> list[str]:
     return [title, *(f"  {k:<11} {v}".rstrip() for k, v in rows), *_waiting_gate_lines(view), *_diff_lines(view)]
 
 
-def _diffs(view: RunView) -> list[tuple[str, str, str]]:
-    """(step, host, unified diff) of every change shown with --diff, in time order."""
-    return [(str(d.get("step", "")), str(d.get("host") or ""), str(d.get("diff", "")))
-            for _, kind, _node, d in view.events if kind == "diff"]
-
-
 def _diff_lines(view: RunView) -> list[str]:
     lines: list[str] = []
-    for step, host, diff in _diffs(view):
+    for step, host, diff in diffs(view):
         lines += ["", f"  diff of {step} @ {host}:", *("    " + line for line in diff.rstrip("\n").splitlines())]
     return lines
 

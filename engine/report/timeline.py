@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from opsbook.journal import NodeRecord
+from opsbook.journal import Journal, NodeRecord
 from opsbook.model import format_duration
 from opsbook.report.recovery import rto_of
-from opsbook.report.view import FAILED, TAIL_CHARS, TAIL_LINES, RunView
+from opsbook.report.view import FAILED, TAIL_CHARS, TAIL_LINES, RunView, gather
 
 # -- the merged timeline -----------------------------------------------------------------
 
@@ -245,3 +245,18 @@ def _point(view: RunView, r: dict[str, Any], key: str) -> str:
     node = view.node(r.get(f"{key}_node"))
     where = f" by {view.label(node)}" if node else ""
     return f"{offset(ts - view.run.started)} ({_dur(ts - r['detection'])} after detection){where}"
+
+
+def objectives_line(journal: Journal, run_id: str) -> str:
+    """`RTO 42.0s against 5m00s: met; RPO ...` when the runbook declares objectives, else ""."""
+    view = gather(journal, run_id)
+    objectives = view.run.objectives or {}
+    if not any(objectives.get(k) is not None for k in ("rto", "rpo")):
+        return ""
+    r = rto_of(view)
+    parts = []
+    if objectives.get("rto") is not None:
+        parts.append("RTO " + _rto_line(view, r).split("; basis:")[0])
+    if objectives.get("rpo") is not None:
+        parts.append("RPO " + _rpo_line(view, r).split("; data as of")[0])
+    return "; ".join(parts)

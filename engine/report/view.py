@@ -137,3 +137,9 @@ def _walk(steps: Iterable[Any]) -> list[Any]:
     for step in steps:
         out += [step, *_walk(step.block), *_walk(step.rescue), *_walk(step.always)]
     return out
+
+
+def diffs(view: RunView) -> list[tuple[str, str, str]]:
+    """(step, host, unified diff) of every change shown with --diff, in time order."""
+    return [(str(d.get("step", "")), str(d.get("host") or ""), str(d.get("diff", "")))
+            for _, kind, _node, d in view.events if kind == "diff"]

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opsbook.errors import UserError
-from opsbook.inventory import load_inventory
+from opsbook.inventory import ansible_list, load_inventory
 from opsbook.load import RUNBOOK_KEYWORDS, STEP_KEYWORDS, RunbookLoader
 from opsbook.registry import Registry
 from opsbook.template import evaluate, render
@@ -157,7 +157,7 @@ def test_mutated_ini_inventories_load_or_fail_cleanly(edit_list):
         path.write_text(mutate(SEED_INI, edit_list))
         try:
             inv = load_inventory([str(path)])
-            inv.to_ansible_list()
+            ansible_list(inv)
         except UserError as exc:
             assert exc.position is not None and exc.position.file.endswith("inv.ini"), str(exc)
 
@@ -169,7 +169,7 @@ def test_generated_yaml_inventories_load_or_fail_cleanly(doc):
         path = Path(tmp) / "inv.yaml"
         path.write_text(yaml.safe_dump({"all": doc}))
         try:
-            load_inventory([str(path)]).to_ansible_list()
+            ansible_list(load_inventory([str(path)]))
         except UserError as exc:
             assert exc.position is not None and exc.position.file.endswith("inv.yaml"), str(exc)
 

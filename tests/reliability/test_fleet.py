@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from opsbook.journal import Journal
+from opsbook_lab.pytest_plugin import wait_for
 from relkit import Cli, fleet_inventory, forget_client_key, start_fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_sshd")]
@@ -163,10 +164,8 @@ def test_two_hundred_ssh_hosts_with_ten_percent_failures(book, fleet, tmp_path):
     gc.collect()
     # Every transport of the run is closed at its end.
     assert len(os.listdir("/proc/self/fd")) <= fds
-    deadline = time.monotonic() + 10
-    while threading.active_count() > threads and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert threading.active_count() <= threads
+    wait_for(f"the run's threads to end (at most {threads})", lambda: threading.active_count() <= threads,
+             timeout=10, interval=0.1)
 
 
 def test_repeated_runs_over_ssh_leak_no_connections(book, fleet, tmp_path):

@@ -6,6 +6,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+from opsbook_plugins import docker as dockerplugin
+
 
 def _load_sandbox():
     name = "opsbook_test_sandbox"
@@ -20,3 +23,12 @@ def _load_sandbox():
 sandbox_module = _load_sandbox()
 docker_lab = sandbox_module.docker_lab
 sandbox = sandbox_module.sandbox
+
+
+@pytest.fixture
+def run(docker_lab, tmp_path):
+    """Calls docker actions the way the executor does (sandbox.Runner) against the lab's
+    dockerd; evidence goes to tmp_path/evidence."""
+    runner = sandbox_module.Runner(dockerplugin.plugin, docker_lab[1], evidence_dir=tmp_path / "evidence")
+    yield runner
+    runner.close()

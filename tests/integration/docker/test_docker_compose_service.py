@@ -10,16 +10,8 @@ import pytest
 from opsbook.plugin import HostInfo, Status
 from opsbook_plugins import docker as dockerplugin
 from opsbook_plugins.docker_compose import NUMBER, PROJECT, SERVICE
-from opsbook_test_sandbox import Runner
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def run(docker_lab, tmp_path):
-    runner = Runner(dockerplugin.plugin, docker_lab[1], evidence_dir=tmp_path / "evidence")
-    yield runner
-    runner.close()
 
 
 @pytest.fixture

@@ -8,16 +8,9 @@ import pytest
 from opsbook.plugin import HostInfo, Status
 from opsbook_lab.pytest_plugin import wait_for
 from opsbook_plugins import docker as dockerplugin
-from opsbook_test_sandbox import SERVER_SCRIPT, Runner
+from opsbook_test_sandbox import SERVER_SCRIPT
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def run(docker_lab):
-    runner = Runner(dockerplugin.plugin, docker_lab[1])
-    yield runner
-    runner.close()
 
 
 def status_of(sandbox, name: str) -> str:

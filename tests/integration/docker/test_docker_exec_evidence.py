@@ -8,17 +8,9 @@ import time
 
 import pytest
 from opsbook.plugin import HostInfo, Status
-from opsbook_plugins import docker as dockerplugin
-from opsbook_test_sandbox import Runner, http_status
+from opsbook_test_sandbox import http_status
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def run(docker_lab, tmp_path):
-    runner = Runner(dockerplugin.plugin, docker_lab[1], evidence_dir=tmp_path / "evidence")
-    yield runner
-    runner.close()
 
 
 def processes(sandbox, name: str) -> str:

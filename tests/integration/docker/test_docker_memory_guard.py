@@ -8,16 +8,8 @@ import pytest
 from opsbook.plugin import HostInfo, Status
 from opsbook_lab.pytest_plugin import wait_for
 from opsbook_plugins import docker as dockerplugin
-from opsbook_test_sandbox import Runner
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def run(docker_lab, tmp_path):
-    runner = Runner(dockerplugin.plugin, docker_lab[1], evidence_dir=tmp_path / "evidence")
-    yield runner
-    runner.close()
 
 
 def _used_mib(sandbox, name: str) -> float:

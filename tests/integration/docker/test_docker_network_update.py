@@ -13,13 +13,6 @@ pytestmark = pytest.mark.lab
 
 
 @pytest.fixture
-def run(docker_lab):
-    runner = Runner(dockerplugin.plugin, docker_lab[1])
-    yield runner
-    runner.close()
-
-
-@pytest.fixture
 def probe(docker_lab):
     runner = Runner(probeplugin.plugin, docker_lab[1])
     yield runner

@@ -12,20 +12,12 @@ import uuid
 import docker.types
 import pytest
 from opsbook.plugin import HostInfo, Status
-from opsbook_plugins import docker as dockerplugin
 from opsbook_plugins.docker_recreate import PREVIOUS_IMAGE_ID
-from opsbook_test_sandbox import LABEL, RUN_ID, SERVER_SCRIPT, Runner
+from opsbook_test_sandbox import LABEL, RUN_ID, SERVER_SCRIPT
 
 pytestmark = pytest.mark.lab
 
 HEALTH = {"test": ["CMD-SHELL", "test -f /srv/www/healthz"], "interval": 500_000_000, "retries": 3}
-
-
-@pytest.fixture
-def run(docker_lab, tmp_path):
-    runner = Runner(dockerplugin.plugin, docker_lab[1], evidence_dir=tmp_path / "evidence")
-    yield runner
-    runner.close()
 
 
 @pytest.fixture

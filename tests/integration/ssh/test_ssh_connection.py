@@ -12,7 +12,7 @@ import time
 
 import pytest
 from opsbook.plugin import Become, Connection
-from opsbook_lab.pytest_plugin import skip_or_fail_in_ci
+from opsbook_lab.pytest_plugin import skip_or_fail_in_ci, wait_for
 from opsbook_plugins.ssh_connection import (
     OUTPUT_CAP,
     BecomeError,
@@ -21,15 +21,10 @@ from opsbook_plugins.ssh_connection import (
 )
 
 
-def _leftover(node, pattern: str, wait: float = 5.0) -> str:
-    """Processes on the host whose command line matches `pattern` (pgrep -f), once they had
-    `wait` seconds to exit."""
-    deadline = time.monotonic() + wait
-    while True:
-        found = node.conn.run(["pgrep", "-af", pattern]).stdout.strip()
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
+def _gone(node, pattern: str) -> None:
+    """Wait (5 s at most) until no process on the host matches `pattern` (pgrep -f)."""
+    wait_for(f"no process matching {pattern!r} left on the host",
+             lambda: not node.conn.run(["pgrep", "-af", pattern]).stdout.strip(), timeout=5.0, interval=0.1)
 
 
 def test_argv_runs_without_shell_expansion(node):
@@ -116,7 +111,7 @@ def test_command_timeout_stops_the_remote_command(node):
         web1.conn.run("echo started; sleep 41.5; echo never", timeout=1)
     assert time.monotonic() - started < 8
     assert err.value.partial.stdout == "started\n"
-    assert _leftover(web1, "sleep 41.5") == ""
+    _gone(web1, "sleep 41.5")
     assert web1.conn.run(["true"]).rc == 0  # the connection is still fine
 
 
@@ -126,7 +121,7 @@ def test_cancel_event_closes_the_channel(node):
     threading.Timer(0.5, cancel.set).start()
     with pytest.raises(CommandCancelled, match="command cancelled on web1"):
         web1.conn.run(["sleep", "42.5"], cancel=cancel)
-    assert _leftover(web1, "sleep 42.5") == ""
+    _gone(web1, "sleep 42.5")
 
 
 def test_become_with_the_sudo_password(node, lab_info):
@@ -167,7 +162,7 @@ def test_become_timeout_stops_the_command_run_as_root(node, ops_become):
     ops = node("web2", user="ops")
     with pytest.raises(CommandTimeout):
         ops.conn.run("sleep 43.5; echo never", become=ops_become, timeout=1)
-    assert _leftover(ops, "sleep 43.5") == ""
+    _gone(ops, "sleep 43.5")
 
 
 def test_put_is_atomic_and_keeps_the_mode_of_an_existing_file(node, tmp_path):

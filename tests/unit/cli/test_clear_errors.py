@@ -5,15 +5,14 @@ exit 2 and one line saying what is wrong."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import click
 import pytest
 
 from opsbook.cli import main
+from opsbook_lab.pytest_plugin import opsbook
 
 RUNBOOK = """
 opsbook: 1
@@ -28,13 +27,8 @@ steps:
 
 @pytest.fixture
 def cli(tmp_path):
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-
-    def _run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, timeout=120,
-                              env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
-
-    return _run
+    """`opsbook ARGS` run in tmp_path, with a journal of its own."""
+    return lambda *args: opsbook(tmp_path, *args, cwd=tmp_path)
 
 
 def _one_clear_line(proc: subprocess.CompletedProcess[str], *expected: str) -> str:

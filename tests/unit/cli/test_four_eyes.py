@@ -3,7 +3,6 @@ approved by the user who started it; by default a self-approval is allowed and s
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from opsbook.approve import refuse_self_approval
 from opsbook.errors import UserError
 from opsbook.journal import Journal, RunRecord
-from opsbook_lab.pytest_plugin import on_a_terminal, wait_for
+from opsbook_lab.pytest_plugin import cli_env, on_a_terminal, opsbook, wait_for
 
 GATED = """opsbook: 1
 name: promote
@@ -24,15 +23,6 @@ name: promote
 """
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-
-
-def opsbook(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, timeout=60,
-                          env=_env(tmp_path), stdin=subprocess.DEVNULL)
-
-
 def _runbook(tmp_path: Path, extra: str = "approved_by: another\n") -> Path:
     rb = tmp_path / "promote.yaml"
     rb.write_text(GATED.format(extra=extra, out=tmp_path / "out"))
@@ -41,7 +31,7 @@ def _runbook(tmp_path: Path, extra: str = "approved_by: another\n") -> Path:
 
 def _waiting_run(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
     log = open(tmp_path / "run.err", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", *args], env=_env(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", *args], env=cli_env(tmp_path),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
     wait_for("the run to wait at its gate", lambda: "waiting for: opsbook approve" in
              (tmp_path / "run.err").read_text(), timeout=60, interval=0.1)
@@ -99,7 +89,7 @@ def test_yes_cannot_approve_a_four_eyes_run_and_nothing_is_recorded(tmp_path):
 def test_on_a_terminal_a_four_eyes_gate_waits_for_another_user_instead_of_asking(tmp_path):
     rb = _runbook(tmp_path)
     code, seen = on_a_terminal([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "text",
-                                "--approval-timeout", "2s"], env=_env(tmp_path), cwd=tmp_path,
+                                "--approval-timeout", "2s"], env=cli_env(tmp_path), cwd=tmp_path,
                                answers={"approve? [y/N]": "y"}, timeout=60)
     assert "waiting for: opsbook approve" in seen and "approve? [y/N]" not in seen
     assert "Promote the standby?" in seen and "will run: local.shell" in seen, "the terminal shows what waits"
@@ -140,7 +130,7 @@ def test_on_a_terminal_the_starter_is_refused_before_being_asked_to_confirm(tmp_
     proc = _waiting_run(tmp_path, str(_runbook(tmp_path)))
     ended(proc)
     code, seen = on_a_terminal([sys.executable, "-m", "opsbook", "approve", "last", "promote standby"],
-                               env=_env(tmp_path), cwd=tmp_path, answers={"gate(s)?": "y"}, timeout=60)
+                               env=cli_env(tmp_path), cwd=tmp_path, answers={"gate(s)?": "y"}, timeout=60)
     assert code == 2 and "needs another person's approval" in seen and "gate(s)?" not in seen
     assert proc.poll() is None
 
@@ -149,6 +139,6 @@ def test_end_of_input_at_the_confirmation_decides_nothing(tmp_path, ended):
     proc = _waiting_run(tmp_path, str(_runbook(tmp_path, extra="")))
     ended(proc)
     code, seen = on_a_terminal([sys.executable, "-m", "opsbook", "deny", "last", "promote standby"],
-                               env=_env(tmp_path), cwd=tmp_path, answers={"gate(s)?": "\x04"}, timeout=60)
+                               env=cli_env(tmp_path), cwd=tmp_path, answers={"gate(s)?": "\x04"}, timeout=60)
     assert code == 1 and "nothing decided" in seen and "internal error" not in seen
     assert proc.poll() is None

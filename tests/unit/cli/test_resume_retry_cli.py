@@ -3,21 +3,11 @@ for a human must not turn the rest of the run into final skips, and a dry run st
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 
-from opsbook_lab.pytest_plugin import wait_for
-
-
-def _env(tmp_path) -> dict[str, str]:
-    return {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-
-
-def opsbook(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, timeout=120,
-                          env=_env(tmp_path), stdin=subprocess.DEVNULL)
+from opsbook_lab.pytest_plugin import cli_env, opsbook, wait_for
 
 
 def test_resume_after_confirming_an_in_doubt_node_runs_the_rest_of_the_run(tmp_path):
@@ -28,7 +18,7 @@ def test_resume_after_confirming_an_in_doubt_node_runs_the_rest_of_the_run(tmp_p
 """ for i in range(1, 6))
     rb = tmp_path / "five.yaml"
     rb.write_text("opsbook: 1\nname: five\nsteps:" + steps)
-    proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb)], env=_env(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb)], env=cli_env(tmp_path),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for("s3 to start", lambda: (tmp_path / "in-s3").exists(), timeout=60, interval=0.05)
     proc.send_signal(signal.SIGKILL)
@@ -85,7 +75,7 @@ steps:
   - local.fail: the end
 """)
     for fmt, stream in (("text", "stderr"), ("json", "stdout")):
-        proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb), "--format", fmt], env=_env(tmp_path),
+        proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb), "--format", fmt], env=cli_env(tmp_path),
                                 stdin=subprocess.DEVNULL, text=True,
                                 stdout=subprocess.PIPE if stream == "stdout" else subprocess.DEVNULL,
                                 stderr=subprocess.PIPE if stream == "stderr" else subprocess.DEVNULL)
@@ -106,7 +96,7 @@ def test_plan_takes_secrets_like_run_and_the_hint_never_suggests_e(tmp_path):
     missing = opsbook(tmp_path, "plan", str(rb))
     assert missing.returncode == 2 and "--secret token=env:VAR" in missing.stderr and "-e token" not in missing.stderr
     shown = subprocess.run([sys.executable, "-m", "opsbook", "plan", str(rb), "--secret", "token=env:TOK"],
-                           capture_output=True, text=True, timeout=60, env={**_env(tmp_path), "TOK": "s3cr3t-v4lue"})
+                           capture_output=True, text=True, timeout=60, env={**cli_env(tmp_path), "TOK": "s3cr3t-v4lue"})
     assert shown.returncode == 0, shown.stderr
     assert '["echo", "********"]' in shown.stdout and "s3cr3t-v4lue" not in shown.stdout + shown.stderr
 
@@ -117,6 +107,6 @@ def test_an_error_about_a_secret_parameter_never_quotes_it(tmp_path):
     rb.write_text("opsbook: 1\nname: sec\nparams:\n  token: {type: secret, choices: [alpha-key, beta-key]}\n"
                   "steps:\n  - local.command: \"true\"\n")
     done = subprocess.run([sys.executable, "-m", "opsbook", "plan", str(rb), "--secret", "token=env:TOK"],
-                          capture_output=True, text=True, timeout=60, env={**_env(tmp_path), "TOK": "alpha-kez-s3cr3t"})
+                          capture_output=True, text=True, timeout=60, env={**cli_env(tmp_path), "TOK": "alpha-kez-s3cr3t"})
     assert done.returncode == 2 and 'parameter "token" (secret) is not one of its 2 allowed values' in done.stderr
     assert "s3cr3t" not in done.stdout + done.stderr and "alpha-key" not in done.stderr

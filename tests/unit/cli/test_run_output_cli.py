@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-import os
-import subprocess
-import sys
-
-
-def opsbook(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-    return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, timeout=120,
-                          env=env, stdin=subprocess.DEVNULL)
+from opsbook_lab.pytest_plugin import opsbook
 
 
 def test_the_last_lines_name_the_cause_and_the_objectives_verdict(tmp_path):

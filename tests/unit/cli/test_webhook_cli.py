@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+from opsbook_lab.pytest_plugin import cli_env
+
 TOKEN = "webhook-token-for-tests-0123456789"
 
 
@@ -43,7 +45,7 @@ steps:
 """)
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    env = cli_env(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "opsbook", "watch", "--listen", "127.0.0.1:0", "--route",
                              f"WebDown:{rb}:instance=target", "--token-file", str(token)],
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from opsbook_lab.pytest_plugin import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 FENCE = re.compile(r"^```(\w*)\s*$")
@@ -165,9 +166,7 @@ steps:
 """)
     proc = t.background("opsbook run crash.yaml")
     run_id = _line_of(proc, r"run (\S+): crash-demo").group(1)
-    deadline = time.monotonic() + 30
-    while not log.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for("the first step's line in the log", log.exists, timeout=30, interval=0.05)
     time.sleep(0.5)  # inside "slow" now
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)

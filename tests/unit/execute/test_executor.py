@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from opsbook.execute import ApprovalRequest
+from opsbook_lab.pytest_plugin import wait_for
 
 INVENTORY = """
 [web]
@@ -329,12 +330,10 @@ def test_approval_from_another_thread_through_the_journal(run, journal, tmp_path
 
     def approve_later():
         other = Journal(db)
-        for _ in range(200):
-            runs = other.list_runs()
-            if runs and other.approvals(runs[0].id):
-                other.decide(runs[0].id, "promote", True, "alice")
-                return
-            time.sleep(0.05)
+        run_id = wait_for("the run's approval request in the journal",
+                          lambda: (runs := other.list_runs()) and other.approvals(runs[0].id) and runs[0].id,
+                          timeout=10, interval=0.05)
+        other.decide(run_id, "promote", True, "alice")
 
     threading.Thread(target=approve_later, daemon=True).start()
     summary = run(f"""
@@ -485,18 +484,15 @@ def test_a_hosts_last_result_is_durable_while_other_hosts_still_run(run, journal
             local.shell: "[ {{{{ inventory_hostname }}}} = web1 ] && exit 0; for i in $(seq 600); do [ -e {marker} ] && exit 0; sleep 0.05; done; exit 1"
         """, INVENTORY, limit={"web1", "web2"})))
     runner.start()
-    seen = False
     reader = sqlite3.connect(str(journal.path))  # another connection: what a crash would leave
-    for _ in range(600):
-        row = reader.execute("SELECT status FROM node_log WHERE node_id='one@web1' ORDER BY seq DESC").fetchone()
-        if row == ("ok",):
-            seen = True
-            break
-        time.sleep(0.05)
-    reader.close()
-    marker.touch()  # web2 may finish now
+    try:
+        wait_for("web1's result committed while web2 is still running",
+                 lambda: reader.execute("SELECT status FROM node_log WHERE node_id='one@web1' "
+                                        "ORDER BY seq DESC").fetchone() == ("ok",), timeout=30, interval=0.05)
+    finally:
+        reader.close()
+        marker.touch()  # web2 may finish now
     runner.join()
-    assert seen, "web1's result was not committed while web2 was still running"
     assert done["summary"].status == "succeeded"
 
 

@@ -10,7 +10,7 @@ import sys
 import threading
 
 from opsbook.watch import WatchConfig, Watcher
-from opsbook_lab.pytest_plugin import wait_for
+from opsbook_lab.pytest_plugin import cli_env, wait_for
 
 
 def _runbooks(write, tmp_path):
@@ -109,7 +109,7 @@ def _listening(tmp_path, *extra: str) -> tuple[subprocess.Popen[str], int, list[
     rb.write_text(f'opsbook: 1\nname: recreate\nsteps:\n  - name: remove and recreate\n    approve: "Recreate?"\n'
                   f'    local.shell: "echo recreated >> {tmp_path}/log"\n')
     (tmp_path / "token").write_text(TOKEN)
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    env = cli_env(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "opsbook", "watch", "--listen", "127.0.0.1:0", "--route",
                              f"WebDown:{rb}", "--token-file", str(tmp_path / "token"), *extra],
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -177,7 +177,7 @@ def test_a_response_that_cannot_start_is_said_and_watching_goes_on(registry, jou
 def test_a_mistyped_auto_approve_is_refused_before_watching(tmp_path):
     rb = tmp_path / "recreate.yaml"
     rb.write_text('opsbook: 1\nname: recreate\nsteps:\n  - name: up\n    probe.tcp: {port: 1, timeout: 1}\n')
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    env = cli_env(tmp_path)
     done = subprocess.run([sys.executable, "-m", "opsbook", "watch", str(rb), "--auto-approve", "recreate.yml",
                            "--max-responses", "1"], capture_output=True, text=True, env=env, timeout=60,
                           stdin=subprocess.DEVNULL)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 from opsbook.errors import PatternError
-from opsbook.inventory import Group, Host, Inventory, load_inventory
+from opsbook.inventory import Group, Host, ansible_graph, ansible_list, load_inventory
 
 from .helpers import load
 
 
 def test_localhost_inventory_is_what_ansible_uses_without_inventory() -> None:
-    inv = Inventory.localhost()
+    inv = load_inventory([])
     assert list(inv.groups) == ["all", "ungrouped"]
     assert dict(inv.hosts) == {}
     assert inv.match("all") == []
@@ -23,11 +23,10 @@ def test_localhost_inventory_is_what_ansible_uses_without_inventory() -> None:
         "ansible_python_interpreter": sys.executable,
         "ansible_connection": "local",
     }
-    assert inv.to_ansible_list() == {
+    assert ansible_list(inv) == {
         "all": {"children": ["ungrouped"]},
         "_meta": {"hostvars": {}, "profile": "inventory_legacy"},
     }
-    assert load_inventory([]).to_ansible_list() == inv.to_ansible_list()
 
 
 def test_unknown_host_suggests_a_name(tmp_path: Path) -> None:
@@ -71,10 +70,10 @@ def test_groups_describe_the_tree(tmp_path: Path) -> None:
 
 def test_graph_of_one_group(tmp_path: Path) -> None:
     inv = load(tmp_path, "hosts.ini", "[web]\nw1 a=1\n[prod:children]\nweb\n")
-    assert inv.to_ansible_graph(group="prod") == "@prod:\n  |--@web:\n  |  |--w1"
-    assert inv.to_ansible_graph(vars=True, group="web") == "@web:\n  |--w1\n  |  |--{a = 1}"
+    assert ansible_graph(inv, group="prod") == "@prod:\n  |--@web:\n  |  |--w1"
+    assert ansible_graph(inv, vars=True, group="web") == "@web:\n  |--w1\n  |  |--{a = 1}"
     with pytest.raises(PatternError, match='unknown group "wbe"'):
-        inv.to_ansible_graph(group="wbe")
+        ansible_graph(inv, group="wbe")
 
 
 def test_host_and_group_with_one_name_is_a_warning(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from opsbook.errors import InventoryError, PatternError
-from opsbook.inventory import Inventory, load_inventory
+from opsbook.inventory import Inventory, ansible_graph, ansible_list, load_inventory
 
 from .conftest import DATA, Ansible
 
@@ -96,14 +96,14 @@ def listed_hosts(stdout: str) -> list[str]:
 @pytest.mark.parametrize("case", list(CASES))
 def test_list_matches_ansible_inventory(case: str, outputs: dict[tuple[str, str], Any]) -> None:
     expected = json.loads(_ok(outputs[case, "list"]))
-    assert load_inventory(sources_of(case)).to_ansible_list() == expected
+    assert ansible_list(load_inventory(sources_of(case))) == expected
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_graph_matches_ansible_inventory(case: str, outputs: dict[tuple[str, str], Any]) -> None:
     inventory = load_inventory(sources_of(case))
-    assert inventory.to_ansible_graph() == _ok(outputs[case, "graph"]).rstrip("\n")
-    assert inventory.to_ansible_graph(vars=True) == _ok(outputs[case, "graph-vars"]).rstrip("\n")
+    assert ansible_graph(inventory) == _ok(outputs[case, "graph"]).rstrip("\n")
+    assert ansible_graph(inventory, vars=True) == _ok(outputs[case, "graph-vars"]).rstrip("\n")
 
 
 GRAPH_CASES = [(case, group) for case in CASES for group in CASES[case].get("graph_groups", [])]
@@ -114,7 +114,7 @@ def test_graph_of_a_group_matches_ansible_inventory(
     case: str, group: str, outputs: dict[tuple[str, str], Any]
 ) -> None:
     expected = _ok(outputs[case, f"graph {group}"]).rstrip("\n")
-    assert load_inventory(sources_of(case)).to_ansible_graph(vars=True, group=group) == expected
+    assert ansible_graph(load_inventory(sources_of(case)), vars=True, group=group) == expected
 
 
 PATTERN_CASES = [(case, p) for case in CASES for p in patterns_of(case)]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opsbook.inventory import load_inventory
+from opsbook.inventory import ansible_list, load_inventory
 
 from .helpers import write
 
@@ -51,7 +51,7 @@ def test_ten_thousand_hosts_load_and_match_fast(tmp_path: Path) -> None:
     assert inv.host("node010-10").vars == {
         "ntp": "ntp.example.com", "rack_name": "r10", "dc": "one", "rack": 10,
     }  # fmt: skip
-    assert len(inv.to_ansible_list()["_meta"]["hostvars"]) == 10_000
+    assert len(ansible_list(inv)["_meta"]["hostvars"]) == 10_000
     assert loaded < 1.0, f"loading took {loaded:.2f}s"
     assert matched < 0.5, f"matching took {matched:.2f}s"
     assert cached < 0.2, f"1000 cached matches took {cached:.2f}s"

@@ -5,17 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
-
-
-def _env(tmp_path) -> dict[str, str]:
-    return {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-
-
-def opsbook(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, timeout=120,
-                          env=_env(tmp_path), stdin=subprocess.DEVNULL)
+from opsbook_lab.pytest_plugin import opsbook
 
 
 def _damage(path) -> None:

@@ -12,9 +12,10 @@ import pytest
 
 from opsbook.api import RunRequest, resume_run
 from opsbook.approve import journal_approver
-from opsbook.errors import RunLockedError, ValidationError
+from opsbook.errors import RunError, RunLockedError, ValidationError
 from opsbook.execute import RunOptions
 from opsbook.journal import Journal
+from opsbook_lab.pytest_plugin import wait_for
 
 FAILING = """
 opsbook: 1
@@ -81,14 +82,16 @@ def test_a_decision_from_another_shell_keeps_both_times(run, journal, tmp_path):
 
     def approve_later() -> None:
         other = Journal(tmp_path / "journal.db")
+
+        def decided() -> bool:
+            try:
+                return other.decide(other.latest_run_id(), "gate", True, "alice")
+            except RunError:  # no run in the journal yet
+                return False
+
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                time.sleep(0.3)
-                run_id = other.latest_run_id()
-                if run_id and other.decide(run_id, "gate", True, "alice"):
-                    decided_at.append(time.time())
-                    return
+            wait_for("a run waiting at the gate to take the decision", decided, timeout=30, interval=0.3)
+            decided_at.append(time.time())
         finally:
             other.close()
 

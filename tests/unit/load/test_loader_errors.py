@@ -299,3 +299,23 @@ def test_a_step_keyword_indented_into_the_arguments_is_named_even_with_a_templat
     assert messages(err.value) == ['7:7: local.shell: unknown argument "rollback"',
                                    '8:7: local.shell: unknown argument "bogus"']
     assert err.value.diagnostics[0].hint.startswith('"rollback:" is a step keyword: indent it like "local.shell:"')
+
+
+@pytest.mark.parametrize("key, value, said, hint", [
+    ("approved_by", "anothr", 'approved_by must be anyone or another, found string "anothr" (did you mean "another"?)',
+     "another: a user other than the one who started the run must approve (four eyes)"),
+    ("extra_vars", "anny", 'extra_vars must be used or any, found string "anny" (did you mean "any"?)',
+     "any: accept every -e name as a variable (Ansible's extra vars); used: only names the runbook reads"),
+    ("phase", "failovr", "phase must be one of first-response, failover, permanent-fix, disaster-recovery, other, "
+     'found string "failovr" (did you mean "failover"?)', ""),
+])
+def test_a_word_outside_a_keywords_choices_names_them(load, key, value, said, hint):
+    with pytest.raises(ValidationError) as err:
+        load(f"opsbook: 1\nname: t\n{key}: {value}\nsteps:\n  - local.noop: {{}}\n")
+    assert messages(err.value) == [f"3:{len(key) + 3}: {said}"]
+    assert err.value.diagnostics[0].hint == hint
+
+
+def test_a_keyword_with_choices_takes_its_default_when_absent(load):
+    runbook = load("opsbook: 1\nname: t\nsteps:\n  - local.noop: {}\n")
+    assert (runbook.phase, runbook.extra_vars, runbook.approved_by) == ("other", "used", "anyone")

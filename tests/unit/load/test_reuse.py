@@ -4,14 +4,12 @@ and every error naming the included file's line and the chain of includes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from opsbook.errors import ValidationError
 from opsbook.journal import Journal
+from opsbook_lab.pytest_plugin import opsbook
 
 RB = """
 opsbook: 1
@@ -115,9 +113,7 @@ steps:
   - {{name: after, local.command: echo after}}
 """)
     (tmp_path / "inv.ini").write_text("h ansible_connection=local color=green\n")
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-    done = subprocess.run([sys.executable, "-m", "opsbook", "run", "rb.yaml", "-i", "inv.ini", "--format", "json"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = opsbook(tmp_path, "run", "rb.yaml", "-i", "inv.ini", "--format", "json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     finished = [json.loads(line) for line in done.stdout.splitlines() if '"node_finished"' in line]
     assert [e["step"] for e in finished] == ["base : base step", "web : render", "web : say", "after",
@@ -152,14 +148,10 @@ steps:
   - {name: work, include_tasks: tasks/work.yaml}
   - {name: last, local.shell: "echo last >> LOG"}
 """.replace("LOG", f"{tmp_path}/log"))
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-    first = subprocess.run([sys.executable, "-m", "opsbook", "run", "rb.yaml", "--format", "json"], cwd=tmp_path,
-                           env=env, capture_output=True, text=True, timeout=120)
+    first = opsbook(tmp_path, "run", "rb.yaml", "--format", "json", cwd=tmp_path)
     assert first.returncode == -9, first.stderr
     run_id = next(json.loads(line)["run"] for line in first.stdout.splitlines() if '"run"' in line)
-    resumed = subprocess.run([sys.executable, "-m", "opsbook", "resume", run_id, "--format", "json",
-                              "--confirm", "the-crash@localhost"], cwd=tmp_path, env=env, capture_output=True,
-                             text=True, timeout=120)
+    resumed = opsbook(tmp_path, "resume", run_id, "--format", "json", "--confirm", "the-crash@localhost", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr
     assert (tmp_path / "log").read_text().split() == ["before", "crash", "crash", "after", "last"]
 

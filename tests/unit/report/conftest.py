@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from opsbook.journal import Journal, NodeRecord, RunRecord
-from opsbook.registry import Registry
 
 RUNBOOK = """\
 opsbook: 1
@@ -48,18 +47,6 @@ class RunBuilder:
         rec = NodeRecord(f"{step_id}@{host or '-'}", step_id, host, status, self.t0 + start, self.t0 + end, **kw)
         self.journal.node_finished(self.run_id, rec)
         return rec
-
-
-@pytest.fixture(scope="session")
-def registry() -> Registry:
-    return Registry.from_entry_points()
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Journal:
-    j = Journal(tmp_path / "j.db")
-    yield j
-    j.close()
 
 
 @pytest.fixture

@@ -38,3 +38,65 @@ def test_many_hosts_become_counts(load, write):
     svg = ET.fromstring(plan_grid_svg(plan, {}))
     assert int(svg.get("width")) <= 1400
     assert "60 hosts" in "".join(t.text or "" for t in svg.iter(f"{{{SVG_NS}}}text"))
+
+
+LOOPED = """\
+opsbook: 1
+name: looped
+steps:
+  - name: each
+    loop: [1, 2, 3]
+    block:
+      - name: inner
+        local.command: "test {{ item }} != 2"
+        ignore_errors: true
+"""
+
+
+def _looped_run(registry, tmp_path, monkeypatch):
+    from opsbook.api import RunRequest, start_run
+    from opsbook.execute import RunOptions
+    from opsbook.journal import Journal
+
+    monkeypatch.setenv("OPSBOOK_RUNS_DIR", str(tmp_path / "runs"))
+    path = tmp_path / "rb.yaml"
+    path.write_text(LOOPED)
+    journal = Journal(tmp_path / "j.db")
+    plan = make_plan(load_runbook(str(path), registry), load_inventory_sources([]), {})
+    summary = start_run(plan, registry, journal, RunRequest(options=RunOptions()))
+    return plan, journal, summary.run_id, path
+
+
+def test_a_looped_blocks_step_takes_the_worst_of_its_copies(registry, tmp_path, monkeypatch, load):
+    """Copy [0] is ok, copy [1] failed: each copy that is a row of the plan keeps its own
+    status; a plan without those rows (below) sees step `inner`, the worst of them."""
+    from opsbook.plangrid import worst_statuses
+    from opsbook.report import gather
+
+    plan, journal, run_id, _ = _looped_run(registry, tmp_path, monkeypatch)
+    nodes = gather(journal, run_id).nodes
+    assert [(n.step_id, n.status) for n in nodes] == [("inner[0]", "ok"), ("inner[1]", "failed"), ("inner[2]", "ok")]
+    steps, cells = worst_statuses(plan, nodes)
+    assert steps == {"inner[0]": "ok", "inner[1]": "failed", "inner[2]": "ok"}
+    assert cells == {"inner[0]@localhost": "ok", "inner[1]@localhost": "failed", "inner[2]@localhost": "ok"}
+    unlooped = make_plan(load("opsbook: 1\nname: u\nsteps:\n  - {name: inner, local.noop: {}}\n"),
+                         load_inventory_sources([]), {})
+    for order in (nodes, list(reversed(nodes))):  # the order the nodes come in does not matter
+        assert worst_statuses(unlooped, order) == ({**steps, "inner": "failed"}, {"inner@localhost": "failed"})
+
+
+def test_the_report_grid_colours_a_step_by_the_worst_of_its_loop_copies(registry, tmp_path, monkeypatch):
+    """The runbook lost its loop after the run: the report's plan has one row `inner`,
+    which the journal ran as three copies; the row shows the failed copy, not the first."""
+    from opsbook.report import STATUS_COLORS, build_report
+
+    _, journal, run_id, path = _looped_run(registry, tmp_path, monkeypatch)
+    path.write_text(LOOPED.replace("    loop: [1, 2, 3]\n", "").replace("{{ item }}", "2"))
+    html = build_report(journal, run_id, "html")
+    grid = ET.fromstring(html[html.index("<svg", html.index('<div class="plan-graph">')):html.index("</svg>",
+                         html.index('<div class="plan-graph">')) + len("</svg>")])
+    steps = [t.get("data-step") for t in grid.iter(f"{{{SVG_NS}}}text") if t.get("class") == "step"]
+    assert steps == ["inner"]
+    (cell,) = [r for r in grid.iter(f"{{{SVG_NS}}}rect") if r.get("class") == "node"]
+    assert cell.get("fill") == STATUS_COLORS["failed"]
+    assert cell.find(f"{{{SVG_NS}}}title").text.endswith("@ localhost: failed")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from opsbook.report import rto
+from opsbook_lab.pytest_plugin import opsbook
 
 
 def test_rto_runs_from_incident_start_to_first_verification_after_mitigation(journal, new_run):
@@ -191,23 +192,14 @@ def test_a_dry_run_measures_no_rto(journal, new_run):
 
 
 def test_a_dry_run_says_so_in_runs_show_and_its_last_line(tmp_path):
-    import os
-    import subprocess
-    import sys
-
     rb = tmp_path / "dry.yaml"
     rb.write_text(f"opsbook: 1\nname: dry\nsteps:\n  - name: act\n    local.command: touch {tmp_path}/x\n")
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-
-    def ob(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, env=env,
-                              timeout=60, stdin=subprocess.DEVNULL)
-
-    done = ob("run", str(rb), "--check", "--format", "text")
+    done = opsbook(tmp_path, "run", str(rb), "--check", "--format", "text")
     assert "(1 nodes, a dry run: --check changes nothing)" in done.stderr
     assert ": succeeded (a dry run: --check, nothing was changed)" in done.stderr
-    assert "succeeded (dry run)" in ob("runs").stdout
-    shown = ob("show", "last").stdout
+    assert "succeeded (dry run)" in opsbook(tmp_path, "runs").stdout
+    shown = opsbook(tmp_path, "show", "last").stdout
     assert "(DRY RUN: --check, nothing was changed)" in shown and "left changed" not in shown
-    assert "A dry run (--check): nothing was changed on any host" in ob("report", "last", "--format", "md").stdout
+    report = opsbook(tmp_path, "report", "last", "--format", "md").stdout
+    assert "A dry run (--check): nothing was changed on any host" in report
     assert not (tmp_path / "x").exists()
