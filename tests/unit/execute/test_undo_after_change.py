@@ -57,7 +57,7 @@ def test_a_change_whose_wait_fails_is_rolled_back(run, journal, tmp_path):
 
 def test_a_failed_step_records_its_undo_once_and_a_check_run_none(run, journal, tmp_path):
     """The undo declared mid-wait is not recorded a second time when the failed result (which
-    says changed) comes back; `--check` records nothing."""
+    says changed) comes back, and `opsbook rollback RUN` runs it later; `--check` records nothing."""
     state = _state(tmp_path)
     text = f"""
         opsbook: 1
@@ -71,6 +71,12 @@ def test_a_failed_step_records_its_undo_once_and_a_check_run_none(run, journal, 
     real = run(text, rollback="never")
     assert real.status == "failed" and (state / "web").read_text() == "maintenance\n"
     assert [(u["action"], u["status"]) for u in journal.rollbacks(real.run_id)] == [("svcadm.set", "pending")]
+    # `opsbook rollback RUN` reads the same entry and undoes it later
+    undone = subprocess.run([sys.executable, "-m", "opsbook", "rollback", real.run_id, "--yes"], capture_output=True,
+                            text=True, timeout=120, stdin=subprocess.DEVNULL,
+                            env={**_env(tmp_path), "OPSBOOK_JOURNAL": str(tmp_path / "journal.db")})
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert (state / "web").read_text() == "online\n"
 
 
 def test_an_abandoned_action_has_its_undo_recorded_before_it_was_abandoned(run, journal, tmp_path):
