@@ -269,7 +269,7 @@ def test_apply_fix_whose_scale_up_times_out_scales_back(k8s_env, billing, run_bo
             {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}]}}
     Path(manifest).write_text(yaml.safe_dump_all([config, body]))
     params = {"manifest": manifest, "namespace": k8s_env.ns, "deployment": billing, "replicas": 6,
-              "force_conflicts": True, "rollout_timeout": "5s"}
+              "force_conflicts": True, "rollout_timeout": "20s"}  # the fix rolls out well within it
     summary, nodes, _ = run_book(APPLY_FIX, params)
     try:
         assert summary.status == "aborted"  # max_fail_percentage: 0
