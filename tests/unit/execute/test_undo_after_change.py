@@ -94,7 +94,7 @@ def test_an_abandoned_action_has_its_undo_recorded_before_it_was_abandoned(run, 
         name: abandoned
         steps:
           - name: web to maintenance, wait for it
-            svcadm.set_then_wait: {{service: web, state: maintenance, state_dir: "{state}", timeout: 7,
+            svcadm.set_then_wait: {{service: web, state: maintenance, state_dir: "{state}", timeout: 9,
                                     interval: 0.2, ignore_stop: true}}
             timeout: 1s
         """, listeners=[listener])
