@@ -29,7 +29,7 @@ from opsbook.journal import NodeRecord
 from opsbook.plugin import ActionContext, ActionSpec, Become, HostInfo, Result, Status, clashing_data, truthy
 from opsbook.preflight import PreFlights
 from opsbook.delegate import acting_host, delegate_host
-from opsbook.rollback import Rollbacks
+from opsbook.rollback import Rollbacks, UndoSlot
 from opsbook.runtypes import (
     IN_DOUBT,
     NOT_RUN,
@@ -283,13 +283,21 @@ class NodeRunner:
         if step.timeout:
             self.deadlines.start(node.id, step.timeout)
         results: list[Result] = []
+        undos: list[tuple[UndoSlot, Result]] = []  # each call that may record an undo, and its result
         if step.loop is None:
-            results.append(self._attempts(node, spec, ctx_vars, cancel))
+            slot = self._undo_slot(node, spec, ctx_vars)
+            results.append(self._attempts(node, spec, ctx_vars, cancel, slot))
+            if slot is not None:
+                undos.append((slot, results[0]))
         for item, false in items:
             if false is not None:  # Ansible lists a skipped item in results too
                 results.append(_skipped_item(step, item, false))
                 continue
-            result = self._attempts(node, spec, {**ctx_vars, step.loop_var: item}, cancel)
+            scope = {**ctx_vars, step.loop_var: item}
+            slot = self._undo_slot(node, spec, scope)
+            result = self._attempts(node, spec, scope, cancel, slot)
+            if slot is not None:
+                undos.append((slot, result))
             result.data = {**result.data, step.loop_var: item, "ansible_loop_var": step.loop_var}
             results.append(result)
             if cancel.is_set():
@@ -307,29 +315,49 @@ class NodeRunner:
             self._show_diffs(node, results)
         if outcome.status is Status.OK and node.host and step.keep_healthy is not None and not self.opts.check:
             self.preflights.out_of_pool.take_out(step.id, node.host)
+        undo = bool(undos) and self._settle_undos(node, spec, outcome, undos)
         if not ticket.pure and not abandon.claim(ticket):
             # The run already recorded this node in doubt and moved on: keep that history,
-            # note what the action finally did.
+            # note what the action finally did (its undo, if it changed state, is recorded above).
             svc.journal.event(svc.run_id, "late_result", node.id,
                               {"status": outcome.status.value,
                                "msg": HIDDEN if step.no_log else svc.secrets.redact(outcome.result.msg)})
             outcome.recorded = True
             return outcome
-        dry = self.opts.check if step.check_mode is None else step.check_mode
-        undo = outcome.status is Status.OK and not dry and bool(step.rollback or spec.inverse)
-        if undo:
-            problems = self.rollbacks.record(node, spec, ctx_vars, results)
-            if problems:  # a change nothing would undo: a loud failure, never a silent success
-                msg = (f"{spec.full_name} changed something, but its undo could not be computed (its inverse "
-                       f"{problems[0]}): nothing is recorded to undo it; check the host and undo by hand")
-                outcome.status = outcome.result.status = Status.FAILED
-                outcome.result.msg = svc.secrets.redact_error(msg)
-                svc.journal.event(svc.run_id, "warning", node.id, {"message": outcome.result.msg})
         # The result is deferred to the next journal write (a scheduling round, or the next
         # start a worker takes on), which commits it before that start; a node that
         # registered its undo commits its result at once, next to that undo.
         self.record(node, outcome, buffered=ticket.pure or (ticket.ahead and not undo))
         return outcome
+
+    # -- undo: changed state keeps its undo (opsbook.rollback.UndoSlot) ---------------------
+    def _undo_slot(self, node: Node, spec: ActionSpec, scope: dict[str, Any]) -> UndoSlot | None:
+        """Where the undo of one call of the action is recorded, or None when nothing could
+        be undone: no `rollback:` and no inverse, or a dry run (check mode records none)."""
+        step = node.step
+        if not (step.rollback or spec.inverse) or (self.opts.check if step.check_mode is None else step.check_mode):
+            return None
+        return self.rollbacks.slot(node, spec, scope)
+
+    def _settle_undos(self, node: Node, spec: ActionSpec, outcome: Outcome,
+                      undos: list[tuple[UndoSlot, Result]]) -> bool:
+        """Record the undo of each call that ended ok or changed state (whatever its status),
+        unless it was recorded while the action ran; a change whose undo could not be computed
+        fails the step loudly. Returns whether any undo of this node is recorded."""
+        for slot, result in undos:
+            slot.settle(result)
+        problem = next((slot.problem for slot, _ in undos if slot.problem), "")
+        if problem:  # a change nothing would undo: a loud failure, never a silent success
+            svc = self.svc
+            msg = (f"{spec.full_name} changed something, but its undo could not be computed (its inverse "
+                   f"{problem}): nothing is recorded to undo it; check the host and undo by hand")
+            if outcome.status is Status.OK:
+                outcome.status = outcome.result.status = Status.FAILED
+            elif outcome.result.msg:
+                msg += f"; {outcome.result.msg}"
+            outcome.result.msg = svc.secrets.redact_error(msg)
+            svc.journal.event(svc.run_id, "warning", node.id, {"message": outcome.result.msg})
+        return any(slot.recorded for slot, _ in undos)
 
     def _show_diffs(self, node: Node, results: list[Result]) -> None:
         """--diff: what each change did (or would do), in the live output and the journal
@@ -349,13 +377,14 @@ class NodeRunner:
             self.flush(started=[node])
         self.svc.emit("node_started", node)
 
-    def _attempts(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], cancel: CancelToken) -> Result:
+    def _attempts(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], cancel: CancelToken,
+                  undo: UndoSlot | None = None) -> Result:
         step = node.step
         delay = step.delay
         attempt = 0
         while True:
             attempt += 1
-            result = self._call(node, spec, ctx_vars, cancel)
+            result = self._call(node, spec, ctx_vars, cancel, undo=undo)
             result.msg = self.svc.secrets.redact_error(result.msg)  # parsers quote pieces of a secret
             result.attempts = attempt
             if result.status is Status.UNKNOWN and step.changed_when:
@@ -382,6 +411,8 @@ class NodeRunner:
             except UserError as exc:
                 self.dry.own_fault.add(node.id)
                 return Result.failed(user_message(exc))
+            if undo is not None:
+                undo.settle(result, final=False)  # an attempt that changed state: its undo before the delay
             self.svc.emit("node_output", node, line=f"attempt {attempt} failed, retrying in {delay:g}s: {result.msg}")
             if cancel.wait(delay):
                 result.status = Status.TIMED_OUT
@@ -389,7 +420,7 @@ class NodeRunner:
             delay *= step.backoff
 
     def _call(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], cancel: CancelToken,
-              force_check: bool = False) -> Result:
+              force_check: bool = False, undo: UndoSlot | None = None) -> Result:
         step = node.step
         svc = self.svc
         assert step.action is not None
@@ -430,6 +461,7 @@ class NodeRunner:
             _output=(lambda line: svc.emit("node_output", node, line=line)) if self.wants_output else None,
             _lookup_host=svc.hostinfo,
             _claim=lambda path: self.evidence.claim(path, _writer(node, ctx_vars)),
+            _changed=None if undo is None else undo.declare,
         )
         start = time.monotonic()
         try:

@@ -267,6 +267,18 @@ class ActionContext:
     _output: Callable[[str], None] | None = None
     _lookup_host: Callable[[str], HostInfo] | None = None
     _claim: Callable[[str], None] | None = None  # the run's record of who wrote which evidence file
+    _changed: Callable[[Mapping[str, Any]], None] | None = None  # records the undo of this call now
+
+    def changed(self, **data: Any) -> None:
+        """Say that this call has changed state, before it waits or verifies anything:
+        `data` is what the action's inverse needs (it is called with
+        `Result(changed=True, data=data)`, as it would be with the final result). The node
+        runner computes the undo (the step's `rollback:`, else the inverse) and writes it to
+        the journal now, so a failure, a timeout that abandons this thread, or a crash after
+        this point still rolls the change back; the result the action returns later records
+        no second undo. Does nothing in check mode; call it once the change is made."""
+        if self._changed is not None and not self.check_mode:
+            self._changed(data)
 
     def connection(self, host: HostInfo | None = None) -> Connection:
         """The pooled connection to this node's host (or another host, for delegation)."""

@@ -1,7 +1,9 @@
-"""Rollback: the undo entries a run records as its steps complete, and their replay.
+"""Rollback: the undo entries a run records as its steps change state, and their replay.
 
-Owns the pending entries (written to the journal next to the result of the step they
-undo; a `no_log` step's arguments are kept in this process only) and their order on
+Owns the pending entries (written to the journal as soon as a step's change is known: when
+its action declares it with `ctx.changed(...)` before it waits, else next to the step's
+result, whatever its status when the result says `changed`; see `UndoSlot`; a `no_log`
+step's arguments are kept in this process only) and their order on
 replay (`order`): per host the step acted for, newest first; hosts in parallel, except
 the hosts of a `serial` rollout, which are undone one batch at a time, newest batch
 first. After one undo of a host fails, that host's older undos are not run.
@@ -9,7 +11,8 @@ first. After one undo of a host fails, that host's older undos are not run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -48,47 +51,45 @@ class Rollbacks:
         self.problems: list[str] = []  # undos that failed or were not run (a human is needed)
 
     # -- recording (node runs) -----------------------------------------------------------
-    def record(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any], results: list[Result]) -> list[str]:
-        """One undo per item done (a loop's rendered with its item bound), newest last.
-        Returns why an action's inverse could not be computed (the exception it raised, or
-        an action it named that it does not declare), for each item where it could not: the
-        node runner fails the step loudly, since nothing would undo that change."""
-        problems: list[str] = []
+    def slot(self, node: Node, spec: ActionSpec, scope: dict[str, Any]) -> UndoSlot:
+        """Where the undo of one call of a node's action (one loop item) is recorded."""
+        return UndoSlot(self, node, spec, scope)
+
+    def record_one(self, node: Node, spec: ActionSpec, scope: dict[str, Any], result: Result) -> tuple[bool, str]:
+        """The undo of one call (`scope`: the node's variables, a loop's item bound), computed
+        from `result`: the step's `rollback:` rendered, else the action's inverse. Returns
+        (an undo was recorded, why the inverse could not be computed: the exception it raised)."""
         step = node.step
-        done = [(ctx_vars, results[0])] if step.loop is None else \
-            [({**ctx_vars, step.loop_var: r.data.get(step.loop_var)}, r) for r in results if r.status is Status.OK]
         if step.rollback is not None:
             inverse_spec = self._svc.registry.action(step.rollback.name)
-            for scope, _result in done:
-                try:
-                    if inverse_spec is None:
-                        raise UserError(f"{step.rollback.name} is not installed")
-                    args = render_args(inverse_spec, step.rollback.args, scope, step.pos)
-                    target = acting_host(node, scope)  # a loop may delegate per item
-                except UserError as exc:
-                    self._svc.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
-                    return problems
-                self._add(node, step.rollback.name, args, target)
-        elif spec.inverse is not None:
-            for scope, result in done:
-                try:
-                    args = render_args(spec, step.action.args, scope, step.pos)  # type: ignore[union-attr]
-                    inverse = spec.inverse(spec.parse_args(args), result)
-                    target = acting_host(node, scope)  # a loop may delegate per item
-                except UserError as exc:  # the delegate: the undo would run on the wrong host
-                    problems.append(user_message(exc))
-                    continue
-                except Exception as exc:  # noqa: BLE001 - a plugin's bug: said, never swallowed
-                    problems.append(f"raised {type(exc).__name__}: {exc}")
-                    continue
-                declared = spec.inverse_actions
-                if inverse is not None and declared is not None and inverse[0] not in declared:
-                    problems.append(f"named {inverse[0]}, which is not among the actions it declares "
-                                    f"(inverse_actions: {', '.join(sorted(declared))})")
-                    continue
-                if inverse is not None:
-                    self._add(node, inverse[0], inverse[1], target)
-        return problems
+            try:
+                if inverse_spec is None:
+                    raise UserError(f"{step.rollback.name} is not installed")
+                args = render_args(inverse_spec, step.rollback.args, scope, step.pos)
+                target = acting_host(node, scope)  # a loop may delegate per item
+            except UserError as exc:
+                self._svc.emit("warning", node, message=f"rollback of {step.name} cannot be rendered: {exc.message}")
+                return False, ""
+            self._add(node, step.rollback.name, args, target)
+            return True, ""
+        if spec.inverse is None:
+            return False, ""
+        try:
+            args = render_args(spec, step.action.args, scope, step.pos)  # type: ignore[union-attr]
+            inverse = spec.inverse(spec.parse_args(args), result)
+            target = acting_host(node, scope)  # a loop may delegate per item
+        except UserError as exc:  # the delegate: the undo would run on the wrong host
+            return False, user_message(exc)
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug: said, never swallowed
+            return False, f"raised {type(exc).__name__}: {exc}"
+        if inverse is None:
+            return False, ""
+        declared = spec.inverse_actions
+        if declared is not None and inverse[0] not in declared:
+            return False, (f"named {inverse[0]}, which is not among the actions it declares "
+                           f"(inverse_actions: {', '.join(sorted(declared))})")
+        self._add(node, inverse[0], inverse[1], target)
+        return True, ""
 
     def _add(self, node: Node, action: str, args: Any, target: str | None) -> None:
         svc = self._svc
@@ -194,3 +195,43 @@ class Rollbacks:
                 f'undo of "{undoes}" for {entry["host"] or "localhost"}{where} {status}: {msg}'))
         svc.emit("rollback_finished", host=entry["host"], target=entry["target"], action=entry["action"],
                  origin=entry["node_id"], step=undoes, status=status, msg=msg)
+
+
+class UndoSlot:
+    """The undo of one call of a node's action (one loop item, all its attempts): recorded
+    at most once, in the journal at once (a crash or a resume sees it), when the first of
+    these happens:
+
+    - the action declares its change while it runs (`ctx.changed(**data)`, before it waits
+      or verifies): the inverse is computed from `Result(changed=True, data=data)`;
+    - an attempt that changed state fails and is retried (before the retry's delay);
+    - the call ends: a result that is ok (as always), or any result that says `changed`
+      (failed, timed out, abandoned by the step's timeout: changed state keeps its undo).
+
+    Never in check mode (the node runner makes no slot then)."""
+
+    def __init__(self, rollbacks: Rollbacks, node: Node, spec: ActionSpec, scope: dict[str, Any]) -> None:
+        self._rollbacks = rollbacks
+        self.node = node
+        self.spec = spec
+        self.scope = scope
+        self.recorded = False
+        self.problem = ""  # why the inverse could not be computed (the exception it raised)
+        self._lock = threading.Lock()  # the action's thread declares; the node's thread settles
+
+    def declare(self, data: Mapping[str, Any]) -> None:
+        """`ctx.changed(**data)`: the action changed state; record its undo now."""
+        self._record(Result(status=Status.OK, changed=True, data=dict(data)))
+
+    def settle(self, result: Result, final: bool = True) -> None:
+        """An attempt's result: its undo is recorded when it changed state, or (`final`) when
+        the call ends ok. A result that is neither records nothing."""
+        if result.changed or (final and result.status is Status.OK):
+            self._record(result)
+
+    def _record(self, result: Result) -> None:
+        with self._lock:
+            if self.recorded:
+                return
+            self.recorded, problem = self._rollbacks.record_one(self.node, self.spec, self.scope, result)
+            self.problem = "" if self.recorded else (problem or self.problem)

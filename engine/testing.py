@@ -14,7 +14,8 @@ templates with `variables` (argv fields word by word, as the engine does), valid
 the action's model (a mistake raises `ArgumentError` with the argument's name, as
 `opsbook check` words it), the context is the one the executor gives (check mode, diff
 mode, a timeout, a cancel event, an evidence folder, other hosts), and the inverse is
-computed from the result as the executor records it. `ScriptedConnection` answers
+computed as the executor records it: from what the action declared with `ctx.changed(...)`
+(kept in `declared`), else from a result that is ok or says `changed` (even a failed one). `ScriptedConnection` answers
 commands from a script and records what the action ran and wrote. `registry_with(plugin)`
 gives a registry of the installed plugins with yours in place of an installed one of the
 same name (a plugin under development, pip-installed in editable mode or not).
@@ -118,6 +119,9 @@ class ActionRun:
     args: Any
     context: ActionContext
     output: list[str]
+    # the data the action gave `ctx.changed(...)` while it ran (its undo recorded before it
+    # waited or verified), None when it declared nothing
+    declared: dict[str, Any] | None = None
 
 
 def _spec(plugin: Plugin, action: str) -> ActionSpec:
@@ -179,10 +183,12 @@ def run_action(plugin: Plugin, action: str, args: Any = None, *, host: str | Hos
         return connection
 
     lines: list[str] = []
+    declared: list[dict[str, Any]] = []  # what the action passed to ctx.changed (before it returned)
     ctx = ActionContext(host=target, step_name=f"test {spec.full_name}", check_mode=check_mode,
                         diff_mode=diff_mode, timeout=timeout, cancelled=cancelled or threading.Event(),
                         evidence_dir=evidence_dir, runbook_dir=runbook_dir, variables=dict(scope),
-                        _connect=connect, _output=lines.append, _lookup_host=lookup)
+                        _connect=connect, _output=lines.append, _lookup_host=lookup,
+                        _changed=lambda data: declared.append(dict(data)))
     result = spec.fn(ctx, parsed)
     if not isinstance(result, Result):
         raise AssertionError(f"{spec.full_name} returned {type(result).__name__}, not an opsbook.plugin.Result "
@@ -190,13 +196,18 @@ def run_action(plugin: Plugin, action: str, args: Any = None, *, host: str | Hos
     if result.data:
         result = clashing_data(spec.full_name, result)
     inverse = None
-    if spec.inverse is not None and result.status is Status.OK and not check_mode:
-        inverse = spec.inverse(parsed, result)
-        declared = spec.inverse_actions
-        if inverse is not None and declared is not None and inverse[0] not in declared:
+    if spec.inverse is not None and not check_mode:
+        # as opsbook.rollback.UndoSlot records it: from the first declaration, else from a
+        # result that is ok or says it changed state (whatever its status)
+        if declared:
+            inverse = spec.inverse(parsed, Result(status=Status.OK, changed=True, data=declared[0]))
+        elif result.status is Status.OK or result.changed:
+            inverse = spec.inverse(parsed, result)
+        allowed = spec.inverse_actions
+        if inverse is not None and allowed is not None and inverse[0] not in allowed:
             raise PluginError(f"{spec.full_name}'s inverse named {inverse[0]}, which is not among the actions it "
-                              f"declares (inverse_actions: {', '.join(sorted(declared))}): a run fails the step")
-    return ActionRun(result, inverse, parsed, ctx, lines)
+                              f"declares (inverse_actions: {', '.join(sorted(allowed))}): a run fails the step")
+    return ActionRun(result, inverse, parsed, ctx, lines, declared[0] if declared else None)
 
 
 def _close(name: str, spec: ActionSpec) -> str:

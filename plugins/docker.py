@@ -1500,6 +1500,10 @@ def update(ctx: ActionContext, args: UpdateArgs) -> Result:
         return Result.ok(
             changed=True, msg=f"would update {target.name}: {_describe(body, current)}{tail}", data=data
         )
+    # The way back before the change and its read-back: a partly applied update (two posts
+    # below) or a failed read-back still rolls back; putting the previous limits back is
+    # harmless when the update did not happen.
+    ctx.changed(**data)
     _post_update(target, obj.id, body)
     data["after"] = _resources(target.container().attrs.get("HostConfig") or {})
     return Result.ok(changed=True, msg=f"updated {target.name}: {_describe(body, current)}{tail}", data=data)

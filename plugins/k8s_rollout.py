@@ -238,7 +238,9 @@ def rollout_undo(ctx: ActionContext, args: UndoArgs) -> Result:
     result = Result.ok(changed=True, diff=diff if ctx.diff_mode else None, data=data, msg=msg)
     if not args.wait:
         return result
-    # the change is made and `data` names the revision it replaced: now the wait
+    # the change is made and `data` names the revision it replaced: its undo is recorded
+    # (a timeout or a crash during the wait keeps it), now the wait
+    ctx.changed(**data)
     return _then_wait(s, ref, args.timeout, result)
 
 

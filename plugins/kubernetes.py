@@ -68,7 +68,8 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 DEFAULT_WAIT = 300.0  # seconds an action waits when neither it nor its step says
 POLL = 1.0  # seconds between polls while waiting
 EVICT_RETRY = 2.0  # seconds between eviction attempts a PodDisruptionBudget refused
-LATE_LOOKS = 3  # rounds of late arrivals a drain evicts before it calls them coming back
+LATE_LOOKS = 3  # rounds of late arrivals a drain evicts before it calls them coming back ...
+LATE_FOR = 10.0  # ... and seconds since the drain began: a scheduler under load sees a cordon late
 SETTLE = 15.0  # seconds a drain waits, at most, for the scheduler to place the replacements
 _REPLACING = ("ReplicaSet", "StatefulSet", "ReplicationController")  # kinds that replace a pod
 _LIST_CAP = 15  # names shown in "did you mean" listings
@@ -1030,19 +1031,25 @@ def scale(ctx: ActionContext, args: ScaleArgs) -> Result:
         "replicas": args.replicas,
         "connection": s.connection_args(),
     }
-    if previous == args.replicas:
-        return Result.ok(changed=False, data=data, msg=f"{ref} already has {previous} replicas")
-    s.patch(
-        ref, {"spec": {"replicas": args.replicas}}, "merge", sub="scale", dry_run=ctx.check_mode
-    )
+    changed = previous != args.replicas
+    if changed:
+        s.patch(
+            ref, {"spec": {"replicas": args.replicas}}, "merge", sub="scale", dry_run=ctx.check_mode
+        )
+        ctx.changed(**data)  # the way back is recorded before the wait (a timeout, a crash)
     verb = "would scale" if ctx.check_mode else "scaled"
-    msg = f"{verb} {ref} from {previous} to {args.replicas} replicas"
+    msg = (
+        f"{verb} {ref} from {previous} to {args.replicas} replicas"
+        if changed
+        else f"{ref} already has {previous} replicas"
+    )
+    # wait: also when the count was set already (a resumed run waits for it again)
     if ctx.check_mode or not args.wait or ref.resource.kind not in _WORKLOADS:
-        return Result.ok(changed=True, data=data, msg=msg)
+        return Result.ok(changed=changed, data=data, msg=msg)
     clock = Clock(ctx, args.timeout)
     state, obj = watch_rollout(s, ref, clock)
     result = _rollout_result(s, ref, state, obj, clock)
-    result.changed, result.data = True, {**data, **result.data}
+    result.changed, result.data = changed, {**data, **result.data}
     result.msg = f"{msg}; {result.msg}"
     return result
 
@@ -1263,6 +1270,8 @@ def drain(ctx: ActionContext, args: DrainArgs) -> Result:
     was = bool((node.get("spec") or {}).get("unschedulable"))
     if not was:
         s.patch(ref, {"spec": {"unschedulable": True}}, dry_run=ctx.check_mode)
+        # the uncordon is recorded before the evictions and their wait
+        ctx.changed(node=ref.name, cordoned=True, connection=s.connection_args())
     plan = _drain_plan_now(s, ref.name or "", args)
     data: dict[str, Any] = {
         "node": ref.name,
@@ -1355,18 +1364,21 @@ def _settle(
         if again.blocked:
             return {}, again.blocked
         fresh = [pod for pod in again.evict if not _leave_pinned(run, pod, data)]
-        if fresh and rounds == LATE_LOOKS:
+        # a pod already terminating is leaving, not landing: waited for, never counted
+        landing = [pod for pod in fresh if not _meta(pod).get("deletionTimestamp")]
+        if landing and rounds >= LATE_LOOKS and run.clock.elapsed() >= LATE_FOR:
             why = (
-                f"still lands on the node after {LATE_LOOKS} rounds of eviction: something places "
-                "it there (a toleration of node.kubernetes.io/unschedulable, or a controller that "
-                "sets spec.nodeName)"
+                f"still lands on the node after {rounds} rounds of eviction in "
+                f"{run.clock.elapsed():.0f}s: something places it there (a toleration of "
+                "node.kubernetes.io/unschedulable, or a controller that sets spec.nodeName)"
             )
-            return {}, [(_key(pod), why) for pod in fresh]
+            return {}, [(_key(pod), why) for pod in landing]
         if fresh:
-            rounds += 1
-            arrived = [_key(p) for p in fresh]
-            run.s.ctx.output(f"new on node {run.node} since the drain began: {', '.join(arrived)}")
-            for warning in drain_plan(fresh, run.args).warnings:
+            arrived = [_key(p) for p in landing]
+            if landing:
+                rounds += 1
+                run.s.ctx.output(f"new on node {run.node} since the drain began: {', '.join(arrived)}")
+            for warning in drain_plan(landing, run.args).warnings:
                 run.s.ctx.output(warning)
                 data["warnings"].append(warning)
             data["late"] += arrived
@@ -1750,6 +1762,36 @@ def manifests(args: ApplyArgs) -> list[dict[str, Any]]:
     return out
 
 
+def _apply_one(
+    s: Session, doc: Mapping[str, Any], args: ApplyArgs, dry: bool
+) -> tuple[bool, dict[str, Any] | None, dict[str, Any], Any, Ref]:
+    """Server-side apply of one object: (changed, live before, after, resource, ref)."""
+    res = s.cluster.resource_for(str(doc["apiVersion"]), str(doc["kind"]))
+    ns = (doc.get("metadata") or {}).get("namespace") or s.namespace
+    ref = Ref(res, ns if res.namespaced else None, doc["metadata"]["name"])
+    body = json.loads(json.dumps(doc))
+    if res.namespaced:
+        body["metadata"]["namespace"] = ns
+    live = s.get_or_none(ref)
+    query = {
+        "fieldManager": FIELD_MANAGER,
+        "force": "true" if args.force_conflicts else None,
+        "dryRun": "All" if dry else None,
+    }
+    after = s.call(
+        "patch", ref, "PATCH", ref.path(), body=body, content_type=PATCH_TYPES["apply"], query=query
+    )
+    return applied_change(live, after, body), live, after, res, ref
+
+
+def _applied_text(objects: Iterable[Mapping[str, Any]], words: Mapping[str, str]) -> str:
+    return ", ".join(
+        f"{o['kind'].lower()} {o['namespace'] + '/' if o['namespace'] else ''}{o['name']} "
+        f"{words.get(o['action'], o['action'])}"
+        for o in objects
+    )
+
+
 @plugin.action(check=True, idempotent=True, mutates=lambda args: args.get("dry_run") is not True)
 def apply(ctx: ActionContext, args: ApplyArgs) -> Result:
     """Server-side apply (check mode or dry_run: a dry run compared with the live object)."""
@@ -1757,32 +1799,24 @@ def apply(ctx: ActionContext, args: ApplyArgs) -> Result:
     dry = ctx.check_mode or args.dry_run
     objects, diffs = [], []
     for doc in manifests(args):
-        res = s.cluster.resource_for(str(doc["apiVersion"]), str(doc["kind"]))
-        ns = (doc.get("metadata") or {}).get("namespace") or s.namespace
-        ref = Ref(res, ns if res.namespaced else None, doc["metadata"]["name"])
-        body = json.loads(json.dumps(doc))
-        if res.namespaced:
-            body["metadata"]["namespace"] = ns
-        live = s.get_or_none(ref)
-        query = {
-            "fieldManager": FIELD_MANAGER,
-            "force": "true" if args.force_conflicts else None,
-            "dryRun": "All" if dry else None,
-        }
-        after = s.call(
-            "patch",
-            ref,
-            "PATCH",
-            ref.path(),
-            body=body,
-            content_type=PATCH_TYPES["apply"],
-            query=query,
-        )
-        changed = applied_change(live, after, body)
+        try:
+            changed, live, after, res, ref = _apply_one(s, doc, args, dry)
+        except K8sError as exc:
+            done = [o for o in objects if o["action"] != "unchanged"]
+            if dry or not done:
+                raise
+            # the objects before this one are changed: say so, so the step's rollback runs
+            return Result.failed(
+                f"{exc}; applied before it: {_applied_text(objects, {})}",
+                changed=True,
+                data={"objects": objects, "would_change": True, "diff": ""},
+            )
         action = "created" if live is None else ("configured" if changed else "unchanged")
         objects.append(
             {"kind": res.kind, "name": ref.name, "namespace": ref.namespace, "action": action}
         )
+        if changed and not dry:
+            ctx.changed(objects=objects)  # a step's rollback: is recorded before the next object
         if changed and (ctx.diff_mode or args.dry_run):
             where = f"{ref.namespace}/" if ref.namespace else ""
             diffs.append(diff_text(live, after, f"{res.label}/{where}{ref.name}"))
@@ -1792,11 +1826,7 @@ def apply(ctx: ActionContext, args: ApplyArgs) -> Result:
     }
     would = counts["created"] + counts["configured"] > 0
     words = {"created": "would be created", "configured": "would be configured"} if dry else {}
-    what = ", ".join(
-        f"{o['kind'].lower()} {o['namespace'] + '/' if o['namespace'] else ''}{o['name']} "
-        f"{words.get(o['action'], o['action'])}"
-        for o in objects
-    )
+    what = _applied_text(objects, words)
     diff = "".join(diffs) or None
     data: dict[str, Any] = {"objects": objects, **counts, "would_change": would, "diff": diff or ""}
     prefix = "server-side dry run: " if dry else ""

@@ -580,8 +580,10 @@ def _install(ctx: ActionContext, args: Any, data: bytes, source: str, create_dir
             written.msg = _message(ctx, OpsbookError(written.msg))
             return written
         info.update(written)
+        ctx.changed(**info)  # in place: its undo is recorded before the chown below may fail
     elif "content" in what:
         _write(ctx, data, dest, args.mode)
+        ctx.changed(**info)
     elif "mode" in what:
         _check(ctx, ["chmod", args.mode or "", "--", dest], f"chmod {dest}")
     if "owner" in what:

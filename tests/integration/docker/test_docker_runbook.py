@@ -133,3 +133,27 @@ def test_check_mode_touches_nothing(sandbox, run_book):
     obj = sandbox.client.containers.get(app.name)
     assert obj.status == "running" and connected(sandbox, app.name)
     assert obj.attrs["HostConfig"]["Memory"] == 0
+
+
+def test_an_update_whose_verification_fails_is_rolled_back(sandbox, run_book):
+    """docker.update changed the limits, then the step's own verification (`failed_when`)
+    fails: changed state keeps its undo (issue 29 item 1), the limits are put back."""
+    app, peer = sandbox.server(mem_limit="256m", nano_cpus=1_000_000_000), sandbox.server(publish=False)
+    summary, journal, _ = run_book(
+        """
+        opsbook: 1
+        name: more-capacity
+        hosts: app
+        steps:
+          - name: more memory and CPU
+            docker.update: {memory: 512m, cpus: 1.5}
+            failed_when: result.after.cpus < 2  # the verification: the fix needs 2 CPUs
+        """,
+        inventory_for(sandbox, app, peer),
+    )
+    assert summary.status == "failed", summary.message
+    (record,) = journal.nodes(summary.run_id).values()
+    assert record.status == "failed" and record.changed and record.msg.startswith("failed_when: result.after.cpus < 2")
+    assert [(r["action"], r["status"]) for r in journal.rollbacks(summary.run_id)] == [("docker.update", "done")]
+    host_cfg = sandbox.client.containers.get(app.name).attrs["HostConfig"]
+    assert host_cfg["Memory"] == 256 * 2**20 and host_cfg["NanoCpus"] == 1_000_000_000

@@ -255,6 +255,34 @@ def test_apply_fix_dry_runs_applies_and_scales_up(k8s_env, billing, run_book, tm
         k8s_env.core.delete_namespaced_config_map("billing-config", k8s_env.ns)
 
 
+def test_apply_fix_whose_scale_up_times_out_scales_back(k8s_env, billing, run_book, tmp_path):
+    """Issue 29 item 1, as reported: the scale-up's wait times out on Pending pods (here the
+    fix's template allows one pod per node, on three nodes), and the run's rollback scales the
+    Deployment back instead of "rollbacks: none recorded"."""
+    manifest = _fixed_manifest(k8s_env, tmp_path)
+    import yaml
+
+    config, body = yaml.safe_load_all(Path(manifest).read_text())
+    labels = {"app.kubernetes.io/name": billing}
+    body["spec"]["template"]["spec"]["affinity"] = {"podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}]}}
+    Path(manifest).write_text(yaml.safe_dump_all([config, body]))
+    params = {"manifest": manifest, "namespace": k8s_env.ns, "deployment": billing, "replicas": 6,
+              "force_conflicts": True, "rollout_timeout": "20s"}  # the fix rolls out well within it
+    summary, nodes, _ = run_book(APPLY_FIX, params)
+    try:
+        assert summary.status == "aborted"  # max_fail_percentage: 0
+        scaled = nodes["scale-up"]
+        assert scaled.status == "timed_out" and scaled.changed, scaled.msg
+        assert summary.rolled_back == 1
+        dep = k8s_env.apps.read_namespaced_deployment(billing, k8s_env.ns)
+        assert dep.spec.replicas == 1
+        wait_for("billing back to one pod", lambda: len(k8s_env.pods(billing)) == 1)
+    finally:
+        k8s_env.core.delete_namespaced_config_map("billing-config", k8s_env.ns)
+
+
 def test_apply_fix_in_check_mode_is_all_dry_runs(k8s_env, billing, run_book, tmp_path):
     manifest = _fixed_manifest(k8s_env, tmp_path)
     params = {

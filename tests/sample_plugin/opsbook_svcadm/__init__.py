@@ -2,8 +2,10 @@
 the host (`<state_dir>/<service>`), read and written through the host's connection, so
 that the same actions work on the controller, over SSH and in containers.
 
-Three actions, one of each kind the plugin contract covers: a read-only status (check
-mode), a change with an inverse, and a wait with a timeout that observes cancellation.
+The actions cover the kinds the plugin contract covers: a read-only status (check mode), a
+change with an inverse, a wait with a timeout that observes cancellation, and a change
+followed by a wait that declares its change first (`ctx.changed`), so its undo survives the
+wait's failure.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import shlex
 import time
 from typing import Any, Literal
 
-from opsbook.plugin import ActionContext, Plugin, Result
+from opsbook.plugin import ActionContext, Plugin, Result, Status
 from pydantic import BaseModel, ConfigDict, Field
 
 plugin = Plugin("svcadm", "Sample plugin: a service's state kept in a file on the host.")
@@ -98,6 +100,41 @@ def wait(ctx: ActionContext, args: WaitArgs) -> Result:
                                  data={"state": state, "waited": waited})
         if ctx.cancelled.wait(min(args.interval, max(0.0, limit - waited))):  # a stop ends the wait
             return Result.failed(f"stopped while waiting for {args.service}", data={"state": state, "waited": waited})
+
+
+class SetWaitArgs(SetArgs):
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for the service to come back at most.")
+    interval: float = Field(0.5, gt=0, description="Seconds between reads.")
+    ignore_stop: bool = Field(False, description="Keep waiting after the run stops it (a plugin bug the "
+                                                 "step's timeout abandons).")
+
+
+@plugin.action(check=True, idempotent=True, mutates=True, inverse=_set_inverse, data=["before", "state", "waited"])
+def set_then_wait(ctx: ActionContext, args: SetWaitArgs) -> Result:
+    """Put a service in a state, then wait until its file says `online` (nothing in this sample
+    makes it so unless the state is online: a change, then a wait that fails). The change is
+    declared with ctx.changed before the wait, so its undo survives a failed wait, a timeout
+    that abandons the action and a crash; it waits also when the state was set already (a
+    resumed run waits again)."""
+    done = set(ctx, args)
+    if done.status is not Status.OK or ctx.check_mode:
+        return done
+    if done.changed:
+        ctx.changed(**done.data)  # the inverse's data, recorded before waiting
+    started = time.monotonic()
+    while True:
+        state = read_state(ctx, args)
+        waited = round(time.monotonic() - started, 3)
+        data = {**done.data, "waited": waited}
+        if state == "online":
+            return Result.ok(changed=done.changed, msg=f"{args.service} is online after {waited:.1f}s", data=data)
+        if waited >= args.timeout:
+            return Result.failed(f"{done.msg}, but it is {state}, not online, after {args.timeout:g}s",
+                                 changed=done.changed, data=data)
+        if args.ignore_stop:
+            time.sleep(args.interval)
+        elif ctx.cancelled.wait(args.interval):
+            return Result.failed(f"stopped while waiting for {args.service}", changed=done.changed, data=data)
 
 
 # -- on purpose: what a plugin's bugs look like to opsbook (the plugin-contract tests) ---------

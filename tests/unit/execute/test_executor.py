@@ -260,9 +260,29 @@ def test_rollback_runs_exact_inverses_in_reverse_order(run, journal, tmp_path):
             local.shell: "echo do-4 >> {log}"
             rollback: {{local.shell: "echo undo-4 >> {log}"}}
         """)
-    assert summary.status == "failed" and summary.rolled_back == 2
-    assert lines(log) == ["do-1", "do-2", "undo-2", "undo-1"]
-    assert [r["status"] for r in journal.rollbacks(summary.run_id)] == ["done", "done"]
+    # a command that failed may have changed state (it reports changed, as Ansible's do):
+    # its `rollback:` is recorded too, and runs first
+    assert summary.status == "failed" and summary.rolled_back == 3
+    assert lines(log) == ["do-1", "do-2", "undo-3", "undo-2", "undo-1"]
+    assert [r["status"] for r in journal.rollbacks(summary.run_id)] == ["done", "done", "done"]
+
+
+def test_a_failed_step_that_says_it_changed_nothing_records_no_undo(run, journal, tmp_path):
+    log = tmp_path / "log"
+    summary = run(f"""
+        opsbook: 1
+        name: rollback
+        steps:
+          - name: one
+            local.shell: "echo do-1 >> {log}"
+            rollback: {{local.shell: "echo undo-1 >> {log}"}}
+          - name: two fails before changing
+            local.shell: "exit 3"
+            changed_when: result.rc == 0
+            rollback: {{local.shell: "echo undo-2 >> {log}"}}
+        """)
+    assert summary.status == "failed" and summary.rolled_back == 1
+    assert lines(log) == ["do-1", "undo-1"]
 
 
 def test_rollback_never_and_always(run, journal, tmp_path):
