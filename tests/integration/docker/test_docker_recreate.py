@@ -13,7 +13,7 @@ import docker.types
 import pytest
 from opsbook.plugin import HostInfo, Status
 from opsbook_plugins import docker as dockerplugin
-from opsbook_plugins.docker_recreate import PREVIOUS_IMAGE_ID
+from opsbook_plugins.docker.recreate import PREVIOUS_IMAGE_ID
 from opsbook_test_sandbox import LABEL, RUN_ID, SERVER_SCRIPT, Runner
 
 pytestmark = pytest.mark.lab

@@ -29,7 +29,7 @@ from opsbook_plugins.docker import (
     target_for,
     wait_healthy,
 )
-from opsbook_plugins.docker_recreate import RecreateArgs, create, recreate, spec_of
+from opsbook_plugins.docker.recreate import RecreateArgs, create, recreate, spec_of
 
 PROJECT = "com.docker.compose.project"
 SERVICE = "com.docker.compose.service"

@@ -1831,6 +1831,6 @@ def docker_inventory_source(query: dict[str, list[str]]) -> dict[str, Any]:
 
 # Root-cause evidence actions (docker.events, docker.cp_out, docker.diff) live in their own
 # module; importing it registers them on this plugin.
-from opsbook_plugins import docker_evidence as _docker_evidence  # noqa: E402,F401
-from opsbook_plugins import docker_recreate as _docker_recreate  # noqa: E402,F401  docker.recreate, docker.run
-from opsbook_plugins import docker_compose as _docker_compose  # noqa: E402,F401  docker.service
+from opsbook_plugins.docker import evidence as _evidence  # noqa: E402,F401
+from opsbook_plugins.docker import recreate as _recreate  # noqa: E402,F401  docker.recreate, docker.run
+from opsbook_plugins.docker import compose as _compose  # noqa: E402,F401  docker.service
