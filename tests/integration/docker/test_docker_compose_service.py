@@ -9,7 +9,7 @@ import uuid
 import pytest
 from opsbook.plugin import HostInfo, Status
 from opsbook_plugins import docker as dockerplugin
-from opsbook_plugins.docker_compose import NUMBER, PROJECT, SERVICE
+from opsbook_plugins.docker.compose import NUMBER, PROJECT, SERVICE
 
 pytestmark = pytest.mark.lab
 

@@ -8,6 +8,7 @@ import pytest
 from opsbook.plugin import HostInfo, Status
 from opsbook_lab.pytest_plugin import wait_for
 from opsbook_plugins import docker as dockerplugin
+from opsbook_plugins.docker.update import UpdateArgs
 
 pytestmark = pytest.mark.lab
 
@@ -34,7 +35,7 @@ def test_lowering_the_memory_limit_below_what_is_in_use_is_refused(sandbox, run)
     room = run("update", {"memory": "200m"}, host=host)
     assert room.status is Status.OK and room.changed
     # its rollback (back to 256m) raises the limit: never refused
-    name, back = dockerplugin.plugin.actions["update"].inverse(dockerplugin.UpdateArgs(memory="200m"), room)
+    name, back = dockerplugin.plugin.actions["update"].inverse(UpdateArgs(memory="200m"), room)
     undone = run("update", back, host=host)
     assert undone.status is Status.OK and sandbox.client.api.inspect_container(box.name)["HostConfig"]["Memory"] \
         == 256 * 2**20

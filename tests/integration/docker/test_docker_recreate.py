@@ -12,7 +12,7 @@ import uuid
 import docker.types
 import pytest
 from opsbook.plugin import HostInfo, Status
-from opsbook_plugins.docker_recreate import PREVIOUS_IMAGE_ID
+from opsbook_plugins.docker.recreate import PREVIOUS_IMAGE_ID
 from opsbook_test_sandbox import LABEL, RUN_ID, SERVER_SCRIPT
 
 pytestmark = pytest.mark.lab

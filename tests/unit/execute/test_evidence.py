@@ -23,6 +23,8 @@ from opsbook.load import RunbookLoader
 from opsbook.paths import safe_join
 from opsbook.plugin import HostInfo
 from opsbook_plugins import docker, kubernetes, ssh
+from opsbook_plugins.docker.facts import StatsArgs, _stats_file
+from opsbook_plugins.docker.logs import LogsArgs, _logs_file
 
 
 def test_collected_output_is_in_the_manifest_and_archive(run, journal, tmp_path):
@@ -96,10 +98,10 @@ def test_ssh_fetch_flat_into_an_existing_folder_needs_the_slash():
 
 def test_docker_and_k8s_evidence_paths_are_known_before_the_run():
     host = HostInfo("app1", {"docker_container": "shop"})
-    assert docker._logs_file(docker.LogsArgs(), host) == ["app1/docker/shop.log"]
-    assert docker._logs_file(docker.LogsArgs(dest="logs/"), host) == ["logs/app1/docker/shop.log"]
-    assert docker._stats_file(docker.StatsArgs(dest="s.json"), host) == ["s.json"]
-    assert docker._stats_file(docker.StatsArgs(container="db"), host) == ["app1/docker/db-stats.json"]
+    assert _logs_file(LogsArgs(), host) == ["app1/docker/shop.log"]
+    assert _logs_file(LogsArgs(dest="logs/"), host) == ["logs/app1/docker/shop.log"]
+    assert _stats_file(StatsArgs(dest="s.json"), host) == ["s.json"]
+    assert _stats_file(StatsArgs(container="db"), host) == ["app1/docker/db-stats.json"]
     assert kubernetes._events_file(kubernetes.EventsArgs(dest="ev.txt"), host) == ["ev.txt"]
     assert kubernetes._events_file(kubernetes.EventsArgs(), host) is None  # needs the cluster
     assert kubernetes._described_files(kubernetes.DescribeArgs(dest="d.describe.txt"), host) == [

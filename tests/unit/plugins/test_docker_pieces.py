@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import pytest
+from opsbook.model import parse_duration
 from opsbook.plugin import HostInfo, Result
 from opsbook.registry import Registry
 from opsbook_plugins import docker as d
+from opsbook_plugins.docker.container import ContainerArgs, _container_inverse, _plan_container
+from opsbook_plugins.docker.execute import _strip_pid
+from opsbook_plugins.docker.inventory import _filters
+from opsbook_plugins.docker.logs import _when
+from opsbook_plugins.docker.network import NetworkArgs, _network_inverse
+from opsbook_plugins.docker.update import (
+    UpdateArgs,
+    _describe,
+    _desired_body,
+    _Machine,
+    _previous_args,
+    _update_inverse,
+)
 from pydantic import ValidationError
 
 # --------------------------------------------------------------------------- registration
@@ -56,13 +70,13 @@ def test_args_are_validated_with_readable_errors():
     ],
 )
 def test_durations(text, seconds):
-    assert d.parse_duration(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["soon", "5 parsecs", "s", "10s later"])
 def test_bad_durations(text):
     with pytest.raises(ValueError, match="is not a duration"):
-        d.parse_duration(text)
+        parse_duration(text)
 
 
 # --------------------------------------------------------------------------- daemon selection
@@ -152,45 +166,45 @@ def test_container_name_resolution():
     ],
 )
 def test_plan_container(state, status, verb):
-    assert d._plan_container(state, status) == verb
+    assert _plan_container(state, status) == verb
 
 
 def _container_args(**kw):
-    return d.ContainerArgs.model_validate(kw)
+    return ContainerArgs.model_validate(kw)
 
 
 def test_container_inverse_restores_what_was_there():
     changed = lambda before: Result.ok(changed=True, data={"name": "c", "before": before})
-    assert d._container_inverse(_container_args(state="stopped"), changed("running")) == (
+    assert _container_inverse(_container_args(state="stopped"), changed("running")) == (
         "docker.container",
         {"name": "c", "state": "started"},
     )
-    assert d._container_inverse(_container_args(state="started"), changed("exited")) == (
+    assert _container_inverse(_container_args(state="started"), changed("exited")) == (
         "docker.container",
         {"name": "c", "state": "stopped"},
     )
-    assert d._container_inverse(_container_args(state="started"), changed("paused")) == (
+    assert _container_inverse(_container_args(state="started"), changed("paused")) == (
         "docker.container",
         {"name": "c", "state": "paused"},
     )
     assert (
-        d._container_inverse(_container_args(state="paused"), changed("running"))[1]["state"]
+        _container_inverse(_container_args(state="paused"), changed("running"))[1]["state"]
         == "unpaused"
     )
-    assert d._container_inverse(_container_args(state="restarted"), changed("running")) is None
-    assert d._container_inverse(_container_args(state="absent"), changed("running")) is None
-    assert d._container_inverse(_container_args(state="stopped"), Result.ok(changed=False)) is None
+    assert _container_inverse(_container_args(state="restarted"), changed("running")) is None
+    assert _container_inverse(_container_args(state="absent"), changed("running")) is None
+    assert _container_inverse(_container_args(state="stopped"), Result.ok(changed=False)) is None
 
 
 def test_network_inverse_carries_the_old_address_and_aliases():
-    args = d.NetworkArgs.model_validate(
+    args = NetworkArgs.model_validate(
         {"network": "lab", "state": "disconnected", "container": "db1"}
     )
     result = Result.ok(
         changed=True,
         data={"container": "db1", "previous": {"ipv4_address": "172.29.77.21", "aliases": ["db1"]}},
     )
-    assert d._network_inverse(args, result) == (
+    assert _network_inverse(args, result) == (
         "docker.network",
         {
             "network": "lab",
@@ -200,11 +214,11 @@ def test_network_inverse_carries_the_old_address_and_aliases():
             "ipv4_address": "172.29.77.21",
         },
     )
-    back = d.NetworkArgs.model_validate(
+    back = NetworkArgs.model_validate(
         {"network": "lab", "state": "connected", "container": "db1"}
     )
     assert (
-        d._network_inverse(back, Result.ok(changed=True, data={"container": "db1"}))[1]["state"]
+        _network_inverse(back, Result.ok(changed=True, data={"container": "db1"}))[1]["state"]
         == "disconnected"
     )
 
@@ -213,19 +227,19 @@ def test_network_inverse_carries_the_old_address_and_aliases():
 
 
 def _machine():
-    return d._Machine(cpus=4, memory=8 * 2**30)
+    return _Machine(cpus=4, memory=8 * 2**30)
 
 
 def test_update_body_only_what_changes_and_keeps_swap_allowance():
     current = {"Memory": 256 * 2**20, "MemorySwap": 512 * 2**20, "NanoCpus": 10**9}
-    args = d.UpdateArgs.model_validate({"memory": "1g", "cpus": 1})
-    body, notes = d._desired_body(args, current, _machine)
+    args = UpdateArgs.model_validate({"memory": "1g", "cpus": 1})
+    body, notes = _desired_body(args, current, _machine)
     assert body == {"Memory": 2**30, "MemorySwap": 2**30 + 256 * 2**20} and notes == []
 
 
 def test_update_body_for_quota_based_containers_uses_the_quota():
     current = {"CpuPeriod": 100000, "CpuQuota": 50000}
-    body, _ = d._desired_body(d.UpdateArgs.model_validate({"cpus": 2}), current, _machine)
+    body, _ = _desired_body(UpdateArgs.model_validate({"cpus": 2}), current, _machine)
     assert body == {"CpuQuota": 200000}
 
 
@@ -234,15 +248,15 @@ def test_update_says_a_quota_based_cpu_change_in_cpus():
     """A container created with --cpu-period/--cpu-quota changes its CPUs through the quota;
     the (dry-run) message still names the CPUs, not only the memory."""
     current = {"CpuPeriod": 100000, "CpuQuota": 50000, "Memory": 64 * 2**20}
-    args = d.UpdateArgs.model_validate({"cpus": 1.5, "memory": "256m"})
-    body, _ = d._desired_body(args, current, _machine)
-    said = d._describe(body, current)
+    args = UpdateArgs.model_validate({"cpus": 1.5, "memory": "256m"})
+    body, _ = _desired_body(args, current, _machine)
+    said = _describe(body, current)
     assert "cpus=1.5 (quota 150000/100000)" in said and "Memory=256MiB" in said, said
 
 def test_update_body_lifting_limits_uses_the_machine_and_notes_it():
     current = {"Memory": 2**30, "MemorySwap": 2 * 2**30, "NanoCpus": 5 * 10**8, "CpuShares": 512}
-    args = d.UpdateArgs.model_validate({"memory": 0, "cpus": 0, "cpu_shares": 0, "memory_swap": -1})
-    body, notes = d._desired_body(args, current, _machine)
+    args = UpdateArgs.model_validate({"memory": 0, "cpus": 0, "cpu_shares": 0, "memory_swap": -1})
+    body, notes = _desired_body(args, current, _machine)
     assert body == {"NanoCpus": 4 * 10**9, "CpuShares": 1024, "Memory": 8 * 2**30, "MemorySwap": -1}
     assert len(notes) == 2 and "set it to all 4 CPUs instead" in notes[0]
     assert "machine's total memory (8.0 GiB)" in notes[1]
@@ -251,7 +265,7 @@ def test_update_body_lifting_limits_uses_the_machine_and_notes_it():
 def test_update_previous_args_undo_the_body():
     current = {"Memory": 0, "MemorySwap": 0, "NanoCpus": 0, "PidsLimit": None}
     body = {"Memory": 2**28, "MemorySwap": 2**29, "NanoCpus": 10**9, "PidsLimit": 100}
-    assert d._previous_args(body, current) == {
+    assert _previous_args(body, current) == {
         "cpus": 0,
         "memory": 0,
         "memory_swap": -1,
@@ -260,10 +274,10 @@ def test_update_previous_args_undo_the_body():
 
 
 def test_update_inverse_is_none_without_change():
-    args = d.UpdateArgs.model_validate({"memory": "1g"})
-    assert d._update_inverse(args, Result.ok(changed=False)) is None
+    args = UpdateArgs.model_validate({"memory": "1g"})
+    assert _update_inverse(args, Result.ok(changed=False)) is None
     done = Result.ok(changed=True, data={"container": "c", "previous": {"memory": 5}})
-    assert d._update_inverse(args, done) == ("docker.update", {"container": "c", "memory": 5})
+    assert _update_inverse(args, done) == ("docker.update", {"container": "c", "memory": 5})
 
 
 # --------------------------------------------------------------------------- facts and numbers
@@ -343,21 +357,21 @@ def test_container_facts_flatten_inspect():
 
 
 def test_inventory_filters_accept_a_label_mapping():
-    assert d._filters({"label": {"role": "web", "canary": None}}) == {
+    assert _filters({"label": {"role": "web", "canary": None}}) == {
         "label": ["role=web", "canary"]
     }
-    assert d._filters({"name": "web"}) == {"name": "web"}
+    assert _filters({"name": "web"}) == {"name": "web"}
 
 
 def test_exec_pid_line_is_stripped_from_stderr():
-    assert d._strip_pid(b"OPSBOOK-PID 42\nreal error\n") == (42, b"real error\n")
-    assert d._strip_pid(b"other\n") == (None, b"other\n")
+    assert _strip_pid(b"OPSBOOK-PID 42\nreal error\n") == (42, b"real error\n")
+    assert _strip_pid(b"other\n") == (None, b"other\n")
 
 
 def test_log_times_accept_durations_epochs_and_iso():
     now = 1_700_000_000.0
-    assert d._when("15m", now).timestamp() == now - 900
-    assert d._when("1700000000", now).timestamp() == 1_700_000_000
-    assert d._when("2024-05-01T10:00:00Z", now).isoformat() == "2024-05-01T10:00:00+00:00"
+    assert _when("15m", now).timestamp() == now - 900
+    assert _when("1700000000", now).timestamp() == 1_700_000_000
+    assert _when("2024-05-01T10:00:00Z", now).isoformat() == "2024-05-01T10:00:00+00:00"
     with pytest.raises(d.DockerError, match="neither a duration ago"):
-        d._when("last tuesday", now)
+        _when("last tuesday", now)

@@ -4,7 +4,7 @@ for `register` (what `opsbook check` knows) are exactly the keys they return."""
 from __future__ import annotations
 
 from opsbook_plugins import docker as dockerplugin
-from opsbook_plugins.docker_evidence import event_record
+from opsbook_plugins.docker.evidence import event_record
 
 
 def test_inspect_declares_exactly_the_facts_it_returns():

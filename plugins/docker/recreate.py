@@ -11,7 +11,7 @@ healthy; only then is it removed. The new container carries the image it replace
 labels `org.opsbook.previous-image` (the reference) and `org.opsbook.previous-image-id`, so
 `image: previous` rolls back to it exactly.
 
-This module registers its actions on the docker plugin (`plugins/docker.py` imports it).
+This module registers its actions on the docker plugin (the package's `__init__` imports it).
 """
 
 from __future__ import annotations
@@ -21,23 +21,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opsbook.plugin import ActionContext, Result, Seconds
-from pydantic import BaseModel, ConfigDict, Field
-
-from opsbook_plugins.docker import (
-    ContainerNotFound,
-    DockerError,
+from opsbook_plugins.docker._plugin import plugin
+from opsbook_plugins.docker.container import wait_healthy
+from opsbook_plugins.docker.daemons import ContainerNotFound, DockerError
+from opsbook_plugins.docker.network import _user_aliases
+from opsbook_plugins.docker.target import (
     Target,
     _api_call,
     _api_error_text,
-    _bytes,
     _guarded,
     _status,
     _time_left,
-    _user_aliases,
-    plugin,
     target_for,
-    wait_healthy,
 )
+from opsbook_plugins.docker.update import _bytes
+from pydantic import BaseModel, ConfigDict, Field
 
 PREVIOUS_IMAGE = "org.opsbook.previous-image"
 PREVIOUS_IMAGE_ID = "org.opsbook.previous-image-id"

@@ -8,7 +8,7 @@ does not come up stops the roll, and the old one is back); `scale` adds containe
 from a member's configuration or removes the highest-numbered ones. The inverse puts the
 previous state, image or count back.
 
-This module registers its action on the docker plugin (`plugins/docker.py` imports it).
+This module registers its action on the docker plugin (the package's `__init__` imports it).
 """
 
 from __future__ import annotations
@@ -16,20 +16,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from opsbook.plugin import ActionContext, Result, Seconds
-from pydantic import BaseModel, ConfigDict, Field
-
-from opsbook_plugins.docker import (
-    DockerError,
+from opsbook_plugins.docker._plugin import plugin
+from opsbook_plugins.docker.container import wait_healthy
+from opsbook_plugins.docker.daemons import DockerError
+from opsbook_plugins.docker.recreate import RecreateArgs, create, recreate, spec_of
+from opsbook_plugins.docker.target import (
     Target,
     _api_call,
     _guarded,
-    _status,
     _time_left,
-    plugin,
     target_for,
-    wait_healthy,
 )
-from opsbook_plugins.docker_recreate import RecreateArgs, create, recreate, spec_of
+from pydantic import BaseModel, ConfigDict, Field
 
 PROJECT = "com.docker.compose.project"
 SERVICE = "com.docker.compose.service"

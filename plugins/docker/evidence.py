@@ -3,8 +3,8 @@ changes in its writable layer (docker.events, docker.cp_out, docker.diff).
 
 All three only read, so they run the same in check mode. What they collect goes into the
 run's evidence folder (hashed and listed by `opsbook evidence` like every evidence file) and
-into `register`. This module registers its actions on the docker plugin (`plugins/docker.py`
-imports it); it owns nothing else.
+into `register`. This module registers its actions on the docker plugin (the package's
+`__init__` imports it); it owns nothing else.
 """
 
 from __future__ import annotations
@@ -19,18 +19,12 @@ from typing import Any
 
 from opsbook.plugin import ActionContext, Evidence, HostInfo, Result, evidence_file
 from opsbook.visible import visible
+from opsbook_plugins.docker._plugin import plugin
+from opsbook_plugins.docker.daemons import DockerError
+from opsbook_plugins.docker.logs import _when
+from opsbook_plugins.docker.target import _api_call, _guarded, container_name_for, target_for
+from opsbook_plugins.docker.update import _bytes
 from pydantic import BaseModel, ConfigDict, Field
-
-from opsbook_plugins.docker import (
-    DockerError,
-    _api_call,
-    _bytes,
-    _guarded,
-    _when,
-    container_name_for,
-    plugin,
-    target_for,
-)
 
 # --------------------------------------------------------------------------- docker.events
 
