@@ -39,6 +39,7 @@ from opsbook.plugin import (
 )
 from opsbook.capture import OUTPUT_CAP, READ_SIZE, Capture, Lines
 from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferTooLarge, copy_stream
+from opsbook_plugins.http_checks import BodyChecks, body_problem, content_data
 from opsbook_plugins.http_deadline import bounded, opener
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 
@@ -449,14 +450,13 @@ def fail(ctx: ActionContext, args: FailArgs) -> Result:
     return Result.failed(args.msg)
 
 
-class HttpArgs(_Args):
-    """Make an HTTP request from the controller."""
+class HttpArgs(_Args, BodyChecks):
+    """Make an HTTP request from the controller (answer checks: opsbook_plugins.http_checks)."""
 
     url: str
     method: str = "GET"
     body: Any = None
     headers: dict[str, str] = {}
-    status: int | list[int] = [200]
     timeout: float = 10
 
 
@@ -491,13 +491,13 @@ def _cut(why: str, limit: float) -> str:
     return "cancelled" if why == "cancelled" else f"timed out: no complete answer within {limit:g}s"
 
 
-@plugin.action(scalar="url", check=True, idempotent=True, data=["status", "latency_ms", "body", "json"],
+@plugin.action(scalar="url", check=True, idempotent=True, data=["status", "latency_ms", "body", "json", "content"],
                mutates=lambda args: str(args.get("method", "GET")).upper() not in ("GET", "HEAD", "OPTIONS"))
 def http(ctx: ActionContext, args: HttpArgs) -> Result:
-    """Make an HTTP request; fail unless the status is expected."""
+    """Make an HTTP request; fail unless the status (and body, when checked) is expected."""
     if ctx.check_mode and args.method.upper() not in ("GET", "HEAD"):
         return Result.unknown(f"local.http {args.method} is not sent in check mode")
-    expected = args.status if isinstance(args.status, list) else [args.status]
+    expected = args.status or [200]
     try:
         code, text, took = _http(ctx, args.url, args.method.upper(), args.body, args.headers, args.timeout)
     except (urllib.error.URLError, OSError, http_client.HTTPException) as exc:
@@ -510,9 +510,13 @@ def http(ctx: ActionContext, args: HttpArgs) -> Result:
         data["json"] = json.loads(text)
     except ValueError:
         pass
+    data.update(content_data(text, args.return_content))
     if code not in expected:
         return Result.failed(f"expected HTTP {'/'.join(map(str, expected))} from {args.url}, got {code}",
                              data=data, stdout=text)
+    problem = body_problem(args, text)
+    if problem:
+        return Result.failed(f"HTTP {code} from {args.url}, but {problem}", data=data, stdout=text)
     return Result.ok(data=data, stdout=text)
 
 
