@@ -40,7 +40,7 @@ from opsbook.plugin import (
 from opsbook.capture import OUTPUT_CAP, READ_SIZE, Capture, Lines
 from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferTooLarge, copy_stream
 from opsbook_plugins.http_checks import BodyChecks, body_problem, content_data
-from opsbook_plugins.http_deadline import bounded, opener
+from opsbook_plugins.http_deadline import exchange
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 
 plugin = Plugin("local", "Run things on the controller: commands, waits, assertions, HTTP.")
@@ -462,33 +462,9 @@ class HttpArgs(_Args, BodyChecks):
 
 def _http(ctx: ActionContext, url: str, method: str, body: Any, headers: dict[str, str],
           timeout: float) -> tuple[int, str, float]:
-    data = None
-    if body is not None:
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", **headers} if not isinstance(body, str) else headers
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    start = time.monotonic()
+    """One request on the one HTTP path of the controller's actions (http_deadline.exchange)."""
     limit = min(timeout, ctx.timeout) if ctx.timeout else timeout
-    conns: list[Any] = []
-    # the whole exchange within `limit` (the socket timeout alone is per read), cut at once
-    # when the step is cancelled
-    with bounded(conns, limit, ctx.cancelled) as watch:
-        try:
-            with opener(conns).open(request, timeout=limit) as response:
-                status, body = response.status, response.read(OUTPUT_CAP).decode(errors="replace")
-        except urllib.error.HTTPError as exc:
-            status, body = exc.code, exc.read(OUTPUT_CAP).decode(errors="replace")
-        except (OSError, http_client.HTTPException) as exc:
-            if watch.expired():
-                raise TimeoutError(_cut(watch.expired(), limit)) from None
-            raise exc
-    if watch.expired():
-        raise TimeoutError(_cut(watch.expired(), limit))
-    return status, body, time.monotonic() - start
-
-
-def _cut(why: str, limit: float) -> str:
-    return "cancelled" if why == "cancelled" else f"timed out: no complete answer within {limit:g}s"
+    return exchange(url, method, body, headers, limit, ctx.cancelled, OUTPUT_CAP)
 
 
 @plugin.action(scalar="url", check=True, idempotent=True, data=["status", "latency_ms", "body", "json", "content"],
@@ -603,3 +579,7 @@ def collect(ctx: ActionContext, args: CollectArgs) -> Result:
 # controller in Ansible too.
 for _module, _action in (("set_fact", "set"), ("assert", "assert"), ("fail", "fail")):
     plugin.ansible_module(_module, _action)
+
+# local.mail, local.slack and local.mattermost live in their own module; importing it
+# registers them on this plugin.
+from opsbook_plugins import local_notify as _local_notify  # noqa: E402,F401
