@@ -577,7 +577,7 @@ def collect(ctx: ActionContext, args: CollectArgs) -> Result:
 
 # Ansible's modules these actions implement (see Plugin.ansible_module): they run on the
 # controller in Ansible too.
-for _module, _action in (("set_fact", "set"), ("assert", "assert"), ("fail", "fail")):
+for _module, _action in (("set_fact", "set"), ("assert", "assert"), ("fail", "fail"), ("uri", "http")):
     plugin.ansible_module(_module, _action)
 
 # local.mail, local.slack and local.mattermost live in their own module; importing it
