@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from opsbook.errors import OpsbookError
-from opsbook.plugin import ActionContext, Plugin, Result, Status, arg_in
+from opsbook.plugin import ActionContext, Plugin, Result, Seconds, Status, arg_in
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 plugin = Plugin("haproxy", "Enable, disable, drain and weigh HAProxy servers through the runtime API socket.")
@@ -103,7 +103,7 @@ class ServerArgs(_Args):
                         "(at most wait_retries x wait_interval), then disable")
     wait: bool = Field(False, description="wait until the status says UP (enabled), MAINT (disabled) or DRAIN (drain)")
     wait_retries: int = Field(25, ge=1, description="how many times to look when waiting")
-    wait_interval: float = Field(5, gt=0, description="seconds between two looks")
+    wait_interval: Seconds = Field(5.0, gt=0, description="time between two looks (5, 0.5s, 1m)")
     fail_on_not_found: bool = Field(True, description="fail when the backend or server does not exist "
                                     "(Ansible's default is false)")
 

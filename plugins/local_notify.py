@@ -28,7 +28,7 @@ from email.utils import formatdate, make_msgid
 from http import client as http_client
 from typing import Any, Literal
 
-from opsbook.plugin import ActionContext, Result
+from opsbook.plugin import ActionContext, Result, Seconds
 from opsbook_plugins.http_checks import excerpt
 from opsbook_plugins.http_deadline import exchange
 from opsbook_plugins.local import _Args, plugin
@@ -59,7 +59,7 @@ class MailArgs(_Args):
         "try", description="try (STARTTLS when offered), starttls (required), always (TLS from the start), never")
     username: str | None = Field(None, description="SMTP login")
     password: str | None = Field(None, description="SMTP password: pass it from a secret parameter")
-    timeout: float = Field(20, gt=0, description="seconds for the whole exchange")
+    timeout: Seconds = Field(20.0, gt=0, description="time for the whole exchange (20, 30s)")
     headers: dict[str, str] = Field(default_factory=dict, description="more header fields")
     charset: str = "utf-8"
     subtype: Literal["plain", "html"] = "plain"
@@ -180,7 +180,7 @@ class ChatArgs(_Args):
     icon_url: str | None = Field(None, description="picture shown as the poster's")
     attachments: list[dict[str, Any]] | None = Field(
         None, description="message attachments (fallback, color, pretext, title, text, fields, ...)")
-    timeout: float = Field(10, gt=0, description="seconds for the whole exchange")
+    timeout: Seconds = Field(10.0, gt=0, description="time for the whole exchange (10, 30s)")
 
     @field_validator("url")
     @classmethod
