@@ -228,7 +228,7 @@ def test_rolling_restart_restarts_each_host_drained_and_puts_it_back(pristine, o
     enables = [lh.started_at(result, "enable the host on the balancer", h) for h in ("web1", "web2")]
     first = 0 if drains[0] < drains[1] else 1
     assert enables[first] < drains[1 - first], "the second host was drained before the first was back"
-    assert sorted(lh.whoami_through_lb(lab, 8)) == ["web1"] * 4 + ["web2"] * 4
+    assert set(lh.whoami_through_lb(lab, 8)) == {"web1", "web2"}, "both hosts serve through the balancer again"
     assert_recovered(result, 300.0)
 
 
@@ -239,7 +239,7 @@ def test_rolling_restart_in_check_mode_says_what_it_would_drain_and_changes_noth
     result = ob.run("permanent-fix/rolling-restart.yaml", "--check")
 
     assert result.rc == 0, result.summary()
-    assert result.msg("drain the host on the balancer", "web1") == "would set web/web1 enabled -> drain"
+    assert "would set web/web1 enabled -> drain" in result.msg("drain the host on the balancer", "web1")
     assert {h: _nginx_pid(lab, h) for h in ("web1", "web2")} == before
     assert _admin_state(lab, "web1") % 32 == 0 and _admin_state(lab, "web2") % 32 == 0
 
