@@ -20,12 +20,12 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 SOCKET = "/run/haproxy/admin.sock"
 
 
-@pytest.fixture(scope="module")
-def ansible(lab_info, tmp_path_factory):
+@pytest.fixture
+def ansible(lab_info, tmp_path):
     """ad-hoc `ansible lb1 -m community.general.haproxy -a ARGS` -> (status word, result)."""
     python = ansible_core.ansible_python()
     collections = ansible_core.community_general()
-    home = tmp_path_factory.mktemp("ansible-home")
+    home = tmp_path / "ansible-home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_HOME=str(home), ANSIBLE_LOCAL_TEMP=str(home / "tmp"),
                ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_NOCOLOR="1", ANSIBLE_DEPRECATION_WARNINGS="0",
