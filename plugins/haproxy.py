@@ -31,7 +31,6 @@ DEFAULT_SOCKET = "/var/run/haproxy.sock"  # Ansible's default
 _END = "\x1eOPSBOOK-END"
 _ERR = "\x1eOPSBOOK-ERR "
 _FMAINT, _FDRAIN = 0x01, 0x08
-_MAINT_BITS = 0x01 | 0x02 | 0x04 | 0x20 | 0x40
 _DRAIN_BITS = 0x08 | 0x10
 _API_TIMEOUT = 10.0
 
