@@ -95,3 +95,41 @@ def _recording(cls: Any, conns: list[http_client.HTTPConnection]) -> Any:
         return conn
 
     return make
+
+
+def exchange(url: str, method: str, body: Any, headers: dict[str, str], limit: float,
+             cancel: threading.Event | None, cap: int) -> tuple[int, str, float]:
+    """One HTTP request from the controller, the whole exchange within `limit` seconds:
+    (status, the first `cap` bytes of the answer as text, seconds). A body that is not a
+    string is sent as JSON. Raises TimeoutError ("cancelled" or "timed out: ..."), OSError,
+    http.client.HTTPException or ValueError (a URL urllib refuses). `local.http`,
+    `local.notify` and the chat webhooks all send through here."""
+    import json
+    import urllib.error
+
+    data = None
+    if body is not None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", **headers} if not isinstance(body, str) else headers
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    start = time.monotonic()
+    conns: list[Any] = []
+    # the socket timeout alone is per read: the watcher cuts the exchange at `limit`, and at
+    # once when the step is cancelled
+    with bounded(conns, limit, cancel) as watch:
+        try:
+            with opener(conns).open(request, timeout=limit) as response:
+                status, text = response.status, response.read(cap).decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            status, text = exc.code, exc.read(cap).decode(errors="replace")
+        except (OSError, http_client.HTTPException) as exc:
+            if watch.expired():
+                raise TimeoutError(_cut(watch.expired(), limit)) from None
+            raise exc
+    if watch.expired():
+        raise TimeoutError(_cut(watch.expired(), limit))
+    return status, text, time.monotonic() - start
+
+
+def _cut(why: str, limit: float) -> str:
+    return "cancelled" if why == "cancelled" else f"timed out: no complete answer within {limit:g}s"

@@ -18,7 +18,6 @@ import tempfile
 import threading
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from http import client as http_client
@@ -40,7 +39,8 @@ from opsbook.plugin import (
 )
 from opsbook.capture import OUTPUT_CAP, READ_SIZE, Capture, Lines
 from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferTooLarge, copy_stream
-from opsbook_plugins.http_deadline import bounded, opener
+from opsbook_plugins.http_checks import BodyChecks, body_problem, content_data
+from opsbook_plugins.http_deadline import exchange
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 
 plugin = Plugin("local", "Run things on the controller: commands, waits, assertions, HTTP.")
@@ -451,55 +451,30 @@ def fail(ctx: ActionContext, args: FailArgs) -> Result:
     return Result.failed(args.msg)
 
 
-class HttpArgs(_Args):
-    """Make an HTTP request from the controller."""
+class HttpArgs(_Args, BodyChecks):
+    """Make an HTTP request from the controller (answer checks: opsbook_plugins.http_checks)."""
 
     url: str
     method: str = "GET"
     body: Any = None
     headers: dict[str, str] = {}
-    status: int | list[int] = [200]
     timeout: float = 10
 
 
 def _http(ctx: ActionContext, url: str, method: str, body: Any, headers: dict[str, str],
           timeout: float) -> tuple[int, str, float]:
-    data = None
-    if body is not None:
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", **headers} if not isinstance(body, str) else headers
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    start = time.monotonic()
+    """One request on the one HTTP path of the controller's actions (http_deadline.exchange)."""
     limit = min(timeout, ctx.timeout) if ctx.timeout else timeout
-    conns: list[Any] = []
-    # the whole exchange within `limit` (the socket timeout alone is per read), cut at once
-    # when the step is cancelled
-    with bounded(conns, limit, ctx.cancelled) as watch:
-        try:
-            with opener(conns).open(request, timeout=limit) as response:
-                status, body = response.status, response.read(OUTPUT_CAP).decode(errors="replace")
-        except urllib.error.HTTPError as exc:
-            status, body = exc.code, exc.read(OUTPUT_CAP).decode(errors="replace")
-        except (OSError, http_client.HTTPException) as exc:
-            if watch.expired():
-                raise TimeoutError(_cut(watch.expired(), limit)) from None
-            raise exc
-    if watch.expired():
-        raise TimeoutError(_cut(watch.expired(), limit))
-    return status, body, time.monotonic() - start
+    return exchange(url, method, body, headers, limit, ctx.cancelled, OUTPUT_CAP)
 
 
-def _cut(why: str, limit: float) -> str:
-    return "cancelled" if why == "cancelled" else f"timed out: no complete answer within {limit:g}s"
-
-
-@plugin.action(scalar="url", check=True, idempotent=True, data=["status", "latency_ms", "body", "json"],
+@plugin.action(scalar="url", check=True, idempotent=True, data=["status", "latency_ms", "body", "json", "content"],
                mutates=lambda args: str(args.get("method", "GET")).upper() not in ("GET", "HEAD", "OPTIONS"))
 def http(ctx: ActionContext, args: HttpArgs) -> Result:
-    """Make an HTTP request; fail unless the status is expected."""
+    """Make an HTTP request; fail unless the status (and body, when checked) is expected."""
     if ctx.check_mode and args.method.upper() not in ("GET", "HEAD"):
         return Result.unknown(f"local.http {args.method} is not sent in check mode")
-    expected = args.status if isinstance(args.status, list) else [args.status]
+    expected = args.status or [200]
     try:
         code, text, took = _http(ctx, args.url, args.method.upper(), args.body, args.headers, args.timeout)
     except (urllib.error.URLError, OSError, http_client.HTTPException) as exc:
@@ -512,9 +487,13 @@ def http(ctx: ActionContext, args: HttpArgs) -> Result:
         data["json"] = json.loads(text)
     except ValueError:
         pass
+    data.update(content_data(text, args.return_content))
     if code not in expected:
         return Result.failed(f"expected HTTP {'/'.join(map(str, expected))} from {args.url}, got {code}",
                              data=data, stdout=text)
+    problem = body_problem(args, text)
+    if problem:
+        return Result.failed(f"HTTP {code} from {args.url}, but {problem}", data=data, stdout=text)
     return Result.ok(data=data, stdout=text)
 
 
@@ -599,8 +578,11 @@ def collect(ctx: ActionContext, args: CollectArgs) -> Result:
 
 # Ansible's modules these actions implement (see Plugin.ansible_module): they run on the
 # controller in Ansible too.
-for _module, _action in (("set_fact", "set"), ("assert", "assert"), ("fail", "fail")):
+for _module, _action in (("set_fact", "set"), ("assert", "assert"), ("fail", "fail"), ("uri", "http")):
     plugin.ansible_module(_module, _action)
 
 # local.debug and local.meta live in their own module; importing it registers them here.
 from opsbook_plugins import local_flow as _local_flow  # noqa: E402,F401
+# local.mail, local.slack and local.mattermost live in their own module; importing it
+# registers them on this plugin.
+from opsbook_plugins import local_notify as _local_notify  # noqa: E402,F401

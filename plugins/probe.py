@@ -39,6 +39,8 @@ from http import client as http_client
 from typing import Any, Literal
 
 from opsbook.plugin import ActionContext, HostInfo, Plugin, Result, Seconds
+from opsbook_plugins.http_checks import BodyChecks, body_problem, content_data
+from opsbook_plugins.http_checks import json_path_get, parse_json_path  # noqa: F401 - kept importable here
 from opsbook_plugins.http_deadline import bounded
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -525,8 +527,8 @@ def _tcp_outcome(
 # --------------------------------------------------------------------------- probe.http
 
 
-class HttpArgs(ProbeArgs):
-    """Arguments of probe.http."""
+class HttpArgs(ProbeArgs, BodyChecks):
+    """Arguments of probe.http (the answer checks: opsbook_plugins.http_checks)."""
 
     url: str | None = Field(
         None, description="Full URL; default built from scheme, host, port, path."
@@ -539,27 +541,8 @@ class HttpArgs(ProbeArgs):
     headers: dict[str, str] = Field(default_factory=dict)
     data: str | None = Field(None, description="Request body (text).")
     json_body: Any = Field(None, alias="json", description="Request body as JSON.")
-    status: int | list[int] | None = Field(
-        None, description="Expected status code(s); default any 2xx."
-    )
-    body_regex: str | None = Field(None, description="The body must match this regular expression.")
-    json_path: str | None = Field(None, description="Dotted path into a JSON body: a.b[0].c")
-    json_value: Any = Field(
-        None, description="The value expected at json_path (default: it exists)."
-    )
     follow_redirects: bool = False
     validate_certs: bool = True
-
-    @model_validator(mode="after")
-    def _regex_compiles(self) -> HttpArgs:
-        if self.body_regex is not None:
-            try:
-                re.compile(self.body_regex)
-            except re.error as exc:
-                raise ValueError(f"body_regex is not a valid regular expression: {exc}") from None
-        if self.json_path is not None:
-            parse_json_path(self.json_path)
-        return self
 
 
 @dataclass
@@ -742,14 +725,13 @@ def http(ctx: ActionContext, args: HttpArgs) -> Result:
 def _expected_status(args: HttpArgs) -> str:
     if args.status is None:
         return "HTTP 2xx"
-    codes = [args.status] if isinstance(args.status, int) else args.status
-    return "HTTP " + " or ".join(str(c) for c in codes)
+    return "HTTP " + " or ".join(str(c) for c in args.status)
 
 
 def _status_ok(args: HttpArgs, status: int) -> bool:
     if args.status is None:
         return 200 <= status < 300
-    return status in ([args.status] if isinstance(args.status, int) else args.status)
+    return status in args.status
 
 
 def judge_http(vantage: str, args: HttpArgs, answer: HttpAnswer) -> Outcome:
@@ -759,87 +741,16 @@ def judge_http(vantage: str, args: HttpArgs, answer: HttpAnswer) -> Outcome:
     if answer.status is None:
         text = f"expected {_expected_status(args)} from {answer.url}, got no answer: {answer.error}"
         return Outcome(vantage, False, text, None, facts)
+    body = answer.body.decode(errors="replace")
+    facts["body"] = body[:4096]
+    facts.update(content_data(body, args.return_content))
     if not _status_ok(args, answer.status):
         text = f"expected {_expected_status(args)} from {answer.url}, got {answer.status} in {took}"
         return Outcome(vantage, False, text, answer.latency_ms, facts)
-    body = answer.body.decode(errors="replace")
-    facts["body"] = body[:4096]
-    problem = _body_problem(args, body)
+    problem = body_problem(args, body)
     if problem:
         text = f"HTTP {answer.status} from {answer.url} in {took}, but {problem}"
         return Outcome(vantage, False, text, answer.latency_ms, facts)
     return Outcome(
         vantage, True, f"HTTP {answer.status} from {answer.url} in {took}", answer.latency_ms, facts
     )
-
-
-def _body_problem(args: HttpArgs, body: str) -> str | None:
-    if args.body_regex is not None and not re.search(args.body_regex, body):
-        return f"the body does not match /{args.body_regex}/ (body starts: {_snippet(body)})"
-    if args.json_path is None:
-        return None
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return f"the body is not JSON (body starts: {_snippet(body)})"
-    try:
-        value = json_path_get(document, args.json_path)
-    except LookupError as exc:
-        return f"the JSON has no {args.json_path} ({exc})"
-    if "json_value" in args.model_fields_set and not _same(value, args.json_value):
-        return (
-            f"JSON {args.json_path} is {json.dumps(value)}, expected {json.dumps(args.json_value)}"
-        )
-    return None
-
-
-def _same(found: Any, expected: Any) -> bool:
-    if found == expected:
-        return True
-    # YAML/templating often turns expectations into strings: "3" should match 3.
-    return not isinstance(found, (dict, list)) and str(found) == str(expected)
-
-
-def _snippet(body: str, size: int = 80) -> str:
-    flat = " ".join(body.split())
-    return repr(flat[:size] + ("..." if len(flat) > size else ""))
-
-
-_PATH_TOKEN = re.compile(r"\.?([A-Za-z_][\w-]*|\"[^\"]*\")|\[(-?\d+)\]")
-
-
-def parse_json_path(path: str) -> list[str | int]:
-    """'a.b[0].c' -> ['a', 'b', 0, 'c']; a leading '$.' is allowed; quoted keys as "a.b"."""
-    text = path[2:] if path.startswith("$.") else path.lstrip("$")
-    steps: list[str | int] = []
-    pos = 0
-    while pos < len(text):
-        match = _PATH_TOKEN.match(text, pos)
-        if match is None or (pos == 0 and text.startswith(".")):
-            raise ValueError(
-                f'json_path "{path}" is not a simple path like a.b[0].c (at "{text[pos:]}")'
-            )
-        key, index = match.groups()
-        steps.append(int(index) if index is not None else key.strip('"'))
-        pos = match.end()
-    if not steps:
-        raise ValueError("json_path is empty")
-    return steps
-
-
-def json_path_get(document: Any, path: str) -> Any:
-    """The value at a simple dotted path; LookupError says where the path stopped."""
-    value = document
-    walked = ""
-    for step in parse_json_path(path):
-        if isinstance(step, int):
-            if not isinstance(value, list) or not -len(value) <= step < len(value):
-                raise LookupError(f"{walked or 'the document'} has no item [{step}]")
-            value = value[step]
-            walked += f"[{step}]"
-        else:
-            if not isinstance(value, dict) or step not in value:
-                raise LookupError(f"{walked or 'the document'} has no key {step!r}")
-            value = value[step]
-            walked += f".{step}" if walked else step
-    return value

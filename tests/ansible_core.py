@@ -45,3 +45,37 @@ def ansible_python() -> Path:
         skip_or_fail_in_ci(f"{pin()} not available (no network?): {exc}",
                            f"CI must compare opsbook with Ansible, but {pin()} could not be installed: {exc}")
     return Path(venv.exe("python"))
+
+
+COMMUNITY_GENERAL_FROM = "ansible==12.3.0"  # the `ansible` package of ansible-core 2.19 (PyPI)
+
+
+def community_general() -> Path:
+    """A collections folder holding community.general (for ANSIBLE_COLLECTIONS_PATH), taken
+    once from the `ansible` package on PyPI (galaxy may be unreachable) into the bench cache;
+    skip without network (fail in CI)."""
+    import shutil
+    import tempfile
+    import zipfile
+
+    root = _bench_venvs().cache_root() / "collections" / COMMUNITY_GENERAL_FROM.replace("==", "-")
+    if (root / "ansible_collections" / "community" / "general").is_dir():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
+        done = subprocess.run([sys.executable, "-m", "pip", "download", COMMUNITY_GENERAL_FROM, "--no-deps",
+                               "-q", "-d", tmp], capture_output=True, text=True, check=False)
+        wheels = list(Path(tmp).glob("ansible-*.whl"))
+        if done.returncode != 0 or not wheels:
+            skip_or_fail_in_ci(f"{COMMUNITY_GENERAL_FROM} not downloadable (no network?): {done.stderr[-300:]}",
+                               f"CI must compare with community.general, but {COMMUNITY_GENERAL_FROM} could not "
+                               f"be downloaded: {done.stderr[-300:]}")
+        staging = Path(tmp) / "out"
+        prefix = "ansible_collections/community/general/"
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            wheel.extractall(staging, [n for n in wheel.namelist() if n.startswith(prefix)])
+        try:
+            staging.rename(root)
+        except OSError:  # a parallel caller got there first
+            shutil.rmtree(staging, ignore_errors=True)
+    return root

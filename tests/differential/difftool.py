@@ -17,6 +17,7 @@ fails too, so the table, the cases and opsbook's behaviour cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import itertools
 import json
@@ -26,7 +27,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,9 @@ ACTIONS = {
 # from them (set_fact, registered values), not wholesale: each tool has facts of its own.
 GATHERED = ("ansible_", "module_setup", "gather_subset", "discovered_interpreter_python")
 # Registered keys compared (when Ansible's value has them); the rest is each tool's own.
+# (`status`, `content`, `json`: an HTTP answer, as `uri` and `local.http` register it.)
 REGISTERED_KEYS = ("changed", "failed", "skipped", "rc", "stdout", "stdout_lines", "stderr",
-                   "stderr_lines", "attempts", "results", "diff")
+                   "stderr_lines", "attempts", "results", "diff", "status", "content", "json")
 LOOP_KEYS = ("ansible_loop_var", "ansible_index_var", "ansible_loop")
 DEFAULT_INVENTORY = "[web]\nweb1\nweb2\nweb3\nweb4\n\n[db]\ndb1\ndb2\n"
 WIDTH = int(os.environ.get("OPSBOOK_DIFF_JOBS", "2"))  # children per tool at a time
@@ -294,16 +296,16 @@ def materialize(case: Case, root: Path, ansible_python: str) -> CaseDirs:
     return dirs
 
 
-def ansible_job(case: Case, dirs: CaseDirs) -> dict[str, Any]:
+def ansible_job(case: Case, dirs: CaseDirs, web: str = "") -> dict[str, Any]:
     argv = ["ansible-playbook", "-i", str(dirs.inventory), "playbook.yml", *case.args,
-            "-e", f"scratch={dirs.scratch('ansible')}"]
+            "-e", f"scratch={dirs.scratch('ansible')}", *(["-e", f"web={web}"] if web else [])]
     return {"argv": argv, "cwd": str(dirs.tool("ansible"))}
 
 
-def opsbook_job(case: Case, dirs: CaseDirs) -> dict[str, Any]:
+def opsbook_job(case: Case, dirs: CaseDirs, web: str = "") -> dict[str, Any]:
     tool = dirs.tool("opsbook")
     argv = ["opsbook", "run", "-i", str(dirs.inventory), "runbook.yaml", "--format", "json", "--yes",
-            *case.args, "-e", f"scratch={dirs.scratch('opsbook')}"]
+            *case.args, "-e", f"scratch={dirs.scratch('opsbook')}", *(["-e", f"web={web}"] if web else [])]
     env = {"OPSBOOK_JOURNAL": str(tool / "journal.db"), "OPSBOOK_RUNS_DIR": str(tool / "runs")}
     return {"argv": argv, "cwd": str(tool), "env": env}
 
@@ -809,12 +811,13 @@ def run_cases(cases: Sequence[Case], root: Path, ansible_python: str) -> dict[st
     began = time.monotonic()
     dirs = {c.id: materialize(c, root, ansible_python) for c in cases}
     scratch = root / "_drivers"
-    ans = run_jobs(ansible_python, "ansible-playbook", [ansible_job(c, dirs[c.id]) for c in cases],
-                   scratch, ansible_env(root / "_ansible"))
-    ops = run_jobs(sys.executable, "opsbook", [opsbook_job(c, dirs[c.id]) for c in cases], scratch,
-                   {**os.environ, "PYTHONWARNINGS": "ignore"})
-    ans_results = wait_results(ans, scratch, "ansible-playbook")
-    ops_results = wait_results(ops, scratch, "opsbook")
+    with loopback_web() as web:
+        ans = run_jobs(ansible_python, "ansible-playbook", [ansible_job(c, dirs[c.id], web) for c in cases],
+                       scratch, ansible_env(root / "_ansible"))
+        ops = run_jobs(sys.executable, "opsbook", [opsbook_job(c, dirs[c.id], web) for c in cases], scratch,
+                       {**os.environ, "PYTHONWARNINGS": "ignore"})
+        ans_results = wait_results(ans, scratch, "ansible-playbook")
+        ops_results = wait_results(ops, scratch, "opsbook")
     outcomes = {}
     for case, a, o in zip(cases, ans_results, ops_results):
         outcomes[case.id] = Outcome(case, dirs[case.id], observe_ansible(case, a, dirs[case.id]),
@@ -822,6 +825,43 @@ def run_cases(cases: Sequence[Case], root: Path, ansible_python: str) -> dict[st
                                     {"ansible": a["seconds"], "opsbook": o["seconds"]})
     (root / "timing.json").write_text(json.dumps({"cases": len(cases), "seconds": time.monotonic() - began}))
     return outcomes
+
+
+WEB_PAGES = {  # path -> (status, content type, body): what `{{ web }}` serves to both tools
+    "/health": (200, "application/json", '{"status": "ok", "checks": [{"name": "db", "ok": true}]}'),
+    "/created": (201, "text/plain", "made it\n"),
+    "/text": (200, "text/plain", "ok web1\nversion 2\n"),
+}
+
+
+@contextlib.contextmanager
+def loopback_web() -> Iterator[str]:
+    """A small HTTP server on 127.0.0.1 for the `uri` cases (`-e web=http://127.0.0.1:PORT`):
+    WEB_PAGES, and 404 "no such page" for any other path."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Pages(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            code, ctype, body = WEB_PAGES.get(self.path, (404, "text/plain", "no such page\n"))
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def describe(outcome: Outcome, diffs: Sequence[Difference]) -> str:

@@ -59,7 +59,7 @@ LIBRARY = ("first-response/collect-evidence.yaml", "first-response/restart-servi
            "failover/lb-drain-repoint.yaml", "failover/cold-standby.yaml", "failover/hot-standby-takeover.yaml",
            "disaster-recovery/backup-restore.yaml", "permanent-fix/config-rollout.yaml",
            "permanent-fix/serial-config-rollout.yaml", "permanent-fix/scale-and-monitor.yaml",
-           "first-response/disk-triage.yaml", "first-response/rolling-restart.yaml")
+           "first-response/disk-triage.yaml", "permanent-fix/rolling-restart.yaml")
 # The gated runbooks (approvals answered by a second process) are tested in test_runbooks_gated_lab.py.
 
 
@@ -135,7 +135,7 @@ def test_isolate_host_rollback_puts_the_host_back(pristine, ob):
 
     assert result.rc == 0, result.summary()
     done = [r for r in result.rollbacks() if r["status"] == "done"]
-    assert {r["action"] for r in done} == {"docker.network", "ssh.command"}, result.rollbacks()
+    assert {r["action"] for r in done} == {"docker.network", "haproxy.restore"}, result.rollbacks()
     assert lh.on_network(lab, "web2")
     # docker's reconnect brings a default route back, which lab hosts never have
     lh.sh(lab, "web2", "ip route del default 2>/dev/null; true")
@@ -166,9 +166,9 @@ def test_isolate_host_whose_service_is_down_is_drained_and_a_denied_disconnect_m
             assert denied.returncode == 0, denied.stderr
             result = run.finish()
         assert result.rc == 4, result.summary()
-        assert result.status_of("the balancer shows the target drained") == "ok"
+        assert result.status_of("drain the target on the balancer") == "ok"  # waited for the admin state
         assert _admin_state(lab, "web1") % 32 == 0, "the failed run left web1 drained"
-        assert any(r["action"] == "ssh.command" and r["status"] == "done" for r in result.rollbacks())
+        assert any(r["action"] == "haproxy.restore" and r["status"] == "done" for r in result.rollbacks())
         assert lh.on_network(lab, "web1")
     finally:
         lh.sh_ok(lab, "web1", "service nginx start")
@@ -206,6 +206,55 @@ def test_isolate_host_refuses_to_take_out_the_last_healthy_backend(pristine, ob)
         assert lh.pool(lab)["web1"] == "UP"
     finally:
         lh.sh_ok(lab, "web2", "service nginx start")
+
+
+def _nginx_pid(lab, host: str) -> str:
+    return lh.sh_ok(lab, host, "cat /run/nginx.pid").strip()
+
+
+def test_rolling_restart_restarts_each_host_drained_and_puts_it_back(pristine, ob):
+    lab = pristine
+    before = {h: _nginx_pid(lab, h) for h in ("web1", "web2")}
+
+    result = ob.run("permanent-fix/rolling-restart.yaml")
+
+    assert result.rc == 0, result.summary()
+    for host in ("web1", "web2"):
+        assert _nginx_pid(lab, host) != before[host], f"nginx on {host} was not restarted"
+        assert "set web/" + host + " enabled -> drain" in result.msg("drain the host on the balancer", host)
+        assert "set web/" + host + " drain -> enabled" in result.msg("enable the host on the balancer", host)
+        assert _admin_state(lab, host) % 32 == 0
+    drains = [lh.started_at(result, "drain the host on the balancer", h) for h in ("web1", "web2")]
+    enables = [lh.started_at(result, "enable the host on the balancer", h) for h in ("web1", "web2")]
+    first = 0 if drains[0] < drains[1] else 1
+    assert enables[first] < drains[1 - first], "the second host was drained before the first was back"
+    assert set(lh.whoami_through_lb(lab, 8)) == {"web1", "web2"}, "both hosts serve through the balancer again"
+    assert_recovered(result, 300.0)
+
+
+def test_rolling_restart_in_check_mode_says_what_it_would_drain_and_changes_nothing(pristine, ob):
+    lab = pristine
+    before = {h: _nginx_pid(lab, h) for h in ("web1", "web2")}
+
+    result = ob.run("permanent-fix/rolling-restart.yaml", "--check")
+
+    assert result.rc == 0, result.summary()
+    assert "would set web/web1 enabled -> drain" in result.msg("drain the host on the balancer", "web1")
+    assert {h: _nginx_pid(lab, h) for h in ("web1", "web2")} == before
+    assert _admin_state(lab, "web1") % 32 == 0 and _admin_state(lab, "web2") % 32 == 0
+
+
+def test_rolling_restart_refuses_a_host_that_answers_with_another_name(pristine, ob):
+    lab = pristine
+    site = "/etc/nginx/sites-available/opsbook-lab"
+    lh.sh_ok(lab, "web2", f"sed -i 's/ok web2/ok web9/' {site} && service nginx reload")
+    try:
+        result = ob.run("permanent-fix/rolling-restart.yaml")
+    finally:
+        lh.sh_ok(lab, "web2", f"sed -i 's/ok web9/ok web2/' {site} && service nginx reload")
+    assert_refused(result, "precondition: the host answers with its own name",
+                   "but the body does not contain 'ok web2' (body starts: 'ok web9')")
+    assert _admin_state(lab, "web1") % 32 == 0 and _admin_state(lab, "web2") % 32 == 0
 
 
 def test_collect_evidence_from_every_node(pristine, ob):
