@@ -154,6 +154,12 @@ class RunRecord:
     incident_start: float | None
     summary: dict[str, Any]
 
+    @property
+    def declares_objectives(self) -> bool:
+        """The runbook declared an RTO or an RPO (there is a verdict to tell)."""
+        objectives = self.objectives or {}
+        return objectives.get("rto") is not None or objectives.get("rpo") is not None
+
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]

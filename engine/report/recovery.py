@@ -23,10 +23,10 @@ def objectives_line(journal: Journal, run_id: str) -> str:
         _rto_line,
     )
 
+    if not journal.get_run(run_id).declares_objectives:
+        return ""  # nothing to gather (the run's nodes, its runbook) for a verdict nobody asked for
     view = gather(journal, run_id)
     objectives = view.run.objectives or {}
-    if not any(objectives.get(k) is not None for k in ("rto", "rpo")):
-        return ""
     r = rto_of(view)
     parts = []
     if objectives.get("rto") is not None:
