@@ -6,7 +6,7 @@ import graphlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsbook.errors import (
     Diagnostic,
@@ -17,9 +17,10 @@ from opsbook.errors import (
     did_you_mean,
 )
 from opsbook.model import Runbook, Step, format_duration
-from opsbook.policy import PolicyConfig
 from opsbook.registry import Registry
-from opsbook.timeouts import node_seconds, rto_ends
+
+if TYPE_CHECKING:  # the policy and the action timeouts are loaded by `check`, not by `run`'s pre-check
+    from opsbook.policy import PolicyConfig
 
 # Names every template may read without declaring them.
 MAGIC_NAMES = frozenset({
@@ -497,6 +498,8 @@ def rto_warning(runbook: Runbook, plan: Any, registry: Registry | None = None) -
     `rto_ends`: up to the first verification after the mitigation) exceed the objective."""
     if runbook.objectives.rto is None or not plan.leaves:
         return None
+    from opsbook.timeouts import node_seconds, rto_ends
+
     cost: dict[str, float] = {}
     for sid, leaf in plan.leaves.items():
         step: Step = leaf.step

@@ -101,7 +101,9 @@ def _bounded_json(value: Any, what: str) -> str:
     over VALUE_KEEP in all, a note saying so: one huge value (a 50 MB output registered in
     a 20-item loop) must not grow the journal without bound. A resumed run does not get
     such a value back."""
-    text = _json(_clip_strings(value))
+    text = _json(value)
+    if len(text) > STRING_KEEP:  # a string over STRING_KEEP can only be in a longer JSON text
+        text = _json(_clip_strings(value))
     if len(text) <= VALUE_KEEP:
         return text
     return _json({"omitted": f"the {what} was {len(text):,} characters, more than the journal keeps "
@@ -153,6 +155,12 @@ class RunRecord:
     objectives: dict[str, Any]
     incident_start: float | None
     summary: dict[str, Any]
+
+    @property
+    def declares_objectives(self) -> bool:
+        """The runbook declared an RTO or an RPO (there is a verdict to tell)."""
+        objectives = self.objectives or {}
+        return objectives.get("rto") is not None or objectives.get("rpo") is not None
 
 
 def new_run_id() -> str:

@@ -130,7 +130,7 @@ class PreFlights:
         total = len(members)
         minimum, percent = keep.minimum, keep.percent
         if keep.template is not None:  # `min: "{{ params.min_in_pool }}"`
-            from opsbook.load import count_or_percent
+            from opsbook.keyvalues import count_or_percent
 
             try:
                 minimum, percent = count_or_percent(str(render(keep.template, ctx_vars, pos=step.pos)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from opsbook.argdoc import args_schema
-from opsbook.load import ACTION_KEY, RUNBOOK_KEYWORDS, STEP_KEYWORDS
+from opsbook.keywords import ACTION_KEY, RUNBOOK_KEYWORDS, STEP_KEYWORDS
 from opsbook.model import PARAM_TYPES
 from opsbook.registry import Registry
 

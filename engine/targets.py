@@ -28,6 +28,11 @@ def node_target(plan: Plan, node: Node, registry: Registry, args: Any) -> str | 
 
 def plan_targets(plan: Plan, registry: Registry) -> list[str]:
     """'<target>: <steps>' lines, one per distinct target, in plan order."""
+    used = {node.step.action.plugin for node in plan.nodes.values()
+            if node.kind != BARRIER and node.step.action is not None}
+    describing = {name for name in used if getattr(registry.plugin(name), "target_of", None) is not None}
+    if not describing:
+        return []  # no plugin of this plan describes a target: nothing to render (the usual run)
     from opsbook.planview import _Context, _rendered_args
 
     context = _Context(plan, registry)
@@ -35,8 +40,7 @@ def plan_targets(plan: Plan, registry: Registry) -> list[str]:
     for node in sorted(plan.nodes.values(), key=lambda n: n.index):
         if node.kind == BARRIER or node.step.action is None:
             continue
-        plugin = registry.plugin(node.step.action.plugin)
-        if plugin is None or plugin.target_of is None:
+        if node.step.action.plugin not in describing:
             continue  # render only what a plugin will describe
         target = node_target(plan, node, registry, _rendered_args(plan, node, context).value)
         if target:

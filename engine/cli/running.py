@@ -369,12 +369,15 @@ def _finish(summary: Any, kw: dict[str, Any]) -> NoReturn:
 
         cause = f"\n  cause: {summary.cause}" if summary.cause else ""
         dry = ""
+        verdict = ""
         try:
-            from opsbook.report import objectives_line
-
             journal = _journal(kw.get("journal_path"))
-            verdict = objectives_line(journal, summary.run_id)
-            if journal.get_run(summary.run_id).options.get("check"):
+            record = journal.get_run(summary.run_id)
+            if record.declares_objectives:  # the report package is imported only for a verdict
+                from opsbook.report import objectives_line
+
+                verdict = objectives_line(journal, summary.run_id)
+            if record.options.get("check"):
                 dry = " (a dry run: --check, nothing was changed)"
         except Exception:  # noqa: BLE001 - the verdict is a courtesy; the run is already recorded
             verdict = ""

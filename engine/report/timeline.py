@@ -249,10 +249,10 @@ def _point(view: RunView, r: dict[str, Any], key: str) -> str:
 
 def objectives_line(journal: Journal, run_id: str) -> str:
     """`RTO 42.0s against 5m00s: met; RPO ...` when the runbook declares objectives, else ""."""
+    if not journal.get_run(run_id).declares_objectives:
+        return ""  # nothing to gather (the run's nodes, its runbook) for a verdict nobody asked for
     view = gather(journal, run_id)
     objectives = view.run.objectives or {}
-    if not any(objectives.get(k) is not None for k in ("rto", "rpo")):
-        return ""
     r = rto_of(view)
     parts = []
     if objectives.get("rto") is not None:

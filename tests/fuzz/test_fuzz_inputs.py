@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from opsbook.errors import UserError
 from opsbook.inventory import ansible_list, load_inventory
-from opsbook.load import RUNBOOK_KEYWORDS, STEP_KEYWORDS, RunbookLoader
+from opsbook.keywords import RUNBOOK_KEYWORDS, STEP_KEYWORDS
+from opsbook.load import RunbookLoader
 from opsbook.registry import Registry
 from opsbook.template import evaluate, render
 

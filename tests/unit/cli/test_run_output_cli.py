@@ -81,3 +81,29 @@ steps:
     tail = done.stderr.strip().splitlines()[-2:]
     assert tail[0] == '  ROLLBACK FAILED: undo of "install" for localhost failed: command exited with rc=1: cannot restore'
     assert tail[1].startswith('  ROLLBACK FAILED: undo of "drain" for localhost skipped: not run: the undo of "install"')
+
+
+def test_a_run_without_objectives_loads_no_report_policy_or_plan_view(tmp_path):
+    """What a run does not need it does not pay for (issue 26's "no slower"): without
+    `objectives:` the last lines need no verdict, so the report package is not imported
+    and the run is not read back; `run`'s typo refusal needs no policy rules, and a header
+    with no plugin describing a target needs no plan rendering."""
+    inv = tmp_path / "inv.ini"
+    inv.write_text("[web]\nweb1 ansible_connection=local\nweb2 ansible_connection=local\n")
+    rb = tmp_path / "rb.yaml"
+    rb.write_text("opsbook: 1\nname: plain\nhosts: web\nsteps:\n  - name: one\n    local.command: \"true\"\n")
+    seen = tmp_path / "modules.txt"
+    script = ("import atexit, sys\n"
+              f"atexit.register(lambda: open({str(seen)!r}, 'w').write('\\n'.join(sorted(sys.modules))))\n"
+              "from opsbook.main import main\nmain()\n")
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    done = subprocess.run([sys.executable, "-c", script, "run", str(rb), "-i", str(inv), "--yes"],
+                          capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"run (\S+): succeeded  \(opsbook show \1 \| opsbook report \1\)", last), last
+    loaded = set(seen.read_text().split())
+    assert "opsbook.execute" in loaded  # the script did run opsbook
+    assert not {m for m in loaded if m == "opsbook.report" or m.startswith("opsbook.report.")}
+    assert "opsbook.policy" not in loaded
+    assert "opsbook.planview" not in loaded

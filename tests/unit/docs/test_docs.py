@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from opsbook.check import check_files
-from opsbook.load import RUNBOOK_KEYWORDS, STEP_KEYWORDS
+from opsbook.keywords import RUNBOOK_KEYWORDS, STEP_KEYWORDS
 from opsbook.registry import Registry
 from opsbook.template import FILTERS, TESTS
 
