@@ -175,7 +175,7 @@ def _policy(runbook: Runbook, plan: Any, registry: Registry, policy: PolicyConfi
     """The policy's findings; when the policy does not run its rule on unbounded steps
     (--no-policy, a profile without it, disabled), each such step is still a warning at
     its line (issue 31 item 2), and a waiver of the rule still silences it."""
-    from opsbook.policy import RULE_IDS, evaluate
+    from opsbook.policy import RULE_IDS, PolicyConfig, evaluate
 
     out = evaluate(runbook, plan, registry, policy) if policy is not None else []
     if policy is None or "critical-path-timeout" not in policy.rules:

@@ -4,7 +4,11 @@ the cause of a failure and the objectives' verdict in the last lines."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+
 from opsbook_lab.pytest_plugin import opsbook
 
 

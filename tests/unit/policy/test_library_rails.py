@@ -35,8 +35,8 @@ def _check(tmp_path: Path, source: str, old: str, new: str) -> subprocess.Comple
     (PROMOTE, "  - name: promote the standby\n    timeout: 5s\n", "  - name: promote the standby\n",
      "critical-path-timeout"),
     (ISOLATE, KEEP_HEALTHY + "    docker.network:", "    docker.network:", "keep-healthy"),
-    (ISOLATE, KEEP_HEALTHY + '    ssh.command: ["lb-backend", "drain"', '    ssh.command: ["lb-backend", "drain"',
-     "keep-healthy"),  # a balancer drain by a command line
+    (ISOLATE, KEEP_HEALTHY + "    # HAProxy's status word", "    # HAProxy's status word",
+     "keep-healthy"),  # a balancer drain (haproxy.server state: drain)
 ])
 def test_removing_a_rail_from_a_library_runbook_fails_a_bare_check(tmp_path, source, old, new, rule):
     shipped = _check(tmp_path, source, "opsbook: 1\n", "opsbook: 1\n")
