@@ -164,12 +164,14 @@ class RunbookLoader:
         if not isinstance(vars_, dict):
             c.error(data.value_pos.get("vars"), f"vars must be a mapping, found {_kind(vars_)}")
             vars_ = {}
+        params = self._params(data, c)
+        self._check_register_names(params, steps, handlers, c)
         return Runbook(
             path=filename, name=name, digest=digest,
             description=self._str(data, "description", c) or "",
             phase=phase,
             objectives=self._objectives(data, c),
-            params=self._params(data, c),
+            params=params,
             vars=vars_,
             hosts=self._str(data, "hosts", c) or "localhost",
             steps=steps, handlers=handlers,
@@ -185,6 +187,28 @@ class RunbookLoader:
             force_handlers=self._bool(data, "force_handlers", c) if "force_handlers" in data else True,
             pos=data.pos,
         )
+
+    @staticmethod
+    def _check_register_names(params: tuple[Param, ...], steps: tuple[Step, ...], handlers: tuple[Step, ...],
+                              c: _Collector) -> None:
+        """A `register:` named like a parameter is never read: parameters win as bare names,
+        so `primary.failed` reads the parameter (a string) and fails only at run time."""
+        names = {p.name for p in params}
+        if not names:
+            return
+
+        def walk(items: tuple[Step, ...]) -> None:
+            for step in items:
+                if step.register in names:
+                    c.error(step.pos, f'register: {step.register} has the name of a parameter; parameters win as '
+                            f'bare names, so "{step.register}" in later steps is the parameter, never this result',
+                            f"rename the register, e.g. register: {step.register}_result")
+                walk(step.block)
+                walk(step.rescue)
+                walk(step.always)
+
+        walk(steps)
+        walk(handlers)
 
     def _choice(self, data: PosDict, key: str, choices: tuple[str, ...], c: _Collector,
                 default: str | None = None, hint: str = "") -> str:

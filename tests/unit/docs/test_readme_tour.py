@@ -346,3 +346,31 @@ def test_schema_is_a_json_schema_for_editors(tour: Tour) -> None:
 
     jsonschema.Draft202012Validator.check_schema(schema_doc)
     assert "steps" in schema_doc["properties"]
+
+
+def test_the_readme_example_runbook_passes_strict_check_and_promotes_when_the_primary_is_down(tmp_path) -> None:
+    """The runbook the README shows (its commands swapped for echo) is what it says: `check
+    --strict` passes it, and with the primary down the standby is promoted (a register named
+    like the `primary` parameter once passed check and failed at run time)."""
+    text = re.search(r"A runbook:\n\n```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert text, "the README's example runbook is gone"
+    runbook = tmp_path / "web-failover.yaml"
+    runbook.write_text(text.group(1).replace("/usr/local/bin/promote", "echo promoted")
+                       .replace("/usr/local/bin/demote", "echo demoted"))
+    with socket.socket() as sock:  # nothing listens on it: the primary is down
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    inventory = tmp_path / "inv.ini"
+    inventory.write_text("[web]\n" + "".join(f"{h} ansible_host=127.0.0.1 http_port={port} ansible_connection=local\n"
+                                              for h in ("web1", "web2")))
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    checked = subprocess.run([sys.executable, "-m", "opsbook", "check", "--strict", str(runbook), "-i", str(inventory)],
+                             capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    ran = subprocess.run([sys.executable, "-m", "opsbook", "run", str(runbook), "-i", str(inventory), "--yes",
+                          "--format", "json"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         stdin=subprocess.DEVNULL, timeout=120, check=False)
+    assert ran.returncode == 0, ran.stderr
+    done = [json.loads(line) for line in ran.stdout.splitlines() if line.startswith("{")]
+    promoted = [e for e in done if e["event"] == "node_finished" and e.get("step") == "promote standby"]
+    assert [(e["host"], e["status"]) for e in promoted] == [("web2", "ok")], promoted

@@ -167,6 +167,30 @@ def test_params_types_and_unknown_param_keys(load):
     ]
 
 
+
+def test_a_register_named_like_a_parameter_is_an_error(load):
+    """Parameters win as bare names: `primary.failed` after `register: primary` would read
+    the parameter (a string) and fail only at run time, in a block or a handler too."""
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            params:
+              primary: {type: host, default: web1}
+            steps:
+              - name: health
+                local.noop: {}
+                register: primary
+              - name: group
+                block:
+                  - name: inner
+                    local.noop: {}
+                    register: primary
+            """)
+    found = messages(err.value)
+    assert len(found) == 2 and all("register: primary has the name of a parameter" in m for m in found), found
+    assert found[0].startswith("6:") and found[1].startswith("11:"), found
+
 def test_valid_runbook_loads_with_positions(load):
     rb = load("""
         opsbook: 1
