@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opsbook.cancel import Cancelled, CancelToken
 from opsbook.errors import OpsbookError, PluginError
 from opsbook.plugin import ActionContext, ActionSpec, Become, CommandResult, HostInfo, Plugin, Result, Status, clashing_data
 
-__all__ = ["ActionRun", "ArgumentError", "ScriptedConnection", "registry_with", "run_action"]
+__all__ = ["ActionRun", "ArgumentError", "CancelToken", "Cancelled", "ScriptedConnection", "registry_with", "run_action"]
 
 
 class ArgumentError(OpsbookError):
@@ -142,11 +143,14 @@ def run_action(plugin: Plugin, action: str, args: Any = None, *, host: str | Hos
                check_mode: bool = False, diff_mode: bool = False, timeout: float | None = None,
                connection: Any = None, hosts: Mapping[str, Mapping[str, Any]] | None = None,
                evidence_dir: Path | None = None, runbook_dir: Path | None = None,
-               cancelled: threading.Event | None = None) -> ActionRun:
+               cancelled: CancelToken | threading.Event | None = None) -> ActionRun:
     """Run `plugin`'s `action` once, as a runbook step on `host` would (see the module).
 
     `connection` answers every host's commands (a ScriptedConnection, or any Connection);
-    `hosts` are other inventory hosts (`ctx.other_host`), name -> vars."""
+    `hosts` are other inventory hosts (`ctx.other_host`), name -> vars. `timeout` is the
+    step's: `ctx.timeout` starts at it and `ctx.cancelled` is set once it has passed, as
+    the engine does; `cancelled` is a token the test sets itself (an opsbook.cancel
+    CancelToken; a threading.Event is followed too), e.g. to play an operator's Ctrl-C."""
     from opsbook.errors import UserError
     from opsbook.variables import render_args
 
@@ -184,12 +188,16 @@ def run_action(plugin: Plugin, action: str, args: Any = None, *, host: str | Hos
 
     lines: list[str] = []
     declared: list[dict[str, Any]] = []  # what the action passed to ctx.changed (before it returned)
+    token = _token(cancelled, timeout)
     ctx = ActionContext(host=target, step_name=f"test {spec.full_name}", check_mode=check_mode,
-                        diff_mode=diff_mode, timeout=timeout, cancelled=cancelled or threading.Event(),
+                        diff_mode=diff_mode, timeout=timeout, cancelled=token,
                         evidence_dir=evidence_dir, runbook_dir=runbook_dir, variables=dict(scope),
                         _connect=connect, _output=lines.append, _lookup_host=lookup,
                         _changed=lambda data: declared.append(dict(data)))
-    result = spec.fn(ctx, parsed)
+    try:
+        result = spec.fn(ctx, parsed)
+    finally:
+        token.set("test over")  # ends the timer and any follower thread of a given Event
     if not isinstance(result, Result):
         raise AssertionError(f"{spec.full_name} returned {type(result).__name__}, not an opsbook.plugin.Result "
                              "(return Result.ok(...) or Result.failed(...))")
@@ -208,6 +216,29 @@ def run_action(plugin: Plugin, action: str, args: Any = None, *, host: str | Hos
             raise PluginError(f"{spec.full_name}'s inverse named {inverse[0]}, which is not among the actions it "
                               f"declares (inverse_actions: {', '.join(sorted(allowed))}): a run fails the step")
     return ActionRun(result, inverse, parsed, ctx, lines, declared[0] if declared else None)
+
+
+def _token(given: CancelToken | threading.Event | None, timeout: float | None) -> CancelToken:
+    """The action's cancel token: the test's own, or one that follows a threading.Event the
+    test sets, set too once `timeout` seconds have passed (the step's timeout)."""
+    if isinstance(given, CancelToken):
+        token = given.child()
+    else:
+        token = CancelToken()
+        if given is not None:
+            event = given
+
+            def follow() -> None:
+                while not token.is_set():
+                    if event.wait(0.05):
+                        token.set("cancelled by the test")
+
+            threading.Thread(target=follow, name="opsbook-testing-follow", daemon=True).start()
+    if timeout is not None:
+        timer = threading.Timer(max(0.0, timeout), token.set, args=(f"timeout: {timeout:g}s",))
+        timer.daemon = True
+        timer.start()
+    return token
 
 
 def _close(name: str, spec: ActionSpec) -> str:

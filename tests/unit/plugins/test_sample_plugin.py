@@ -13,7 +13,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from opsbook.plugin import Status
+from pydantic import BaseModel
+from opsbook.plugin import ActionContext, Plugin, Result, Status
 from opsbook.testing import ArgumentError, ScriptedConnection, registry_with, run_action
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_plugin"
@@ -75,6 +76,39 @@ def test_wait_times_out_and_ends_at_once_when_the_run_is_stopped(svcadm):
     assert stopped.result.status is Status.FAILED and stopped.result.data["waited"] < 30
     assert "stopped while waiting" in stopped.result.msg
 
+
+
+class NapArgs(BaseModel):
+    """No arguments: the action sleeps until cancelled."""
+
+
+def test_the_kits_step_timeout_cancels_and_ctx_sleep_works_as_in_a_run(svcadm):
+    """`timeout=` is the step's timeout: ctx.cancelled is set once it has passed (the action's
+    own 60 s limit never comes), and the token is the engine's, so ctx.sleep and
+    ctx.raise_if_cancelled work under the kit as in a run."""
+    from opsbook.testing import Cancelled, CancelToken
+
+    conn = ScriptedConnection(default=None).when("cat /var/lib/svcadm/web", stdout="offline\n")
+    timed = run_action(svcadm, "wait", {"service": "web", "timeout": 60, "interval": 0.1}, connection=conn, timeout=0.3)
+    assert timed.result.status is Status.FAILED and "stopped while waiting" in timed.result.msg, timed.result.msg
+    assert timed.result.data["waited"] < 30
+
+    napper = Plugin("napper")
+
+    @napper.action()
+    def nap(ctx: ActionContext, args: NapArgs) -> Result:
+        slept = ctx.sleep(60)
+        try:
+            ctx.raise_if_cancelled()
+        except Cancelled:
+            return Result.failed(f"cancelled; whole sleep: {slept}")
+        return Result.ok()
+
+    done = run_action(napper, "nap", {}, timeout=0.2)
+    assert done.result.msg == "cancelled; whole sleep: False" and done.context.cancelled.is_set()
+    token = CancelToken()
+    threading.Timer(0.1, token.set).start()
+    assert run_action(napper, "nap", {}, cancelled=token).result.msg == "cancelled; whole sleep: False"
 
 def test_registry_with_puts_the_plugin_under_test_in_place_of_the_installed_one(svcadm):
     from opsbook.plugin import Plugin
