@@ -20,8 +20,16 @@ opsbook plan "$runbooks" -i "$inventory" --params-file "$params" --format json >
 
 if [ -n "${BASE_REF:-}" ]; then
   : > "$out/plan-diff.md"
-  git diff --name-only --diff-filter=M "$BASE_REF" -- "$runbooks" | grep -E '\.ya?ml$' | while read -r file; do
-    opsbook diff "$BASE_REF:$file" "$file" -i "$inventory" --params-file "$params" --format md >> "$out/plan-diff.md"
+  # (`|| true`: a pull request that changes no runbook is no failure of the gate)
+  changed=$(git diff --name-only --diff-filter=AM "$BASE_REF" -- "$runbooks" | grep -E '\.ya?ml$' || true)
+  for file in $changed; do
+    if git cat-file -e "$BASE_REF:$file" 2>/dev/null; then
+      opsbook diff "$BASE_REF:$file" "$file" -i "$inventory" --params-file "$params" --format md >> "$out/plan-diff.md" \
+        || status=1
+    else
+      printf '### %s\n\nA new runbook: no earlier version to compare (its plan is in plans.json).\n\n' "$file" \
+        >> "$out/plan-diff.md"
+    fi
   done
 fi
 exit $status
