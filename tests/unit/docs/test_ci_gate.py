@@ -44,10 +44,13 @@ def test_on_a_pull_request_the_gate_diffs_changed_runbooks_and_passes_when_none_
     subprocess.run([*git, "init", "-q", "-b", "main", str(repo)], check=True)
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
+    subprocess.run([*git, "checkout", "-qb", "pr"], cwd=repo, check=True)  # the pull request's branch
     env = {**os.environ, "PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}", "BASE_REF": "main",
            "OPSBOOK_PARAMS_FILE": "params.yaml"}
 
     def gate(out: str) -> subprocess.CompletedProcess[str]:
+        subprocess.run([*git, "add", "-A", "--", ".", f":!{out}"], cwd=repo, check=True)  # the PR's commit
+        subprocess.run([*git, "commit", "-qm", "pr", "--allow-empty"], cwd=repo, check=True)
         return subprocess.run(["bash", str(GATE), "runbooks", "inv.ini", out], cwd=repo, capture_output=True,
                               text=True, env=env, check=False)
 
