@@ -172,11 +172,23 @@ def _mitigation_approved(s: _Subject) -> Iterator[Finding]:
         step = leaf.step
         if "mitigation" not in step.marks or not step_mutates(step, s.registry) or _approved(step):
             continue
-        if any(_approved(s.leaf(a).step) for a in s.ancestors(sid)):
+        # An approval before it counts when a person approved acting on the mitigation's own
+        # hosts (a fence of the old primary approved says nothing about promoting the standby).
+        if any(_approved(s.leaf(a).step) and _same_hosts(s.leaf(a), leaf) for a in s.ancestors(sid)):
             continue
         yield Finding("mitigation-approved", _where(step),
-                      f'step "{step.name}" is the {s.runbook.phase}\'s mitigation and no approval comes before it',
-                      "add approve: to it (or to a step before it); automation answers with --yes", step)
+                      f'step "{step.name}" is the {s.runbook.phase}\'s mitigation and no approval on its hosts '
+                      "comes before it",
+                      "add approve: to it (or to an earlier step on the same hosts); automation answers with --yes",
+                      step)
+
+
+def _same_hosts(before: Any, leaf: Any) -> bool:
+    """Whether an earlier step acts on (some of) the mitigation's hosts; unknown hosts (check
+    without an inventory) are given the benefit of the doubt."""
+    if not before.hosts or not leaf.hosts:
+        return True
+    return bool(set(before.hosts) & set(leaf.hosts))
 
 
 def _keep_healthy(s: _Subject) -> Iterator[Finding]:

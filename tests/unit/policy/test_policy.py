@@ -239,3 +239,46 @@ def test_a_command_line_that_drains_or_stops_disrupts(registry, action, command,
     text = f"opsbook: 1\nname: m\nparams:\n  cmd: {{default: x}}\nsteps:\n  - name: s\n    {action}: {command}\n"
     step = RunbookLoader(registry).load_text(text, "m.yaml").steps[0]
     assert step_disrupts(step, registry) is disrupts
+
+
+FENCE_THEN_PROMOTE = """opsbook: 1
+name: fence-then-promote
+phase: failover
+objectives: {rto: 5m}
+steps:
+  - name: fence the old primary
+    hosts: db1
+    approve: "Fence db1?"
+    timeout: 10s
+    local.command: /usr/local/bin/fence
+    rollback: {local.command: /usr/local/bin/unfence}
+  - name: promote the standby
+    hosts: db2
+    approve: "Promote db2?"
+    marks: [mitigation]
+    timeout: 30s
+    local.command: /usr/local/bin/promote
+    rollback: {local.command: /usr/local/bin/demote}
+"""
+
+
+def test_an_approval_of_another_host_does_not_approve_the_mitigation(tmp_path, registry):
+    """The usual failover shape: the fence of the old primary keeps its approval, the
+    promotion of the standby loses its own: caught (an approval on db1 decides nothing
+    about db2); an approval earlier on the standby's own host still counts."""
+    inv = tmp_path / "inv.ini"
+    inv.write_text("db1 ansible_connection=local\ndb2 ansible_connection=local\n")
+
+    def rules(text: str) -> list[tuple[int, str, str]]:
+        path = tmp_path / "rb.yaml"
+        path.write_text(text)
+        (report,) = check_files([str(path)], registry, [str(inv)], policy=PolicyConfig())
+        return [(d.position.line, d.rule, d.severity) for d in report.diagnostics if d.rule]
+
+    assert rules(FENCE_THEN_PROMOTE) == []
+    removed = FENCE_THEN_PROMOTE.replace('    approve: "Promote db2?"\n', "")
+    assert (16, "mitigation-approved", "error") in rules(removed)  # at its action
+    earlier_on_db2 = removed.replace("  - name: promote the standby\n",
+                                     '  - name: the standby is ready\n    hosts: db2\n    approve: "Go on with db2?"\n'
+                                     "    local.assert: {that: [true]}\n  - name: promote the standby\n")
+    assert not [r for r in rules(earlier_on_db2) if r[1] == "mitigation-approved"]
