@@ -53,8 +53,15 @@ class RunView:
     phase: str = ""
 
     def step(self, step_id: str) -> StepInfo:
-        """Step info by id; ids of serial batches (`x[0]`) fall back to their step `x`."""
-        info = self.steps.get(step_id) or self.steps.get(re.sub(r"(\[\d+\])+$", "", step_id))
+        """Step info by id; ids of serial batches (`x[0]`) fall back to their step `x`, and a
+        handler's copy run by `meta: flush_handlers` (`<meta id>/<handler id>`) to its
+        handler (its name and marks: a flushed handler can be the mitigation)."""
+        plain = re.sub(r"(\[\d+\])+$", "", step_id)
+        info = self.steps.get(step_id) or self.steps.get(plain)
+        if info is None and "/" in plain:
+            parts = plain.split("/")
+            info = next((self.steps[tail] for tail in ("/".join(parts[i:]) for i in range(1, len(parts)))
+                         if tail in self.steps), None)
         return info or StepInfo(step_id, step_id)
 
     @property

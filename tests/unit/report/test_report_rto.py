@@ -203,3 +203,47 @@ def test_a_dry_run_says_so_in_runs_show_and_its_last_line(tmp_path):
     report = opsbook(tmp_path, "report", "last", "--format", "md").stdout
     assert "A dry run (--check): nothing was changed on any host" in report
     assert not (tmp_path / "x").exists()
+
+
+def test_a_flushed_handler_can_be_the_mitigation(tmp_path):
+    """`meta: flush_handlers` runs a copy of the handler (`<meta id>/<handler id>`): its marks
+    are the handler's, so the RTO is measured from it (a rolling restart's mitigation)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from opsbook.journal import Journal
+
+    rb = tmp_path / "rb.yaml"
+    rb.write_text("""opsbook: 1
+name: flushed
+objectives: {rto: 5m}
+steps:
+  - name: config tests clean
+    local.command: "true"
+    changed_when: true
+    notify: restart
+  - name: restart now
+    meta: flush_handlers
+  - name: answers again
+    local.command: "true"
+    changed_when: false
+    marks: [verification]
+handlers:
+  - name: restart
+    local.command: "true"
+    marks: [mitigation]
+""")
+    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
+    done = subprocess.run([sys.executable, "-m", "opsbook", "run", str(rb), "--yes", "--format", "json"],
+                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    run_id = next(json.loads(line)["run"] for line in done.stdout.splitlines() if line.startswith("{"))
+    journal = Journal(tmp_path / "j.db")
+    try:
+        measured = rto(journal, run_id)
+    finally:
+        journal.close()
+    assert measured["mitigation_node"] == "restart-now/restart@localhost", measured
+    assert measured["recovered_node"] == "answers-again@localhost" and measured["rto_met"] is True, measured
