@@ -13,7 +13,7 @@ import time
 import pytest
 from opsbook.plugin import Become, Connection
 from opsbook_lab.pytest_plugin import skip_or_fail_in_ci, wait_for
-from opsbook_plugins.ssh_connection import (
+from opsbook_plugins.ssh.connection import (
     OUTPUT_CAP,
     BecomeError,
     CommandCancelled,

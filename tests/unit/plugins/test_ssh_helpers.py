@@ -18,7 +18,7 @@ from opsbook_plugins.ssh import (
     plugin,
     render_template,
 )
-from opsbook_plugins.ssh_connection import Endpoint, _Capture, _expand_proxy_command, _Lines, _Sudo
+from opsbook_plugins.ssh.connection import Endpoint, _Capture, _expand_proxy_command, _Lines, _Sudo
 from pydantic import ValidationError
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from opsbook_plugins.ssh_connection import (
+from opsbook_plugins.ssh.connection import (
     Endpoint,
     HostKeyChangedError,
     HostKeyUnknownError,

@@ -2,7 +2,7 @@
 
 Provides the `ssh` connection (`ansible_connection: ssh`, the default) and actions that
 work over any Connection: the same `ssh.copy` copies into a container when the host says
-`ansible_connection: docker`. Connection details live in `opsbook_plugins.ssh_connection`
+`ansible_connection: docker`. Connection details live in `opsbook_plugins.ssh.connection`
 (imported on first use: paramiko takes a tenth of a second to import).
 
 Host variables the connection reads (Ansible's names, then opsbook's own):
@@ -56,7 +56,7 @@ from opsbook.transfer import get_within
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
 if TYPE_CHECKING:
-    from opsbook_plugins.ssh_connection import SSHConnection
+    from opsbook_plugins.ssh.connection import SSHConnection
 
 plugin = Plugin("ssh", "Run commands, copy files and manage services on hosts over SSH.")
 
@@ -68,7 +68,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 @plugin.connection("ssh")
 def ssh_connection(host: HostInfo) -> SSHConnection:
     """Build the (lazily connecting) SSH connection for a host from its inventory vars."""
-    from opsbook_plugins.ssh_connection import SSHConnection, settings_from_vars
+    from opsbook_plugins.ssh.connection import SSHConnection, settings_from_vars
 
     return SSHConnection(settings_from_vars(host.name, host.vars))
 
@@ -419,7 +419,7 @@ class _FileArgs(_Args):
     @field_validator("validate_")
     @classmethod
     def _validate(cls, value: str | None) -> str | None:
-        from opsbook_plugins.ssh_edit import check_validate
+        from opsbook_plugins.ssh.edit import check_validate
 
         return check_validate(value)
 
@@ -546,7 +546,7 @@ def _install(ctx: ActionContext, args: Any, data: bytes, source: str, create_dir
     """Make `args.dest` hold `data` with the wanted mode/owner; changed only if it differed.
 
     `args` is a _FileArgs or the editing actions' arguments (dest, mode, owner, group,
-    backup, validate); with backup/validate the write is opsbook_plugins.ssh_edit's guarded one.
+    backup, validate); with backup/validate the write is opsbook_plugins.ssh.edit's guarded one.
     """
     dest = args.dest
     old = _remote_file(ctx, dest)
@@ -572,7 +572,7 @@ def _install(ctx: ActionContext, args: Any, data: bytes, source: str, create_dir
         text = None
     info["previous"] = _previous(old, text, what)
     if "content" in what and (args.validate_ or args.backup or create_dirs):
-        from opsbook_plugins.ssh_edit import guarded_write
+        from opsbook_plugins.ssh.edit import guarded_write
 
         written = guarded_write(ctx, data, dest, args.mode, validate=args.validate_, backup=args.backup,
                                 create_dirs=create_dirs)
@@ -1000,12 +1000,12 @@ def wait_for(ctx: ActionContext, args: WaitForArgs) -> Result:
     )
 
 
-from opsbook_plugins import ssh_collect as _ssh_collect  # noqa: E402,F401 - registers ssh.collect on this plugin
+from opsbook_plugins.ssh import collect as _ssh_collect  # noqa: E402,F401 - registers ssh.collect on this plugin
 
 # ssh.lineinfile, ssh.blockinfile and ssh.replace live in their own module; importing it
 # registers them on this plugin.
-from opsbook_plugins import ssh_edit as _ssh_edit  # noqa: E402,F401
-from opsbook_plugins import ssh_facts as _ssh_facts  # noqa: E402,F401 - ssh.setup (facts)
+from opsbook_plugins.ssh import edit as _ssh_edit  # noqa: E402,F401
+from opsbook_plugins.ssh import facts as _ssh_facts  # noqa: E402,F401 - ssh.setup (facts)
 
 # Ansible's modules these actions implement: an Ansible-style task (`template:`, `shell:`)
 # in a runbook, an included file or a role runs through them unchanged.

@@ -1,7 +1,7 @@
 """ssh.lineinfile, ssh.blockinfile, ssh.replace, and the guarded write behind `backup:`/`validate:`.
 
 The edits read the file from the host, apply Ansible's rules on the controller
-(opsbook_plugins.textedit) and install the result through ssh.copy's path (`_install`):
+(opsbook_plugins.ssh.textedit) and install the result through ssh.copy's path (`_install`):
 so check mode, `--diff`, mode/owner/group and the rollback (the previous content, or the
 backup) work as for ssh.copy. `guarded_write` is how any of them puts a file in place
 when `validate:` or `backup:` is given: the new content goes to a temporary file beside
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opsbook.plugin import ActionContext, Result
-from opsbook_plugins import textedit
+from opsbook_plugins.ssh import textedit
 from opsbook_plugins.ssh import (
     DIFF_LIMIT,
     _Args,
