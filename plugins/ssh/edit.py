@@ -19,18 +19,15 @@ from typing import Any
 
 from opsbook.plugin import ActionContext, Result
 from opsbook_plugins.ssh import textedit
-from opsbook_plugins.ssh import (
+from opsbook_plugins.ssh._plugin import plugin
+from opsbook_plugins.ssh.common import _Args, _as_result, _run, _StepFailed
+from opsbook_plugins.ssh.transfer import (
     DIFF_LIMIT,
-    _Args,
-    _as_result,
     _file_inverse,
     _install,
     _old_text,
     _parse_mode,
     _remote_file,
-    _run,
-    _StepFailed,
-    plugin,
 )
 from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
