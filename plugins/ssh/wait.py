@@ -1,5 +1,5 @@
-"""ssh.wait_for: poll the host until a port listens (or connects), a file or a line in it
-appears, or a process runs -- or until they are gone -- within the step's deadline."""
+"""ssh.wait_for: poll the host until a port listens (or, with `host`, accepts a connection
+from it), a path exists or a process runs -- or the opposite -- within the action's `timeout`."""
 
 from __future__ import annotations
 
