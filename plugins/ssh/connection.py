@@ -1,14 +1,17 @@
 """The `ssh` connection: one paramiko transport per host, a channel per command.
 
 How a host is reached is decided once, from its Ansible variables and ``~/.ssh/config``
-(`settings_from_vars`), then `SSHConnection` keeps one authenticated transport open for
-every step that targets the host and reconnects once when the server dropped it.
+(`settings.settings_from_vars`), then `SSHConnection` keeps one authenticated transport open
+for every step that targets the host (directly, through jump hosts or a ProxyCommand; the
+key exchange and host key check in `_handshake`), reconnects once when the server dropped
+it, and runs at most `max_sessions` commands at once. The host key check and the
+credentials are `auth`'s, a command's channel is driven by `channel` (sudo: `become`), and
+`put`/`get` come from `sftp.SFTPFiles`.
 
 Security defaults follow OpenSSH's ``StrictHostKeyChecking=yes``: the server's host key
 must already be in known_hosts (``[127.0.0.1]:2201`` entries for non-22 ports). A key
 that differs from the recorded one is a loud, separate error naming both fingerprints.
 """
-
 
 from __future__ import annotations
 
