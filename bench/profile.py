@@ -34,9 +34,9 @@ COMPONENTS: list[tuple[str, re.Pattern[str]]] = [
     ("secrets redaction", re.compile(r"engine/secrets\.py")),
     ("argument models (pydantic)", re.compile(r"pydantic|engine/plugin\.py:.*parse_args")),
     ("ssh connect (opsbook plugin: keys, known_hosts, handshake)", re.compile(
-        r"ssh_connection\.py.*(_ensure|_connect|_handshake|_authenticate|known_keys|_load_key|_candidate_keys|"
+        r"plugins/ssh/(connection|auth|settings)\.py.*(_ensure|_connect|_handshake|_authenticate|known_keys|_load_key|_candidate_keys|"
         r"settings_from_vars|load_ssh_config|_tcp_socket)")),
-    ("ssh command (opsbook plugin)", re.compile(r"plugins/ssh(_connection)?\.py")),
+    ("ssh command (opsbook plugin)", re.compile(r"plugins/ssh/(?!collect|edit|facts|textedit)\w+\.py")),
     ("paramiko / crypto", re.compile(r"paramiko/|cryptography/|nacl/|bcrypt/")),
     ("executor / scheduler", re.compile(r"engine/execute\.py")),
     ("compile / plan", re.compile(r"engine/compile\.py|networkx/")),

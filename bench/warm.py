@@ -18,7 +18,8 @@ from typing import Any
 
 
 def opsbook_warm(spec: dict[str, Any], count: int) -> dict[str, Any]:
-    from opsbook_plugins.ssh_connection import SSHConnection, settings_from_vars
+    from opsbook_plugins.ssh.connection import SSHConnection
+    from opsbook_plugins.ssh.settings import settings_from_vars
 
     address, port = spec["hosts"][0]
     settings = settings_from_vars("h1", {

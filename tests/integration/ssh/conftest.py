@@ -13,7 +13,7 @@ import pytest
 from opsbook.plugin import ActionContext, Become, HostInfo, Result
 from opsbook_lab.inventory import inventory_dict
 from opsbook_plugins.ssh import plugin, ssh_connection
-from opsbook_plugins.ssh_connection import SSHConnection
+from opsbook_plugins.ssh.connection import SSHConnection
 
 
 def lab_host_vars(lab_info: Any, name: str, user: str = "root") -> dict[str, Any]:

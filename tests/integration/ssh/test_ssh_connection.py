@@ -11,10 +11,10 @@ import threading
 import time
 
 import pytest
+from opsbook.capture import OUTPUT_CAP
 from opsbook.plugin import Become, Connection
 from opsbook_lab.pytest_plugin import skip_or_fail_in_ci, wait_for
-from opsbook_plugins.ssh_connection import (
-    OUTPUT_CAP,
+from opsbook_plugins.ssh.errors import (
     BecomeError,
     CommandCancelled,
     CommandTimeout,

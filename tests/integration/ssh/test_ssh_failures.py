@@ -7,7 +7,7 @@ import time
 
 import pytest
 from opsbook.plugin import Status
-from opsbook_plugins.ssh_connection import (
+from opsbook_plugins.ssh.errors import (
     HostKeyChangedError,
     HostKeyUnknownError,
     SSHAuthError,

@@ -248,7 +248,7 @@ def test_extra_vars_must_be_used_or_any(load):
 def test_declared_data_keys_cover_what_the_actions_register(run, journal, registry):
     from opsbook.check import REGISTERED_KEYS
     from opsbook.plugin import CommandResult
-    from opsbook_plugins import ssh
+    from opsbook_plugins.ssh import commands as ssh
 
     summary = run("""
         opsbook: 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-from opsbook_plugins.ssh_facts import FACTS_SCRIPT, matches, parse_facts, split_sections
+from opsbook_plugins.ssh.facts import FACTS_SCRIPT, matches, parse_facts, split_sections
 
 UBUNTU = """
 @@hostname

@@ -12,13 +12,16 @@ from opsbook_plugins.ssh import (
     ServiceArgs,
     ShellArgs,
     WaitForArgs,
-    _parse_mode,
-    _prefix,
-    _service_inverse,
     plugin,
     render_template,
 )
-from opsbook_plugins.ssh_connection import Endpoint, _Capture, _expand_proxy_command, _Lines, _Sudo
+from opsbook_plugins.ssh.become import _Sudo
+from opsbook_plugins.ssh.channel import _Capture, _Lines
+from opsbook_plugins.ssh.commands import _prefix
+from opsbook_plugins.ssh.connection import _expand_proxy_command
+from opsbook_plugins.ssh.service import _service_inverse
+from opsbook_plugins.ssh.settings import Endpoint
+from opsbook_plugins.ssh.transfer import _parse_mode
 from pydantic import ValidationError
 
 
@@ -191,7 +194,7 @@ def test_template_renders_in_a_sandbox_with_strict_undefined():
 
 
 def test_file_inverse_restores_old_text_or_removes_a_new_file():
-    from opsbook_plugins.ssh import _file_inverse
+    from opsbook_plugins.ssh.transfer import _file_inverse
 
     args = CopyArgs(dest="/etc/app.conf", content="new\n")
     restored = Result(

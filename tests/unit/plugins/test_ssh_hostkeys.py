@@ -6,14 +6,9 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from opsbook_plugins.ssh_connection import (
-    Endpoint,
-    HostKeyChangedError,
-    HostKeyUnknownError,
-    SSHSettings,
-    known_keys,
-    verify_host_key,
-)
+from opsbook_plugins.ssh.auth import known_keys, verify_host_key
+from opsbook_plugins.ssh.errors import HostKeyChangedError, HostKeyUnknownError
+from opsbook_plugins.ssh.settings import Endpoint, SSHSettings
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,9 @@ import paramiko
 import pytest
 from opsbook.plugin import HostInfo
 from opsbook_plugins.ssh import plugin, ssh_connection
-from opsbook_plugins.ssh_connection import (
-    SSHConnection,
-    SSHError,
-    parse_ssh_args,
-    settings_from_vars,
-)
+from opsbook_plugins.ssh.connection import SSHConnection
+from opsbook_plugins.ssh.errors import SSHError
+from opsbook_plugins.ssh.settings import parse_ssh_args, settings_from_vars
 
 
 def _config(text: str) -> paramiko.SSHConfig:
@@ -171,7 +168,7 @@ def test_unreachable_port_is_a_clear_connect_error():
 def test_private_keys_plain_or_encrypted(tmp_path):
     import subprocess
 
-    from opsbook_plugins.ssh_connection import _load_key
+    from opsbook_plugins.ssh.auth import _load_key
 
     plain, locked = tmp_path / "plain", tmp_path / "locked"
     for path, passphrase in ((plain, ""), (locked, "s3cret")):
@@ -200,7 +197,7 @@ def test_ssh_config_match_exec_works_although_paramiko_is_imported_without_invok
     plain.write_text("Host *\n  User plain\n")
     script = (
         "import sys\n"
-        "from opsbook_plugins import ssh_connection as sc\n"
+        "from opsbook_plugins.ssh import settings as sc\n"
         "print('invoke' in sys.modules)\n"
         f"print(sc.settings_from_vars('h', {{'opsbook_ssh_config': {str(plain)!r}}}).target.user)\n"
         "print('invoke' in sys.modules)\n"

@@ -1,4 +1,4 @@
-"""Ansible's lineinfile/blockinfile/replace rules (opsbook_plugins.textedit), file by file.
+"""Ansible's lineinfile/blockinfile/replace rules (opsbook_plugins.ssh.textedit), file by file.
 
 The expected texts are what ansible-core 2.19 writes for the same arguments; the
 differential suite (cases/file_editing.yaml) compares the two tools end to end.
@@ -7,8 +7,8 @@ differential suite (cases/file_editing.yaml) compares the two tools end to end.
 from __future__ import annotations
 
 import pytest
-from opsbook_plugins import textedit
-from opsbook_plugins.ssh_edit import validate_command
+from opsbook_plugins.ssh import textedit
+from opsbook_plugins.ssh.edit import validate_command
 
 CONF = "# sshd\nPort 22\n#PermitRootLogin yes\nUsePAM yes\n"
 

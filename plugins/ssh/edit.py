@@ -1,7 +1,7 @@
 """ssh.lineinfile, ssh.blockinfile, ssh.replace, and the guarded write behind `backup:`/`validate:`.
 
 The edits read the file from the host, apply Ansible's rules on the controller
-(opsbook_plugins.textedit) and install the result through ssh.copy's path (`_install`):
+(opsbook_plugins.ssh.textedit) and install the result through ssh.copy's path (`_install`):
 so check mode, `--diff`, mode/owner/group and the rollback (the previous content, or the
 backup) work as for ssh.copy. `guarded_write` is how any of them puts a file in place
 when `validate:` or `backup:` is given: the new content goes to a temporary file beside
@@ -18,19 +18,16 @@ from collections.abc import Callable
 from typing import Any
 
 from opsbook.plugin import ActionContext, Result
-from opsbook_plugins import textedit
-from opsbook_plugins.ssh import (
+from opsbook_plugins.ssh import textedit
+from opsbook_plugins.ssh._plugin import plugin
+from opsbook_plugins.ssh.common import _Args, _as_result, _run, _StepFailed
+from opsbook_plugins.ssh.transfer import (
     DIFF_LIMIT,
-    _Args,
-    _as_result,
     _file_inverse,
     _install,
     _old_text,
     _parse_mode,
     _remote_file,
-    _run,
-    _StepFailed,
-    plugin,
 )
 from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 

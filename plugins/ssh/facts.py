@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from opsbook.plugin import ActionContext, Result, Seconds
-from opsbook_plugins.ssh import _Args, _run, plugin
+from opsbook_plugins.ssh._plugin import plugin
+from opsbook_plugins.ssh.common import _Args, _run
 from pydantic import field_validator
 
 FACTS_SCRIPT = r"""

@@ -4,14 +4,15 @@ with a note saying so. Nothing is written on the host: the output is capped ther
 `head -c` as it streams (a full disk is a common reason to collect evidence), so a
 command that prints gigabytes is stopped by SIGPIPE instead of filling memory.
 
-Registered on the ssh plugin (opsbook_plugins.ssh imports this module at its end)."""
+Registered on the ssh plugin (the package `opsbook_plugins.ssh` imports this module)."""
 
 from __future__ import annotations
 
 import re
 
 from opsbook.plugin import ActionContext, Evidence, HostInfo, Result, Status, evidence_file
-from opsbook_plugins.ssh import _Args, _as_result, _run, plugin
+from opsbook_plugins.ssh._plugin import plugin
+from opsbook_plugins.ssh.common import _Args, _as_result, _run
 from pydantic import ByteSize, Field, field_validator
 
 STDERR_KEPT = 65536  # bytes of the command's stderr kept under the output

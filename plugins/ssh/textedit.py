@@ -6,7 +6,7 @@ message. They follow ansible-core's modules (2.19) rule for rule -- where regexp
 insertafter/insertbefore, firstmatch, backrefs, markers and before/after put things -- so
 that a playbook's task gives the same file under opsbook; the differential suite
 (tests/differential/cases/file_editing.yaml) holds them to it. Reading and writing the
-file (check mode, diff, backup, validate) is opsbook_plugins.ssh_edit's job.
+file (check mode, diff, backup, validate) is opsbook_plugins.ssh.edit's job.
 """
 
 from __future__ import annotations
