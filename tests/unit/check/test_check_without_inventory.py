@@ -19,10 +19,10 @@ GROUP_RUNBOOK = """
       - name: primary answers
         probe.tcp: {port: 6379}
         hosts: db1
-        register: primary
+        register: health
         ignore_errors: true
       - name: promote
-        when: primary.failed
+        when: hostvars[params.primary].health.failed
         local.command: "echo promote"
         hosts: "web:!{{ params.primary }}"
     params:
