@@ -218,6 +218,9 @@ def run_action(plugin: Plugin, action: str, args: Any = None, *, host: str | Hos
     return ActionRun(result, inverse, parsed, ctx, lines, declared[0] if declared else None)
 
 
+TIMEOUT_SLACK = 0.25  # seconds between ctx.timeout running out and ctx.cancelled being set
+
+
 def _token(given: CancelToken | threading.Event | None, timeout: float | None) -> CancelToken:
     """The action's cancel token: the test's own, or one that follows a threading.Event the
     test sets, set too once `timeout` seconds have passed (the step's timeout)."""
@@ -235,7 +238,9 @@ def _token(given: CancelToken | threading.Event | None, timeout: float | None) -
 
             threading.Thread(target=follow, name="opsbook-testing-follow", daemon=True).start()
     if timeout is not None:
-        timer = threading.Timer(max(0.0, timeout), token.set, args=(f"timeout: {timeout:g}s",))
+        # shortly after the timeout: an action that bounds its own work by ctx.timeout ends
+        # first and says so, as it should; one that does not is cancelled
+        timer = threading.Timer(max(0.0, timeout) + TIMEOUT_SLACK, token.set, args=(f"timeout: {timeout:g}s",))
         timer.daemon = True
         timer.start()
     return token
