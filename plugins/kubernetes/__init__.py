@@ -32,8 +32,8 @@ the inventory source) on the one `plugin` of `_plugin.py`.
 - `scale`: k8s.scale; `wait`: k8s.wait;
 - `nodes`: k8s.cordon/uncordon; `drain`: k8s.drain, with `placement` for where its pods went;
   `taint`: k8s.taint/untaint/taints_restore;
-- `logs`: k8s.logs; `execute`: k8s.exec; `service`: k8s.wait_endpoints (and Services);
-  `target`: k8s.http;
+- `logs`: k8s.logs; `execute`: k8s.exec; `service`: k8s.wait_endpoints and k8s.http;
+- `target`: which cluster a step targets, for `opsbook plan` and the run's header;
 - `inventory`: the `k8s://` inventory source and `k8s_inventory()`.
 
 The names other code reasonably uses (the session, the errors and their explanation, the
