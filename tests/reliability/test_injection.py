@@ -287,7 +287,7 @@ def test_ssh_and_docker_actions_pass_hostile_values_as_data(lab, lab_info, lab_i
 @pytest.mark.k8s
 def test_k8s_names_cannot_address_another_object(k8s_lab, book):
     """A templated name must not walk the API path: x/../../namespaces/<other> once deleted
-    that namespace (fixed in kubernetes_api.py: Resource.path)."""
+    that namespace (fixed in kubernetes/discovery.py: Resource.path)."""
     kubernetes = pytest.importorskip("kubernetes")
     client, config = kubernetes.client, kubernetes.config
 

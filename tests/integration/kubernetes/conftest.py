@@ -149,7 +149,7 @@ def act(registry: Registry, k8s_env: Env, tmp_path: Path) -> Act:
 @pytest.fixture
 def raises_k8s():
     """The message of an action call that must raise the plugin's K8sError."""
-    from opsbook_plugins.kubernetes_api import K8sError
+    from opsbook_plugins.kubernetes.errors import K8sError
 
     def run(call: Callable[[], Any]) -> str:
         with pytest.raises(K8sError) as info:

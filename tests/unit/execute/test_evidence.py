@@ -22,9 +22,10 @@ from opsbook.execute import RunOptions
 from opsbook.load import RunbookLoader
 from opsbook.paths import safe_join
 from opsbook.plugin import HostInfo
-from opsbook_plugins import docker, kubernetes, ssh
+from opsbook_plugins import ssh
 from opsbook_plugins.docker.facts import StatsArgs, _stats_file
 from opsbook_plugins.docker.logs import LogsArgs, _logs_file
+from opsbook_plugins.kubernetes import describe, events
 
 
 def test_collected_output_is_in_the_manifest_and_archive(run, journal, tmp_path):
@@ -102,9 +103,9 @@ def test_docker_and_k8s_evidence_paths_are_known_before_the_run():
     assert _logs_file(LogsArgs(dest="logs/"), host) == ["logs/app1/docker/shop.log"]
     assert _stats_file(StatsArgs(dest="s.json"), host) == ["s.json"]
     assert _stats_file(StatsArgs(container="db"), host) == ["app1/docker/db-stats.json"]
-    assert kubernetes._events_file(kubernetes.EventsArgs(dest="ev.txt"), host) == ["ev.txt"]
-    assert kubernetes._events_file(kubernetes.EventsArgs(), host) is None  # needs the cluster
-    assert kubernetes._described_files(kubernetes.DescribeArgs(dest="d.describe.txt"), host) == [
+    assert events._events_file(events.EventsArgs(dest="ev.txt"), host) == ["ev.txt"]
+    assert events._events_file(events.EventsArgs(), host) is None  # needs the cluster
+    assert describe._described_files(describe.DescribeArgs(dest="d.describe.txt"), host) == [
         "d.describe.txt", "d.yaml"]
 
 

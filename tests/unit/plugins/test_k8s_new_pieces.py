@@ -5,9 +5,9 @@ tests/integration/kubernetes/test_k8s_first_response.py."""
 from __future__ import annotations
 
 from opsbook.plugin import Result
-from opsbook_plugins.k8s_exec import exit_code
-from opsbook_plugins.k8s_rollout import _same_template, _template_of, history_table
-from opsbook_plugins.k8s_taint import _inverse
+from opsbook_plugins.kubernetes.execute import exit_code
+from opsbook_plugins.kubernetes.rollout_history import _same_template, _template_of, history_table
+from opsbook_plugins.kubernetes.taint import _inverse
 
 
 def test_exit_code_of_the_exec_status_channel():

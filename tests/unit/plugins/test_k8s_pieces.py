@@ -10,7 +10,12 @@ import pytest
 from opsbook.plugin import Result
 from opsbook.registry import Registry
 from opsbook_plugins import kubernetes as k
-from opsbook_plugins import kubernetes_api as api
+from opsbook_plugins.kubernetes import connection as api
+from opsbook_plugins.kubernetes import discovery, errors
+from opsbook_plugins.kubernetes.drain import _drain_inverse
+from opsbook_plugins.kubernetes.nodes import _node_inverse
+from opsbook_plugins.kubernetes.objects import _pod_problem
+from opsbook_plugins.kubernetes.scale import _scale_inverse
 from pydantic import ValidationError
 
 # --------------------------------------------------------------------------- registration
@@ -99,7 +104,7 @@ def test_settings_arguments_beat_host_vars_beat_the_environment(tmp_path, monkey
 
 def test_settings_fall_back_to_home_then_in_cluster_then_explain(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    with pytest.raises(api.ConfigError, match="no kubeconfig: pass kubeconfig:"):
+    with pytest.raises(errors.ConfigError, match="no kubeconfig: pass kubeconfig:"):
         api.settings_for(_Args(), {}, {})
     token = tmp_path / "token"
     token.write_text("t")
@@ -123,7 +128,7 @@ contexts: [{name: prod-eu, context: {cluster: c, user: u, namespace: shop}}]
 current-context: prod-eu
 """)
     with pytest.raises(
-        api.ConfigError, match='context "prod-us" is not in kubeconfig .*did you mean "prod-eu"'
+        errors.ConfigError, match='context "prod-us" is not in kubeconfig .*did you mean "prod-eu"'
     ):
         api.ClusterPool().get(api.Settings(str(cfg), "prod-us"))
     cluster = api.ClusterPool().get(api.Settings(str(cfg), None))
@@ -150,7 +155,7 @@ current-context: a
 
 
 def _res(group, kind, plural, short=(), namespaced=True, version="v1"):
-    return api.Resource(group, version, kind, plural, namespaced, kind.lower(), tuple(short))
+    return discovery.Resource(group, version, kind, plural, namespaced, kind.lower(), tuple(short))
 
 
 RESOURCES = [
@@ -183,7 +188,7 @@ RESOURCES = [
     ],
 )
 def test_resource_words_resolve_like_kubectl(word, group, version):
-    found = api._match(RESOURCES, word, None)
+    found = discovery._match(RESOURCES, word, None)
     assert found is not None and (found.group, found.version) == (group, version)
 
 
@@ -193,9 +198,9 @@ def test_resource_paths_and_labels():
     node = _res("", "Node", "nodes", namespaced=False)
     assert node.path("ignored", "n1") == "/api/v1/nodes/n1"
     assert (dep.qualified, node.qualified, dep.label) == ("deployments.apps", "nodes", "deployment")
-    assert str(api.Ref(dep, "shop", "web")) == "deployment shop/web"
-    assert str(api.Ref(node, None, "n1")) == "node n1"
-    assert api._match(RESOURCES, "deploymnet", None) is None
+    assert str(discovery.Ref(dep, "shop", "web")) == "deployment shop/web"
+    assert str(discovery.Ref(node, None, "n1")) == "node n1"
+    assert discovery._match(RESOURCES, "deploymnet", None) is None
 
 
 def test_aggregated_discovery_is_read():
@@ -227,8 +232,8 @@ def test_aggregated_discovery_is_read():
             }
         ],
     }
-    (dep,) = api._from_aggregated(doc)
-    assert dep == api.Resource(
+    (dep,) = discovery._from_aggregated(doc)
+    assert dep == discovery.Resource(
         "apps",
         "v1",
         "Deployment",
@@ -336,7 +341,7 @@ def test_pod_problem_says_why_a_pod_is_not_ready():
             ],
         }
     }
-    assert k._pod_problem(pending) == "Pending: Unschedulable: 0/4 nodes are available"
+    assert _pod_problem(pending) == "Pending: Unschedulable: 0/4 nodes are available"
     crash = {
         "status": {
             "phase": "Running",
@@ -345,7 +350,7 @@ def test_pod_problem_says_why_a_pod_is_not_ready():
             ],
         }
     }
-    assert k._pod_problem(crash) == "Running: app CrashLoopBackOff"
+    assert _pod_problem(crash) == "Running: app CrashLoopBackOff"
 
 
 # --------------------------------------------------------------------------- drain
@@ -406,18 +411,18 @@ def test_inverses_undo_only_what_the_action_changed():
             "connection": conn,
         },
     )
-    assert k._scale_inverse(k.ScaleArgs(name="web", replicas=5), scaled) == (
+    assert _scale_inverse(k.ScaleArgs(name="web", replicas=5), scaled) == (
         "k8s.scale",
         {**conn, "kind": "Deployment", "name": "web", "namespace": "shop", "replicas": 2},
     )
     same = Result.ok(changed=False, data=scaled.data)
-    assert k._scale_inverse(k.ScaleArgs(name="web", replicas=5), same) is None
+    assert _scale_inverse(k.ScaleArgs(name="web", replicas=5), same) is None
     drained = Result.ok(changed=True, data={"node": "n1", "cordoned": True, "connection": conn})
-    assert k._drain_inverse(k.DrainArgs(), drained) == ("k8s.uncordon", {**conn, "node": "n1"})
+    assert _drain_inverse(k.DrainArgs(), drained) == ("k8s.uncordon", {**conn, "node": "n1"})
     drained.data["cordoned"] = False
-    assert k._drain_inverse(k.DrainArgs(), drained) is None
+    assert _drain_inverse(k.DrainArgs(), drained) is None
     cordoned = Result.ok(changed=True, data={"node": "n1", "connection": conn})
-    assert k._node_inverse("k8s.uncordon")(k.NodeArgs(), cordoned) == (
+    assert _node_inverse("k8s.uncordon")(k.NodeArgs(), cordoned) == (
         "k8s.uncordon",
         {**conn, "node": "n1"},
     )
@@ -432,14 +437,14 @@ class _Cluster:
     settings = api.Settings("/k.yaml", "lab")
 
     def resource(self, word, api_version=None):
-        return api._match(RESOURCES, word, api_version)
+        return discovery._match(RESOURCES, word, api_version)
 
 
 def test_forbidden_message_names_verb_resource_namespace_and_user():
     from opsbook.plugin import ActionContext, HostInfo
 
     s = k.Session(_Cluster(), "shop", ActionContext(HostInfo("localhost", {}), "t"))  # type: ignore[arg-type]
-    exc = api.Forbidden(
+    exc = errors.Forbidden(
         "x",
         403,
         "Forbidden",
@@ -457,7 +462,7 @@ def test_forbidden_message_names_verb_resource_namespace_and_user():
         "(kubeconfig /k.yaml, context lab)"
     )
     assert msg.endswith("kubectl --context lab auth can-i patch deployments.apps/scale -n shop")
-    nodes = api.Forbidden(
+    nodes = errors.Forbidden(
         "x",
         403,
         "Forbidden",
@@ -477,14 +482,14 @@ def test_a_server_error_names_the_api_server_and_stays_transient():
 
     s = k.Session(_Cluster(), "shop", ActionContext(HostInfo("localhost", {}), "t"))  # type: ignore[arg-type]
     ref = s.ref("deployment", "web")
-    down = api.ApiError("x", 503, "ServiceUnavailable", {"message": "apiserver is shutting down"})
+    down = errors.ApiError("x", 503, "ServiceUnavailable", {"message": "apiserver is shutting down"})
     err = k.explain(s, down, "get", ref)
     assert str(err) == (
         "get deployment shop/web: the API server at https://127.0.0.1:6443 answered "
         "HTTP 503 ServiceUnavailable: apiserver is shutting down"
     )
     assert err.transient
-    teapot = api.ApiError("x", 418, "Teapot", {"message": "short and stout"})
+    teapot = errors.ApiError("x", 418, "Teapot", {"message": "short and stout"})
     assert str(k.explain(s, teapot, "get", ref)) == (
         "get deployment shop/web: HTTP 418 Teapot: short and stout"
     )
@@ -492,7 +497,7 @@ def test_a_server_error_names_the_api_server_and_stays_transient():
 
 
 def test_pdb_reason_is_read_from_the_eviction_answer():
-    exc = api.Throttled(
+    exc = errors.Throttled(
         "x",
         429,
         "TooManyRequests",
@@ -612,11 +617,11 @@ def test_manifests_accept_text_lists_and_list_kinds(tmp_path):
     path = tmp_path / "m.yaml"
     path.write_text(two)
     assert len(k.manifests(k.ApplyArgs(src=str(path)))) == 2
-    with pytest.raises(api.K8sError, match="cannot read src /nope.yaml"):
+    with pytest.raises(errors.K8sError, match="cannot read src /nope.yaml"):
         k.manifests(k.ApplyArgs(src="/nope.yaml"))
-    with pytest.raises(api.K8sError, match="is not valid YAML"):
+    with pytest.raises(errors.K8sError, match="is not valid YAML"):
         k.manifests(k.ApplyArgs(manifest="a: [b"))
-    with pytest.raises(api.K8sError, match="holds no objects"):
+    with pytest.raises(errors.K8sError, match="holds no objects"):
         k.manifests(k.ApplyArgs(manifest="---\n"))
 
 
@@ -676,9 +681,9 @@ def test_inventory_document_shape():
 )
 def test_names_that_are_not_one_path_segment_are_refused(name):
     dep = _res("apps", "Deployment", "deployments")
-    with pytest.raises(api.K8sError, match="invalid name"):
+    with pytest.raises(errors.K8sError, match="invalid name"):
         dep.path("shop", name)
-    with pytest.raises(api.K8sError, match="invalid namespace"):
+    with pytest.raises(errors.K8sError, match="invalid namespace"):
         dep.path(name, "web")
     assert dep.path("shop", "web-1.v2") == "/apis/apps/v1/namespaces/shop/deployments/web-1.v2"
 

@@ -1,5 +1,5 @@
 """How the k8s plugin reaches a cluster: settings like kubectl's, one client per cluster,
-API discovery, raw JSON requests, and errors written for the person on call.
+raw JSON requests (API discovery is in `discovery`, the errors in `errors`).
 
 Settings, first match wins (action argument, then host var, then kubectl's own default):
 
@@ -17,103 +17,27 @@ The ``kubernetes`` client is imported inside functions: opsbook starts without i
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsbook.errors import OpsbookError
+from opsbook_plugins.kubernetes.discovery import Resource, _discover, _match
+from opsbook_plugins.kubernetes.errors import (
+    _BY_STATUS,
+    ApiError,
+    ConfigError,
+    K8sError,
+    Unreachable,
+    did_you_mean,
+)
 
 REQUEST_TIMEOUT = 30.0  # seconds for one API request when the step allows longer
 IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-_AGGREGATED = (
-    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
-)
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class K8sError(OpsbookError):
-    """Something about Kubernetes went wrong; the message is written for the person on call."""
-
-    status = 0  # the HTTP status behind it, when the API server answered
-
-    @property
-    def transient(self) -> bool:
-        """An API server restarting or overloaded: worth asking again."""
-        return self.status == 429 or self.status >= 500
-
-
-class ConfigError(K8sError):
-    """No usable kubeconfig, context or in-cluster service account."""
-
-
-class Unreachable(K8sError):
-    """The API server did not answer (refused, timed out, TLS failure)."""
-
-    @property
-    def transient(self) -> bool:
-        return True
-
-
-class ApiError(K8sError):
-    """The API server answered with an error status; ``status`` is the HTTP code."""
-
-    def __init__(self, message: str, status: int, reason: str = "", body: Any = None) -> None:
-        super().__init__(message)
-        self.status = status  # type: ignore[misc]
-        self.reason = reason
-        self.body = body if isinstance(body, dict) else {}
-
-    @property
-    def api_message(self) -> str:
-        return str(self.body.get("message") or self.reason or "")
-
-    @property
-    def causes(self) -> list[dict[str, Any]]:
-        details = self.body.get("details") or {}
-        return [c for c in details.get("causes") or [] if isinstance(c, dict)]
-
-
-class Forbidden(ApiError):
-    """RBAC said no (403)."""
-
-
-class NotFound(ApiError):
-    """The object (or its namespace, or its kind) does not exist (404)."""
-
-
-class Conflict(ApiError):
-    """409: a server-side apply conflict, or the object changed under us."""
-
-
-class Invalid(ApiError):
-    """422/400: the API rejected what we sent."""
-
-
-class Throttled(ApiError):
-    """429: for an eviction, a PodDisruptionBudget does not allow it now."""
-
-
-_BY_STATUS: dict[int, type[ApiError]] = {
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    422: Invalid,
-    400: Invalid,
-    429: Throttled,
-}
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    found = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
-    return f' (did you mean "{found[0]}"?)' if found else ""
 
 
 # --------------------------------------------------------------------------- settings
@@ -183,91 +107,6 @@ def _expand_paths(value: str) -> str:
     parts = [os.path.abspath(os.path.expanduser(p)) for p in value.split(os.pathsep) if p]
     return os.pathsep.join(parts)
 
-
-# --------------------------------------------------------------------------- resources
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One API resource type as discovery describes it."""
-
-    group: str
-    version: str
-    kind: str
-    plural: str
-    namespaced: bool
-    singular: str = ""
-    short_names: tuple[str, ...] = ()
-    verbs: tuple[str, ...] = ()
-    subresources: tuple[str, ...] = ()
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def label(self) -> str:
-        """kubectl's name for the type: `deployment`, `poddisruptionbudget`."""
-        return self.singular or self.kind.lower()
-
-    @property
-    def qualified(self) -> str:
-        """RBAC's name: `deployments.apps`, `pods`."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-    def path(
-        self, namespace: str | None = None, name: str | None = None, sub: str | None = None
-    ) -> str:
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if self.namespaced and namespace:
-            base += f"/namespaces/{_segment(namespace, 'namespace')}"
-        base += f"/{self.plural}"
-        if name:
-            base += f"/{_segment(name, 'name')}"
-            if sub:
-                base += f"/{_segment(sub, 'subresource')}"
-        return base
-
-    def words(self) -> set[str]:
-        return {self.plural, self.kind.lower(), self.label, *self.short_names}
-
-
-_GROUP_PRIORITY = ("", "apps", "batch", "autoscaling", "policy", "networking.k8s.io")
-
-
-def _rank(res: Resource) -> tuple[int, int]:
-    pri = _GROUP_PRIORITY.index(res.group) if res.group in _GROUP_PRIORITY else len(_GROUP_PRIORITY)
-    return (pri, 0 if res.group != "events.k8s.io" else 1)
-
-
-@dataclass(frozen=True)
-class Ref:
-    """An object (or, without name, a collection) on one cluster."""
-
-    resource: Resource
-    namespace: str | None
-    name: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.namespace}/" if self.resource.namespaced and self.namespace else ""
-        return f"{self.resource.label} {where}{self.name or '*'}"
-
-    def path(self, sub: str | None = None) -> str:
-        return self.resource.path(
-            self.namespace if self.resource.namespaced else None, self.name, sub
-        )
-
-
-def _segment(value: str, what: str) -> str:
-    """A name as one URL path segment. Kubernetes's own rule (IsValidPathSegmentName), plus
-    ? and #: a templated name like "x/../../namespaces/prod" must not address another object
-    (the HTTP client resolves dot segments before sending)."""
-    if value in (".", "..") or any(c in value for c in "/%?#"):
-        raise K8sError(
-            f'invalid {what} "{value}": a Kubernetes {what} cannot be "." or "..", '
-            'nor contain "/", "%", "?" or "#"'
-        )
-    return value
 
 
 # --------------------------------------------------------------------------- one cluster
@@ -433,107 +272,6 @@ class Cluster:
             f"{self.server} does not serve kind {kind} in {api_version}{did_you_mean(kind, kinds)}"
         )
 
-
-def _match(resources: list[Resource], word: str, api_version: str | None) -> Resource | None:
-    text = word.strip()
-    group = None
-    if "." in text:  # deployments.apps, deployment.v1.apps
-        head, _, rest = text.partition(".")
-        version, _, maybe_group = rest.partition(".")
-        if maybe_group and re.fullmatch(r"v\d+((alpha|beta)\d+)?", version):
-            text, group, api_version = head, maybe_group, f"{maybe_group}/{version}"
-        else:
-            text, group = head, rest
-    low = text.lower()
-    cands = [r for r in resources if low in r.words()]
-    if text != low:  # a Kind as written in manifests wins over a plural/short name
-        exact = [r for r in cands if r.kind == text]
-        cands = exact or cands
-    if group is not None:
-        cands = [r for r in cands if r.group == group]
-    if api_version:
-        cands = [r for r in cands if r.api_version == api_version]
-    if not cands:
-        return None
-    return min(cands, key=_rank)
-
-
-def _discover(cluster: Cluster) -> list[Resource]:
-    out: list[Resource] = []
-    for prefix in ("/api", "/apis"):
-        doc = cluster.request("GET", prefix, accept=_AGGREGATED)
-        if doc.get("kind") == "APIGroupDiscoveryList":
-            out += _from_aggregated(doc)
-        else:
-            out += _legacy(cluster, prefix, doc)
-    return out
-
-
-def _from_aggregated(doc: Mapping[str, Any]) -> list[Resource]:
-    out = []
-    for item in doc.get("items") or []:
-        group = (item.get("metadata") or {}).get("name", "")
-        for ver in item.get("versions") or []:  # the preferred version comes first
-            for res in ver.get("resources") or []:
-                rk = res.get("responseKind") or {}
-                out.append(
-                    Resource(
-                        group=group,
-                        version=ver["version"],
-                        kind=rk.get("kind", ""),
-                        plural=res["resource"],
-                        namespaced=res.get("scope") == "Namespaced",
-                        singular=res.get("singularResource", ""),
-                        short_names=tuple(res.get("shortNames") or ()),
-                        verbs=tuple(res.get("verbs") or ()),
-                        subresources=tuple(
-                            s.get("subresource", "") for s in res.get("subresources") or ()
-                        ),
-                    )
-                )
-    return out
-
-
-def _legacy(cluster: Cluster, prefix: str, doc: Mapping[str, Any]) -> list[Resource]:
-    """Discovery for API servers older than 1.27: one request per group version."""
-    versions: list[tuple[str, str]] = []
-    if prefix == "/api":
-        versions = [("", v) for v in doc.get("versions") or ["v1"]]
-    else:
-        for group in doc.get("groups") or []:
-            preferred = (group.get("preferredVersion") or {}).get("version")
-            names = [v["version"] for v in group.get("versions") or []]
-            ordered = [preferred] + [n for n in names if n != preferred] if preferred else names
-            versions += [(group["name"], v) for v in ordered]
-    out = []
-    for group, version in versions:
-        path = f"/api/{version}" if not group else f"/apis/{group}/{version}"
-        try:
-            listing = cluster.request("GET", path)
-        except ApiError:
-            continue
-        subs: dict[str, list[str]] = {}
-        for res in listing.get("resources") or []:
-            if "/" in res["name"]:
-                parent, _, sub = res["name"].partition("/")
-                subs.setdefault(parent, []).append(sub)
-        for res in listing.get("resources") or []:
-            if "/" in res["name"]:
-                continue
-            out.append(
-                Resource(
-                    group=group,
-                    version=version,
-                    kind=res.get("kind", ""),
-                    plural=res["name"],
-                    namespaced=bool(res.get("namespaced")),
-                    singular=res.get("singularName", ""),
-                    short_names=tuple(res.get("shortNames") or ()),
-                    verbs=tuple(res.get("verbs") or ()),
-                    subresources=tuple(subs.get(res["name"], ())),
-                )
-            )
-    return out
 
 
 # --------------------------------------------------------------------------- the pool

@@ -13,18 +13,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from opsbook.plugin import ActionContext, Result, Seconds
-from opsbook_plugins.kubernetes import (
-    DEFAULT_WAIT,
-    POLL,
-    Clock,
-    K8sError,
-    _n,
-    _Ns,
-    _timed_out,
-    plugin,
-    session,
-)
-from opsbook_plugins.kubernetes_api import _segment
+from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.discovery import _segment
+from opsbook_plugins.kubernetes.errors import K8sError
+from opsbook_plugins.kubernetes.objects import Clock, _n, _timed_out
+from opsbook_plugins.kubernetes.session import DEFAULT_WAIT, POLL, _Ns, session
 from pydantic import Field
 
 BODY_CAP = 64 * 1024  # bytes of a proxied answer kept

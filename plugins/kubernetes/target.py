@@ -10,8 +10,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import yaml
-from opsbook_plugins.kubernetes import plugin
-from opsbook_plugins.kubernetes_api import K8sError, settings_for
+from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.connection import settings_for
+from opsbook_plugins.kubernetes.errors import K8sError
 
 _CONN = ("kubeconfig", "context", "as_user", "as_groups")
 

@@ -16,26 +16,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opsbook.plugin import ActionContext, Result, Seconds
-from opsbook_plugins.kubernetes import (
-    DEFAULT_WAIT,
-    Clock,
-    K8sError,
-    Session,
-    _meta,
-    _n,
-    _now,
-    _Obj,
-    _object,
-    _owner,
-    _rollout_result,
-    _safe,
-    _save,
-    _selector,
-    diff_text,
-    plugin,
-    session,
-    watch_rollout,
-)
+from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.errors import K8sError
+from opsbook_plugins.kubernetes.events import _safe, _save
+from opsbook_plugins.kubernetes.objects import Clock, _meta, _n, _now, _owner, _selector, diff_text
+from opsbook_plugins.kubernetes.rollout import _rollout_result, watch_rollout
+from opsbook_plugins.kubernetes.session import DEFAULT_WAIT, Session, _Obj, _object, session
 from pydantic import Field
 
 REVISION = "deployment.kubernetes.io/revision"

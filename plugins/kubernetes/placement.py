@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from opsbook_plugins.kubernetes_api import K8sError
+from opsbook_plugins.kubernetes.errors import K8sError
 
 
 def workloads_of(s: Any, pods: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The top-level controllers of the pods: {kind, name, namespace}, each once, sorted."""
-    from opsbook_plugins.kubernetes import _meta, _owner
+    from opsbook_plugins.kubernetes.objects import _meta, _owner
 
     seen: dict[tuple[str, str, str], dict[str, Any]] = {}
     cache: dict[str, dict[str, Any] | None] = {}
@@ -44,7 +44,14 @@ def workloads_of(s: Any, pods: Iterable[Mapping[str, Any]]) -> list[dict[str, An
 
 def cannot_place(s: Any, owners: Iterable[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
     """Pods of these controllers that the scheduler refused (PodScheduled=False), with its reason."""
-    from opsbook_plugins.kubernetes import _conditions, _finished, _key, _meta, _owner, _selector
+    from opsbook_plugins.kubernetes.objects import (
+        _conditions,
+        _finished,
+        _key,
+        _meta,
+        _owner,
+        _selector,
+    )
 
     out: list[dict[str, Any]] = []
     for namespace, owner in owners:

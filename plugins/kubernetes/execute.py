@@ -15,19 +15,11 @@ import shlex
 from typing import Any
 
 from opsbook.plugin import ActionContext, Result, Seconds, Status
-from opsbook_plugins.kubernetes import (
-    DEFAULT_WAIT,
-    Clock,
-    K8sError,
-    _Obj,
-    _object,
-    _pod_ready,
-    _selector,
-    _WORKLOADS,
-    plugin,
-    session,
-)
-from opsbook_plugins.kubernetes_api import did_you_mean
+from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.errors import K8sError, did_you_mean
+from opsbook_plugins.kubernetes.objects import Clock, _pod_ready, _selector
+from opsbook_plugins.kubernetes.rollout import _WORKLOADS
+from opsbook_plugins.kubernetes.session import DEFAULT_WAIT, _Obj, _object, session
 from pydantic import Field, field_validator
 
 OUTPUT_CAP = 1 << 20  # bytes of stdout and of stderr kept each
