@@ -49,7 +49,8 @@ def debug(ctx: ActionContext, args: DebugArgs) -> Result:
     if args.verbosity > wanted:
         return Result(status=Status.SKIPPED, msg=f"verbosity threshold not met ({args.verbosity} > {wanted})")
     if args.var is None:
-        return Result.ok(msg=_text(args.msg), data={"msg": args.msg}, show=True)
+        # (register's own `msg` holds the text; a list or a mapping is shown as JSON)
+        return Result.ok(msg=_text(args.msg), show=True)
     from opsbook.errors import UserError
     from opsbook.template import evaluate, render
 
@@ -60,7 +61,10 @@ def debug(ctx: ActionContext, args: DebugArgs) -> Result:
         if "undefined" not in str(exc).lower():
             raise
         value = NOT_DEFINED
-    return Result.ok(msg=f"{args.var}: {_text(value)}", data={args.var: value}, show=True)
+    from opsbook.plugin import REGISTERED_KEYS
+
+    data = {} if args.var in REGISTERED_KEYS else {args.var: value}  # register's own keys stay register's
+    return Result.ok(msg=f"{args.var}: {_text(value)}", data=data, show=True)
 
 
 MetaValue = Literal["flush_handlers", "end_host", "end_play", "clear_host_errors", "noop"]

@@ -246,6 +246,25 @@ def test_debug_shows_msg_and_var_and_hides_above_the_verbosity(run, journal):
     assert journal.nodes(louder.run_id)["quiet@localhost"].msg == "details"
 
 
+
+def test_debug_shows_a_list_a_mapping_or_a_number_as_json(run, journal):
+    """Ansible's `debug: msg: "{{ out.stdout_lines }}"`: any value, not only text (it once
+    failed the step: its data repeated register's own `msg`)."""
+    summary = run("""
+        opsbook: 1
+        name: debug-values
+        vars: {lines: [a, b]}
+        steps:
+          - {name: list, debug: {msg: "{{ lines }}"}, register: shown}
+          - {name: mapping, debug: {msg: {a: 1}}}
+          - {name: number, debug: {msg: "{{ 42 }}"}}
+          - {name: changed, debug: {var: lines}}
+        """)
+    assert summary.status == "succeeded"
+    nodes = journal.nodes(summary.run_id)
+    assert nodes["list@localhost"].msg == '["a", "b"]' and nodes["list@localhost"].registered["msg"] == '["a", "b"]'
+    assert nodes["mapping@localhost"].msg == '{"a": 1}' and nodes["number@localhost"].msg == "42"
+
 def test_end_play_inside_serial_batches_stops_the_later_batches(run, journal):
     summary = run("""
         opsbook: 1
