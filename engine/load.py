@@ -474,6 +474,8 @@ class RunbookLoader:
                 c.error(pos, f"{key} takes a mapping of arguments, found {_kind(args)}",
                         "arguments: " + ", ".join(spec.args_model.model_fields))  # type: ignore[attr-defined]
                 return
+            if isinstance(args, str):
+                _refuse_key_value(key, spec, args, pos, c)
             args = {spec.scalar_arg: args}
         if is_template(args) or any(is_template(k) for k in args):
             return
@@ -604,3 +606,32 @@ def _arg_pos(args: Any, loc: tuple[Any, ...], fallback: Position) -> Position:
     if isinstance(args, PosDict) and loc and loc[0] not in args:
         return fallback
     return position_of(args, loc, fallback) or fallback
+
+
+# Ansible's free-form `key=value` words (command/shell/script, debug, setup, service ...):
+# opsbook reads a string argument whole, so `command: rm -f x chdir=/tmp` would run `rm` here.
+_ANSIBLE_FREE_FORM = frozenset({"chdir", "creates", "removes", "executable", "stdin", "warn", "msg", "var",
+                                "verbosity", "filter", "name", "state", "src", "dest", "content", "path"})
+
+
+def _refuse_key_value(key: str, spec: Any, text: str, pos: Position, c: _Collector) -> None:
+    """An error for Ansible's `module: word key=value` short form, which would be read as one
+    string (a command with `chdir=...` as an argument: run in the wrong folder)."""
+    import re
+    import shlex
+
+    fields = set(spec.args_model.model_fields)  # type: ignore[attr-defined]
+    try:
+        words = shlex.split(text, posix=True)
+    except ValueError:
+        words = text.split()
+    found = [w for w in words if re.fullmatch(r"[a-z_]+=.*", w, re.S) and w.split("=", 1)[0] in fields
+             and (w.split("=", 1)[0] in _ANSIBLE_FREE_FORM or w.split("=", 1)[0] != spec.scalar_arg)]
+    if not found:
+        return
+    names = list(dict.fromkeys(w.split("=", 1)[0] for w in found))
+    keys = ([spec.scalar_arg, *(n for n in names if n != spec.scalar_arg)] if len(found) < len(words)
+            else names)
+    c.error(pos, f"{key}: {names[0]}= in {text!r} is Ansible's key=value form, which opsbook does not read: "
+            f"the whole line would be the {spec.scalar_arg}",
+            "write the arguments as a mapping: {" + ", ".join(f"{n}: ..." for n in keys) + "}")

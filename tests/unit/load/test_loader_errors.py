@@ -191,6 +191,33 @@ def test_a_register_named_like_a_parameter_is_an_error(load):
     assert len(found) == 2 and all("register: primary has the name of a parameter" in m for m in found), found
     assert found[0].startswith("6:") and found[1].startswith("11:"), found
 
+
+def test_ansibles_key_value_short_form_is_refused_not_misread(load):
+    """`command: rm -f x chdir=/tmp/sub` would run rm in the wrong folder (opsbook reads the
+    string whole); `debug: var=s` would print "var=s"; `setup: filter=x` would filter on
+    "filter=x". An environment assignment (`LANG=C sort`) and plain text are no such form."""
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: rm
+                command: rm -f victim.txt chdir=/tmp/sub
+              - name: d
+                debug: var=s
+              - name: f
+                setup: filter=ansible_mounts
+              - name: env
+                shell: LANG=C sort file
+              - name: text
+                debug: "hello world"
+            """)
+    found = messages(err.value)
+    assert len(found) == 3, found
+    assert found[0].startswith("5:") and "chdir= in 'rm -f victim.txt chdir=/tmp/sub' is Ansible's key=value" in found[0]
+    assert found[1].startswith("7:") and "var= in 'var=s'" in found[1]
+    assert found[2].startswith("9:") and "filter= in 'filter=ansible_mounts'" in found[2]
+
 def test_valid_runbook_loads_with_positions(load):
     rb = load("""
         opsbook: 1
