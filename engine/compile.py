@@ -74,10 +74,12 @@ class Node:
     leaf: Leaf | None
     host: str | None
     index: int
+    # The leaf's step, kept on the node (a slot, not a property): the run reads it a dozen
+    # times per node. Never asked of barriers (None there).
+    step: Step = field(init=False, repr=False, compare=False)
 
-    @property
-    def step(self) -> Step:
-        return self.leaf.step  # type: ignore[union-attr]  # never asked of barriers
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "step", self.leaf.step if self.leaf is not None else None)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, fact_names
 from opsbook.errors import JournalError
 from opsbook.events import Event, Listener, wants_output
 from opsbook.evidence import EvidenceClaims
-from opsbook.flow import handled, meta_of, notify, pending
+from opsbook.flow import META_ACTION, handled, meta_of, notify, pending
 from opsbook.gates import ApprovalGates, ApprovalRequest, Approver
 from opsbook.hoststate import HostState, HostStates
 from opsbook.journal import Journal, NodeRecord
@@ -97,6 +97,7 @@ class Executor:
         self.aborted = ""  # why nothing new starts ("" while the run goes on)
         self.ended = ""  # meta: end_play: which node ended the run (it succeeds unless a host failed)
         self.force_handlers = self.opts.force_handlers or plan.runbook.force_handlers
+        self._tagging = bool(self.opts.tags or self.opts.skip_tags)  # else an untagged step always runs
         self.interrupted = False  # a signal stopped the run
         self.signal: int | None = None  # the signal that interrupted the run, if one did
         self._journal_error: JournalError | None = None
@@ -444,7 +445,8 @@ class Executor:
             return outcome_of(Status.SKIPPED, f"{NOT_RUN}interrupted")
         if self.ended:
             return outcome_of(Status.SKIPPED, f"end_play: the run was ended by {self.ended}")
-        if node.kind != HANDLER and not tags_select(step.tags, self.opts.tags, self.opts.skip_tags):
+        if node.kind != HANDLER and (step.tags or self._tagging) and \
+                not tags_select(step.tags, self.opts.tags, self.opts.skip_tags):
             return outcome_of(Status.SKIPPED, "not selected by tags")  # a notified handler runs, as in Ansible
         state = self.states.view(node.host)
         if state.ended:
@@ -497,10 +499,11 @@ class Executor:
             self.states.record(name, step.register, outcome.registered, outcome.result.facts, unknown,
                                fact_names(step) if unknown else ())
         state = self.states.state(node.host)
-        notify(state, outcome.notify)  # a run_once step notifies the host it ran on only (Ansible)
+        if outcome.notify:
+            notify(state, outcome.notify)  # a run_once step notifies the host it ran on only (Ansible)
         if node.kind == HANDLER and outcome.status is not Status.SKIPPED:
             handled(state, node.leaf.handler_id or step.id)  # type: ignore[union-attr]
-        if outcome.status is Status.OK and meta_of(step):
+        if outcome.status is Status.OK and step.action is not None and step.action.name == META_ACTION:
             self._meta(node, state)
         if outcome.status is Status.OK:
             pool = runner.preflights.out_of_pool

@@ -81,8 +81,9 @@ class HostStates:
         if register and registered is not None:
             target.registered[register] = registered
             mark_known(target, (register,), unknown_by)
-        target.facts.update(facts)
-        mark_known(target, facts, None)
+        if facts:
+            target.facts.update(facts)
+            mark_known(target, facts, None)
         if unknown_by is not None:
             mark_known(target, unknown_facts, unknown_by)
 

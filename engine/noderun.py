@@ -115,6 +115,7 @@ class NodeRunner:
         self._static_args: dict[str, Any] = {}
         self._specs: dict[str, ActionSpec | None] = {}
         self._renders: dict[str, bool] = {}
+        self._gathers = plan.runbook.gather_facts  # the runbook's default (a step may say otherwise)
 
     # -- lookups (cached per step) -------------------------------------------------------
     def spec(self, step: Any) -> ActionSpec | None:
@@ -171,13 +172,15 @@ class NodeRunner:
     # -- one node --------------------------------------------------------------------------
     def run(self, ticket: NodeTicket) -> Outcome:
         node = ticket.node
-        if node.host and facts.wanted(node.step, self.svc.plan.runbook, self.states.view(node.host).facts):
+        step = node.step
+        asked = step.gather_facts if step.gather_facts is not None else self._gathers
+        if asked and node.host and facts.wanted(step, self.svc.plan.runbook, self.states.view(node.host).facts):
             found = facts.gather(self.svc, node.host, ticket.cancel, self.deadlines.get(node.id))
             if found.failed_:
                 return outcome_of(found.status, found.msg)
             ticket.gathered = found.facts
-        outcome = self._run(ticket, ticket.gathered or {})
-        return facts.landed(outcome, ticket.gathered)
+            return facts.landed(self._run(ticket, found.facts), found.facts)
+        return self._run(ticket, ticket.gathered or EMPTY)
 
     def _run(self, ticket: NodeTicket, gathered: Mapping[str, Any]) -> Outcome:
         node = ticket.node
@@ -302,7 +305,9 @@ class NodeRunner:
             results.append(result)
             if cancel.is_set():
                 break
-        outcome = facts.landed(self._combine(node, results), ticket.gathered)
+        outcome = self._combine(node, results)
+        if ticket.gathered:
+            facts.landed(outcome, ticket.gathered)
         if self.opts.check and outcome.status in (Status.FAILED, Status.TIMED_OUT) and node.id not in self.dry.own_fault:
             unmade = dryrun.before(node, self.dry.upstream(node.id))
             if unmade:  # rule 3 of opsbook.dryrun
@@ -385,7 +390,8 @@ class NodeRunner:
         while True:
             attempt += 1
             result = self._call(node, spec, ctx_vars, cancel, undo=undo)
-            result.msg = self.svc.secrets.redact_error(result.msg)  # parsers quote pieces of a secret
+            if result.msg:
+                result.msg = self.svc.secrets.redact_error(result.msg)  # parsers quote pieces of a secret
             result.attempts = attempt
             if result.status is Status.UNKNOWN and step.changed_when:
                 result.changed = _changed_unknown(step, ctx_vars)
@@ -567,8 +573,9 @@ class NodeRunner:
             node_id=node.id, step_id=step.id, host=node.host, status=outcome.status.value,
             started=outcome.started or time.time(), finished=outcome.finished or time.time(),
             attempts=r.attempts, changed=r.changed, rc=r.rc,
-            msg=HIDDEN if hide and r.msg else redact(r.msg),
-            stdout="" if hide else redact(r.stdout), stderr="" if hide else redact(r.stderr),
+            msg=(HIDDEN if hide else redact(r.msg)) if r.msg else "",
+            stdout="" if hide or not r.stdout else redact(r.stdout),
+            stderr="" if hide or not r.stderr else redact(r.stderr),
             registered=None if kept is None else ({"hidden": True} if hide else svc.secrets.redact_any(kept)),
             facts=({k: HIDDEN for k in r.facts} if hide else svc.secrets.redact_any(r.facts)) if r.facts else {},
             notify=outcome.notify, elapsed=outcome.elapsed, at=outcome.at if outcome.at is not None else svc.clock.now())
