@@ -121,15 +121,15 @@ class Executor:
     @property
     def started_by(self) -> str:
         """Who started the run (shown to approvers); set by the caller."""
-        return self.runner.started_by
+        return self.runner.asker.started_by
 
     @started_by.setter
     def started_by(self, who: str) -> None:
-        self.runner.started_by = who
+        self.runner.asker.started_by = who
 
     @property
     def denied(self) -> list[str]:
-        return self.runner.denied
+        return self.runner.asker.denied
 
     def abort(self, reason: str) -> None:
         """Nothing new starts from here on (the first reason is kept); gates that wait end."""

@@ -17,18 +17,36 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from opsbook import abandon, dryrun, facts
-from opsbook.capture import clip_text
 from opsbook.cancel import NEVER, CancelToken
 from opsbook.compile import Node
+from opsbook.delegate import delegate_host
 from opsbook.dryrun import DryRun
 from opsbook.errors import OpsbookError, UserError
 from opsbook.evidence import EvidenceClaims, Writer
-from opsbook.gates import ApprovalGates, ApprovalRequest
+from opsbook.gates import ApprovalGates
 from opsbook.hoststate import HostStates
 from opsbook.journal import NodeRecord
-from opsbook.plugin import ActionContext, ActionSpec, Become, HostInfo, Result, Status, clashing_data, truthy
+from opsbook.nodegate import GateAsker
+from opsbook.nodeoutcome import (
+    apply_overrides,
+    changed_unknown,
+    combine,
+    excuse,
+    false_condition,
+    seen,
+    skipped_item,
+)
+from opsbook.plugin import (
+    ActionContext,
+    ActionSpec,
+    Become,
+    HostInfo,
+    Result,
+    Status,
+    clashing_data,
+    truthy,
+)
 from opsbook.preflight import PreFlights
-from opsbook.delegate import acting_host, delegate_host
 from opsbook.rollback import Rollbacks, UndoSlot
 from opsbook.runtypes import (
     IN_DOUBT,
@@ -42,9 +60,7 @@ from opsbook.runtypes import (
 from opsbook.secrets import HIDDEN
 from opsbook.template import (
     evaluate,
-    expression_values,
     holds_template,
-    referenced_names,
     render,
     short_value,
 )
@@ -107,10 +123,8 @@ class NodeRunner:
         self.wants_output = wants_output
         self.preflights = PreFlights(svc, self.context_for)
         self.dry = DryRun(svc, self.spec)
-        self.denied: list[str] = []  # nodes whose approval was refused
-        self.started_by = ""  # who started the run (shown to approvers)
+        self.asker = GateAsker(svc, gates, control)  # the approval gates (opsbook.nodegate)
         plan = svc.plan
-        self._blocks = {s.id: s for s in plan.runbook.all_steps() if s.is_block}
         self._groups = {g: [h.name for h in plan.inventory.hosts_of(g)] for g in plan.inventory.groups}
         self._static_args: dict[str, Any] = {}
         self._specs: dict[str, ActionSpec | None] = {}
@@ -225,7 +239,7 @@ class NodeRunner:
             if refused is not None:
                 return outcome_of(Status.FAILED, refused)
         if step.approve is not None and not check:
-            denied = self._ask_approval(node, spec, ctx_vars, items)
+            denied = self.asker.ask(node, spec, ctx_vars, items)
             if denied is not None:
                 return denied
         if step.keep_healthy is not None and not check:
@@ -246,9 +260,9 @@ class NodeRunner:
     def _items(self, step: Any, ctx_vars: dict[str, Any]) -> tuple[list[tuple[Any, Any]], Outcome | None]:
         """A loop's (item, its false `when` or None), and the outcome when nothing runs."""
         if step.loop is None:
-            false = _false_condition(step, ctx_vars)
+            false = false_condition(step, ctx_vars)
             if false is not None:
-                out = outcome_of(Status.SKIPPED, f"when: {false} is false{self._seen(step, [false], ctx_vars)}")
+                out = outcome_of(Status.SKIPPED, f"when: {false} is false{seen(step, [false], ctx_vars, self.svc.secrets.redact_any)}")
                 out.registered = Result(status=Status.SKIPPED).registered()
                 return [], out
             return [], None
@@ -261,11 +275,11 @@ class NodeRunner:
             out.registered = Result(status=Status.SKIPPED).registered()
             out.registered["results"] = []
             return [], out
-        items = [(i, _false_condition(step, {**ctx_vars, step.loop_var: i})) for i in rendered]
+        items = [(i, false_condition(step, {**ctx_vars, step.loop_var: i})) for i in rendered]
         if all(false is not None for _, false in items):
             out = outcome_of(Status.SKIPPED, "when: false for every item of the loop")
             out.registered = Result(status=Status.SKIPPED).registered()
-            out.registered["results"] = [_skipped_item(step, i, false).registered() for i, false in items]
+            out.registered["results"] = [skipped_item(step, i, false).registered() for i, false in items]
             return items, out
         return items, None
 
@@ -294,7 +308,7 @@ class NodeRunner:
                 undos.append((slot, results[0]))
         for item, false in items:
             if false is not None:  # Ansible lists a skipped item in results too
-                results.append(_skipped_item(step, item, false))
+                results.append(skipped_item(step, item, false))
                 continue
             scope = {**ctx_vars, step.loop_var: item}
             slot = self._undo_slot(node, spec, scope)
@@ -305,13 +319,13 @@ class NodeRunner:
             results.append(result)
             if cancel.is_set():
                 break
-        outcome = self._combine(node, results)
+        outcome = combine(node.step, results)
         if ticket.gathered:
             facts.landed(outcome, ticket.gathered)
         if self.opts.check and outcome.status in (Status.FAILED, Status.TIMED_OUT) and node.id not in self.dry.own_fault:
             unmade = dryrun.before(node, self.dry.upstream(node.id))
             if unmade:  # rule 3 of opsbook.dryrun
-                _excuse(outcome, unmade)
+                excuse(outcome, unmade)
         end = time.monotonic()
         outcome.started, outcome.finished = start, time.time()
         clock = svc.clock
@@ -394,11 +408,12 @@ class NodeRunner:
                 result.msg = self.svc.secrets.redact_error(result.msg)  # parsers quote pieces of a secret
             result.attempts = attempt
             if result.status is Status.UNKNOWN and step.changed_when:
-                result.changed = _changed_unknown(step, ctx_vars)
+                result.changed = changed_unknown(step, ctx_vars)
             if result.status is Status.UNKNOWN or cancel.is_set():
                 return result
             try:
-                result = self._apply_overrides(step, result, ctx_vars)
+                if step.failed_when or step.changed_when:
+                    result = apply_overrides(step, result, ctx_vars, self.svc.secrets.redact_any)
                 if step.until:
                     view = {**ctx_vars, "result": result.registered()}
                     if step.register:
@@ -409,7 +424,7 @@ class NodeRunner:
                     if attempt > max(step.retries, 0):
                         result.status = Status.FAILED
                         result.msg = (f"until: {step.until} still false after {attempt} attempts"
-                                      + self._seen(step, [step.until], view)
+                                      + seen(step, [step.until], view, self.svc.secrets.redact_any)
                                       + (f" (last: {result.msg})" if result.msg else ""))
                         return result
                 elif not result.failed_ or attempt > step.retries:
@@ -503,56 +518,6 @@ class NodeRunner:
         return Become(step.become_user or str(ctx_vars.get("ansible_become_user", "root")),
                       str(password) if password else None)
 
-    def _apply_overrides(self, step: Any, result: Result, ctx_vars: dict[str, Any]) -> Result:
-        if not (step.failed_when or step.changed_when):
-            return result
-        view = {**ctx_vars, "result": result.registered()}
-        if step.register:
-            view[step.register] = view["result"]
-        if step.changed_when:
-            result.changed = all(truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.changed_when)
-        if step.failed_when:
-            fail = all(truthy(c if isinstance(c, bool) else evaluate(c, view, step.pos)) for c in step.failed_when)
-            if fail:
-                why = "failed_when: " + " and ".join(map(str, step.failed_when)) + self._seen(step, step.failed_when, view)
-                result.msg = why + (f"; {result.msg}" if result.msg else "")
-            if fail and result.status is Status.OK:
-                result.status = Status.FAILED
-            elif not fail and result.status is Status.FAILED:
-                result.status = Status.OK
-        return result
-
-    def _seen(self, step: Any, conditions: Iterable[Any], view: Mapping[str, Any]) -> str:
-        """` (out.rc = 1, out.stdout = '...')`: what a condition read, redacted and short;
-        nothing for a `no_log` step."""
-        if step.no_log:
-            return ""
-        values = expression_values(conditions, view, redact=self.svc.secrets.redact_any)
-        return f" ({values})" if values else ""
-
-    def _combine(self, node: Node, results: list[Result]) -> Outcome:
-        step = node.step
-        if step.loop is None:
-            result = results[0]
-            wanted = step.register is not None or step.run_once
-            registered = result.registered() if wanted else None
-        else:
-            worst = next((r for r in results if r.status in (Status.TIMED_OUT, Status.FAILED)), None) or \
-                next((r for r in results if r.status is Status.UNKNOWN), None)
-            skipped = sum(r.status is Status.SKIPPED for r in results)
-            summary = f"{len(results)} items" + (f" ({skipped} skipped)" if skipped else "")
-            result = Result(status=worst.status if worst else Status.OK, changed=any(r.changed for r in results),
-                            msg=worst.msg if worst else summary,
-                            stdout=clip_text("\n".join(r.stdout for r in results if r.stdout)),
-                            stderr=clip_text("\n".join(r.stderr for r in results if r.stderr)))
-            for r in results:
-                result.facts.update(r.facts)
-                result.evidence.extend(r.evidence)
-            registered = result.registered()
-            registered["results"] = [r.registered() for r in results]
-        notify = list(step.notify) if result.changed and result.status is Status.OK else []
-        return Outcome(result.status, result, registered, notify)
-
     # -- the journal -----------------------------------------------------------------------
     def flush(self, started: Iterable[Node] = (), finished: Iterable[NodeRecord] = ()) -> None:
         """Write deferred results, then `finished` and the starts of `started`, in one transaction."""
@@ -594,54 +559,6 @@ class NodeRunner:
                                "step": step.name, "host": node.host,
                                **describe_file(self.opts.evidence_dir, ev.path)})
 
-    # -- approvals ---------------------------------------------------------------------------
-    def _ask_approval(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any],
-                      items: list[tuple[Any, Any]]) -> Outcome | None:
-        """None when the step may act; else its outcome (denied, cancelled by a stop).
-
-        A block's approval is asked once per host (see opsbook.gates); the block's later
-        steps on that host reuse the decision. A loop is approved once per node, the
-        approver shown the action rendered for each item that will run."""
-        svc, step = self.svc, node.step
-        try:
-            prompt = str(render(step.approve, ctx_vars, pos=step.pos)) if step.approve else f"Run {step.name} on {node.host}?"
-            args = (render_args(spec, step.action.args, ctx_vars, step.pos) if step.loop is None  # type: ignore[union-attr]
-                    else [render_args(spec, step.action.args, {**ctx_vars, step.loop_var: item}, step.pos)  # type: ignore[union-attr]
-                          for item, false in items if false is None])
-        except UserError as exc:
-            return outcome_of(Status.FAILED, user_message(exc))
-        if step.no_log:  # neither shown to the approver nor recorded
-            prompt, args = HIDDEN, HIDDEN
-        block = self._blocks.get(step.approve_scope) if step.approve_scope else None
-        request = ApprovalRequest(svc.run_id, node.id, step.id, step.name, node.host, svc.secrets.redact(prompt),
-                                  spec.full_name, svc.secrets.redact_any(args),
-                                  block_id=step.approve_scope, block_name=block.name if block else None,
-                                  started_by=self.started_by, cancelled=self.control.stop,
-                                  runs_on=acting_host(node, ctx_vars) if step.delegate_to else None,
-                                  steps=_gate_steps(block, ctx_vars) if block else ())
-
-        def announce(req: ApprovalRequest) -> None:
-            svc.journal.request_approval(svc.run_id, req.node_id, req.step_id, req.prompt, req.detail())
-            svc.emit("approval_requested", node, prompt=req.prompt, action=req.action, args=req.args,
-                     gate=req.gate, started_by=req.started_by, runs_on=req.runs_on, steps=list(req.steps))
-
-        decision, asked = self.gates.decide(request, lambda: self.control.aborted, announce)
-        if asked:
-            who = decision.who if not decision.cancelled else f"cancelled: {decision.cancelled}"
-            svc.journal.record_decision(svc.run_id, node.id, step.id, request.prompt,
-                                        decision.approved, who, cancelled=bool(decision.cancelled))
-            svc.emit("approval_decided", node, approved=decision.approved, who=who, gate=request.gate,
-                     cancelled=bool(decision.cancelled))
-        if decision.cancelled:
-            if asked:  # kept in the events too: a resume asks the gate again and replaces its row
-                svc.journal.event(svc.run_id, "gate cancelled", node.id, {"gate": request.gate, "why": decision.cancelled})
-            return outcome_of(Status.SKIPPED, f"{NOT_RUN}the approval gate was cancelled ({decision.cancelled})")
-        if not decision.approved:
-            if asked:
-                self.denied.append(node.id)
-            return outcome_of(Status.FAILED, f"not approved ({decision.who})")
-        return None
-
     # -- resume: nodes that were running when opsbook died -----------------------------------
     def _in_doubt(self, node: Node, spec: ActionSpec, ctx_vars: dict[str, Any]) -> Outcome | None:
         """None = run it again; an Outcome = settled without running."""
@@ -666,65 +583,11 @@ class NodeRunner:
         return out
 
 
-def _gate_steps(block: Any, ctx_vars: dict[str, Any]) -> tuple[str, ...]:
-    """What a block's approval covers: each of its steps, its action and where it runs."""
-    out = []
-    for child in block.block:
-        where = ""
-        if child.delegate_to:
-            try:
-                where = f" on {delegate_host(child, ctx_vars)}"
-            except UserError:  # shown as written; the step fails with why when it runs
-                where = f" on {child.delegate_to}"
-        out.append(f"{child.name}: {child.action.name if child.action else 'block'}{where}")
-    return tuple(out)
-
-
-def _false_condition(step: Any, ctx_vars: Mapping[str, Any]) -> Any:
-    """The first `when` condition that is false, or None when all hold."""
-    for cond in step.when:
-        if not truthy(cond if isinstance(cond, bool) else evaluate(cond, ctx_vars, step.pos)):
-            return cond
-    return None
-
-
-def _changed_unknown(step: Any, ctx_vars: dict[str, Any]) -> bool:
-    """`changed_when` of a step check mode did not run: decided when it does not read
-    the step's own result (`changed_when: false`), else it may change (True)."""
-    own = {"result"} | ({step.register} if step.register else set())
-    for cond in step.changed_when:  # ANDed: one that is decidably false decides
-        try:
-            if isinstance(cond, str) and referenced_names(cond, expression=True) & own:
-                continue
-            if not truthy(cond if isinstance(cond, bool) else evaluate(cond, ctx_vars, step.pos)):
-                return False
-        except UserError:
-            continue
-    return True
-
-
-def _excuse(outcome: Outcome, unmade: list[dryrun.Unmade]) -> None:
-    dryrun.excuse(outcome.result, unmade)
-    outcome.status = Status.UNKNOWN
-    outcome.notify = []
-    if outcome.registered is not None:
-        items = outcome.registered.get("results")
-        outcome.registered = outcome.result.registered()
-        if items is not None:
-            outcome.registered["results"] = items
-
-
 def _writer(node: Node, ctx_vars: Mapping[str, Any]) -> Writer:
     """Who writes evidence now: the node, and with `loop:` the item (retries are the same)."""
     step = node.step
     item = None if step.loop is None else short_value(ctx_vars.get(step.loop_var))
     return Writer(node.id, step.name, node.host, item)
-
-
-def _skipped_item(step: Any, item: Any, false: Any) -> Result:
-    """A loop item whose `when` was false, as it appears in the registered results."""
-    return Result(status=Status.SKIPPED, msg=f"when: {false} is false",
-                  data={step.loop_var: item, "ansible_loop_var": step.loop_var})
 
 
 def inline(spec: ActionSpec, node: Node) -> bool:
