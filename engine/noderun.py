@@ -20,6 +20,7 @@ from opsbook import abandon, dryrun, facts
 from opsbook.capture import clip_text
 from opsbook.cancel import NEVER, CancelToken
 from opsbook.compile import Node
+from opsbook.counts import is_ignored
 from opsbook.dryrun import DryRun
 from opsbook.errors import OpsbookError, UserError
 from opsbook.evidence import EvidenceClaims, Writer
@@ -571,7 +572,8 @@ class NodeRunner:
             stdout="" if hide else redact(r.stdout), stderr="" if hide else redact(r.stderr),
             registered=None if kept is None else ({"hidden": True} if hide else svc.secrets.redact_any(kept)),
             facts=({k: HIDDEN for k in r.facts} if hide else svc.secrets.redact_any(r.facts)) if r.facts else {},
-            notify=outcome.notify, elapsed=outcome.elapsed, at=outcome.at if outcome.at is not None else svc.clock.now())
+            notify=outcome.notify, elapsed=outcome.elapsed, at=outcome.at if outcome.at is not None else svc.clock.now(),
+            ignored=is_ignored(outcome.status.value, step.ignore_errors))
         outcome.recorded = True
         if buffered and not r.evidence:
             if svc.journal.defer(svc.run_id, rec) >= 1000:
