@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from opsbook.execute import ApprovalRequest
-from opsbook_lab.pytest_plugin import wait_for
+from opsbook_lab.pytest_plugin import statuses, wait_for
 
 INVENTORY = """
 [web]
@@ -102,8 +102,8 @@ def test_max_fail_percentage_stops_scheduling(run, journal, tmp_path):
         """, INVENTORY, forks=1)
     assert summary.status == "aborted"
     assert "over max_fail_percentage 25%" in summary.message
-    statuses = {n: r.status for n, r in journal.nodes(summary.run_id).items()}
-    assert statuses["flaky@web1"] == "failed" and statuses["flaky@web2"] == "failed"
+    nodes = statuses(journal, summary.run_id)
+    assert nodes["flaky@web1"] == "failed" and nodes["flaky@web2"] == "failed"
     assert lines(log) == [], "no new node is scheduled once the threshold is crossed"
 
 
