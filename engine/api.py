@@ -208,7 +208,8 @@ def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest
             on_executor(executor)
         summary = executor.run()
         journal.set_run_status(run_id, summary.status, {
-            "counts": summary.counts, "failed": summary.failed_nodes[:100], "rolled_back": summary.rolled_back,
+            "counts": summary.counts, "failed": summary.failed_nodes[:100], "ignored": summary.ignored_nodes[:100],
+            "rolled_back": summary.rolled_back,
             "message": summary.message, "cause": summary.cause,
             "elapsed": round(summary.elapsed, 6), "at": executor.clock.now()})
         return summary

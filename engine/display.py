@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any, TextIO
 
+from opsbook.counts import ordered
 from opsbook.events import Event
 from opsbook.visible import visible
 
@@ -140,11 +141,8 @@ def _describe(event: Event, verbose: int) -> str | None:
         return (f"{stamp} rollback {d.get('status')}: undo of \"{d.get('step') or d.get('origin')}\" "
                 f"for {d.get('host') or 'localhost'}{where} with {d.get('action')} {d.get('msg') or ''}").rstrip()
     if event.kind == "run_finished":
-        counts = ", ".join(f"{k}={v}" for k, v in sorted(d.get("counts", {}).items()))
+        counts = ", ".join(f"{k}={v}" for k, v in ordered(d.get("counts") or {}).items())
         extra = f" - {d.get('message')}" if d.get("message") else ""
-        ignored = d.get("ignored") or 0
-        if ignored:
-            counts += f" ({ignored} failure{'s' if ignored > 1 else ''} ignored: ignore_errors)"
         return f"{stamp} run {event.run_id} {d.get('status')}: {counts}{extra}"
     return None
 
@@ -174,15 +172,15 @@ class LiveProgress:
             if event.kind == "run_started" and not self.started:
                 self.started = start = True
             if event.step:
-                row = self.steps.setdefault(event.step, {"running": 0, "ok": 0, "failed": 0, "skipped": 0,
-                                                         "unknown": 0, "changed": 0, "last": ""})
+                row = self.steps.setdefault(event.step, {"running": 0, "ok": 0, "failed": 0, "ignored": 0,
+                                                         "skipped": 0, "unknown": 0, "changed": 0, "last": ""})
                 if event.kind == "node_started":
                     row["running"] += 1
                 elif event.kind == "node_finished":
                     status = event.data.get("status", "ok")
                     if status != "skipped" and row["running"] > 0 and not event.data.get("restored"):
                         row["running"] -= 1
-                    key = "failed" if status == "timed_out" else status
+                    key = "ignored" if event.data.get("ignored") else "failed" if status == "timed_out" else status
                     row[key] = row.get(key, 0) + 1
                     row["changed"] += bool(event.data.get("changed"))
                     if status in ("failed", "timed_out") or event.data.get("show"):
@@ -214,7 +212,7 @@ class LiveProgress:
         from rich.text import Text
 
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
-        for col in ("step", "run", "ok", "chg", "fail", "skip", "latest"):
+        for col in ("step", "run", "ok", "chg", "fail", "ign", "skip", "latest"):
             table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=60 if col == "latest" else None)
         with self.lock:
             for name, row in self.steps.items():
@@ -223,6 +221,6 @@ class LiveProgress:
                 # the table is rendered without markup)
                 table.add_row(Text(visible(name[:40], lines=False)), Text(str(row["running"] or "")),
                               Text(str(row["ok"] or ""), style="green"), Text(str(row["changed"] or "")),
-                              Text(str(row["failed"] or ""), style="red"),
+                              Text(str(row["failed"] or ""), style="red"), Text(str(row["ignored"] or "")),
                               Text(str(row["skipped"] or ""), style="dim"), Text(row["last"]))
         return table

@@ -25,6 +25,7 @@ from typing import Any
 from opsbook.abandon import Stragglers, give_up
 from opsbook.cancel import CancelToken
 from opsbook.compile import ACTION, BARRIER, HANDLER, Node, Plan, fact_names
+from opsbook.counts import FAILED, is_ignored, tally
 from opsbook.errors import JournalError
 from opsbook.events import Event, Listener, wants_output
 from opsbook.evidence import EvidenceClaims
@@ -93,7 +94,7 @@ class Executor:
         self.stop = self.cancel.child()
         self.statuses: dict[str, str] = {}
         self.messages: dict[str, str] = {}
-        self.ignored = 0  # failed nodes of steps with ignore_errors (Ansible's recap `ignored=`)
+        self.ignored: set[str] = set()  # failed nodes of steps with ignore_errors (see opsbook.counts)
         self.aborted = ""  # why nothing new starts ("" while the run goes on)
         self.ended = ""  # meta: end_play: which node ended the run (it succeeds unless a host failed)
         self.force_handlers = self.opts.force_handlers or plan.runbook.force_handlers
@@ -204,16 +205,14 @@ class Executor:
                     rolled = self.runner.rollbacks.replay()
         finally:
             self.pool.close()
-        counts: dict[str, int] = {}
-        for node_id, st in self.statuses.items():
-            if self.plan.nodes[node_id].kind != BARRIER:
-                counts[st] = counts.get(st, 0) + 1
-        failed = [n for n, st in self.statuses.items() if st in ("failed", "timed_out")]
+        nodes = self.plan.nodes
+        counts = tally((st, n in self.ignored) for n, st in self.statuses.items() if nodes[n].kind != BARRIER)
+        failed = [n for n, st in self.statuses.items() if st in FAILED and n not in self.ignored]
         summary = RunSummary(self.run_id, status, counts, failed, started, time.time(), rolled, self.aborted,
                              list(self.denied), self.signal, self._cause if status != "succeeded" else "",
-                             list(self.runner.rollbacks.problems), self.clock.elapsed())
-        self.emit("run_finished", status=status, counts=counts, rolled_back=rolled, message=self.aborted,
-                  ignored=self.ignored)
+                             list(self.runner.rollbacks.problems), self.clock.elapsed(),
+                             [n for n in self.statuses if n in self.ignored])
+        self.emit("run_finished", status=status, counts=counts, rolled_back=rolled, message=self.aborted)
         return summary
 
     def _status(self, timed_out: bool) -> str:
@@ -303,8 +302,6 @@ class Executor:
             self._cause = self._cause or f'"{step.name}" on {node.host}: {msg}'
             self._doubtful.setdefault(node.host, step.name)  # what it skips, a resume runs
             self._host_failed(node, self.states.state(node.host))
-        elif step.ignore_errors:
-            self.ignored += 1
         assert self._ready is not None
         self._ready.release(node.id)
 
@@ -487,6 +484,11 @@ class Executor:
             return
         step = node.step
         restored = outcome.restored
+        ignored = step.ignore_errors and is_ignored(outcome.status.value, True)
+        if ignored:
+            self.ignored.add(node.id)
+        elif self.ignored:
+            self.ignored.discard(node.id)  # run again (a resume): its new outcome counts
         if not restored and not outcome.recorded and node.host is not None and self._journal_error is None:
             runner.record(node, outcome, buffered=outcome.status is Status.SKIPPED)
         if outcome.result.msg:
@@ -514,18 +516,15 @@ class Executor:
             if undone and not restored and not self.opts.check and self._journal_error is None:
                 self.journal.undone_by(self.run_id, [f"{u}@{node.host}" for u in undone],
                                        f'undone by step "{step.name}"')
-        failure = outcome.status in (Status.FAILED, Status.TIMED_OUT)
-        if failure and not step.ignore_errors:
+        if outcome.status in (Status.FAILED, Status.TIMED_OUT) and not ignored:
             if not self._cause:  # a rescued failure counts too: it is what the rescue answered
                 self._cause = f'"{step.name}" on {node.host}: {self.secrets.redact(outcome.result.msg or outcome.status.value)}'
             self._host_failed(node, state)
-        elif failure:
-            self.ignored += 1
         if self.listeners:
             self.emit("node_finished", node, status=outcome.status.value, msg=outcome.result.msg,
                       changed=outcome.result.changed, duration=round(outcome.duration, 6),
                       **({"show": True} if outcome.result.show else {}),
-                      restored=restored, ignored=failure and step.ignore_errors,
+                      restored=restored, ignored=ignored,
                       **({"recorded_at": outcome.finished} if restored else {}))
 
     def _meta(self, node: Node, state: HostState) -> None:

@@ -30,12 +30,12 @@ from opsbook.errors import JournalError, RunError, RunLockedError
 
 OUTPUT_KEEP = 64 * 1024
 _NODE_COLUMNS = ("run_id,node_id,step_id,host,status,started,finished,attempts,changed,rc,msg,stdout,stderr,"
-                 "out_size,out_sha256,registered,facts,notify,elapsed,at")
+                 "out_size,out_sha256,registered,facts,notify,elapsed,at,ignored")
 # Node records are appended, never updated in place: a node's start and its result are
 # two rows, and the last row of a node is its state. Appending keeps every write at the
 # end of the table and of its run index; an upsert keyed by node id touched pages all
 # over a growing index (a 100,000-node run spent most of its journal time there).
-_NODE_INSERT = f"INSERT INTO node_log ({_NODE_COLUMNS}) VALUES ({','.join('?' * 20)})"
+_NODE_INSERT = f"INSERT INTO node_log ({_NODE_COLUMNS}) VALUES ({','.join('?' * 21)})"
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()  # stored per stream; full size and hash are kept beside it
 
 SCHEMA = """
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS node_log (
   run_id TEXT, node_id TEXT, step_id TEXT, host TEXT, status TEXT, started REAL, finished REAL,
   attempts INTEGER, changed INTEGER, rc INTEGER, msg TEXT, stdout TEXT, stderr TEXT,
   out_size INTEGER, out_sha256 TEXT, registered TEXT, facts TEXT, notify TEXT,
-  elapsed REAL, at REAL
+  elapsed REAL, at REAL, ignored INTEGER
 );
 CREATE INDEX IF NOT EXISTS node_log_run ON node_log (run_id);
 CREATE TABLE IF NOT EXISTS events (
@@ -134,6 +134,9 @@ class NodeRecord:
     # A wall-clock step during the run moves `started`/`finished`, never these.
     elapsed: float | None = None
     at: float | None = None
+    # The failure counts as ignored (ignore_errors; see opsbook.counts). None: not recorded
+    # (a journal of an earlier version, which the reports read from the runbook).
+    ignored: bool | None = None
 
 
 @dataclass
@@ -240,17 +243,21 @@ class Journal:
                 db.execute("ALTER TABLE approvals ADD COLUMN cancelled INTEGER DEFAULT 0")
                 if "target" not in {row[1] for row in db.execute("PRAGMA table_info(rollbacks)")}:
                     db.execute("ALTER TABLE rollbacks ADD COLUMN target TEXT")
-        if "at" not in {row[1] for row in self.db.execute("PRAGMA table_info(node_log)")}:
+        node_columns = {row[1] for row in self.db.execute("PRAGMA table_info(node_log)")}
+        if "at" not in node_columns:
             with self._tx() as db:
                 db.execute("ALTER TABLE node_log ADD COLUMN elapsed REAL")
                 db.execute("ALTER TABLE node_log ADD COLUMN at REAL")
+        if "ignored" not in node_columns:  # whether a failure counted as ignored (ignore_errors)
+            with self._tx() as db:
+                db.execute("ALTER TABLE node_log ADD COLUMN ignored INTEGER")
         if self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='nodes'").fetchone() is None:
             return  # the common case: no write transaction just to look
         with self._tx() as db:
             old = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='nodes'").fetchone()
             if old is None:
                 return
-            cols = _NODE_COLUMNS.removesuffix(",elapsed,at")
+            cols = _NODE_COLUMNS.removesuffix(",elapsed,at,ignored")
             db.execute(f"INSERT INTO node_log ({cols}) SELECT {cols} FROM nodes "
                        "ORDER BY run_id, started")
             db.execute("DROP TABLE nodes")
@@ -371,7 +378,7 @@ class Journal:
         now = time.time()
         rows = [self._node_row(run_id, rec) for rec in finished]
         rows += [(run_id, node_id, step_id, host, "started", now, None, 0, 0, None, None, None, None, None,
-                  None, None, None, None, None, None) for node_id, step_id, host in started]
+                  None, None, None, None, None, None, None) for node_id, step_id, host in started]
         self._group(_NODE_INSERT, rows)
 
     def defer(self, run_id: str, rec: NodeRecord) -> int:
@@ -396,7 +403,7 @@ class Journal:
                 rec.stderr[-OUTPUT_KEEP:], len(out), hashlib.sha256(out).hexdigest() if out else _EMPTY_SHA,
                 _bounded_json(rec.registered, "registered value") if rec.registered is not None else None,
                 _bounded_json(rec.facts, "facts") if rec.facts else "{}", _json(rec.notify) if rec.notify else "[]",
-                rec.elapsed, rec.at)
+                rec.elapsed, rec.at, None if rec.ignored is None else int(rec.ignored))
 
     def nodes(self, run_id: str) -> dict[str, NodeRecord]:
         """The state of every node of a run: its last record. A result keeps the time its
@@ -404,7 +411,7 @@ class Journal:
         with self._lock:
             rows = self.db.execute(
                 "SELECT node_id,step_id,host,status,started,finished,attempts,changed,rc,msg,stdout,stderr,"
-                "registered,facts,notify,elapsed,at FROM node_log WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
+                "registered,facts,notify,elapsed,at,ignored FROM node_log WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
         state: dict[str, NodeRecord] = {}
         for r in rows:
             before = state.get(r[0])
@@ -417,7 +424,8 @@ class Journal:
             started = before.started if before is not None and before.started is not None else r[4]
             state[r[0]] = NodeRecord(r[0], r[1], r[2], r[3], started, r[5], r[6] or 0, bool(r[7]), r[8], r[9] or "",
                                      r[10] or "", r[11] or "", json.loads(r[12]) if r[12] else None,
-                                     json.loads(r[13] or "{}"), json.loads(r[14] or "[]"), r[15], r[16])
+                                     json.loads(r[13] or "{}"), json.loads(r[14] or "[]"), r[15], r[16],
+                                     None if r[17] is None else bool(r[17]))
         return dict(sorted(state.items(), key=lambda kv: (kv[1].started is not None, kv[1].started or 0.0)))
 
     def forget_nodes(self, run_id: str, node_ids: list[str]) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from opsbook import abandon, dryrun, facts
 from opsbook.cancel import NEVER, CancelToken
 from opsbook.compile import Node
+from opsbook.counts import is_ignored
 from opsbook.delegate import delegate_host
 from opsbook.dryrun import DryRun
 from opsbook.errors import OpsbookError, UserError
@@ -543,7 +544,8 @@ class NodeRunner:
             stderr="" if hide or not r.stderr else redact(r.stderr),
             registered=None if kept is None else ({"hidden": True} if hide else svc.secrets.redact_any(kept)),
             facts=({k: HIDDEN for k in r.facts} if hide else svc.secrets.redact_any(r.facts)) if r.facts else {},
-            notify=outcome.notify, elapsed=outcome.elapsed, at=outcome.at if outcome.at is not None else svc.clock.now())
+            notify=outcome.notify, elapsed=outcome.elapsed, at=outcome.at if outcome.at is not None else svc.clock.now(),
+            ignored=bool(step.ignore_errors) and is_ignored(outcome.status.value, True))
         outcome.recorded = True
         if buffered and not r.evidence:
             if svc.journal.defer(svc.run_id, rec) >= 1000:

@@ -105,8 +105,8 @@ class Outcome:
 class RunSummary:
     run_id: str
     status: str  # succeeded | failed | aborted | interrupted | timed_out
-    counts: dict[str, int]
-    failed_nodes: list[str]
+    counts: dict[str, int]  # per count of opsbook.counts: an ignored failure is `ignored`, not `failed`
+    failed_nodes: list[str]  # failed or timed out, not ignored
     started: float
     finished: float
     rolled_back: int = 0
@@ -116,6 +116,7 @@ class RunSummary:
     cause: str = ""  # the first failure that decided the outcome: step, host, the telling line
     rollback_problems: list[str] = field(default_factory=list)  # undos that failed or were not run
     elapsed: float = 0.0  # monotonic seconds from the run's start to its end (rollback included)
+    ignored_nodes: list[str] = field(default_factory=list)  # failed or timed out on an ignore_errors step
 
     @property
     def ok(self) -> bool:

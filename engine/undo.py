@@ -108,5 +108,5 @@ def rollback_run(undo: UndoPlan, registry: Registry, journal: Journal, request: 
     status = "succeeded" if not problems and done == len(moved) else "failed"
     message = f"undid {done} of {len(moved)} change(s) of run {first.id}"
     journal.set_run_status(new_id, status, {"message": message, "rolled_back": done, "rollback_of": first.id})
-    executor.emit("run_finished", status=status, counts={}, rolled_back=done, message=message, ignored=0)
+    executor.emit("run_finished", status=status, counts={}, rolled_back=done, message=message)
     return RunSummary(new_id, status, {}, [], started, time.time(), done, message, rollback_problems=problems)

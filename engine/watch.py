@@ -137,7 +137,9 @@ class Watcher:
                                         {}, "running", time.time(), None, "watch", "", 0, {}, None, {}))
             executor = Executor(self.plan, self.registry, memory, run_id, RunOptions(check=True, rollback="never"))
             summary = executor.run()
-            failed = [f"{n}: {executor.messages.get(n, '')}" for n in summary.failed_nodes]
+            # a detection probe usually has ignore_errors: its failure is what watching looks for
+            sick = set(summary.failed_nodes) | set(summary.ignored_nodes)
+            failed = [f"{n}: {executor.messages.get(n, '')}" for n in executor.statuses if n in sick]
         finally:
             memory.close()
         return not failed, failed

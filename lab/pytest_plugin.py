@@ -24,6 +24,8 @@ Helpers
   opsbook(home, *args, timeout=120, env=None, cwd=None)  `opsbook ARGS` as a person runs
               it (`python -m opsbook`, no terminal), with the journal and runs folder of
               cli_env(home): home/j.db and home/runs.
+  statuses(journal, run_id="last")  each node's status in a run, {node id: status}, read
+              from a Journal or a journal file (home/j.db after opsbook(home, "run", ...)).
 
 Environment
   CI / OPSBOOK_LAB_INSTALL=1   run lab/install.sh (as root) if the engine is missing
@@ -136,6 +138,19 @@ def opsbook(home: Path, *args: str, timeout: float = 120, env: dict[str, str] | 
     runs folder are under `home` (cli_env), unless `env` is given."""
     return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, timeout=timeout,
                           env=env or cli_env(home), cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+def statuses(journal: Any, run_id: str = "last") -> dict[str, str]:
+    """{node id: status} of a run ("last": the latest) in `journal`, a Journal or its file."""
+    from opsbook.journal import Journal
+
+    own = not isinstance(journal, Journal)
+    j = Journal(journal) if own else journal
+    try:
+        return {node: rec.status for node, rec in j.nodes(j.latest_run_id() if run_id == "last" else run_id).items()}
+    finally:
+        if own:
+            j.close()
 
 
 def _missing_tools() -> list[str]:

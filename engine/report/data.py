@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from opsbook.report.recovery import rto_of
-from opsbook.report.timeline import _counts, _iso, timeline
+from opsbook.report.timeline import _iso, timeline
 from opsbook.report.view import RunView
 
 # -- JSON --------------------------------------------------------------------------------
@@ -20,11 +20,11 @@ def report_data(view: RunView, r: dict[str, Any] | None = None) -> dict[str, Any
         "format": "opsbook-report/1",
         "run": {**run.__dict__, "started_iso": _iso(run.started), "finished_iso": _iso(run.finished),
                 "duration": view.end - run.started, "phase": view.phase or None},
-        "counts": _counts(view),
+        "counts": view.counts(),
         "rto": {**r, **{f"{k}_iso": _iso(r[k]) for k in ("detection", "mitigation", "recovered", "data_time")}},
         "runbook_note": view.runbook_note or None,
         "steps": {sid: s.__dict__ | {"marks": list(s.marks)} for sid, s in view.steps.items()},
-        "nodes": [{**n.__dict__, "step_name": view.step(n.step_id).name,
+        "nodes": [{**n.__dict__, "ignored": view.ignored(n), "step_name": view.step(n.step_id).name,
                    "offset": None if n.started is None else n.started - start,
                    "duration": (n.finished - n.started) if n.finished and n.started else None}
                   for n in view.nodes],

@@ -125,7 +125,7 @@ def end_state(view: RunView) -> list[HostEnd]:
             continue
         end.touched = True
         name = view.step(node.step_id).name
-        if node.status in FAILED and not view.step(node.step_id).ignore_errors:
+        if node.status in FAILED and not view.ignored(node):
             end.failed.append(f"{name} ({_clip(node.msg, 160)})" if node.msg else name)
         elif node.status in ("unknown", "started"):  # a real run's (a dry run has no end state)
             end.in_doubt.append(f"{name} ({_clip(node.msg, 160)})" if node.msg else name)
@@ -228,7 +228,7 @@ def _failures_section(view: RunView) -> Section:
     for node in failed:
         info = view.step(node.step_id)
         state = "in doubt" if node.status == "started" else node.status
-        ignored = " (ignored: ignore_errors)" if info.ignore_errors and node.status in FAILED else ""
+        ignored = " (ignored: ignore_errors)" if view.ignored(node) else ""
         blocks.append(Heading(f"{info.name} on {node.host or '-'}: {state}{ignored}"))
         facts = [f"node {node.node_id}", f"started {offset((node.started or view.run.started) - view.run.started)}",
                  f"took {_dur((node.finished - node.started) if node.finished and node.started else None)}",
@@ -295,7 +295,7 @@ def _problem_groups(view: RunView) -> list[tuple[str, list[str], str]]:
         info = view.step(node.step_id)
         name = info.name
         msg = node.msg
-        if info.ignore_errors and node.status in FAILED:
+        if view.ignored(node):
             msg = f"{msg}; ignore_errors: was this failure the incident itself?".lstrip("; ")
         entry = groups.setdefault(name, (name, [], msg))
         entry[1].append(node.host or "-")

@@ -14,12 +14,12 @@ from opsbook.visible import visible
 
 
 def _junit_node(view: RunView, suite: ET.Element, node: NodeRecord) -> None:
-    info = view.step(node.step_id)
     took = (node.finished - node.started) if node.finished and node.started else 0.0
     case = ET.SubElement(suite, "testcase", {"classname": f"{view.run.runbook_name}.{node.step_id}",
                                              "name": view.label(node), "time": f"{took:.3f}"})
     message = node.msg or node.status
-    if node.status in FAILED and not info.ignore_errors:
+    ignored = view.ignored(node)
+    if node.status in FAILED and not ignored:
         failure = ET.SubElement(case, "failure", {"message": message, "type": node.status})
         failure.text = f"{view.label(node)}: {node.status}" + (f" (rc {node.rc})" if node.rc is not None else "") \
             + f"\n{node.msg}"
@@ -27,10 +27,12 @@ def _junit_node(view: RunView, suite: ET.Element, node: NodeRecord) -> None:
         ET.SubElement(case, "error", {"message": "in doubt: started, no result recorded", "type": "in_doubt"})
     elif node.status in ("skipped", "unknown"):
         ET.SubElement(case, "skipped", {"message": message})
-    if node.status in FAILED and info.ignore_errors:
-        ET.SubElement(case, "system-out").text = f"failed, ignored (ignore_errors): {node.msg}"
-    elif node.stdout.strip():
-        ET.SubElement(case, "system-out").text = _tail(node.stdout)[0]
+    out = _tail(node.stdout)[0] if node.stdout.strip() else ""
+    if ignored:  # not a failure: the run went on (Ansible's recap counts it `ignored`)
+        out = f"ignored (ignore_errors): {node.status}" + (f" (rc {node.rc})" if node.rc is not None else "") \
+            + f": {node.msg}" + (f"\n{out}" if out else "")
+    if out:
+        ET.SubElement(case, "system-out").text = out
     if node.stderr.strip():
         ET.SubElement(case, "system-err").text = _tail(node.stderr)[0]
 
@@ -55,7 +57,7 @@ def _junit(view: RunView, r: dict[str, Any]) -> str:
     props = ET.SubElement(suite, "properties")
     for key, value in (("run_id", run.id), ("status", run.status), ("runbook", run.runbook_path),
                        ("rto", r["rto"]), ("rto_verdict", r["rto_verdict"]), ("rpo", r["rpo"]),
-                       ("rpo_verdict", r["rpo_verdict"])):
+                       ("rpo_verdict", r["rpo_verdict"]), ("ignored", view.counts().get("ignored", 0))):
         ET.SubElement(props, "property", {"name": key, "value": "" if value is None else str(value)})
     for node in view.nodes:
         _junit_node(view, suite, node)

@@ -120,7 +120,7 @@ def _timeline_lines(view: RunView, entries: list[Entry], width: int) -> list[str
         room = max(10, width - len(prefix))
         detail = mark.strip() + (" " if mark and e.detail else "") + e.detail
         lines.append((prefix + _clip(detail, room)).rstrip())
-        if e.kind == "node" and e.status in FAILED:
+        if e.kind == "node" and e.status in (*FAILED, "ignored"):
             if len(" ".join(detail.split())) > room:
                 wrapped = textwrap.wrap(" ".join(detail.split()), max(20, width - 21))[:4]
                 lines += [f"{'':11}{'msg':>6} | {w}" for w in wrapped]

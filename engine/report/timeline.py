@@ -63,15 +63,15 @@ def _node_entry(view: RunView, node: NodeRecord, rto_data: dict[str, Any]) -> En
         marks.append("mitigation")
     if node.node_id == rto_data.get("recovered_node"):
         marks.append("recovered")
-    status = node.status
+    status = view.count_key(node)  # an ignored failure reads `ignored`; its detail says how it failed
     detail = node.msg
-    if status == "started":
-        status, detail = "in doubt", "started, no result recorded (opsbook stopped or is still running)"
-    elif status in FAILED and view.step(node.step_id).ignore_errors:
-        detail = f"{detail} (ignored: ignore_errors)".strip()
-    duration = (node.finished - node.started) if node.finished and node.started else None
-    if node.rc not in (None, 0) and status in FAILED:
+    if status == "in doubt":
+        detail = "started, no result recorded (opsbook stopped or is still running)"
+    if node.rc not in (None, 0) and node.status in FAILED:
         detail = f"rc {node.rc}: {detail}"
+    if status == "ignored":
+        detail = f"{node.status} (ignore_errors): {detail}".rstrip(": ")
+    duration = (node.finished - node.started) if node.finished and node.started else None
     return Entry(node.started or node.finished, "node", status, node.host or "", view.step(node.step_id).name,
                  detail, duration, node.node_id, "+".join(marks))
 
@@ -181,20 +181,8 @@ def _tail(text: str, lines: int = TAIL_LINES) -> tuple[str, int]:
     return out, len(all_lines) - len(kept)
 
 
-def _counts(view: RunView) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for node in view.nodes:
-        key = "in doubt" if node.status == "started" else node.status
-        counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
 def _counts_text(view: RunView) -> str:
-    counts = _counts(view)
-    order = ["ok", "failed", "timed_out", "skipped", "unknown", "in doubt"]
-    parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
-    parts += [f"{v} {k}" for k, v in counts.items() if k not in order]
-    return ", ".join(parts) or "no nodes recorded"
+    return ", ".join(f"{v} {k}" for k, v in view.counts().items()) or "no nodes recorded"
 
 
 def _rollbacks_text(view: RunView) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from opsbook.counts import FAILED, count_key, is_ignored, tally
 from opsbook.errors import OpsbookError
 from opsbook.journal import Journal, NodeRecord, RunRecord
 
@@ -17,9 +18,8 @@ FORMATS = ("md", "html", "json", "junit")
 TAIL_LINES = 40  # output lines quoted per stream under a failure
 TAIL_CHARS = 8000
 DATA_TIME_KEYS = ("data_timestamp", "backup_time")
-FAILED = ("failed", "timed_out")
 STATUS_COLORS = {
-    "ok": "#2e9e4f", "failed": "#d1383d", "timed_out": "#e0822a", "skipped": "#9aa0a6",
+    "ok": "#2e9e4f", "failed": "#d1383d", "timed_out": "#e0822a", "ignored": "#b08a8c", "skipped": "#9aa0a6",
     "unknown": "#7d5fb2", "started": "#e3c02b", "done": "#3b73c4", "pending": "#c9ccd1",
     "running": "#e3c02b",
 }
@@ -79,6 +79,21 @@ class RunView:
 
     def label(self, node: NodeRecord) -> str:
         return f"{self.step(node.step_id).name} @ {node.host or '-'}"
+
+    def ignored(self, node: NodeRecord) -> bool:
+        """Whether the node's failure counts as ignored (ignore_errors): as the run recorded
+        it, or, in a journal of an earlier version, as the runbook says now."""
+        if node.ignored is not None:
+            return node.ignored and node.status in FAILED
+        return is_ignored(node.status, self.step(node.step_id).ignore_errors)
+
+    def count_key(self, node: NodeRecord) -> str:
+        """The count the node goes to (see opsbook.counts): `ignored`, `in doubt` or its status."""
+        return count_key(node.status, self.ignored(node))
+
+    def counts(self) -> dict[str, int]:
+        """How many nodes per count, in the order every output shows them."""
+        return tally((n.status, self.ignored(n)) for n in self.nodes)
 
 
 def gather(journal: Journal, run_id: str, registry: Any = None) -> RunView:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 from opsbook.gates import ApprovalRequest
+from opsbook_lab.pytest_plugin import statuses
 
 WEB3 = "[web]\nweb1 ansible_connection=local\nweb2 ansible_connection=local\nweb3 ansible_connection=local\n"
 
@@ -110,9 +111,8 @@ steps:
     (gate,) = journal.approvals(summary.run_id)
     assert gate["cancelled"] and not gate["approved"] and "interrupted by SIGTERM" in gate["who"]
     assert journal.get_run(summary.run_id).status == "interrupted"
-    nodes = journal.nodes(summary.run_id)
-    assert nodes["first@localhost"].status == "skipped"
-    assert "approval gate was cancelled" in nodes["first@localhost"].msg
+    assert statuses(journal, summary.run_id)["first@localhost"] == "skipped"
+    assert "approval gate was cancelled" in journal.nodes(summary.run_id)["first@localhost"].msg
 
 
 # -- 2. keep_healthy across serial batches ----------------------------------------------------------
@@ -143,7 +143,7 @@ def test_keep_healthy_lets_every_serial_batch_through_once_the_previous_is_back(
         (tmp_path / f"healthy-{h}").write_text("")
     put_back = f"touch {tmp_path}/healthy-{{{{ inventory_hostname }}}}; echo back {{{{ inventory_hostname }}}} >> {tmp_path}/log"
     summary = run(_kh_runbook(tmp_path, 2, put_back), WEB3)
-    assert summary.status == "succeeded", journal.nodes(summary.run_id)
+    assert summary.status == "succeeded", statuses(journal, summary.run_id)
     log = (tmp_path / "log").read_text().splitlines()
     assert log == [f"{what} {h}" for h in ("web1", "web2", "web3") for what in ("out", "change", "back")]
 
@@ -172,7 +172,7 @@ def test_restores_puts_a_member_back_outside_a_block(run, journal, tmp_path):
             restores: drain
             local.shell: "echo ready {{{{ inventory_hostname }}}} >> {tmp_path}/log"
         """, WEB3, forks=1)
-    assert summary.status == "succeeded", journal.nodes(summary.run_id)
+    assert summary.status == "succeeded", statuses(journal, summary.run_id)
 
 
 def test_restores_naming_a_step_without_keep_healthy_is_an_error(load, registry):
@@ -233,7 +233,7 @@ def test_keep_healthy_group_template_is_rendered_at_run_time(run, journal):
             keep_healthy: {min: 2, group: "{{ params.standby }}", probe: {local.noop: {}}}
             local.noop: {}
         """, WEB3)
-    assert summary.status == "succeeded", journal.nodes(summary.run_id)
+    assert summary.status == "succeeded", statuses(journal, summary.run_id)
     (event,) = [e for e in journal.events(summary.run_id) if e[1] == "preflight"]
     assert event[3]["group"] == "web2:web3" and event[3]["healthy_others"] == ["web2", "web3"]
 

@@ -54,6 +54,24 @@ def test_watch_responds_after_consecutive_failures_and_measures_rto(registry, jo
     assert watcher.tick() is None and len(watcher.state.responses) == 1
 
 
+def test_a_failing_check_with_ignore_errors_is_unhealthy(registry, journal, write, tmp_path):
+    """A detection probe usually has ignore_errors (the runbook goes on to fix it): its
+    failure counts as ignored in a run, and still makes a watch round unhealthy."""
+    rb = write("svc.yaml", f"""
+        opsbook: 1
+        name: svc
+        steps:
+          - name: service answers
+            probe.tcp: {{host: 127.0.0.1, port: 1, timeout: 1s}}
+            ignore_errors: true
+          - name: restart
+            marks: [mitigation]
+            local.shell: "touch {tmp_path}/restarted"
+        """)
+    healthy, failures = Watcher(WatchConfig(rb), registry, journal).probe_round()
+    assert not healthy and [f.split(":")[0] for f in failures] == ["service-answers@localhost"]
+
+
 def test_watch_needs_something_to_watch(registry, journal, write):
     rb = write("x.yaml", "opsbook: 1\nname: x\nsteps:\n  - local.noop: {}\n")
     with pytest.raises(UserError, match="nothing to watch"):

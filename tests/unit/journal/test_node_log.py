@@ -121,3 +121,27 @@ def test_concurrent_writers_never_commit_a_start_before_a_result_deferred_earlie
             # a host's next start is durable only after its previous result
             assert seq[(f"s{step - 1}@h{h}", "ok")] < seq[(f"s{step}@h{h}", "started")]
     j.close()
+
+
+def test_a_journal_without_the_ignored_column_gets_it_and_its_old_rows_say_nothing(tmp_path):
+    """Rows written before the column existed say nothing (None): the reports then read
+    ignore_errors from the runbook file, as they did before."""
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE TABLE node_log (seq INTEGER PRIMARY KEY, run_id TEXT, node_id TEXT, step_id TEXT, host TEXT,
+          status TEXT, started REAL, finished REAL, attempts INTEGER, changed INTEGER, rc INTEGER, msg TEXT,
+          stdout TEXT, stderr TEXT, out_size INTEGER, out_sha256 TEXT, registered TEXT, facts TEXT, notify TEXT,
+          elapsed REAL, at REAL);
+        INSERT INTO node_log (run_id, node_id, step_id, host, status, started, finished)
+               VALUES ('r1', 'a@h', 'a', 'h', 'failed', 1.0, 2.0);
+    """)
+    con.commit()
+    con.close()
+    old = Journal(path)
+    try:
+        assert old.nodes("r1")["a@h"].ignored is None
+        old.node_finished("r1", NodeRecord("b@h", "b", "h", "failed", 3.0, 4.0, ignored=True))
+        assert old.nodes("r1")["b@h"].ignored is True
+    finally:
+        old.close()

@@ -5,7 +5,6 @@ installed plugin (issue 30)."""
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import re
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 from pydantic import BaseModel
 from opsbook.plugin import ActionContext, Plugin, Result, Status
 from opsbook.testing import ArgumentError, ScriptedConnection, registry_with, run_action
+from opsbook_lab.pytest_plugin import cli_env, opsbook, statuses, wait_for
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_plugin"
 
@@ -131,14 +131,11 @@ steps:
   - name: then something fails
     local.command: "false"
 """)
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
     (state).mkdir()
     (state / "web").write_text("online\n")
-    checked = subprocess.run([sys.executable, "-m", "opsbook", "check", "--no-policy", str(rb)], capture_output=True, text=True,
-                             env=env, timeout=60)
+    checked = opsbook(tmp_path, "check", "--no-policy", str(rb))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    done = subprocess.run([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "text"], capture_output=True,
-                          text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    done = opsbook(tmp_path, "run", str(rb), "--format", "text")
     assert done.returncode == 1, done.stdout + done.stderr
     assert (state / "web").read_text() == "online\n", "the rollback put the previous state back"
 
@@ -154,14 +151,12 @@ steps:
   - name: web to maintenance
     svcadm.set_without_undo: {{service: web, state: maintenance, state_dir: "{state}"}}
 """)
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-    done = subprocess.run([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "text"], capture_output=True,
-                          text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    done = opsbook(tmp_path, "run", str(rb), "--format", "text")
     assert done.returncode == 1, done.stdout + done.stderr
+    assert statuses(tmp_path / "j.db") == {"web-to-maintenance@localhost": "failed"}
     said = "its undo could not be computed (its inverse raised RuntimeError: the previous state was not kept)"
     assert said in done.stderr
-    shown = subprocess.run([sys.executable, "-m", "opsbook", "show", "last"], capture_output=True, text=True,
-                           env=env, timeout=60).stdout
+    shown = opsbook(tmp_path, "show", "last").stdout
     assert "FAILED" in shown and "undo could not be computed" in shown
 
 
@@ -176,14 +171,12 @@ steps:
   - name: report
     svcadm.returns_dict: {service: web}
 """)
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-
     def ob(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, env=env,
-                              timeout=120, stdin=subprocess.DEVNULL)
+        return opsbook(tmp_path, *args)
 
     done = ob("--debug", "run", str(rb), "--format", "text")
     assert done.returncode == 1
+    assert statuses(tmp_path / "j.db") == {"look-up@localhost": "failed", "report@localhost": "failed"}
     assert "KeyError: 'nope'" in done.stderr
     assert 'svcadm.crash raised in step "look up"' in done.stderr and "opsbook_svcadm/__init__.py" in done.stderr
     assert "svcadm.returns_dict returned dict, not an opsbook.plugin.Result" in done.stderr
@@ -206,14 +199,11 @@ steps:
   - name: then something fails
     local.command: "false"
 """)
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-    text = subprocess.run([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "text"], capture_output=True,
-                          text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    text = opsbook(tmp_path, "run", str(rb), "--format", "text")
     assert text.returncode == 4, text.stderr  # a human must undo by hand what did not roll back
     assert "rollback failed" in text.stderr and "svcadm_extras.restore not installed" in text.stderr
     assert "ROLLBACK FAILED" in text.stderr
-    events = subprocess.run([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "json"],
-                            capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    events = opsbook(tmp_path, "run", str(rb), "--format", "json")
     import json
 
     finished = [json.loads(line) for line in events.stdout.splitlines() if '"rollback_finished"' in line]
@@ -242,8 +232,6 @@ steps:
 def _ends_before_the_sleep(proc: subprocess.Popen[str], bound: float = 20.0) -> tuple[str, str]:
     """The run's output, once it ended: it must end before the 30 s sleep does (polled with
     a deadline; a run still going at `bound` s waits for the stubborn action)."""
-    from opsbook_lab.pytest_plugin import wait_for
-
     try:
         wait_for("the run to end without waiting for the stubborn action", lambda: proc.poll() is not None,
                  timeout=bound, interval=0.1)
@@ -259,28 +247,22 @@ def test_an_action_that_ignores_cancellation_is_abandoned_and_the_run_ends(svcad
     import signal
 
     from opsbook.journal import Journal
-    from opsbook_lab.pytest_plugin import wait_for
 
     state = tmp_path / "state"
     state.mkdir()
     (state / "web").write_text("online\n")
     rb = _stubborn_book(tmp_path, state, "1s" if how == "timeout" else None)
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
     proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "json", "--cancel-grace", "2s"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(tmp_path),
                             stdin=subprocess.DEVNULL)
 
     def stuck_started() -> bool:
         if not (tmp_path / "j.db").exists():
             return False
-        journal = Journal(tmp_path / "j.db")
         try:
-            node = journal.nodes(journal.latest_run_id()).get("stuck@localhost")
+            return statuses(tmp_path / "j.db").get("stuck@localhost") in ("started", "unknown")
         except Exception:  # noqa: BLE001 - the run is not recorded yet
             return False
-        finally:
-            journal.close()
-        return node is not None and node.status in ("started", "unknown")
 
     wait_for("the stubborn action to start", stuck_started, timeout=60, interval=0.1)  # start-up is not bounded here
     if how != "timeout":
@@ -293,23 +275,19 @@ def test_an_action_that_ignores_cancellation_is_abandoned_and_the_run_ends(svcad
     stuck = [e for e in events if e["event"] == "node_finished" and e.get("step") == "stuck"]
     assert stuck and stuck[0]["status"] == "unknown", stuck
     assert "svcadm.stubborn did not stop within 2s of being cancelled: abandoned, in doubt" in stuck[0]["msg"]
+    assert statuses(tmp_path / "j.db")["stuck@localhost"] == "unknown"  # in doubt: a resume asks, as after a crash
     journal = Journal(tmp_path / "j.db")
     run_id = journal.latest_run_id()
-    node = journal.nodes(run_id)["stuck@localhost"]
-    assert node.status == "unknown", node  # in doubt: a resume asks, as after a crash mid-action
     abandoned = [data for _, kind, _, data in journal.events(run_id) if kind == "abandoned"]
     assert abandoned and abandoned[0]["action"] == "svcadm.stubborn", abandoned
     assert (state / "web").read_text() == "online\n", "the rollbacks it could run ran"
-    shown = subprocess.run([sys.executable, "-m", "opsbook", "show", run_id], capture_output=True, text=True,
-                           env=env, timeout=60).stdout
+    shown = opsbook(tmp_path, "show", run_id).stdout
     assert "abandoned" in shown and "unknown" in shown
     if how != "timeout":
         return
-    report = subprocess.run([sys.executable, "-m", "opsbook", "report", run_id], capture_output=True, text=True,
-                            env=env, timeout=60).stdout
+    report = opsbook(tmp_path, "report", run_id).stdout
     assert "| localhost | IN DOUBT (check the host): stuck (timed out after 1s; svcadm.stubborn did not stop" in report
-    resumed = subprocess.run([sys.executable, "-m", "opsbook", "resume", run_id, "--format", "text"],
-                             capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    resumed = opsbook(tmp_path, "resume", run_id, "--format", "text")
     assert resumed.returncode == 4, resumed.stderr  # a human must confirm the in-doubt action
     assert f"confirm a re-run with: opsbook resume {run_id} --confirm stuck@localhost" in resumed.stderr
 
@@ -330,8 +308,7 @@ steps:
 """)
 
     def ob(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db")})
+        return opsbook(tmp_path, *args)
 
     checked = ob("check", "--no-policy", str(rb))
     assert checked.returncode == 1, checked.stdout + checked.stderr
@@ -365,11 +342,8 @@ steps:
   - name: web to maintenance
     svcadm.set: {{service: web, state: maintenance, state_dir: "{state}"}}
 """)
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-
     def ob(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "opsbook", *args], capture_output=True, text=True, env=env,
-                              timeout=120, stdin=subprocess.DEVNULL)
+        return opsbook(tmp_path, *args)
 
     dry = ob("run", str(rb), "--check", "--diff", "--format", "text")
     assert dry.returncode == 0, dry.stderr
@@ -397,18 +371,16 @@ steps:
   - name: web to state
     svcadm.set: {{service: web, state: "{{{{ wanted }}}}", state_dir: "{tmp_path}"}}
 """)
-    env = {**os.environ, "OPSBOOK_JOURNAL": str(tmp_path / "j.db"), "OPSBOOK_RUNS_DIR": str(tmp_path / "runs")}
-    done = subprocess.run([sys.executable, "-m", "opsbook", "run", str(rb), "--format", "text"], capture_output=True,
-                          text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    done = opsbook(tmp_path, "run", str(rb), "--format", "text")
     assert done.returncode == 1, done.stdout + done.stderr
+    assert statuses(tmp_path / "j.db") == {"web-to-state@localhost": "failed"}
     assert (f"{rb.name}:6:5: svcadm.set: invalid arguments after rendering: state: Input should be 'online', "
             "'offline' or 'maintenance'") in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
 
 
-def test_plugins_name_of_a_plugin_not_installed_is_an_error(svcadm):
-    done = subprocess.run([sys.executable, "-m", "opsbook", "plugins", "svcadmn"], capture_output=True, text=True,
-                          timeout=120)
+def test_plugins_name_of_a_plugin_not_installed_is_an_error(svcadm, tmp_path):
+    done = opsbook(tmp_path, "plugins", "svcadmn")
     assert done.returncode == 2 and done.stdout == ""
     assert 'no plugin named "svcadmn" (did you mean "svcadm"?); installed: ' in done.stderr
     assert "Traceback" not in done.stderr

@@ -87,7 +87,8 @@ def test_a_looped_blocks_step_takes_the_worst_of_its_copies(registry, tmp_path, 
 
 def test_the_report_grid_colours_a_step_by_the_worst_of_its_loop_copies(registry, tmp_path, monkeypatch):
     """The runbook lost its loop after the run: the report's plan has one row `inner`,
-    which the journal ran as three copies; the row shows the failed copy, not the first."""
+    which the journal ran as three copies; the row shows the failed copy, not the first (its
+    failure was ignored, ignore_errors: it is coloured as counted, `ignored`)."""
     from opsbook.report import STATUS_COLORS, build_report
 
     _, journal, run_id, path = _looped_run(registry, tmp_path, monkeypatch)
@@ -98,5 +99,5 @@ def test_the_report_grid_colours_a_step_by_the_worst_of_its_loop_copies(registry
     steps = [t.get("data-step") for t in grid.iter(f"{{{SVG_NS}}}text") if t.get("class") == "step"]
     assert steps == ["inner"]
     (cell,) = [r for r in grid.iter(f"{{{SVG_NS}}}rect") if r.get("class") == "node"]
-    assert cell.get("fill") == STATUS_COLORS["failed"]
-    assert cell.find(f"{{{SVG_NS}}}title").text.endswith("@ localhost: failed")
+    assert cell.get("fill") == STATUS_COLORS["ignored"]
+    assert cell.find(f"{{{SVG_NS}}}title").text.endswith("@ localhost: ignored")

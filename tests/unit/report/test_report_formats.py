@@ -128,7 +128,8 @@ def test_html_svg_gantt_has_a_bar_per_node_and_rollback_coloured_by_status(journ
     bars = svg.findall(f"{SVG}rect")
     assert len(bars) == 6  # 5 nodes + 1 executed rollback
     fills = [b.get("fill") for b in bars]
-    assert fills[:5] == [STATUS_COLORS[s] for s in ("failed", "skipped", "ok", "failed", "ok")]
+    # web answers failed with ignore_errors: coloured as counted, ignored
+    assert fills[:5] == [STATUS_COLORS[s] for s in ("ignored", "skipped", "ok", "failed", "ok")]
     assert fills[5] == STATUS_COLORS["done"]
     # the rollback took no measurable time, and still has a bar a reader can see and hover
     assert float(bars[5].get("width")) >= 4.0
@@ -150,7 +151,8 @@ def test_json_holds_everything_structured(journal, incident):
     data = json.loads(build_report(journal, incident.run_id, "json"))
     assert data["format"] == "opsbook-report/1"
     assert data["run"]["id"] == incident.run_id and data["run"]["status"] == "failed"
-    assert data["counts"] == {"failed": 2, "skipped": 1, "ok": 2}
+    assert data["counts"] == {"ok": 2, "failed": 1, "ignored": 1, "skipped": 1}
+    assert [n["ignored"] for n in data["nodes"]][:4] == [True, False, False, False]
     assert data["rto"]["rto"] is None and data["rto"]["rto_verdict"] == "not recovered"
     assert data["rto"]["time_to_mitigate"] == pytest.approx(130.0)
     assert [n["node_id"] for n in data["nodes"]][:3] == ["web-answers@web1", "collect-logs@web1", "restart-web@web1"]

@@ -41,8 +41,8 @@ def test_nodes_are_listed_in_start_order_with_offset_duration_status_host_step_m
     nodes = [line for line in lines if re.match(r"\s+[+-]\d\d:", line) and "run succeeded" not in line]
     assert [line.split()[0] for line in nodes] == ["+00:00.0", "+00:02.0", "+00:12.0"]
     first, _, third = nodes
-    assert first.split()[1:4] == ["2.0s", "failed", "web1"]
-    assert "web answers" in first and "rc 7: connection refused (ignored: ignore_errors)" in first
+    assert first.split()[1:4] == ["2.0s", "ignored", "web1"]  # ignore_errors: counted ignored, failed in detail
+    assert "web answers" in first and "failed (ignore_errors): rc 7: connection refused" in first
     assert third.split()[1:4] == ["8.5s", "ok", "db1"] and third.rstrip().endswith("restored 3 tables")
 
 
@@ -124,3 +124,10 @@ def test_a_succeeded_run_shows_its_recorded_undos_as_not_needed_not_pending(jour
     assert "rollbacks: 1 recorded, not needed (the run succeeded)" in text
     assert "pending" not in text
     assert re.search(r"rb not needed\s+web1\s+ssh.command\s+undo restart web", text), text
+
+
+def test_a_report_of_a_row_without_the_flag_reads_ignore_errors_from_the_runbook(journal, new_run):
+    run = new_run()
+    run.node("web-answers", "web1", "failed", 0, 1, msg="refused")  # the runbook: ignore_errors: true
+    run.node("restore-db", "db1", "failed", 1, 2, msg="no backup", ignored=False)
+    assert "nodes       1 failed, 1 ignored;" in timeline_text(journal, run.run_id)
