@@ -112,6 +112,8 @@ class RunbookLoader:
         runbook = self._runbook(data, filename, digest, c)
         if self._reuse.read:  # included files and roles are part of what a resume must find again
             runbook = dataclasses.replace(runbook, digest=self._reuse.digest(digest))
+        if self._reuse.unfound:
+            runbook = dataclasses.replace(runbook, unfound_sources=tuple(self._reuse.chained(self._reuse.unfound)))
         if c.problems:
             raise ValidationError(sorted(self._reuse.chained(c.problems),
                                          key=lambda d: (d.position.file != filename, d.position.file, d.position.line,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.errors import Diagnostic, Position, UserError, ValidationError
+from opsbook.srcpath import SUBFOLDER, SearchPath, is_absolute, is_literal
 from opsbook.template import is_template
 from opsbook.yamlsrc import PosDict, PosList, key_position, load_yaml_file
 
@@ -61,6 +62,9 @@ class Role:
     path: Path
     defaults: dict[str, Any] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
+    # The roles whose folders its steps' `src:` is searched in: itself, then the roles that
+    # depend on it or include it (Ansible's dependency chain, innermost first).
+    chain: tuple[Path, ...] = ()
 
 
 def _pd(pos: Position, items: dict[str, Any], positions: dict[str, Position] | None = None) -> PosDict:
@@ -93,6 +97,8 @@ class Expander:
         self._handler_roles: set[str] = set()
         self._gates = 0
         self.read: list[str] = []  # every file read besides the runbook (part of its digest)
+        self.unfound: list[Diagnostic] = []  # literal `src:` paths that no search folder holds
+        self._role_chain: tuple[Path, ...] = ()  # the roles being expanded, innermost first
 
     # -- entry points ----------------------------------------------------------------------
     def steps(self, raw: PosList, chain: tuple[Position, ...] = (), base: Path | None = None,
@@ -157,6 +163,7 @@ class Expander:
     def _step(self, data: PosDict, chain: tuple[Position, ...], base: Path, role: Role | None) -> PosDict:
         if role is not None:
             data = self._in_role(data, role)
+        data = self._sources(data, SearchPath((*(role.chain if role else ()), _plain(base)), self.runbook_dir))
         for part in ("block", "rescue", "always"):
             if isinstance(data.get(part), PosList):
                 data[part] = self.steps(data[part], chain, base, role)
@@ -339,7 +346,17 @@ class Expander:
         if len(chain) >= MAX_DEPTH or any(Path(p.file).resolve().parent == meta for p in chain):
             self.error(where, f'role "{name}" depends on itself', "")
             return None
-        role = Role(name, path)
+        role = Role(name, path, chain=(path, *self._role_chain))
+        outer, self._role_chain = self._role_chain, role.chain
+        try:
+            return self._role_contents(role, entry, where, chain, from_play)
+        finally:
+            self._role_chain = outer
+
+    def _role_contents(self, role: Role, entry: PosDict, where: Position, chain: tuple[Position, ...],
+                       from_play: bool) -> PosDict | None:
+        """The block a role becomes: its dependencies, then its tasks, with its variables."""
+        name, path = role.name, role.path
         role.defaults = self._role_vars(path, "defaults", entry.get("defaults_from", "main"))
         role.vars = self._role_vars(path, "vars", entry.get("vars_from", "main"))
         entry_vars = dict(entry.get("vars") or {})
@@ -435,22 +452,68 @@ class Expander:
             self.handlers.append(handler)
 
     def _in_role(self, data: PosDict, role: Role) -> PosDict:
-        """A role's step as Ansible shows it ("role : name"), with src: found in the role."""
+        """A role's step as Ansible shows it ("role : name")."""
         out = _pd(data.pos, dict(data), dict(data.key_pos))
         out.value_pos.update(data.value_pos)
         if isinstance(data.get("name"), str) and not data["name"].startswith(f"{role.name} : "):
             out["name"] = f"{role.name} : {data['name']}"
-        for key, value in data.items():
-            if not isinstance(key, str) or not isinstance(value, dict) or not isinstance(value.get("src"), str):
-                continue
-            action = key.removeprefix(_FQCN).rsplit(".", 1)[-1]
-            folder = {"template": "templates", "copy": "files", "script": "files"}.get(action)
-            src = value["src"]
-            if folder and not os.path.isabs(src) and not is_template(src) and (role.path / folder / src).is_file():
-                args = _pd(getattr(value, "pos", data.pos), dict(value), dict(getattr(value, "key_pos", {})))
-                args["src"] = str(role.path / folder / src)
-                out[key] = args
         return out
+
+    def _sources(self, data: PosDict, search: SearchPath) -> PosDict:
+        """The step with each literal relative `src:` of template/copy/script found on
+        `search` (opsbook.srcpath); one found nowhere is recorded in `unfound`."""
+        out = data
+        for key, value in data.items():
+            if key == "rollback" and isinstance(value, PosDict):
+                fixed = self._sources(value, search)
+                if fixed is not value:
+                    out = _copy(out) if out is data else out
+                    out[key] = fixed
+                continue
+            module = key.removeprefix(_FQCN).rsplit(".", 1)[-1] if isinstance(key, str) else ""
+            if module not in SUBFOLDER:
+                continue
+            for holder_key in (key, "args"):
+                holder = data.get(holder_key)
+                if isinstance(holder, PosDict) and isinstance(holder.get("src"), str):
+                    fixed = self._source(holder, module, search)
+                    if fixed is not holder:
+                        out = _copy(out) if out is data else out
+                        out[holder_key] = fixed
+                    break
+        return out
+
+    def _source(self, args: PosDict, module: str, search: SearchPath) -> PosDict:
+        src = args["src"]
+        if not src or is_absolute(src) or not is_literal(src):
+            return args
+        subfolder = SUBFOLDER[module]
+        found = search.find(src, subfolder)
+        if found is None:
+            tried = ", ".join(_shown(p) for p in search.candidates(src, subfolder))
+            near = search.near(src, subfolder)
+            diagnostic = Diagnostic(args.value_pos.get("src", args.pos),
+                                    f'{module}: src "{src}" not found' + (f' (did you mean "{near}"?)' if near else ""),
+                                    f"searched {tried}")
+            if diagnostic not in self.unfound:
+                self.unfound.append(diagnostic)
+            return args
+        if found.resolve() == (self.runbook_dir / src).resolve():  # where the action looks anyway: kept as written
+            return args
+        fixed = _copy(args)
+        fixed["src"] = str(found)
+        return fixed
+
+
+def _copy(data: PosDict) -> PosDict:
+    out = _pd(data.pos, dict(data), dict(data.key_pos))
+    out.value_pos.update(data.value_pos)
+    return out
+
+
+def _plain(path: Path) -> Path:
+    """An absolute, normalised path with symlinks kept (Ansible's unfrackpath(follow=False))."""
+    return Path(os.path.normpath(os.path.abspath(path)))
 
 
 def _yaml_in(folder: Path, name: str) -> Path | None:
