@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.errors import Diagnostic, Position, UserError, ValidationError
-from opsbook.srcpath import SUBFOLDER, SearchPath, is_absolute, is_literal
+from opsbook.srcpath import FILE_ARG, SUBFOLDER, SearchPath, is_absolute, is_literal
 from opsbook.template import is_template
 from opsbook.yamlsrc import PosDict, PosList, key_position, load_yaml_file
 
@@ -460,49 +460,56 @@ class Expander:
         return out
 
     def _sources(self, data: PosDict, search: SearchPath) -> PosDict:
-        """The step with each literal relative `src:` of template/copy/script found on
-        `search` (opsbook.srcpath); one found nowhere is recorded in `unfound`."""
+        """The step with each literal relative `src:` of template/copy (script's path) found
+        on `search` (opsbook.srcpath); one found nowhere is recorded in `unfound`."""
         out = data
         for key, value in data.items():
             if key == "rollback" and isinstance(value, PosDict):
                 fixed = self._sources(value, search)
-                if fixed is not value:
-                    out = _copy(out) if out is data else out
-                    out[key] = fixed
-                continue
-            module = key.removeprefix(_FQCN).rsplit(".", 1)[-1] if isinstance(key, str) else ""
-            if module not in SUBFOLDER:
-                continue
-            for holder_key in (key, "args"):
-                holder = data.get(holder_key)
-                if isinstance(holder, PosDict) and isinstance(holder.get("src"), str):
-                    fixed = self._source(holder, module, search)
-                    if fixed is not holder:
-                        out = _copy(out) if out is data else out
-                        out[holder_key] = fixed
-                    break
+            else:
+                module = key.removeprefix(_FQCN).rsplit(".", 1)[-1] if isinstance(key, str) else ""
+                if module not in SUBFOLDER:
+                    continue
+                if not isinstance(value, PosDict) and isinstance(data.get("args"), PosDict):
+                    key, value = "args", data["args"]  # Ansible's `args:` keyword holds them
+                fixed = self._file_arg(value, module, search, data.value_pos.get(key, data.pos))
+            if fixed is not value:
+                out = _copy(out) if out is data else out
+                out[key] = fixed
         return out
 
-    def _source(self, args: PosDict, module: str, search: SearchPath) -> PosDict:
-        src = args["src"]
-        if not src or is_absolute(src) or not is_literal(src):
+    def _file_arg(self, args: Any, module: str, search: SearchPath, where: Position) -> Any:
+        """`args` with the file argument found: a mapping's `src` (`path` of script), or a
+        script's scalar form (`script: deploy.sh`)."""
+        name = FILE_ARG[module]
+        if isinstance(args, str) and module == "script" and args and not any(c.isspace() for c in args):
+            return self._found(args, module, search, where)
+        if not isinstance(args, PosDict) or not isinstance(args.get(name), str):
             return args
+        found = self._found(args[name], module, search, args.value_pos.get(name, args.pos))
+        if found == args[name]:
+            return args
+        fixed = _copy(args)
+        fixed[name] = found
+        return fixed
+
+    def _found(self, src: str, module: str, search: SearchPath, where: Position) -> str:
+        """Where `src` is (as written when that is where the action looks anyway)."""
+        if not src or is_absolute(src) or not is_literal(src):
+            return src
         subfolder = SUBFOLDER[module]
         found = search.find(src, subfolder)
         if found is None:
             tried = ", ".join(_shown(p) for p in search.candidates(src, subfolder))
             near = search.near(src, subfolder)
-            diagnostic = Diagnostic(args.value_pos.get("src", args.pos),
-                                    f'{module}: src "{src}" not found' + (f' (did you mean "{near}"?)' if near else ""),
-                                    f"searched {tried}")
+            diagnostic = Diagnostic(where, f'{module}: {FILE_ARG[module]} "{src}" not found'
+                                    + (f' (did you mean "{near}"?)' if near else ""), f"searched {tried}")
             if diagnostic not in self.unfound:
                 self.unfound.append(diagnostic)
-            return args
-        if found.resolve() == (self.runbook_dir / src).resolve():  # where the action looks anyway: kept as written
-            return args
-        fixed = _copy(args)
-        fixed["src"] = str(found)
-        return fixed
+            return src
+        if found.resolve() == (self.runbook_dir / src).resolve():
+            return src
+        return str(found)
 
 
 def _copy(data: PosDict) -> PosDict:

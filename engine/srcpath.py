@@ -1,4 +1,4 @@
-"""Where a relative `src:` (template, copy, script) is found on the controller: Ansible's search.
+"""Where a relative `src:` (template, copy; script's file) is found on the controller: Ansible's search.
 
 ansible-core's action plugins look a relative `src` up with `DataLoader.path_dwim_relative_stack`
 over the task's search path (`Base.get_search_path`): the folders of the roles it runs in
@@ -23,6 +23,7 @@ from pathlib import Path
 # The Ansible modules (the last part of an action's name) whose `src` is a controller file,
 # and the subfolder Ansible searches for it (`_find_needle(<folder>, src)`).
 SUBFOLDER = {"template": "templates", "copy": "files", "script": "files"}
+FILE_ARG = {"template": "src", "copy": "src", "script": "path"}  # the argument that names it in opsbook
 
 
 @dataclass(frozen=True)
