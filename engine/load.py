@@ -344,7 +344,7 @@ class RunbookLoader:
         loop_control = self._loop_control(data, c)
         children = {key: self._children(data, key, c, ids) for key in ("block", "rescue", "always")}
         return Step(
-            id=step_id, name=name, pos=data.pos, action=action,
+            id=step_id, name=name, pos=data.pos, action=action, src_dirs=self._reuse.src_dirs.get(data.pos, ()),
             block=children["block"], rescue=children["rescue"], always=children["always"],
             hosts=self._str(data, "hosts", c),
             needs=self._str_list(data, "needs", c) if "needs" in data else None,

@@ -166,6 +166,9 @@ class Step:
     listen: tuple[str, ...] = ()  # handlers only: extra names they answer to
     explicit: frozenset[str] = frozenset()  # keywords written on this step (vs inherited/defaults)
     approve_scope: str | None = None  # id of the block whose `approve` this step carries
+    # Folders a relative `src:` that is a template is searched in when the action runs, before
+    # the runbook's (opsbook.srcpath): its roles' and its file's; () for the runbook's only.
+    src_dirs: tuple[str, ...] = ()
 
     @property
     def is_block(self) -> bool:

@@ -99,6 +99,8 @@ class Expander:
         self.read: list[str] = []  # every file read besides the runbook (part of its digest)
         self.unfound: list[Diagnostic] = []  # literal `src:` paths that no search folder holds
         self._role_chain: tuple[Path, ...] = ()  # the roles being expanded, innermost first
+        # step position -> the folders its templated `src:` is searched in at run time
+        self.src_dirs: dict[Position, tuple[str, ...]] = {}
 
     # -- entry points ----------------------------------------------------------------------
     def steps(self, raw: PosList, chain: tuple[Position, ...] = (), base: Path | None = None,
@@ -163,7 +165,10 @@ class Expander:
     def _step(self, data: PosDict, chain: tuple[Position, ...], base: Path, role: Role | None) -> PosDict:
         if role is not None:
             data = self._in_role(data, role)
-        data = self._sources(data, SearchPath((*(role.chain if role else ()), _plain(base)), self.runbook_dir))
+        search = SearchPath((*(role.chain if role else ()), _plain(base)), self.runbook_dir)
+        data = self._sources(data, search)
+        if search.stack != (self.runbook_dir,) and _names_files(data):
+            self.src_dirs[data.pos] = tuple(str(p) for p in search.stack)
         for part in ("block", "rescue", "always"):
             if isinstance(data.get(part), PosList):
                 data[part] = self.steps(data[part], chain, base, role)
@@ -510,6 +515,16 @@ class Expander:
         if found.resolve() == (self.runbook_dir / src).resolve():
             return src
         return str(found)
+
+
+def _names_files(data: PosDict) -> bool:
+    """Whether a step (or its rollback) is a template/copy/script, whose file is searched for."""
+    for key, value in data.items():
+        if key == "rollback" and isinstance(value, PosDict) and _names_files(value):
+            return True
+        if isinstance(key, str) and key.removeprefix(_FQCN).rsplit(".", 1)[-1] in SUBFOLDER:
+            return True
+    return False
 
 
 def _copy(data: PosDict) -> PosDict:

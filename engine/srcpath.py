@@ -10,7 +10,8 @@ are taken as written.
 The loader (opsbook.reuse) calls `find` for every step whose `src` is a literal path and
 writes the path found into the step; one that no folder holds is kept as a `MissingSource`,
 which `opsbook check` reports and `run` refuses. A templated `src` (`"{{ x }}.j2"`) is not
-judged before the run: it resolves against the runbook's folder when the action runs.
+judged before the run: the step keeps its `stack` (Step.src_dirs) and the action searches
+it when it runs (ActionContext.local_path with a subfolder).
 """
 
 from __future__ import annotations

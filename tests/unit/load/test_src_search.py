@@ -118,3 +118,27 @@ def test_run_and_plan_refuse_a_missing_src_before_anything_starts(tmp_path, writ
         assert 'rb.yaml:7:31: error: template: src "missing.j2" not found' in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_templated_src_is_searched_from_the_steps_folder_when_it_runs(tmp_path, write):
+    write("sub/render.yml", """
+        - name: own
+          template: {src: "{{ which }}.j2", dest: "{{ out }}/own"}
+        - name: copied
+          copy: {src: "{{ which }}.txt", dest: "{{ out }}/copied"}
+    """)
+    write("sub/templates/own.j2", "from sub/templates/ {{ which }}\n")
+    write("templates/own.j2", "from templates/ beside the runbook\n")
+    write("files/own.txt", "from files/ beside the runbook\n")
+    write("rb.yaml", f"""
+opsbook: 1
+name: templated
+hosts: localhost
+vars: {{which: own, out: "{tmp_path}"}}
+steps:
+  - include_tasks: sub/render.yml
+""")
+    done = opsbook(tmp_path, "run", "rb.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "own").read_text() == "from sub/templates/ own\n"
+    assert (tmp_path / "copied").read_text() == "from files/ beside the runbook\n"
