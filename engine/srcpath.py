@@ -8,8 +8,8 @@ written in, then the playbook's folder as a last resort. In each folder it tries
 are taken as written.
 
 The loader (opsbook.reuse) calls `find` for every step whose `src` is a literal path and
-writes the path found into the step; one that no folder holds is kept as a `MissingSource`,
-which `opsbook check` reports and `run` refuses. A templated `src` (`"{{ x }}.j2"`) is not
+writes the path found into the step; one that no folder holds is an error kept in
+`Runbook.unfound_sources`, which `opsbook check` reports and `run` and `plan` refuse. A templated `src` (`"{{ x }}.j2"`) is not
 judged before the run: the step keeps its `stack` (Step.src_dirs) and the action searches
 it when it runs (ActionContext.local_path with a subfolder).
 """
@@ -50,30 +50,21 @@ class SearchPath:
         return next((p for p in self.candidates(src, subfolder) if p.exists()), None)
 
     def near(self, src: str, subfolder: str) -> str | None:
-        """A file in the searched folders whose name is close to `src`'s (a typo), as the
-        path relative to its search folder, or None."""
+        """A file in the searched folders whose name is close to `src`'s (a typo), named as
+        `src` would name it, or None."""
         wanted = Path(src)
         folders = list(dict.fromkeys(p.parent for p in self.candidates(src, subfolder)))
         names: dict[str, str] = {}
         for folder in folders:
             try:
-                entries = [e for e in os.listdir(folder) if not e.startswith(".")]
+                with os.scandir(folder) as found:
+                    entries = [e.name for e in found if e.is_file() and not e.name.startswith(".")]
             except OSError:
                 continue
             for entry in entries:
                 names.setdefault(entry, str(wanted.parent / entry) if str(wanted.parent) != "." else entry)
         close = get_close_matches(wanted.name, sorted(names), n=1, cutoff=0.6)
         return names[close[0]] if close else None
-
-
-@dataclass(frozen=True)
-class MissingSource:
-    """A literal relative `src:` that none of the search folders holds."""
-
-    src: str
-    action: str  # the module: template, copy or script
-    searched: tuple[str, ...]  # the folders tried, as shown to the user
-    near: str | None  # a close name found in them (did you mean)
 
 
 def is_literal(src: str) -> bool:
