@@ -124,6 +124,7 @@ def check_one(path: str, registry: Registry, inputs: _Inputs, report: CheckRepor
         report.diagnostics += exc.diagnostics
         return
     inventory = inputs.inventory
+    report.diagnostics += runbook.unfound_sources
     report.diagnostics += unknown_keys(KeySources(runbook, inventory, registry, frozenset(inputs.extra),
                                                   inputs.given))
     report.diagnostics += delimiter_warnings(runbook)
@@ -324,10 +325,11 @@ class KeySources:
 def certain_mistakes(runbook: Runbook, inventory: Any, registry: Registry, extra: Iterable[str],
                      inventory_given: bool) -> list[Diagnostic]:
     """What `run` and `plan` refuse before anything starts: the keys `check` knows are wrong
-    (`params.verison`, `out.stdot` of a declared shape, `groups.webb`, `hostvars['web9']`).
+    (`params.verison`, `out.stdot` of a declared shape, `groups.webb`, `hostvars['web9']`),
+    and a literal `src:` that no search folder holds (opsbook.srcpath).
     Undefined bare names are left to `check` (a plugin may set facts it cannot see)."""
-    return [d for d in unknown_keys(KeySources(runbook, inventory, registry, frozenset(extra), inventory_given))
-            if d.severity == "error"]
+    keys = unknown_keys(KeySources(runbook, inventory, registry, frozenset(extra), inventory_given))
+    return [*runbook.unfound_sources, *(d for d in keys if d.severity == "error")]
 
 
 def unknown_keys(sources: KeySources) -> list[Diagnostic]:

@@ -112,6 +112,8 @@ class RunbookLoader:
         runbook = self._runbook(data, filename, digest, c)
         if self._reuse.read:  # included files and roles are part of what a resume must find again
             runbook = dataclasses.replace(runbook, digest=self._reuse.digest(digest))
+        if self._reuse.unfound:
+            runbook = dataclasses.replace(runbook, unfound_sources=tuple(self._reuse.chained(self._reuse.unfound)))
         if c.problems:
             raise ValidationError(sorted(self._reuse.chained(c.problems),
                                          key=lambda d: (d.position.file != filename, d.position.file, d.position.line,
@@ -342,7 +344,7 @@ class RunbookLoader:
         loop_control = self._loop_control(data, c)
         children = {key: self._children(data, key, c, ids) for key in ("block", "rescue", "always")}
         return Step(
-            id=step_id, name=name, pos=data.pos, action=action,
+            id=step_id, name=name, pos=data.pos, action=action, src_dirs=self._reuse.src_dirs.get(data.pos, ()),
             block=children["block"], rescue=children["rescue"], always=children["always"],
             hosts=self._str(data, "hosts", c),
             needs=self._str_list(data, "needs", c) if "needs" in data else None,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsbook.errors import Position
+from opsbook.errors import Diagnostic, Position
 
 PHASES = ("first-response", "failover", "permanent-fix", "disaster-recovery", "other")
 PARAM_TYPES = ("string", "int", "bool", "duration", "host", "hosts", "list", "dict", "secret")
@@ -166,6 +166,9 @@ class Step:
     listen: tuple[str, ...] = ()  # handlers only: extra names they answer to
     explicit: frozenset[str] = frozenset()  # keywords written on this step (vs inherited/defaults)
     approve_scope: str | None = None  # id of the block whose `approve` this step carries
+    # Folders a relative `src:` that is a template is searched in when the action runs, before
+    # the runbook's (opsbook.srcpath): its roles' and its file's; () for the runbook's only.
+    src_dirs: tuple[str, ...] = ()
 
     @property
     def is_block(self) -> bool:
@@ -196,6 +199,9 @@ class Runbook:
     gather_facts: bool = False  # a first "Gathering Facts" step, and facts before every node
     force_handlers: bool = True  # notified handlers run on failed hosts too (false: Ansible's default)
     pos: Position | None = None
+    # Literal `src:` paths that no folder of Ansible's search holds (opsbook.srcpath): `check`
+    # reports them, `run` and `plan` refuse to start.
+    unfound_sources: tuple[Diagnostic, ...] = ()
 
     def all_steps(self) -> list[Step]:
         """Every step in file order, blocks before their children."""

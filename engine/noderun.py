@@ -479,7 +479,7 @@ class NodeRunner:
             timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
             cancelled=cancel, evidence_dir=self.opts.evidence_dir,
             become=self.become(step, ctx_vars), secrets=svc.secrets, run_id=svc.run_id,
-            runbook_dir=svc.runbook_dir, variables=ctx_vars, _connect=svc.pool.get,
+            runbook_dir=svc.runbook_dir, src_dirs=step.src_dirs, variables=ctx_vars, _connect=svc.pool.get,
             _output=(lambda line: svc.emit("node_output", node, line=line)) if self.wants_output else None,
             _lookup_host=svc.hostinfo,
             _claim=lambda path: self.evidence.claim(path, _writer(node, ctx_vars)),

@@ -262,6 +262,9 @@ class ActionContext:
     secrets: Any = None  # opsbook.secrets.SecretStore
     run_id: str = ""
     runbook_dir: Path | None = None  # relative file arguments (src:, path:) resolve here
+    # The step's folders searched before runbook_dir for a file in templates/ or files/
+    # (local_path's `subfolder`; opsbook.srcpath): its roles' and its task file's folder.
+    src_dirs: tuple[str, ...] = ()
     variables: Mapping[str, Any] = field(default_factory=dict)  # the step's template variables
     _connect: Callable[[HostInfo], Connection] | None = None
     _output: Callable[[str], None] | None = None
@@ -314,11 +317,21 @@ class ActionContext:
     def deadline_left(self, default: float | None = None) -> float | None:
         return self.timeout if self.timeout is not None else default
 
-    def local_path(self, path: str) -> Path:
-        """A controller file named in an argument: relative paths are the runbook's folder's."""
+    def local_path(self, path: str, subfolder: str | None = None) -> Path:
+        """A controller file named in an argument: relative paths are the runbook's folder's.
+        With `subfolder` ("templates", "files"), a relative path is searched as Ansible
+        searches a template's or a copied file's `src` (opsbook.srcpath), from the step's
+        folders to the runbook's; the runbook's folder when none holds it."""
         candidate = Path(path).expanduser()
         if candidate.is_absolute() or self.runbook_dir is None:
             return candidate
+        if subfolder is not None:
+            from opsbook.srcpath import SearchPath
+
+            search = SearchPath(tuple(Path(d) for d in self.src_dirs), self.runbook_dir)
+            found = search.find(path, subfolder)
+            if found is not None:
+                return found
         return self.runbook_dir / candidate
 
     def evidence_is_folder(self, relative: str) -> bool:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.errors import Diagnostic, Position, UserError, ValidationError
+from opsbook.srcpath import FILE_ARG, SUBFOLDER, SearchPath, is_absolute, is_literal
 from opsbook.template import is_template
 from opsbook.yamlsrc import PosDict, PosList, key_position, load_yaml_file
 
@@ -61,6 +62,9 @@ class Role:
     path: Path
     defaults: dict[str, Any] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
+    # The roles whose folders its steps' `src:` is searched in: itself, then the roles that
+    # depend on it or include it (Ansible's dependency chain, innermost first).
+    chain: tuple[Path, ...] = ()
 
 
 def _pd(pos: Position, items: dict[str, Any], positions: dict[str, Position] | None = None) -> PosDict:
@@ -93,6 +97,10 @@ class Expander:
         self._handler_roles: set[str] = set()
         self._gates = 0
         self.read: list[str] = []  # every file read besides the runbook (part of its digest)
+        self.unfound: list[Diagnostic] = []  # literal `src:` paths that no search folder holds
+        self._role_chain: tuple[Path, ...] = ()  # the roles being expanded, innermost first
+        # step position -> the folders its templated `src:` is searched in at run time
+        self.src_dirs: dict[Position, tuple[str, ...]] = {}
 
     # -- entry points ----------------------------------------------------------------------
     def steps(self, raw: PosList, chain: tuple[Position, ...] = (), base: Path | None = None,
@@ -157,6 +165,10 @@ class Expander:
     def _step(self, data: PosDict, chain: tuple[Position, ...], base: Path, role: Role | None) -> PosDict:
         if role is not None:
             data = self._in_role(data, role)
+        search = SearchPath((*(role.chain if role else ()), _plain(base)), self.runbook_dir)
+        data = self._sources(data, search)
+        if search.stack != (self.runbook_dir,) and _names_files(data):
+            self.src_dirs[data.pos] = tuple(str(p) for p in search.stack)
         for part in ("block", "rescue", "always"):
             if isinstance(data.get(part), PosList):
                 data[part] = self.steps(data[part], chain, base, role)
@@ -339,7 +351,17 @@ class Expander:
         if len(chain) >= MAX_DEPTH or any(Path(p.file).resolve().parent == meta for p in chain):
             self.error(where, f'role "{name}" depends on itself', "")
             return None
-        role = Role(name, path)
+        role = Role(name, path, chain=(path, *self._role_chain))
+        outer, self._role_chain = self._role_chain, role.chain
+        try:
+            return self._role_contents(role, entry, where, chain, from_play)
+        finally:
+            self._role_chain = outer
+
+    def _role_contents(self, role: Role, entry: PosDict, where: Position, chain: tuple[Position, ...],
+                       from_play: bool) -> PosDict | None:
+        """The block a role becomes: its dependencies, then its tasks, with its variables."""
+        name, path = role.name, role.path
         role.defaults = self._role_vars(path, "defaults", entry.get("defaults_from", "main"))
         role.vars = self._role_vars(path, "vars", entry.get("vars_from", "main"))
         entry_vars = dict(entry.get("vars") or {})
@@ -435,22 +457,85 @@ class Expander:
             self.handlers.append(handler)
 
     def _in_role(self, data: PosDict, role: Role) -> PosDict:
-        """A role's step as Ansible shows it ("role : name"), with src: found in the role."""
+        """A role's step as Ansible shows it ("role : name")."""
         out = _pd(data.pos, dict(data), dict(data.key_pos))
         out.value_pos.update(data.value_pos)
         if isinstance(data.get("name"), str) and not data["name"].startswith(f"{role.name} : "):
             out["name"] = f"{role.name} : {data['name']}"
-        for key, value in data.items():
-            if not isinstance(key, str) or not isinstance(value, dict) or not isinstance(value.get("src"), str):
-                continue
-            action = key.removeprefix(_FQCN).rsplit(".", 1)[-1]
-            folder = {"template": "templates", "copy": "files", "script": "files"}.get(action)
-            src = value["src"]
-            if folder and not os.path.isabs(src) and not is_template(src) and (role.path / folder / src).is_file():
-                args = _pd(getattr(value, "pos", data.pos), dict(value), dict(getattr(value, "key_pos", {})))
-                args["src"] = str(role.path / folder / src)
-                out[key] = args
         return out
+
+    def _sources(self, data: PosDict, search: SearchPath) -> PosDict:
+        """The step with each literal relative `src:` of template/copy (script's path) found
+        on `search` (opsbook.srcpath); one found nowhere is recorded in `unfound`."""
+        out = data
+        for key, value in data.items():
+            if key == "rollback" and isinstance(value, PosDict):
+                fixed = self._sources(value, search)
+            else:
+                module = key.removeprefix(_FQCN).rsplit(".", 1)[-1] if isinstance(key, str) else ""
+                if module not in SUBFOLDER:
+                    continue
+                if not isinstance(value, PosDict) and isinstance(data.get("args"), PosDict):
+                    key, value = "args", data["args"]  # Ansible's `args:` keyword holds them
+                fixed = self._file_arg(value, module, search, data.value_pos.get(key, data.pos))
+            if fixed is not value:
+                out = _copy(out) if out is data else out
+                out[key] = fixed
+        return out
+
+    def _file_arg(self, args: Any, module: str, search: SearchPath, where: Position) -> Any:
+        """`args` with the file argument found: a mapping's `src` (`path` of script), or a
+        script's scalar form (`script: deploy.sh`)."""
+        name = FILE_ARG[module]
+        if isinstance(args, str) and module == "script" and args and not any(c.isspace() for c in args):
+            return self._found(args, module, search, where)
+        if not isinstance(args, PosDict) or not isinstance(args.get(name), str):
+            return args
+        found = self._found(args[name], module, search, args.value_pos.get(name, args.pos))
+        if found == args[name]:
+            return args
+        fixed = _copy(args)
+        fixed[name] = found
+        return fixed
+
+    def _found(self, src: str, module: str, search: SearchPath, where: Position) -> str:
+        """Where `src` is (as written when that is where the action looks anyway)."""
+        if not src or is_absolute(src) or not is_literal(src):
+            return src
+        subfolder = SUBFOLDER[module]
+        found = search.find(src, subfolder)
+        if found is None:
+            tried = ", ".join(_shown(p) for p in search.candidates(src, subfolder))
+            near = search.near(src, subfolder)
+            diagnostic = Diagnostic(where, f'{module}: {FILE_ARG[module]} "{src}" not found'
+                                    + (f' (did you mean "{near}"?)' if near else ""), f"searched {tried}")
+            if diagnostic not in self.unfound:
+                self.unfound.append(diagnostic)
+            return src
+        if found.resolve() == (self.runbook_dir / src).resolve():
+            return src
+        return str(found)
+
+
+def _names_files(data: PosDict) -> bool:
+    """Whether a step (or its rollback) is a template/copy/script, whose file is searched for."""
+    for key, value in data.items():
+        if key == "rollback" and isinstance(value, PosDict) and _names_files(value):
+            return True
+        if isinstance(key, str) and key.removeprefix(_FQCN).rsplit(".", 1)[-1] in SUBFOLDER:
+            return True
+    return False
+
+
+def _copy(data: PosDict) -> PosDict:
+    out = _pd(data.pos, dict(data), dict(data.key_pos))
+    out.value_pos.update(data.value_pos)
+    return out
+
+
+def _plain(path: Path) -> Path:
+    """An absolute, normalised path with symlinks kept (Ansible's unfrackpath(follow=False))."""
+    return Path(os.path.normpath(os.path.abspath(path)))
 
 
 def _yaml_in(folder: Path, name: str) -> Path | None:

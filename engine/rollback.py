@@ -171,6 +171,7 @@ class Rollbacks:
         # not the run's cancel token: a rollback runs because the run was stopped
         ctx = ActionContext(host=info, step_name=f"rollback of {undoes}", secrets=svc.secrets, become=become,
                             timeout=ROLLBACK_TIMEOUT, runbook_dir=svc.runbook_dir, run_id=svc.run_id,
+                            src_dirs=origin.step.src_dirs if origin is not None and origin.leaf is not None else (),
                             evidence_dir=svc.opts.evidence_dir, _connect=svc.pool.get, _lookup_host=svc.hostinfo)
         try:
             seq = entry["seq"]

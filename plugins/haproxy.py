@@ -100,7 +100,8 @@ class ServerArgs(_Args):
     shutdown_sessions: bool = Field(False, description="disabled: end the server's sessions at once")
     drain: bool = Field(False, description="disabled: drain first and wait until no session is left "
                         "(at most wait_retries x wait_interval), then disable")
-    wait: bool = Field(False, description="wait until the status says UP (enabled), MAINT (disabled) or DRAIN (drain)")
+    wait: bool = Field(False, description="wait until the status is UP, not UP 1/2 (enabled), MAINT (disabled) "
+                       "or the server is drained (drain)")
     wait_retries: int = Field(25, ge=1, description="how many times to look when waiting")
     wait_interval: Seconds = Field(5.0, gt=0, description="time between two looks (5, 0.5s, 1m)")
     fail_on_not_found: bool = Field(True, description="fail when the backend or server does not exist "
@@ -207,10 +208,15 @@ def _target_weight(server: Server, weight: str | None) -> int:
 
 
 _SET = {"enabled": "ready", "drain": "drain", "disabled": "maint"}
-# What `wait` waits for. A drained server whose checks fail says DOWN, not DRAIN: its admin
-# state says it is drained, and it takes no new traffic either way.
+# What `wait` waits for. `enabled` waits for the status word `UP` itself: a server leaving
+# maintenance shows `UP 1/2` (HAProxy's "UP, going down": no check has passed yet) and goes
+# DOWN at the next failed check. community.general's wait_until_status tests `"UP" in
+# status` and returns there; opsbook waits for a check to confirm it (docs/language.md). A
+# server without checks never says UP: `no check` is as far as it goes. A drained server
+# whose checks fail says DOWN, not DRAIN: its admin state says it is drained, and it takes
+# no new traffic either way.
 _WAIT_FOR: dict[str, tuple[str, Any]] = {
-    "enabled": ("UP", lambda s: s.status.startswith(("UP", "no check"))),
+    "enabled": ("UP", lambda s: s.status in ("UP", "no check")),
     "drain": ("DRAIN", lambda s: bool(s.admin & _DRAIN_BITS) and not s.status.startswith("UP")),
     "disabled": ("MAINT", lambda s: s.status.startswith("MAINT")),
 }

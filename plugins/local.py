@@ -346,7 +346,7 @@ class ScriptArgs(_Args):
 @plugin.action(scalar="path", data=(), mutates=True)
 def script(ctx: ActionContext, args: ScriptArgs) -> Result:
     """Run a script file on the controller."""
-    path = str(ctx.local_path(args.path))
+    path = str(ctx.local_path(args.path, "files"))
     if not os.path.isfile(path):
         return Result.failed(f"script {args.path} does not exist")
     if ctx.check_mode:

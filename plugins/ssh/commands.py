@@ -209,7 +209,7 @@ class ScriptArgs(_CommandArgs):
 @_as_result
 def script(ctx: ActionContext, args: ScriptArgs) -> Result:
     """Run a local script on the host (uploaded to a temporary file, removed afterwards)."""
-    local = ctx.local_path(args.path)
+    local = ctx.local_path(args.path, "files")
     if not local.is_file():
         return Result.failed(f"script {args.path} does not exist on the controller")
     body = local.read_bytes()

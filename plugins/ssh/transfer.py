@@ -265,7 +265,7 @@ def _file_inverse(args: _FileArgs, result: Result) -> tuple[str, dict[str, Any]]
 def copy(ctx: ActionContext, args: CopyArgs) -> Result:
     """Copy inline content or a local file to the host (atomic; changed only when it differs)."""
     if args.src is not None:
-        local = ctx.local_path(args.src)
+        local = ctx.local_path(args.src, "files")
         if not local.is_file():
             return Result.failed(f"src {args.src} does not exist on the controller")
         return _install(ctx, args, local.read_bytes(), local.name)
@@ -299,7 +299,7 @@ def render_template(source: str, context: Mapping[str, Any]) -> str:
 @_as_result
 def template(ctx: ActionContext, args: TemplateArgs) -> Result:
     """Render a local Jinja2 template with host vars + `vars` and install it on the host."""
-    local = ctx.local_path(args.src)
+    local = ctx.local_path(args.src, "templates")
     if not local.is_file():
         return Result.failed(f"template {args.src} does not exist on the controller")
     context = {**ctx.host.vars, "inventory_hostname": ctx.host.name, **ctx.variables, **args.vars}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import threading
+import re
 
 import pytest
+from opsbook.cancel import CancelToken
 from opsbook.plugin import ActionContext, Become, Result, Status
+from opsbook_lab.pytest_plugin import wait_for
 from opsbook_plugins.haproxy import plugin
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -15,7 +17,7 @@ SOCKET = "/run/haproxy/admin.sock"
 
 def act(lb, action: str, args: dict, *, check: bool = False, become: Become | None = None) -> Result:
     spec = plugin.actions[action]
-    ctx = ActionContext(host=lb.host, step_name=f"test {action}", check_mode=check, cancelled=threading.Event(),
+    ctx = ActionContext(host=lb.host, step_name=f"test {action}", check_mode=check, cancelled=CancelToken(),
                         become=become, run_id="test", _connect=lambda _host: lb.conn)
     return spec.fn(ctx, spec.parse_args(args))
 
@@ -83,7 +85,27 @@ def test_disable_with_wait_then_enable_with_wait(lb):
     on = act(lb, "server", {"state": "enabled", "host": "web2", "socket": SOCKET, "wait": True,
                              "wait_interval": 0.5, "wait_retries": 40})
     assert on.status is Status.OK and on.changed, on.msg
-    assert on.data["servers"][0]["after"]["status"].startswith("UP")
+    # Leaving maintenance, web2 says `UP 1/2` until its first check passes (rise 2 in the
+    # lab's haproxy.cfg): the wait goes on until it says UP.
+    assert on.data["servers"][0]["after"]["status"] == "UP", on.data
+
+
+def test_enable_with_wait_is_not_fooled_by_up_1_of_2_on_a_dead_server(lb):
+    """A server leaving maintenance says `UP 1/2` before any check ran; one that does not
+    answer goes DOWN at its next check. `wait` does not take UP 1/2 for UP (community.general
+    does: it tests `"UP" in status`)."""
+    address = lb.sh("lb-backend raw 'show servers state web'")
+    fields = next(f for f in (line.split() for line in address.splitlines()) if len(f) > 18 and f[3] == "web2")
+    addr, port = fields[4], fields[18]
+    lb.sh("lb-backend maint web2 && lb-backend addr web2 127.0.0.1 9")  # nothing listens on lb1:9
+    try:
+        on = act(lb, "server", {"state": "enabled", "host": "web2", "socket": SOCKET, "wait": True,
+                                 "wait_interval": 0.5, "wait_retries": 8})
+        assert on.status is Status.FAILED, (on.msg, on.data)
+        assert on.msg.startswith("lb1: not UP after 8 look(s) 0.5s apart: web/web2 is DOWN"), on.msg
+    finally:
+        lb.sh(f"lb-backend addr web2 {addr} {port} && lb-backend ready web2")
+        wait_for("web2 UP again on lb1", lambda: re.search(r"^web2 UP \d+ ", lb.sh("lb-backend list"), re.M))
 
 
 def test_disable_with_drain_waits_for_no_sessions(lb):

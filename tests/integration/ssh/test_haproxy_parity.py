@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 from pathlib import Path
 
 import ansible_core
 import pytest
+from opsbook.cancel import CancelToken
 from opsbook.plugin import ActionContext, Status
 from opsbook_plugins.haproxy import plugin
 
@@ -46,7 +46,7 @@ def ansible(lab_info, tmp_path):
 
 def opsbook(lb, args: dict) -> tuple[str, object]:
     spec = plugin.actions["server"]
-    ctx = ActionContext(host=lb.host, step_name="parity", cancelled=threading.Event(), _connect=lambda _h: lb.conn)
+    ctx = ActionContext(host=lb.host, step_name="parity", cancelled=CancelToken(), _connect=lambda _h: lb.conn)
     result = spec.fn(ctx, spec.parse_args(args))
     word = "FAILED!" if result.status is Status.FAILED else "CHANGED" if result.changed else "SUCCESS"
     return word, result
