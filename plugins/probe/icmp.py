@@ -19,10 +19,10 @@ from opsbook_plugins.probe.vantage import (
     Outcome,
     ProbeArgs,
     Vantage,
+    at_target_host,
     fmt_ms,
     missing_tool,
     ms_since,
-    not_an_option,
     run_probe,
 )
 from pydantic import Field
@@ -85,11 +85,7 @@ def _ping_controller(
 def icmp(ctx: ActionContext, args: IcmpArgs) -> Result:
     """L3: the host answers ping (from the controller or from other hosts)."""
 
-    def probe(vantage: Vantage, timeout: float) -> Outcome:
-        host = vantage.target_host(args.host)
-        refused = not_an_option(vantage, host)
-        if refused:
-            return refused
+    def probe(vantage: Vantage, host: str, timeout: float) -> Outcome:
         argv = _ping_argv(host, args, timeout)
         start = time.monotonic()
         if vantage.is_controller:
@@ -109,7 +105,7 @@ def icmp(ctx: ActionContext, args: IcmpArgs) -> Result:
             )
         return _ping_outcome(vantage.name, host, args, out + err, wall)
 
-    return run_probe(ctx, args, probe)
+    return run_probe(ctx, args, at_target_host(args.host, probe))
 
 
 def _ping_outcome(vantage: str, host: str, args: IcmpArgs, output: str, wall_ms: float) -> Outcome:

@@ -18,10 +18,10 @@ from opsbook_plugins.probe.vantage import (
     Outcome,
     ProbeArgs,
     Vantage,
+    at_target_host,
     fmt_ms,
     fmt_s,
     ms_since,
-    not_an_option,
     os_reason,
     run_probe,
 )
@@ -105,11 +105,7 @@ def _tcp_remote(
 def tcp(ctx: ActionContext, args: TcpArgs) -> Result:
     """L4: the port accepts a TCP connection; measures the connect time."""
 
-    def probe(vantage: Vantage, timeout: float) -> Outcome:
-        host = vantage.target_host(args.host)
-        refused = not_an_option(vantage, host)
-        if refused:
-            return refused
+    def probe(vantage: Vantage, host: str, timeout: float) -> Outcome:
         port = vantage.override.port or args.port
         found = (
             _tcp_controller(host, port, timeout)
@@ -120,7 +116,7 @@ def tcp(ctx: ActionContext, args: TcpArgs) -> Result:
             return found
         return _tcp_outcome(vantage.name, host, port, args.state, found, timeout)
 
-    return run_probe(ctx, args, probe)
+    return run_probe(ctx, args, at_target_host(args.host, probe))
 
 
 def _tcp_outcome(

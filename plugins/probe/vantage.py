@@ -129,11 +129,20 @@ class Vantage:
         return self.target.address
 
 
-def not_an_option(vantage: Vantage, host: str) -> Outcome | None:
-    """A target read as a command-line option (`-e/bin/sh`) by ping or nc: refused."""
-    if host.startswith("-"):
-        return Outcome(vantage.name, False, f'"{host}" is not a host name or address')
-    return None
+def at_target_host(
+    explicit: str | None, probe: Callable[[Vantage, str, float], Outcome]
+) -> Callable[[Vantage, float], Outcome]:
+    """A probe of the target's address as each vantage point sees it (`explicit` first, see
+    `Vantage.target_host`); an address that ping or nc would read as a command-line option
+    (`-e/bin/sh`) is a failed vote, never run."""
+
+    def at(vantage: Vantage, timeout: float) -> Outcome:
+        host = vantage.target_host(explicit)
+        if host.startswith("-"):
+            return Outcome(vantage.name, False, f'"{host}" is not a host name or address')
+        return probe(vantage, host, timeout)
+
+    return at
 
 
 def _vantage(ctx: ActionContext, override: VantageOverride) -> Vantage:
