@@ -79,6 +79,22 @@ def test_plugin_package_init_only_declares(root: Path) -> None:
 
 
 @pytest.mark.parametrize("root", PACKAGES, ids=[p.name for p in PACKAGES])
+def test_a_name_the_package_re_exports_is_not_also_one_of_its_modules(root: Path) -> None:
+    """`opsbook_plugins.kubernetes.session` once meant a function here and a module there."""
+    package = f"opsbook_plugins.{root.name}"
+    modules = {p.stem for p in root.glob("*.py")}
+    tree = ast.parse((root / "__init__.py").read_text())
+    hidden = sorted(
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(package + ".")
+        for alias in node.names
+        if (alias.asname or alias.name) in modules
+    )
+    assert hidden == [], f"{package} re-exports {hidden}, which hide its modules of that name"
+
+
+@pytest.mark.parametrize("root", PACKAGES, ids=[p.name for p in PACKAGES])
 def test_plugin_package_is_installed_and_its_entry_point_is_its_plugin(root: Path) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     package = f"opsbook_plugins.{root.name}"
