@@ -27,6 +27,10 @@ from opsbook_plugins.probe.vantage import (
 )
 from pydantic import Field
 
+# ping's summary: "rtt min/avg/max/mdev = 0.1/0.2/0.3/0.0 ms" and "1 packets received"
+_RTT = re.compile(r"= [\d.]+/([\d.]+)/[\d.]+")
+_RECEIVED = re.compile(r"(\d+) (?:packets )?received")
+
 
 class IcmpArgs(ProbeArgs):
     """Arguments of probe.icmp."""
@@ -39,10 +43,6 @@ class IcmpArgs(ProbeArgs):
     state: Literal["reachable", "unreachable"] = Field(
         "reachable", description="unreachable passes when nothing answers (isolation check)."
     )
-
-
-_RTT = re.compile(r"= [\d.]+/([\d.]+)/[\d.]+")
-_RECEIVED = re.compile(r"(\d+) (?:packets )?received")
 
 
 def _ping_argv(host: str, args: IcmpArgs, timeout: float) -> list[str]:
