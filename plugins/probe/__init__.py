@@ -28,8 +28,8 @@ on the one `plugin` of `_plugin.py`.
   its answer judged by the checks of `opsbook_plugins.http_checks`, shared with local.http).
 
 The names other code reasonably uses (the argument models, `Outcome`, `run_probe`,
-`judge_http`) are re-exported here; the layer modules keep their names (`probe.http` is the
-module, its action is `probe.http.http`).
+`verdict`, `judge_http`) are re-exported here; the action functions are not, so that
+`opsbook_plugins.probe.http` means one thing, the module (its action is `http.http`).
 """
 
 from __future__ import annotations
