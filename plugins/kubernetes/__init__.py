@@ -23,9 +23,11 @@ the inventory source) on the one `plugin` of `_plugin.py`.
 
 - `connection`: settings like kubectl's, one client per cluster, the pool, raw JSON requests;
 - `discovery`: the resources a cluster serves, the words that name them, `Ref`;
-- `errors`: the plugin's exceptions by HTTP status; `explain`: the words for the person on call;
-- `session`: the shared arguments, constants and client pool, `Session`, the object an action
-  is about; `objects`: the clock, time in words, reading and comparing API objects;
+- `errors`: the plugin's exceptions by HTTP status; `errors_explained`: `explain`, the words for
+  the person on call;
+- `common`: what every action shares: the arguments, constants and client pool, `Session`
+  and `session()`, the object an action is about; `objects`: the clock, time in words,
+  reading and comparing API objects;
 - `describe`: k8s.get and k8s.describe; `events`: k8s.events and the evidence files;
 - `apply`: k8s.apply, k8s.patch, k8s.delete;
 - `rollout`: k8s.rollout_restart/status; `rollout_history`: k8s.rollout_history/undo/pause/resume;
@@ -67,6 +69,7 @@ from opsbook_plugins.kubernetes.apply import (
     applied_change,
     manifests,
 )
+from opsbook_plugins.kubernetes.common import Session, session
 from opsbook_plugins.kubernetes.connection import Cluster, ClusterPool, Settings, settings_for
 from opsbook_plugins.kubernetes.describe import DescribeArgs, GetArgs, describe_text
 from opsbook_plugins.kubernetes.discovery import Ref, Resource
@@ -82,13 +85,12 @@ from opsbook_plugins.kubernetes.errors import (
     Throttled,
     Unreachable,
 )
+from opsbook_plugins.kubernetes.errors_explained import explain
 from opsbook_plugins.kubernetes.events import EventsArgs, event_rows, events_table
-from opsbook_plugins.kubernetes.explain import explain
 from opsbook_plugins.kubernetes.inventory import inventory_from, k8s_inventory, k8s_inventory_source
 from opsbook_plugins.kubernetes.nodes import NodeArgs
 from opsbook_plugins.kubernetes.rollout import Rollout, rollout_state, watch_rollout
 from opsbook_plugins.kubernetes.scale import ScaleArgs
-from opsbook_plugins.kubernetes.session import Session, session
 from opsbook_plugins.kubernetes.wait import WaitArgs, condition_met, field_met, jsonpath
 
 __all__ = [

@@ -16,19 +16,7 @@ from opsbook.plugin import (
     Seconds,
 )
 from opsbook_plugins.kubernetes._plugin import plugin
-from opsbook_plugins.kubernetes.discovery import Ref
-from opsbook_plugins.kubernetes.errors import ApiError, K8sError, NotFound
-from opsbook_plugins.kubernetes.explain import explain, not_found
-from opsbook_plugins.kubernetes.objects import (
-    Clock,
-    _comparable,
-    _meta,
-    _timed_out,
-    applied_change,
-    diff_text,
-    strip,
-)
-from opsbook_plugins.kubernetes.session import (
+from opsbook_plugins.kubernetes.common import (
     FIELD_MANAGER,
     PATCH_TYPES,
     POLL,
@@ -38,6 +26,18 @@ from opsbook_plugins.kubernetes.session import (
     _Obj,
     _object,
     session,
+)
+from opsbook_plugins.kubernetes.discovery import Ref
+from opsbook_plugins.kubernetes.errors import ApiError, K8sError, NotFound
+from opsbook_plugins.kubernetes.errors_explained import explain, not_found
+from opsbook_plugins.kubernetes.objects import (
+    Clock,
+    _comparable,
+    _meta,
+    _timed_out,
+    applied_change,
+    diff_text,
+    strip,
 )
 from pydantic import Field, model_validator
 

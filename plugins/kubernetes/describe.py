@@ -13,6 +13,7 @@ from opsbook.plugin import (
     Result,
 )
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import _Obj, _object, session
 from opsbook_plugins.kubernetes.errors import K8sError
 from opsbook_plugins.kubernetes.events import (
     EventsArgs,
@@ -34,7 +35,6 @@ from opsbook_plugins.kubernetes.objects import (
     strip,
 )
 from opsbook_plugins.kubernetes.rollout import _WORKLOADS
-from opsbook_plugins.kubernetes.session import _Obj, _object, session
 from pydantic import Field
 
 # --------------------------------------------------------------------------- get

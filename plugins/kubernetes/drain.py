@@ -17,8 +17,19 @@ from opsbook.plugin import (
 )
 from opsbook_plugins.kubernetes import placement as k8s_placement
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import (
+    _REPLACING,
+    DEFAULT_WAIT,
+    EVICT_RETRY,
+    LATE_FOR,
+    LATE_LOOKS,
+    POLL,
+    SETTLE,
+    Session,
+    session,
+)
 from opsbook_plugins.kubernetes.errors import ApiError, Conflict, K8sError, NotFound, Throttled
-from opsbook_plugins.kubernetes.explain import explain
+from opsbook_plugins.kubernetes.errors_explained import explain
 from opsbook_plugins.kubernetes.nodes import NodeArgs, _node
 from opsbook_plugins.kubernetes.objects import (
     Clock,
@@ -31,17 +42,6 @@ from opsbook_plugins.kubernetes.objects import (
     _owner,
     _selector,
     _timed_out,
-)
-from opsbook_plugins.kubernetes.session import (
-    _REPLACING,
-    DEFAULT_WAIT,
-    EVICT_RETRY,
-    LATE_FOR,
-    LATE_LOOKS,
-    POLL,
-    SETTLE,
-    Session,
-    session,
 )
 from pydantic import Field
 

@@ -17,10 +17,10 @@ from opsbook.plugin import (
     Result,
 )
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import Session, _Obj, _object, session
 from opsbook_plugins.kubernetes.discovery import Ref
 from opsbook_plugins.kubernetes.errors import K8sError
 from opsbook_plugins.kubernetes.objects import _ago, _meta, _n, _now, _owner, _selector, _ts
-from opsbook_plugins.kubernetes.session import Session, _Obj, _object, session
 from pydantic import Field
 
 # --------------------------------------------------------------------------- evidence

@@ -16,10 +16,10 @@ from typing import Any
 
 from opsbook.plugin import ActionContext, Result, Seconds, Status
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import DEFAULT_WAIT, _Obj, _object, session
 from opsbook_plugins.kubernetes.errors import K8sError, did_you_mean
 from opsbook_plugins.kubernetes.objects import Clock, _pod_ready, _selector
 from opsbook_plugins.kubernetes.rollout import _WORKLOADS
-from opsbook_plugins.kubernetes.session import DEFAULT_WAIT, _Obj, _object, session
 from pydantic import Field, field_validator
 
 OUTPUT_CAP = 1 << 20  # bytes of stdout and of stderr kept each

@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import clusters
 from opsbook_plugins.kubernetes.connection import settings_for
 from opsbook_plugins.kubernetes.objects import _conditions, _meta, _owner, _pod_ready
-from opsbook_plugins.kubernetes.session import clusters
 
 # --------------------------------------------------------------------------- inventory
 

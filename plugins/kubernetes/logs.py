@@ -14,11 +14,11 @@ from typing import Any
 from opsbook.model import parse_duration
 from opsbook.plugin import ActionContext, Result
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import _Obj, _object, session
 from opsbook_plugins.kubernetes.errors import _BY_STATUS, ApiError, K8sError
 from opsbook_plugins.kubernetes.events import _safe, _save
 from opsbook_plugins.kubernetes.objects import _n, _now, _selector
 from opsbook_plugins.kubernetes.rollout import _WORKLOADS
-from opsbook_plugins.kubernetes.session import _Obj, _object, session
 from pydantic import Field
 
 MAX_PODS = 10  # pods of a workload whose logs are collected, at most (newest first)
@@ -120,7 +120,7 @@ def read_log(
                 f"{ref}, container {container}: no previous instance to read "
                 f"(it has not restarted): {message}"
             )
-        from opsbook_plugins.kubernetes.explain import explain
+        from opsbook_plugins.kubernetes.errors_explained import explain
 
         raise explain(s, exc, "get", ref, sub="log")
     return text, len(text.encode()) >= args.limit_bytes

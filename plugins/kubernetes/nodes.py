@@ -12,9 +12,9 @@ from opsbook.plugin import (
     Result,
 )
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import Session, _Conn, session
 from opsbook_plugins.kubernetes.discovery import Ref
 from opsbook_plugins.kubernetes.errors import K8sError
-from opsbook_plugins.kubernetes.session import Session, _Conn, session
 from pydantic import Field
 
 # --------------------------------------------------------------------------- nodes

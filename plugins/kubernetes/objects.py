@@ -15,8 +15,8 @@ from opsbook.plugin import (
     Result,
     Status,
 )
+from opsbook_plugins.kubernetes.common import DEFAULT_WAIT, FIELD_MANAGER, POLL
 from opsbook_plugins.kubernetes.errors import K8sError
-from opsbook_plugins.kubernetes.session import DEFAULT_WAIT, FIELD_MANAGER, POLL
 
 T = TypeVar("T")
 

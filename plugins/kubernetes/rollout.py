@@ -16,6 +16,15 @@ from opsbook.plugin import (
     Status,
 )
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import (
+    DEFAULT_WAIT,
+    POLL,
+    RESTARTED_AT,
+    Session,
+    _Obj,
+    _object,
+    session,
+)
 from opsbook_plugins.kubernetes.discovery import Ref
 from opsbook_plugins.kubernetes.errors import K8sError
 from opsbook_plugins.kubernetes.objects import (
@@ -28,15 +37,6 @@ from opsbook_plugins.kubernetes.objects import (
     _pod_ready,
     _selector,
     _timed_out,
-)
-from opsbook_plugins.kubernetes.session import (
-    DEFAULT_WAIT,
-    POLL,
-    RESTARTED_AT,
-    Session,
-    _Obj,
-    _object,
-    session,
 )
 from pydantic import Field
 
@@ -129,6 +129,16 @@ class Rollout:
         )
 
 
+# Where each kind's status keeps the counts kubectl compares, in `Rollout`'s order: ready,
+# updated, available. (How many are desired: a DaemonSet's status.desiredNumberScheduled,
+# else spec.replicas.) Another kind is read as a Deployment.
+_STATUS_COUNTS = {
+    "DaemonSet": ("numberReady", "updatedNumberScheduled", "numberAvailable"),
+    "StatefulSet": ("readyReplicas", "updatedReplicas", "availableReplicas"),
+    "Deployment": ("readyReplicas", "updatedReplicas", "availableReplicas"),
+}
+
+
 def rollout_state(obj: Mapping[str, Any]) -> Rollout:
     """kubectl's status viewers for Deployments, StatefulSets and DaemonSets."""
     kind = obj.get("kind")
@@ -137,14 +147,11 @@ def rollout_state(obj: Mapping[str, Any]) -> Rollout:
     observed = st.get("observedGeneration", 0) >= meta.get("generation", 0)
     if kind == "DaemonSet":
         desired = st.get("desiredNumberScheduled", 0)
-        r = Rollout(
-            False,
-            "",
-            desired,
-            st.get("numberReady", 0),
-            st.get("updatedNumberScheduled", 0),
-            st.get("numberAvailable", 0),
-        )
+    else:
+        desired = spec.get("replicas", 1)
+    counts = _STATUS_COUNTS.get(str(kind), _STATUS_COUNTS["Deployment"])
+    r = Rollout(False, "", desired, *(st.get(field, 0) for field in counts))
+    if kind == "DaemonSet":
         if (spec.get("updateStrategy") or {}).get("type", "RollingUpdate") != "RollingUpdate":
             r.fatal = "rollout status is only available for the RollingUpdate strategy"
         elif not observed:
@@ -156,16 +163,7 @@ def rollout_state(obj: Mapping[str, Any]) -> Rollout:
         else:
             r.done, r.message = True, f'daemon set "{name}" successfully rolled out'
         return r
-    desired = spec.get("replicas", 1)
     if kind == "StatefulSet":
-        r = Rollout(
-            False,
-            "",
-            desired,
-            st.get("readyReplicas", 0),
-            st.get("updatedReplicas", 0),
-            st.get("availableReplicas", 0),
-        )
         rolling = spec.get("updateStrategy") or {}
         if rolling.get("type", "RollingUpdate") != "RollingUpdate":
             r.fatal = "rollout status is only available for the RollingUpdate strategy"
@@ -188,14 +186,6 @@ def rollout_state(obj: Mapping[str, Any]) -> Rollout:
             r.done, r.message = True, f'statefulset "{name}" rolling update complete'
         return r
     total = st.get("replicas", 0)
-    r = Rollout(
-        False,
-        "",
-        desired,
-        st.get("readyReplicas", 0),
-        st.get("updatedReplicas", 0),
-        st.get("availableReplicas", 0),
-    )
     progressing = _conditions(obj).get("Progressing", {})
     if not observed:
         r.message = f'waiting for deployment "{name}" spec update to be observed'

@@ -17,11 +17,11 @@ from typing import Any
 
 from opsbook.plugin import ActionContext, Result, Seconds
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import DEFAULT_WAIT, Session, _Obj, _object, session
 from opsbook_plugins.kubernetes.errors import K8sError
 from opsbook_plugins.kubernetes.events import _safe, _save
 from opsbook_plugins.kubernetes.objects import Clock, _meta, _n, _now, _owner, _selector, diff_text
 from opsbook_plugins.kubernetes.rollout import _rollout_result, watch_rollout
-from opsbook_plugins.kubernetes.session import DEFAULT_WAIT, Session, _Obj, _object, session
 from pydantic import Field
 
 REVISION = "deployment.kubernetes.io/revision"

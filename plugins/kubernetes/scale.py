@@ -11,10 +11,10 @@ from opsbook.plugin import (
     Seconds,
 )
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import DEFAULT_WAIT, _Obj, _object, session
 from opsbook_plugins.kubernetes.errors import K8sError
 from opsbook_plugins.kubernetes.objects import Clock
 from opsbook_plugins.kubernetes.rollout import _WORKLOADS, _rollout_result, watch_rollout
-from opsbook_plugins.kubernetes.session import DEFAULT_WAIT, _Obj, _object, session
 from pydantic import Field
 
 # --------------------------------------------------------------------------- scale

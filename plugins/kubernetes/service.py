@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from opsbook.plugin import ActionContext, Result, Seconds
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import DEFAULT_WAIT, POLL, _Ns, session
 from opsbook_plugins.kubernetes.discovery import _segment
 from opsbook_plugins.kubernetes.errors import K8sError
 from opsbook_plugins.kubernetes.objects import Clock, _n, _timed_out
-from opsbook_plugins.kubernetes.session import DEFAULT_WAIT, POLL, _Ns, session
 from pydantic import Field
 
 BODY_CAP = 64 * 1024  # bytes of a proxied answer kept

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from opsbook.plugin import ActionContext, Result
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import session
 from opsbook_plugins.kubernetes.errors import K8sError
 from opsbook_plugins.kubernetes.nodes import NodeArgs, _node
-from opsbook_plugins.kubernetes.session import session
 from pydantic import Field
 
 Effect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]

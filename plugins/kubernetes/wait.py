@@ -13,10 +13,10 @@ from opsbook.plugin import (
     Seconds,
 )
 from opsbook_plugins.kubernetes._plugin import plugin
+from opsbook_plugins.kubernetes.common import DEFAULT_WAIT, POLL, _Obj, _object, session
 from opsbook_plugins.kubernetes.discovery import Ref
 from opsbook_plugins.kubernetes.errors import K8sError
 from opsbook_plugins.kubernetes.objects import Clock, _key, _meta, _timed_out, strip
-from opsbook_plugins.kubernetes.session import DEFAULT_WAIT, POLL, _Obj, _object, session
 from pydantic import Field, model_validator
 
 # --------------------------------------------------------------------------- wait

@@ -12,8 +12,10 @@ The actions (no paramiko imported):
 - `transfer`: ssh.copy, ssh.template, ssh.fetch (file transfer);
 - `service`: ssh.service;  `wait`: ssh.wait_for;
 - `collect`: ssh.collect (a command's output kept as evidence);
-- `edit`: ssh.lineinfile, ssh.blockinfile, ssh.replace and the guarded write behind
-  `backup:`/`validate:`, with `textedit` for Ansible's editing rules as pure functions;
+- `edit`: ssh.lineinfile, ssh.blockinfile, ssh.replace, with `textedit` for Ansible's
+  editing rules as pure functions;
+- `filewrite`: the one write that puts a file in place for ssh.copy/template and the edits
+  (`backup:`, `validate:`, under become), and `_WriteArgs`, the base of their arguments;
 - `facts`: ssh.setup (Ansible's facts).
 
 The connection (imported on first use: paramiko takes a tenth of a second to import):

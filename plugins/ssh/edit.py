@@ -1,119 +1,32 @@
-"""ssh.lineinfile, ssh.blockinfile, ssh.replace, and the guarded write behind `backup:`/`validate:`.
+"""ssh.lineinfile, ssh.blockinfile, ssh.replace: Ansible's editing modules.
 
 The edits read the file from the host, apply Ansible's rules on the controller
-(opsbook_plugins.ssh.textedit) and install the result through ssh.copy's path (`_install`):
-so check mode, `--diff`, mode/owner/group and the rollback (the previous content, or the
-backup) work as for ssh.copy. `guarded_write` is how any of them puts a file in place
-when `validate:` or `backup:` is given: the new content goes to a temporary file beside
-the destination, the validate command runs on that file (`%s`), and only when it passes
-is the old file copied to the backup (DEST.PID.YYYY-MM-DD@HH:MM:SS~, Ansible's name) and
-the new one moved over it. A config that fails validation is never put in place.
+(opsbook_plugins.ssh.textedit) and install the result through ssh.copy's path (`_install`,
+which writes with `filewrite.write_file`): so check mode, `--diff`, mode/owner/group,
+`backup:`/`validate:` and the rollback (the previous content, or the backup) work as for
+ssh.copy.
 """
 
 from __future__ import annotations
 
-import re
-import shlex
 from collections.abc import Callable
-from typing import Any
 
 from opsbook.plugin import ActionContext, Result
 from opsbook_plugins.ssh import textedit
 from opsbook_plugins.ssh._plugin import plugin
-from opsbook_plugins.ssh.common import _Args, _as_result, _run, _StepFailed
+from opsbook_plugins.ssh.common import _as_result
+from opsbook_plugins.ssh.filewrite import _WriteArgs
 from opsbook_plugins.ssh.transfer import (
     DIFF_LIMIT,
     _file_inverse,
     _install,
     _old_text,
-    _parse_mode,
     _remote_file,
 )
-from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
-
-VALIDATE_FAILED_RC = 86  # the guarded write's exit status when the validate command refused the file
-_GUARDED_SCRIPT = r"""
-set -e
-if [ "$4" = 1 ]; then mkdir -p -- "$(dirname -- "$1")"; fi
-t=$(mktemp "$(dirname -- "$1")/.opsbook.XXXXXXXX")
-trap 'rm -f "$t" "$t.out" "$t.err"' EXIT
-cat >"$t"
-if [ -n "$2" ]; then chmod "$2" "$t"
-elif [ -e "$1" ]; then
-  chmod "$(stat -c %a -- "$1")" "$t"; chown "$(stat -c %u:%g -- "$1")" "$t" 2>/dev/null || :
-else chmod 644 "$t"; fi
-if [ "$3" = 1 ] && [ -e "$1" ]; then
-  b="$1.$$.$(date +%Y-%m-%d@%H:%M:%S)~"
-  cp -p -- "$1" "$b"
-  printf 'BACKUP %s\n' "$b"
-fi
-if [ -n "$5" ]; then
-  set +e
-  eval "$5" </dev/null >"$t.out" 2>"$t.err"; rc=$?
-  set -e
-  if [ "$rc" -ne 0 ]; then printf 'VALIDATE %s\n' "$rc"; cat "$t.out"; cat "$t.err" >&2; exit 86; fi
-fi
-mv -f -- "$t" "$1"
-trap - EXIT
-"""
+from pydantic import AliasChoices, Field, model_validator
 
 
-def validate_command(template: str) -> str:
-    """A validate template ('nginx -t -c %s') as shell text running on "$t" (the new file).
-
-    The template is split like Ansible's (shlex, no shell: pipes and $VARS are plain words);
-    every `%s` in a word becomes the temporary file's path.
-    """
-    words = []
-    for word in shlex.split(template):
-        words.append('"$t"'.join(shlex.quote(part) if part else "" for part in word.split("%s")))
-    return " ".join(words)
-
-
-def check_validate(value: str | None) -> str | None:
-    """The `validate:` argument: a command with %s where the file's path goes."""
-    if value is not None and "%s" not in value:
-        raise ValueError(f"validate must contain %s (where the new file's path goes): {value}")
-    if value is not None:
-        try:
-            shlex.split(value)
-        except ValueError as exc:
-            raise ValueError(f"validate is not a valid command line: {exc}") from None
-    return value
-
-
-def guarded_write(ctx: ActionContext, data: bytes, dest: str, mode: str | None, *,
-                  validate: str | None, backup: bool, create_dirs: bool = False) -> dict[str, Any] | Result:
-    """Write `data` to `dest` through a validated temporary file: {"backup_file": path} when
-    a backup was made, or the failed Result when the validate command refused the file.
-
-    As in Ansible, the backup is made before the validation (a refused file leaves the
-    backup and the old file, never the new one)."""
-    res = _run(ctx, ["sh", "-c", _GUARDED_SCRIPT, "sh", dest, mode or "", "1" if backup else "",
-                     "1" if create_dirs else "", validate_command(validate) if validate else ""],
-               stdin=data, stream=False)
-    found = re.search(r"^BACKUP (.+)$", res.stdout, re.MULTILINE)
-    made = {"backup_file": found.group(1)} if found else {}
-    refused = re.search(r"^VALIDATE (\d+)\n", res.stdout, re.MULTILINE)
-    if res.rc == VALIDATE_FAILED_RC and refused:
-        stdout = res.stdout[refused.end():]
-        said = (res.stderr.strip() or stdout.strip()).splitlines()
-        return Result.failed(f"{dest}: validate failed (rc {refused.group(1)})"
-                             + (f": {said[-1]}" if said else "") + f"; {dest} was left as it was",
-                             rc=int(refused.group(1)), stdout=stdout, stderr=res.stderr,
-                             data={**made, "exit_status": int(refused.group(1))})
-    if res.rc != 0:
-        raise _StepFailed(f"writing {dest} failed on {ctx.host.name} (rc={res.rc}): "
-                          + (res.stderr.strip().splitlines() or ["no output"])[-1])
-    return made
-
-
-# -- the editing actions ---------------------------------------------------------------------
-
-
-class _EditArgs(_Args):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
-
+class _EditArgs(_WriteArgs):
     path: str = Field(validation_alias=AliasChoices("path", "dest", "destfile", "name"),
                       description="remote file (Ansible's aliases dest, destfile, name work too)")
     mode: str | None = Field(None, description="permissions, octal string such as '0644'")
@@ -126,16 +39,6 @@ class _EditArgs(_Args):
     @property
     def dest(self) -> str:
         return self.path
-
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _mode(cls, value: Any) -> str | None:
-        return _parse_mode(value)
-
-    @field_validator("validate_")
-    @classmethod
-    def _validate(cls, value: str | None) -> str | None:
-        return check_validate(value)
 
 
 class LineinfileArgs(_EditArgs):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import posixpath
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,8 @@ from opsbook.plugin import (
 from opsbook.transfer import get_within
 from opsbook_plugins.ssh._plugin import plugin
 from opsbook_plugins.ssh.common import _Args, _as_result, _check, _message, _run, _StepFailed
-from pydantic import ByteSize, ConfigDict, Field, field_validator, model_validator
+from opsbook_plugins.ssh.filewrite import _WriteArgs, write_file
+from pydantic import ByteSize, Field, model_validator
 
 DIFF_LIMIT = 1024 * 1024  # files larger than this are compared by checksum only
 ROLLBACK_LIMIT = 64 * 1024  # older contents up to this size are kept for the rollback
@@ -36,23 +36,7 @@ ROLLBACK_LIMIT = 64 * 1024  # older contents up to this size are kept for the ro
 # -- ssh.copy / ssh.template -------------------------------------------------------------
 
 
-def _parse_mode(value: str | int | None) -> str | None:
-    """'0644', '644' or a YAML octal int (0644 -> 420) -> '644'."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        if not 0 <= value <= 0o7777:
-            raise ValueError(f"mode {value} is not a permission mode; quote it: mode: '0644'")
-        return format(value, "o")
-    text = str(value).strip()
-    if not re.fullmatch(r"[0-7]{3,4}", text):
-        raise ValueError(f"mode {value!r} must be octal digits such as '0644'")
-    return format(int(text, 8), "o")
-
-
-class _FileArgs(_Args):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
-
+class _FileArgs(_WriteArgs):
     dest: str = Field(description="remote path")
     mode: str | None = Field(None, description="permissions, octal string such as '0644'")
     owner: str | None = Field(None, description="owner user (needs become unless it is you)")
@@ -60,18 +44,6 @@ class _FileArgs(_Args):
     backup: bool = Field(False, description="keep the old file as DEST.PID.DATE@TIME~ before replacing it")
     validate_: str | None = Field(None, alias="validate",
                                   description="command that must accept the new file (%s) before it is put in place")
-
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _mode(cls, value: Any) -> str | None:
-        return _parse_mode(value)
-
-    @field_validator("validate_")
-    @classmethod
-    def _validate(cls, value: str | None) -> str | None:
-        from opsbook_plugins.ssh.edit import check_validate
-
-        return check_validate(value)
 
 
 class CopyArgs(_FileArgs):
@@ -143,30 +115,6 @@ def _diff(path: str, before: str | None, new: bytes) -> str:
     )
 
 
-_PUT_SCRIPT = r"""
-set -e
-t=$(mktemp "$(dirname -- "$1")/.opsbook.XXXXXXXX")
-trap 'rm -f "$t"' EXIT
-cat >"$t"
-if [ -n "$2" ]; then chmod "$2" "$t"
-elif [ -e "$1" ]; then
-  chmod "$(stat -c %a -- "$1")" "$t"; chown "$(stat -c %u:%g -- "$1")" "$t" 2>/dev/null || :
-else chmod 644 "$t"; fi
-mv -f -- "$t" "$1"
-trap - EXIT
-"""
-
-
-def _write(ctx: ActionContext, data: bytes, dest: str, mode: str | None) -> None:
-    """Atomic write: SFTP/put as the login user, or a temp file + mv under sudo with become."""
-    if ctx.become is None:
-        ctx.connection().put(data, dest, int(mode, 8) if mode else None)
-    else:
-        _check(
-            ctx, ["sh", "-c", _PUT_SCRIPT, "sh", dest, mode or ""], f"writing {dest}", stdin=data
-        )
-
-
 def _changes(args: _FileArgs, old: _RemoteFile, sha: str) -> list[str]:
     """What differs between the file on the host and what the step wants."""
     owner = (args.owner is not None and args.owner not in (old.owner, old.uid)) or (
@@ -196,7 +144,7 @@ def _install(ctx: ActionContext, args: Any, data: bytes, source: str, create_dir
     """Make `args.dest` hold `data` with the wanted mode/owner; changed only if it differed.
 
     `args` is a _FileArgs or the editing actions' arguments (dest, mode, owner, group,
-    backup, validate); with backup/validate the write is opsbook_plugins.ssh.edit's guarded one.
+    backup, validate); the content is put in place by `filewrite.write_file`.
     """
     dest = args.dest
     old = _remote_file(ctx, dest)
@@ -221,19 +169,14 @@ def _install(ctx: ActionContext, args: Any, data: bytes, source: str, create_dir
     if text is not None and len(text.encode()) > ROLLBACK_LIMIT:
         text = None
     info["previous"] = _previous(old, text, what)
-    if "content" in what and (args.validate_ or args.backup or create_dirs):
-        from opsbook_plugins.ssh.edit import guarded_write
-
-        written = guarded_write(ctx, data, dest, args.mode, validate=args.validate_, backup=args.backup,
-                                create_dirs=create_dirs)
+    if "content" in what:
+        written = write_file(ctx, data, dest, args.mode, validate=args.validate_, backup=args.backup,
+                             create_dirs=create_dirs)
         if isinstance(written, Result):  # the validate command refused it: not put in place
             written.msg = _message(ctx, OpsbookError(written.msg))
             return written
         info.update(written)
         ctx.changed(**info)  # in place: its undo is recorded before the chown below may fail
-    elif "content" in what:
-        _write(ctx, data, dest, args.mode)
-        ctx.changed(**info)
     elif "mode" in what:
         _check(ctx, ["chmod", args.mode or "", "--", dest], f"chmod {dest}")
     if "owner" in what:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import textwrap
 from pathlib import Path
 
@@ -129,8 +128,8 @@ def test_in_cluster_service_account_when_running_in_a_pod(
     """No kubeconfig anywhere, but a pod's service account files and environment."""
     import kubernetes.config.incluster_config as incluster
     from kubernetes import client
+    from opsbook_plugins.kubernetes import common as plugin
     from opsbook_plugins.kubernetes import connection as kubernetes_api
-    plugin = importlib.import_module("opsbook_plugins.kubernetes.session")  # the package's `session` is the function
 
     k8s_env.core.create_namespaced_service_account(k8s_env.ns, {"metadata": {"name": "runner"}})
     client.RbacAuthorizationV1Api(k8s_env.api).create_namespaced_role_binding(

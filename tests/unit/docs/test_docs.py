@@ -1,11 +1,15 @@
 """The documentation is tested: every keyword is documented, every example runbook passes
-`opsbook check`, the example plugin loads and runs, and docs/cli.md matches the CLI."""
+`opsbook check`, the example plugin loads and runs, docs/cli.md matches the CLI, and the
+Python docs/plugins.md quotes from the repository (and the `opsbook plugins` output it shows)
+is what the repository holds."""
 
 from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -288,3 +292,51 @@ def test_example_connection_follows_the_protocol(example_modules: Path, tmp_path
 def test_every_meta_value_has_a_heading(value: str) -> None:
     assert re.search(rf"^### `meta: {value}`", (DOCS / "language.md").read_text(), re.MULTILINE), (
         f"meta value `{value}` has no `### \\`meta: {value}\\`` heading in docs/language.md")
+
+
+# -- (e) what docs/plugins.md quotes from the repository is there ------------------------
+
+# A fenced block, at any indentation (a block in a list item is indented like the item).
+ANY_FENCE = re.compile(r"^( *)```(\w*)\n((?:.*\n)*?)\1```$", re.MULTILINE)
+QUOTED_PATH = re.compile(r"# ((?:plugins|engine|lab|tests)/\S+\.py)\n")
+ELIDED = re.compile(r"^\s*# \.\.\.\s*$", re.MULTILINE)
+
+
+def fenced(path: Path, lang: str) -> list[str]:
+    """The `lang` blocks of a Markdown file, indented ones too, dedented."""
+    return [textwrap.dedent(m.group(3)) for m in ANY_FENCE.finditer(path.read_text()) if m.group(2) == lang]
+
+
+def quotes() -> list[tuple[str, str]]:
+    """(path, chunk): each run of a ```python block of docs/plugins.md that starts with
+    `# plugins/...py` (or engine/, lab/, tests/), between lines `# ...` that mark a cut."""
+    out = []
+    for text in fenced(DOCS / "plugins.md", "python"):
+        named = QUOTED_PATH.match(text)
+        if named:
+            body = text[named.end():]
+            out += [(named.group(1), chunk.strip("\n")) for chunk in ELIDED.split(body) if chunk.strip()]
+    return out
+
+
+@pytest.mark.parametrize("path, chunk", quotes(), ids=lambda v: v if "\n" not in v else v.splitlines()[0][:40])
+def test_python_quoted_in_plugins_md_is_in_the_file_it_names(path: str, chunk: str) -> None:
+    source = ROOT / path
+    assert source.is_file(), f"docs/plugins.md quotes {path}, which does not exist"
+    assert chunk in source.read_text(), f"docs/plugins.md quotes {path}, but the file has no\n{chunk}"
+
+
+def test_plugins_md_quotes_real_modules_as_the_package_model() -> None:
+    assert {path for path, _ in quotes()} >= {"plugins/probe/_plugin.py", "plugins/probe/__init__.py",
+                                              "plugins/probe/tcp.py"}
+
+
+def test_opsbook_plugins_output_shown_in_plugins_md_is_the_real_output() -> None:
+    shown = [t for t in fenced(DOCS / "plugins.md", "text") if t.startswith("$ opsbook plugins ")]
+    assert shown
+    for text in shown:
+        command, *lines = text.splitlines()
+        real = subprocess.run([sys.executable, "-m", "opsbook", *command.split()[2:]],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+        missing = [line for line in lines if line != "..." and line not in real]
+        assert missing == [], f"{command} does not print: {missing}"

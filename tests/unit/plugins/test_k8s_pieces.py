@@ -327,6 +327,20 @@ def test_statefulset_and_daemonset_rollout_states():
     assert k.rollout_state(ds).message == "3 of 4 updated pods are available"
 
 
+@pytest.mark.parametrize(
+    "kind, spec, status",
+    [
+        ("DaemonSet", {"replicas": 9}, {"desiredNumberScheduled": 4, "numberReady": 1,
+                                        "updatedNumberScheduled": 2, "numberAvailable": 3}),
+        ("StatefulSet", {"replicas": 4}, {"readyReplicas": 1, "updatedReplicas": 2, "availableReplicas": 3}),
+        ("Deployment", {"replicas": 4}, {"readyReplicas": 1, "updatedReplicas": 2, "availableReplicas": 3}),
+    ],
+)
+def test_each_kind_counts_from_its_own_status_fields(kind, spec, status):
+    state = k.rollout_state({"kind": kind, "metadata": {"name": "w"}, "spec": spec, "status": status})
+    assert state.counts() == "1/4 ready, 2/4 updated, 3/4 available"
+
+
 def test_pod_problem_says_why_a_pod_is_not_ready():
     pending = {
         "status": {

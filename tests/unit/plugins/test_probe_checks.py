@@ -13,7 +13,8 @@ import pytest
 from opsbook.plugin import ActionContext, HostInfo, Status
 from opsbook.registry import Registry
 from opsbook_plugins import probe
-from opsbook_plugins.probe import Outcome, _verdict, json_path_get, parse_json_path
+from opsbook_plugins.http_checks import json_path_get, parse_json_path
+from opsbook_plugins.probe import Outcome, verdict
 from pydantic import ValidationError
 
 
@@ -299,13 +300,13 @@ def test_verdict_applies_the_quorum_and_names_every_vantage():
         Outcome("web2", False, "refused", None),
         Outcome("db1", True, "ok there", 3.0),
     ]
-    result = _verdict(outcomes, 2)
+    result = verdict(outcomes, 2)
     assert result.status is Status.OK
     assert result.msg == (
         "2 of 3 vantage points passed (quorum 2): controller: ok from here; web2: refused; db1: ok there"
     )
     assert result.data["latency_ms"] == 1.0 and result.data["passed"] == 2
-    assert _verdict(outcomes, 3).status is Status.FAILED
+    assert verdict(outcomes, 3).status is Status.FAILED
 
 
 def test_json_paths():

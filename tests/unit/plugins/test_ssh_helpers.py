@@ -19,9 +19,9 @@ from opsbook_plugins.ssh.become import _Sudo
 from opsbook_plugins.ssh.channel import _Capture, _Lines
 from opsbook_plugins.ssh.commands import _prefix
 from opsbook_plugins.ssh.connection import _expand_proxy_command
+from opsbook_plugins.ssh.filewrite import _parse_mode
 from opsbook_plugins.ssh.service import _service_inverse
 from opsbook_plugins.ssh.settings import Endpoint
-from opsbook_plugins.ssh.transfer import _parse_mode
 from pydantic import ValidationError
 
 

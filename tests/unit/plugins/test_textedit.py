@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from opsbook_plugins.ssh import textedit
-from opsbook_plugins.ssh.edit import validate_command
+from opsbook_plugins.ssh.filewrite import validate_command
 
 CONF = "# sshd\nPort 22\n#PermitRootLogin yes\nUsePAM yes\n"
 

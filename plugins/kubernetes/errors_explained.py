@@ -18,8 +18,8 @@ from opsbook_plugins.kubernetes.errors import (
     did_you_mean,
 )
 
-if TYPE_CHECKING:  # annotations only: session imports explain
-    from opsbook_plugins.kubernetes.session import Session
+if TYPE_CHECKING:  # annotations only: common imports explain
+    from opsbook_plugins.kubernetes.common import Session
 
 
 _LIST_CAP = 15  # names shown in "did you mean" listings

@@ -1,7 +1,7 @@
-"""One action's view of a cluster: the plugin's constants, the shared client pool, the
-arguments every action shares (connection, namespace, object), the `Session` whose requests
-turn API errors into on-call words, and which object an action is about (arguments, else
-the `k8s_*` vars of an inventory host)."""
+"""What every k8s action shares, one action's view of a cluster: the plugin's constants, the
+shared client pool, the arguments every action shares (connection, namespace, object), the
+`Session` whose requests turn API errors into on-call words (`session()` builds it), and which
+object an action is about (arguments, else the `k8s_*` vars of an inventory host)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from opsbook.plugin import (
 from opsbook_plugins.kubernetes.connection import Cluster, ClusterPool, settings_for
 from opsbook_plugins.kubernetes.discovery import Ref
 from opsbook_plugins.kubernetes.errors import ApiError, K8sError, NotFound
-from opsbook_plugins.kubernetes.explain import explain
+from opsbook_plugins.kubernetes.errors_explained import explain
 from pydantic import BaseModel, ConfigDict, Field
 
 FIELD_MANAGER = "opsbook"
