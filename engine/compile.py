@@ -74,12 +74,9 @@ class Node:
     leaf: Leaf | None
     host: str | None
     index: int
-    # The leaf's step, kept on the node (a slot, not a property): the run reads it a dozen
-    # times per node. Never asked of barriers (None there).
-    step: Step = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "step", self.leaf.step if self.leaf is not None else None)
+    # The leaf's step (`leaf.step`), kept on the node as a slot, not a property: the run
+    # reads it a dozen times per node. None for barriers.
+    step: Step = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
 
 @dataclass
@@ -595,7 +592,7 @@ def _expand(b: _Builder) -> tuple[dict[str, Node], list[tuple[str, str]]]:
     by_leaf: dict[str, list[str]] = {}
 
     def add(node_id: str, kind: str, leaf: Leaf | None, host: str | None) -> str:
-        nodes[node_id] = Node(node_id, kind, leaf, host, len(nodes))
+        nodes[node_id] = Node(node_id, kind, leaf, host, len(nodes), leaf.step if leaf is not None else None)
         return node_id
 
     for sid, leaf in b.leaves.items():

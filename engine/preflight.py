@@ -186,7 +186,7 @@ class PreFlights:
             return False, f"{name} is not installed"
         if cancel.is_set():
             return False, "not probed: the run is stopping"
-        member_node = Node(node.id, node.kind, node.leaf, member, node.index)
+        member_node = Node(node.id, node.kind, node.leaf, member, node.index, node.step)
         try:
             args = render(raw_args, self._context_for(member_node), pos=keep.probe.pos if keep.probe else None)
             ctx = ActionContext(host=info, step_name=f"pre-flight of {node.step.name}", timeout=10.0,

@@ -229,3 +229,31 @@ def test_a_cycle_is_reported_at_the_needs_that_closed_it_whatever_the_hash_seed(
         seen.add(done.stderr.splitlines()[0])
     assert seen == {f'{path}:7:5: error: steps depend on each other in a cycle: c -> a -> b -> c '
                     '(closed here: step "c" needs "b")'}
+
+
+def test_every_node_carries_its_leafs_step(plan):
+    """A node keeps its step as a plain attribute (the run reads it per node, so it is no
+    property): it must be the leaf's step on every kind of node, None on barriers."""
+    p = plan("""
+        opsbook: 1
+        name: t
+        hosts: web
+        handlers:
+          - {name: h, local.noop: {}}
+        steps:
+          - {name: a, local.noop: {}, notify: h}
+          - name: blk
+            block:
+              - {name: b, local.noop: {}}
+            rescue:
+              - {name: r, local.noop: {}}
+          - {name: c, local.noop: {}, hosts: db}
+        """)
+    kinds = set()
+    for node in p.nodes.values():
+        kinds.add(node.kind)
+        if node.leaf is None:
+            assert node.step is None
+        else:
+            assert node.step is node.leaf.step
+    assert len(kinds) >= 3  # steps, handlers and the barrier between web and db
