@@ -21,7 +21,7 @@ import networkx as nx
 ENGINE = Path(__file__).resolve().parents[2] / "engine"
 
 # Circles through function-local imports that are there on purpose (each explained in
-# docs/design.md, "Import circles"), as "a -> b -> a" strings. None today.
+# docs/design.md, beside the rule on import circles), as "a -> b -> a" strings. None today.
 JUSTIFIED: frozenset[str] = frozenset()
 
 Import = ast.Import | ast.ImportFrom
