@@ -479,22 +479,23 @@ def _templates_of(step: Step) -> Iterable[tuple[str, bool]]:
             for v in value:
                 yield from walk(v)
 
+    def expressions(value: Any) -> Iterable[tuple[str, bool]]:  # an expression argument (one or a list)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                yield item, not is_template(item)
+
     if step.action is not None:
         args = step.action.args
         exprs = step.action.expression_fields
         if isinstance(args, dict) and exprs:
             for key, value in args.items():
                 if key in exprs:
-                    for item in value if isinstance(value, list) else [value]:
-                        if isinstance(item, str):
-                            yield item, not is_template(item)
+                    yield from expressions(value)
                 else:
                     for t in walk(value):
                         yield t, False
         elif exprs and isinstance(args, (str, list)):  # scalar form of an expression argument
-            for item in args if isinstance(args, list) else [args]:
-                if isinstance(item, str):
-                    yield item, not is_template(item)
+            yield from expressions(args)
         else:
             for t in walk(args):
                 yield t, False

@@ -4,7 +4,9 @@ resume, approvals from another shell, locks and reports.
 Write-ahead: the executor commits a node's start before the side effect begins and its
 result before anything after it starts, so after a crash every node is either done
 (result recorded), in doubt (started, no result) or not started. Secrets are redacted by
-the caller before writing.
+the caller before writing. A run first asks the journal whether its file is sound
+(`Journal.verify`: SQLite's quick_check; a damaged file raises `JournalDamaged` before
+anything is written); copying out what a damaged file still holds is `journal_repair`'s.
 
 The `Journal` class is the seam for other back ends (PostgreSQL later): the executor only
 uses its methods, never SQL.
@@ -191,6 +193,28 @@ class _Batch:
     error: JournalError | None = None
 
 
+class JournalDamaged(JournalError):
+    """The journal file is damaged: nothing is written to it."""
+
+
+def damaged(path: str, detail: str) -> JournalDamaged:
+    return JournalDamaged(f"the journal {path} is damaged ({detail}); nothing was written to it. "
+                          f"`opsbook journal recover --journal {path}` copies what can still be read into a new "
+                          "journal and keeps the damaged file beside it")
+
+
+def quick_check(db: sqlite3.Connection, path: str) -> None:
+    """Raise JournalDamaged unless SQLite's quick_check says the file is sound."""
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise damaged(path, str(exc)) from None
+    problems = [r[0] for r in rows if r[0] != "ok"]
+    if problems:
+        more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+        raise damaged(path, problems[0] + more)
+
+
 class Journal:
     """SQLite journal. `Journal(":memory:")` keeps everything in memory (tests, benchmarks)."""
 
@@ -227,8 +251,6 @@ class Journal:
 
     def verify(self) -> None:
         """Raise JournalDamaged when the file is damaged (before a run writes into it)."""
-        from opsbook.journal_repair import quick_check
-
         if self.path != ":memory:":
             with self._lock:
                 quick_check(self.db, self.path)

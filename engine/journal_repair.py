@@ -1,8 +1,8 @@
 """A damaged journal: say so in one line, never write into it, and copy out what can be read.
 
 SQLite finds damage when it reads a damaged page ("database disk image is malformed"), so a
-run checks the whole file (`PRAGMA quick_check`) before it writes its first row, and
-`opsbook journal check` does the same on demand. `opsbook journal recover` copies every row
+run checks the whole file (`PRAGMA quick_check`, `Journal.verify`, in `opsbook.journal`)
+before it writes its first row, and `opsbook journal check` does the same on demand. `opsbook journal recover` copies every row
 that can still be read into a new journal, keeps the damaged file beside it, and says how
 many rows of each table came across.
 """
@@ -15,31 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opsbook.errors import JournalError
+from opsbook.journal import Journal
 
 TABLES = ("runs", "node_log", "events", "rollbacks", "approvals")  # locks are not worth keeping
 _CHUNK = 200
-
-
-class JournalDamaged(JournalError):
-    """The journal file is damaged: nothing is written to it."""
-
-
-def damaged(path: str, detail: str) -> JournalDamaged:
-    return JournalDamaged(f"the journal {path} is damaged ({detail}); nothing was written to it. "
-                          f"`opsbook journal recover --journal {path}` copies what can still be read into a new "
-                          "journal and keeps the damaged file beside it")
-
-
-def quick_check(db: sqlite3.Connection, path: str) -> None:
-    """Raise JournalDamaged unless SQLite's quick_check says the file is sound."""
-    try:
-        rows = db.execute("PRAGMA quick_check").fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise damaged(path, str(exc)) from None
-    problems = [r[0] for r in rows if r[0] != "ok"]
-    if problems:
-        more = f" and {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
-        raise damaged(path, problems[0] + more)
 
 
 @dataclass
@@ -52,8 +31,6 @@ class Recovery:
 def recover(path: str) -> Recovery:
     """Copy every readable row of `path` into a fresh journal at `path`; the damaged file is
     renamed to PATH.damaged-TIMESTAMP (with its -wal and -shm)."""
-    from opsbook.journal import Journal
-
     source = Path(path)
     if not source.exists():
         raise JournalError(f"there is no journal at {path}")

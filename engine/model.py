@@ -42,6 +42,17 @@ def parse_duration(value: Any) -> float:
     return total
 
 
+def duration_or_none(value: Any) -> float | None:
+    """`value` in seconds when it reads as a duration (see parse_duration); None when it is
+    None or does not (an objective or a timeout that cannot be measured against)."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except (ValueError, TypeError):
+        return None
+
+
 def parse_timestamp(value: Any) -> float | None:
     """Epoch seconds, or an ISO time (2026-11-25T03:12:00+00:00), as epoch seconds; None if neither."""
     if isinstance(value, bool) or value is None:

@@ -1,4 +1,5 @@
-"""Filesystem locations opsbook uses, the evidence file rule, and path safety for evidence."""
+"""Filesystem locations opsbook uses, the evidence file rule, and path safety for evidence
+(`safe_join`, and `write_file_safely`: no link followed, written via a private temporary file)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from opsbook.errors import OutputError, UserError
 
@@ -159,3 +160,25 @@ def output_option(_ctx: object, _param: object, value: str | None) -> str | None
         os.close(fd)
         os.unlink(probe)
     return value
+
+
+def write_file_safely(path: Path, data: bytes | BinaryIO) -> None:
+    """Write `path` (0600) through its folder opened with O_NOFOLLOW, via a temporary file and
+    a rename: neither a link planted at the file nor one at its folder is followed."""
+    import uuid
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        tmp = f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder)
+        with os.fdopen(fd, "wb") as handle:
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:  # a spooled file (local.collect): copied in chunks
+                import shutil
+
+                shutil.copyfileobj(data, handle)
+        os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+    finally:
+        os.close(folder)

@@ -5,86 +5,28 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 from opsbook.argdoc import args_schema, argument_lines
 from opsbook.compile import BARRIER, HANDLER, Node, Plan
 from opsbook.errors import UserError
-from opsbook.planrender import Known, render_known, render_text
+from opsbook.planrender import (
+    Known,
+    PlanContext,
+    known_names,
+    loop_items,
+    render_text,
+    rendered_approval,
+    rendered_args,
+    rendered_items,
+    rendered_rollback,
+)
 from opsbook.registry import Registry
 from opsbook.secrets import HIDDEN
 from opsbook.targets import node_target
 from opsbook.template import render, short_value
 
 _ITEMS_SHOWN = 20  # items of a known loop shown in the text view (JSON has all)
-_NO_ITEM = object()
-
-
-def _node_ctx(plan: Plan, node: Node, context: _Context) -> dict[str, Any]:
-    """The names a node's templates read that are known before the run (vars that read
-    results are left out), made once per node."""
-    from opsbook.variables import Scope
-
-    ctx = context.node_ctx.get(node.id)
-    if ctx is None:
-        scope = Scope(context.base(node.host), plan.runbook.vars, plan.params, step_vars=node.step.vars)
-        ctx = context.node_ctx[node.id] = scope.resolve(drop_unrendered=True)
-    return ctx
-
-
-def _rendered_args(plan: Plan, node: Node, context: _Context) -> Known:
-    """Arguments rendered as the run will render them, as far as what they read is known
-    before the run; templates that read results of the run (or its id) stay as written."""
-    step = node.step
-    if step.action is None:
-        return Known(None)
-    if step.no_log:
-        return Known(HIDDEN)
-    return render_known(context.registry.action(step.action.name), step.action.args,
-                        _node_ctx(plan, node, context), step.pos)
-
-
-def _loop_items(plan: Plan, node: Node, context: _Context) -> list[Any] | None:
-    """The items of the node's loop when the plan knows them (a loop over params, inventory
-    or vars); None when there is no loop or it reads what the run will know."""
-    step = node.step
-    if step.loop is None or step.no_log:
-        return None
-    try:
-        items = render(step.loop, _node_ctx(plan, node, context), pos=step.pos)
-    except UserError:
-        return None
-    return items if isinstance(items, list) else None
-
-
-def _rendered_items(plan: Plan, node: Node, context: _Context, items: list[Any]) -> list[Known]:
-    """The arguments of each item of a loop the plan knows."""
-    step = node.step
-    assert step.action is not None
-    spec = context.registry.action(step.action.name)
-    ctx = _node_ctx(plan, node, context)
-    return [render_known(spec, step.action.args, {**ctx, step.loop_var: item}, step.pos) for item in items]
-
-
-def _rendered_rollback(plan: Plan, node: Node, context: _Context, item: Any = _NO_ITEM) -> Known:
-    """The step's own rollback, rendered as the run records it (a loop's with its item bound)."""
-    step = node.step
-    assert step.rollback is not None
-    if step.no_log:
-        return Known(HIDDEN)
-    ctx = _node_ctx(plan, node, context)
-    if item is not _NO_ITEM:
-        ctx = {**ctx, step.loop_var: item}
-    return render_known(context.registry.action(step.rollback.name), step.rollback.args, ctx, step.pos)
-
-
-def _rendered_approval(plan: Plan, node: Node, context: _Context) -> Known:
-    if node.step.no_log:
-        return Known(HIDDEN)
-    return render_text(node.step.approve, _node_ctx(plan, node, context))
-
-
 def _known_text(known: Known, secrets: Any) -> str:
     """The value as JSON, each string redacted before it is quoted (a secret's form inside a
     JSON text inside JSON would escape a redaction of the whole line)."""
@@ -113,29 +55,6 @@ def _per_host(label: str, by_host: dict[str, str]) -> list[str]:
 
 
 
-class _Context:
-    """What every node of a plan view shares: the registry, the inventory's names."""
-
-    def __init__(self, plan: Plan, registry: Registry | None) -> None:
-        self.plan = plan
-        self.registry = registry or Registry.from_entry_points()
-        inv = plan.inventory
-        self.groups = {g: [h.name for h in inv.hosts_of(g)] for g in inv.groups}
-        self.hostvars = {name: {**h.vars, "inventory_hostname": name} for name, h in inv.hosts.items()}
-        self.runbook_dir = str(Path(plan.runbook.path).resolve().parent)
-        self.node_ctx: dict[str, dict[str, Any]] = {}  # node id -> its known names (_node_ctx)
-
-    def base(self, host: str | None) -> dict[str, Any]:
-        from opsbook.variables import builtin_names
-
-        name = host or "localhost"
-        host_vars = self.plan.inventory.host(host).vars if host else {}
-        base = builtin_names(name, host_vars, self.groups, self.plan.params, self.runbook_dir)
-        base["hostvars"] = self.hostvars  # the run adds its results; the plan knows none
-        return base
-
-
-
 def _secrets(plan: Plan) -> Any:
     """The runbook's secret parameters and the inventory's secrets: masked in every view of the plan."""
     from opsbook.secrets import SecretStore, register_plan
@@ -144,24 +63,24 @@ def _secrets(plan: Plan) -> Any:
 
 
 def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
-    context = _Context(plan, registry)
+    context = PlanContext(plan, registry)
     nodes = []
     needs = plan.dependencies()
     for node in sorted(plan.nodes.values(), key=lambda n: n.index):
         entry: dict[str, Any] = {"id": node.id, "kind": node.kind, "needs": sorted(needs[node.id])}
         if node.kind != BARRIER:
             step = node.step
-            args = _rendered_args(plan, node, context)
+            args = rendered_args(plan, node, context)
             entry.update(step=step.name, step_id=step.id, host=node.host, action=step.action.name if step.action else None,
                          args=args.value, where=str(step.pos))
             waits = set(args.waits_for)
-            items = _loop_items(plan, node, context) if step.action is not None else None
+            items = loop_items(plan, node, context) if step.action is not None else None
             if items is not None:  # the loop is known: each item's arguments
-                each = _rendered_items(plan, node, context, items)
+                each = rendered_items(plan, node, context, items)
                 entry["loop_items"] = [{"item": item, "args": known.value} for item, known in zip(items, each)]
                 waits = set().union(*(known.waits_for for known in each))
             if step.delegate_to is not None:  # where the action runs for this host
-                delegate = render_text(step.delegate_to, _node_ctx(plan, node, context))
+                delegate = render_text(step.delegate_to, known_names(plan, node, context))
                 waits |= delegate.waits_for
             target = node_target(plan, node, context.registry, args.value)
             if target:
@@ -170,15 +89,15 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
             if step.delegate_to is not None:
                 entry["delegate_to"] = delegate.value
             if step.approve is not None:
-                approval = _rendered_approval(plan, node, context)
+                approval = rendered_approval(plan, node, context)
                 entry["approve"], waits = approval.value, waits | approval.waits_for
             if step.rollback is not None:
                 if items is not None:  # one undo per item
                     for each_item in entry["loop_items"]:
-                        undo = _rendered_rollback(plan, node, context, each_item["item"])
+                        undo = rendered_rollback(plan, node, context, each_item["item"])
                         each_item["rollback"], waits = {step.rollback.name: undo.value}, waits | undo.waits_for
                 else:
-                    rollback = _rendered_rollback(plan, node, context)
+                    rollback = rendered_rollback(plan, node, context)
                     entry["rollback"], waits = {step.rollback.name: rollback.value}, waits | rollback.waits_for
             if waits:  # what stays a template: it reads what only the run will know
                 entry["templates_left_for_the_run"] = sorted(waits)
@@ -192,7 +111,7 @@ def plan_json(plan: Plan, registry: Registry | None = None) -> dict[str, Any]:
 
 
 def plan_text(plan: Plan, registry: Registry | None = None) -> str:
-    context = _Context(plan, registry)
+    context = PlanContext(plan, registry)
     secrets = _secrets(plan)
     rb = plan.runbook
     lines = [f"runbook {rb.name} ({rb.phase})  {rb.path}"]
@@ -239,31 +158,31 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
                 continue
             action = step.action.name if step.action else ""
             if step.delegate_to is not None:  # where the action runs, for this host
-                delegate = render_text(step.delegate_to, _node_ctx(plan, node, context))
+                delegate = render_text(step.delegate_to, known_names(plan, node, context))
                 action = f"(runs on {delegate.value if not delegate.waits_for else step.delegate_to}) {action}"
-            items = _loop_items(plan, node, context) if step.action is not None else None
+            items = loop_items(plan, node, context) if step.action is not None else None
             if items is None:
-                known_args = _rendered_args(plan, node, context)
+                known_args = rendered_args(plan, node, context)
                 lines.append(f"    {host}: {action} {_known_text(known_args, secrets)}")
                 target = node_target(plan, node, context.registry, known_args.value)
                 if target:
                     lines.append(f"      -> {target}")
             else:  # the loop is known: one line per item
-                each = _rendered_items(plan, node, context, items)
+                each = rendered_items(plan, node, context, items)
                 for item, known in list(zip(items, each))[:_ITEMS_SHOWN]:
-                    where = f"{host} [{_item_label(step, item, _node_ctx(plan, node, context), secrets)}]"
+                    where = f"{host} [{_item_label(step, item, known_names(plan, node, context), secrets)}]"
                     lines.append(f"    {where}: {action} {_known_text(known, secrets)}")
                     if step.rollback is not None:
-                        undo = _rendered_rollback(plan, node, context, item)
+                        undo = rendered_rollback(plan, node, context, item)
                         rollbacks[where] = f"{step.rollback.name} {_known_text(undo, secrets)}"
                 if len(items) > _ITEMS_SHOWN:
                     lines.append(f"    {host}: ... and {len(items) - _ITEMS_SHOWN} more items (--format json has them all)")
                 if not items:
                     lines.append(f"    {host}: loop over no items: skipped")
             if step.approve is not None and step.approve_scope not in asked:
-                approvals[host] = _known_text(_rendered_approval(plan, node, context), secrets)
+                approvals[host] = _known_text(rendered_approval(plan, node, context), secrets)
             if step.rollback is not None and items is None:
-                rollbacks[host] = f"{step.rollback.name} {_known_text(_rendered_rollback(plan, node, context), secrets)}"
+                rollbacks[host] = f"{step.rollback.name} {_known_text(rendered_rollback(plan, node, context), secrets)}"
         if not leaf.hosts:
             lines.append("    (no hosts)")
         if approvals:

@@ -23,13 +23,18 @@ entry-point group::
 The argument model is the schema: it validates the YAML (with line numbers), feeds
 `opsbook plugins`, `opsbook schema` and the docs. Actions are plain blocking functions;
 the executor decides how many run at once and enforces timeouts through `ctx.cancelled`.
+
+This module owns `Plugin` and its decorators, `ActionContext` (what an action may use while
+it runs), `HostInfo`, `Become`, the `Connection` protocol and `Seconds`; it re-exports the
+rest of the API from where each piece lives: `opsbook.results` (`Result`, `Status`,
+`Evidence`, `CommandResult`, `command_result`, `telling_line`), `opsbook.actionspec`
+(`ActionSpec`, `arg_in`, `command_disrupts`), `opsbook.paths` (`evidence_file`,
+`write_file_safely`) and `opsbook.transfer` (`Transfer`).
 """
 
 from __future__ import annotations
 
-import enum
 import inspect
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,146 +42,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+# What moved into modules of their own stays importable from here: this module is the
+# import path plugins use (docs/plugins.md, "What is public").
+from opsbook.actionspec import (  # noqa: F401 - public API
+    DISRUPTING_WORDS,
+    ActionFn,
+    ActionSpec,
+    ArgsTest,
+    EvidenceFn,
+    RollbackFn,
+    arg_in,
+    command_disrupts,
+)
 from opsbook.cancel import CancelToken
 from opsbook.errors import PluginError
-from opsbook.paths import evidence_file
+from opsbook.paths import evidence_file, write_file_safely
+from opsbook.results import (  # noqa: F401 - public API
+    REGISTERED_KEYS,
+    CommandResult,
+    Evidence,
+    Result,
+    Status,
+    clashing_data,
+    command_result,
+    telling_line,
+)
+from opsbook.results import reserved_keys_said as _reserved_keys_said
 from opsbook.transfer import DEFAULT_MAX_SIZE, Transfer, TransferCut, TransferTooLarge  # noqa: F401 - public API
-
-
-class Status(str, enum.Enum):
-    """Outcome of one node (step x host)."""
-
-    OK = "ok"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    TIMED_OUT = "timed_out"
-    UNKNOWN = "unknown"  # check mode: the action cannot tell without acting
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """A file a step collected into the run's evidence folder."""
-
-    path: str  # relative to the run's evidence folder
-    source: str  # where it came from, e.g. "web1:/var/log/nginx/error.log"
-    description: str = ""
-
-
-# The keys `Result.registered()` fills from the result itself, whatever the action's `data`
-# holds. A plugin may not declare one in `data=` (PluginError when it registers) nor return
-# one that register: would replace with another value (its node fails, saying so): the
-# value would be lost without a word. `status` is the action's to use (an HTTP status, as
-# Ansible's uri has); `outcome` always says the node's status.
-REGISTERED_KEYS = frozenset({
-    "outcome", "changed", "failed", "skipped", "unknown", "timed_out", "ok", "msg", "duration",
-    "attempts", "diff", "rc", "stdout", "stderr", "stdout_lines", "stderr_lines",
-})
-
-
-def _reserved_keys_said(action: str, keys: Sequence[str], verb: str) -> str:
-    """One message for a plugin whose data uses keys that `register:` sets itself."""
-    listed = ", ".join(f'"{key}"' for key in keys)
-    return (f"{action} {verb} data key{'s' if len(keys) > 1 else ''} {listed}, which register: sets itself "
-            f"(from the Result's own fields); the plugin must name {'them' if len(keys) > 1 else 'it'} "
-            f'differently, e.g. "{keys[0]}_count" or a nested mapping')
-
-
-def clashing_data(action: str, result: Result) -> Result:
-    """`result` of `action`, failed with why when its data holds a key that `register:`
-    would replace with another value (those keys dropped); unchanged otherwise. The
-    executor's check of what an action returned, and `opsbook.testing.run_action`'s."""
-    if REGISTERED_KEYS.isdisjoint(result.data):
-        return result
-    own = Result(result.status, result.changed, result.rc, result.stdout, result.stderr, result.msg,
-                 diff=result.diff, duration=result.duration, attempts=result.attempts).registered()
-    clash = sorted(key for key in REGISTERED_KEYS.intersection(result.data)
-                   if key in own and (key in ("duration", "attempts") or result.data[key] != own[key]))
-    if not clash:
-        return result
-    result.data = {key: value for key, value in result.data.items() if key not in clash}
-    result.status = Status.FAILED
-    said = _reserved_keys_said(action, clash, "returned")
-    result.msg = said + (f"; its message: {result.msg}" if result.msg else "")
-    return result
-
-
-@dataclass(slots=True)
-class Result:
-    """What an action did on one host: returned, never printed."""
-
-    status: Status = Status.OK
-    changed: bool = False
-    rc: int | None = None
-    stdout: str = ""
-    stderr: str = ""
-    msg: str = ""
-    data: dict[str, Any] = field(default_factory=dict)  # extra fields for `register`
-    facts: dict[str, Any] = field(default_factory=dict)  # become host variables (set_fact)
-    diff: str | None = None
-    show: bool = False  # `msg` is for people (debug): shown at normal verbosity, not only with -v
-    evidence: list[Evidence] = field(default_factory=list)
-    # Set by the executor:
-    duration: float = 0.0
-    attempts: int = 1
-
-    @classmethod
-    def ok(cls, **kw: Any) -> Result:
-        return cls(status=Status.OK, **kw)
-
-    @classmethod
-    def failed(cls, msg: str, **kw: Any) -> Result:
-        return cls(status=Status.FAILED, msg=msg, **kw)
-
-    @classmethod
-    def unknown(cls, msg: str, **kw: Any) -> Result:
-        return cls(status=Status.UNKNOWN, msg=msg, **kw)
-
-    @property
-    def failed_(self) -> bool:
-        return self.status in (Status.FAILED, Status.TIMED_OUT)
-
-    def registered(self) -> dict[str, Any]:
-        """The value `register:` stores: Ansible's shape, plus `status`."""
-        # The action's own data may use `status` (e.g. an HTTP status, as Ansible's uri
-        # module does); the outcome flags below always come from the engine.
-        value: dict[str, Any] = {"status": self.status.value}
-        value.update(self.data)
-        value.update(
-            outcome=self.status.value,
-            changed=self.changed,
-            failed=self.failed_,
-            skipped=self.status is Status.SKIPPED,
-            unknown=self.status is Status.UNKNOWN,
-            timed_out=self.status is Status.TIMED_OUT,
-            ok=self.status is Status.OK,
-            msg=self.msg,
-            duration=self.duration,
-            attempts=self.attempts,
-        )
-        if self.diff:
-            value["diff"] = self.diff  # what --diff shows (a unified diff)
-        if self.rc is not None or self.stdout or self.stderr:
-            # Ansible's command modules strip the trailing newlines (`echo 20%` registers
-            # "20%"); the journal keeps the output as it came.
-            stdout, stderr = self.stdout.rstrip("\r\n"), self.stderr.rstrip("\r\n")
-            value.update(
-                rc=self.rc,
-                stdout=stdout,
-                stderr=stderr,
-                stdout_lines=stdout.splitlines(),
-                stderr_lines=stderr.splitlines(),
-            )
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class CommandResult:
-    """What a Connection returns for one command."""
-
-    rc: int
-    stdout: str
-    stderr: str
-    duration: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,29 +259,6 @@ class ActionContext:
         return path
 
 
-def write_file_safely(path: Path, data: bytes | BinaryIO) -> None:
-    """Write `path` (0600) through its folder opened with O_NOFOLLOW, via a temporary file and
-    a rename: neither a link planted at the file nor one at its folder is followed."""
-    import os
-    import uuid
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        tmp = f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder)
-        with os.fdopen(fd, "wb") as handle:
-            if isinstance(data, bytes):
-                handle.write(data)
-            else:  # a spooled file (local.collect): copied in chunks
-                import shutil
-
-                shutil.copyfileobj(data, handle)
-        os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
-    finally:
-        os.close(folder)
-
-
 def _seconds(value: Any) -> Any:
     from opsbook.model import parse_duration
 
@@ -406,186 +275,8 @@ try:  # pydantic is a dependency; kept lazy-friendly for the typing import only
 except ImportError:  # pragma: no cover
     Seconds = float  # type: ignore[misc]
 
-ActionFn = Callable[[ActionContext, Any], Result]
 InventorySource = Callable[[dict[str, list[str]]], dict[str, Any]]
-RollbackFn = Callable[[Any, Result], "tuple[str, dict[str, Any]] | None"]
-# A capability that depends on the arguments as written (templates not rendered):
-# `mutates=lambda args: args.get("method", "GET") != "GET"`. A template counts as "may".
-ArgsTest = Callable[[Mapping[str, Any]], bool]
-EvidenceFn = Callable[[Any, HostInfo], "list[str] | None"]
-
-
-_BUILD_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """One action of a plugin: its function, argument model and capabilities."""
-
-    plugin: str
-    name: str
-    fn: ActionFn
-    args_model: type
-    doc: str
-    supports_check: bool  # the function itself honours ctx.check_mode read-only
-    idempotent: bool  # safe to run again after a crash without confirmation
-    inverse: RollbackFn | None  # declared inverse for rollback: (args, result) -> (action, args)
-    mutates: bool | ArgsTest  # changes state on a target (opsbook.policy: needs a gate and a rollback)
-    scalar_arg: str | None  # `plugin.action: "text"` fills this argument
-    shell_fields: frozenset[str]  # argument names rendered with shell quoting
-    expression_fields: frozenset[str] = frozenset()  # bare Jinja expressions (like assert's `that`)
-    # Keys the action may add to its registered value besides the standard ones (None: not
-    # declared). Declared keys let `opsbook check` call `out.stdot` a typo.
-    data: frozenset[str] | None = None
-    # The evidence files (relative paths) the action writes for its arguments on a host, when
-    # that is known without running it, else None; `check` and `run` refuse two nodes
-    # writing the same file before anything runs.
-    evidence: EvidenceFn | None = None
-    observes: bool = False  # only looks at (or waits for) state: probes, waits (see opsbook.dryrun)
-    argv_fields: frozenset[str] = frozenset()  # a string here is a command line: rendered to an argv
-    # takes capacity out of service (drain, stop, isolate): `keep_healthy` applies
-    disrupts: bool | ArgsTest = False
-    # The actions its inverse may name ("plugin.action"), None when not declared: `opsbook
-    # check` and `opsbook plugins` say when one is not installed, and a run fails the step
-    # whose inverse names another (see docs/plugins.md, "Rollback").
-    inverse_actions: frozenset[str] | None = None
-    reads_vars: bool = False  # reads the host's variables through ctx.variables (debug's `var`, setup)
-
-    def mutates_with(self, args: Any) -> bool:
-        """Whether this call, with its arguments as written, may change state on a target."""
-        return _capability(self.mutates, args, self.scalar_arg)
-
-    def disrupts_with(self, args: Any) -> bool:
-        """Whether this call, with its arguments as written, may take capacity out of service."""
-        return _capability(self.disrupts, args, self.scalar_arg)
-
-    def render_field(self, name: str, value: Any, context: Mapping[str, Any], pos: Any = None) -> Any:
-        """One argument rendered as this action declares it: a command line that is split into
-        an argv keeps each templated value one word; a shell command line quotes each value."""
-        from opsbook.template import render, render_argv
-
-        if isinstance(value, str):
-            if name in self.argv_fields:
-                return render_argv(value, context, pos)
-            if name in self.shell_fields:
-                return render(value, context, shell=True, pos=pos)
-        return render(value, context, pos=pos)  # a list in a shell field is an argv: no quoting
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.plugin}.{self.name}"
-
-    def without_expressions(self) -> ActionSpec:
-        import dataclasses
-
-        return dataclasses.replace(self, expression_fields=frozenset())
-
-    def prepare(self) -> None:
-        """Build the argument model's validator now, once, in this thread: models declared
-        with pydantic's `defer_build` are built on first use, and a step's first use is
-        otherwise many worker threads at once."""
-        model: Any = self.args_model
-        if not getattr(model, "__pydantic_complete__", True):
-            with _BUILD_LOCK:
-                if not model.__pydantic_complete__:
-                    model.model_rebuild()
-
-    def parse_args(self, raw: Any) -> Any:
-        """Validate rendered arguments into the args model (pydantic)."""
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            if self.scalar_arg is None:
-                raise PluginError(f"{self.full_name} takes a mapping of arguments")
-            raw = {self.scalar_arg: raw}
-        self.prepare()
-        from pydantic import ValidationError
-
-        try:
-            return self.args_model.model_validate(dict(raw))  # type: ignore[attr-defined]
-        except ValidationError as exc:
-            # A template renders "{{ n }}" to the number 3; where the action wants text, it is
-            # the number's text, as Ansible passes it (never a bool: `yes` is not "True").
-            numbers = [e["loc"] for e in exc.errors() if e["type"] == "string_type"
-                       and isinstance(e.get("input"), int | float) and not isinstance(e.get("input"), bool)]
-            if not numbers:
-                raise
-            import copy
-
-            data = copy.deepcopy(dict(raw))
-            for loc in numbers:
-                _set_text(data, loc)
-            return self.args_model.model_validate(data)  # type: ignore[attr-defined]
-
-
-def _set_text(data: Any, loc: tuple[Any, ...]) -> None:
-    """Replace the number at `loc` (a pydantic error location, whose union branch names such
-    as 'list[str]' are skipped) in nested dicts/lists by its text, in place."""
-    steps = list(loc)
-    while steps:
-        key = steps.pop(0)
-        if isinstance(data, dict) and key in data:
-            if not steps:
-                if isinstance(data[key], int | float) and not isinstance(data[key], bool):
-                    data[key] = str(data[key])
-                return
-            data = data[key]
-        elif isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data):
-            if not steps:
-                if isinstance(data[key], int | float) and not isinstance(data[key], bool):
-                    data[key] = str(data[key])
-                return
-            data = data[key]
-        elif isinstance(key, str) and not (isinstance(data, dict) and key in data):
-            continue  # a union branch's name, not a place in the data
-        else:
-            return
-
-
 TargetFn = Callable[[str, Any, Mapping[str, Any]], "str | None"]
-
-
-def _capability(flag: bool | ArgsTest, args: Any, scalar: str | None) -> bool:
-    if isinstance(flag, bool):
-        return flag
-    if not isinstance(args, Mapping):
-        args = {scalar: args} if scalar else {}
-    try:
-        return bool(flag(args))
-    except Exception:  # noqa: BLE001 - an argument the test did not expect: assume the worst
-        return True
-
-
-# words of a command line that take capacity out of service (`systemctl stop`, a balancer's
-# `drain`, `kubectl cordon`): a shell or command step with one of them disrupts
-DISRUPTING_WORDS = frozenset({"drain", "cordon", "stop", "disable", "shutdown", "poweroff", "halt", "isolate"})
-
-
-def command_disrupts(name: str) -> ArgsTest:
-    """A capability test for shell and command actions: the command line in argument `name`
-    (a string or an argv list, as written) has a word of DISRUPTING_WORDS. What a template
-    expands to is not known, and counts as not disrupting (a step still says so with
-    keep_healthy:)."""
-    import re
-
-    def test(args: Mapping[str, Any]) -> bool:
-        value = args.get(name)
-        words = value if isinstance(value, list) else [value] if isinstance(value, str) else []
-        return any(w.lower() in DISRUPTING_WORDS for word in words if isinstance(word, str)
-                   for w in re.findall(r"[A-Za-z_-]+", word))
-
-    return test
-
-
-def arg_in(name: str, values: Sequence[str], default: str | None = None) -> ArgsTest:
-    """A capability test: argument `name` (as written) is one of `values`, or a template."""
-    from opsbook.template import is_template
-
-    def test(args: Mapping[str, Any]) -> bool:
-        value = args.get(name, default)
-        return isinstance(value, str) and (is_template(value) or value in values)
-
-    return test
 
 
 class Plugin:
@@ -705,25 +396,6 @@ def _args_model(func: Callable[..., Any]) -> type:
             f"action {func.__name__}: annotate its args parameter with a pydantic model"
         )
     return model  # type: ignore[no-any-return]
-
-
-_BOILERPLATE = re.compile(r"^(Try '.*--help'|Try `.*--help`|See '.*--help'|Run '.*--help'|For more information|"
-                          r"(try|see)\b.*\bman\b|"
-                          r"usage:|Usage:|nginx: configuration file .* test failed)", re.IGNORECASE)
-_TELLING = re.compile(r"\[(emerg|alert|crit|error)\]|\b(error|fatal|failed|denied|refused|not found|no such|"
-                      r"cannot|can't|unable|invalid|unknown|unrecognized|illegal|missing)\b", re.IGNORECASE)
-
-
-def telling_line(text: str, limit: int = 300) -> str:
-    """The line of a failed command's output that says what went wrong: the first line that
-    reads like an error (`[emerg] unknown directive ...`, `error: ...`, `No such file`),
-    else the last line that is not boilerplate (`Try 'ls --help' ...`, `... test failed`)."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    useful = [line for line in lines if not _BOILERPLATE.match(line)]
-    if not useful:
-        return ""  # only a help hint: it says nothing of what went wrong
-    line = next((line for line in useful if _TELLING.search(line)), useful[-1])
-    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def truthy(value: Any) -> bool:

@@ -17,6 +17,7 @@ token), the minimum, and the journal's `preflight` event.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -167,7 +168,6 @@ class PreFlights:
         return pattern, [h.name for h in self._svc.plan.inventory.match(pattern, position=node.step.pos)]
 
     def _probe(self, node: Any, member: str, cancel: CancelToken) -> tuple[bool, str]:
-        from opsbook.compile import Node
         from opsbook.plugin import ActionContext, Status
         from opsbook.template import render
 
@@ -186,7 +186,7 @@ class PreFlights:
             return False, f"{name} is not installed"
         if cancel.is_set():
             return False, "not probed: the run is stopping"
-        member_node = Node(node.id, node.kind, node.leaf, member, node.index, node.step)
+        member_node = dataclasses.replace(node, host=member)  # the same step on the member
         try:
             args = render(raw_args, self._context_for(member_node), pos=keep.probe.pos if keep.probe else None)
             ctx = ActionContext(host=info, step_name=f"pre-flight of {node.step.name}", timeout=10.0,

@@ -33,16 +33,16 @@ def plan_targets(plan: Plan, registry: Registry) -> list[str]:
     describing = {name for name in used if getattr(registry.plugin(name), "target_of", None) is not None}
     if not describing:
         return []  # no plugin of this plan describes a target: nothing to render (the usual run)
-    from opsbook.planview import _Context, _rendered_args
+    from opsbook.planrender import PlanContext, rendered_args  # lazy: a run pays for it only here
 
-    context = _Context(plan, registry)
+    context = PlanContext(plan, registry)
     found: dict[str, list[str]] = {}
     for node in sorted(plan.nodes.values(), key=lambda n: n.index):
         if node.kind == BARRIER or node.step.action is None:
             continue
         if node.step.action.plugin not in describing:
             continue  # render only what a plugin will describe
-        target = node_target(plan, node, registry, _rendered_args(plan, node, context).value)
+        target = node_target(plan, node, registry, rendered_args(plan, node, context).value)
         if target:
             steps = found.setdefault(target, [])
             if node.step.name not in steps:

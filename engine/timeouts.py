@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from opsbook.model import Runbook, Step, parse_duration
+from opsbook.model import Runbook, Step, duration_or_none
 
 _ONE_PARAM = re.compile(r"^\{\{\s*params\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
 
@@ -36,12 +36,7 @@ def action_timeout(step: Step, runbook: Runbook) -> float | None:
             value = None if param is None else param.default
         elif "{{" in value or "{%" in value:
             return None
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError:
-        return None
+    return duration_or_none(value)
 
 
 # actions evaluated on the controller that wait for nothing: bounded by what they are
@@ -71,12 +66,7 @@ def declared_timeout(step: Step, registry: Any) -> float | None:
     if isinstance(args, Mapping) and "timeout" in args:
         return None
     field = _timeout_field(step, registry)
-    if field is None or field.default is None:
-        return None
-    try:
-        return parse_duration(field.default)
-    except (ValueError, TypeError):
-        return None
+    return None if field is None else duration_or_none(field.default)
 
 
 def is_bounded(step: Step, registry: Any) -> bool:

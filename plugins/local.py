@@ -33,7 +33,7 @@ from opsbook.plugin import (
     Plugin,
     Result,
     Status,
-    telling_line,
+    command_result,
     evidence_file,
     truthy,
 )
@@ -242,10 +242,7 @@ def _command_result(res: CommandResult, ok_rc: list[int], ctx: ActionContext) ->
     if ctx.cancelled.is_set():
         return Result(status=Status.TIMED_OUT, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
                       msg="cancelled (timeout)", changed=True)
-    status = Status.OK if res.rc in ok_rc else Status.FAILED
-    told = telling_line(res.stderr)
-    msg = "" if status is Status.OK else f"command exited with rc={res.rc}" + (f": {told}" if told else "")
-    return Result(status=status, rc=res.rc, stdout=res.stdout, stderr=res.stderr, msg=msg, changed=True)
+    return command_result(res, ok_rc)
 
 
 def _guard(args: Any) -> str | None:

@@ -55,7 +55,7 @@ class _Group(click.Group):
             sqlite3 = sys.modules.get("sqlite3")
             if sqlite3 is not None and isinstance(exc, sqlite3.DatabaseError) and _OPENED:
                 # a damaged page met by a read (runs, show, report)
-                from opsbook.journal_repair import damaged
+                from opsbook.journal import damaged
 
                 click.secho(f"error: {damaged(_OPENED[-1], str(exc))}".replace("nothing was written to it. ", ""),
                             fg="red", err=True)

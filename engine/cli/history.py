@@ -28,7 +28,7 @@ def journal_group() -> None:
 def journal_check(journal_path: str | None) -> None:
     """Check the whole journal file (SQLite quick_check); exit 0 sound, 1 damaged."""
     journal = _journal(journal_path)
-    from opsbook.journal_repair import JournalDamaged
+    from opsbook.journal import JournalDamaged
 
     try:
         journal.verify()

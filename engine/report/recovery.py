@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from opsbook.journal import Journal, NodeRecord
-from opsbook.model import format_duration, parse_duration, parse_timestamp
+from opsbook.model import duration_or_none, format_duration, parse_timestamp
 from opsbook.report.view import DATA_TIME_KEYS, RunView, gather
 
 # -- RTO / RPO ---------------------------------------------------------------------------
@@ -81,13 +81,7 @@ def _finish_time(point: NodeRecord | str, view: RunView) -> float:
 
 
 def _objective(objectives: dict[str, Any], key: str) -> float | None:
-    value = (objectives or {}).get(key)
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError:
-        return None
+    return duration_or_none((objectives or {}).get(key))
 
 
 def _verdict(key: str, achieved: float | None, objective: float | None, recovered: bool = True) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsbook.capture import Capture, Lines
-from opsbook.plugin import ActionContext, CommandResult, Result, Seconds, command_disrupts, telling_line
+from opsbook.plugin import ActionContext, CommandResult, Result, Seconds, command_disrupts, command_result
 from opsbook_plugins.docker._plugin import plugin
 from opsbook_plugins.docker.daemons import _POLL, DockerError, _fmt_s
 from opsbook_plugins.docker.target import (
@@ -310,13 +310,10 @@ def exec_(ctx: ActionContext, args: ExecArgs) -> Result:
         on_output=ctx.output,
     )
     done = exec_in(target, req)
-    fields = {"rc": done.rc, "stdout": done.stdout, "stderr": done.stderr, "changed": True}
-    fields["data"] = {"container": target.name}  # `duration` is register:'s own (the node's)
+    data = {"container": target.name}  # `duration` is register:'s own (the node's)
     if done.rc == -1 and "[opsbook]" in done.stderr:
         reason = done.stderr.rsplit("[opsbook] ", 1)[-1]
-        return Result.failed(f"command in {target.name} {reason}; it was killed", **fields)
-    if done.rc not in args.ok_rc:
-        told = telling_line(done.stderr)
-        return Result.failed(f"command in {target.name} exited with {done.rc}" + (f": {told}" if told else ""),
-                             **fields)
-    return Result.ok(**fields)
+        return Result.failed(f"command in {target.name} {reason}; it was killed", changed=True, rc=done.rc,
+                             stdout=done.stdout, stderr=done.stderr, data=data)
+    return command_result(done, args.ok_rc, what=f"command in {target.name}", exited=f"exited with {done.rc}",
+                          data=data)

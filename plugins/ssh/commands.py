@@ -16,9 +16,8 @@ from opsbook.plugin import (
     ActionContext,
     CommandResult,
     Result,
-    Status,
     command_disrupts,
-    telling_line,
+    command_result,
 )
 from opsbook_plugins.ssh._plugin import plugin
 from opsbook_plugins.ssh.common import _Args, _as_result, _check, _run
@@ -52,23 +51,8 @@ def _command_result(res: CommandResult, ok_rc: Sequence[int], cmd: Any, chdir: s
     if hasattr(res, "stdout_bytes"):
         data["stdout_bytes"] = res.stdout_bytes  # type: ignore[attr-defined]
         data["stderr_bytes"] = res.stderr_bytes  # type: ignore[attr-defined]
-    ok = res.rc in ok_rc
-    how = "was killed by a signal (no exit status)" if res.rc == -1 else f"exited with rc={res.rc}"
-    msg = (
-        ""
-        if ok
-        else f"command {how}" + (f": {telling_line(res.stderr)}" if telling_line(res.stderr) else "")
-    )
-    return Result(
-        status=Status.OK if ok else Status.FAILED,
-        changed=True,
-        rc=res.rc,
-        stdout=res.stdout,
-        stderr=res.stderr,
-        msg=msg,
-        data=data,
-        duration=res.duration,
-    )
+    exited = "was killed by a signal (no exit status)" if res.rc == -1 else ""
+    return command_result(res, ok_rc, exited=exited, data=data, duration=res.duration)
 
 
 def _prefix(chdir: str | None, env: Mapping[str, str]) -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from opsbook.api import load_inventory_sources, make_plan
 from opsbook.errors import UserError
-from opsbook.planview import _Context, _node_ctx, plan_json, plan_text
+from opsbook.planrender import PlanContext, known_names
+from opsbook.planview import plan_json, plan_text
 from opsbook.template import holds_template, referenced_names, render
 
 REPO = Path(__file__).resolve().parents[3]
@@ -126,14 +127,14 @@ def test_what_a_library_plan_leaves_unrendered_reads_only_what_the_run_will_know
     rb = load_runbook(str(REPO / "runbooks" / runbook), registry)
     params = {p.name: REQUIRED[p.name] for p in rb.params if p.required}
     plan = make_plan(rb, load_inventory_sources([str(REPO / "inventories" / "lab.example.ini")], registry), params)
-    context = _Context(plan, registry)
+    context = PlanContext(plan, registry)
     for entry in plan_json(plan, registry)["nodes"]:
         if entry["kind"] == "barrier":
             continue
         left = _templates([entry.get("args") if "loop_items" not in entry else entry["loop_items"],
                            entry.get("rollback"), entry.get("approve"), entry.get("delegate_to")])
         waits = set(entry.get("templates_left_for_the_run", ()))
-        known = _node_ctx(plan, plan.nodes[entry["id"]], context)
+        known = known_names(plan, plan.nodes[entry["id"]], context)
         assert bool(left) == bool(waits), f"{entry['id']}: left {left}, marked {waits}"
         for template in left:
             whole = "{%" in template or "{#" in template  # a statement keeps its text whole
