@@ -31,6 +31,7 @@ from opsbook.preflight import PreFlights
 from opsbook.delegate import acting_host, delegate_host
 from opsbook.rollback import Rollbacks, UndoSlot
 from opsbook.runtypes import (
+    CANCELLED,
     IN_DOUBT,
     NOT_RUN,
     Outcome,
@@ -478,11 +479,17 @@ class NodeRunner:
             result = clashing_data(spec.full_name, result)
         result.duration = time.monotonic() - start
         past_deadline = deadline is not None and time.monotonic() >= deadline - 0.01
-        if (cancel.is_set() or past_deadline) and result.status is not Status.OK and not self.control.interrupted:
+        if cancel.is_set() and result.status is not Status.OK and self.control.interrupted:
+            # A signal stopped the run: the action was cancelled, it did not time out
+            # (resume runs it again, see runtypes.stopped_before).
+            result.status = Status.FAILED
+            result.msg = f"{CANCELLED}{cancel.reason or 'interrupted'}"
+        elif (cancel.is_set() or past_deadline) and result.status is not Status.OK:
             result.status = Status.TIMED_OUT
             if step.timeout:
                 own = result.msg.strip()
-                result.msg = f"timed out after {step.timeout:g}s" + (f": {own}" if own and "timed out" not in own else "")
+                result.msg = f"timed out after {step.timeout:g}s" + (
+                    f": {own}" if own and own != "cancelled" and "timed out" not in own else "")
             else:
                 result.msg = result.msg or "cancelled"
         return result

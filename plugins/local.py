@@ -241,7 +241,7 @@ def _no_chdir(args: Any) -> Result | None:
 def _command_result(res: CommandResult, ok_rc: list[int], ctx: ActionContext) -> Result:
     if ctx.cancelled.is_set():
         return Result(status=Status.TIMED_OUT, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
-                      msg="cancelled (timeout)", changed=True)
+                      msg="cancelled", changed=True)
     status = Status.OK if res.rc in ok_rc else Status.FAILED
     told = telling_line(res.stderr)
     msg = "" if status is Status.OK else f"command exited with rc={res.rc}" + (f": {told}" if told else "")
