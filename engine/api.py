@@ -24,6 +24,7 @@ from opsbook.load import RunbookLoader
 from opsbook.model import Runbook
 from opsbook.paths import private_dir, runs_dir
 from opsbook.registry import Registry
+from opsbook.rollback import undone_nodes
 from opsbook.secrets import SecretStore, register_plan
 
 
@@ -167,9 +168,15 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
         recorded = journal.nodes(run_id)
         again = list(dict.fromkeys([*asked, *(n for n, rec in recorded.items()
                                              if stopped_before(rec.status, rec.msg))]))
+        # What the run's rollback undid on a host that goes on is done again, so that the
+        # steps run again find the state the run had made (docs/language.md: resume).
+        hosts = {rec.host for n, rec in recorded.items() if n in again and rec.host}
+        redo = [n for n in undone_nodes(journal.rollbacks(run_id), hosts) if n in recorded and n not in again]
+        again += redo
         if again:
             journal.forget_nodes(run_id, again)
-        journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(again)})
+        journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(again),
+                                                "redone": len(redo)})
         return journal.nodes(run_id)
 
     return _drive(plan, registry, journal, request, run_id, settle, on_executor)

@@ -120,10 +120,12 @@ def _timeline_lines(view: RunView, entries: list[Entry], width: int) -> list[str
         room = max(10, width - len(prefix))
         detail = mark.strip() + (" " if mark and e.detail else "") + e.detail
         lines.append((prefix + _clip(detail, room)).rstrip())
-        if e.kind == "node" and e.status in FAILED:
-            if len(" ".join(detail.split())) > room:
-                wrapped = textwrap.wrap(" ".join(detail.split()), max(20, width - 21))[:4]
-                lines += [f"{'':11}{'msg':>6} | {w}" for w in wrapped]
+        failed = e.kind == "node" and e.status in FAILED
+        if (failed or e.kind == "resumed") and len(" ".join(detail.split())) > room:
+            # what a failure says, and what a resume will do, are read whole
+            wrapped = textwrap.wrap(" ".join(detail.split()), max(20, width - 21))[:4]
+            lines += [f"{'':11}{'msg':>6} | {w}" for w in wrapped]
+        if failed:
             lines += _failure_tail(view.node(e.node_id), width)
     return lines
 
