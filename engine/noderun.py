@@ -64,6 +64,7 @@ class NodeTicket:
     settling: bool = False  # its action returned: the scheduler can no longer abandon it (opsbook.abandon)
     worker: Any = None  # the thread running it (a forsaken one, should it be abandoned)
     gathered: Any = None  # facts gathered for it first (opsbook.facts): recorded with its outcome
+    gathering: float = 0.0  # seconds that gathering took: part of the node's duration
 
 
 class NodeDeadlines(Protocol):
@@ -172,13 +173,19 @@ class NodeRunner:
     # -- one node --------------------------------------------------------------------------
     def run(self, ticket: NodeTicket) -> Outcome:
         node = ticket.node
-        if node.host and facts.wanted(node.step, self.svc.plan.runbook, self.states.view(node.host).facts):
-            found = facts.gather(self.svc, node.host, ticket.cancel, self.deadlines.get(node.id))
-            if found.failed_:
-                return outcome_of(found.status, found.msg)
-            ticket.gathered = found.facts
-        outcome = self._run(ticket, ticket.gathered or {})
-        return facts.landed(outcome, ticket.gathered)
+        if not (node.host and facts.wanted(node.step, self.svc.plan.runbook, self.states.view(node.host).facts)
+                and not facts.gathers_itself(node.step, self.svc.registry)):
+            return self._run(ticket, {})
+        # The gathering is part of the node: its time is in the node's duration (see _act).
+        wall, mono = time.time(), time.monotonic()
+        found = facts.gather(self.svc, node.host, ticket.cancel, self.deadlines.get(node.id))
+        ticket.gathering = time.monotonic() - mono
+        if found.failed_:
+            failed = outcome_of(found.status, found.msg)
+            failed.started, failed.elapsed = wall, ticket.gathering
+            return failed
+        ticket.gathered = found.facts
+        return facts.landed(self._run(ticket, ticket.gathered or {}), ticket.gathered)
 
     def _run(self, ticket: NodeTicket, gathered: Mapping[str, Any]) -> Outcome:
         node = ticket.node
@@ -309,9 +316,10 @@ class NodeRunner:
             if unmade:  # rule 3 of opsbook.dryrun
                 _excuse(outcome, unmade)
         end = time.monotonic()
-        outcome.started, outcome.finished = start, time.time()
+        outcome.started, outcome.finished = start - ticket.gathering, time.time()
         clock = svc.clock
-        outcome.elapsed, outcome.at = end - mono, clock.wall0 + (end - clock.mono0)  # RunClock.at(end)
+        outcome.elapsed = end - mono + ticket.gathering  # facts gathered for it first included
+        outcome.at = clock.wall0 + (end - clock.mono0)  # RunClock.at(end)
         if self.opts.diff:
             self._show_diffs(node, results)
         if outcome.status is Status.OK and node.host and step.keep_healthy is not None and not self.opts.check:
