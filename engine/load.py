@@ -368,6 +368,7 @@ class RunbookLoader:
             become_user=self._str(data, "become_user", c),
             tags=self._str_list(data, "tags", c),
             approve=self._approve(data, c),
+            approve_pos=data.value_pos.get("approve") if "approve" in data else None,
             rollback=self._rollback(data, c),
             notify=self._notify(data, c),
             listen=self._str_list(data, "listen", c) + ((name,) if handler else ()),

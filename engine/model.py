@@ -166,6 +166,7 @@ class Step:
     listen: tuple[str, ...] = ()  # handlers only: extra names they answer to
     explicit: frozenset[str] = frozenset()  # keywords written on this step (vs inherited/defaults)
     approve_scope: str | None = None  # id of the block whose `approve` this step carries
+    approve_pos: Position | None = None  # where its `approve:` message is written (a block's, if inherited)
 
     @property
     def is_block(self) -> bool:
