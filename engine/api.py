@@ -24,6 +24,7 @@ from opsbook.load import RunbookLoader
 from opsbook.model import Runbook
 from opsbook.paths import private_dir, runs_dir
 from opsbook.registry import Registry
+from opsbook.rollback import undone_nodes
 from opsbook.secrets import SecretStore, register_plan
 
 
@@ -167,12 +168,31 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
         recorded = journal.nodes(run_id)
         again = list(dict.fromkeys([*asked, *(n for n, rec in recorded.items()
                                              if stopped_before(rec.status, rec.msg))]))
+        redo = _redone(plan, recorded, again, journal.rollbacks(run_id)) if again else []
+        again += redo
         if again:
             journal.forget_nodes(run_id, again)
-        journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(again)})
+        journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(again),
+                                                "redone": len(redo)})
         return journal.nodes(run_id)
 
     return _drive(plan, registry, journal, request, run_id, settle, on_executor)
+
+
+def _redone(plan: Plan, recorded: dict[str, Any], again: list[str], entries: list[dict[str, Any]]) -> list[str]:
+    """What the run's rollback undid, done again by a resume that goes on (docs/language.md:
+    resume), so that the steps run again find the state the run had made and the run ends
+    in the state its steps make; not on a host with a failure left (its later steps do not
+    run, and a rollback would undo the same again)."""
+
+    def ignored(node_id: str) -> bool:
+        node = plan.nodes.get(node_id)
+        return node is not None and node.leaf is not None and node.step.ignore_errors
+
+    failed = {rec.host for n, rec in recorded.items()
+              if n not in again and rec.status in ("failed", "timed_out") and not ignored(n)}
+    hosts = {e["host"] for e in entries if e["host"]} - failed
+    return [n for n in undone_nodes(entries, hosts) if n in recorded and n not in again]
 
 
 def _four_eyes_approver(request: RunRequest, journal: Journal, runbook: str) -> None:

@@ -263,11 +263,11 @@ def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | Non
     for step in steps:
         local = known | {step.loop_var}
         where = step.action.pos if step.action else step.pos
-        sources = [(t, e, where) for t, e in _templates_of(step)] if not step.is_block else []
+        sources = [(t, e, _approve_or(step, t, where)) for t, e in _templates_of(step)] if not step.is_block else []
         if step.until:
             sources.append((step.until, True, where))
         if step.rollback is not None:  # rendered only while rolling back: the worst time to learn of a typo
-            sources += [(t, e, step.rollback.pos) for t, e in _strings(step.rollback.args)]
+            sources += list(placed_strings(step.rollback.args, step.rollback.pos))
         excused = _hosts_unknown(step.id, unresolved)
         for source, expression, pos in sources:
             try:
@@ -391,9 +391,12 @@ class _KeyChecker:
             where = step.action.pos if step.action else step.pos
             label = f'step "{step.name}"'
             for source, expression in _templates_of(step):
-                self._source(source, expression, own, where, label)
+                self._source(source, expression, own, _approve_or(step, source, where), label)
             for source, expression in _extra_strings(step):
                 self._source(source, expression, own, where, label)
+            if step.rollback is not None:
+                for source, expression, pos in placed_strings(step.rollback.args, step.rollback.pos):
+                    self._source(source, expression, own, pos, label)
             own_shape = self._own_shape(step) if step.action is not None else None
             for key in _CONDITIONS_ON_RESULT:
                 for cond in _as_list(getattr(step, key)):
@@ -483,12 +486,33 @@ def _strings(value: Any) -> Iterable[tuple[str, bool]]:
             yield from _strings(item)
 
 
+def placed_strings(value: Any, pos: Position) -> Iterable[tuple[str, bool, Position]]:
+    """The templates in an argument value, each with the position it is written at (the
+    value's own line inside a mapping or list as loaded, else `pos`)."""
+    from opsbook.template import is_template
+
+    if isinstance(value, str):
+        if is_template(value):
+            yield value, False, pos
+    elif isinstance(value, dict):
+        where = getattr(value, "value_pos", {})
+        for key, item in value.items():
+            yield from placed_strings(item, where.get(key) or pos)
+    elif isinstance(value, (list, tuple)):
+        items = getattr(value, "item_pos", [])
+        for i, item in enumerate(value):
+            yield from placed_strings(item, items[i] if i < len(items) and items[i] else pos)
+
+
+def _approve_or(step: Step, source: str, where: Position) -> Position:
+    """The line of the step's `approve:` message when `source` is it, else `where`."""
+    return step.approve_pos if step.approve_pos is not None and source == step.approve else where
+
+
 def _extra_strings(step: Step) -> Iterable[tuple[str, bool]]:
-    """Templates a step evaluates besides _templates_of's: its hosts pattern and rollback."""
+    """Templates a step evaluates besides _templates_of's and its rollback's: its hosts pattern."""
     if step.hosts:
         yield from _strings(step.hosts)
-    if step.rollback is not None:
-        yield from _strings(step.rollback.args)
     if step.keep_healthy is not None:
         yield from _strings(step.keep_healthy.group)
         if step.keep_healthy.probe is not None:

@@ -431,9 +431,9 @@ def inherit(child: Step, block: Step, block_vars: Mapping[str, Any], first: bool
     def pick(name: str) -> Any:
         return getattr(child, name) if name in own else getattr(block, name)
 
-    approve, scope = child.approve, child.approve_scope
+    approve, scope, approve_pos = child.approve, child.approve_scope, child.approve_pos
     if "approve" not in own and block.approve is not None:
-        approve, scope = block.approve, block.approve_scope or block.id
+        approve, scope, approve_pos = block.approve, block.approve_scope or block.id, block.approve_pos
     return dataclasses.replace(
         child,
         vars={**block_vars, **child.vars},
@@ -448,6 +448,7 @@ def inherit(child: Step, block: Step, block_vars: Mapping[str, Any], first: bool
         gather_facts=pick("gather_facts"),
         approve=approve,
         approve_scope=scope,
+        approve_pos=approve_pos,
         explicit=own | (block.explicit & INHERITED),
     )
 

@@ -8,7 +8,9 @@ the executor records them on the host (later nodes read them, `hostvars[h]` show
 and the journal keeps them with the node: a resumed run reads them back and does not
 gather again. The engine knows no connection: it asks the registry who speaks `setup`.
 A runbook's `gather_facts: true` is also a first step, `Gathering Facts` (`with_gathering`,
-added when the runbook loads), which compile makes a barrier (see opsbook.flow).
+added when the runbook loads), which compile makes a barrier (see opsbook.flow). That step,
+and any `setup` step, gathers by running (`gathers_itself`): nothing is gathered before it.
+A node's duration includes the gathering done for it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ def wanted(step: Any, runbook: Any, facts: Mapping[str, Any]) -> bool:
     asked = step.gather_facts if step.gather_facts is not None else runbook.gather_facts
     known = facts.get("ansible_facts")
     return bool(asked) and not (isinstance(known, Mapping) and known.get("module_setup"))
+
+
+def gathers_itself(step: Any, registry: Any) -> bool:
+    """Whether the step's own action is the one that gathers (the `Gathering Facts` step, a
+    `setup` step): it gathers when it runs, and its duration is the gathering's."""
+    return step.action is not None and step.action.name == registry.ansible_action("setup")
 
 
 def gather(svc: Any, host: str, cancel: Any, deadline: float | None) -> Result:

@@ -83,6 +83,9 @@ STEP_KEYWORDS: dict[str, Keyword] = {
     "always": _t("array", "Steps run on a host after the block, whatever happened."),
 }
 
+# An Ansible play's keys that opsbook names otherwise: refused with the name to use.
+ANSIBLE_PLAY_KEYS = {"tasks": "steps"}
+
 RUNBOOK_KEYWORDS: dict[str, Keyword] = {
     "opsbook": Keyword({"const": 1}, "Format version; must be 1."),
     "name": _t("string", "Runbook name."),

@@ -30,6 +30,7 @@ from opsbook.keyvalues import (
 )
 from opsbook.keywords import (
     ACTION_KEY,
+    ANSIBLE_PLAY_KEYS,
     APPROVED_BY,
     EXTRA_VARS,
     LOOP_CONTROL_KEYS,
@@ -106,8 +107,12 @@ class RunbookLoader:
         digest = digest or hashlib.sha256(text.encode()).hexdigest()
         c = _Collector(filename)
         if not isinstance(data, PosDict):
+            play = isinstance(data, list) and bool(data) and isinstance(data[0], dict) and \
+                bool({"hosts", "tasks"} & set(data[0]))
             raise ValidationError([Diagnostic(Position(filename, 1, 1),
-                                  f"a runbook must be a mapping with opsbook/name/steps, found {_kind(data)}")])
+                                  f"a runbook must be a mapping with opsbook/name/steps, found {_kind(data)}",
+                                  "an Ansible playbook is a list of plays; a runbook is one play as a mapping: "
+                                  "opsbook: 1, name:, hosts:, and steps: (Ansible's tasks:)" if play else "")])
         self._reuse = Expander(filename, c.error)
         runbook = self._runbook(data, filename, digest, c)
         if self._reuse.read:  # included files and roles are part of what a resume must find again
@@ -123,7 +128,11 @@ class RunbookLoader:
     # -- runbook level -------------------------------------------------------------------
     def _runbook(self, data: PosDict, filename: str, digest: str, c: _Collector) -> Runbook:
         for key in data:
-            if key not in RUNBOOK_KEYWORDS:
+            if key in ANSIBLE_PLAY_KEYS:  # an Ansible play's word for one of ours
+                ours = ANSIBLE_PLAY_KEYS[key]
+                c.error(key_position(data, key), f'unknown runbook key "{key}" (did you mean "{ours}"?): '
+                        f"opsbook calls Ansible's `{key}:` `{ours}:`", f"rename `{key}:` to `{ours}:`")
+            elif key not in RUNBOOK_KEYWORDS:
                 c.error(key_position(data, key), f'unknown runbook key "{key}"{did_you_mean(str(key), RUNBOOK_KEYWORDS)}',
                         "expected one of: " + ", ".join(RUNBOOK_KEYWORDS))
         version = data.get("opsbook")
@@ -135,6 +144,8 @@ class RunbookLoader:
         steps_raw = data.get("steps")
         if "roles" in data and (steps_raw is None or steps_raw == []):
             steps_raw = PosList(data.pos)  # a runbook of roles only, as a play of roles only
+        elif steps_raw is None and "tasks" in data:  # said at `tasks:` already
+            steps_raw = PosList(data.pos)
         elif not isinstance(steps_raw, PosList) or not steps_raw:
             c.error(data.value_pos.get("steps", data.pos), "expected `steps:` with a list of steps, found "
                     + ("nothing" if steps_raw is None else _kind(steps_raw)))
@@ -288,6 +299,7 @@ class RunbookLoader:
     def _step(self, data: PosDict, c: _Collector, ids: dict[str, Position], handler: bool) -> Step | None:
         actions: list[str] = []
         written: dict[str, str] = {}  # action -> the key it is written as (an Ansible module name)
+        refused: list[str] = []  # Ansible module names whose arguments opsbook's action reads otherwise
         for key in data:
             if key in STEP_KEYWORDS:
                 continue
@@ -299,6 +311,12 @@ class RunbookLoader:
             if mapped is not None:  # `lineinfile:` in an Ansible-style task: the action that speaks it
                 written[mapped] = key
                 actions.append(mapped)
+                continue
+            unlike = self.registry.ansible_unlike(key) if isinstance(key, str) else None
+            if unlike is not None:  # Ansible's module, done here by an action with other arguments
+                c.error(key_position(data, key), f'opsbook does what Ansible\'s "{key}" does with {unlike[0]}, '
+                        f"whose arguments differ: {unlike[1]}", f"write {unlike[0]}: {{...}}; its arguments: opsbook plugins {unlike[0].split('.')[0]}")
+                refused.append(key)
                 continue
             suggestion = did_you_mean(str(key), list(STEP_KEYWORDS) + self.registry.action_names()
                                       + [m for p in self.registry.plugins.values() for m in p.ansible_modules])
@@ -312,7 +330,7 @@ class RunbookLoader:
         if len(actions) > 1:
             c.error(key_position(data, actions[1]), f"a step has exactly one action, found {len(actions)}: {', '.join(actions)}",
                     "split it into several steps")
-        if not actions and not is_block:
+        if not actions and not is_block and not refused:
             c.error(data.pos, f'step "{name or "?"}" has no action', "add one `plugin.action:` key, e.g. local.command: ...")
         if actions and is_block:
             c.error(key_position(data, "block"), "a step cannot have both an action and a block")
@@ -370,6 +388,7 @@ class RunbookLoader:
             become_user=self._str(data, "become_user", c),
             tags=self._str_list(data, "tags", c),
             approve=self._approve(data, c),
+            approve_pos=data.value_pos.get("approve") if "approve" in data else None,
             rollback=self._rollback(data, c),
             notify=self._notify(data, c),
             listen=self._str_list(data, "listen", c) + ((name,) if handler else ()),

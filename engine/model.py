@@ -86,6 +86,16 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def duration_text(seconds: float) -> str:
+    """Seconds as a runbook writes a duration, exactly (parse_duration reads it back):
+    5 -> 5s, 90 -> 1m30s, 300 -> 5m, 5400 -> 1h30m, 0.5 -> 500ms, 2.5 -> 2.5s."""
+    if seconds != int(seconds):
+        return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n) or "0s"
+
+
 @dataclass(frozen=True, slots=True)
 class ActionCall:
     """`plugin.action: args` as written: args are still templates."""
@@ -180,6 +190,7 @@ class Step:
     # Folders a relative `src:` that is a template is searched in when the action runs, before
     # the runbook's (opsbook.srcpath): its roles' and its file's; () for the runbook's only.
     src_dirs: tuple[str, ...] = ()
+    approve_pos: Position | None = None  # where its `approve:` message is written (a block's, if inherited)
 
     @property
     def is_block(self) -> bool:

@@ -50,6 +50,7 @@ from opsbook.plugin import (
 from opsbook.preflight import PreFlights
 from opsbook.rollback import Rollbacks, UndoSlot
 from opsbook.runtypes import (
+    CANCELLED,
     IN_DOUBT,
     NOT_RUN,
     Outcome,
@@ -80,6 +81,7 @@ class NodeTicket:
     settling: bool = False  # its action returned: the scheduler can no longer abandon it (opsbook.abandon)
     worker: Any = None  # the thread running it (a forsaken one, should it be abandoned)
     gathered: Any = None  # facts gathered for it first (opsbook.facts): recorded with its outcome
+    gathering: float = 0.0  # seconds that gathering took: part of the node's duration
 
 
 class NodeDeadlines(Protocol):
@@ -189,13 +191,19 @@ class NodeRunner:
         node = ticket.node
         step = node.step
         asked = step.gather_facts if step.gather_facts is not None else self._gathers
-        if asked and node.host and facts.wanted(step, self.svc.plan.runbook, self.states.view(node.host).facts):
-            found = facts.gather(self.svc, node.host, ticket.cancel, self.deadlines.get(node.id))
-            if found.failed_:
-                return outcome_of(found.status, found.msg)
-            ticket.gathered = found.facts
-            return facts.landed(self._run(ticket, found.facts), found.facts)
-        return self._run(ticket, ticket.gathered or EMPTY)
+        if not (asked and node.host and facts.wanted(step, self.svc.plan.runbook, self.states.view(node.host).facts)
+                and not facts.gathers_itself(step, self.svc.registry)):
+            return self._run(ticket, ticket.gathered or EMPTY)
+        # The gathering is part of the node: its time is in the node's duration (see _act).
+        wall, mono = time.time(), time.monotonic()
+        found = facts.gather(self.svc, node.host, ticket.cancel, self.deadlines.get(node.id))
+        ticket.gathering = time.monotonic() - mono
+        if found.failed_:
+            failed = outcome_of(found.status, found.msg)
+            failed.started, failed.elapsed = wall, ticket.gathering
+            return failed
+        ticket.gathered = found.facts
+        return facts.landed(self._run(ticket, found.facts), found.facts)
 
     def _run(self, ticket: NodeTicket, gathered: Mapping[str, Any]) -> Outcome:
         node = ticket.node
@@ -328,9 +336,10 @@ class NodeRunner:
             if unmade:  # rule 3 of opsbook.dryrun
                 excuse(outcome, unmade)
         end = time.monotonic()
-        outcome.started, outcome.finished = start, time.time()
+        outcome.started, outcome.finished = start - ticket.gathering, time.time()
         clock = svc.clock
-        outcome.elapsed, outcome.at = end - mono, clock.wall0 + (end - clock.mono0)  # RunClock.at(end)
+        outcome.elapsed = end - mono + ticket.gathering  # facts gathered for it first included
+        outcome.at = clock.wall0 + (end - clock.mono0)  # RunClock.at(end)
         if self.opts.diff:
             self._show_diffs(node, results)
         if outcome.status is Status.OK and node.host and step.keep_healthy is not None and not self.opts.check:
@@ -500,11 +509,17 @@ class NodeRunner:
             result = clashing_data(spec.full_name, result)
         result.duration = time.monotonic() - start
         past_deadline = deadline is not None and time.monotonic() >= deadline - 0.01
-        if (cancel.is_set() or past_deadline) and result.status is not Status.OK and not self.control.interrupted:
+        if cancel.is_set() and result.status is not Status.OK and self.control.interrupted:
+            # A signal stopped the run: the action was cancelled, it did not time out
+            # (resume runs it again, see runtypes.stopped_before).
+            result.status = Status.FAILED
+            result.msg = f"{CANCELLED}{cancel.reason or 'interrupted'}"
+        elif (cancel.is_set() or past_deadline) and result.status is not Status.OK:
             result.status = Status.TIMED_OUT
             if step.timeout:
                 own = result.msg.strip()
-                result.msg = f"timed out after {step.timeout:g}s" + (f": {own}" if own and "timed out" not in own else "")
+                result.msg = f"timed out after {step.timeout:g}s" + (
+                    f": {own}" if own and own != "cancelled" and "timed out" not in own else "")
             else:
                 result.msg = result.msg or "cancelled"
         return result

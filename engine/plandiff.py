@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.errors import UserError
+from opsbook.model import duration_text
 
 _NODE_ONLY = ("id", "kind", "needs", "host", "args", "where", "step", "step_id", "approve")
 _PER_HOST = ("args", "approve", "needs")
 _IGNORED_TOP = ("path", "nodes")
+_DURATIONS = ("timeout", "delay")  # keywords the plan holds in seconds (objectives: a mapping of them)
+_DEFAULT_SHOWN = {"delay": "1s (default)", "backoff": "1 (default)", "loop_var": "item (default)"}  # left out of plans
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,13 @@ def diff_plans(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     return changes
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, what: str = "") -> str:
     if value is None:
-        return "(none)"
+        return _DEFAULT_SHOWN.get(what, "(none)")
+    if what in _DURATIONS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return duration_text(value)  # as the runbook writes it: 5s, 1m30s (the plan holds seconds)
+    if what == "objectives" and isinstance(value, dict):
+        return ", ".join(f"{k} {_show(v, 'timeout')}" for k, v in value.items())
     return value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
 
 
@@ -122,12 +129,12 @@ def as_text(changes: list[Change], old: str, new: str) -> str:
     lines = [f"--- {old}", f"+++ {new}"]
     for c in changes:
         where = "runbook" if c.step is None else f"step {c.step}" + (f" @ {c.host}" if c.host else "")
-        lines.append(f"{where}: {c.what}: {_show(c.old)} -> {_show(c.new)}")
+        lines.append(f"{where}: {c.what}: {_show(c.old, c.what)} -> {_show(c.new, c.what)}")
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
-    text = _show(value).replace("|", "\\|").replace("\n", " ")
+def _cell(value: Any, what: str) -> str:
+    text = _show(value, what).replace("|", "\\|").replace("\n", " ")
     return f"`{text}`" if value is not None else "—"
 
 
@@ -136,7 +143,7 @@ def as_markdown(changes: list[Change], old: str, new: str) -> str:
     if not changes:
         return head + "No plan-level difference.\n"
     rows = ["| step | host | what | before | after |", "|---|---|---|---|---|"]
-    rows += [f"| {c.step or '(runbook)'} | {c.host or ''} | {c.what} | {_cell(c.old)} | {_cell(c.new)} |"
+    rows += [f"| {c.step or '(runbook)'} | {c.host or ''} | {c.what} | {_cell(c.old, c.what)} | {_cell(c.new, c.what)} |"
              for c in changes]
     return head + "\n".join(rows) + "\n"
 

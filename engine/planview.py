@@ -10,6 +10,7 @@ from typing import Any
 from opsbook.argdoc import args_schema, argument_lines
 from opsbook.compile import BARRIER, HANDLER, Node, Plan
 from opsbook.errors import UserError
+from opsbook.model import duration_text
 from opsbook.planrender import (
     Known,
     PlanContext,
@@ -118,7 +119,7 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
     asked: set[str | None] = set()  # blocks whose approval was shown (at their first step)
     settings = {k: v for k, v in runbook_keywords(rb).items() if k != "phase"}
     if settings:
-        lines.append("with: " + ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in settings.items()))
+        lines.append("with: " + ", ".join(f"{k}={_keyword_text(k, v)}" for k, v in settings.items()))
     if plan.params:
         lines.append("params: " + ", ".join(f"{k}={v!r}" for k, v in plan.params.items()))
     action_nodes = [n for n in plan.nodes.values() if n.kind != BARRIER]
@@ -149,7 +150,7 @@ def plan_text(plan: Plan, registry: Registry | None = None) -> str:
         shown = {k: v for k, v in step_keywords(step, context.registry).items()
                  if k not in ("when", "approve", "serial", "run_once", "rollback") and (k != "mutates" or v)}
         if shown:
-            lines.append("    with: " + ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in shown.items()))
+            lines.append("    with: " + ", ".join(f"{k}={_keyword_text(k, v)}" for k, v in shown.items()))
         approvals: dict[str, str] = {}
         rollbacks: dict[str, str] = {}
         for host in leaf.hosts:
@@ -227,6 +228,15 @@ def step_keywords(step: Any, registry: Registry | None = None) -> dict[str, Any]
 
         out["mutates"] = step_mutates(step, registry)
     return out
+
+
+def _keyword_text(key: str, value: Any) -> str:
+    """A keyword's value in plan text: durations as a runbook writes them (timeout=20s)."""
+    if key in ("timeout", "delay") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return duration_text(value)
+    if key == "objectives" and isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {duration_text(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value, default=str)
 
 
 def runbook_keywords(rb: Any) -> dict[str, Any]:

@@ -289,13 +289,22 @@ class Plugin:
         self.connections: dict[str, ConnectionFactory] = {}
         self.inventory_sources: dict[str, InventorySource] = {}
         self.ansible_modules: dict[str, str] = {}  # Ansible module name -> action of this plugin
+        # Ansible module name -> (action of this plugin doing its job, how its arguments differ)
+        self.ansible_unlike: dict[str, tuple[str, str]] = {}
         # where a step of this plugin goes (a cluster, an API): shown by `plan` and the run's header
         self.target_of: TargetFn | None = None
 
-    def ansible_module(self, module: str, action: str) -> None:
+    def ansible_module(self, module: str, action: str, differs: str = "") -> None:
         """Declare that an Ansible-style task's `module:` key (e.g. `lineinfile:`, also written
-        `ansible.builtin.lineinfile:`) means this plugin's `action`, with the same arguments."""
-        self.ansible_modules[module] = action
+        `ansible.builtin.lineinfile:`) means this plugin's `action`, with the same arguments.
+
+        With `differs` (how the arguments differ), the action does the module's job with
+        other arguments: a step naming the module is refused at its line, pointing at the
+        action and saying `differs`, rather than run with arguments read another way."""
+        if differs:
+            self.ansible_unlike[module] = (action, differs)
+        else:
+            self.ansible_modules[module] = action
 
     def target(self, fn: TargetFn) -> TargetFn:
         """Register fn(action, rendered args, host vars) -> "where it goes" (or None), e.g.

@@ -90,6 +90,15 @@ class Registry:
                 return f"{plugin.name}.{plugin.ansible_modules[short]}"
         return None
 
+    def ansible_unlike(self, module: str) -> tuple[str, str] | None:
+        """(action, how its arguments differ) for an Ansible module whose job an action does
+        with other arguments (`Plugin.ansible_module(..., differs=)`); None otherwise."""
+        for plugin in self.plugins.values():
+            if module in plugin.ansible_unlike:
+                action, differs = plugin.ansible_unlike[module]
+                return f"{plugin.name}.{action}", differs
+        return None
+
     def inverse_problems(self, spec: ActionSpec) -> list[str]:
         """What is wrong with the actions `spec`'s inverse declares it may name
         (`inverse_actions=`): each one that is not installed, said with a did-you-mean."""

@@ -41,6 +41,19 @@ def order(entries: list[dict[str, Any]], wave_of: Callable[[list[dict[str, Any]]
     return [waves[w] for w in sorted(waves, reverse=True)]
 
 
+def undone_nodes(entries: list[dict[str, Any]], hosts: set[str]) -> list[str]:
+    """The nodes of `hosts` whose change the run's rollback undid (each of their undo
+    entries `done` by the rollback, not by a step of the run): a resume that continues
+    these hosts runs them again first, so the steps after them find the state they left."""
+    done: dict[str, bool] = {}
+    for entry in entries:
+        if entry["host"] not in hosts:
+            continue
+        by_rollback = entry["status"] == "done" and not entry["msg"].startswith("undone by step")
+        done[entry["node_id"]] = done.get(entry["node_id"], True) and by_rollback
+    return [node_id for node_id, undone in done.items() if undone]
+
+
 class Rollbacks:
     """The undo entries of one run: recorded as steps complete, replayed on failure."""
 

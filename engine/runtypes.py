@@ -27,11 +27,15 @@ IN_DOUBT = ("started", "unknown")
 # cancelled gate) rather than by a decision about it (`when`, tags, a failed host): such a skip
 # is not final, and a resume runs the node (see api.resume_run).
 NOT_RUN = "not run: "
+# A node whose action a signal cancelled while it ran (recorded `failed`, "cancelled:
+# interrupted by SIGINT"): it did not fail on its own, and a resume runs it again too.
+CANCELLED = "cancelled: "
 
 
 def stopped_before(status: str, msg: str) -> bool:
-    """Whether a recorded node was skipped only because the run stopped before it."""
-    return status == "skipped" and msg.startswith(NOT_RUN)
+    """Whether a recorded node was skipped only because the run stopped before it, or
+    was cancelled by the signal that stopped the run while it ran."""
+    return (status == "skipped" and msg.startswith(NOT_RUN)) or (status == "failed" and msg.startswith(CANCELLED))
 
 
 @dataclass

@@ -239,9 +239,12 @@ def _no_chdir(args: Any) -> Result | None:
 
 
 def _command_result(res: CommandResult, ok_rc: list[int], ctx: ActionContext) -> Result:
-    if ctx.cancelled.is_set():
+    # killed by us: the node was cancelled, or its time ran out (the command's own deadline
+    # can come a moment before the step's cancellation does)
+    out_of_time = res.rc == -signal.SIGKILL and ctx.timeout is not None and res.duration >= ctx.timeout
+    if ctx.cancelled.is_set() or out_of_time:
         return Result(status=Status.TIMED_OUT, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
-                      msg="cancelled (timeout)", changed=True)
+                      msg="cancelled", changed=True)
     return command_result(res, ok_rc)
 
 

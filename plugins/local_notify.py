@@ -267,3 +267,13 @@ def mattermost(ctx: ActionContext, args: MattermostArgs) -> Result:
 
 plugin.ansible_module("mail", "mail")
 plugin.ansible_module("community.general.mail", "mail")
+# Ansible's chat modules build the webhook URL from parts; these actions take the whole URL
+_SLACK = ("url is the whole incoming-webhook URL (https://hooks.slack.com/services/... , where Ansible "
+          "takes token and domain), the message is text (or msg); color, link_names, parse, "
+          "thread_id and validate_certs are not read")
+_MATTERMOST = ("url is the whole incoming-webhook URL (URL/hooks/API_KEY, where Ansible takes url and "
+               "api_key apart); text, channel, username, icon_url and attachments are the same; "
+               "priority and validate_certs are not read")
+for _prefix in ("", "community.general."):
+    plugin.ansible_module(f"{_prefix}slack", "slack", differs=_SLACK)
+    plugin.ansible_module(f"{_prefix}mattermost", "mattermost", differs=_MATTERMOST)

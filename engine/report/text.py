@@ -108,7 +108,7 @@ def _waiting_gate_lines(view: RunView) -> list[str]:
 
 def _timeline_lines(view: RunView, entries: list[Entry], width: int) -> list[str]:
     host_w = min(16, max([4, *(len(e.host) for e in entries)]))
-    subject_w = min(30, max([4, *(len(e.subject) for e in entries)]))
+    subject_w = min(40, max([4, *(len(e.subject) for e in entries)]))
     head = f"  {'OFFSET':<9} {'DUR':>7}  {'STATUS':<11} {'HOST':<{host_w}}  {'STEP / EVENT':<{subject_w}}  DETAIL"
     lines = [head]
     start = view.run.started
@@ -116,16 +116,24 @@ def _timeline_lines(view: RunView, entries: list[Entry], width: int) -> list[str
         ts = offset(e.ts - start) if e.ts is not None else "-"
         mark = f" [{e.mark}]" if e.mark else ""
         prefix = (f"  {ts:<9} {_dur(e.duration) if e.duration is not None else '':>7}  {e.status:<11} "
-                  f"{_clip(e.host, host_w):<{host_w}}  {_clip(e.subject, subject_w):<{subject_w}}  ")
+                  f"{_clip(e.host, host_w):<{host_w}}  {_subject(e, subject_w):<{subject_w}}  ")
         room = max(10, width - len(prefix))
         detail = mark.strip() + (" " if mark and e.detail else "") + e.detail
         lines.append((prefix + _clip(detail, room)).rstrip())
-        if e.kind == "node" and e.status in (*FAILED, "ignored"):
-            if len(" ".join(detail.split())) > room:
-                wrapped = textwrap.wrap(" ".join(detail.split()), max(20, width - 21))[:4]
-                lines += [f"{'':11}{'msg':>6} | {w}" for w in wrapped]
+        failed = e.kind == "node" and e.status in (*FAILED, "ignored")
+        if (failed or e.kind == "resumed") and len(" ".join(detail.split())) > room:
+            # what a failure says, and what a resume will do, are read whole
+            wrapped = textwrap.wrap(" ".join(detail.split()), max(20, width - 21))[:4]
+            lines += [f"{'':11}{'msg':>6} | {w}" for w in wrapped]
+        if failed:
             lines += _failure_tail(view.node(e.node_id), width)
     return lines
+
+
+def _subject(e: Entry, width: int) -> str:
+    """A step's name whole (a name cut short can read as another step: a handler and its
+    flushed copy); an event's label clipped to the column."""
+    return " ".join(e.subject.split()) if e.kind == "node" else _clip(e.subject, width)
 
 
 def _failure_tail(node: NodeRecord | None, width: int, lines: int = 3) -> list[str]:

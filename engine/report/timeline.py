@@ -129,6 +129,8 @@ def _event_entry(view: RunView, ev: tuple[float, str, str | None, dict[str, Any]
         detail = f"by {data.get('by', '?')} (pid {data.get('pid', '?')})"
         if data.get("forgotten"):
             detail += f", {data['forgotten']} node(s) to run again"
+            if data.get("redone"):
+                detail += f" ({data['redone']} rolled back, redone)"
         return Entry(ts, "resumed", "resumed", "", "run resumed", detail, node_id=node_id)
     detail = ", ".join(f"{k}={v}" for k, v in data.items())
     return Entry(ts, "event", kind, host, kind, detail, node_id=node_id)

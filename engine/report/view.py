@@ -55,13 +55,16 @@ class RunView:
     def step(self, step_id: str) -> StepInfo:
         """Step info by id; ids of serial batches (`x[0]`) fall back to their step `x`, and a
         handler's copy run by `meta: flush_handlers` (`<meta id>/<handler id>`) to its
-        handler (its name and marks: a flushed handler can be the mitigation)."""
+        handler (its marks: a flushed handler can be the mitigation; its name, marked
+        "(flush_handlers)" so that it reads apart from the same handler at the run's end)."""
         plain = re.sub(r"(\[\d+\])+$", "", step_id)
         info = self.steps.get(step_id) or self.steps.get(plain)
         if info is None and "/" in plain:
             parts = plain.split("/")
             info = next((self.steps[tail] for tail in ("/".join(parts[i:]) for i in range(1, len(parts)))
                          if tail in self.steps), None)
+            if info is not None:
+                info = dataclasses.replace(info, name=f"{info.name} (flush_handlers)")
         return info or StepInfo(step_id, step_id)
 
     @property

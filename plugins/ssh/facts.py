@@ -48,7 +48,7 @@ done
 s mounts; while read -r dev mnt fs opts rest; do
   case "$dev" in /*|*:/*) ;; *) continue ;; esac
   m=$(printf '%b' "$(printf '%s' "$mnt" | sed 's/\\\([0-7]\{3\}\)/\\0\1/g')")
-  st=$(stat -f -c '%S %b %a %c %d' -- "$m" 2>/dev/null) || continue
+  st=$(stat -f -c '%S %b %a %c %d %f' -- "$m" 2>/dev/null) || continue
   printf '%s\t%s\t%s\t%s\t%s\n' "$dev" "$m" "$fs" "$opts" "$st"
 done < /proc/mounts
 s date; date '+%s %z %Z'
@@ -214,18 +214,24 @@ def _network(route: str, addr: str, links: str) -> dict[str, Any]:
 
 
 def _mounts(text: str) -> list[dict[str, Any]]:
+    """Ansible's mount facts (`block_used` is Ansible's: total - available, so blocks
+    reserved for root count as used), plus `block_free`/`size_free` (statvfs f_bfree), with
+    which `df`'s use is computed: (total - free) / (total - free + available)."""
     out = []
     for line in text.splitlines():
         parts = line.split("\t")
-        if len(parts) != 5 or len(parts[4].split()) != 5:
+        if len(parts) != 5 or len(parts[4].split()) not in (5, 6):
             continue
         dev, mnt, fstype, opts, st = parts
-        bsize, blocks, avail, inodes, ifree = (int(x) for x in st.split())
-        out.append({"mount": mnt, "device": dev, "fstype": fstype, "options": opts,
-                    "size_total": bsize * blocks, "size_available": bsize * avail,
-                    "block_size": bsize, "block_total": blocks, "block_available": avail,
-                    "block_used": blocks - avail, "inode_total": inodes, "inode_available": ifree,
-                    "inode_used": inodes - ifree})
+        bsize, blocks, avail, inodes, ifree, *free = (int(x) for x in st.split())
+        mount = {"mount": mnt, "device": dev, "fstype": fstype, "options": opts,
+                 "size_total": bsize * blocks, "size_available": bsize * avail,
+                 "block_size": bsize, "block_total": blocks, "block_available": avail,
+                 "block_used": blocks - avail, "inode_total": inodes, "inode_available": ifree,
+                 "inode_used": inodes - ifree}
+        if free:
+            mount.update(block_free=free[0], size_free=bsize * free[0])
+        out.append(mount)
     return out
 
 

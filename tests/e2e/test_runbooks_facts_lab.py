@@ -4,6 +4,8 @@ permanent-fix/rolling-restart (gather_facts, serial, meta: flush_handlers)."""
 
 from __future__ import annotations
 
+import re
+
 import lab_helpers as lh
 import pytest
 
@@ -30,6 +32,21 @@ def test_disk_triage_shows_every_hosts_disks_and_keeps_evidence_of_the_full_ones
         assert "% used" in shown or "no device mount" in shown, shown
     paths = {item["path"] for item in result.manifest()["items"]}
     assert {"web1/disk-largest.txt", "web2/disk-largest.txt"} <= paths
+
+
+def test_disk_triage_reads_each_file_systems_use_as_df_does_on_the_hosts(lab, ob):
+    """Outside review, item 7: used / (used + available), as `df` inside the host says it
+    (the blocks reserved for root are neither), not (total - available) / total."""
+    result = ob.run("first-response/disk-triage.yaml", used_percent=101)
+
+    assert result.rc == 0, result.summary()
+    for host in ("web1", "web2"):
+        shown = result.msg("what the host's disks look like", host)
+        uses = dict(re.findall(r"(/\S*) ([\d.]+)% used", shown))
+        assert uses, shown
+        for mount, used in uses.items():
+            df = lh.sh_ok(lab, host, f"df -P {mount} | tail -n 1").split()
+            assert abs(float(used) - int(df[4].rstrip("%"))) <= 1, (host, shown, df)  # df rounds up
 
 
 def test_disk_triage_ends_early_on_hosts_that_are_not_filling_up(lab, ob):

@@ -110,3 +110,77 @@ def test_an_error_about_a_secret_parameter_never_quotes_it(tmp_path):
                           capture_output=True, text=True, timeout=60, env={**cli_env(tmp_path), "TOK": "alpha-kez-s3cr3t"})
     assert done.returncode == 2 and 'parameter "token" (secret) is not one of its 2 allowed values' in done.stderr
     assert "s3cr3t" not in done.stdout + done.stderr and "alpha-key" not in done.stderr
+
+
+def test_resume_of_a_run_stopped_by_ctrl_c_and_rolled_back_runs_what_it_says(tmp_path):
+    """Outside review, item 2: the resume of an interrupted run that rolled back said "2 node(s)
+    to run again" and then skipped them ("host failed earlier", the node the signal cancelled).
+    The cancelled node and those never started run again, and what the rollback undid on that
+    host is done again first, so the later steps find the state they were written for."""
+    log = tmp_path / "log"
+    rb = tmp_path / "stopped.yaml"
+    rb.write_text(f"""opsbook: 1
+name: stopped
+steps:
+  - name: drain
+    local.shell: "echo drain >> {log}; touch {tmp_path}/drained"
+    rollback: {{local.shell: "echo undrain >> {log}; rm {tmp_path}/drained"}}
+  - name: slow
+    local.shell: "test -e {tmp_path}/go || {{ touch {tmp_path}/started; sleep 30; }}; echo slow >> {log}"
+  - name: promote
+    local.shell: "test -e {tmp_path}/drained && echo promote >> {log}"
+  - name: verify
+    local.shell: "echo verify >> {log}"
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb)], env=cli_env(tmp_path),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("slow to start", lambda: (tmp_path / "started").exists(), timeout=60, interval=0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert log.read_text().split() == ["drain", "undrain"]
+    (tmp_path / "go").touch()
+    resumed = opsbook(tmp_path, "resume", "last")
+    assert resumed.returncode == 0, resumed.stderr
+    assert log.read_text().split() == ["drain", "undrain", "drain", "slow", "promote", "verify"]
+    shown = opsbook(tmp_path, "show", "last").stdout
+    assert "4 node(s) to run again (1 rolled back, redone)" in shown, shown
+    assert "host failed earlier" not in shown.split("run resumed")[1]
+
+
+def test_resume_redoes_what_the_rollback_undid_on_a_host_that_had_finished_too(tmp_path):
+    """web1 had done all its steps and web2 was in its last one when SIGINT came; the stop
+    rolled back both hosts' drains. The resume runs web2's cancelled step and does both
+    drains again: the run that ends `succeeded` leaves what its steps make, on every host."""
+    inv = tmp_path / "inv.ini"
+    inv.write_text("[web]\nweb1 ansible_connection=local\nweb2 ansible_connection=local\n")
+    rb = tmp_path / "two.yaml"
+    rb.write_text(f"""opsbook: 1
+name: two
+hosts: web
+steps:
+  - name: drain
+    local.shell: "echo drain >> {tmp_path}/{{{{ inventory_hostname }}}}"
+    rollback: {{local.shell: "echo undrain >> {tmp_path}/{{{{ inventory_hostname }}}}"}}
+  - name: slow
+    hosts: web2
+    local.shell: "test -e {tmp_path}/go || {{ touch {tmp_path}/started; sleep 30; }}"
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "opsbook", "run", str(rb), "-i", str(inv)], env=cli_env(tmp_path),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("slow to start", lambda: (tmp_path / "started").exists(), timeout=60, interval=0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (tmp_path / "go").touch()
+    resumed = opsbook(tmp_path, "resume", "last")
+    assert resumed.returncode == 0, resumed.stderr
+    for host in ("web1", "web2"):
+        assert (tmp_path / host).read_text().split() == ["drain", "undrain", "drain"], host
+    assert "3 node(s) to run again (2 rolled back, redone)" in opsbook(tmp_path, "show", "last").stdout

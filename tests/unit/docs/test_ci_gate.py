@@ -64,5 +64,5 @@ def test_on_a_pull_request_the_gate_diffs_changed_runbooks_and_passes_when_none_
     changed = gate("out2")
     assert changed.returncode == 0, changed.stdout + changed.stderr
     diff = (repo / "out2" / "plan-diff.md").read_text()
-    assert "| timeout | `5.0` | `50.0` |" in diff, diff
+    assert "| timeout | `5s` | `50s` |" in diff, diff
     assert "runbooks/new.yaml" in diff and "A new runbook" in diff, diff

@@ -300,5 +300,37 @@ def test_facts_debug_and_meta_run_in_check_mode(run, journal):
           - meta: flush_handlers
         """, check=True)
     assert summary.status == "succeeded"
-    assert set(statuses(journal, summary.run_id).values()) == {"ok"}  # gathering-facts, filtered, say, the flush
-    assert journal.nodes(summary.run_id)["say@localhost"].msg.startswith("ansible_hostname: ")
+    nodes = journal.nodes(summary.run_id)
+    assert {nodes[n].status for n in ("gathering-facts@localhost", "filtered@localhost", "say@localhost")} == {"ok"}
+    assert nodes["say@localhost"].msg.startswith("ansible_hostname: ")
+
+
+def test_gathering_facts_records_the_time_the_gathering_took(run, journal, tmp_path, monkeypatch):
+    """Outside review, item 3: `Gathering Facts` was recorded 0 ms (its setup read the facts
+    gathered just before it, outside its timing), and a step's `gather_facts: true` left the
+    gathering out of its duration. The hosts' `uname` is slowed by a known sleep, so each
+    gathering takes at least that long, and so must the nodes that gathered."""
+    slow = tmp_path / "bin"
+    slow.mkdir()
+    uname = slow / "uname"
+    uname.write_text('#!/bin/sh\nsleep 0.4\nexec /usr/bin/uname "$@"\n')
+    uname.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}:{__import__('os').environ['PATH']}")
+    summary = run("""
+        opsbook: 1
+        name: facts-time
+        hosts: web1
+        gather_facts: true
+        steps:
+          - name: uses them
+            local.assert: {that: ["ansible_kernel | length > 0"]}
+          - name: gathers on web2
+            hosts: web2
+            gather_facts: true
+            local.noop:
+        """, INVENTORY)
+    assert summary.status == "succeeded", summary
+    nodes = journal.nodes(summary.run_id)
+    assert nodes["gathering-facts@web1"].elapsed >= 0.4, nodes["gathering-facts@web1"]
+    assert nodes["gathers-on-web2@web2"].elapsed >= 0.4, nodes["gathers-on-web2@web2"]
+    assert nodes["gathering-facts@web1"].facts["ansible_kernel"]  # gathered once, by the step itself

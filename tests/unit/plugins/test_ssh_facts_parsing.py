@@ -43,7 +43,7 @@ Linux 6.1.0 x86_64
 eth0 02:42:0a:00:00:05 1500 1
 lo 00:00:00:00:00:00 65536 772
 @@mounts
-/dev/sda1\t/\text4\trw,relatime\t4096 1000 250 600 400
+/dev/sda1\t/\text4\trw,relatime\t4096 1000 250 600 400 300
 /dev/sdb1\t/var/lib/my data\txfs\trw\t4096 2000 2000 10 10
 @@date
 1796670000 +0100 CET
@@ -66,6 +66,8 @@ def test_the_facts_ansible_users_reach_for_with_ansibles_names_and_shapes():
     root, data = facts["mounts"]
     assert (root["mount"], root["size_total"], root["size_available"], root["block_used"]) == ("/", 4096000, 1024000, 750)
     assert data["mount"] == "/var/lib/my data" and data["inode_used"] == 0
+    # Ansible's block_used counts the 50 blocks reserved for root; block_free is what df reads
+    assert (root["block_free"], root["size_free"]) == (300, 1228800) and "block_free" not in data
     dt = facts["date_time"]
     assert (dt["date"], dt["hour"], dt["tz"], dt["tz_offset"], dt["iso8601"]) == (
         "2026-12-07", "20", "CET", "+0100", "2026-12-07T19:00:00Z")

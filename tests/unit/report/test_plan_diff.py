@@ -63,7 +63,7 @@ def test_plan_json_and_text_carry_every_keyword_that_changes_a_run(tmp_path):
         assert node[key] == value, key
     text = _opsbook("plan", old, "-i", inv).stdout
     assert 'approve: "Drain web1?"' in text
-    assert 'timeout=20.0' in text and 'delegate_to="lb1"' in text and 'keep_healthy={"min": 1, "group": "web"}' in text
+    assert 'timeout=20s' in text and 'objectives={rto: 5m, rpo: 1m}' in text and 'delegate_to="lb1"' in text and 'keep_healthy={"min": 1, "group": "web"}' in text
 
 
 def test_a_timeout_change_and_a_removed_approval_show_in_every_format(tmp_path):
@@ -71,10 +71,10 @@ def test_a_timeout_change_and_a_removed_approval_show_in_every_format(tmp_path):
     inv, old, new_path = _files(tmp_path, new)
     text = _opsbook("diff", old, new_path, "-i", inv)
     assert text.returncode == 0, text.stderr
-    assert "step drain [drain]: timeout: 20.0 -> 300.0" in text.stdout
+    assert "step drain [drain]: timeout: 20s -> 5m" in text.stdout
     assert "step drain [drain] @ web1: approve: Drain web1? -> (none)" in text.stdout
     md = _opsbook("diff", old, new_path, "-i", inv, "--format", "md").stdout
-    assert "| drain [drain] |  | timeout | `20.0` | `300.0` |" in md
+    assert "| drain [drain] |  | timeout | `20s` | `5m` |" in md
     changes = json.loads(_opsbook("diff", old, new_path, "-i", inv, "--format", "json").stdout)["changes"]
     assert {"step": "drain [drain]", "host": "web1", "what": "approve", "old": "Drain web1?", "new": None} in changes
     assert _opsbook("diff", old, new_path, "-i", inv, "--exit-code").returncode == 1
@@ -117,3 +117,33 @@ def test_plan_takes_a_folder_and_a_parameters_file(tmp_path):
     assert done.returncode == 0, done.stderr
     assert [p["runbook"] for p in json.loads(done.stdout)] == ["k8s-apply-fix", "k8s-bad-rollout", "k8s-drain-node",
                                                               "k8s-deployment-first-response"]
+
+
+def test_durations_in_the_diff_read_as_the_runbook_writes_them(tmp_path):
+    """Outside review, item 5: the diff showed `5.0 -> 50.0` (seconds as floats); durations
+    read as a runbook writes them (5s, 50s, 1m30s), a default as the default, and the JSON
+    keeps numbers of seconds for programs."""
+    old_text = OLD.replace("timeout: 20s", "timeout: 5s")
+    new_text = (old_text.replace("timeout: 5s", "timeout: 90s").replace("retries: 2", "retries: 2\n    delay: 2.5s")
+                .replace("{rto: 5m, rpo: 1m}", "{rto: 1h30m, rpo: 500ms}"))
+    inv, _, new_path = _files(tmp_path, new_text)
+    old_path = tmp_path / "old5.yaml"
+    old_path.write_text(old_text)
+    text = _opsbook("diff", str(old_path), new_path, "-i", inv).stdout
+    assert "runbook: objectives: rto 5m, rpo 1m -> rto 1h30m, rpo 500ms" in text, text
+    assert "step drain [drain]: timeout: 5s -> 1m30s" in text, text
+    assert "step drain [drain]: delay: 1s (default) -> 2.5s" in text, text
+    assert ".0" not in text.replace("127.0.0", ""), text
+    md = _opsbook("diff", str(old_path), new_path, "-i", inv, "--format", "md").stdout
+    assert "| timeout | `5s` | `1m30s` |" in md, md
+    changes = json.loads(_opsbook("diff", str(old_path), new_path, "-i", inv, "--format", "json").stdout)["changes"]
+    assert {"step": "drain [drain]", "host": None, "what": "timeout", "old": 5.0, "new": 90.0} in changes
+
+
+def test_duration_text_reads_back_as_the_same_seconds():
+    from opsbook.model import duration_text, parse_duration
+
+    for seconds, text in ((5, "5s"), (50, "50s"), (90, "1m30s"), (300, "5m"), (5400, "1h30m"), (3600, "1h"),
+                          (0.5, "500ms"), (2.5, "2.5s"), (0, "0s")):
+        assert duration_text(seconds) == text
+        assert parse_duration(text) == seconds
