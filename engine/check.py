@@ -263,9 +263,9 @@ def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | Non
     for step in steps:
         local = known | {step.loop_var}
         where = step.action.pos if step.action else step.pos
-        sources = [(t, e, _approve_or(step, t, where)) for t, e in _templates_of(step)] if not step.is_block else []
+        sources = [(t, e, _written_at(step, t, where)) for t, e in _templates_of(step)]
         if step.until:
-            sources.append((step.until, True, where))
+            sources.append((step.until, True, _written_at(step, step.until, where)))
         if step.rollback is not None:  # rendered only while rolling back: the worst time to learn of a typo
             sources += list(placed_strings(step.rollback.args, step.rollback.pos))
         excused = _hosts_unknown(step.id, unresolved)
@@ -391,7 +391,7 @@ class _KeyChecker:
             where = step.action.pos if step.action else step.pos
             label = f'step "{step.name}"'
             for source, expression in _templates_of(step):
-                self._source(source, expression, own, _approve_or(step, source, where), label)
+                self._source(source, expression, own, _written_at(step, source, where), label)
             for source, expression in _extra_strings(step):
                 self._source(source, expression, own, where, label)
             if step.rollback is not None:
@@ -504,9 +504,13 @@ def placed_strings(value: Any, pos: Position) -> Iterable[tuple[str, bool, Posit
             yield from placed_strings(item, items[i] if i < len(items) and items[i] else pos)
 
 
-def _approve_or(step: Step, source: str, where: Position) -> Position:
-    """The line of the step's `approve:` message when `source` is it, else `where`."""
-    return step.approve_pos if step.approve_pos is not None and source == step.approve else where
+def _written_at(step: Step, source: str, where: Position) -> Position:
+    """Where `source` is written: the line of the step's `approve:` message (a block's, if
+    inherited) when it is that, else the line of the condition or argument that holds it
+    (Step.text_pos), else `where` (a condition inherited from a block: the step's action)."""
+    if step.approve_pos is not None and source == step.approve:
+        return step.approve_pos
+    return step.text_pos.get(source, where)
 
 
 def _extra_strings(step: Step) -> Iterable[tuple[str, bool]]:

@@ -389,6 +389,7 @@ class RunbookLoader:
             tags=self._str_list(data, "tags", c),
             approve=self._approve(data, c),
             approve_pos=data.value_pos.get("approve") if "approve" in data else None,
+            text_pos=_text_positions(data, data.pos),
             rollback=self._rollback(data, c),
             notify=self._notify(data, c),
             listen=self._str_list(data, "listen", c) + ((name,) if handler else ()),
@@ -656,3 +657,21 @@ def _refuse_key_value(key: str, spec: Any, text: str, pos: Position, c: _Collect
     c.error(pos, f"{key}: {names[0]}= in {text!r} is Ansible's key=value form, which opsbook does not read: "
             f"the whole line would be the {spec.scalar_arg}",
             "write the arguments as a mapping: {" + ", ".join(f"{n}: ..." for n in keys) + "}")
+
+
+def _text_positions(value: Any, pos: Position, out: dict[str, Position] | None = None) -> dict[str, Position]:
+    """Each string written in a step (its conditions, arguments, messages) and where it is
+    written, the first occurrence of a text winning (see Step.text_pos)."""
+    out = {} if out is None else out
+    if isinstance(value, str):
+        out.setdefault(value, pos)
+    elif isinstance(value, dict):
+        where = getattr(value, "value_pos", {})
+        for key, item in value.items():
+            if key not in ("block", "rescue", "always"):  # nested steps have their own
+                _text_positions(item, where.get(key) or pos, out)
+    elif isinstance(value, list):
+        items = getattr(value, "item_pos", [])
+        for i, item in enumerate(value):
+            _text_positions(item, items[i] if i < len(items) and items[i] else pos, out)
+    return out

@@ -191,6 +191,9 @@ class Step:
     # the runbook's (opsbook.srcpath): its roles' and its file's; () for the runbook's only.
     src_dirs: tuple[str, ...] = ()
     approve_pos: Position | None = None  # where its `approve:` message is written (a block's, if inherited)
+    # Where each string written on the step is (its first occurrence): `check` points at the
+    # line of a faulty condition or argument rather than at the step.
+    text_pos: Mapping[str, Position] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_block(self) -> bool:
