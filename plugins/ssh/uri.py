@@ -174,7 +174,7 @@ def _masked(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-@plugin.action(check=True, idempotent=True, data=None, observes=True,
+@plugin.action(check=True, idempotent=True, data=None,
                mutates=lambda args: bool(args.get("dest"))
                or str(args.get("method", "GET")).upper() not in ("GET", "HEAD", "OPTIONS"))
 @_as_result
