@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import ssl
 import sys
 import tempfile
@@ -62,8 +61,8 @@ def _redirect_handler(follow):
                 req_headers = dict(req.headers)
             else:
                 data = None
-                req_headers = dict((k, v) for k, v in req.headers.items()
-                                   if k.lower() not in ("content-length", "content-type", "transfer-encoding"))
+                req_headers = {k: v for k, v in req.headers.items()
+                               if k.lower() not in ("content-length", "content-type", "transfer-encoding")}
                 if code in (302, 303) and method != "HEAD":
                     method = "GET"
                 if code == 301 and method == "POST":
@@ -98,7 +97,7 @@ def _headers(spec):
     headers.setdefault("User-Agent", spec["http_agent"])
     user = spec.get("username")
     if user and spec["force_basic_auth"]:
-        token = base64.b64encode(("%s:%s" % (user, spec.get("password") or "")).encode()).decode()
+        token = base64.b64encode(f"{user}:{spec.get('password') or ''}".encode()).decode()
         headers["Authorization"] = "Basic " + token
     dest = spec.get("dest")
     if dest and os.path.isfile(dest):
@@ -172,7 +171,7 @@ def _exchange(spec, answer):
             response = _opener(spec, jar).open(request, timeout=spec["timeout"])
             answer["status"] = response.status if hasattr(response, "status") else response.getcode()
             answer["url"] = response.geturl()
-            answer["msg"] = "OK (%s bytes)" % response.headers.get("Content-Length", "unknown")
+            answer["msg"] = f"OK ({response.headers.get('Content-Length', 'unknown')} bytes)"
         except urllib.error.HTTPError as exc:
             response = exc
             answer["status"] = exc.code
@@ -200,8 +199,8 @@ def _exchange(spec, answer):
             sink[0].close()
             if os.path.exists(sink[1]):
                 os.unlink(sink[1])
-    answer["cookies"] = dict((c.name, c.value) for c in jar)
-    answer["cookies_string"] = "; ".join("%s=%s" % (c.name, c.value) for c in jar)
+    answer["cookies"] = {c.name: c.value for c in jar}
+    answer["cookies_string"] = "; ".join(f"{c.name}={c.value}" for c in jar)
 
 
 def _on_alarm(signum, frame):
@@ -215,7 +214,7 @@ def answer_for(spec):
     for key, exists in (("creates", True), ("removes", False)):
         path = spec.get(key)
         if path and os.path.exists(path) == exists:
-            answer["skipped"] = "skipped, since %s %s" % (path, "exists" if exists else "does not exist")
+            answer["skipped"] = f"skipped, since {path} {'exists' if exists else 'does not exist'}"
             return answer
     start = time.time()
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -224,13 +223,13 @@ def answer_for(spec):
         _exchange(spec, answer)
     except _Expired:
         answer["status"] = -1
-        answer["msg"] = "Connection failure: no complete answer within %gs" % spec["timeout"]
+        answer["msg"] = f"Connection failure: no complete answer within {spec['timeout']:g}s"
     except urllib.error.URLError as exc:
         answer["status"] = -1
-        answer["msg"] = "Request failed: %s" % exc
-    except (socket.timeout, ssl.SSLError, OSError, http_client.HTTPException, ValueError) as exc:
+        answer["msg"] = f"Request failed: {exc}"
+    except (OSError, http_client.HTTPException, ValueError) as exc:  # socket.timeout, ssl.SSLError are OSErrors
         answer["status"] = -1
-        answer["msg"] = "Connection failure: %s" % (exc or type(exc).__name__)
+        answer["msg"] = f"Connection failure: {exc or type(exc).__name__}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
     answer["elapsed"] = time.time() - start

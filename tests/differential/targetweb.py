@@ -39,7 +39,7 @@ def handler(name):
         def answer(self):
             length = int(self.headers.get("Content-Length") or 0)
             sent = self.rfile.read(length).decode() if length else ""
-            auth = "Basic " + base64.b64encode(("%s:%s" % (USER, PASSWORD)).encode()).decode()
+            auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
             if self.path == "/whoami":
                 self.send(200, name + "\n")
             elif self.path == "/health":
