@@ -60,6 +60,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(401, "who are you\n", extra=[("WWW-Authenticate", 'Basic realm="lab"')])
         elif self.path == "/file.txt":
             self._send(200, "file body\n")
+        elif self.path == "/dated.txt" and self.headers.get("If-Modified-Since"):
+            self._send(304, "")
+        elif self.path == "/dated.txt":
+            self._send(200, "dated body\n", extra=[("Last-Modified", "Mon, 07 Dec 2026 10:00:00 GMT")])
         else:
             self._send(404, "no such page\n")
 
@@ -180,6 +184,15 @@ def test_dest_is_written_once_and_then_unchanged(base, tmp_path):
     into_folder = run({"url": f"{base}/file.txt", "dest": str(tmp_path)})
     assert into_folder.registered()["path"] == str(tmp_path / "file.txt")
     assert not list(tmp_path.glob(".opsbook-uri-*"))
+
+
+def test_dest_that_exists_sends_if_modified_since_and_a_304_is_not_200(base, tmp_path):
+    target = tmp_path / "dated.txt"
+    assert run({"url": f"{base}/dated.txt", "dest": str(target)}).changed
+    again = run({"url": f"{base}/dated.txt", "dest": str(target)})  # as in Ansible: 304 is not in [200]
+    assert again.status is Status.FAILED and again.registered()["status"] == 304
+    allowed = run({"url": f"{base}/dated.txt", "dest": str(target), "status_code": [200, 304]})
+    assert allowed.status is Status.OK and not allowed.changed and target.read_text() == "dated body\n"
 
 
 def test_creates_skips_the_request(base, tmp_path):
