@@ -186,6 +186,8 @@ def uri(ctx: ActionContext, args: UriArgs) -> Result:
     if ctx.check_mode and (args.method not in _SAFE or args.dest):
         what = f"would write {args.dest} from" if args.dest else f"{args.method} is not sent in check mode:"
         return Result.unknown(f"uri {what} {args.url}")
+    if args.url_password and hasattr(ctx.secrets, "add"):  # never shown, as Ansible's no_log
+        ctx.secrets.add("url_password", args.url_password)
     try:
         body, headers = _encoded(args)
     except ValueError as exc:

@@ -174,6 +174,17 @@ def test_basic_auth_answers_the_challenge_or_is_forced(base):
     assert forced.status is Status.OK and forced.registered()["cookies_string"] == "session=abc"
 
 
+def test_the_password_is_registered_as_a_secret(base):
+    from opsbook.secrets import SecretStore
+
+    store = SecretStore()
+    spec = plugin.actions["uri"]
+    ctx = ActionContext(host=HostInfo("web1", {"ansible_connection": "local"}), step_name="t", secrets=store,
+                        _connect=lambda h: LocalConnection(h))
+    spec.fn(ctx, spec.parse_args({"url": f"{base}/private", "user": USER, "password": PASSWORD}))
+    assert PASSWORD not in store.redact(f"sent {PASSWORD}")
+
+
 def test_dest_is_written_once_and_then_unchanged(base, tmp_path):
     target = tmp_path / "page.txt"
     first = run({"url": f"{base}/file.txt", "dest": str(target)})
