@@ -521,6 +521,8 @@ class RunbookLoader:
                                 f"arguments ({hint})")
                     c.error(key_position(args, loc[0]) if len(loc) == 1 else where,
                             f'{key}: unknown argument "{field_name}"{did_you_mean(str(loc[-1]), fields)}', hint)
+                elif not loc:  # the arguments as a whole (a model validator): its own sentence
+                    c.error(where, f"{key}: {str(err['msg']).removeprefix('Value error, ')}")
                 else:
                     c.error(where, f"{key}: argument \"{field_name}\": {err['msg']}, found {_kind(err.get('input'))}")
 

@@ -577,8 +577,8 @@ def collect(ctx: ActionContext, args: CollectArgs) -> Result:
                   evidence=[evidence], data={"path": str(target)})
 
 # Ansible's modules these actions implement (see Plugin.ansible_module): they run on the
-# controller in Ansible too.
-for _module, _action in (("set_fact", "set"), ("assert", "assert"), ("fail", "fail"), ("uri", "http")):
+# controller in Ansible too. (Not `uri`: Ansible runs it on the target, as ssh.uri does.)
+for _module, _action in (("set_fact", "set"), ("assert", "assert"), ("fail", "fail")):
     plugin.ansible_module(_module, _action)
 
 # local.debug and local.meta live in their own module; importing it registers them here.

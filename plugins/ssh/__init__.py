@@ -16,7 +16,9 @@ The actions (no paramiko imported):
   editing rules as pure functions;
 - `filewrite`: the one write that puts a file in place for ssh.copy/template and the edits
   (`backup:`, `validate:`, under become), and `_WriteArgs`, the base of their arguments;
-- `facts`: ssh.setup (Ansible's facts).
+- `facts`: ssh.setup (Ansible's facts);
+- `uri`: ssh.uri (Ansible's uri: the request made by the host's python3, with
+  `uri_remote` as the program it runs).
 
 The connection (imported on first use: paramiko takes a tenth of a second to import):
 
@@ -42,12 +44,14 @@ from opsbook_plugins.ssh import (  # noqa: F401, I001  importing them registers 
     collect,
     edit,
     facts,
+    uri,
 )
 from opsbook_plugins.ssh._plugin import plugin
 from opsbook_plugins.ssh.commands import CommandArgs, ScriptArgs, ShellArgs
 from opsbook_plugins.ssh.common import ssh_connection
 from opsbook_plugins.ssh.service import ServiceArgs
 from opsbook_plugins.ssh.transfer import CopyArgs, FetchArgs, TemplateArgs, fetch_dest, render_template
+from opsbook_plugins.ssh.uri import UriArgs
 from opsbook_plugins.ssh.wait import WaitForArgs
 
 __all__ = [
@@ -58,6 +62,7 @@ __all__ = [
     "ServiceArgs",
     "ShellArgs",
     "TemplateArgs",
+    "UriArgs",
     "WaitForArgs",
     "fetch_dest",
     "plugin",
@@ -68,6 +73,6 @@ __all__ = [
 # Ansible's modules these actions implement: an Ansible-style task (`template:`, `shell:`)
 # in a runbook, an included file or a role runs through them unchanged.
 for _module in ("command", "shell", "script", "copy", "template", "fetch", "service", "wait_for",
-                "lineinfile", "blockinfile", "replace", "setup"):
+                "lineinfile", "blockinfile", "replace", "setup", "uri"):
     plugin.ansible_module(_module, _module)
 plugin.ansible_module("gather_facts", "setup")

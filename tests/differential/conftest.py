@@ -1,6 +1,7 @@
 """Fixtures of the differential suite: the pinned ansible-core (tests/ansible_core.py: the
 bench's cached venv, installed on first use; skipped without network, failed in CI), and
-one run of every selected case by both tools (the whole batch runs once per session).
+one run of every selected case by both tools (the whole batch runs once per session; the
+lab cases only when the lab comes up).
 """
 
 from __future__ import annotations
@@ -45,4 +46,10 @@ def outcomes(request: pytest.FixtureRequest, ansible_python: str, workdir: Path)
     wanted = {item.callspec.params["case"].id for item in request.session.items
               if getattr(item, "originalname", "") == CASE_TEST and hasattr(item, "callspec")}
     cases = [c for c in difftool.load_cases() if c.id in wanted]
-    return difftool.run_cases(cases, workdir, ansible_python)
+    lab = None
+    if any(c.lab for c in cases):
+        try:
+            lab = request.getfixturevalue("lab")  # the lab cases need it; the others run without
+        except pytest.skip.Exception:
+            lab = None
+    return difftool.run_cases(cases, workdir, ansible_python, lab)

@@ -8,6 +8,11 @@ tasks as opsbook steps, see `to_runbook`), runs both against the same inventory 
 each run to an `Observation`: the exit class, per host the status of every task that
 ran and its order, the registered values, the facts set, and the serial batches.
 
+A case marked `lab: true` runs instead against the lab's sshd hosts (its ssh inventory,
+web1, web2, lb1, db1, db2, reached over ssh by both tools), with `{{ target_web }}`: an
+HTTP server (targetweb.py) on each lab host's own loopback, which the controller cannot
+reach -- so a `uri` case there shows where the request was made.
+
 `compare` lists every difference as a key (``web1 restart status``, ``exit``,
 ``web2 out registered.stdout``, ...). A difference fails the test unless the case names
 a row of the table of intended differences in docs/language.md ("Differences from
@@ -89,10 +94,11 @@ class Case:
     # Other files beside the playbook and the runbook (task files, roles/...), the same for
     # both tools: opsbook reads Ansible's module names in them as the actions that speak them.
     files: dict[str, Any] = field(default_factory=dict)
+    lab: bool = False  # run against the lab's sshd hosts (its ssh inventory), not local aliases
 
 
 CASE_KEYS = {"id", "play", "args", "inventory", "host_vars", "group_vars", "differences", "xfail",
-             "source", "runbook", "actions", "files"}
+             "source", "runbook", "actions", "files", "lab"}
 
 
 def load_cases(directory: Path = CASES_DIR) -> list[Case]:
@@ -115,7 +121,7 @@ def load_cases(directory: Path = CASES_DIR) -> list[Case]:
                 host_vars=raw.get("host_vars", {}), group_vars=raw.get("group_vars", {}),
                 differences={k: tuple(v) for k, v in (raw.get("differences") or {}).items()},
                 xfail=raw.get("xfail"), source=raw.get("source", ""), runbook=raw.get("runbook"),
-                actions=raw.get("actions", {}), files=raw.get("files", {})))
+                actions=raw.get("actions", {}), files=raw.get("files", {}), lab=bool(raw.get("lab", False))))
     return cases
 
 
@@ -272,13 +278,18 @@ class CaseDirs:
         return self.root / name / "scratch"
 
 
-def materialize(case: Case, root: Path, ansible_python: str) -> CaseDirs:
-    """Write the inventory, playbook and runbook of a case under root/<case id>."""
+def materialize(case: Case, root: Path, ansible_python: str, lab_inventory: str | None = None) -> CaseDirs:
+    """Write the inventory, playbook and runbook of a case under root/<case id> (a lab
+    case's inventory is the lab's, `lab_inventory`, with the hosts' own python3)."""
     dirs = CaseDirs(root / case.id)
     inventory = dirs.inventory
     inventory.parent.mkdir(parents=True, exist_ok=True)
-    inventory.write_text(case.inventory.rstrip("\n") + "\n\n[all:vars]\nansible_connection=local\n"
-                         f"ansible_python_interpreter={ansible_python}\n")
+    if case.lab:
+        assert lab_inventory is not None, f"case {case.id} runs on the lab, which is not up"
+        inventory.write_text(Path(lab_inventory).read_text() + f"\n[all:vars]\nansible_python_interpreter={LAB_PYTHON}\n")
+    else:
+        inventory.write_text(case.inventory.rstrip("\n") + "\n\n[all:vars]\nansible_connection=local\n"
+                             f"ansible_python_interpreter={ansible_python}\n")
     for kind, values in (("host_vars", case.host_vars), ("group_vars", case.group_vars)):
         for name, data in values.items():
             target = inventory.parent / kind / f"{name}.yml"
@@ -296,16 +307,21 @@ def materialize(case: Case, root: Path, ansible_python: str) -> CaseDirs:
     return dirs
 
 
+def _lab_vars(case: Case) -> list[str]:
+    return ["-e", f"target_web={TARGET_WEB}"] if case.lab else []
+
+
 def ansible_job(case: Case, dirs: CaseDirs, web: str = "") -> dict[str, Any]:
     argv = ["ansible-playbook", "-i", str(dirs.inventory), "playbook.yml", *case.args,
-            "-e", f"scratch={dirs.scratch('ansible')}", *(["-e", f"web={web}"] if web else [])]
+            "-e", f"scratch={dirs.scratch('ansible')}", *(["-e", f"web={web}"] if web else []), *_lab_vars(case)]
     return {"argv": argv, "cwd": str(dirs.tool("ansible"))}
 
 
 def opsbook_job(case: Case, dirs: CaseDirs, web: str = "") -> dict[str, Any]:
     tool = dirs.tool("opsbook")
     argv = ["opsbook", "run", "-i", str(dirs.inventory), "runbook.yaml", "--format", "json", "--yes",
-            *case.args, "-e", f"scratch={dirs.scratch('opsbook')}", *(["-e", f"web={web}"] if web else [])]
+            *case.args, "-e", f"scratch={dirs.scratch('opsbook')}", *(["-e", f"web={web}"] if web else []),
+            *_lab_vars(case)]
     env = {"OPSBOOK_JOURNAL": str(tool / "journal.db"), "OPSBOOK_RUNS_DIR": str(tool / "runs")}
     return {"argv": argv, "cwd": str(tool), "env": env}
 
@@ -422,12 +438,20 @@ def _unscratch(value: Any, scratch: str) -> Any:
     return value
 
 
+# What a `uri` task registers beside REGISTERED_KEYS that both tools must agree on: where
+# the answer came from, whether it was redirected, and headers read from the answer.
+URI_KEYS = ("url", "redirected", "location", "content_type", "path")
+
+
 def _task_keys(task: Mapping[str, Any] | None) -> tuple[str, ...]:
     """The registered keys compared for a task: also `msg` for an explicit fail message
-    (not in a loop, where the message is each tool's summary of the items)."""
+    (not in a loop, where the message is each tool's summary of the items), and URI_KEYS
+    for a `uri` task."""
     if task is not None and _action(task) == "fail" and isinstance(task.get("fail"), dict) \
             and "msg" in task["fail"] and not any(k in task for k in ("loop", "with_items")):
         return (*REGISTERED_KEYS, "msg")
+    if task is not None and any(k in task for k in ("uri", "ansible.builtin.uri")):
+        return (*REGISTERED_KEYS, *URI_KEYS)
     return REGISTERED_KEYS
 
 
@@ -806,12 +830,16 @@ class Outcome:
     seconds: dict[str, float]
 
 
-def run_cases(cases: Sequence[Case], root: Path, ansible_python: str) -> dict[str, Outcome]:
-    """Run every case with both tools (two forking drivers side by side) and observe them."""
+def run_cases(cases: Sequence[Case], root: Path, ansible_python: str, lab: Any = None) -> dict[str, Outcome]:
+    """Run every case with both tools (two forking drivers side by side) and observe them;
+    the lab cases only with `lab` (an opsbook_lab Lab that is up), else they are left out."""
     began = time.monotonic()
-    dirs = {c.id: materialize(c, root, ansible_python) for c in cases}
+    cases = [c for c in cases if lab is not None or not c.lab]
+    inventory = lab.info.inventory if lab is not None else None
+    dirs = {c.id: materialize(c, root, ansible_python, inventory) for c in cases}
     scratch = root / "_drivers"
-    with loopback_web() as web:
+    serving = target_web(lab) if lab is not None and any(c.lab for c in cases) else contextlib.nullcontext()
+    with loopback_web() as web, serving:
         ans = run_jobs(ansible_python, "ansible-playbook", [ansible_job(c, dirs[c.id], web) for c in cases],
                        scratch, ansible_env(root / "_ansible"))
         ops = run_jobs(sys.executable, "opsbook", [opsbook_job(c, dirs[c.id], web) for c in cases], scratch,
@@ -862,6 +890,35 @@ def loopback_web() -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+LAB_PYTHON = "/usr/bin/python3"  # the lab images' python3 (Debian)
+TARGET_WEB = "http://127.0.0.1:8097"  # targetweb.PORT, on each lab host's loopback
+
+
+@contextlib.contextmanager
+def target_web(lab: Any) -> Iterator[str]:
+    """targetweb.py serving on every lab host's own 127.0.0.1 (docker exec, as root), for
+    the lab cases; the servers started here are stopped by their PIDs afterwards."""
+    from opsbook_lab.pytest_plugin import wait_for
+
+    source = (HERE / "targetweb.py").read_text()
+    port = TARGET_WEB.rpartition(":")[2]
+    started: dict[str, str] = {}
+    probe = ["python3", "-c", f"import urllib.request; urllib.request.urlopen('{TARGET_WEB}/whoami', timeout=2)"]
+    try:
+        for name in lab.info.hosts:
+            rc, out = lab.exec(name, f"cat > /tmp/opsbook-targetweb.py <<'PROGRAM'\n{source}\nPROGRAM\n"
+                                     f"nohup python3 /tmp/opsbook-targetweb.py {port} {name} >/dev/null 2>&1 &\necho $!")
+            if rc != 0:
+                raise RuntimeError(f"could not start targetweb.py on {name}: {out}")
+            started[name] = out.strip().splitlines()[-1]
+        for name in started:
+            wait_for(f"targetweb.py answering on {name}", lambda name=name: lab.exec(name, probe)[0] == 0, timeout=30)
+        yield TARGET_WEB
+    finally:
+        for name, pid in started.items():
+            lab.exec(name, ["kill", pid])
 
 
 def describe(outcome: Outcome, diffs: Sequence[Difference]) -> str:

@@ -370,3 +370,20 @@ def test_a_word_outside_a_keywords_choices_names_them(load, key, value, said, hi
 def test_a_keyword_with_choices_takes_its_default_when_absent(load):
     runbook = load("opsbook: 1\nname: t\nsteps:\n  - local.noop: {}\n")
     assert (runbook.phase, runbook.extra_vars, runbook.approved_by) == ("other", "used", "anyone")
+
+
+def test_a_check_of_the_arguments_as_a_whole_is_said_as_its_own_sentence(load):
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: a
+                uri: {url: "http://127.0.0.1:8080/", unix_socket: /run/x.sock}
+              - name: b
+                ssh.copy: {dest: /x}
+            """)
+    assert messages(err.value) == [
+        '5:10: ssh.uri: Ansible\'s uri argument "unix_socket" is not implemented by opsbook',
+        "7:15: ssh.copy: give exactly one of content or src",
+    ]

@@ -171,6 +171,7 @@ def test_action_specs_declare_check_mode_shell_fields_and_scalars():
         "blockinfile",
         "replace",
         "setup",
+        "uri",
     }
     assert not actions["setup"].mutates and actions["setup"].idempotent  # facts only read
     assert actions["shell"].shell_fields == frozenset({"cmd"})
