@@ -23,6 +23,10 @@ def _param(case: difftool.Case) -> object:
 
 
 @pytest.mark.slow  # minutes: every case runs under both tools (CI runs it: tests/run)
+# The first case's setup runs the whole batch (~300 cases under both tools, ~5 minutes on an
+# idle 2-core machine) and, for the lab cases, starts the lab (on a bare machine: building its
+# images): more than the suite's 600 s default may allow on a loaded or bare machine.
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_case(case: difftool.Case, outcomes: dict[str, difftool.Outcome]) -> None:
     if case.id not in outcomes:
