@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.errors import ParamError
-from opsbook.secret_pieces import is_specific
+from opsbook.secret_pieces import Runs, is_specific
 
 MASK = "********"
 HIDDEN = "(hidden by no_log)"  # what a no_log step's output and arguments are replaced by
@@ -53,12 +53,14 @@ def _fragments(secret: str) -> dict[str, str]:
         return {}
     starts = [0] + [c + 1 for c in cuts]
     ends = cuts + [len(secret)]
+    measured = Runs([secret[i:j] for i, j in zip(starts, ends)])
     runs: dict[str, str] = {}
     seen = {secret}
-    for i in starts:
-        for j in ends:
+    for a, i in enumerate(starts):
+        for b in range(a, len(ends)):
+            j = ends[b]
             run = secret[i:j]
-            if j - i >= MIN_DERIVED and run not in seen and is_specific(run):
+            if j - i >= MIN_DERIVED and run not in seen and measured.specific(a, b):
                 runs[f"frag{i}-{j}"] = run  # named by place: a sealed form means one run, whatever is kept
             seen.add(run)
     longest = sorted(runs.items(), key=lambda kv: (-len(kv[1]), kv[1]))[:_MAX_FRAGMENTS]

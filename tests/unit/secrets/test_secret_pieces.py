@@ -131,3 +131,13 @@ def test_a_run_with_a_webhook_secret_shows_its_output_whole(registry, tmp_path: 
         journal.close()
     assert summary.status == "succeeded"
     assert stdout == f"services failed over https: see hooks\n{MASK}"
+
+
+def test_a_private_keys_armor_stays_and_its_body_is_masked_line_by_line():
+    body = ["b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW",
+            "QyNTUxOQAAACBxK2+9r/Zq7ujv8WcLm0Jq3n1T4pX5d2yVh6Ws8kH1AAAAJgQ8Yw0EPGM",
+            "NAAAAAtzc2gtZWQyNTUxOQAAACBxK2+9r/Zq7ujv8WcLm0Jq3n1T4pX5d2yVh6Ws8kH1AA"]
+    key = "\n".join(["-----BEGIN OPENSSH PRIVATE KEY-----", *body, "-----END OPENSSH PRIVATE KEY-----"])
+    store = _store(key)
+    shown = store.redact("\n".join(["cat id_ed25519:", "-----BEGIN OPENSSH PRIVATE KEY-----", body[1], "done"]))
+    assert shown == "\n".join(["cat id_ed25519:", "-----BEGIN OPENSSH PRIVATE KEY-----", MASK, "done"])
