@@ -633,8 +633,10 @@ def _expand(b: _Builder) -> tuple[dict[str, Node], list[tuple[str, str]]]:
 
     for a, c in sorted(b.step_edges, key=lambda e: (b.leaves[e[1]].order, b.leaves[e[0]].order)):
         la, lc = b.leaves[a], b.leaves[c]
-        per_host = (la.hosts == lc.hosts and not la.step.run_once and not lc.step.run_once
-                    and (a, c) not in b.cross_host
+        # another host's value: wait for every host, except within one serial rollout (a
+        # later batch's host cannot be waited for: its batch waits for this one)
+        cross = (a, c) in b.cross_host and not (la.serial_owner is not None and la.serial_owner == lc.serial_owner)
+        per_host = (la.hosts == lc.hosts and not la.step.run_once and not lc.step.run_once and not cross
                     # inside `serial` batches the batch gates order the hosts already
                     and not (barrier_step(la.step) and la.serial_owner is None)
                     and not (barrier_step(lc.step) and lc.serial_owner is None)

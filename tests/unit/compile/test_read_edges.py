@@ -121,3 +121,19 @@ def test_a_read_through_hostvars_waits_for_every_host_of_the_register(load, writ
     plan = make_plan(rb, load_inventory_sources([write("inv.ini", INVENTORY)]), {})
     assert ("produce/done", "compare@web2") in plan.edges  # a barrier: web1's value
     assert ("produce@web2", "own@web2") in plan.edges or ("compare@web2", "own@web2") in plan.edges
+
+
+def test_a_read_through_hostvars_inside_one_serial_rollout_stays_per_host(load, write):
+    """A barrier there would wait for a later batch, which waits for this one: a deadlock."""
+    rb = load("opsbook: 1\nname: reads\nhosts: web\nsteps:\n" + """  - name: rollout
+    serial: 1
+    block:
+      - name: produce
+        local.command: echo hello
+        register: out
+      - name: compare
+        debug: {var: "hostvars['web1'].out.stdout"}
+""")
+    plan = make_plan(rb, load_inventory_sources([write("inv.ini", INVENTORY)]), {})
+    assert ("produce@web2", "compare@web2") in plan.edges
+    assert "produce/done" not in plan.nodes
