@@ -36,7 +36,7 @@ _HOSTS = ("www www2 api apis app apps com org net edu gov mil int io dev co uk u
 _PATHS = ("hooks hook webhook webhooks services service auth oauth oauth2 login logout callback rest graphql "
           "health healthz readyz livez status metrics admin user users bot bots chat send message messages "
           "notify incoming events event json xml html index public private static token tokens key keys "
-          "secret secrets password passwd user username v1 v2 v3 v4 kubernetes k8s docker")
+          "secret secrets password passwd username v1 v2 v3 v4 kubernetes k8s docker")
 _ARMOR = "begin end openssh rsa dsa ec ecdsa ed25519 pgp certificate encrypted"  # PEM lines of a key
 COMMON_WORDS = frozenset(f"{_SCHEMES} {_HOSTS} {_PATHS} {_ARMOR}".split())
 _VERSION = re.compile(r"v\d{1,3}")  # /api/v12/
