@@ -64,6 +64,10 @@ class ActionSpec:
     # whose inverse names another (see docs/plugins.md, "Rollback").
     inverse_actions: frozenset[str] | None = None
     reads_vars: bool = False  # reads the host's variables through ctx.variables (debug's `var`, setup)
+    # Arguments holding a bare expression the action evaluates itself on ctx.variables
+    # (debug's `var: out.stdout`): the names they read order the step after the steps that
+    # register them, as a template would (opsbook.compile).
+    read_fields: frozenset[str] = frozenset()
 
     def mutates_with(self, args: Any) -> bool:
         """Whether this call, with its arguments as written, may change state on a target."""

@@ -125,10 +125,9 @@ def check_one(path: str, registry: Registry, inputs: _Inputs, report: CheckRepor
         return
     inventory = inputs.inventory
     report.diagnostics += runbook.unfound_sources
-    report.diagnostics += unknown_keys(KeySources(runbook, inventory, registry, frozenset(inputs.extra),
-                                                  inputs.given))
+    report.diagnostics += certain_findings(KeySources(runbook, inventory, registry, frozenset(inputs.extra),
+                                                      inputs.given))
     report.diagnostics += delimiter_warnings(runbook)
-    report.diagnostics += inverse_targets(runbook, registry)
     params = dict(inputs.extra)
     for p in runbook.params:
         if p.name not in params and p.default is None and p.required:
@@ -324,12 +323,23 @@ class KeySources:
 
 def certain_mistakes(runbook: Runbook, inventory: Any, registry: Registry, extra: Iterable[str],
                      inventory_given: bool) -> list[Diagnostic]:
-    """What `run` and `plan` refuse before anything starts: the keys `check` knows are wrong
-    (`params.verison`, `out.stdot` of a declared shape, `groups.webb`, `hostvars['web9']`),
-    and a literal `src:` that no search folder holds (opsbook.srcpath).
-    Undefined bare names are left to `check` (a plugin may set facts it cannot see)."""
-    keys = unknown_keys(KeySources(runbook, inventory, registry, frozenset(extra), inventory_given))
-    return [*runbook.unfound_sources, *(d for d in keys if d.severity == "error")]
+    """What `run` and `plan` refuse before anything starts: the errors of `certain_findings`,
+    reported by `check` in the same words, and a literal `src:` that no search folder holds
+    (opsbook.srcpath). Undefined bare names are left to `check` (a plugin may set facts it
+    cannot see)."""
+    findings = certain_findings(KeySources(runbook, inventory, registry, frozenset(extra), inventory_given))
+    return [*runbook.unfound_sources, *(d for d in findings if d.severity == "error")]
+
+
+def certain_findings(sources: KeySources) -> list[Diagnostic]:
+    """The findings of `check` that the runbook, the inventory and the installed plugins
+    settle alone; `run` and `plan` refuse their errors (docs/reliability.md, "What run
+    refuses"). The other errors `check` reports are refused by `run` on their own path: the
+    loader's (unknown action or argument, bad value), the compiler's (cycles, hosts,
+    parameters) and evidence conflicts (`api.start_run`). Not refused: undefined bare
+    names (a plugin may set facts `check` cannot see) and the policy's rules (a project's
+    rules, which `check` loads and `run` does not)."""
+    return unknown_keys(sources) + inverse_targets(sources.runbook, sources.registry)
 
 
 def unknown_keys(sources: KeySources) -> list[Diagnostic]:
@@ -551,4 +561,5 @@ def rto_warning(runbook: Runbook, plan: Any, registry: Registry | None = None) -
                       "lower timeouts/retries, or revisit the objective", severity="warning")
 
 
-__all__ = ["CheckReport", "KeySources", "Position", "ValidationError", "check_files", "check_one", "unknown_keys"]
+__all__ = ["CheckReport", "KeySources", "Position", "ValidationError", "certain_findings", "certain_mistakes",
+           "check_files", "check_one", "unknown_keys"]

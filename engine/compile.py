@@ -31,7 +31,7 @@ from opsbook.flow import barrier_step, meta_of
 from opsbook.model import Runbook, Step
 from opsbook.params import check_host_params, resolve_params
 from opsbook.preflight import pool_releases
-from opsbook.template import is_template, referenced_names, render
+from opsbook.template import hostvars_names, is_template, referenced_names, render
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -154,6 +154,7 @@ class _Builder:
         self.named: dict[str, dict[Position, Step]] = {}
         self.written_ids: set[str] = set()  # ids given with `id:` (never ambiguous)
         self.step_edges: set[tuple[str, str]] = set()
+        self.cross_host: set[tuple[str, str]] = set()  # edges read through hostvars: a barrier
         self.pending_needs: list[tuple[str, Step]] = []
         self.releases: dict[str, frozenset[str]] = {}  # see opsbook.preflight
         self.undoes: dict[str, tuple[str, ...]] = {}
@@ -359,7 +360,8 @@ class _Builder:
         if not registers:
             return
         for sid, leaf in self.leaves.items():
-            for name in _step_names(leaf.step):
+            direct, other_hosts = _step_reads(leaf.step)
+            for name in direct | other_hosts:
                 found = registers.get(name)
                 if not found:
                     continue
@@ -367,6 +369,8 @@ class _Builder:
                 source = before[-1] if before else found[-1][1]
                 if source != sid and not leaf.handler:
                     self.step_edges.add((source, sid))
+                    if name in other_hosts:  # hostvars[h].x: h's node, not this host's, holds x
+                        self.cross_host.add((source, sid))
 
     def check_cycles(self) -> None:
         order: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
@@ -528,14 +532,31 @@ def fact_names(step: Step) -> set[str]:
     return set()
 
 
-def _step_names(step: Step) -> set[str]:
-    names: set[str] = set()
-    for source, expr in _templates_of(step):
+def _step_reads(step: Step) -> tuple[set[str], set[str]]:
+    """The variables a step reads: (by name, through `hostvars[h].x`), in its templates and
+    conditions and in the arguments its action evaluates itself (debug's `var: x.stdout`)."""
+    direct: set[str] = set()
+    other_hosts: set[str] = set()
+    until = [(step.until, True)] if isinstance(step.until, str) else []  # not in _templates_of: check reads it apart
+    for source, expr in [*_templates_of(step), *_read_fields(step), *until]:
         try:
-            names |= referenced_names(source, expression=expr)
+            direct |= referenced_names(source, expression=expr)
         except Exception:  # noqa: BLE001 - syntax errors are reported by check
-            pass
-    return names
+            continue
+        other_hosts |= hostvars_names(source, expression=expr)
+    return direct, other_hosts
+
+
+def _read_fields(step: Step) -> Iterable[tuple[str, bool]]:
+    """(source, is_bare_expression) of the arguments the action evaluates itself."""
+    action = step.action
+    if action is None or not action.read_fields:
+        return
+    args = action.args if isinstance(action.args, dict) else {}
+    for field in action.read_fields:
+        value = args.get(field)
+        if isinstance(value, str) and value.strip():
+            yield value, not is_template(value)
 
 
 def compile_plan(runbook: Runbook, inventory: Any, params: Mapping[str, Any] | None = None,
@@ -613,7 +634,10 @@ def _expand(b: _Builder) -> tuple[dict[str, Node], list[tuple[str, str]]]:
 
     for a, c in sorted(b.step_edges, key=lambda e: (b.leaves[e[1]].order, b.leaves[e[0]].order)):
         la, lc = b.leaves[a], b.leaves[c]
-        per_host = (la.hosts == lc.hosts and not la.step.run_once and not lc.step.run_once
+        # another host's value: wait for every host, except within one serial rollout (a
+        # later batch's host cannot be waited for: its batch waits for this one)
+        cross = (a, c) in b.cross_host and not (la.serial_owner is not None and la.serial_owner == lc.serial_owner)
+        per_host = (la.hosts == lc.hosts and not la.step.run_once and not lc.step.run_once and not cross
                     # inside `serial` batches the batch gates order the hosts already
                     and not (barrier_step(la.step) and la.serial_owner is None)
                     and not (barrier_step(lc.step) and lc.serial_owner is None)

@@ -457,7 +457,9 @@ class RunbookLoader:
             args = self._merged_args(key, args, data, c)
         self._check_args(key, args, data.value_pos.get(written or key, pos), c)
         spec = self.registry.action(key)
-        return ActionCall(key, args, pos, tuple(sorted(spec.expression_fields)) if spec else ())
+        if spec is None:
+            return ActionCall(key, args, pos)
+        return ActionCall(key, args, pos, tuple(sorted(spec.expression_fields)), tuple(sorted(spec.read_fields)))
 
     def _merged_args(self, key: str, args: Any, data: PosDict, c: _Collector) -> Any:
         """An Ansible-style task's `args:` merged into its module's arguments (as Ansible does:

@@ -104,6 +104,7 @@ class ActionCall:
     args: Any
     pos: Position
     expression_fields: tuple[str, ...] = ()  # arguments that are bare Jinja expressions
+    read_fields: tuple[str, ...] = ()  # arguments the action evaluates itself as expressions (debug's var)
 
     @property
     def plugin(self) -> str:

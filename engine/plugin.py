@@ -331,6 +331,7 @@ class Plugin:
         observes: bool = False,
         argv: Sequence[str] = (),
         reads_vars: bool = False,
+        reads: Sequence[str] = (),
     ) -> Any:
         """Register an action; its second parameter's annotation is the argument model."""
 
@@ -366,7 +367,8 @@ class Plugin:
                 argv_fields=frozenset(argv),
                 disrupts=disrupts,
                 inverse_actions=None if inverse_actions is None else frozenset(inverse_actions),
-                reads_vars=reads_vars,
+                reads_vars=reads_vars or bool(reads),
+                read_fields=frozenset(reads),
             )
             return func
 

@@ -8,8 +8,12 @@ HTML-escaped, shell-quoted, Python-repr'd, and each line of a multi-line secret.
 
 Parsers cut secrets at delimiters and quote the piece they choke on (`http://admin:p@ss:word@host/`:
 urllib's `nonnumeric port: 'word'`): every run of a secret between its delimiters (`@ : / ? # [ ]`,
-spaces, quotes...) of MIN_DERIVED characters or more is a form too, and `redact_error` masks, in
-an error message, any quoted text that is part of a secret, however short.
+spaces, quotes...) of MIN_DERIVED characters or more is a form too when it is specific enough to be
+secret (`secret_pieces.is_specific`: not `https`, `services` or `fail`), and `redact_error` masks,
+in an error message, any quoted text that is part of a secret, however short.
+
+The value itself is masked whatever its length (one character or more); its other forms from
+MIN_DERIVED characters on.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from opsbook.errors import ParamError
+from opsbook.secret_pieces import Runs, is_specific
 
 MASK = "********"
 HIDDEN = "(hidden by no_log)"  # what a no_log step's output and arguments are replaced by
@@ -48,9 +53,18 @@ def _fragments(secret: str) -> dict[str, str]:
         return {}
     starts = [0] + [c + 1 for c in cuts]
     ends = cuts + [len(secret)]
-    runs = {secret[i:j] for i in starts for j in ends if j - i >= MIN_DERIVED and secret[i:j] != secret}
-    longest = sorted(runs, key=lambda r: (-len(r), r))[:_MAX_FRAGMENTS]
-    return {f"frag{n}": run for n, run in enumerate(longest)}
+    measured = Runs([secret[i:j] for i, j in zip(starts, ends)])
+    runs: dict[str, str] = {}
+    seen = {secret}
+    for a, i in enumerate(starts):
+        for b in range(a, len(ends)):
+            j = ends[b]
+            run = secret[i:j]
+            if j - i >= MIN_DERIVED and run not in seen and measured.specific(a, b):
+                runs[f"frag{i}-{j}"] = run  # named by place: a sealed form means one run, whatever is kept
+            seen.add(run)
+    longest = sorted(runs.items(), key=lambda kv: (-len(kv[1]), kv[1]))[:_MAX_FRAGMENTS]
+    return dict(longest)
 
 
 def _b64_windows(raw: bytes, urlsafe: bool) -> dict[str, str]:
@@ -106,7 +120,7 @@ def _derived(secret: str) -> tuple[tuple[str, str], ...]:
         candidates.update(_fragments(secret))
         if "\n" in secret:
             for i, line in enumerate(secret.splitlines()):
-                if len(line.strip()) >= 8:
+                if len(line.strip()) >= 8 and is_specific(line):
                     candidates[f"line{i}"] = line
         seen = {secret}
         for name, text in candidates.items():

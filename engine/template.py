@@ -454,6 +454,32 @@ def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str
     return found
 
 
+def hostvars_names(source: str, expression: bool = False) -> frozenset[str]:
+    """Variables read through another host's `hostvars`: `x` in `hostvars[h].x`,
+    `hostvars['web1']['x'].stdout` (a step that reads them waits for the step that registers
+    them, as for a bare `x`)."""
+    from jinja2 import TemplateSyntaxError, nodes
+
+    if "hostvars" not in source:
+        return frozenset()
+    text = "{{ " + bare_expression(source) + " }}" if expression else source
+    try:
+        ast = _env("plain").parse(text)
+    except TemplateSyntaxError:
+        return frozenset()
+    found = set()
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        inner = node.node
+        if not (isinstance(inner, nodes.Getitem) and isinstance(inner.node, nodes.Name)
+                and inner.node.name == "hostvars"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.add(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.add(node.arg.value)
+    return frozenset(found)
+
+
 def optional_names(source: str, expression: bool = False) -> frozenset[str]:
     """Names read only behind `| default(...)` (or as the fallback of a default that is
     itself defaulted) or tested with `is defined`: not required."""

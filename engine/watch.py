@@ -18,7 +18,8 @@ from typing import Any
 
 from opsbook.api import RunRequest, load_inventory_sources, load_runbook, make_plan, start_run
 from opsbook.cancel import CancelToken
-from opsbook.errors import OpsbookError, UserError
+from opsbook.check import certain_mistakes
+from opsbook.errors import OpsbookError, UserError, ValidationError
 from opsbook.execute import RunOptions, RunSummary
 from opsbook.journal import Journal
 from opsbook.model import Runbook
@@ -123,6 +124,11 @@ class Watcher:
         check_extra_vars([watched, *responder], config.params,
                          {name for host in self.inventory.hosts.values() for name in host.vars})
         self.plan = make_plan(dataclasses.replace(self.checks, extra_vars="any"), self.inventory, config.params)
+        # What `check` is certain of stops the watch now, as it stops `run`, not the response later.
+        problems = certain_mistakes(responder[0] if responder else watched, self.inventory, registry,
+                                    config.params, bool(config.inventory))
+        if problems:
+            raise ValidationError(problems)
 
     def probe_round(self) -> tuple[bool, list[str]]:
         """Run every health check once, read-only; (healthy, failures)."""

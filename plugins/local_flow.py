@@ -42,7 +42,7 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
 
 
-@plugin.action(scalar="msg", check=True, idempotent=True, reads_vars=True)  # data: the var name (any key)
+@plugin.action(scalar="msg", check=True, idempotent=True, reads=["var"])  # data: the var name (any key)
 def debug(ctx: ActionContext, args: DebugArgs) -> Result:
     """Show `msg`, or `var`'s value, in the run's output and the journal; read-only."""
     wanted = int(ctx.variables.get("ansible_verbosity", 0) or 0) if ctx.variables else 0

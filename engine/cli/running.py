@@ -78,6 +78,7 @@ def _alert_starter(registry: Any, inventories: tuple[str, ...], params: dict[str
             rb = dataclasses.replace(rb, lock=f"watch:{rb.name}")
         given = {**params, **route.given(alert.get("labels", {}))}
         the_plan = make_plan(rb, load_inventory_sources(list(inventories), registry), given)
+        _refuse_certain_mistakes(the_plan, registry, given, bool(inventories))
         begun = _parse_time(str(alert["startsAt"])) if alert.get("startsAt") else None
         approver = response_approver(auto_approve(route.runbook), _journal(journal_path).path, approval_timeout, say,
                                      rb.approved_by == "another", route.runbook)

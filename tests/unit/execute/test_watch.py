@@ -238,3 +238,26 @@ def test_watch_takes_e_names_either_runbook_reads_and_refuses_typos_at_once(regi
     Watcher(WatchConfig(watched, respond, params={"service": "nginx", "port": 2}), registry, journal)
     with pytest.raises(ValidationError, match='-e servce: not a parameter of runbook "watched"'):
         Watcher(WatchConfig(watched, respond, params={"servce": "nginx"}), registry, journal)
+
+
+def test_watch_refuses_at_once_what_check_is_certain_of_in_the_response(registry, journal, write):
+    """As `run` refuses it (tests/unit/check/test_run_refuses_what_check_is_certain_of.py): not
+    when the incident has started and the response runs."""
+    watched = write("watched.yaml", """
+        opsbook: 1
+        name: watched
+        steps:
+          - name: answers
+            probe.tcp: {host: 127.0.0.1, port: 1}
+        """)
+    respond = write("respond.yaml", """
+        opsbook: 1
+        name: respond
+        params: {service: {type: string, default: web}}
+        steps:
+          - name: restart
+            local.command: "echo {{ params.servce }}"
+        """)
+    with pytest.raises(ValidationError, match=r'respond.yaml:\d+:\d+: .*params.servce: no parameter "servce" '
+                                              r'\(did you mean "service"\?\)'):
+        Watcher(WatchConfig(watched, respond), registry, journal)

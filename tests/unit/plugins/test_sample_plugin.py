@@ -186,7 +186,10 @@ steps:
     assert "Traceback" not in ob("show", "last").stdout
 
 
-def test_an_inverse_naming_a_missing_action_is_a_loud_rollback_failure(svcadm, tmp_path):
+def test_an_inverse_naming_a_missing_action_is_a_loud_rollback_failure(svcadm, tmp_path, monkeypatch):
+    """`opsbook run` refuses such a runbook before anything runs (check is certain of it:
+    tests/unit/check/test_run_refuses_what_check_is_certain_of.py); a run started anyway
+    (through the API, or resumed after the plugin was removed) fails its rollback loudly."""
     state = tmp_path / "state"
     state.mkdir()
     (state / "web").write_text("online\n")
@@ -200,14 +203,29 @@ steps:
     local.command: "false"
 """)
     text = opsbook(tmp_path, "run", str(rb), "--format", "text")
-    assert text.returncode == 4, text.stderr  # a human must undo by hand what did not roll back
-    assert "rollback failed" in text.stderr and "svcadm_extras.restore not installed" in text.stderr
-    assert "ROLLBACK FAILED" in text.stderr
-    events = opsbook(tmp_path, "run", str(rb), "--format", "json")
-    import json
+    assert text.returncode == 2, text.stderr
+    assert "its rollback runs svcadm_extras.restore, which is not installed" in text.stderr
+    assert (state / "web").read_text() == "online\n", "refused before anything ran"
 
-    finished = [json.loads(line) for line in events.stdout.splitlines() if '"rollback_finished"' in line]
+    from opsbook.api import RunRequest, load_inventory_sources, make_plan, start_run
+    from opsbook.execute import RunOptions
+    from opsbook.journal import Journal
+    from opsbook.load import RunbookLoader
+    from opsbook.registry import Registry
+
+    monkeypatch.setenv("OPSBOOK_RUNS_DIR", str(tmp_path / "runs"))
+    registry = Registry.from_entry_points()
+    plan = make_plan(RunbookLoader(registry).load_file(str(rb)), load_inventory_sources([]), {})
+    events: list = []
+    journal = Journal(tmp_path / "api.db")
+    try:
+        summary = start_run(plan, registry, journal, RunRequest(options=RunOptions(), listeners=[events.append]))
+    finally:
+        journal.close()
+    assert summary.status == "failed"
+    finished = [e.to_json() for e in events if e.to_json().get("event") == "rollback_finished"]
     assert finished and finished[0]["status"] == "failed" and "not installed" in finished[0]["msg"], finished
+    assert (state / "web").read_text().strip() == "maintenance", "nothing undid the change: a human must"
 
 
 # -- a plugin that ignores cancellation: the run abandons it after the grace period -------------
