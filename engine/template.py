@@ -669,23 +669,3 @@ def _path_text(node: Any) -> str | None:
         base = _path_text(node.node)
         return None if base is None else f"{base}[{node.arg.value!r}]"
     return None
-
-
-def hostvars_names(source: str, expression: bool = False) -> frozenset[str]:
-    """Variables a template reads from other hosts: `x` in `hostvars[h].x` and `hostvars[h]['x']`."""
-    from jinja2 import TemplateSyntaxError, nodes
-
-    text = "{{" + source + "}}" if expression else source
-    try:
-        ast = _env("plain").parse(text)
-    except TemplateSyntaxError:
-        return frozenset()
-
-    def of_a_host(node: Any) -> bool:  # hostvars[...]
-        return (isinstance(node, nodes.Getitem) and isinstance(node.node, nodes.Name)
-                and node.node.name == "hostvars")
-
-    found = {n.attr for n in ast.find_all(nodes.Getattr) if of_a_host(n.node)}
-    found |= {n.arg.value for n in ast.find_all(nodes.Getitem)
-              if of_a_host(n.node) and isinstance(n.arg, nodes.Const) and isinstance(n.arg.value, str)}
-    return frozenset(found)
