@@ -24,7 +24,6 @@ from http import client as http_client
 from typing import Any
 
 from opsbook.plugin import (
-    arg_in,
     command_disrupts,
     ActionContext,
     Become,
