@@ -513,7 +513,9 @@ class NodeRunner:
             # A signal stopped the run: the action was cancelled, it did not time out
             # (resume runs it again, see runtypes.stopped_before).
             result.status = Status.FAILED
-            result.msg = f"{CANCELLED}{cancel.reason or 'interrupted'}"
+            own = result.msg.strip()  # what the action saw last, when it says more than "cancelled"
+            result.msg = f"{CANCELLED}{cancel.reason or 'interrupted'}" + (
+                f": {own}" if own and own.lower() not in ("cancelled", "cancelled (timeout)", "interrupted") else "")
         elif (cancel.is_set() or past_deadline) and result.status is not Status.OK:
             result.status = Status.TIMED_OUT
             if step.timeout:

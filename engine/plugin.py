@@ -163,6 +163,8 @@ class ActionContext:
     _lookup_host: Callable[[str], HostInfo] | None = None
     _claim: Callable[[str], None] | None = None  # the run's record of who wrote which evidence file
     _changed: Callable[[Mapping[str, Any]], None] | None = None  # records the undo of this call now
+    # when `timeout` was measured (the context is made just before the action is called)
+    _started: float = field(default_factory=lambda: time.monotonic())
 
     def changed(self, **data: Any) -> None:
         """Say that this call has changed state, before it waits or verifies anything:
@@ -207,7 +209,11 @@ class ActionContext:
         self.cancelled.raise_if_cancelled()
 
     def deadline_left(self, default: float | None = None) -> float | None:
-        return self.timeout if self.timeout is not None else default
+        """Seconds left now before the step's `timeout:` (0.0 once it has passed), or
+        `default` when the step has no time limit: give it to every blocking call."""
+        if self.timeout is None:
+            return default
+        return max(0.0, self.timeout - (time.monotonic() - self._started))
 
     def local_path(self, path: str, subfolder: str | None = None) -> Path:
         """A controller file named in an argument: relative paths are the runbook's folder's.

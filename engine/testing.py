@@ -23,6 +23,7 @@ same name (a plugin under development, pip-installed in editable mode or not).
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from typing import Any
 from opsbook.cancel import Cancelled, CancelToken
 from opsbook.errors import OpsbookError, PluginError
 from opsbook.plugin import ActionContext, ActionSpec, Become, CommandResult, HostInfo, Plugin, Result, Status, clashing_data
+from opsbook.transfer import Transfer, copy_stream
 
 __all__ = ["ActionRun", "ArgumentError", "CancelToken", "Cancelled", "ScriptedConnection", "registry_with", "run_action"]
 
@@ -98,13 +100,23 @@ class ScriptedConnection:
     def put(self, data: bytes, remote_path: str, mode: int | None = None) -> None:
         self.files[remote_path] = data
 
-    def get(self, remote_path: str, local_path: Path) -> int:
+    def get(self, remote_path: str, local_path: Path, transfer: Transfer | None = None) -> int:
+        """Copy `remote_files[remote_path]` to `local_path`; with a `transfer` (the
+        Connection protocol's), through its limits and hash, leaving no partial file."""
         if remote_path not in self.remote_files:
             raise AssertionError(f"the action fetched {remote_path}, which the script has no content for "
                                  "(set ScriptedConnection.remote_files)")
-        Path(local_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(local_path).write_bytes(self.remote_files[remote_path])
-        return len(self.remote_files[remote_path])
+        target = Path(local_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if transfer is None:
+            target.write_bytes(self.remote_files[remote_path])
+            return len(self.remote_files[remote_path])
+        try:
+            with target.open("wb") as handle:
+                return copy_stream(io.BytesIO(self.remote_files[remote_path]), handle, transfer)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
 
     def close(self) -> None:
         self.closed = True

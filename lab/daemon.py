@@ -119,9 +119,17 @@ class DockerDaemon:
         return pid
 
     def client(self, timeout: int = 120):
+        """A docker client of this engine; a LabError (one line) when it does not answer."""
         import docker
 
-        return docker.DockerClient(base_url=self.docker_host, version="auto", timeout=timeout)
+        try:
+            return docker.DockerClient(base_url=self.docker_host, version="auto", timeout=timeout)
+        except docker.errors.DockerException as exc:
+            host = self.docker_host
+            gone = host.startswith("unix://") and not Path(host[len("unix://"):]).exists()
+            reason = "no such socket" if gone else str(exc).split(": ", 1)[-1][:200]
+            raise LabError(f"the lab's docker engine does not answer on {host} ({reason}); "
+                           "is the lab up? `opsbook-lab up` starts it") from None
 
     def ping(self) -> bool:
         try:
