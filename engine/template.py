@@ -433,9 +433,26 @@ def _names_of(text: str) -> frozenset[str]:
     source = text
     try:
         ast = _env("plain").parse(text)
+        # Compiling (not parsing) is what finds a filter or test that does not exist.
+        return frozenset(meta.find_undeclared_variables(ast))
     except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error in {source!r}: {exc.message}") from None
-    return frozenset(meta.find_undeclared_variables(ast))
+        raise TemplateError(f"template syntax error in {source!r}: {_unknown_name(exc.message)}") from None
+
+
+_NO_SUCH = re.compile(r"No (filter|test) named '([^']*)'\.?")
+
+
+def _unknown_name(message: str | None) -> str:
+    """Jinja's "No filter named 'uper'." with a did-you-mean among the filters (or tests) there are."""
+    from opsbook.errors import did_you_mean
+
+    found = _NO_SUCH.fullmatch(message or "")
+    if not found:
+        return message or ""
+    kind, name = found.groups()
+    env = _env("plain")
+    names = env.filters if kind == "filter" else env.tests
+    return f'no {kind} named "{name}"{did_you_mean(name, names)}'
 
 
 def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str]]:
