@@ -263,7 +263,9 @@ def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | Non
     for step in steps:
         local = known | {step.loop_var}
         where = step.action.pos if step.action else step.pos
-        sources = [(t, e, where) for t, e in _templates_of(step)] if not step.is_block else []
+        # A block's own when/vars/approve are templates too (its children inherit the when
+        # at compile time, but a typo in it is the block's, at the block's line).
+        sources = [(t, e, where) for t, e in _templates_of(step)]
         if step.until:
             sources.append((step.until, True, where))
         if step.rollback is not None:  # rendered only while rolling back: the worst time to learn of a typo

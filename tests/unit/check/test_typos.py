@@ -290,3 +290,21 @@ def test_a_misspelled_test_or_filter_is_an_error_with_did_you_mean(check):
         (9, "error", 'no test named "succeded" (did you mean "succeeded"?)'),
     ]
 
+
+def test_an_undefined_name_in_a_blocks_when_is_an_error(check):
+    found = check("""
+        opsbook: 1
+        name: typo
+        steps:
+          - name: probe
+            local.command: "true"
+            register: nginx_pids
+          - name: fix
+            when: nginx_pid is succeeded
+            block:
+              - name: act
+                local.command: "true"
+        """)
+    errors = [(line, msg) for line, sev, msg in found if sev == "error"]
+    assert [(line, _bare(msg)) for line, msg in errors] == [(7, 'step "fix": undefined variable "nginx_pid"')]
+    assert errors[0][1].endswith('(did you mean "nginx_pids"?)')
