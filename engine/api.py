@@ -165,14 +165,21 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
         Nodes skipped only because the run stopped (it waited for a human, was interrupted,
         crossed a threshold) are not final: this resume runs them."""
         recorded = journal.nodes(run_id)
-        again = list(dict.fromkeys([*asked, *(n for n, rec in recorded.items()
-                                             if stopped_before(rec.status, rec.msg))]))
+        stopped = [n for n, rec in recorded.items() if stopped_before(rec.status, rec.msg)]
+        again = list(dict.fromkeys([*asked, *stopped, *(_rolled_back(journal, run_id) if stopped else [])]))
         if again:
             journal.forget_nodes(run_id, again)
         journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(again)})
         return journal.nodes(run_id)
 
     return _drive(plan, registry, journal, request, run_id, settle, on_executor)
+
+
+def _rolled_back(journal: Journal, run_id: str) -> list[str]:
+    """Nodes whose change the stopped run's rollback undid: done no longer, so the resume
+    that carries on runs them again (an undo a rescue's `undoes:` performed stays done)."""
+    last = {r["node_id"]: r for r in journal.rollbacks(run_id)}  # in order: a node run again has a newer undo
+    return [n for n, r in last.items() if r["status"] == "done" and not r["msg"].startswith("undone by step")]
 
 
 def _four_eyes_approver(request: RunRequest, journal: Journal, runbook: str) -> None:
