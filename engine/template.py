@@ -146,16 +146,22 @@ FILTERS: dict[str, Any] = {
     "split": lambda v, sep=None: str(v).split(sep),
 }
 
+def _result(r: Any) -> Any:
+    """A registered result for the result tests; an undefined name is an error, as in
+    Ansible (`when: nginx_pid is succeeded` with a typo must not read as false and skip)."""
+    return _defined(r)
+
+
 TESTS: dict[str, Any] = {
     "match": lambda v, p: re.match(p, str(v)) is not None,
     "search": lambda v, p: re.search(p, str(v)) is not None,
     "regex": lambda v, p: re.search(p, str(v)) is not None,
-    "failed": lambda r: bool(r.get("failed")) if isinstance(r, Mapping) else False,
-    "succeeded": lambda r: not r.get("failed") if isinstance(r, Mapping) else False,
-    "success": lambda r: not r.get("failed") if isinstance(r, Mapping) else False,
-    "changed": lambda r: bool(r.get("changed")) if isinstance(r, Mapping) else False,
-    "skipped": lambda r: bool(r.get("skipped")) if isinstance(r, Mapping) else False,
-    "unknown": lambda r: bool(r.get("unknown")) if isinstance(r, Mapping) else False,
+    "failed": lambda r: bool(r.get("failed")) if isinstance(_result(r), Mapping) else False,
+    "succeeded": lambda r: not r.get("failed") if isinstance(_result(r), Mapping) else False,
+    "success": lambda r: not r.get("failed") if isinstance(_result(r), Mapping) else False,
+    "changed": lambda r: bool(r.get("changed")) if isinstance(_result(r), Mapping) else False,
+    "skipped": lambda r: bool(r.get("skipped")) if isinstance(_result(r), Mapping) else False,
+    "unknown": lambda r: bool(r.get("unknown")) if isinstance(_result(r), Mapping) else False,
 }
 
 BUILTIN_NAMES = frozenset(

@@ -477,3 +477,20 @@ def test_a_rescue_skipped_on_a_healthy_host_says_nothing_in_the_block_failed(run
                 local.noop: {}
         """)
     assert journal.nodes(summary.run_id)["recover@localhost"].msg == "rescue not needed: nothing in the block failed"
+
+
+def test_a_result_test_on_an_undefined_name_fails_the_step_instead_of_skipping_it(run, journal):
+    summary = run("""
+        opsbook: 1
+        name: t
+        steps:
+          - name: probe
+            local.noop: {}
+            register: nginx_pids
+          - name: fix
+            when: nginx_pid is succeeded
+            local.noop: {}
+        """)
+    rec = journal.nodes(summary.run_id)["fix@localhost"]
+    assert (summary.status, rec.status) == ("failed", "failed")
+    assert "'nginx_pid' is undefined" in rec.msg
