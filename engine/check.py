@@ -242,7 +242,7 @@ def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | Non
     `unresolved` holds the ids of steps whose hosts are unknown (check without -i): a name
     such a step reads, or that the runbook's vars read when any step is unresolved, may be
     one of those hosts' inventory variables, so it is excused (listed, not an error)."""
-    from opsbook.compile import _templates_of, fact_names
+    from opsbook.compile import fact_names
     from opsbook.facts import FACT_NAMES, gathers
     from opsbook.template import is_template, optional_names, referenced_names
 
@@ -261,14 +261,8 @@ def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | Non
         known |= fact_names(step)
     for step in steps:
         local = known | {step.loop_var}
-        where = step.action.pos if step.action else step.pos
-        sources = [(t, e, _written_at(step, t, where)) for t, e in _templates_of(step)]
-        if step.until:
-            sources.append((step.until, True, _written_at(step, step.until, where)))
-        if step.rollback is not None:  # rendered only while rolling back: the worst time to learn of a typo
-            sources += list(placed_strings(step.rollback.args, step.rollback.pos))
         excused = _hosts_unknown(step.id, unresolved)
-        for source, expression, pos in sources:
+        for source, expression, pos in _template_sources(step):
             try:
                 names = referenced_names(source, expression=expression)
             except TemplateError as exc:
@@ -292,6 +286,36 @@ def undefined_names(runbook: Runbook, inventory: Any, unresolved: set[str] | Non
                 continue
             for name in sorted(missing):
                 out.errors.append(Diagnostic(runbook.pos, f'vars.{key}: undefined variable "{name}"{did_you_mean(name, known)}'))
+    return out
+
+
+def _template_sources(step: Step) -> list[tuple[str, bool, Position | None]]:
+    """(source, is_bare_expression, position) of every template a step evaluates. A block's
+    own when/vars/approve are templates too (its children inherit the when at compile time,
+    but a typo in it is the block's, at the block's line)."""
+    from opsbook.compile import _templates_of
+
+    where = step.action.pos if step.action else step.pos
+    sources = [(t, e, _written_at(step, t, where)) for t, e in _templates_of(step)]
+    if step.until:
+        sources.append((step.until, True, _written_at(step, step.until, where)))
+    if step.rollback is not None:  # rendered only while rolling back: the worst time to learn of a typo
+        sources += list(placed_strings(step.rollback.args, step.rollback.pos))
+    return sources
+
+
+def template_errors(runbook: Runbook) -> list[Diagnostic]:
+    """Templates that cannot compile (a syntax error, a filter or test that does not exist):
+    certain to fail wherever they are rendered."""
+    from opsbook.template import referenced_names
+
+    out: list[Diagnostic] = []
+    for step in runbook.all_steps() + list(runbook.handlers):
+        for source, expression, pos in _template_sources(step):
+            try:
+                referenced_names(source, expression=expression)
+            except TemplateError as exc:
+                out.append(Diagnostic(pos, exc.message))
     return out
 
 
@@ -324,11 +348,11 @@ class KeySources:
 def certain_mistakes(runbook: Runbook, inventory: Any, registry: Registry, extra: Iterable[str],
                      inventory_given: bool) -> list[Diagnostic]:
     """What `run` and `plan` refuse before anything starts: the errors of `certain_findings`,
-    reported by `check` in the same words, and a literal `src:` that no search folder holds
-    (opsbook.srcpath). Undefined bare names are left to `check` (a plugin may set facts it
-    cannot see)."""
+    reported by `check` in the same words, a template that cannot compile (`| uper`, `is
+    succeded`), and a literal `src:` that no search folder holds (opsbook.srcpath).
+    Undefined bare names are left to `check` (a plugin may set facts it cannot see)."""
     findings = certain_findings(KeySources(runbook, inventory, registry, frozenset(extra), inventory_given))
-    return [*runbook.unfound_sources, *(d for d in findings if d.severity == "error")]
+    return [*runbook.unfound_sources, *template_errors(runbook), *(d for d in findings if d.severity == "error")]
 
 
 def certain_findings(sources: KeySources) -> list[Diagnostic]:

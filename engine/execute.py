@@ -461,7 +461,10 @@ class Executor:
             if section.part == "block" and failed_here:
                 return self._after_doubt(node) or outcome_of(Status.SKIPPED, "an earlier step of this block failed")
             if section.part == "rescue" and not failed_here:
-                return outcome_of(Status.SKIPPED, "rescue not needed: the block succeeded")
+                # A host that failed before the block never ran it: say that, not "succeeded".
+                why = "host failed earlier" if state.failed and not in_always else \
+                    "rescue not needed: nothing in the block failed"
+                return outcome_of(Status.SKIPPED, why)
         if state.failed and not in_always and meta_of(step) != "clear_host_errors":
             return self._after_doubt(node) or outcome_of(Status.SKIPPED, "host failed earlier")
         return None

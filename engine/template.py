@@ -146,16 +146,22 @@ FILTERS: dict[str, Any] = {
     "split": lambda v, sep=None: str(v).split(sep),
 }
 
+def _result(r: Any) -> Any:
+    """A registered result for the result tests; an undefined name is an error, as in
+    Ansible (`when: nginx_pid is succeeded` with a typo must not read as false and skip)."""
+    return _defined(r)
+
+
 TESTS: dict[str, Any] = {
     "match": lambda v, p: re.match(p, str(v)) is not None,
     "search": lambda v, p: re.search(p, str(v)) is not None,
     "regex": lambda v, p: re.search(p, str(v)) is not None,
-    "failed": lambda r: bool(r.get("failed")) if isinstance(r, Mapping) else False,
-    "succeeded": lambda r: not r.get("failed") if isinstance(r, Mapping) else False,
-    "success": lambda r: not r.get("failed") if isinstance(r, Mapping) else False,
-    "changed": lambda r: bool(r.get("changed")) if isinstance(r, Mapping) else False,
-    "skipped": lambda r: bool(r.get("skipped")) if isinstance(r, Mapping) else False,
-    "unknown": lambda r: bool(r.get("unknown")) if isinstance(r, Mapping) else False,
+    "failed": lambda r: bool(r.get("failed")) if isinstance(_result(r), Mapping) else False,
+    "succeeded": lambda r: not r.get("failed") if isinstance(_result(r), Mapping) else False,
+    "success": lambda r: not r.get("failed") if isinstance(_result(r), Mapping) else False,
+    "changed": lambda r: bool(r.get("changed")) if isinstance(_result(r), Mapping) else False,
+    "skipped": lambda r: bool(r.get("skipped")) if isinstance(_result(r), Mapping) else False,
+    "unknown": lambda r: bool(r.get("unknown")) if isinstance(_result(r), Mapping) else False,
 }
 
 BUILTIN_NAMES = frozenset(
@@ -433,9 +439,26 @@ def _names_of(text: str) -> frozenset[str]:
     source = text
     try:
         ast = _env("plain").parse(text)
+        # Compiling (not parsing) is what finds a filter or test that does not exist.
+        return frozenset(meta.find_undeclared_variables(ast))
     except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error in {source!r}: {exc.message}") from None
-    return frozenset(meta.find_undeclared_variables(ast))
+        raise TemplateError(f"template syntax error in {source!r}: {_unknown_name(exc.message)}") from None
+
+
+_NO_SUCH = re.compile(r"No (filter|test) named '([^']*)'\.?")
+
+
+def _unknown_name(message: str | None) -> str:
+    """Jinja's "No filter named 'uper'." with a did-you-mean among the filters (or tests) there are."""
+    from opsbook.errors import did_you_mean
+
+    found = _NO_SUCH.fullmatch(message or "")
+    if not found:
+        return message or ""
+    kind, name = found.groups()
+    env = _env("plain")
+    names = env.filters if kind == "filter" else env.tests
+    return f'no {kind} named "{name}"{did_you_mean(name, names)}'
 
 
 def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str]]:

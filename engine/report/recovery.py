@@ -38,6 +38,8 @@ def rto_of(view: RunView) -> dict[str, Any]:
     out.update(_verdict("rto", out["rto"], _objective(run.objectives, "rto"), recovered=out["rto"] is not None))
     if (run.options or {}).get("check"):
         out["rto_verdict"] = "not measured (dry run)"
+    elif run.status == "running" and out["rto"] is None:
+        out["rto_verdict"] = "not yet (the run is still running)"  # `show` while a gate waits
     out.update(_rpo(view, detection))
     return out
 
@@ -51,6 +53,8 @@ def _recovery_points(view: RunView) -> tuple[NodeRecord | None, NodeRecord | str
         why = "no step is marked mitigation/verification" if view.marks_known else "step marks unknown"
         if view.run.status == "succeeded":
             return None, "run_end", f"end of the succeeded run ({why})"
+        if view.run.status == "running":
+            return None, None, f"not recovered yet: the run is still running ({why})"
         return None, None, f"not recovered: the run {view.run.status} ({why})"
     mitigation = _first_ok(view, "mitigation", None) if "mitigation" in marked else None
     if "mitigation" in marked and mitigation is None:

@@ -271,3 +271,40 @@ def test_declared_data_keys_cover_what_the_actions_register(run, journal, regist
 
     for res in (CommandResult(0, "out", ""), Counted()):
         assert set(ssh._command_result(res, [0], "echo out").data) <= registry.action("ssh.shell").data
+
+
+def test_a_misspelled_test_or_filter_is_an_error_with_did_you_mean(check):
+    found = check("""
+        opsbook: 1
+        name: typo
+        steps:
+          - name: probe
+            local.command: "true"
+            register: probe
+          - name: act
+            when: probe is succeded
+            local.command: "echo {{ 'x' | uper }}"
+        """)
+    assert sorted((line, sev, msg.rsplit(": ", 1)[1]) for line, sev, msg in found if sev == "error") == [
+        (8, "error", 'no test named "succeded" (did you mean "succeeded"?)'),  # at the when's line
+        (9, "error", 'no filter named "uper" (did you mean "upper"?)'),
+    ]
+
+
+def test_an_undefined_name_in_a_blocks_when_is_an_error(check):
+    found = check("""
+        opsbook: 1
+        name: typo
+        steps:
+          - name: probe
+            local.command: "true"
+            register: nginx_pids
+          - name: fix
+            when: nginx_pid is succeeded
+            block:
+              - name: act
+                local.command: "true"
+        """)
+    errors = [(line, msg) for line, sev, msg in found if sev == "error"]
+    assert [(line, _bare(msg)) for line, msg in errors] == [(8, 'step "fix": undefined variable "nginx_pid"')]  # the when's line
+    assert errors[0][1].endswith('(did you mean "nginx_pids"?)')

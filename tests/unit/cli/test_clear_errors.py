@@ -244,3 +244,21 @@ def test_a_condition_in_braces_is_accepted_by_check_with_a_warning_and_by_run(cl
     assert finished == {"runs@localhost": "ok", "skipped@localhost": "skipped", "asserted@localhost": "ok"}
 
 
+
+
+# --------------------------------------------------------------------------- templates that cannot compile
+
+
+def test_a_misspelled_filter_stops_run_and_plan_before_anything_starts(cli, tmp_path):
+    rb = tmp_path / "rb.yaml"
+    rb.write_text(f"""opsbook: 1
+name: t
+steps:
+  - name: first
+    local.shell: "echo ran > {tmp_path}/marker"
+  - name: second
+    local.command: "echo {{{{ 'x' | uper }}}}"
+""")
+    for command in ("plan", "run"):
+        _one_clear_line(cli(command, str(rb)), "rb.yaml:7:", 'no filter named "uper" (did you mean "upper"?)')
+    assert not (tmp_path / "marker").exists(), "the first step ran before the typo was found"

@@ -115,6 +115,48 @@ steps:
     assert "approval gate was cancelled" in journal.nodes(summary.run_id)["first@localhost"].msg
 
 
+def test_a_resume_after_a_stop_redoes_what_the_stop_rolled_back(journal, registry, tmp_path):
+    """The stop at the gate undid "prepare"; the resume must not carry on as if it held."""
+    from opsbook.api import RunRequest, load_inventory_sources, make_plan, resume_run, start_run
+    from opsbook.execute import RunOptions
+    from opsbook.load import RunbookLoader
+
+    waiting = threading.Event()
+    holder: dict = {}
+
+    def stopped(request: ApprovalRequest):
+        waiting.set()
+        assert request.cancelled.wait(30), "the gate was not told of the stop"
+        return False, "too late"
+
+    path = tmp_path / "rb.yaml"
+    path.write_text(f"""opsbook: 1
+name: gate
+steps:
+  - name: prepare
+    local.shell: "echo prepared >> {tmp_path}/log"
+    rollback: {{local.shell: "echo undone >> {tmp_path}/log"}}
+  - name: switch
+    approve: "Switch?"
+    local.shell: "echo switched >> {tmp_path}/log"
+""")
+    plan = make_plan(RunbookLoader(registry).load_file(str(path)), load_inventory_sources([]), {})
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(summary=start_run(
+        plan, registry, journal, RunRequest(options=RunOptions(), approver=stopped),
+        on_executor=lambda ex: holder.update(ex=ex))))
+    thread.start()
+    assert waiting.wait(30), "the gate was never reached"
+    holder["ex"].interrupt("interrupted by SIGINT", 2)
+    thread.join(30)
+    run_id = result["summary"].run_id
+    assert (tmp_path / "log").read_text().split() == ["prepared", "undone"]
+
+    again = resume_run(run_id, registry, journal, RunRequest(options=RunOptions(), approver=lambda r: (True, "bob")))
+    assert again.status == "succeeded"
+    assert (tmp_path / "log").read_text().split() == ["prepared", "undone", "prepared", "switched"]
+
+
 # -- 2. keep_healthy across serial batches ----------------------------------------------------------
 
 

@@ -433,3 +433,64 @@ def test_a_loops_rollback_is_recorded_per_item_and_undone_newest_first(run, jour
         """)
     assert summary.status == "failed" and summary.rolled_back == 2
     assert lines(log) == ["do-a", "do-c", "undo-c", "undo-a"]
+
+
+def test_a_skipped_rescue_says_why_it_was_not_needed(run, journal):
+    summary = run("""
+        opsbook: 1
+        name: t
+        steps:
+          - name: first
+            local.fail: boom
+          - name: fix
+            block:
+              - name: try
+                local.noop: {}
+            rescue:
+              - name: recover
+                local.noop: {}
+          - name: other
+            when: false
+            block:
+              - name: try2
+                local.noop: {}
+            rescue:
+              - name: recover2
+                local.noop: {}
+        """)
+    nodes = journal.nodes(summary.run_id)
+    assert nodes["recover@localhost"].msg == "host failed earlier"
+    assert nodes["recover2@localhost"].msg == "host failed earlier"
+
+
+def test_a_rescue_skipped_on_a_healthy_host_says_nothing_in_the_block_failed(run, journal):
+    summary = run("""
+        opsbook: 1
+        name: t
+        steps:
+          - name: fix
+            block:
+              - name: try
+                local.noop: {}
+            rescue:
+              - name: recover
+                local.noop: {}
+        """)
+    assert journal.nodes(summary.run_id)["recover@localhost"].msg == "rescue not needed: nothing in the block failed"
+
+
+def test_a_result_test_on_an_undefined_name_fails_the_step_instead_of_skipping_it(run, journal):
+    summary = run("""
+        opsbook: 1
+        name: t
+        steps:
+          - name: probe
+            local.noop: {}
+            register: nginx_pids
+          - name: fix
+            when: nginx_pid is succeeded
+            local.noop: {}
+        """)
+    rec = journal.nodes(summary.run_id)["fix@localhost"]
+    assert (summary.status, rec.status) == ("failed", "failed")
+    assert "'nginx_pid' is undefined" in rec.msg

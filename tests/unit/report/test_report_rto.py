@@ -91,6 +91,17 @@ def test_without_marks_a_failed_run_is_not_recovered(journal, new_run, tmp_path:
     assert rto(journal, run.run_id)["rto"] is None
 
 
+def test_a_run_still_running_is_not_recovered_yet(journal, new_run, tmp_path: Path):
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("opsbook: 1\nname: plain\nsteps:\n  - name: one\n    local.noop: {}\n")
+    run = new_run(path=plain, status="running", duration=None, ago=5.0)
+    run.node("one", "web1", "ok", 0, 1)
+    r = rto(journal, run.run_id)
+    assert r["rto"] is None and r["rto_met"] is None
+    assert r["rto_verdict"] == "not yet (the run is still running)"
+    assert r["basis"] == "not recovered yet: the run is still running (no step is marked mitigation/verification)"
+
+
 def test_missing_runbook_falls_back_to_no_marks(journal, new_run, tmp_path: Path):
     run = new_run(path=tmp_path / "gone.yaml", duration=30.0)
     run.node("restart-web", "web1", "ok", 0, 3)  # marked in the lost file, unknowable now
