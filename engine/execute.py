@@ -15,6 +15,7 @@ The units: `scheduler` (ready nodes, thresholds, deadlines, workers), `noderun` 
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
@@ -189,6 +190,10 @@ class Executor:
         self.emit("run_started", nodes=sum(n.kind != BARRIER for n in self.plan.nodes.values()),
                   runbook=self.plan.runbook.name, targets=self._targets(), check=self.opts.check)
         timed_out = False
+        # What exists now (the plan, its steps, the registry, the modules) lives through the
+        # run: frozen, the garbage collector no longer walks it at each collection, which
+        # halves its time on a large plan (100,000 nodes: 0.21 -> 0.12 s, see bench/README.md).
+        gc.freeze()
         try:
             with Workers(max(1, self.opts.forks)) as workers:
                 try:
@@ -204,6 +209,7 @@ class Executor:
                 if not self.opts.check:
                     rolled = self.runner.rollbacks.replay()
         finally:
+            gc.unfreeze()  # collectable again once the run is over (a process may run more)
             self.pool.close()
         nodes = self.plan.nodes
         counts = tally((st, n in self.ignored) for n, st in self.statuses.items() if nodes[n].kind != BARRIER)
