@@ -461,14 +461,25 @@ def _unknown_name(message: str | None) -> str:
     return f'no {kind} named "{name}"{did_you_mean(name, names)}'
 
 
-def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str]]:
-    """(name, attribute) pairs like ("params", "primary") read by a template."""
-    from jinja2 import TemplateSyntaxError, nodes
+@lru_cache(maxsize=8192)
+def parsed(source: str, expression: bool = False) -> Any:
+    """The Jinja syntax tree of a template (an `expression` is a bare one, as `when:` holds),
+    or None when it does not parse (reporting a syntax error is `check`'s job); cached."""
+    from jinja2 import TemplateSyntaxError
 
     text = "{{ " + bare_expression(source) + " }}" if expression else source
     try:
-        ast = _env("plain").parse(text)
+        return _env("plain").parse(text)
     except TemplateSyntaxError:
+        return None
+
+
+def attribute_paths(source: str, expression: bool = False) -> set[tuple[str, str]]:
+    """(name, attribute) pairs like ("params", "primary") read by a template."""
+    from jinja2 import nodes
+
+    ast = parsed(source, expression)
+    if ast is None:
         return set()
     found: set[tuple[str, str]] = set()
     for node in ast.find_all(nodes.Getattr):
@@ -481,14 +492,10 @@ def hostvars_names(source: str, expression: bool = False) -> frozenset[str]:
     """Variables read through another host's `hostvars`: `x` in `hostvars[h].x`,
     `hostvars['web1']['x'].stdout` (a step that reads them waits for the step that registers
     them, as for a bare `x`)."""
-    from jinja2 import TemplateSyntaxError, nodes
+    from jinja2 import nodes
 
-    if "hostvars" not in source:
-        return frozenset()
-    text = "{{ " + bare_expression(source) + " }}" if expression else source
-    try:
-        ast = _env("plain").parse(text)
-    except TemplateSyntaxError:
+    ast = parsed(source, expression) if "hostvars" in source else None
+    if ast is None:
         return frozenset()
     found = set()
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
@@ -506,12 +513,10 @@ def hostvars_names(source: str, expression: bool = False) -> frozenset[str]:
 def optional_names(source: str, expression: bool = False) -> frozenset[str]:
     """Names read only behind `| default(...)` (or as the fallback of a default that is
     itself defaulted) or tested with `is defined`: not required."""
-    from jinja2 import TemplateSyntaxError, nodes
+    from jinja2 import nodes
 
-    text = "{{ " + bare_expression(source) + " }}" if expression else source
-    try:
-        ast = _env("plain").parse(text)
-    except TemplateSyntaxError:
+    ast = parsed(source, expression)
+    if ast is None:
         return frozenset()
     found = set()
     for node in ast.find_all(nodes.Filter):
@@ -549,12 +554,10 @@ class KeyRead:
 def key_reads(source: str, expression: bool = False) -> tuple[KeyRead, ...]:
     """First-level literal key reads on top-level names; names the template assigns itself
     (`{% set %}`, `{% for %}`) are left out. Raises nothing: syntax errors are check's job."""
-    from jinja2 import TemplateSyntaxError, nodes
+    from jinja2 import nodes
 
-    text = "{{ " + bare_expression(source) + " }}" if expression else source
-    try:
-        ast = _env("plain").parse(text)
-    except TemplateSyntaxError:
+    ast = parsed(source, expression)
+    if ast is None:
         return ()
     assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx != "load"}
     reads: list[tuple[str, str]] = []
@@ -570,13 +573,8 @@ def key_reads(source: str, expression: bool = False) -> tuple[KeyRead, ...]:
 def guarded_keys(source: str, expression: bool = False) -> frozenset[tuple[str, str]]:
     """(name, key) pairs a condition tests for (`params.x is defined`, `'x' in params`):
     a step whose `when` says so may read them."""
-    from jinja2 import TemplateSyntaxError
-
-    text = "{{ " + bare_expression(source) + " }}" if expression else source
-    try:
-        return frozenset(_guarded_pairs(_env("plain").parse(text)))
-    except TemplateSyntaxError:
-        return frozenset()
+    ast = parsed(source, expression)
+    return frozenset() if ast is None else frozenset(_guarded_pairs(ast))
 
 
 def _key_of(node: Any) -> tuple[str, str] | None:
@@ -654,11 +652,10 @@ def short_value(value: Any, width: int = _VALUE_WIDTH) -> str:
 
 def _paths_read(expression: str) -> list[str]:
     """`out.rc`, `out.stdout`, `item` for `out.rc != 0 and item in out.stdout`."""
-    from jinja2 import TemplateSyntaxError, nodes
+    from jinja2 import nodes
 
-    try:
-        ast = _env("plain").parse("{{ " + bare_expression(expression) + " }}")
-    except TemplateSyntaxError:
+    ast = parsed(expression, True)
+    if ast is None:
         return []
     found: list[str] = []
 
