@@ -254,6 +254,21 @@ def test_a_resume_keeps_the_mark_without_writing_it_again(run, journal, registry
     assert journal.db.execute("SELECT count(*) FROM node_log WHERE run_id=?", (summary.run_id,)).fetchone()[0] == rows
 
 
+def test_a_resume_that_runs_the_rescue_marks_the_failure_then(run, journal, registry):
+    from opsbook.api import RunRequest, resume_run
+
+    rid = run(RECOVER).run_id
+    # as if opsbook had stopped before the rescue ran: no mark, nothing after the failure
+    journal.db.execute("DELETE FROM node_log WHERE run_id=? AND node_id=? AND rescued=1", (rid, "config-test@localhost"))
+    journal.forget_nodes(rid, ["restart-instead@localhost", "note@localhost", "go-on@localhost"])
+    journal.set_run_status(rid, "interrupted")
+    assert journal.nodes(rid)["config-test@localhost"].rescued is False
+    again = resume_run(rid, registry, journal, RunRequest())
+    assert again.status == "succeeded" and again.rescued_nodes == ["config-test@localhost"]
+    assert again.counts == {"ok": 3, "rescued": 1, "skipped": 1}
+    assert journal.nodes(rid)["config-test@localhost"].rescued is True
+
+
 def test_a_journal_without_the_rescued_column_gets_it_and_marks_copy_the_last_failure(tmp_path):
     path = tmp_path / "old.db"
     con = sqlite3.connect(path)
