@@ -190,7 +190,7 @@ def _redone(plan: Plan, recorded: dict[str, Any], again: list[str], entries: lis
         return node is not None and node.leaf is not None and node.step.ignore_errors
 
     failed = {rec.host for n, rec in recorded.items()
-              if n not in again and rec.status in ("failed", "timed_out") and not ignored(n)}
+              if n not in again and rec.status in ("failed", "timed_out") and not ignored(n) and not rec.rescued}
     hosts = {e["host"] for e in entries if e["host"]} - failed
     return [n for n in undone_nodes(entries, hosts) if n in recorded and n not in again]
 
@@ -229,6 +229,7 @@ def _drive(plan: Plan, registry: Registry, journal: Journal, request: RunRequest
         summary = executor.run()
         journal.set_run_status(run_id, summary.status, {
             "counts": summary.counts, "failed": summary.failed_nodes[:100], "ignored": summary.ignored_nodes[:100],
+            "rescued": summary.rescued_nodes[:100],
             "rolled_back": summary.rolled_back,
             "message": summary.message, "cause": summary.cause,
             "elapsed": round(summary.elapsed, 6), "at": executor.clock.now()})

@@ -110,6 +110,11 @@ def _describe(event: Event, verbose: int) -> str | None:
         changed = " (changed)" if d.get("changed") else ""
         changed += " (ignored)" if d.get("ignored") else ""
         return f"{stamp} {status:<9} {event.step} @ {event.host}{changed}{took}{msg}"
+    if event.kind == "node_rescued":  # a failure above, answered by its block's rescue
+        if d.get("restored") and not verbose:
+            return None
+        return (f"{stamp} {'rescued':<9} {event.step} @ {event.host} "
+                f"({d.get('status')}, then the block's rescue succeeded)")
     if event.kind == "node_diff":
         body = "\n".join("    " + line for line in str(d.get("diff", "")).rstrip("\n").splitlines())
         return f"{stamp} diff      {event.step} @ {event.host}\n{body}"
@@ -172,8 +177,9 @@ class LiveProgress:
             if event.kind == "run_started" and not self.started:
                 self.started = start = True
             if event.step:
-                row = self.steps.setdefault(event.step, {"running": 0, "ok": 0, "failed": 0, "ignored": 0,
-                                                         "skipped": 0, "unknown": 0, "changed": 0, "last": ""})
+                row = self.steps.setdefault(event.step, {"running": 0, "ok": 0, "failed": 0, "rescued": 0,
+                                                         "ignored": 0, "skipped": 0, "unknown": 0, "changed": 0,
+                                                         "last": ""})
                 if event.kind == "node_started":
                     row["running"] += 1
                 elif event.kind == "node_finished":
@@ -185,6 +191,9 @@ class LiveProgress:
                     row["changed"] += bool(event.data.get("changed"))
                     if status in ("failed", "timed_out") or event.data.get("show"):
                         row["last"] = visible(f"{event.host}: {event.data.get('msg', '')}", lines=False)
+                elif event.kind == "node_rescued":  # counted failed when it ended; now rescued
+                    row["failed"] = max(0, row["failed"] - 1)
+                    row["rescued"] += 1
                 elif event.kind == "node_output":
                     row["last"] = visible(f"{event.host}: {event.data.get('line', '')}"[:120], lines=False)
             if event.kind in ("aborted", "warning", "approval_decided", "rollback_started", "rollback_finished", "node_diff",
@@ -212,7 +221,7 @@ class LiveProgress:
         from rich.text import Text
 
         table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
-        for col in ("step", "run", "ok", "chg", "fail", "ign", "skip", "latest"):
+        for col in ("step", "run", "ok", "chg", "fail", "resc", "ign", "skip", "latest"):
             table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=60 if col == "latest" else None)
         with self.lock:
             for name, row in self.steps.items():
@@ -221,6 +230,7 @@ class LiveProgress:
                 # the table is rendered without markup)
                 table.add_row(Text(visible(name[:40], lines=False)), Text(str(row["running"] or "")),
                               Text(str(row["ok"] or ""), style="green"), Text(str(row["changed"] or "")),
-                              Text(str(row["failed"] or ""), style="red"), Text(str(row["ignored"] or "")),
+                              Text(str(row["failed"] or ""), style="red"), Text(str(row["rescued"] or "")),
+                              Text(str(row["ignored"] or "")),
                               Text(str(row["skipped"] or ""), style="dim"), Text(row["last"]))
         return table

@@ -13,7 +13,8 @@ class Event:
     """Something that happened in a run. `kind` is one of:
 
     run_started, run_finished, node_started, node_finished, node_output, approval_requested,
-    approval_decided, rollback_started, rollback_finished, warning, aborted, node_diff (--diff)
+    approval_decided, rollback_started, rollback_finished, warning, aborted, node_diff (--diff),
+    node_rescued (a failed node whose block's rescue then succeeded on its host: counted `rescued`)
     """
 
     kind: str

@@ -37,6 +37,7 @@ from opsbook.journal import Journal, NodeRecord
 from opsbook.noderun import NodeRunner, NodeTicket, inline
 from opsbook.plugin import HostInfo, Status
 from opsbook.registry import Registry
+from opsbook.rescues import Rescues
 from opsbook.rollback import Rollbacks
 from opsbook.runtypes import (
     IN_DOUBT,
@@ -96,6 +97,7 @@ class Executor:
         self.statuses: dict[str, str] = {}
         self.messages: dict[str, str] = {}
         self.ignored: set[str] = set()  # failed nodes of steps with ignore_errors (see opsbook.counts)
+        self.rescued: set[str] = set()  # failed nodes their block's rescue answered, and it succeeded
         self.aborted = ""  # why nothing new starts ("" while the run goes on)
         self.ended = ""  # meta: end_play: which node ended the run (it succeeds unless a host failed)
         self.force_handlers = self.opts.force_handlers or plan.runbook.force_handlers
@@ -113,7 +115,7 @@ class Executor:
         self._ready: Ready | None = None
         self._inflight: dict[str, NodeTicket] = {}
         self._cause = ""  # the first failure of the run (see RunSummary.cause)
-        self._rescued_blocks = {s.block_id for leaf in plan.leaves.values() for s in leaf.sections if s.part == "rescue"}
+        self.rescues = Rescues(plan, self.statuses, self.messages)
         self.runner = NodeRunner(
             self.svc, self, self.states, self.gates, Rollbacks(self.svc, self._become_for), self.deadlines,
             self.prior, EvidenceClaims.from_journal(journal, run_id) if self.prior else EvidenceClaims(),
@@ -212,12 +214,14 @@ class Executor:
             gc.unfreeze()  # collectable again once the run is over (a process may run more)
             self.pool.close()
         nodes = self.plan.nodes
-        counts = tally((st, n in self.ignored) for n, st in self.statuses.items() if nodes[n].kind != BARRIER)
-        failed = [n for n, st in self.statuses.items() if st in FAILED and n not in self.ignored]
+        ignored, rescued = self.ignored, self.rescued
+        counts = tally((st, n in ignored, n in rescued) for n, st in self.statuses.items() if nodes[n].kind != BARRIER)
+        failed = [n for n, st in self.statuses.items() if st in FAILED and n not in ignored and n not in rescued]
         summary = RunSummary(self.run_id, status, counts, failed, started, time.time(), rolled, self.aborted,
                              list(self.denied), self.signal, self._cause if status != "succeeded" else "",
                              list(self.runner.rollbacks.problems), self.clock.elapsed(),
-                             [n for n in self.statuses if n in self.ignored])
+                             [n for n in self.statuses if n in ignored],
+                             [n for n, st in self.statuses.items() if n in rescued and st in FAILED])
         self.emit("run_finished", status=status, counts=counts, rolled_back=rolled, message=self.aborted)
         return summary
 
@@ -535,6 +539,24 @@ class Executor:
                       **({"show": True} if outcome.result.show else {}),
                       restored=restored, ignored=ignored,
                       **({"recorded_at": outcome.finished} if restored else {}))
+        if self.rescues.pending:
+            self._rescued(self.rescues.ended(node))
+
+    def _rescued(self, node_ids: list[str]) -> None:
+        """Failures whose block's rescue ran on their host and did not fail: counted
+        `rescued` (see opsbook.counts), marked so in the journal (once: a resume restores
+        the mark) and told to the listeners (run-state lock held)."""
+        if not node_ids:
+            return
+        self.rescued.update(node_ids)
+        prior = self.prior
+        marks = [n for n in node_ids if not (n in prior and prior[n].rescued and prior[n].status in FAILED)]
+        if marks and self._journal_error is None:
+            self.journal.defer_rescued(self.run_id, marks)
+        if self.listeners:
+            for nid in node_ids:
+                self.emit("node_rescued", self.plan.nodes[nid], status=self.statuses[nid],
+                          restored=nid not in marks)
 
     def _meta(self, node: Node, state: HostState) -> None:
         """A meta step's node succeeded: apply its value (see opsbook.flow)."""
@@ -549,13 +571,18 @@ class Executor:
 
     def _host_failed(self, node: Node, state: HostState) -> None:
         # Ansible's block semantics: the rest of each enclosing block is skipped up to the
-        # innermost block that has a rescue; without one, the host has failed.
+        # innermost block that has a rescue; without one, the host has failed. A failure
+        # that leaves a rescue is that rescue's failure (what it answered stays failed).
         for section in reversed(node.leaf.sections):  # type: ignore[union-attr]
+            if section.part == "rescue":
+                self.rescues.rescue_failed(section.block_id, node.host)  # type: ignore[arg-type]
             if section.part != "block":
                 continue
             state.failed_blocks.add(section.block_id)
-            if section.block_id in self._rescued_blocks:
-                return  # a rescued failure is handled by the block: no threshold counts it
+            if section.block_id in self.rescues.blocks:
+                # handled by the block: no threshold counts it; its rescue's outcome decides its count
+                self.rescues.take_over(section.block_id, node)
+                return
         state.failed = True
         why = self.thresholds.host_failed(node)
         if why:

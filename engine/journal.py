@@ -32,12 +32,19 @@ from opsbook.errors import JournalError, RunError, RunLockedError
 
 OUTPUT_KEEP = 64 * 1024
 _NODE_COLUMNS = ("run_id,node_id,step_id,host,status,started,finished,attempts,changed,rc,msg,stdout,stderr,"
-                 "out_size,out_sha256,registered,facts,notify,elapsed,at,ignored")
+                 "out_size,out_sha256,registered,facts,notify,elapsed,at,ignored,rescued")
 # Node records are appended, never updated in place: a node's start and its result are
 # two rows, and the last row of a node is its state. Appending keeps every write at the
 # end of the table and of its run index; an upsert keyed by node id touched pages all
 # over a growing index (a 100,000-node run spent most of its journal time there).
-_NODE_INSERT = f"INSERT INTO node_log ({_NODE_COLUMNS}) VALUES ({','.join('?' * 21)})"
+_NODE_INSERT = f"INSERT INTO node_log ({_NODE_COLUMNS}) VALUES ({','.join('?' * 22)})"
+# A failure a block's rescue answered (see opsbook.counts): its last row again, marked
+# rescued, appended like any other (the last row of a node is its state). The run index
+# holds rows in seq order, so the newest row of the node is found by reading it backwards
+# from its end: the failure is a few rows back, whatever the run's size.
+_RESCUED_COPY = (f"INSERT INTO node_log ({_NODE_COLUMNS}) SELECT {_NODE_COLUMNS.removesuffix(',rescued')}, 1 "
+                 "FROM (SELECT * FROM node_log WHERE run_id=? AND node_id=? ORDER BY seq DESC LIMIT 1) "
+                 "WHERE status IN ('failed', 'timed_out')")
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()  # stored per stream; full size and hash are kept beside it
 
 SCHEMA = """
@@ -51,7 +58,7 @@ CREATE TABLE IF NOT EXISTS node_log (
   run_id TEXT, node_id TEXT, step_id TEXT, host TEXT, status TEXT, started REAL, finished REAL,
   attempts INTEGER, changed INTEGER, rc INTEGER, msg TEXT, stdout TEXT, stderr TEXT,
   out_size INTEGER, out_sha256 TEXT, registered TEXT, facts TEXT, notify TEXT,
-  elapsed REAL, at REAL, ignored INTEGER
+  elapsed REAL, at REAL, ignored INTEGER, rescued INTEGER
 );
 CREATE INDEX IF NOT EXISTS node_log_run ON node_log (run_id);
 CREATE TABLE IF NOT EXISTS events (
@@ -139,6 +146,9 @@ class NodeRecord:
     # The failure counts as ignored (ignore_errors; see opsbook.counts). None: not recorded
     # (a journal of an earlier version, which the reports read from the runbook).
     ignored: bool | None = None
+    # The failure counts as rescued: its block's rescue ran on the host and did not fail
+    # (see opsbook.counts). False in rows of earlier versions (they counted it failed).
+    rescued: bool = False
 
 
 @dataclass
@@ -232,6 +242,7 @@ class Journal:
         self._open = _Batch()  # collecting rows; its first writer commits it
         self._last: _Batch | None = None  # the batch most recently given a first writer
         self._deferred: list[tuple[Any, ...]] = []  # rows that ride along with the next commit (see defer)
+        self._rescued: list[tuple[str, str]] = []  # (run id, node id) marks that ride along too (see defer_rescued)
         try:
             self.db = sqlite3.connect(self.path, timeout=10, check_same_thread=False,
                                       isolation_level=None)
@@ -273,13 +284,16 @@ class Journal:
         if "ignored" not in node_columns:  # whether a failure counted as ignored (ignore_errors)
             with self._tx() as db:
                 db.execute("ALTER TABLE node_log ADD COLUMN ignored INTEGER")
+        if "rescued" not in node_columns:  # whether a block's rescue answered the failure
+            with self._tx() as db:
+                db.execute("ALTER TABLE node_log ADD COLUMN rescued INTEGER")
         if self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='nodes'").fetchone() is None:
             return  # the common case: no write transaction just to look
         with self._tx() as db:
             old = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='nodes'").fetchone()
             if old is None:
                 return
-            cols = _NODE_COLUMNS.removesuffix(",elapsed,at,ignored")
+            cols = _NODE_COLUMNS.removesuffix(",elapsed,at,ignored,rescued")
             db.execute(f"INSERT INTO node_log ({cols}) SELECT {cols} FROM nodes "
                        "ORDER BY run_id, started")
             db.execute("DROP TABLE nodes")
@@ -314,6 +328,9 @@ class Journal:
             if self._deferred:  # results deferred before this write commit with it (or earlier)
                 batch.items.append((_NODE_INSERT, self._deferred))
                 self._deferred = []
+            if self._rescued:  # after the results they mark
+                batch.items.append((_RESCUED_COPY, self._rescued))
+                self._rescued = []
             batch.items.append((sql, rows))
             if leads:
                 before, self._last = self._last, batch
@@ -395,12 +412,12 @@ class Journal:
                      started: Sequence[tuple[str, str, str | None]] = ()) -> None:
         """Deferred results, then `finished`, then starts (node id, step id, host), committed
         in one transaction; with nothing to write, the deferred results alone."""
-        if not finished and not started and not self._deferred:
+        if not finished and not started and not self._deferred and not self._rescued:
             return
         now = time.time()
         rows = [self._node_row(run_id, rec) for rec in finished]
         rows += [(run_id, node_id, step_id, host, "started", now, None, 0, 0, None, None, None, None, None,
-                  None, None, None, None, None, None, None) for node_id, step_id, host in started]
+                  None, None, None, None, None, None, None, 0) for node_id, step_id, host in started]
         self._group(_NODE_INSERT, rows)
 
     def defer(self, run_id: str, rec: NodeRecord) -> int:
@@ -412,10 +429,17 @@ class Journal:
             self._deferred.append(row)
             return len(self._deferred)
 
+    def defer_rescued(self, run_id: str, node_ids: Sequence[str]) -> None:
+        """Mark failures as rescued (their block's rescue ran and did not fail), committed
+        with the next write of node records, after the results deferred before: each node's
+        last row is appended again with `rescued` set, when that row is a failure."""
+        with self._gc:
+            self._rescued += [(run_id, n) for n in node_ids]
+
     @property
     def deferring(self) -> bool:
-        """Whether results wait for the next commit."""
-        return bool(self._deferred)
+        """Whether results (or rescued marks) wait for the next commit."""
+        return bool(self._deferred or self._rescued)
 
     @staticmethod
     def _node_row(run_id: str, rec: NodeRecord) -> tuple[Any, ...]:
@@ -425,7 +449,7 @@ class Journal:
                 rec.stderr[-OUTPUT_KEEP:], len(out), hashlib.sha256(out).hexdigest() if out else _EMPTY_SHA,
                 _bounded_json(rec.registered, "registered value") if rec.registered is not None else None,
                 _bounded_json(rec.facts, "facts") if rec.facts else "{}", _json(rec.notify) if rec.notify else "[]",
-                rec.elapsed, rec.at, None if rec.ignored is None else int(rec.ignored))
+                rec.elapsed, rec.at, None if rec.ignored is None else int(rec.ignored), int(rec.rescued))
 
     def nodes(self, run_id: str) -> dict[str, NodeRecord]:
         """The state of every node of a run: its last record. A result keeps the time its
@@ -433,7 +457,8 @@ class Journal:
         with self._lock:
             rows = self.db.execute(
                 "SELECT node_id,step_id,host,status,started,finished,attempts,changed,rc,msg,stdout,stderr,"
-                "registered,facts,notify,elapsed,at,ignored FROM node_log WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
+                "registered,facts,notify,elapsed,at,ignored,rescued FROM node_log WHERE run_id=? ORDER BY seq",
+                (run_id,)).fetchall()
         state: dict[str, NodeRecord] = {}
         for r in rows:
             before = state.get(r[0])
@@ -447,7 +472,7 @@ class Journal:
             state[r[0]] = NodeRecord(r[0], r[1], r[2], r[3], started, r[5], r[6] or 0, bool(r[7]), r[8], r[9] or "",
                                      r[10] or "", r[11] or "", json.loads(r[12]) if r[12] else None,
                                      json.loads(r[13] or "{}"), json.loads(r[14] or "[]"), r[15], r[16],
-                                     None if r[17] is None else bool(r[17]))
+                                     None if r[17] is None else bool(r[17]), bool(r[18]))
         return dict(sorted(state.items(), key=lambda kv: (kv[1].started is not None, kv[1].started or 0.0)))
 
     def forget_nodes(self, run_id: str, node_ids: list[str]) -> None:

@@ -124,7 +124,7 @@ def _count_bar(svg: ET.Element, plan: Plan, hosts: tuple[str, ...], sid: str, co
 
 
 # Worst first: a step (or a cell) several nodes fall into shows the worst of them.
-SEVERITY = ("failed", "timed_out", "unknown", "started", "ignored", "ok", "skipped")
+SEVERITY = ("failed", "timed_out", "unknown", "started", "rescued", "ignored", "ok", "skipped")
 _RANK = {status: k for k, status in enumerate(SEVERITY)}
 _COPY = re.compile(r"(\[\d+\])+$")
 

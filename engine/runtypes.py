@@ -109,8 +109,8 @@ class Outcome:
 class RunSummary:
     run_id: str
     status: str  # succeeded | failed | aborted | interrupted | timed_out
-    counts: dict[str, int]  # per count of opsbook.counts: an ignored failure is `ignored`, not `failed`
-    failed_nodes: list[str]  # failed or timed out, not ignored
+    counts: dict[str, int]  # per count of opsbook.counts: an ignored (rescued) failure is `ignored` (`rescued`)
+    failed_nodes: list[str]  # failed or timed out, not ignored, not rescued
     started: float
     finished: float
     rolled_back: int = 0
@@ -121,6 +121,7 @@ class RunSummary:
     rollback_problems: list[str] = field(default_factory=list)  # undos that failed or were not run
     elapsed: float = 0.0  # monotonic seconds from the run's start to its end (rollback included)
     ignored_nodes: list[str] = field(default_factory=list)  # failed or timed out on an ignore_errors step
+    rescued_nodes: list[str] = field(default_factory=list)  # failed or timed out, then their block's rescue succeeded
 
     @property
     def ok(self) -> bool:

@@ -143,8 +143,10 @@ class Watcher:
                                         {}, "running", time.time(), None, "watch", "", 0, {}, None, {}))
             executor = Executor(self.plan, self.registry, memory, run_id, RunOptions(check=True, rollback="never"))
             summary = executor.run()
-            # a detection probe usually has ignore_errors: its failure is what watching looks for
-            sick = set(summary.failed_nodes) | set(summary.ignored_nodes)
+            # a detection probe usually has ignore_errors: its failure is what watching looks
+            # for (health_steps takes checks out of their blocks, so no rescue answers one
+            # here; a rescued failure would be sick as well)
+            sick = set(summary.failed_nodes) | set(summary.ignored_nodes) | set(summary.rescued_nodes)
             failed = [f"{n}: {executor.messages.get(n, '')}" for n in executor.statuses if n in sick]
         finally:
             memory.close()

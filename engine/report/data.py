@@ -24,7 +24,8 @@ def report_data(view: RunView, r: dict[str, Any] | None = None) -> dict[str, Any
         "rto": {**r, **{f"{k}_iso": _iso(r[k]) for k in ("detection", "mitigation", "recovered", "data_time")}},
         "runbook_note": view.runbook_note or None,
         "steps": {sid: s.__dict__ | {"marks": list(s.marks)} for sid, s in view.steps.items()},
-        "nodes": [{**n.__dict__, "ignored": view.ignored(n), "step_name": view.step(n.step_id).name,
+        "nodes": [{**n.__dict__, "ignored": view.ignored(n), "rescued": view.rescued(n),
+                   "step_name": view.step(n.step_id).name,
                    "offset": None if n.started is None else n.started - start,
                    "duration": (n.finished - n.started) if n.finished and n.started else None}
                   for n in view.nodes],

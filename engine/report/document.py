@@ -91,6 +91,7 @@ class HostEnd:
     rolled_back: list[str] = field(default_factory=list)
     rollback_failed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    rescued: list[str] = field(default_factory=list)  # failed, then the block's rescue succeeded
     in_doubt: list[str] = field(default_factory=list)  # may have changed it: abandoned, or cut short
     touched: bool = False
 
@@ -102,6 +103,8 @@ class HostEnd:
             parts.append("IN DOUBT (check the host): " + ", ".join(self.in_doubt))
         if self.failed:
             parts.append("failed: " + ", ".join(self.failed))
+        if self.rescued:
+            parts.append("rescued: " + ", ".join(self.rescued))
         if self.rollback_failed:
             parts.append("ROLLBACK FAILED: " + "; ".join(self.rollback_failed))
         if self.rolled_back:
@@ -125,7 +128,9 @@ def end_state(view: RunView) -> list[HostEnd]:
             continue
         end.touched = True
         name = view.step(node.step_id).name
-        if node.status in FAILED and not view.ignored(node):
+        if view.rescued(node):
+            end.rescued.append(f"{name} ({_clip(node.msg, 160)})" if node.msg else name)
+        elif node.status in FAILED and not view.ignored(node):
             end.failed.append(f"{name} ({_clip(node.msg, 160)})" if node.msg else name)
         elif node.status in ("unknown", "started"):  # a real run's (a dry run has no end state)
             end.in_doubt.append(f"{name} ({_clip(node.msg, 160)})" if node.msg else name)
@@ -228,8 +233,9 @@ def _failures_section(view: RunView) -> Section:
     for node in failed:
         info = view.step(node.step_id)
         state = "in doubt" if node.status == "started" else node.status
-        ignored = " (ignored: ignore_errors)" if view.ignored(node) else ""
-        blocks.append(Heading(f"{info.name} on {node.host or '-'}: {state}{ignored}"))
+        handled = " (ignored: ignore_errors)" if view.ignored(node) else \
+            " (rescued: the block's rescue succeeded)" if view.rescued(node) else ""
+        blocks.append(Heading(f"{info.name} on {node.host or '-'}: {state}{handled}"))
         facts = [f"node {node.node_id}", f"started {offset((node.started or view.run.started) - view.run.started)}",
                  f"took {_dur((node.finished - node.started) if node.finished and node.started else None)}",
                  f"attempts {node.attempts}"] + ([f"rc {node.rc}"] if node.rc is not None else [])
@@ -297,6 +303,8 @@ def _problem_groups(view: RunView) -> list[tuple[str, list[str], str]]:
         msg = node.msg
         if view.ignored(node):
             msg = f"{msg}; ignore_errors: was this failure the incident itself?".lstrip("; ")
+        elif view.rescued(node):
+            msg = f"{msg}; rescued: the block's rescue answered it".lstrip("; ")
         entry = groups.setdefault(name, (name, [], msg))
         entry[1].append(node.host or "-")
     rolled = [r for r in view.rollbacks if r["status"] == "failed"]

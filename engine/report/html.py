@@ -27,7 +27,7 @@ th{background:#f3f4f6}pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:.6
 font-size:12px;max-height:30em}
 .st{font-weight:600}.st-ok,.st-approved,.st-done,.st-rb-done{color:#2e7d3e}
 .st-failed,.st-denied,.st-timed_out,.st-rb-failed{color:#c0272d}.st-skipped,.st-pending,.st-cancelled{color:#6b7075}
-.st-in-doubt,.st-waiting{color:#a07800}.st-ignored{color:#8a5a5d}
+.st-in-doubt,.st-waiting{color:#a07800}.st-ignored{color:#8a5a5d}.st-rescued{color:#8a6d00}
 ul.check{list-style:none;padding-left:1em}ul.check li:before{content:"\\2610  "}
 .gantt{border:1px solid #e1e4e8;margin:.6em 0;max-width:100%;height:auto}
 .legend span{display:inline-block;margin-right:1em}
@@ -94,13 +94,14 @@ def plan_graph_html(view: RunView) -> str:
                          load_inventory_sources(list(view.run.inventory), registry), dict(view.run.params))
     except Exception as exc:  # noqa: BLE001 - the report is still useful without the graph
         return f"<p>(plan graph not available: {_h(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)})</p>"
-    # an ignored failure is coloured as counted (opsbook.counts), not as a failure
-    return plan_grid_html(plan, [dataclasses.replace(n, status="ignored") if view.ignored(n) else n
-                                 for n in view.nodes])
+    # an ignored (rescued) failure is coloured as counted (opsbook.counts), not as a failure
+    return plan_grid_html(plan, [dataclasses.replace(n, status=view.count_key(n))
+                                 if view.ignored(n) or view.rescued(n) else n for n in view.nodes])
 
 
 def _legend() -> str:
-    items = [("ok", "ok"), ("failed", "failed"), ("timed_out", "timed out"), ("ignored", "ignored (ignore_errors)"),
+    items = [("ok", "ok"), ("failed", "failed"), ("timed_out", "timed out"), ("rescued", "rescued (the rescue succeeded)"),
+             ("ignored", "ignored (ignore_errors)"),
              ("skipped", "skipped"),
              ("started", "in doubt"), ("done", "rollback done")]
     spans = "".join(f'<span><i style="background:{STATUS_COLORS[k]}"></i>{_h(label)}</span>' for k, label in items)
@@ -152,9 +153,10 @@ def _gantt_rows(view: RunView) -> list[tuple[str, float, float, str, str]]:
     for n in view.nodes:
         t0 = n.started or n.finished or view.run.started
         t1 = n.finished or view.end
-        ignored = " (ignored: ignore_errors)" if view.ignored(n) else ""
-        tip = f"{view.label(n)}: {n.status}{ignored}, {_dur(t1 - t0)}" + (f" - {n.msg}" if n.msg else "")
-        rows.append((view.label(n), t0, t1, "ignored" if ignored else n.status, tip))
+        handled = " (ignored: ignore_errors)" if view.ignored(n) else \
+            " (rescued: the block's rescue succeeded)" if view.rescued(n) else ""
+        tip = f"{view.label(n)}: {n.status}{handled}, {_dur(t1 - t0)}" + (f" - {n.msg}" if n.msg else "")
+        rows.append((view.label(n), t0, t1, view.count_key(n) if handled else n.status, tip))
     for rb in view.rollbacks:
         if rb["started"] is None:
             continue

@@ -18,8 +18,8 @@ def _junit_node(view: RunView, suite: ET.Element, node: NodeRecord) -> None:
     case = ET.SubElement(suite, "testcase", {"classname": f"{view.run.runbook_name}.{node.step_id}",
                                              "name": view.label(node), "time": f"{took:.3f}"})
     message = node.msg or node.status
-    ignored = view.ignored(node)
-    if node.status in FAILED and not ignored:
+    ignored, rescued = view.ignored(node), view.rescued(node)
+    if node.status in FAILED and not ignored and not rescued:
         failure = ET.SubElement(case, "failure", {"message": message, "type": node.status})
         failure.text = f"{view.label(node)}: {node.status}" + (f" (rc {node.rc})" if node.rc is not None else "") \
             + f"\n{node.msg}"
@@ -28,8 +28,10 @@ def _junit_node(view: RunView, suite: ET.Element, node: NodeRecord) -> None:
     elif node.status in ("skipped", "unknown"):
         ET.SubElement(case, "skipped", {"message": message})
     out = _tail(node.stdout)[0] if node.stdout.strip() else ""
-    if ignored:  # not a failure: the run went on (Ansible's recap counts it `ignored`)
-        out = f"ignored (ignore_errors): {node.status}" + (f" (rc {node.rc})" if node.rc is not None else "") \
+    # not a failure: the run went on (Ansible's recap counts it `ignored` or `rescued`)
+    handled = "ignored (ignore_errors)" if ignored else "rescued (the block's rescue succeeded)" if rescued else ""
+    if handled:
+        out = f"{handled}: {node.status}" + (f" (rc {node.rc})" if node.rc is not None else "") \
             + f": {node.msg}" + (f"\n{out}" if out else "")
     if out:
         ET.SubElement(case, "system-out").text = out
@@ -55,9 +57,11 @@ def _junit(view: RunView, r: dict[str, Any]) -> str:
     root = ET.Element("testsuites", {"name": f"opsbook run {run.id}"})
     suite = _suite(root, run.runbook_name, timestamp=_iso(run.started) or "", hostname=run.host)
     props = ET.SubElement(suite, "properties")
+    counts = view.counts()
     for key, value in (("run_id", run.id), ("status", run.status), ("runbook", run.runbook_path),
                        ("rto", r["rto"]), ("rto_verdict", r["rto_verdict"]), ("rpo", r["rpo"]),
-                       ("rpo_verdict", r["rpo_verdict"]), ("ignored", view.counts().get("ignored", 0))):
+                       ("rpo_verdict", r["rpo_verdict"]), ("rescued", counts.get("rescued", 0)),
+                       ("ignored", counts.get("ignored", 0))):
         ET.SubElement(props, "property", {"name": key, "value": "" if value is None else str(value)})
     for node in view.nodes:
         _junit_node(view, suite, node)

@@ -120,7 +120,7 @@ def _timeline_lines(view: RunView, entries: list[Entry], width: int) -> list[str
         room = max(10, width - len(prefix))
         detail = mark.strip() + (" " if mark and e.detail else "") + e.detail
         lines.append((prefix + _clip(detail, room)).rstrip())
-        failed = e.kind == "node" and e.status in (*FAILED, "ignored")
+        failed = e.kind == "node" and e.status in (*FAILED, "rescued", "ignored")
         if (failed or e.kind == "resumed") and len(" ".join(detail.split())) > room:
             # what a failure says, and what a resume will do, are read whole
             wrapped = textwrap.wrap(" ".join(detail.split()), max(20, width - 21))[:4]

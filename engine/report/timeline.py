@@ -63,7 +63,7 @@ def _node_entry(view: RunView, node: NodeRecord, rto_data: dict[str, Any]) -> En
         marks.append("mitigation")
     if node.node_id == rto_data.get("recovered_node"):
         marks.append("recovered")
-    status = view.count_key(node)  # an ignored failure reads `ignored`; its detail says how it failed
+    status = view.count_key(node)  # an ignored (rescued) failure reads so; its detail says how it failed
     detail = node.msg
     if status == "in doubt":
         detail = "started, no result recorded (opsbook stopped or is still running)"
@@ -71,6 +71,8 @@ def _node_entry(view: RunView, node: NodeRecord, rto_data: dict[str, Any]) -> En
         detail = f"rc {node.rc}: {detail}"
     if status == "ignored":
         detail = f"{node.status} (ignore_errors): {detail}".rstrip(": ")
+    elif status == "rescued":
+        detail = f"{node.status} (the block's rescue succeeded): {detail}".rstrip(": ")
     duration = (node.finished - node.started) if node.finished and node.started else None
     return Entry(node.started or node.finished, "node", status, node.host or "", view.step(node.step_id).name,
                  detail, duration, node.node_id, "+".join(marks))

@@ -19,7 +19,8 @@ TAIL_LINES = 40  # output lines quoted per stream under a failure
 TAIL_CHARS = 8000
 DATA_TIME_KEYS = ("data_timestamp", "backup_time")
 STATUS_COLORS = {
-    "ok": "#2e9e4f", "failed": "#d1383d", "timed_out": "#e0822a", "ignored": "#b08a8c", "skipped": "#9aa0a6",
+    "ok": "#2e9e4f", "failed": "#d1383d", "timed_out": "#e0822a", "rescued": "#c9a227", "ignored": "#b08a8c",
+    "skipped": "#9aa0a6",
     "unknown": "#7d5fb2", "started": "#e3c02b", "done": "#3b73c4", "pending": "#c9ccd1",
     "running": "#e3c02b",
 }
@@ -90,13 +91,19 @@ class RunView:
             return node.ignored and node.status in FAILED
         return is_ignored(node.status, self.step(node.step_id).ignore_errors)
 
+    @staticmethod
+    def rescued(node: NodeRecord) -> bool:
+        """Whether the node's failure counts as rescued: its block's rescue ran on the host
+        and did not fail, as the run recorded it."""
+        return node.rescued and node.status in FAILED
+
     def count_key(self, node: NodeRecord) -> str:
-        """The count the node goes to (see opsbook.counts): `ignored`, `in doubt` or its status."""
-        return count_key(node.status, self.ignored(node))
+        """The count the node goes to (see opsbook.counts): `rescued`, `ignored`, `in doubt` or its status."""
+        return count_key(node.status, self.ignored(node), self.rescued(node))
 
     def counts(self) -> dict[str, int]:
         """How many nodes per count, in the order every output shows them."""
-        return tally((n.status, self.ignored(n)) for n in self.nodes)
+        return tally((n.status, self.ignored(n), self.rescued(n)) for n in self.nodes)
 
 
 def gather(journal: Journal, run_id: str, registry: Any = None) -> RunView:

@@ -550,8 +550,8 @@ def test_the_live_table_shows_counts_not_markup_on_any_console():
     console = Console(file=out, markup=False, width=120, force_terminal=False, color_system=None)
     live = LiveProgress(console)
     for host, status in (("web1", "ok"), ("web2", "ok"), ("web3", "failed"), ("web4", "skipped")):
-        live.steps.setdefault("restart [web]", {"running": 0, "ok": 0, "changed": 0, "failed": 0, "ignored": 0,
-                                                 "skipped": 0, "last": ""})
+        live.steps.setdefault("restart [web]", {"running": 0, "ok": 0, "changed": 0, "failed": 0, "rescued": 0,
+                                                 "ignored": 0, "skipped": 0, "last": ""})
         live.steps["restart [web]"][status] += 1
     console.print(live._render())
     text = out.getvalue()

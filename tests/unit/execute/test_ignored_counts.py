@@ -109,7 +109,7 @@ def test_the_live_table_has_an_ignored_column():
     out = io.StringIO()
     Console(file=out, width=120).print(live._render())
     head, row = out.getvalue().splitlines()[:2]
-    assert head.split()[:7] == ["step", "run", "ok", "chg", "fail", "ign", "skip"]
+    assert head.split()[:8] == ["step", "run", "ok", "chg", "fail", "resc", "ign", "skip"]
     assert row.split()[:4] == ["probe", "1", "1", "1"]
 
 

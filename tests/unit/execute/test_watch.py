@@ -72,6 +72,28 @@ def test_a_failing_check_with_ignore_errors_is_unhealthy(registry, journal, writ
     assert not healthy and [f.split(":")[0] for f in failures] == ["service-answers@localhost"]
 
 
+def test_a_failing_check_a_rescue_answers_is_unhealthy(registry, journal, write, tmp_path):
+    """A failure a block's rescue answers counts as rescued in a run; in a watch round the
+    check (taken out of its block, without the rescue) failing is unhealthy."""
+    rb = write("svc.yaml", f"""
+        opsbook: 1
+        name: svc
+        steps:
+          - name: probe
+            block:
+              - name: service answers
+                probe.tcp: {{host: 127.0.0.1, port: 1, timeout: 1s}}
+            rescue:
+              - name: note it
+                local.debug: {{msg: down}}
+          - name: restart
+            marks: [mitigation]
+            local.shell: "touch {tmp_path}/restarted"
+        """)
+    healthy, failures = Watcher(WatchConfig(rb), registry, journal).probe_round()
+    assert not healthy and [f.split(":")[0] for f in failures] == ["service-answers@localhost"]
+
+
 def test_watch_needs_something_to_watch(registry, journal, write):
     rb = write("x.yaml", "opsbook: 1\nname: x\nsteps:\n  - local.noop: {}\n")
     with pytest.raises(UserError, match="nothing to watch"):
