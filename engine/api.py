@@ -171,7 +171,7 @@ def resume_run(run_id: str, registry: Registry, journal: Journal, request: RunRe
         redo = _redone(plan, recorded, again, journal.rollbacks(run_id)) if again else []
         again += redo
         if again:
-            journal.forget_nodes(run_id, again)
+            journal.forget_nodes(run_id, again, reapprove=redo)
         journal.event(run_id, "resumed", data={"by": whoami(), "pid": os.getpid(), "forgotten": len(again),
                                                 "redone": len(redo)})
         return journal.nodes(run_id)

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -475,14 +475,26 @@ class Journal:
                                      None if r[17] is None else bool(r[17]), bool(r[18]))
         return dict(sorted(state.items(), key=lambda kv: (kv[1].started is not None, kv[1].started or 0.0)))
 
-    def forget_nodes(self, run_id: str, node_ids: list[str]) -> None:
-        """Make nodes runnable again (retry --failed / --from)."""
+    def forget_nodes(self, run_id: str, node_ids: list[str], reapprove: Iterable[str] = ()) -> None:
+        """Make nodes runnable again (retry --failed / --from). The gates of `reapprove`
+        (nodes whose change the run's rollback undid) are asked again: their decision answered
+        a state that no longer holds; it stays in the events as `approval expired`."""
         with self._tx() as db:
             db.executemany("DELETE FROM node_log WHERE run_id=? AND node_id=?", [(run_id, n) for n in node_ids])
             # a gate a stop cancelled is asked again when its node runs again (the history of
             # the cancellation stays in the events)
             db.executemany("DELETE FROM approvals WHERE run_id=? AND node_id=? AND cancelled=1",
                            [(run_id, n) for n in node_ids])
+            for node_id in reapprove:
+                row = db.execute("SELECT approved, who, decided FROM approvals WHERE run_id=? AND node_id=?",
+                                 (run_id, node_id)).fetchone()
+                if row is None:
+                    continue
+                db.execute("DELETE FROM approvals WHERE run_id=? AND node_id=?", (run_id, node_id))
+                db.execute("INSERT INTO events (run_id,ts,kind,node_id,data) VALUES (?,?,?,?,?)",
+                           (run_id, time.time(), "approval expired", node_id,
+                            _json({"approved": bool(row[0]), "who": row[1], "decided": row[2],
+                                   "why": "the run's rollback undid the step; its gate is asked again"})))
 
     # -- events ------------------------------------------------------------------------------
     def event(self, run_id: str, kind: str, node_id: str | None = None, data: dict[str, Any] | None = None,

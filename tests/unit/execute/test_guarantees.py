@@ -157,6 +157,65 @@ steps:
     assert (tmp_path / "log").read_text().split() == ["prepared", "undone", "prepared", "switched"]
 
 
+def test_a_resume_asks_again_the_gate_of_a_step_the_stop_rolled_back(journal, registry, tmp_path):
+    """An approval is for a change at one moment: once the stop's rollback undid the change,
+    the resume that does it again asks the gate again (the old "yes" answered a world that
+    no longer holds); the first decision stays in the history."""
+    from opsbook.api import RunRequest, load_inventory_sources, make_plan, resume_run, start_run
+    from opsbook.execute import RunOptions
+    from opsbook.load import RunbookLoader
+
+    waiting = threading.Event()
+    holder: dict = {}
+    asked: list[str] = []
+
+    def first_time(request: ApprovalRequest):
+        asked.append(request.step_name)
+        if request.step_name == "drain":
+            return True, "alice"
+        waiting.set()
+        assert request.cancelled.wait(30), "the gate was not told of the stop"
+        return False, "too late"
+
+    path = tmp_path / "rb.yaml"
+    path.write_text(f"""opsbook: 1
+name: gates
+steps:
+  - name: drain
+    approve: "Drain?"
+    local.shell: "echo drained >> {tmp_path}/log"
+    rollback: {{local.shell: "echo undrained >> {tmp_path}/log"}}
+  - name: switch
+    approve: "Switch?"
+    local.shell: "echo switched >> {tmp_path}/log"
+""")
+    plan = make_plan(RunbookLoader(registry).load_file(str(path)), load_inventory_sources([]), {})
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(summary=start_run(
+        plan, registry, journal, RunRequest(options=RunOptions(), approver=first_time),
+        on_executor=lambda ex: holder.update(ex=ex))))
+    thread.start()
+    assert waiting.wait(30), "the second gate was never reached"
+    holder["ex"].interrupt("interrupted by SIGINT", 2)
+    thread.join(30)
+    run_id = result["summary"].run_id
+    assert (tmp_path / "log").read_text().split() == ["drained", "undrained"]
+    assert asked == ["drain", "switch"]
+
+    again_asked: list[str] = []
+
+    def second_time(request: ApprovalRequest):
+        again_asked.append(request.step_name)
+        return True, "bob"
+
+    again = resume_run(run_id, registry, journal, RunRequest(options=RunOptions(), approver=second_time))
+    assert again.status == "succeeded"
+    assert again_asked == ["drain", "switch"], "the redone drain reused alice's approval from before the stop"
+    assert (tmp_path / "log").read_text().split() == ["drained", "undrained", "drained", "switched"]
+    expired = [d for _, kind, node, d in journal.events(run_id) if kind == "approval expired"]
+    assert expired and expired[0]["who"] == "alice", journal.events(run_id)
+
+
 # -- 2. keep_healthy across serial batches ----------------------------------------------------------
 
 
