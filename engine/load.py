@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -526,7 +527,11 @@ class RunbookLoader:
                 elif not loc:  # the arguments as a whole (a model validator): its own sentence
                     c.error(where, f"{key}: {str(err['msg']).removeprefix('Value error, ')}")
                 else:
-                    c.error(where, f"{key}: argument \"{field_name}\": {err['msg']}, found {_kind(err.get('input'))}")
+                    near = ""
+                    if err["type"] in ("literal_error", "enum") and isinstance(err.get("input"), str):
+                        allowed = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+                        near = did_you_mean(err["input"], allowed)  # state: restart -> restarted
+                    c.error(where, f"{key}: argument \"{field_name}\": {err['msg']}, found {_kind(err.get('input'))}{near}")
 
     def _rollback(self, data: PosDict, c: _Collector) -> ActionCall | None:
         raw = data.get("rollback")

@@ -387,3 +387,21 @@ def test_a_check_of_the_arguments_as_a_whole_is_said_as_its_own_sentence(load):
         '5:10: ssh.uri: Ansible\'s uri argument "unix_socket" is not implemented by opsbook',
         "7:15: ssh.copy: give exactly one of content or src",
     ]
+
+
+def test_a_value_near_one_of_an_arguments_choices_gets_a_did_you_mean(load):
+    """Outside review: `state: restart` said only "Input should be 'started', ... 'absent'"."""
+    with pytest.raises(ValidationError) as err:
+        load("""
+            opsbook: 1
+            name: t
+            steps:
+              - name: a
+                docker.container: {name: web1, state: restart}
+              - name: b
+                docker.container: {name: web1, state: rebooted-twice}
+            """)
+    found = messages(err.value)
+    assert len(found) == 2, found
+    assert found[0].endswith('found string "restart" (did you mean "restarted"?)'), found
+    assert "did you mean" not in found[1], found  # nothing near: the choices alone
