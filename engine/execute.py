@@ -70,6 +70,9 @@ __all__ = [
 ]
 
 
+_FREEZE_AT = 10_000  # nodes from which a run freezes its plan for the garbage collector
+
+
 class Executor:
     """Runs a plan; one instance per run."""
 
@@ -192,10 +195,15 @@ class Executor:
         self.emit("run_started", nodes=sum(n.kind != BARRIER for n in self.plan.nodes.values()),
                   runbook=self.plan.runbook.name, targets=self._targets(), check=self.opts.check)
         timed_out = False
-        # What exists now (the plan, its steps, the registry, the modules) lives through the
-        # run: frozen, the garbage collector no longer walks it at each collection, which
-        # halves its time on a large plan (100,000 nodes: 0.21 -> 0.12 s, see bench/README.md).
-        gc.freeze()
+        # A large plan (its nodes, steps and the registry) lives through the run: collected
+        # once and frozen, the garbage collector no longer walks it at each older collection
+        # (bench/README.md). Not for small plans: the one full collection would cost more
+        # than it saves (and freezing without it keeps earlier garbage alive: a process that
+        # runs many small runs grew by 60 MB over 1,000 runs, tests/reliability/test_load.py).
+        frozen = len(self.plan.nodes) >= _FREEZE_AT
+        if frozen:
+            gc.collect()
+            gc.freeze()
         try:
             with Workers(max(1, self.opts.forks)) as workers:
                 try:
@@ -211,7 +219,8 @@ class Executor:
                 if not self.opts.check:
                     rolled = self.runner.rollbacks.replay()
         finally:
-            gc.unfreeze()  # collectable again once the run is over (a process may run more)
+            if frozen:
+                gc.unfreeze()  # collectable again once the run is over (a process may run more)
             self.pool.close()
         nodes = self.plan.nodes
         ignored, rescued = self.ignored, self.rescued
